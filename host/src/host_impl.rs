@@ -1,0 +1,134 @@
+//! The generated `Host` traits, implemented as thin adapters from WIT types
+//! to the sandbox capabilities. Every capability check happens here, at the
+//! import boundary, the same way for every import.
+
+use crate::bindings::{wit_http, wit_kv, wit_log, wit_types};
+use crate::sandbox::http::{HttpError, Method, OutboundRequest};
+use crate::sandbox::kv::KvError;
+use crate::sandbox::log::Level;
+use crate::state::{PluginState, SandboxEvent};
+
+impl wit_types::Host for PluginState {}
+
+impl wit_log::Host for PluginState {
+    async fn log(&mut self, level: wit_log::Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            wit_log::Level::Trace => Level::Trace,
+            wit_log::Level::Debug => Level::Debug,
+            wit_log::Level::Info => Level::Info,
+            wit_log::Level::Warn => Level::Warn,
+            wit_log::Level::Error => Level::Error,
+        };
+        self.log.log(level, &message).map_err(wasmtime::Error::new)
+    }
+}
+
+impl wit_http::Host for PluginState {
+    async fn send(
+        &mut self,
+        request: wit_http::Request,
+    ) -> wasmtime::Result<Result<wit_http::Response, wit_http::HttpError>> {
+        let Some(http) = self.http.clone() else {
+            let e = HttpError::OriginNotAllowed("this plugin has no HTTP grant".into());
+            self.events.push(SandboxEvent::HttpRefused(e.clone()));
+            return Ok(Err(to_wit_http_error(e)));
+        };
+        let req = OutboundRequest {
+            method: match request.method {
+                wit_http::Method::Get => Method::Get,
+                wit_http::Method::Head => Method::Head,
+                wit_http::Method::Post => Method::Post,
+                wit_http::Method::Put => Method::Put,
+                wit_http::Method::Patch => Method::Patch,
+                wit_http::Method::Delete => Method::Delete,
+            },
+            url: request.url,
+            headers: request.headers,
+            basic_auth: request.basic_auth,
+            body: request.body,
+            timeout_ms: request.timeout_ms,
+        };
+        match http.send(req, self.deadline).await {
+            Ok(r) => Ok(Ok(wit_http::Response { status: r.status, headers: r.headers, body: r.body })),
+            Err(e) => {
+                tracing::warn!(error = %e, "plugin HTTP request refused or failed");
+                self.events.push(SandboxEvent::HttpRefused(e.clone()));
+                Ok(Err(to_wit_http_error(e)))
+            }
+        }
+    }
+}
+
+fn to_wit_http_error(e: HttpError) -> wit_http::HttpError {
+    match e {
+        HttpError::OriginNotAllowed(m) => wit_http::HttpError::OriginNotAllowed(m),
+        HttpError::AddressNotAllowed(m) => wit_http::HttpError::AddressNotAllowed(m),
+        HttpError::RedirectNotAllowed(m) => wit_http::HttpError::RedirectNotAllowed(m),
+        HttpError::SecretNotAllowed(m) => wit_http::HttpError::SecretNotAllowed(m),
+        HttpError::InvalidRequest(m) => wit_http::HttpError::InvalidRequest(m),
+        HttpError::ResponseTooLarge(n) => wit_http::HttpError::ResponseTooLarge(n),
+        HttpError::Timeout => wit_http::HttpError::Timeout,
+        HttpError::ConnectionFailed(m) => wit_http::HttpError::ConnectionFailed(m),
+    }
+}
+
+impl crate::bindings::connector::nexo::connector::secrets::Host for PluginState {
+    async fn is_set(&mut self, name: String) -> wasmtime::Result<bool> {
+        Ok(self.http.as_ref().is_some_and(|h| h.secrets().is_set(&name)))
+    }
+}
+
+impl PluginState {
+    fn kv_result<T>(&mut self, r: Result<T, KvError>) -> Result<T, wit_kv::KvError> {
+        r.map_err(|e| {
+            self.events.push(SandboxEvent::KvRefused(e.clone()));
+            match e {
+                KvError::QuotaExceeded { quota } => wit_kv::KvError::QuotaExceeded(quota),
+                KvError::InvalidKey(m) => wit_kv::KvError::InvalidKey(m),
+                KvError::Storage(m) => wit_kv::KvError::Storage(m),
+            }
+        })
+    }
+
+    fn kv_denied<T>(&mut self) -> Result<T, wit_kv::KvError> {
+        self.events.push(SandboxEvent::KvNotGranted);
+        Err(wit_kv::KvError::QuotaExceeded(0))
+    }
+}
+
+impl wit_kv::Host for PluginState {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, wit_kv::KvError>> {
+        let Some(ns) = self.kv.clone() else { return Ok(self.kv_denied()) };
+        Ok(self.kv_result(ns.get(&key)))
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), wit_kv::KvError>> {
+        let Some(ns) = self.kv.clone() else { return Ok(self.kv_denied()) };
+        Ok(self.kv_result(ns.set(&key, &value)))
+    }
+
+    async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), wit_kv::KvError>> {
+        let Some(ns) = self.kv.clone() else { return Ok(self.kv_denied()) };
+        Ok(self.kv_result(ns.delete(&key)))
+    }
+
+    async fn list_keys(&mut self, prefix: String) -> wasmtime::Result<Result<Vec<String>, wit_kv::KvError>> {
+        let Some(ns) = self.kv.clone() else { return Ok(self.kv_denied()) };
+        Ok(self.kv_result(ns.list_keys(&prefix)))
+    }
+}
+
+impl From<wit_types::Error> for crate::error::GuestError {
+    fn from(e: wit_types::Error) -> Self {
+        use crate::error::GuestError as G;
+        match e {
+            wit_types::Error::InvalidConfig(m) => G::InvalidConfig(m),
+            wit_types::Error::Auth(m) => G::Auth(m),
+            wit_types::Error::AccessDenied(m) => G::AccessDenied(m),
+            wit_types::Error::RateLimited(ms) => G::RateLimited { retry_after_ms: ms },
+            wit_types::Error::Transient(m) => G::Transient(m),
+            wit_types::Error::Rejected(m) => G::Rejected(m),
+            wit_types::Error::Internal(m) => G::Internal(m),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! What a component says about itself without running it: its world (from
+//! its exports), its imports (with their WIT versions) and the SDK/WIT
+//! versions the SDK embedded in the `nexo-sdk` custom section.
+
+use std::fmt;
+
+use wasmparser::{Parser, Payload};
+
+use crate::error::LoadError;
+
+/// Which Nexo world a component implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorldKind {
+    /// `nexo:connector/connector`.
+    Connector,
+    /// `nexo:connector/mapper`.
+    Mapper,
+}
+
+impl fmt::Display for WorldKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WorldKind::Connector => "connector",
+            WorldKind::Mapper => "mapper",
+        })
+    }
+}
+
+/// Static facts about a component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentInfo {
+    /// The world it implements.
+    pub world: WorldKind,
+    /// Names of its imports, e.g. `nexo:connector/http@1.0.0`.
+    pub imports: Vec<String>,
+    /// Names of its exports.
+    pub exports: Vec<String>,
+    /// The `nexo-sdk` section's fields (`sdk`, `wit`, `plugin`, `version`).
+    pub embedded: Vec<(String, String)>,
+}
+
+impl ComponentInfo {
+    /// Parse the top level of a component.
+    pub fn parse(bytes: &[u8], what: &str) -> Result<Self, LoadError> {
+        let invalid = |reason: String| LoadError::Invalid { what: what.to_string(), reason };
+        let mut imports = Vec::new();
+        let mut exports = Vec::new();
+        let mut embedded = Vec::new();
+        let mut depth = 0usize;
+        let mut is_component = false;
+        for payload in Parser::new(0).parse_all(bytes) {
+            match payload.map_err(|e| invalid(e.to_string()))? {
+                Payload::Version { encoding, .. } => {
+                    if depth == 0 {
+                        is_component = encoding == wasmparser::Encoding::Component;
+                    }
+                    depth += 1;
+                }
+                Payload::End(_) => depth = depth.saturating_sub(1),
+                Payload::ComponentImportSection(s) if depth == 1 => {
+                    for i in s {
+                        imports.push(i.map_err(|e| invalid(e.to_string()))?.name.name.to_string());
+                    }
+                }
+                Payload::ComponentExportSection(s) if depth == 1 => {
+                    for e in s {
+                        exports.push(e.map_err(|e| invalid(e.to_string()))?.name.name.to_string());
+                    }
+                }
+                Payload::CustomSection(c) if c.name() == "nexo-sdk" => {
+                    embedded = parse_embedded(c.data());
+                }
+                _ => {}
+            }
+        }
+        if !is_component {
+            return Err(invalid("it is a core module, not a component".into()));
+        }
+        let has = |n: &str| exports.iter().any(|e| e == n);
+        let world = if has("map") {
+            WorldKind::Mapper
+        } else if ["spec", "check", "discover", "read", "write"].iter().all(|n| has(n)) {
+            WorldKind::Connector
+        } else {
+            return Err(LoadError::NotAPlugin {
+                what: what.to_string(),
+                reason: format!(
+                    "it exports [{}], but a connector exports spec, check, discover, read and write, and a mapper exports map",
+                    exports.join(", ")
+                ),
+            });
+        };
+        Ok(ComponentInfo { world, imports, exports, embedded })
+    }
+
+    /// A field of the embedded `nexo-sdk` section.
+    pub fn embedded(&self, key: &str) -> Option<&str> {
+        self.embedded.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// The `nexo:connector` version the component imports (e.g. `1.0.0`).
+    pub fn wit_version(&self) -> Option<&str> {
+        self.imports
+            .iter()
+            .find_map(|i| i.strip_prefix("nexo:connector/")?.split_once('@').map(|(_, v)| v))
+            .or_else(|| self.embedded("wit"))
+    }
+}
+
+fn parse_embedded(data: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(data)
+        .split(';')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_modules_and_garbage_are_refused_with_the_reason() {
+        let core = b"\0asm\x01\0\0\0";
+        let e = ComponentInfo::parse(core, "x.wasm").unwrap_err();
+        assert!(e.to_string().contains("core module"), "{e}");
+        let e = ComponentInfo::parse(b"not wasm at all", "y.wasm").unwrap_err();
+        assert!(e.to_string().starts_with("y.wasm is not a valid WebAssembly component"), "{e}");
+    }
+
+    #[test]
+    fn embedded_section_fields() {
+        let f = parse_embedded(b"sdk=0.1.0;wit=1.0.0;plugin=example-crm;version=0.2.0");
+        assert_eq!(f.len(), 4);
+        assert_eq!(f[2], ("plugin".into(), "example-crm".into()));
+    }
+}

@@ -1,0 +1,23 @@
+//! # nexo: the Nexo connector host
+//!
+//! Runs CRM, ERP and accounting connectors, and third-party mapping logic, as
+//! sandboxed WebAssembly components built against the `nexo:connector` WIT
+//! package. This crate holds the runtime (engine, compile cache, limits),
+//! the capabilities plugins reach through their imports (HTTP, secrets,
+//! key-value, log) and the `nexo` command line.
+
+pub mod bindings;
+pub mod cache;
+pub mod error;
+mod host_impl;
+pub mod inspect;
+pub mod limits;
+pub mod plugin;
+pub mod runtime;
+pub mod sandbox;
+pub mod state;
+
+pub use error::{CallRef, GuestError, LoadError, PluginError, PluginRef, RuntimeError};
+pub use limits::{Limit, Limits};
+pub use plugin::{ConnectorPlugin, Grants, MapperPlugin, Outcome, Sandbox};
+pub use runtime::{LoadedPlugin, Runtime, RuntimeConfig};

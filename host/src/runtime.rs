@@ -1,0 +1,227 @@
+//! The plugin runtime: one long-lived wasmtime `Engine` with the pooling
+//! allocator, linkers built once per world, and the compile cache.
+//! Components are loaded (compiled or mapped from the cache) once and
+//! pre-instantiated; every call then gets a fresh `Store`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::bindings::{connector, mapper};
+use crate::cache::{CompileCache, sha256_hex};
+use crate::error::{LoadError, RuntimeError};
+use crate::inspect::{ComponentInfo, WorldKind};
+use crate::state::PluginState;
+
+/// Epoch tick: the granularity of time limits and of cooperative yields.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Settings of the runtime (not of one plugin: see [`crate::limits::Limits`]).
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached; `None` compiles in memory.
+    pub cache_dir: Option<PathBuf>,
+    /// Plugin instances alive at once (pool size).
+    pub max_instances: u32,
+    /// The largest memory limit any plugin may be given.
+    pub max_memory_bytes: u64,
+    /// Wasm stack per call.
+    pub max_wasm_stack: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cache_dir: None,
+            max_instances: 64,
+            max_memory_bytes: 1 << 30,
+            max_wasm_stack: 1 << 20,
+        }
+    }
+}
+
+/// The runtime. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("cache", &self.inner.cache).finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    engine: Engine,
+    connector_linker: Linker<PluginState>,
+    mapper_linker: Linker<PluginState>,
+    cache: Option<CompileCache>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Start a runtime: engine, pool, linkers, epoch ticker.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let err = |e: wasmtime::Error| RuntimeError(format!("{e:#}"));
+        let mut pool = PoolingAllocationConfig::default();
+        let n = config.max_instances.max(1);
+        pool.total_component_instances(n)
+            .total_core_instances(n * 8)
+            .total_memories(n * 2)
+            .total_tables(n * 8)
+            .total_stacks(n)
+            .max_memory_size(config.max_memory_bytes as usize);
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(config.max_wasm_stack)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(err)?;
+
+        let mut connector_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut connector_linker).map_err(err)?;
+        connector::Connector::add_to_linker::<_, HasSelf<PluginState>>(&mut connector_linker, |s| s)
+            .map_err(err)?;
+        let mut mapper_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut mapper_linker).map_err(err)?;
+        mapper::Mapper::add_to_linker::<_, HasSelf<PluginState>>(&mut mapper_linker, |s| s).map_err(err)?;
+
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(CompileCache::open(dir, &engine).map_err(|e| RuntimeError(e.to_string()))?),
+            None => None,
+        };
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new()
+                .name("nexo-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| RuntimeError(format!("cannot start the epoch ticker: {e}")))?;
+        }
+
+        Ok(Runtime {
+            inner: Arc::new(Inner { engine, connector_linker, mapper_linker, cache, ticker_stop }),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Compile `bytes` (or map them from the cache) without linking.
+    pub fn compile(&self, bytes: &[u8], what: &str) -> Result<(Component, String), LoadError> {
+        let sha = sha256_hex(bytes);
+        let component = match &self.inner.cache {
+            Some(cache) => cache.load(&self.inner.engine, bytes, &sha, what)?,
+            None => Component::new(&self.inner.engine, bytes)
+                .map_err(|e| LoadError::Invalid { what: what.to_string(), reason: format!("{e:#}") })?,
+        };
+        Ok((component, sha))
+    }
+
+    /// Load a plugin from bytes: compile (or map from cache), find its world,
+    /// link and pre-instantiate it.
+    pub fn load(&self, bytes: &[u8], what: &str) -> Result<LoadedPlugin, LoadError> {
+        let info = ComponentInfo::parse(bytes, what)?;
+        let (component, sha256) = self.compile(bytes, what)?;
+        let pre = match info.world {
+            WorldKind::Connector => {
+                let pre = self
+                    .inner
+                    .connector_linker
+                    .instantiate_pre(&component)
+                    .map_err(|e| link_error(what, &info, e))?;
+                Pre::Connector(connector::ConnectorPre::new(pre).map_err(|e| link_error(what, &info, e))?)
+            }
+            WorldKind::Mapper => {
+                let pre = self
+                    .inner
+                    .mapper_linker
+                    .instantiate_pre(&component)
+                    .map_err(|e| link_error(what, &info, e))?;
+                Pre::Mapper(mapper::MapperPre::new(pre).map_err(|e| link_error(what, &info, e))?)
+            }
+        };
+        Ok(LoadedPlugin { inner: Arc::new(LoadedInner { runtime: self.clone(), sha256, info, pre }) })
+    }
+
+    /// Load a plugin from a `.wasm` file.
+    pub fn load_file(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.into(), source })?;
+        self.load(&bytes, &path.display().to_string())
+    }
+}
+
+fn link_error(what: &str, info: &ComponentInfo, e: wasmtime::Error) -> LoadError {
+    let allowed = match info.world {
+        WorldKind::Connector => "nexo:connector/{log,http,secrets,kv}@1.x and WASI 0.2",
+        WorldKind::Mapper => "nexo:connector/log@1.x and WASI 0.2 (mappers get no network and no storage)",
+    };
+    LoadError::NotAPlugin {
+        what: what.to_string(),
+        reason: format!("its imports do not fit the {} world, which may import only {allowed}: {e:#}", info.world),
+    }
+}
+
+pub(crate) enum Pre {
+    Connector(connector::ConnectorPre<PluginState>),
+    Mapper(mapper::MapperPre<PluginState>),
+}
+
+pub(crate) struct LoadedInner {
+    pub(crate) runtime: Runtime,
+    pub(crate) sha256: String,
+    pub(crate) info: ComponentInfo,
+    pub(crate) pre: Pre,
+}
+
+/// A compiled, linked plugin, ready to be instantiated per call. Cheap to
+/// clone; a run holds its clone, so a newer version loaded meanwhile does
+/// not affect it.
+#[derive(Clone)]
+pub struct LoadedPlugin {
+    pub(crate) inner: Arc<LoadedInner>,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("sha256", &self.inner.sha256)
+            .field("world", &self.inner.info.world)
+            .finish()
+    }
+}
+
+impl LoadedPlugin {
+    /// What the component says about itself.
+    pub fn info(&self) -> &ComponentInfo {
+        &self.inner.info
+    }
+    /// SHA-256 of the component bytes.
+    pub fn sha256(&self) -> &str {
+        &self.inner.sha256
+    }
+    pub(crate) fn engine(&self) -> &Engine {
+        self.inner.runtime.engine()
+    }
+}

@@ -1,0 +1,400 @@
+//! The `http` capability: outbound requests on a plugin's behalf.
+//!
+//! Every hop is checked against the [`OutboundPolicy`]: the URL's origin
+//! before sending, each resolved address at connect time (a resolver that
+//! refuses internal addresses), and each redirect target (redirects are
+//! followed here, not by the client, so none escapes the policy). Secret
+//! templates are filled in per hop for the hop's origin; on a cross-origin
+//! redirect, credential headers are dropped as browsers do. 429/503 answers
+//! are retried a bounded number of times, honouring `Retry-After`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use url::Url;
+
+use super::policy::{Denial, Origin, OutboundPolicy};
+use super::secrets::{SecretDenial, SecretSet};
+
+/// Methods a plugin may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET
+    Get,
+    /// HEAD
+    Head,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// PATCH
+    Patch,
+    /// DELETE
+    Delete,
+}
+
+impl Method {
+    fn as_reqwest(self) -> reqwest::Method {
+        match self {
+            Method::Get => reqwest::Method::GET,
+            Method::Head => reqwest::Method::HEAD,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Patch => reqwest::Method::PATCH,
+            Method::Delete => reqwest::Method::DELETE,
+        }
+    }
+}
+
+/// A plugin's request, with secret templates still in place.
+#[derive(Debug, Clone)]
+pub struct OutboundRequest {
+    /// Method.
+    pub method: Method,
+    /// Absolute URL.
+    pub url: String,
+    /// Headers (values may hold `{{secret:NAME}}`).
+    pub headers: Vec<(String, String)>,
+    /// Basic auth (user, password), each possibly a template.
+    pub basic_auth: Option<(String, String)>,
+    /// Body.
+    pub body: Option<Vec<u8>>,
+    /// Requested timeout (capped by the host).
+    pub timeout_ms: Option<u32>,
+}
+
+/// The answer the plugin gets.
+#[derive(Debug, Clone)]
+pub struct OutboundResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers, lower-case names.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// Why a request got no response. These are values returned to the plugin,
+/// never traps.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    /// Not declared or not granted.
+    #[error("origin not allowed: {0}")]
+    OriginNotAllowed(String),
+    /// Resolves to an internal address not granted.
+    #[error("address not allowed: {0}")]
+    AddressNotAllowed(String),
+    /// A redirect led to an origin not allowed.
+    #[error("redirect not allowed: {0}")]
+    RedirectNotAllowed(String),
+    /// A secret template that may not be used here.
+    #[error("secret not allowed: {0}")]
+    SecretNotAllowed(String),
+    /// Malformed request.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// Body over the cap (bytes).
+    #[error("response larger than {0} bytes")]
+    ResponseTooLarge(u64),
+    /// Timed out.
+    #[error("request timed out")]
+    Timeout,
+    /// Network, TLS or protocol failure.
+    #[error("connection failed: {0}")]
+    ConnectionFailed(String),
+}
+
+impl From<Denial> for HttpError {
+    fn from(d: Denial) -> Self {
+        match d {
+            Denial::InternalAddress { .. } => HttpError::AddressNotAllowed(d.to_string()),
+            _ => HttpError::OriginNotAllowed(d.to_string()),
+        }
+    }
+}
+
+impl From<SecretDenial> for HttpError {
+    fn from(d: SecretDenial) -> Self {
+        HttpError::SecretNotAllowed(d.to_string())
+    }
+}
+
+/// Tunables of the outbound client.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Longest a single request may take.
+    pub timeout: Duration,
+    /// Largest body read.
+    pub max_response_bytes: u64,
+    /// Redirect hops followed.
+    pub max_redirects: u32,
+    /// Retries on 429/503.
+    pub max_retries: u32,
+    /// Longest single wait before a retry (a larger `Retry-After` is answered
+    /// to the plugin instead, which reports `rate-limited`).
+    pub max_retry_wait: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            timeout: Duration::from_secs(30),
+            max_response_bytes: 16 << 20,
+            max_redirects: 5,
+            max_retries: 2,
+            max_retry_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Resolves names with the system resolver and refuses internal addresses
+/// the policy does not allow for that host.
+#[derive(Debug)]
+struct PolicyResolver {
+    policy: Arc<OutboundPolicy>,
+}
+
+/// Marker error for a refused address, found again in reqwest's error chain.
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves to internal address {ip}, which is not granted")]
+struct AddressRefused {
+    host: String,
+    ip: std::net::IpAddr,
+}
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            for a in &addrs {
+                if let Err(ip) = policy.check_address(&host, a.ip()) {
+                    return Err(Box::new(AddressRefused { host: host.clone(), ip }) as _);
+                }
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// An outbound HTTP client bound to one plugin's policy and secrets. Cheap
+/// to clone; build one per plugin and connection, not per call.
+#[derive(Debug, Clone)]
+pub struct OutboundHttp {
+    client: reqwest::Client,
+    policy: Arc<OutboundPolicy>,
+    secrets: Arc<SecretSet>,
+    settings: HttpSettings,
+}
+
+impl OutboundHttp {
+    /// A client for this policy and these secrets.
+    pub fn new(
+        policy: OutboundPolicy,
+        secrets: SecretSet,
+        settings: HttpSettings,
+    ) -> Result<Self, reqwest::Error> {
+        let policy = Arc::new(policy);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(PolicyResolver { policy: policy.clone() })
+            .connect_timeout(settings.timeout)
+            .user_agent(concat!("nexo/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(OutboundHttp { client, policy, secrets: Arc::new(secrets), settings })
+    }
+
+    /// The secrets this client substitutes (for `secrets.is-set`).
+    pub fn secrets(&self) -> &SecretSet {
+        &self.secrets
+    }
+
+    /// Send `req`, following allowed redirects and retrying 429/503 within
+    /// bounds; the deadline caps everything (the call's own time limit).
+    pub async fn send(
+        &self,
+        req: OutboundRequest,
+        deadline: Instant,
+    ) -> Result<OutboundResponse, HttpError> {
+        let mut url = Url::parse(&req.url)
+            .map_err(|e| HttpError::InvalidRequest(format!("bad URL `{}`: {e}", req.url)))?;
+        let first_origin = origin_of(&url)?;
+        self.policy.check_origin(&first_origin)?;
+        let mut method = req.method;
+        let mut body = req.body.clone();
+        let mut with_credentials = true;
+        let mut redirects = 0;
+        let mut retries = 0;
+        loop {
+            let origin = origin_of(&url)?;
+            let headers = self.headers_for(&req, &origin, with_credentials)?;
+            let timeout = self.timeout_for(&req, deadline)?;
+            let mut builder = self
+                .client
+                .request(method.as_reqwest(), url.clone())
+                .headers(headers)
+                .timeout(timeout);
+            if with_credentials && let Some((user, pass)) = &req.basic_auth {
+                let user = self.secrets.substitute(user, &origin)?;
+                let pass = self.secrets.substitute(pass, &origin)?;
+                builder = builder.basic_auth(user, Some(pass));
+            }
+            if let Some(b) = &body {
+                builder = builder.body(b.clone());
+            }
+            let resp = builder.send().await.map_err(|e| self.classify(e))?;
+            let status = resp.status().as_u16();
+
+            if resp.status().is_redirection()
+                && let Some(loc) = resp.headers().get(reqwest::header::LOCATION)
+            {
+                redirects += 1;
+                if redirects > self.settings.max_redirects {
+                    return Err(HttpError::ConnectionFailed(format!(
+                        "more than {} redirects",
+                        self.settings.max_redirects
+                    )));
+                }
+                let loc = loc
+                    .to_str()
+                    .map_err(|_| HttpError::ConnectionFailed("redirect with a non-text Location".into()))?;
+                let next = url
+                    .join(loc)
+                    .map_err(|e| HttpError::ConnectionFailed(format!("bad redirect Location: {e}")))?;
+                let next_origin = origin_of(&next).map_err(|_| {
+                    HttpError::RedirectNotAllowed(format!("redirect to a non-HTTP URL from {origin}"))
+                })?;
+                if let Err(d) = self.policy.check_origin(&next_origin) {
+                    return Err(HttpError::RedirectNotAllowed(format!("from {origin}: {d}")));
+                }
+                if next_origin != origin {
+                    with_credentials = false;
+                }
+                if matches!(status, 301..=303) && method != Method::Head {
+                    method = Method::Get;
+                    body = None;
+                }
+                tracing::debug!(from = %origin, to = %next_origin, status, "following redirect");
+                url = next;
+                continue;
+            }
+
+            if (status == 429 || status == 503) && retries < self.settings.max_retries {
+                let wait = retry_after(resp.headers()).unwrap_or(Duration::from_millis(500 << retries));
+                let fits = Instant::now() + wait + Duration::from_millis(100) < deadline;
+                if wait <= self.settings.max_retry_wait && fits {
+                    retries += 1;
+                    tracing::debug!(%origin, status, wait_ms = wait.as_millis() as u64, "retrying");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            }
+
+            return self.read_response(resp).await;
+        }
+    }
+
+    fn headers_for(
+        &self,
+        req: &OutboundRequest,
+        origin: &Origin,
+        with_credentials: bool,
+    ) -> Result<HeaderMap, HttpError> {
+        let mut map = HeaderMap::new();
+        for (name, value) in &req.headers {
+            let has_secret = SecretSet::has_template(value);
+            let is_credential = has_secret
+                || name.eq_ignore_ascii_case("authorization")
+                || name.eq_ignore_ascii_case("cookie");
+            if is_credential && !with_credentials {
+                continue;
+            }
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| HttpError::InvalidRequest(format!("bad header name `{name}`")))?;
+            let filled = if has_secret { self.secrets.substitute(value, origin)? } else { value.clone() };
+            let mut value = HeaderValue::from_str(&filled).map_err(|_| {
+                // Never echo the value: it may hold a secret.
+                HttpError::InvalidRequest(format!("bad value for header `{name}`"))
+            })?;
+            if has_secret {
+                value.set_sensitive(true);
+            }
+            map.append(name, value);
+        }
+        Ok(map)
+    }
+
+    fn timeout_for(&self, req: &OutboundRequest, deadline: Instant) -> Result<Duration, HttpError> {
+        let mut t = self.settings.timeout;
+        if let Some(ms) = req.timeout_ms {
+            t = t.min(Duration::from_millis(u64::from(ms)));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(HttpError::Timeout);
+        }
+        Ok(t.min(left))
+    }
+
+    async fn read_response(&self, mut resp: reqwest::Response) -> Result<OutboundResponse, HttpError> {
+        let cap = self.settings.max_response_bytes;
+        if resp.content_length().is_some_and(|n| n > cap) {
+            return Err(HttpError::ResponseTooLarge(cap));
+        }
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.classify(e))? {
+            if body.len() as u64 + chunk.len() as u64 > cap {
+                return Err(HttpError::ResponseTooLarge(cap));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(OutboundResponse { status, headers, body })
+    }
+
+    fn classify(&self, e: reqwest::Error) -> HttpError {
+        if e.is_timeout() {
+            return HttpError::Timeout;
+        }
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(s) = source {
+            if let Some(refused) = s.downcast_ref::<AddressRefused>() {
+                return HttpError::AddressNotAllowed(format!(
+                    "{refused} (grant the exact host with --grant-private-http)"
+                ));
+            }
+            source = s.source();
+        }
+        // reqwest's messages carry the URL, never header values.
+        HttpError::ConnectionFailed(self.secrets.redact(&error_chain(&e)))
+    }
+}
+
+fn origin_of(url: &Url) -> Result<Origin, HttpError> {
+    Origin::of(url).ok_or_else(|| HttpError::InvalidRequest(format!("`{url}` is not an http(s) URL with a host")))
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

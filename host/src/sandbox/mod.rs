@@ -1,0 +1,8 @@
+//! The capabilities a plugin reaches through its imports. Each is plain Rust,
+//! testable without Wasm; the generated bindings only adapt to them.
+
+pub mod http;
+pub mod kv;
+pub mod log;
+pub mod policy;
+pub mod secrets;

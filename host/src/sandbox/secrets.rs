@@ -1,0 +1,173 @@
+//! Secrets by reference: plugins write `{{secret:NAME}}`, the host fills in
+//! the value at send time, only for origins the secret is bound to.
+//!
+//! Secret values live in [`SecretValue`], whose `Debug` and `Display` print
+//! a placeholder, so a value cannot leak through a log line or an error by
+//! accident.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use super::policy::{Origin, OriginPattern};
+
+/// A secret's value. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    /// Wrap a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        SecretValue(value.into())
+    }
+    /// The value itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretValue(***)")
+    }
+}
+
+/// A secret with the origins it may be sent to.
+#[derive(Debug, Clone)]
+pub struct BoundSecret {
+    /// The value.
+    pub value: SecretValue,
+    /// Origins it is bound to: those the plugin declared for it that the admin
+    /// also granted.
+    pub origins: Vec<OriginPattern>,
+}
+
+/// The secrets of one connection.
+#[derive(Debug, Clone, Default)]
+pub struct SecretSet {
+    secrets: BTreeMap<String, BoundSecret>,
+}
+
+/// Why a template could not be filled in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretDenial {
+    /// No secret of that name is configured.
+    #[error("secret `{0}` is not configured for this connection")]
+    Unknown(String),
+    /// The secret exists but may not go to this origin.
+    #[error("secret `{name}` is not bound to origin {origin}")]
+    NotBound {
+        /// Secret name.
+        name: String,
+        /// Where the request was going.
+        origin: Origin,
+    },
+    /// A `{{secret:` without its closing `}}`.
+    #[error("malformed secret template (expected {{{{secret:NAME}}}})")]
+    Malformed,
+}
+
+const OPEN: &str = "{{secret:";
+const CLOSE: &str = "}}";
+
+impl SecretSet {
+    /// Add a secret.
+    pub fn insert(&mut self, name: impl Into<String>, secret: BoundSecret) {
+        self.secrets.insert(name.into(), secret);
+    }
+
+    /// Whether a secret of this name is configured.
+    pub fn is_set(&self, name: &str) -> bool {
+        self.secrets.contains_key(name)
+    }
+
+    /// Whether `text` contains a secret template.
+    pub fn has_template(text: &str) -> bool {
+        text.contains(OPEN)
+    }
+
+    /// `text` with every `{{secret:NAME}}` replaced by the value, if each named
+    /// secret is bound to `origin`.
+    pub fn substitute(&self, text: &str, origin: &Origin) -> Result<String, SecretDenial> {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find(OPEN) {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + OPEN.len()..];
+            let end = after.find(CLOSE).ok_or(SecretDenial::Malformed)?;
+            let name = after[..end].trim();
+            let secret = self
+                .secrets
+                .get(name)
+                .ok_or_else(|| SecretDenial::Unknown(name.to_string()))?;
+            if !secret.origins.iter().any(|p| p.matches(origin)) {
+                return Err(SecretDenial::NotBound { name: name.to_string(), origin: origin.clone() });
+            }
+            out.push_str(secret.value.expose());
+            rest = &after[end + CLOSE.len()..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// Replace every known secret value in `text` by `***` (for messages
+    /// that might echo a request back, such as a server's error body).
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in self.secrets.values() {
+            let v = s.value.expose();
+            if v.len() >= 4 {
+                out = out.replace(v, "***");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set() -> SecretSet {
+        let mut s = SecretSet::default();
+        s.insert(
+            "token",
+            BoundSecret {
+                value: SecretValue::new("s3cr3t-value"),
+                origins: vec![OriginPattern::parse("https://api.crm.test").unwrap()],
+            },
+        );
+        s
+    }
+
+    fn origin(u: &str) -> Origin {
+        Origin::of(&url::Url::parse(u).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn substitutes_only_for_bound_origins() {
+        let s = set();
+        assert_eq!(
+            s.substitute("Bearer {{secret:token}}", &origin("https://api.crm.test/x")).unwrap(),
+            "Bearer s3cr3t-value"
+        );
+        assert!(matches!(
+            s.substitute("Bearer {{secret:token}}", &origin("https://evil.test/")),
+            Err(SecretDenial::NotBound { .. })
+        ));
+        assert!(matches!(
+            s.substitute("{{secret:nope}}", &origin("https://api.crm.test/")),
+            Err(SecretDenial::Unknown(_))
+        ));
+        assert_eq!(s.substitute("{{secret:token", &origin("https://api.crm.test/")), Err(SecretDenial::Malformed));
+    }
+
+    #[test]
+    fn values_never_print() {
+        let s = set();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        let err = s.substitute("{{secret:token}}", &origin("https://evil.test/")).unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t"));
+        assert_eq!(s.redact("echo: s3cr3t-value!"), "echo: ***!");
+    }
+}

@@ -1,0 +1,154 @@
+//! # nexo-sdk: write Nexo connector and mapper plugins in Rust
+//!
+//! A Nexo plugin is a WebAssembly component built for `wasm32-wasip2` against
+//! the `nexo:connector@1.0.0` WIT package. This crate hides the generated
+//! bindings: a vendor implements [`Connector`] (or [`Mapper`]), calls one
+//! export macro, and builds with `cargo build --target wasm32-wasip2`.
+//!
+//! Enable exactly one of the cargo features `connector` (the default) or
+//! `mapper` in a plugin crate: each embeds its world's type in the component.
+//!
+//! ## Example: a read-only connector
+//!
+//! ```no_run
+//! use nexo_sdk::prelude::*;
+//! use serde::Deserialize;
+//!
+//! /// Configuration the admin fills in.
+//! #[derive(Deserialize, JsonSchema)]
+//! struct Config {
+//!     /// Base URL of the CRM API, e.g. `https://crm.example.com`.
+//!     base_url: String,
+//! }
+//!
+//! struct TinyCrm;
+//!
+//! impl Connector for TinyCrm {
+//!     type Config = Config;
+//!
+//!     fn spec() -> ConnectorSpec {
+//!         ConnectorSpec::new(["contacts"])
+//!             .http_origin("https://crm.example.com")
+//!             .secret("api_token", "API token of the CRM", ["https://crm.example.com"])
+//!     }
+//!
+//!     fn check(config: &Config) -> Result<(), Error> {
+//!         Request::get(format!("{}/ping", config.base_url))
+//!             .bearer_secret("api_token")
+//!             .send()?
+//!             .error_for_status()?;
+//!         Ok(())
+//!     }
+//!
+//!     fn discover(_config: &Config) -> Result<Vec<StreamInfo>, Error> {
+//!         Ok(vec![StreamInfo::new("contacts", schema_of::<nexo_sdk::model::Contact>())
+//!             .primary_key(["id"])
+//!             .cursor_field("updated_at")])
+//!     }
+//!
+//!     fn read(config: &Config, stream: &str, state: Option<&str>) -> Result<Page, Error> {
+//!         let cursor = Cursor::from_state(state)?;
+//!         let rows: Vec<serde_json::Value> = Request::get(format!("{}/{stream}", config.base_url))
+//!             .query("updated_after", cursor.value().unwrap_or(""))
+//!             .bearer_secret("api_token")
+//!             .send()?
+//!             .error_for_status()?
+//!             .json()?;
+//!         let mut next = cursor.clone();
+//!         let mut records = Vec::new();
+//!         for row in rows {
+//!             let id = row["id"].as_str().unwrap_or_default().to_string();
+//!             let updated = row["updated_at"].as_str().unwrap_or_default().to_string();
+//!             if cursor.is_seen(&updated, &id) {
+//!                 continue;
+//!             }
+//!             next.observe(&updated, &id);
+//!             records.push(Record::upsert(stream, id, &row)?.with_cursor(updated));
+//!         }
+//!         Ok(Page::last(records, next.to_state()?))
+//!     }
+//! }
+//!
+//! nexo_sdk::export_connector!(TinyCrm);
+//! ```
+#![deny(missing_docs)]
+
+mod connector;
+mod error;
+pub mod http;
+pub mod log;
+mod mapper;
+pub mod model;
+mod record;
+mod schema;
+pub mod state;
+#[doc(hidden)]
+pub mod wit;
+
+pub use connector::{Connector, ConnectorSpec, StreamInfo};
+pub use error::Error;
+pub use mapper::Mapper;
+pub use record::{Operation, Page, Record, WriteOutcome, WriteResult};
+pub use schema::schema_of;
+pub use state::Cursor;
+
+/// Re-exported so plugins can derive `JsonSchema` for their config.
+pub use schemars;
+/// Re-exported for plugins' convenience.
+pub use serde_json;
+
+/// Version of this SDK, embedded in every component it builds.
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Version of the `nexo:connector` WIT package this SDK targets.
+pub const WIT_VERSION: &str = "1.0.0";
+
+/// Everything a plugin usually needs, in one `use`.
+pub mod prelude {
+    pub use crate::http::{Request, Response};
+    pub use crate::{
+        Connector, ConnectorSpec, Cursor, Error, Mapper, Operation, Page, Record, StreamInfo,
+        WriteOutcome, WriteResult, schema_of,
+    };
+    pub use schemars::JsonSchema;
+}
+
+/// Implementation details used by the export macros; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    #[cfg(feature = "connector")]
+    pub use crate::connector::glue as connector;
+    #[cfg(feature = "mapper")]
+    pub use crate::mapper::glue as mapper;
+
+    /// Bytes of the `nexo-sdk` custom section: `sdk=X;wit=Y`.
+    pub const VERSION_SECTION: &str =
+        concat!("sdk=", env!("CARGO_PKG_VERSION"), ";wit=", "1.0.0");
+    /// Length of [`VERSION_SECTION`].
+    pub const VERSION_SECTION_LEN: usize = VERSION_SECTION.len();
+
+    /// [`VERSION_SECTION`] as a fixed-size array, as a link section needs.
+    pub const fn version_section() -> [u8; VERSION_SECTION_LEN] {
+        let src = VERSION_SECTION.as_bytes();
+        let mut out = [0u8; VERSION_SECTION_LEN];
+        let mut i = 0;
+        while i < VERSION_SECTION_LEN {
+            out[i] = src[i];
+            i += 1;
+        }
+        out
+    }
+}
+
+/// Embeds the SDK and WIT versions as the `nexo-sdk` custom section, which
+/// `nexo plugin inspect` reads without running the plugin.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __embed_version {
+    () => {
+        #[cfg(target_arch = "wasm32")]
+        #[unsafe(link_section = "nexo-sdk")]
+        #[used]
+        static __NEXO_SDK_VERSION: [u8; $crate::__private::VERSION_SECTION_LEN] =
+            $crate::__private::version_section();
+    };
+}

@@ -1,0 +1,64 @@
+//! The `Mapper` trait for sandboxed mapping logic, and the glue that exports it.
+
+use serde::de::DeserializeOwned;
+
+use crate::{Error, Record};
+
+/// Mapping logic: turns a batch of records into another batch.
+///
+/// A mapper runs with no network and no storage; it may only log. Export it
+/// with [`export_mapper!`](crate::export_mapper). Return
+/// [`Error::Rejected`] from `map` only when the whole batch is unusable; to
+/// drop one bad record, leave it out and log why.
+pub trait Mapper {
+    /// The mapper's configuration (JSON), parsed before `map` runs.
+    type Config: DeserializeOwned;
+
+    /// Map `batch` into the destination's records.
+    fn map(config: &Self::Config, batch: Vec<Record>) -> Result<Vec<Record>, Error>;
+}
+
+#[doc(hidden)]
+#[cfg(feature = "mapper")]
+pub mod glue {
+    //! Adapts a [`Mapper`] to the generated `mapper` world.
+    use super::*;
+    use crate::wit::mapper::nexo::connector::types as wit;
+
+    pub fn map<M: Mapper>(
+        config: String,
+        batch: Vec<wit::Record>,
+    ) -> Result<Vec<wit::Record>, wit::Error> {
+        let config = crate::connector::parse_config::<M::Config>(&config)?;
+        let batch = batch.into_iter().map(Into::into).collect();
+        Ok(M::map(&config, batch)?.into_iter().map(Into::into).collect())
+    }
+}
+
+/// Export a [`Mapper`] as the plugin's `mapper` world.
+///
+/// ```ignore
+/// nexo_sdk::export_mapper!(MyMapping);
+/// ```
+#[cfg(feature = "mapper")]
+#[macro_export]
+macro_rules! export_mapper {
+    ($ty:ty) => {
+        const _: () = {
+            struct __NexoMapperExport;
+            impl $crate::wit::mapper::Guest for __NexoMapperExport {
+                fn map(
+                    config: ::std::string::String,
+                    batch: ::std::vec::Vec<$crate::wit::mapper::nexo::connector::types::Record>,
+                ) -> ::std::result::Result<
+                    ::std::vec::Vec<$crate::wit::mapper::nexo::connector::types::Record>,
+                    $crate::wit::mapper::nexo::connector::types::Error,
+                > {
+                    $crate::__private::mapper::map::<$ty>(config, batch)
+                }
+            }
+            $crate::__export_mapper_world!(__NexoMapperExport with_types_in $crate::wit::mapper);
+        };
+        $crate::__embed_version!();
+    };
+}

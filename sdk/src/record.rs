@@ -1,0 +1,225 @@
+//! Records, pages and write results: the data that crosses the plugin boundary.
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::Error;
+
+/// What a record asks the destination to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Create, or update when it exists.
+    Upsert,
+    /// Remove (or archive/void).
+    Delete,
+}
+
+/// One entity from one stream of one system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Stream the record belongs to.
+    pub stream: String,
+    /// The record's id in its own system.
+    pub id: String,
+    /// What the destination should do with it.
+    pub operation: Operation,
+    /// The record as a JSON object, as text.
+    pub payload: String,
+    /// The record's cursor value, if the stream has a cursor.
+    pub cursor: Option<String>,
+}
+
+impl Record {
+    /// An upsert of `payload` (serialised to JSON; must be an object).
+    pub fn upsert(
+        stream: impl Into<String>,
+        id: impl Into<String>,
+        payload: &impl Serialize,
+    ) -> Result<Self, Error> {
+        let value = serde_json::to_value(payload)?;
+        if !value.is_object() {
+            return Err(Error::internal("a record payload must be a JSON object"));
+        }
+        Ok(Record {
+            stream: stream.into(),
+            id: id.into(),
+            operation: Operation::Upsert,
+            payload: value.to_string(),
+            cursor: None,
+        })
+    }
+
+    /// A delete of the record `id`.
+    pub fn delete(stream: impl Into<String>, id: impl Into<String>) -> Self {
+        Record {
+            stream: stream.into(),
+            id: id.into(),
+            operation: Operation::Delete,
+            payload: "{}".to_string(),
+            cursor: None,
+        }
+    }
+
+    /// The same record with a cursor value.
+    pub fn with_cursor(mut self, cursor: impl Into<String>) -> Self {
+        self.cursor = Some(cursor.into());
+        self
+    }
+
+    /// The payload parsed as `T`; a mismatch is a `Rejected` error naming the
+    /// record, since only this record is affected.
+    pub fn payload_as<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_str(&self.payload).map_err(|e| {
+            Error::Rejected(format!(
+                "record {}/{}: payload does not match the expected shape: {e}",
+                self.stream, self.id
+            ))
+        })
+    }
+}
+
+/// One page of a read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The records of this page.
+    pub records: Vec<Record>,
+    /// State for the next read; the host commits it with this page.
+    pub state: Option<String>,
+    /// Whether another page follows right away.
+    pub has_more: bool,
+}
+
+impl Page {
+    /// A page after which more follow.
+    pub fn more(records: Vec<Record>, state: Option<String>) -> Self {
+        Page { records, state, has_more: true }
+    }
+    /// The last page of this read.
+    pub fn last(records: Vec<Record>, state: Option<String>) -> Self {
+        Page { records, state, has_more: false }
+    }
+}
+
+/// What happened to one record of a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Created, with the destination id.
+    Created(String),
+    /// Updated, with the destination id.
+    Updated(String),
+    /// Already up to date, with the destination id.
+    Unchanged(String),
+    /// Deleted or archived, with the destination id.
+    Deleted(String),
+    /// Failed, for this record only.
+    Failed(Error),
+}
+
+/// The outcome of one record of a write batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteResult {
+    /// The record's id as it was in the batch.
+    pub id: String,
+    /// What happened.
+    pub outcome: WriteOutcome,
+}
+
+/// Conversions to and from each world's generated record types.
+macro_rules! wit_record_conversions {
+    ($module:path) => {
+        const _: () = {
+            use $module as types;
+            impl From<Record> for types::Record {
+                fn from(r: Record) -> Self {
+                    types::Record {
+                        stream: r.stream,
+                        id: r.id,
+                        operation: match r.operation {
+                            Operation::Upsert => types::Operation::Upsert,
+                            Operation::Delete => types::Operation::Delete,
+                        },
+                        payload: r.payload,
+                        cursor: r.cursor,
+                    }
+                }
+            }
+            impl From<types::Record> for Record {
+                fn from(r: types::Record) -> Self {
+                    Record {
+                        stream: r.stream,
+                        id: r.id,
+                        operation: match r.operation {
+                            types::Operation::Upsert => Operation::Upsert,
+                            types::Operation::Delete => Operation::Delete,
+                        },
+                        payload: r.payload,
+                        cursor: r.cursor,
+                    }
+                }
+            }
+        };
+    };
+}
+
+#[cfg(feature = "connector")]
+wit_record_conversions!(crate::wit::connector::nexo::connector::types);
+#[cfg(feature = "mapper")]
+wit_record_conversions!(crate::wit::mapper::nexo::connector::types);
+
+#[cfg(feature = "connector")]
+mod connector_types {
+    use super::*;
+    use crate::wit::connector::nexo::connector::types;
+
+    impl From<Page> for types::Page {
+        fn from(p: Page) -> Self {
+            types::Page {
+                records: p.records.into_iter().map(Into::into).collect(),
+                state: p.state,
+                has_more: p.has_more,
+            }
+        }
+    }
+
+    impl From<WriteResult> for types::WriteResult {
+        fn from(r: WriteResult) -> Self {
+            types::WriteResult {
+                id: r.id,
+                outcome: match r.outcome {
+                    WriteOutcome::Created(id) => types::WriteOutcome::Created(id),
+                    WriteOutcome::Updated(id) => types::WriteOutcome::Updated(id),
+                    WriteOutcome::Unchanged(id) => types::WriteOutcome::Unchanged(id),
+                    WriteOutcome::Deleted(id) => types::WriteOutcome::Deleted(id),
+                    WriteOutcome::Failed(e) => types::WriteOutcome::Failed(e.into()),
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upsert_requires_an_object_payload() {
+        assert!(Record::upsert("s", "1", &serde_json::json!([1, 2])).is_err());
+        let r = Record::upsert("s", "1", &serde_json::json!({"a": 1})).unwrap();
+        assert_eq!(r.payload, r#"{"a":1}"#);
+        assert_eq!(r.operation, Operation::Upsert);
+    }
+
+    #[test]
+    fn payload_mismatch_is_rejected_and_names_the_record() {
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Needs {
+            email: String,
+        }
+        let r = Record::upsert("contacts", "42", &serde_json::json!({"name": "x"})).unwrap();
+        match r.payload_as::<Needs>() {
+            Err(Error::Rejected(m)) => assert!(m.contains("contacts/42") && m.contains("email")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

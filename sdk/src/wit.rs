@@ -1,0 +1,27 @@
+//! Generated bindings for the `nexo:connector` worlds. Hidden: plugins use the
+//! SDK's own types, so a binding generator upgrade never breaks them.
+#![allow(missing_docs, clippy::all, unsafe_code)]
+
+/// Bindings of the `connector` world.
+#[cfg(feature = "connector")]
+pub mod connector {
+    wit_bindgen::generate!({
+        world: "connector",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_connector_world",
+        default_bindings_module: "::nexo_sdk::wit::connector",
+    });
+}
+
+/// Bindings of the `mapper` world.
+#[cfg(feature = "mapper")]
+pub mod mapper {
+    wit_bindgen::generate!({
+        world: "mapper",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_mapper_world",
+        default_bindings_module: "::nexo_sdk::wit::mapper",
+    });
+}
