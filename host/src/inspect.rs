@@ -76,16 +76,22 @@ impl ComponentInfo {
         if !is_component {
             return Err(invalid("it is a core module, not a component".into()));
         }
-        let has = |n: &str| exports.iter().any(|e| e == n);
-        let world = if has("map") {
-            WorldKind::Mapper
-        } else if ["spec", "check", "discover", "read", "write"].iter().all(|n| has(n)) {
+        let exports_interface = |name: &str| {
+            exports.iter().any(|e| {
+                e.strip_prefix("nexo:connector/")
+                    .and_then(|rest| rest.split('@').next())
+                    .is_some_and(|iface| iface == name)
+            })
+        };
+        let world = if exports_interface("operations") {
             WorldKind::Connector
+        } else if exports_interface("mapping") {
+            WorldKind::Mapper
         } else {
             return Err(LoadError::NotAPlugin {
                 what: what.to_string(),
                 reason: format!(
-                    "it exports [{}], but a connector exports spec, check, discover, read and write, and a mapper exports map",
+                    "it exports [{}]; a connector exports nexo:connector/operations@1.x and a mapper nexo:connector/mapping@1.x",
                     exports.join(", ")
                 ),
             });

@@ -22,8 +22,8 @@ use crate::sandbox::secrets::{BoundSecret, SecretSet, SecretValue};
 use crate::state::{PluginState, SandboxEvent};
 
 pub use crate::bindings::wit_types::{
-    Capabilities, Operation, Page, Record, SecretRequirement, Spec, StreamInfo, WriteOutcome,
-    WriteResult,
+    Capabilities, Operation, Page, PluginSpec as Spec, Record, SecretRequirement, StreamInfo,
+    WriteOutcome, WriteResult,
 };
 
 /// What the admin granted one plugin for one connection.
@@ -403,11 +403,12 @@ impl Core {
         let stdout = data.stdout.contents();
         let _enter = span.enter();
         let mut result = result.map_err(|e| self.classify(e, &call, &stderr));
-        // Output counts against the log cap too; a plugin that printed past
-        // it is stopped like one that logged past it.
+        // Output counts against the log cap too. A plugin that printed past
+        // it failed because of the limit (its writes were refused), whatever
+        // it returned, so the limit is what gets reported.
         for (level, bytes) in [(Level::Info, &stdout), (Level::Warn, &stderr)] {
             if let Err(LimitHit(limit)) = data.log.forward_output(level, bytes)
-                && result.is_ok()
+                && !matches!(result, Err(PluginError::LimitExceeded { .. }))
             {
                 result = Err(PluginError::LimitExceeded { plugin: self.sandbox.plugin.clone(), limit, call: call.clone() });
             }
@@ -426,7 +427,8 @@ impl Core {
     async fn call(&self, store: &mut Store<PluginState>, op: Op<'_>) -> wasmtime::Result<Reply> {
         match &self.plugin.inner.pre {
             Pre::Connector(pre) => {
-                let c = pre.instantiate_async(&mut *store).await?;
+                let bindings = pre.instantiate_async(&mut *store).await?;
+                let c = bindings.nexo_connector_operations();
                 Ok(match op {
                     Op::Spec => Reply::Spec(c.call_spec(&mut *store).await?),
                     Op::Check(config) => Reply::Check(c.call_check(&mut *store, config).await?),
@@ -441,7 +443,8 @@ impl Core {
                 })
             }
             Pre::Mapper(pre) => {
-                let m = pre.instantiate_async(&mut *store).await?;
+                let bindings = pre.instantiate_async(&mut *store).await?;
+                let m = bindings.nexo_connector_mapping();
                 match op {
                     Op::Map { config, batch } => Ok(Reply::Map(m.call_map(&mut *store, config, batch).await?)),
                     _ => Err(wasmtime::Error::msg("a mapper only has map")),

@@ -169,15 +169,14 @@ pub(crate) fn parse_config<C: DeserializeOwned>(config: &str) -> Result<C, Error
 }
 
 #[doc(hidden)]
-#[cfg(feature = "connector")]
 pub mod glue {
     //! Adapts a [`Connector`] to the generated `connector` world.
     use super::*;
     use crate::wit::connector::nexo::connector::types as wit;
 
-    pub fn spec<C: Connector>() -> wit::Spec {
+    pub fn spec<C: Connector>() -> wit::PluginSpec {
         let s = C::spec();
-        wit::Spec {
+        wit::PluginSpec {
             sdk_version: format!("nexo-sdk {}", crate::SDK_VERSION),
             config_schema: crate::schema_of::<C::Config>(),
             streams: s.streams,
@@ -245,14 +244,15 @@ pub mod glue {
 /// ```ignore
 /// nexo_sdk::export_connector!(MyCrm);
 /// ```
-#[cfg(feature = "connector")]
 #[macro_export]
 macro_rules! export_connector {
     ($ty:ty) => {
+        // Natively (tests, benchmarks) a plugin crate is a plain library.
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct __NexoConnectorExport;
-            impl $crate::wit::connector::Guest for __NexoConnectorExport {
-                fn spec() -> $crate::wit::connector::nexo::connector::types::Spec {
+            impl $crate::wit::connector::exports::nexo::connector::operations::Guest for __NexoConnectorExport {
+                fn spec() -> $crate::wit::connector::nexo::connector::types::PluginSpec {
                     $crate::__private::connector::spec::<$ty>()
                 }
                 fn check(
@@ -290,7 +290,7 @@ macro_rules! export_connector {
                     $crate::__private::connector::write::<$ty>(config, stream, batch)
                 }
             }
-            $crate::__export_connector_world!(__NexoConnectorExport with_types_in $crate::wit::connector);
+            $crate::wit::connector::__export_connector_world!(__NexoConnectorExport with_types_in $crate::wit::connector);
         };
         $crate::__embed_version!();
     };

@@ -90,7 +90,5 @@ macro_rules! wit_error_conversions {
     };
 }
 
-#[cfg(feature = "connector")]
 wit_error_conversions!(crate::wit::connector::nexo::connector::types);
-#[cfg(feature = "mapper")]
 wit_error_conversions!(crate::wit::mapper::nexo::connector::types);

@@ -233,7 +233,6 @@ impl Response {
     }
 }
 
-#[cfg(feature = "connector")]
 mod imp {
     use super::*;
     use crate::wit::connector::nexo::connector::http as wit;
@@ -271,19 +270,6 @@ mod imp {
             }),
         }
     }
-}
-
-#[cfg(not(feature = "connector"))]
-mod imp {
-    use super::*;
-    pub fn send(_req: Request) -> Result<Response, Error> {
-        Err(Error::AccessDenied("mappers have no network access".into()))
-    }
-}
-
-/// The error an HTTP host denial maps to, for matching in plugins.
-pub fn is_host_denial(e: &Error) -> bool {
-    matches!(e, Error::AccessDenied(_))
 }
 
 #[cfg(test)]

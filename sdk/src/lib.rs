@@ -5,8 +5,8 @@
 //! bindings: a vendor implements [`Connector`] (or [`Mapper`]), calls one
 //! export macro, and builds with `cargo build --target wasm32-wasip2`.
 //!
-//! Enable exactly one of the cargo features `connector` (the default) or
-//! `mapper` in a plugin crate: each embeds its world's type in the component.
+//! Add `schemars = "1"` next to `nexo-sdk` to derive `JsonSchema` for your
+//! config and payload types.
 //!
 //! ## Example: a read-only connector
 //!
@@ -76,6 +76,7 @@
 mod connector;
 mod error;
 pub mod http;
+pub mod kv;
 pub mod log;
 mod mapper;
 pub mod model;
@@ -115,40 +116,51 @@ pub mod prelude {
 /// Implementation details used by the export macros; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    #[cfg(feature = "connector")]
-    pub use crate::connector::glue as connector;
-    #[cfg(feature = "mapper")]
-    pub use crate::mapper::glue as mapper;
+        pub use crate::connector::glue as connector;
+        pub use crate::mapper::glue as mapper;
 
     /// Bytes of the `nexo-sdk` custom section: `sdk=X;wit=Y`.
     pub const VERSION_SECTION: &str =
         concat!("sdk=", env!("CARGO_PKG_VERSION"), ";wit=", "1.0.0");
-    /// Length of [`VERSION_SECTION`].
-    pub const VERSION_SECTION_LEN: usize = VERSION_SECTION.len();
 
-    /// [`VERSION_SECTION`] as a fixed-size array, as a link section needs.
-    pub const fn version_section() -> [u8; VERSION_SECTION_LEN] {
-        let src = VERSION_SECTION.as_bytes();
-        let mut out = [0u8; VERSION_SECTION_LEN];
+    /// `a` followed by `b` as a fixed-size array, as a link section needs.
+    pub const fn join<const N: usize>(a: &str, b: &str) -> [u8; N] {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        let mut out = [0u8; N];
         let mut i = 0;
-        while i < VERSION_SECTION_LEN {
-            out[i] = src[i];
+        while i < a.len() && i < N {
+            out[i] = a[i];
             i += 1;
+        }
+        let mut j = 0;
+        while j < b.len() && i + j < N {
+            out[i + j] = b[j];
+            j += 1;
         }
         out
     }
 }
 
-/// Embeds the SDK and WIT versions as the `nexo-sdk` custom section, which
-/// `nexo plugin inspect` reads without running the plugin.
+/// Embeds the SDK and WIT versions, and the plugin crate's name and version,
+/// as the `nexo-sdk` custom section, which `nexo plugin inspect` reads
+/// without running the plugin.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __embed_version {
     () => {
         #[cfg(target_arch = "wasm32")]
-        #[unsafe(link_section = "nexo-sdk")]
-        #[used]
-        static __NEXO_SDK_VERSION: [u8; $crate::__private::VERSION_SECTION_LEN] =
-            $crate::__private::version_section();
+        const _: () = {
+            const PLUGIN: &str = concat!(
+                ";plugin=",
+                env!("CARGO_PKG_NAME"),
+                ";version=",
+                env!("CARGO_PKG_VERSION")
+            );
+            const LEN: usize = $crate::__private::VERSION_SECTION.len() + PLUGIN.len();
+            #[unsafe(link_section = "nexo-sdk")]
+            #[used]
+            static NEXO_SDK_SECTION: [u8; LEN] =
+                $crate::__private::join::<LEN>($crate::__private::VERSION_SECTION, PLUGIN);
+        };
     };
 }

@@ -23,7 +23,6 @@ pub fn log(level: Level, message: &str) {
     imp::log(level, message)
 }
 
-#[cfg(feature = "connector")]
 mod imp {
     use super::Level;
     use crate::wit::connector::nexo::connector::log as wit;
@@ -39,30 +38,6 @@ mod imp {
             message,
         )
     }
-}
-
-#[cfg(all(feature = "mapper", not(feature = "connector")))]
-mod imp {
-    use super::Level;
-    use crate::wit::mapper::nexo::connector::log as wit;
-    pub fn log(level: Level, message: &str) {
-        wit::log(
-            match level {
-                Level::Trace => wit::Level::Trace,
-                Level::Debug => wit::Level::Debug,
-                Level::Info => wit::Level::Info,
-                Level::Warn => wit::Level::Warn,
-                Level::Error => wit::Level::Error,
-            },
-            message,
-        )
-    }
-}
-
-#[cfg(not(any(feature = "mapper", feature = "connector")))]
-mod imp {
-    use super::Level;
-    pub fn log(_level: Level, _message: &str) {}
 }
 
 /// Log at info level, `format!` style.

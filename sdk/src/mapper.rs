@@ -19,7 +19,6 @@ pub trait Mapper {
 }
 
 #[doc(hidden)]
-#[cfg(feature = "mapper")]
 pub mod glue {
     //! Adapts a [`Mapper`] to the generated `mapper` world.
     use super::*;
@@ -40,13 +39,14 @@ pub mod glue {
 /// ```ignore
 /// nexo_sdk::export_mapper!(MyMapping);
 /// ```
-#[cfg(feature = "mapper")]
 #[macro_export]
 macro_rules! export_mapper {
     ($ty:ty) => {
+        // Natively (tests, benchmarks) a plugin crate is a plain library.
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct __NexoMapperExport;
-            impl $crate::wit::mapper::Guest for __NexoMapperExport {
+            impl $crate::wit::mapper::exports::nexo::connector::mapping::Guest for __NexoMapperExport {
                 fn map(
                     config: ::std::string::String,
                     batch: ::std::vec::Vec<$crate::wit::mapper::nexo::connector::types::Record>,
@@ -57,7 +57,7 @@ macro_rules! export_mapper {
                     $crate::__private::mapper::map::<$ty>(config, batch)
                 }
             }
-            $crate::__export_mapper_world!(__NexoMapperExport with_types_in $crate::wit::mapper);
+            $crate::wit::mapper::__export_mapper_world!(__NexoMapperExport with_types_in $crate::wit::mapper);
         };
         $crate::__embed_version!();
     };

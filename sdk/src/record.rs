@@ -160,12 +160,9 @@ macro_rules! wit_record_conversions {
     };
 }
 
-#[cfg(feature = "connector")]
 wit_record_conversions!(crate::wit::connector::nexo::connector::types);
-#[cfg(feature = "mapper")]
 wit_record_conversions!(crate::wit::mapper::nexo::connector::types);
 
-#[cfg(feature = "connector")]
 mod connector_types {
     use super::*;
     use crate::wit::connector::nexo::connector::types;
@@ -211,7 +208,7 @@ mod tests {
 
     #[test]
     fn payload_mismatch_is_rejected_and_names_the_record() {
-        #[derive(serde::Deserialize)]
+        #[derive(Debug, serde::Deserialize)]
         #[allow(dead_code)]
         struct Needs {
             email: String,

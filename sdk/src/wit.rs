@@ -3,7 +3,6 @@
 #![allow(missing_docs, clippy::all, unsafe_code)]
 
 /// Bindings of the `connector` world.
-#[cfg(feature = "connector")]
 pub mod connector {
     wit_bindgen::generate!({
         world: "connector",
@@ -15,7 +14,6 @@ pub mod connector {
 }
 
 /// Bindings of the `mapper` world.
-#[cfg(feature = "mapper")]
 pub mod mapper {
     wit_bindgen::generate!({
         world: "mapper",

@@ -1,1 +1,32 @@
-//! stub
+//! Nexo's test kit: paths of the guest programs built by `build.rs`, a shared
+//! runtime, and real HTTP servers on 127.0.0.1 for plugins to talk to.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod tinycrm;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use nexo::{LoadedPlugin, Runtime, RuntimeConfig};
+
+/// Paths of the guest components.
+pub mod programs {
+    include!(concat!(env!("OUT_DIR"), "/programs.rs"));
+}
+
+/// The one runtime of a test process (one engine, as in production), with
+/// its compile cache under the target directory so each component is
+/// compiled once per engine build.
+pub fn runtime() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/nexo-test-cache");
+        Runtime::new(RuntimeConfig { cache_dir: Some(dir), ..RuntimeConfig::default() })
+            .expect("runtime starts")
+    })
+}
+
+/// Load a guest program through the shared runtime.
+pub fn load(path: &str) -> LoadedPlugin {
+    runtime().load_file(std::path::Path::new(path)).expect("guest program loads")
+}

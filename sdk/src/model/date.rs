@@ -59,7 +59,9 @@ impl Date {
 
 fn days_in_month(year: u16, month: u8) -> u8 {
     match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
+            29
+        }
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -130,10 +132,7 @@ impl JsonSchema for Date {
         let mut schema = Schema::default();
         schema.insert("type".into(), "string".into());
         schema.insert("format".into(), "date".into());
-        schema.insert(
-            "pattern".into(),
-            "^[0-9]{4}-[0-9]{2}-[0-9]{2}$".into(),
-        );
+        schema.insert("pattern".into(), "^[0-9]{4}-[0-9]{2}-[0-9]{2}$".into());
         schema.insert(
             "description".into(),
             "Calendar date, ISO 8601 YYYY-MM-DD.".into(),
@@ -172,10 +171,10 @@ mod tests {
             "",
         ] {
             let e = bad.parse::<Date>().unwrap_err();
-            match &e {
-                ModelError::InvalidDate { value, .. } => assert_eq!(value, bad),
-                other => panic!("{bad}: unexpected {other:?}"),
-            }
+            assert!(
+                matches!(&e, ModelError::InvalidDate { value, .. } if value == bad),
+                "{bad}: unexpected {e:?}"
+            );
         }
     }
 

@@ -226,7 +226,10 @@ mod tests {
 
     #[test]
     fn model_errors_reject_only_the_record() {
-        let e: crate::Error = ModelError::Empty { field: "sku".into() }.into();
+        let e: crate::Error = ModelError::Empty {
+            field: "sku".into(),
+        }
+        .into();
         assert_eq!(e, crate::Error::Rejected("sku: must not be empty".into()));
         assert!(!e.is_retryable());
     }

@@ -71,7 +71,11 @@ pub struct Account {
 
 impl Account {
     /// An active account in the base currency.
-    pub fn new(code: impl Into<String>, name: impl Into<String>, account_type: AccountType) -> Self {
+    pub fn new(
+        code: impl Into<String>,
+        name: impl Into<String>,
+        account_type: AccountType,
+    ) -> Self {
         Account {
             id: None,
             external_refs: Vec::new(),
@@ -98,7 +102,7 @@ impl Entity for Account {
     const STREAM: &'static str = "accounts";
 }
 
-/// One line of a [`JournalEntry`].
+/// One line of a journal entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -190,11 +194,17 @@ impl JournalEntry {
     /// Sums of the debits and of the credits (the latter as a positive number).
     pub fn totals(&self) -> Result<(Decimal, Decimal), ModelError> {
         let debits = checked_sum(
-            self.lines.iter().map(|l| l.amount).filter(|a| *a > Decimal::ZERO),
+            self.lines
+                .iter()
+                .map(|l| l.amount)
+                .filter(|a| *a > Decimal::ZERO),
             || "lines".into(),
         )?;
         let credits = checked_sum(
-            self.lines.iter().map(|l| l.amount).filter(|a| *a < Decimal::ZERO),
+            self.lines
+                .iter()
+                .map(|l| l.amount)
+                .filter(|a| *a < Decimal::ZERO),
             || "lines".into(),
         )?;
         Ok((debits, -credits))
@@ -263,7 +273,10 @@ mod tests {
         assert_eq!(e.totals().unwrap(), (d("1000.00"), d("1000.00")));
         assert!(e.lines[0].is_debit() && !e.lines[1].is_debit());
         let json = serde_json::to_value(&e).unwrap();
-        assert_eq!(json["lines"][1], json!({"account_code": "800", "amount": "-600.10"}));
+        assert_eq!(
+            json["lines"][1],
+            json!({"account_code": "800", "amount": "-600.10"})
+        );
         assert_eq!(serde_json::from_value::<JournalEntry>(json).unwrap(), e);
     }
 
@@ -285,7 +298,10 @@ mod tests {
     fn line_rules_name_the_line() {
         let mut e = entry();
         e.lines[1].account_code = " ".into();
-        assert_eq!(e.validate().unwrap_err().field(), Some("lines[1].account_code"));
+        assert_eq!(
+            e.validate().unwrap_err().field(),
+            Some("lines[1].account_code")
+        );
         let mut e = entry();
         e.lines[0].amount = d("1000.001");
         assert_eq!(e.validate().unwrap_err().field(), Some("lines[0].amount"));
@@ -298,7 +314,10 @@ mod tests {
     fn account_serialises_its_type_and_requires_code_and_name() {
         let a = Account::new("200", "Sales", AccountType::Revenue);
         let json = serde_json::to_value(&a).unwrap();
-        assert_eq!(json, json!({"code": "200", "name": "Sales", "type": "revenue", "active": true}));
+        assert_eq!(
+            json,
+            json!({"code": "200", "name": "Sales", "type": "revenue", "active": true})
+        );
         assert_eq!(serde_json::from_value::<Account>(json).unwrap(), a);
         assert_eq!(a.validate(), Ok(()));
         let bad = Account::new("", "Sales", AccountType::Revenue);

@@ -91,9 +91,8 @@ pub trait Entity: Serialize + DeserializeOwned + JsonSchema + Validate {
     /// An upsert record `id` of [`STREAM`](Self::STREAM), after validating.
     fn to_record(&self, id: impl Into<String>) -> Result<Record, crate::Error> {
         let id = id.into();
-        self.validate().map_err(|e| {
-            crate::Error::Rejected(format!("record {}/{id}: {e}", Self::STREAM))
-        })?;
+        self.validate()
+            .map_err(|e| crate::Error::Rejected(format!("record {}/{id}: {e}", Self::STREAM)))?;
         Record::upsert(Self::STREAM, id, self)
     }
 }
@@ -138,8 +137,17 @@ mod tests {
         let s = schema::<Invoice>();
         let props = s["properties"].as_object().unwrap();
         for p in [
-            "id", "number", "customer", "issue_date", "due_date", "currency", "status", "lines",
-            "subtotal", "total_tax", "total",
+            "id",
+            "number",
+            "customer",
+            "issue_date",
+            "due_date",
+            "currency",
+            "status",
+            "lines",
+            "subtotal",
+            "total_tax",
+            "total",
         ] {
             assert!(props.contains_key(p), "missing {p}");
         }
@@ -148,20 +156,41 @@ mod tests {
             assert!(props[p]["pattern"].is_string(), "{p}");
         }
         let required = s["required"].as_array().unwrap();
-        for r in ["customer", "issue_date", "currency", "status", "subtotal", "total"] {
+        for r in [
+            "customer",
+            "issue_date",
+            "currency",
+            "status",
+            "subtotal",
+            "total",
+        ] {
             assert!(required.contains(&json!(r)), "{r} not required");
         }
         assert!(!required.contains(&json!("id")));
         // Unknown fields are allowed (they land in `extra`).
         assert_ne!(s["additionalProperties"], json!(false));
         let line = &s["$defs"]["InvoiceLine"]["properties"];
-        for p in ["quantity", "unit_price", "discount", "tax_rate", "line_amount"] {
+        for p in [
+            "quantity",
+            "unit_price",
+            "discount",
+            "tax_rate",
+            "line_amount",
+        ] {
             assert_eq!(line[p]["type"], "string", "{p}: {}", line[p]);
         }
         assert_eq!(s["$defs"]["Date"]["format"], "date");
-        assert!(s["$defs"]["Currency"]["enum"].as_array().unwrap().contains(&json!("EUR")));
+        assert!(
+            s["$defs"]["Currency"]["enum"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("EUR"))
+        );
         let statuses = s["$defs"]["InvoiceStatus"].to_string();
-        assert!(statuses.contains("authorised") && statuses.contains("voided"), "{statuses}");
+        assert!(
+            statuses.contains("authorised") && statuses.contains("voided"),
+            "{statuses}"
+        );
     }
 
     #[test]
@@ -183,11 +212,20 @@ mod tests {
         for (stream, text) in all {
             let v: Value = serde_json::from_str(&text).unwrap();
             assert_eq!(v["type"], "object", "{stream}");
-            assert!(v["properties"].as_object().unwrap().contains_key("id"), "{stream}");
+            assert!(
+                v["properties"].as_object().unwrap().contains_key("id"),
+                "{stream}"
+            );
         }
         let ledger = schema::<JournalEntry>();
-        assert_eq!(ledger["$defs"]["JournalLine"]["properties"]["amount"]["type"], "string");
-        assert_eq!(schema::<Payment>()["properties"]["amount"]["type"], "string");
+        assert_eq!(
+            ledger["$defs"]["JournalLine"]["properties"]["amount"]["type"],
+            "string"
+        );
+        assert_eq!(
+            schema::<Payment>()["properties"]["amount"]["type"],
+            "string"
+        );
     }
 
     #[test]
@@ -198,15 +236,15 @@ mod tests {
         assert_eq!(Contact::from_record(&record).unwrap(), c);
 
         let bad = Record::upsert("contacts", "c-2", &json!({"email": "nope"})).unwrap();
-        match Contact::from_record(&bad) {
-            Err(crate::Error::Rejected(m)) => {
-                assert!(m.contains("contacts/c-2") && m.contains("email"), "{m}")
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        match Company::new("").to_record("x") {
-            Err(crate::Error::Rejected(m)) => assert!(m.contains("companies/x: name"), "{m}"),
-            other => panic!("unexpected {other:?}"),
-        }
+        let e = Contact::from_record(&bad).unwrap_err();
+        assert!(
+            matches!(&e, crate::Error::Rejected(m) if m.contains("contacts/c-2") && m.contains("email")),
+            "{e:?}"
+        );
+        let e = Company::new("").to_record("x").unwrap_err();
+        assert!(
+            matches!(&e, crate::Error::Rejected(m) if m.contains("companies/x: name")),
+            "{e:?}"
+        );
     }
 }

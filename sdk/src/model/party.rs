@@ -140,7 +140,9 @@ impl Validate for Contact {
         if let Some(company) = &self.company {
             company.check_at("company")?;
         }
-        self.address.as_ref().map_or(Ok(()), |a| a.check_at("address"))
+        self.address
+            .as_ref()
+            .map_or(Ok(()), |a| a.check_at("address"))
     }
 }
 
@@ -208,7 +210,9 @@ impl Validate for Company {
         require_text(&self.name, || "name".into())?;
         optional_text(self.tax_number.as_deref(), || "tax_number".into())?;
         check_email(self.email.as_deref())?;
-        self.address.as_ref().map_or(Ok(()), |a| a.check_at("address"))
+        self.address
+            .as_ref()
+            .map_or(Ok(()), |a| a.check_at("address"))
     }
 }
 
@@ -221,9 +225,9 @@ impl Entity for Company {
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum PartyRef {
-    /// A [`Contact`] (a person).
+    /// A contact (a person).
     Contact(ExternalRef),
-    /// A [`Company`].
+    /// A company.
     Company(ExternalRef),
 }
 
@@ -297,8 +301,10 @@ mod tests {
             field_of(Contact::default().validate()),
             "first_name, last_name, email"
         );
-        let mut c = Contact::default();
-        c.email = Some("a@b.example".into());
+        let c = Contact {
+            email: Some("a@b.example".into()),
+            ..Contact::default()
+        };
         assert!(c.validate().is_ok());
         assert!(Contact::new("Ada", "").validate().is_ok());
     }
@@ -333,15 +339,24 @@ mod tests {
         c.roles.insert(PartyRole::Supplier);
         assert!(c.validate().is_ok() && c.is_customer());
         let json = serde_json::to_value(&c).unwrap();
-        assert_eq!(json, json!({"name": "Acme GmbH", "roles": ["customer", "supplier"]}));
+        assert_eq!(
+            json,
+            json!({"name": "Acme GmbH", "roles": ["customer", "supplier"]})
+        );
     }
 
     #[test]
     fn party_ref_is_tagged_by_kind() {
         let r = PartyRef::Company(ExternalRef::new("xero", "abc"));
         let json = serde_json::to_value(&r).unwrap();
-        assert_eq!(json, json!({"kind": "company", "system": "xero", "id": "abc"}));
+        assert_eq!(
+            json,
+            json!({"kind": "company", "system": "xero", "id": "abc"})
+        );
         assert_eq!(serde_json::from_value::<PartyRef>(json).unwrap(), r);
-        assert!(serde_json::from_value::<PartyRef>(json!({"kind": "robot", "system": "x", "id": "1"})).is_err());
+        assert!(
+            serde_json::from_value::<PartyRef>(json!({"kind": "robot", "system": "x", "id": "1"}))
+                .is_err()
+        );
     }
 }

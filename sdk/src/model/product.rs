@@ -138,8 +138,9 @@ mod tests {
             serde_json::from_value(json!({"sku": "A", "name": "B", "unit_price": "1"})).unwrap();
         assert!(p.active);
         assert_eq!(p.tax_rate, None);
-        let e = serde_json::from_value::<Product>(json!({"sku": "A", "name": "B", "unit_price": 1.5}))
-            .unwrap_err();
+        let e =
+            serde_json::from_value::<Product>(json!({"sku": "A", "name": "B", "unit_price": 1.5}))
+                .unwrap_err();
         assert!(e.to_string().contains("invalid type"), "{e}");
     }
 

@@ -14,7 +14,9 @@ use super::error::{path, require_text};
 /// `system` is the connector's short name for the system (`hubspot`, `xero`);
 /// `id` is the record's id there, verbatim (ids are opaque text: never parse
 /// them as numbers). Both must be non-empty.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub struct ExternalRef {
     /// The system's short name, e.g. `xero`.
@@ -53,7 +55,10 @@ impl super::Validate for ExternalRef {
 
 /// The identity fields every entity shares: its own id (if it has one yet)
 /// and its ids in other systems.
-pub(crate) fn check_identity(id: Option<&str>, external_refs: &[ExternalRef]) -> Result<(), ModelError> {
+pub(crate) fn check_identity(
+    id: Option<&str>,
+    external_refs: &[ExternalRef],
+) -> Result<(), ModelError> {
     super::error::optional_text(id, || "id".into())?;
     for (i, r) in external_refs.iter().enumerate() {
         r.check_at(&format!("external_refs[{i}]"))?;
@@ -75,7 +80,10 @@ mod tests {
             Some("system")
         );
         assert_eq!(
-            ExternalRef::new("xero", " ").check_at("customer").unwrap_err().field(),
+            ExternalRef::new("xero", " ")
+                .check_at("customer")
+                .unwrap_err()
+                .field(),
             Some("customer.id")
         );
     }
@@ -85,7 +93,10 @@ mod tests {
         let refs = [ExternalRef::new("a", "1"), ExternalRef::new("b", "")];
         let e = check_identity(Some("7"), &refs).unwrap_err();
         assert_eq!(e.field(), Some("external_refs[1].id"));
-        assert_eq!(check_identity(Some(""), &[]).unwrap_err().field(), Some("id"));
+        assert_eq!(
+            check_identity(Some(""), &[]).unwrap_err().field(),
+            Some("id")
+        );
     }
 
     #[test]
