@@ -125,6 +125,7 @@ pub enum OpenError {
 }
 
 enum Op<'a> {
+    Instantiate,
     Spec,
     Check(&'a str),
     Discover(&'a str),
@@ -134,6 +135,7 @@ enum Op<'a> {
 }
 
 enum Reply {
+    Instantiated,
     Spec(Spec),
     Check(Result<(), wit::Error>),
     Discover(Result<Vec<StreamInfo>, wit::Error>),
@@ -145,6 +147,7 @@ enum Reply {
 impl Op<'_> {
     fn label(&self) -> CallRef {
         CallRef(match self {
+            Op::Instantiate => "instantiate".into(),
             Op::Spec => "spec".into(),
             Op::Check(_) => "check".into(),
             Op::Discover(_) => "discover".into(),
@@ -215,6 +218,11 @@ impl ConnectorPlugin {
     /// Who the plugin is.
     pub fn plugin(&self) -> &PluginRef {
         &self.core.sandbox.plugin
+    }
+
+    /// Instantiate in a fresh store without calling anything.
+    pub async fn warm_up(&self) -> Outcome<()> {
+        self.core.warm_up().await
     }
 
     /// `check(config)`.
@@ -288,6 +296,13 @@ impl MapperPlugin {
         Ok(MapperPlugin { core: Core { plugin: plugin.clone(), sandbox, http: None, kv: None } })
     }
 
+    /// Instantiate in a fresh store without calling anything: proves the
+    /// plugin starts under its limits (and measures what a call costs
+    /// before the plugin's own code runs).
+    pub async fn warm_up(&self) -> Outcome<()> {
+        self.core.warm_up().await
+    }
+
     /// `map(config, batch)`.
     pub async fn map(&self, config: &str, batch: &[Record]) -> Outcome<Vec<Record>> {
         let call = Op::Map { config, batch };
@@ -339,6 +354,13 @@ impl Raw {
 }
 
 impl Core {
+    async fn warm_up(&self) -> Outcome<()> {
+        self.invoke(Op::Instantiate).await.then(self, |r| match r {
+            Reply::Instantiated => Some(Ok(())),
+            _ => None,
+        })
+    }
+
     fn mismatch(&self, call: &str) -> PluginError {
         PluginError::InvalidOutput {
             plugin: self.sandbox.plugin.clone(),
@@ -370,7 +392,9 @@ impl Core {
             self.http.clone(),
             self.kv.clone(),
             deadline,
-            usize::try_from(limits.log_bytes_per_call).unwrap_or(usize::MAX),
+            // One byte past the cap, so a plugin that tries to write more
+            // than the cap is seen to have done so.
+            usize::try_from(limits.log_bytes_per_call.saturating_add(1)).unwrap_or(usize::MAX),
         );
         let mut store = Store::new(self.plugin.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -430,6 +454,7 @@ impl Core {
                 let bindings = pre.instantiate_async(&mut *store).await?;
                 let c = bindings.nexo_connector_operations();
                 Ok(match op {
+                    Op::Instantiate => Reply::Instantiated,
                     Op::Spec => Reply::Spec(c.call_spec(&mut *store).await?),
                     Op::Check(config) => Reply::Check(c.call_check(&mut *store, config).await?),
                     Op::Discover(config) => Reply::Discover(c.call_discover(&mut *store, config).await?),
@@ -446,6 +471,7 @@ impl Core {
                 let bindings = pre.instantiate_async(&mut *store).await?;
                 let m = bindings.nexo_connector_mapping();
                 match op {
+                    Op::Instantiate => Ok(Reply::Instantiated),
                     Op::Map { config, batch } => Ok(Reply::Map(m.call_map(&mut *store, config, batch).await?)),
                     _ => Err(wasmtime::Error::msg("a mapper only has map")),
                 }

@@ -49,7 +49,7 @@
 //!     fn read(config: &Config, stream: &str, state: Option<&str>) -> Result<Page, Error> {
 //!         let cursor = Cursor::from_state(state)?;
 //!         let rows: Vec<serde_json::Value> = Request::get(format!("{}/{stream}", config.base_url))
-//!             .query("updated_after", cursor.value().unwrap_or(""))
+//!             .query("updated_after", cursor.query_value().unwrap_or(""))
 //!             .bearer_secret("api_token")
 //!             .send()?
 //!             .error_for_status()?

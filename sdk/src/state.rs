@@ -19,6 +19,10 @@ pub struct Cursor {
     ids_at_value: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     page_token: Option<String>,
+    /// The cursor value a paged query started from: while paging, every page
+    /// must repeat the same query, or offsets would skip records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    paging_from: Option<String>,
 }
 
 impl Cursor {
@@ -47,8 +51,17 @@ impl Cursor {
         self.page_token.as_deref()
     }
 
-    /// Set or clear the page token.
-    pub fn set_page_token(&mut self, token: Option<String>) {
+    /// The value to query from ("modified since"): while paging, the value
+    /// the paged query started from; otherwise the committed cursor value.
+    pub fn query_value(&self) -> Option<&str> {
+        if self.page_token.is_some() { self.paging_from.as_deref() } else { self.value.as_deref() }
+    }
+
+    /// After a page fetched with `queried_from` (what [`Cursor::query_value`]
+    /// returned): `Some(token)` continues the same query on the next read;
+    /// `None` ends it, so the next read queries from the new cursor value.
+    pub fn set_page(&mut self, token: Option<String>, queried_from: Option<&str>) {
+        self.paging_from = token.as_ref().and(queried_from.map(str::to_string));
         self.page_token = token;
     }
 
@@ -116,6 +129,21 @@ mod tests {
         assert!(c.is_seen("2", "c"));
         c.observe("1", "z");
         assert_eq!(c.value(), Some("2"));
+    }
+
+    #[test]
+    fn a_paged_query_keeps_its_starting_value_until_it_ends() {
+        let mut c = Cursor::default();
+        c.observe("5", "a");
+        let from = c.query_value().map(str::to_string);
+        c.observe("7", "b");
+        c.set_page(Some("page-2".into()), from.as_deref());
+        assert_eq!(c.query_value(), Some("5"), "same query while paging");
+        assert_eq!(c.page_token(), Some("page-2"));
+        c.observe("9", "c");
+        c.set_page(None, Some("5"));
+        assert_eq!(c.query_value(), Some("9"), "after the last page, from the new value");
+        assert_eq!(c.page_token(), None);
     }
 
     #[test]

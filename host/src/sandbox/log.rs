@@ -63,6 +63,11 @@ impl PluginLog {
         if self.bytes > self.cap {
             return Err(LimitHit(Limit::LogVolume(self.cap)));
         }
+        self.emit_rate_limited(level, message);
+        Ok(())
+    }
+
+    fn emit_rate_limited(&mut self, level: Level, message: &str) {
         let now = Instant::now();
         if now.duration_since(self.window_start).as_secs() >= 1 {
             self.window_start = now;
@@ -70,18 +75,22 @@ impl PluginLog {
         }
         if self.in_window >= self.per_second {
             self.dropped += 1;
-            return Ok(());
+            return;
         }
         self.in_window += 1;
         emit(level, &self.plugin, &self.call, message);
-        Ok(())
     }
 
-    /// Forward captured stdout/stderr, line by line; counts against the cap.
+    /// Forward captured stdout/stderr line by line; its raw bytes count
+    /// against the cap.
     pub fn forward_output(&mut self, level: Level, output: &[u8]) -> Result<(), LimitHit> {
+        self.bytes = self.bytes.saturating_add(output.len() as u64);
+        if self.bytes > self.cap {
+            return Err(LimitHit(Limit::LogVolume(self.cap)));
+        }
         let text = String::from_utf8_lossy(output);
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            self.log(level, line)?;
+            self.emit_rate_limited(level, line);
         }
         Ok(())
     }

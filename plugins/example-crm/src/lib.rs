@@ -113,8 +113,9 @@ impl Connector for TinyCrm {
             return Err(Error::config(format!("unknown stream `{stream}`; TinyCRM has `{STREAM}`")));
         }
         let cursor = Cursor::from_state(state)?;
+        let from = cursor.query_value();
         let page: ContactPage = Request::get(format!("{}/api/contacts", Self::base(config)?))
-            .query("updated_after", cursor.value().unwrap_or(""))
+            .query("updated_after", from.unwrap_or(""))
             .query("limit", config.page_size.to_string())
             .query("page_token", cursor.page_token().unwrap_or(""))
             .bearer_secret("api_token")
@@ -132,7 +133,7 @@ impl Connector for TinyCrm {
             records.push(Record::upsert(STREAM, c.id.clone(), &c)?.with_cursor(updated_at));
         }
         let has_more = page.next_page_token.is_some();
-        next.set_page_token(page.next_page_token);
+        next.set_page(page.next_page_token, from);
         Ok(Page { records, state: next.to_state()?, has_more })
     }
 
