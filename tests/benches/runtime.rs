@@ -20,10 +20,14 @@ use nexo::bindings::mapper::MapperPre;
 use nexo::limits::StoreLimiter;
 use nexo::plugin::{Operation, Record as HostRecord};
 use nexo::runtime::EPOCH_TICK;
-use nexo::{ConnectorPlugin, Grants, Limits, MapperPlugin, PluginRef, Runtime, RuntimeConfig, Sandbox};
+use nexo::{
+    ConnectorPlugin, Grants, Limits, MapperPlugin, PluginRef, Runtime, RuntimeConfig, Sandbox,
+};
 use nexo_tests::{programs, tinycrm};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// The mapper's configuration in every run, Wasm and native alike.
@@ -37,17 +41,27 @@ const TARGET_CACHE_LOAD: Duration = Duration::from_millis(1);
 const TARGET_RATIO: f64 = 3.0;
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let started = Instant::now();
     rt.block_on(run());
-    println!("\n(total bench time {:.1} s)", started.elapsed().as_secs_f64());
+    println!(
+        "\n(total bench time {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 async fn run() {
-    let crm_bytes = std::fs::read(programs::EXAMPLE_CRM).expect("example-crm component (built by tests/build.rs)");
-    let mapper_bytes =
-        std::fs::read(programs::CONTACT_MAPPER).expect("contact-mapper component (built by tests/build.rs)");
-    let components = [("example-crm", &crm_bytes), ("contact-mapper", &mapper_bytes)];
+    let crm_bytes = std::fs::read(programs::EXAMPLE_CRM)
+        .expect("example-crm component (built by tests/build.rs)");
+    let mapper_bytes = std::fs::read(programs::CONTACT_MAPPER)
+        .expect("contact-mapper component (built by tests/build.rs)");
+    let components = [
+        ("example-crm", &crm_bytes),
+        ("contact-mapper", &mapper_bytes),
+    ];
 
     header();
 
@@ -59,45 +73,71 @@ async fn run() {
         let s = sample_sync(1, 7, 7, Duration::ZERO, || {
             black_box(fresh.compile(bytes, name).expect("compiles"));
         });
-        row(&format!("{name} ({} KB)", bytes.len() / 1024), &[dur(s.median()), dur(s.min()), s.len().to_string()]);
+        row(
+            &format!("{name} ({} KB)", bytes.len() / 1024),
+            &[dur(s.median()), dur(s.min()), s.len().to_string()],
+        );
     }
 
     // 2. Load from the on-disk cache: every later load (restart, new run).
     let cache_dir = tempfile::tempdir().expect("temp dir");
-    let cached = Runtime::new(RuntimeConfig { cache_dir: Some(cache_dir.path().into()), ..RuntimeConfig::default() })
-        .expect("runtime with cache");
+    let cached = Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache_dir.path().into()),
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime with cache");
     section("2. Load from the on-disk cache (Runtime with cache_dir; first compile populated it)");
     row_head(&["median", "p90", "runs", "target", "verdict"]);
     for (name, bytes) in components {
-        cached.compile(bytes, name).expect("first compile fills the cache");
+        cached
+            .compile(bytes, name)
+            .expect("first compile fills the cache");
         let s = sample_sync(20, 300, 300, Duration::ZERO, || {
             black_box(cached.compile(bytes, name).expect("loads from cache"));
         });
         let verdict = verdict(s.median() <= TARGET_CACHE_LOAD);
         row(
             &format!("{name}: Runtime::compile (sha256 + mmap)"),
-            &[dur(s.median()), dur(s.p90()), s.len().to_string(), "≤ 1 ms".into(), verdict.into()],
+            &[
+                dur(s.median()),
+                dur(s.p90()),
+                s.len().to_string(),
+                "≤ 1 ms".into(),
+                verdict.into(),
+            ],
         );
     }
     for (name, bytes) in components {
         let s = sample_sync(20, 300, 300, Duration::ZERO, || {
             black_box(nexo::cache::sha256_hex(bytes));
         });
-        row(&format!("  of which sha256 of {name}"), &[dur(s.median()), dur(s.p90()), s.len().to_string()]);
+        row(
+            &format!("  of which sha256 of {name}"),
+            &[dur(s.median()), dur(s.p90()), s.len().to_string()],
+        );
     }
     for (name, bytes) in components {
         let s = sample_sync(20, 200, 200, Duration::ZERO, || {
             black_box(cached.load(bytes, name).expect("loads"));
         });
-        row(&format!("{name}: Runtime::load (+ parse, link, pre)"), &[dur(s.median()), dur(s.p90()), s.len().to_string()]);
+        row(
+            &format!("{name}: Runtime::load (+ parse, link, pre)"),
+            &[dur(s.median()), dur(s.p90()), s.len().to_string()],
+        );
     }
 
     // 3. Instantiate: the fixed cost of every call (fresh Store per call).
-    let mapper_plugin = cached.load(&mapper_bytes, "contact-mapper").expect("mapper loads");
-    let crm_plugin = cached.load(&crm_bytes, "example-crm").expect("example-crm loads");
-    let mapper = MapperPlugin::open(&mapper_plugin, sandbox("bench/contact-mapper")).expect("mapper opens");
-    let connector =
-        ConnectorPlugin::open(&crm_plugin, sandbox("bench/example-crm")).await.expect("example-crm opens (spec)");
+    let mapper_plugin = cached
+        .load(&mapper_bytes, "contact-mapper")
+        .expect("mapper loads");
+    let crm_plugin = cached
+        .load(&crm_bytes, "example-crm")
+        .expect("example-crm loads");
+    let mapper =
+        MapperPlugin::open(&mapper_plugin, sandbox("bench/contact-mapper")).expect("mapper opens");
+    let connector = ConnectorPlugin::open(&crm_plugin, sandbox("bench/example-crm"))
+        .await
+        .expect("example-crm opens (spec)");
     section("3. Instantiate, pooled (warm_up: fresh Store + limits + instantiate_pre, no call)");
     row_head(&["median", "p90", "runs", "target", "verdict"]);
     let s = sample(500, 20_000, 20_000, Duration::ZERO, async || {
@@ -107,38 +147,81 @@ async fn run() {
     let instantiate = s.median();
     row(
         "contact-mapper  MapperPlugin::warm_up",
-        &[dur(s.median()), dur(s.p90()), s.len().to_string(), "≤ 25 µs".into(), verdict(s.median() <= TARGET_INSTANTIATE).into()],
+        &[
+            dur(s.median()),
+            dur(s.p90()),
+            s.len().to_string(),
+            "≤ 25 µs".into(),
+            verdict(s.median() <= TARGET_INSTANTIATE).into(),
+        ],
     );
     let s = sample(500, 20_000, 20_000, Duration::ZERO, async || {
-        connector.warm_up().await.result.expect("connector instantiates");
+        connector
+            .warm_up()
+            .await
+            .result
+            .expect("connector instantiates");
     })
     .await;
     row(
         "example-crm     ConnectorPlugin::warm_up",
-        &[dur(s.median()), dur(s.p90()), s.len().to_string(), "≤ 25 µs".into(), verdict(s.median() <= TARGET_INSTANTIATE).into()],
+        &[
+            dur(s.median()),
+            dur(s.p90()),
+            s.len().to_string(),
+            "≤ 25 µs".into(),
+            verdict(s.median() <= TARGET_INSTANTIATE).into(),
+        ],
     );
 
     // 4. Host→guest call: map an empty batch, minus the instantiation.
     section("4. Host→guest call overhead (contact-mapper)");
     row_head(&["median", "p90", "runs"]);
     let s = sample(500, 20_000, 20_000, Duration::ZERO, async || {
-        black_box(mapper.map(MAPPER_CONFIG, &[]).await.result.expect("empty map"));
+        black_box(
+            mapper
+                .map(MAPPER_CONFIG, &[])
+                .await
+                .result
+                .expect("empty map"),
+        );
     })
     .await;
     let empty_map = s.median();
-    row("map(config, []) = instantiate + call", &[dur(s.median()), dur(s.p90()), s.len().to_string()]);
-    row("  call alone (minus instantiate median)", &[dur(empty_map.saturating_sub(instantiate)), "".into(), "".into()]);
+    row(
+        "map(config, []) = instantiate + call",
+        &[dur(s.median()), dur(s.p90()), s.len().to_string()],
+    );
+    row(
+        "  call alone (minus instantiate median)",
+        &[
+            dur(empty_map.saturating_sub(instantiate)),
+            "".into(),
+            "".into(),
+        ],
+    );
 
     // 5. Mapper throughput, Wasm next to native, on the same records.
-    let contacts: Vec<serde_json::Value> = tinycrm::seed(*BATCH_SIZES.iter().max().unwrap_or(&1)).into_values().collect();
+    let contacts: Vec<serde_json::Value> = tinycrm::seed(*BATCH_SIZES.iter().max().unwrap_or(&1))
+        .into_values()
+        .collect();
     let host_records: Vec<HostRecord> = contacts.iter().map(host_record).collect();
     let sdk_records: Vec<nexo_sdk::Record> = contacts.iter().map(sdk_record).collect();
     verify_same_output(&mapper, &host_records, &sdk_records).await;
 
-    section("5. Mapper throughput: contact → customer (Wasm per batch includes its fresh instance)");
+    section(
+        "5. Mapper throughput: contact → customer (Wasm per batch includes its fresh instance)",
+    );
     println!(
         "{:>7} │ {:>11} {:>11} │ {:>11} {:>11} │ {:>11} {:>7} {:>7}",
-        "batch", "Wasm/batch", "Wasm rec/s", "native/b.", "native rec/s", "Wasm/native", "target", "verdict"
+        "batch",
+        "Wasm/batch",
+        "Wasm rec/s",
+        "native/b.",
+        "native rec/s",
+        "Wasm/native",
+        "target",
+        "verdict"
     );
     println!("{}", "─".repeat(96));
     let mut wasm_breakdown = Duration::ZERO;
@@ -148,7 +231,13 @@ async fn run() {
         let sdk = &sdk_records[..n];
         let (warm, max) = iterations_for(n);
         let w = sample(warm, 5, max, Duration::from_secs(3), async || {
-            black_box(mapper.map(MAPPER_CONFIG, host).await.result.expect("wasm map"));
+            black_box(
+                mapper
+                    .map(MAPPER_CONFIG, host)
+                    .await
+                    .result
+                    .expect("wasm map"),
+            );
         })
         .await;
         let nat = sample_sync(warm * 4, 5, max * 20, Duration::from_secs(1), || {
@@ -211,7 +300,10 @@ async fn run() {
                 dur(empty.median()),
                 dur(full.median()),
                 rate(BREAKDOWN_BATCH, full.median()),
-                format!("{:.2}×", full.median().as_secs_f64() / native_breakdown.as_secs_f64()),
+                format!(
+                    "{:.2}×",
+                    full.median().as_secs_f64() / native_breakdown.as_secs_f64()
+                ),
             ],
         );
     }
@@ -229,9 +321,17 @@ async fn run() {
     };
     row(
         "host wrapper: MapperPlugin::map − raw",
-        &["".into(), dur(wasm_breakdown.saturating_sub(raw_default)), "".into(), "".into()],
+        &[
+            "".into(),
+            dur(wasm_breakdown.saturating_sub(raw_default)),
+            "".into(),
+            "".into(),
+        ],
     );
-    row("  of which output check (JSON re-parse)", &["".into(), dur(validation), "".into(), "".into()]);
+    row(
+        "  of which output check (JSON re-parse)",
+        &["".into(), dur(validation), "".into(), "".into()],
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -240,7 +340,8 @@ async fn run() {
 /// Exactly what the guest does per batch (see `nexo_sdk::mapper::glue`):
 /// parse the config, map every record, collect the output vector.
 fn map_native(config: &str, batch: &[nexo_sdk::Record]) -> Vec<nexo_sdk::Record> {
-    let config: contact_mapper::Config = serde_json::from_str(config).expect("mapper config parses");
+    let config: contact_mapper::Config =
+        serde_json::from_str(config).expect("mapper config parses");
     let mut out = Vec::with_capacity(batch.len());
     for record in batch {
         if let Some(r) = contact_mapper::map_contact(&config, record).expect("native map") {
@@ -276,35 +377,57 @@ fn sdk_record(contact: &serde_json::Value) -> nexo_sdk::Record {
 async fn verify_same_output(mapper: &MapperPlugin, host: &[HostRecord], sdk: &[nexo_sdk::Record]) {
     let wasm = match mapper.map(MAPPER_CONFIG, host).await.result {
         Ok(w) => w,
-        Err(e) => abort(&format!("the Wasm mapper failed on the verification batch of {}: {e}", host.len())),
+        Err(e) => abort(&format!(
+            "the Wasm mapper failed on the verification batch of {}: {e}",
+            host.len()
+        )),
     };
     let native = map_native(MAPPER_CONFIG, sdk);
     if wasm.len() != native.len() {
-        abort(&format!("Wasm mapped {} records, native {} (of {})", wasm.len(), native.len(), host.len()));
+        abort(&format!(
+            "Wasm mapped {} records, native {} (of {})",
+            wasm.len(),
+            native.len(),
+            host.len()
+        ));
     }
     for (w, n) in wasm.iter().zip(&native) {
         let op_same = matches!(
             (w.operation, n.operation),
-            (Operation::Upsert, nexo_sdk::Operation::Upsert) | (Operation::Delete, nexo_sdk::Operation::Delete)
+            (Operation::Upsert, nexo_sdk::Operation::Upsert)
+                | (Operation::Delete, nexo_sdk::Operation::Delete)
         );
-        if w.stream != n.stream || w.id != n.id || w.payload != n.payload || w.cursor != n.cursor || !op_same {
+        if w.stream != n.stream
+            || w.id != n.id
+            || w.payload != n.payload
+            || w.cursor != n.cursor
+            || !op_same
+        {
             abort(&format!(
                 "Wasm and native mappings differ on record {}:\n  wasm:   {} {:?} {}\n  native: {} {:?} {}",
                 n.id, w.stream, w.cursor, w.payload, n.stream, n.cursor, n.payload
             ));
         }
     }
-    println!("\nverified: Wasm and native map all {} records to identical output (stream, id, operation, payload, cursor)", host.len());
+    println!(
+        "\nverified: Wasm and native map all {} records to identical output (stream, id, operation, payload, cursor)",
+        host.len()
+    );
 }
 
 fn abort(message: &str) -> ! {
-    eprintln!("\nBENCHMARK ABORTED: {message}\nA benchmark of a wrong mapping is meaningless; fix the mapper first.");
+    eprintln!(
+        "\nBENCHMARK ABORTED: {message}\nA benchmark of a wrong mapping is meaningless; fix the mapper first."
+    );
     std::process::exit(2)
 }
 
 fn sandbox(id: &str) -> Sandbox {
     Sandbox {
-        plugin: PluginRef { id: id.into(), version: "0.0.0-bench".into() },
+        plugin: PluginRef {
+            id: id.into(),
+            version: "0.0.0-bench".into(),
+        },
         limits: Limits::default(),
         grants: Grants::default(),
         secrets: BTreeMap::new(),
@@ -324,7 +447,10 @@ struct RawState {
 
 impl WasiView for RawState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -367,8 +493,11 @@ impl RawMapper {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI links");
         // The mapper's only other import is `log`, unused on the happy path.
-        linker.define_unknown_imports_as_traps(&component).expect("stubs");
-        let pre = MapperPre::new(linker.instantiate_pre(&component).expect("links")).expect("mapper world");
+        linker
+            .define_unknown_imports_as_traps(&component)
+            .expect("stubs");
+        let pre = MapperPre::new(linker.instantiate_pre(&component).expect("links"))
+            .expect("mapper world");
         let ticker_stop = Arc::new(AtomicBool::new(false));
         if epoch {
             let engine = engine.clone();
@@ -380,7 +509,13 @@ impl RawMapper {
                 }
             });
         }
-        RawMapper { engine, pre, fuel, epoch, ticker_stop }
+        RawMapper {
+            engine,
+            pre,
+            fuel,
+            epoch,
+            ticker_stop,
+        }
     }
 
     async fn map(&self, config: &str, batch: &[HostRecord]) -> Vec<HostRecord> {
@@ -399,7 +534,11 @@ impl RawMapper {
             store.set_epoch_deadline(1);
             store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
         }
-        let bindings = self.pre.instantiate_async(&mut store).await.expect("instantiates");
+        let bindings = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .expect("instantiates");
         bindings
             .nexo_connector_mapping()
             .call_map(&mut store, config, batch)
@@ -439,7 +578,13 @@ impl Samples {
 
 /// Warm-up runs, then timed runs until at least `min` runs and `budget`
 /// time, or `max` runs.
-async fn sample(warmup: usize, min: usize, max: usize, budget: Duration, mut f: impl AsyncFnMut()) -> Samples {
+async fn sample(
+    warmup: usize,
+    min: usize,
+    max: usize,
+    budget: Duration,
+    mut f: impl AsyncFnMut(),
+) -> Samples {
     for _ in 0..warmup {
         f().await;
     }
@@ -453,7 +598,13 @@ async fn sample(warmup: usize, min: usize, max: usize, budget: Duration, mut f: 
     Samples::sorted(out)
 }
 
-fn sample_sync(warmup: usize, min: usize, max: usize, budget: Duration, mut f: impl FnMut()) -> Samples {
+fn sample_sync(
+    warmup: usize,
+    min: usize,
+    max: usize,
+    budget: Duration,
+    mut f: impl FnMut(),
+) -> Samples {
     for _ in 0..warmup {
         f();
     }
@@ -480,13 +631,32 @@ fn iterations_for(n: usize) -> (usize, usize) {
 fn header() {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let limits = Limits::default();
-    println!("Nexo runtime benchmark (wasmtime 48, pooling allocator, {} build)", if cfg!(debug_assertions) { "DEBUG — numbers meaningless" } else { "release" });
-    println!("machine: {cores} cores, {cpu}; load average at start: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+    println!(
+        "Nexo runtime benchmark (wasmtime 48, pooling allocator, {} build)",
+        if cfg!(debug_assertions) {
+            "DEBUG — numbers meaningless"
+        } else {
+            "release"
+        }
+    );
+    println!(
+        "machine: {cores} cores, {cpu}; load average at start: {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     println!(
         "limits:  Limits::default() — fuel {} per call, epoch deadline checked every {} ms tick, {} MiB memory",
         limits.fuel_per_call,

@@ -1,1 +1,163 @@
-fn main() {}
+//! Project tasks: `cargo xtask demo` runs Nexo's main job on a fresh machine.
+//!
+//! The demo builds the example plugins for wasm32-wasip2 (adding the target
+//! if needed), starts a TinyCRM on 127.0.0.1, and drives the `nexo` binary
+//! through the vendor's loop: inspect the connector, check, discover, read
+//! every page, then map the contacts into accounting customers.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+fn main() -> Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    match task.as_str() {
+        "demo" => demo(),
+        _ => bail!("usage: cargo xtask demo"),
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("cannot start {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn ensure_wasm_target() -> Result<()> {
+    let out = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    match out {
+        Ok(o) if String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") => Ok(()),
+        Ok(_) => run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]), "rustup target add wasm32-wasip2"),
+        Err(e) => bail!("rustup not found ({e}); install the wasm32-wasip2 target for your toolchain"),
+    }
+}
+
+/// Kills the CRM server when the demo ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn demo() -> Result<()> {
+    ensure_wasm_target()?;
+    let guests = root().join("target").join("guests");
+    println!("==> building the example plugins for wasm32-wasip2");
+    run(
+        cargo()
+            .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "example-crm", "-p", "contact-mapper"])
+            .arg("--target-dir")
+            .arg(&guests),
+        "building the plugins",
+    )?;
+    println!("==> building nexo and the TinyCRM demo server");
+    run(cargo().args(["build", "-p", "nexo", "--bin", "nexo", "-p", "nexo-tests", "--bin", "tinycrm"]), "building nexo")?;
+    let bin = root().join("target").join("debug");
+    let wasm = guests.join("wasm32-wasip2").join("release");
+    let crm_wasm = wasm.join("example_crm.wasm");
+    let mapper_wasm = wasm.join("contact_mapper.wasm");
+
+    let mut child = Command::new(bin.join("tinycrm"))
+        .args(["25", "demo-token"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start the TinyCRM server")?;
+    let stdout = child.stdout.take().context("no stdout from TinyCRM")?;
+    let server = Server(child);
+    let mut url = String::new();
+    BufReader::new(stdout).read_line(&mut url)?;
+    let url = url.trim().to_string();
+    if !url.starts_with("http://127.0.0.1:") {
+        bail!("TinyCRM did not report its address (got {url:?})");
+    }
+    println!("==> TinyCRM with 25 contacts at {url}");
+
+    let data = root().join("target").join("demo-data");
+    std::fs::create_dir_all(&data)?;
+    let config = data.join("tinycrm.json");
+    std::fs::write(&config, format!("{{\"base_url\": \"{url}\", \"page_size\": 10}}"))?;
+    let nexo = |args: &[&str]| -> Result<String> {
+        let out = Command::new(bin.join("nexo"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .env("TINYCRM_TOKEN", "demo-token")
+            .stderr(Stdio::inherit())
+            .output()
+            .context("cannot run nexo")?;
+        if !out.status.success() {
+            bail!("nexo {} failed", args.join(" "));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let crm = crm_wasm.to_string_lossy().into_owned();
+    let cfg = config.to_string_lossy().into_owned();
+    let grants = ["--grant-private-http", url.as_str(), "--secret", "api_token=env:TINYCRM_TOKEN"];
+
+    println!("\n$ nexo plugin inspect example_crm.wasm");
+    print!("{}", nexo(&["plugin", "inspect", &crm])?);
+
+    println!("\n$ nexo plugin call example_crm.wasm check --config tinycrm.json --grant-private-http {url} --secret api_token=env:TINYCRM_TOKEN");
+    print!("{}", nexo(&[&["plugin", "call", &crm, "check", "--config", &cfg][..], &grants[..]].concat())?);
+
+    println!("\n$ nexo plugin call example_crm.wasm discover ...");
+    let discovered: Value = serde_json::from_str(&nexo(&[&["plugin", "call", &crm, "discover", "--config", &cfg][..], &grants[..]].concat())?)?;
+    for s in discovered.as_array().into_iter().flatten() {
+        println!("stream {} (primary key {}, cursor {}, writable {})", s["name"], s["primary_key"], s["cursor_field"], s["can_write"]);
+    }
+
+    println!("\n$ nexo plugin call example_crm.wasm read --stream contacts --all-pages ...");
+    let read: Value = serde_json::from_str(&nexo(&[&["plugin", "call", &crm, "read", "--config", &cfg, "--stream", "contacts", "--all-pages"][..], &grants[..]].concat())?)?;
+    let records: Vec<Value> = read["pages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["records"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let records_file = data.join("contacts.json");
+    std::fs::write(&records_file, serde_json::to_string_pretty(&records)?)?;
+    println!(
+        "read {} contacts in {} pages; next incremental read resumes from state {}",
+        records.len(),
+        read["pages"].as_array().map_or(0, Vec::len),
+        read["state"]
+    );
+
+    println!("\n$ nexo plugin call contact_mapper.wasm map --input contacts.json   (mapper: no network, no storage)");
+    let mapper_cfg = data.join("mapper.json");
+    std::fs::write(&mapper_cfg, r#"{"only_stage": "customer", "default_currency": "GBP"}"#)?;
+    let mapped = nexo(&[
+        "plugin", "call", &mapper_wasm.to_string_lossy(), "map", "--config", &mapper_cfg.to_string_lossy(), "--input",
+        &records_file.to_string_lossy(),
+    ])?;
+    let mapped_file = data.join("customers.json");
+    std::fs::write(&mapped_file, &mapped)?;
+    let mapped: Value = serde_json::from_str(&mapped)?;
+    let customers = mapped.as_array().cloned().unwrap_or_default();
+    if let Some(first) = customers.first() {
+        println!("{}", serde_json::to_string_pretty(first)?);
+    }
+    println!("mapped {} of {} contacts to customers (full output: {})", customers.len(), records.len(), mapped_file.display());
+    drop(server);
+    println!("\nDone. Try `target/debug/nexo plugin --help`.");
+    Ok(())
+}

@@ -78,7 +78,7 @@ impl PluginLog {
             return;
         }
         self.in_window += 1;
-        emit(level, &self.plugin, &self.call, message);
+        emit(level, message);
     }
 
     /// Forward captured stdout/stderr line by line; its raw bytes count
@@ -108,13 +108,15 @@ impl PluginLog {
     }
 }
 
-fn emit(level: Level, plugin: &str, call: &str, message: &str) {
+/// One plugin log line. Plugin, version and call are fields of the
+/// enclosing `plugin_call` span.
+fn emit(level: Level, message: &str) {
     match level {
-        Level::Trace => tracing::trace!(target: "nexo::plugin", plugin, call, "{message}"),
-        Level::Debug => tracing::debug!(target: "nexo::plugin", plugin, call, "{message}"),
-        Level::Info => tracing::info!(target: "nexo::plugin", plugin, call, "{message}"),
-        Level::Warn => tracing::warn!(target: "nexo::plugin", plugin, call, "{message}"),
-        Level::Error => tracing::error!(target: "nexo::plugin", plugin, call, "{message}"),
+        Level::Trace => tracing::trace!(target: "nexo::plugin", "{message}"),
+        Level::Debug => tracing::debug!(target: "nexo::plugin", "{message}"),
+        Level::Info => tracing::info!(target: "nexo::plugin", "{message}"),
+        Level::Warn => tracing::warn!(target: "nexo::plugin", "{message}"),
+        Level::Error => tracing::error!(target: "nexo::plugin", "{message}"),
     }
 }
 

@@ -45,6 +45,12 @@ pub struct Contact {
     /// Lifecycle stage (`lead`, `customer`, ...).
     #[serde(default)]
     pub lifecycle_stage: Option<String>,
+    /// Country (ISO 3166 alpha-2).
+    #[serde(default)]
+    pub country: Option<String>,
+    /// City.
+    #[serde(default)]
+    pub city: Option<String>,
     /// Last modification, RFC 3339 UTC.
     pub updated_at: String,
 }
