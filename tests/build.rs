@@ -18,8 +18,18 @@ const GUESTS: &[(&str, &str)] = &[
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into()));
-    let root = manifest.parent().map(Path::to_path_buf).unwrap_or_else(|| manifest.clone());
-    for dir in ["plugins", "tests/programs", "sdk/src", "sdk/Cargo.toml", "wit", "Cargo.lock"] {
+    let root = manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| manifest.clone());
+    for dir in [
+        "plugins",
+        "tests/programs",
+        "sdk/src",
+        "sdk/Cargo.toml",
+        "wit",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     let target_dir = env::var_os("NEXO_GUEST_TARGET_DIR")
@@ -29,7 +39,14 @@ fn main() {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for (package, _) in GUESTS {
         cmd.args(["-p", package]);
@@ -49,7 +66,9 @@ fn main() {
     }
     let status = match cmd.status() {
         Ok(s) => s,
-        Err(e) => fail(&format!("could not run cargo to build the guest programs: {e}")),
+        Err(e) => fail(&format!(
+            "could not run cargo to build the guest programs: {e}"
+        )),
     };
     if !status.success() {
         fail(
@@ -66,7 +85,10 @@ fn main() {
             .join("release")
             .join(format!("{}.wasm", package.replace('-', "_")));
         if !file.exists() {
-            fail(&format!("guest {package} built but {} is missing", file.display()));
+            fail(&format!(
+                "guest {package} built but {} is missing",
+                file.display()
+            ));
         }
         code.push_str(&format!(
             "/// Path of the `{package}` component.\npub const {constant}: &str = {:?};\n",

@@ -27,4 +27,6 @@ pub mod mapper {
     });
 }
 
-pub use connector::nexo::connector::{http as wit_http, kv as wit_kv, log as wit_log, types as wit_types};
+pub use connector::nexo::connector::{
+    http as wit_http, kv as wit_kv, log as wit_log, types as wit_types,
+};

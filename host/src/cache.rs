@@ -41,7 +41,10 @@ impl Hasher for ShaHasher {
 impl CompileCache {
     /// A cache in `dir` (created, private to the user) for `engine`.
     pub fn open(dir: &Path, engine: &Engine) -> Result<Self, LoadError> {
-        fs::create_dir_all(dir).map_err(|e| LoadError::Cache { path: dir.into(), reason: e.to_string() })?;
+        fs::create_dir_all(dir).map_err(|e| LoadError::Cache {
+            path: dir.into(),
+            reason: e.to_string(),
+        })?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -50,35 +53,56 @@ impl CompileCache {
         let mut h = ShaHasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut h);
         let engine_key = hex::encode(&h.0.finalize()[..12]);
-        Ok(CompileCache { dir: dir.to_path_buf(), engine_key })
+        Ok(CompileCache {
+            dir: dir.to_path_buf(),
+            engine_key,
+        })
     }
 
     /// Where the artefact of a component with this hash lives.
     pub fn path_for(&self, component_sha256: &str) -> PathBuf {
-        self.dir.join(format!("{component_sha256}-{}.cwasm", self.engine_key))
+        self.dir
+            .join(format!("{component_sha256}-{}.cwasm", self.engine_key))
     }
 
     /// Load the compiled form of `bytes` (hash `sha`), compiling and storing
     /// it first when absent or unusable.
-    pub fn load(&self, engine: &Engine, bytes: &[u8], sha: &str, what: &str) -> Result<Component, LoadError> {
+    pub fn load(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        sha: &str,
+        what: &str,
+    ) -> Result<Component, LoadError> {
         let path = self.path_for(sha);
         if path.exists() {
             match deserialize(engine, &path) {
                 Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled plugin; recompiling"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled plugin; recompiling")
+                }
             }
         }
         let compiled = engine
             .precompile_component(bytes)
-            .map_err(|e| LoadError::Invalid { what: what.to_string(), reason: format!("{e:#}") })?;
+            .map_err(|e| LoadError::Invalid {
+                what: what.to_string(),
+                reason: format!("{e:#}"),
+            })?;
         self.store(&path, &compiled)?;
-        deserialize(engine, &path).map_err(|e| LoadError::Cache { path, reason: e.to_string() })
+        deserialize(engine, &path).map_err(|e| LoadError::Cache {
+            path,
+            reason: e.to_string(),
+        })
     }
 
     /// Write atomically: a temp file in the same directory, then rename, so a
     /// reader never maps a half-written artefact.
     fn store(&self, path: &Path, compiled: &[u8]) -> Result<(), LoadError> {
-        let err = |e: std::io::Error| LoadError::Cache { path: path.into(), reason: e.to_string() };
+        let err = |e: std::io::Error| LoadError::Cache {
+            path: path.into(),
+            reason: e.to_string(),
+        };
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let mut f = fs::File::create(&tmp).map_err(err)?;
         f.write_all(compiled).map_err(err)?;

@@ -17,7 +17,10 @@ use nexo::plugin::{Operation, Record, Spec, StreamInfo, WriteOutcome};
 use nexo::sandbox::kv::KvStore;
 use nexo::sandbox::policy::HttpGrant;
 use nexo::sandbox::secrets::SecretValue;
-use nexo::{ConnectorPlugin, Grants, Limits, LoadedPlugin, MapperPlugin, PluginRef, Runtime, RuntimeConfig, Sandbox};
+use nexo::{
+    ConnectorPlugin, Grants, Limits, LoadedPlugin, MapperPlugin, PluginRef, Runtime, RuntimeConfig,
+    Sandbox,
+};
 
 /// Nexo: connect CRM, ERP and accounting systems through sandboxed plugins.
 #[derive(Debug, Parser)]
@@ -59,7 +62,7 @@ enum PluginCommand {
         json: bool,
     },
     /// Run one operation of a component under the sandbox.
-    Call(CallArgs),
+    Call(Box<CallArgs>),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -131,7 +134,10 @@ struct CallArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -148,10 +154,14 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("NEXO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,cranelift=warn,wasmtime=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NEXO_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,cranelift=warn,wasmtime=warn")
+    });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -173,11 +183,17 @@ fn data_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
 
 async fn run(cli: Cli) -> Result<()> {
     let dir = data_dir(cli.data_dir)?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
-    let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(dir.join("cache")), ..RuntimeConfig::default() })?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(dir.join("cache")),
+        ..RuntimeConfig::default()
+    })?;
     match cli.command {
-        Command::Plugin(PluginCommand::Inspect { file, json }) => inspect(&runtime, &file, json).await,
-        Command::Plugin(PluginCommand::Call(args)) => call(&runtime, &dir, args).await,
+        Command::Plugin(PluginCommand::Inspect { file, json }) => {
+            inspect(&runtime, &file, json).await
+        }
+        Command::Plugin(PluginCommand::Call(args)) => call(&runtime, &dir, *args).await,
     }
 }
 
@@ -186,11 +202,18 @@ fn plugin_ref(plugin: &LoadedPlugin, file: &Path, id: Option<String>) -> PluginR
         .info()
         .embedded("plugin")
         .map(str::to_string)
-        .or_else(|| file.file_stem().map(|s| s.to_string_lossy().replace('_', "-")))
+        .or_else(|| {
+            file.file_stem()
+                .map(|s| s.to_string_lossy().replace('_', "-"))
+        })
         .unwrap_or_else(|| "plugin".into());
     PluginRef {
         id: id.unwrap_or_else(|| format!("local/{name}")),
-        version: plugin.info().embedded("version").unwrap_or("0.0.0").to_string(),
+        version: plugin
+            .info()
+            .embedded("version")
+            .unwrap_or("0.0.0")
+            .to_string(),
     }
 }
 
@@ -207,7 +230,12 @@ async fn inspect(runtime: &Runtime, file: &Path, as_json: bool) -> Result<()> {
                 secrets: BTreeMap::new(),
                 kv: None,
             };
-            Some(ConnectorPlugin::open(&plugin, sandbox).await?.spec().clone())
+            Some(
+                ConnectorPlugin::open(&plugin, sandbox)
+                    .await?
+                    .spec()
+                    .clone(),
+            )
         }
         WorldKind::Mapper => None,
     };
@@ -229,18 +257,35 @@ async fn inspect(runtime: &Runtime, file: &Path, as_json: bool) -> Result<()> {
     println!("{}  ({})", who, file.display());
     println!("  world        nexo:connector/{}", info.world);
     println!("  WIT version  {}", info.wit_version().unwrap_or("unknown"));
-    println!("  SDK          {}", info.embedded("sdk").map(|v| format!("nexo-sdk {v}")).unwrap_or("unknown (not built with nexo-sdk)".into()));
+    println!(
+        "  SDK          {}",
+        info.embedded("sdk")
+            .map(|v| format!("nexo-sdk {v}"))
+            .unwrap_or("unknown (not built with nexo-sdk)".into())
+    );
     println!("  sha256       {}", plugin.sha256());
-    let (host, wasi): (Vec<&String>, Vec<&String>) =
-        info.imports.iter().partition(|i| i.starts_with("nexo:connector/"));
+    let (host, wasi): (Vec<&String>, Vec<&String>) = info
+        .imports
+        .iter()
+        .partition(|i| i.starts_with("nexo:connector/"));
     let host: Vec<&str> = host
         .iter()
         .filter_map(|i| i.strip_prefix("nexo:connector/")?.split('@').next())
         .filter(|i| *i != "types")
         .collect();
-    println!("  host imports {}", if host.is_empty() { "none".to_string() } else { host.join(", ") });
+    println!(
+        "  host imports {}",
+        if host.is_empty() {
+            "none".to_string()
+        } else {
+            host.join(", ")
+        }
+    );
     if let Some(w) = wasi.first().and_then(|i| i.split_once('@')) {
-        println!("  WASI         {} (linked; grants no files, sockets, environment or arguments)", w.1);
+        println!(
+            "  WASI         {} (linked; grants no files, sockets, environment or arguments)",
+            w.1
+        );
     }
     if let Some(spec) = &spec {
         println!("  streams      {}", spec.streams.join(", "));
@@ -257,14 +302,27 @@ async fn inspect(runtime: &Runtime, file: &Path, as_json: bool) -> Result<()> {
             println!("    none");
         }
         for s in &caps.secrets {
-            println!("    {} - {} (sent only to {})", s.name, s.description, s.origins.join(", "));
+            println!(
+                "    {} - {} (sent only to {})",
+                s.name,
+                s.description,
+                s.origins.join(", ")
+            );
         }
         println!(
             "  storage      {}",
-            if caps.kv_bytes == 0 { "none".to_string() } else { format!("{} key-value", human_bytes(caps.kv_bytes)) }
+            if caps.kv_bytes == 0 {
+                "none".to_string()
+            } else {
+                format!("{} key-value", human_bytes(caps.kv_bytes))
+            }
         );
-        let schema: Value = serde_json::from_str(&spec.config_schema).unwrap_or(Value::String(spec.config_schema.clone()));
-        println!("  config schema:\n{}", indent(&serde_json::to_string_pretty(&schema)?, 4));
+        let schema: Value = serde_json::from_str(&spec.config_schema)
+            .unwrap_or(Value::String(spec.config_schema.clone()));
+        println!(
+            "  config schema:\n{}",
+            indent(&serde_json::to_string_pretty(&schema)?, 4)
+        );
     } else {
         println!("  capabilities none: a mapper gets no network and no storage");
     }
@@ -273,7 +331,10 @@ async fn inspect(runtime: &Runtime, file: &Path, as_json: bool) -> Result<()> {
 
 fn indent(text: &str, n: usize) -> String {
     let pad = " ".repeat(n);
-    text.lines().map(|l| format!("{pad}{l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("{pad}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn spec_json(spec: &Spec) -> Value {
@@ -315,14 +376,18 @@ fn record_json(r: &Record) -> Value {
 fn read_text(path: &Path) -> Result<String> {
     if path == Path::new("-") {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("cannot read stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read stdin")?;
         return Ok(s);
     }
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 fn load_config(path: Option<&Path>) -> Result<String> {
-    let Some(path) = path else { return Ok("{}".into()) };
+    let Some(path) = path else {
+        return Ok("{}".into());
+    };
     let text = read_text(path)?;
     let value: Value = serde_json::from_str(&text)
         .with_context(|| format!("config {} is not valid JSON", path.display()))?;
@@ -334,8 +399,11 @@ fn load_config(path: Option<&Path>) -> Result<String> {
 
 fn load_records(path: &Path, default_stream: &str) -> Result<Vec<Record>> {
     let text = read_text(path)?;
-    let value: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
-    let Value::Array(items) = value else { bail!("{} must be a JSON array of records", path.display()) };
+    let value: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let Value::Array(items) = value else {
+        bail!("{} must be a JSON array of records", path.display())
+    };
     items
         .into_iter()
         .enumerate()
@@ -349,15 +417,24 @@ fn load_records(path: &Path, default_stream: &str) -> Result<Vec<Record>> {
             let payload = match field("payload") {
                 Some(p @ Value::Object(_)) => p.to_string(),
                 None => "{}".to_string(),
-                Some(_) => bail!("{} record {i}: `payload` must be a JSON object", path.display()),
+                Some(_) => bail!(
+                    "{} record {i}: `payload` must be a JSON object",
+                    path.display()
+                ),
             };
             let operation = match field("operation").and_then(Value::as_str) {
                 None | Some("upsert") => Operation::Upsert,
                 Some("delete") => Operation::Delete,
-                Some(other) => bail!("{} record {i}: operation `{other}` is not upsert or delete", path.display()),
+                Some(other) => bail!(
+                    "{} record {i}: operation `{other}` is not upsert or delete",
+                    path.display()
+                ),
             };
             Ok(Record {
-                stream: field("stream").and_then(Value::as_str).unwrap_or(default_stream).to_string(),
+                stream: field("stream")
+                    .and_then(Value::as_str)
+                    .unwrap_or(default_stream)
+                    .to_string(),
                 id,
                 operation,
                 payload,
@@ -372,21 +449,25 @@ fn parse_secret(spec: &str) -> Result<(String, SecretValue)> {
         bail!("--secret {spec}: expected NAME=env:VAR or NAME=file:PATH");
     };
     let value = if let Some(var) = source.strip_prefix("env:") {
-        std::env::var(var).with_context(|| format!("--secret {name}: environment variable {var} is not set"))?
+        std::env::var(var)
+            .with_context(|| format!("--secret {name}: environment variable {var} is not set"))?
     } else if let Some(path) = source.strip_prefix("file:") {
         std::fs::read_to_string(path)
             .with_context(|| format!("--secret {name}: cannot read {path}"))?
             .trim_end_matches(['\n', '\r'])
             .to_string()
     } else {
-        bail!("--secret {name}: the source must be env:VAR or file:PATH, so the value never appears on the command line");
+        bail!(
+            "--secret {name}: the source must be env:VAR or file:PATH, so the value never appears on the command line"
+        );
     };
     Ok((name.to_string(), SecretValue::new(value)))
 }
 
 fn sandbox_for(args: &CallArgs, who: PluginRef, data_dir: &Path) -> Result<Sandbox> {
     let mut limits = match &args.limits {
-        Some(p) => serde_json::from_str(&read_text(p)?).with_context(|| format!("limits file {}", p.display()))?,
+        Some(p) => serde_json::from_str(&read_text(p)?)
+            .with_context(|| format!("limits file {}", p.display()))?,
         None => Limits::default(),
     };
     if let Some(m) = args.memory_mib {
@@ -402,14 +483,28 @@ fn sandbox_for(args: &CallArgs, who: PluginRef, data_dir: &Path) -> Result<Sandb
     for o in &args.grant_private_http {
         http.push(HttpGrant::private(o).with_context(|| format!("--grant-private-http {o}"))?);
     }
-    let secrets = args.secrets.iter().map(|s| parse_secret(s)).collect::<Result<BTreeMap<_, _>>>()?;
+    let secrets = args
+        .secrets
+        .iter()
+        .map(|s| parse_secret(s))
+        .collect::<Result<BTreeMap<_, _>>>()?;
     let kv = if args.grant_kv > 0 {
-        let store = KvStore::open(&data_dir.join("nexo.db")).context("opening the key-value store")?;
+        let store =
+            KvStore::open(&data_dir.join("nexo.db")).context("opening the key-value store")?;
         Some((store, format!("{}/cli", who.id)))
     } else {
         None
     };
-    Ok(Sandbox { plugin: who, limits, grants: Grants { http, kv_bytes: args.grant_kv }, secrets, kv })
+    Ok(Sandbox {
+        plugin: who,
+        limits,
+        grants: Grants {
+            http,
+            kv_bytes: args.grant_kv,
+        },
+        secrets,
+        kv,
+    })
 }
 
 async fn call(runtime: &Runtime, data_dir: &Path, args: CallArgs) -> Result<()> {
@@ -417,14 +512,24 @@ async fn call(runtime: &Runtime, data_dir: &Path, args: CallArgs) -> Result<()> 
     let who = plugin_ref(&plugin, &args.file, args.id.clone());
     let sandbox = sandbox_for(&args, who, data_dir)?;
     let config = load_config(args.config.as_deref())?;
-    let stream = || args.stream.clone().context("--stream is required for this operation");
+    let stream = || {
+        args.stream
+            .clone()
+            .context("--stream is required for this operation")
+    };
 
     if args.op == Op::Map {
         let mapper = MapperPlugin::open(&plugin, sandbox)?;
-        let input = args.input.as_deref().context("--input is required for map")?;
+        let input = args
+            .input
+            .as_deref()
+            .context("--input is required for map")?;
         let batch = load_records(input, args.stream.as_deref().unwrap_or("records"))?;
         let out = mapper.map(&config, &batch).await.into_result()?;
-        println!("{}", serde_json::to_string_pretty(&out.iter().map(record_json).collect::<Vec<_>>())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out.iter().map(record_json).collect::<Vec<_>>())?
+        );
         return Ok(());
     }
     let connector = ConnectorPlugin::open(&plugin, sandbox).await?;
@@ -444,7 +549,10 @@ async fn call(runtime: &Runtime, data_dir: &Path, args: CallArgs) -> Result<()> 
             let mut pages = Vec::new();
             let mut total = 0usize;
             loop {
-                let page = connector.read(&config, &stream, state.as_deref()).await.into_result()?;
+                let page = connector
+                    .read(&config, &stream, state.as_deref())
+                    .await
+                    .into_result()?;
                 total += page.records.len();
                 pages.push(json!({
                     "records": page.records.iter().map(record_json).collect::<Vec<_>>(),
@@ -460,9 +568,15 @@ async fn call(runtime: &Runtime, data_dir: &Path, args: CallArgs) -> Result<()> 
         }
         Op::Write => {
             let stream = stream()?;
-            let input = args.input.as_deref().context("--input is required for write")?;
+            let input = args
+                .input
+                .as_deref()
+                .context("--input is required for write")?;
             let batch = load_records(input, &stream)?;
-            let results = connector.write(&config, &stream, &batch).await.into_result()?;
+            let results = connector
+                .write(&config, &stream, &batch)
+                .await
+                .into_result()?;
             Value::Array(
                 results
                     .iter()
@@ -472,14 +586,20 @@ async fn call(runtime: &Runtime, data_dir: &Path, args: CallArgs) -> Result<()> 
                             WriteOutcome::Updated(id) => ("updated", json!(id)),
                             WriteOutcome::Unchanged(id) => ("unchanged", json!(id)),
                             WriteOutcome::Deleted(id) => ("deleted", json!(id)),
-                            WriteOutcome::Failed(e) => ("failed", json!(nexo::GuestError::from(e.clone()).to_string())),
+                            WriteOutcome::Failed(e) => (
+                                "failed",
+                                json!(nexo::GuestError::from(e.clone()).to_string()),
+                            ),
                         };
                         json!({"id": r.id, "outcome": outcome, "detail": detail})
                     })
                     .collect(),
             )
         }
-        Op::Map => bail!("map is a mapper operation; {} is a connector", connector.plugin()),
+        Op::Map => bail!(
+            "map is a mapper operation; {} is a connector",
+            connector.plugin()
+        ),
     };
     println!("{}", serde_json::to_string_pretty(&output)?);
     Ok(())

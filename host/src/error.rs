@@ -64,7 +64,10 @@ pub enum GuestError {
 impl GuestError {
     /// Whether retrying later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, GuestError::RateLimited { .. } | GuestError::Transient(_))
+        matches!(
+            self,
+            GuestError::RateLimited { .. } | GuestError::Transient(_)
+        )
     }
 }
 
@@ -163,7 +166,9 @@ pub enum LoadError {
         source: std::io::Error,
     },
     /// Not a valid WebAssembly component.
-    #[error("{what} is not a valid WebAssembly component: {reason} (build it with `cargo build --target wasm32-wasip2` and nexo-sdk)")]
+    #[error(
+        "{what} is not a valid WebAssembly component: {reason} (build it with `cargo build --target wasm32-wasip2` and nexo-sdk)"
+    )]
     Invalid {
         /// What was loaded (path or id).
         what: String,

@@ -49,7 +49,11 @@ impl wit_http::Host for PluginState {
             timeout_ms: request.timeout_ms,
         };
         match http.send(req, self.deadline).await {
-            Ok(r) => Ok(Ok(wit_http::Response { status: r.status, headers: r.headers, body: r.body })),
+            Ok(r) => Ok(Ok(wit_http::Response {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            })),
             Err(e) => {
                 tracing::warn!(error = %e, "plugin HTTP request refused or failed");
                 self.events.push(SandboxEvent::HttpRefused(e.clone()));
@@ -74,7 +78,10 @@ fn to_wit_http_error(e: HttpError) -> wit_http::HttpError {
 
 impl crate::bindings::connector::nexo::connector::secrets::Host for PluginState {
     async fn is_set(&mut self, name: String) -> wasmtime::Result<bool> {
-        Ok(self.http.as_ref().is_some_and(|h| h.secrets().is_set(&name)))
+        Ok(self
+            .http
+            .as_ref()
+            .is_some_and(|h| h.secrets().is_set(&name)))
     }
 }
 
@@ -97,23 +104,41 @@ impl PluginState {
 }
 
 impl wit_kv::Host for PluginState {
-    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, wit_kv::KvError>> {
-        let Some(ns) = self.kv.clone() else { return Ok(self.kv_denied()) };
+    async fn get(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, wit_kv::KvError>> {
+        let Some(ns) = self.kv.clone() else {
+            return Ok(self.kv_denied());
+        };
         Ok(self.kv_result(ns.get(&key)))
     }
 
-    async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), wit_kv::KvError>> {
-        let Some(ns) = self.kv.clone() else { return Ok(self.kv_denied()) };
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), wit_kv::KvError>> {
+        let Some(ns) = self.kv.clone() else {
+            return Ok(self.kv_denied());
+        };
         Ok(self.kv_result(ns.set(&key, &value)))
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), wit_kv::KvError>> {
-        let Some(ns) = self.kv.clone() else { return Ok(self.kv_denied()) };
+        let Some(ns) = self.kv.clone() else {
+            return Ok(self.kv_denied());
+        };
         Ok(self.kv_result(ns.delete(&key)))
     }
 
-    async fn list_keys(&mut self, prefix: String) -> wasmtime::Result<Result<Vec<String>, wit_kv::KvError>> {
-        let Some(ns) = self.kv.clone() else { return Ok(self.kv_denied()) };
+    async fn list_keys(
+        &mut self,
+        prefix: String,
+    ) -> wasmtime::Result<Result<Vec<String>, wit_kv::KvError>> {
+        let Some(ns) = self.kv.clone() else {
+            return Ok(self.kv_denied());
+        };
         Ok(self.kv_result(ns.list_keys(&prefix)))
     }
 }

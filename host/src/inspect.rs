@@ -42,7 +42,10 @@ pub struct ComponentInfo {
 impl ComponentInfo {
     /// Parse the top level of a component.
     pub fn parse(bytes: &[u8], what: &str) -> Result<Self, LoadError> {
-        let invalid = |reason: String| LoadError::Invalid { what: what.to_string(), reason };
+        let invalid = |reason: String| LoadError::Invalid {
+            what: what.to_string(),
+            reason,
+        };
         let mut imports = Vec::new();
         let mut exports = Vec::new();
         let mut embedded = Vec::new();
@@ -96,19 +99,31 @@ impl ComponentInfo {
                 ),
             });
         };
-        Ok(ComponentInfo { world, imports, exports, embedded })
+        Ok(ComponentInfo {
+            world,
+            imports,
+            exports,
+            embedded,
+        })
     }
 
     /// A field of the embedded `nexo-sdk` section.
     pub fn embedded(&self, key: &str) -> Option<&str> {
-        self.embedded.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.embedded
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The `nexo:connector` version the component imports (e.g. `1.0.0`).
     pub fn wit_version(&self) -> Option<&str> {
         self.imports
             .iter()
-            .find_map(|i| i.strip_prefix("nexo:connector/")?.split_once('@').map(|(_, v)| v))
+            .find_map(|i| {
+                i.strip_prefix("nexo:connector/")?
+                    .split_once('@')
+                    .map(|(_, v)| v)
+            })
             .or_else(|| self.embedded("wit"))
     }
 }
@@ -131,7 +146,11 @@ mod tests {
         let e = ComponentInfo::parse(core, "x.wasm").unwrap_err();
         assert!(e.to_string().contains("core module"), "{e}");
         let e = ComponentInfo::parse(b"not wasm at all", "y.wasm").unwrap_err();
-        assert!(e.to_string().starts_with("y.wasm is not a valid WebAssembly component"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("y.wasm is not a valid WebAssembly component"),
+            "{e}"
+        );
     }
 
     #[test]

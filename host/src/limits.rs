@@ -83,11 +83,11 @@ impl fmt::Display for Limit {
 
 /// `64 MiB`, `512 KiB`, `100 B`.
 pub fn human_bytes(b: u64) -> String {
-    if b >= 1 << 30 && b % (1 << 30) == 0 {
+    if b >= 1 << 30 && b.is_multiple_of(1 << 30) {
         format!("{} GiB", b >> 30)
-    } else if b >= 1 << 20 && b % (1 << 20) == 0 {
+    } else if b >= 1 << 20 && b.is_multiple_of(1 << 20) {
         format!("{} MiB", b >> 20)
-    } else if b >= 1 << 10 && b % (1 << 10) == 0 {
+    } else if b >= 1 << 10 && b.is_multiple_of(1 << 10) {
         format!("{} KiB", b >> 10)
     } else {
         format!("{b} B")
@@ -113,7 +113,10 @@ pub struct StoreLimiter {
 impl StoreLimiter {
     /// A limiter for these limits.
     pub fn new(limits: &Limits) -> Self {
-        StoreLimiter { memory_bytes: limits.memory_bytes, max_table_elements: 100_000 }
+        StoreLimiter {
+            memory_bytes: limits.memory_bytes,
+            max_table_elements: 100_000,
+        }
     }
 }
 
@@ -125,7 +128,9 @@ impl wasmtime::ResourceLimiter for StoreLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired as u64 > self.memory_bytes {
-            return Err(wasmtime::Error::new(LimitHit(Limit::Memory(self.memory_bytes))));
+            return Err(wasmtime::Error::new(LimitHit(Limit::Memory(
+                self.memory_bytes,
+            ))));
         }
         Ok(true)
     }
@@ -147,8 +152,14 @@ mod tests {
     #[test]
     fn limits_read_as_phrases() {
         assert_eq!(Limit::Memory(64 << 20).to_string(), "64 MiB memory limit");
-        assert_eq!(Limit::LogVolume(256 << 10).to_string(), "log volume limit of 256 KiB");
-        assert_eq!(Limit::Time(Duration::from_secs(2)).to_string(), "time limit of 2000 ms");
+        assert_eq!(
+            Limit::LogVolume(256 << 10).to_string(),
+            "log volume limit of 256 KiB"
+        );
+        assert_eq!(
+            Limit::Time(Duration::from_secs(2)).to_string(),
+            "time limit of 2000 ms"
+        );
         assert_eq!(human_bytes(1000), "1000 B");
     }
 
@@ -164,9 +175,15 @@ mod tests {
     #[test]
     fn limiter_traps_past_the_cap() {
         use wasmtime::ResourceLimiter;
-        let mut l = StoreLimiter::new(&Limits { memory_bytes: 1 << 20, ..Limits::default() });
+        let mut l = StoreLimiter::new(&Limits {
+            memory_bytes: 1 << 20,
+            ..Limits::default()
+        });
         assert!(l.memory_growing(0, 1 << 20, None).unwrap());
         let err = l.memory_growing(0, (1 << 20) + 1, None).unwrap_err();
-        assert!(matches!(err.downcast_ref::<LimitHit>(), Some(LimitHit(Limit::Memory(_)))));
+        assert!(matches!(
+            err.downcast_ref::<LimitHit>(),
+            Some(LimitHit(Limit::Memory(_)))
+        ));
     }
 }

@@ -129,9 +129,20 @@ enum Op<'a> {
     Spec,
     Check(&'a str),
     Discover(&'a str),
-    Read { config: &'a str, stream: &'a str, state: Option<&'a str> },
-    Write { config: &'a str, stream: &'a str, batch: &'a [Record] },
-    Map { config: &'a str, batch: &'a [Record] },
+    Read {
+        config: &'a str,
+        stream: &'a str,
+        state: Option<&'a str>,
+    },
+    Write {
+        config: &'a str,
+        stream: &'a str,
+        batch: &'a [Record],
+    },
+    Map {
+        config: &'a str,
+        batch: &'a [Record],
+    },
 }
 
 enum Reply {
@@ -169,12 +180,20 @@ impl ConnectorPlugin {
                 expected: WorldKind::Connector,
             });
         }
-        let bare = Core { plugin: plugin.clone(), sandbox: sandbox.clone(), http: None, kv: None };
+        let bare = Core {
+            plugin: plugin.clone(),
+            sandbox: sandbox.clone(),
+            http: None,
+            kv: None,
+        };
         let spec = match bare.invoke(Op::Spec).await.result? {
             Reply::Spec(s) => s,
             _ => return Err(OpenError::Spec(bare.mismatch("spec"))),
         };
-        let bad = |source| OpenError::BadDeclaration { plugin: sandbox.plugin.clone(), source };
+        let bad = |source| OpenError::BadDeclaration {
+            plugin: sandbox.plugin.clone(),
+            source,
+        };
         let declared = spec
             .capabilities
             .http_origins
@@ -191,7 +210,13 @@ impl ConnectorPlugin {
                     .map(|o| OriginPattern::parse(o))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(bad)?;
-                secrets.insert(req.name.clone(), BoundSecret { value: value.clone(), origins });
+                secrets.insert(
+                    req.name.clone(),
+                    BoundSecret {
+                        value: value.clone(),
+                        origins,
+                    },
+                );
             }
         }
         let policy = OutboundPolicy::new(declared, sandbox.grants.http.clone());
@@ -200,14 +225,24 @@ impl ConnectorPlugin {
             max_response_bytes: sandbox.limits.http_response_bytes,
             ..HttpSettings::default()
         };
-        let http = OutboundHttp::new(policy, secrets, settings)
-            .map_err(|e| OpenError::Http { plugin: sandbox.plugin.clone(), reason: e.to_string() })?;
+        let http = OutboundHttp::new(policy, secrets, settings).map_err(|e| OpenError::Http {
+            plugin: sandbox.plugin.clone(),
+            reason: e.to_string(),
+        })?;
         let quota = spec.capabilities.kv_bytes.min(sandbox.grants.kv_bytes);
         let kv = match (&sandbox.kv, quota) {
             (Some((store, ns)), q) if q > 0 => Some(store.namespace(ns.clone(), q)),
             _ => None,
         };
-        Ok(ConnectorPlugin { core: Core { plugin: plugin.clone(), sandbox, http: Some(http), kv }, spec })
+        Ok(ConnectorPlugin {
+            core: Core {
+                plugin: plugin.clone(),
+                sandbox,
+                http: Some(http),
+                kv,
+            },
+            spec,
+        })
     }
 
     /// The spec returned at open.
@@ -227,24 +262,34 @@ impl ConnectorPlugin {
 
     /// `check(config)`.
     pub async fn check(&self, config: &str) -> Outcome<()> {
-        self.core.invoke(Op::Check(config)).await.then(&self.core, |r| match r {
-            Reply::Check(r) => Some(r),
-            _ => None,
-        })
+        self.core
+            .invoke(Op::Check(config))
+            .await
+            .then(&self.core, |r| match r {
+                Reply::Check(r) => Some(r),
+                _ => None,
+            })
     }
 
     /// `discover(config)`.
     pub async fn discover(&self, config: &str) -> Outcome<Vec<StreamInfo>> {
-        self.core.invoke(Op::Discover(config)).await.then(&self.core, |r| match r {
-            Reply::Discover(r) => Some(r),
-            _ => None,
-        })
+        self.core
+            .invoke(Op::Discover(config))
+            .await
+            .then(&self.core, |r| match r {
+                Reply::Discover(r) => Some(r),
+                _ => None,
+            })
     }
 
     /// `read(config, stream, state)`: one page. Payloads are checked to be
     /// JSON objects.
     pub async fn read(&self, config: &str, stream: &str, state: Option<&str>) -> Outcome<Page> {
-        let call = Op::Read { config, stream, state };
+        let call = Op::Read {
+            config,
+            stream,
+            state,
+        };
         let label = call.label();
         let mut out = self.core.invoke(call).await.then(&self.core, |r| match r {
             Reply::Read(r) => Some(r),
@@ -256,15 +301,27 @@ impl ConnectorPlugin {
             out.result = Err(PluginError::InvalidOutput {
                 plugin: self.core.sandbox.plugin.clone(),
                 call: label,
-                reason: format!("record {}/{} has a payload that is not a JSON object", bad.stream, bad.id),
+                reason: format!(
+                    "record {}/{} has a payload that is not a JSON object",
+                    bad.stream, bad.id
+                ),
             });
         }
         out
     }
 
     /// `write(config, stream, batch)`: one result per record, in order.
-    pub async fn write(&self, config: &str, stream: &str, batch: &[Record]) -> Outcome<Vec<WriteResult>> {
-        let call = Op::Write { config, stream, batch };
+    pub async fn write(
+        &self,
+        config: &str,
+        stream: &str,
+        batch: &[Record],
+    ) -> Outcome<Vec<WriteResult>> {
+        let call = Op::Write {
+            config,
+            stream,
+            batch,
+        };
         let label = call.label();
         let mut out = self.core.invoke(call).await.then(&self.core, |r| match r {
             Reply::Write(r) => Some(r),
@@ -293,7 +350,14 @@ impl MapperPlugin {
                 expected: WorldKind::Mapper,
             });
         }
-        Ok(MapperPlugin { core: Core { plugin: plugin.clone(), sandbox, http: None, kv: None } })
+        Ok(MapperPlugin {
+            core: Core {
+                plugin: plugin.clone(),
+                sandbox,
+                http: None,
+                kv: None,
+            },
+        })
     }
 
     /// Instantiate in a fresh store without calling anything: proves the
@@ -317,7 +381,10 @@ impl MapperPlugin {
             out.result = Err(PluginError::InvalidOutput {
                 plugin: self.core.sandbox.plugin.clone(),
                 call: label,
-                reason: format!("mapped record {}/{} has a payload that is not a JSON object", bad.stream, bad.id),
+                reason: format!(
+                    "mapped record {}/{} has a payload that is not a JSON object",
+                    bad.stream, bad.id
+                ),
             });
         }
         out
@@ -325,7 +392,10 @@ impl MapperPlugin {
 }
 
 fn is_json_object(s: &str) -> bool {
-    matches!(serde_json::from_str::<serde_json::Value>(s), Ok(serde_json::Value::Object(_)))
+    matches!(
+        serde_json::from_str::<serde_json::Value>(s),
+        Ok(serde_json::Value::Object(_))
+    )
 }
 
 struct Raw {
@@ -336,7 +406,11 @@ struct Raw {
 }
 
 impl Raw {
-    fn then<T>(self, core: &Core, pick: impl FnOnce(Reply) -> Option<Result<T, wit::Error>>) -> Outcome<T> {
+    fn then<T>(
+        self,
+        core: &Core,
+        pick: impl FnOnce(Reply) -> Option<Result<T, wit::Error>>,
+    ) -> Outcome<T> {
         let result = match self.result {
             Err(e) => Err(e),
             Ok(reply) => match pick(reply) {
@@ -349,7 +423,11 @@ impl Raw {
                 None => Err(core.mismatch(&self.call.0)),
             },
         };
-        Outcome { result, events: self.events, elapsed: self.elapsed }
+        Outcome {
+            result,
+            events: self.events,
+            elapsed: self.elapsed,
+        }
     }
 }
 
@@ -415,7 +493,12 @@ impl Core {
                 // The epoch callback stops guest code at the deadline; this
                 // timeout also covers time spent in host calls.
                 let grace = time_limit + Duration::from_millis(500);
-                match tokio::time::timeout(grace, self.call(&mut store, op).instrument(span.clone())).await {
+                match tokio::time::timeout(
+                    grace,
+                    self.call(&mut store, op).instrument(span.clone()),
+                )
+                .await
+                {
                     Ok(r) => r,
                     Err(_) => Err(wasmtime::Error::new(LimitHit(Limit::Time(time_limit)))),
                 }
@@ -434,7 +517,11 @@ impl Core {
             if let Err(LimitHit(limit)) = data.log.forward_output(level, bytes)
                 && !matches!(result, Err(PluginError::LimitExceeded { .. }))
             {
-                result = Err(PluginError::LimitExceeded { plugin: self.sandbox.plugin.clone(), limit, call: call.clone() });
+                result = Err(PluginError::LimitExceeded {
+                    plugin: self.sandbox.plugin.clone(),
+                    limit,
+                    call: call.clone(),
+                });
             }
         }
         data.log.finish();
@@ -445,7 +532,12 @@ impl Core {
         if let Err(e) = &result {
             tracing::warn!(error = %e, "plugin call failed");
         }
-        Raw { result, events, elapsed: started.elapsed(), call }
+        Raw {
+            result,
+            events,
+            elapsed: started.elapsed(),
+            call,
+        }
     }
 
     async fn call(&self, store: &mut Store<PluginState>, op: Op<'_>) -> wasmtime::Result<Reply> {
@@ -457,13 +549,19 @@ impl Core {
                     Op::Instantiate => Reply::Instantiated,
                     Op::Spec => Reply::Spec(c.call_spec(&mut *store).await?),
                     Op::Check(config) => Reply::Check(c.call_check(&mut *store, config).await?),
-                    Op::Discover(config) => Reply::Discover(c.call_discover(&mut *store, config).await?),
-                    Op::Read { config, stream, state } => {
-                        Reply::Read(c.call_read(&mut *store, config, stream, state).await?)
+                    Op::Discover(config) => {
+                        Reply::Discover(c.call_discover(&mut *store, config).await?)
                     }
-                    Op::Write { config, stream, batch } => {
-                        Reply::Write(c.call_write(&mut *store, config, stream, batch).await?)
-                    }
+                    Op::Read {
+                        config,
+                        stream,
+                        state,
+                    } => Reply::Read(c.call_read(&mut *store, config, stream, state).await?),
+                    Op::Write {
+                        config,
+                        stream,
+                        batch,
+                    } => Reply::Write(c.call_write(&mut *store, config, stream, batch).await?),
                     Op::Map { .. } => return Err(wasmtime::Error::msg("a connector has no map")),
                 })
             }
@@ -472,7 +570,9 @@ impl Core {
                 let m = bindings.nexo_connector_mapping();
                 match op {
                     Op::Instantiate => Ok(Reply::Instantiated),
-                    Op::Map { config, batch } => Ok(Reply::Map(m.call_map(&mut *store, config, batch).await?)),
+                    Op::Map { config, batch } => {
+                        Ok(Reply::Map(m.call_map(&mut *store, config, batch).await?))
+                    }
                     _ => Err(wasmtime::Error::msg("a mapper only has map")),
                 }
             }
@@ -484,28 +584,58 @@ impl Core {
         let call = call.clone();
         let limits = &self.sandbox.limits;
         if let Some(LimitHit(limit)) = e.downcast_ref::<LimitHit>() {
-            return PluginError::LimitExceeded { plugin, limit: *limit, call };
+            return PluginError::LimitExceeded {
+                plugin,
+                limit: *limit,
+                call,
+            };
         }
         if let Some(trap) = e.downcast_ref::<Trap>() {
             match trap {
                 Trap::OutOfFuel => {
-                    return PluginError::LimitExceeded { plugin, limit: Limit::Cpu(limits.fuel_per_call), call };
+                    return PluginError::LimitExceeded {
+                        plugin,
+                        limit: Limit::Cpu(limits.fuel_per_call),
+                        call,
+                    };
                 }
-                Trap::StackOverflow => return PluginError::LimitExceeded { plugin, limit: Limit::Stack, call },
+                Trap::StackOverflow => {
+                    return PluginError::LimitExceeded {
+                        plugin,
+                        limit: Limit::Stack,
+                        call,
+                    };
+                }
                 Trap::Interrupt => {
-                    return PluginError::LimitExceeded { plugin, limit: Limit::Time(limits.call_timeout()), call };
+                    return PluginError::LimitExceeded {
+                        plugin,
+                        limit: Limit::Time(limits.call_timeout()),
+                        call,
+                    };
                 }
                 _ => {}
             }
         }
         let stderr = String::from_utf8_lossy(stderr);
         if let Some(message) = panic_message(&stderr) {
-            return PluginError::Panic { plugin, call, message };
+            return PluginError::Panic {
+                plugin,
+                call,
+                message,
+            };
         }
         if let Some(trap) = e.downcast_ref::<Trap>() {
-            return PluginError::Trap { plugin, call, reason: trap.to_string() };
+            return PluginError::Trap {
+                plugin,
+                call,
+                reason: trap.to_string(),
+            };
         }
-        PluginError::Instantiate { plugin, call, reason: format!("{e:#}") }
+        PluginError::Instantiate {
+            plugin,
+            call,
+            reason: format!("{e:#}"),
+        }
     }
 }
 
@@ -516,7 +646,10 @@ fn panic_message(stderr: &str) -> Option<String> {
     let rest = &stderr[at..];
     let mut lines = rest.lines();
     let first = lines.next()?;
-    let location = first.trim_start_matches("panicked at").trim().trim_end_matches(':');
+    let location = first
+        .trim_start_matches("panicked at")
+        .trim()
+        .trim_end_matches(':');
     let message: Vec<&str> = lines.take_while(|l| !l.starts_with("note:")).collect();
     Some(format!("{} (at {location})", message.join(" ").trim()))
 }
@@ -528,7 +661,10 @@ mod tests {
     #[test]
     fn panic_messages_are_extracted() {
         let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:12:9:\nindex out of bounds\nnote: run with `RUST_BACKTRACE=1`\n";
-        assert_eq!(panic_message(stderr).unwrap(), "index out of bounds (at src/lib.rs:12:9)");
+        assert_eq!(
+            panic_message(stderr).unwrap(),
+            "index out of bounds (at src/lib.rs:12:9)"
+        );
         assert_eq!(panic_message("nothing here"), None);
     }
 }

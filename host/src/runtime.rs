@@ -52,7 +52,9 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("cache", &self.inner.cache).finish_non_exhaustive()
+        f.debug_struct("Runtime")
+            .field("cache", &self.inner.cache)
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,14 +94,20 @@ impl Runtime {
 
         let mut connector_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut connector_linker).map_err(err)?;
-        connector::Connector::add_to_linker::<_, HasSelf<PluginState>>(&mut connector_linker, |s| s)
-            .map_err(err)?;
+        connector::Connector::add_to_linker::<_, HasSelf<PluginState>>(
+            &mut connector_linker,
+            |s| s,
+        )
+        .map_err(err)?;
         let mut mapper_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut mapper_linker).map_err(err)?;
-        mapper::Mapper::add_to_linker::<_, HasSelf<PluginState>>(&mut mapper_linker, |s| s).map_err(err)?;
+        mapper::Mapper::add_to_linker::<_, HasSelf<PluginState>>(&mut mapper_linker, |s| s)
+            .map_err(err)?;
 
         let cache = match &config.cache_dir {
-            Some(dir) => Some(CompileCache::open(dir, &engine).map_err(|e| RuntimeError(e.to_string()))?),
+            Some(dir) => {
+                Some(CompileCache::open(dir, &engine).map_err(|e| RuntimeError(e.to_string()))?)
+            }
             None => None,
         };
 
@@ -119,7 +127,13 @@ impl Runtime {
         }
 
         Ok(Runtime {
-            inner: Arc::new(Inner { engine, connector_linker, mapper_linker, cache, ticker_stop }),
+            inner: Arc::new(Inner {
+                engine,
+                connector_linker,
+                mapper_linker,
+                cache,
+                ticker_stop,
+            }),
         })
     }
 
@@ -133,8 +147,10 @@ impl Runtime {
         let sha = sha256_hex(bytes);
         let component = match &self.inner.cache {
             Some(cache) => cache.load(&self.inner.engine, bytes, &sha, what)?,
-            None => Component::new(&self.inner.engine, bytes)
-                .map_err(|e| LoadError::Invalid { what: what.to_string(), reason: format!("{e:#}") })?,
+            None => Component::new(&self.inner.engine, bytes).map_err(|e| LoadError::Invalid {
+                what: what.to_string(),
+                reason: format!("{e:#}"),
+            })?,
         };
         Ok((component, sha))
     }
@@ -151,7 +167,9 @@ impl Runtime {
                     .connector_linker
                     .instantiate_pre(&component)
                     .map_err(|e| link_error(what, &info, e))?;
-                Pre::Connector(connector::ConnectorPre::new(pre).map_err(|e| link_error(what, &info, e))?)
+                Pre::Connector(
+                    connector::ConnectorPre::new(pre).map_err(|e| link_error(what, &info, e))?,
+                )
             }
             WorldKind::Mapper => {
                 let pre = self
@@ -162,12 +180,22 @@ impl Runtime {
                 Pre::Mapper(mapper::MapperPre::new(pre).map_err(|e| link_error(what, &info, e))?)
             }
         };
-        Ok(LoadedPlugin { inner: Arc::new(LoadedInner { runtime: self.clone(), sha256, info, pre }) })
+        Ok(LoadedPlugin {
+            inner: Arc::new(LoadedInner {
+                runtime: self.clone(),
+                sha256,
+                info,
+                pre,
+            }),
+        })
     }
 
     /// Load a plugin from a `.wasm` file.
     pub fn load_file(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.into(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.into(),
+            source,
+        })?;
         self.load(&bytes, &path.display().to_string())
     }
 }
@@ -175,11 +203,16 @@ impl Runtime {
 fn link_error(what: &str, info: &ComponentInfo, e: wasmtime::Error) -> LoadError {
     let allowed = match info.world {
         WorldKind::Connector => "nexo:connector/{log,http,secrets,kv}@1.x and WASI 0.2",
-        WorldKind::Mapper => "nexo:connector/log@1.x and WASI 0.2 (mappers get no network and no storage)",
+        WorldKind::Mapper => {
+            "nexo:connector/log@1.x and WASI 0.2 (mappers get no network and no storage)"
+        }
     };
     LoadError::NotAPlugin {
         what: what.to_string(),
-        reason: format!("its imports do not fit the {} world, which may import only {allowed}: {e:#}", info.world),
+        reason: format!(
+            "its imports do not fit the {} world, which may import only {allowed}: {e:#}",
+            info.world
+        ),
     }
 }
 

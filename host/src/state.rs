@@ -43,7 +43,9 @@ pub struct PluginState {
 
 impl std::fmt::Debug for PluginState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginState").field("events", &self.events).finish_non_exhaustive()
+        f.debug_struct("PluginState")
+            .field("events", &self.events)
+            .finish_non_exhaustive()
     }
 }
 
@@ -84,6 +86,9 @@ impl PluginState {
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }

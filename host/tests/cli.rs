@@ -22,7 +22,11 @@ impl Env {
         let config = data.path().join("config.json");
         let body = serde_json::json!({"base_url": crm.url(), "page_size": page_size});
         std::fs::write(&config, body.to_string()).unwrap();
-        Env { data, config, grant: crm.url() }
+        Env {
+            data,
+            config,
+            grant: crm.url(),
+        }
     }
 
     fn nexo(&self, args: &[&str]) -> Output {
@@ -57,7 +61,8 @@ impl Env {
 fn ok_json(out: Output) -> Value {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "nexo failed: {stderr}");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,7 +71,11 @@ async fn inspect_shows_world_versions_streams_and_capabilities() {
     let env = Env::new(&crm, 10);
     let out = env.nexo(&["plugin", "inspect", programs::EXAMPLE_CRM]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for needle in [
         "local/example-crm@0.1.0",
         "world        nexo:connector/connector",
@@ -102,11 +111,21 @@ async fn check_discover_and_read_all_pages_through_the_cli() {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|p| p["records"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()))
+        .flat_map(|p| {
+            p["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_string())
+        })
         .collect();
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), 25, "every contact exactly once, ties on updated_at included");
+    assert_eq!(
+        ids.len(),
+        25,
+        "every contact exactly once, ties on updated_at included"
+    );
 
     // Incremental: from the final state nothing is new; a change shows up.
     let state = read["state"].as_str().unwrap().to_string();
@@ -120,11 +139,18 @@ async fn check_discover_and_read_all_pages_through_the_cli() {
     }
     let changed = ok_json(env.call("read", &["--stream", "contacts", "--state", &state]));
     assert_eq!(changed["records"], 1);
-    assert_eq!(changed["pages"][0]["records"][0]["payload"]["email"], "new@example.com");
+    assert_eq!(
+        changed["pages"][0]["records"][0]["payload"]["email"],
+        "new@example.com"
+    );
 
     // The token reached the CRM; it is never printed.
     let crm = crm.crm.lock().unwrap();
-    assert!(crm.auth_headers.iter().all(|h| h == &format!("Bearer {TOKEN}")));
+    assert!(
+        crm.auth_headers
+            .iter()
+            .all(|h| h == &format!("Bearer {TOKEN}"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,10 +164,23 @@ async fn write_reports_each_record_and_rejects_only_the_bad_one() {
         {"id": "new-2", "payload": {"first_name": "Bad", "last_name": "Mail", "email": "not-an-email", "updated_at": "x"}},
     ]);
     std::fs::write(&input, batch.to_string()).unwrap();
-    let results = ok_json(env.call("write", &["--stream", "contacts", "--input", input.to_str().unwrap()]));
-    let outcomes: Vec<&str> = results.as_array().unwrap().iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+    let results = ok_json(env.call(
+        "write",
+        &["--stream", "contacts", "--input", input.to_str().unwrap()],
+    ));
+    let outcomes: Vec<&str> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
     assert_eq!(outcomes, ["updated", "created", "failed"]);
-    assert!(results[2]["detail"].as_str().unwrap().contains("email is invalid"));
+    assert!(
+        results[2]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("email is invalid")
+    );
     assert_eq!(crm.crm.lock().unwrap().contacts.len(), 3);
 }
 
@@ -152,21 +191,46 @@ async fn errors_name_the_plugin_and_never_show_the_secret() {
     let out = env.call("check", &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("plugin local/example-crm@0.1.0 failed in check: authentication failed: HTTP 401"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "plugin local/example-crm@0.1.0 failed in check: authentication failed: HTTP 401"
+        ),
+        "{stderr}"
+    );
     assert!(!stderr.contains(TOKEN) && !String::from_utf8_lossy(&out.stdout).contains(TOKEN));
 
     // Without the grant the plugin is refused by the host, and says so.
-    let out = env.nexo(&["plugin", "call", programs::EXAMPLE_CRM, "check", "--config", env.config.to_str().unwrap()]);
+    let out = env.nexo(&[
+        "plugin",
+        "call",
+        programs::EXAMPLE_CRM,
+        "check",
+        "--config",
+        env.config.to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("access denied") && stderr.contains("not granted"), "{stderr}");
+    assert!(
+        stderr.contains("access denied") && stderr.contains("not granted"),
+        "{stderr}"
+    );
 
     // A bad config is refused before any request, naming the field.
     std::fs::write(&env.config, r#"{"base_url": 42}"#).unwrap();
     let out = env.call("check", &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("invalid config: field `base_url`"), "{stderr}");
+    assert!(
+        stderr.contains("invalid config: field `base_url`"),
+        "{stderr}"
+    );
     // Secrets are never accepted on the command line.
-    let out = env.nexo(&["plugin", "call", programs::EXAMPLE_CRM, "check", "--secret", "api_token=hunter2"]);
+    let out = env.nexo(&[
+        "plugin",
+        "call",
+        programs::EXAMPLE_CRM,
+        "check",
+        "--secret",
+        "api_token=hunter2",
+    ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be env:VAR or file:PATH"));
 }
 
@@ -181,9 +245,20 @@ async fn a_mapper_maps_records_from_a_file() {
         .collect();
     std::fs::write(&input, Value::Array(records).to_string()).unwrap();
     let cfg = env.data.path().join("mapper.json");
-    std::fs::write(&cfg, r#"{"only_stage": "customer", "default_currency": "GBP"}"#).unwrap();
+    std::fs::write(
+        &cfg,
+        r#"{"only_stage": "customer", "default_currency": "GBP"}"#,
+    )
+    .unwrap();
     let out = ok_json(env.nexo(&[
-        "plugin", "call", programs::CONTACT_MAPPER, "map", "--config", cfg.to_str().unwrap(), "--input", input.to_str().unwrap(),
+        "plugin",
+        "call",
+        programs::CONTACT_MAPPER,
+        "map",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
     ]));
     let out = out.as_array().unwrap();
     assert_eq!(out.len(), 2, "only the two customers");

@@ -160,7 +160,11 @@ pub(crate) fn parse_config<C: DeserializeOwned>(config: &str) -> Result<C, Error
     let mut de = serde_json::Deserializer::from_str(config);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." { "the config".to_string() } else { format!("field `{path}`") };
+        let field = if path == "." {
+            "the config".to_string()
+        } else {
+            format!("field `{path}`")
+        };
         Error::InvalidConfig(format!(
             "{field}: {} (see the config schema in `nexo plugin inspect`)",
             e.inner()

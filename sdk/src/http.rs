@@ -80,7 +80,8 @@ impl Request {
     /// Add a query parameter (percent-encoded for you). Empty values are skipped.
     pub fn query(mut self, name: &str, value: impl AsRef<str>) -> Self {
         if !value.as_ref().is_empty() {
-            self.query.push((name.to_string(), value.as_ref().to_string()));
+            self.query
+                .push((name.to_string(), value.as_ref().to_string()));
         }
         self
     }
@@ -255,7 +256,11 @@ mod imp {
             timeout_ms: req.timeout_ms,
         };
         match wit::send(&wit_req) {
-            Ok(r) => Ok(Response { status: r.status, headers: r.headers, body: r.body }),
+            Ok(r) => Ok(Response {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            }),
             Err(e) => Err(match e {
                 wit::HttpError::OriginNotAllowed(m)
                 | wit::HttpError::AddressNotAllowed(m)
@@ -281,19 +286,37 @@ mod tests {
         let r = Request::get("https://x.test/a?b=1")
             .query("after", "2026-01-01T00:00:00+01:00")
             .query("empty", "");
-        assert_eq!(r.full_url(), "https://x.test/a?b=1&after=2026-01-01T00%3A00%3A00%2B01%3A00");
+        assert_eq!(
+            r.full_url(),
+            "https://x.test/a?b=1&after=2026-01-01T00%3A00%3A00%2B01%3A00"
+        );
     }
 
     #[test]
     fn status_classes() {
-        let resp = |status, headers: Vec<(String, String)>| Response { status, headers, body: b"no".to_vec() };
-        assert!(matches!(resp(401, vec![]).error_for_status(), Err(Error::Auth(_))));
+        let resp = |status, headers: Vec<(String, String)>| Response {
+            status,
+            headers,
+            body: b"no".to_vec(),
+        };
+        assert!(matches!(
+            resp(401, vec![]).error_for_status(),
+            Err(Error::Auth(_))
+        ));
         assert_eq!(
-            resp(429, vec![("Retry-After".into(), "7".into())]).error_for_status().unwrap_err(),
+            resp(429, vec![("Retry-After".into(), "7".into())])
+                .error_for_status()
+                .unwrap_err(),
             Error::RateLimited(7000)
         );
-        assert!(matches!(resp(503, vec![]).error_for_status(), Err(Error::Transient(_))));
-        assert!(matches!(resp(422, vec![]).error_for_status(), Err(Error::Rejected(_))));
+        assert!(matches!(
+            resp(503, vec![]).error_for_status(),
+            Err(Error::Transient(_))
+        ));
+        assert!(matches!(
+            resp(422, vec![]).error_for_status(),
+            Err(Error::Rejected(_))
+        ));
         assert!(resp(204, vec![]).error_for_status().is_ok());
     }
 
@@ -301,7 +324,11 @@ mod tests {
     fn link_header_next() {
         let r = Response {
             status: 200,
-            headers: vec![("link".into(), r#"<https://x.test/p?page=1>; rel="prev", <https://x.test/p?page=3>; rel="next""#.into())],
+            headers: vec![(
+                "link".into(),
+                r#"<https://x.test/p?page=1>; rel="prev", <https://x.test/p?page=3>; rel="next""#
+                    .into(),
+            )],
             body: vec![],
         };
         assert_eq!(r.link_next().as_deref(), Some("https://x.test/p?page=3"));

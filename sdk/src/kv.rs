@@ -7,7 +7,9 @@ use crate::wit::connector::nexo::connector::kv as wit;
 
 fn to_error(e: wit::KvError) -> Error {
     match e {
-        wit::KvError::QuotaExceeded(q) => Error::AccessDenied(format!("key-value quota of {q} bytes exceeded")),
+        wit::KvError::QuotaExceeded(q) => {
+            Error::AccessDenied(format!("key-value quota of {q} bytes exceeded"))
+        }
         wit::KvError::InvalidKey(m) => Error::Internal(format!("key-value: {m}")),
         wit::KvError::Storage(m) => Error::Transient(format!("key-value storage: {m}")),
     }

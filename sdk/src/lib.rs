@@ -116,12 +116,11 @@ pub mod prelude {
 /// Implementation details used by the export macros; not a public API.
 #[doc(hidden)]
 pub mod __private {
-        pub use crate::connector::glue as connector;
-        pub use crate::mapper::glue as mapper;
+    pub use crate::connector::glue as connector;
+    pub use crate::mapper::glue as mapper;
 
     /// Bytes of the `nexo-sdk` custom section: `sdk=X;wit=Y`.
-    pub const VERSION_SECTION: &str =
-        concat!("sdk=", env!("CARGO_PKG_VERSION"), ";wit=", "1.0.0");
+    pub const VERSION_SECTION: &str = concat!("sdk=", env!("CARGO_PKG_VERSION"), ";wit=", "1.0.0");
 
     /// `a` followed by `b` as a fixed-size array, as a link section needs.
     pub const fn join<const N: usize>(a: &str, b: &str) -> [u8; N] {

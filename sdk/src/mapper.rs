@@ -30,7 +30,10 @@ pub mod glue {
     ) -> Result<Vec<wit::Record>, wit::Error> {
         let config = crate::connector::parse_config::<M::Config>(&config)?;
         let batch = batch.into_iter().map(Into::into).collect();
-        Ok(M::map(&config, batch)?.into_iter().map(Into::into).collect())
+        Ok(M::map(&config, batch)?
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 }
 

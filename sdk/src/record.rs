@@ -91,11 +91,19 @@ pub struct Page {
 impl Page {
     /// A page after which more follow.
     pub fn more(records: Vec<Record>, state: Option<String>) -> Self {
-        Page { records, state, has_more: true }
+        Page {
+            records,
+            state,
+            has_more: true,
+        }
     }
     /// The last page of this read.
     pub fn last(records: Vec<Record>, state: Option<String>) -> Self {
-        Page { records, state, has_more: false }
+        Page {
+            records,
+            state,
+            has_more: false,
+        }
     }
 }
 

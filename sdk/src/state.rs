@@ -31,7 +31,9 @@ impl Cursor {
         match state {
             None | Some("") => Ok(Cursor::default()),
             Some(s) => serde_json::from_str(s).map_err(|e| {
-                Error::Internal(format!("the saved read state is not a nexo-sdk cursor: {e}"))
+                Error::Internal(format!(
+                    "the saved read state is not a nexo-sdk cursor: {e}"
+                ))
             }),
         }
     }
@@ -54,7 +56,11 @@ impl Cursor {
     /// The value to query from ("modified since"): while paging, the value
     /// the paged query started from; otherwise the committed cursor value.
     pub fn query_value(&self) -> Option<&str> {
-        if self.page_token.is_some() { self.paging_from.as_deref() } else { self.value.as_deref() }
+        if self.page_token.is_some() {
+            self.paging_from.as_deref()
+        } else {
+            self.value.as_deref()
+        }
     }
 
     /// After a page fetched with `queried_from` (what [`Cursor::query_value`]
@@ -95,7 +101,9 @@ impl Cursor {
 }
 
 /// Parse any state type the plugin defines itself.
-pub fn parse_state<S: serde::de::DeserializeOwned + Default>(state: Option<&str>) -> Result<S, Error> {
+pub fn parse_state<S: serde::de::DeserializeOwned + Default>(
+    state: Option<&str>,
+) -> Result<S, Error> {
     match state {
         None | Some("") => Ok(S::default()),
         Some(s) => serde_json::from_str(s)
@@ -113,7 +121,10 @@ mod tests {
         c.observe("2026-01-01T00:00:00Z", "a");
         let c = Cursor::from_state(c.to_state().unwrap().as_deref()).unwrap();
         assert!(c.is_seen("2026-01-01T00:00:00Z", "a"));
-        assert!(!c.is_seen("2026-01-01T00:00:00Z", "b"), "same timestamp, other id");
+        assert!(
+            !c.is_seen("2026-01-01T00:00:00Z", "b"),
+            "same timestamp, other id"
+        );
         assert!(c.is_seen("2025-12-31T23:59:59Z", "z"));
         assert!(!c.is_seen("2026-01-01T00:00:01Z", "a"));
     }
@@ -142,7 +153,11 @@ mod tests {
         assert_eq!(c.page_token(), Some("page-2"));
         c.observe("9", "c");
         c.set_page(None, Some("5"));
-        assert_eq!(c.query_value(), Some("9"), "after the last page, from the new value");
+        assert_eq!(
+            c.query_value(),
+            Some("9"),
+            "after the last page, from the new value"
+        );
         assert_eq!(c.page_token(), None);
     }
 

@@ -21,12 +21,17 @@ pub fn runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
     RT.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/nexo-test-cache");
-        Runtime::new(RuntimeConfig { cache_dir: Some(dir), ..RuntimeConfig::default() })
-            .expect("runtime starts")
+        Runtime::new(RuntimeConfig {
+            cache_dir: Some(dir),
+            ..RuntimeConfig::default()
+        })
+        .expect("runtime starts")
     })
 }
 
 /// Load a guest program through the shared runtime.
 pub fn load(path: &str) -> LoadedPlugin {
-    runtime().load_file(std::path::Path::new(path)).expect("guest program loads")
+    runtime()
+        .load_file(std::path::Path::new(path))
+        .expect("guest program loads")
 }

@@ -81,7 +81,11 @@ pub fn seed(n: usize) -> BTreeMap<String, Value> {
 
 /// Start a TinyCRM with `contacts`, accepting bearer `token`.
 pub async fn start(contacts: BTreeMap<String, Value>, token: &str) -> Server {
-    let crm = Arc::new(Mutex::new(Crm { next_id: contacts.len() as u64 + 1, contacts, ..Crm::default() }));
+    let crm = Arc::new(Mutex::new(Crm {
+        next_id: contacts.len() as u64 + 1,
+        contacts,
+        ..Crm::default()
+    }));
     let state: Shared = (crm.clone(), Arc::new(token.to_string()));
     let app = Router::new()
         .route("/api/ping", get(ping))
@@ -101,23 +105,38 @@ pub async fn start(contacts: BTreeMap<String, Value>, token: &str) -> Server {
             })
             .await;
     });
-    Server { addr, crm, token: token.to_string(), shutdown: Some(tx) }
+    Server {
+        addr,
+        crm,
+        token: token.to_string(),
+        shutdown: Some(tx),
+    }
 }
 
-fn authorized(state: &Shared, headers: &HeaderMap, what: String) -> Result<(), Response> {
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+/// Records the request; `false` when the bearer token is wrong.
+fn authorized(state: &Shared, headers: &HeaderMap, what: String) -> bool {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let mut crm = state.0.lock().unwrap();
     crm.requests.push(what);
     crm.auth_headers.push(auth.clone());
-    if auth != format!("Bearer {}", state.1) {
-        return Err((StatusCode::UNAUTHORIZED, Json(json!({"error": "bad token"}))).into_response());
-    }
-    Ok(())
+    auth == format!("Bearer {}", state.1)
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"error": "bad token"})),
+    )
+        .into_response()
 }
 
 async fn ping(State(s): State<Shared>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&s, &headers, "GET /api/ping".into()) {
-        return r;
+    if !authorized(&s, &headers, "GET /api/ping".into()) {
+        return unauthorized();
     }
     Json(json!({"ok": true})).into_response()
 }
@@ -130,8 +149,15 @@ struct ListQuery {
 }
 
 async fn list(State(s): State<Shared>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
-    if let Err(r) = authorized(&s, &headers, format!("GET /api/contacts after={:?} token={:?}", q.updated_after, q.page_token)) {
-        return r;
+    if !authorized(
+        &s,
+        &headers,
+        format!(
+            "GET /api/contacts after={:?} token={:?}",
+            q.updated_after, q.page_token
+        ),
+    ) {
+        return unauthorized();
     }
     let crm = s.0.lock().unwrap();
     // Inclusive bound: records at the cursor value come back and the
@@ -139,36 +165,64 @@ async fn list(State(s): State<Shared>, headers: HeaderMap, Query(q): Query<ListQ
     let mut rows: Vec<&Value> = crm
         .contacts
         .values()
-        .filter(|c| q.updated_after.as_deref().is_none_or(|a| c["updated_at"].as_str().unwrap_or("") >= a))
+        .filter(|c| {
+            q.updated_after
+                .as_deref()
+                .is_none_or(|a| c["updated_at"].as_str().unwrap_or("") >= a)
+        })
         .collect();
-    rows.sort_by(|a, b| (a["updated_at"].as_str(), a["id"].as_str()).cmp(&(b["updated_at"].as_str(), b["id"].as_str())));
-    let offset: usize = q.page_token.as_deref().and_then(|t| t.parse().ok()).unwrap_or(0);
+    rows.sort_by(|a, b| {
+        (a["updated_at"].as_str(), a["id"].as_str())
+            .cmp(&(b["updated_at"].as_str(), b["id"].as_str()))
+    });
+    let offset: usize = q
+        .page_token
+        .as_deref()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
-    let page: Vec<Value> = rows.iter().skip(offset).take(limit).map(|v| (*v).clone()).collect();
+    let page: Vec<Value> = rows
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|v| (*v).clone())
+        .collect();
     let next = (offset + limit < rows.len()).then(|| (offset + limit).to_string());
     Json(json!({"results": page, "next_page_token": next})).into_response()
 }
 
 async fn fetch(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = authorized(&s, &headers, format!("GET /api/contacts/{id}")) {
-        return r;
+    if !authorized(&s, &headers, format!("GET /api/contacts/{id}")) {
+        return unauthorized();
     }
     match s.0.lock().unwrap().contacts.get(&id) {
         Some(c) => Json(c.clone()).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(json!({"error": "no such contact"}))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no such contact"})),
+        )
+            .into_response(),
     }
 }
 
 fn invalid(body: &Value) -> Option<Response> {
     let email = body.get("email").and_then(Value::as_str).unwrap_or("");
     (!email.contains('@')).then(|| {
-        (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": "email is invalid", "field": "email"}))).into_response()
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": "email is invalid", "field": "email"})),
+        )
+            .into_response()
     })
 }
 
-async fn create(State(s): State<Shared>, headers: HeaderMap, Json(mut body): Json<Value>) -> Response {
-    if let Err(r) = authorized(&s, &headers, "POST /api/contacts".into()) {
-        return r;
+async fn create(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Json(mut body): Json<Value>,
+) -> Response {
+    if !authorized(&s, &headers, "POST /api/contacts".into()) {
+        return unauthorized();
     }
     if let Some(r) = invalid(&body) {
         return r;
@@ -182,9 +236,14 @@ async fn create(State(s): State<Shared>, headers: HeaderMap, Json(mut body): Jso
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
-async fn update(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>, Json(mut body): Json<Value>) -> Response {
-    if let Err(r) = authorized(&s, &headers, format!("PUT /api/contacts/{id}")) {
-        return r;
+async fn update(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(mut body): Json<Value>,
+) -> Response {
+    if !authorized(&s, &headers, format!("PUT /api/contacts/{id}")) {
+        return unauthorized();
     }
     if let Some(r) = invalid(&body) {
         return r;
@@ -197,8 +256,8 @@ async fn update(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<Stri
 }
 
 async fn remove(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = authorized(&s, &headers, format!("DELETE /api/contacts/{id}")) {
-        return r;
+    if !authorized(&s, &headers, format!("DELETE /api/contacts/{id}")) {
+        return unauthorized();
     }
     s.0.lock().unwrap().contacts.remove(&id);
     StatusCode::NO_CONTENT.into_response()
@@ -210,7 +269,10 @@ struct RedirectQuery {
 }
 
 async fn redirect(State(s): State<Shared>, Query(q): Query<RedirectQuery>) -> Response {
-    s.0.lock().unwrap().requests.push(format!("GET /redirect to={}", q.to));
+    s.0.lock()
+        .unwrap()
+        .requests
+        .push(format!("GET /redirect to={}", q.to));
     (StatusCode::FOUND, [(header::LOCATION, q.to)]).into_response()
 }
 
@@ -228,7 +290,12 @@ async fn limited(State(s): State<Shared>) -> Response {
     crm.requests.push("GET /limited".into());
     let n = crm.requests.iter().filter(|r| *r == "GET /limited").count();
     if n <= 1 {
-        (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], "slow down").into_response()
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "1")],
+            "slow down",
+        )
+            .into_response()
     } else {
         Json(json!({"ok": true, "attempt": n})).into_response()
     }

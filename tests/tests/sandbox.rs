@@ -10,12 +10,15 @@ use nexo::sandbox::kv::KvStore;
 use nexo::sandbox::policy::HttpGrant;
 use nexo::sandbox::secrets::SecretValue;
 use nexo::state::SandboxEvent;
-use nexo::{ConnectorPlugin, GuestError, Grants, Limits, PluginError, PluginRef, Sandbox};
+use nexo::{ConnectorPlugin, Grants, GuestError, Limits, PluginError, PluginRef, Sandbox};
 use nexo_tests::{load, programs, tinycrm};
 
 fn sandbox(limits: Limits, http: Vec<HttpGrant>) -> Sandbox {
     Sandbox {
-        plugin: PluginRef { id: "test/hostile".into(), version: "6.6.6".into() },
+        plugin: PluginRef {
+            id: "test/hostile".into(),
+            version: "6.6.6".into(),
+        },
         limits,
         grants: Grants { http, kv_bytes: 0 },
         secrets: BTreeMap::new(),
@@ -24,56 +27,113 @@ fn sandbox(limits: Limits, http: Vec<HttpGrant>) -> Sandbox {
 }
 
 async fn hostile(limits: Limits, http: Vec<HttpGrant>) -> ConnectorPlugin {
-    ConnectorPlugin::open(&load(programs::HOSTILE), sandbox(limits, http)).await.unwrap()
+    ConnectorPlugin::open(&load(programs::HOSTILE), sandbox(limits, http))
+        .await
+        .unwrap()
 }
 
 /// After any hostile case, the same runtime serves a well-behaved call, of
 /// the same plugin and of another one.
 async fn host_still_serves(plugin: &ConnectorPlugin) {
-    let page = plugin.read("{}", "ok", None).await.result.expect("same plugin answers the next call");
+    let page = plugin
+        .read("{}", "ok", None)
+        .await
+        .result
+        .expect("same plugin answers the next call");
     assert_eq!(page.records.len(), 1);
     let mapper = nexo::MapperPlugin::open(
         &load(programs::CONTACT_MAPPER),
-        Sandbox { plugin: PluginRef { id: "test/mapper".into(), version: "1.0.0".into() }, ..sandbox(Limits::default(), vec![]) },
+        Sandbox {
+            plugin: PluginRef {
+                id: "test/mapper".into(),
+                version: "1.0.0".into(),
+            },
+            ..sandbox(Limits::default(), vec![])
+        },
     )
     .unwrap();
-    let out = mapper.map("{}", &[]).await.result.expect("another plugin answers");
+    let out = mapper
+        .map("{}", &[])
+        .await
+        .result
+        .expect("another plugin answers");
     assert!(out.is_empty());
 }
 
 fn limit_of(r: Result<impl std::fmt::Debug, PluginError>) -> (Limit, String) {
     match r {
-        Err(e) => (e.limit().unwrap_or_else(|| panic!("expected a limit error, got {e}")), e.to_string()),
+        Err(e) => (
+            e.limit()
+                .unwrap_or_else(|| panic!("expected a limit error, got {e}")),
+            e.to_string(),
+        ),
         Ok(v) => panic!("expected a limit error, got {v:?}"),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn infinite_loop_is_stopped_by_the_cpu_budget() {
-    let p = hostile(Limits { fuel_per_call: 300_000_000, ..Limits::default() }, vec![]).await;
+    let p = hostile(
+        Limits {
+            fuel_per_call: 300_000_000,
+            ..Limits::default()
+        },
+        vec![],
+    )
+    .await;
     let (limit, msg) = limit_of(p.read("{}", "loop", None).await.result);
     assert_eq!(limit, Limit::Cpu(300_000_000));
-    assert_eq!(msg, "plugin test/hostile@6.6.6 exceeded its CPU budget of 300000000 fuel units in read(loop)");
+    assert_eq!(
+        msg,
+        "plugin test/hostile@6.6.6 exceeded its CPU budget of 300000000 fuel units in read(loop)"
+    );
     host_still_serves(&p).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn infinite_loop_is_stopped_by_the_time_limit() {
-    let p = hostile(Limits { fuel_per_call: u64::MAX / 4, call_timeout_ms: 300, ..Limits::default() }, vec![]).await;
+    let p = hostile(
+        Limits {
+            fuel_per_call: u64::MAX / 4,
+            call_timeout_ms: 300,
+            ..Limits::default()
+        },
+        vec![],
+    )
+    .await;
     let started = std::time::Instant::now();
     let (limit, msg) = limit_of(p.read("{}", "loop", None).await.result);
-    assert!(matches!(limit, Limit::Time(d) if d.as_millis() == 300), "{limit:?}");
-    assert!(msg.contains("exceeded its time limit of 300 ms in read(loop)"), "{msg}");
-    assert!(started.elapsed().as_secs() < 10, "the call was stopped, not left running");
+    assert!(
+        matches!(limit, Limit::Time(d) if d.as_millis() == 300),
+        "{limit:?}"
+    );
+    assert!(
+        msg.contains("exceeded its time limit of 300 ms in read(loop)"),
+        "{msg}"
+    );
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "the call was stopped, not left running"
+    );
     host_still_serves(&p).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_bomb_hits_the_memory_cap() {
-    let p = hostile(Limits { memory_bytes: 32 << 20, ..Limits::default() }, vec![]).await;
+    let p = hostile(
+        Limits {
+            memory_bytes: 32 << 20,
+            ..Limits::default()
+        },
+        vec![],
+    )
+    .await;
     let (limit, msg) = limit_of(p.read("{}", "memory-bomb", None).await.result);
     assert_eq!(limit, Limit::Memory(32 << 20));
-    assert_eq!(msg, "plugin test/hostile@6.6.6 exceeded its 32 MiB memory limit in read(memory-bomb)");
+    assert_eq!(
+        msg,
+        "plugin test/hostile@6.6.6 exceeded its 32 MiB memory limit in read(memory-bomb)"
+    );
     host_still_serves(&p).await;
 }
 
@@ -82,7 +142,10 @@ async fn deep_recursion_hits_the_stack_limit() {
     let p = hostile(Limits::default(), vec![]).await;
     let result = p.read("{}", "recursion", None).await.result;
     match &result {
-        Err(PluginError::LimitExceeded { limit: Limit::Stack, .. }) => {}
+        Err(PluginError::LimitExceeded {
+            limit: Limit::Stack,
+            ..
+        }) => {}
         // Rust's shadow stack lives in linear memory; overflowing it below 0
         // is an out-of-bounds access, reported as a crash.
         Err(PluginError::Trap { reason, .. }) if reason.contains("out of bounds") => {}
@@ -95,10 +158,17 @@ async fn deep_recursion_hits_the_stack_limit() {
 async fn panic_is_reported_with_its_message() {
     let p = hostile(Limits::default(), vec![]).await;
     match p.read("{}", "panic", None).await.result {
-        Err(PluginError::Panic { plugin, call, message }) => {
+        Err(PluginError::Panic {
+            plugin,
+            call,
+            message,
+        }) => {
             assert_eq!(plugin.to_string(), "test/hostile@6.6.6");
             assert_eq!(call.to_string(), "read(panic)");
-            assert!(message.starts_with("hostile plugin indexed 3 of an empty list (at "), "{message}");
+            assert!(
+                message.starts_with("hostile plugin indexed 3 of an empty list (at "),
+                "{message}"
+            );
         }
         other => panic!("expected a panic error, got {other:?}"),
     }
@@ -107,7 +177,14 @@ async fn panic_is_reported_with_its_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_flood_hits_the_log_volume_limit() {
-    let p = hostile(Limits { log_bytes_per_call: 64 << 10, ..Limits::default() }, vec![]).await;
+    let p = hostile(
+        Limits {
+            log_bytes_per_call: 64 << 10,
+            ..Limits::default()
+        },
+        vec![],
+    )
+    .await;
     let (limit, _) = limit_of(p.read("{}", "log-flood", None).await.result);
     assert_eq!(limit, Limit::LogVolume(64 << 10));
     host_still_serves(&p).await;
@@ -115,7 +192,14 @@ async fn log_flood_hits_the_log_volume_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdout_flood_is_capped_and_stopped() {
-    let p = hostile(Limits { log_bytes_per_call: 64 << 10, ..Limits::default() }, vec![]).await;
+    let p = hostile(
+        Limits {
+            log_bytes_per_call: 64 << 10,
+            ..Limits::default()
+        },
+        vec![],
+    )
+    .await;
     let out = p.read("{}", "stdout-flood", None).await;
     // The pipe refuses writes past the cap; whatever the guest then does,
     // the call fails with the log volume limit.
@@ -163,8 +247,18 @@ async fn sockets_are_not_available() {
 
 /// Run the `http` attack with `config`; return the guest error and the
 /// sandbox's record of what it refused.
-async fn http_attack(grants: Vec<HttpGrant>, config: serde_json::Value) -> (GuestError, Vec<SandboxEvent>, ConnectorPlugin) {
-    let p = hostile(Limits { http_response_bytes: 1 << 20, ..Limits::default() }, grants).await;
+async fn http_attack(
+    grants: Vec<HttpGrant>,
+    config: serde_json::Value,
+) -> (GuestError, Vec<SandboxEvent>, ConnectorPlugin) {
+    let p = hostile(
+        Limits {
+            http_response_bytes: 1 << 20,
+            ..Limits::default()
+        },
+        grants,
+    )
+    .await;
     let out = p.read(&config.to_string(), "http", None).await;
     (guest_error(out.result), out.events, p)
 }
@@ -179,10 +273,19 @@ fn refused(events: &[SandboxEvent]) -> &HttpError {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_to_a_host_not_granted_is_refused() {
     let crm = tinycrm::start(tinycrm::seed(1), "t").await;
-    let (err, events, p) = http_attack(vec![], serde_json::json!({"url": format!("{}/api/ping", crm.url())})).await;
+    let (err, events, p) = http_attack(
+        vec![],
+        serde_json::json!({"url": format!("{}/api/ping", crm.url())}),
+    )
+    .await;
     assert!(matches!(err, GuestError::AccessDenied(_)), "{err:?}");
-    assert!(matches!(refused(&events), HttpError::OriginNotAllowed(m) if m.contains("not granted")));
-    assert!(crm.crm.lock().unwrap().requests.is_empty(), "nothing reached the server");
+    assert!(
+        matches!(refused(&events), HttpError::OriginNotAllowed(m) if m.contains("not granted"))
+    );
+    assert!(
+        crm.crm.lock().unwrap().requests.is_empty(),
+        "nothing reached the server"
+    );
     host_still_serves(&p).await;
 }
 
@@ -190,10 +293,17 @@ async fn http_to_a_host_not_granted_is_refused() {
 async fn http_to_loopback_or_metadata_is_refused_when_another_origin_is_granted() {
     let crm = tinycrm::start(tinycrm::seed(1), "t").await;
     let granted = vec![HttpGrant::public("https://api.example.com").unwrap()];
-    for url in [format!("{}/api/ping", crm.url()), "http://169.254.169.254/latest/meta-data/".to_string()] {
-        let (err, events, p) = http_attack(granted.clone(), serde_json::json!({ "url": url })).await;
+    for url in [
+        format!("{}/api/ping", crm.url()),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+    ] {
+        let (err, events, p) =
+            http_attack(granted.clone(), serde_json::json!({ "url": url })).await;
         assert!(matches!(err, GuestError::AccessDenied(_)), "{err:?}");
-        assert!(matches!(refused(&events), HttpError::OriginNotAllowed(_)), "{url}: {events:?}");
+        assert!(
+            matches!(refused(&events), HttpError::OriginNotAllowed(_)),
+            "{url}: {events:?}"
+        );
         host_still_serves(&p).await;
     }
     assert!(crm.crm.lock().unwrap().requests.is_empty());
@@ -205,36 +315,62 @@ async fn names_resolving_to_internal_addresses_need_a_private_grant() {
     let url = format!("http://localhost:{}/limited", crm.addr.port());
     let public = vec![HttpGrant::public(&format!("http://localhost:{}", crm.addr.port())).unwrap()];
     let (_, events, _) = http_attack(public, serde_json::json!({ "url": url })).await;
-    assert!(matches!(refused(&events), HttpError::AddressNotAllowed(_)), "{events:?}");
-    assert!(crm.crm.lock().unwrap().requests.is_empty(), "refused before connecting");
+    assert!(
+        matches!(refused(&events), HttpError::AddressNotAllowed(_)),
+        "{events:?}"
+    );
+    assert!(
+        crm.crm.lock().unwrap().requests.is_empty(),
+        "refused before connecting"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_to_an_origin_not_granted_is_refused() {
     let crm = tinycrm::start(tinycrm::seed(1), "t").await;
     let grant = vec![HttpGrant::private(&crm.url()).unwrap()];
-    let url = format!("{}/redirect?to=http://169.254.169.254/latest/meta-data/", crm.url());
+    let url = format!(
+        "{}/redirect?to=http://169.254.169.254/latest/meta-data/",
+        crm.url()
+    );
     let (err, events, p) = http_attack(grant, serde_json::json!({ "url": url })).await;
     assert!(matches!(err, GuestError::AccessDenied(_)));
-    assert!(matches!(refused(&events), HttpError::RedirectNotAllowed(m) if m.contains("169.254.169.254")));
-    assert_eq!(crm.crm.lock().unwrap().requests.len(), 1, "the granted hop was made, the next was not");
+    assert!(
+        matches!(refused(&events), HttpError::RedirectNotAllowed(m) if m.contains("169.254.169.254"))
+    );
+    assert_eq!(
+        crm.crm.lock().unwrap().requests.len(),
+        1,
+        "the granted hop was made, the next was not"
+    );
     host_still_serves(&p).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_sent_to_an_origin_it_is_not_bound_to_is_refused() {
     let crm = tinycrm::start(tinycrm::seed(1), "t").await;
-    let mut sb = sandbox(Limits::default(), vec![HttpGrant::private(&crm.url()).unwrap()]);
-    sb.secrets.insert("token".into(), SecretValue::new("super-secret-token-value"));
-    let p = ConnectorPlugin::open(&load(programs::HOSTILE), sb).await.unwrap();
+    let mut sb = sandbox(
+        Limits::default(),
+        vec![HttpGrant::private(&crm.url()).unwrap()],
+    );
+    sb.secrets
+        .insert("token".into(), SecretValue::new("super-secret-token-value"));
+    let p = ConnectorPlugin::open(&load(programs::HOSTILE), sb)
+        .await
+        .unwrap();
     let config = serde_json::json!({
         "url": format!("{}/api/ping", crm.url()),
         "header": ["authorization", "Bearer {{secret:token}}"],
     });
     let out = p.read(&config.to_string(), "http", None).await;
-    assert!(matches!(refused(&out.events), HttpError::SecretNotAllowed(m) if m.contains("`token` is not bound")));
+    assert!(
+        matches!(refused(&out.events), HttpError::SecretNotAllowed(m) if m.contains("`token` is not bound"))
+    );
     let shown = format!("{:?} {}", out.events, out.result.as_ref().unwrap_err());
-    assert!(!shown.contains("super-secret"), "secret value leaked: {shown}");
+    assert!(
+        !shown.contains("super-secret"),
+        "secret value leaked: {shown}"
+    );
     assert!(crm.crm.lock().unwrap().requests.is_empty());
     host_still_serves(&p).await;
 }
@@ -256,9 +392,21 @@ async fn rate_limited_answers_are_retried_after_retry_after() {
     let grant = vec![HttpGrant::private(&crm.url()).unwrap()];
     let p = hostile(Limits::default(), grant).await;
     let config = serde_json::json!({ "url": format!("{}/limited", crm.url()) });
-    let page = p.read(&config.to_string(), "http", None).await.result.unwrap();
-    assert!(page.records[0].payload.contains("status 200"), "{:?}", page.records[0]);
-    assert_eq!(crm.crm.lock().unwrap().requests.len(), 2, "one 429, then one retry");
+    let page = p
+        .read(&config.to_string(), "http", None)
+        .await
+        .result
+        .unwrap();
+    assert!(
+        page.records[0].payload.contains("status 200"),
+        "{:?}",
+        page.records[0]
+    );
+    assert_eq!(
+        crm.crm.lock().unwrap().requests.len(),
+        2,
+        "one 429, then one retry"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,23 +420,46 @@ async fn key_value_store_is_private_and_quota_bound() {
         ConnectorPlugin::open(&plugin, sb)
     };
     let a = open("test/hostile/conn-a", 4096).await.unwrap();
-    let page = a.read(r#"{"kv_bytes": 100}"#, "kv", None).await.result.unwrap();
-    assert!(page.records[0].payload.contains(r#"stored 100 bytes, keys [\"blob\"]"#), "{}", page.records[0].payload);
+    let page = a
+        .read(r#"{"kv_bytes": 100}"#, "kv", None)
+        .await
+        .result
+        .unwrap();
+    assert!(
+        page.records[0]
+            .payload
+            .contains(r#"stored 100 bytes, keys [\"blob\"]"#),
+        "{}",
+        page.records[0].payload
+    );
 
     // Declared 1024 bytes: the quota is the smaller of declared and granted.
     let out = a.read(r#"{"kv_bytes": 2000}"#, "kv", None).await;
-    assert!(matches!(guest_error(out.result), GuestError::AccessDenied(m) if m.contains("quota of 1024")));
-    assert!(matches!(out.events.as_slice(), [SandboxEvent::KvRefused(_)]));
+    assert!(
+        matches!(guest_error(out.result), GuestError::AccessDenied(m) if m.contains("quota of 1024"))
+    );
+    assert!(matches!(
+        out.events.as_slice(),
+        [SandboxEvent::KvRefused(_)]
+    ));
 
     // Without a grant: no storage at all.
     let none = open("test/hostile/conn-b", 0).await.unwrap();
     let out = none.read("{}", "kv", None).await;
-    assert!(matches!(out.events.as_slice(), [SandboxEvent::KvNotGranted]), "{:?}", out.events);
+    assert!(
+        matches!(out.events.as_slice(), [SandboxEvent::KvNotGranted]),
+        "{:?}",
+        out.events
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdout_and_stderr_go_to_the_plugin_log() {
     let p = hostile(Limits::default(), vec![]).await;
     let page = p.read("{}", "print", None).await.result.unwrap();
-    assert!(page.records[0].payload.contains("Ok(()) Ok(())"), "{}", page.records[0].payload);
+    assert!(
+        page.records[0].payload.contains("Ok(()) Ok(())"),
+        "{}",
+        page.records[0].payload
+    );
 }

@@ -21,7 +21,10 @@ fn main() -> Result<()> {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn cargo() -> Command {
@@ -31,7 +34,9 @@ fn cargo() -> Command {
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot start {what}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {what}"))?;
     if !status.success() {
         bail!("{what} failed ({status})");
     }
@@ -39,11 +44,24 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
 }
 
 fn ensure_wasm_target() -> Result<()> {
-    let out = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
     match out {
-        Ok(o) if String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") => Ok(()),
-        Ok(_) => run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]), "rustup target add wasm32-wasip2"),
-        Err(e) => bail!("rustup not found ({e}); install the wasm32-wasip2 target for your toolchain"),
+        Ok(o)
+            if String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == "wasm32-wasip2") =>
+        {
+            Ok(())
+        }
+        Ok(_) => run(
+            Command::new("rustup").args(["target", "add", "wasm32-wasip2"]),
+            "rustup target add wasm32-wasip2",
+        ),
+        Err(e) => {
+            bail!("rustup not found ({e}); install the wasm32-wasip2 target for your toolchain")
+        }
     }
 }
 
@@ -63,13 +81,35 @@ fn demo() -> Result<()> {
     println!("==> building the example plugins for wasm32-wasip2");
     run(
         cargo()
-            .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "example-crm", "-p", "contact-mapper"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "-p",
+                "example-crm",
+                "-p",
+                "contact-mapper",
+            ])
             .arg("--target-dir")
             .arg(&guests),
         "building the plugins",
     )?;
     println!("==> building nexo and the TinyCRM demo server");
-    run(cargo().args(["build", "-p", "nexo", "--bin", "nexo", "-p", "nexo-tests", "--bin", "tinycrm"]), "building nexo")?;
+    run(
+        cargo().args([
+            "build",
+            "-p",
+            "nexo",
+            "--bin",
+            "nexo",
+            "-p",
+            "nexo-tests",
+            "--bin",
+            "tinycrm",
+        ]),
+        "building nexo",
+    )?;
     let bin = root().join("target").join("debug");
     let wasm = guests.join("wasm32-wasip2").join("release");
     let crm_wasm = wasm.join("example_crm.wasm");
@@ -94,7 +134,10 @@ fn demo() -> Result<()> {
     let data = root().join("target").join("demo-data");
     std::fs::create_dir_all(&data)?;
     let config = data.join("tinycrm.json");
-    std::fs::write(&config, format!("{{\"base_url\": \"{url}\", \"page_size\": 10}}"))?;
+    std::fs::write(
+        &config,
+        format!("{{\"base_url\": \"{url}\", \"page_size\": 10}}"),
+    )?;
     let nexo = |args: &[&str]| -> Result<String> {
         let out = Command::new(bin.join("nexo"))
             .arg("--data-dir")
@@ -111,22 +154,63 @@ fn demo() -> Result<()> {
     };
     let crm = crm_wasm.to_string_lossy().into_owned();
     let cfg = config.to_string_lossy().into_owned();
-    let grants = ["--grant-private-http", url.as_str(), "--secret", "api_token=env:TINYCRM_TOKEN"];
+    let grants = [
+        "--grant-private-http",
+        url.as_str(),
+        "--secret",
+        "api_token=env:TINYCRM_TOKEN",
+    ];
 
     println!("\n$ nexo plugin inspect example_crm.wasm");
     print!("{}", nexo(&["plugin", "inspect", &crm])?);
 
-    println!("\n$ nexo plugin call example_crm.wasm check --config tinycrm.json --grant-private-http {url} --secret api_token=env:TINYCRM_TOKEN");
-    print!("{}", nexo(&[&["plugin", "call", &crm, "check", "--config", &cfg][..], &grants[..]].concat())?);
+    println!(
+        "\n$ nexo plugin call example_crm.wasm check --config tinycrm.json --grant-private-http {url} --secret api_token=env:TINYCRM_TOKEN"
+    );
+    print!(
+        "{}",
+        nexo(
+            &[
+                &["plugin", "call", &crm, "check", "--config", &cfg][..],
+                &grants[..]
+            ]
+            .concat()
+        )?
+    );
 
     println!("\n$ nexo plugin call example_crm.wasm discover ...");
-    let discovered: Value = serde_json::from_str(&nexo(&[&["plugin", "call", &crm, "discover", "--config", &cfg][..], &grants[..]].concat())?)?;
+    let discovered: Value = serde_json::from_str(&nexo(
+        &[
+            &["plugin", "call", &crm, "discover", "--config", &cfg][..],
+            &grants[..],
+        ]
+        .concat(),
+    )?)?;
     for s in discovered.as_array().into_iter().flatten() {
-        println!("stream {} (primary key {}, cursor {}, writable {})", s["name"], s["primary_key"], s["cursor_field"], s["can_write"]);
+        println!(
+            "stream {} (primary key {}, cursor {}, writable {})",
+            s["name"], s["primary_key"], s["cursor_field"], s["can_write"]
+        );
     }
 
     println!("\n$ nexo plugin call example_crm.wasm read --stream contacts --all-pages ...");
-    let read: Value = serde_json::from_str(&nexo(&[&["plugin", "call", &crm, "read", "--config", &cfg, "--stream", "contacts", "--all-pages"][..], &grants[..]].concat())?)?;
+    let read: Value = serde_json::from_str(&nexo(
+        &[
+            &[
+                "plugin",
+                "call",
+                &crm,
+                "read",
+                "--config",
+                &cfg,
+                "--stream",
+                "contacts",
+                "--all-pages",
+            ][..],
+            &grants[..],
+        ]
+        .concat(),
+    )?)?;
     let records: Vec<Value> = read["pages"]
         .as_array()
         .into_iter()
@@ -142,11 +226,22 @@ fn demo() -> Result<()> {
         read["state"]
     );
 
-    println!("\n$ nexo plugin call contact_mapper.wasm map --input contacts.json   (mapper: no network, no storage)");
+    println!(
+        "\n$ nexo plugin call contact_mapper.wasm map --input contacts.json   (mapper: no network, no storage)"
+    );
     let mapper_cfg = data.join("mapper.json");
-    std::fs::write(&mapper_cfg, r#"{"only_stage": "customer", "default_currency": "GBP"}"#)?;
+    std::fs::write(
+        &mapper_cfg,
+        r#"{"only_stage": "customer", "default_currency": "GBP"}"#,
+    )?;
     let mapped = nexo(&[
-        "plugin", "call", &mapper_wasm.to_string_lossy(), "map", "--config", &mapper_cfg.to_string_lossy(), "--input",
+        "plugin",
+        "call",
+        &mapper_wasm.to_string_lossy(),
+        "map",
+        "--config",
+        &mapper_cfg.to_string_lossy(),
+        "--input",
         &records_file.to_string_lossy(),
     ])?;
     let mapped_file = data.join("customers.json");
@@ -156,7 +251,12 @@ fn demo() -> Result<()> {
     if let Some(first) = customers.first() {
         println!("{}", serde_json::to_string_pretty(first)?);
     }
-    println!("mapped {} of {} contacts to customers (full output: {})", customers.len(), records.len(), mapped_file.display());
+    println!(
+        "mapped {} of {} contacts to customers (full output: {})",
+        customers.len(),
+        records.len(),
+        mapped_file.display()
+    );
     drop(server);
     println!("\nDone. Try `target/debug/nexo plugin --help`.");
     Ok(())

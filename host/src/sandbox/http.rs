@@ -169,10 +169,14 @@ impl reqwest::dns::Resolve for PolicyResolver {
         let policy = self.policy.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             for a in &addrs {
                 if let Err(ip) = policy.check_address(&host, a.ip()) {
-                    return Err(Box::new(AddressRefused { host: host.clone(), ip }) as _);
+                    return Err(Box::new(AddressRefused {
+                        host: host.clone(),
+                        ip,
+                    }) as _);
                 }
             }
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
@@ -201,11 +205,18 @@ impl OutboundHttp {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .dns_resolver(PolicyResolver { policy: policy.clone() })
+            .dns_resolver(PolicyResolver {
+                policy: policy.clone(),
+            })
             .connect_timeout(settings.timeout)
             .user_agent(concat!("nexo/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(OutboundHttp { client, policy, secrets: Arc::new(secrets), settings })
+        Ok(OutboundHttp {
+            client,
+            policy,
+            secrets: Arc::new(secrets),
+            settings,
+        })
     }
 
     /// The secrets this client substitutes (for `secrets.is-set`).
@@ -259,14 +270,16 @@ impl OutboundHttp {
                         self.settings.max_redirects
                     )));
                 }
-                let loc = loc
-                    .to_str()
-                    .map_err(|_| HttpError::ConnectionFailed("redirect with a non-text Location".into()))?;
-                let next = url
-                    .join(loc)
-                    .map_err(|e| HttpError::ConnectionFailed(format!("bad redirect Location: {e}")))?;
+                let loc = loc.to_str().map_err(|_| {
+                    HttpError::ConnectionFailed("redirect with a non-text Location".into())
+                })?;
+                let next = url.join(loc).map_err(|e| {
+                    HttpError::ConnectionFailed(format!("bad redirect Location: {e}"))
+                })?;
                 let next_origin = origin_of(&next).map_err(|_| {
-                    HttpError::RedirectNotAllowed(format!("redirect to a non-HTTP URL from {origin}"))
+                    HttpError::RedirectNotAllowed(format!(
+                        "redirect to a non-HTTP URL from {origin}"
+                    ))
                 })?;
                 if let Err(d) = self.policy.check_origin(&next_origin) {
                     return Err(HttpError::RedirectNotAllowed(format!("from {origin}: {d}")));
@@ -284,7 +297,8 @@ impl OutboundHttp {
             }
 
             if (status == 429 || status == 503) && retries < self.settings.max_retries {
-                let wait = retry_after(resp.headers()).unwrap_or(Duration::from_millis(500 << retries));
+                let wait =
+                    retry_after(resp.headers()).unwrap_or(Duration::from_millis(500 << retries));
                 let fits = Instant::now() + wait + Duration::from_millis(100) < deadline;
                 if wait <= self.settings.max_retry_wait && fits {
                     retries += 1;
@@ -315,7 +329,11 @@ impl OutboundHttp {
             }
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| HttpError::InvalidRequest(format!("bad header name `{name}`")))?;
-            let filled = if has_secret { self.secrets.substitute(value, origin)? } else { value.clone() };
+            let filled = if has_secret {
+                self.secrets.substitute(value, origin)?
+            } else {
+                value.clone()
+            };
             let mut value = HeaderValue::from_str(&filled).map_err(|_| {
                 // Never echo the value: it may hold a secret.
                 HttpError::InvalidRequest(format!("bad value for header `{name}`"))
@@ -340,7 +358,10 @@ impl OutboundHttp {
         Ok(t.min(left))
     }
 
-    async fn read_response(&self, mut resp: reqwest::Response) -> Result<OutboundResponse, HttpError> {
+    async fn read_response(
+        &self,
+        mut resp: reqwest::Response,
+    ) -> Result<OutboundResponse, HttpError> {
         let cap = self.settings.max_response_bytes;
         if resp.content_length().is_some_and(|n| n > cap) {
             return Err(HttpError::ResponseTooLarge(cap));
@@ -358,7 +379,11 @@ impl OutboundHttp {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(OutboundResponse { status, headers, body })
+        Ok(OutboundResponse {
+            status,
+            headers,
+            body,
+        })
     }
 
     fn classify(&self, e: reqwest::Error) -> HttpError {
@@ -380,7 +405,9 @@ impl OutboundHttp {
 }
 
 fn origin_of(url: &Url) -> Result<Origin, HttpError> {
-    Origin::of(url).ok_or_else(|| HttpError::InvalidRequest(format!("`{url}` is not an http(s) URL with a host")))
+    Origin::of(url).ok_or_else(|| {
+        HttpError::InvalidRequest(format!("`{url}` is not an http(s) URL with a host"))
+    })
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {

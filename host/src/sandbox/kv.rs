@@ -61,12 +61,18 @@ impl KvStore {
                  PRIMARY KEY (namespace, key)
              ) WITHOUT ROWID;",
         )?;
-        Ok(KvStore { conn: Arc::new(Mutex::new(conn)) })
+        Ok(KvStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     /// The namespace of one plugin and connection, with its quota.
     pub fn namespace(&self, namespace: impl Into<String>, quota: u64) -> KvNamespace {
-        KvNamespace { store: self.clone(), namespace: namespace.into(), quota }
+        KvNamespace {
+            store: self.clone(),
+            namespace: namespace.into(),
+            quota,
+        }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, KvError>) -> Result<T, KvError> {
@@ -185,9 +191,16 @@ mod tests {
         let store = KvStore::in_memory().unwrap();
         let ns = store.namespace("p", 20);
         ns.set("k1", &[0; 10]).unwrap(); // 12 bytes
-        assert_eq!(ns.set("k2", &[0; 10]), Err(KvError::QuotaExceeded { quota: 20 }));
+        assert_eq!(
+            ns.set("k2", &[0; 10]),
+            Err(KvError::QuotaExceeded { quota: 20 })
+        );
         ns.set("k1", &[0; 18]).unwrap(); // replaces, 20 bytes
-        assert_eq!(ns.get("k2").unwrap(), None, "a refused write leaves nothing behind");
+        assert_eq!(
+            ns.get("k2").unwrap(),
+            None,
+            "a refused write leaves nothing behind"
+        );
     }
 
     #[test]
@@ -195,7 +208,10 @@ mod tests {
         let store = KvStore::in_memory().unwrap();
         let ns = store.namespace("p", 1 << 20);
         assert!(matches!(ns.set("", b"x"), Err(KvError::InvalidKey(_))));
-        assert!(matches!(ns.get(&"k".repeat(600)), Err(KvError::InvalidKey(_))));
+        assert!(matches!(
+            ns.get(&"k".repeat(600)),
+            Err(KvError::InvalidKey(_))
+        ));
         for k in ["a/2", "a/1", "b/1", "a%"] {
             ns.set(k, b"v").unwrap();
         }

@@ -16,7 +16,9 @@ use url::Url;
 
 /// Why an origin pattern is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid origin pattern `{pattern}`: {reason} (expected scheme://host[:port], e.g. https://api.example.com or https://*.example.com)")]
+#[error(
+    "invalid origin pattern `{pattern}`: {reason} (expected scheme://host[:port], e.g. https://api.example.com or https://*.example.com)"
+)]
 pub struct PatternError {
     /// The pattern as given.
     pub pattern: String,
@@ -53,8 +55,13 @@ impl OriginPattern {
     /// Parse a pattern such as `https://api.example.com`, `http://127.0.0.1:8080`,
     /// `https://*.example.com` or `http://*:*`.
     pub fn parse(pattern: &str) -> Result<Self, PatternError> {
-        let err = |reason| PatternError { pattern: pattern.to_string(), reason };
-        let (scheme, rest) = pattern.split_once("://").ok_or_else(|| err("missing `://`"))?;
+        let err = |reason| PatternError {
+            pattern: pattern.to_string(),
+            reason,
+        };
+        let (scheme, rest) = pattern
+            .split_once("://")
+            .ok_or_else(|| err("missing `://`"))?;
         let scheme = scheme.to_ascii_lowercase();
         let default_port = match scheme.as_str() {
             "http" => 80,
@@ -72,7 +79,10 @@ impl OriginPattern {
         let port = match port {
             None => Some(default_port),
             Some("*") => None,
-            Some(p) => Some(p.parse::<u16>().map_err(|_| err("port must be 1-65535 or *"))?),
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .map_err(|_| err("port must be 1-65535 or *"))?,
+            ),
         };
         let host = if host == "*" {
             HostPattern::Any
@@ -171,7 +181,11 @@ impl Origin {
             url::Host::Ipv4(ip) => ip.to_string(),
             url::Host::Ipv6(ip) => ip.to_string(),
         };
-        Some(Origin { port: url.port_or_known_default()?, scheme, host })
+        Some(Origin {
+            port: url.port_or_known_default()?,
+            scheme,
+            host,
+        })
     }
 
     /// The host as an IP address, when the URL names one directly.
@@ -203,7 +217,10 @@ pub struct HttpGrant {
 impl HttpGrant {
     /// A grant for public addresses only.
     pub fn public(pattern: &str) -> Result<Self, PatternError> {
-        Ok(HttpGrant { pattern: OriginPattern::parse(pattern)?, allow_private: false })
+        Ok(HttpGrant {
+            pattern: OriginPattern::parse(pattern)?,
+            allow_private: false,
+        })
     }
     /// A grant that also allows internal addresses for this exact host.
     pub fn private(pattern: &str) -> Result<Self, PatternError> {
@@ -214,7 +231,10 @@ impl HttpGrant {
                 reason: "a grant to internal addresses must name one exact host",
             });
         }
-        Ok(HttpGrant { pattern, allow_private: true })
+        Ok(HttpGrant {
+            pattern,
+            allow_private: true,
+        })
     }
 }
 
@@ -228,7 +248,9 @@ pub enum Denial {
     #[error("origin {0} is not granted to this plugin (grant it with --grant-http)")]
     NotGranted(Origin),
     /// The origin resolves to (or is) an internal address not allowed.
-    #[error("{origin} resolves to internal address {ip}, which is not granted (grant the exact host with --grant-private-http)")]
+    #[error(
+        "{origin} resolves to internal address {ip}, which is not granted (grant the exact host with --grant-private-http)"
+    )]
     InternalAddress {
         /// The origin.
         origin: Origin,
@@ -260,10 +282,11 @@ impl OutboundPolicy {
             return Err(Denial::NotGranted(origin.clone()));
         }
         if let Some(ip) = origin.ip() {
-            self.check_address(&origin.host, ip).map_err(|ip| Denial::InternalAddress {
-                origin: origin.clone(),
-                ip,
-            })?;
+            self.check_address(&origin.host, ip)
+                .map_err(|ip| Denial::InternalAddress {
+                    origin: origin.clone(),
+                    ip,
+                })?;
         }
         Ok(())
     }
@@ -343,7 +366,11 @@ mod tests {
             ("http://*:*", "http://*:*"),
             ("http://[::1]:9000", "http://[::1]:9000"),
         ] {
-            assert_eq!(OriginPattern::parse(input).unwrap().to_string(), shown, "{input}");
+            assert_eq!(
+                OriginPattern::parse(input).unwrap().to_string(),
+                shown,
+                "{input}"
+            );
         }
         for bad in [
             "api.example.com",
@@ -375,31 +402,72 @@ mod tests {
     fn declared_and_granted_are_both_required() {
         let declared = vec![OriginPattern::parse("https://*.crm.test").unwrap()];
         let policy = OutboundPolicy::new(declared.clone(), vec![]);
-        assert!(matches!(policy.check_origin(&origin("https://a.crm.test")), Err(Denial::NotGranted(_))));
-        let policy = OutboundPolicy::new(declared, vec![HttpGrant::public("https://b.crm.test").unwrap()]);
+        assert!(matches!(
+            policy.check_origin(&origin("https://a.crm.test")),
+            Err(Denial::NotGranted(_))
+        ));
+        let policy = OutboundPolicy::new(
+            declared,
+            vec![HttpGrant::public("https://b.crm.test").unwrap()],
+        );
         assert!(policy.check_origin(&origin("https://b.crm.test")).is_ok());
-        assert!(matches!(policy.check_origin(&origin("https://a.crm.test")), Err(Denial::NotGranted(_))));
-        let policy = OutboundPolicy::new(vec![], vec![HttpGrant::public("https://b.crm.test").unwrap()]);
-        assert!(matches!(policy.check_origin(&origin("https://b.crm.test")), Err(Denial::NotDeclared(_))));
+        assert!(matches!(
+            policy.check_origin(&origin("https://a.crm.test")),
+            Err(Denial::NotGranted(_))
+        ));
+        let policy = OutboundPolicy::new(
+            vec![],
+            vec![HttpGrant::public("https://b.crm.test").unwrap()],
+        );
+        assert!(matches!(
+            policy.check_origin(&origin("https://b.crm.test")),
+            Err(Denial::NotDeclared(_))
+        ));
     }
 
     #[test]
     fn internal_addresses_need_an_explicit_private_grant() {
         let any = vec![OriginPattern::parse("http://*:*").unwrap()];
-        let public = OutboundPolicy::new(any.clone(), vec![HttpGrant::public("http://127.0.0.1:8080").unwrap()]);
+        let public = OutboundPolicy::new(
+            any.clone(),
+            vec![HttpGrant::public("http://127.0.0.1:8080").unwrap()],
+        );
         assert!(matches!(
             public.check_origin(&origin("http://127.0.0.1:8080")),
             Err(Denial::InternalAddress { .. })
         ));
-        assert!(public.check_address("metadata.test", "169.254.169.254".parse().unwrap()).is_err());
-        let private = OutboundPolicy::new(any, vec![HttpGrant::private("http://127.0.0.1:8080").unwrap()]);
-        assert!(private.check_origin(&origin("http://127.0.0.1:8080")).is_ok());
+        assert!(
+            public
+                .check_address("metadata.test", "169.254.169.254".parse().unwrap())
+                .is_err()
+        );
+        let private = OutboundPolicy::new(
+            any,
+            vec![HttpGrant::private("http://127.0.0.1:8080").unwrap()],
+        );
+        assert!(
+            private
+                .check_origin(&origin("http://127.0.0.1:8080"))
+                .is_ok()
+        );
         assert!(HttpGrant::private("https://*.example.com").is_err());
     }
 
     #[test]
     fn address_classes() {
-        for internal in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1"] {
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(!is_public(internal.parse().unwrap()), "{internal}");
         }
         for public in ["1.1.1.1", "93.184.216.34", "2606:4700::1111"] {

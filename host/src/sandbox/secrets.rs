@@ -100,7 +100,10 @@ impl SecretSet {
                 .get(name)
                 .ok_or_else(|| SecretDenial::Unknown(name.to_string()))?;
             if !secret.origins.iter().any(|p| p.matches(origin)) {
-                return Err(SecretDenial::NotBound { name: name.to_string(), origin: origin.clone() });
+                return Err(SecretDenial::NotBound {
+                    name: name.to_string(),
+                    origin: origin.clone(),
+                });
             }
             out.push_str(secret.value.expose());
             rest = &after[end + CLOSE.len()..];
@@ -147,7 +150,8 @@ mod tests {
     fn substitutes_only_for_bound_origins() {
         let s = set();
         assert_eq!(
-            s.substitute("Bearer {{secret:token}}", &origin("https://api.crm.test/x")).unwrap(),
+            s.substitute("Bearer {{secret:token}}", &origin("https://api.crm.test/x"))
+                .unwrap(),
             "Bearer s3cr3t-value"
         );
         assert!(matches!(
@@ -158,7 +162,10 @@ mod tests {
             s.substitute("{{secret:nope}}", &origin("https://api.crm.test/")),
             Err(SecretDenial::Unknown(_))
         ));
-        assert_eq!(s.substitute("{{secret:token", &origin("https://api.crm.test/")), Err(SecretDenial::Malformed));
+        assert_eq!(
+            s.substitute("{{secret:token", &origin("https://api.crm.test/")),
+            Err(SecretDenial::Malformed)
+        );
     }
 
     #[test]
@@ -166,7 +173,9 @@ mod tests {
         let s = set();
         let shown = format!("{s:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
-        let err = s.substitute("{{secret:token}}", &origin("https://evil.test/")).unwrap_err();
+        let err = s
+            .substitute("{{secret:token}}", &origin("https://evil.test/"))
+            .unwrap_err();
         assert!(!err.to_string().contains("s3cr3t"));
         assert_eq!(s.redact("echo: s3cr3t-value!"), "echo: ***!");
     }

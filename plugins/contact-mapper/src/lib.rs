@@ -104,17 +104,38 @@ pub fn map_contact(config: &Config, record: &Record) -> Result<Option<Record>, E
         return Ok(None);
     }
     if !c.email.contains('@') {
-        return Err(Error::rejected(format!("contact {}: `{}` is not an e-mail address", c.id, c.email)));
+        return Err(Error::rejected(format!(
+            "contact {}: `{}` is not an e-mail address",
+            c.id, c.email
+        )));
     }
     let person = format!("{} {}", c.first_name.trim(), c.last_name.trim());
     let customer = Customer {
-        name: c.company.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| person.clone()),
+        name: c
+            .company
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| person.clone()),
         contact_person: person,
         email: c.email.trim().to_ascii_lowercase(),
-        phone: c.phone.map(|p| p.chars().filter(|ch| ch.is_ascii_digit() || *ch == '+').collect()),
-        address: Address { city: c.city, country: c.country.map(|s| s.to_ascii_uppercase()) },
-        currency: config.default_currency.clone().unwrap_or_else(|| "EUR".to_string()),
-        source: SourceRef { system: "crm", id: c.id.clone(), updated_at: c.updated_at.clone() },
+        phone: c.phone.map(|p| {
+            p.chars()
+                .filter(|ch| ch.is_ascii_digit() || *ch == '+')
+                .collect()
+        }),
+        address: Address {
+            city: c.city,
+            country: c.country.map(|s| s.to_ascii_uppercase()),
+        },
+        currency: config
+            .default_currency
+            .clone()
+            .unwrap_or_else(|| "EUR".to_string()),
+        source: SourceRef {
+            system: "crm",
+            id: c.id.clone(),
+            updated_at: c.updated_at.clone(),
+        },
     };
     let stream = config.stream.as_deref().unwrap_or("customers");
     let mut out = Record::upsert(stream, c.id, &customer)?;

@@ -90,12 +90,18 @@ impl Connector for TinyCrm {
         ConnectorSpec::new([STREAM])
             .http_origin("https://*:*")
             .http_origin("http://*:*")
-            .secret("api_token", "TinyCRM API token (Settings → API)", ["https://*:*", "http://*:*"])
+            .secret(
+                "api_token",
+                "TinyCRM API token (Settings → API)",
+                ["https://*:*", "http://*:*"],
+            )
     }
 
     fn check(config: &Config) -> Result<(), Error> {
         if !(1..=500).contains(&config.page_size) {
-            return Err(Error::config("field `page_size`: must be between 1 and 500"));
+            return Err(Error::config(
+                "field `page_size`: must be between 1 and 500",
+            ));
         }
         Request::get(format!("{}/api/ping", Self::base(config)?))
             .bearer_secret("api_token")
@@ -116,7 +122,9 @@ impl Connector for TinyCrm {
 
     fn read(config: &Config, stream: &str, state: Option<&str>) -> Result<Page, Error> {
         if stream != STREAM {
-            return Err(Error::config(format!("unknown stream `{stream}`; TinyCRM has `{STREAM}`")));
+            return Err(Error::config(format!(
+                "unknown stream `{stream}`; TinyCRM has `{STREAM}`"
+            )));
         }
         let cursor = Cursor::from_state(state)?;
         let from = cursor.query_value();
@@ -140,7 +148,11 @@ impl Connector for TinyCrm {
         }
         let has_more = page.next_page_token.is_some();
         next.set_page(page.next_page_token, from);
-        Ok(Page { records, state: next.to_state()?, has_more })
+        Ok(Page {
+            records,
+            state: next.to_state()?,
+            has_more,
+        })
     }
 
     fn write(config: &Config, stream: &str, batch: Vec<Record>) -> Result<Vec<WriteResult>, Error> {
@@ -156,7 +168,10 @@ impl Connector for TinyCrm {
                 Err(e @ Error::Rejected(_)) => WriteOutcome::Failed(e),
                 Err(e) => return Err(e),
             };
-            results.push(WriteResult { id: record.id, outcome });
+            results.push(WriteResult {
+                id: record.id,
+                outcome,
+            });
         }
         Ok(results)
     }

@@ -5,6 +5,9 @@
 //! env) returns the answer as an error so tests can check its exact kind;
 //! an attack that succeeded returns a page describing what leaked.
 
+// This crate misbehaves on purpose.
+#![allow(clippy::panic, unconditional_recursion)]
+
 use nexo_sdk::prelude::*;
 use serde::Deserialize;
 
@@ -27,8 +30,19 @@ pub struct Config {
 pub struct Hostile;
 
 const STREAMS: &[&str] = &[
-    "loop", "memory-bomb", "recursion", "panic", "http", "log-flood", "stdout-flood",
-    "read-file", "read-env", "socket", "kv", "print", "ok",
+    "loop",
+    "memory-bomb",
+    "recursion",
+    "panic",
+    "http",
+    "log-flood",
+    "stdout-flood",
+    "read-file",
+    "read-env",
+    "socket",
+    "kv",
+    "print",
+    "ok",
 ];
 
 fn leaked(what: &str, detail: String) -> Result<Page, Error> {
@@ -50,7 +64,11 @@ impl Connector for Hostile {
     fn spec() -> ConnectorSpec {
         ConnectorSpec::new(STREAMS.iter().copied())
             .http_origin("http://*:*")
-            .secret("token", "a secret bound to one origin only", ["http://127.0.0.1:1"])
+            .secret(
+                "token",
+                "a secret bound to one origin only",
+                ["http://127.0.0.1:1"],
+            )
             .kv_bytes(1024)
     }
 
@@ -89,13 +107,19 @@ impl Connector for Hostile {
                 panic!("hostile plugin indexed {} of an empty list", v.len() + i)
             }
             "http" => {
-                let url = config.url.clone().ok_or_else(|| Error::config("field `url` is required"))?;
+                let url = config
+                    .url
+                    .clone()
+                    .ok_or_else(|| Error::config("field `url` is required"))?;
                 let mut req = Request::get(url);
                 if let Some((name, value)) = &config.header {
                     req = req.header(name, value.clone());
                 }
                 let resp = req.send()?;
-                leaked("http", format!("status {} with {} bytes", resp.status, resp.body.len()))
+                leaked(
+                    "http",
+                    format!("status {} with {} bytes", resp.status, resp.body.len()),
+                )
             }
             "log-flood" => loop {
                 nexo_sdk::info!("{}", "flood ".repeat(100));
@@ -118,7 +142,9 @@ impl Connector for Hostile {
                 let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
                 let args: Vec<String> = std::env::args().collect();
                 if vars.is_empty() && args.is_empty() && std::env::var("HOME").is_err() {
-                    Err(Error::AccessDenied("env: no variables, no arguments".into()))
+                    Err(Error::AccessDenied(
+                        "env: no variables, no arguments".into(),
+                    ))
                 } else {
                     leaked("read-env", format!("vars {vars:?} args {args:?}"))
                 }
@@ -137,7 +163,14 @@ impl Connector for Hostile {
                 let b = writeln!(std::io::stderr(), "hello from stderr");
                 leaked("print", format!("{a:?} {b:?}"))
             }
-            "ok" => Ok(Page::last(vec![Record::upsert("ok", "1", &serde_json::json!({"fine": true}))?], None)),
+            "ok" => Ok(Page::last(
+                vec![Record::upsert(
+                    "ok",
+                    "1",
+                    &serde_json::json!({"fine": true}),
+                )?],
+                None,
+            )),
             other => Err(Error::config(format!("unknown stream `{other}`"))),
         }
     }
