@@ -14,6 +14,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("example-crm", "EXAMPLE_CRM"),
     ("contact-mapper", "CONTACT_MAPPER"),
     ("hostile", "HOSTILE"),
+    ("networked-mapper", "NETWORKED_MAPPER"),
 ];
 
 fn main() {

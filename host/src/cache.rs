@@ -1,6 +1,7 @@
 //! On-disk cache of compiled components, keyed by the component's SHA-256
 //! and the engine's compatibility hash, so each plugin version is compiled
-//! once per engine build and later loads are a memory map (~0.3 ms).
+//! once per engine build and later loads only read and relocate the
+//! artefact (well under a millisecond).
 
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -113,10 +114,13 @@ impl CompileCache {
 
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output.
+    // Read, not mmap: a mapped artefact truncated or rewritten underneath a
+    // running host (a cleanup job, a full disk) would crash it with SIGBUS.
+    let bytes = fs::read(path)?;
+    // SAFETY: `deserialize` trusts the bytes to be wasmtime's own output.
     // Only this module writes to the cache directory (created 0700), always
     // via `precompile_component` and an atomic rename, and the file name
     // carries the engine's compatibility hash; wasmtime additionally checks
     // the header and engine settings and fails cleanly on a mismatch.
-    unsafe { Component::deserialize_file(engine, path) }
+    unsafe { Component::deserialize(engine, &bytes) }
 }

@@ -590,31 +590,24 @@ impl Core {
                 call,
             };
         }
-        if let Some(trap) = e.downcast_ref::<Trap>() {
-            match trap {
-                Trap::OutOfFuel => {
-                    return PluginError::LimitExceeded {
-                        plugin,
-                        limit: Limit::Cpu(limits.fuel_per_call),
-                        call,
-                    };
-                }
-                Trap::StackOverflow => {
-                    return PluginError::LimitExceeded {
-                        plugin,
-                        limit: Limit::Stack,
-                        call,
-                    };
-                }
-                Trap::Interrupt => {
-                    return PluginError::LimitExceeded {
-                        plugin,
-                        limit: Limit::Time(limits.call_timeout()),
-                        call,
-                    };
-                }
-                _ => {}
-            }
+        let trap = e.downcast_ref::<Trap>();
+        let limit = match trap {
+            Some(Trap::OutOfFuel) => Some(Limit::Cpu(limits.fuel_per_call)),
+            Some(Trap::StackOverflow) => Some(Limit::Stack),
+            Some(Trap::Interrupt) => Some(Limit::Time(limits.call_timeout())),
+            // Rust (and C) guests keep a shadow stack at the bottom of linear
+            // memory; recursing past it wraps below address 0 and faults out
+            // of bounds. A fault that deep in recursion is the stack limit,
+            // not a wild pointer.
+            Some(Trap::MemoryOutOfBounds) if is_runaway_recursion(&e) => Some(Limit::Stack),
+            _ => None,
+        };
+        if let Some(limit) = limit {
+            return PluginError::LimitExceeded {
+                plugin,
+                limit,
+                call,
+            };
         }
         let stderr = String::from_utf8_lossy(stderr);
         if let Some(message) = panic_message(&stderr) {
@@ -637,6 +630,27 @@ impl Core {
             reason: format!("{e:#}"),
         }
     }
+}
+
+/// Whether the trap's backtrace (wasmtime keeps the innermost frames) is
+/// one or two functions calling themselves over and over: runaway recursion.
+fn is_runaway_recursion(e: &wasmtime::Error) -> bool {
+    const FRAMES: usize = 16;
+    let Some(bt) = e.downcast_ref::<wasmtime::WasmBacktrace>() else {
+        return false;
+    };
+    let frames = bt.frames();
+    if frames.len() < FRAMES {
+        return false;
+    }
+    let mut distinct: Vec<(Option<&str>, u32)> = Vec::new();
+    for f in &frames[..FRAMES] {
+        let key = (f.module().name(), f.func_index());
+        if !distinct.contains(&key) {
+            distinct.push(key);
+        }
+    }
+    distinct.len() <= 2
 }
 
 /// The message of a Rust panic as printed by the guest's panic hook:

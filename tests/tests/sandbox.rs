@@ -140,17 +140,12 @@ async fn memory_bomb_hits_the_memory_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deep_recursion_hits_the_stack_limit() {
     let p = hostile(Limits::default(), vec![]).await;
-    let result = p.read("{}", "recursion", None).await.result;
-    match &result {
-        Err(PluginError::LimitExceeded {
-            limit: Limit::Stack,
-            ..
-        }) => {}
-        // Rust's shadow stack lives in linear memory; overflowing it below 0
-        // is an out-of-bounds access, reported as a crash.
-        Err(PluginError::Trap { reason, .. }) if reason.contains("out of bounds") => {}
-        other => panic!("expected a stack limit error, got {other:?}"),
-    }
+    let (limit, msg) = limit_of(p.read("{}", "recursion", None).await.result);
+    assert_eq!(limit, Limit::Stack);
+    assert_eq!(
+        msg,
+        "plugin test/hostile@6.6.6 exceeded its stack limit (recursion too deep) in read(recursion)"
+    );
     host_still_serves(&p).await;
 }
 

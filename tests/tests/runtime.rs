@@ -1,0 +1,180 @@
+//! The runtime around the sandbox: loading and refusing components, the
+//! on-disk compile cache, world checks, and many calls at once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+
+use nexo::plugin::{OpenError, Operation, Record};
+use nexo::{
+    ConnectorPlugin, Grants, Limits, LoadError, MapperPlugin, PluginRef, Runtime, RuntimeConfig,
+    Sandbox,
+};
+use nexo_tests::{load, programs, runtime};
+
+fn sandbox(id: &str) -> Sandbox {
+    Sandbox {
+        plugin: PluginRef {
+            id: id.into(),
+            version: "1.0.0".into(),
+        },
+        limits: Limits::default(),
+        grants: Grants::default(),
+        secrets: BTreeMap::new(),
+        kv: None,
+    }
+}
+
+#[test]
+fn a_mapper_that_imports_the_network_is_refused_at_load() {
+    let err = runtime()
+        .load_file(std::path::Path::new(programs::NETWORKED_MAPPER))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, LoadError::NotAPlugin { .. }), "{msg}");
+    assert!(
+        msg.contains("mappers get no network and no storage"),
+        "{msg}"
+    );
+    assert!(msg.contains("nexo:connector/http"), "{msg}");
+}
+
+#[test]
+fn garbage_and_core_modules_are_refused_with_a_reason() {
+    let err = runtime()
+        .load(b"definitely not wasm", "junk.wasm")
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("junk.wasm is not a valid WebAssembly component"),
+        "{err}"
+    );
+    let core = b"\0asm\x01\0\0\0";
+    let err = runtime().load(core, "core.wasm").unwrap_err();
+    assert!(
+        err.to_string().contains("core module, not a component"),
+        "{err}"
+    );
+    let err = runtime()
+        .load_file(std::path::Path::new("/nonexistent/plugin.wasm"))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("cannot read plugin file /nonexistent/plugin.wasm"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn worlds_are_checked_when_opening() {
+    let crm = load(programs::EXAMPLE_CRM);
+    let err = MapperPlugin::open(&crm, sandbox("x/crm")).unwrap_err();
+    assert!(matches!(err, OpenError::WrongWorld { .. }));
+    assert_eq!(
+        err.to_string(),
+        "plugin x/crm@1.0.0 is a connector, not a mapper"
+    );
+    let mapper = load(programs::CONTACT_MAPPER);
+    let err = ConnectorPlugin::open(&mapper, sandbox("x/map"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "plugin x/map@1.0.0 is a mapper, not a connector"
+    );
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk_and_a_bad_artefact_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(programs::CONTACT_MAPPER).unwrap();
+    let config = || RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        max_instances: 4,
+        ..RuntimeConfig::default()
+    };
+
+    let first = Runtime::new(config()).unwrap();
+    let plugin = first.load(&bytes, "mapper").unwrap();
+    let artefacts: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(artefacts.len(), 1, "{artefacts:?}");
+    let artefact = &artefacts[0];
+    let name = artefact.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with(plugin.sha256()),
+        "keyed by the component's hash: {name}"
+    );
+    let written = std::fs::metadata(artefact).unwrap().modified().unwrap();
+
+    // A new engine (same build and settings) maps the same artefact.
+    let second = Runtime::new(config()).unwrap();
+    second.load(&bytes, "mapper").unwrap();
+    assert_eq!(
+        std::fs::metadata(artefact).unwrap().modified().unwrap(),
+        written,
+        "not recompiled"
+    );
+
+    // A corrupt artefact is discarded and rebuilt, not trusted or fatal.
+    std::fs::write(artefact, b"garbage").unwrap();
+    let third = Runtime::new(config()).unwrap();
+    third.load(&bytes, "mapper").unwrap();
+    assert!(std::fs::metadata(artefact).unwrap().len() > 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_calls_at_once_each_get_their_own_store() {
+    let mapper = MapperPlugin::open(&load(programs::CONTACT_MAPPER), sandbox("x/map")).unwrap();
+    let contacts = nexo_tests::tinycrm::seed(50);
+    let batch: Vec<Record> = contacts
+        .into_iter()
+        .map(|(id, c)| Record {
+            stream: "contacts".into(),
+            id,
+            operation: Operation::Upsert,
+            payload: c.to_string(),
+            cursor: None,
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let mapper = mapper.clone();
+        let batch = batch[..(i % 50) + 1].to_vec();
+        tasks.push(tokio::spawn(async move {
+            (batch.len(), mapper.map("{}", &batch).await.into_result())
+        }));
+    }
+    for t in tasks {
+        let (n, out) = t.await.unwrap();
+        assert_eq!(out.unwrap().len(), n);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapper_rejects_a_bad_record_with_its_id() {
+    let mapper = MapperPlugin::open(&load(programs::CONTACT_MAPPER), sandbox("x/map")).unwrap();
+    let bad = Record {
+        stream: "contacts".into(),
+        id: "c9".into(),
+        operation: Operation::Upsert,
+        payload: r#"{"id":"c9","first_name":"A","last_name":"B","email":"nope","updated_at":"t"}"#
+            .into(),
+        cursor: None,
+    };
+    let err = mapper.map("{}", &[bad]).await.into_result().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "plugin x/map@1.0.0 failed in map(1 records): rejected: contact c9: `nope` is not an e-mail address"
+    );
+    let err = mapper
+        .map(r#"{"stream": 5}"#, &[])
+        .await
+        .into_result()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("invalid config: field `stream`"),
+        "{err}"
+    );
+}
