@@ -1,0 +1,285 @@
+//! `nexo plugin call`: one operation of a component under the sandbox, with
+//! grants, secrets and limits from the command line; JSON on stdout.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use nexo::plugin::{Operation, Record, Spec, StreamInfo, WriteOutcome};
+use nexo::sandbox::kv::KvStore;
+use nexo::sandbox::policy::HttpGrant;
+use nexo::sandbox::secrets::SecretValue;
+use nexo::{ConnectorPlugin, Grants, Limits, MapperPlugin, PluginRef, Runtime, Sandbox};
+
+use super::{CallArgs, Op, plugin_ref};
+
+pub(crate) fn spec_json(spec: &Spec) -> Value {
+    json!({
+        "sdk_version": spec.sdk_version,
+        "streams": spec.streams,
+        "config_schema": serde_json::from_str::<Value>(&spec.config_schema).unwrap_or(Value::Null),
+        "capabilities": {
+            "http_origins": spec.capabilities.http_origins,
+            "secrets": spec.capabilities.secrets.iter().map(|s| json!({
+                "name": s.name, "description": s.description, "origins": s.origins,
+            })).collect::<Vec<_>>(),
+            "kv_bytes": spec.capabilities.kv_bytes,
+        },
+    })
+}
+
+fn stream_json(s: &StreamInfo) -> Value {
+    json!({
+        "name": s.name,
+        "json_schema": serde_json::from_str::<Value>(&s.json_schema).unwrap_or(Value::Null),
+        "primary_key": s.primary_key,
+        "cursor_field": s.cursor_field,
+        "can_read": s.can_read,
+        "can_write": s.can_write,
+    })
+}
+
+fn record_json(r: &Record) -> Value {
+    json!({
+        "stream": r.stream,
+        "id": r.id,
+        "operation": match r.operation { Operation::Upsert => "upsert", Operation::Delete => "delete" },
+        "payload": serde_json::from_str::<Value>(&r.payload).unwrap_or(Value::Null),
+        "cursor": r.cursor,
+    })
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read stdin")?;
+        return Ok(s);
+    }
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn load_config(path: Option<&Path>) -> Result<String> {
+    let Some(path) = path else {
+        return Ok("{}".into());
+    };
+    let text = read_text(path)?;
+    let value: Value = serde_json::from_str(&text)
+        .with_context(|| format!("config {} is not valid JSON", path.display()))?;
+    if !value.is_object() {
+        bail!("config {} must be a JSON object", path.display());
+    }
+    Ok(value.to_string())
+}
+
+fn load_records(path: &Path, default_stream: &str) -> Result<Vec<Record>> {
+    let text = read_text(path)?;
+    let value: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let Value::Array(items) = value else {
+        bail!("{} must be a JSON array of records", path.display())
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let field = |name: &str| item.get(name);
+            let id = match field("id") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => bail!("{} record {i}: `id` (string) is required", path.display()),
+            };
+            let payload = match field("payload") {
+                Some(p @ Value::Object(_)) => p.to_string(),
+                None => "{}".to_string(),
+                Some(_) => bail!(
+                    "{} record {i}: `payload` must be a JSON object",
+                    path.display()
+                ),
+            };
+            let operation = match field("operation").and_then(Value::as_str) {
+                None | Some("upsert") => Operation::Upsert,
+                Some("delete") => Operation::Delete,
+                Some(other) => bail!(
+                    "{} record {i}: operation `{other}` is not upsert or delete",
+                    path.display()
+                ),
+            };
+            Ok(Record {
+                stream: field("stream")
+                    .and_then(Value::as_str)
+                    .unwrap_or(default_stream)
+                    .to_string(),
+                id,
+                operation,
+                payload,
+                cursor: field("cursor").and_then(Value::as_str).map(str::to_string),
+            })
+        })
+        .collect()
+}
+
+fn parse_secret(spec: &str) -> Result<(String, SecretValue)> {
+    let Some((name, source)) = spec.split_once('=') else {
+        bail!("--secret {spec}: expected NAME=env:VAR or NAME=file:PATH");
+    };
+    let value = if let Some(var) = source.strip_prefix("env:") {
+        std::env::var(var)
+            .with_context(|| format!("--secret {name}: environment variable {var} is not set"))?
+    } else if let Some(path) = source.strip_prefix("file:") {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("--secret {name}: cannot read {path}"))?
+            .trim_end_matches(['\n', '\r'])
+            .to_string()
+    } else {
+        bail!(
+            "--secret {name}: the source must be env:VAR or file:PATH, so the value never appears on the command line"
+        );
+    };
+    Ok((name.to_string(), SecretValue::new(value)))
+}
+
+fn sandbox_for(args: &CallArgs, who: PluginRef, data_dir: &Path) -> Result<Sandbox> {
+    let mut limits = match &args.limits {
+        Some(p) => serde_json::from_str(&read_text(p)?)
+            .with_context(|| format!("limits file {}", p.display()))?,
+        None => Limits::default(),
+    };
+    if let Some(m) = args.memory_mib {
+        limits.memory_bytes = m << 20;
+    }
+    if let Some(t) = args.timeout_ms {
+        limits.call_timeout_ms = t;
+    }
+    let mut http = Vec::new();
+    for o in &args.grant_http {
+        http.push(HttpGrant::public(o).with_context(|| format!("--grant-http {o}"))?);
+    }
+    for o in &args.grant_private_http {
+        http.push(HttpGrant::private(o).with_context(|| format!("--grant-private-http {o}"))?);
+    }
+    let secrets = args
+        .secrets
+        .iter()
+        .map(|s| parse_secret(s))
+        .collect::<Result<BTreeMap<_, _>>>()?;
+    let kv = if args.grant_kv > 0 {
+        let store =
+            KvStore::open(&data_dir.join("nexo.db")).context("opening the key-value store")?;
+        Some((store, format!("{}/cli", who.id)))
+    } else {
+        None
+    };
+    Ok(Sandbox {
+        plugin: who,
+        limits,
+        grants: Grants {
+            http,
+            kv_bytes: args.grant_kv,
+        },
+        secrets,
+        kv,
+    })
+}
+
+pub(crate) async fn call(runtime: &Runtime, data_dir: &Path, args: CallArgs) -> Result<()> {
+    let plugin = runtime.load_file(&args.file)?;
+    let who = plugin_ref(&plugin, &args.file, args.id.clone());
+    let sandbox = sandbox_for(&args, who, data_dir)?;
+    let config = load_config(args.config.as_deref())?;
+    let stream = || {
+        args.stream
+            .clone()
+            .context("--stream is required for this operation")
+    };
+
+    if args.op == Op::Map {
+        let mapper = MapperPlugin::open(&plugin, sandbox)?;
+        let input = args
+            .input
+            .as_deref()
+            .context("--input is required for map")?;
+        let batch = load_records(input, args.stream.as_deref().unwrap_or("records"))?;
+        let out = mapper.map(&config, &batch).await.into_result()?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out.iter().map(record_json).collect::<Vec<_>>())?
+        );
+        return Ok(());
+    }
+    let connector = ConnectorPlugin::open(&plugin, sandbox).await?;
+    let output = match args.op {
+        Op::Spec => spec_json(connector.spec()),
+        Op::Check => {
+            connector.check(&config).await.into_result()?;
+            json!({"check": "ok", "plugin": connector.plugin().to_string()})
+        }
+        Op::Discover => {
+            let streams = connector.discover(&config).await.into_result()?;
+            Value::Array(streams.iter().map(stream_json).collect())
+        }
+        Op::Read => {
+            let stream = stream()?;
+            let mut state = args.state.clone();
+            let mut pages = Vec::new();
+            let mut total = 0usize;
+            loop {
+                let page = connector
+                    .read(&config, &stream, state.as_deref())
+                    .await
+                    .into_result()?;
+                total += page.records.len();
+                pages.push(json!({
+                    "records": page.records.iter().map(record_json).collect::<Vec<_>>(),
+                    "state": page.state,
+                    "has_more": page.has_more,
+                }));
+                state = page.state.clone();
+                if !(args.all_pages && page.has_more) || pages.len() as u32 >= args.max_pages {
+                    break;
+                }
+            }
+            json!({"stream": stream, "pages": pages, "records": total, "state": state})
+        }
+        Op::Write => {
+            let stream = stream()?;
+            let input = args
+                .input
+                .as_deref()
+                .context("--input is required for write")?;
+            let batch = load_records(input, &stream)?;
+            let results = connector
+                .write(&config, &stream, &batch)
+                .await
+                .into_result()?;
+            Value::Array(
+                results
+                    .iter()
+                    .map(|r| {
+                        let (outcome, detail) = match &r.outcome {
+                            WriteOutcome::Created(id) => ("created", json!(id)),
+                            WriteOutcome::Updated(id) => ("updated", json!(id)),
+                            WriteOutcome::Unchanged(id) => ("unchanged", json!(id)),
+                            WriteOutcome::Deleted(id) => ("deleted", json!(id)),
+                            WriteOutcome::Failed(e) => (
+                                "failed",
+                                json!(nexo::GuestError::from(e.clone()).to_string()),
+                            ),
+                        };
+                        json!({"id": r.id, "outcome": outcome, "detail": detail})
+                    })
+                    .collect(),
+            )
+        }
+        Op::Map => bail!(
+            "map is a mapper operation; {} is a connector",
+            connector.plugin()
+        ),
+    };
+    println!("{}", serde_json::to_string_pretty(&output)?);
+    Ok(())
+}

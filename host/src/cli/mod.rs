@@ -1,0 +1,209 @@
+//! `nexo` subcommands. For now the vendor's loop: inspect a component and
+//! call one operation of it under the sandbox, with the grants given on the
+//! command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use nexo::{LoadedPlugin, PluginRef, Runtime, RuntimeConfig};
+
+mod call;
+mod inspect;
+
+/// Nexo: connect CRM, ERP and accounting systems through sandboxed plugins.
+#[derive(Debug, Parser)]
+#[command(name = "nexo", version, about)]
+struct Cli {
+    /// Data directory (compile cache, database). Default: $NEXO_DATA_DIR,
+    /// else $XDG_DATA_HOME/nexo, else ~/.local/share/nexo.
+    #[arg(long, global = true, env = "NEXO_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with plugin components.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Show what a component is: world, WIT and SDK versions, streams,
+    /// requested capabilities, config schema.
+    Inspect {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one operation of a component under the sandbox.
+    Call(Box<CallArgs>),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum Op {
+    Spec,
+    Check,
+    Discover,
+    Read,
+    Write,
+    Map,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CallArgs {
+    /// The component (`.wasm`).
+    pub(crate) file: PathBuf,
+    /// The operation.
+    #[arg(value_enum)]
+    pub(crate) op: Op,
+    /// Config JSON file (`-` for stdin). Default: `{}`.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Stream, for read and write.
+    #[arg(long)]
+    pub(crate) stream: Option<String>,
+    /// State to resume a read from (JSON text as returned by a previous page).
+    #[arg(long)]
+    pub(crate) state: Option<String>,
+    /// Read every page, not just the first.
+    #[arg(long)]
+    pub(crate) all_pages: bool,
+    /// Stop after this many pages with --all-pages.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) max_pages: u32,
+    /// Records JSON file for write and map: an array of
+    /// {"id", "payload", "stream"?, "operation"?, "cursor"?}.
+    #[arg(long)]
+    pub(crate) input: Option<PathBuf>,
+    /// Allow HTTP to this origin (public addresses only). Repeatable.
+    #[arg(long = "grant-http", value_name = "ORIGIN")]
+    pub(crate) grant_http: Vec<String>,
+    /// Allow HTTP to this exact origin, including loopback/private
+    /// addresses (on-premises systems, local test servers). Repeatable.
+    #[arg(long = "grant-private-http", value_name = "ORIGIN")]
+    pub(crate) grant_private_http: Vec<String>,
+    /// Key-value bytes granted.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) grant_kv: u64,
+    /// A secret as NAME=env:VAR or NAME=file:PATH (never the value itself on
+    /// the command line). Repeatable.
+    #[arg(long = "secret", value_name = "NAME=SOURCE")]
+    pub(crate) secrets: Vec<String>,
+    /// Limits as a JSON file (fields of the `Limits` struct); flags below
+    /// override it.
+    #[arg(long)]
+    pub(crate) limits: Option<PathBuf>,
+    /// Memory limit in MiB.
+    #[arg(long)]
+    pub(crate) memory_mib: Option<u64>,
+    /// Time limit per call in milliseconds.
+    #[arg(long)]
+    pub(crate) timeout_ms: Option<u64>,
+    /// Plugin id for messages and storage (default: local/<crate name>).
+    #[arg(long)]
+    pub(crate) id: Option<String>,
+}
+
+/// Run the CLI; errors are printed with their causes and give exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NEXO_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,cranelift=warn,wasmtime=warn")
+    });
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn data_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(d) = explicit {
+        return Ok(d);
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(x).join("nexo"));
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".local/share/nexo")),
+        None => bail!("no data directory: set NEXO_DATA_DIR or pass --data-dir"),
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let dir = data_dir(cli.data_dir)?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(dir.join("cache")),
+        ..RuntimeConfig::default()
+    })?;
+    match cli.command {
+        Command::Plugin(PluginCommand::Inspect { file, json }) => {
+            inspect::inspect(&runtime, &file, json).await
+        }
+        Command::Plugin(PluginCommand::Call(args)) => call::call(&runtime, &dir, *args).await,
+    }
+}
+
+pub(crate) fn plugin_ref(plugin: &LoadedPlugin, file: &Path, id: Option<String>) -> PluginRef {
+    let name = plugin
+        .info()
+        .embedded("plugin")
+        .map(str::to_string)
+        .or_else(|| {
+            file.file_stem()
+                .map(|s| s.to_string_lossy().replace('_', "-"))
+        })
+        .unwrap_or_else(|| "plugin".into());
+    PluginRef {
+        id: id.unwrap_or_else(|| format!("local/{name}")),
+        version: plugin
+            .info()
+            .embedded("version")
+            .unwrap_or("0.0.0")
+            .to_string(),
+    }
+}

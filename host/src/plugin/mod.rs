@@ -1,0 +1,353 @@
+//! Opening a loaded plugin with its sandbox: a fresh `Store` per call with
+//! the plugin's limits, capabilities and log; a trap or limit hit becomes a
+//! [`PluginError`] naming the plugin, the call and the limit, and the next
+//! call starts clean.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::error::{PluginError, PluginRef};
+use crate::inspect::WorldKind;
+use crate::limits::Limits;
+use crate::runtime::LoadedPlugin;
+use crate::sandbox::http::{HttpSettings, OutboundHttp};
+use crate::sandbox::kv::KvStore;
+use crate::sandbox::policy::{HttpGrant, OriginPattern, OutboundPolicy, PatternError};
+use crate::sandbox::secrets::{BoundSecret, SecretSet, SecretValue};
+use crate::state::SandboxEvent;
+
+pub use crate::bindings::wit_types::{
+    Capabilities, Operation, Page, PluginSpec as Spec, Record, SecretRequirement, StreamInfo,
+    WriteOutcome, WriteResult,
+};
+
+/// What the admin granted one plugin for one connection.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    /// Outbound HTTP grants.
+    pub http: Vec<HttpGrant>,
+    /// Key-value bytes granted (the quota is the smaller of this and what the
+    /// plugin declared).
+    pub kv_bytes: u64,
+}
+
+/// Everything a plugin instance runs with.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    /// Who the plugin is (for messages and logs).
+    pub plugin: PluginRef,
+    /// Its limits.
+    pub limits: Limits,
+    /// Its grants.
+    pub grants: Grants,
+    /// Secret values by name (only those the plugin declares are used).
+    pub secrets: BTreeMap<String, SecretValue>,
+    /// Key-value store and namespace (plugin + connection); `None`: no storage.
+    pub kv: Option<(KvStore, String)>,
+}
+
+/// The result of one call plus what the sandbox refused along the way.
+#[derive(Debug)]
+pub struct Outcome<T> {
+    /// The call's result.
+    pub result: Result<T, PluginError>,
+    /// Refusals and drops recorded during the call.
+    pub events: Vec<SandboxEvent>,
+    /// How long the call took.
+    pub elapsed: Duration,
+}
+
+impl<T> Outcome<T> {
+    /// The result alone.
+    pub fn into_result(self) -> Result<T, PluginError> {
+        self.result
+    }
+}
+
+/// A connector plugin, opened with its sandbox. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ConnectorPlugin {
+    core: Core,
+    spec: Spec,
+}
+
+/// A mapper plugin, opened with its sandbox.
+#[derive(Debug, Clone)]
+pub struct MapperPlugin {
+    core: Core,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Core {
+    plugin: LoadedPlugin,
+    sandbox: Sandbox,
+    http: Option<OutboundHttp>,
+    kv: Option<crate::sandbox::kv::KvNamespace>,
+}
+
+/// Opening a plugin failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The component implements the other world.
+    #[error("plugin {plugin} is a {actual}, not a {expected}")]
+    WrongWorld {
+        /// Plugin.
+        plugin: PluginRef,
+        /// What it is.
+        actual: WorldKind,
+        /// What was asked for.
+        expected: WorldKind,
+    },
+    /// `spec` failed.
+    #[error(transparent)]
+    Spec(#[from] PluginError),
+    /// The plugin declared an origin that does not parse.
+    #[error("plugin {plugin} declares a bad origin: {source}")]
+    BadDeclaration {
+        /// Plugin.
+        plugin: PluginRef,
+        /// The parse error.
+        source: PatternError,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot set up HTTP for plugin {plugin}: {reason}")]
+    Http {
+        /// Plugin.
+        plugin: PluginRef,
+        /// Why.
+        reason: String,
+    },
+}
+
+mod call;
+
+use call::{Op, Reply};
+
+impl ConnectorPlugin {
+    /// Open a connector: call `spec`, then build its policy from what it
+    /// declares intersected with what `sandbox` grants.
+    pub async fn open(plugin: &LoadedPlugin, sandbox: Sandbox) -> Result<Self, OpenError> {
+        if plugin.info().world != WorldKind::Connector {
+            return Err(OpenError::WrongWorld {
+                plugin: sandbox.plugin.clone(),
+                actual: plugin.info().world,
+                expected: WorldKind::Connector,
+            });
+        }
+        let bare = Core {
+            plugin: plugin.clone(),
+            sandbox: sandbox.clone(),
+            http: None,
+            kv: None,
+        };
+        let spec = match bare.invoke(Op::Spec).await.result? {
+            Reply::Spec(s) => s,
+            _ => return Err(OpenError::Spec(bare.mismatch("spec"))),
+        };
+        let bad = |source| OpenError::BadDeclaration {
+            plugin: sandbox.plugin.clone(),
+            source,
+        };
+        let declared = spec
+            .capabilities
+            .http_origins
+            .iter()
+            .map(|o| OriginPattern::parse(o))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad)?;
+        let mut secrets = SecretSet::default();
+        for req in &spec.capabilities.secrets {
+            if let Some(value) = sandbox.secrets.get(&req.name) {
+                let origins = req
+                    .origins
+                    .iter()
+                    .map(|o| OriginPattern::parse(o))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(bad)?;
+                secrets.insert(
+                    req.name.clone(),
+                    BoundSecret {
+                        value: value.clone(),
+                        origins,
+                    },
+                );
+            }
+        }
+        let policy = OutboundPolicy::new(declared, sandbox.grants.http.clone());
+        let settings = HttpSettings {
+            timeout: sandbox.limits.http_timeout(),
+            max_response_bytes: sandbox.limits.http_response_bytes,
+            ..HttpSettings::default()
+        };
+        let http = OutboundHttp::new(policy, secrets, settings).map_err(|e| OpenError::Http {
+            plugin: sandbox.plugin.clone(),
+            reason: e.to_string(),
+        })?;
+        let quota = spec.capabilities.kv_bytes.min(sandbox.grants.kv_bytes);
+        let kv = match (&sandbox.kv, quota) {
+            (Some((store, ns)), q) if q > 0 => Some(store.namespace(ns.clone(), q)),
+            _ => None,
+        };
+        Ok(ConnectorPlugin {
+            core: Core {
+                plugin: plugin.clone(),
+                sandbox,
+                http: Some(http),
+                kv,
+            },
+            spec,
+        })
+    }
+
+    /// The spec returned at open.
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// Who the plugin is.
+    pub fn plugin(&self) -> &PluginRef {
+        &self.core.sandbox.plugin
+    }
+
+    /// Instantiate in a fresh store without calling anything.
+    pub async fn warm_up(&self) -> Outcome<()> {
+        self.core.warm_up().await
+    }
+
+    /// `check(config)`.
+    pub async fn check(&self, config: &str) -> Outcome<()> {
+        self.core
+            .invoke(Op::Check(config))
+            .await
+            .then(&self.core, |r| match r {
+                Reply::Check(r) => Some(r),
+                _ => None,
+            })
+    }
+
+    /// `discover(config)`.
+    pub async fn discover(&self, config: &str) -> Outcome<Vec<StreamInfo>> {
+        self.core
+            .invoke(Op::Discover(config))
+            .await
+            .then(&self.core, |r| match r {
+                Reply::Discover(r) => Some(r),
+                _ => None,
+            })
+    }
+
+    /// `read(config, stream, state)`: one page. Payloads are checked to be
+    /// JSON objects.
+    pub async fn read(&self, config: &str, stream: &str, state: Option<&str>) -> Outcome<Page> {
+        let call = Op::Read {
+            config,
+            stream,
+            state,
+        };
+        let label = call.label();
+        let mut out = self.core.invoke(call).await.then(&self.core, |r| match r {
+            Reply::Read(r) => Some(r),
+            _ => None,
+        });
+        if let Ok(page) = &out.result
+            && let Some(bad) = page.records.iter().find(|r| !is_json_object(&r.payload))
+        {
+            out.result = Err(PluginError::InvalidOutput {
+                plugin: self.core.sandbox.plugin.clone(),
+                call: label,
+                reason: format!(
+                    "record {}/{} has a payload that is not a JSON object",
+                    bad.stream, bad.id
+                ),
+            });
+        }
+        out
+    }
+
+    /// `write(config, stream, batch)`: one result per record, in order.
+    pub async fn write(
+        &self,
+        config: &str,
+        stream: &str,
+        batch: &[Record],
+    ) -> Outcome<Vec<WriteResult>> {
+        let call = Op::Write {
+            config,
+            stream,
+            batch,
+        };
+        let label = call.label();
+        let mut out = self.core.invoke(call).await.then(&self.core, |r| match r {
+            Reply::Write(r) => Some(r),
+            _ => None,
+        });
+        if let Ok(results) = &out.result
+            && results.len() != batch.len()
+        {
+            out.result = Err(PluginError::InvalidOutput {
+                plugin: self.core.sandbox.plugin.clone(),
+                call: label,
+                reason: format!("{} results for a batch of {}", results.len(), batch.len()),
+            });
+        }
+        out
+    }
+}
+
+impl MapperPlugin {
+    /// Open a mapper. Mappers get no HTTP and no storage, whatever is granted.
+    pub fn open(plugin: &LoadedPlugin, sandbox: Sandbox) -> Result<Self, OpenError> {
+        if plugin.info().world != WorldKind::Mapper {
+            return Err(OpenError::WrongWorld {
+                plugin: sandbox.plugin,
+                actual: plugin.info().world,
+                expected: WorldKind::Mapper,
+            });
+        }
+        Ok(MapperPlugin {
+            core: Core {
+                plugin: plugin.clone(),
+                sandbox,
+                http: None,
+                kv: None,
+            },
+        })
+    }
+
+    /// Instantiate in a fresh store without calling anything: proves the
+    /// plugin starts under its limits (and measures what a call costs
+    /// before the plugin's own code runs).
+    pub async fn warm_up(&self) -> Outcome<()> {
+        self.core.warm_up().await
+    }
+
+    /// `map(config, batch)`.
+    pub async fn map(&self, config: &str, batch: &[Record]) -> Outcome<Vec<Record>> {
+        let call = Op::Map { config, batch };
+        let label = call.label();
+        let mut out = self.core.invoke(call).await.then(&self.core, |r| match r {
+            Reply::Map(r) => Some(r),
+            _ => None,
+        });
+        if let Ok(records) = &out.result
+            && let Some(bad) = records.iter().find(|r| !is_json_object(&r.payload))
+        {
+            out.result = Err(PluginError::InvalidOutput {
+                plugin: self.core.sandbox.plugin.clone(),
+                call: label,
+                reason: format!(
+                    "mapped record {}/{} has a payload that is not a JSON object",
+                    bad.stream, bad.id
+                ),
+            });
+        }
+        out
+    }
+}
+
+fn is_json_object(s: &str) -> bool {
+    matches!(
+        serde_json::from_str::<serde_json::Value>(s),
+        Ok(serde_json::Value::Object(_))
+    )
+}
