@@ -245,11 +245,7 @@ async fn a_mapper_maps_records_from_a_file() {
         .collect();
     std::fs::write(&input, Value::Array(records).to_string()).unwrap();
     let cfg = env.data.path().join("mapper.json");
-    std::fs::write(
-        &cfg,
-        r#"{"only_stage": "customer", "default_currency": "GBP"}"#,
-    )
-    .unwrap();
+    std::fs::write(&cfg, r#"{"only_stage": "customer", "system": "tinycrm"}"#).unwrap();
     let out = ok_json(env.nexo(&[
         "plugin",
         "call",
@@ -262,7 +258,8 @@ async fn a_mapper_maps_records_from_a_file() {
     ]));
     let out = out.as_array().unwrap();
     assert_eq!(out.len(), 2, "only the two customers");
-    assert_eq!(out[0]["stream"], "customers");
-    assert_eq!(out[0]["payload"]["currency"], "GBP");
+    assert_eq!(out[0]["stream"], "contacts");
+    assert_eq!(out[0]["payload"]["roles"], serde_json::json!(["customer"]));
+    assert_eq!(out[0]["payload"]["external_refs"][0]["system"], "tinycrm");
     assert_eq!(out[0]["payload"]["address"]["country"], "GB");
 }

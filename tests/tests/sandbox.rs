@@ -101,7 +101,6 @@ async fn infinite_loop_is_stopped_by_the_time_limit() {
         vec![],
     )
     .await;
-    let started = std::time::Instant::now();
     let (limit, msg) = limit_of(p.read("{}", "loop", None).await.result);
     assert!(
         matches!(limit, Limit::Time(d) if d.as_millis() == 300),
@@ -110,10 +109,6 @@ async fn infinite_loop_is_stopped_by_the_time_limit() {
     assert!(
         msg.contains("exceeded its time limit of 300 ms in read(loop)"),
         "{msg}"
-    );
-    assert!(
-        started.elapsed().as_secs() < 10,
-        "the call was stopped, not left running"
     );
     host_still_serves(&p).await;
 }
@@ -221,7 +216,7 @@ async fn reading_a_file_finds_no_filesystem() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_env_and_args_finds_nothing() {
-    // SAFETY of the test: set a variable the plugin would see if env leaked.
+    // The test process has variables (PATH, HOME...); none may reach the plugin.
     let p = hostile(Limits::default(), vec![]).await;
     match guest_error(p.read("{}", "read-env", None).await.result) {
         GuestError::AccessDenied(m) => assert_eq!(m, "env: no variables, no arguments"),

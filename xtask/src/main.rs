@@ -3,7 +3,7 @@
 //! The demo builds the example plugins for wasm32-wasip2 (adding the target
 //! if needed), starts a TinyCRM on 127.0.0.1, and drives the `nexo` binary
 //! through the vendor's loop: inspect the connector, check, discover, read
-//! every page, then map the contacts into accounting customers.
+//! every page, then map the contacts to canonical customer contacts.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -232,7 +232,7 @@ fn demo() -> Result<()> {
     let mapper_cfg = data.join("mapper.json");
     std::fs::write(
         &mapper_cfg,
-        r#"{"only_stage": "customer", "default_currency": "GBP"}"#,
+        r#"{"only_stage": "customer", "system": "tinycrm"}"#,
     )?;
     let mapped = nexo(&[
         "plugin",
@@ -244,7 +244,7 @@ fn demo() -> Result<()> {
         "--input",
         &records_file.to_string_lossy(),
     ])?;
-    let mapped_file = data.join("customers.json");
+    let mapped_file = data.join("canonical-contacts.json");
     std::fs::write(&mapped_file, &mapped)?;
     let mapped: Value = serde_json::from_str(&mapped)?;
     let customers = mapped.as_array().cloned().unwrap_or_default();
@@ -252,7 +252,7 @@ fn demo() -> Result<()> {
         println!("{}", serde_json::to_string_pretty(first)?);
     }
     println!(
-        "mapped {} of {} contacts to customers (full output: {})",
+        "mapped {} of {} CRM contacts to canonical customer contacts (full output: {})",
         customers.len(),
         records.len(),
         mapped_file.display()

@@ -1,22 +1,21 @@
-//! Example Nexo mapper: CRM contacts → accounting customers.
+//! Example Nexo mapper: CRM contacts → canonical [`Contact`]s, the shape
+//! every accounting connector understands.
 //!
 //! Pure transformation, as every mapper: it gets no network and no storage.
 //! The mapping itself is the plain function [`map_contact`], so it can be
 //! tested (and benchmarked) natively as well.
 
+use nexo_sdk::model::{Address, Contact, Entity, ExternalRef, PartyRole};
 use nexo_sdk::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// Mapper configuration.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Destination stream, default `customers`.
+    /// Name of the source system in external references, default `crm`.
     #[serde(default)]
-    pub stream: Option<String>,
-    /// Default currency of new customers (ISO 4217), default `EUR`.
-    #[serde(default)]
-    pub default_currency: Option<String>,
+    pub system: Option<String>,
     /// Map only contacts at this lifecycle stage (e.g. `customer`).
     #[serde(default)]
     pub only_stage: Option<String>,
@@ -33,7 +32,7 @@ pub struct CrmContact {
     pub last_name: String,
     /// E-mail.
     pub email: String,
-    /// Company.
+    /// Company name.
     #[serde(default)]
     pub company: Option<String>,
     /// Phone.
@@ -52,50 +51,9 @@ pub struct CrmContact {
     pub updated_at: String,
 }
 
-/// The accounting side.
-#[derive(Debug, Serialize)]
-pub struct Customer {
-    /// Display name: the company, or the person.
-    pub name: String,
-    /// Contact person.
-    pub contact_person: String,
-    /// E-mail, lower-cased.
-    pub email: String,
-    /// Phone, digits and `+` only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub phone: Option<String>,
-    /// Billing address.
-    pub address: Address,
-    /// Default currency.
-    pub currency: String,
-    /// Where the customer came from.
-    pub source: SourceRef,
-}
-
-/// A postal address.
-#[derive(Debug, Serialize)]
-pub struct Address {
-    /// City.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub city: Option<String>,
-    /// ISO country code, upper-case.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub country: Option<String>,
-}
-
-/// Reference to the source record.
-#[derive(Debug, Serialize)]
-pub struct SourceRef {
-    /// System name.
-    pub system: &'static str,
-    /// Id there.
-    pub id: String,
-    /// Its modification time.
-    pub updated_at: String,
-}
-
-/// Map one CRM contact record to a customer record; `None` when the
-/// config filters it out.
+/// Map one CRM contact record to a canonical contact record; `None` when
+/// the config filters it out. A contact whose data cannot be trusted (no
+/// valid e-mail) is rejected, naming it.
 pub fn map_contact(config: &Config, record: &Record) -> Result<Option<Record>, Error> {
     let c: CrmContact = record.payload_as()?;
     if let Some(stage) = &config.only_stage
@@ -103,42 +61,36 @@ pub fn map_contact(config: &Config, record: &Record) -> Result<Option<Record>, E
     {
         return Ok(None);
     }
-    if !c.email.contains('@') {
+    let email = c.email.trim().to_ascii_lowercase();
+    if !email.contains('@') {
         return Err(Error::rejected(format!(
             "contact {}: `{}` is not an e-mail address",
             c.id, c.email
         )));
     }
-    let person = format!("{} {}", c.first_name.trim(), c.last_name.trim());
-    let customer = Customer {
-        name: c
-            .company
-            .clone()
-            .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| person.clone()),
-        contact_person: person,
-        email: c.email.trim().to_ascii_lowercase(),
-        phone: c.phone.map(|p| {
-            p.chars()
-                .filter(|ch| ch.is_ascii_digit() || *ch == '+')
-                .collect()
-        }),
-        address: Address {
-            city: c.city,
-            country: c.country.map(|s| s.to_ascii_uppercase()),
-        },
-        currency: config
-            .default_currency
-            .clone()
-            .unwrap_or_else(|| "EUR".to_string()),
-        source: SourceRef {
-            system: "crm",
-            id: c.id.clone(),
-            updated_at: c.updated_at.clone(),
-        },
-    };
-    let stream = config.stream.as_deref().unwrap_or("customers");
-    let mut out = Record::upsert(stream, c.id, &customer)?;
+    let mut contact = Contact::new(c.first_name.trim(), c.last_name.trim());
+    contact.email = Some(email);
+    contact.phone = c.phone.map(|p| {
+        p.chars()
+            .filter(|ch| ch.is_ascii_digit() || *ch == '+')
+            .collect()
+    });
+    let mut address = Address::default();
+    address.city = c.city;
+    address.country = c.country.map(|s| s.to_ascii_uppercase());
+    contact.address = Some(address);
+    if c.lifecycle_stage.as_deref() == Some("customer") {
+        contact.roles.insert(PartyRole::Customer);
+    }
+    let system = config.system.as_deref().unwrap_or("crm");
+    contact
+        .external_refs
+        .push(ExternalRef::new(system, c.id.clone()));
+    if let Some(company) = c.company.filter(|s| !s.trim().is_empty()) {
+        contact.extra.insert("company_name".into(), company.into());
+    }
+    contact.updated_at = Some(c.updated_at);
+    let mut out = contact.to_record(c.id)?;
     out.operation = record.operation;
     out.cursor = record.cursor.clone();
     Ok(Some(out))
@@ -146,9 +98,9 @@ pub fn map_contact(config: &Config, record: &Record) -> Result<Option<Record>, E
 
 /// The mapper.
 #[derive(Debug)]
-pub struct ContactToCustomer;
+pub struct CrmContactToContact;
 
-impl Mapper for ContactToCustomer {
+impl Mapper for CrmContactToContact {
     type Config = Config;
 
     fn map(config: &Config, batch: Vec<Record>) -> Result<Vec<Record>, Error> {
@@ -162,4 +114,4 @@ impl Mapper for ContactToCustomer {
     }
 }
 
-nexo_sdk::export_mapper!(ContactToCustomer);
+nexo_sdk::export_mapper!(CrmContactToContact);
