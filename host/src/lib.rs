@@ -7,6 +7,7 @@
 //! key-value, log) and the `nexo` command line.
 
 pub mod bindings;
+pub mod bundle;
 pub mod cache;
 pub mod error;
 mod host_impl;
@@ -16,6 +17,7 @@ pub mod plugin;
 pub mod runtime;
 pub mod sandbox;
 pub mod state;
+pub mod store;
 
 pub use error::{CallRef, GuestError, LoadError, PluginError, PluginRef, RuntimeError};
 pub use limits::{Limit, Limits};

@@ -168,8 +168,9 @@ fn sandbox_for(args: &CallArgs, who: PluginRef, data_dir: &Path) -> Result<Sandb
         .map(|s| parse_secret(s))
         .collect::<Result<BTreeMap<_, _>>>()?;
     let kv = if args.grant_kv > 0 {
-        let store =
-            KvStore::open(&data_dir.join("nexo.db")).context("opening the key-value store")?;
+        let db = nexo::store::Database::open(&data_dir.join("nexo.db"))
+            .context("opening the database")?;
+        let store = KvStore::new(db);
         Some((store, format!("{}/cli", who.id)))
     } else {
         None

@@ -1,10 +1,9 @@
 //! Key-value storage for plugins: one namespace per installed plugin and
 //! connection, in the host's SQLite database, with a byte quota.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-
 use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::store::Database;
 
 /// Longest key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 512;
@@ -32,37 +31,22 @@ impl From<rusqlite::Error> for KvError {
     }
 }
 
-/// The SQLite-backed store shared by all plugins of a host.
+/// The key-value data of all plugins of a host, in its database.
 #[derive(Debug, Clone)]
 pub struct KvStore {
-    conn: Arc<Mutex<Connection>>,
+    db: Database,
 }
 
 impl KvStore {
-    /// Open (creating if needed) the store in the SQLite file at `path`.
-    pub fn open(path: &Path) -> Result<Self, KvError> {
-        let conn = Connection::open(path)?;
-        Self::init(conn)
+    /// The store in `db` (its schema comes with the database's migrations).
+    pub fn new(db: Database) -> Self {
+        KvStore { db }
     }
 
-    /// An in-memory store (tests, one-off `nexo plugin call`s without a data dir).
+    /// A store in a private in-memory database (tests, one-off calls).
     pub fn in_memory() -> Result<Self, KvError> {
-        Self::init(Connection::open_in_memory()?)
-    }
-
-    fn init(conn: Connection) -> Result<Self, KvError> {
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA busy_timeout = 5000;
-             CREATE TABLE IF NOT EXISTS plugin_kv (
-                 namespace TEXT NOT NULL,
-                 key TEXT NOT NULL,
-                 value BLOB NOT NULL,
-                 PRIMARY KEY (namespace, key)
-             ) WITHOUT ROWID;",
-        )?;
         Ok(KvStore {
-            conn: Arc::new(Mutex::new(conn)),
+            db: Database::in_memory().map_err(|e| KvError::Storage(e.to_string()))?,
         })
     }
 
@@ -77,9 +61,9 @@ impl KvStore {
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, KvError>) -> Result<T, KvError> {
         let mut conn = self
-            .conn
+            .db
             .lock()
-            .map_err(|_| KvError::Storage("key-value store lock poisoned".into()))?;
+            .map_err(|e| KvError::Storage(e.to_string()))?;
         f(&mut conn)
     }
 }

@@ -1,0 +1,207 @@
+//! The bundle manifest: what a plugin is, what it was built against, what it
+//! asks for. Versioned (`format`) from day one; the vendor writes the source
+//! form (`nexo-plugin.toml`) and `nexo plugin pack` completes and checks it
+//! against the component.
+
+use serde::{Deserialize, Serialize};
+
+/// The manifest format this build writes and reads.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// Which world a plugin implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A connector.
+    Connector,
+    /// A mapper.
+    Mapper,
+}
+
+impl From<crate::inspect::WorldKind> for Kind {
+    fn from(w: crate::inspect::WorldKind) -> Self {
+        match w {
+            crate::inspect::WorldKind::Connector => Kind::Connector,
+            crate::inspect::WorldKind::Mapper => Kind::Mapper,
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Connector => "connector",
+            Kind::Mapper => "mapper",
+        })
+    }
+}
+
+/// A secret a plugin uses and the origins it may go to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretCapability {
+    /// Name used in `{{secret:NAME}}`.
+    pub name: String,
+    /// What it is, for the admin.
+    #[serde(default)]
+    pub description: String,
+    /// Origins it is bound to.
+    pub origins: Vec<String>,
+}
+
+/// What a plugin asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    /// Origins it calls.
+    #[serde(default)]
+    pub http_origins: Vec<String>,
+    /// Secrets it uses.
+    #[serde(default)]
+    pub secrets: Vec<SecretCapability>,
+    /// Key-value bytes it needs.
+    #[serde(default)]
+    pub kv_bytes: u64,
+    /// Memory it needs (the admin's limit must be at least this).
+    #[serde(default = "default_memory")]
+    pub memory_bytes: u64,
+}
+
+fn default_memory() -> u64 {
+    64 << 20
+}
+
+/// What the vendor writes (`nexo-plugin.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestSource {
+    /// `vendor/name`, lower-case.
+    pub id: String,
+    /// Semantic version.
+    pub version: semver::Version,
+    /// Connector or mapper.
+    pub kind: Kind,
+    /// One line on what it does.
+    pub description: String,
+    /// Who ships it.
+    pub vendor: String,
+    /// Where to learn more.
+    #[serde(default)]
+    pub homepage: Option<String>,
+    /// What it asks for; must match what the component declares.
+    #[serde(default)]
+    pub capabilities: Capabilities,
+}
+
+/// The component's digest, as signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentDigest {
+    /// Hex SHA-256 of `plugin.wasm`.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The manifest inside a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Manifest format version.
+    pub format: u32,
+    /// `vendor/name`.
+    pub id: String,
+    /// Semantic version.
+    pub version: semver::Version,
+    /// Connector or mapper.
+    pub kind: Kind,
+    /// The `nexo:connector` version the component was built against.
+    pub wit_version: semver::Version,
+    /// The SDK it was built with, when known.
+    #[serde(default)]
+    pub sdk_version: Option<String>,
+    /// One line on what it does.
+    pub description: String,
+    /// Who ships it.
+    pub vendor: String,
+    /// Where to learn more.
+    #[serde(default)]
+    pub homepage: Option<String>,
+    /// What it asks for.
+    pub capabilities: Capabilities,
+    /// JSON Schema of its config (connectors).
+    #[serde(default)]
+    pub config_schema: Option<serde_json::Value>,
+    /// The component it ships.
+    pub component: ComponentDigest,
+}
+
+/// Why a plugin id is not acceptable.
+pub fn check_id(id: &str) -> Result<(), String> {
+    let ok_part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 64
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            && !p.starts_with('-')
+    };
+    match id.split_once('/') {
+        Some((vendor, name)) if ok_part(vendor) && ok_part(name) => Ok(()),
+        _ => Err(format!(
+            "plugin id `{id}` must be `vendor/name` in lower-case letters, digits, `-` and `_` (e.g. `acme/crm`)"
+        )),
+    }
+}
+
+impl Manifest {
+    /// `id@version`.
+    pub fn plugin_ref(&self) -> crate::PluginRef {
+        crate::PluginRef {
+            id: self.id.clone(),
+            version: self.version.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_vendor_slash_name() {
+        assert!(check_id("acme/crm").is_ok());
+        assert!(check_id("acme-inc/hub_spot2").is_ok());
+        for bad in [
+            "acme",
+            "Acme/crm",
+            "acme/crm/x",
+            "/crm",
+            "acme/",
+            "acme/c rm",
+        ] {
+            assert!(check_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn source_manifest_parses_from_toml_and_refuses_unknown_keys() {
+        let src: ManifestSource = toml::from_str(
+            r#"
+            id = "acme/crm"
+            version = "1.2.0"
+            kind = "connector"
+            description = "Acme CRM"
+            vendor = "Acme Inc"
+            [capabilities]
+            http_origins = ["https://api.acme.test"]
+            secrets = [{ name = "token", description = "API token", origins = ["https://api.acme.test"] }]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(src.version, semver::Version::new(1, 2, 0));
+        assert_eq!(src.capabilities.memory_bytes, 64 << 20);
+        let err =
+            toml::from_str::<ManifestSource>("id = \"a/b\"\nversoin = \"1.0.0\"").unwrap_err();
+        assert!(err.to_string().contains("versoin"), "{err}");
+    }
+}

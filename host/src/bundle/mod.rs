@@ -1,0 +1,456 @@
+//! Plugin bundles: one file a vendor ships, holding the component, its
+//! manifest and the vendor's signature.
+//!
+//! A bundle is an uncompressed tar (inspect it with `tar tvf`) with exactly
+//! `manifest.json`, `plugin.wasm` and, when signed, `signature.json`. The
+//! manifest carries the component's SHA-256; the ed25519 signature covers
+//! the manifest bytes (with a domain prefix), so one signature vouches for
+//! the component *and* for the capabilities it asks for. (wasmsign2 signs a
+//! module's sections but not a separate manifest, which is what an admin
+//! grants against, so it does not fit here.)
+
+pub mod keys;
+pub mod manifest;
+
+use std::collections::BTreeSet;
+use std::io::Read;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::sha256_hex;
+use crate::error::LoadError;
+use crate::plugin::{ConnectorPlugin, Grants, OpenError, Sandbox};
+use crate::sandbox::policy::OriginPattern;
+use crate::{Limits, Runtime};
+use keys::{PublicKey, SecretKey};
+use manifest::{
+    ComponentDigest, Kind, MANIFEST_FORMAT, Manifest, ManifestSource, SecretCapability,
+};
+
+/// Prefix of every signed message, so a bundle signature can never be
+/// replayed as a signature of something else.
+const SIGNING_CONTEXT: &[u8] = b"nexo-bundle-v1\0";
+/// Largest component accepted.
+pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
+const MAX_SMALL_ENTRY: u64 = 1 << 20;
+
+/// The WIT major version this host serves.
+pub const WIT_MAJOR: u64 = 1;
+
+/// A bundle that cannot be packed, read or trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// Not a bundle, or a damaged one.
+    #[error("{what} is not a valid Nexo bundle: {reason}")]
+    Corrupt {
+        /// The file.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Contents do not match what was signed.
+    #[error(
+        "{what} has been tampered with: {reason}; do not install it, get a fresh copy from the vendor"
+    )]
+    Tampered {
+        /// The file.
+        what: String,
+        /// What does not match.
+        reason: String,
+    },
+    /// Signed by a key the admin does not trust.
+    #[error(
+        "{what} is signed by key {key_id} (\"{signer}\"), which is not trusted; if you trust this vendor, add their public key with `nexo trust add KEYFILE`"
+    )]
+    UnknownSigner {
+        /// The file.
+        what: String,
+        /// The signing key's id.
+        key_id: String,
+        /// The name the signer gave.
+        signer: String,
+    },
+    /// Not signed, and unsigned bundles were not allowed.
+    #[error(
+        "{what} is not signed; unsigned plugins are accepted only for local development with --allow-unsigned"
+    )]
+    Unsigned {
+        /// The file.
+        what: String,
+    },
+    /// Built against a WIT major this host does not serve.
+    #[error(
+        "{plugin} was built against nexo:connector {found}, but this host serves nexo:connector {WIT_MAJOR}.x; ask the vendor for a build against {WIT_MAJOR}.x"
+    )]
+    IncompatibleWit {
+        /// `id@version`.
+        plugin: String,
+        /// Its WIT version.
+        found: String,
+    },
+    /// A manifest format this build cannot read.
+    #[error(
+        "{what} uses manifest format {found}; this nexo reads format {MANIFEST_FORMAT}; upgrade nexo"
+    )]
+    UnsupportedFormat {
+        /// The file.
+        what: String,
+        /// Its format.
+        found: u32,
+    },
+    /// At pack time: the manifest says something the component does not.
+    #[error("the manifest does not match the component:\n  - {}", .0.join("\n  - "))]
+    ManifestMismatch(Vec<String>),
+    /// The manifest is invalid.
+    #[error("invalid manifest: {0}")]
+    InvalidManifest(String),
+    /// The component does not load.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The connector could not be opened to read its spec.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+}
+
+/// The signature entry of a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureEntry {
+    /// Always `ed25519`.
+    pub algorithm: String,
+    /// Id of the signing key.
+    pub key_id: String,
+    /// The name the signer gave its key (informational; trust is by key).
+    pub signer: String,
+    /// Base64 signature of the manifest bytes.
+    pub signature: String,
+}
+
+/// A bundle in memory.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// The parsed manifest.
+    pub manifest: Manifest,
+    /// The manifest exactly as signed.
+    pub manifest_bytes: Vec<u8>,
+    /// The component.
+    pub component: Vec<u8>,
+    /// The signature, if signed.
+    pub signature: Option<SignatureEntry>,
+}
+
+/// Who vouches for a verified bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signer {
+    /// A trusted vendor key.
+    Trusted(PublicKey),
+    /// Nobody: accepted for local development only.
+    UnsignedDev,
+}
+
+fn signed_message(manifest_bytes: &[u8]) -> Vec<u8> {
+    [SIGNING_CONTEXT, manifest_bytes].concat()
+}
+
+impl Bundle {
+    /// Read a bundle's structure and check the component against the
+    /// manifest's digest. Does not check the signature: see [`Bundle::verify`].
+    pub fn parse(bytes: &[u8], what: &str) -> Result<Bundle, BundleError> {
+        let corrupt = |reason: String| BundleError::Corrupt {
+            what: what.to_string(),
+            reason,
+        };
+        let mut manifest_bytes = None;
+        let mut component = None;
+        let mut signature = None;
+        let mut archive = tar::Archive::new(bytes);
+        let entries = archive.entries().map_err(|e| corrupt(e.to_string()))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| corrupt(e.to_string()))?;
+            let name = entry
+                .path()
+                .map_err(|e| corrupt(e.to_string()))?
+                .to_string_lossy()
+                .into_owned();
+            let limit = if name == "plugin.wasm" {
+                MAX_COMPONENT_BYTES
+            } else {
+                MAX_SMALL_ENTRY
+            };
+            if entry.size() > limit {
+                return Err(corrupt(format!("{name} is larger than {limit} bytes")));
+            }
+            let mut data = Vec::with_capacity(entry.size() as usize);
+            entry
+                .read_to_end(&mut data)
+                .map_err(|e| corrupt(e.to_string()))?;
+            let slot = match name.as_str() {
+                "manifest.json" => &mut manifest_bytes,
+                "plugin.wasm" => &mut component,
+                "signature.json" => &mut signature,
+                other => return Err(corrupt(format!("unexpected entry `{other}`"))),
+            };
+            if slot.replace(data).is_some() {
+                return Err(corrupt(format!("entry `{name}` appears twice")));
+            }
+        }
+        let manifest_bytes = manifest_bytes.ok_or_else(|| corrupt("no manifest.json".into()))?;
+        let component = component.ok_or_else(|| corrupt("no plugin.wasm".into()))?;
+        let raw: serde_json::Value = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| corrupt(format!("manifest.json: {e}")))?;
+        let format = raw
+            .get("format")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0) as u32;
+        if format != MANIFEST_FORMAT {
+            return Err(BundleError::UnsupportedFormat {
+                what: what.to_string(),
+                found: format,
+            });
+        }
+        let manifest: Manifest =
+            serde_json::from_value(raw).map_err(|e| corrupt(format!("manifest.json: {e}")))?;
+        let signature = match signature {
+            None => None,
+            Some(s) => Some(
+                serde_json::from_slice::<SignatureEntry>(&s)
+                    .map_err(|e| corrupt(format!("signature.json: {e}")))?,
+            ),
+        };
+        let digest = sha256_hex(&component);
+        if digest != manifest.component.sha256 || component.len() as u64 != manifest.component.size
+        {
+            return Err(BundleError::Tampered {
+                what: what.to_string(),
+                reason: format!(
+                    "plugin.wasm has SHA-256 {digest}, but the manifest says {}",
+                    manifest.component.sha256
+                ),
+            });
+        }
+        Ok(Bundle {
+            manifest,
+            manifest_bytes,
+            component,
+            signature,
+        })
+    }
+
+    /// Check the signature against the trusted keys (looked up by id).
+    pub fn verify(
+        &self,
+        what: &str,
+        trusted: impl Fn(&str) -> Option<PublicKey>,
+        allow_unsigned: bool,
+    ) -> Result<Signer, BundleError> {
+        let Some(sig) = &self.signature else {
+            return if allow_unsigned {
+                Ok(Signer::UnsignedDev)
+            } else {
+                Err(BundleError::Unsigned {
+                    what: what.to_string(),
+                })
+            };
+        };
+        if sig.algorithm != "ed25519" {
+            return Err(BundleError::Corrupt {
+                what: what.to_string(),
+                reason: format!("unsupported signature algorithm `{}`", sig.algorithm),
+            });
+        }
+        let Some(key) = trusted(&sig.key_id) else {
+            return Err(BundleError::UnknownSigner {
+                what: what.to_string(),
+                key_id: sig.key_id.clone(),
+                signer: sig.signer.clone(),
+            });
+        };
+        let bytes = B64.decode(&sig.signature).unwrap_or_default();
+        if !key.verify(&signed_message(&self.manifest_bytes), &bytes) {
+            return Err(BundleError::Tampered {
+                what: what.to_string(),
+                reason: format!(
+                    "the signature does not match the manifest for key {}",
+                    sig.key_id
+                ),
+            });
+        }
+        Ok(Signer::Trusted(key))
+    }
+
+    /// The bundle as a file (a deterministic tar).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, std::io::Error> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, data: &[u8]| -> Result<(), std::io::Error> {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_mtime(0);
+            header.set_entry_type(tar::EntryType::Regular);
+            builder.append_data(&mut header, name, data)
+        };
+        add("manifest.json", &self.manifest_bytes)?;
+        add("plugin.wasm", &self.component)?;
+        if let Some(sig) = &self.signature {
+            let text = serde_json::to_vec_pretty(sig).map_err(std::io::Error::other)?;
+            add("signature.json", &text)?;
+        }
+        builder.into_inner()
+    }
+}
+
+fn normalised_origins(origins: &[String]) -> Result<BTreeSet<String>, String> {
+    origins
+        .iter()
+        .map(|o| {
+            OriginPattern::parse(o)
+                .map(|p| p.to_string())
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+fn secrets_set(
+    secrets: &[SecretCapability],
+) -> Result<BTreeSet<(String, BTreeSet<String>)>, String> {
+    secrets
+        .iter()
+        .map(|s| Ok((s.name.clone(), normalised_origins(&s.origins)?)))
+        .collect()
+}
+
+/// Build a bundle from the vendor's manifest and component: check the
+/// manifest against what the component is and declares, complete it (WIT
+/// version, SDK, config schema, digest) and sign it (unless `key` is `None`).
+pub async fn pack(
+    runtime: &Runtime,
+    source: ManifestSource,
+    component: Vec<u8>,
+    key: Option<&SecretKey>,
+) -> Result<Bundle, BundleError> {
+    manifest::check_id(&source.id).map_err(BundleError::InvalidManifest)?;
+    let plugin = runtime.load(&component, &format!("{}@{}", source.id, source.version))?;
+    let info = plugin.info();
+    let mut differences = Vec::new();
+    let kind = Kind::from(info.world);
+    if kind != source.kind {
+        differences.push(format!(
+            "kind is `{}` but the component is a {kind}",
+            source.kind
+        ));
+    }
+    let wit_version = info
+        .wit_version()
+        .and_then(|v| semver::Version::parse(v).ok())
+        .ok_or_else(|| {
+            BundleError::InvalidManifest(
+                "the component does not name its nexo:connector version".into(),
+            )
+        })?;
+    if wit_version.major != WIT_MAJOR {
+        return Err(BundleError::IncompatibleWit {
+            plugin: format!("{}@{}", source.id, source.version),
+            found: wit_version.to_string(),
+        });
+    }
+    let declared = &source.capabilities;
+    let config_schema = if kind == Kind::Connector {
+        let sandbox = Sandbox {
+            plugin: crate::PluginRef {
+                id: source.id.clone(),
+                version: source.version.to_string(),
+            },
+            limits: Limits::default(),
+            grants: Grants::default(),
+            secrets: Default::default(),
+            kv: None,
+        };
+        let connector = ConnectorPlugin::open(&plugin, sandbox).await?;
+        let spec = connector.spec();
+        let caps = &spec.capabilities;
+        let theirs =
+            normalised_origins(&caps.http_origins).map_err(BundleError::InvalidManifest)?;
+        let ours =
+            normalised_origins(&declared.http_origins).map_err(BundleError::InvalidManifest)?;
+        if theirs != ours {
+            differences.push(format!(
+                "http_origins are {ours:?} but the component asks for {theirs:?}"
+            ));
+        }
+        let their_secrets: Vec<SecretCapability> = caps
+            .secrets
+            .iter()
+            .map(|s| SecretCapability {
+                name: s.name.clone(),
+                description: s.description.clone(),
+                origins: s.origins.clone(),
+            })
+            .collect();
+        let (a, b) = (
+            secrets_set(&declared.secrets).map_err(BundleError::InvalidManifest)?,
+            secrets_set(&their_secrets).map_err(BundleError::InvalidManifest)?,
+        );
+        if a != b {
+            differences.push(format!("secrets are {a:?} but the component uses {b:?}"));
+        }
+        if caps.kv_bytes != declared.kv_bytes {
+            differences.push(format!(
+                "kv_bytes is {} but the component asks for {}",
+                declared.kv_bytes, caps.kv_bytes
+            ));
+        }
+        Some(serde_json::from_str(&spec.config_schema).map_err(|e| {
+            BundleError::InvalidManifest(format!("the component's config schema is not JSON: {e}"))
+        })?)
+    } else {
+        if !declared.http_origins.is_empty()
+            || !declared.secrets.is_empty()
+            || declared.kv_bytes != 0
+        {
+            differences.push(
+                "a mapper gets no network, secrets or storage; remove them from [capabilities]"
+                    .into(),
+            );
+        }
+        None
+    };
+    if !differences.is_empty() {
+        return Err(BundleError::ManifestMismatch(differences));
+    }
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        id: source.id,
+        version: source.version,
+        kind,
+        wit_version,
+        sdk_version: info.embedded("sdk").map(str::to_string),
+        description: source.description,
+        vendor: source.vendor,
+        homepage: source.homepage,
+        capabilities: source.capabilities,
+        config_schema,
+        component: ComponentDigest {
+            sha256: plugin.sha256().to_string(),
+            size: component.len() as u64,
+        },
+    };
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| BundleError::InvalidManifest(e.to_string()))?;
+    let signature = key.map(|k| {
+        let public = k.public();
+        SignatureEntry {
+            algorithm: "ed25519".into(),
+            key_id: public.key_id(),
+            signer: public.name.clone(),
+            signature: B64.encode(k.sign(&signed_message(&manifest_bytes))),
+        }
+    });
+    Ok(Bundle {
+        manifest,
+        manifest_bytes,
+        component,
+        signature,
+    })
+}

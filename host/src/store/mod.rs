@@ -1,0 +1,140 @@
+//! The host's SQLite database: one file under the data directory, WAL mode,
+//! schema changed only by numbered migrations. Everything that must survive
+//! a restart (trusted keys, the plugin registry, key-value data) lives here,
+//! behind small typed APIs so another backend can replace SQLite later.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::Connection;
+
+pub mod trust;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database is newer than this build understands.
+    #[error(
+        "the database at {path} has schema version {found}, newer than this nexo ({known}); upgrade nexo"
+    )]
+    TooNew {
+        /// Database file.
+        path: String,
+        /// Its version.
+        found: i64,
+        /// The newest this build knows.
+        known: i64,
+    },
+    /// The connection lock was poisoned by a panic elsewhere.
+    #[error("database lock poisoned")]
+    Poisoned,
+}
+
+/// Migrations, in order; entry `n` moves the schema from version `n` to
+/// `n + 1`. Never edit a released one: add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: key-value data of plugins
+    "CREATE TABLE IF NOT EXISTS plugin_kv (
+         namespace TEXT NOT NULL,
+         key TEXT NOT NULL,
+         value BLOB NOT NULL,
+         PRIMARY KEY (namespace, key)
+     ) WITHOUT ROWID;",
+    // 2: vendors' public keys trusted by the admin
+    "CREATE TABLE trusted_keys (
+         key_id TEXT PRIMARY KEY,
+         public_key BLOB NOT NULL,
+         name TEXT NOT NULL,
+         added_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+     );",
+];
+
+/// The database. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Database {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Database {
+    /// Open (creating if needed) and migrate the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        Self::init(conn, &path.display().to_string())
+    }
+
+    /// A private in-memory database (tests, one-off commands).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?, ":memory:")
+    }
+
+    fn init(mut conn: Connection, path: &str) -> Result<Self, StoreError> {
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 5000;",
+        )?;
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if found > known {
+            return Err(StoreError::TooNew {
+                path: path.to_string(),
+                found,
+                known,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+            tracing::debug!(version = i + 1, "database migrated");
+        }
+        Ok(Database {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// The connection, locked. Keep the guard short.
+    pub(crate) fn lock(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        self.conn.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    /// The schema version.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .lock()?
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_run_once_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nexo.db");
+        let db = Database::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        drop(db);
+        let again = Database::open(&path).unwrap();
+        assert_eq!(again.schema_version().unwrap(), MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn a_newer_database_is_refused_not_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nexo.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.pragma_update(None, "user_version", 999).unwrap();
+        }
+        let err = Database::open(&path).unwrap_err();
+        assert!(err.to_string().contains("schema version 999"), "{err}");
+    }
+}
