@@ -30,8 +30,9 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-/// The mapper's configuration in every run, Wasm and native alike.
-const MAPPER_CONFIG: &str = r#"{"stream":"customers","default_currency":"EUR"}"#;
+/// The mapper's configuration in every run, Wasm and native alike: the
+/// defaults (every field is optional), so no contact is filtered out.
+const MAPPER_CONFIG: &str = "{}";
 const BATCH_SIZES: [usize; 4] = [1, 100, 1_000, 10_000];
 /// Batch size of the "where does the time go" breakdown.
 const BREAKDOWN_BATCH: usize = 1_000;
@@ -48,8 +49,9 @@ fn main() {
     let started = Instant::now();
     rt.block_on(run());
     println!(
-        "\n(total bench time {:.1} s)",
-        started.elapsed().as_secs_f64()
+        "\n(total bench time {:.1} s; load average at the end: {})",
+        started.elapsed().as_secs_f64(),
+        load_average()
     );
 }
 
@@ -92,41 +94,42 @@ async fn run() {
         cached
             .compile(bytes, name)
             .expect("first compile fills the cache");
-        let s = sample_sync(20, 300, 300, Duration::ZERO, || {
+        let cwasm = cwasm_size(cache_dir.path(), bytes);
+        let load = sample_sync(20, 500, 500, Duration::ZERO, || {
             black_box(cached.compile(bytes, name).expect("loads from cache"));
         });
-        let verdict = verdict(s.median() <= TARGET_CACHE_LOAD);
-        row(
-            &format!("{name}: Runtime::compile (sha256 + mmap)"),
-            &[
-                dur(s.median()),
-                dur(s.p90()),
-                s.len().to_string(),
-                "≤ 1 ms".into(),
-                verdict.into(),
-            ],
-        );
-    }
-    for (name, bytes) in components {
-        let s = sample_sync(20, 300, 300, Duration::ZERO, || {
+        let hash = sample_sync(20, 500, 500, Duration::ZERO, || {
             black_box(nexo::cache::sha256_hex(bytes));
         });
-        row(
-            &format!("  of which sha256 of {name}"),
-            &[dur(s.median()), dur(s.p90()), s.len().to_string()],
-        );
-    }
-    for (name, bytes) in components {
-        let s = sample_sync(20, 200, 200, Duration::ZERO, || {
+        let full = sample_sync(20, 300, 300, Duration::ZERO, || {
             black_box(cached.load(bytes, name).expect("loads"));
         });
         row(
-            &format!("{name}: Runtime::load (+ parse, link, pre)"),
-            &[dur(s.median()), dur(s.p90()), s.len().to_string()],
+            &format!("{name}: Runtime::compile"),
+            &[
+                dur(load.median()),
+                dur(load.p90()),
+                load.len().to_string(),
+                "≤ 1 ms".into(),
+                verdict(load.median() <= TARGET_CACHE_LOAD).into(),
+            ],
+        );
+        row(
+            &format!("  sha256 of the {} KB component", bytes.len() / 1024),
+            &[dur(hash.median()), dur(hash.p90()), hash.len().to_string()],
+        );
+        row(
+            &format!("  deserialize {} KB .cwasm (difference)", cwasm / 1024),
+            &[dur(load.median().saturating_sub(hash.median()))],
+        );
+        row(
+            "  Runtime::load (+ inspect, link, pre-inst.)",
+            &[dur(full.median()), dur(full.p90()), full.len().to_string()],
         );
     }
 
-    // 3. Instantiate: the fixed cost of every call (fresh Store per call).
+    // 3. and 4. Instantiate, and instantiate + an empty call: the fixed
+    // cost of every call (a fresh Store per call).
     let mapper_plugin = cached
         .load(&mapper_bytes, "contact-mapper")
         .expect("mapper loads");
@@ -138,71 +141,58 @@ async fn run() {
     let connector = ConnectorPlugin::open(&crm_plugin, sandbox("bench/example-crm"))
         .await
         .expect("example-crm opens (spec)");
-    section("3. Instantiate, pooled (warm_up: fresh Store + limits + instantiate_pre, no call)");
-    row_head(&["median", "p90", "runs", "target", "verdict"]);
-    let s = sample(500, 20_000, 20_000, Duration::ZERO, async || {
-        mapper.warm_up().await.result.expect("mapper instantiates");
-    })
-    .await;
-    let instantiate = s.median();
-    row(
-        "contact-mapper  MapperPlugin::warm_up",
-        &[
-            dur(s.median()),
-            dur(s.p90()),
-            s.len().to_string(),
-            "≤ 25 µs".into(),
-            verdict(s.median() <= TARGET_INSTANTIATE).into(),
-        ],
-    );
-    let s = sample(500, 20_000, 20_000, Duration::ZERO, async || {
-        connector
+    let fixed = interleave(3, 500, 20_000, 20_000, Duration::ZERO, async |i| match i {
+        0 => mapper.warm_up().await.result.expect("mapper instantiates"),
+        1 => connector
             .warm_up()
             .await
             .result
-            .expect("connector instantiates");
+            .expect("connector instantiates"),
+        _ => {
+            black_box(
+                mapper
+                    .map(MAPPER_CONFIG, &[])
+                    .await
+                    .result
+                    .expect("empty map"),
+            );
+        }
     })
     .await;
-    row(
-        "example-crm     ConnectorPlugin::warm_up",
-        &[
-            dur(s.median()),
-            dur(s.p90()),
-            s.len().to_string(),
-            "≤ 25 µs".into(),
-            verdict(s.median() <= TARGET_INSTANTIATE).into(),
-        ],
-    );
-
-    // 4. Host→guest call: map an empty batch, minus the instantiation.
+    section("3. Instantiate, pooled (warm_up: fresh Store + limits + instantiate_pre, no call)");
+    row_head(&["median", "p90", "runs", "target", "verdict"]);
+    for (label, s) in [
+        ("contact-mapper  MapperPlugin::warm_up", &fixed[0]),
+        ("example-crm     ConnectorPlugin::warm_up", &fixed[1]),
+    ] {
+        row(
+            label,
+            &[
+                dur(s.median()),
+                dur(s.p90()),
+                s.len().to_string(),
+                "≤ 25 µs".into(),
+                verdict(s.median() <= TARGET_INSTANTIATE).into(),
+            ],
+        );
+    }
     section("4. Host→guest call overhead (contact-mapper)");
     row_head(&["median", "p90", "runs"]);
-    let s = sample(500, 20_000, 20_000, Duration::ZERO, async || {
-        black_box(
-            mapper
-                .map(MAPPER_CONFIG, &[])
-                .await
-                .result
-                .expect("empty map"),
-        );
-    })
-    .await;
-    let empty_map = s.median();
     row(
         "map(config, []) = instantiate + call",
-        &[dur(s.median()), dur(s.p90()), s.len().to_string()],
+        &[
+            dur(fixed[2].median()),
+            dur(fixed[2].p90()),
+            fixed[2].len().to_string(),
+        ],
     );
     row(
-        "  call alone (minus instantiate median)",
-        &[
-            dur(empty_map.saturating_sub(instantiate)),
-            "".into(),
-            "".into(),
-        ],
+        "  the call alone (minus warm_up median)",
+        &[dur(fixed[2].median().saturating_sub(fixed[0].median()))],
     );
 
     // 5. Mapper throughput, Wasm next to native, on the same records.
-    let contacts: Vec<serde_json::Value> = tinycrm::seed(*BATCH_SIZES.iter().max().unwrap_or(&1))
+    let contacts: Vec<serde_json::Value> = tinycrm::seed(BATCH_SIZES[BATCH_SIZES.len() - 1])
         .into_values()
         .collect();
     let host_records: Vec<HostRecord> = contacts.iter().map(host_record).collect();
@@ -210,10 +200,10 @@ async fn run() {
     verify_same_output(&mapper, &host_records, &sdk_records).await;
 
     section(
-        "5. Mapper throughput: contact → customer (Wasm per batch includes its fresh instance)",
+        "5. Mapper throughput, CRM contact → canonical Contact (Wasm and native runs alternate)",
     );
     println!(
-        "{:>7} │ {:>11} {:>11} │ {:>11} {:>11} │ {:>11} {:>7} {:>7}",
+        "{:>7} │ {:>11} {:>11} │ {:>11} {:>11} │ {:>11} {:>7} {:>7} │ {:>6}",
         "batch",
         "Wasm/batch",
         "Wasm rec/s",
@@ -221,28 +211,30 @@ async fn run() {
         "native rec/s",
         "Wasm/native",
         "target",
-        "verdict"
+        "verdict",
+        "rounds"
     );
-    println!("{}", "─".repeat(96));
-    let mut wasm_breakdown = Duration::ZERO;
+    println!("{}", "─".repeat(105));
     let mut native_breakdown = Duration::ZERO;
     for n in BATCH_SIZES {
         let host = &host_records[..n];
         let sdk = &sdk_records[..n];
         let (warm, max) = iterations_for(n);
-        let w = sample(warm, 5, max, Duration::from_secs(3), async || {
-            black_box(
-                mapper
-                    .map(MAPPER_CONFIG, host)
-                    .await
-                    .result
-                    .expect("wasm map"),
-            );
+        let both = interleave(2, warm, 5, max, Duration::from_secs(4), async |i| {
+            if i == 0 {
+                black_box(
+                    mapper
+                        .map(MAPPER_CONFIG, host)
+                        .await
+                        .result
+                        .expect("wasm map"),
+                );
+            } else {
+                black_box(map_native(MAPPER_CONFIG, sdk));
+            }
         })
         .await;
-        let nat = sample_sync(warm * 4, 5, max * 20, Duration::from_secs(1), || {
-            black_box(map_native(MAPPER_CONFIG, sdk));
-        });
+        let (w, nat) = (&both[0], &both[1]);
         let ratio = w.median().as_secs_f64() / nat.median().as_secs_f64();
         let (target, verdict) = if n >= 100 {
             ("≤ 3×", verdict(ratio <= TARGET_RATIO))
@@ -250,11 +242,10 @@ async fn run() {
             ("—", "")
         };
         if n == BREAKDOWN_BATCH {
-            wasm_breakdown = w.median();
             native_breakdown = nat.median();
         }
         println!(
-            "{:>7} │ {:>11} {:>11} │ {:>11} {:>11} │ {:>10.2}× {:>7} {:>7}",
+            "{:>7} │ {:>11} {:>11} │ {:>11} {:>11} │ {:>10.2}× {:>7} {:>7} │ {:>6}",
             n,
             dur(w.median()),
             rate(n, w.median()),
@@ -262,76 +253,160 @@ async fn run() {
             rate(n, nat.median()),
             ratio,
             target,
-            verdict
+            verdict,
+            w.len()
         );
     }
 
-    // 6. Where the Wasm time goes: the same component on engines configured
-    // like the host's but without the host wrapper, with and without fuel
-    // and epoch instrumentation.
+    // 6. Where the Wasm time goes: the same component on bare engines set
+    // up like the host's, with and without fuel and epoch instrumentation,
+    // alternating with the host's own `map`.
     section(&format!(
-        "6. Breakdown at batch {BREAKDOWN_BATCH} (raw wasmtime, same pool settings, no host wrapper; native {} per batch)",
-        dur(native_breakdown)
+        "6. Breakdown at batch {BREAKDOWN_BATCH}: bare wasmtime (host's pool settings, no host wrapper), all variants alternating"
     ));
-    row_head(&["empty", "per batch", "rec/s", "Wasm/native"]);
+    let variants = [
+        ("Nexo MapperPlugin::map (fuel + epoch)", None),
+        ("bare engine, fuel + epoch", Some((true, true))),
+        ("bare engine, fuel only", Some((true, false))),
+        ("bare engine, epoch only", Some((false, true))),
+        ("bare engine, neither", Some((false, false))),
+    ];
+    let raws: Vec<Option<RawMapper>> = variants
+        .iter()
+        .map(|(_, v)| v.map(|(fuel, epoch)| RawMapper::new(&mapper_bytes, fuel, epoch)))
+        .collect();
     let batch = &host_records[..BREAKDOWN_BATCH];
-    let mut raw_default = Duration::ZERO;
-    for (label, fuel, epoch) in [
-        ("fuel + epoch (as the host)", true, true),
-        ("fuel only", true, false),
-        ("epoch only", false, true),
-        ("neither", false, false),
-    ] {
-        let raw = RawMapper::new(&mapper_bytes, fuel, epoch);
-        let empty = sample(200, 5_000, 5_000, Duration::ZERO, async || {
-            black_box(raw.map(MAPPER_CONFIG, &[]).await);
-        })
-        .await;
-        let full = sample(20, 5, 300, Duration::from_secs(3), async || {
-            black_box(raw.map(MAPPER_CONFIG, batch).await);
-        })
-        .await;
-        if fuel && epoch {
-            raw_default = full.median();
-        }
+    let run_variant = async |i: usize, records: &[HostRecord]| match &raws[i] {
+        None => black_box(
+            mapper
+                .map(MAPPER_CONFIG, records)
+                .await
+                .result
+                .expect("wasm map"),
+        ),
+        Some(raw) => black_box(raw.map(MAPPER_CONFIG, records).await),
+    };
+    let empty = interleave(
+        variants.len(),
+        200,
+        5_000,
+        5_000,
+        Duration::ZERO,
+        async |i| {
+            run_variant(i, &[]).await;
+        },
+    )
+    .await;
+    let full = interleave(
+        variants.len(),
+        3,
+        5,
+        400,
+        Duration::from_secs(8),
+        async |i| {
+            run_variant(i, batch).await;
+        },
+    )
+    .await;
+    let native = interleave(1, 20, 5, 2_000, Duration::from_secs(1), async |_| {
+        black_box(map_native(MAPPER_CONFIG, &sdk_records[..BREAKDOWN_BATCH]));
+    })
+    .await;
+    let native_now = native[0].median();
+    row_head(&["map([])", "per batch", "rec/s", "Wasm/native", "rounds"]);
+    for (((label, _), e), f) in variants.iter().zip(&empty).zip(&full) {
         row(
             label,
             &[
-                dur(empty.median()),
-                dur(full.median()),
-                rate(BREAKDOWN_BATCH, full.median()),
+                dur(e.median()),
+                dur(f.median()),
+                rate(BREAKDOWN_BATCH, f.median()),
                 format!(
                     "{:.2}×",
-                    full.median().as_secs_f64() / native_breakdown.as_secs_f64()
+                    f.median().as_secs_f64() / native_now.as_secs_f64()
                 ),
+                f.len().to_string(),
             ],
         );
     }
-    let validation = {
-        let out = map_native(MAPPER_CONFIG, &sdk_records[..BREAKDOWN_BATCH]);
-        sample_sync(20, 5, 2_000, Duration::from_secs(1), || {
-            for r in &out {
+    row(
+        "native map_contact loop (same moment)",
+        &[
+            "".into(),
+            dur(native_now),
+            rate(BREAKDOWN_BATCH, native_now),
+            format!("(§5: {})", dur(native_breakdown)),
+        ],
+    );
+    let out = map_native(MAPPER_CONFIG, &sdk_records[..BREAKDOWN_BATCH]);
+    if out.iter().any(|r| !is_json_object_lean(&r.payload)) {
+        abort("the lean output check rejects a payload the host accepts");
+    }
+    let checks = interleave(2, 20, 5, 2_000, Duration::from_secs(2), async |i| {
+        for r in &out {
+            if i == 0 {
+                // What `MapperPlugin::map` does to every mapped payload.
                 black_box(matches!(
                     serde_json::from_str::<serde_json::Value>(&r.payload),
                     Ok(serde_json::Value::Object(_))
                 ));
+            } else {
+                black_box(is_json_object_lean(&r.payload));
             }
-        })
-        .median()
-    };
-    row(
-        "host wrapper: MapperPlugin::map − raw",
-        &[
-            "".into(),
-            dur(wasm_breakdown.saturating_sub(raw_default)),
-            "".into(),
-            "".into(),
-        ],
+        }
+    })
+    .await;
+    let pct = |a: Duration| 100.0 * (a.as_secs_f64() / full[4].median().as_secs_f64() - 1.0);
+    println!();
+    println!(
+        "  instrumentation vs the bare engine with neither: fuel {:+.0}%, epoch {:+.0}%, both {:+.0}% ({} per batch)",
+        pct(full[2].median()),
+        pct(full[3].median()),
+        pct(full[1].median()),
+        signed_dur(full[1].median(), full[4].median())
     );
-    row(
-        "  of which output check (JSON re-parse)",
-        &["".into(), dur(validation), "".into(), "".into()],
+    println!(
+        "  host wrapper: {} per batch (MapperPlugin::map − bare engine with fuel + epoch)",
+        signed_dur(full[0].median(), full[1].median()),
     );
+    println!(
+        "  host output check of {BREAKDOWN_BATCH} mapped payloads: {} as done now (parse into serde_json::Value), {} with a non-allocating visitor (same verdict)",
+        dur(checks[0].median()),
+        dur(checks[1].median())
+    );
+}
+
+/// The host's "payload is a JSON object" check without building a
+/// `serde_json::Value`: the same verdict, to price the alternative.
+fn is_json_object_lean(payload: &str) -> bool {
+    struct ObjectOnly;
+    impl<'de> serde::de::Visitor<'de> for ObjectOnly {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while map
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok(())
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(payload);
+    serde::Deserializer::deserialize_map(&mut de, ObjectOnly).is_ok() && de.end().is_ok()
+}
+
+/// Size of the cached artefact of `bytes` in `dir`.
+fn cwasm_size(dir: &std::path::Path, bytes: &[u8]) -> u64 {
+    let sha = nexo::cache::sha256_hex(bytes);
+    std::fs::read_dir(dir)
+        .expect("cache dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&sha))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 // ---------------------------------------------------------------------------
@@ -409,9 +484,13 @@ async fn verify_same_output(mapper: &MapperPlugin, host: &[HostRecord], sdk: &[n
             ));
         }
     }
+    let mean = |total: usize| total / host.len().max(1);
     println!(
-        "\nverified: Wasm and native map all {} records to identical output (stream, id, operation, payload, cursor)",
-        host.len()
+        "\nverified: Wasm and native map all {} records to identical output (stream, id, operation, payload, cursor); \
+         payloads average {} B in, {} B out",
+        host.len(),
+        mean(host.iter().map(|r| r.payload.len()).sum()),
+        mean(native.iter().map(|r| r.payload.len()).sum())
     );
 }
 
@@ -576,28 +655,41 @@ impl Samples {
     }
 }
 
-/// Warm-up runs, then timed runs until at least `min` runs and `budget`
-/// time, or `max` runs.
-async fn sample(
+/// Runs `variants` round-robin, one run of each per round, so that
+/// background load (this is a shared 2-core machine) and cache state hit
+/// every variant alike; `warmup` rounds first, then timed rounds until
+/// `min` rounds and `budget` have passed, or `max` rounds.
+async fn interleave(
+    variants: usize,
     warmup: usize,
     min: usize,
     max: usize,
     budget: Duration,
-    mut f: impl AsyncFnMut(),
-) -> Samples {
+    mut f: impl AsyncFnMut(usize),
+) -> Vec<Samples> {
     for _ in 0..warmup {
-        f().await;
+        for i in 0..variants {
+            f(i).await;
+        }
     }
-    let mut out = Vec::with_capacity(max.min(100_000));
+    let mut out: Vec<Vec<Duration>> = (0..variants)
+        .map(|_| Vec::with_capacity(max.min(100_000)))
+        .collect();
     let start = Instant::now();
-    while out.len() < max && (out.len() < min || start.elapsed() < budget) {
-        let t = Instant::now();
-        f().await;
-        out.push(t.elapsed());
+    let mut rounds = 0;
+    while rounds < max && (rounds < min || start.elapsed() < budget) {
+        for (i, samples) in out.iter_mut().enumerate() {
+            let t = Instant::now();
+            f(i).await;
+            samples.push(t.elapsed());
+        }
+        rounds += 1;
     }
-    Samples::sorted(out)
+    out.into_iter().map(Samples::sorted).collect()
 }
 
+/// Warm-up runs, then timed runs until `min` runs and `budget` have
+/// passed, or `max` runs.
 fn sample_sync(
     warmup: usize,
     min: usize,
@@ -623,8 +715,9 @@ fn sample_sync(
 fn iterations_for(n: usize) -> (usize, usize) {
     match n {
         0..=10 => (500, 20_000),
-        11..=1_000 => (50, 5_000),
-        _ => (5, 500),
+        11..=100 => (50, 5_000),
+        101..=1_000 => (10, 1_000),
+        _ => (2, 100),
     }
 }
 
@@ -640,7 +733,6 @@ fn header() {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let limits = Limits::default();
     println!(
         "Nexo runtime benchmark (wasmtime 48, pooling allocator, {} build)",
@@ -652,10 +744,7 @@ fn header() {
     );
     println!(
         "machine: {cores} cores, {cpu}; load average at start: {}",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        load_average()
     );
     println!(
         "limits:  Limits::default() — fuel {} per call, epoch deadline checked every {} ms tick, {} MiB memory",
@@ -664,6 +753,16 @@ fn header() {
         limits.memory_bytes >> 20
     );
     println!("figures: medians unless said otherwise; targets are printed, never asserted");
+}
+
+/// The 1, 5 and 15 minute load averages: above ~1 on this 2-core machine,
+/// something else competed with the bench.
+fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn section(title: &str) {
@@ -703,6 +802,15 @@ fn dur(d: Duration) -> String {
         format!("{:.2} ms", ns / 1e6)
     } else {
         format!("{:.2} s", ns / 1e9)
+    }
+}
+
+/// `a − b`, signed.
+fn signed_dur(a: Duration, b: Duration) -> String {
+    if a >= b {
+        format!("+{}", dur(a - b))
+    } else {
+        format!("−{}", dur(b - a))
     }
 }
 

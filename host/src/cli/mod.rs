@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use nexo::{LoadedPlugin, PluginRef, Runtime, RuntimeConfig};
 
+mod bundle;
 mod call;
 mod inspect;
 
@@ -36,9 +37,28 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Work with plugin components.
+    /// Work with plugin components and bundles.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Manage the vendor keys trusted to sign plugins.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TrustCommand {
+    /// Trust a vendor's public key (a file holding its `nexo-ed25519:` line).
+    Add {
+        /// The public key file.
+        file: PathBuf,
+    },
+    /// List trusted keys.
+    List,
+    /// Stop trusting a key.
+    Remove {
+        /// The key id (as shown by `nexo trust list`).
+        key_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +74,43 @@ enum PluginCommand {
     },
     /// Run one operation of a component under the sandbox.
     Call(Box<CallArgs>),
+    /// Create a vendor signing key pair: KEY (secret, mode 0600) and KEY.pub.
+    Keygen {
+        /// Who the key belongs to, e.g. "Acme Inc".
+        #[arg(long)]
+        name: String,
+        /// Where to write the secret key; the public key goes next to it
+        /// with `.pub` appended.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Pack a component and its manifest (nexo-plugin.toml) into a signed
+    /// bundle; refuses a manifest that does not match the component.
+    Pack {
+        /// The vendor's manifest.
+        #[arg(long)]
+        manifest: PathBuf,
+        /// The component (`.wasm`).
+        #[arg(long)]
+        component: PathBuf,
+        /// The secret key to sign with.
+        #[arg(long, required_unless_present = "unsigned")]
+        key: Option<PathBuf>,
+        /// Produce an unsigned bundle (local development only).
+        #[arg(long, conflicts_with = "key")]
+        unsigned: bool,
+        /// The bundle to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a bundle's integrity and signature against the trusted keys.
+    Verify {
+        /// The bundle.
+        bundle: PathBuf,
+        /// Accept an unsigned bundle (local development only).
+        #[arg(long)]
+        allow_unsigned: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -185,7 +242,22 @@ async fn run(cli: Cli) -> Result<()> {
             inspect::inspect(&runtime, &file, json).await
         }
         Command::Plugin(PluginCommand::Call(args)) => call::call(&runtime, &dir, *args).await,
+        Command::Plugin(PluginCommand::Keygen { name, out }) => bundle::keygen(&name, &out),
+        Command::Plugin(PluginCommand::Pack { manifest, component, key, unsigned: _, out }) => {
+            bundle::pack(&runtime, &manifest, &component, key.as_deref(), &out).await
+        }
+        Command::Plugin(PluginCommand::Verify { bundle, allow_unsigned }) => {
+            bundle::verify(&open_db(&dir)?, &bundle, allow_unsigned)
+        }
+        Command::Trust(TrustCommand::Add { file }) => bundle::trust_add(&open_db(&dir)?, &file),
+        Command::Trust(TrustCommand::List) => bundle::trust_list(&open_db(&dir)?),
+        Command::Trust(TrustCommand::Remove { key_id }) => bundle::trust_remove(&open_db(&dir)?, &key_id),
     }
+}
+
+fn open_db(dir: &Path) -> Result<nexo::store::Database> {
+    let path = dir.join("nexo.db");
+    nexo::store::Database::open(&path).with_context(|| format!("opening the database {}", path.display()))
 }
 
 pub(crate) fn plugin_ref(plugin: &LoadedPlugin, file: &Path, id: Option<String>) -> PluginRef {
