@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 pub struct Limits {
     /// Linear memory a plugin instance may grow to, in bytes.
     pub memory_bytes: u64,
-    /// CPU budget per call, in wasmtime fuel units (about one per instruction).
+    /// CPU budget per call, in wasmtime fuel units (about one per
+    /// instruction); applies when the runtime counts fuel
+    /// (`RuntimeConfig::consume_fuel`). The time limit applies always.
     pub fuel_per_call: u64,
     /// Wall-clock time a call may take, including host calls it makes.
     pub call_timeout_ms: u64,

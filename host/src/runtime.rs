@@ -31,6 +31,11 @@ pub struct RuntimeConfig {
     pub max_memory_bytes: u64,
     /// Wasm stack per call.
     pub max_wasm_stack: usize,
+    /// Count fuel, so each call has a deterministic CPU budget
+    /// ([`Limits::fuel_per_call`](crate::Limits)). Engine-wide, and it costs
+    /// about a third of a plugin's throughput (see docs/BENCHMARKS.md); off,
+    /// the wall-clock deadline alone stops runaway calls.
+    pub consume_fuel: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -40,6 +45,7 @@ impl Default for RuntimeConfig {
             max_instances: 64,
             max_memory_bytes: 1 << 30,
             max_wasm_stack: 1 << 20,
+            consume_fuel: false,
         }
     }
 }
@@ -64,6 +70,7 @@ struct Inner {
     mapper_linker: Linker<PluginState>,
     cache: Option<CompileCache>,
     ticker_stop: Arc<AtomicBool>,
+    fuel: bool,
 }
 
 impl Drop for Inner {
@@ -86,7 +93,7 @@ impl Runtime {
             .max_memory_size(config.max_memory_bytes as usize);
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
-            .consume_fuel(true)
+            .consume_fuel(config.consume_fuel)
             .epoch_interruption(true)
             .max_wasm_stack(config.max_wasm_stack)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -133,8 +140,14 @@ impl Runtime {
                 mapper_linker,
                 cache,
                 ticker_stop,
+                fuel: config.consume_fuel,
             }),
         })
+    }
+
+    /// Whether calls get a fuel (CPU) budget.
+    pub fn fuel_enabled(&self) -> bool {
+        self.inner.fuel
     }
 
     /// The engine.
@@ -256,5 +269,8 @@ impl LoadedPlugin {
     }
     pub(crate) fn engine(&self) -> &Engine {
         self.inner.runtime.engine()
+    }
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
     }
 }

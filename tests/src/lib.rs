@@ -29,6 +29,22 @@ pub fn runtime() -> &'static Runtime {
     })
 }
 
+/// A second runtime that counts fuel, for the CPU-budget cases (fuel is an
+/// engine-wide setting, off by default for throughput).
+pub fn runtime_with_fuel() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/nexo-test-cache");
+        Runtime::new(RuntimeConfig {
+            cache_dir: Some(dir),
+            max_instances: 8,
+            consume_fuel: true,
+            ..RuntimeConfig::default()
+        })
+        .expect("runtime starts")
+    })
+}
+
 /// Load a guest program through the shared runtime.
 pub fn load(path: &str) -> LoadedPlugin {
     runtime()

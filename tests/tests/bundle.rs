@@ -26,7 +26,9 @@ fn crm_manifest() -> ManifestSource {
 
 async fn signed(key: &SecretKey) -> Bundle {
     let component = std::fs::read(programs::EXAMPLE_CRM).unwrap();
-    pack(runtime(), crm_manifest(), component, Some(key)).await.unwrap()
+    pack(runtime(), crm_manifest(), component, Some(key))
+        .await
+        .unwrap()
 }
 
 fn trusting(key: &PublicKey) -> impl Fn(&str) -> Option<PublicKey> + '_ {
@@ -38,14 +40,21 @@ async fn a_signed_bundle_round_trips_and_verifies() {
     let key = SecretKey::generate("Acme Inc").unwrap();
     let bundle = signed(&key).await;
     let m = &bundle.manifest;
-    assert_eq!((m.id.as_str(), m.version.to_string().as_str()), ("acme/tinycrm", "1.2.0"));
+    assert_eq!(
+        (m.id.as_str(), m.version.to_string().as_str()),
+        ("acme/tinycrm", "1.2.0")
+    );
     assert_eq!(m.wit_version.to_string(), "1.0.0");
     assert_eq!(m.sdk_version.as_deref(), Some("0.1.0"));
     assert!(m.config_schema.as_ref().unwrap()["properties"]["base_url"].is_object());
     let bytes = bundle.to_bytes().unwrap();
     let back = Bundle::parse(&bytes, "b.nexo").unwrap();
     assert_eq!(back.manifest, bundle.manifest);
-    assert_eq!(back.verify("b.nexo", trusting(&key.public()), false).unwrap(), Signer::Trusted(key.public()));
+    assert_eq!(
+        back.verify("b.nexo", trusting(&key.public()), false)
+            .unwrap(),
+        Signer::Trusted(Box::new(key.public()))
+    );
 }
 
 /// Rewrite one entry of a bundle, keeping the others as they are.
@@ -70,13 +79,21 @@ async fn a_tampered_component_or_manifest_is_refused() {
 
     // A capability slipped into the manifest after signing.
     let bytes = rewrite(&bundle, |b| {
-        b.manifest.capabilities.http_origins.push("https://evil.example".into());
+        b.manifest
+            .capabilities
+            .http_origins
+            .push("https://evil.example".into());
         b.manifest_bytes = serde_json::to_vec_pretty(&b.manifest).unwrap();
     });
     let parsed = Bundle::parse(&bytes, "evil.nexo").unwrap();
-    let err = parsed.verify("evil.nexo", trusting(&key.public()), false).unwrap_err();
+    let err = parsed
+        .verify("evil.nexo", trusting(&key.public()), false)
+        .unwrap_err();
     assert!(matches!(err, BundleError::Tampered { .. }), "{err}");
-    assert!(err.to_string().contains("signature does not match"), "{err}");
+    assert!(
+        err.to_string().contains("signature does not match"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -84,16 +101,29 @@ async fn unknown_signers_and_unsigned_bundles_are_refused() {
     let vendor = SecretKey::generate("Acme Inc").unwrap();
     let other = SecretKey::generate("Someone Else").unwrap();
     let bundle = signed(&vendor).await;
-    let err = bundle.verify("b.nexo", trusting(&other.public()), false).unwrap_err();
-    assert!(matches!(&err, BundleError::UnknownSigner { key_id, .. } if *key_id == vendor.public().key_id()));
+    let err = bundle
+        .verify("b.nexo", trusting(&other.public()), false)
+        .unwrap_err();
+    assert!(
+        matches!(&err, BundleError::UnknownSigner { key_id, .. } if *key_id == vendor.public().key_id())
+    );
     assert!(err.to_string().contains("nexo trust add"), "{err}");
 
     let component = std::fs::read(programs::EXAMPLE_CRM).unwrap();
-    let unsigned = pack(runtime(), crm_manifest(), component, None).await.unwrap();
-    let err = unsigned.verify("dev.nexo", trusting(&vendor.public()), false).unwrap_err();
+    let unsigned = pack(runtime(), crm_manifest(), component, None)
+        .await
+        .unwrap();
+    let err = unsigned
+        .verify("dev.nexo", trusting(&vendor.public()), false)
+        .unwrap_err();
     assert!(matches!(err, BundleError::Unsigned { .. }));
     assert!(err.to_string().contains("--allow-unsigned"));
-    assert_eq!(unsigned.verify("dev.nexo", trusting(&vendor.public()), true).unwrap(), Signer::UnsignedDev);
+    assert_eq!(
+        unsigned
+            .verify("dev.nexo", trusting(&vendor.public()), true)
+            .unwrap(),
+        Signer::UnsignedDev
+    );
 }
 
 #[tokio::test]
@@ -102,24 +132,45 @@ async fn pack_refuses_a_manifest_that_lies_about_the_component() {
     let mut source = crm_manifest();
     source.capabilities.http_origins = vec!["https://api.acme.example".into()];
     source.capabilities.secrets.clear();
-    let err = pack(runtime(), source, component.clone(), None).await.unwrap_err();
+    let err = pack(runtime(), source, component.clone(), None)
+        .await
+        .unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, BundleError::ManifestMismatch(ref d) if d.len() == 2), "{msg}");
-    assert!(msg.contains("http_origins") && msg.contains("secrets"), "{msg}");
+    assert!(
+        matches!(err, BundleError::ManifestMismatch(ref d) if d.len() == 2),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("http_origins") && msg.contains("secrets"),
+        "{msg}"
+    );
 
     let mut source = crm_manifest();
     source.kind = nexo::bundle::manifest::Kind::Mapper;
-    let err = pack(runtime(), source, component.clone(), None).await.unwrap_err();
-    assert!(err.to_string().contains("kind is `mapper` but the component is a connector"), "{err}");
+    let err = pack(runtime(), source, component.clone(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("kind is `mapper` but the component is a connector"),
+        "{err}"
+    );
 
     let mut source = crm_manifest();
     source.id = "Acme CRM".into();
-    assert!(matches!(pack(runtime(), source, component, None).await, Err(BundleError::InvalidManifest(_))));
+    assert!(matches!(
+        pack(runtime(), source, component, None).await,
+        Err(BundleError::InvalidManifest(_))
+    ));
 }
 
 #[test]
 fn corrupt_files_and_future_formats_get_their_own_errors() {
-    let err = Bundle::parse(b"this is not a tar file at all, not even close........", "x.nexo").unwrap_err();
+    let err = Bundle::parse(
+        b"this is not a tar file at all, not even close........",
+        "x.nexo",
+    )
+    .unwrap_err();
     assert!(matches!(err, BundleError::Corrupt { .. }), "{err}");
     let err = Bundle::parse(&[], "empty.nexo").unwrap_err();
     assert!(err.to_string().contains("no manifest.json"), "{err}");
@@ -129,11 +180,18 @@ fn corrupt_files_and_future_formats_get_their_own_errors() {
     let mut header = tar::Header::new_ustar();
     header.set_size(manifest.len() as u64);
     header.set_mode(0o644);
-    builder.append_data(&mut header, "manifest.json", &manifest[..]).unwrap();
+    builder
+        .append_data(&mut header, "manifest.json", &manifest[..])
+        .unwrap();
     let mut header = tar::Header::new_ustar();
     header.set_size(4);
     header.set_mode(0o644);
-    builder.append_data(&mut header, "plugin.wasm", &b"\0asm"[..]).unwrap();
+    builder
+        .append_data(&mut header, "plugin.wasm", &b"\0asm"[..])
+        .unwrap();
     let err = Bundle::parse(&builder.into_inner().unwrap(), "future.nexo").unwrap_err();
-    assert!(matches!(err, BundleError::UnsupportedFormat { found: 7, .. }), "{err}");
+    assert!(
+        matches!(err, BundleError::UnsupportedFormat { found: 7, .. }),
+        "{err}"
+    );
 }

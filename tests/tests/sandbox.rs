@@ -73,14 +73,16 @@ fn limit_of(r: Result<impl std::fmt::Debug, PluginError>) -> (Limit, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn infinite_loop_is_stopped_by_the_cpu_budget() {
-    let p = hostile(
-        Limits {
-            fuel_per_call: 300_000_000,
-            ..Limits::default()
-        },
-        vec![],
-    )
-    .await;
+    let plugin = nexo_tests::runtime_with_fuel()
+        .load_file(std::path::Path::new(programs::HOSTILE))
+        .unwrap();
+    let limits = Limits {
+        fuel_per_call: 300_000_000,
+        ..Limits::default()
+    };
+    let p = ConnectorPlugin::open(&plugin, sandbox(limits, vec![]))
+        .await
+        .unwrap();
     let (limit, msg) = limit_of(p.read("{}", "loop", None).await.result);
     assert_eq!(limit, Limit::Cpu(300_000_000));
     assert_eq!(

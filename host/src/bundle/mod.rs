@@ -145,7 +145,7 @@ pub struct Bundle {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signer {
     /// A trusted vendor key.
-    Trusted(PublicKey),
+    Trusted(Box<PublicKey>),
     /// Nobody: accepted for local development only.
     UnsignedDev,
 }
@@ -277,7 +277,7 @@ impl Bundle {
                 ),
             });
         }
-        Ok(Signer::Trusted(key))
+        Ok(Signer::Trusted(Box::new(key)))
     }
 
     /// The bundle as a file (a deterministic tar).

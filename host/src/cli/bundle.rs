@@ -15,17 +15,29 @@ pub(crate) fn keygen(name: &str, out: &Path) -> Result<()> {
     let key = SecretKey::generate(name)?;
     let public_path = out.with_file_name(format!(
         "{}.pub",
-        out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "key".into())
+        out.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "key".into())
     ));
     if public_path.exists() {
-        bail!("{} already exists; choose another --out", public_path.display());
+        bail!(
+            "{} already exists; choose another --out",
+            public_path.display()
+        );
     }
     key.write(out)?;
     let public = key.public();
     std::fs::write(&public_path, format!("{}\n", public.to_line()))
         .with_context(|| format!("cannot write {}", public_path.display()))?;
-    println!("secret key  {}  (keep it private; it signs your bundles)", out.display());
-    println!("public key  {}  (give it to admins: `nexo trust add {}`)", public_path.display(), public_path.display());
+    println!(
+        "secret key  {}  (keep it private; it signs your bundles)",
+        out.display()
+    );
+    println!(
+        "public key  {}  (give it to admins: `nexo trust add {}`)",
+        public_path.display(),
+        public_path.display()
+    );
     println!("key id      {}", public.key_id());
     Ok(())
 }
@@ -37,10 +49,12 @@ pub(crate) async fn pack(
     key: Option<&Path>,
     out: &Path,
 ) -> Result<()> {
-    let text = std::fs::read_to_string(manifest).with_context(|| format!("cannot read {}", manifest.display()))?;
-    let source: ManifestSource =
-        toml::from_str(&text).with_context(|| format!("manifest {} is not valid", manifest.display()))?;
-    let bytes = std::fs::read(component).with_context(|| format!("cannot read {}", component.display()))?;
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("cannot read {}", manifest.display()))?;
+    let source: ManifestSource = toml::from_str(&text)
+        .with_context(|| format!("manifest {} is not valid", manifest.display()))?;
+    let bytes =
+        std::fs::read(component).with_context(|| format!("cannot read {}", component.display()))?;
     let key = key.map(SecretKey::read).transpose()?;
     let bundle = nexo::bundle::pack(runtime, source, bytes, key.as_ref()).await?;
     let data = bundle.to_bytes().context("cannot encode the bundle")?;
@@ -49,10 +63,19 @@ pub(crate) async fn pack(
     std::fs::write(&tmp, &data).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
     let m = &bundle.manifest;
-    println!("packed {}@{} ({}, nexo:connector {}) into {}", m.id, m.version, m.kind, m.wit_version, out.display());
+    println!(
+        "packed {}@{} ({}, nexo:connector {}) into {}",
+        m.id,
+        m.version,
+        m.kind,
+        m.wit_version,
+        out.display()
+    );
     match &bundle.signature {
         Some(sig) => println!("signed by key {} ({})", sig.key_id, sig.signer),
-        None => println!("UNSIGNED: for local development only; installing it needs --allow-unsigned"),
+        None => {
+            println!("UNSIGNED: for local development only; installing it needs --allow-unsigned")
+        }
     }
     Ok(())
 }
@@ -61,22 +84,32 @@ pub(crate) fn verify(db: &Database, path: &Path, allow_unsigned: bool) -> Result
     let what = path.display().to_string();
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {what}"))?;
     let bundle = Bundle::parse(&bytes, &what)?;
-    let signer = bundle.verify(&what, |id| db.trusted_key(id).ok().flatten(), allow_unsigned)?;
+    let signer = bundle.verify(
+        &what,
+        |id| db.trusted_key(id).ok().flatten(),
+        allow_unsigned,
+    )?;
     let m = &bundle.manifest;
     println!("{what}: OK");
     println!("  plugin     {}@{} ({})", m.id, m.version, m.kind);
     println!("  vendor     {}", m.vendor);
     println!("  built for  nexo:connector {}", m.wit_version);
-    println!("  component  sha256 {} ({} bytes)", m.component.sha256, m.component.size);
+    println!(
+        "  component  sha256 {} ({} bytes)",
+        m.component.sha256, m.component.size
+    );
     match signer {
-        Signer::Trusted(key) => println!("  signed by  {} (key {}, trusted)", key.name, key.key_id()),
+        Signer::Trusted(key) => {
+            println!("  signed by  {} (key {}, trusted)", key.name, key.key_id())
+        }
         Signer::UnsignedDev => println!("  UNSIGNED   accepted for local development only"),
     }
     Ok(())
 }
 
 pub(crate) fn trust_add(db: &Database, file: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let key = PublicKey::parse(&text)?;
     if db.trust_key(&key)? {
         println!("trusted key {} ({})", key.key_id(), key.name);

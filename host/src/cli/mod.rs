@@ -243,21 +243,29 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Plugin(PluginCommand::Call(args)) => call::call(&runtime, &dir, *args).await,
         Command::Plugin(PluginCommand::Keygen { name, out }) => bundle::keygen(&name, &out),
-        Command::Plugin(PluginCommand::Pack { manifest, component, key, unsigned: _, out }) => {
-            bundle::pack(&runtime, &manifest, &component, key.as_deref(), &out).await
-        }
-        Command::Plugin(PluginCommand::Verify { bundle, allow_unsigned }) => {
-            bundle::verify(&open_db(&dir)?, &bundle, allow_unsigned)
-        }
+        Command::Plugin(PluginCommand::Pack {
+            manifest,
+            component,
+            key,
+            unsigned: _,
+            out,
+        }) => bundle::pack(&runtime, &manifest, &component, key.as_deref(), &out).await,
+        Command::Plugin(PluginCommand::Verify {
+            bundle,
+            allow_unsigned,
+        }) => bundle::verify(&open_db(&dir)?, &bundle, allow_unsigned),
         Command::Trust(TrustCommand::Add { file }) => bundle::trust_add(&open_db(&dir)?, &file),
         Command::Trust(TrustCommand::List) => bundle::trust_list(&open_db(&dir)?),
-        Command::Trust(TrustCommand::Remove { key_id }) => bundle::trust_remove(&open_db(&dir)?, &key_id),
+        Command::Trust(TrustCommand::Remove { key_id }) => {
+            bundle::trust_remove(&open_db(&dir)?, &key_id)
+        }
     }
 }
 
 fn open_db(dir: &Path) -> Result<nexo::store::Database> {
     let path = dir.join("nexo.db");
-    nexo::store::Database::open(&path).with_context(|| format!("opening the database {}", path.display()))
+    nexo::store::Database::open(&path)
+        .with_context(|| format!("opening the database {}", path.display()))
 }
 
 pub(crate) fn plugin_ref(plugin: &LoadedPlugin, file: &Path, id: Option<String>) -> PluginRef {

@@ -138,7 +138,13 @@ impl Core {
         );
         let mut store = Store::new(self.plugin.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        let fuel_ok = store.set_fuel(limits.fuel_per_call);
+        // Fuel exists only when the runtime counts it (an engine-wide choice
+        // that costs throughput); otherwise the epoch deadline bounds CPU.
+        let fuel_ok = if self.plugin.runtime().fuel_enabled() {
+            store.set_fuel(limits.fuel_per_call)
+        } else {
+            Ok(())
+        };
         store.set_epoch_deadline(1);
         let time_limit = limits.call_timeout();
         store.epoch_deadline_callback(move |ctx| {

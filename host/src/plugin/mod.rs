@@ -345,9 +345,21 @@ impl MapperPlugin {
     }
 }
 
+/// Whether `s` is one JSON object, checked without building it (this runs
+/// on every record a plugin returns).
 fn is_json_object(s: &str) -> bool {
-    matches!(
-        serde_json::from_str::<serde_json::Value>(s),
-        Ok(serde_json::Value::Object(_))
-    )
+    s.trim_start().starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json_object;
+
+    #[test]
+    fn only_json_objects_pass() {
+        assert!(is_json_object(r#" {"a": [1, {"b": null}]}"#));
+        for bad in [r#"[1]"#, r#""{}""#, "{", r#"{"a": 1} {"b": 2}"#, "", "null"] {
+            assert!(!is_json_object(bad), "{bad}");
+        }
+    }
 }
