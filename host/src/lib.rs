@@ -14,6 +14,7 @@ mod host_impl;
 pub mod inspect;
 pub mod limits;
 pub mod plugin;
+pub mod registry;
 pub mod runtime;
 pub mod sandbox;
 pub mod state;

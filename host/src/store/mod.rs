@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+pub mod registry;
 pub mod trust;
 
 /// A storage failure.
@@ -28,6 +29,9 @@ pub enum StoreError {
         /// The newest this build knows.
         known: i64,
     },
+    /// A stored value does not parse.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
     /// The connection lock was poisoned by a panic elsewhere.
     #[error("database lock poisoned")]
     Poisoned,
@@ -49,6 +53,24 @@ const MIGRATIONS: &[&str] = &[
          public_key BLOB NOT NULL,
          name TEXT NOT NULL,
          added_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+     );",
+    // 3: installed plugins, every version side by side, each with its grants
+    "CREATE TABLE plugins (
+         plugin_id TEXT PRIMARY KEY,
+         active_version TEXT NOT NULL
+     );
+     CREATE TABLE plugin_versions (
+         plugin_id TEXT NOT NULL,
+         version TEXT NOT NULL,
+         kind TEXT NOT NULL,
+         wit_version TEXT NOT NULL,
+         manifest TEXT NOT NULL,
+         bundle_sha256 TEXT NOT NULL,
+         component_sha256 TEXT NOT NULL,
+         signer_key_id TEXT,
+         grants TEXT NOT NULL,
+         installed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+         PRIMARY KEY (plugin_id, version)
      );",
 ];
 

@@ -1,0 +1,475 @@
+//! The plugin registry: installing bundles with a capability review,
+//! upgrading and rolling back, versions side by side.
+//!
+//! Installing is two steps, so nothing is installed before an admin has seen
+//! what a plugin asks for: [`Registry::review`] verifies the bundle (integrity,
+//! signature, WIT compatibility), precompiles the component and describes the
+//! requested capabilities (for an upgrade, what is new); [`Registry::install`]
+//! then records it, only if the grant covers every request. Bundles are kept
+//! content-addressed under the data directory; the registry rows live in the
+//! database and change in one transaction, so a failed install leaves the
+//! installed set exactly as it was.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::bundle::manifest::{Capabilities, Kind, Manifest};
+use crate::bundle::{Bundle, BundleError, Signer, WIT_MAJOR};
+use crate::cache::sha256_hex;
+use crate::limits::human_bytes;
+use crate::store::registry::{CapabilityGrant, VersionRow};
+use crate::store::{Database, StoreError};
+use crate::{LoadedPlugin, Runtime};
+
+/// A registry operation that failed; the installed set is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The bundle itself is not acceptable.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Installing something already installed.
+    #[error(
+        "{id} is already installed (active version {active}); use `nexo plugin upgrade {id} BUNDLE`"
+    )]
+    AlreadyInstalled {
+        /// Plugin id.
+        id: String,
+        /// Its active version.
+        active: String,
+    },
+    /// Upgrading or rolling back something not installed.
+    #[error("{0} is not installed; see `nexo plugin list`")]
+    NotInstalled(String),
+    /// An upgrade to a version that is not newer.
+    #[error(
+        "{id} {offered} is not newer than the active {active}; to go back, use `nexo plugin rollback {id} {offered}`"
+    )]
+    NotNewer {
+        /// Plugin id.
+        id: String,
+        /// Version offered.
+        offered: String,
+        /// Active version.
+        active: String,
+    },
+    /// An upgrade whose WIT major differs from the installed one.
+    #[error(
+        "{id} {offered} is built against nexo:connector {offered_wit}, incompatible with {active} (nexo:connector {active_wit})"
+    )]
+    IncompatibleUpgrade {
+        /// Plugin id.
+        id: String,
+        /// Version offered.
+        offered: String,
+        /// Its WIT version.
+        offered_wit: String,
+        /// Active version.
+        active: String,
+        /// Its WIT version.
+        active_wit: String,
+    },
+    /// The upgrade bundle is for another plugin.
+    #[error("the bundle is {found}, not {expected}")]
+    WrongPlugin {
+        /// What was asked for.
+        expected: String,
+        /// What the bundle is.
+        found: String,
+    },
+    /// A requested capability was not granted.
+    #[error("{plugin} asks for capabilities that were not granted:\n  - {}\ngrant them (answer yes, or pass --grant all) or do not install", .missing.join("\n  - "))]
+    NotGranted {
+        /// `id@version`.
+        plugin: String,
+        /// Plain-language list of what is missing.
+        missing: Vec<String>,
+    },
+    /// Rolling back to a version that is not installed.
+    #[error("{id} has no installed version {version}; installed: {installed}")]
+    NoSuchVersion {
+        /// Plugin id.
+        id: String,
+        /// Asked for.
+        version: String,
+        /// What there is.
+        installed: String,
+    },
+    /// Nothing older to roll back to.
+    #[error("{0} has no version older than the active one to roll back to")]
+    NothingToRollBack(String),
+    /// The bundle store could not be written.
+    #[error("cannot store the bundle at {path}: {reason}")]
+    Io {
+        /// File.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One capability, in words an admin can judge.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Capability {
+    /// Outbound HTTP to an origin pattern.
+    Http(String),
+    /// Use of a secret, with where it is sent.
+    Secret {
+        /// Name.
+        name: String,
+        /// What it is.
+        description: String,
+        /// Where it may be sent.
+        origins: Vec<String>,
+    },
+    /// Key-value storage.
+    Storage(u64),
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Capability::Http(o) if o.contains('*') => write!(
+                f,
+                "talk to any site matching {o} (you choose which when you connect it)"
+            ),
+            Capability::Http(o) => write!(f, "talk to {o}"),
+            Capability::Secret {
+                name,
+                description,
+                origins,
+            } => write!(
+                f,
+                "use the secret `{name}` ({description}), sent only to {}",
+                origins.join(", ")
+            ),
+            Capability::Storage(b) => write!(f, "store up to {} of its own data", human_bytes(*b)),
+        }
+    }
+}
+
+fn capabilities_of(c: &Capabilities) -> Vec<Capability> {
+    let mut out: Vec<Capability> = c
+        .http_origins
+        .iter()
+        .cloned()
+        .map(Capability::Http)
+        .collect();
+    out.extend(c.secrets.iter().map(|s| Capability::Secret {
+        name: s.name.clone(),
+        description: s.description.clone(),
+        origins: s.origins.clone(),
+    }));
+    if c.kv_bytes > 0 {
+        out.push(Capability::Storage(c.kv_bytes));
+    }
+    out
+}
+
+fn granted(grant: &CapabilityGrant, cap: &Capability) -> bool {
+    match cap {
+        Capability::Http(o) => grant.http_origins.contains(o),
+        Capability::Secret { name, .. } => grant.secrets.contains(name),
+        Capability::Storage(b) => grant.kv_bytes >= *b,
+    }
+}
+
+/// A grant of exactly `caps`.
+pub fn grant_all(caps: &[Capability]) -> CapabilityGrant {
+    let mut g = CapabilityGrant::default();
+    for c in caps {
+        match c {
+            Capability::Http(o) => g.http_origins.push(o.clone()),
+            Capability::Secret { name, .. } => g.secrets.push(name.clone()),
+            Capability::Storage(b) => g.kv_bytes = g.kv_bytes.max(*b),
+        }
+    }
+    g
+}
+
+/// A verified bundle, ready to install once granted.
+#[derive(Debug)]
+pub struct Review {
+    bundle: Bundle,
+    bundle_bytes_sha256: String,
+    bundle_bytes: Vec<u8>,
+    signer: Signer,
+    /// What it asks for.
+    pub requested: Vec<Capability>,
+    /// For an upgrade: the active version and what this one asks for beyond
+    /// what that one was granted.
+    pub upgrade: Option<(VersionRow, Vec<Capability>)>,
+    /// The precompiled plugin (so the first run is fast).
+    pub plugin: LoadedPlugin,
+}
+
+impl Review {
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.bundle.manifest
+    }
+    /// Who signed it.
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+    /// What needs a decision: everything for an install, only what is new
+    /// for an upgrade (the rest carries over).
+    pub fn to_grant(&self) -> &[Capability] {
+        match &self.upgrade {
+            Some((_, new)) => new,
+            None => &self.requested,
+        }
+    }
+}
+
+/// The registry of one host.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    db: Database,
+    runtime: Runtime,
+    bundles: PathBuf,
+}
+
+impl Registry {
+    /// The registry in `db`, keeping bundles under `bundles_dir`.
+    pub fn new(db: Database, runtime: Runtime, bundles_dir: PathBuf) -> Self {
+        Registry {
+            db,
+            runtime,
+            bundles: bundles_dir,
+        }
+    }
+
+    /// Verify a bundle and describe what it asks for. Installs nothing.
+    pub fn review(
+        &self,
+        bytes: Vec<u8>,
+        what: &str,
+        allow_unsigned: bool,
+        upgrade_of: Option<&str>,
+    ) -> Result<Review, RegistryError> {
+        let bundle = Bundle::parse(&bytes, what)?;
+        let signer = bundle.verify(
+            what,
+            |id| self.db.trusted_key(id).ok().flatten(),
+            allow_unsigned,
+        )?;
+        let m = &bundle.manifest;
+        let plugin_ref = format!("{}@{}", m.id, m.version);
+        if m.wit_version.major != WIT_MAJOR {
+            return Err(BundleError::IncompatibleWit {
+                plugin: plugin_ref,
+                found: m.wit_version.to_string(),
+            }
+            .into());
+        }
+        let active = self.db.active_version(&m.id)?;
+        let upgrade = match (upgrade_of, active) {
+            (None, Some(active)) => {
+                return Err(RegistryError::AlreadyInstalled {
+                    id: m.id.clone(),
+                    active: active.version.to_string(),
+                });
+            }
+            (None, None) => None,
+            (Some(id), _) if id != m.id => {
+                return Err(RegistryError::WrongPlugin {
+                    expected: id.to_string(),
+                    found: plugin_ref,
+                });
+            }
+            (Some(id), None) => return Err(RegistryError::NotInstalled(id.to_string())),
+            (Some(_), Some(active)) => {
+                if m.version <= active.version {
+                    return Err(RegistryError::NotNewer {
+                        id: m.id.clone(),
+                        offered: m.version.to_string(),
+                        active: active.version.to_string(),
+                    });
+                }
+                let active_wit = semver::Version::parse(&active.wit_version)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                if active_wit.major != m.wit_version.major {
+                    return Err(RegistryError::IncompatibleUpgrade {
+                        id: m.id.clone(),
+                        offered: m.version.to_string(),
+                        offered_wit: m.wit_version.to_string(),
+                        active: active.version.to_string(),
+                        active_wit: active.wit_version.clone(),
+                    });
+                }
+                let new: Vec<Capability> = capabilities_of(&m.capabilities)
+                    .into_iter()
+                    .filter(|c| !granted(&active.grants, c))
+                    .collect();
+                Some((active, new))
+            }
+        };
+        // Precompile now: the component must load as the kind it claims,
+        // and the first run should not pay for compilation.
+        let plugin = self
+            .runtime
+            .load(&bundle.component, &plugin_ref)
+            .map_err(BundleError::from)?;
+        if Kind::from(plugin.info().world) != m.kind {
+            return Err(BundleError::ManifestMismatch(vec![format!(
+                "the manifest says {} but the component is a {}",
+                m.kind,
+                plugin.info().world
+            )])
+            .into());
+        }
+        Ok(Review {
+            requested: capabilities_of(&m.capabilities),
+            bundle_bytes_sha256: sha256_hex(&bytes),
+            bundle_bytes: bytes,
+            bundle,
+            signer,
+            upgrade,
+            plugin,
+        })
+    }
+
+    /// Install (or upgrade to) a reviewed bundle with `grant`. Refused,
+    /// leaving everything as it was, unless the grant covers every request.
+    pub fn install(
+        &self,
+        review: Review,
+        grant: &CapabilityGrant,
+    ) -> Result<VersionRow, RegistryError> {
+        let m = &review.bundle.manifest;
+        // An upgrade keeps what the active version was granted.
+        let mut effective = review
+            .upgrade
+            .as_ref()
+            .map(|(a, _)| a.grants.clone())
+            .unwrap_or_default();
+        effective
+            .http_origins
+            .extend(grant.http_origins.iter().cloned());
+        effective.secrets.extend(grant.secrets.iter().cloned());
+        effective.kv_bytes = effective.kv_bytes.max(grant.kv_bytes);
+        let missing: Vec<String> = review
+            .requested
+            .iter()
+            .filter(|c| !granted(&effective, c))
+            .map(|c| c.to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(RegistryError::NotGranted {
+                plugin: format!("{}@{}", m.id, m.version),
+                missing,
+            });
+        }
+        // Only what was asked for is kept: a grant never exceeds the request.
+        let asked = grant_all(&review.requested);
+        effective
+            .http_origins
+            .retain(|o| asked.http_origins.contains(o));
+        effective.http_origins.dedup();
+        effective.secrets.retain(|s| asked.secrets.contains(s));
+        effective.secrets.dedup();
+        effective.kv_bytes = effective.kv_bytes.min(asked.kv_bytes);
+
+        let path = self
+            .bundles
+            .join(format!("{}.nexo", review.bundle_bytes_sha256));
+        if !path.exists() {
+            let io = |e: std::io::Error| RegistryError::Io {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            };
+            std::fs::create_dir_all(&self.bundles).map_err(io)?;
+            let tmp = path.with_extension("partial");
+            std::fs::write(&tmp, &review.bundle_bytes).map_err(io)?;
+            std::fs::rename(&tmp, &path).map_err(io)?;
+        }
+        let row = VersionRow {
+            plugin_id: m.id.clone(),
+            version: m.version.clone(),
+            kind: m.kind.to_string(),
+            wit_version: m.wit_version.to_string(),
+            manifest: String::from_utf8_lossy(&review.bundle.manifest_bytes).into_owned(),
+            bundle_sha256: review.bundle_bytes_sha256.clone(),
+            component_sha256: m.component.sha256.clone(),
+            signer_key_id: match &review.signer {
+                Signer::Trusted(k) => Some(k.key_id()),
+                Signer::UnsignedDev => None,
+            },
+            grants: effective,
+            installed_at: String::new(),
+        };
+        self.db.insert_version(&row)?;
+        tracing::info!(plugin = %m.id, version = %m.version, "plugin installed");
+        Ok(row)
+    }
+
+    /// Make an older installed version active again (default: the newest
+    /// one below the active version). Its own grants come back with it.
+    pub fn rollback(
+        &self,
+        id: &str,
+        to: Option<&semver::Version>,
+    ) -> Result<VersionRow, RegistryError> {
+        let active = self
+            .db
+            .active_version(id)?
+            .ok_or_else(|| RegistryError::NotInstalled(id.to_string()))?;
+        let versions = self.db.plugin_versions(id)?;
+        let target = match to {
+            Some(v) => versions
+                .iter()
+                .find(|r| &r.version == v)
+                .cloned()
+                .ok_or_else(|| RegistryError::NoSuchVersion {
+                    id: id.to_string(),
+                    version: v.to_string(),
+                    installed: versions
+                        .iter()
+                        .map(|r| r.version.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?,
+            None => versions
+                .iter()
+                .rev()
+                .find(|r| r.version < active.version)
+                .cloned()
+                .ok_or_else(|| RegistryError::NothingToRollBack(id.to_string()))?,
+        };
+        self.db.set_active_version(id, &target.version)?;
+        tracing::info!(plugin = %id, from = %active.version, to = %target.version, "plugin rolled back");
+        Ok(target)
+    }
+
+    /// The active version of `id`, loaded (from the compile cache) for a run.
+    /// A run keeps what this returns, so an upgrade meanwhile affects only
+    /// the next run.
+    pub fn load_active(&self, id: &str) -> Result<(VersionRow, LoadedPlugin), RegistryError> {
+        let row = self
+            .db
+            .active_version(id)?
+            .ok_or_else(|| RegistryError::NotInstalled(id.to_string()))?;
+        let path = self.bundles.join(format!("{}.nexo", row.bundle_sha256));
+        let bytes = std::fs::read(&path).map_err(|e| RegistryError::Io {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let what = format!("{}@{}", row.plugin_id, row.version);
+        // The stored bundle is checked again: the data directory is not
+        // trusted more than the bundle was.
+        let bundle = Bundle::parse(&bytes, &what)?;
+        let plugin = self
+            .runtime
+            .load(&bundle.component, &what)
+            .map_err(BundleError::from)?;
+        Ok((row, plugin))
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+}
