@@ -185,3 +185,71 @@ fn pack_refuses_a_lying_manifest_and_writes_nothing() {
     );
     assert!(!Path::new(&out).exists());
 }
+
+#[test]
+fn install_shows_the_capabilities_and_needs_a_grant() {
+    let env = Env {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let key = env.path("acme.key");
+    ok(env.nexo(&["plugin", "keygen", "--name", "Acme Inc", "--out", &key]));
+    ok(env.nexo(&["trust", "add", &format!("{key}.pub")]));
+    let bundle = env.path("tinycrm.nexo");
+    ok(env.nexo(&[
+        "plugin",
+        "pack",
+        "--manifest",
+        manifest("example-crm").to_str().unwrap(),
+        "--component",
+        programs::EXAMPLE_CRM,
+        "--key",
+        &key,
+        "--out",
+        &bundle,
+    ]));
+
+    // No terminal, no --grant: the request is shown, nothing is installed.
+    let out = env.nexo(&["plugin", "install", &bundle]);
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = fails(out);
+    for needle in [
+        "nexo-examples/tinycrm 0.1.0 - Contacts from TinyCRM, the example REST CRM (connector)",
+        "signed by  Acme Inc",
+        "It asks to:",
+        "- talk to any site matching https://*:*",
+        "- use the secret `api_token` (TinyCRM API token (Settings → API)), sent only to https://*:*, http://*:*",
+    ] {
+        assert!(shown.contains(needle), "missing {needle:?} in:\n{shown}");
+    }
+    assert!(
+        err.contains("need an explicit grant") && err.contains("--grant all"),
+        "{err}"
+    );
+    assert!(ok(env.nexo(&["plugin", "list"])).contains("no plugins installed"));
+
+    let text = ok(env.nexo(&["plugin", "install", &bundle, "--grant", "all"]));
+    assert!(
+        text.contains("installed nexo-examples/tinycrm@0.1.0"),
+        "{text}"
+    );
+    let listed = ok(env.nexo(&["plugin", "list"]));
+    assert!(
+        listed.contains("nexo-examples/tinycrm  [connector]  0.1.0 (active)"),
+        "{listed}"
+    );
+    assert!(listed.contains("secret api_token"), "{listed}");
+
+    let err = fails(env.nexo(&["plugin", "install", &bundle, "--grant", "all"]));
+    assert!(err.contains("already installed"), "{err}");
+    let err = fails(env.nexo(&[
+        "plugin",
+        "upgrade",
+        "nexo-examples/tinycrm",
+        &bundle,
+        "--grant",
+        "all",
+    ]));
+    assert!(err.contains("is not newer than the active 0.1.0"), "{err}");
+    let err = fails(env.nexo(&["plugin", "rollback", "nexo-examples/tinycrm"]));
+    assert!(err.contains("no version older"), "{err}");
+}

@@ -13,6 +13,7 @@ use nexo::{LoadedPlugin, PluginRef, Runtime, RuntimeConfig};
 mod bundle;
 mod call;
 mod inspect;
+mod install;
 
 /// Nexo: connect CRM, ERP and accounting systems through sandboxed plugins.
 #[derive(Debug, Parser)]
@@ -103,6 +104,33 @@ enum PluginCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Install a bundle: verify it, show what it asks for, install only
+    /// with an explicit grant (an answer at the prompt, or --grant).
+    Install {
+        /// The bundle.
+        bundle: PathBuf,
+        #[command(flatten)]
+        grant: GrantArgs,
+    },
+    /// Upgrade an installed plugin to a newer bundle; new capabilities need
+    /// a new grant. Runs in flight finish on the old version.
+    Upgrade {
+        /// The plugin id, e.g. acme/crm.
+        id: String,
+        /// The bundle of the new version.
+        bundle: PathBuf,
+        #[command(flatten)]
+        grant: GrantArgs,
+    },
+    /// Make an older installed version active again, with its own grants.
+    Rollback {
+        /// The plugin id.
+        id: String,
+        /// The version (default: the newest below the active one).
+        version: Option<semver::Version>,
+    },
+    /// List installed plugins, their versions, the active one and its grants.
+    List,
     /// Check a bundle's integrity and signature against the trusted keys.
     Verify {
         /// The bundle.
@@ -111,6 +139,18 @@ enum PluginCommand {
         #[arg(long)]
         allow_unsigned: bool,
     },
+}
+
+/// How capabilities are granted without a prompt.
+#[derive(Debug, Args)]
+pub(crate) struct GrantArgs {
+    /// Grant a capability: `all` (everything listed), `http:ORIGIN`,
+    /// `secret:NAME`, `kv:BYTES`. Repeatable. Without it, nexo asks.
+    #[arg(long = "grant", value_name = "CAPABILITY")]
+    pub(crate) grant: Vec<String>,
+    /// Accept an unsigned bundle (local development only).
+    #[arg(long)]
+    pub(crate) allow_unsigned: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -254,6 +294,16 @@ async fn run(cli: Cli) -> Result<()> {
             bundle,
             allow_unsigned,
         }) => bundle::verify(&open_db(&dir)?, &bundle, allow_unsigned),
+        Command::Plugin(PluginCommand::Install { bundle, grant }) => {
+            install::install(&registry(&dir, &runtime)?, &bundle, None, &grant)
+        }
+        Command::Plugin(PluginCommand::Upgrade { id, bundle, grant }) => {
+            install::install(&registry(&dir, &runtime)?, &bundle, Some(&id), &grant)
+        }
+        Command::Plugin(PluginCommand::Rollback { id, version }) => {
+            install::rollback(&registry(&dir, &runtime)?, &id, version.as_ref())
+        }
+        Command::Plugin(PluginCommand::List) => install::list(&open_db(&dir)?),
         Command::Trust(TrustCommand::Add { file }) => bundle::trust_add(&open_db(&dir)?, &file),
         Command::Trust(TrustCommand::List) => bundle::trust_list(&open_db(&dir)?),
         Command::Trust(TrustCommand::Remove { key_id }) => {
@@ -266,6 +316,14 @@ fn open_db(dir: &Path) -> Result<nexo::store::Database> {
     let path = dir.join("nexo.db");
     nexo::store::Database::open(&path)
         .with_context(|| format!("opening the database {}", path.display()))
+}
+
+fn registry(dir: &Path, runtime: &Runtime) -> Result<nexo::registry::Registry> {
+    Ok(nexo::registry::Registry::new(
+        open_db(dir)?,
+        runtime.clone(),
+        dir.join("bundles"),
+    ))
 }
 
 pub(crate) fn plugin_ref(plugin: &LoadedPlugin, file: &Path, id: Option<String>) -> PluginRef {
