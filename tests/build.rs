@@ -15,6 +15,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("contact-mapper", "CONTACT_MAPPER"),
     ("hostile", "HOSTILE"),
     ("networked-mapper", "NETWORKED_MAPPER"),
+    ("wit-1-0-fixture", "WIT_1_0_FIXTURE"),
 ];
 
 fn main() {

@@ -178,3 +178,30 @@ async fn mapper_rejects_a_bad_record_with_its_id() {
         "{err}"
     );
 }
+
+/// The oldest supported `nexo:connector` 1.x, built without the SDK against a
+/// frozen copy of its WIT, keeps loading and running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_built_against_wit_1_0_still_loads_and_runs() {
+    let plugin = load(programs::WIT_1_0_FIXTURE);
+    assert_eq!(plugin.info().wit_version(), Some("1.0.0"));
+    assert_eq!(
+        plugin.info().embedded("sdk"),
+        None,
+        "built without nexo-sdk"
+    );
+    let c = ConnectorPlugin::open(&plugin, sandbox("old/fixture"))
+        .await
+        .unwrap();
+    c.check("{}").await.into_result().unwrap();
+    let page = c.read("{}", "items", None).await.into_result().unwrap();
+    assert_eq!(page.records.len(), 3);
+    let written = c
+        .write("{}", "items", &page.records)
+        .await
+        .into_result()
+        .unwrap();
+    assert!(
+        matches!(&written[0].outcome, nexo::plugin::WriteOutcome::Created(id) if id == "dest-item-1")
+    );
+}
