@@ -311,7 +311,7 @@ impl Registry {
         // and the first run should not pay for compilation.
         let plugin = self
             .runtime
-            .load(&bundle.component, &plugin_ref)
+            .load_verified(&bundle, &plugin_ref)
             .map_err(BundleError::from)?;
         if Kind::from(plugin.info().world) != m.kind {
             return Err(BundleError::ManifestMismatch(vec![format!(
@@ -463,7 +463,7 @@ impl Registry {
         let bundle = Bundle::parse(&bytes, &what)?;
         let plugin = self
             .runtime
-            .load(&bundle.component, &what)
+            .load_verified(&bundle, &what)
             .map_err(BundleError::from)?;
         Ok((row, plugin))
     }

@@ -157,7 +157,17 @@ impl Runtime {
 
     /// Compile `bytes` (or map them from the cache) without linking.
     pub fn compile(&self, bytes: &[u8], what: &str) -> Result<(Component, String), LoadError> {
-        let sha = sha256_hex(bytes);
+        self.compile_digested(bytes, sha256_hex(bytes), what)
+    }
+
+    /// [`Runtime::compile`] for bytes whose SHA-256 the caller has just
+    /// computed (a verified bundle), so it is not computed twice.
+    fn compile_digested(
+        &self,
+        bytes: &[u8],
+        sha: String,
+        what: &str,
+    ) -> Result<(Component, String), LoadError> {
         let component = match &self.inner.cache {
             Some(cache) => cache.load(&self.inner.engine, bytes, &sha, what)?,
             None => Component::new(&self.inner.engine, bytes).map_err(|e| LoadError::Invalid {
@@ -171,8 +181,32 @@ impl Runtime {
     /// Load a plugin from bytes: compile (or map from cache), find its world,
     /// link and pre-instantiate it.
     pub fn load(&self, bytes: &[u8], what: &str) -> Result<LoadedPlugin, LoadError> {
+        self.load_digested(bytes, sha256_hex(bytes), what)
+    }
+
+    /// Load the component of a bundle that was just verified: `sha256` is the
+    /// digest `Bundle::parse` checked. Crate-private: callers outside could
+    /// change the bytes after parsing and poison the cache.
+    pub(crate) fn load_verified(
+        &self,
+        bundle: &crate::bundle::Bundle,
+        what: &str,
+    ) -> Result<LoadedPlugin, LoadError> {
+        self.load_digested(
+            &bundle.component,
+            bundle.manifest.component.sha256.clone(),
+            what,
+        )
+    }
+
+    fn load_digested(
+        &self,
+        bytes: &[u8],
+        sha: String,
+        what: &str,
+    ) -> Result<LoadedPlugin, LoadError> {
         let info = ComponentInfo::parse(bytes, what)?;
-        let (component, sha256) = self.compile(bytes, what)?;
+        let (component, sha256) = self.compile_digested(bytes, sha, what)?;
         let pre = match info.world {
             WorldKind::Connector => {
                 let pre = self
