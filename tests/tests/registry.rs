@@ -320,3 +320,58 @@ async fn incompatible_wit_majors_and_unsigned_bundles_are_refused() {
         "marked unsigned"
     );
 }
+
+#[tokio::test]
+async fn a_plugin_built_against_the_oldest_supported_wit_installs_and_runs() {
+    let f = fixture();
+    let src: ManifestSource = toml::from_str(
+        r#"
+        id = "old/fixture"
+        version = "1.0.0"
+        kind = "connector"
+        description = "built against nexo:connector@1.0.0 without the SDK"
+        vendor = "Acme Inc"
+        "#,
+    )
+    .unwrap();
+    let component = std::fs::read(programs::WIT_1_0_FIXTURE).unwrap();
+    let bytes = pack(runtime(), src, component, Some(&f.key))
+        .await
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    let review = f
+        .registry
+        .review(bytes, "fixture.nexo", false, None)
+        .unwrap();
+    assert_eq!(review.manifest().wit_version, semver::Version::new(1, 0, 0));
+    assert!(review.to_grant().is_empty());
+    f.registry
+        .install(review, &CapabilityGrant::default())
+        .unwrap();
+    let (_, plugin) = f.registry.load_active("old/fixture").unwrap();
+    let c = ConnectorPlugin::open(
+        &plugin,
+        Sandbox {
+            plugin: PluginRef {
+                id: "old/fixture".into(),
+                version: "1.0.0".into(),
+            },
+            limits: Limits::default(),
+            grants: Grants::default(),
+            secrets: BTreeMap::new(),
+            kv: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        c.read("{}", "items", None)
+            .await
+            .into_result()
+            .unwrap()
+            .records
+            .len(),
+        3
+    );
+}
