@@ -368,8 +368,10 @@ impl Registry {
         effective
             .http_origins
             .retain(|o| asked.http_origins.contains(o));
+        effective.http_origins.sort();
         effective.http_origins.dedup();
         effective.secrets.retain(|s| asked.secrets.contains(s));
+        effective.secrets.sort();
         effective.secrets.dedup();
         effective.kv_bytes = effective.kv_bytes.min(asked.kv_bytes);
 
