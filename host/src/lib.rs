@@ -9,6 +9,7 @@
 pub mod bindings;
 pub mod bundle;
 pub mod cache;
+pub mod connections;
 pub mod error;
 mod host_impl;
 pub mod inspect;

@@ -97,6 +97,14 @@ pub enum RegistryError {
         /// What there is.
         installed: String,
     },
+    /// Removing a plugin connections still use.
+    #[error("{id} is used by connection(s) {}; remove them first, or pass --force to remove them with it", .connections.join(", "))]
+    InUse {
+        /// Plugin id.
+        id: String,
+        /// The connections.
+        connections: Vec<String>,
+    },
     /// Nothing older to roll back to.
     #[error("{0} has no version older than the active one to roll back to")]
     NothingToRollBack(String),
@@ -446,6 +454,47 @@ impl Registry {
         Ok(target)
     }
 
+    /// Remove a plugin, every version. Refused while connections use it,
+    /// naming them, unless `force`, which removes those connections too.
+    /// Returns the connections removed.
+    pub fn remove(&self, id: &str, force: bool) -> Result<Vec<String>, RegistryError> {
+        if self.db.active_version(id)?.is_none() {
+            return Err(RegistryError::NotInstalled(id.to_string()));
+        }
+        let users = self.db.connection_names(Some(id))?;
+        if !users.is_empty() && !force {
+            return Err(RegistryError::InUse {
+                id: id.to_string(),
+                connections: users,
+            });
+        }
+        for c in &users {
+            self.db.delete_connection(c)?;
+        }
+        self.db.delete_plugin(id)?;
+        tracing::info!(plugin = %id, removed_connections = users.len(), "plugin removed");
+        Ok(users)
+    }
+
+    /// A given installed version of `id`, loaded for a run.
+    pub fn load_version(
+        &self,
+        id: &str,
+        version: &semver::Version,
+    ) -> Result<(VersionRow, LoadedPlugin), RegistryError> {
+        let row = self
+            .db
+            .plugin_versions(id)?
+            .into_iter()
+            .find(|r| &r.version == version)
+            .ok_or_else(|| RegistryError::NoSuchVersion {
+                id: id.to_string(),
+                version: version.to_string(),
+                installed: "see `nexo plugin list`".into(),
+            })?;
+        self.load_row(row)
+    }
+
     /// The active version of `id`, loaded (from the compile cache) for a run.
     /// A run keeps what this returns, so an upgrade meanwhile affects only
     /// the next run.
@@ -454,6 +503,10 @@ impl Registry {
             .db
             .active_version(id)?
             .ok_or_else(|| RegistryError::NotInstalled(id.to_string()))?;
+        self.load_row(row)
+    }
+
+    fn load_row(&self, row: VersionRow) -> Result<(VersionRow, LoadedPlugin), RegistryError> {
         let path = self.bundles.join(format!("{}.nexo", row.bundle_sha256));
         let bytes = std::fs::read(&path).map_err(|e| RegistryError::Io {
             path: path.display().to_string(),

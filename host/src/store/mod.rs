@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+pub mod connections;
 pub mod registry;
+pub mod sealed;
 pub mod trust;
 
 /// A storage failure.
@@ -71,6 +73,24 @@ const MIGRATIONS: &[&str] = &[
          grants TEXT NOT NULL,
          installed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
          PRIMARY KEY (plugin_id, version)
+     );",
+    // 4: connections (an installed plugin + config + sealed secrets + grants,
+    // in one environment)
+    "CREATE TABLE connections (
+         name TEXT PRIMARY KEY,
+         plugin_id TEXT NOT NULL REFERENCES plugins(plugin_id),
+         pinned_version TEXT,
+         environment TEXT NOT NULL CHECK (environment IN ('sandbox', 'production')),
+         config TEXT NOT NULL,
+         grants TEXT NOT NULL,
+         created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+     );
+     CREATE TABLE connection_secrets (
+         connection TEXT NOT NULL REFERENCES connections(name) ON DELETE CASCADE,
+         name TEXT NOT NULL,
+         nonce BLOB NOT NULL,
+         sealed BLOB NOT NULL,
+         PRIMARY KEY (connection, name)
      );",
 ];
 

@@ -1,0 +1,375 @@
+//! Connections: an installed plugin, its config (validated against the
+//! plugin's JSON Schema when saved, errors naming the field), its secrets
+//! (sealed at rest, never shown back), the origins of *this* system granted
+//! to it, and an environment (sandbox or production).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::bundle::manifest::Manifest;
+use crate::limits::Limits;
+use crate::plugin::{ConnectorPlugin, Grants, OpenError, Sandbox};
+use crate::registry::{Registry, RegistryError};
+use crate::sandbox::kv::KvStore;
+use crate::sandbox::policy::{HttpGrant, Origin, OriginPattern};
+use crate::sandbox::secrets::SecretValue;
+use crate::store::StoreError;
+use crate::store::connections::{ConnectionGrants, ConnectionRow, Environment, SealedSecret};
+use crate::store::sealed::{SealError, Sealer};
+use crate::{PluginError, PluginRef};
+
+/// A connection operation that failed; nothing was saved.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// Bad name.
+    #[error("connection name `{0}` must be 1-64 lower-case letters, digits, `-` or `_`")]
+    BadName(String),
+    /// Name taken.
+    #[error("a connection named `{0}` already exists; remove it first or pick another name")]
+    Exists(String),
+    /// No such connection.
+    #[error("no connection named `{0}`; see `nexo connection list`")]
+    Unknown(String),
+    /// The config does not match the plugin's schema.
+    #[error("the config does not fit {plugin}'s schema:\n  - {}", .errors.join("\n  - "))]
+    InvalidConfig {
+        /// Plugin.
+        plugin: String,
+        /// One line per problem, naming the field.
+        errors: Vec<String>,
+    },
+    /// A secret the plugin does not use, or one it needs that is missing.
+    #[error("{0}")]
+    Secrets(String),
+    /// An origin not covered by what the plugin was granted at install.
+    #[error(
+        "origin {origin} is not covered by what {plugin} was granted at install ({granted}); upgrade the grant or use another origin"
+    )]
+    OriginNotGranted {
+        /// The origin.
+        origin: String,
+        /// Plugin.
+        plugin: String,
+        /// Its grants.
+        granted: String,
+    },
+    /// Registry failure (plugin not installed, ...).
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Sealing failure.
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    /// The plugin could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The plugin failed.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// Bad origin text.
+    #[error("{0}")]
+    Origin(String),
+}
+
+/// What `add` needs.
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    /// Unique name.
+    pub name: String,
+    /// Installed plugin id.
+    pub plugin_id: String,
+    /// Pin to this version (else follow the active one).
+    pub pinned_version: Option<semver::Version>,
+    /// Environment.
+    pub environment: Environment,
+    /// Config.
+    pub config: serde_json::Value,
+    /// Secret values by name.
+    pub secrets: BTreeMap<String, SecretValue>,
+    /// Origins of this system.
+    pub grants: ConnectionGrants,
+}
+
+/// The connections of a host.
+#[derive(Debug, Clone)]
+pub struct Connections {
+    registry: Registry,
+    sealer: Arc<Sealer>,
+    kv: KvStore,
+}
+
+fn check_name(name: &str) -> Result<(), ConnectionError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConnectionError::BadName(name.to_string()))
+    }
+}
+
+/// Whether a connection's origin is inside a plugin-level grant pattern.
+fn covered(origin: &OriginPattern, granted: &[String]) -> bool {
+    let as_origin = match (&origin.host, origin.port) {
+        (crate::sandbox::policy::HostPattern::Exact(h), Some(port)) => Some(Origin {
+            scheme: origin.scheme.clone(),
+            host: h.clone(),
+            port,
+        }),
+        _ => None,
+    };
+    granted
+        .iter()
+        .filter_map(|g| OriginPattern::parse(g).ok())
+        .any(|g| match &as_origin {
+            Some(o) => g.matches(o),
+            None => &g == origin,
+        })
+}
+
+impl Connections {
+    /// Connections over this registry, sealing with `sealer`.
+    pub fn new(registry: Registry, sealer: Sealer) -> Self {
+        let kv = KvStore::new(registry.db().clone());
+        Connections {
+            registry,
+            sealer: Arc::new(sealer),
+            kv,
+        }
+    }
+
+    fn manifest_for(
+        &self,
+        plugin_id: &str,
+        pinned: Option<&semver::Version>,
+    ) -> Result<(crate::store::registry::VersionRow, Manifest), ConnectionError> {
+        let db = self.registry.db();
+        let row = match pinned {
+            Some(v) => db
+                .plugin_versions(plugin_id)?
+                .into_iter()
+                .find(|r| &r.version == v)
+                .ok_or_else(|| RegistryError::NoSuchVersion {
+                    id: plugin_id.to_string(),
+                    version: v.to_string(),
+                    installed: "see `nexo plugin list`".into(),
+                })?,
+            None => db
+                .active_version(plugin_id)?
+                .ok_or_else(|| RegistryError::NotInstalled(plugin_id.to_string()))?,
+        };
+        let manifest: Manifest =
+            serde_json::from_str(&row.manifest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok((row, manifest))
+    }
+
+    /// Validate and save a new connection. Nothing is saved on any error.
+    pub fn add(&self, new: NewConnection) -> Result<ConnectionRow, ConnectionError> {
+        check_name(&new.name)?;
+        let db = self.registry.db();
+        if db.connection(&new.name)?.is_some() {
+            return Err(ConnectionError::Exists(new.name));
+        }
+        let (version, manifest) = self.manifest_for(&new.plugin_id, new.pinned_version.as_ref())?;
+        let plugin = format!("{}@{}", manifest.id, manifest.version);
+
+        if let Some(schema) = &manifest.config_schema {
+            let validator =
+                jsonschema::validator_for(schema).map_err(|e| ConnectionError::InvalidConfig {
+                    plugin: plugin.clone(),
+                    errors: vec![format!("the plugin's own config schema is invalid: {e}")],
+                })?;
+            let errors: Vec<String> = validator
+                .iter_errors(&new.config)
+                .map(|e| {
+                    let path = e.instance_path().to_string();
+                    let field = if path.is_empty() {
+                        "the config".to_string()
+                    } else {
+                        format!("field `{path}`")
+                    };
+                    format!("{field}: {e}")
+                })
+                .collect();
+            if !errors.is_empty() {
+                return Err(ConnectionError::InvalidConfig { plugin, errors });
+            }
+        }
+
+        let declared: Vec<&str> = manifest
+            .capabilities
+            .secrets
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        if let Some(extra) = new.secrets.keys().find(|k| !declared.contains(&k.as_str())) {
+            return Err(ConnectionError::Secrets(format!(
+                "{plugin} does not use a secret named `{extra}` (it uses: {})",
+                if declared.is_empty() {
+                    "none".to_string()
+                } else {
+                    declared.join(", ")
+                }
+            )));
+        }
+        if let Some(missing) = declared.iter().find(|d| !new.secrets.contains_key(**d)) {
+            return Err(ConnectionError::Secrets(format!(
+                "{plugin} needs the secret `{missing}`: pass --secret {missing}=env:VAR (or file:PATH)"
+            )));
+        }
+
+        for o in new.grants.http.iter().chain(&new.grants.private_http) {
+            let pattern =
+                OriginPattern::parse(o).map_err(|e| ConnectionError::Origin(e.to_string()))?;
+            if !covered(&pattern, &version.grants.http_origins) {
+                return Err(ConnectionError::OriginNotGranted {
+                    origin: o.clone(),
+                    plugin: plugin.clone(),
+                    granted: version.grants.http_origins.join(", "),
+                });
+            }
+        }
+        for o in &new.grants.private_http {
+            HttpGrant::private(o).map_err(|e| ConnectionError::Origin(e.to_string()))?;
+        }
+
+        let sealed = new
+            .secrets
+            .iter()
+            .map(|(name, value)| {
+                let (nonce, sealed) = self.sealer.seal(&format!("{}/{name}", new.name), value)?;
+                Ok(SealedSecret {
+                    name: name.clone(),
+                    nonce,
+                    sealed,
+                })
+            })
+            .collect::<Result<Vec<_>, SealError>>()?;
+        let row = ConnectionRow {
+            name: new.name,
+            plugin_id: new.plugin_id,
+            pinned_version: new.pinned_version,
+            environment: new.environment,
+            config: new.config.to_string(),
+            grants: new.grants,
+        };
+        db.insert_connection(&row, &sealed)?;
+        tracing::info!(connection = %row.name, plugin = %plugin, environment = row.environment.as_str(), "connection added");
+        Ok(row)
+    }
+
+    /// A connection's row.
+    pub fn get(&self, name: &str) -> Result<ConnectionRow, ConnectionError> {
+        self.registry
+            .db()
+            .connection(name)?
+            .ok_or_else(|| ConnectionError::Unknown(name.to_string()))
+    }
+
+    /// Names of the secrets a connection has (never their values).
+    pub fn secret_names(&self, name: &str) -> Result<Vec<String>, ConnectionError> {
+        Ok(self
+            .registry
+            .db()
+            .connection_secrets(name)?
+            .into_iter()
+            .map(|s| s.name)
+            .collect())
+    }
+
+    /// Open the connection's connector under its sandbox: the pinned (or
+    /// active) plugin version, its grants, its secrets opened for the call.
+    pub async fn open(
+        &self,
+        name: &str,
+        limits: Limits,
+    ) -> Result<(ConnectionRow, ConnectorPlugin), ConnectionError> {
+        let row = self.get(name)?;
+        let (version, plugin) = match &row.pinned_version {
+            Some(v) => self.registry.load_version(&row.plugin_id, v)?,
+            None => self.registry.load_active(&row.plugin_id)?,
+        };
+        let mut http = Vec::new();
+        for o in &row.grants.http {
+            http.push(HttpGrant::public(o).map_err(|e| ConnectionError::Origin(e.to_string()))?);
+        }
+        for o in &row.grants.private_http {
+            http.push(HttpGrant::private(o).map_err(|e| ConnectionError::Origin(e.to_string()))?);
+        }
+        let mut secrets = BTreeMap::new();
+        for s in self.registry.db().connection_secrets(name)? {
+            let value = self
+                .sealer
+                .open(&format!("{name}/{}", s.name), &s.nonce, &s.sealed)?;
+            secrets.insert(s.name, value);
+        }
+        let sandbox = Sandbox {
+            plugin: PluginRef {
+                id: row.plugin_id.clone(),
+                version: version.version.to_string(),
+            },
+            limits,
+            grants: Grants {
+                http,
+                kv_bytes: version.grants.kv_bytes,
+            },
+            secrets,
+            kv: Some((
+                self.kv.clone(),
+                format!(
+                    "{}/{}/{}",
+                    row.plugin_id,
+                    row.name,
+                    row.environment.as_str()
+                ),
+            )),
+        };
+        let connector = ConnectorPlugin::open(&plugin, sandbox).await?;
+        Ok((row, connector))
+    }
+
+    /// Run the plugin's `check` with the connection's config.
+    pub async fn test(&self, name: &str) -> Result<(), ConnectionError> {
+        let (row, connector) = self.open(name, Limits::default()).await?;
+        connector.check(&row.config).await.into_result()?;
+        Ok(())
+    }
+
+    /// Delete a connection and its secrets.
+    pub fn remove(&self, name: &str) -> Result<(), ConnectionError> {
+        if !self.registry.db().delete_connection(name)? {
+            return Err(ConnectionError::Unknown(name.to_string()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_origins_must_sit_inside_the_plugin_grant() {
+        let granted = vec![
+            "https://*.crm.example".to_string(),
+            "http://*:*".to_string(),
+        ];
+        let p = |s| OriginPattern::parse(s).unwrap();
+        assert!(covered(&p("https://acme.crm.example"), &granted));
+        assert!(covered(&p("http://127.0.0.1:8080"), &granted));
+        assert!(!covered(&p("https://evil.example"), &granted));
+        assert!(
+            !covered(&p("https://*.example"), &granted),
+            "a wider wildcard is not covered"
+        );
+        assert!(
+            covered(&p("https://*.crm.example"), &granted),
+            "the same wildcard is"
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! Rows of connections and their sealed secrets.
+
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use super::{Database, StoreError};
+
+/// Sandbox (test systems) or production; each keeps its own state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// Test systems.
+    Sandbox,
+    /// Real systems.
+    Production,
+}
+
+impl Environment {
+    /// `sandbox` / `production`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Sandbox => "sandbox",
+            Environment::Production => "production",
+        }
+    }
+}
+
+impl std::str::FromStr for Environment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sandbox" => Ok(Environment::Sandbox),
+            "production" => Ok(Environment::Production),
+            other => Err(format!(
+                "environment `{other}` is not sandbox or production"
+            )),
+        }
+    }
+}
+
+/// HTTP grants of one connection (the origins of *this* system).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionGrants {
+    /// Origins granted, public addresses only.
+    pub http: Vec<String>,
+    /// Exact origins granted including internal addresses.
+    pub private_http: Vec<String>,
+}
+
+/// A stored connection (secrets are kept apart, sealed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionRow {
+    /// Unique name.
+    pub name: String,
+    /// Installed plugin.
+    pub plugin_id: String,
+    /// A pinned version, or `None` to follow the plugin's active version.
+    pub pinned_version: Option<semver::Version>,
+    /// Environment.
+    pub environment: Environment,
+    /// Config JSON (validated against the plugin's schema when saved).
+    pub config: String,
+    /// HTTP grants.
+    pub grants: ConnectionGrants,
+}
+
+/// A sealed secret of a connection.
+#[derive(Debug, Clone)]
+pub struct SealedSecret {
+    /// Secret name.
+    pub name: String,
+    /// Nonce.
+    pub nonce: Vec<u8>,
+    /// Ciphertext.
+    pub sealed: Vec<u8>,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+impl Database {
+    /// Save a new connection and its sealed secrets, in one transaction.
+    pub fn insert_connection(
+        &self,
+        row: &ConnectionRow,
+        secrets: &[SealedSecret],
+    ) -> Result<(), StoreError> {
+        let grants = serde_json::to_string(&row.grants).map_err(corrupt)?;
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO connections (name, plugin_id, pinned_version, environment, config, grants)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                row.name,
+                row.plugin_id,
+                row.pinned_version.as_ref().map(|v| v.to_string()),
+                row.environment.as_str(),
+                row.config,
+                grants
+            ],
+        )?;
+        for s in secrets {
+            tx.execute(
+                "INSERT INTO connection_secrets (connection, name, nonce, sealed) VALUES (?1, ?2, ?3, ?4)",
+                params![row.name, s.name, s.nonce, s.sealed],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A connection by name.
+    pub fn connection(&self, name: &str) -> Result<Option<ConnectionRow>, StoreError> {
+        let raw = self
+            .lock()?
+            .query_row(
+                "SELECT name, plugin_id, pinned_version, environment, config, grants FROM connections WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                },
+            )
+            .optional()?;
+        raw.map(|(name, plugin_id, pinned, env, config, grants)| {
+            Ok(ConnectionRow {
+                pinned_version: pinned
+                    .map(|v| semver::Version::parse(&v))
+                    .transpose()
+                    .map_err(corrupt)?,
+                environment: env.parse().map_err(corrupt)?,
+                grants: serde_json::from_str(&grants).map_err(corrupt)?,
+                name,
+                plugin_id,
+                config,
+            })
+        })
+        .transpose()
+    }
+
+    /// Names of all connections (optionally of one plugin), sorted.
+    pub fn connection_names(&self, plugin_id: Option<&str>) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(
+            "SELECT name FROM connections WHERE ?1 IS NULL OR plugin_id = ?1 ORDER BY name",
+        )?;
+        let rows = stmt.query_map(params![plugin_id], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The sealed secrets of a connection.
+    pub fn connection_secrets(&self, name: &str) -> Result<Vec<SealedSecret>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt =
+            conn.prepare("SELECT name, nonce, sealed FROM connection_secrets WHERE connection = ?1 ORDER BY name")?;
+        let rows = stmt.query_map(params![name], |r| {
+            Ok(SealedSecret {
+                name: r.get(0)?,
+                nonce: r.get(1)?,
+                sealed: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Delete a connection and its secrets. Returns false when unknown.
+    pub fn delete_connection(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()?
+            .execute("DELETE FROM connections WHERE name = ?1", params![name])?
+            == 1)
+    }
+
+    /// Delete a plugin with all its versions, in one transaction.
+    pub fn delete_plugin(&self, plugin_id: &str) -> Result<(), StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM plugin_versions WHERE plugin_id = ?1",
+            params![plugin_id],
+        )?;
+        tx.execute(
+            "DELETE FROM plugins WHERE plugin_id = ?1",
+            params![plugin_id],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
