@@ -52,7 +52,7 @@ fn record_json(r: &Record) -> Value {
     })
 }
 
-fn read_text(path: &Path) -> Result<String> {
+pub(crate) fn read_text(path: &Path) -> Result<String> {
     if path == Path::new("-") {
         let mut s = String::new();
         std::io::stdin()
@@ -123,7 +123,7 @@ fn load_records(path: &Path, default_stream: &str) -> Result<Vec<Record>> {
         .collect()
 }
 
-fn parse_secret(spec: &str) -> Result<(String, SecretValue)> {
+pub(crate) fn parse_secret(spec: &str) -> Result<(String, SecretValue)> {
     let Some((name, source)) = spec.split_once('=') else {
         bail!("--secret {spec}: expected NAME=env:VAR or NAME=file:PATH");
     };

@@ -180,6 +180,22 @@ pub(crate) fn list(db: &Database) -> Result<()> {
                 granted.join(", ")
             }
         );
+        let users = db.connection_names(Some(&id))?;
+        let users = if users.is_empty() {
+            "no connection".to_string()
+        } else {
+            users.join(", ")
+        };
+        println!("  used by  {users}");
+    }
+    Ok(())
+}
+
+pub(crate) fn remove(registry: &Registry, id: &str, force: bool) -> Result<()> {
+    let removed = registry.remove(id, force)?;
+    println!("removed {id}");
+    if !removed.is_empty() {
+        println!("and the connections that used it: {}", removed.join(", "));
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use nexo::{LoadedPlugin, PluginRef, Runtime, RuntimeConfig};
 
 mod bundle;
 mod call;
+mod connection;
 mod inspect;
 mod install;
 
@@ -44,6 +45,9 @@ enum Command {
     /// Manage the vendor keys trusted to sign plugins.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Manage connections: an installed plugin + config + secrets + grants.
+    #[command(subcommand)]
+    Connection(connection::ConnectionCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,6 +135,14 @@ enum PluginCommand {
     },
     /// List installed plugins, their versions, the active one and its grants.
     List,
+    /// Remove a plugin (every version). Refused while connections use it.
+    Remove {
+        /// The plugin id.
+        id: String,
+        /// Also remove the connections that use it.
+        #[arg(long)]
+        force: bool,
+    },
     /// Check a bundle's integrity and signature against the trusted keys.
     Verify {
         /// The bundle.
@@ -304,6 +316,10 @@ async fn run(cli: Cli) -> Result<()> {
             install::rollback(&registry(&dir, &runtime)?, &id, version.as_ref())
         }
         Command::Plugin(PluginCommand::List) => install::list(&open_db(&dir)?),
+        Command::Plugin(PluginCommand::Remove { id, force }) => {
+            install::remove(&registry(&dir, &runtime)?, &id, force)
+        }
+        Command::Connection(cmd) => connection::run(&dir, &registry(&dir, &runtime)?, cmd).await,
         Command::Trust(TrustCommand::Add { file }) => bundle::trust_add(&open_db(&dir)?, &file),
         Command::Trust(TrustCommand::List) => bundle::trust_list(&open_db(&dir)?),
         Command::Trust(TrustCommand::Remove { key_id }) => {

@@ -1,0 +1,168 @@
+//! `nexo connection add|list|show|test|remove`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+
+use nexo::connections::{Connections, NewConnection};
+use nexo::registry::Registry;
+use nexo::store::connections::{ConnectionGrants, Environment};
+use nexo::store::sealed::Sealer;
+
+use super::call::{parse_secret, read_text};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConnectionCommand {
+    /// Add a connection: config validated against the plugin's schema,
+    /// secrets sealed at rest.
+    Add {
+        /// Unique name, e.g. `crm-sandbox`.
+        name: String,
+        /// The installed plugin.
+        #[arg(long)]
+        plugin: String,
+        /// Pin this plugin version (default: follow the active version).
+        #[arg(long)]
+        version: Option<semver::Version>,
+        /// sandbox (default) or production.
+        #[arg(long, default_value = "sandbox")]
+        env: Environment,
+        /// Config JSON file.
+        #[arg(long)]
+        config: PathBuf,
+        /// A secret as NAME=env:VAR or NAME=file:PATH. Repeatable.
+        #[arg(long = "secret", value_name = "NAME=SOURCE")]
+        secrets: Vec<String>,
+        /// Origin of this system (public addresses). Repeatable.
+        #[arg(long = "grant-http", value_name = "ORIGIN")]
+        grant_http: Vec<String>,
+        /// Exact origin of this system that may be internal. Repeatable.
+        #[arg(long = "grant-private-http", value_name = "ORIGIN")]
+        grant_private_http: Vec<String>,
+    },
+    /// List connections.
+    List,
+    /// Show a connection (secret names only, never values).
+    Show {
+        /// The connection.
+        name: String,
+    },
+    /// Run the plugin's check with the connection's config and secrets.
+    Test {
+        /// The connection.
+        name: String,
+    },
+    /// Remove a connection and its secrets.
+    Remove {
+        /// The connection.
+        name: String,
+    },
+}
+
+pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand) -> Result<()> {
+    let sealer = Sealer::from_env_or_file(&dir.join("secret.key"))?;
+    let connections = Connections::new(registry.clone(), sealer);
+    match cmd {
+        ConnectionCommand::Add {
+            name,
+            plugin,
+            version,
+            env,
+            config,
+            secrets,
+            grant_http,
+            grant_private_http,
+        } => {
+            let text = read_text(&config)?;
+            let config: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("config {} is not valid JSON", config.display()))?;
+            let secrets = secrets
+                .iter()
+                .map(|s| parse_secret(s))
+                .collect::<Result<BTreeMap<_, _>>>()?;
+            let row = connections.add(NewConnection {
+                name,
+                plugin_id: plugin,
+                pinned_version: version,
+                environment: env,
+                config,
+                secrets,
+                grants: ConnectionGrants {
+                    http: grant_http,
+                    private_http: grant_private_http,
+                },
+            })?;
+            println!(
+                "added connection {} ({}, {})",
+                row.name,
+                row.plugin_id,
+                row.environment.as_str()
+            );
+        }
+        ConnectionCommand::List => {
+            let names = registry.db().connection_names(None)?;
+            if names.is_empty() {
+                println!("no connections; add one with `nexo connection add`");
+            }
+            for name in names {
+                let c = connections.get(&name)?;
+                let version = c
+                    .pinned_version
+                    .map(|v| format!("pinned {v}"))
+                    .unwrap_or_else(|| "active version".into());
+                println!(
+                    "{name}  {}  [{}]  {version}",
+                    c.plugin_id,
+                    c.environment.as_str()
+                );
+            }
+        }
+        ConnectionCommand::Show { name } => {
+            let c = connections.get(&name)?;
+            let config: serde_json::Value = serde_json::from_str(&c.config)?;
+            println!("{}", c.name);
+            println!("  plugin       {}", c.plugin_id);
+            println!(
+                "  version      {}",
+                c.pinned_version
+                    .map(|v| format!("pinned {v}"))
+                    .unwrap_or_else(|| "follows the active version".into())
+            );
+            println!("  environment  {}", c.environment.as_str());
+            let mut origins = c.grants.http.clone();
+            origins.extend(
+                c.grants
+                    .private_http
+                    .iter()
+                    .map(|o| format!("{o} (internal allowed)")),
+            );
+            println!(
+                "  may reach    {}",
+                if origins.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    origins.join(", ")
+                }
+            );
+            println!(
+                "  secrets      {} (values are sealed and never shown)",
+                connections.secret_names(&name)?.join(", ")
+            );
+            println!(
+                "  config       {}",
+                serde_json::to_string_pretty(&config)?.replace('\n', "\n               ")
+            );
+        }
+        ConnectionCommand::Test { name } => {
+            connections.test(&name).await?;
+            println!("connection {name}: OK");
+        }
+        ConnectionCommand::Remove { name } => {
+            connections.remove(&name)?;
+            println!("removed connection {name}");
+        }
+    }
+    Ok(())
+}
