@@ -3,7 +3,9 @@
 //! The demo builds the example plugins for wasm32-wasip2 (adding the target
 //! if needed), starts a TinyCRM on 127.0.0.1, and drives the `nexo` binary
 //! through the vendor's loop: inspect the connector, check, discover, read
-//! every page, then map the contacts to canonical customer contacts.
+//! every page, then map the contacts to canonical customer contacts; then the
+//! admin's: sign and pack the connector, trust the vendor, install it with a
+//! grant, connect it to the CRM and test the connection.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -131,7 +133,12 @@ fn demo() -> Result<()> {
     }
     println!("==> TinyCRM with 25 contacts at {url}");
 
+    // A fresh data directory each time, so the demo starts from nothing.
     let data = root().join("target").join("demo-data");
+    if data.exists() {
+        std::fs::remove_dir_all(&data)
+            .with_context(|| format!("cannot clear {}", data.display()))?;
+    }
     std::fs::create_dir_all(&data)?;
     let config = data.join("tinycrm.json");
     std::fs::write(
@@ -257,7 +264,73 @@ fn demo() -> Result<()> {
         records.len(),
         mapped_file.display()
     );
+
+    println!("\n== The same connector shipped as a signed bundle, installed by an admin ==");
+    let key = data.join("vendor.key").to_string_lossy().into_owned();
+    let bundle = data.join("tinycrm.nexo").to_string_lossy().into_owned();
+    let manifest = root()
+        .join("plugins/example-crm/nexo-plugin.toml")
+        .to_string_lossy()
+        .into_owned();
+    println!("\n$ nexo plugin keygen --name \"Nexo examples\" --out vendor.key");
+    print!(
+        "{}",
+        nexo(&["plugin", "keygen", "--name", "Nexo examples", "--out", &key])?
+    );
+    println!(
+        "\n$ nexo plugin pack --manifest plugins/example-crm/nexo-plugin.toml --component example_crm.wasm --key vendor.key --out tinycrm.nexo"
+    );
+    print!(
+        "{}",
+        nexo(&[
+            "plugin",
+            "pack",
+            "--manifest",
+            &manifest,
+            "--component",
+            &crm,
+            "--key",
+            &key,
+            "--out",
+            &bundle
+        ])?
+    );
+    println!("\n$ nexo trust add vendor.key.pub");
+    print!("{}", nexo(&["trust", "add", &format!("{key}.pub")])?);
+    println!("\n$ nexo plugin install tinycrm.nexo --grant all");
+    print!(
+        "{}",
+        nexo(&["plugin", "install", &bundle, "--grant", "all"])?
+    );
+    println!(
+        "\n$ nexo connection add tinycrm-sandbox --plugin nexo-examples/tinycrm --config tinycrm.json --secret api_token=env:TINYCRM_TOKEN --grant-private-http {url}"
+    );
+    print!(
+        "{}",
+        nexo(&[
+            "connection",
+            "add",
+            "tinycrm-sandbox",
+            "--plugin",
+            "nexo-examples/tinycrm",
+            "--config",
+            &cfg,
+            "--secret",
+            "api_token=env:TINYCRM_TOKEN",
+            "--grant-private-http",
+            &url,
+        ])?
+    );
+    println!("\n$ nexo connection test tinycrm-sandbox");
+    print!("{}", nexo(&["connection", "test", "tinycrm-sandbox"])?);
+    println!("\n$ nexo plugin list");
+    print!("{}", nexo(&["plugin", "list"])?);
+
     drop(server);
-    println!("\nDone. Try `target/debug/nexo plugin --help`.");
+    println!(
+        "\nDone. Data in {}; try `target/debug/nexo --data-dir {} plugin list`.",
+        data.display(),
+        data.display()
+    );
     Ok(())
 }
