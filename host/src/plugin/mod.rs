@@ -250,16 +250,9 @@ impl ConnectorPlugin {
             _ => None,
         });
         if let Ok(page) = &out.result
-            && let Some(bad) = page.records.iter().find(|r| !is_json_object(&r.payload))
+            && let Err(e) = self.core.check_payloads(label, &page.records)
         {
-            out.result = Err(PluginError::InvalidOutput {
-                plugin: self.core.sandbox.plugin.clone(),
-                call: label,
-                reason: format!(
-                    "record {}/{} has a payload that is not a JSON object",
-                    bad.stream, bad.id
-                ),
-            });
+            out.result = Err(e);
         }
         out
     }
@@ -330,18 +323,32 @@ impl MapperPlugin {
             _ => None,
         });
         if let Ok(records) = &out.result
-            && let Some(bad) = records.iter().find(|r| !is_json_object(&r.payload))
+            && let Err(e) = self.core.check_payloads(label, records)
         {
-            out.result = Err(PluginError::InvalidOutput {
-                plugin: self.core.sandbox.plugin.clone(),
-                call: label,
-                reason: format!(
-                    "mapped record {}/{} has a payload that is not a JSON object",
-                    bad.stream, bad.id
-                ),
-            });
+            out.result = Err(e);
         }
         out
+    }
+}
+
+impl Core {
+    /// Every record a plugin returns must carry a JSON object.
+    fn check_payloads(
+        &self,
+        call: crate::error::CallRef,
+        records: &[Record],
+    ) -> Result<(), PluginError> {
+        match records.iter().find(|r| !is_json_object(&r.payload)) {
+            None => Ok(()),
+            Some(bad) => Err(PluginError::InvalidOutput {
+                plugin: self.sandbox.plugin.clone(),
+                call,
+                reason: format!(
+                    "record {}/{} has a payload that is not a JSON object",
+                    bad.stream, bad.id
+                ),
+            }),
+        }
     }
 }
 
