@@ -16,6 +16,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("hostile", "HOSTILE"),
     ("networked-mapper", "NETWORKED_MAPPER"),
     ("wit-1-0-fixture", "WIT_1_0_FIXTURE"),
+    ("test-mapper", "TEST_MAPPER"),
 ];
 
 fn main() {

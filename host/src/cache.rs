@@ -104,7 +104,11 @@ impl CompileCache {
             path: path.into(),
             reason: e.to_string(),
         };
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        // Unique per process *and* per call: two threads of one process
+        // compiling the same component must not share a temp file.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
         let mut f = fs::File::create(&tmp).map_err(err)?;
         f.write_all(compiled).map_err(err)?;
         f.sync_all().map_err(err)?;

@@ -158,10 +158,11 @@ async fn write_reports_each_record_and_rejects_only_the_bad_one() {
     let crm = tinycrm::start(tinycrm::seed(2), TOKEN).await;
     let env = Env::new(&crm, 10);
     let input = env.data.path().join("batch.json");
+    // An empty id asks the connector to create the record.
     let batch = serde_json::json!([
         {"id": "c0001", "payload": {"first_name": "Ada", "last_name": "King", "email": "ada@king.test", "updated_at": "x"}},
-        {"id": "new-1", "payload": {"first_name": "Grace", "last_name": "Hopper", "email": "grace@navy.test", "updated_at": "x"}},
-        {"id": "new-2", "payload": {"first_name": "Bad", "last_name": "Mail", "email": "not-an-email", "updated_at": "x"}},
+        {"id": "", "payload": {"first_name": "Grace", "last_name": "Hopper", "email": "grace@navy.test", "updated_at": "x"}},
+        {"id": "", "payload": {"first_name": "Bad", "last_name": "Mail", "email": "not-an-email", "updated_at": "x"}},
     ]);
     std::fs::write(&input, batch.to_string()).unwrap();
     let results = ok_json(env.call(

@@ -18,13 +18,16 @@ pub enum Operation {
 pub struct Record {
     /// Stream the record belongs to.
     pub stream: String,
-    /// The record's id in its own system.
+    /// The record's id in its own system; in a write batch, the destination
+    /// id, or empty when the record must be created (see
+    /// [`Record::destination_id`]).
     pub id: String,
     /// What the destination should do with it.
     pub operation: Operation,
     /// The record as a JSON object, as text.
     pub payload: String,
-    /// The record's cursor value, if the stream has a cursor.
+    /// The record's cursor value, if the stream has a cursor; in a write
+    /// batch, the idempotency key (see [`Record::idempotency_key`]).
     pub cursor: Option<String>,
 }
 
@@ -63,6 +66,22 @@ impl Record {
     pub fn with_cursor(mut self, cursor: impl Into<String>) -> Self {
         self.cursor = Some(cursor.into());
         self
+    }
+
+    /// In a write batch: the key to send with a create so that the
+    /// destination can recognise a retry of a create it already applied
+    /// (e.g. as an `Idempotency-Key` header or an external-id field). The
+    /// host keeps it identical across retries and re-runs for the same
+    /// entity, and carries it in `cursor`. `None` when the host sent none.
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.cursor.as_deref().filter(|k| !k.is_empty())
+    }
+
+    /// In a write batch: the record's id in the destination, or `None` when
+    /// the host does not know one yet (empty `id`) and the record must be
+    /// created.
+    pub fn destination_id(&self) -> Option<&str> {
+        (!self.id.is_empty()).then_some(self.id.as_str())
     }
 
     /// The payload parsed as `T`; a mismatch is a `Rejected` error naming the
@@ -125,7 +144,8 @@ pub enum WriteOutcome {
 /// The outcome of one record of a write batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteResult {
-    /// The record's id as it was in the batch.
+    /// The record's destination id when known (for a created record, the
+    /// new id); otherwise the id as it was in the batch.
     pub id: String,
     /// What happened.
     pub outcome: WriteOutcome,
@@ -212,6 +232,18 @@ mod tests {
         let r = Record::upsert("s", "1", &serde_json::json!({"a": 1})).unwrap();
         assert_eq!(r.payload, r#"{"a":1}"#);
         assert_eq!(r.operation, Operation::Upsert);
+    }
+
+    #[test]
+    fn write_batch_fields_read_as_destination_id_and_idempotency_key() {
+        let create = Record::upsert("contacts", "", &serde_json::json!({})).unwrap();
+        assert_eq!(create.destination_id(), None);
+        assert_eq!(create.idempotency_key(), None);
+        let create = create.with_cursor("9f2c");
+        assert_eq!(create.idempotency_key(), Some("9f2c"));
+        let update = Record::delete("contacts", "c0042").with_cursor("");
+        assert_eq!(update.destination_id(), Some("c0042"));
+        assert_eq!(update.idempotency_key(), None, "an empty key is no key");
     }
 
     #[test]

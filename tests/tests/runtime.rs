@@ -205,3 +205,70 @@ async fn a_plugin_built_against_wit_1_0_still_loads_and_runs() {
         matches!(&written[0].outcome, nexo::plugin::WriteOutcome::Created(id) if id == "dest-item-1")
     );
 }
+
+/// The configurable test mapper: `set`, `drop` and `filter_field` shape
+/// upserts, deletes pass through, and its `malformed` output is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_mapper_sets_drops_filters_and_its_malformed_output_is_refused() {
+    let mapper =
+        MapperPlugin::open(&load(programs::TEST_MAPPER), sandbox("x/test-mapper")).unwrap();
+    let record = |id: &str, operation, payload: serde_json::Value| Record {
+        stream: "contacts".into(),
+        id: id.into(),
+        operation,
+        payload: payload.to_string(),
+        cursor: Some(format!("key-{id}")),
+    };
+    let batch = [
+        record(
+            "c1",
+            Operation::Upsert,
+            serde_json::json!({"id": "c1", "city": "London", "phone": "1", "vip": true}),
+        ),
+        record("c2", Operation::Delete, serde_json::json!({})),
+        record(
+            "c3",
+            Operation::Upsert,
+            serde_json::json!({"id": "c3", "vip": false}),
+        ),
+    ];
+    let config = serde_json::json!({
+        "set": {"city": "Paris", "source": "a"},
+        "drop": ["phone"],
+        "filter_field": "vip",
+    });
+    let out = mapper
+        .map(&config.to_string(), &batch)
+        .await
+        .into_result()
+        .unwrap();
+    let kept: Vec<(&str, Operation, Option<&str>)> = out
+        .iter()
+        .map(|r| (r.id.as_str(), r.operation, r.cursor.as_deref()))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("c1", Operation::Upsert, Some("key-c1")),
+            ("c2", Operation::Delete, Some("key-c2")),
+        ],
+        "c3 is filtered out"
+    );
+    let payload: serde_json::Value = serde_json::from_str(&out[0].payload).unwrap();
+    assert_eq!(
+        payload,
+        serde_json::json!({"id": "c1", "city": "Paris", "source": "a", "vip": true})
+    );
+    assert_eq!(out[1].payload, batch[1].payload);
+
+    let err = mapper
+        .map(r#"{"malformed": true}"#, &batch)
+        .await
+        .into_result()
+        .unwrap_err();
+    assert!(
+        matches!(err, nexo::PluginError::InvalidOutput { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("not a JSON object"), "{err}");
+}

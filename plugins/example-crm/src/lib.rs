@@ -1,14 +1,37 @@
 //! Example Nexo connector for a small REST CRM ("TinyCRM"), written only with
 //! `nexo-sdk`. It shows the vendor's whole job: a config type, a spec,
-//! `check`, `discover`, incremental `read` with a cursor and paging, and
-//! `write` with per-record outcomes.
+//! `check`, `discover`, incremental `read` with a cursor, paging and deletes,
+//! and idempotent `write` with per-record outcomes.
 //!
-//! The API it talks to: `GET /api/ping`, `GET /api/contacts?updated_after=T&limit=N&page_token=P`
-//! answering `{"results": [...], "next_page_token": "..."|null}`,
-//! `POST /api/contacts` and `PUT /api/contacts/{id}`; bearer token auth.
+//! The API it talks to (bearer token auth):
+//! - `GET /api/ping`;
+//! - `GET /api/contacts?updated_after=T&limit=N&page_token=P` answering
+//!   `{"results": [...], "next_page_token": "..."|null}`, where a result is a
+//!   contact or a tombstone `{"id", "deleted": true, "updated_at"}`, ordered
+//!   by (`updated_at`, `id`); `updated_at` is stamped by the server;
+//! - `POST /api/contacts` with an optional `Idempotency-Key` header (201, or
+//!   200 with the contact already created for that key);
+//! - `PUT /api/contacts/{id}` (replace) and `DELETE /api/contacts/{id}`.
+//!
+//! `read` turns tombstones into delete records, so deletions sync too.
+//!
+//! `write` follows the host's write-batch protocol: a record's `id` is the
+//! TinyCRM id, or empty when the contact must be created; its `cursor` is the
+//! idempotency key, sent with every create so that a create whose answer was
+//! lost (timeout) and is retried does not make a duplicate. The outcomes:
+//! - upsert without id → `POST` → `created(new id)`, also when TinyCRM
+//!   recognises the key (the same contact; if its content differs from the
+//!   record's, it is brought up to date with a `PUT`);
+//! - upsert with id → `PUT` → `updated(id)`; a contact that no longer exists
+//!   → `failed(rejected)`;
+//! - delete with id → `DELETE` → `deleted(id)`, also when already gone;
+//! - a record TinyCRM refuses (400/404/409/422) → `failed(rejected)` for that
+//!   record only; anything else (auth, timeout, 5xx, 429) ends the call with
+//!   an error, and the host retries the batch with the same keys.
 
 use nexo_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// Configuration of a TinyCRM connection.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -19,10 +42,48 @@ pub struct Config {
     /// Records per page (1-500).
     #[serde(default = "default_page_size")]
     pub page_size: u32,
+    /// Timeout of each request to TinyCRM in milliseconds (at least 1); the
+    /// host's own limit applies when absent, and caps it when larger.
+    #[serde(default)]
+    pub timeout_ms: Option<u32>,
 }
 
 fn default_page_size() -> u32 {
     100
+}
+
+impl Config {
+    /// The base URL without a trailing `/`, once the config is known to be
+    /// usable.
+    fn base(&self) -> Result<&str, Error> {
+        if !(1..=500).contains(&self.page_size) {
+            return Err(Error::config(
+                "field `page_size`: must be between 1 and 500",
+            ));
+        }
+        if self.timeout_ms == Some(0) {
+            return Err(Error::config(
+                "field `timeout_ms`: must be at least 1 (leave it out for the host's default)",
+            ));
+        }
+        let base = self.base_url.trim_end_matches('/');
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            return Err(Error::config(format!(
+                "field `base_url`: `{}` is not an http(s) URL",
+                self.base_url
+            )));
+        }
+        Ok(base)
+    }
+
+    /// A request to `path` with the token and the configured timeout.
+    fn request(&self, new: fn(String) -> Request, path: &str) -> Result<Request, Error> {
+        let request = new(format!("{}{path}", self.base()?)).bearer_secret("api_token");
+        Ok(match self.timeout_ms {
+            Some(ms) => request.timeout_ms(ms),
+            None => request,
+        })
+    }
 }
 
 /// A CRM contact as the API returns it.
@@ -51,13 +112,17 @@ pub struct Contact {
     /// City.
     #[serde(default)]
     pub city: Option<String>,
-    /// Last modification, RFC 3339 UTC.
+    /// Last modification, RFC 3339 UTC, stamped by TinyCRM.
     pub updated_at: String,
+    /// Custom fields, kept as they are so that they survive a round trip.
+    #[serde(flatten)]
+    pub custom: Map<String, Value>,
 }
 
 #[derive(Deserialize)]
-struct ContactPage {
-    results: Vec<Contact>,
+struct ChangePage {
+    /// Contacts and tombstones.
+    results: Vec<Value>,
     #[serde(default)]
     next_page_token: Option<String>,
 }
@@ -67,19 +132,6 @@ struct ContactPage {
 pub struct TinyCrm;
 
 const STREAM: &str = "contacts";
-
-impl TinyCrm {
-    fn base(config: &Config) -> Result<&str, Error> {
-        let base = config.base_url.trim_end_matches('/');
-        if !(base.starts_with("https://") || base.starts_with("http://")) {
-            return Err(Error::config(format!(
-                "field `base_url`: `{}` is not an http(s) URL",
-                config.base_url
-            )));
-        }
-        Ok(base)
-    }
-}
 
 impl Connector for TinyCrm {
     type Config = Config;
@@ -98,13 +150,8 @@ impl Connector for TinyCrm {
     }
 
     fn check(config: &Config) -> Result<(), Error> {
-        if !(1..=500).contains(&config.page_size) {
-            return Err(Error::config(
-                "field `page_size`: must be between 1 and 500",
-            ));
-        }
-        Request::get(format!("{}/api/ping", Self::base(config)?))
-            .bearer_secret("api_token")
+        config
+            .request(Request::get, "/api/ping")?
             .send()?
             .error_for_status()?;
         nexo_sdk::info!("connected to {}", config.base_url);
@@ -128,23 +175,23 @@ impl Connector for TinyCrm {
         }
         let cursor = Cursor::from_state(state)?;
         let from = cursor.query_value();
-        let page: ContactPage = Request::get(format!("{}/api/contacts", Self::base(config)?))
+        let page: ChangePage = config
+            .request(Request::get, "/api/contacts")?
             .query("updated_after", from.unwrap_or(""))
             .query("limit", config.page_size.to_string())
             .query("page_token", cursor.page_token().unwrap_or(""))
-            .bearer_secret("api_token")
             .send()?
             .error_for_status()?
             .json()?;
         let mut next = cursor.clone();
         let mut records = Vec::with_capacity(page.results.len());
-        for c in page.results {
-            if cursor.is_seen(&c.updated_at, &c.id) {
+        for row in page.results {
+            let (updated_at, record) = change_record(row)?;
+            if cursor.is_seen(&updated_at, &record.id) {
                 continue;
             }
-            next.observe(&c.updated_at, &c.id);
-            let updated_at = c.updated_at.clone();
-            records.push(Record::upsert(STREAM, c.id.clone(), &c)?.with_cursor(updated_at));
+            next.observe(&updated_at, &record.id);
+            records.push(record.with_cursor(updated_at));
         }
         let has_more = page.next_page_token.is_some();
         next.set_page(page.next_page_token, from);
@@ -157,55 +204,219 @@ impl Connector for TinyCrm {
 
     fn write(config: &Config, stream: &str, batch: Vec<Record>) -> Result<Vec<WriteResult>, Error> {
         if stream != STREAM {
-            return Err(Error::config(format!("unknown stream `{stream}`")));
+            return Err(Error::config(format!(
+                "unknown stream `{stream}`; TinyCRM has `{STREAM}`"
+            )));
         }
-        let base = Self::base(config)?;
+        config.base()?;
         let mut results = Vec::with_capacity(batch.len());
         for record in batch {
-            let outcome = match write_one(base, &record) {
+            let outcome = match write_one(config, &record) {
                 Ok(o) => o,
                 // Only this record failed; stop the batch on anything else.
                 Err(e @ Error::Rejected(_)) => WriteOutcome::Failed(e),
                 Err(e) => return Err(e),
             };
-            results.push(WriteResult {
-                id: record.id,
-                outcome,
-            });
+            let id = match &outcome {
+                WriteOutcome::Created(id)
+                | WriteOutcome::Updated(id)
+                | WriteOutcome::Unchanged(id)
+                | WriteOutcome::Deleted(id) => id.clone(),
+                WriteOutcome::Failed(_) => record.id,
+            };
+            results.push(WriteResult { id, outcome });
         }
         Ok(results)
     }
 }
 
-fn write_one(base: &str, record: &Record) -> Result<WriteOutcome, Error> {
-    if record.operation == Operation::Delete {
-        Request::delete(format!("{base}/api/contacts/{}", record.id))
-            .bearer_secret("api_token")
-            .send()?
-            .error_for_status()?;
-        return Ok(WriteOutcome::Deleted(record.id.clone()));
+/// One result of the change stream as a record, with its `updated_at`.
+fn change_record(row: Value) -> Result<(String, Record), Error> {
+    if row.get("deleted").and_then(Value::as_bool) == Some(true) {
+        let field = |name: &str| {
+            row.get(name)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    Error::internal(format!("TinyCRM sent a tombstone without `{name}`: {row}"))
+                })
+        };
+        let (id, updated_at) = (field("id")?, field("updated_at")?);
+        return Ok((updated_at, Record::delete(STREAM, id)));
     }
-    let body: serde_json::Value = serde_json::from_str(&record.payload)?;
-    let existing = Request::get(format!("{base}/api/contacts/{}", record.id))
-        .bearer_secret("api_token")
-        .send()?;
-    if existing.status == 404 {
-        let created: Contact = Request::post(format!("{base}/api/contacts"))
-            .bearer_secret("api_token")
-            .json(&body)?
-            .send()?
-            .error_for_status()?
-            .json()?;
-        Ok(WriteOutcome::Created(created.id))
-    } else {
-        existing.error_for_status()?;
-        Request::put(format!("{base}/api/contacts/{}", record.id))
-            .bearer_secret("api_token")
-            .json(&body)?
-            .send()?
-            .error_for_status()?;
-        Ok(WriteOutcome::Updated(record.id.clone()))
+    let contact: Contact = serde_json::from_value(row)
+        .map_err(|e| Error::internal(format!("TinyCRM sent a contact that does not parse: {e}")))?;
+    let record = Record::upsert(STREAM, contact.id.clone(), &contact)?;
+    Ok((contact.updated_at, record))
+}
+
+fn write_one(config: &Config, record: &Record) -> Result<WriteOutcome, Error> {
+    // URL parsers resolve `.` and `..` segments (even percent-encoded), so
+    // such an id would address another resource.
+    if matches!(record.id.as_str(), "." | "..") {
+        return Ok(WriteOutcome::Failed(Error::rejected(format!(
+            "`{}` is not a TinyCRM contact id",
+            record.id
+        ))));
+    }
+    match (record.operation, record.destination_id()) {
+        (Operation::Delete, Some(id)) => delete(config, id),
+        (Operation::Delete, None) => Ok(WriteOutcome::Failed(Error::rejected(
+            "a delete needs the contact's TinyCRM id and this record has none; nothing was sent",
+        ))),
+        (Operation::Upsert, Some(id)) => update(config, id, &body(record)?),
+        (Operation::Upsert, None) => create(config, record.idempotency_key(), &body(record)?),
     }
 }
 
+/// The payload to send: TinyCRM owns `id` and `updated_at`.
+fn body(record: &Record) -> Result<Map<String, Value>, Error> {
+    let mut body: Map<String, Value> = record.payload_as()?;
+    body.remove("id");
+    body.remove("updated_at");
+    Ok(body)
+}
+
+fn create(
+    config: &Config,
+    key: Option<&str>,
+    body: &Map<String, Value>,
+) -> Result<WriteOutcome, Error> {
+    let mut request = config.request(Request::post, "/api/contacts")?.json(body)?;
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    let response = request
+        .send()?
+        .error_for_status()
+        .map_err(|e| about(e, &format!("new contact (key {})", key.unwrap_or("none"))))?;
+    let replayed = response.status == 200;
+    let contact: Value = response.json()?;
+    let id = contact
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            Error::internal(format!(
+                "TinyCRM created a contact without an id: {contact}"
+            ))
+        })?
+        .to_string();
+    // A replay answers with the contact created the first time; the record
+    // may have changed since, and the latest version must land.
+    if replayed
+        && !same_content(&contact, body)
+        && let WriteOutcome::Failed(e) = update(config, &id, body)?
+    {
+        return Ok(WriteOutcome::Failed(e));
+    }
+    Ok(WriteOutcome::Created(id))
+}
+
+fn update(config: &Config, id: &str, body: &Map<String, Value>) -> Result<WriteOutcome, Error> {
+    let response = config
+        .request(Request::put, &format!("/api/contacts/{}", segment(id)))?
+        .json(body)?
+        .send()?;
+    if response.status == 404 {
+        return Ok(WriteOutcome::Failed(Error::rejected(format!(
+            "contact {id} no longer exists in TinyCRM"
+        ))));
+    }
+    response
+        .error_for_status()
+        .map_err(|e| about(e, &format!("contact {id}")))?;
+    Ok(WriteOutcome::Updated(id.to_string()))
+}
+
+fn delete(config: &Config, id: &str) -> Result<WriteOutcome, Error> {
+    let response = config
+        .request(Request::delete, &format!("/api/contacts/{}", segment(id)))?
+        .send()?;
+    // Already gone is what a delete wants: a retried delete succeeds.
+    if response.status != 404 {
+        response
+            .error_for_status()
+            .map_err(|e| about(e, &format!("contact {id}")))?;
+    }
+    Ok(WriteOutcome::Deleted(id.to_string()))
+}
+
+/// Whether TinyCRM's `contact` already holds `body` (ignoring the fields
+/// TinyCRM owns).
+fn same_content(contact: &Value, body: &Map<String, Value>) -> bool {
+    let Some(stored) = contact.as_object() else {
+        return false;
+    };
+    let theirs = stored
+        .iter()
+        .filter(|(k, _)| *k != "id" && *k != "updated_at");
+    theirs.clone().count() == body.len() && theirs.into_iter().all(|(k, v)| body.get(k) == Some(v))
+}
+
+/// A record-level refusal names the record it is about.
+fn about(e: Error, what: &str) -> Error {
+    match e {
+        Error::Rejected(m) => Error::Rejected(format!("{what}: {m}")),
+        other => other,
+    }
+}
+
+/// `id` as one URL path segment, so that no id can reach another endpoint
+/// (`.` and `..` are refused before).
+fn segment(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 nexo_sdk::export_connector!(TinyCrm);
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tombstones_become_deletes_and_contacts_keep_custom_fields() {
+        let (at, r) =
+            change_record(json!({"id": "c7", "deleted": true, "updated_at": "T2"})).unwrap();
+        assert_eq!(
+            (at.as_str(), r.operation, r.id.as_str()),
+            ("T2", Operation::Delete, "c7")
+        );
+        let (at, r) = change_record(json!({
+            "id": "c8", "first_name": "A", "last_name": "B", "email": "a@b.test",
+            "updated_at": "T3", "loyalty": 7
+        }))
+        .unwrap();
+        assert_eq!((at.as_str(), r.operation), ("T3", Operation::Upsert));
+        let payload: Value = serde_json::from_str(&r.payload).unwrap();
+        assert_eq!(payload["loyalty"], 7);
+        assert_eq!(payload["company"], Value::Null);
+        assert!(change_record(json!({"deleted": true})).is_err());
+    }
+
+    #[test]
+    fn content_comparison_ignores_server_fields() {
+        let body = json!({"email": "a@b.test", "city": null});
+        let body = body.as_object().unwrap();
+        let stored = json!({"id": "c1", "updated_at": "T", "email": "a@b.test", "city": null});
+        assert!(same_content(&stored, body));
+        let stored = json!({"id": "c1", "email": "a@b.test", "city": "Paris"});
+        assert!(!same_content(&stored, body));
+        let stored = json!({"id": "c1", "email": "a@b.test"});
+        assert!(!same_content(&stored, body));
+    }
+
+    #[test]
+    fn ids_cannot_escape_their_path_segment() {
+        assert_eq!(segment("c0001"), "c0001");
+        assert_eq!(segment("../ping?x"), "..%2Fping%3Fx");
+    }
+}

@@ -1,0 +1,96 @@
+//! A mapper whose behaviour the sync engine's tests choose through its
+//! config, so that a pipeline can be given a visible transformation, a
+//! filter, or output the host must refuse, without a mapper per case.
+//!
+//! Config (every field optional):
+//! `{"set": {"field": value, ...}, "drop": ["field", ...], "malformed": false,
+//! "filter_field": null, "patch": {"record-id": {"field": value}}}`.
+//! - `set`: fields written over each upsert's payload;
+//! - `patch`: fields written over the payload of one record, by id (to make
+//!   one record of a batch dirty);
+//! - `drop`: fields removed from each upsert's payload (after `set`);
+//! - `filter_field`: when given, an upsert whose payload lacks this field or
+//!   has it `null` or `false` is left out of the output;
+//! - `malformed`: return, for every record, one with an empty id and the JSON
+//!   string `"oops"` as payload, which is not an object.
+//!
+//! Records keep their `stream`, `id`, `operation` and `cursor`; deletes pass
+//! through unchanged.
+
+use nexo_sdk::prelude::*;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// What the mapper does to each record.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Fields to set (overwriting).
+    #[serde(default)]
+    pub set: Map<String, Value>,
+    /// Fields to remove.
+    #[serde(default)]
+    pub drop: Vec<String>,
+    /// Return a payload that is not a JSON object, on purpose.
+    #[serde(default)]
+    pub malformed: bool,
+    /// Keep only upserts where this field is present and not `null`/`false`.
+    #[serde(default)]
+    pub filter_field: Option<String>,
+    /// Per-record fields to set, by record id.
+    #[serde(default)]
+    pub patch: Map<String, Value>,
+}
+
+/// The mapper.
+#[derive(Debug)]
+pub struct TestMapper;
+
+impl Mapper for TestMapper {
+    type Config = Config;
+
+    fn map(config: &Config, batch: Vec<Record>) -> Result<Vec<Record>, Error> {
+        let mut out = Vec::with_capacity(batch.len());
+        for record in batch {
+            if config.malformed {
+                out.push(Record {
+                    id: String::new(),
+                    payload: "\"oops\"".to_string(),
+                    ..record
+                });
+                continue;
+            }
+            if record.operation == Operation::Delete {
+                out.push(record);
+                continue;
+            }
+            let mut payload: Map<String, Value> = record.payload_as()?;
+            if let Some(field) = &config.filter_field
+                && matches!(
+                    payload.get(field),
+                    None | Some(Value::Null | Value::Bool(false))
+                )
+            {
+                continue;
+            }
+            for (field, value) in &config.set {
+                payload.insert(field.clone(), value.clone());
+            }
+            for field in &config.drop {
+                payload.remove(field);
+            }
+            if let Some(Value::Object(fields)) = config.patch.get(&record.id) {
+                for (field, value) in fields {
+                    payload.insert(field.clone(), value.clone());
+                }
+            }
+            out.push(Record {
+                payload: Value::Object(payload).to_string(),
+                ..record
+            });
+        }
+        Ok(out)
+    }
+}
+
+nexo_sdk::export_mapper!(TestMapper);
