@@ -62,6 +62,19 @@ pub enum GuestError {
 }
 
 impl GuestError {
+    /// The class name, as shown in queues and metrics.
+    pub fn class(&self) -> &'static str {
+        match self {
+            GuestError::InvalidConfig(_) => "invalid-config",
+            GuestError::Auth(_) => "auth",
+            GuestError::AccessDenied(_) => "access-denied",
+            GuestError::RateLimited { .. } => "rate-limited",
+            GuestError::Transient(_) => "transient",
+            GuestError::Rejected(_) => "rejected",
+            GuestError::Internal(_) => "internal",
+        }
+    }
+
     /// Whether retrying later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(

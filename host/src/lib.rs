@@ -20,6 +20,7 @@ pub mod runtime;
 pub mod sandbox;
 pub mod state;
 pub mod store;
+pub mod sync;
 
 pub use error::{CallRef, GuestError, LoadError, PluginError, PluginRef, RuntimeError};
 pub use limits::{Limit, Limits};

@@ -15,6 +15,7 @@ mod call;
 mod connection;
 mod inspect;
 mod install;
+mod sync;
 
 /// Nexo: connect CRM, ERP and accounting systems through sandboxed plugins.
 #[derive(Debug, Parser)]
@@ -48,6 +49,33 @@ enum Command {
     /// Manage connections: an installed plugin + config + secrets + grants.
     #[command(subcommand)]
     Connection(connection::ConnectionCommand),
+    /// Define, run, pause and inspect pipelines.
+    #[command(subcommand)]
+    Pipeline(sync::PipelineCommand),
+    /// List runs, newest first.
+    Runs {
+        /// Only this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Only this status (running, succeeded, failed, interrupted).
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Set how many days of run history to keep (default 30).
+        #[arg(long, value_name = "DAYS")]
+        set_retention: Option<u32>,
+    },
+    /// Show one run.
+    #[command(subcommand)]
+    Run(sync::RunCommand),
+    /// The dead-letter queue: records that could not be delivered.
+    #[command(subcommand)]
+    Dlq(sync::DlqCommand),
+    /// Conflicts held for a person.
+    #[command(subcommand)]
+    Conflict(sync::ConflictCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -320,6 +348,27 @@ async fn run(cli: Cli) -> Result<()> {
             install::remove(&registry(&dir, &runtime)?, &id, force)
         }
         Command::Connection(cmd) => connection::run(&dir, &registry(&dir, &runtime)?, cmd).await,
+        Command::Pipeline(cmd) => {
+            sync::pipeline(&sync::engine(&dir, &registry(&dir, &runtime)?)?, cmd).await
+        }
+        Command::Runs {
+            pipeline,
+            status,
+            limit,
+            set_retention,
+        } => {
+            let db = open_db(&dir)?;
+            if let Some(days) = set_retention {
+                nexo::sync::SyncStore::set_setting(&db, "run_retention_days", &days.to_string())?;
+                println!("run history is kept for {days} days");
+            }
+            sync::runs(&db, pipeline, status, limit)
+        }
+        Command::Run(cmd) => sync::run_show(&open_db(&dir)?, cmd),
+        Command::Dlq(cmd) => sync::dlq(&sync::engine(&dir, &registry(&dir, &runtime)?)?, cmd).await,
+        Command::Conflict(cmd) => {
+            sync::conflict(&sync::engine(&dir, &registry(&dir, &runtime)?)?, cmd).await
+        }
         Command::Trust(TrustCommand::Add { file }) => bundle::trust_add(&open_db(&dir)?, &file),
         Command::Trust(TrustCommand::List) => bundle::trust_list(&open_db(&dir)?),
         Command::Trust(TrustCommand::Remove { key_id }) => {

@@ -314,6 +314,11 @@ impl MapperPlugin {
         self.core.warm_up().await
     }
 
+    /// Who the plugin is.
+    pub fn plugin(&self) -> &PluginRef {
+        &self.core.sandbox.plugin
+    }
+
     /// `map(config, batch)`.
     pub async fn map(&self, config: &str, batch: &[Record]) -> Outcome<Vec<Record>> {
         let call = Op::Map { config, batch };

@@ -11,6 +11,7 @@ use rusqlite::Connection;
 pub mod connections;
 pub mod registry;
 pub mod sealed;
+pub mod sync;
 pub mod trust;
 
 /// A storage failure.
@@ -92,6 +93,8 @@ const MIGRATIONS: &[&str] = &[
          sealed BLOB NOT NULL,
          PRIMARY KEY (connection, name)
      );",
+    // 5: pipelines, identity map, runs, dead letters, conflicts, settings
+    sync::MIGRATION,
 ];
 
 /// The database. Cheap to clone.

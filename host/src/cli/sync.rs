@@ -1,0 +1,552 @@
+//! `nexo pipeline …`, `nexo runs`, `nexo run show`, `nexo dlq …` and
+//! `nexo conflict …`: defining pipelines, running them (with a progress bar
+//! and a dry run that prints the diff), and working the queues.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use nexo::connections::Connections;
+use nexo::registry::Registry;
+use nexo::store::sealed::Sealer;
+use nexo::sync::store::{Counts, RunFilter, SyncStore};
+use nexo::sync::{Engine, Pipeline, RunOptions, Side};
+
+use super::call::read_text;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PipelineCommand {
+    /// Create or replace a pipeline from a TOML file (validated first;
+    /// nothing is saved if anything is wrong).
+    Apply {
+        /// The pipeline file.
+        file: PathBuf,
+    },
+    /// List pipelines.
+    List,
+    /// Show a pipeline's definition and state.
+    Show {
+        /// The pipeline.
+        name: String,
+    },
+    /// Run a pipeline now.
+    Run {
+        /// The pipeline.
+        name: String,
+        /// Read and map for real but write nothing anywhere; print what
+        /// would be created, updated (with a field diff) or deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a pipeline (runs are refused until resumed).
+    Pause {
+        /// The pipeline.
+        name: String,
+    },
+    /// Resume a paused pipeline.
+    Resume {
+        /// The pipeline.
+        name: String,
+    },
+    /// Forget the pipeline's cursor: the next run reads everything again
+    /// (records already in sync are recognised and not written).
+    Reset {
+        /// The pipeline.
+        name: String,
+    },
+    /// Remove a pipeline (its run history and identity links stay).
+    Remove {
+        /// The pipeline.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RunCommand {
+    /// Show a run: counts, errors, log and each record's outcome.
+    Show {
+        /// Run id.
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DlqCommand {
+    /// List dead letters (open ones unless --status says otherwise).
+    List {
+        /// Only this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// open, replayed, discarded or all.
+        #[arg(long, default_value = "open")]
+        status: String,
+    },
+    /// Show one dead letter with its record.
+    Show {
+        /// Its id.
+        id: i64,
+    },
+    /// Write it again (after fixing the cause).
+    Replay {
+        /// Its id.
+        id: i64,
+    },
+    /// Drop it for good.
+    Discard {
+        /// Its id.
+        id: i64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Keep {
+    Source,
+    Destination,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConflictCommand {
+    /// List conflicts (open ones unless --status says otherwise).
+    List {
+        /// Only this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// open, resolved or all.
+        #[arg(long, default_value = "open")]
+        status: String,
+    },
+    /// Show both versions of a conflict.
+    Show {
+        /// Its id.
+        id: i64,
+    },
+    /// Settle a held conflict by keeping one side.
+    Resolve {
+        /// Its id.
+        id: i64,
+        /// Which version wins.
+        #[arg(long, value_enum)]
+        keep: Keep,
+    },
+}
+
+pub(crate) fn engine(dir: &Path, registry: &Registry) -> Result<Engine> {
+    let sealer = Sealer::from_env_or_file(&dir.join("secret.key"))?;
+    let connections = Connections::new(registry.clone(), sealer);
+    let store: Arc<dyn SyncStore> = Arc::new(registry.db().clone());
+    Ok(Engine::new(
+        store,
+        connections,
+        registry.clone(),
+        Some(dir.join("locks")),
+    ))
+}
+
+fn status_filter(s: &str) -> Option<&str> {
+    (s != "all").then_some(s)
+}
+
+fn counts_line(c: &Counts) -> String {
+    format!(
+        "read {}, created {}, updated {}, unchanged {}, deleted {}, failed {}, quarantined {}, conflicts {}",
+        c.read, c.created, c.updated, c.unchanged, c.deleted, c.failed, c.quarantined, c.conflicts
+    )
+}
+
+pub(crate) async fn pipeline(engine: &Engine, cmd: PipelineCommand) -> Result<()> {
+    let store = engine.store();
+    match cmd {
+        PipelineCommand::Apply { file } => {
+            let text = read_text(&file)?;
+            let pipeline = Pipeline::from_toml(&text, &file.display().to_string())?;
+            let existed = store.pipeline(&pipeline.name)?.is_some();
+            engine.apply(&pipeline).await?;
+            println!(
+                "{} pipeline {}: {}/{} → {}/{}",
+                if existed { "updated" } else { "created" },
+                pipeline.name,
+                pipeline.source.connection,
+                pipeline.source.stream,
+                pipeline.destination.connection,
+                pipeline.destination.stream
+            );
+        }
+        PipelineCommand::List => {
+            let rows = store.pipelines()?;
+            if rows.is_empty() {
+                println!("no pipelines; create one with `nexo pipeline apply FILE`");
+            }
+            for row in rows {
+                let p = &row.pipeline;
+                let last = store
+                    .runs(&RunFilter {
+                        pipeline: Some(p.name.clone()),
+                        status: None,
+                        limit: 1,
+                    })?
+                    .into_iter()
+                    .next()
+                    .map(|r| format!("last run #{} {}", r.id, r.status))
+                    .unwrap_or_else(|| "never run".into());
+                println!(
+                    "{}  {}/{} → {}/{}  {}{}",
+                    p.name,
+                    p.source.connection,
+                    p.source.stream,
+                    p.destination.connection,
+                    p.destination.stream,
+                    last,
+                    if row.paused { "  [paused]" } else { "" }
+                );
+            }
+        }
+        PipelineCommand::Show { name } => {
+            let row = store
+                .pipeline(&name)?
+                .with_context(|| format!("no pipeline named `{name}`"))?;
+            println!("{}", serde_json::to_string_pretty(&row.pipeline)?);
+            println!("# paused: {}", row.paused);
+            println!(
+                "# cursor: {}",
+                row.state
+                    .as_deref()
+                    .unwrap_or("(none: the next run reads everything)")
+            );
+        }
+        PipelineCommand::Run {
+            name,
+            dry_run,
+            json,
+        } => run(engine, &name, dry_run, json).await?,
+        PipelineCommand::Pause { name } => {
+            if !store.set_paused(&name, true)? {
+                bail!("no pipeline named `{name}`");
+            }
+            println!("paused {name}");
+        }
+        PipelineCommand::Resume { name } => {
+            if !store.set_paused(&name, false)? {
+                bail!("no pipeline named `{name}`");
+            }
+            println!("resumed {name}");
+        }
+        PipelineCommand::Reset { name } => {
+            store
+                .pipeline(&name)?
+                .with_context(|| format!("no pipeline named `{name}`"))?;
+            store.reset_state(&name)?;
+            println!("reset {name}: the next run reads everything");
+        }
+        PipelineCommand::Remove { name } => {
+            if !store.delete_pipeline(&name)? {
+                bail!("no pipeline named `{name}`");
+            }
+            println!("removed pipeline {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn run(engine: &Engine, name: &str, dry_run: bool, json: bool) -> Result<()> {
+    let bar = (!json && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    });
+    let started = Instant::now();
+    let progress = bar.clone().map(|bar| {
+        let f: nexo::sync::Progress = Arc::new(move |c: &Counts| {
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            bar.set_message(format!(
+                "{} records ({:.0}/s): {}",
+                c.read,
+                c.read as f64 / secs,
+                counts_line(c)
+            ));
+        });
+        f
+    });
+    let result = engine.run(name, RunOptions { dry_run, progress }).await;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = result?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "run": report.run_id,
+                "status": report.status.as_str(),
+                "dry_run": dry_run,
+                "counts": report.counts,
+                "pages": report.pages,
+                "ms": report.elapsed.as_millis() as u64,
+                "plan": report.plan,
+            })
+        );
+        return Ok(());
+    }
+    if dry_run {
+        println!("dry run of {name}: nothing was written");
+        for change in &report.plan {
+            let target = change
+                .destination_id
+                .as_deref()
+                .map(|d| format!(" → {d}"))
+                .unwrap_or_default();
+            println!("  {} {}{}", change.action, change.source_id, target);
+            for d in &change.diff {
+                println!("      {}: {} → {}", d.field, d.before, d.after);
+            }
+        }
+    } else if let Some(id) = report.run_id {
+        println!("run #{id} of {name}: {}", report.status.as_str());
+    }
+    let secs = report.elapsed.as_secs_f64().max(0.001);
+    println!(
+        "  {} in {:.2}s ({:.0} records/s)",
+        counts_line(&report.counts),
+        secs,
+        report.counts.read as f64 / secs
+    );
+    if report.counts.failed + report.counts.quarantined > 0 {
+        println!("  see `nexo dlq list --pipeline {name}`");
+    }
+    if report.counts.conflicts > 0 {
+        println!("  see `nexo conflict list --pipeline {name}`");
+    }
+    Ok(())
+}
+
+pub(crate) fn runs(
+    store: &dyn SyncStore,
+    pipeline: Option<String>,
+    status: Option<String>,
+    limit: usize,
+) -> Result<()> {
+    let rows = store.runs(&RunFilter {
+        pipeline,
+        status,
+        limit,
+    })?;
+    if rows.is_empty() {
+        println!("no runs");
+    }
+    for r in rows {
+        println!(
+            "#{}  {}  {}  {}  {}ms  {}{}",
+            r.id,
+            r.pipeline,
+            r.status,
+            r.started_at,
+            r.duration_ms.unwrap_or(0),
+            counts_line(&r.counts),
+            r.error
+                .map(|e| format!("\n      error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn run_show(store: &dyn SyncStore, cmd: RunCommand) -> Result<()> {
+    let RunCommand::Show { id, json } = cmd;
+    let run = store
+        .run(id)?
+        .with_context(|| format!("no run #{id}; see `nexo runs`"))?;
+    let records = store.run_records(id)?;
+    let log = store.run_log(id)?;
+    if json {
+        let records: Vec<_> = records
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "source_id": r.source_id,
+                    "destination_id": r.destination_id,
+                    "outcome": r.outcome.as_str(),
+                    "detail": r.detail,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "id": run.id, "pipeline": run.pipeline, "status": run.status,
+                "started_at": run.started_at, "finished_at": run.finished_at,
+                "duration_ms": run.duration_ms, "pages": run.pages, "counts": run.counts,
+                "error": run.error, "records": records,
+                "log": log.iter().map(|(at, level, m)| serde_json::json!({"at": at, "level": level, "message": m})).collect::<Vec<_>>(),
+            })
+        );
+        return Ok(());
+    }
+    println!("run #{} of {}: {}", run.id, run.pipeline, run.status);
+    println!(
+        "  started {}  finished {}  {} ms  {} pages",
+        run.started_at,
+        run.finished_at.as_deref().unwrap_or("-"),
+        run.duration_ms.unwrap_or(0),
+        run.pages
+    );
+    println!("  {}", counts_line(&run.counts));
+    if let Some(e) = &run.error {
+        println!("  error: {e}");
+    }
+    if !log.is_empty() {
+        println!("log:");
+        for (at, level, message) in &log {
+            println!("  {at} {level:5} {message}");
+        }
+    }
+    if !records.is_empty() {
+        println!("records:");
+        for r in &records {
+            println!(
+                "  {:11} {}{}{}",
+                r.outcome.as_str(),
+                r.source_id,
+                r.destination_id
+                    .as_deref()
+                    .map(|d| format!(" → {d}"))
+                    .unwrap_or_default(),
+                r.detail
+                    .as_deref()
+                    .map(|d| format!("  ({d})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn dlq(engine: &Engine, cmd: DlqCommand) -> Result<()> {
+    let store = engine.store();
+    match cmd {
+        DlqCommand::List { pipeline, status } => {
+            let letters = store.dead_letters(pipeline.as_deref(), status_filter(&status))?;
+            if letters.is_empty() {
+                println!("no dead letters");
+            }
+            for l in letters {
+                println!(
+                    "{}  {}  {}  record {}  [{}{}] {}  ({})",
+                    l.id,
+                    l.pipeline,
+                    l.letter.kind.as_str(),
+                    l.letter.source_id,
+                    l.letter.class,
+                    l.letter
+                        .field
+                        .as_deref()
+                        .map(|f| format!(", field {f}"))
+                        .unwrap_or_default(),
+                    l.letter.error,
+                    l.status
+                );
+            }
+        }
+        DlqCommand::Show { id } => {
+            let l = store
+                .dead_letter(id)?
+                .with_context(|| format!("no dead letter {id}; see `nexo dlq list`"))?;
+            println!("dead letter {} ({})", l.id, l.status);
+            println!("  pipeline  {} (run #{})", l.pipeline, l.run_id);
+            println!("  kind      {}", l.letter.kind.as_str());
+            println!("  record    {}", l.letter.source_id);
+            println!("  class     {}", l.letter.class);
+            if let Some(f) = &l.letter.field {
+                println!("  field     {f}");
+            }
+            println!("  error     {}", l.letter.error);
+            println!("  attempts  {}", l.letter.attempts);
+            println!("  since     {}", l.created_at);
+            let record: serde_json::Value =
+                serde_json::from_str(&l.letter.record).unwrap_or(serde_json::Value::Null);
+            println!(
+                "  write     {}",
+                serde_json::to_string_pretty(&record)?.replace('\n', "\n            ")
+            );
+        }
+        DlqCommand::Replay { id } => {
+            let run = engine.replay(id).await?;
+            println!("dead letter {id} replayed (run #{run})");
+        }
+        DlqCommand::Discard { id } => {
+            engine.discard(id)?;
+            println!("dead letter {id} discarded");
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn conflict(engine: &Engine, cmd: ConflictCommand) -> Result<()> {
+    let store = engine.store();
+    match cmd {
+        ConflictCommand::List { pipeline, status } => {
+            let list = store.conflicts(pipeline.as_deref(), status_filter(&status))?;
+            if list.is_empty() {
+                println!("no conflicts");
+            }
+            for c in list {
+                println!(
+                    "{}  {}  record {} ↔ {}  fields {}  ({}{})",
+                    c.id,
+                    c.pipeline,
+                    c.conflict.source_id,
+                    c.conflict.destination_id,
+                    c.conflict.fields.join(", "),
+                    c.status,
+                    c.conflict
+                        .resolution
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        ConflictCommand::Show { id } => {
+            let c = store
+                .conflict(id)?
+                .with_context(|| format!("no conflict {id}; see `nexo conflict list`"))?;
+            let source: serde_json::Value =
+                serde_json::from_str(&c.conflict.source_record).unwrap_or_default();
+            let dest: serde_json::Value =
+                serde_json::from_str(&c.conflict.destination_payload).unwrap_or_default();
+            println!("conflict {} ({}) in {}", c.id, c.status, c.pipeline);
+            println!("  fields       {}", c.conflict.fields.join(", "));
+            for f in &c.conflict.fields {
+                println!(
+                    "    {f}: source {}  destination {}",
+                    source["payload"][f], dest[f]
+                );
+            }
+            println!(
+                "  resolve with `nexo conflict resolve {id} --keep source` or `--keep destination`"
+            );
+        }
+        ConflictCommand::Resolve { id, keep } => {
+            let side = match keep {
+                Keep::Source => Side::Source,
+                Keep::Destination => Side::Destination,
+            };
+            engine.resolve(id, side).await?;
+            println!("conflict {id} resolved");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,936 @@
+//! SQLite implementation of the sync engine's storage: pipelines and their
+//! cursors, the identity map, runs with per-record outcomes and logs, the
+//! dead-letter and conflict queues. A page's effects go in one transaction.
+
+use rusqlite::{OptionalExtension, Row, params, params_from_iter};
+
+use super::{Database, StoreError};
+use crate::sync::pipeline::Pipeline;
+use crate::sync::store::{
+    Conflict, Counts, DeadLetter, DeadLetterKind, Link, NewConflict, NewDeadLetter, PageCommit,
+    PipelineRow, RecordOutcome, RecordResult, RunFilter, RunId, RunRow, RunStatus, SyncStore,
+};
+
+/// Migration creating the sync tables.
+pub(super) const MIGRATION: &str = "
+    CREATE TABLE pipelines (
+        name TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        paused INTEGER NOT NULL DEFAULT 0,
+        state TEXT,
+        destination_state TEXT,
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE TABLE entities (
+        entity_id INTEGER PRIMARY KEY,
+        entity TEXT NOT NULL
+    );
+    CREATE TABLE entity_links (
+        connection TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        entity_id INTEGER NOT NULL REFERENCES entities(entity_id),
+        known TEXT,
+        synced_hash TEXT,
+        version TEXT,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        seen_run INTEGER,
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        PRIMARY KEY (connection, stream, record_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX entity_links_by_entity ON entity_links(entity_id, connection, stream);
+    CREATE TABLE runs (
+        run_id INTEGER PRIMARY KEY,
+        pipeline TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        finished_at TEXT,
+        duration_ms INTEGER,
+        pages INTEGER NOT NULL DEFAULT 0,
+        read INTEGER NOT NULL DEFAULT 0,
+        created INTEGER NOT NULL DEFAULT 0,
+        updated INTEGER NOT NULL DEFAULT 0,
+        unchanged INTEGER NOT NULL DEFAULT 0,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        quarantined INTEGER NOT NULL DEFAULT 0,
+        conflicts INTEGER NOT NULL DEFAULT 0,
+        error TEXT
+    );
+    CREATE INDEX runs_by_pipeline ON runs(pipeline, run_id);
+    CREATE TABLE run_records (
+        run_id INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        source_id TEXT NOT NULL,
+        destination_id TEXT,
+        outcome TEXT NOT NULL,
+        detail TEXT,
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE run_log (
+        run_id INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        level TEXT NOT NULL,
+        message TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY,
+        pipeline TEXT NOT NULL,
+        run_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        record TEXT NOT NULL,
+        error TEXT NOT NULL,
+        class TEXT NOT NULL,
+        field TEXT,
+        attempts INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT 'open',
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE INDEX dead_letters_by_pipeline ON dead_letters(pipeline, status);
+    CREATE TABLE conflicts (
+        id INTEGER PRIMARY KEY,
+        pipeline TEXT NOT NULL,
+        run_id INTEGER NOT NULL,
+        entity_id INTEGER NOT NULL,
+        source_id TEXT NOT NULL,
+        destination_id TEXT NOT NULL,
+        source_record TEXT NOT NULL,
+        destination_payload TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        status TEXT NOT NULL,
+        resolution TEXT,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE INDEX conflicts_by_entity ON conflicts(entity_id, status);
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+";
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+const LINK_COLUMNS: &str =
+    "entity_id, connection, stream, record_id, known, synced_hash, version, deleted";
+
+fn link_row(r: &Row<'_>) -> rusqlite::Result<Link> {
+    Ok(Link {
+        entity_id: r.get(0)?,
+        connection: r.get(1)?,
+        stream: r.get(2)?,
+        record_id: r.get(3)?,
+        known: r.get(4)?,
+        synced_hash: r.get(5)?,
+        version: r.get(6)?,
+        deleted: r.get(7)?,
+    })
+}
+
+const RUN_COLUMNS: &str = "run_id, pipeline, status, started_at, finished_at, duration_ms, pages, \
+     read, created, updated, unchanged, deleted, failed, quarantined, conflicts, error";
+
+fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
+    let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+    Ok(RunRow {
+        id: r.get(0)?,
+        pipeline: r.get(1)?,
+        status: r.get(2)?,
+        started_at: r.get(3)?,
+        finished_at: r.get(4)?,
+        duration_ms: r.get(5)?,
+        pages: r.get(6)?,
+        counts: Counts {
+            read: n(7)?,
+            created: n(8)?,
+            updated: n(9)?,
+            unchanged: n(10)?,
+            deleted: n(11)?,
+            failed: n(12)?,
+            quarantined: n(13)?,
+            conflicts: n(14)?,
+        },
+        error: r.get(15)?,
+    })
+}
+
+const DLQ_COLUMNS: &str = "id, pipeline, run_id, status, created_at, kind, source_id, record, \
+     error, class, field, attempts";
+
+fn dead_letter_row(r: &Row<'_>) -> rusqlite::Result<DeadLetter> {
+    let kind: String = r.get(5)?;
+    Ok(DeadLetter {
+        id: r.get(0)?,
+        pipeline: r.get(1)?,
+        run_id: r.get(2)?,
+        status: r.get(3)?,
+        created_at: r.get(4)?,
+        letter: NewDeadLetter {
+            kind: if kind == "quarantined" {
+                DeadLetterKind::Quarantined
+            } else {
+                DeadLetterKind::Failed
+            },
+            source_id: r.get(6)?,
+            record: r.get(7)?,
+            error: r.get(8)?,
+            class: r.get(9)?,
+            field: r.get(10)?,
+            attempts: r.get(11)?,
+        },
+    })
+}
+
+const CONFLICT_COLUMNS: &str = "id, pipeline, run_id, status, created_at, entity_id, source_id, \
+     destination_id, source_record, destination_payload, fields, resolution";
+
+fn conflict_row(r: &Row<'_>) -> rusqlite::Result<Conflict> {
+    let fields: String = r.get(10)?;
+    Ok(Conflict {
+        id: r.get(0)?,
+        pipeline: r.get(1)?,
+        run_id: r.get(2)?,
+        status: r.get(3)?,
+        created_at: r.get(4)?,
+        conflict: NewConflict {
+            entity_id: r.get(5)?,
+            source_id: r.get(6)?,
+            destination_id: r.get(7)?,
+            source_record: r.get(8)?,
+            destination_payload: r.get(9)?,
+            fields: serde_json::from_str(&fields).unwrap_or_default(),
+            resolution: r.get(11)?,
+        },
+    })
+}
+
+/// `?, ?, …` with `n` placeholders.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+impl SyncStore for Database {
+    fn save_pipeline(&self, pipeline: &Pipeline) -> Result<(), StoreError> {
+        let definition = serde_json::to_string(pipeline).map_err(corrupt)?;
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        let old: Option<String> = tx
+            .query_row(
+                "SELECT definition FROM pipelines WHERE name = ?1",
+                [&pipeline.name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match old {
+            None => {
+                tx.execute(
+                    "INSERT INTO pipelines (name, definition) VALUES (?1, ?2)",
+                    params![pipeline.name, definition],
+                )?;
+            }
+            Some(old) => {
+                let old: Pipeline = serde_json::from_str(&old).map_err(corrupt)?;
+                // A cursor belongs to one source stream; another source
+                // starts from scratch.
+                let reset = old.source != pipeline.source;
+                let reset_destination = old.destination != pipeline.destination;
+                tx.execute(
+                    "UPDATE pipelines SET definition = ?2,
+                         state = CASE WHEN ?3 THEN NULL ELSE state END,
+                         destination_state = CASE WHEN ?4 THEN NULL ELSE destination_state END,
+                         updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                     WHERE name = ?1",
+                    params![pipeline.name, definition, reset, reset_destination],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn pipeline(&self, name: &str) -> Result<Option<PipelineRow>, StoreError> {
+        let conn = self.lock()?;
+        let row = conn
+            .query_row(
+                "SELECT definition, paused, state, destination_state FROM pipelines WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, bool>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(d, paused, state, destination_state)| {
+            Ok(PipelineRow {
+                pipeline: serde_json::from_str(&d).map_err(corrupt)?,
+                paused,
+                state,
+                destination_state,
+            })
+        })
+        .transpose()
+    }
+
+    fn pipelines(&self) -> Result<Vec<PipelineRow>, StoreError> {
+        let names: Vec<String> = {
+            let conn = self.lock()?;
+            let mut st = conn.prepare("SELECT name FROM pipelines ORDER BY name")?;
+            st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+        };
+        names
+            .iter()
+            .filter_map(|n| self.pipeline(n).transpose())
+            .collect()
+    }
+
+    fn delete_pipeline(&self, name: &str) -> Result<bool, StoreError> {
+        let conn = self.lock()?;
+        Ok(conn.execute("DELETE FROM pipelines WHERE name = ?1", [name])? > 0)
+    }
+
+    fn set_paused(&self, name: &str, paused: bool) -> Result<bool, StoreError> {
+        let conn = self.lock()?;
+        Ok(conn.execute(
+            "UPDATE pipelines SET paused = ?2 WHERE name = ?1",
+            params![name, paused],
+        )? > 0)
+    }
+
+    fn reset_state(&self, name: &str) -> Result<(), StoreError> {
+        let conn = self.lock()?;
+        conn.execute(
+            "UPDATE pipelines SET state = NULL, destination_state = NULL WHERE name = ?1",
+            [name],
+        )?;
+        Ok(())
+    }
+
+    fn links(&self, connection: &str, stream: &str, ids: &[&str]) -> Result<Vec<Link>, StoreError> {
+        let conn = self.lock()?;
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT {LINK_COLUMNS} FROM entity_links
+                 WHERE connection = ? AND stream = ? AND record_id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut st = conn.prepare_cached(&sql)?;
+            let args = [connection, stream]
+                .into_iter()
+                .chain(chunk.iter().copied());
+            out.extend(
+                st.query_map(params_from_iter(args), link_row)?
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn links_of_entities(
+        &self,
+        entities: &[i64],
+        connection: &str,
+        stream: &str,
+    ) -> Result<Vec<Link>, StoreError> {
+        let conn = self.lock()?;
+        let mut out = Vec::with_capacity(entities.len());
+        for chunk in entities.chunks(500) {
+            let sql = format!(
+                "SELECT {LINK_COLUMNS} FROM entity_links
+                 WHERE connection = ? AND stream = ? AND entity_id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut st = conn.prepare_cached(&sql)?;
+            let mut args: Vec<rusqlite::types::Value> =
+                vec![connection.to_string().into(), stream.to_string().into()];
+            args.extend(chunk.iter().map(|e| rusqlite::types::Value::Integer(*e)));
+            out.extend(
+                st.query_map(params_from_iter(args), link_row)?
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn entity(&self, entity_id: i64) -> Result<Vec<Link>, StoreError> {
+        let conn = self.lock()?;
+        let mut st = conn.prepare(&format!(
+            "SELECT {LINK_COLUMNS} FROM entity_links WHERE entity_id = ?1 ORDER BY connection, stream"
+        ))?;
+        Ok(st
+            .query_map([entity_id], link_row)?
+            .collect::<Result<_, _>>()?)
+    }
+
+    fn unseen_links(
+        &self,
+        connection: &str,
+        stream: &str,
+        run: RunId,
+    ) -> Result<Vec<Link>, StoreError> {
+        let conn = self.lock()?;
+        let mut st = conn.prepare(&format!(
+            "SELECT {LINK_COLUMNS} FROM entity_links
+             WHERE connection = ?1 AND stream = ?2 AND deleted = 0
+               AND (seen_run IS NULL OR seen_run <> ?3)
+             ORDER BY record_id"
+        ))?;
+        Ok(st
+            .query_map(params![connection, stream, run], link_row)?
+            .collect::<Result<_, _>>()?)
+    }
+
+    fn begin_run(&self, pipeline: &str) -> Result<RunId, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE runs SET status = 'interrupted',
+                 error = 'the process running it stopped before it finished; the next run resumed from the last committed page'
+             WHERE pipeline = ?1 AND status = 'running'",
+            [pipeline],
+        )?;
+        tx.execute(
+            "INSERT INTO runs (pipeline, status) VALUES (?1, 'running')",
+            [pipeline],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(id)
+    }
+
+    fn previous_run_start(
+        &self,
+        pipeline: &str,
+        before: RunId,
+    ) -> Result<Option<String>, StoreError> {
+        let conn = self.lock()?;
+        Ok(conn
+            .query_row(
+                "SELECT started_at FROM runs WHERE pipeline = ?1 AND run_id < ?2
+                 ORDER BY run_id DESC LIMIT 1",
+                params![pipeline, before],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn commit_page(&self, pipeline: &str, run: RunId, page: &PageCommit) -> Result<(), StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        if let Some(state) = &page.state {
+            tx.execute(
+                "UPDATE pipelines SET state = ?2 WHERE name = ?1",
+                params![pipeline, state],
+            )?;
+        }
+        if let Some(state) = &page.destination_state {
+            tx.execute(
+                "UPDATE pipelines SET destination_state = ?2 WHERE name = ?1",
+                params![pipeline, state],
+            )?;
+        }
+        {
+            let mut new_entity = tx.prepare_cached("INSERT INTO entities (entity) VALUES (?1)")?;
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO entity_links
+                     (connection, stream, record_id, entity_id, known, synced_hash, version, deleted, seen_run)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (connection, stream, record_id) DO UPDATE SET
+                     entity_id = excluded.entity_id,
+                     known = COALESCE(excluded.known, known),
+                     synced_hash = COALESCE(excluded.synced_hash, synced_hash),
+                     version = COALESCE(excluded.version, version),
+                     deleted = excluded.deleted,
+                     seen_run = excluded.seen_run,
+                     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            )?;
+            let mut groups: std::collections::HashMap<usize, i64> = Default::default();
+            for l in &page.links {
+                let entity_id = match l.entity_id {
+                    Some(e) => e,
+                    None => match groups.get(&l.group) {
+                        Some(e) => *e,
+                        None => {
+                            new_entity.execute([&l.entity])?;
+                            let e = tx.last_insert_rowid();
+                            groups.insert(l.group, e);
+                            e
+                        }
+                    },
+                };
+                upsert.execute(params![
+                    l.connection,
+                    l.stream,
+                    l.record_id,
+                    entity_id,
+                    l.known,
+                    l.synced_hash,
+                    l.version,
+                    l.deleted,
+                    run
+                ])?;
+            }
+            let base: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM run_records WHERE run_id = ?1",
+                [run],
+                |r| r.get(0),
+            )?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO run_records (run_id, seq, source_id, destination_id, outcome, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (i, r) in page.results.iter().enumerate() {
+                insert.execute(params![
+                    run,
+                    base + 1 + i as i64,
+                    r.source_id,
+                    r.destination_id,
+                    r.outcome.as_str(),
+                    r.detail
+                ])?;
+            }
+            let mut dlq = tx.prepare_cached(
+                "INSERT INTO dead_letters
+                     (pipeline, run_id, kind, source_id, record, error, class, field, attempts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for d in &page.dead_letters {
+                dlq.execute(params![
+                    pipeline,
+                    run,
+                    d.kind.as_str(),
+                    d.source_id,
+                    d.record,
+                    d.error,
+                    d.class,
+                    d.field,
+                    d.attempts
+                ])?;
+            }
+            let mut conflict = tx.prepare_cached(
+                "INSERT INTO conflicts
+                     (pipeline, run_id, entity_id, source_id, destination_id, source_record,
+                      destination_payload, fields, status, resolution)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            for c in &page.conflicts {
+                let status = if c.resolution.is_some() {
+                    "resolved"
+                } else {
+                    "open"
+                };
+                conflict.execute(params![
+                    pipeline,
+                    run,
+                    c.entity_id,
+                    c.source_id,
+                    c.destination_id,
+                    c.source_record,
+                    c.destination_payload,
+                    serde_json::to_string(&c.fields).map_err(corrupt)?,
+                    status,
+                    c.resolution
+                ])?;
+            }
+            let log_base: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM run_log WHERE run_id = ?1",
+                [run],
+                |r| r.get(0),
+            )?;
+            let mut log = tx.prepare_cached(
+                "INSERT INTO run_log (run_id, seq, level, message) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (i, (level, message)) in page.log.iter().enumerate() {
+                log.execute(params![run, log_base + 1 + i as i64, level, message])?;
+            }
+            for (id, status) in &page.settle_dead_letters {
+                tx.execute(
+                    "UPDATE dead_letters SET status = ?2 WHERE id = ?1",
+                    params![id, status],
+                )?;
+            }
+            for (id, resolution) in &page.settle_conflicts {
+                tx.execute(
+                    "UPDATE conflicts SET status = 'resolved', resolution = ?2 WHERE id = ?1",
+                    params![id, resolution],
+                )?;
+            }
+        }
+        let c = &page.counts;
+        tx.execute(
+            "UPDATE runs SET pages = pages + 1, read = read + ?2, created = created + ?3,
+                 updated = updated + ?4, unchanged = unchanged + ?5, deleted = deleted + ?6,
+                 failed = failed + ?7, quarantined = quarantined + ?8, conflicts = conflicts + ?9
+             WHERE run_id = ?1",
+            params![
+                run,
+                c.read as i64,
+                c.created as i64,
+                c.updated as i64,
+                c.unchanged as i64,
+                c.deleted as i64,
+                c.failed as i64,
+                c.quarantined as i64,
+                c.conflicts as i64
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn finish_run(
+        &self,
+        run: RunId,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let conn = self.lock()?;
+        conn.execute(
+            "UPDATE runs SET status = ?2, error = ?3,
+                 finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+                 duration_ms = CAST((julianday('now') - julianday(started_at)) * 86400000 AS INTEGER)
+             WHERE run_id = ?1",
+            params![run, status.as_str(), error],
+        )?;
+        Ok(())
+    }
+
+    fn run(&self, run: RunId) -> Result<Option<RunRow>, StoreError> {
+        let conn = self.lock()?;
+        Ok(conn
+            .query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?1"),
+                [run],
+                run_row,
+            )
+            .optional()?)
+    }
+
+    fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
+        let conn = self.lock()?;
+        let mut st = conn.prepare(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs
+             WHERE (?1 IS NULL OR pipeline = ?1) AND (?2 IS NULL OR status = ?2)
+             ORDER BY run_id DESC LIMIT ?3"
+        ))?;
+        let limit = if filter.limit == 0 { 50 } else { filter.limit } as i64;
+        Ok(st
+            .query_map(params![filter.pipeline, filter.status, limit], run_row)?
+            .collect::<Result<_, _>>()?)
+    }
+
+    fn run_records(&self, run: RunId) -> Result<Vec<RecordResult>, StoreError> {
+        let conn = self.lock()?;
+        let mut st = conn.prepare(
+            "SELECT source_id, destination_id, outcome, detail FROM run_records
+             WHERE run_id = ?1 ORDER BY seq",
+        )?;
+        let rows = st
+            .query_map([run], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(source_id, destination_id, outcome, detail)| {
+                Ok(RecordResult {
+                    source_id,
+                    destination_id,
+                    outcome: RecordOutcome::parse(&outcome)
+                        .ok_or_else(|| corrupt(format!("unknown outcome `{outcome}`")))?,
+                    detail,
+                })
+            })
+            .collect()
+    }
+
+    fn run_log(&self, run: RunId) -> Result<Vec<(String, String, String)>, StoreError> {
+        let conn = self.lock()?;
+        let mut st =
+            conn.prepare("SELECT at, level, message FROM run_log WHERE run_id = ?1 ORDER BY seq")?;
+        Ok(st
+            .query_map([run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    fn prune_runs(&self, days: u32) -> Result<usize, StoreError> {
+        let conn = self.lock()?;
+        Ok(conn.execute(
+            "DELETE FROM runs WHERE status <> 'running'
+                 AND julianday(COALESCE(finished_at, started_at)) < julianday('now') - ?1",
+            [days],
+        )?)
+    }
+
+    fn dead_letters(
+        &self,
+        pipeline: Option<&str>,
+        status: Option<&str>,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let conn = self.lock()?;
+        let mut st = conn.prepare(&format!(
+            "SELECT {DLQ_COLUMNS} FROM dead_letters
+             WHERE (?1 IS NULL OR pipeline = ?1) AND (?2 IS NULL OR status = ?2) ORDER BY id"
+        ))?;
+        Ok(st
+            .query_map(params![pipeline, status], dead_letter_row)?
+            .collect::<Result<_, _>>()?)
+    }
+
+    fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
+        let conn = self.lock()?;
+        Ok(conn
+            .query_row(
+                &format!("SELECT {DLQ_COLUMNS} FROM dead_letters WHERE id = ?1"),
+                [id],
+                dead_letter_row,
+            )
+            .optional()?)
+    }
+
+    fn discard_dead_letter(&self, id: i64) -> Result<bool, StoreError> {
+        let conn = self.lock()?;
+        Ok(conn.execute(
+            "UPDATE dead_letters SET status = 'discarded' WHERE id = ?1 AND status = 'open'",
+            [id],
+        )? > 0)
+    }
+
+    fn conflicts(
+        &self,
+        pipeline: Option<&str>,
+        status: Option<&str>,
+    ) -> Result<Vec<Conflict>, StoreError> {
+        let conn = self.lock()?;
+        let mut st = conn.prepare(&format!(
+            "SELECT {CONFLICT_COLUMNS} FROM conflicts
+             WHERE (?1 IS NULL OR pipeline = ?1) AND (?2 IS NULL OR status = ?2) ORDER BY id"
+        ))?;
+        Ok(st
+            .query_map(params![pipeline, status], conflict_row)?
+            .collect::<Result<_, _>>()?)
+    }
+
+    fn conflict(&self, id: i64) -> Result<Option<Conflict>, StoreError> {
+        let conn = self.lock()?;
+        Ok(conn
+            .query_row(
+                &format!("SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE id = ?1"),
+                [id],
+                conflict_row,
+            )
+            .optional()?)
+    }
+
+    fn has_open_conflict(&self, entity_id: i64) -> Result<bool, StoreError> {
+        let conn = self.lock()?;
+        Ok(conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM conflicts WHERE entity_id = ?1 AND status = 'open')",
+            [entity_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.lock()?;
+        Ok(conn
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let conn = self.lock()?;
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::store::LinkUpdate;
+
+    fn pipeline(name: &str) -> Pipeline {
+        Pipeline::from_toml(
+            &format!(
+                "name = \"{name}\"\nentity = \"contact\"\n[source]\nconnection = \"a\"\nstream = \"s\"\n[destination]\nconnection = \"b\"\nstream = \"s\"\n"
+            ),
+            "t",
+        )
+        .unwrap()
+    }
+
+    fn link(conn: &str, id: &str, entity_id: Option<i64>, group: usize) -> LinkUpdate {
+        LinkUpdate {
+            entity_id,
+            entity: "contact".into(),
+            group,
+            connection: conn.into(),
+            stream: "s".into(),
+            record_id: id.into(),
+            known: Some(format!("{{\"id\":\"{id}\"}}")),
+            synced_hash: Some(format!("h-{id}")),
+            version: None,
+            deleted: false,
+        }
+    }
+
+    #[test]
+    fn a_page_commits_links_results_and_queues_together() {
+        let db = Database::in_memory().unwrap();
+        db.save_pipeline(&pipeline("p")).unwrap();
+        let run = db.begin_run("p").unwrap();
+        let page = PageCommit {
+            state: Some("cursor-1".into()),
+            links: vec![
+                link("a", "a1", None, 1),
+                link("b", "b1", None, 1),
+                link("a", "a2", None, 2),
+            ],
+            results: vec![RecordResult {
+                source_id: "a1".into(),
+                destination_id: Some("b1".into()),
+                outcome: RecordOutcome::Created,
+                detail: None,
+            }],
+            counts: Counts {
+                read: 2,
+                created: 1,
+                quarantined: 1,
+                ..Counts::default()
+            },
+            dead_letters: vec![NewDeadLetter {
+                kind: DeadLetterKind::Quarantined,
+                source_id: "a2".into(),
+                record: "{}".into(),
+                error: "field `email`: bad".into(),
+                class: "schema".into(),
+                field: Some("email".into()),
+                attempts: 0,
+            }],
+            log: vec![("info".into(), "page 1".into())],
+            ..PageCommit::default()
+        };
+        db.commit_page("p", run, &page).unwrap();
+
+        assert_eq!(
+            db.pipeline("p").unwrap().unwrap().state.as_deref(),
+            Some("cursor-1")
+        );
+        let a1 = &db.links("a", "s", &["a1"]).unwrap()[0];
+        let b1 = &db.links("b", "s", &["b1"]).unwrap()[0];
+        let a2 = &db.links("a", "s", &["a2"]).unwrap()[0];
+        assert_eq!(a1.entity_id, b1.entity_id, "one group, one entity");
+        assert_ne!(a1.entity_id, a2.entity_id);
+        assert_eq!(
+            db.links_of_entities(&[a1.entity_id], "b", "s").unwrap()[0].record_id,
+            "b1"
+        );
+        let r = db.run(run).unwrap().unwrap();
+        assert_eq!((r.pages, r.counts.read, r.counts.created), (1, 2, 1));
+        assert_eq!(db.run_records(run).unwrap().len(), 1);
+        assert_eq!(
+            db.dead_letters(Some("p"), Some("open")).unwrap()[0]
+                .letter
+                .field
+                .as_deref(),
+            Some("email")
+        );
+        assert_eq!(db.run_log(run).unwrap()[0].2, "page 1");
+
+        // A second run: links not touched by it are "unseen" (full refresh).
+        db.finish_run(run, RunStatus::Succeeded, None).unwrap();
+        let run2 = db.begin_run("p").unwrap();
+        db.commit_page(
+            "p",
+            run2,
+            &PageCommit {
+                links: vec![link("a", "a1", Some(a1.entity_id), 0)],
+                ..PageCommit::default()
+            },
+        )
+        .unwrap();
+        let unseen: Vec<_> = db
+            .unseen_links("a", "s", run2)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.record_id)
+            .collect();
+        assert_eq!(unseen, ["a2"]);
+    }
+
+    #[test]
+    fn a_run_left_running_is_marked_interrupted_by_the_next() {
+        let db = Database::in_memory().unwrap();
+        db.save_pipeline(&pipeline("p")).unwrap();
+        let first = db.begin_run("p").unwrap();
+        let second = db.begin_run("p").unwrap();
+        assert_eq!(db.run(first).unwrap().unwrap().status, "interrupted");
+        assert_eq!(db.run(second).unwrap().unwrap().status, "running");
+        assert!(db.previous_run_start("p", second).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_failing_commit_leaves_nothing_behind() {
+        let db = Database::in_memory().unwrap();
+        db.save_pipeline(&pipeline("p")).unwrap();
+        let run = db.begin_run("p").unwrap();
+        // The second link reuses the first's key with a bad entity: the
+        // foreign key fails mid-transaction.
+        let mut bad = link("a", "a1", Some(999_999), 0);
+        bad.record_id = "a9".into();
+        let page = PageCommit {
+            state: Some("cursor-2".into()),
+            links: vec![link("a", "a1", None, 1), bad],
+            ..PageCommit::default()
+        };
+        assert!(db.commit_page("p", run, &page).is_err());
+        assert_eq!(db.pipeline("p").unwrap().unwrap().state, None);
+        assert!(db.links("a", "s", &["a1"]).unwrap().is_empty());
+        assert_eq!(db.run(run).unwrap().unwrap().pages, 0);
+    }
+
+    #[test]
+    fn changing_the_source_resets_the_cursor() {
+        let db = Database::in_memory().unwrap();
+        let mut p = pipeline("p");
+        db.save_pipeline(&p).unwrap();
+        let run = db.begin_run("p").unwrap();
+        db.commit_page(
+            "p",
+            run,
+            &PageCommit {
+                state: Some("c".into()),
+                ..PageCommit::default()
+            },
+        )
+        .unwrap();
+        p.batch_size = 7;
+        db.save_pipeline(&p).unwrap();
+        assert_eq!(
+            db.pipeline("p").unwrap().unwrap().state.as_deref(),
+            Some("c")
+        );
+        p.source.stream = "other".into();
+        db.save_pipeline(&p).unwrap();
+        assert_eq!(db.pipeline("p").unwrap().unwrap().state, None);
+    }
+}

@@ -1,0 +1,690 @@
+//! Running a pipeline: open its connections and mappers, catch up on the
+//! destination's own changes, then drive the source page by page, each page
+//! committed atomically, and record the run. Also `apply` (validate and save
+//! a definition) and the per-pipeline lock that keeps runs from overlapping.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::SyncError;
+use super::content::{Content, FieldChange, SystemFields};
+use super::gate::Gate;
+use super::lookback;
+use super::page::{self, Overlay};
+use super::pipeline::{Pipeline, PipelineError, SyncMode};
+use super::store::{Counts, PageCommit, PipelineRow, RunId, RunStatus, SyncStore};
+use crate::connections::Connections;
+use crate::limits::Limits;
+use crate::plugin::{ConnectorPlugin, MapperPlugin, Page, Sandbox, StreamInfo};
+use crate::registry::Registry;
+use crate::{GuestError, PluginError, PluginRef};
+
+/// Progress after each committed page.
+pub type Progress = Arc<dyn Fn(&Counts) + Send + Sync>;
+
+/// How to run.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Read and map for real, write nothing anywhere, return the plan.
+    pub dry_run: bool,
+    /// Called after each page.
+    pub progress: Option<Progress>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("dry_run", &self.dry_run)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One change a dry run would make.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedChange {
+    /// `create`, `update` or `delete`.
+    pub action: &'static str,
+    /// Source id.
+    pub source_id: String,
+    /// Destination id (none for a create).
+    pub destination_id: Option<String>,
+    /// Field-by-field changes against the last known destination state.
+    pub diff: Vec<FieldChange>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The run (none for a dry run: nothing is recorded).
+    pub run_id: Option<RunId>,
+    /// Final status.
+    pub status: RunStatus,
+    /// Counts.
+    pub counts: Counts,
+    /// Pages processed.
+    pub pages: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Dry run: what would change.
+    pub plan: Vec<PlannedChange>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The sync engine of one host.
+#[derive(Clone)]
+pub struct Engine {
+    pub(super) store: Arc<dyn SyncStore>,
+    pub(super) connections: Connections,
+    pub(super) registry: Registry,
+    locks: Option<PathBuf>,
+    pub(super) limits: Limits,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+/// Everything a run needs, opened once.
+pub(super) struct Prepared {
+    pub pipeline: Pipeline,
+    pub source: ConnectorPlugin,
+    pub source_config: String,
+    pub dest: ConnectorPlugin,
+    pub dest_config: String,
+    pub mappers: Vec<(MapperPlugin, String)>,
+    pub source_system: SystemFields,
+    pub dest_system: SystemFields,
+    pub dest_readable: bool,
+    pub gate: Gate,
+}
+
+/// Held for the length of a run; the OS releases it if the process dies.
+pub(super) struct RunLock(#[allow(dead_code)] Option<File>);
+
+impl Engine {
+    /// An engine over `store`, opening connections and plugins through
+    /// `connections`/`registry`. `locks` is where per-pipeline lock files
+    /// live (none: no cross-process locking, for tests on one process).
+    pub fn new(
+        store: Arc<dyn SyncStore>,
+        connections: Connections,
+        registry: Registry,
+        locks: Option<PathBuf>,
+    ) -> Self {
+        Engine {
+            store,
+            connections,
+            registry,
+            locks,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Use these limits for every plugin call.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn SyncStore> {
+        &self.store
+    }
+
+    /// Validate a definition against the installed connections and plugins,
+    /// then save it. Nothing is saved on any error.
+    pub async fn apply(&self, pipeline: &Pipeline) -> Result<(), SyncError> {
+        pipeline.check()?;
+        let invalid = |field: &str, message: String| PipelineError::Invalid {
+            name: pipeline.name.clone(),
+            field: field.to_string(),
+            message,
+        };
+        let mut environment = None;
+        for (field, end) in [
+            ("source", &pipeline.source),
+            ("destination", &pipeline.destination),
+        ] {
+            let row = self
+                .connections
+                .get(&end.connection)
+                .map_err(|e| invalid(&format!("{field}.connection"), e.to_string()))?;
+            match environment {
+                None => environment = Some(row.environment),
+                Some(env) if env != row.environment => {
+                    return Err(invalid(
+                        "destination.connection",
+                        format!(
+                            "`{}` is a {} connection but the source is {}: a pipeline stays inside one environment",
+                            end.connection,
+                            row.environment.as_str(),
+                            env.as_str()
+                        ),
+                    )
+                    .into());
+                }
+                Some(_) => {}
+            }
+            let (_, plugin) = self
+                .connections
+                .open(&end.connection, self.limits.clone())
+                .await
+                .map_err(|e| invalid(&format!("{field}.connection"), e.to_string()))?;
+            if !plugin.spec().streams.iter().any(|s| s == &end.stream) {
+                return Err(invalid(
+                    &format!("{field}.stream"),
+                    format!(
+                        "{} has no stream `{}` (it has: {})",
+                        plugin.plugin(),
+                        end.stream,
+                        plugin.spec().streams.join(", ")
+                    ),
+                )
+                .into());
+            }
+        }
+        for (i, step) in pipeline.mappers.iter().enumerate() {
+            self.open_mapper(&pipeline.name, step)
+                .map_err(|e| invalid(&format!("mappers[{i}].plugin"), e.to_string()))?;
+        }
+        self.store.save_pipeline(pipeline)?;
+        tracing::info!(pipeline = %pipeline.name, "pipeline saved");
+        Ok(())
+    }
+
+    fn open_mapper(
+        &self,
+        pipeline: &str,
+        step: &super::pipeline::MapperStep,
+    ) -> Result<MapperPlugin, SyncError> {
+        let (row, loaded) = match &step.version {
+            Some(v) => self.registry.load_version(&step.plugin, v)?,
+            None => self.registry.load_active(&step.plugin)?,
+        };
+        let sandbox = Sandbox {
+            plugin: PluginRef {
+                id: row.plugin_id.clone(),
+                version: row.version.to_string(),
+            },
+            limits: self.limits.clone(),
+            grants: Default::default(),
+            secrets: Default::default(),
+            kv: None,
+        };
+        MapperPlugin::open(&loaded, sandbox).map_err(|e| SyncError::Mapper {
+            pipeline: pipeline.to_string(),
+            plugin: step.plugin.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    pub(super) fn lock(&self, pipeline: &str) -> Result<RunLock, SyncError> {
+        let Some(dir) = &self.locks else {
+            return Ok(RunLock(None));
+        };
+        let path = dir.join(format!("pipeline-{pipeline}.lock"));
+        let fail = |reason: String| SyncError::Lock {
+            pipeline: pipeline.to_string(),
+            path: path.display().to_string(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| fail(e.to_string()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunLock(Some(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Err(SyncError::Busy(pipeline.to_string())),
+            Err(std::fs::TryLockError::Error(e)) => Err(fail(e.to_string())),
+        }
+    }
+
+    pub(super) fn pipeline_row(&self, name: &str) -> Result<PipelineRow, SyncError> {
+        self.store
+            .pipeline(name)?
+            .ok_or_else(|| SyncError::UnknownPipeline(name.to_string()))
+    }
+
+    /// Open connections and mappers, discover both streams, build the gate.
+    pub(super) async fn prepare(&self, pipeline: &Pipeline) -> Result<Prepared, SyncError> {
+        let name = &pipeline.name;
+        let open = |conn: String| async move {
+            self.connections
+                .open(&conn, self.limits.clone())
+                .await
+                .map_err(|source| SyncError::Connection {
+                    pipeline: name.clone(),
+                    source: Box::new(source),
+                })
+        };
+        let (src_row, source) = open(pipeline.source.connection.clone()).await?;
+        let (dst_row, dest) = open(pipeline.destination.connection.clone()).await?;
+        let mut mappers = Vec::new();
+        for step in &pipeline.mappers {
+            mappers.push((self.open_mapper(name, step)?, step.config.to_string()));
+        }
+        let src_info = self
+            .stream_info(name, &source, &src_row.config, &pipeline.source.stream)
+            .await?;
+        let dst_info = self
+            .stream_info(name, &dest, &dst_row.config, &pipeline.destination.stream)
+            .await?;
+        let stream_error = |message: String| SyncError::Stream {
+            pipeline: name.clone(),
+            message,
+        };
+        if !src_info.can_read {
+            return Err(stream_error(format!(
+                "source stream `{}` of {} cannot be read",
+                src_info.name,
+                source.plugin()
+            )));
+        }
+        if !dst_info.can_write {
+            return Err(stream_error(format!(
+                "destination stream `{}` of {} cannot be written",
+                dst_info.name,
+                dest.plugin()
+            )));
+        }
+        let system = |s: &StreamInfo| {
+            SystemFields::new(
+                s.primary_key
+                    .iter()
+                    .map(String::as_str)
+                    .chain(s.cursor_field.as_deref()),
+            )
+        };
+        let dest_system = system(&dst_info);
+        let gate = Gate::new(
+            &dst_info.json_schema,
+            &dest_system,
+            pipeline.model.as_deref(),
+        )
+        .map_err(stream_error)?;
+        Ok(Prepared {
+            pipeline: pipeline.clone(),
+            source,
+            source_config: src_row.config,
+            dest,
+            dest_config: dst_row.config,
+            mappers,
+            source_system: system(&src_info),
+            dest_system,
+            dest_readable: dst_info.can_read,
+            gate,
+        })
+    }
+
+    async fn stream_info(
+        &self,
+        pipeline: &str,
+        plugin: &ConnectorPlugin,
+        config: &str,
+        stream: &str,
+    ) -> Result<StreamInfo, SyncError> {
+        let streams = plugin
+            .discover(config)
+            .await
+            .into_result()
+            .map_err(|source| SyncError::Plugin {
+                pipeline: pipeline.to_string(),
+                step: "discover",
+                source: Box::new(source),
+            })?;
+        let names: Vec<String> = streams.iter().map(|s| s.name.clone()).collect();
+        streams
+            .into_iter()
+            .find(|s| s.name == stream)
+            .ok_or_else(|| SyncError::Stream {
+                pipeline: pipeline.to_string(),
+                message: format!(
+                    "{} offers no stream `{stream}` with this config (it offers: {})",
+                    plugin.plugin(),
+                    names.join(", ")
+                ),
+            })
+    }
+
+    /// Run a pipeline (or dry-run it).
+    pub async fn run(&self, name: &str, opts: RunOptions) -> Result<RunReport, SyncError> {
+        let row = self.pipeline_row(name)?;
+        if row.paused && !opts.dry_run {
+            return Err(SyncError::Paused(name.to_string()));
+        }
+        let _lock = if opts.dry_run {
+            RunLock(None)
+        } else {
+            self.lock(name)?
+        };
+        let prepared = self.prepare(&row.pipeline).await?;
+        let started = Instant::now();
+        let run_id = if opts.dry_run {
+            None
+        } else {
+            Some(self.store.begin_run(name)?)
+        };
+        let mut driver = Driver {
+            engine: self,
+            p: &prepared,
+            run_id,
+            dry_run: opts.dry_run,
+            overlay: Overlay::default(),
+            counts: Counts::default(),
+            pages: 0,
+            plan: Vec::new(),
+            progress: opts.progress.clone(),
+        };
+        let outcome = driver.drive(&row).await;
+        let (status, error) = match &outcome {
+            Ok(()) => (RunStatus::Succeeded, None),
+            Err(e) => (RunStatus::Failed, Some(e.to_string())),
+        };
+        if let Some(id) = run_id {
+            self.store.finish_run(id, status, error.as_deref())?;
+            let days = self
+                .store
+                .setting("run_retention_days")?
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(30);
+            let pruned = self.store.prune_runs(days)?;
+            if pruned > 0 {
+                tracing::info!(pruned, days, "old runs pruned");
+            }
+        }
+        let report = RunReport {
+            run_id,
+            status,
+            counts: driver.counts,
+            pages: driver.pages,
+            elapsed: started.elapsed(),
+            plan: std::mem::take(&mut driver.plan),
+            error,
+        };
+        tracing::info!(
+            pipeline = name,
+            run = ?run_id,
+            status = status.as_str(),
+            read = report.counts.read,
+            created = report.counts.created,
+            updated = report.counts.updated,
+            unchanged = report.counts.unchanged,
+            deleted = report.counts.deleted,
+            failed = report.counts.failed,
+            quarantined = report.counts.quarantined,
+            conflicts = report.counts.conflicts,
+            ms = report.elapsed.as_millis() as u64,
+            "run finished"
+        );
+        match outcome {
+            Ok(()) => Ok(report),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// One run in progress.
+pub(super) struct Driver<'a> {
+    pub engine: &'a Engine,
+    pub p: &'a Prepared,
+    pub run_id: Option<RunId>,
+    pub dry_run: bool,
+    pub overlay: Overlay,
+    pub counts: Counts,
+    pub pages: u64,
+    pub plan: Vec<PlannedChange>,
+    progress: Option<Progress>,
+}
+
+impl<'a> Driver<'a> {
+    /// A driver for a real (not dry) run outside the page loop: replays
+    /// and conflict resolutions.
+    pub fn new(engine: &'a Engine, p: &'a Prepared, run_id: RunId) -> Self {
+        Driver {
+            engine,
+            p,
+            run_id: Some(run_id),
+            dry_run: false,
+            overlay: Overlay::default(),
+            counts: Counts::default(),
+            pages: 0,
+            plan: Vec::new(),
+            progress: None,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.p.pipeline.name
+    }
+
+    async fn drive(&mut self, row: &PipelineRow) -> Result<(), SyncError> {
+        let pipeline = &self.p.pipeline;
+        if pipeline.track_destination && self.p.dest_readable {
+            self.track_destination(row.destination_state.clone())
+                .await?;
+        }
+        let mut state = match pipeline.mode {
+            SyncMode::FullRefresh => None,
+            SyncMode::Incremental => {
+                let previous = match self.run_id {
+                    Some(id) => self.engine.store.previous_run_start(self.name(), id)?,
+                    None => self
+                        .engine
+                        .store
+                        .previous_run_start(self.name(), i64::MAX)?,
+                };
+                lookback::rewind(
+                    row.state.clone(),
+                    previous.as_deref(),
+                    pipeline.look_back_seconds,
+                )
+            }
+        };
+        loop {
+            let page = self
+                .read(
+                    &self.p.source,
+                    &self.p.source_config,
+                    &pipeline.source.stream,
+                    state.as_deref(),
+                )
+                .await?;
+            let has_more = page.has_more;
+            if has_more && page.state == state && page.records.is_empty() {
+                return Err(SyncError::Malformed {
+                    pipeline: self.name().to_string(),
+                    message: format!(
+                        "{} returned an empty page with the same state and more to come; it would loop forever",
+                        self.p.source.plugin()
+                    ),
+                });
+            }
+            let mut commit = page::process(self, page.records).await?;
+            commit.state = page.state.clone().or(state.clone());
+            self.commit(commit)?;
+            state = page.state;
+            if !has_more {
+                break;
+            }
+        }
+        if pipeline.mode == SyncMode::FullRefresh
+            && let Some(run) = self.run_id
+        {
+            let gone = self.engine.store.unseen_links(
+                &pipeline.source.connection,
+                &pipeline.source.stream,
+                run,
+            )?;
+            if !gone.is_empty() {
+                let commit = page::sweep(self, gone).await?;
+                self.commit(commit)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Read the destination's changes since last time, so the identity map
+    /// knows the destination's current content (conflict detection).
+    async fn track_destination(&mut self, mut state: Option<String>) -> Result<(), SyncError> {
+        let dest = &self.p.pipeline.destination;
+        loop {
+            let page = self
+                .read(
+                    &self.p.dest,
+                    &self.p.dest_config,
+                    &dest.stream,
+                    state.as_deref(),
+                )
+                .await?;
+            let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
+            let links: HashMap<String, super::store::Link> = self
+                .links(&dest.connection, &dest.stream, &ids)?
+                .into_iter()
+                .map(|l| (l.record_id.clone(), l))
+                .collect();
+            let mut commit = PageCommit {
+                destination_state: page.state.clone(),
+                ..PageCommit::default()
+            };
+            let mut changed = 0;
+            for r in &page.records {
+                let Some(link) = links.get(&r.id) else {
+                    continue; // not linked: not this pipeline's business
+                };
+                commit
+                    .links
+                    .push(page::tracked(link, r, &self.p.dest_system, &mut changed));
+            }
+            if changed > 0 {
+                commit.log.push((
+                    "info".into(),
+                    format!(
+                        "destination: {changed} linked records changed there since the last sync"
+                    ),
+                ));
+            }
+            if self.dry_run {
+                self.overlay.apply(&commit.links);
+            } else if let Some(run) = self.run_id {
+                self.engine.store.commit_page(self.name(), run, &commit)?;
+            }
+            state = page.state;
+            if !page.has_more {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Links, seen through the dry run's overlay.
+    pub fn links(
+        &self,
+        connection: &str,
+        stream: &str,
+        ids: &[&str],
+    ) -> Result<Vec<super::store::Link>, SyncError> {
+        let mut found = self.engine.store.links(connection, stream, ids)?;
+        self.overlay.patch(&mut found, connection, stream, ids);
+        Ok(found)
+    }
+
+    fn commit(&mut self, commit: PageCommit) -> Result<(), SyncError> {
+        self.counts.merge(&commit.counts);
+        self.pages += 1;
+        if self.dry_run {
+            self.overlay.apply(&commit.links);
+        } else if let Some(run) = self.run_id {
+            self.engine.store.commit_page(self.name(), run, &commit)?;
+        }
+        if let Some(progress) = &self.progress {
+            progress(&self.counts);
+        }
+        Ok(())
+    }
+
+    /// `read` with retries for transient failures.
+    async fn read(
+        &self,
+        plugin: &ConnectorPlugin,
+        config: &str,
+        stream: &str,
+        state: Option<&str>,
+    ) -> Result<Page, SyncError> {
+        let retry = self.p.pipeline.retry;
+        let mut attempt = 1;
+        loop {
+            match plugin.read(config, stream, state).await.into_result() {
+                Ok(page) => return Ok(page),
+                Err(e) => match retry_wait(&e, attempt, &retry) {
+                    Some(wait) => {
+                        tracing::warn!(pipeline = self.name(), attempt, error = %e, "read failed; retrying");
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                    }
+                    None => {
+                        return Err(SyncError::Plugin {
+                            pipeline: self.name().to_string(),
+                            step: "read",
+                            source: Box::new(e),
+                        });
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// How long to wait before retrying after `e` (none: do not retry).
+pub(super) fn retry_wait(
+    e: &PluginError,
+    attempt: u32,
+    retry: &super::pipeline::Retry,
+) -> Option<Duration> {
+    if attempt >= retry.max_attempts {
+        return None;
+    }
+    guest_retry_wait(e.guest_error()?, attempt, retry)
+}
+
+/// The same for a plugin's error value.
+pub(super) fn guest_retry_wait(
+    e: &GuestError,
+    attempt: u32,
+    retry: &super::pipeline::Retry,
+) -> Option<Duration> {
+    if attempt >= retry.max_attempts {
+        return None;
+    }
+    match e {
+        GuestError::RateLimited { retry_after_ms } => Some(
+            Duration::from_millis(*retry_after_ms)
+                .min(Duration::from_millis(retry.max_backoff_ms))
+                .max(retry.backoff(attempt)),
+        ),
+        GuestError::Transient(_) => Some(retry.backoff(attempt)),
+        _ => None,
+    }
+}
+
+/// Parsed content of a payload, or a malformed-output error.
+pub(super) fn content_of(
+    pipeline: &str,
+    what: &str,
+    payload: &str,
+    system: &SystemFields,
+) -> Result<Content, SyncError> {
+    Content::of(payload, system).map_err(|e| SyncError::Malformed {
+        pipeline: pipeline.to_string(),
+        message: format!("{what}: {e}"),
+    })
+}

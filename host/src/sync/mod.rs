@@ -1,0 +1,107 @@
+//! The sync engine: pipelines that move records from one connection to
+//! another through mappers, exactly once. Each page read is mapped, checked
+//! by the quality gate, written, and then its whole outcome — cursor,
+//! identity links, per-record results, dead letters, conflicts, log — is
+//! committed in one transaction, so a run killed at any instant resumes from
+//! the last committed page with nothing lost and nothing written twice.
+
+pub mod content;
+mod engine;
+pub mod gate;
+mod lookback;
+mod page;
+pub mod pipeline;
+pub mod plan;
+mod queue;
+pub mod store;
+
+pub use engine::{Engine, PlannedChange, Progress, RunOptions, RunReport};
+pub use pipeline::{ConflictPolicy, DeletePolicy, Pipeline, PipelineError, SyncMode};
+pub use queue::Side;
+pub use store::{RecordOutcome, RunId, RunStatus, SyncStore};
+
+use crate::PluginError;
+use crate::connections::ConnectionError;
+use crate::registry::RegistryError;
+use crate::store::StoreError;
+
+/// A sync operation that failed. Pages committed before the failure stay
+/// committed; the failing page left no trace and is redone by the next run.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// No such pipeline.
+    #[error("no pipeline named `{0}`; see `nexo pipeline list`")]
+    UnknownPipeline(String),
+    /// Paused.
+    #[error("pipeline `{0}` is paused; resume it with `nexo pipeline resume {0}`")]
+    Paused(String),
+    /// Another run of the pipeline is in progress.
+    #[error("pipeline `{0}` is already running (in another process); wait for it to finish")]
+    Busy(String),
+    /// The definition does not fit the installed connections and plugins.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// A connection could not be opened.
+    #[error("pipeline `{pipeline}`: {source}")]
+    Connection {
+        /// Pipeline.
+        pipeline: String,
+        /// Why (boxed: connection errors are large).
+        source: Box<ConnectionError>,
+    },
+    /// A mapper could not be loaded.
+    #[error("pipeline `{pipeline}`: mapper {plugin}: {reason}")]
+    Mapper {
+        /// Pipeline.
+        pipeline: String,
+        /// Mapper plugin.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
+    /// A plugin call failed for the whole page (after retries).
+    #[error("pipeline `{pipeline}`: {step} failed: {source}")]
+    Plugin {
+        /// Pipeline.
+        pipeline: String,
+        /// `read`, `map`, `write`, `discover`.
+        step: &'static str,
+        /// The plugin's error (boxed: plugin errors are large).
+        source: Box<PluginError>,
+    },
+    /// A plugin answered something the engine cannot use.
+    #[error("pipeline `{pipeline}`: {message}")]
+    Malformed {
+        /// Pipeline.
+        pipeline: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Stream not offered, not readable or not writable.
+    #[error("pipeline `{pipeline}`: {message}")]
+    Stream {
+        /// Pipeline.
+        pipeline: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A dead letter or conflict that cannot be acted on.
+    #[error("{0}")]
+    Queue(String),
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Registry failure.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Lock file trouble.
+    #[error("cannot lock pipeline `{pipeline}` at {path}: {reason}")]
+    Lock {
+        /// Pipeline.
+        pipeline: String,
+        /// Lock file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}

@@ -1,0 +1,915 @@
+//! One page of a run: classify what was read against the identity map, map
+//! what changed, pass it through the quality gate, decide, write (with
+//! retries), and gather everything the page changes into one
+//! [`PageCommit`]. Nothing here touches the database; the caller commits.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::SyncError;
+use super::content::{Content, SystemFields, idempotency_key};
+use super::engine::{Driver, PlannedChange, content_of, guest_retry_wait, retry_wait};
+use super::plan::{self, Decision, ReadClass};
+use super::store::{
+    DeadLetterKind, Link, LinkUpdate, NewConflict, NewDeadLetter, PageCommit, RecordOutcome,
+    RecordResult,
+};
+use crate::GuestError;
+use crate::plugin::{Operation, Record, WriteOutcome};
+
+/// A write as the engine prepared it; kept in the dead-letter and conflict
+/// queues so it can be replayed later exactly as it would have been sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingWrite {
+    /// Source id.
+    pub source_id: String,
+    /// Entity, when known.
+    pub entity_id: Option<i64>,
+    /// `upsert` or `delete`.
+    pub delete: bool,
+    /// Destination id, when linked.
+    pub destination_id: Option<String>,
+    /// Content to write (destination system fields left out).
+    pub payload: Value,
+    /// Idempotency key.
+    pub key: String,
+    /// The source record's content and version, to record once delivered.
+    pub source_content: Option<String>,
+    /// Source version (cursor value).
+    pub source_version: Option<String>,
+}
+
+impl PendingWrite {
+    /// The record handed to the destination's `write`.
+    pub fn to_record(&self, stream: &str) -> Record {
+        Record {
+            stream: stream.to_string(),
+            id: self.destination_id.clone().unwrap_or_default(),
+            operation: if self.delete {
+                Operation::Delete
+            } else {
+                Operation::Upsert
+            },
+            payload: self.payload.to_string(),
+            cursor: Some(self.key.clone()),
+        }
+    }
+}
+
+/// What the delivery of one write came to.
+#[derive(Debug, Clone)]
+pub enum Delivered {
+    /// Done; the destination's outcome.
+    Done(WriteOutcome),
+    /// Failed for good (or retries ran out).
+    Failed {
+        /// The error.
+        error: GuestError,
+        /// Attempts made.
+        attempts: u32,
+    },
+}
+
+/// In a dry run, the identity-map changes earlier pages would have made,
+/// laid over what the store holds.
+#[derive(Debug, Default)]
+pub struct Overlay {
+    links: HashMap<(String, String, String), Patch>,
+    next_entity: i64,
+}
+
+/// The fields a link update changes (absent: unchanged).
+#[derive(Debug, Clone)]
+struct Patch {
+    entity_id: i64,
+    known: Option<String>,
+    synced_hash: Option<String>,
+    version: Option<String>,
+    deleted: bool,
+}
+
+impl Patch {
+    fn merge_into(&self, link: &mut Link) {
+        link.entity_id = self.entity_id;
+        if let Some(k) = &self.known {
+            link.known = Some(k.clone());
+        }
+        if let Some(h) = &self.synced_hash {
+            link.synced_hash = Some(h.clone());
+        }
+        if let Some(v) = &self.version {
+            link.version = Some(v.clone());
+        }
+        link.deleted = self.deleted;
+    }
+
+    fn to_link(&self, connection: &str, stream: &str, record_id: &str) -> Link {
+        let mut link = Link {
+            entity_id: self.entity_id,
+            connection: connection.to_string(),
+            stream: stream.to_string(),
+            record_id: record_id.to_string(),
+            known: None,
+            synced_hash: None,
+            version: None,
+            deleted: false,
+        };
+        self.merge_into(&mut link);
+        link
+    }
+}
+
+impl Overlay {
+    /// Record updates as if committed (new entities get negative ids).
+    pub fn apply(&mut self, updates: &[LinkUpdate]) {
+        let mut groups: HashMap<usize, i64> = HashMap::new();
+        for u in updates {
+            let entity_id = match u.entity_id {
+                Some(e) => e,
+                None => *groups.entry(u.group).or_insert_with(|| {
+                    self.next_entity -= 1;
+                    self.next_entity
+                }),
+            };
+            let key = (u.connection.clone(), u.stream.clone(), u.record_id.clone());
+            let prior = self.links.get(&key);
+            let patch = Patch {
+                entity_id,
+                known: u
+                    .known
+                    .clone()
+                    .or_else(|| prior.and_then(|p| p.known.clone())),
+                synced_hash: u
+                    .synced_hash
+                    .clone()
+                    .or_else(|| prior.and_then(|p| p.synced_hash.clone())),
+                version: u
+                    .version
+                    .clone()
+                    .or_else(|| prior.and_then(|p| p.version.clone())),
+                deleted: u.deleted,
+            };
+            self.links.insert(key, patch);
+        }
+    }
+
+    /// Lay the overlay over links found by record id.
+    pub fn patch(&self, found: &mut Vec<Link>, connection: &str, stream: &str, ids: &[&str]) {
+        if self.links.is_empty() {
+            return;
+        }
+        let key = |id: &str| (connection.to_string(), stream.to_string(), id.to_string());
+        for l in found.iter_mut() {
+            if let Some(p) = self.links.get(&key(&l.record_id)) {
+                p.merge_into(l);
+            }
+        }
+        for id in ids {
+            if !found.iter().any(|l| l.record_id == *id)
+                && let Some(p) = self.links.get(&key(id))
+            {
+                found.push(p.to_link(connection, stream, id));
+            }
+        }
+    }
+
+    fn patch_entities(
+        &self,
+        found: &mut Vec<Link>,
+        entities: &HashSet<i64>,
+        connection: &str,
+        stream: &str,
+    ) {
+        for ((c, s, id), p) in &self.links {
+            if c != connection || s != stream {
+                continue;
+            }
+            match found.iter_mut().find(|l| &l.record_id == id) {
+                Some(l) => p.merge_into(l),
+                None if entities.contains(&p.entity_id) => {
+                    found.push(p.to_link(connection, stream, id));
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+/// A link update for a destination record read by change tracking.
+pub fn tracked(link: &Link, r: &Record, system: &SystemFields, changed: &mut usize) -> LinkUpdate {
+    let mut update = LinkUpdate {
+        entity_id: Some(link.entity_id),
+        entity: String::new(),
+        group: 0,
+        connection: link.connection.clone(),
+        stream: link.stream.clone(),
+        record_id: link.record_id.clone(),
+        known: None,
+        synced_hash: None,
+        version: r.cursor.clone(),
+        deleted: r.operation == Operation::Delete,
+    };
+    if r.operation == Operation::Delete {
+        *changed += 1;
+        return update;
+    }
+    let Ok(content) = Content::of(&r.payload, system) else {
+        return update;
+    };
+    match plan::classify_read(Some(link), &content) {
+        ReadClass::Unchanged { rebase } => {
+            if rebase.is_some() {
+                update.known = Some(content.to_json());
+                update.synced_hash = rebase;
+            }
+        }
+        ReadClass::Changed => {
+            *changed += 1;
+            update.known = Some(content.to_json());
+        }
+    }
+    update
+}
+
+/// One source record on its way through the page.
+struct Item {
+    source_id: String,
+    group: usize,
+    entity_id: Option<i64>,
+    delete: bool,
+    content: Option<Content>,
+    version: Option<String>,
+}
+
+impl Item {
+    fn source_link(&self, d: &Driver<'_>, synced: bool, deleted: bool) -> LinkUpdate {
+        let p = &d.p.pipeline;
+        LinkUpdate {
+            entity_id: self.entity_id,
+            entity: p.entity.clone(),
+            group: self.group,
+            connection: p.source.connection.clone(),
+            stream: p.source.stream.clone(),
+            record_id: self.source_id.clone(),
+            known: self.content.as_ref().map(Content::to_json),
+            synced_hash: if synced {
+                self.content.as_ref().map(Content::hash)
+            } else {
+                None
+            },
+            version: self.version.clone(),
+            deleted,
+        }
+    }
+}
+
+/// What was decided for one item.
+enum Step {
+    Done(RecordOutcome, Option<String>, String),
+    Quarantine(NewDeadLetter),
+    Write(PendingWrite, Decision),
+    Hold(PendingWrite, Decision, bool),
+}
+
+fn result(
+    item: &Item,
+    outcome: RecordOutcome,
+    dest: Option<String>,
+    detail: Option<String>,
+) -> RecordResult {
+    RecordResult {
+        source_id: item.source_id.clone(),
+        destination_id: dest,
+        outcome,
+        detail,
+    }
+}
+
+/// Process one page of source records.
+pub async fn process(d: &mut Driver<'_>, records: Vec<Record>) -> Result<PageCommit, SyncError> {
+    let p = &d.p.pipeline;
+    let name = p.name.clone();
+    let mut commit = PageCommit::default();
+    commit.counts.read = records.len() as u64;
+    let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    let src_links: HashMap<String, Link> = d
+        .links(&p.source.connection, &p.source.stream, &ids)?
+        .into_iter()
+        .map(|l| (l.record_id.clone(), l))
+        .collect();
+
+    let mut items = Vec::with_capacity(records.len());
+    let mut to_map = Vec::new();
+    for (i, r) in records.into_iter().enumerate() {
+        let link = src_links.get(&r.id);
+        let mut item = Item {
+            source_id: r.id.clone(),
+            group: i + 1,
+            entity_id: link.map(|l| l.entity_id),
+            delete: r.operation == Operation::Delete,
+            content: None,
+            version: r.cursor.clone(),
+        };
+        if !item.delete {
+            let content = content_of(
+                &name,
+                &format!("source record {}", r.id),
+                &r.payload,
+                &d.p.source_system,
+            )?;
+            if let ReadClass::Unchanged { rebase } = plan::classify_read(link, &content) {
+                let mut update = item.source_link(d, false, false);
+                if rebase.is_none() {
+                    update.known = None;
+                }
+                update.synced_hash = rebase;
+                commit.links.push(update);
+                commit.counts.add(RecordOutcome::Unchanged);
+                commit.results.push(result(
+                    &item,
+                    RecordOutcome::Unchanged,
+                    None,
+                    Some("no change since the last sync (or an echo of Nexo's own write)".into()),
+                ));
+                continue;
+            }
+            item.content = Some(content);
+            to_map.push(r);
+        }
+        items.push(item);
+    }
+
+    let mapped = map_all(d, to_map).await?;
+
+    // The destination record of each entity.
+    let entities: HashSet<i64> = items.iter().filter_map(|i| i.entity_id).collect();
+    let dest_links: HashMap<i64, Link> = {
+        let list: Vec<i64> = entities.iter().copied().filter(|e| *e > 0).collect();
+        let mut found = d.engine.store.links_of_entities(
+            &list,
+            &p.destination.connection,
+            &p.destination.stream,
+        )?;
+        d.overlay.patch_entities(
+            &mut found,
+            &entities,
+            &p.destination.connection,
+            &p.destination.stream,
+        );
+        found.into_iter().map(|l| (l.entity_id, l)).collect()
+    };
+
+    let mut steps = Vec::with_capacity(items.len());
+    for item in &items {
+        let dest = item.entity_id.and_then(|e| dest_links.get(&e));
+        let key = idempotency_key(&name, &p.source.connection, &item.source_id);
+        let pending = |payload: Value, delete: bool, dest_id: Option<String>| PendingWrite {
+            source_id: item.source_id.clone(),
+            entity_id: item.entity_id,
+            delete,
+            destination_id: dest_id,
+            payload,
+            key: key.clone(),
+            source_content: item.content.as_ref().map(Content::to_json),
+            source_version: item.version.clone(),
+        };
+        if item.delete {
+            let decision = plan::decide_delete(p, dest);
+            steps.push(match decision {
+                Decision::Delete { ref id } => {
+                    Step::Write(pending(Value::Null, true, Some(id.clone())), decision)
+                }
+                Decision::Update {
+                    ref id,
+                    ref payload,
+                    ..
+                } => Step::Write(
+                    pending(Value::Object(payload.0.clone()), false, Some(id.clone())),
+                    decision,
+                ),
+                Decision::Unchanged { id, reason, .. } => {
+                    Step::Done(RecordOutcome::Unchanged, id, reason)
+                }
+                _ => Step::Done(RecordOutcome::Unchanged, None, "nothing to do".into()),
+            });
+            continue;
+        }
+        let Some(record) = mapped.get(&item.source_id) else {
+            steps.push(Step::Done(
+                RecordOutcome::Unchanged,
+                dest.map(|l| l.record_id.clone()),
+                "left out by the pipeline's mappers".into(),
+            ));
+            continue;
+        };
+        let payload: Value =
+            serde_json::from_str(&record.payload).map_err(|e| SyncError::Malformed {
+                pipeline: name.clone(),
+                message: format!("mapper output for {}: {e}", item.source_id),
+            })?;
+        let content = match payload {
+            Value::Object(m) => Content::from_map(m, &d.p.dest_system),
+            _ => {
+                return Err(SyncError::Malformed {
+                    pipeline: name.clone(),
+                    message: format!("mapper output for {} is not a JSON object", item.source_id),
+                });
+            }
+        };
+        let as_value = Value::Object(content.0.clone());
+        if let Err(failure) = d.p.gate.check(&as_value) {
+            steps.push(Step::Quarantine(NewDeadLetter {
+                kind: DeadLetterKind::Quarantined,
+                source_id: item.source_id.clone(),
+                record: serde_json::to_string(&pending(
+                    as_value,
+                    false,
+                    dest.map(|l| l.record_id.clone()),
+                ))
+                .unwrap_or_default(),
+                error: failure.to_string(),
+                class: failure.class.to_string(),
+                field: failure.field.clone(),
+                attempts: 0,
+            }));
+            continue;
+        }
+        let mut decision = plan::decide_upsert(p, &content, dest, item.version.as_deref(), false);
+        let mut already_open = false;
+        if matches!(decision, Decision::Update { .. } | Decision::Hold { .. })
+            && let Some(e) = item.entity_id.filter(|e| *e > 0)
+            && d.engine.store.has_open_conflict(e)?
+        {
+            already_open = true;
+            decision = plan::decide_upsert(p, &content, dest, item.version.as_deref(), true);
+        }
+        steps.push(match decision {
+            Decision::Create => Step::Write(pending(as_value, false, None), decision),
+            Decision::Update {
+                ref id,
+                ref payload,
+                ..
+            } => Step::Write(
+                pending(Value::Object(payload.0.clone()), false, Some(id.clone())),
+                decision,
+            ),
+            Decision::Hold { ref id, .. } => Step::Hold(
+                pending(as_value, false, Some(id.clone())),
+                decision,
+                already_open,
+            ),
+            Decision::Unchanged {
+                ref id,
+                ref reason,
+                ref conflict,
+            } => {
+                if let (Some(fields), Some(dest)) = (conflict, dest) {
+                    commit.counts.conflicts += 1;
+                    commit.conflicts.push(NewConflict {
+                        entity_id: dest.entity_id,
+                        source_id: item.source_id.clone(),
+                        destination_id: dest.record_id.clone(),
+                        source_record: serde_json::to_string(&pending(
+                            as_value.clone(),
+                            false,
+                            Some(dest.record_id.clone()),
+                        ))
+                        .unwrap_or_default(),
+                        destination_payload: dest.known.clone().unwrap_or_default(),
+                        fields: fields.clone(),
+                        resolution: Some("destination kept by policy".into()),
+                    });
+                }
+                Step::Done(RecordOutcome::Unchanged, id.clone(), reason.clone())
+            }
+            Decision::Delete { .. } => {
+                Step::Done(RecordOutcome::Unchanged, None, "nothing to do".into())
+            }
+        });
+    }
+
+    // Deliver the writes.
+    let writes: Vec<&PendingWrite> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Write(w, _) => Some(w),
+            _ => None,
+        })
+        .collect();
+    let delivered = if d.dry_run {
+        writes
+            .iter()
+            .map(|w| {
+                Delivered::Done(match (&w.destination_id, w.delete) {
+                    (_, true) => {
+                        WriteOutcome::Deleted(w.destination_id.clone().unwrap_or_default())
+                    }
+                    (None, false) => WriteOutcome::Created(format!("(new {})", w.source_id)),
+                    (Some(id), false) => WriteOutcome::Updated(id.clone()),
+                })
+            })
+            .collect()
+    } else {
+        let records: Vec<Record> = writes
+            .iter()
+            .map(|w| w.to_record(&p.destination.stream))
+            .collect();
+        write_all(d, records).await?
+    };
+    let mut delivered = delivered.into_iter();
+
+    for (item, step) in items.iter().zip(steps) {
+        match step {
+            Step::Done(outcome, dest, reason) => {
+                commit.links.push(item.source_link(d, true, item.delete));
+                commit.counts.add(outcome);
+                commit
+                    .results
+                    .push(result(item, outcome, dest, Some(reason)));
+            }
+            Step::Quarantine(letter) => {
+                commit.links.push(item.source_link(d, false, false));
+                commit.counts.add(RecordOutcome::Quarantined);
+                commit.results.push(result(
+                    item,
+                    RecordOutcome::Quarantined,
+                    None,
+                    Some(letter.error.clone()),
+                ));
+                commit.log.push((
+                    "warn".into(),
+                    format!("record {} quarantined: {}", item.source_id, letter.error),
+                ));
+                commit.dead_letters.push(letter);
+            }
+            Step::Hold(w, decision, already_open) => {
+                commit.links.push(item.source_link(d, false, false));
+                commit.counts.add(RecordOutcome::Conflict);
+                let (id, fields) = match decision {
+                    Decision::Hold { id, fields } => (id, fields),
+                    _ => (String::new(), Vec::new()),
+                };
+                let detail = if already_open {
+                    "held: an earlier conflict on this record waits for a person".to_string()
+                } else {
+                    format!(
+                        "held for a person: both sides changed {}",
+                        fields.join(", ")
+                    )
+                };
+                commit.results.push(result(
+                    item,
+                    RecordOutcome::Conflict,
+                    Some(id.clone()),
+                    Some(detail),
+                ));
+                if !already_open && let Some(entity_id) = item.entity_id {
+                    let known = dest_links
+                        .get(&entity_id)
+                        .and_then(|l| l.known.clone())
+                        .unwrap_or_default();
+                    commit.conflicts.push(NewConflict {
+                        entity_id,
+                        source_id: item.source_id.clone(),
+                        destination_id: id,
+                        source_record: serde_json::to_string(&w).unwrap_or_default(),
+                        destination_payload: known,
+                        fields,
+                        resolution: None,
+                    });
+                }
+            }
+            Step::Write(w, decision) => {
+                let Some(outcome) = delivered.next() else {
+                    return Err(SyncError::Malformed {
+                        pipeline: name.clone(),
+                        message: "fewer write results than writes".into(),
+                    });
+                };
+                settle(d, &mut commit, item, w, decision, outcome);
+            }
+        }
+    }
+    Ok(commit)
+}
+
+/// Record what a delivered (or failed) write means.
+fn settle(
+    d: &mut Driver<'_>,
+    commit: &mut PageCommit,
+    item: &Item,
+    w: PendingWrite,
+    decision: Decision,
+    delivered: Delivered,
+) {
+    let p = &d.p.pipeline;
+    let (conflict, diff) = match &decision {
+        Decision::Update { conflict, diff, .. } => (conflict.clone(), diff.clone()),
+        _ => (None, Vec::new()),
+    };
+    match delivered {
+        Delivered::Failed { error, attempts } => {
+            commit.links.push(item.source_link(d, false, false));
+            commit.counts.add(RecordOutcome::Failed);
+            commit.results.push(result(
+                item,
+                RecordOutcome::Failed,
+                w.destination_id.clone(),
+                Some(error.to_string()),
+            ));
+            commit.log.push((
+                "warn".into(),
+                format!("record {} failed: {error}", item.source_id),
+            ));
+            commit.dead_letters.push(NewDeadLetter {
+                kind: DeadLetterKind::Failed,
+                source_id: item.source_id.clone(),
+                record: serde_json::to_string(&w).unwrap_or_default(),
+                error: error.to_string(),
+                class: error.class().to_string(),
+                field: None,
+                attempts,
+            });
+        }
+        Delivered::Done(outcome) => {
+            let (outcome, dest_id) = match outcome {
+                // The `archive` delete policy writes an update: it is the
+                // delete as far as the run is concerned.
+                WriteOutcome::Updated(id) if item.delete => (RecordOutcome::Deleted, id),
+                WriteOutcome::Created(id) => (RecordOutcome::Created, id),
+                WriteOutcome::Updated(id) => (RecordOutcome::Updated, id),
+                WriteOutcome::Unchanged(id) => (RecordOutcome::Unchanged, id),
+                WriteOutcome::Deleted(id) => (RecordOutcome::Deleted, id),
+                WriteOutcome::Failed(e) => {
+                    let error = GuestError::from(e);
+                    return settle(
+                        d,
+                        commit,
+                        item,
+                        w,
+                        decision,
+                        Delivered::Failed { error, attempts: 1 },
+                    );
+                }
+            };
+            let dest_id = if dest_id.is_empty() {
+                w.destination_id.clone().unwrap_or_default()
+            } else {
+                dest_id
+            };
+            // A delete policy of `archive` writes an update: the source
+            // record is gone all the same.
+            let source_deleted = item.delete;
+            commit.links.push(item.source_link(d, true, source_deleted));
+            let content = match &w.payload {
+                Value::Object(m) => Some(Content(m.clone())),
+                _ => None,
+            };
+            commit.links.push(LinkUpdate {
+                entity_id: item.entity_id,
+                entity: p.entity.clone(),
+                group: item.group,
+                connection: p.destination.connection.clone(),
+                stream: p.destination.stream.clone(),
+                record_id: dest_id.clone(),
+                known: content.as_ref().map(Content::to_json),
+                synced_hash: content.as_ref().map(Content::hash),
+                version: None,
+                deleted: outcome == RecordOutcome::Deleted && w.delete,
+            });
+            if let Some(fields) = conflict {
+                commit.counts.conflicts += 1;
+                commit.conflicts.push(NewConflict {
+                    entity_id: item.entity_id.unwrap_or_default(),
+                    source_id: item.source_id.clone(),
+                    destination_id: dest_id.clone(),
+                    source_record: serde_json::to_string(&w).unwrap_or_default(),
+                    destination_payload: String::new(),
+                    fields,
+                    resolution: Some("source written by policy".into()),
+                });
+            }
+            if d.dry_run {
+                d.plan.push(PlannedChange {
+                    action: match outcome {
+                        RecordOutcome::Created => "create",
+                        RecordOutcome::Deleted => "delete",
+                        _ => "update",
+                    },
+                    source_id: item.source_id.clone(),
+                    destination_id: w.destination_id.clone(),
+                    diff,
+                });
+            }
+            commit.counts.add(outcome);
+            commit
+                .results
+                .push(result(item, outcome, Some(dest_id), None));
+        }
+    }
+}
+
+/// Run the records through the mappers; output keyed by source id.
+async fn map_all(
+    d: &Driver<'_>,
+    records: Vec<Record>,
+) -> Result<HashMap<String, Record>, SyncError> {
+    let name = &d.p.pipeline.name;
+    let inputs: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
+    let mut batch = records;
+    for (mapper, config) in &d.p.mappers {
+        if batch.is_empty() {
+            break;
+        }
+        batch = mapper
+            .map(config, &batch)
+            .await
+            .into_result()
+            .map_err(|source| SyncError::Plugin {
+                pipeline: name.clone(),
+                step: "map",
+                source: Box::new(source),
+            })?;
+        let mut seen = HashSet::new();
+        for r in &batch {
+            if !inputs.contains(&r.id) {
+                return Err(SyncError::Malformed {
+                    pipeline: name.clone(),
+                    message: format!(
+                        "mapper {} returned a record with id `{}`, which is not the id of any record it was given; a mapper must keep the source id",
+                        mapper.plugin(),
+                        r.id
+                    ),
+                });
+            }
+            if !seen.insert(r.id.clone()) {
+                return Err(SyncError::Malformed {
+                    pipeline: name.clone(),
+                    message: format!(
+                        "mapper {} returned record `{}` twice",
+                        mapper.plugin(),
+                        r.id
+                    ),
+                });
+            }
+        }
+    }
+    Ok(batch.into_iter().map(|r| (r.id.clone(), r)).collect())
+}
+
+/// Deliver writes in batches, retrying transient failures with backoff.
+async fn write_all(d: &Driver<'_>, records: Vec<Record>) -> Result<Vec<Delivered>, SyncError> {
+    let p = &d.p.pipeline;
+    let mut out: Vec<Option<Delivered>> = vec![None; records.len()];
+    let indexed: Vec<usize> = (0..records.len()).collect();
+    for chunk in indexed.chunks(p.batch_size) {
+        let mut pending: Vec<usize> = chunk.to_vec();
+        let mut attempt = 1;
+        while !pending.is_empty() {
+            let batch: Vec<Record> = pending.iter().map(|i| records[*i].clone()).collect();
+            let results = match d
+                .p
+                .dest
+                .write(&d.p.dest_config, &p.destination.stream, &batch)
+                .await
+                .into_result()
+            {
+                Ok(r) => r,
+                Err(e) => match retry_wait(&e, attempt, &p.retry) {
+                    Some(wait) => {
+                        tracing::warn!(pipeline = %p.name, attempt, error = %e, "write failed; retrying");
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    None => {
+                        return Err(SyncError::Plugin {
+                            pipeline: p.name.clone(),
+                            step: "write",
+                            source: Box::new(e),
+                        });
+                    }
+                },
+            };
+            let mut again = Vec::new();
+            let mut wait = std::time::Duration::ZERO;
+            for (i, r) in pending.iter().zip(results) {
+                match r.outcome {
+                    WriteOutcome::Failed(e) => {
+                        let error = GuestError::from(e);
+                        match guest_retry_wait(&error, attempt, &p.retry) {
+                            Some(w) => {
+                                wait = wait.max(w);
+                                again.push(*i);
+                            }
+                            None => {
+                                out[*i] = Some(Delivered::Failed {
+                                    error,
+                                    attempts: attempt,
+                                })
+                            }
+                        }
+                    }
+                    outcome => out[*i] = Some(Delivered::Done(outcome)),
+                }
+            }
+            if !again.is_empty() {
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            pending = again;
+        }
+    }
+    out.into_iter()
+        .map(|o| {
+            o.ok_or_else(|| SyncError::Malformed {
+                pipeline: p.name.clone(),
+                message: "a write got no result".into(),
+            })
+        })
+        .collect()
+}
+
+/// The full-refresh sweep: source records not seen by this run are gone.
+pub async fn sweep(d: &mut Driver<'_>, gone: Vec<Link>) -> Result<PageCommit, SyncError> {
+    let records = gone
+        .into_iter()
+        .map(|l| Record {
+            stream: l.stream,
+            id: l.record_id,
+            operation: Operation::Delete,
+            payload: "{}".into(),
+            cursor: None,
+        })
+        .collect::<Vec<_>>();
+    let mut commit = process(d, records).await?;
+    // Not read: the records are inferred gone.
+    commit.counts.read = 0;
+    commit.log.push((
+        "info".into(),
+        format!(
+            "full refresh: {} records no longer in the source",
+            commit.results.len()
+        ),
+    ));
+    Ok(commit)
+}
+
+/// Deliver one queued write (dead-letter replay, conflict resolution) and
+/// gather its effects; `false` when it failed again (the error is in the
+/// commit's results, no new dead letter is added).
+pub async fn deliver_one(
+    d: &mut Driver<'_>,
+    w: PendingWrite,
+) -> Result<(PageCommit, Option<String>), SyncError> {
+    let p = &d.p.pipeline;
+    let item = Item {
+        source_id: w.source_id.clone(),
+        group: 1,
+        entity_id: w.entity_id,
+        delete: w.delete,
+        content: w
+            .source_content
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok())
+            .map(Content),
+        version: w.source_version.clone(),
+    };
+    let decision = if w.delete {
+        Decision::Delete {
+            id: w.destination_id.clone().unwrap_or_default(),
+        }
+    } else if let Some(id) = &w.destination_id {
+        Decision::Update {
+            id: id.clone(),
+            payload: Content(w.payload.as_object().cloned().unwrap_or_default()),
+            diff: Vec::new(),
+            conflict: None,
+        }
+    } else {
+        Decision::Create
+    };
+    let record = w.to_record(&p.destination.stream);
+    let delivered = write_all(d, vec![record]).await?;
+    let mut commit = PageCommit::default();
+    let outcome = delivered
+        .into_iter()
+        .next()
+        .ok_or_else(|| SyncError::Malformed {
+            pipeline: p.name.clone(),
+            message: "the write got no result".into(),
+        })?;
+    settle(d, &mut commit, &item, w, decision, outcome);
+    let failure = commit
+        .results
+        .iter()
+        .find(|r| r.outcome == RecordOutcome::Failed)
+        .map(|r| r.detail.clone().unwrap_or_default());
+    if failure.is_some() {
+        commit.dead_letters.clear();
+        commit.links.clear();
+    }
+    Ok((commit, failure))
+}

@@ -1,0 +1,500 @@
+//! Pipeline definitions: what flows from which connection to which, through
+//! which mappers, who owns the data, how conflicts and deletes are handled.
+//! Parsed from TOML (`nexo pipeline apply FILE`) and validated before
+//! anything is saved, with messages that name the field.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Full refresh or incremental.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncMode {
+    /// Read only what changed since the last committed cursor.
+    #[default]
+    Incremental,
+    /// Read everything every run; records no longer present count as deleted.
+    FullRefresh,
+}
+
+/// Who wins when both sides changed the same record since the last sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictPolicy {
+    /// The source's version is written.
+    #[default]
+    SourceWins,
+    /// The destination's version is kept.
+    DestinationWins,
+    /// The version with the later cursor value (modification time) wins.
+    NewestWins,
+    /// Nothing is written; the pair waits in the conflict queue for a person.
+    Hold,
+}
+
+/// What a delete in the source does to the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeletePolicy {
+    /// Delete the linked destination record.
+    Propagate,
+    /// Keep it, but apply the pipeline's `archive` fields (e.g. a status).
+    Archive,
+    /// Leave the destination as it is.
+    #[default]
+    Ignore,
+}
+
+/// One end of a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// Connection name.
+    pub connection: String,
+    /// Stream of that connection.
+    pub stream: String,
+}
+
+/// A mapper step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapperStep {
+    /// Installed mapper plugin id (`vendor/name`).
+    pub plugin: String,
+    /// Pinned version; the active one when absent.
+    #[serde(default)]
+    pub version: Option<semver::Version>,
+    /// The mapper's config.
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+/// Which system owns the entity, and per-field exceptions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Master {
+    /// Connection that owns the entity (source or destination); the source
+    /// when absent. When it is the destination, this pipeline only creates
+    /// records the destination lacks and never overwrites or deletes.
+    #[serde(default)]
+    pub system: Option<String>,
+    /// Field → owning connection. On updates the destination keeps its own
+    /// value for fields it owns.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+}
+
+/// Conflict settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Conflicts {
+    /// The policy.
+    #[serde(default)]
+    pub policy: ConflictPolicy,
+}
+
+/// Delete settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Deletes {
+    /// The policy.
+    #[serde(default)]
+    pub policy: DeletePolicy,
+    /// Fields set on the destination record by the `archive` policy.
+    #[serde(default)]
+    pub archive: BTreeMap<String, serde_json::Value>,
+}
+
+/// Retry settings for transient failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Attempts per call or record, the first included.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// First backoff; doubles per attempt.
+    #[serde(default = "default_backoff")]
+    pub initial_backoff_ms: u64,
+    /// Longest backoff.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_ms: u64,
+}
+
+fn default_attempts() -> u32 {
+    5
+}
+fn default_backoff() -> u64 {
+    200
+}
+fn default_max_backoff() -> u64 {
+    30_000
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            max_attempts: default_attempts(),
+            initial_backoff_ms: default_backoff(),
+            max_backoff_ms: default_max_backoff(),
+        }
+    }
+}
+
+impl Retry {
+    /// The wait before attempt `attempt + 1` (attempt counts from 1).
+    pub fn backoff(&self, attempt: u32) -> std::time::Duration {
+        let factor = 1u64 << attempt.saturating_sub(1).min(20);
+        std::time::Duration::from_millis(
+            self.initial_backoff_ms
+                .saturating_mul(factor)
+                .min(self.max_backoff_ms),
+        )
+    }
+}
+
+/// Canonical models the data-quality gate can check beyond JSON Schema.
+pub const MODELS: &[&str] = &[
+    "contact",
+    "company",
+    "product",
+    "invoice",
+    "payment",
+    "account",
+    "journal-entry",
+];
+
+/// A pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// Unique name.
+    pub name: String,
+    /// What it is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Incremental or full refresh.
+    #[serde(default)]
+    pub mode: SyncMode,
+    /// Entity type in the identity map (`contact`, `invoice`, …): records of
+    /// one entity type are linked across systems and pipelines.
+    pub entity: String,
+    /// Canonical model the mapped records must satisfy (see [`MODELS`]).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Where records come from.
+    pub source: Endpoint,
+    /// Mappers applied in order.
+    #[serde(default)]
+    pub mappers: Vec<MapperStep>,
+    /// Where records go.
+    pub destination: Endpoint,
+    /// Ownership.
+    #[serde(default)]
+    pub master: Master,
+    /// Conflicts.
+    #[serde(default)]
+    pub conflicts: Conflicts,
+    /// Deletes.
+    #[serde(default)]
+    pub deletes: Deletes,
+    /// Retries.
+    #[serde(default)]
+    pub retry: Retry,
+    /// Records per write call (the page is split into batches of this size).
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Seconds of look-back: the next run re-reads from this long before the
+    /// previous run started, so records committed late are not skipped
+    /// (re-read records that did not change are recognised and not written).
+    #[serde(default)]
+    pub look_back_seconds: u64,
+    /// Read the destination's changes before each run, so conflicts with
+    /// edits made there are seen. Needs a readable destination stream.
+    #[serde(default = "yes")]
+    pub track_destination: bool,
+}
+
+fn default_batch() -> usize {
+    100
+}
+fn yes() -> bool {
+    true
+}
+
+/// A pipeline definition that cannot be accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Not valid TOML, or a field of the wrong type / unknown.
+    #[error("pipeline file {file}: {message}")]
+    Syntax {
+        /// File (or `<input>`).
+        file: String,
+        /// What is wrong, with the field path and position.
+        message: String,
+    },
+    /// Structurally fine but inconsistent.
+    #[error("pipeline `{name}`: field `{field}`: {message}")]
+    Invalid {
+        /// Pipeline name.
+        name: String,
+        /// The field.
+        field: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+fn invalid(p: &Pipeline, field: &str, message: impl Into<String>) -> PipelineError {
+    PipelineError::Invalid {
+        name: p.name.clone(),
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+impl Pipeline {
+    /// Parse and check a pipeline from TOML text (`file` names it in errors).
+    pub fn from_toml(text: &str, file: &str) -> Result<Self, PipelineError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| PipelineError::Syntax {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
+        let p: Pipeline =
+            serde_path_to_error::deserialize(de).map_err(|e| PipelineError::Syntax {
+                file: file.to_string(),
+                message: format!("field `{}`: {}", e.path(), e.inner()),
+            })?;
+        p.check()?;
+        Ok(p)
+    }
+
+    /// Rules that do not need the database.
+    pub fn check(&self) -> Result<(), PipelineError> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(invalid(
+                self,
+                "name",
+                "must be 1-64 lower-case letters, digits, `-` or `_`",
+            ));
+        }
+        if self.entity.trim().is_empty() {
+            return Err(invalid(
+                self,
+                "entity",
+                "name the entity type, e.g. `contact`",
+            ));
+        }
+        if let Some(m) = &self.model
+            && !MODELS.contains(&m.as_str())
+        {
+            return Err(invalid(
+                self,
+                "model",
+                format!(
+                    "`{m}` is not a canonical model; use one of {}",
+                    MODELS.join(", ")
+                ),
+            ));
+        }
+        for (field, e) in [("source", &self.source), ("destination", &self.destination)] {
+            if e.connection.is_empty() {
+                return Err(invalid(self, &format!("{field}.connection"), "is empty"));
+            }
+            if e.stream.is_empty() {
+                return Err(invalid(self, &format!("{field}.stream"), "is empty"));
+            }
+        }
+        if self.source == self.destination {
+            return Err(invalid(
+                self,
+                "destination",
+                "is the same connection and stream as the source",
+            ));
+        }
+        let ends = [
+            self.source.connection.as_str(),
+            self.destination.connection.as_str(),
+        ];
+        if let Some(system) = &self.master.system
+            && !ends.contains(&system.as_str())
+        {
+            return Err(invalid(
+                self,
+                "master.system",
+                format!(
+                    "`{system}` is neither the source (`{}`) nor the destination (`{}`)",
+                    ends[0], ends[1]
+                ),
+            ));
+        }
+        for (f, owner) in &self.master.fields {
+            if !ends.contains(&owner.as_str()) {
+                return Err(invalid(
+                    self,
+                    &format!("master.fields.{f}"),
+                    format!(
+                        "`{owner}` is neither the source (`{}`) nor the destination (`{}`)",
+                        ends[0], ends[1]
+                    ),
+                ));
+            }
+        }
+        match self.deletes.policy {
+            DeletePolicy::Archive if self.deletes.archive.is_empty() => {
+                return Err(invalid(
+                    self,
+                    "deletes.archive",
+                    "the archive policy needs the fields to set, e.g. archive = { status = \"archived\" }",
+                ));
+            }
+            DeletePolicy::Propagate | DeletePolicy::Ignore if !self.deletes.archive.is_empty() => {
+                return Err(invalid(
+                    self,
+                    "deletes.archive",
+                    "is only used with policy = \"archive\"",
+                ));
+            }
+            _ => {}
+        }
+        if !(1..=10_000).contains(&self.batch_size) {
+            return Err(invalid(self, "batch_size", "must be between 1 and 10000"));
+        }
+        if !(1..=100).contains(&self.retry.max_attempts) {
+            return Err(invalid(
+                self,
+                "retry.max_attempts",
+                "must be between 1 and 100",
+            ));
+        }
+        for (i, m) in self.mappers.iter().enumerate() {
+            if !m.config.is_object() {
+                return Err(invalid(
+                    self,
+                    &format!("mappers[{i}].config"),
+                    "must be a table",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the destination owns the entity as a whole.
+    pub fn destination_is_master(&self) -> bool {
+        self.master.system.as_deref() == Some(self.destination.connection.as_str())
+    }
+
+    /// Fields the destination owns (kept as they are on updates).
+    pub fn destination_fields(&self) -> impl Iterator<Item = &str> {
+        self.master
+            .fields
+            .iter()
+            .filter(|(_, owner)| **owner == self.destination.connection)
+            .map(|(f, _)| f.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        name = "crm-to-books"
+        entity = "contact"
+        [source]
+        connection = "crm"
+        stream = "contacts"
+        [destination]
+        connection = "books"
+        stream = "contacts"
+        [master]
+        system = "crm"
+        fields = { phone = "books" }
+        [conflicts]
+        policy = "hold"
+        [deletes]
+        policy = "archive"
+        archive = { lifecycle_stage = "archived" }
+    "#;
+
+    #[test]
+    fn a_full_definition_parses_with_defaults() {
+        let p = Pipeline::from_toml(GOOD, "p.toml").unwrap();
+        assert_eq!(p.mode, SyncMode::Incremental);
+        assert_eq!(p.conflicts.policy, ConflictPolicy::Hold);
+        assert_eq!(p.deletes.policy, DeletePolicy::Archive);
+        assert_eq!(p.destination_fields().collect::<Vec<_>>(), ["phone"]);
+        assert!(!p.destination_is_master());
+        assert_eq!(p.retry.max_attempts, 5);
+        assert!(p.track_destination);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (GOOD.replace("\"hold\"", "\"maybe\""), "conflicts.policy"),
+            (
+                GOOD.replace("system = \"crm\"", "system = \"erp\""),
+                "master.system",
+            ),
+            (
+                GOOD.replace("phone = \"books\"", "phone = \"x\""),
+                "master.fields.phone",
+            ),
+            (
+                GOOD.replace("archive = { lifecycle_stage = \"archived\" }", ""),
+                "deletes.archive",
+            ),
+            (
+                GOOD.replace(
+                    "entity = \"contact\"",
+                    "entity = \"contact\"\nbatchsize = 3",
+                ),
+                "batchsize",
+            ),
+            (
+                GOOD.replace("name = \"crm-to-books\"", "name = \"Bad Name\""),
+                "name",
+            ),
+            (
+                GOOD.replace(
+                    "stream = \"contacts\"\n        [master]",
+                    "stream = \"\"\n        [master]",
+                ),
+                "destination.stream",
+            ),
+        ];
+        for (text, field) in cases {
+            let e = Pipeline::from_toml(&text, "p.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "expected `{field}` in: {e}");
+        }
+        let e = Pipeline::from_toml("name = ", "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("p.toml"), "{e}");
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let r = Retry {
+            max_attempts: 5,
+            initial_backoff_ms: 100,
+            max_backoff_ms: 350,
+        };
+        assert_eq!(r.backoff(1).as_millis(), 100);
+        assert_eq!(r.backoff(2).as_millis(), 200);
+        assert_eq!(r.backoff(3).as_millis(), 350);
+    }
+}

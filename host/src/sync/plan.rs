@@ -1,0 +1,438 @@
+//! Deciding what to do with each record, without side effects: whether a
+//! read record is new, changed or an echo of Nexo's own write, and whether
+//! a mapped record creates, updates, conflicts or leaves the destination
+//! alone. Pure logic, so every rule is tested without plugins or servers.
+
+use serde_json::Value;
+
+use super::content::{Content, FieldChange, hash_text};
+use super::pipeline::{ConflictPolicy, DeletePolicy, Pipeline};
+use super::store::Link;
+
+/// What a read record is, compared with what Nexo knew of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadClass {
+    /// Not seen before, or changed since the last sync.
+    Changed,
+    /// Same as at the last sync: a re-read (look-back) or the echo of
+    /// Nexo's own write (possibly with defaults the system added, in which
+    /// case `rebase` is the hash to record as the new synced state).
+    Unchanged {
+        /// New synced hash to store, when the system added fields.
+        rebase: Option<String>,
+    },
+}
+
+/// Classify a read record against its link.
+pub fn classify_read(link: Option<&Link>, content: &Content) -> ReadClass {
+    let Some(link) = link else {
+        return ReadClass::Changed;
+    };
+    let Some(synced) = link.synced_hash.as_deref() else {
+        return ReadClass::Changed;
+    };
+    let hash = content.hash();
+    if hash == synced {
+        return ReadClass::Unchanged { rebase: None };
+    }
+    // The system may answer with more than Nexo wrote (defaults, computed
+    // fields): still an echo when what Nexo knew at the sync is all there.
+    if let Some(known) = link.known.as_deref()
+        && hash_text(known) == synced
+        && let Ok(prior) = serde_json::from_str::<serde_json::Map<String, Value>>(known)
+        && Content(prior).is_contained_in(content)
+    {
+        return ReadClass::Unchanged { rebase: Some(hash) };
+    }
+    ReadClass::Changed
+}
+
+/// How a conflict was settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// The source's version is written.
+    Source,
+    /// The destination's version is kept.
+    Destination,
+    /// Held for a person.
+    Held,
+}
+
+/// What to do with one mapped record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Create it in the destination.
+    Create,
+    /// Update the linked destination record with this payload.
+    Update {
+        /// Destination id.
+        id: String,
+        /// The payload to write (destination-owned fields kept).
+        payload: Content,
+        /// What changes.
+        diff: Vec<FieldChange>,
+        /// Set when a conflict was settled in the source's favour.
+        conflict: Option<Vec<String>>,
+    },
+    /// Delete the linked destination record.
+    Delete {
+        /// Destination id.
+        id: String,
+    },
+    /// Nothing to write.
+    Unchanged {
+        /// Destination id, when linked.
+        id: Option<String>,
+        /// Why.
+        reason: String,
+        /// Set when a conflict was settled in the destination's favour.
+        conflict: Option<Vec<String>>,
+    },
+    /// Both sides changed and the policy holds the pair for a person.
+    Hold {
+        /// Destination id.
+        id: String,
+        /// The fields that differ.
+        fields: Vec<String>,
+    },
+}
+
+/// Parse a link's known content.
+pub fn known_content(link: &Link) -> Option<Content> {
+    link.known
+        .as_deref()
+        .and_then(|k| serde_json::from_str(k).ok())
+        .map(Content)
+}
+
+/// Whether the destination record changed since Nexo last synced it.
+fn changed_since_sync(link: &Link, known: &Content) -> bool {
+    link.synced_hash
+        .as_deref()
+        .is_some_and(|synced| known.hash() != synced)
+}
+
+/// Decide what an upsert does. `dest` is the linked destination record,
+/// `source_version` the source record's cursor value (modification time),
+/// `open_conflict` whether a person still has to settle this entity.
+pub fn decide_upsert(
+    p: &Pipeline,
+    mapped: &Content,
+    dest: Option<&Link>,
+    source_version: Option<&str>,
+    open_conflict: bool,
+) -> Decision {
+    let Some(dest) = dest.filter(|d| !d.deleted) else {
+        return Decision::Create;
+    };
+    let id = dest.record_id.clone();
+    if p.destination_is_master() {
+        return Decision::Unchanged {
+            id: Some(id),
+            reason: format!(
+                "{} is the master of this entity; only missing records are created",
+                p.destination.connection
+            ),
+            conflict: None,
+        };
+    }
+    let known = known_content(dest).unwrap_or(Content(Default::default()));
+    let mut payload = mapped.clone();
+    for field in p.destination_fields() {
+        match known.0.get(field) {
+            Some(v) => payload.0.insert(field.to_string(), v.clone()),
+            None => payload.0.remove(field),
+        };
+    }
+    let diff = payload.diff_from(&known);
+    if diff.is_empty() {
+        return Decision::Unchanged {
+            id: Some(id),
+            reason: "the destination already has this content".into(),
+            conflict: None,
+        };
+    }
+    let fields: Vec<String> = diff.iter().map(|d| d.field.clone()).collect();
+    if open_conflict {
+        return Decision::Hold { id, fields };
+    }
+    if !changed_since_sync(dest, &known) {
+        return Decision::Update {
+            id,
+            payload,
+            diff,
+            conflict: None,
+        };
+    }
+    let source_wins = match p.conflicts.policy {
+        ConflictPolicy::SourceWins => true,
+        ConflictPolicy::DestinationWins => false,
+        ConflictPolicy::Hold => return Decision::Hold { id, fields },
+        // RFC 3339 UTC values of one form compare as strings; a side
+        // without a modification time loses to one that has it.
+        ConflictPolicy::NewestWins => match (source_version, dest.version.as_deref()) {
+            (Some(s), Some(d)) => s > d,
+            (Some(_), None) => true,
+            (None, _) => false,
+        },
+    };
+    if source_wins {
+        Decision::Update {
+            id,
+            payload,
+            diff,
+            conflict: Some(fields),
+        }
+    } else {
+        Decision::Unchanged {
+            id: Some(id),
+            reason: format!(
+                "conflict on {}: the destination's version is kept ({:?} policy)",
+                fields.join(", "),
+                p.conflicts.policy
+            ),
+            conflict: Some(fields),
+        }
+    }
+}
+
+/// Decide what a source delete does.
+pub fn decide_delete(p: &Pipeline, dest: Option<&Link>) -> Decision {
+    let Some(dest) = dest.filter(|d| !d.deleted) else {
+        return Decision::Unchanged {
+            id: None,
+            reason: "deleted in the source; nothing linked in the destination".into(),
+            conflict: None,
+        };
+    };
+    let id = dest.record_id.clone();
+    if p.destination_is_master() {
+        return Decision::Unchanged {
+            id: Some(id),
+            reason: format!(
+                "deleted in the source, kept: {} is the master of this entity",
+                p.destination.connection
+            ),
+            conflict: None,
+        };
+    }
+    match p.deletes.policy {
+        DeletePolicy::Ignore => Decision::Unchanged {
+            id: Some(id),
+            reason: "deleted in the source; the delete policy is `ignore`".into(),
+            conflict: None,
+        },
+        DeletePolicy::Propagate => Decision::Delete { id },
+        DeletePolicy::Archive => {
+            let known = known_content(dest).unwrap_or(Content(Default::default()));
+            let mut payload = known.clone();
+            for (k, v) in &p.deletes.archive {
+                payload.0.insert(k.clone(), v.clone());
+            }
+            let diff = payload.diff_from(&known);
+            if diff.is_empty() {
+                return Decision::Unchanged {
+                    id: Some(id),
+                    reason: "already archived".into(),
+                    conflict: None,
+                };
+            }
+            Decision::Update {
+                id,
+                payload,
+                diff,
+                conflict: None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pipeline(extra: &str) -> Pipeline {
+        Pipeline::from_toml(
+            &format!(
+                "name = \"p\"\nentity = \"contact\"\n{extra}\n[source]\nconnection = \"a\"\nstream = \"s\"\n[destination]\nconnection = \"b\"\nstream = \"s\"\n"
+            ),
+            "t",
+        )
+        .unwrap()
+    }
+
+    fn content(v: serde_json::Value) -> Content {
+        match v {
+            serde_json::Value::Object(m) => Content(m),
+            _ => unreachable!(),
+        }
+    }
+
+    fn link(known: serde_json::Value, synced: &serde_json::Value, version: Option<&str>) -> Link {
+        Link {
+            entity_id: 1,
+            connection: "b".into(),
+            stream: "s".into(),
+            record_id: "b1".into(),
+            known: Some(content(known).to_json()),
+            synced_hash: Some(content(synced.clone()).hash()),
+            version: version.map(str::to_string),
+            deleted: false,
+        }
+    }
+
+    #[test]
+    fn reads_classify_as_changed_unchanged_or_echo() {
+        let written = json!({"email": "a@x"});
+        let l = link(written.clone(), &written, None);
+        assert_eq!(
+            classify_read(None, &content(written.clone())),
+            ReadClass::Changed
+        );
+        assert_eq!(
+            classify_read(Some(&l), &content(written.clone())),
+            ReadClass::Unchanged { rebase: None }
+        );
+        let with_default = content(json!({"email": "a@x", "phone": null}));
+        assert_eq!(
+            classify_read(Some(&l), &with_default),
+            ReadClass::Unchanged {
+                rebase: Some(with_default.hash())
+            }
+        );
+        assert_eq!(
+            classify_read(Some(&l), &content(json!({"email": "b@x"}))),
+            ReadClass::Changed
+        );
+    }
+
+    #[test]
+    fn upserts_create_update_or_skip() {
+        let p = pipeline("");
+        let m = content(json!({"email": "a@x", "city": "Paris"}));
+        assert_eq!(decide_upsert(&p, &m, None, None, false), Decision::Create);
+        let same = link(
+            json!({"email": "a@x", "city": "Paris"}),
+            &json!({"email": "a@x", "city": "Paris"}),
+            None,
+        );
+        assert!(matches!(
+            decide_upsert(&p, &m, Some(&same), None, false),
+            Decision::Unchanged { .. }
+        ));
+        let old = json!({"email": "a@x", "city": "Rome"});
+        let prior = link(old.clone(), &old, None);
+        match decide_upsert(&p, &m, Some(&prior), None, false) {
+            Decision::Update { diff, conflict, .. } => {
+                assert_eq!(diff.len(), 1);
+                assert_eq!(diff[0].field, "city");
+                assert_eq!(conflict, None);
+            }
+            d => panic!("{d:?}"),
+        }
+        let mut deleted = prior.clone();
+        deleted.deleted = true;
+        assert_eq!(
+            decide_upsert(&p, &m, Some(&deleted), None, false),
+            Decision::Create
+        );
+    }
+
+    fn conflicted(policy: &str, source_version: Option<&str>) -> Decision {
+        let p = pipeline(&format!("[conflicts]\npolicy = \"{policy}\""));
+        let base = json!({"email": "a@x", "city": "Rome"});
+        // The destination changed the city to Milan since the last sync...
+        let dest = link(
+            json!({"email": "a@x", "city": "Milan"}),
+            &base,
+            Some("2026-01-02T00:00:00Z"),
+        );
+        // ...and the source changed it to Paris.
+        let m = content(json!({"email": "a@x", "city": "Paris"}));
+        decide_upsert(&p, &m, Some(&dest), source_version, false)
+    }
+
+    #[test]
+    fn conflicts_follow_the_policy() {
+        assert!(matches!(
+            conflicted("source-wins", None),
+            Decision::Update {
+                conflict: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            conflicted("destination-wins", None),
+            Decision::Unchanged {
+                conflict: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(conflicted("hold", None), Decision::Hold { .. }));
+        assert!(matches!(
+            conflicted("newest-wins", Some("2026-01-03T00:00:00Z")),
+            Decision::Update {
+                conflict: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            conflicted("newest-wins", Some("2026-01-01T00:00:00Z")),
+            Decision::Unchanged {
+                conflict: Some(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn masters_keep_their_fields_and_entities() {
+        let p = pipeline("[master]\nfields = { city = \"b\" }");
+        let known = json!({"email": "a@x", "city": "Milan"});
+        let dest = link(known.clone(), &known, None);
+        let m = content(json!({"email": "new@x", "city": "Paris"}));
+        match decide_upsert(&p, &m, Some(&dest), None, false) {
+            Decision::Update { payload, diff, .. } => {
+                assert_eq!(payload.0["city"], json!("Milan"));
+                assert_eq!(diff.len(), 1);
+            }
+            d => panic!("{d:?}"),
+        }
+        let p = pipeline("[master]\nsystem = \"b\"");
+        assert!(matches!(
+            decide_upsert(&p, &m, Some(&dest), None, false),
+            Decision::Unchanged { .. }
+        ));
+        assert_eq!(decide_upsert(&p, &m, None, None, false), Decision::Create);
+        assert!(matches!(
+            decide_delete(&p, Some(&dest)),
+            Decision::Unchanged { .. }
+        ));
+    }
+
+    #[test]
+    fn deletes_follow_the_policy() {
+        let known = json!({"email": "a@x", "stage": "customer"});
+        let dest = link(known.clone(), &known, None);
+        assert_eq!(
+            decide_delete(&pipeline("[deletes]\npolicy = \"propagate\""), Some(&dest)),
+            Decision::Delete { id: "b1".into() }
+        );
+        assert!(matches!(
+            decide_delete(&pipeline("[deletes]\npolicy = \"ignore\""), Some(&dest)),
+            Decision::Unchanged { .. }
+        ));
+        match decide_delete(
+            &pipeline("[deletes]\npolicy = \"archive\"\narchive = { stage = \"archived\" }"),
+            Some(&dest),
+        ) {
+            Decision::Update { payload, .. } => assert_eq!(payload.0["stage"], json!("archived")),
+            d => panic!("{d:?}"),
+        }
+        assert!(matches!(
+            decide_delete(&pipeline("[deletes]\npolicy = \"propagate\""), None),
+            Decision::Unchanged { .. }
+        ));
+    }
+}

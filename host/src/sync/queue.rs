@@ -1,0 +1,218 @@
+//! The queues a person works through: dead letters (replay or discard) and
+//! held conflicts (resolve by taking one side). Each action is recorded as
+//! a small run, so the history shows who fixed what and when.
+
+use super::SyncError;
+use super::content::Content;
+use super::engine::{Driver, Engine};
+use super::page::{self, PendingWrite};
+use super::store::{DeadLetterKind, LinkUpdate, PageCommit, RunId, RunStatus};
+
+/// Which side of a conflict to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Write the source's version to the destination.
+    Source,
+    /// Keep the destination's version.
+    Destination,
+}
+
+impl Engine {
+    /// Make a queued write current: it targets the destination record the
+    /// identity map knows *now* (a later run may have created it).
+    fn refresh_target(
+        &self,
+        pipeline: &super::Pipeline,
+        w: &mut PendingWrite,
+    ) -> Result<(), SyncError> {
+        if w.entity_id.is_none() {
+            w.entity_id = self
+                .store
+                .links(
+                    &pipeline.source.connection,
+                    &pipeline.source.stream,
+                    &[&w.source_id],
+                )?
+                .first()
+                .map(|l| l.entity_id);
+        }
+        if let Some(e) = w.entity_id {
+            let dest = self.store.links_of_entities(
+                &[e],
+                &pipeline.destination.connection,
+                &pipeline.destination.stream,
+            )?;
+            match dest.first() {
+                Some(l) if !l.deleted => w.destination_id = Some(l.record_id.clone()),
+                _ if !w.delete => w.destination_id = None,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn queued_run(
+        &self,
+        pipeline_name: &str,
+        w: PendingWrite,
+        settle: impl FnOnce(&mut PageCommit),
+        what: String,
+    ) -> Result<RunId, SyncError> {
+        let row = self.pipeline_row(pipeline_name)?;
+        let _lock = self.lock(pipeline_name)?;
+        let prepared = self.prepare(&row.pipeline).await?;
+        let run = self.store.begin_run(pipeline_name)?;
+        let mut driver = Driver::new(self, &prepared, run);
+        let outcome = page::deliver_one(&mut driver, w).await;
+        match outcome {
+            Ok((mut commit, None)) => {
+                settle(&mut commit);
+                commit.log.push(("info".into(), what));
+                self.store.commit_page(pipeline_name, run, &commit)?;
+                self.store.finish_run(run, RunStatus::Succeeded, None)?;
+                Ok(run)
+            }
+            Ok((commit, Some(failure))) => {
+                self.store.commit_page(pipeline_name, run, &commit)?;
+                let message = format!("{what} failed again: {failure}");
+                self.store
+                    .finish_run(run, RunStatus::Failed, Some(&message))?;
+                Err(SyncError::Queue(message))
+            }
+            Err(e) => {
+                self.store
+                    .finish_run(run, RunStatus::Failed, Some(&e.to_string()))?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Write a dead letter again. A quarantined record is checked by the
+    /// gate first (fix the source or the pipeline, then replay).
+    pub async fn replay(&self, id: i64) -> Result<RunId, SyncError> {
+        let letter = self
+            .store
+            .dead_letter(id)?
+            .ok_or_else(|| SyncError::Queue(format!("no dead letter {id}; see `nexo dlq list`")))?;
+        if letter.status != "open" {
+            return Err(SyncError::Queue(format!(
+                "dead letter {id} is already {}",
+                letter.status
+            )));
+        }
+        let row = self.pipeline_row(&letter.pipeline)?;
+        let mut w: PendingWrite = serde_json::from_str(&letter.letter.record)
+            .map_err(|e| SyncError::Queue(format!("dead letter {id} is unreadable: {e}")))?;
+        self.refresh_target(&row.pipeline, &mut w)?;
+        if letter.letter.kind == DeadLetterKind::Quarantined {
+            let prepared = self.prepare(&row.pipeline).await?;
+            if let Err(failure) = prepared.gate.check(&w.payload) {
+                return Err(SyncError::Queue(format!(
+                    "dead letter {id} (record {}) still fails the quality gate: {failure}; fix the data or the pipeline first",
+                    w.source_id
+                )));
+            }
+        }
+        let what = format!("dead letter {id} (record {}) replayed", w.source_id);
+        self.queued_run(
+            &letter.pipeline,
+            w,
+            |c| c.settle_dead_letters.push((id, "replayed")),
+            what,
+        )
+        .await
+    }
+
+    /// Discard a dead letter (a person decided it must not be delivered).
+    pub fn discard(&self, id: i64) -> Result<(), SyncError> {
+        if self.store.discard_dead_letter(id)? {
+            Ok(())
+        } else {
+            Err(SyncError::Queue(format!(
+                "no open dead letter {id}; see `nexo dlq list`"
+            )))
+        }
+    }
+
+    /// Settle a held conflict by keeping one side.
+    pub async fn resolve(&self, id: i64, side: Side) -> Result<(), SyncError> {
+        let conflict = self.store.conflict(id)?.ok_or_else(|| {
+            SyncError::Queue(format!("no conflict {id}; see `nexo conflict list`"))
+        })?;
+        if conflict.status != "open" {
+            return Err(SyncError::Queue(format!(
+                "conflict {id} is already resolved"
+            )));
+        }
+        let row = self.pipeline_row(&conflict.pipeline)?;
+        let p = &row.pipeline;
+        let mut w: PendingWrite = serde_json::from_str(&conflict.conflict.source_record)
+            .map_err(|e| SyncError::Queue(format!("conflict {id} is unreadable: {e}")))?;
+        match side {
+            Side::Source => {
+                self.refresh_target(p, &mut w)?;
+                let what = format!(
+                    "conflict {id} (record {}) resolved: source written",
+                    w.source_id
+                );
+                self.queued_run(
+                    &conflict.pipeline,
+                    w,
+                    |c| {
+                        c.settle_conflicts
+                            .push((id, "source written by a person".into()))
+                    },
+                    what,
+                )
+                .await?;
+            }
+            Side::Destination => {
+                // The destination's current content becomes the synced
+                // state of both records: neither is a pending change now.
+                let _lock = self.lock(&conflict.pipeline)?;
+                let run = self.store.begin_run(&conflict.pipeline)?;
+                let mut commit = PageCommit::default();
+                let dest = self.store.links(
+                    &p.destination.connection,
+                    &p.destination.stream,
+                    &[&conflict.conflict.destination_id],
+                )?;
+                let source =
+                    self.store
+                        .links(&p.source.connection, &p.source.stream, &[&w.source_id])?;
+                for l in dest.iter().chain(source.iter()) {
+                    let hash = l
+                        .known
+                        .as_deref()
+                        .and_then(|k| serde_json::from_str(k).ok())
+                        .map(|m| Content(m).hash());
+                    commit.links.push(LinkUpdate {
+                        entity_id: Some(l.entity_id),
+                        entity: p.entity.clone(),
+                        group: 0,
+                        connection: l.connection.clone(),
+                        stream: l.stream.clone(),
+                        record_id: l.record_id.clone(),
+                        known: None,
+                        synced_hash: hash,
+                        version: None,
+                        deleted: l.deleted,
+                    });
+                }
+                commit
+                    .settle_conflicts
+                    .push((id, "destination kept by a person".into()));
+                commit.log.push((
+                    "info".into(),
+                    format!(
+                        "conflict {id} (record {}) resolved: destination kept",
+                        w.source_id
+                    ),
+                ));
+                self.store.commit_page(&conflict.pipeline, run, &commit)?;
+                self.store.finish_run(run, RunStatus::Succeeded, None)?;
+            }
+        }
+        Ok(())
+    }
+}

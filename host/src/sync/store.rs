@@ -1,0 +1,456 @@
+//! The narrow storage interface the sync engine needs. SQLite implements it
+//! today (`crate::store::sync`); a PostgreSQL backend for several hosts can
+//! implement the same trait later. Every method is one short transaction;
+//! [`SyncStore::commit_page`] is the one that makes a page's effects atomic.
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::StoreError;
+use crate::sync::pipeline::Pipeline;
+
+/// Identifies a run.
+pub type RunId = i64;
+
+/// One record of one system, as the identity map knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Entity it belongs to (shared by its copies in other systems).
+    pub entity_id: i64,
+    /// Connection.
+    pub connection: String,
+    /// Stream.
+    pub stream: String,
+    /// Its id in that system.
+    pub record_id: String,
+    /// Latest content known (JSON object, system fields removed).
+    pub known: Option<String>,
+    /// Hash of the content as of the last sync by Nexo: when the system's
+    /// record still hashes to this, nobody changed it since.
+    pub synced_hash: Option<String>,
+    /// Its cursor value (modification time) when last seen.
+    pub version: Option<String>,
+    /// Whether it is deleted in that system.
+    pub deleted: bool,
+}
+
+/// A change to the identity map, applied with a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkUpdate {
+    /// Entity: `None` creates a new one.
+    pub entity_id: Option<i64>,
+    /// Entity type (for new entities).
+    pub entity: String,
+    /// Other records of the same new entity in this commit: updates with the
+    /// same `group` share the entity created for the first one.
+    pub group: usize,
+    /// Connection.
+    pub connection: String,
+    /// Stream.
+    pub stream: String,
+    /// Record id.
+    pub record_id: String,
+    /// New known content, if it changed.
+    pub known: Option<String>,
+    /// New synced hash, if it changed.
+    pub synced_hash: Option<String>,
+    /// New version, if known.
+    pub version: Option<String>,
+    /// Deleted in that system.
+    pub deleted: bool,
+}
+
+/// What happened to one record in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecordOutcome {
+    /// Created in the destination.
+    Created,
+    /// Updated in the destination.
+    Updated,
+    /// Nothing to do (no change, an echo of Nexo's own write, or owned by
+    /// the destination).
+    Unchanged,
+    /// Deleted (or archived) in the destination.
+    Deleted,
+    /// Write failed; in the dead-letter queue.
+    Failed,
+    /// Refused by the data-quality gate; in the dead-letter queue.
+    Quarantined,
+    /// Both sides changed; held or resolved by policy.
+    Conflict,
+}
+
+impl RecordOutcome {
+    /// Stable text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordOutcome::Created => "created",
+            RecordOutcome::Updated => "updated",
+            RecordOutcome::Unchanged => "unchanged",
+            RecordOutcome::Deleted => "deleted",
+            RecordOutcome::Failed => "failed",
+            RecordOutcome::Quarantined => "quarantined",
+            RecordOutcome::Conflict => "conflict",
+        }
+    }
+
+    /// Parse the text form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "created" => RecordOutcome::Created,
+            "updated" => RecordOutcome::Updated,
+            "unchanged" => RecordOutcome::Unchanged,
+            "deleted" => RecordOutcome::Deleted,
+            "failed" => RecordOutcome::Failed,
+            "quarantined" => RecordOutcome::Quarantined,
+            "conflict" => RecordOutcome::Conflict,
+            _ => return None,
+        })
+    }
+}
+
+/// One record's line in the run history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordResult {
+    /// Id in the source.
+    pub source_id: String,
+    /// Id in the destination, when there is one.
+    pub destination_id: Option<String>,
+    /// Outcome.
+    pub outcome: RecordOutcome,
+    /// Why (error, reason for unchanged, conflict resolution).
+    pub detail: Option<String>,
+}
+
+/// Counts of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Records read from the source.
+    pub read: u64,
+    /// Created.
+    pub created: u64,
+    /// Updated.
+    pub updated: u64,
+    /// Unchanged.
+    pub unchanged: u64,
+    /// Deleted or archived.
+    pub deleted: u64,
+    /// Failed (dead-lettered).
+    pub failed: u64,
+    /// Quarantined by the quality gate.
+    pub quarantined: u64,
+    /// Conflicts met.
+    pub conflicts: u64,
+}
+
+impl Counts {
+    /// Count one outcome.
+    pub fn add(&mut self, outcome: RecordOutcome) {
+        match outcome {
+            RecordOutcome::Created => self.created += 1,
+            RecordOutcome::Updated => self.updated += 1,
+            RecordOutcome::Unchanged => self.unchanged += 1,
+            RecordOutcome::Deleted => self.deleted += 1,
+            RecordOutcome::Failed => self.failed += 1,
+            RecordOutcome::Quarantined => self.quarantined += 1,
+            RecordOutcome::Conflict => self.conflicts += 1,
+        }
+    }
+
+    /// Add another set of counts.
+    pub fn merge(&mut self, other: &Counts) {
+        self.read += other.read;
+        self.created += other.created;
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+        self.deleted += other.deleted;
+        self.failed += other.failed;
+        self.quarantined += other.quarantined;
+        self.conflicts += other.conflicts;
+    }
+
+    /// Records written to the destination.
+    pub fn written(&self) -> u64 {
+        self.created + self.updated + self.deleted
+    }
+}
+
+/// Why a record is in the dead-letter queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterKind {
+    /// The destination refused the write, or retries ran out.
+    Failed,
+    /// The quality gate refused the mapped record.
+    Quarantined,
+}
+
+impl DeadLetterKind {
+    /// Stable text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterKind::Failed => "failed",
+            DeadLetterKind::Quarantined => "quarantined",
+        }
+    }
+}
+
+/// A record that could not be delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDeadLetter {
+    /// Why.
+    pub kind: DeadLetterKind,
+    /// Source id.
+    pub source_id: String,
+    /// The mapped record as it would be written (JSON of the record).
+    pub record: String,
+    /// The error.
+    pub error: String,
+    /// Its class (`rejected`, `transient`, `schema`, `model`, …).
+    pub class: String,
+    /// The field at fault, when known.
+    pub field: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+/// A stored dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Id.
+    pub id: i64,
+    /// Pipeline.
+    pub pipeline: String,
+    /// Run that put it there.
+    pub run_id: RunId,
+    /// `open`, `replayed` or `discarded`.
+    pub status: String,
+    /// When.
+    pub created_at: String,
+    /// The letter.
+    pub letter: NewDeadLetter,
+}
+
+/// A conflict met in a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewConflict {
+    /// Entity.
+    pub entity_id: i64,
+    /// Source id.
+    pub source_id: String,
+    /// Destination id.
+    pub destination_id: String,
+    /// The mapped source version (JSON of the record to write).
+    pub source_record: String,
+    /// The destination's known version (JSON object).
+    pub destination_payload: String,
+    /// Fields that differ.
+    pub fields: Vec<String>,
+    /// `open` (held) or how the policy settled it.
+    pub resolution: Option<String>,
+}
+
+/// A stored conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// Id.
+    pub id: i64,
+    /// Pipeline.
+    pub pipeline: String,
+    /// Run.
+    pub run_id: RunId,
+    /// `open` or `resolved`.
+    pub status: String,
+    /// When.
+    pub created_at: String,
+    /// The conflict.
+    pub conflict: NewConflict,
+}
+
+/// Everything one page changes, committed atomically.
+#[derive(Debug, Clone, Default)]
+pub struct PageCommit {
+    /// Read state to resume from (`None`: keep the current one).
+    pub state: Option<String>,
+    /// Destination change-tracking state, when it advanced.
+    pub destination_state: Option<String>,
+    /// Identity-map changes.
+    pub links: Vec<LinkUpdate>,
+    /// Per-record outcomes.
+    pub results: Vec<RecordResult>,
+    /// Counts to add to the run.
+    pub counts: Counts,
+    /// New dead letters.
+    pub dead_letters: Vec<NewDeadLetter>,
+    /// New conflicts.
+    pub conflicts: Vec<NewConflict>,
+    /// Log lines (level, message).
+    pub log: Vec<(String, String)>,
+    /// Dead letters settled by this commit (replay).
+    pub settle_dead_letters: Vec<(i64, &'static str)>,
+    /// Conflicts settled by this commit (resolve).
+    pub settle_conflicts: Vec<(i64, String)>,
+}
+
+/// Status of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// In progress (or its process died: see `interrupted`).
+    Running,
+    /// Finished; every record has an outcome.
+    Succeeded,
+    /// Stopped by an error; committed pages stay committed.
+    Failed,
+    /// The process stopped before finishing; the next run resumes.
+    Interrupted,
+}
+
+impl RunStatus {
+    /// Stable text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRow {
+    /// Id.
+    pub id: RunId,
+    /// Pipeline.
+    pub pipeline: String,
+    /// Status text.
+    pub status: String,
+    /// Start (RFC 3339).
+    pub started_at: String,
+    /// End.
+    pub finished_at: Option<String>,
+    /// Duration.
+    pub duration_ms: Option<i64>,
+    /// Pages committed.
+    pub pages: i64,
+    /// Counts.
+    pub counts: Counts,
+    /// Error, when failed.
+    pub error: Option<String>,
+}
+
+/// Pipeline row with its saved cursor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineRow {
+    /// The definition.
+    pub pipeline: Pipeline,
+    /// Paused by a person (or after failures).
+    pub paused: bool,
+    /// Saved read state.
+    pub state: Option<String>,
+    /// Saved destination change-tracking state.
+    pub destination_state: Option<String>,
+}
+
+/// Filters for listing runs.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only this pipeline.
+    pub pipeline: Option<String>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// At most this many (newest first).
+    pub limit: usize,
+}
+
+/// The storage the sync engine runs on.
+pub trait SyncStore: Send + Sync {
+    /// Save (create or replace) a pipeline definition. Replacing keeps its
+    /// cursor unless the source changed.
+    fn save_pipeline(&self, pipeline: &Pipeline) -> Result<(), StoreError>;
+    /// A pipeline with its state.
+    fn pipeline(&self, name: &str) -> Result<Option<PipelineRow>, StoreError>;
+    /// All pipelines.
+    fn pipelines(&self) -> Result<Vec<PipelineRow>, StoreError>;
+    /// Remove a pipeline and its state (run history stays).
+    fn delete_pipeline(&self, name: &str) -> Result<bool, StoreError>;
+    /// Pause or resume a pipeline (`false` if there is no such pipeline).
+    fn set_paused(&self, name: &str, paused: bool) -> Result<bool, StoreError>;
+    /// Forget the cursor so the next run reads everything.
+    fn reset_state(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Links of these records of one connection/stream, by record id.
+    fn links(&self, connection: &str, stream: &str, ids: &[&str]) -> Result<Vec<Link>, StoreError>;
+    /// The record of these entities in one connection/stream.
+    fn links_of_entities(
+        &self,
+        entities: &[i64],
+        connection: &str,
+        stream: &str,
+    ) -> Result<Vec<Link>, StoreError>;
+    /// Every link of an entity (the 360° view).
+    fn entity(&self, entity_id: i64) -> Result<Vec<Link>, StoreError>;
+    /// Links of a connection/stream not updated by `run` and not deleted
+    /// (the full-refresh sweep: every record read gets its link updated).
+    fn unseen_links(
+        &self,
+        connection: &str,
+        stream: &str,
+        run: RunId,
+    ) -> Result<Vec<Link>, StoreError>;
+    /// Start a run (marks runs of this pipeline left `running` by a dead
+    /// process as interrupted).
+    fn begin_run(&self, pipeline: &str) -> Result<RunId, StoreError>;
+    /// When the previous run of a pipeline started (for look-back).
+    fn previous_run_start(
+        &self,
+        pipeline: &str,
+        before: RunId,
+    ) -> Result<Option<String>, StoreError>;
+    /// Apply one page atomically.
+    fn commit_page(&self, pipeline: &str, run: RunId, page: &PageCommit) -> Result<(), StoreError>;
+    /// End a run.
+    fn finish_run(
+        &self,
+        run: RunId,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// One run.
+    fn run(&self, run: RunId) -> Result<Option<RunRow>, StoreError>;
+    /// Runs, newest first.
+    fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError>;
+    /// A run's per-record outcomes.
+    fn run_records(&self, run: RunId) -> Result<Vec<RecordResult>, StoreError>;
+    /// A run's log.
+    fn run_log(&self, run: RunId) -> Result<Vec<(String, String, String)>, StoreError>;
+    /// Delete runs (with records and logs) that ended before `days` ago.
+    fn prune_runs(&self, days: u32) -> Result<usize, StoreError>;
+
+    /// Dead letters, optionally of one pipeline and status.
+    fn dead_letters(
+        &self,
+        pipeline: Option<&str>,
+        status: Option<&str>,
+    ) -> Result<Vec<DeadLetter>, StoreError>;
+    /// One dead letter.
+    fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError>;
+    /// Mark a dead letter discarded.
+    fn discard_dead_letter(&self, id: i64) -> Result<bool, StoreError>;
+
+    /// Conflicts, optionally of one pipeline and status.
+    fn conflicts(
+        &self,
+        pipeline: Option<&str>,
+        status: Option<&str>,
+    ) -> Result<Vec<Conflict>, StoreError>;
+    /// One conflict.
+    fn conflict(&self, id: i64) -> Result<Option<Conflict>, StoreError>;
+    /// Whether an entity has an open conflict in any pipeline.
+    fn has_open_conflict(&self, entity_id: i64) -> Result<bool, StoreError>;
+
+    /// A setting.
+    fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Change a setting.
+    fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
+}

@@ -1,0 +1,207 @@
+//! A host set up for sync tests: a temporary data directory, the example
+//! TinyCRM connector and the test mapper installed as signed bundles, two
+//! real TinyCRM servers on 127.0.0.1 with a connection to each, and the
+//! sync engine over it all.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use nexo::bundle::keys::SecretKey;
+use nexo::bundle::manifest::ManifestSource;
+use nexo::bundle::pack;
+use nexo::connections::{Connections, NewConnection};
+use nexo::registry::{Registry, grant_all};
+use nexo::sandbox::secrets::SecretValue;
+use nexo::store::Database;
+use nexo::store::connections::{ConnectionGrants, Environment};
+use nexo::store::sealed::Sealer;
+use nexo::sync::store::SyncStore;
+use nexo::sync::{Engine, Pipeline, RunOptions, RunReport};
+use serde_json::{Value, json};
+
+use crate::{programs, runtime, tinycrm};
+
+/// Bearer token of the test servers.
+pub const TOKEN: &str = "sync-kit-token-7d1e";
+
+/// Id of the installed TinyCRM connector.
+pub const CRM_PLUGIN: &str = "acme/crm";
+/// Id of the installed test mapper.
+pub const MAPPER_PLUGIN: &str = "acme/test-mapper";
+
+/// The fixture.
+#[allow(missing_debug_implementations)]
+pub struct Kit {
+    /// Data directory (kept alive with the kit).
+    pub dir: tempfile::TempDir,
+    /// Database.
+    pub db: Database,
+    /// Registry.
+    pub registry: Registry,
+    /// Connections.
+    pub connections: Connections,
+    /// Engine.
+    pub engine: Engine,
+    /// Source system.
+    pub a: tinycrm::Server,
+    /// Destination system.
+    pub b: tinycrm::Server,
+    /// Vendor key the bundles were signed with.
+    pub key: SecretKey,
+}
+
+async fn bundle(key: &SecretKey, manifest: &str, wasm: &str) -> Vec<u8> {
+    let src: ManifestSource = toml::from_str(manifest).unwrap();
+    pack(runtime(), src, std::fs::read(wasm).unwrap(), Some(key))
+        .await
+        .unwrap()
+        .to_bytes()
+        .unwrap()
+}
+
+/// Install both plugins into `registry`, signed by `key` (trusted).
+pub async fn install_plugins(db: &Database, registry: &Registry, key: &SecretKey) {
+    db.trust_key(&key.public()).unwrap();
+    let crm = format!(
+        "id = \"{CRM_PLUGIN}\"\nversion = \"1.0.0\"\nkind = \"connector\"\ndescription = \"TinyCRM\"\nvendor = \"Acme\"\n\
+         [capabilities]\nhttp_origins = [\"https://*:*\", \"http://*:*\"]\n\
+         secrets = [{{ name = \"api_token\", description = \"t\", origins = [\"https://*:*\", \"http://*:*\"] }}]\n"
+    );
+    let mapper = format!(
+        "id = \"{MAPPER_PLUGIN}\"\nversion = \"1.0.0\"\nkind = \"mapper\"\ndescription = \"test mapper\"\nvendor = \"Acme\"\n"
+    );
+    for (manifest, wasm) in [
+        (crm, programs::EXAMPLE_CRM),
+        (mapper, programs::TEST_MAPPER),
+    ] {
+        let review = registry
+            .review(bundle(key, &manifest, wasm).await, "bundle", false, None)
+            .unwrap();
+        let grant = grant_all(review.to_grant());
+        registry.install(review, &grant).unwrap();
+    }
+}
+
+/// A connection to `server` named `name`.
+pub fn connection(name: &str, server: &tinycrm::Server, config: Value) -> NewConnection {
+    NewConnection {
+        name: name.into(),
+        plugin_id: CRM_PLUGIN.into(),
+        pinned_version: None,
+        environment: Environment::Sandbox,
+        config,
+        secrets: BTreeMap::from([("api_token".to_string(), SecretValue::new(TOKEN))]),
+        grants: ConnectionGrants {
+            http: vec![],
+            private_http: vec![server.url()],
+        },
+    }
+}
+
+impl Kit {
+    /// A kit whose source holds `a` and destination holds `b`; connections
+    /// `crm-a` and `crm-b` page by `page_size` with a 500 ms request timeout.
+    pub async fn new(
+        a: BTreeMap<String, Value>,
+        b: BTreeMap<String, Value>,
+        page_size: u32,
+    ) -> Kit {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("nexo.db")).unwrap();
+        let registry = Registry::new(db.clone(), runtime().clone(), dir.path().join("bundles"));
+        let key = SecretKey::generate("Acme").unwrap();
+        install_plugins(&db, &registry, &key).await;
+        // The key file the `nexo` binary also finds in the data directory.
+        let sealer = Sealer::from_env_or_file(&dir.path().join("secret.key")).unwrap();
+        let connections = Connections::new(registry.clone(), sealer);
+        let a = tinycrm::start(a, TOKEN).await;
+        let b = tinycrm::start(b, TOKEN).await;
+        for (name, server) in [("crm-a", &a), ("crm-b", &b)] {
+            connections
+                .add(connection(
+                    name,
+                    server,
+                    json!({"base_url": server.url(), "page_size": page_size, "timeout_ms": 500}),
+                ))
+                .unwrap();
+        }
+        let store: Arc<dyn SyncStore> = Arc::new(db.clone());
+        let engine = Engine::new(
+            store,
+            connections.clone(),
+            registry.clone(),
+            Some(dir.path().join("locks")),
+        );
+        Kit {
+            dir,
+            db,
+            registry,
+            connections,
+            engine,
+            a,
+            b,
+            key,
+        }
+    }
+
+    /// Save a pipeline from TOML.
+    pub async fn apply(&self, toml_text: &str) -> Pipeline {
+        let p = Pipeline::from_toml(toml_text, "test").unwrap();
+        self.engine.apply(&p).await.unwrap();
+        p
+    }
+
+    /// Run a pipeline for real.
+    pub async fn run(&self, name: &str) -> RunReport {
+        self.engine.run(name, RunOptions::default()).await.unwrap()
+    }
+
+    /// Dry-run a pipeline.
+    pub async fn dry_run(&self, name: &str) -> RunReport {
+        self.engine
+            .run(
+                name,
+                RunOptions {
+                    dry_run: true,
+                    progress: None,
+                },
+            )
+            .await
+            .unwrap()
+    }
+}
+
+/// A one-way pipeline `crm-a/contacts → crm-b/contacts` with `extra` TOML
+/// lines at the top level (before the tables) and `tables` after.
+pub fn pipeline(name: &str, extra: &str, tables: &str) -> String {
+    format!(
+        "name = \"{name}\"\nentity = \"contact\"\n{extra}\n\
+         [source]\nconnection = \"crm-a\"\nstream = \"contacts\"\n\
+         [destination]\nconnection = \"crm-b\"\nstream = \"contacts\"\n\
+         [retry]\ninitial_backoff_ms = 20\nmax_backoff_ms = 200\n{tables}\n"
+    )
+}
+
+/// The business content of a contact (what the two systems should agree
+/// on): everything but the server-owned `id` and `updated_at`, with an
+/// absent field and a `null` one taken as the same.
+pub fn business(contact: &Value) -> Value {
+    let mut c = contact.clone();
+    if let Some(m) = c.as_object_mut() {
+        m.remove("id");
+        m.remove("updated_at");
+        m.retain(|_, v| !v.is_null());
+    }
+    c
+}
+
+/// Contents of a server, as a sorted list of business contents.
+pub fn contents(server: &tinycrm::Server) -> Vec<String> {
+    let mut v: Vec<String> = server
+        .contacts()
+        .iter()
+        .map(|c| business(c).to_string())
+        .collect();
+    v.sort();
+    v
+}
