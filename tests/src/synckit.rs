@@ -106,6 +106,15 @@ impl Kit {
         b: BTreeMap<String, Value>,
         page_size: u32,
     ) -> Kit {
+        Kit::with_config(a, b, json!({"page_size": page_size, "timeout_ms": 500})).await
+    }
+
+    /// The same with a connector config of its own (`base_url` is added).
+    pub async fn with_config(
+        a: BTreeMap<String, Value>,
+        b: BTreeMap<String, Value>,
+        config: Value,
+    ) -> Kit {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open(&dir.path().join("nexo.db")).unwrap();
         let registry = Registry::new(db.clone(), runtime().clone(), dir.path().join("bundles"));
@@ -117,13 +126,9 @@ impl Kit {
         let a = tinycrm::start(a, TOKEN).await;
         let b = tinycrm::start(b, TOKEN).await;
         for (name, server) in [("crm-a", &a), ("crm-b", &b)] {
-            connections
-                .add(connection(
-                    name,
-                    server,
-                    json!({"base_url": server.url(), "page_size": page_size, "timeout_ms": 500}),
-                ))
-                .unwrap();
+            let mut config = config.clone();
+            config["base_url"] = json!(server.url());
+            connections.add(connection(name, server, config)).unwrap();
         }
         let store: Arc<dyn SyncStore> = Arc::new(db.clone());
         let engine = Engine::new(

@@ -509,3 +509,40 @@ async fn pipelines_are_validated_against_what_is_installed() {
     }
     assert!(kit.db.pipelines().unwrap().is_empty(), "nothing saved");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_changed_while_a_run_pages_through_are_not_skipped() {
+    let kit = Kit::new(tinycrm::seed(80), Default::default(), 5).await;
+    kit.apply(&pipeline("a-to-b", "look_back_seconds = 60", ""))
+        .await;
+    // Slow writes: the run takes long enough to be edited under.
+    kit.b.crm.lock().unwrap().write_latency = Duration::from_millis(4);
+    let engine = kit.engine.clone();
+    let run = tokio::spawn(async move { engine.run("a-to-b", RunOptions::default()).await });
+    let ids: Vec<String> = kit
+        .a
+        .contacts()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut edited = 0;
+    for round in 0..6 {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        // One record the run has probably passed, one probably ahead.
+        for id in [&ids[round * 3], &ids[40 + round * 5]] {
+            kit.a.edit(id, "city", format!("Moved {round}"));
+            edited += 1;
+        }
+    }
+    let first = run.await.unwrap().unwrap();
+    assert_eq!(first.counts.failed, 0);
+    kit.b.crm.lock().unwrap().write_latency = Duration::ZERO;
+    let second = kit.run("a-to-b").await;
+    assert_eq!(
+        contents(&kit.a),
+        contents(&kit.b),
+        "an edit made during the run was lost"
+    );
+    assert!(second.counts.written() <= edited, "{:?}", second.counts);
+    assert_eq!(kit.b.crm.lock().unwrap().creates, 80);
+}

@@ -5,7 +5,9 @@
 //! through the vendor's loop: inspect the connector, check, discover, read
 //! every page, then map the contacts to canonical customer contacts; then the
 //! admin's: sign and pack the connector, trust the vendor, install it with a
-//! grant, connect it to the CRM and test the connection.
+//! grant, connect it to the CRM and test the connection; and finally the
+//! point of it all: a pipeline from this CRM to a second one (another
+//! office's), dry-run, run, run again with nothing to do, and the history.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -67,6 +69,25 @@ fn ensure_wasm_target() -> Result<()> {
     }
 }
 
+/// Start the TinyCRM demo server with `contacts` seeded; its URL.
+fn start_tinycrm(bin: &Path, contacts: usize) -> Result<(Server, String)> {
+    let mut child = Command::new(bin.join("tinycrm"))
+        .args([contacts.to_string().as_str(), "demo-token"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start the TinyCRM server")?;
+    let stdout = child.stdout.take().context("no stdout from TinyCRM")?;
+    let server = Server(child);
+    let mut url = String::new();
+    BufReader::new(stdout).read_line(&mut url)?;
+    let url = url.trim().to_string();
+    if !url.starts_with("http://127.0.0.1:") {
+        bail!("TinyCRM did not report its address (got {url:?})");
+    }
+    Ok((server, url))
+}
+
 /// Kills the CRM server when the demo ends, however it ends.
 struct Server(Child);
 
@@ -117,20 +138,7 @@ fn demo() -> Result<()> {
     let crm_wasm = wasm.join("example_crm.wasm");
     let mapper_wasm = wasm.join("contact_mapper.wasm");
 
-    let mut child = Command::new(bin.join("tinycrm"))
-        .args(["25", "demo-token"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("cannot start the TinyCRM server")?;
-    let stdout = child.stdout.take().context("no stdout from TinyCRM")?;
-    let server = Server(child);
-    let mut url = String::new();
-    BufReader::new(stdout).read_line(&mut url)?;
-    let url = url.trim().to_string();
-    if !url.starts_with("http://127.0.0.1:") {
-        bail!("TinyCRM did not report its address (got {url:?})");
-    }
+    let (server, url) = start_tinycrm(&bin, 25)?;
     println!("==> TinyCRM with 25 contacts at {url}");
 
     // A fresh data directory each time, so the demo starts from nothing.
@@ -326,6 +334,63 @@ fn demo() -> Result<()> {
     println!("\n$ nexo plugin list");
     print!("{}", nexo(&["plugin", "list"])?);
 
+    // The sync: this CRM's contacts into another office's (empty) CRM.
+    let (office, office_url) = start_tinycrm(&bin, 0)?;
+    println!("\n==> a second, empty TinyCRM (another office) at {office_url}");
+    let office_cfg = data.join("office.json");
+    std::fs::write(
+        &office_cfg,
+        format!("{{\"base_url\": \"{office_url}\", \"page_size\": 10}}"),
+    )?;
+    println!("\n$ nexo connection add office-sandbox ... --grant-private-http {office_url}");
+    print!(
+        "{}",
+        nexo(&[
+            "connection",
+            "add",
+            "office-sandbox",
+            "--plugin",
+            "nexo-examples/tinycrm",
+            "--config",
+            &office_cfg.to_string_lossy(),
+            "--secret",
+            "api_token=env:TINYCRM_TOKEN",
+            "--grant-private-http",
+            &office_url,
+        ])?
+    );
+    let pipeline = root()
+        .join("plugins")
+        .join("example-crm")
+        .join("demo-pipeline.toml");
+    println!("\n$ cat plugins/example-crm/demo-pipeline.toml");
+    print!(
+        "{}",
+        std::fs::read_to_string(&pipeline)
+            .with_context(|| format!("cannot read {}", pipeline.display()))?
+    );
+    println!("\n$ nexo pipeline apply demo-pipeline.toml");
+    print!(
+        "{}",
+        nexo(&["pipeline", "apply", &pipeline.to_string_lossy()])?
+    );
+    println!("\n$ nexo pipeline run contacts-to-office --dry-run   (first lines)");
+    let dry = nexo(&["pipeline", "run", "contacts-to-office", "--dry-run"])?;
+    for line in dry.lines().take(6) {
+        println!("{line}");
+    }
+    println!("  ...");
+    println!("{}", dry.lines().last().unwrap_or_default());
+    println!("\n$ nexo pipeline run contacts-to-office");
+    print!("{}", nexo(&["pipeline", "run", "contacts-to-office"])?);
+    println!(
+        "\n$ nexo pipeline run contacts-to-office   (again: nothing changed, nothing written)"
+    );
+    print!("{}", nexo(&["pipeline", "run", "contacts-to-office"])?);
+    println!("\n$ nexo runs");
+    print!("{}", nexo(&["runs"])?);
+
+    drop(office);
     drop(server);
     println!(
         "\nDone. Data in {}; try `target/debug/nexo --data-dir {} plugin list`.",

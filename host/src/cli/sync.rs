@@ -296,6 +296,7 @@ async fn run(engine: &Engine, name: &str, dry_run: bool, json: bool) -> Result<(
                 "counts": report.counts,
                 "pages": report.pages,
                 "ms": report.elapsed.as_millis() as u64,
+                "peak_rss_kb": peak_rss_kb(),
                 "plan": report.plan,
             })
         );
@@ -331,6 +332,16 @@ async fn run(engine: &Engine, name: &str, dry_run: bool, json: bool) -> Result<(
         println!("  see `nexo conflict list --pipeline {name}`");
     }
     Ok(())
+}
+
+/// This process's peak resident memory (Linux), for operators and the
+/// benchmark.
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 pub(crate) fn runs(

@@ -909,6 +909,41 @@ mod tests {
     }
 
     #[test]
+    fn old_runs_are_pruned_with_their_records() {
+        let db = Database::in_memory().unwrap();
+        db.save_pipeline(&pipeline("p")).unwrap();
+        let old = db.begin_run("p").unwrap();
+        db.commit_page(
+            "p",
+            old,
+            &PageCommit {
+                results: vec![RecordResult {
+                    source_id: "a1".into(),
+                    destination_id: None,
+                    outcome: RecordOutcome::Unchanged,
+                    detail: None,
+                }],
+                ..PageCommit::default()
+            },
+        )
+        .unwrap();
+        db.finish_run(old, RunStatus::Succeeded, None).unwrap();
+        db.lock()
+            .unwrap()
+            .execute(
+                "UPDATE runs SET finished_at = '2020-01-01T00:00:00Z' WHERE run_id = ?1",
+                [old],
+            )
+            .unwrap();
+        let recent = db.begin_run("p").unwrap();
+        db.finish_run(recent, RunStatus::Succeeded, None).unwrap();
+        assert_eq!(db.prune_runs(30).unwrap(), 1);
+        assert!(db.run(old).unwrap().is_none());
+        assert!(db.run_records(old).unwrap().is_empty(), "records cascade");
+        assert!(db.run(recent).unwrap().is_some());
+    }
+
+    #[test]
     fn changing_the_source_resets_the_cursor() {
         let db = Database::in_memory().unwrap();
         let mut p = pipeline("p");
