@@ -59,14 +59,19 @@ async fn bundle(key: &SecretKey, manifest: &str, wasm: &str) -> Vec<u8> {
         .unwrap()
 }
 
+/// The TinyCRM connector's manifest at `version`.
+fn crm_manifest(version: &str) -> String {
+    format!(
+        "id = \"{CRM_PLUGIN}\"\nversion = \"{version}\"\nkind = \"connector\"\ndescription = \"TinyCRM\"\nvendor = \"Acme\"\n\
+         [capabilities]\nhttp_origins = [\"https://*:*\", \"http://*:*\"]\n\
+         secrets = [{{ name = \"api_token\", description = \"t\", origins = [\"https://*:*\", \"http://*:*\"] }}]\n"
+    )
+}
+
 /// Install both plugins into `registry`, signed by `key` (trusted).
 pub async fn install_plugins(db: &Database, registry: &Registry, key: &SecretKey) {
     db.trust_key(&key.public()).unwrap();
-    let crm = format!(
-        "id = \"{CRM_PLUGIN}\"\nversion = \"1.0.0\"\nkind = \"connector\"\ndescription = \"TinyCRM\"\nvendor = \"Acme\"\n\
-         [capabilities]\nhttp_origins = [\"https://*:*\", \"http://*:*\"]\n\
-         secrets = [{{ name = \"api_token\", description = \"t\", origins = [\"https://*:*\", \"http://*:*\"] }}]\n"
-    );
+    let crm = crm_manifest("1.0.0");
     let mapper = format!(
         "id = \"{MAPPER_PLUGIN}\"\nversion = \"1.0.0\"\nkind = \"mapper\"\ndescription = \"test mapper\"\nvendor = \"Acme\"\n"
     );
@@ -147,6 +152,18 @@ impl Kit {
             b,
             key,
         }
+    }
+
+    /// Upgrade the TinyCRM connector to `version` (same component, new
+    /// bundle), as an admin would while the host runs.
+    pub async fn upgrade_crm(&self, version: &str) {
+        let bytes = bundle(&self.key, &crm_manifest(version), programs::EXAMPLE_CRM).await;
+        let review = self
+            .registry
+            .review(bytes, "upgrade", false, Some(CRM_PLUGIN))
+            .unwrap();
+        let grant = grant_all(review.to_grant());
+        self.registry.install(review, &grant).unwrap();
     }
 
     /// Save a pipeline from TOML.

@@ -546,3 +546,52 @@ async fn records_changed_while_a_run_pages_through_are_not_skipped() {
     assert!(second.counts.written() <= edited, "{:?}", second.counts);
     assert_eq!(kit.b.crm.lock().unwrap().creates, 80);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_applies_to_the_next_run_while_the_run_in_flight_keeps_its_version() {
+    let kit = Kit::new(tinycrm::seed(60), Default::default(), 5).await;
+    kit.apply(&pipeline("a-to-b", "", "")).await;
+    kit.b.crm.lock().unwrap().write_latency = Duration::from_millis(4);
+    let engine = kit.engine.clone();
+    let in_flight = tokio::spawn(async move { engine.run("a-to-b", RunOptions::default()).await });
+    // Upgrade once the run has started, and check it had not finished.
+    let running = loop {
+        if let Some(r) = kit.db.runs(&Default::default()).unwrap().first() {
+            break r.id;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    kit.upgrade_crm("1.1.0").await;
+    assert_eq!(
+        kit.db.run(running).unwrap().unwrap().status,
+        "running",
+        "upgraded too late"
+    );
+    let first = in_flight.await.unwrap().unwrap();
+    assert_eq!(
+        first.counts.created, 60,
+        "the run in flight finished: {:?}",
+        first.counts
+    );
+    let next = kit.run("a-to-b").await;
+    let versions = |run| {
+        kit.db
+            .run_log(run)
+            .unwrap()
+            .into_iter()
+            .find(|(_, _, m)| m.starts_with("plugins:"))
+            .unwrap()
+            .2
+    };
+    let old = versions(first.run_id.unwrap());
+    let new = versions(next.run_id.unwrap());
+    assert!(
+        old.contains("acme/crm@1.0.0") && !old.contains("1.1.0"),
+        "{old}"
+    );
+    assert!(
+        new.contains("source acme/crm@1.1.0") && new.contains("destination acme/crm@1.1.0"),
+        "{new}"
+    );
+}

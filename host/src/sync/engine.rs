@@ -106,6 +106,22 @@ pub(super) struct Prepared {
     pub gate: Gate,
 }
 
+impl Prepared {
+    /// The plugin versions a run uses (a run keeps them to its end, even if
+    /// a plugin is upgraded meanwhile).
+    pub fn versions(&self) -> String {
+        let mut line = format!(
+            "plugins: source {}, destination {}",
+            self.source.plugin(),
+            self.dest.plugin()
+        );
+        for (m, _) in &self.mappers {
+            line.push_str(&format!(", mapper {}", m.plugin()));
+        }
+        line
+    }
+}
+
 /// Held for the length of a run; the OS releases it if the process dies.
 pub(super) struct RunLock(#[allow(dead_code)] Option<File>);
 
@@ -385,6 +401,7 @@ impl Engine {
             pages: 0,
             plan: Vec::new(),
             progress: opts.progress.clone(),
+            pending_log: vec![("info".into(), prepared.versions())],
         };
         let outcome = driver.drive(&row).await;
         let (status, error) = match &outcome {
@@ -445,6 +462,8 @@ pub(super) struct Driver<'a> {
     pub pages: u64,
     pub plan: Vec<PlannedChange>,
     progress: Option<Progress>,
+    /// Lines for the run log, committed with the next page.
+    pending_log: Vec<(String, String)>,
 }
 
 impl<'a> Driver<'a> {
@@ -461,6 +480,7 @@ impl<'a> Driver<'a> {
             pages: 0,
             plan: Vec::new(),
             progress: None,
+            pending_log: vec![("info".into(), p.versions())],
         }
     }
 
@@ -598,7 +618,12 @@ impl<'a> Driver<'a> {
         Ok(found)
     }
 
-    fn commit(&mut self, commit: PageCommit) -> Result<(), SyncError> {
+    fn commit(&mut self, mut commit: PageCommit) -> Result<(), SyncError> {
+        if !self.pending_log.is_empty() {
+            let mut log = std::mem::take(&mut self.pending_log);
+            log.append(&mut commit.log);
+            commit.log = log;
+        }
         self.counts.merge(&commit.counts);
         self.pages += 1;
         if self.dry_run {
