@@ -507,6 +507,21 @@ async fn pipelines_are_validated_against_what_is_installed() {
         let err = kit.engine.apply(&p).await.unwrap_err().to_string();
         assert!(err.contains(field), "expected {field}: {err}");
     }
+    // Sandbox and production never meet in one pipeline.
+    let mut prod =
+        nexo_tests::synckit::connection("crm-prod", &kit.b, json!({"base_url": kit.b.url()}));
+    prod.environment = nexo::store::connections::Environment::Production;
+    kit.connections.add(prod).unwrap();
+    let p = nexo::sync::Pipeline::from_toml(
+        &pipeline("p", "", "").replace("\"crm-b\"", "\"crm-prod\""),
+        "t",
+    )
+    .unwrap();
+    let err = kit.engine.apply(&p).await.unwrap_err().to_string();
+    assert!(
+        err.contains("production") && err.contains("sandbox"),
+        "{err}"
+    );
     assert!(kit.db.pipelines().unwrap().is_empty(), "nothing saved");
 }
 

@@ -521,11 +521,11 @@ impl<'a> Driver<'a> {
                 )
                 .await?;
             let has_more = page.has_more;
-            if has_more && page.state == state && page.records.is_empty() {
+            if has_more && page.state == state {
                 return Err(SyncError::Malformed {
                     pipeline: self.name().to_string(),
                     message: format!(
-                        "{} returned an empty page with the same state and more to come; it would loop forever",
+                        "{} said more pages follow but returned the state it was given; reading on would repeat this page forever",
                         self.p.source.plugin()
                     ),
                 });
@@ -598,6 +598,15 @@ impl<'a> Driver<'a> {
                 self.overlay.apply(&commit.links);
             } else if let Some(run) = self.run_id {
                 self.engine.store.commit_page(self.name(), run, &commit)?;
+            }
+            if page.has_more && page.state == state {
+                return Err(SyncError::Malformed {
+                    pipeline: self.name().to_string(),
+                    message: format!(
+                        "{} said more pages of the destination follow but returned the state it was given",
+                        self.p.dest.plugin()
+                    ),
+                });
             }
             state = page.state;
             if !page.has_more {
