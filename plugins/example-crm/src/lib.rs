@@ -11,7 +11,9 @@
 //!   by (`updated_at`, `id`); `updated_at` is stamped by the server;
 //! - `POST /api/contacts` with an optional `Idempotency-Key` header (201, or
 //!   200 with the contact already created for that key);
-//! - `PUT /api/contacts/{id}` (replace) and `DELETE /api/contacts/{id}`.
+//! - `PUT /api/contacts/{id}` (replace) and `DELETE /api/contacts/{id}`;
+//! - `POST /api/contacts/batch` (with `bulk` on): many creates, updates and
+//!   deletes in one request, each with a result of its own (module `bulk`).
 //!
 //! `read` turns tombstones into delete records, so deletions sync too.
 //!
@@ -28,10 +30,19 @@
 //! - a record TinyCRM refuses (400/404/409/422) → `failed(rejected)` for that
 //!   record only; anything else (auth, timeout, 5xx, 429) ends the call with
 //!   an error, and the host retries the batch with the same keys.
+//!
+//! With `bulk` the outcomes are the same, but the batch travels in requests
+//! of up to 1000 records, and an error answer to a whole request (5xx, 429,
+//! auth, or a 4xx) ends the call with that error.
+
+mod bulk;
+mod changes;
 
 use nexo_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use changes::ChangePage;
 
 /// Configuration of a TinyCRM connection.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -39,14 +50,23 @@ use serde_json::{Map, Value};
 pub struct Config {
     /// Base URL of the CRM, e.g. `https://crm.example.com`.
     pub base_url: String,
-    /// Records per page (1-500).
+    /// Records per page (1-5000).
     #[serde(default = "default_page_size")]
     pub page_size: u32,
     /// Timeout of each request to TinyCRM in milliseconds (at least 1); the
     /// host's own limit applies when absent, and caps it when larger.
     #[serde(default)]
     pub timeout_ms: Option<u32>,
+    /// Write through TinyCRM's batch endpoint, up to 1000 records per
+    /// request, instead of one request per record: what a bulk load needs
+    /// to be fast. Off by default, so that servers without the endpoint
+    /// keep working.
+    #[serde(default)]
+    pub bulk: bool,
 }
+
+/// The largest page TinyCRM serves.
+const MAX_PAGE_SIZE: u32 = 5000;
 
 fn default_page_size() -> u32 {
     100
@@ -56,10 +76,10 @@ impl Config {
     /// The base URL without a trailing `/`, once the config is known to be
     /// usable.
     fn base(&self) -> Result<&str, Error> {
-        if !(1..=500).contains(&self.page_size) {
-            return Err(Error::config(
-                "field `page_size`: must be between 1 and 500",
-            ));
+        if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
+            return Err(Error::config(format!(
+                "field `page_size`: must be between 1 and {MAX_PAGE_SIZE}"
+            )));
         }
         if self.timeout_ms == Some(0) {
             return Err(Error::config(
@@ -117,14 +137,6 @@ pub struct Contact {
     /// Custom fields, kept as they are so that they survive a round trip.
     #[serde(flatten)]
     pub custom: Map<String, Value>,
-}
-
-#[derive(Deserialize)]
-struct ChangePage {
-    /// Contacts and tombstones.
-    results: Vec<Value>,
-    #[serde(default)]
-    next_page_token: Option<String>,
 }
 
 /// The connector.
@@ -185,13 +197,12 @@ impl Connector for TinyCrm {
             .json()?;
         let mut next = cursor.clone();
         let mut records = Vec::with_capacity(page.results.len());
-        for row in page.results {
-            let (updated_at, record) = change_record(row)?;
-            if cursor.is_seen(&updated_at, &record.id) {
+        for change in page.results {
+            if cursor.is_seen(&change.updated_at, &change.id) {
                 continue;
             }
-            next.observe(&updated_at, &record.id);
-            records.push(record.with_cursor(updated_at));
+            next.observe(&change.updated_at, &change.id);
+            records.push(change.into_record(STREAM));
         }
         let has_more = page.next_page_token.is_some();
         next.set_page(page.next_page_token, from);
@@ -209,6 +220,9 @@ impl Connector for TinyCrm {
             )));
         }
         config.base()?;
+        if config.bulk {
+            return bulk::write(config, &batch);
+        }
         let mut results = Vec::with_capacity(batch.len());
         for record in batch {
             let outcome = match write_one(config, &record) {
@@ -228,26 +242,6 @@ impl Connector for TinyCrm {
         }
         Ok(results)
     }
-}
-
-/// One result of the change stream as a record, with its `updated_at`.
-fn change_record(row: Value) -> Result<(String, Record), Error> {
-    if row.get("deleted").and_then(Value::as_bool) == Some(true) {
-        let field = |name: &str| {
-            row.get(name)
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .ok_or_else(|| {
-                    Error::internal(format!("TinyCRM sent a tombstone without `{name}`: {row}"))
-                })
-        };
-        let (id, updated_at) = (field("id")?, field("updated_at")?);
-        return Ok((updated_at, Record::delete(STREAM, id)));
-    }
-    let contact: Contact = serde_json::from_value(row)
-        .map_err(|e| Error::internal(format!("TinyCRM sent a contact that does not parse: {e}")))?;
-    let record = Record::upsert(STREAM, contact.id.clone(), &contact)?;
-    Ok((contact.updated_at, record))
 }
 
 fn write_one(config: &Config, record: &Record) -> Result<WriteOutcome, Error> {
@@ -381,26 +375,6 @@ nexo_sdk::export_connector!(TinyCrm);
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn tombstones_become_deletes_and_contacts_keep_custom_fields() {
-        let (at, r) =
-            change_record(json!({"id": "c7", "deleted": true, "updated_at": "T2"})).unwrap();
-        assert_eq!(
-            (at.as_str(), r.operation, r.id.as_str()),
-            ("T2", Operation::Delete, "c7")
-        );
-        let (at, r) = change_record(json!({
-            "id": "c8", "first_name": "A", "last_name": "B", "email": "a@b.test",
-            "updated_at": "T3", "loyalty": 7
-        }))
-        .unwrap();
-        assert_eq!((at.as_str(), r.operation), ("T3", Operation::Upsert));
-        let payload: Value = serde_json::from_str(&r.payload).unwrap();
-        assert_eq!(payload["loyalty"], 7);
-        assert_eq!(payload["company"], Value::Null);
-        assert!(change_record(json!({"deleted": true})).is_err());
-    }
 
     #[test]
     fn content_comparison_ignores_server_fields() {

@@ -9,16 +9,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::{Crm, sort_key};
+use super::{Change, Crm};
 
 /// The state every handler gets: the CRM and the token it accepts.
 pub(super) type Shared = (Arc<Mutex<Crm>>, Arc<String>);
 
 /// Records the request; `false` when the bearer token is wrong.
-fn authorized(state: &Shared, headers: &HeaderMap, what: String) -> bool {
+pub(super) fn authorized(state: &Shared, headers: &HeaderMap, what: String) -> bool {
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -30,11 +30,11 @@ fn authorized(state: &Shared, headers: &HeaderMap, what: String) -> bool {
     auth == format!("Bearer {}", state.1)
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"error": message}))).into_response()
 }
 
-fn unauthorized() -> Response {
+pub(super) fn unauthorized() -> Response {
     error(StatusCode::UNAUTHORIZED, "bad token")
 }
 
@@ -46,7 +46,7 @@ fn not_found() -> Response {
 /// `write_latency`, then (for POST/PUT) one of the `fail_writes`, answered
 /// 500 without applying anything, then one of the `reject_writes`,
 /// answered 422.
-async fn before_write(s: &Shared, post_or_put: bool) -> Option<Response> {
+pub(super) async fn before_write(s: &Shared, post_or_put: bool) -> Option<Response> {
     let latency = s.0.lock().unwrap().write_latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -70,7 +70,7 @@ async fn before_write(s: &Shared, post_or_put: bool) -> Option<Response> {
 
 /// After a POST/PUT was applied: how long to hold the answer back (one of
 /// the `apply_then_stall`), zero when none is due.
-fn take_stall(crm: &mut Crm) -> Duration {
+pub(super) fn take_stall(crm: &mut Crm) -> Duration {
     if crm.apply_then_stall == 0 {
         return Duration::ZERO;
     }
@@ -78,11 +78,15 @@ fn take_stall(crm: &mut Crm) -> Duration {
     crm.stall
 }
 
-async fn answer_after(stall: Duration, status: StatusCode, contact: Value) -> Response {
+pub(super) async fn answer_after(
+    stall: Duration,
+    status: StatusCode,
+    body: impl Serialize,
+) -> Response {
     if !stall.is_zero() {
         tokio::time::sleep(stall).await;
     }
-    (status, Json(contact)).into_response()
+    (status, Json(body)).into_response()
 }
 
 /// The request body as a contact: a JSON object with a valid e-mail.
@@ -105,16 +109,28 @@ fn contact_body(body: &[u8]) -> Result<Map<String, Value>, (StatusCode, Json<Val
             ));
         }
     };
+    contact_fields(&mut body).map_err(|(error, field)| {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": error, "field": field})),
+        )
+    })?;
+    Ok(body)
+}
+
+/// Checks a contact sent by a client, once it is known to be a JSON
+/// object, and drops the fields the server owns (`id`, `updated_at`). A
+/// refusal is the message and the field at fault (answered with 422).
+pub(super) fn contact_fields(
+    body: &mut Map<String, Value>,
+) -> Result<(), (&'static str, &'static str)> {
     body.remove("id");
     body.remove("updated_at");
     let email = body.get("email").and_then(Value::as_str).unwrap_or("");
     if !email.contains('@') {
-        return Err((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"error": "email is invalid", "field": "email"})),
-        ));
+        return Err(("email is invalid", "email"));
     }
-    Ok(body)
+    Ok(())
 }
 
 pub(super) async fn ping(State(s): State<Shared>, headers: HeaderMap) -> Response {
@@ -122,6 +138,17 @@ pub(super) async fn ping(State(s): State<Shared>, headers: HeaderMap) -> Respons
         return unauthorized();
     }
     Json(json!({"ok": true})).into_response()
+}
+
+/// The largest `limit` a list request gets; more is clamped to it.
+const MAX_PAGE: usize = 5000;
+
+/// A page of the change stream (not built with `json!`, which would copy
+/// every contact into a new `Value` first).
+#[derive(Serialize)]
+struct ListAnswer<'a> {
+    results: Vec<Change<'a>>,
+    next_page_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -159,21 +186,25 @@ pub(super) async fn list(
             None => return error(StatusCode::BAD_REQUEST, "invalid page_token"),
         },
     };
-    let rows = s.0.lock().unwrap().changes(q.updated_after.as_deref());
-    let limit = q.limit.unwrap_or(100).clamp(1, 500);
-    let mut rest = rows
-        .into_iter()
-        .filter(|r| after_row.is_none_or(|key| sort_key(r) > key))
-        .peekable();
-    let page: Vec<Value> = rest.by_ref().take(limit).collect();
-    let next = match (rest.peek(), page.last()) {
-        (Some(_), Some(last)) => {
-            let (at, id) = sort_key(last);
-            Some(format!("{at}|{id}"))
-        }
-        _ => None,
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    // Serialised under the lock, straight from the state: a page of 5000
+    // contacts is not copied first.
+    let body = {
+        let mut crm = s.0.lock().unwrap();
+        let (page, more) = crm.changes(q.updated_after.as_deref(), after_row, limit);
+        let next_page_token = page.last().filter(|_| more).map(|last| last.token());
+        serde_json::to_vec(&ListAnswer {
+            results: page,
+            next_page_token,
+        })
     };
-    Json(json!({"results": page, "next_page_token": next})).into_response()
+    match body {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("page does not serialise: {e}"),
+        ),
+    }
 }
 
 pub(super) async fn fetch(
@@ -192,7 +223,7 @@ pub(super) async fn fetch(
 
 /// `POST /api/contacts`. With an `Idempotency-Key` seen before, nothing is
 /// created: the answer is 200 with the contact created for that key (as it
-/// is now, or as it was created if deleted since).
+/// is now, or as it was when deleted).
 pub(super) async fn create(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let key = headers
         .get("idempotency-key")
@@ -211,13 +242,9 @@ pub(super) async fn create(State(s): State<Shared>, headers: HeaderMap, body: By
     }
     let replayed = {
         let mut crm = s.0.lock().unwrap();
-        key.as_ref()
-            .and_then(|k| crm.idempotency.get(k).cloned())
-            .map(|first| {
-                let id = first["id"].as_str().unwrap_or_default();
-                let now = crm.contacts.get(id).cloned().unwrap_or(first);
-                (now, take_stall(&mut crm))
-            })
+        key.as_deref()
+            .and_then(|k| crm.replay(k))
+            .map(|now| (now, take_stall(&mut crm)))
     };
     if let Some((contact, stall)) = replayed {
         return answer_after(stall, StatusCode::OK, contact).await;
@@ -228,11 +255,8 @@ pub(super) async fn create(State(s): State<Shared>, headers: HeaderMap, body: By
     };
     let (contact, stall) = {
         let mut crm = s.0.lock().unwrap();
-        let contact = crm.create(body);
-        crm.creates += 1;
-        if let Some(k) = key {
-            crm.idempotency.insert(k, contact.clone());
-        }
+        let id = crm.create_counted(body, key);
+        let contact = crm.contacts.get(&id).cloned().unwrap_or_default();
         (contact, take_stall(&mut crm))
     };
     answer_after(stall, StatusCode::CREATED, contact).await
@@ -260,8 +284,12 @@ pub(super) async fn update(
     };
     let replaced = {
         let mut crm = s.0.lock().unwrap();
-        crm.replace(&id, body)
-            .map(|contact| (contact, take_stall(&mut crm)))
+        if crm.replace(&id, body) {
+            let contact = crm.contacts.get(&id).cloned();
+            contact.map(|c| (c, take_stall(&mut crm)))
+        } else {
+            None
+        }
     };
     match replaced {
         Some((contact, stall)) => answer_after(stall, StatusCode::OK, contact).await,
