@@ -13,12 +13,28 @@ use nexo_tests::synckit::{Kit, pipeline};
 use nexo_tests::tinycrm;
 use serde_json::{Value, json};
 
-fn run(kit: &Kit, name: &str) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_nexo"))
+/// `NEXO_BENCH_WRAP` (e.g. `perf record -g -o nexo.perf --`) runs the
+/// binary under a profiler.
+fn nexo(kit: &Kit, args: &[&str]) -> Vec<u8> {
+    let wrap: Vec<String> = std::env::var("NEXO_BENCH_WRAP")
+        .map(|w| w.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    let mut cmd = match wrap.split_first() {
+        Some((tool, rest)) => {
+            let mut c = Command::new(tool);
+            c.args(rest).arg(env!("CARGO_BIN_EXE_nexo"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_nexo")),
+    };
+    let out = cmd
         .arg("--data-dir")
         .arg(kit.dir.path())
-        .args(["pipeline", "run", name, "--json"])
-        .env("NEXO_LOG", "warn")
+        .args(args)
+        .env(
+            "NEXO_LOG",
+            std::env::var("NEXO_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .env_remove("NEXO_SECRET_KEY")
         .output()
         .unwrap();
@@ -27,7 +43,14 @@ fn run(kit: &Kit, name: &str) -> Value {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    // With NEXO_BENCH_LOG=info the run's own breakdown (read/map/write/
+    // commit) is shown.
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+fn run(kit: &Kit, name: &str) -> Value {
+    serde_json::from_slice(&nexo(kit, &["pipeline", "run", name, "--json"])).unwrap()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -49,25 +72,26 @@ async fn main() {
             json!({"page_size": 5000, "bulk": true, "timeout_ms": 60000}),
         )
         .await;
-        kit.apply(&pipeline(
-            "bench",
-            "batch_size = 1000",
-            "[[mappers]]\nplugin = \"acme/test-mapper\"\nconfig = { set = { lifecycle_stage = \"customer\" } }",
-        ))
-        .await;
+        // Applied through the binary, as an admin would: that also compiles
+        // the plugins into the data directory's cache (install precompiles
+        // into the installing runtime's cache, here the test kit's).
+        let file = kit.dir.path().join("bench.toml");
+        std::fs::write(
+            &file,
+            pipeline(
+                "bench",
+                "batch_size = 1000",
+                "[[mappers]]\nplugin = \"acme/test-mapper\"\nconfig = { set = { lifecycle_stage = \"customer\" } }",
+            ),
+        )
+        .unwrap();
+        nexo(&kit, &["pipeline", "apply", file.to_str().unwrap()]);
         let first = run(&kit, "bench");
         assert_eq!(first["counts"]["created"], n as u64, "{first}");
         assert_eq!(kit.b.contacts().len(), n);
         // Force a full re-read: every record is read, mapped and found
         // unchanged (the identity map's hash check).
-        let reset = Command::new(env!("CARGO_BIN_EXE_nexo"))
-            .arg("--data-dir")
-            .arg(kit.dir.path())
-            .args(["pipeline", "reset", "bench"])
-            .env("NEXO_LOG", "warn")
-            .output()
-            .unwrap();
-        assert!(reset.status.success());
+        nexo(&kit, &["pipeline", "reset", "bench"]);
         let second = run(&kit, "bench");
         assert_eq!(second["counts"]["unchanged"], n as u64, "{second}");
         let rate = |v: &Value| n as f64 / (v["ms"].as_f64().unwrap() / 1000.0);

@@ -21,15 +21,12 @@ pub(super) const MIGRATION: &str = "
         destination_state TEXT,
         updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     );
-    CREATE TABLE entities (
-        entity_id INTEGER PRIMARY KEY,
-        entity TEXT NOT NULL
-    );
     CREATE TABLE entity_links (
         connection TEXT NOT NULL,
         stream TEXT NOT NULL,
         record_id TEXT NOT NULL,
-        entity_id INTEGER NOT NULL REFERENCES entities(entity_id),
+        entity_id INTEGER NOT NULL,
+        entity TEXT NOT NULL,
         known TEXT,
         synced_hash TEXT,
         version TEXT,
@@ -425,6 +422,11 @@ impl SyncStore for Database {
     fn commit_page(&self, pipeline: &str, run: RunId, page: &PageCommit) -> Result<(), StoreError> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
+        // Once per page, not once per row.
+        let now: String =
+            tx.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| {
+                r.get(0)
+            })?;
         if let Some(state) = &page.state {
             tx.execute(
                 "UPDATE pipelines SET state = ?2 WHERE name = ?1",
@@ -438,33 +440,33 @@ impl SyncStore for Database {
             )?;
         }
         {
-            let mut new_entity = tx.prepare_cached("INSERT INTO entities (entity) VALUES (?1)")?;
+            // Entity ids are allocated here, under the write lock: one
+            // query per page instead of a row per new entity.
+            let mut next_entity: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(entity_id), 0) + 1 FROM entity_links",
+                [],
+                |r| r.get(0),
+            )?;
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO entity_links
-                     (connection, stream, record_id, entity_id, known, synced_hash, version, deleted, seen_run)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     (connection, stream, record_id, entity_id, known, synced_hash, version, deleted, seen_run, updated_at, entity)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (connection, stream, record_id) DO UPDATE SET
-                     entity_id = excluded.entity_id,
                      known = COALESCE(excluded.known, known),
                      synced_hash = COALESCE(excluded.synced_hash, synced_hash),
                      version = COALESCE(excluded.version, version),
                      deleted = excluded.deleted,
                      seen_run = excluded.seen_run,
-                     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                     updated_at = excluded.updated_at",
             )?;
             let mut groups: std::collections::HashMap<usize, i64> = Default::default();
             for l in &page.links {
                 let entity_id = match l.entity_id {
                     Some(e) => e,
-                    None => match groups.get(&l.group) {
-                        Some(e) => *e,
-                        None => {
-                            new_entity.execute([&l.entity])?;
-                            let e = tx.last_insert_rowid();
-                            groups.insert(l.group, e);
-                            e
-                        }
-                    },
+                    None => *groups.entry(l.group).or_insert_with(|| {
+                        next_entity += 1;
+                        next_entity - 1
+                    }),
                 };
                 upsert.execute(params![
                     l.connection,
@@ -475,7 +477,9 @@ impl SyncStore for Database {
                     l.synced_hash,
                     l.version,
                     l.deleted,
-                    run
+                    run,
+                    now,
+                    l.entity
                 ])?;
             }
             let base: i64 = tx.query_row(
@@ -893,16 +897,21 @@ mod tests {
         let db = Database::in_memory().unwrap();
         db.save_pipeline(&pipeline("p")).unwrap();
         let run = db.begin_run("p").unwrap();
-        // The second link reuses the first's key with a bad entity: the
-        // foreign key fails mid-transaction.
-        let mut bad = link("a", "a1", Some(999_999), 0);
-        bad.record_id = "a9".into();
+        // Results for a run that does not exist: the foreign key fails
+        // after the state and the links were written, inside the same
+        // transaction.
         let page = PageCommit {
             state: Some("cursor-2".into()),
-            links: vec![link("a", "a1", None, 1), bad],
+            links: vec![link("a", "a1", None, 1)],
+            results: vec![RecordResult {
+                source_id: "a1".into(),
+                destination_id: None,
+                outcome: RecordOutcome::Created,
+                detail: None,
+            }],
             ..PageCommit::default()
         };
-        assert!(db.commit_page("p", run, &page).is_err());
+        assert!(db.commit_page("p", run + 1000, &page).is_err());
         assert_eq!(db.pipeline("p").unwrap().unwrap().state, None);
         assert!(db.links("a", "s", &["a1"]).unwrap().is_empty());
         assert_eq!(db.run(run).unwrap().unwrap().pages, 0);

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::SyncError;
-use super::content::{Content, SystemFields, idempotency_key};
+use super::content::{Content, SystemFields, hash_text, idempotency_key};
 use super::engine::{Driver, PlannedChange, content_of, guest_retry_wait, retry_wait};
+use super::pipeline::SyncMode;
 use super::plan::{self, Decision, ReadClass};
 use super::store::{
     DeadLetterKind, Link, LinkUpdate, NewConflict, NewDeadLetter, PageCommit, RecordOutcome,
@@ -240,7 +241,18 @@ struct Item {
     entity_id: Option<i64>,
     delete: bool,
     content: Option<Content>,
+    /// The content's canonical JSON and hash, computed once.
+    canonical: Option<(String, String)>,
     version: Option<String>,
+}
+
+impl Item {
+    fn set_content(&mut self, content: Content) {
+        let json = content.to_json();
+        let hash = hash_text(&json);
+        self.canonical = Some((json, hash));
+        self.content = Some(content);
+    }
 }
 
 impl Item {
@@ -253,9 +265,9 @@ impl Item {
             connection: p.source.connection.clone(),
             stream: p.source.stream.clone(),
             record_id: self.source_id.clone(),
-            known: self.content.as_ref().map(Content::to_json),
+            known: self.canonical.as_ref().map(|(json, _)| json.clone()),
             synced_hash: if synced {
-                self.content.as_ref().map(Content::hash)
+                self.canonical.as_ref().map(|(_, hash)| hash.clone())
             } else {
                 None
             },
@@ -289,6 +301,7 @@ fn result(
 
 /// Process one page of source records.
 pub async fn process(d: &mut Driver<'_>, records: Vec<Record>) -> Result<PageCommit, SyncError> {
+    let mut changed = Vec::new();
     let p = &d.p.pipeline;
     let name = p.name.clone();
     let mut commit = PageCommit::default();
@@ -301,7 +314,6 @@ pub async fn process(d: &mut Driver<'_>, records: Vec<Record>) -> Result<PageCom
         .collect();
 
     let mut items = Vec::with_capacity(records.len());
-    let mut to_map = Vec::new();
     for (i, r) in records.into_iter().enumerate() {
         let link = src_links.get(&r.id);
         let mut item = Item {
@@ -310,6 +322,7 @@ pub async fn process(d: &mut Driver<'_>, records: Vec<Record>) -> Result<PageCom
             entity_id: link.map(|l| l.entity_id),
             delete: r.operation == Operation::Delete,
             content: None,
+            canonical: None,
             version: r.cursor.clone(),
         };
         if !item.delete {
@@ -319,13 +332,21 @@ pub async fn process(d: &mut Driver<'_>, records: Vec<Record>) -> Result<PageCom
                 &r.payload,
                 &d.p.source_system,
             )?;
-            if let ReadClass::Unchanged { rebase } = plan::classify_read(link, &content) {
-                let mut update = item.source_link(d, false, false);
-                if rebase.is_none() {
-                    update.known = None;
+            let json = content.to_json();
+            let hash = hash_text(&json);
+            let class = plan::classify_read_hashed(link, &content, || hash.clone());
+            item.canonical = Some((json, hash));
+            if let ReadClass::Unchanged { rebase } = class {
+                // Nothing to record for a record that is exactly as synced,
+                // except in a full refresh, where being seen is the point.
+                if rebase.is_some() || p.mode == SyncMode::FullRefresh {
+                    let mut update = item.source_link(d, false, false);
+                    if rebase.is_none() {
+                        update.known = None;
+                    }
+                    update.synced_hash = rebase;
+                    commit.links.push(update);
                 }
-                update.synced_hash = rebase;
-                commit.links.push(update);
                 commit.counts.add(RecordOutcome::Unchanged);
                 commit.results.push(result(
                     &item,
@@ -336,12 +357,18 @@ pub async fn process(d: &mut Driver<'_>, records: Vec<Record>) -> Result<PageCom
                 continue;
             }
             item.content = Some(content);
-            to_map.push(r);
+            changed.push(r);
         }
         items.push(item);
     }
 
-    let mapped = map_all(d, to_map).await?;
+    let t = std::time::Instant::now();
+    let mapped = if d.p.mappers.is_empty() {
+        changed.into_iter().map(|r| (r.id.clone(), r)).collect()
+    } else {
+        map_records(&d.p.mappers, &d.p.pipeline.name, &changed).await?
+    };
+    d.timings.map += t.elapsed();
 
     // The destination record of each entity.
     let entities: HashSet<i64> = items.iter().filter_map(|i| i.entity_id).collect();
@@ -372,7 +399,7 @@ pub async fn process(d: &mut Driver<'_>, records: Vec<Record>) -> Result<PageCom
             destination_id: dest_id,
             payload,
             key: key.clone(),
-            source_content: item.content.as_ref().map(Content::to_json),
+            source_content: item.canonical.as_ref().map(|(json, _)| json.clone()),
             source_version: item.version.clone(),
         };
         if item.delete {
@@ -516,7 +543,10 @@ pub async fn process(d: &mut Driver<'_>, records: Vec<Record>) -> Result<PageCom
             .iter()
             .map(|w| w.to_record(&p.destination.stream))
             .collect();
-        write_all(d, records).await?
+        let t = std::time::Instant::now();
+        let out = write_all(d, records).await?;
+        d.timings.write += t.elapsed();
+        out
     };
     let mut delivered = delivered.into_iter();
 
@@ -663,10 +693,8 @@ fn settle(
             // record is gone all the same.
             let source_deleted = item.delete;
             commit.links.push(item.source_link(d, true, source_deleted));
-            let content = match &w.payload {
-                Value::Object(m) => Some(Content(m.clone())),
-                _ => None,
-            };
+            // The payload's JSON text is its canonical form (sorted keys).
+            let written = w.payload.is_object().then(|| w.payload.to_string());
             commit.links.push(LinkUpdate {
                 entity_id: item.entity_id,
                 entity: p.entity.clone(),
@@ -674,8 +702,8 @@ fn settle(
                 connection: p.destination.connection.clone(),
                 stream: p.destination.stream.clone(),
                 record_id: dest_id.clone(),
-                known: content.as_ref().map(Content::to_json),
-                synced_hash: content.as_ref().map(Content::hash),
+                synced_hash: written.as_deref().map(hash_text),
+                known: written,
                 version: None,
                 deleted: outcome == RecordOutcome::Deleted && w.delete,
             });
@@ -711,20 +739,37 @@ fn settle(
     }
 }
 
-/// Run the records through the mappers; output keyed by source id.
-async fn map_all(
-    d: &Driver<'_>,
-    records: Vec<Record>,
+/// Run records' upserts through the mappers; output keyed by source id.
+pub async fn map_records(
+    mappers: &[(crate::plugin::MapperPlugin, String)],
+    name: &str,
+    records: &[Record],
 ) -> Result<HashMap<String, Record>, SyncError> {
-    let name = &d.p.pipeline.name;
-    let inputs: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
-    let mut batch = records;
-    for (mapper, config) in &d.p.mappers {
-        if batch.is_empty() {
+    let name = &name.to_string();
+    let inputs: HashSet<&str> = records
+        .iter()
+        .filter(|r| r.operation == Operation::Upsert)
+        .map(|r| r.id.as_str())
+        .collect();
+    // Deletes are not mapped: they carry no payload to transform.
+    let owned: Vec<Record>;
+    let mut input: &[Record] = records;
+    if records.iter().any(|r| r.operation == Operation::Delete) {
+        owned = records
+            .iter()
+            .filter(|r| r.operation == Operation::Upsert)
+            .cloned()
+            .collect();
+        input = &owned;
+    }
+    let mut batch: Vec<Record> = Vec::new();
+    for (i, (mapper, config)) in mappers.iter().enumerate() {
+        let given = if i == 0 { input } else { &batch[..] };
+        if given.is_empty() {
             break;
         }
         batch = mapper
-            .map(config, &batch)
+            .map(config, given)
             .await
             .into_result()
             .map_err(|source| SyncError::Plugin {
@@ -734,7 +779,7 @@ async fn map_all(
             })?;
         let mut seen = HashSet::new();
         for r in &batch {
-            if !inputs.contains(&r.id) {
+            if !inputs.contains(r.id.as_str()) {
                 return Err(SyncError::Malformed {
                     pipeline: name.clone(),
                     message: format!(
@@ -768,11 +813,19 @@ async fn write_all(d: &Driver<'_>, records: Vec<Record>) -> Result<Vec<Delivered
         let mut pending: Vec<usize> = chunk.to_vec();
         let mut attempt = 1;
         while !pending.is_empty() {
-            let batch: Vec<Record> = pending.iter().map(|i| records[*i].clone()).collect();
+            // The whole chunk goes as a slice of `records`; only a retry
+            // of some of its records needs copies.
+            let subset: Vec<Record>;
+            let batch: &[Record] = if pending.len() == chunk.len() {
+                &records[chunk[0]..chunk[0] + chunk.len()]
+            } else {
+                subset = pending.iter().map(|i| records[*i].clone()).collect();
+                &subset
+            };
             let results = match d
                 .p
                 .dest
-                .write(&d.p.dest_config, &p.destination.stream, &batch)
+                .write(&d.p.dest_config, &p.destination.stream, batch)
                 .await
                 .into_result()
             {
@@ -865,18 +918,23 @@ pub async fn deliver_one(
     w: PendingWrite,
 ) -> Result<(PageCommit, Option<String>), SyncError> {
     let p = &d.p.pipeline;
-    let item = Item {
+    let mut item = Item {
         source_id: w.source_id.clone(),
         group: 1,
         entity_id: w.entity_id,
         delete: w.delete,
-        content: w
-            .source_content
-            .as_deref()
-            .and_then(|c| serde_json::from_str(c).ok())
-            .map(Content),
+        content: None,
+        canonical: None,
         version: w.source_version.clone(),
     };
+    if let Some(content) = w
+        .source_content
+        .as_deref()
+        .and_then(|c| serde_json::from_str(c).ok())
+        .map(Content)
+    {
+        item.set_content(content);
+    }
     let decision = if w.delete {
         Decision::Delete {
             id: w.destination_id.clone().unwrap_or_default(),

@@ -25,13 +25,23 @@ pub enum ReadClass {
 
 /// Classify a read record against its link.
 pub fn classify_read(link: Option<&Link>, content: &Content) -> ReadClass {
+    classify_read_hashed(link, content, || content.hash())
+}
+
+/// [`classify_read`] with the content's hash supplied (computed once by
+/// the caller, who stores it too).
+pub fn classify_read_hashed(
+    link: Option<&Link>,
+    content: &Content,
+    hash: impl FnOnce() -> String,
+) -> ReadClass {
     let Some(link) = link else {
         return ReadClass::Changed;
     };
     let Some(synced) = link.synced_hash.as_deref() else {
         return ReadClass::Changed;
     };
-    let hash = content.hash();
+    let hash = hash();
     if hash == synced {
         return ReadClass::Unchanged { rebase: None };
     }
