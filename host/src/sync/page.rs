@@ -366,7 +366,7 @@ pub async fn process(d: &mut Driver<'_>, records: Vec<Record>) -> Result<PageCom
     let mapped = if d.p.mappers.is_empty() {
         changed.into_iter().map(|r| (r.id.clone(), r)).collect()
     } else {
-        map_records(&d.p.mappers, &d.p.pipeline.name, &changed).await?
+        map_parallel(&d.p.mappers, &d.p.pipeline.name, changed).await?
     };
     d.timings.map += t.elapsed();
 
@@ -739,6 +739,31 @@ fn settle(
     }
 }
 
+/// Records below which a page is mapped in one call.
+const PARALLEL_MAP_MIN: usize = 512;
+
+/// Map a page's records in two halves at once, on two worker threads: a
+/// mapper is pure and each call gets its own instance.
+async fn map_parallel(
+    mappers: &[(crate::plugin::MapperPlugin, String)],
+    name: &str,
+    mut records: Vec<Record>,
+) -> Result<HashMap<String, Record>, SyncError> {
+    if records.len() < PARALLEL_MAP_MIN {
+        return map_records(mappers, name, &records).await;
+    }
+    let second = records.split_off(records.len() / 2);
+    let (m, n) = (mappers.to_vec(), name.to_string());
+    let other = tokio::spawn(async move { map_records(&m, &n, &second).await });
+    let mut mapped = map_records(mappers, name, &records).await?;
+    let rest = other.await.map_err(|e| SyncError::Malformed {
+        pipeline: name.to_string(),
+        message: format!("the mapping task failed: {e}"),
+    })??;
+    mapped.extend(rest);
+    Ok(mapped)
+}
+
 /// Run records' upserts through the mappers; output keyed by source id.
 pub async fn map_records(
     mappers: &[(crate::plugin::MapperPlugin, String)],
@@ -806,74 +831,22 @@ pub async fn map_records(
 
 /// Deliver writes in batches, retrying transient failures with backoff.
 async fn write_all(d: &Driver<'_>, records: Vec<Record>) -> Result<Vec<Delivered>, SyncError> {
+    use futures_util::{StreamExt, TryStreamExt};
     let p = &d.p.pipeline;
+    let chunks: Vec<(usize, usize)> = (0..records.len())
+        .step_by(p.batch_size)
+        .map(|start| (start, (start + p.batch_size).min(records.len())))
+        .collect();
+    // Two batches in flight: while the destination applies one, the
+    // connector prepares the next (each call has its own instance).
+    let done: Vec<Vec<(usize, Delivered)>> = futures_util::stream::iter(chunks)
+        .map(|(start, end)| write_chunk(d, &records, start, end))
+        .buffer_unordered(WRITES_IN_FLIGHT)
+        .try_collect()
+        .await?;
     let mut out: Vec<Option<Delivered>> = vec![None; records.len()];
-    let indexed: Vec<usize> = (0..records.len()).collect();
-    for chunk in indexed.chunks(p.batch_size) {
-        let mut pending: Vec<usize> = chunk.to_vec();
-        let mut attempt = 1;
-        while !pending.is_empty() {
-            // The whole chunk goes as a slice of `records`; only a retry
-            // of some of its records needs copies.
-            let subset: Vec<Record>;
-            let batch: &[Record] = if pending.len() == chunk.len() {
-                &records[chunk[0]..chunk[0] + chunk.len()]
-            } else {
-                subset = pending.iter().map(|i| records[*i].clone()).collect();
-                &subset
-            };
-            let results = match d
-                .p
-                .dest
-                .write(&d.p.dest_config, &p.destination.stream, batch)
-                .await
-                .into_result()
-            {
-                Ok(r) => r,
-                Err(e) => match retry_wait(&e, attempt, &p.retry) {
-                    Some(wait) => {
-                        tracing::warn!(pipeline = %p.name, attempt, error = %e, "write failed; retrying");
-                        tokio::time::sleep(wait).await;
-                        attempt += 1;
-                        continue;
-                    }
-                    None => {
-                        return Err(SyncError::Plugin {
-                            pipeline: p.name.clone(),
-                            step: "write",
-                            source: Box::new(e),
-                        });
-                    }
-                },
-            };
-            let mut again = Vec::new();
-            let mut wait = std::time::Duration::ZERO;
-            for (i, r) in pending.iter().zip(results) {
-                match r.outcome {
-                    WriteOutcome::Failed(e) => {
-                        let error = GuestError::from(e);
-                        match guest_retry_wait(&error, attempt, &p.retry) {
-                            Some(w) => {
-                                wait = wait.max(w);
-                                again.push(*i);
-                            }
-                            None => {
-                                out[*i] = Some(Delivered::Failed {
-                                    error,
-                                    attempts: attempt,
-                                })
-                            }
-                        }
-                    }
-                    outcome => out[*i] = Some(Delivered::Done(outcome)),
-                }
-            }
-            if !again.is_empty() {
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-            }
-            pending = again;
-        }
+    for (i, delivered) in done.into_iter().flatten() {
+        out[i] = Some(delivered);
     }
     out.into_iter()
         .map(|o| {
@@ -883,6 +856,87 @@ async fn write_all(d: &Driver<'_>, records: Vec<Record>) -> Result<Vec<Delivered
             })
         })
         .collect()
+}
+
+/// Write batches of one page in flight at once.
+const WRITES_IN_FLIGHT: usize = 2;
+
+/// Deliver `records[start..end]` as one batch, retrying transient failures
+/// (of the whole batch, or of single records) with backoff.
+async fn write_chunk(
+    d: &Driver<'_>,
+    records: &[Record],
+    start: usize,
+    end: usize,
+) -> Result<Vec<(usize, Delivered)>, SyncError> {
+    let p = &d.p.pipeline;
+    let mut out = Vec::with_capacity(end - start);
+    let mut pending: Vec<usize> = (start..end).collect();
+    let mut attempt = 1;
+    while !pending.is_empty() {
+        // The whole chunk goes as a slice of `records`; only a retry of
+        // some of its records needs copies.
+        let subset: Vec<Record>;
+        let batch: &[Record] = if pending.len() == end - start {
+            &records[start..end]
+        } else {
+            subset = pending.iter().map(|i| records[*i].clone()).collect();
+            &subset
+        };
+        let results = match d
+            .p
+            .dest
+            .write(&d.p.dest_config, &p.destination.stream, batch)
+            .await
+            .into_result()
+        {
+            Ok(r) => r,
+            Err(e) => match retry_wait(&e, attempt, &p.retry) {
+                Some(wait) => {
+                    tracing::warn!(pipeline = %p.name, attempt, error = %e, "write failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                    continue;
+                }
+                None => {
+                    return Err(SyncError::Plugin {
+                        pipeline: p.name.clone(),
+                        step: "write",
+                        source: Box::new(e),
+                    });
+                }
+            },
+        };
+        let mut again = Vec::new();
+        let mut wait = std::time::Duration::ZERO;
+        for (i, r) in pending.iter().zip(results) {
+            match r.outcome {
+                WriteOutcome::Failed(e) => {
+                    let error = GuestError::from(e);
+                    match guest_retry_wait(&error, attempt, &p.retry) {
+                        Some(w) => {
+                            wait = wait.max(w);
+                            again.push(*i);
+                        }
+                        None => out.push((
+                            *i,
+                            Delivered::Failed {
+                                error,
+                                attempts: attempt,
+                            },
+                        )),
+                    }
+                }
+                outcome => out.push((*i, Delivered::Done(outcome))),
+            }
+        }
+        if !again.is_empty() {
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+        pending = again;
+    }
+    Ok(out)
 }
 
 /// The full-refresh sweep: source records not seen by this run are gone.
