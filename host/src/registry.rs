@@ -105,6 +105,14 @@ pub enum RegistryError {
         /// The connections.
         connections: Vec<String>,
     },
+    /// Removing a mapper pipelines still use.
+    #[error("{id} is used by pipeline(s) {}; change or remove them first, or pass --force (those pipelines will then fail until a mapper is installed)", .pipelines.join(", "))]
+    UsedByPipelines {
+        /// Plugin id.
+        id: String,
+        /// The pipelines.
+        pipelines: Vec<String>,
+    },
     /// Nothing older to roll back to.
     #[error("{0} has no version older than the active one to roll back to")]
     NothingToRollBack(String),
@@ -462,6 +470,17 @@ impl Registry {
             return Err(RegistryError::NotInstalled(id.to_string()));
         }
         let users = self.db.connection_names(Some(id))?;
+        let pipelines: Vec<String> = crate::sync::SyncStore::pipelines(&self.db)?
+            .into_iter()
+            .filter(|row| row.pipeline.mappers.iter().any(|m| m.plugin == id))
+            .map(|row| row.pipeline.name)
+            .collect();
+        if !pipelines.is_empty() && !force {
+            return Err(RegistryError::UsedByPipelines {
+                id: id.to_string(),
+                pipelines,
+            });
+        }
         if !users.is_empty() && !force {
             return Err(RegistryError::InUse {
                 id: id.to_string(),

@@ -610,3 +610,35 @@ async fn an_upgrade_applies_to_the_next_run_while_the_run_in_flight_keeps_its_ve
         "{new}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapper_in_use_by_a_pipeline_is_not_removed_from_under_it() {
+    let kit = Kit::new(tinycrm::seed(2), Default::default(), 10).await;
+    kit.apply(&pipeline(
+        "a-to-b",
+        "",
+        "[[mappers]]\nplugin = \"acme/test-mapper\"",
+    ))
+    .await;
+    let err = kit
+        .registry
+        .remove("acme/test-mapper", false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("pipeline(s) a-to-b"), "{err}");
+    assert!(
+        kit.registry.load_active("acme/test-mapper").is_ok(),
+        "still installed"
+    );
+    kit.registry.remove("acme/test-mapper", true).unwrap();
+    let err = kit
+        .engine
+        .run("a-to-b", RunOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("acme/test-mapper") && err.contains("not installed"),
+        "{err}"
+    );
+}
