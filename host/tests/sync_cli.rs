@@ -75,7 +75,9 @@ async fn killed_at_twenty_five_points_the_sync_still_ends_exactly_once() {
         // start-up, before anything was recorded.
         let runs_before = kit.db.runs(&Default::default()).unwrap().len();
         let early = kills % 4 == 3;
-        let wait = Duration::from_millis(if early { rng.next(150) } else { rng.next(500) });
+        // Short waits: a run that only has the last round's changes to
+        // write takes well under 100 ms, and a kill after it ends is wasted.
+        let wait = Duration::from_millis(if early { rng.next(150) } else { rng.next(80) });
         let mut started: Option<Instant> = early.then(Instant::now);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -100,7 +102,7 @@ async fn killed_at_twenty_five_points_the_sync_still_ends_exactly_once() {
         // New records and edits keep arriving, so there is always work for
         // the next run to be killed in.
         let round = kills + finished_early;
-        for i in 0..8 {
+        for i in 0..30 {
             kit.a.insert(json!({
                 "first_name": format!("Late{round}"),
                 "last_name": format!("N{i}"),
@@ -234,6 +236,22 @@ async fn an_admin_applies_dry_runs_runs_and_works_the_queues() {
         kit.b.contact(b0["id"].as_str().unwrap()).unwrap()["city"],
         "Paris"
     );
+
+    // The same contact in both systems.
+    let out = ok(nexo(
+        dir,
+        &["identity", "crm-a", "contacts", a0["id"].as_str().unwrap()],
+    ));
+    assert!(
+        out.contains(&format!("crm-a/contacts/{}", a0["id"].as_str().unwrap())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("crm-b/contacts/{}", b0["id"].as_str().unwrap())),
+        "{out}"
+    );
+    let err = fails(nexo(dir, &["identity", "crm-a", "contacts", "nope"]));
+    assert!(err.contains("no record crm-a/contacts/nope"), "{err}");
 
     // History and one run's detail.
     let runs = ok(nexo(dir, &["runs", "--pipeline", "a-to-b"]));

@@ -76,6 +76,19 @@ enum Command {
     /// Conflicts held for a person.
     #[command(subcommand)]
     Conflict(sync::ConflictCommand),
+    /// The same record in every system: look up a record by connection,
+    /// stream and id, and list every record linked to it.
+    Identity {
+        /// Connection.
+        connection: String,
+        /// Stream.
+        stream: String,
+        /// The record's id in that system.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -365,6 +378,12 @@ async fn run(cli: Cli) -> Result<()> {
             sync::runs(&db, pipeline, status, limit)
         }
         Command::Run(cmd) => sync::run_show(&open_db(&dir)?, cmd),
+        Command::Identity {
+            connection,
+            stream,
+            id,
+            json,
+        } => sync::identity(&open_db(&dir)?, &connection, &stream, &id, json),
         Command::Dlq(cmd) => sync::dlq(&sync::engine(&dir, &registry(&dir, &runtime)?)?, cmd).await,
         Command::Conflict(cmd) => {
             sync::conflict(&sync::engine(&dir, &registry(&dir, &runtime)?)?, cmd).await

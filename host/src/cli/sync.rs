@@ -445,6 +445,53 @@ pub(crate) fn run_show(store: &dyn SyncStore, cmd: RunCommand) -> Result<()> {
     Ok(())
 }
 
+pub(crate) fn identity(
+    store: &dyn SyncStore,
+    connection: &str,
+    stream: &str,
+    id: &str,
+    json: bool,
+) -> Result<()> {
+    let Some(link) = store.links(connection, stream, &[id])?.into_iter().next() else {
+        bail!(
+            "no record {connection}/{stream}/{id} in the identity map (it is linked once a pipeline has read or written it)"
+        );
+    };
+    let all = store.entity(link.entity_id)?;
+    if json {
+        let list: Vec<_> = all
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "connection": l.connection, "stream": l.stream, "id": l.record_id,
+                    "deleted": l.deleted, "version": l.version,
+                    "known": l.known.as_deref().and_then(|k| serde_json::from_str::<serde_json::Value>(k).ok()),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"entity": link.entity_id, "records": list})
+        );
+        return Ok(());
+    }
+    println!("entity {}", link.entity_id);
+    for l in &all {
+        println!(
+            "  {}/{}/{}{}{}",
+            l.connection,
+            l.stream,
+            l.record_id,
+            l.version
+                .as_deref()
+                .map(|v| format!("  (modified {v})"))
+                .unwrap_or_default(),
+            if l.deleted { "  [deleted]" } else { "" }
+        );
+    }
+    Ok(())
+}
+
 pub(crate) async fn dlq(engine: &Engine, cmd: DlqCommand) -> Result<()> {
     let store = engine.store();
     match cmd {
