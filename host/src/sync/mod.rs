@@ -6,9 +6,12 @@
 //! the last committed page with nothing lost and nothing written twice.
 
 pub mod content;
+mod delivery;
 mod engine;
 pub mod gate;
 mod lookback;
+mod mapping;
+mod overlay;
 mod page;
 pub mod pipeline;
 pub mod plan;

@@ -1,0 +1,123 @@
+//! Delivering a page's writes to the destination: batches of the
+//! pipeline's size, two in flight, transient failures (of a batch or of
+//! single records) retried with backoff, each record's outcome returned in
+//! order.
+
+use super::SyncError;
+use super::engine::{Driver, guest_retry_wait, retry_wait};
+use super::page::Delivered;
+use crate::GuestError;
+use crate::plugin::{Record, WriteOutcome};
+
+/// Deliver writes in batches, retrying transient failures with backoff.
+pub(super) async fn write_all(
+    d: &Driver<'_>,
+    records: Vec<Record>,
+) -> Result<Vec<Delivered>, SyncError> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let p = &d.p.pipeline;
+    let chunks: Vec<(usize, usize)> = (0..records.len())
+        .step_by(p.batch_size)
+        .map(|start| (start, (start + p.batch_size).min(records.len())))
+        .collect();
+    // Two batches in flight: while the destination applies one, the
+    // connector prepares the next (each call has its own instance).
+    let done: Vec<Vec<(usize, Delivered)>> = futures_util::stream::iter(chunks)
+        .map(|(start, end)| write_chunk(d, &records, start, end))
+        .buffer_unordered(WRITES_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    let mut out: Vec<Option<Delivered>> = vec![None; records.len()];
+    for (i, delivered) in done.into_iter().flatten() {
+        out[i] = Some(delivered);
+    }
+    out.into_iter()
+        .map(|o| {
+            o.ok_or_else(|| SyncError::Malformed {
+                pipeline: p.name.clone(),
+                message: "a write got no result".into(),
+            })
+        })
+        .collect()
+}
+
+/// Write batches of one page in flight at once.
+const WRITES_IN_FLIGHT: usize = 2;
+
+/// Deliver `records[start..end]` as one batch, retrying transient failures
+/// (of the whole batch, or of single records) with backoff.
+async fn write_chunk(
+    d: &Driver<'_>,
+    records: &[Record],
+    start: usize,
+    end: usize,
+) -> Result<Vec<(usize, Delivered)>, SyncError> {
+    let p = &d.p.pipeline;
+    let mut out = Vec::with_capacity(end - start);
+    let mut pending: Vec<usize> = (start..end).collect();
+    let mut attempt = 1;
+    while !pending.is_empty() {
+        // The whole chunk goes as a slice of `records`; only a retry of
+        // some of its records needs copies.
+        let subset: Vec<Record>;
+        let batch: &[Record] = if pending.len() == end - start {
+            &records[start..end]
+        } else {
+            subset = pending.iter().map(|i| records[*i].clone()).collect();
+            &subset
+        };
+        let results = match d
+            .p
+            .dest
+            .write(&d.p.dest_config, &p.destination.stream, batch)
+            .await
+            .into_result()
+        {
+            Ok(r) => r,
+            Err(e) => match retry_wait(&e, attempt, &p.retry) {
+                Some(wait) => {
+                    tracing::warn!(pipeline = %p.name, attempt, error = %e, "write failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                    continue;
+                }
+                None => {
+                    return Err(SyncError::Plugin {
+                        pipeline: p.name.clone(),
+                        step: "write",
+                        source: Box::new(e),
+                    });
+                }
+            },
+        };
+        let mut again = Vec::new();
+        let mut wait = std::time::Duration::ZERO;
+        for (i, r) in pending.iter().zip(results) {
+            match r.outcome {
+                WriteOutcome::Failed(e) => {
+                    let error = GuestError::from(e);
+                    match guest_retry_wait(&error, attempt, &p.retry) {
+                        Some(w) => {
+                            wait = wait.max(w);
+                            again.push(*i);
+                        }
+                        None => out.push((
+                            *i,
+                            Delivered::Failed {
+                                error,
+                                attempts: attempt,
+                            },
+                        )),
+                    }
+                }
+                outcome => out.push((*i, Delivered::Done(outcome))),
+            }
+        }
+        if !again.is_empty() {
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+        pending = again;
+    }
+    Ok(out)
+}
