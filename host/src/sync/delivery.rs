@@ -4,7 +4,7 @@
 //! order.
 
 use super::SyncError;
-use super::engine::{Driver, guest_retry_wait, retry_wait};
+use super::driver::{Driver, guest_retry_wait, retry_wait};
 use super::page::Delivered;
 use crate::GuestError;
 use crate::plugin::{Record, WriteOutcome};

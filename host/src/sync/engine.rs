@@ -1,9 +1,8 @@
-//! Running a pipeline: open its connections and mappers, catch up on the
-//! destination's own changes, then drive the source page by page, each page
-//! committed atomically, and record the run. Also `apply` (validate and save
-//! a definition) and the per-pipeline lock that keeps runs from overlapping.
+//! The engine's front door: `apply` (validate and save a definition), and
+//! `run` — open the pipeline's connections and mappers, take the
+//! per-pipeline lock that keeps runs from overlapping, hand the run to its
+//! driver, and record how it ended.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,17 +11,16 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::SyncError;
-use super::content::{Content, FieldChange, SystemFields};
+use super::content::{FieldChange, SystemFields};
+use super::driver::Driver;
 use super::gate::Gate;
-use super::lookback;
-use super::page::{self, Overlay};
-use super::pipeline::{Pipeline, PipelineError, SyncMode};
-use super::store::{Counts, PageCommit, PipelineRow, RunId, RunStatus, SyncStore};
+use super::pipeline::{Pipeline, PipelineError};
+use super::store::{Counts, PipelineRow, RunId, RunStatus, SyncStore};
+use crate::PluginRef;
 use crate::connections::Connections;
 use crate::limits::Limits;
-use crate::plugin::{ConnectorPlugin, MapperPlugin, Page, Sandbox, StreamInfo};
+use crate::plugin::{ConnectorPlugin, MapperPlugin, Sandbox, StreamInfo};
 use crate::registry::Registry;
-use crate::{GuestError, PluginError, PluginRef};
 
 /// Progress after each committed page.
 pub type Progress = Arc<dyn Fn(&Counts) + Send + Sync>;
@@ -391,19 +389,8 @@ impl Engine {
         } else {
             Some(self.store.begin_run(name)?)
         };
-        let mut driver = Driver {
-            engine: self,
-            p: &prepared,
-            run_id,
-            dry_run: opts.dry_run,
-            overlay: Overlay::default(),
-            counts: Counts::default(),
-            pages: 0,
-            plan: Vec::new(),
-            progress: opts.progress.clone(),
-            pending_log: vec![("info".into(), prepared.versions())],
-            timings: Timings::default(),
-        };
+        let mut driver =
+            Driver::start(self, &prepared, run_id, opts.dry_run, opts.progress.clone());
         let outcome = driver.drive(&row).await;
         let (status, error) = match &outcome {
             Ok(()) => (RunStatus::Succeeded, None),
@@ -454,328 +441,4 @@ impl Engine {
             Err(e) => Err(e),
         }
     }
-}
-
-/// Where a run's time went (for the log and tuning).
-#[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Timings {
-    pub read: Duration,
-    pub map: Duration,
-    pub write: Duration,
-    pub commit: Duration,
-}
-
-/// One run in progress.
-pub(super) struct Driver<'a> {
-    pub engine: &'a Engine,
-    pub p: &'a Prepared,
-    pub run_id: Option<RunId>,
-    pub dry_run: bool,
-    pub overlay: Overlay,
-    pub counts: Counts,
-    pub pages: u64,
-    pub plan: Vec<PlannedChange>,
-    progress: Option<Progress>,
-    /// Lines for the run log, committed with the next page.
-    pending_log: Vec<(String, String)>,
-    /// Time per phase.
-    pub timings: Timings,
-}
-
-impl<'a> Driver<'a> {
-    /// A driver for a real (not dry) run outside the page loop: replays
-    /// and conflict resolutions.
-    pub fn new(engine: &'a Engine, p: &'a Prepared, run_id: RunId) -> Self {
-        Driver {
-            engine,
-            p,
-            run_id: Some(run_id),
-            dry_run: false,
-            overlay: Overlay::default(),
-            counts: Counts::default(),
-            pages: 0,
-            plan: Vec::new(),
-            progress: None,
-            pending_log: vec![("info".into(), p.versions())],
-            timings: Timings::default(),
-        }
-    }
-
-    fn name(&self) -> &str {
-        &self.p.pipeline.name
-    }
-
-    async fn drive(&mut self, row: &PipelineRow) -> Result<(), SyncError> {
-        let pipeline = &self.p.pipeline;
-        if pipeline.track_destination && self.p.dest_readable {
-            self.track_destination(row.destination_state.clone())
-                .await?;
-        }
-        let mut state = match pipeline.mode {
-            SyncMode::FullRefresh => None,
-            SyncMode::Incremental => {
-                let previous = match self.run_id {
-                    Some(id) => self.engine.store.previous_run_start(self.name(), id)?,
-                    None => self
-                        .engine
-                        .store
-                        .previous_run_start(self.name(), i64::MAX)?,
-                };
-                lookback::rewind(
-                    row.state.clone(),
-                    previous.as_deref(),
-                    pipeline.look_back_seconds,
-                )
-            }
-        };
-        // The next page is read while this one is mapped, written and
-        // committed: reading is the source's time, the rest is ours.
-        let mut next = Some(self.prefetch(state.clone()));
-        while let Some(pending) = next.take() {
-            let t = Instant::now();
-            let page = match pending.await {
-                Ok(page) => page?,
-                Err(e) => {
-                    return Err(SyncError::Malformed {
-                        pipeline: self.name().to_string(),
-                        message: format!("the read task failed: {e}"),
-                    });
-                }
-            };
-            self.timings.read += t.elapsed();
-            if page.has_more && page.state == state {
-                return Err(SyncError::Malformed {
-                    pipeline: self.name().to_string(),
-                    message: format!(
-                        "{} said more pages follow but returned the state it was given; reading on would repeat this page forever",
-                        self.p.source.plugin()
-                    ),
-                });
-            }
-            if page.has_more {
-                next = Some(self.prefetch(page.state.clone()));
-            }
-            let mut commit = page::process(self, page.records).await?;
-            commit.state = page.state.clone().or(state.clone());
-            self.commit(commit)?;
-            state = page.state;
-        }
-        if pipeline.mode == SyncMode::FullRefresh
-            && let Some(run) = self.run_id
-        {
-            let gone = self.engine.store.unseen_links(
-                &pipeline.source.connection,
-                &pipeline.source.stream,
-                run,
-            )?;
-            if !gone.is_empty() {
-                let commit = page::sweep(self, gone).await?;
-                self.commit(commit)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Read the destination's changes since last time, so the identity map
-    /// knows the destination's current content (conflict detection).
-    async fn track_destination(&mut self, mut state: Option<String>) -> Result<(), SyncError> {
-        let dest = &self.p.pipeline.destination;
-        loop {
-            let page = self
-                .read(
-                    &self.p.dest,
-                    &self.p.dest_config,
-                    &dest.stream,
-                    state.as_deref(),
-                )
-                .await?;
-            let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
-            let links: HashMap<String, super::store::Link> = self
-                .links(&dest.connection, &dest.stream, &ids)?
-                .into_iter()
-                .map(|l| (l.record_id.clone(), l))
-                .collect();
-            let mut commit = PageCommit {
-                destination_state: page.state.clone(),
-                ..PageCommit::default()
-            };
-            let mut changed = 0;
-            for r in &page.records {
-                let Some(link) = links.get(&r.id) else {
-                    continue; // not linked: not this pipeline's business
-                };
-                commit
-                    .links
-                    .push(page::tracked(link, r, &self.p.dest_system, &mut changed));
-            }
-            if changed > 0 {
-                commit.log.push((
-                    "info".into(),
-                    format!(
-                        "destination: {changed} linked records changed there since the last sync"
-                    ),
-                ));
-            }
-            if self.dry_run {
-                self.overlay.apply(&commit.links);
-            } else if let Some(run) = self.run_id {
-                self.engine.store.commit_page(self.name(), run, &commit)?;
-            }
-            if page.has_more && page.state == state {
-                return Err(SyncError::Malformed {
-                    pipeline: self.name().to_string(),
-                    message: format!(
-                        "{} said more pages of the destination follow but returned the state it was given",
-                        self.p.dest.plugin()
-                    ),
-                });
-            }
-            state = page.state;
-            if !page.has_more {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Links, seen through the dry run's overlay.
-    pub fn links(
-        &self,
-        connection: &str,
-        stream: &str,
-        ids: &[&str],
-    ) -> Result<Vec<super::store::Link>, SyncError> {
-        let mut found = self.engine.store.links(connection, stream, ids)?;
-        self.overlay.patch(&mut found, connection, stream, ids);
-        Ok(found)
-    }
-
-    fn commit(&mut self, mut commit: PageCommit) -> Result<(), SyncError> {
-        let started = Instant::now();
-        if !self.pending_log.is_empty() {
-            let mut log = std::mem::take(&mut self.pending_log);
-            log.append(&mut commit.log);
-            commit.log = log;
-        }
-        self.counts.merge(&commit.counts);
-        self.pages += 1;
-        if self.dry_run {
-            self.overlay.apply(&commit.links);
-        } else if let Some(run) = self.run_id {
-            self.engine.store.commit_page(self.name(), run, &commit)?;
-        }
-        self.timings.commit += started.elapsed();
-        if let Some(progress) = &self.progress {
-            progress(&self.counts);
-        }
-        Ok(())
-    }
-
-    /// Start reading the source page after `state` in its own task.
-    /// (Mapping stays in the page's own step: on two cores, mapping ahead
-    /// records that turn out unchanged costs more than it overlaps.)
-    fn prefetch(&self, state: Option<String>) -> tokio::task::JoinHandle<Result<Page, SyncError>> {
-        let plugin = self.p.source.clone();
-        let config = self.p.source_config.clone();
-        let stream = self.p.pipeline.source.stream.clone();
-        let retry = self.p.pipeline.retry;
-        let name = self.name().to_string();
-        tokio::spawn(async move {
-            read_with_retry(&plugin, &config, &stream, state.as_deref(), &retry, &name).await
-        })
-    }
-
-    /// `read` with retries for transient failures.
-    async fn read(
-        &self,
-        plugin: &ConnectorPlugin,
-        config: &str,
-        stream: &str,
-        state: Option<&str>,
-    ) -> Result<Page, SyncError> {
-        read_with_retry(
-            plugin,
-            config,
-            stream,
-            state,
-            &self.p.pipeline.retry,
-            self.name(),
-        )
-        .await
-    }
-}
-
-/// `read` with retries for transient failures.
-async fn read_with_retry(
-    plugin: &ConnectorPlugin,
-    config: &str,
-    stream: &str,
-    state: Option<&str>,
-    retry: &super::pipeline::Retry,
-    pipeline: &str,
-) -> Result<Page, SyncError> {
-    let mut attempt = 1;
-    loop {
-        match plugin.read(config, stream, state).await.into_result() {
-            Ok(page) => return Ok(page),
-            Err(e) => match retry_wait(&e, attempt, retry) {
-                Some(wait) => {
-                    tracing::warn!(pipeline, attempt, error = %e, "read failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                None => {
-                    return Err(SyncError::Plugin {
-                        pipeline: pipeline.to_string(),
-                        step: "read",
-                        source: Box::new(e),
-                    });
-                }
-            },
-        }
-    }
-}
-
-/// How long to wait before retrying after `e` (none: do not retry).
-pub(super) fn retry_wait(
-    e: &PluginError,
-    attempt: u32,
-    retry: &super::pipeline::Retry,
-) -> Option<Duration> {
-    if attempt >= retry.max_attempts {
-        return None;
-    }
-    guest_retry_wait(e.guest_error()?, attempt, retry)
-}
-
-/// The same for a plugin's error value.
-pub(super) fn guest_retry_wait(
-    e: &GuestError,
-    attempt: u32,
-    retry: &super::pipeline::Retry,
-) -> Option<Duration> {
-    if attempt >= retry.max_attempts {
-        return None;
-    }
-    match e {
-        GuestError::RateLimited { retry_after_ms } => Some(
-            Duration::from_millis(*retry_after_ms)
-                .min(Duration::from_millis(retry.max_backoff_ms))
-                .max(retry.backoff(attempt)),
-        ),
-        GuestError::Transient(_) => Some(retry.backoff(attempt)),
-        _ => None,
-    }
-}
-
-/// Parsed content of a payload, or a malformed-output error.
-pub(super) fn content_of(
-    pipeline: &str,
-    what: &str,
-    payload: &str,
-    system: &SystemFields,
-) -> Result<Content, SyncError> {
-    Content::of(payload, system).map_err(|e| SyncError::Malformed {
-        pipeline: pipeline.to_string(),
-        message: format!("{what}: {e}"),
-    })
 }

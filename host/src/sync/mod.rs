@@ -7,6 +7,7 @@
 
 pub mod content;
 mod delivery;
+mod driver;
 mod engine;
 pub mod gate;
 mod lookback;

@@ -4,7 +4,8 @@
 
 use super::SyncError;
 use super::content::Content;
-use super::engine::{Driver, Engine};
+use super::driver::Driver;
+use super::engine::Engine;
 use super::page::{self, PendingWrite};
 use super::store::{DeadLetterKind, LinkUpdate, PageCommit, RunId, RunStatus};
 
