@@ -84,6 +84,7 @@ impl<'a> Driver<'a> {
         }
         let mut state = match pipeline.mode {
             SyncMode::FullRefresh => None,
+            SyncMode::Incremental if pipeline.look_back_seconds == 0 => row.state.clone(),
             SyncMode::Incremental => {
                 let previous = match self.run_id {
                     Some(id) => self.engine.store.previous_run_start(self.name(), id)?,

@@ -7,8 +7,9 @@
 use serde_json::Value;
 
 /// Seconds since the Unix epoch of an RFC 3339 UTC timestamp
-/// (`YYYY-MM-DDTHH:MM:SS[.fff]Z`); `None` for any other form.
-fn parse_utc(s: &str) -> Option<i64> {
+/// (`YYYY-MM-DDTHH:MM:SS[.fff]Z`, fractions ignored); `None` for any other
+/// form.
+pub fn parse_utc(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
         return None;
@@ -37,7 +38,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` of seconds since the epoch.
-fn format_utc(t: i64) -> String {
+pub fn format_utc(t: i64) -> String {
     let days = t.div_euclid(86_400);
     let secs = t.rem_euclid(86_400);
     let z = days + 719_468;

@@ -10,7 +10,7 @@ mod delivery;
 mod driver;
 mod engine;
 pub mod gate;
-mod lookback;
+pub mod lookback;
 mod mapping;
 mod overlay;
 mod page;

@@ -281,20 +281,21 @@ pub async fn process(d: &mut Driver<'_>, records: Vec<Record>) -> Result<PageCom
             source_content: item.canonical.as_ref().map(|(json, _)| json.clone()),
             source_version: item.version.clone(),
         };
+        // The write an update or a delete decision asks for.
+        let write_step = |decision: Decision| {
+            let w = match &decision {
+                Decision::Delete { id } => pending(Value::Null, true, Some(id.clone())),
+                Decision::Update { id, payload, .. } => {
+                    pending(Value::Object(payload.0.clone()), false, Some(id.clone()))
+                }
+                _ => return Step::Done(RecordOutcome::Unchanged, None, "nothing to do".into()),
+            };
+            Step::Write(w, decision)
+        };
         if item.delete {
             let decision = plan::decide_delete(p, dest);
             steps.push(match decision {
-                Decision::Delete { ref id } => {
-                    Step::Write(pending(Value::Null, true, Some(id.clone())), decision)
-                }
-                Decision::Update {
-                    ref id,
-                    ref payload,
-                    ..
-                } => Step::Write(
-                    pending(Value::Object(payload.0.clone()), false, Some(id.clone())),
-                    decision,
-                ),
+                d @ (Decision::Delete { .. } | Decision::Update { .. }) => write_step(d),
                 Decision::Unchanged { id, reason, .. } => {
                     Step::Done(RecordOutcome::Unchanged, id, reason)
                 }
@@ -353,14 +354,7 @@ pub async fn process(d: &mut Driver<'_>, records: Vec<Record>) -> Result<PageCom
         }
         steps.push(match decision {
             Decision::Create => Step::Write(pending(as_value, false, None), decision),
-            Decision::Update {
-                ref id,
-                ref payload,
-                ..
-            } => Step::Write(
-                pending(Value::Object(payload.0.clone()), false, Some(id.clone())),
-                decision,
-            ),
+            d @ Decision::Update { .. } => write_step(d),
             Decision::Hold { ref id, .. } => Step::Hold(
                 pending(as_value, false, Some(id.clone())),
                 decision,

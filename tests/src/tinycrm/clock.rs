@@ -45,51 +45,8 @@ pub(crate) fn format_ms(ms: i64) -> String {
     format!("{}.{:03}Z", &secs[..19], ms.rem_euclid(1_000))
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` → Unix seconds; `None` for any other shape.
-pub(crate) fn parse(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    // Whole seconds; milliseconds, if any, are ignored.
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[b.len() - 1] != b'Z' {
-        return None;
-    }
-    let num = |from: usize, to: usize| s.get(from..to)?.parse::<i64>().ok();
-    let days = days_from_civil(num(0, 4)?, num(5, 7)?, num(8, 10)?);
-    Some(days * 86_400 + num(11, 13)? * 3_600 + num(14, 16)? * 60 + num(17, 19)?)
-}
-
-/// Unix seconds → `YYYY-MM-DDTHH:MM:SSZ`.
-pub(crate) fn format(secs: i64) -> String {
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rest / 3_600,
-        rest % 3_600 / 60,
-        rest % 60
-    )
-}
-
-// Howard Hinnant's civil-calendar algorithms (proleptic Gregorian).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
+// The host's RFC 3339 helpers: one calendar implementation for both.
+pub(crate) use nexo::sync::lookback::{format_utc as format, parse_utc as parse};
 
 #[cfg(test)]
 mod tests {
