@@ -13,12 +13,19 @@ use nexo_tests::synckit::{Kit, pipeline};
 use nexo_tests::tinycrm;
 use serde_json::{Value, json};
 
-/// `NEXO_BENCH_WRAP` (e.g. `perf record -g -o nexo.perf --`) runs the
-/// binary under a profiler.
+/// `NEXO_BENCH_WRAP` (e.g. `perf record -g -o nexo-{}.perf --`) runs each
+/// `pipeline run` under a profiler; `{}` becomes the run's number.
 fn nexo(kit: &Kit, args: &[&str]) -> Vec<u8> {
-    let wrap: Vec<String> = std::env::var("NEXO_BENCH_WRAP")
-        .map(|w| w.split_whitespace().map(str::to_string).collect())
-        .unwrap_or_default();
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let wrap: Vec<String> = match std::env::var("NEXO_BENCH_WRAP") {
+        Ok(w) if args.starts_with(&["pipeline", "run"]) => {
+            let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            w.split_whitespace()
+                .map(|part| part.replace("{}", &n.to_string()))
+                .collect()
+        }
+        _ => Vec::new(),
+    };
     let mut cmd = match wrap.split_first() {
         Some((tool, rest)) => {
             let mut c = Command::new(tool);
@@ -49,8 +56,42 @@ fn nexo(kit: &Kit, args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-fn run(kit: &Kit, name: &str) -> Value {
-    serde_json::from_slice(&nexo(kit, &["pipeline", "run", name, "--json"])).unwrap()
+fn run(kit: &Kit, name: &str) -> (Value, Cpu) {
+    let before = Cpu::now();
+    let out = serde_json::from_slice(&nexo(kit, &["pipeline", "run", name, "--json"])).unwrap();
+    (out, Cpu::now().since(before))
+}
+
+/// CPU seconds (user + system) of this process (the two TinyCRM servers)
+/// and of its waited-for children (the `nexo` run), from `/proc/self/stat`.
+#[derive(Clone, Copy)]
+struct Cpu {
+    servers: f64,
+    nexo: f64,
+}
+
+impl Cpu {
+    fn now() -> Cpu {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the parenthesised command name; utime is field 14.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<f64> = rest
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0.0))
+            .collect();
+        let tick = 100.0; // USER_HZ on Linux
+        let at = |i: usize| f.get(i - 3).copied().unwrap_or(0.0) / tick;
+        Cpu {
+            servers: at(14) + at(15),
+            nexo: at(16) + at(17),
+        }
+    }
+    fn since(self, before: Cpu) -> Cpu {
+        Cpu {
+            servers: self.servers - before.servers,
+            nexo: self.nexo - before.nexo,
+        }
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -64,7 +105,9 @@ async fn main() {
     } else {
         sizes
     };
-    println!("records   first run        records/s   peak RSS    no-change run   records/s");
+    println!(
+        "records   first run        records/s   peak RSS    no-change run   records/s   CPU s first (nexo/servers)   CPU s no-change"
+    );
     for n in sizes {
         let kit = Kit::with_config(
             tinycrm::seed(n),
@@ -86,22 +129,26 @@ async fn main() {
         )
         .unwrap();
         nexo(&kit, &["pipeline", "apply", file.to_str().unwrap()]);
-        let first = run(&kit, "bench");
+        let (first, cpu1) = run(&kit, "bench");
         assert_eq!(first["counts"]["created"], n as u64, "{first}");
         assert_eq!(kit.b.contacts().len(), n);
         // Force a full re-read: every record is read, mapped and found
         // unchanged (the identity map's hash check).
         nexo(&kit, &["pipeline", "reset", "bench"]);
-        let second = run(&kit, "bench");
+        let (second, cpu2) = run(&kit, "bench");
         assert_eq!(second["counts"]["unchanged"], n as u64, "{second}");
         let rate = |v: &Value| n as f64 / (v["ms"].as_f64().unwrap() / 1000.0);
         println!(
-            "{n:>7}   {:>8.2} s   {:>12.0}   {:>6} MiB   {:>8.2} s   {:>12.0}",
+            "{n:>7}   {:>8.2} s   {:>12.0}   {:>6} MiB   {:>8.2} s   {:>12.0}   {:>9.2} / {:<9.2}            {:>6.2} / {:<6.2}",
             first["ms"].as_f64().unwrap() / 1000.0,
             rate(&first),
             first["peak_rss_kb"].as_u64().unwrap_or(0) / 1024,
             second["ms"].as_f64().unwrap() / 1000.0,
             rate(&second),
+            cpu1.nexo,
+            cpu1.servers,
+            cpu2.nexo,
+            cpu2.servers,
         );
     }
 }
