@@ -71,6 +71,19 @@ pub enum Limit {
     Stack,
 }
 
+impl Limit {
+    /// A short name for metrics: `memory`, `cpu`, `time`, `log`, `stack`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Limit::Memory(_) => "memory",
+            Limit::Cpu(_) => "cpu",
+            Limit::Time(_) => "time",
+            Limit::LogVolume(_) => "log",
+            Limit::Stack => "stack",
+        }
+    }
+}
+
 impl fmt::Display for Limit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -166,7 +166,8 @@ impl fmt::Display for Capability {
     }
 }
 
-fn capabilities_of(c: &Capabilities) -> Vec<Capability> {
+/// What a manifest asks for, one capability each.
+pub fn capabilities_of(c: &Capabilities) -> Vec<Capability> {
     let mut out: Vec<Capability> = c
         .http_origins
         .iter()

@@ -99,6 +99,7 @@ pub fn connection(name: &str, server: &tinycrm::Server, config: Value) -> NewCon
         grants: ConnectionGrants {
             http: vec![],
             private_http: vec![server.url()],
+            ..Default::default()
         },
     }
 }
@@ -185,7 +186,7 @@ impl Kit {
                 name,
                 RunOptions {
                     dry_run: true,
-                    progress: None,
+                    ..RunOptions::default()
                 },
             )
             .await

@@ -15,6 +15,7 @@ mod call;
 mod connection;
 mod inspect;
 mod install;
+mod serve;
 mod sync;
 
 /// Nexo: connect CRM, ERP and accounting systems through sandboxed plugins.
@@ -76,6 +77,19 @@ enum Command {
     /// Conflicts held for a person.
     #[command(subcommand)]
     Conflict(sync::ConflictCommand),
+    /// Run the host as a daemon: schedules, webhooks, the admin API and
+    /// the web console. SIGTERM lets runs commit their page and exits.
+    Serve {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:7373")]
+        addr: std::net::SocketAddr,
+        /// Runs in progress at once, over all pipelines (the rest wait).
+        #[arg(long, default_value_t = 4)]
+        max_concurrent_runs: usize,
+    },
+    /// Tokens for the admin API and the console.
+    #[command(subcommand)]
+    Token(serve::TokenCommand),
     /// The same record in every system: look up a record by connection,
     /// stream and id, and list every record linked to it.
     Identity {
@@ -361,9 +375,20 @@ async fn run(cli: Cli) -> Result<()> {
             install::remove(&registry(&dir, &runtime)?, &id, force)
         }
         Command::Connection(cmd) => connection::run(&dir, &registry(&dir, &runtime)?, cmd).await,
+        Command::Pipeline(sync::PipelineCommand::Webhook { name }) => serve::webhook(&dir, &name),
         Command::Pipeline(cmd) => {
             sync::pipeline(&sync::engine(&dir, &registry(&dir, &runtime)?)?, cmd).await
         }
+        Command::Serve {
+            addr,
+            max_concurrent_runs,
+        } => {
+            if max_concurrent_runs == 0 {
+                bail!("--max-concurrent-runs must be at least 1");
+            }
+            serve::serve(&dir, registry(&dir, &runtime)?, addr, max_concurrent_runs).await
+        }
+        Command::Token(cmd) => serve::token(&dir, cmd),
         Command::Runs {
             pipeline,
             status,

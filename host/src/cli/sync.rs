@@ -67,6 +67,12 @@ pub(crate) enum PipelineCommand {
         /// The pipeline.
         name: String,
     },
+    /// Create or rotate the pipeline's webhook secret (printed once): a
+    /// POST to /hooks/NAME signed with it starts an incremental run.
+    Webhook {
+        /// The pipeline.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +159,10 @@ pub(crate) fn engine(dir: &Path, registry: &Registry) -> Result<Engine> {
     ))
 }
 
+fn unreachable_command(what: &str) -> Result<()> {
+    bail!("internal: {what}")
+}
+
 fn status_filter(s: &str) -> Option<&str> {
     (s != "all").then_some(s)
 }
@@ -216,7 +226,10 @@ pub(crate) async fn pipeline(engine: &Engine, cmd: PipelineCommand) -> Result<()
                 .pipeline(&name)?
                 .with_context(|| format!("no pipeline named `{name}`"))?;
             println!("{}", serde_json::to_string_pretty(&row.pipeline)?);
-            println!("# paused: {}", row.paused);
+            match &row.paused_reason {
+                Some(reason) => println!("# paused: true ({reason})"),
+                None => println!("# paused: {}", row.paused),
+            }
             println!(
                 "# cursor: {}",
                 row.state
@@ -230,13 +243,13 @@ pub(crate) async fn pipeline(engine: &Engine, cmd: PipelineCommand) -> Result<()
             json,
         } => run(engine, &name, dry_run, json).await?,
         PipelineCommand::Pause { name } => {
-            if !store.set_paused(&name, true)? {
+            if !store.set_paused(&name, true, None)? {
                 bail!("no pipeline named `{name}`");
             }
             println!("paused {name}");
         }
         PipelineCommand::Resume { name } => {
-            if !store.set_paused(&name, false)? {
+            if !store.set_paused(&name, false, None)? {
                 bail!("no pipeline named `{name}`");
             }
             println!("resumed {name}");
@@ -253,6 +266,9 @@ pub(crate) async fn pipeline(engine: &Engine, cmd: PipelineCommand) -> Result<()
                 bail!("no pipeline named `{name}`");
             }
             println!("removed pipeline {name}");
+        }
+        PipelineCommand::Webhook { .. } => {
+            unreachable_command("pipeline webhook is handled with the host's key")?
         }
     }
     Ok(())
@@ -281,7 +297,25 @@ async fn run(engine: &Engine, name: &str, dry_run: bool, json: bool) -> Result<(
         });
         f
     });
-    let result = engine.run(name, RunOptions { dry_run, progress }).await;
+    // Ctrl-C or SIGTERM: finish and commit the page in hand, then stop;
+    // the next run resumes there.
+    let stop = nexo::sync::StopSignal::default();
+    let on_signal = stop.clone();
+    let watcher = tokio::spawn(async move {
+        nexo::serve::terminated().await;
+        on_signal.stop();
+    });
+    let result = engine
+        .run(
+            name,
+            RunOptions {
+                dry_run,
+                progress,
+                stop: Some(stop),
+            },
+        )
+        .await;
+    watcher.abort();
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

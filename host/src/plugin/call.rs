@@ -200,6 +200,13 @@ impl Core {
         if let Err(e) = &result {
             tracing::warn!(error = %e, "plugin call failed");
         }
+        let metrics = crate::metrics::Metrics::global();
+        let plugin = self.sandbox.plugin.to_string();
+        let op = call.0.split('(').next().unwrap_or_default();
+        metrics.plugin_call(&plugin, op, result.is_ok(), started.elapsed());
+        if let Err(PluginError::LimitExceeded { limit, .. }) = &result {
+            metrics.limit_hit(&plugin, limit.kind());
+        }
         Raw {
             result,
             events,

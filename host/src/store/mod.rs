@@ -11,6 +11,7 @@ use rusqlite::Connection;
 pub mod connections;
 pub mod registry;
 pub mod sealed;
+pub mod service;
 pub mod sync;
 pub mod trust;
 
@@ -95,6 +96,8 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 5: pipelines, identity map, runs, dead letters, conflicts, settings
     sync::MIGRATION,
+    // 6: pause reasons, API tokens, webhook secrets, connection health
+    service::MIGRATION,
 ];
 
 /// The database. Cheap to clone.

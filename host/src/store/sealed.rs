@@ -40,6 +40,7 @@ pub enum SealError {
 }
 
 /// The sealing key.
+#[derive(Clone)]
 pub struct Sealer {
     cipher: ChaCha20Poly1305,
 }

@@ -253,7 +253,8 @@ impl SyncStore for Database {
         let conn = self.lock()?;
         let row = conn
             .query_row(
-                "SELECT definition, paused, state, destination_state FROM pipelines WHERE name = ?1",
+                "SELECT definition, paused, state, destination_state, paused_reason
+                 FROM pipelines WHERE name = ?1",
                 [name],
                 |r| {
                     Ok((
@@ -261,14 +262,16 @@ impl SyncStore for Database {
                         r.get::<_, bool>(1)?,
                         r.get::<_, Option<String>>(2)?,
                         r.get::<_, Option<String>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
                     ))
                 },
             )
             .optional()?;
-        row.map(|(d, paused, state, destination_state)| {
+        row.map(|(d, paused, state, destination_state, paused_reason)| {
             Ok(PipelineRow {
                 pipeline: serde_json::from_str(&d).map_err(corrupt)?,
                 paused,
+                paused_reason,
                 state,
                 destination_state,
             })
@@ -293,11 +296,17 @@ impl SyncStore for Database {
         Ok(conn.execute("DELETE FROM pipelines WHERE name = ?1", [name])? > 0)
     }
 
-    fn set_paused(&self, name: &str, paused: bool) -> Result<bool, StoreError> {
+    fn set_paused(
+        &self,
+        name: &str,
+        paused: bool,
+        reason: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let conn = self.lock()?;
+        let reason = if paused { reason } else { None };
         Ok(conn.execute(
-            "UPDATE pipelines SET paused = ?2 WHERE name = ?1",
-            params![name, paused],
+            "UPDATE pipelines SET paused = ?2, paused_reason = ?3 WHERE name = ?1",
+            params![name, paused, reason],
         )? > 0)
     }
 
@@ -355,6 +364,35 @@ impl SyncStore for Database {
             );
         }
         Ok(out)
+    }
+
+    fn search_entities(&self, q: &str, limit: usize) -> Result<Vec<(i64, String)>, StoreError> {
+        let q = q.trim();
+        if q.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.lock()?;
+        // Exact ids first, then content matches; LIKE's wildcards in the
+        // query are taken literally.
+        let pattern = format!(
+            "%{}%",
+            q.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let mut st = conn.prepare(
+            "SELECT entity_id, entity, MIN(rank) FROM (
+                 SELECT entity_id, entity, 0 AS rank FROM entity_links WHERE record_id = ?1
+                 UNION ALL
+                 SELECT entity_id, entity, 1 AS rank FROM entity_links
+                  WHERE known LIKE ?2 ESCAPE '\\'
+             ) GROUP BY entity_id ORDER BY MIN(rank), entity_id DESC LIMIT ?3",
+        )?;
+        Ok(st
+            .query_map(params![q, pattern, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?)
     }
 
     fn entity(&self, entity_id: i64) -> Result<Vec<Link>, StoreError> {

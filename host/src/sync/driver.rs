@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::SyncError;
 use super::content::{Content, SystemFields};
-use super::engine::{Engine, PlannedChange, Prepared, Progress};
+use super::engine::{Engine, PlannedChange, Prepared, Progress, StopSignal};
 use super::lookback;
 use super::page::{self, Overlay};
 use super::pipeline::SyncMode;
@@ -36,6 +36,8 @@ pub(super) struct Driver<'a> {
     pub pages: u64,
     pub plan: Vec<PlannedChange>,
     progress: Option<Progress>,
+    /// Asks the run to stop at the next page boundary.
+    pub stop: Option<StopSignal>,
     /// Lines for the run log, committed with the next page.
     pending_log: Vec<(String, String)>,
     /// Time per phase.
@@ -67,6 +69,7 @@ impl<'a> Driver<'a> {
             pages: 0,
             plan: Vec::new(),
             progress,
+            stop: None,
             pending_log: vec![("info".into(), p.versions())],
             timings: Timings::default(),
         }
@@ -74,6 +77,18 @@ impl<'a> Driver<'a> {
 
     fn name(&self) -> &str {
         &self.p.pipeline.name
+    }
+
+    /// `Err(Stopped)` when a stop was asked for: called only between
+    /// committed pages, so the next run resumes exactly there.
+    fn check_stop(&self) -> Result<(), SyncError> {
+        match &self.stop {
+            Some(stop) if stop.is_stopped() => Err(SyncError::Stopped {
+                pipeline: self.name().to_string(),
+                pages: self.pages,
+            }),
+            _ => Ok(()),
+        }
     }
 
     pub(super) async fn drive(&mut self, row: &PipelineRow) -> Result<(), SyncError> {
@@ -131,6 +146,12 @@ impl<'a> Driver<'a> {
             commit.state = page.state.clone().or(state.clone());
             self.commit(commit)?;
             state = page.state;
+            if let Err(stopped) = self.check_stop() {
+                if let Some(read) = next.take() {
+                    read.abort();
+                }
+                return Err(stopped);
+            }
         }
         if pipeline.mode == SyncMode::FullRefresh
             && let Some(run) = self.run_id
@@ -206,6 +227,7 @@ impl<'a> Driver<'a> {
             if !page.has_more {
                 return Ok(());
             }
+            self.check_stop()?;
         }
     }
 
@@ -234,6 +256,10 @@ impl<'a> Driver<'a> {
             self.overlay.apply(&commit.links);
         } else if let Some(run) = self.run_id {
             self.engine.store.commit_page(self.name(), run, &commit)?;
+            let metrics = crate::metrics::Metrics::global();
+            for letter in &commit.dead_letters {
+                metrics.error(self.name(), &letter.class);
+            }
         }
         self.timings.commit += started.elapsed();
         if let Some(progress) = &self.progress {

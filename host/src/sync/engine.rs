@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -32,6 +33,26 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Called after each page.
     pub progress: Option<Progress>,
+    /// Stop at the next page boundary (a shutdown): the run ends
+    /// `interrupted` and the next one resumes from its last page.
+    pub stop: Option<StopSignal>,
+}
+
+/// Asks runs to stop after the page in hand is committed. Cheap to clone;
+/// every clone sees the same request.
+#[derive(Debug, Clone, Default)]
+pub struct StopSignal(Arc<AtomicBool>);
+
+impl StopSignal {
+    /// Ask every run holding this signal to stop.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -382,21 +403,44 @@ impl Engine {
         } else {
             self.lock(name)?
         };
-        let prepared = self.prepare(&row.pipeline).await?;
         let started = Instant::now();
         let run_id = if opts.dry_run {
             None
         } else {
             Some(self.store.begin_run(name)?)
         };
+        // A run that cannot even open its connections and plugins is a
+        // failed run in the history, not just an error on someone's screen.
+        let prepared = match self.prepare(&row.pipeline).await {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some(id) = run_id {
+                    let metrics = crate::metrics::Metrics::global();
+                    metrics.run_finished(name, "failed", &Counts::default());
+                    metrics.error(name, &format!("run:{}", e.class()));
+                    self.store
+                        .finish_run(id, RunStatus::Failed, Some(&e.to_string()))?;
+                }
+                return Err(e);
+            }
+        };
         let mut driver =
             Driver::start(self, &prepared, run_id, opts.dry_run, opts.progress.clone());
+        driver.stop = opts.stop.clone();
         let outcome = driver.drive(&row).await;
         let (status, error) = match &outcome {
             Ok(()) => (RunStatus::Succeeded, None),
+            Err(e @ SyncError::Stopped { .. }) => (RunStatus::Interrupted, Some(e.to_string())),
             Err(e) => (RunStatus::Failed, Some(e.to_string())),
         };
         if let Some(id) = run_id {
+            let metrics = crate::metrics::Metrics::global();
+            metrics.run_finished(name, status.as_str(), &driver.counts);
+            if let Err(e) = &outcome
+                && status == RunStatus::Failed
+            {
+                metrics.error(name, &format!("run:{}", e.class()));
+            }
             self.store.finish_run(id, status, error.as_deref())?;
             let days = self
                 .store

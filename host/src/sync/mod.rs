@@ -17,9 +17,10 @@ mod page;
 pub mod pipeline;
 pub mod plan;
 mod queue;
+pub mod schedule;
 pub mod store;
 
-pub use engine::{Engine, PlannedChange, Progress, RunOptions, RunReport};
+pub use engine::{Engine, PlannedChange, Progress, RunOptions, RunReport, StopSignal};
 pub use pipeline::{ConflictPolicy, DeletePolicy, Pipeline, PipelineError, SyncMode};
 pub use queue::Side;
 pub use store::{RecordOutcome, RunId, RunStatus, SyncStore};
@@ -28,6 +29,26 @@ use crate::PluginError;
 use crate::connections::ConnectionError;
 use crate::registry::RegistryError;
 use crate::store::StoreError;
+
+impl SyncError {
+    /// A short class for metrics and error patterns.
+    pub fn class(&self) -> &'static str {
+        match self {
+            SyncError::UnknownPipeline(_) | SyncError::Pipeline(_) => "config",
+            SyncError::Paused(_) => "paused",
+            SyncError::Busy(_) | SyncError::Lock { .. } => "busy",
+            SyncError::Connection { .. } => "connection",
+            SyncError::Mapper { .. } => "mapper",
+            SyncError::Plugin { .. } => "plugin",
+            SyncError::Malformed { .. } => "malformed",
+            SyncError::Stream { .. } => "stream",
+            SyncError::Stopped { .. } => "stopped",
+            SyncError::Queue(_) => "queue",
+            SyncError::Store(_) => "storage",
+            SyncError::Registry(_) => "registry",
+        }
+    }
+}
 
 /// A sync operation that failed. Pages committed before the failure stay
 /// committed; the failing page left no trace and is redone by the next run.
@@ -88,6 +109,16 @@ pub enum SyncError {
         pipeline: String,
         /// What is wrong and how to fix it.
         message: String,
+    },
+    /// The run stopped at a page boundary because the host is shutting down.
+    #[error(
+        "pipeline `{pipeline}` stopped after {pages} committed pages because the host is shutting down; the next run resumes from there"
+    )]
+    Stopped {
+        /// Pipeline.
+        pipeline: String,
+        /// Pages committed before stopping.
+        pages: u64,
     },
     /// A dead letter or conflict that cannot be acted on.
     #[error("{0}")]

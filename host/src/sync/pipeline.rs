@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::schedule::{Schedule, ScheduleSpec};
+
 /// Full refresh or incremental.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -217,6 +219,9 @@ pub struct Pipeline {
     /// edits made there are seen. Needs a readable destination stream.
     #[serde(default = "yes")]
     pub track_destination: bool,
+    /// When the daemon runs it on its own (none: only when asked).
+    #[serde(default)]
+    pub schedule: ScheduleSpec,
 }
 
 fn default_batch() -> usize {
@@ -271,6 +276,13 @@ impl Pipeline {
             })?;
         p.check()?;
         Ok(p)
+    }
+
+    /// The compiled schedule (checked when the definition was accepted).
+    pub fn schedule(&self) -> Result<Schedule, PipelineError> {
+        self.schedule
+            .compile()
+            .map_err(|e| invalid(self, &format!("schedule.{}", e.field), e.message))
     }
 
     /// Rules that do not need the database.
@@ -367,6 +379,9 @@ impl Pipeline {
             }
             _ => {}
         }
+        self.schedule
+            .compile()
+            .map_err(|e| invalid(self, &format!("schedule.{}", e.field), e.message))?;
         if !(1..=10_000).contains(&self.batch_size) {
             return Err(invalid(self, "batch_size", "must be between 1 and 10000"));
         }

@@ -346,6 +346,8 @@ pub struct PipelineRow {
     pub pipeline: Pipeline,
     /// Paused by a person (or after failures).
     pub paused: bool,
+    /// Why it was paused, when the host paused it (none when a person did).
+    pub paused_reason: Option<String>,
     /// Saved read state.
     pub state: Option<String>,
     /// Saved destination change-tracking state.
@@ -375,7 +377,12 @@ pub trait SyncStore: Send + Sync {
     /// Remove a pipeline and its state (run history stays).
     fn delete_pipeline(&self, name: &str) -> Result<bool, StoreError>;
     /// Pause or resume a pipeline (`false` if there is no such pipeline).
-    fn set_paused(&self, name: &str, paused: bool) -> Result<bool, StoreError>;
+    fn set_paused(
+        &self,
+        name: &str,
+        paused: bool,
+        reason: Option<&str>,
+    ) -> Result<bool, StoreError>;
     /// Forget the cursor so the next run reads everything.
     fn reset_state(&self, name: &str) -> Result<(), StoreError>;
 
@@ -389,6 +396,10 @@ pub trait SyncStore: Send + Sync {
         stream: &str,
     ) -> Result<Vec<Link>, StoreError>;
     /// Every link of an entity (the 360° view).
+    /// Entities with a record whose id is `q` or whose last known content
+    /// contains `q` (case-insensitive): (entity id, entity type), at most
+    /// `limit`.
+    fn search_entities(&self, q: &str, limit: usize) -> Result<Vec<(i64, String)>, StoreError>;
     fn entity(&self, entity_id: i64) -> Result<Vec<Link>, StoreError>;
     /// Links of a connection/stream not updated by `run` and not deleted
     /// (the full-refresh sweep: every record read gets its link updated).

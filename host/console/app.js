@@ -1,0 +1,929 @@
+"use strict";
+
+// Every admin API path the console calls, in the OpenAPI template form of
+// docs/API.md. Paths are only ever built from these with path(); query
+// strings are added by path() too, never written into a literal.
+const API = {
+  session: "/api/session",
+  overview: "/api/overview",
+  plugins: "/api/plugins",
+  pipelines: "/api/pipelines",
+  pipelineRun: "/api/pipelines/{name}/run",
+  pipelinePause: "/api/pipelines/{name}/pause",
+  pipelineResume: "/api/pipelines/{name}/resume",
+  runs: "/api/runs",
+  run: "/api/runs/{id}",
+  errors: "/api/errors",
+  dlq: "/api/dlq",
+  deadLetter: "/api/dlq/{id}",
+  dlqReplay: "/api/dlq/{id}/replay",
+  dlqDiscard: "/api/dlq/{id}/discard",
+  conflicts: "/api/conflicts",
+  conflict: "/api/conflicts/{id}",
+  conflictResolve: "/api/conflicts/{id}/resolve",
+  identity: "/api/identity",
+};
+
+const TOKEN_KEY = "nexo.token";
+const REFRESH_MS = 5000;
+const RUN_STATUSES = ["running", "succeeded", "failed", "interrupted"];
+// Record outcomes in the order a sync produces them; `conflicts` is the Counts key of `conflict`.
+const OUTCOMES = ["created", "updated", "unchanged", "deleted", "failed", "quarantined", "conflict"];
+const COUNT_OF = { conflict: "conflicts" };
+
+/* ---------- requests ---------- */
+
+function path(template, params = {}, query = {}) {
+  const p = template.replace(/\{(\w+)\}/g, (_, k) => {
+    if (params[k] === undefined || params[k] === null) throw new Error(`missing path parameter ${k}`);
+    return encodeURIComponent(String(params[k]));
+  });
+  const qs = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null && v !== "") qs.set(k, String(v));
+  const s = qs.toString();
+  return s ? `${p}?${s}` : p;
+}
+
+class ApiError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+async function request(method, url, body, token = sessionStorage.getItem(TOKEN_KEY)) {
+  const headers = { Accept: "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const init = { method, headers, cache: "no-store" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(url, init);
+  } catch (_) {
+    throw new ApiError(0, "Cannot reach the Nexo daemon. Is `nexo serve` still running?");
+  }
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
+  if (!res.ok) {
+    const msg = data && typeof data.error === "string" ? data.error : `${method} ${url.split("?")[0]} failed with HTTP ${res.status}`;
+    throw new ApiError(res.status, msg);
+  }
+  return data;
+}
+
+// All view calls go through here so an expired or revoked token always lands on the login form.
+async function api(method, url, body) {
+  try {
+    return await request(method, url, body);
+  } catch (e) {
+    if (e.status === 401) {
+      e.handled = true;
+      signOut(`Signed out: ${e.message}`);
+    }
+    throw e;
+  }
+}
+const get = (url) => api("GET", url);
+const post = (url, body) => api("POST", url, body);
+
+/* ---------- DOM helpers (text only ever goes in as text nodes) ---------- */
+
+const $ = (sel) => document.querySelector(sel);
+
+function setAttrs(el, attrs) {
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+}
+function append(el, kids) {
+  for (const k of kids.flat(Infinity)) {
+    if (k === null || k === undefined || k === false) continue;
+    el.append(k instanceof Node ? k : String(k));
+  }
+}
+function h(tag, attrs, ...kids) {
+  const el = document.createElement(tag);
+  setAttrs(el, attrs);
+  append(el, kids);
+  return el;
+}
+function svg(tag, attrs, ...kids) {
+  const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  setAttrs(el, attrs);
+  append(el, kids);
+  return el;
+}
+
+// Class names derived from data are reduced to a safe token.
+const tok = (s) => String(s ?? "unknown").toLowerCase().replace(/[^a-z0-9-]/g, "-");
+const badge = (status, text) => h("span", { class: `badge st-${tok(status)}` }, text ?? status ?? "unknown");
+const muted = (text) => h("span", { class: "muted" }, text);
+const mono = (text, title) => h("span", { class: "mono", title }, text);
+const empty = (text, attrs) => h("div", Object.assign({ class: "empty" }, attrs), text);
+const runLink = (id) => h("a", { class: "run-link", href: `#/runs/${encodeURIComponent(id)}` }, `#${id}`);
+const pipelineLink = (name) => h("a", { href: `#/runs?${new URLSearchParams({ pipeline: name })}` }, name);
+
+// Backtick-quoted parts of plain-language text (capabilities) become <code>.
+function richText(text) {
+  return String(text).split("`").map((part, i) => (i % 2 ? h("code", null, part) : part));
+}
+
+function table(headers, rows, cls) {
+  return h("div", { class: "table-wrap" },
+    h("table", { class: `grid ${cls || ""}` },
+      h("thead", null, h("tr", null, headers.map((x) =>
+        Array.isArray(x) ? h("th", { class: x[1] }, x[0]) : h("th", null, x)))),
+      h("tbody", null, rows)));
+}
+
+function panel(title, aside, ...body) {
+  return h("section", { class: "panel" },
+    h("div", { class: "panel-head" }, h("h2", null, title), aside ? h("div", { class: "panel-aside" }, aside) : null),
+    body);
+}
+
+function field(label, control) {
+  return h("label", { class: "field" }, h("span", null, label), control);
+}
+
+function select(id, options, value, onChange) {
+  const s = h("select", { id }, options.map(([v, t]) => h("option", { value: v, selected: v === value }, t)));
+  s.addEventListener("change", () => onChange(s.value));
+  return s;
+}
+
+function button(text, attrs, onClick) {
+  const b = h("button", Object.assign({ type: "button", class: "btn" }, attrs), text);
+  if (onClick) b.addEventListener("click", () => onClick(b));
+  return b;
+}
+
+// Disables the button while the request is in flight so a double click cannot act twice.
+async function act(btn, fn) {
+  btn.disabled = true;
+  try {
+    await fn();
+  } catch (e) {
+    fail(e);
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+/* ---------- formatting ---------- */
+
+const numFmt = new Intl.NumberFormat();
+const num = (n) => (n === null || n === undefined ? "–" : numFmt.format(n));
+const dtFmt = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+
+function ago(d) {
+  const s = Math.round((d.getTime() - Date.now()) / 1000);
+  const a = Math.abs(s);
+  let t;
+  if (a < 45) return s > 0 ? "in a moment" : "just now";
+  if (a < 5400) t = `${Math.round(a / 60)} min`;
+  else if (a < 129600) t = `${Math.round(a / 3600)} h`;
+  else t = `${Math.round(a / 86400)} d`;
+  return s > 0 ? `in ${t}` : `${t} ago`;
+}
+
+// Shows local time (or relative), with the exact UTC instant on hover.
+function when(iso, relative) {
+  if (!iso) return muted("–");
+  const d = new Date(iso);
+  if (isNaN(d)) return h("span", null, iso);
+  const abs = dtFmt.format(d);
+  return h("time", { datetime: iso, title: `${abs} · ${iso}` }, relative ? ago(d) : abs);
+}
+
+// Log lines only need the time of day; the date is in the run header.
+function clock(iso) {
+  const d = new Date(iso);
+  if (!iso || isNaN(d)) return h("span", null, iso || "");
+  const t = d.toLocaleTimeString(undefined, { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0");
+  return h("time", { datetime: iso, title: `${dtFmt.format(d)} · ${iso}` }, t);
+}
+
+function duration(ms) {
+  if (ms === null || ms === undefined) return "–";
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 60000) return `${(ms / 1000).toFixed(1)} s`;
+  const s = Math.round(ms / 1000);
+  if (s < 3600) return `${Math.floor(s / 60)} m ${String(s % 60).padStart(2, "0")} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor(s / 60) % 60).padStart(2, "0")} m`;
+}
+
+const pct = (rate) => `${Math.round((rate || 0) * 1000) / 10}%`;
+
+// Payloads may arrive as JSON values or as JSON text; both are shown as values.
+function asJson(v) {
+  if (typeof v !== "string") return v;
+  try { return JSON.parse(v); } catch (_) { return v; }
+}
+const pretty = (v) => JSON.stringify(asJson(v), null, 2) ?? "null";
+const compact = (v) => (typeof v === "string" ? v : JSON.stringify(v));
+const isObj = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+
+function getPath(obj, p) {
+  return p.split(/\.|\[(\d+)\]/).filter((x) => x).reduce((o, k) => (o && typeof o === "object" ? o[k] : undefined), obj);
+}
+
+/* ---------- banner, notices, session ---------- */
+
+let bannerAuto = false;
+function showError(msg, auto = false) {
+  $("#error-text").textContent = msg;
+  $("#error-banner").hidden = false;
+  bannerAuto = auto;
+}
+function hideError() { $("#error-banner").hidden = true; }
+
+// Reports an API failure; when a view root is given, it also gets an inline error state.
+function fail(e, root, retry) {
+  if (e && e.handled) return;
+  const msg = (e && e.message) || String(e);
+  showError(msg);
+  if (root) {
+    root.replaceChildren(h("div", { class: "state-error" },
+      h("strong", null, "This view could not be loaded."), h("p", null, msg),
+      retry ? button("Try again", null, retry) : null));
+  }
+}
+
+let noticeTimer = null;
+function notify(...parts) {
+  const n = $("#notice");
+  n.replaceChildren(...parts);
+  n.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => { n.hidden = true; }, 6000);
+}
+
+function loginError(msg) {
+  const el = $("#login-error");
+  el.textContent = msg || "";
+  el.hidden = !msg;
+}
+
+function showLogin(msg) {
+  $("#app").hidden = true;
+  $("#login-view").hidden = false;
+  loginError(msg);
+  $("#token").focus();
+}
+
+function signOut(msg) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  nav.gen++;
+  clearInterval(nav.timer);
+  $("#view").replaceChildren();
+  $("#session-name").textContent = "";
+  hideError();
+  showLogin(msg);
+}
+
+function enterApp(session) {
+  $("#login-view").hidden = true;
+  $("#app").hidden = false;
+  loginError(null);
+  // Only the token's name is shown, never the token.
+  $("#session-name").textContent = session && session.token_name ? `token: ${session.token_name}` : "";
+  route();
+}
+
+/* ---------- router ---------- */
+
+const nav = { gen: 0, timer: null };
+const ROUTES = [
+  [/^\/$/, "dashboard", "Dashboard", viewDashboard],
+  [/^\/runs$/, "runs", "Runs", viewRuns],
+  [/^\/runs\/([^/]+)$/, "runs", "Run", viewRun],
+  [/^\/errors$/, "errors", "Errors", viewErrors],
+  [/^\/dlq$/, "dlq", "Dead letters", viewDlq],
+  [/^\/conflicts$/, "conflicts", "Conflicts", viewConflicts],
+  [/^\/plugins$/, "plugins", "Plugins", viewPlugins],
+  [/^\/lookup$/, "lookup", "Lookup", viewLookup],
+];
+
+// A hand-edited hash may hold a broken escape; keep it as typed rather than throw.
+function safeDecode(s) {
+  try { return decodeURIComponent(s); } catch (_) { return s; }
+}
+
+function currentRoute() {
+  const raw = location.hash.replace(/^#/, "") || "/";
+  const i = raw.indexOf("?");
+  const p = i < 0 ? raw : raw.slice(0, i);
+  const query = Object.fromEntries(new URLSearchParams(i < 0 ? "" : raw.slice(i + 1)));
+  return { path: p, query };
+}
+
+// Filters live in the hash so that views can be bookmarked and Back works.
+function setQuery(query) {
+  const qs = new URLSearchParams(Object.entries(query).filter(([, v]) => v !== "" && v !== undefined && v !== null)).toString();
+  location.hash = `#${currentRoute().path}${qs ? `?${qs}` : ""}`;
+}
+
+function route() {
+  if (!sessionStorage.getItem(TOKEN_KEY)) return;
+  nav.gen++;
+  clearInterval(nav.timer);
+  const gen = nav.gen;
+  const root = $("#view");
+  const { path: p, query } = currentRoute();
+  // A view's async work checks alive() so a slow answer never paints over a newer view.
+  const ctx = {
+    root,
+    alive: () => gen === nav.gen,
+    every: (ms, fn) => { if (gen === nav.gen) { clearInterval(nav.timer); nav.timer = setInterval(() => { if (!document.hidden) fn(); }, ms); } },
+    stop: () => { if (gen === nav.gen) clearInterval(nav.timer); },
+  };
+  for (const [re, key, title, view] of ROUTES) {
+    const m = p.match(re);
+    if (!m) continue;
+    hideError();
+    document.querySelectorAll("[data-nav]").forEach((a) => {
+      a.classList.toggle("active", a.dataset.nav === key);
+      if (a.dataset.nav === key) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+    });
+    document.title = `${title} · Nexo`;
+    root.replaceChildren(h("div", { class: "loading" }, "Loading…"));
+    view(ctx, m.slice(1).map(safeDecode), query).catch((e) => { if (ctx.alive()) fail(e, root, route); });
+    return;
+  }
+  root.replaceChildren(empty("There is no such page. "), h("a", { href: "#/" }, "Back to the dashboard"));
+}
+
+/* ---------- charts ---------- */
+
+const BAR = 4, GAP = 1, SLOTS = 30;
+
+// Bars of records written per run, the failed part stacked in red; newest on the right.
+function recordsChart(history) {
+  const H = 26, W = SLOTS * (BAR + GAP);
+  const max = Math.max(1, ...history.map((r) => (r.written || 0) + (r.failed || 0)));
+  const scale = (v) => (v > 0 ? Math.max(1, Math.round((v / max) * (H - 1))) : 0);
+  const el = svg("svg", { class: "chart chart-records", width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "Records written per run" });
+  el.append(svg("line", { x1: 0, x2: W, y1: H - 0.5, y2: H - 0.5, class: "axis" }));
+  history.slice(-SLOTS).forEach((r, i, all) => {
+    const x = W - (all.length - i) * (BAR + GAP);
+    const wh = scale(r.written || 0), fh = Math.min(scale(r.failed || 0), H - wh);
+    el.append(svg("a", { href: `#/runs/${encodeURIComponent(r.run_id)}` },
+      svg("title", null, `Run #${r.run_id} · ${r.status} · ${num(r.written)} written, ${num(r.failed)} failed of ${num(r.read)} read · ${r.started_at}`),
+      svg("rect", { x, y: 0, width: BAR, height: H, class: "hit" }),
+      wh ? svg("rect", { x, y: H - wh, width: BAR, height: wh, class: "bar-ok" }) : svg("rect", { x, y: H - 1, width: BAR, height: 1, class: "bar-zero" }),
+      fh ? svg("rect", { x, y: H - wh - fh, width: BAR, height: fh, class: "bar-fail" }) : null));
+  });
+  return el;
+}
+
+// One cell per run: its status, with "partial" for a succeeded run that dead-lettered records.
+function statusStrip(history) {
+  const H = 8, W = SLOTS * (BAR + GAP);
+  const el = svg("svg", { class: "chart chart-status", width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "Run status history" });
+  history.slice(-SLOTS).forEach((r, i, all) => {
+    const st = r.status === "succeeded" && r.failed > 0 ? "partial" : r.status;
+    el.append(svg("a", { href: `#/runs/${encodeURIComponent(r.run_id)}` },
+      svg("title", null, `Run #${r.run_id} · ${r.status}${r.failed ? ` · ${num(r.failed)} failed` : ""}`),
+      svg("rect", { x: W - (all.length - i) * (BAR + GAP), y: 0, width: BAR, height: H, rx: 1, class: `cell st-${tok(st)}` })));
+  });
+  return el;
+}
+
+/* ---------- dashboard ---------- */
+
+async function viewDashboard(ctx) {
+  let busy = false;
+  const refresh = async (first) => {
+    if (busy || !ctx.alive()) return;
+    busy = true;
+    try {
+      const data = await get(path(API.overview));
+      if (!ctx.alive()) return;
+      ctx.root.replaceChildren(...dashboard(data, () => refresh(false)));
+      if (bannerAuto) hideError();
+    } catch (e) {
+      if (!ctx.alive() || e.handled) return;
+      if (first) fail(e, ctx.root, route);
+      else showError(`Refresh failed: ${e.message}`, true);
+    } finally {
+      busy = false;
+    }
+  };
+  await refresh(true);
+  ctx.every(REFRESH_MS, () => refresh(false));
+}
+
+function dashboard(data, refresh) {
+  const conns = data.connections || [], pipes = data.pipelines || [];
+  const failingRuns = pipes.filter((p) => p.last_run && p.last_run.status === "failed").length;
+  const failingConns = conns.filter((c) => c.health && c.health.status === "failing").length;
+  const tile = (label, value, sub, bad) => h("div", { class: `tile${bad ? " tile-bad" : ""}` },
+    h("div", { class: "tile-label" }, label), h("div", { class: "tile-value" }, value), h("div", { class: "tile-sub" }, sub));
+  return [
+    h("div", { class: "tiles" },
+      tile("Pipelines", num(pipes.length), `${pipes.filter((p) => p.running).length} running · ${pipes.filter((p) => p.paused).length} paused`),
+      tile("Last run failed", num(failingRuns), failingRuns ? "see the pipelines below" : "all last runs fine", failingRuns > 0),
+      tile("Connections failing", num(failingConns), `of ${num(conns.length)} connection${conns.length === 1 ? "" : "s"}`, failingConns > 0),
+      tile("Records moved", num(pipes.reduce((a, p) => a + (p.records_moved || 0), 0)), "over the runs kept")),
+    panel("Pipelines", muted("refreshes every 5 s"),
+      pipes.length ? pipelinesTable(pipes, refresh) : empty("No pipelines yet. Apply one with `nexo pipeline apply`.")),
+    panel("Connections", null,
+      conns.length ? connectionsTable(conns) : empty("No connections yet. Create one with `nexo connection create`.")),
+  ];
+}
+
+function pipelinesTable(pipes, refresh) {
+  const rows = pipes.map((p) => {
+    const last = p.last_run;
+    let state;
+    if (p.paused) state = [badge("paused"), p.paused_reason ? h("div", { class: "small" }, p.paused_reason) : null];
+    else if (p.running) state = badge("running");
+    else state = badge("active");
+    const ends = (e) => `${e.connection}/${e.stream}`;
+    return h("tr", { "data-pipeline": p.name, class: last && last.status === "failed" ? "row-failed" : null },
+      h("td", { class: "nowrap" }, h("strong", null, pipelineLink(p.name)), h("div", { class: "small muted" }, `${p.entity} · ${p.mode}`)),
+      h("td", { class: "flow" }, h("div", null, mono(ends(p.source))), h("div", null, h("span", { class: "arrow" }, "→ "), mono(ends(p.destination)))),
+      h("td", null, p.schedule ? p.schedule.text : "–",
+        h("div", { class: "small muted" }, "next: ", p.paused ? "paused" : p.next_run ? when(p.next_run, true) : "none")),
+      h("td", null, state),
+      h("td", null, last ? [badge(last.status), " ", runLink(last.id), h("div", { class: "small muted" }, when(last.started_at, true))] : muted("never")),
+      h("td", { class: "num" }, num(p.records_moved)),
+      h("td", { class: `num ${p.error_rate >= 0.25 ? "bad" : p.error_rate > 0 ? "warn" : "muted"}` }, pct(p.error_rate)),
+      h("td", { class: "charts" }, recordsChart(p.history || []), statusStrip(p.history || [])),
+      h("td", { class: "actions" },
+        // Left enabled while running: the daemon answers 409 with its reason, which the banner shows.
+        button("Run now", { class: "btn btn-small", title: p.running ? "A run is in progress" : "Start an incremental run now" },
+          (b) => act(b, async () => {
+            await post(path(API.pipelineRun, { name: p.name }), { dry_run: false });
+            notify(`Run of ${p.name} queued.`);
+            refresh();
+          })),
+        p.paused
+          ? button("Resume", { class: "btn btn-small" }, (b) => act(b, async () => { await post(path(API.pipelineResume, { name: p.name })); notify(`${p.name} resumed.`); refresh(); }))
+          : button("Pause", { class: "btn btn-small" }, (b) => act(b, async () => { await post(path(API.pipelinePause, { name: p.name })); notify(`${p.name} paused.`); refresh(); }))));
+  });
+  return table(["Pipeline", "Source → destination", "Schedule", "State", "Last run", ["Moved", "num"], ["Error rate", "num"], "Last 30 runs", ""], rows, "pipelines");
+}
+
+function connectionsTable(conns) {
+  const rows = conns.map((c) => {
+    const hl = c.health || { status: "unknown" };
+    return h("tr", { "data-connection": c.name },
+      h("td", null, h("strong", null, c.name)),
+      h("td", null, mono(c.plugin), " ", muted(c.version ? `${c.version} (pinned)` : c.active_version || "")),
+      h("td", null, h("span", { class: `env env-${tok(c.environment)}` }, c.environment)),
+      h("td", { class: "health" },
+        h("span", { class: `dot st-${tok(hl.status)}` }), hl.status,
+        hl.checked_at ? h("span", { class: "small muted" }, " · checked ", when(hl.checked_at, true)) : null,
+        hl.error ? h("div", { class: "error-text" }, hl.error) : null),
+      h("td", null, (c.used_by || []).length ? c.used_by.map((n) => h("span", { class: "chip" }, pipelineLink(n))) : muted("unused")));
+  });
+  return table(["Name", "Plugin", "Environment", "Health", "Used by"], rows);
+}
+
+/* ---------- runs ---------- */
+
+// Pipeline names for filter menus; a failure here only costs the menu its options.
+async function pipelineNames() {
+  try {
+    return ((await get(path(API.pipelines))) || []).map((p) => p.name);
+  } catch (e) {
+    if (e.handled) throw e;
+    return [];
+  }
+}
+
+function pipelineFilter(names, q) {
+  const all = names.includes(q.pipeline) || !q.pipeline ? names : [q.pipeline, ...names];
+  return field("Pipeline", select("filter-pipeline", [["", "All pipelines"], ...all.map((n) => [n, n])], q.pipeline || "",
+    (v) => setQuery(Object.assign({}, q, { pipeline: v }))));
+}
+
+async function viewRuns(ctx, _, q) {
+  const [runs, names] = await Promise.all([
+    get(path(API.runs, {}, { pipeline: q.pipeline, status: q.status, limit: q.limit })), pipelineNames()]);
+  if (!ctx.alive()) return;
+  const filters = h("div", { class: "filters" },
+    pipelineFilter(names, q),
+    field("Status", select("filter-status", [["", "Any status"], ...RUN_STATUSES.map((s) => [s, s])], q.status || "",
+      (v) => setQuery(Object.assign({}, q, { status: v })))),
+    field("Show", select("filter-limit", ["50", "100", "200", "500"].map((n) => [n, `${n} newest`]), q.limit || "50",
+      (v) => setQuery(Object.assign({}, q, { limit: v === "50" ? "" : v })))));
+  const c = (n, cls) => h("td", { class: `num ${n ? cls || "" : "zero"}` }, num(n));
+  const rows = (runs || []).map((r) => {
+    const k = r.counts || {};
+    return h("tr", { "data-run": r.id, class: r.status === "failed" ? "row-failed" : null },
+      h("td", null, runLink(r.id)),
+      h("td", { class: "nowrap" }, pipelineLink(r.pipeline)),
+      h("td", null, badge(r.status)),
+      h("td", { class: "nowrap" }, when(r.started_at)),
+      h("td", { class: "num" }, r.status === "running" ? muted("running") : duration(r.duration_ms)),
+      c(k.read), c(k.created), c(k.updated), c(k.unchanged), c(k.deleted), c(k.failed, "bad"), c(k.quarantined, "warn"), c(k.conflicts, "warn"),
+      h("td", null, r.error ? h("div", { class: "clip error-text", title: r.error }, r.error) : null));
+  });
+  ctx.root.replaceChildren(panel("Runs", filters,
+    rows.length ? table(["Run", "Pipeline", "Status", "Started", ["Duration", "num"], ["Read", "num"], ["Created", "num"], ["Updated", "num"],
+      ["Unchanged", "num"], ["Deleted", "num"], ["Failed", "num"], ["Quarantined", "num"], ["Conflicts", "num"], "Error"], rows, "runs")
+      : empty("No runs match these filters.")));
+}
+
+async function viewRun(ctx, [id], q) {
+  const load = async () => {
+    const data = await get(path(API.run, { id }, { outcome: q.outcome }));
+    if (!ctx.alive()) return;
+    ctx.root.replaceChildren(...runDetail(data, q));
+    // A running run keeps changing; follow it until it ends.
+    if (data.run.status === "running") ctx.every(REFRESH_MS, () => load().catch((e) => ctx.alive() && fail(e)));
+    else ctx.stop();
+  };
+  await load();
+}
+
+function runDetail({ run, log, records }, q) {
+  const k = run.counts || {};
+  const tile = (label, n, bad) => h("div", { class: `stat${n && bad ? ` stat-${bad}` : ""}` }, h("div", { class: "stat-value" }, num(n)), h("div", { class: "stat-label" }, label));
+  const present = new Set((records || []).map((r) => r.outcome));
+  for (const o of OUTCOMES) if (k[COUNT_OF[o] || o] > 0) present.add(o);
+  if (q.outcome) present.add(q.outcome);
+  const outcomes = [...OUTCOMES.filter((o) => present.has(o)), ...[...present].filter((o) => !OUTCOMES.includes(o))];
+  // Filtered here too, so the table is right even where the server returns every outcome.
+  const recRows = (records || []).filter((r) => !q.outcome || r.outcome === q.outcome).map((r) => h("tr", { class: `outcome-${tok(r.outcome)}` },
+    h("td", null, mono(r.source_id)), h("td", null, r.destination_id ? mono(r.destination_id) : muted("–")),
+    h("td", null, badge(r.outcome)), h("td", { class: "detail" }, r.detail || "")));
+  return [
+    h("div", { class: "crumbs" }, h("a", { href: "#/runs" }, "Runs"), " / ", pipelineLink(run.pipeline), " / ", `#${run.id}`),
+    h("div", { class: "run-head" },
+      h("h1", null, `Run #${run.id}`),
+      h("span", { id: "run-status", class: `badge badge-lg st-${tok(run.status)}` }, run.status),
+      h("dl", { class: "facts" },
+        h("dt", null, "Pipeline"), h("dd", null, pipelineLink(run.pipeline)),
+        h("dt", null, "Started"), h("dd", null, when(run.started_at)),
+        h("dt", null, "Finished"), h("dd", null, run.finished_at ? when(run.finished_at) : muted(run.status === "running" ? "still running" : "–")),
+        h("dt", null, "Duration"), h("dd", null, duration(run.duration_ms)),
+        h("dt", null, "Pages"), h("dd", null, num(run.pages)))),
+    run.error ? h("div", { class: "callout callout-error", role: "alert" }, h("strong", null, "Run error"), h("div", { class: "pre" }, run.error)) : null,
+    h("div", { class: "stats" },
+      tile("Read", k.read), tile("Created", k.created), tile("Updated", k.updated), tile("Unchanged", k.unchanged), tile("Deleted", k.deleted),
+      tile("Failed", k.failed, "bad"), tile("Quarantined", k.quarantined, "warn"), tile("Conflicts", k.conflicts, "warn")),
+    panel("Sync log", muted(`${(log || []).length} lines`),
+      h("div", { id: "run-log", class: "log" }, (log || []).length ? log.map((l) => h("div", { class: `log-line lvl-${tok(l.level)}` },
+        h("span", { class: "log-at" }, clock(l.at)), h("span", { class: "log-level" }, l.level), h("span", { class: "log-msg" }, l.message)))
+        : empty("No log lines for this run."))),
+    panel("Records", h("div", { class: "filters" },
+      field("Outcome", select("outcome-filter", [["", "All outcomes"], ...outcomes.map((o) => [o, k[COUNT_OF[o] || o] != null ? `${o} (${num(k[COUNT_OF[o] || o])})` : o])],
+        q.outcome || "", (v) => setQuery(Object.assign({}, q, { outcome: v })))),
+      muted(`${num(recRows.length)} shown${recRows.length >= 500 ? " (the first 500; filter by outcome to narrow)" : ""}`)),
+    recRows.length ? table(["Source id", "Destination id", "Outcome", "Detail"], recRows, "records") : empty("No record outcomes for this filter.")),
+  ];
+}
+
+/* ---------- error patterns ---------- */
+
+async function viewErrors(ctx, _, q) {
+  const days = Number(q.days) > 0 ? Number(q.days) : 14;
+  const data = await get(path(API.errors, {}, { days }));
+  if (!ctx.alive()) return;
+  const top = data.top || [];
+  const rows = top.map((e) => h("tr", null,
+    h("td", null, pipelineLink(e.pipeline)), h("td", null, h("span", { class: "chip mono" }, e.class)),
+    h("td", { class: "num" }, h("strong", null, num(e.count))),
+    h("td", null, h("div", { class: "clip2 error-text", title: e.last_error }, e.last_error)),
+    h("td", null, when(e.last_at, true)),
+    h("td", null, h("a", { href: `#/dlq?${new URLSearchParams({ pipeline: e.pipeline })}` }, "Dead letters"))));
+  ctx.root.replaceChildren(
+    panel(`Errors per day, by class`, field("Period", select("filter-days", [7, 14, 30, 90].map((d) => [String(d), `last ${d} days`]), String(days),
+      (v) => setQuery({ days: v === "14" ? "" : v }))), errorsChart(data.by_day || [], days)),
+    panel("Most frequent errors", muted("dead letters and failed runs"),
+      rows.length ? table(["Pipeline", "Class", ["Count", "num"], "Last error", "Last seen", ""], rows, "errors") : empty(`No errors in the last ${days} days.`)));
+}
+
+// A round axis maximum whose half is a whole number too.
+function niceCeil(m) {
+  if (m <= 2) return 2;
+  const p = 10 ** Math.floor(Math.log10(m));
+  return (p >= 10 ? [1, 2, 3, 4, 5, 6, 8, 10] : [2, 4, 6, 8, 10]).find((f) => f * p >= m) * p;
+}
+
+function errorsChart(byDay, days) {
+  const dayList = [];
+  const today = new Date();
+  for (let i = days - 1; i >= 0; i--) dayList.push(new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate() - i)).toISOString().slice(0, 10));
+  for (const d of byDay) if (!dayList.includes(d.day)) dayList.push(d.day);
+  dayList.sort();
+  const totals = {}, cell = {};
+  for (const d of byDay) {
+    totals[d.class] = (totals[d.class] || 0) + d.count;
+    const key = `${d.day}|${d.class}`;
+    cell[key] = (cell[key] || 0) + d.count;
+  }
+  const classes = Object.keys(totals).sort((a, b) => totals[b] - totals[a]);
+  if (!classes.length) return empty(`No errors in the last ${days} days.`);
+  const series = (c) => `series-${classes.indexOf(c) % 8}`;
+  const W = 1200, H = 170, L = 34, B = 18, slot = (W - L) / dayList.length, bw = Math.max(2, Math.min(28, slot * 0.7));
+  const max = niceCeil(Math.max(...dayList.map((d) => classes.reduce((a, c) => a + (cell[`${d}|${c}`] || 0), 0))));
+  const el = svg("svg", { class: "chart chart-errors", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "Errors per day by class" });
+  for (const f of [0, 0.5, 1]) {
+    const y = H - B - f * (H - B - 8);
+    el.append(svg("line", { x1: L, x2: W, y1: y, y2: y, class: f ? "gridline" : "axis" }),
+      svg("text", { x: L - 6, y: y + 4, class: "tick", "text-anchor": "end" }, num(Math.round(max * f))));
+  }
+  const every = Math.ceil(dayList.length / 10);
+  dayList.forEach((d, i) => {
+    const x = L + i * slot + (slot - bw) / 2;
+    let y = H - B;
+    for (const c of classes) {
+      const n = cell[`${d}|${c}`] || 0;
+      if (!n) continue;
+      const bh = (n / max) * (H - B - 8);
+      y -= bh;
+      el.append(svg("rect", { x, y, width: bw, height: Math.max(bh, 1), class: series(c) }, svg("title", null, `${d} · ${c}: ${num(n)}`)));
+    }
+    if (i % every === 0) el.append(svg("text", { x: x + bw / 2, y: H - 4, class: "tick", "text-anchor": "middle" }, d.slice(5)));
+  });
+  const legend = h("div", { class: "legend" }, classes.map((c) => h("span", null, h("i", { class: `swatch ${series(c)}` }), c, muted(` ${num(totals[c])}`))));
+  return h("div", { class: "chart-box" }, el, legend);
+}
+
+/* ---------- dead letters ---------- */
+
+async function viewDlq(ctx, _, q) {
+  const status = q.status || "open";
+  const [items, names] = await Promise.all([get(path(API.dlq, {}, { pipeline: q.pipeline, status })), pipelineNames()]);
+  if (!ctx.alive()) return;
+  const filters = h("div", { class: "filters" }, pipelineFilter(names, q),
+    field("Status", select("dlq-status", ["open", "replayed", "discarded"].map((s) => [s, s]), status,
+      (v) => setQuery(Object.assign({}, q, { status: v === "open" ? "" : v })))));
+  const COLS = 11;
+  const rows = (items || []).flatMap((d) => {
+    const detail = h("tr", { class: "detail-row", hidden: true }, h("td", { colspan: COLS }));
+    const actions = h("td", { class: "actions" });
+    const row = h("tr", { "data-dead-letter": d.id },
+      h("td", null, mono(`#${d.id}`)), h("td", null, pipelineLink(d.pipeline)), h("td", null, runLink(d.run_id)),
+      h("td", null, badge(d.kind)), h("td", null, mono(d.source_id)), h("td", null, h("span", { class: "chip mono" }, d.class)),
+      h("td", null, d.field ? mono(d.field) : muted("–")), h("td", null, h("div", { class: "clip2 error-text", title: d.error }, d.error)),
+      h("td", { class: "num" }, num(d.attempts)), h("td", null, when(d.created_at, true)), actions);
+    const done = (...msg) => { actions.replaceChildren(h("span", { class: "done" }, ...msg)); row.classList.add("row-done"); };
+    actions.append(toggleButton(detail, async (cell) => {
+      const full = await get(path(API.deadLetter, { id: d.id }));
+      cell.replaceChildren(h("div", { class: "detail-grid" },
+        h("div", null, h("h3", null, "Error"), h("div", { class: "pre error-text" }, full.error)),
+        h("div", null, h("h3", null, "Pending write (record)"), h("pre", { class: "json" }, pretty(full.record)))));
+    }));
+    // Only settled items lose their actions; an unknown status leaves the server to decide.
+    if (d.status !== "replayed" && d.status !== "discarded") {
+      actions.append(
+        button("Replay", { class: "btn btn-small", "data-replay": d.id }, (b) => act(b, async () => {
+          const r = await post(path(API.dlqReplay, { id: d.id }));
+          const link = () => h("a", { class: "run-link", href: `#/runs/${encodeURIComponent(r.run_id)}` }, String(r.run_id));
+          done("✓ replayed in run ", link());
+          notify(`Dead letter #${d.id} replayed in run `, link(), ".");
+        })),
+        button("Discard", { class: "btn btn-small btn-danger", "data-discard": d.id }, (b) => {
+          if (!confirm(`Discard dead letter #${d.id} (source id ${d.source_id})? It will not be written.`)) return;
+          act(b, async () => {
+            await post(path(API.dlqDiscard, { id: d.id }));
+            done("✓ discarded");
+            notify(`Dead letter #${d.id} discarded.`);
+          });
+        }));
+    }
+    return [row, detail];
+  });
+  ctx.root.replaceChildren(panel("Dead letters", filters, rows.length
+    ? table(["Id", "Pipeline", "Run", "Kind", "Source id", "Class", "Field", "Error", ["Attempts", "num"], "Created", ""], rows, "dlq")
+    : empty(status === "open" ? "No open dead letters. Every record was delivered." : `No ${status} dead letters.`)));
+}
+
+// "Show"/"Hide" for an expandable detail row; the detail is fetched on first open.
+function toggleButton(detailRow, fill) {
+  let loaded = false;
+  return button("Show", { class: "btn btn-small btn-quiet", "aria-expanded": "false" }, async (b) => {
+    const open = detailRow.hidden;
+    detailRow.hidden = !open;
+    b.textContent = open ? "Hide" : "Show";
+    b.setAttribute("aria-expanded", String(open));
+    if (!open || loaded) return;
+    const cell = detailRow.firstChild;
+    cell.replaceChildren(h("div", { class: "loading" }, "Loading…"));
+    try {
+      await fill(cell);
+      loaded = true;
+    } catch (e) {
+      fail(e);
+      cell.replaceChildren(h("div", { class: "error-text" }, e.message));
+    }
+  });
+}
+
+/* ---------- conflicts ---------- */
+
+async function viewConflicts(ctx, _, q) {
+  const status = q.status || "open";
+  const [items, names] = await Promise.all([get(path(API.conflicts, {}, { pipeline: q.pipeline, status })), pipelineNames()]);
+  if (!ctx.alive()) return;
+  const filters = h("div", { class: "filters" }, pipelineFilter(names, q),
+    field("Status", select("conflict-status", [["open", "open"], ["resolved", "resolved"]], status,
+      (v) => setQuery(Object.assign({}, q, { status: v === "open" ? "" : v })))));
+  const COLS = 10;
+  const rows = (items || []).flatMap((c) => {
+    const detail = h("tr", { class: "detail-row", hidden: true }, h("td", { colspan: COLS }));
+    const actions = h("td", { class: "actions" });
+    const row = h("tr", { "data-conflict": c.id },
+      h("td", null, mono(`#${c.id}`)), h("td", null, pipelineLink(c.pipeline)), h("td", null, runLink(c.run_id)),
+      h("td", null, mono(c.entity_id)), h("td", null, mono(c.source_id)), h("td", null, c.destination_id ? mono(c.destination_id) : muted("–")),
+      h("td", null, (c.fields || []).map((f) => h("span", { class: "chip chip-conflict mono" }, f))),
+      h("td", null, when(c.created_at, true)),
+      h("td", null, c.status === "resolved" ? [badge("resolved"), c.resolution ? h("div", { class: "small muted" }, c.resolution) : null] : badge("open")),
+      actions);
+    actions.append(toggleButton(detail, async (cell) => {
+      const full = await get(path(API.conflict, { id: c.id }));
+      cell.replaceChildren(compare(asJson(full.source_record), asJson(full.destination_payload), full.fields || c.fields || []));
+    }));
+    if (c.status !== "resolved") {
+      for (const [keep, label] of [["source", "Keep source"], ["destination", "Keep destination"]]) {
+        actions.append(button(label, { class: "btn btn-small", "data-resolve": c.id, "data-keep": keep }, (b) => act(b, async () => {
+          await post(path(API.conflictResolve, { id: c.id }), { keep });
+          actions.replaceChildren(h("span", { class: "done" }, `✓ resolved: kept ${keep}`));
+          row.classList.add("row-done");
+          notify(`Conflict #${c.id} resolved: kept ${keep}.`);
+        })));
+      }
+    }
+    return [row, detail];
+  });
+  ctx.root.replaceChildren(panel("Conflicts", filters, rows.length
+    ? table(["Id", "Pipeline", "Run", "Entity", "Source id", "Destination id", "Conflicting fields", "Created", "Status", ""], rows, "conflicts")
+    : empty(status === "open" ? "No open conflicts." : "No resolved conflicts.")));
+}
+
+// Source and destination side by side, field by field, conflicting fields first and marked.
+function compare(src, dst, fields) {
+  const hit = (k) => fields.some((f) => f === k || f.startsWith(`${k}.`) || f.startsWith(`${k}[`));
+  const objects = isObj(src) || isObj(dst);
+  // Without object payloads there are no fields to line up: the raw JSON is the comparison.
+  const raw = h("details", { class: "raw", open: !objects }, h("summary", null, "Source record and destination payload (JSON)"),
+    h("div", { class: "side-by-side" }, h("pre", { class: "json" }, pretty(src)), h("pre", { class: "json" }, pretty(dst))));
+  if (!objects) return h("div", null, raw);
+  const keys = [...new Set([...Object.keys(isObj(src) ? src : {}), ...Object.keys(isObj(dst) ? dst : {}), ...fields])];
+  keys.sort((a, b) => Number(hit(b)) - Number(hit(a)));
+  const val = (o, k) => {
+    const v = isObj(o) ? (k in o ? o[k] : getPath(o, k)) : undefined;
+    return v === undefined ? muted("(absent)") : h("span", { class: "mono" }, compact(v));
+  };
+  const rows = keys.map((k) => h("tr", { class: hit(k) ? "conflict-field" : null },
+    h("th", { scope: "row" }, mono(k), hit(k) ? h("span", { class: "flag" }, "conflict") : null),
+    h("td", null, val(src, k)), h("td", null, val(dst, k))));
+  return h("div", null, table(["Field", "Source record", "Destination payload"], rows, "compare"), raw);
+}
+
+/* ---------- plugins ---------- */
+
+async function viewPlugins(ctx) {
+  const plugins = (await get(path(API.plugins))) || [];
+  if (!ctx.alive()) return;
+  ctx.root.replaceChildren(panel("What is connected", muted(`${plugins.length} plugin${plugins.length === 1 ? "" : "s"} installed`),
+    plugins.length ? h("div", { class: "cards" }, plugins.map(pluginCard)) : empty("No plugins installed. Install one with `nexo plugin install`.")));
+}
+
+function pluginCard(p) {
+  // Only http(s) homepages become links; anything else (javascript:, data:) stays text.
+  const home = /^https?:\/\//i.test(p.homepage || "")
+    ? h("a", { href: p.homepage, rel: "noopener", referrerpolicy: "no-referrer", target: "_blank" }, p.homepage)
+    : p.homepage ? h("span", null, p.homepage) : null;
+  return h("article", { class: "card", "data-plugin": p.id },
+    h("header", { class: "card-head" },
+      h("h3", { class: "mono" }, p.id), h("span", { class: "chip" }, p.kind),
+      h("span", { class: "spacer" }), muted("active "), h("strong", null, p.active_version || "none")),
+    h("div", { class: "small" }, p.vendor ? h("strong", null, p.vendor) : muted("unknown vendor"), home ? [" · ", home] : null),
+    p.description ? h("p", null, p.description) : null,
+    h("div", { class: "small" }, muted("Used by: "), (p.used_by || []).length ? p.used_by.map((c) => h("span", { class: "chip mono" }, c)) : muted("no connection")),
+    (p.versions || []).map((v) => versionBlock(v, v.version === p.active_version)));
+}
+
+function versionBlock(v, active) {
+  const g = v.grants || {};
+  const sig = v.signed_by
+    ? h("span", { class: "sig-ok" }, "Signed by ", h("strong", null, v.signed_by.name), " ", mono(`key ${v.signed_by.key_id}`))
+    : h("span", { class: "sig-unsigned" }, "UNSIGNED (development)");
+  const sha = v.component_sha256 || "";
+  const list = (xs, none) => ((xs || []).length ? xs.map((x) => h("span", { class: "chip mono" }, x)) : muted(none));
+  return h("section", { class: `version${active ? " version-active" : ""}` },
+    h("h4", null, `Version ${v.version}`, active ? h("span", { class: "badge st-succeeded" }, "active") : null),
+    h("dl", { class: "facts facts-grid" },
+      h("dt", null, "WIT"), h("dd", null, mono(v.wit_version)),
+      h("dt", null, "Installed"), h("dd", null, when(v.installed_at)),
+      h("dt", null, "Signature"), h("dd", null, sig),
+      h("dt", null, "Component"), h("dd", null, mono(sha.length > 16 ? `sha256:${sha.slice(0, 12)}…` : sha, `sha256:${sha}`)),
+      h("dt", null, "Capabilities"), h("dd", null, (v.capabilities || []).length
+        ? h("ul", { class: "caps" }, v.capabilities.map((c) => h("li", null, richText(c)))) : muted("nothing beyond computing")),
+      h("dt", null, "Granted"), h("dd", null,
+        h("div", null, muted("origins "), list(g.http_origins, "none")),
+        h("div", null, muted("secrets "), list(g.secrets, "none")),
+        h("div", null, muted("storage "), g.kv_bytes ? `${num(g.kv_bytes)} bytes` : "none"))));
+}
+
+/* ---------- 360° lookup ---------- */
+
+async function viewLookup(ctx, _, q) {
+  const term = (q.q || "").trim();
+  const input = h("input", { id: "lookup-q", type: "search", value: term, placeholder: "Record id, email, company name…", autocomplete: "off", spellcheck: "false" });
+  const form = h("form", { class: "lookup-form", role: "search" }, input, h("button", { id: "lookup-go", type: "submit", class: "btn btn-primary" }, "Look up"));
+  const results = h("div", { class: "results" });
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const v = input.value.trim();
+    // The same term again would not change the hash, so search directly.
+    if (v === term) route(); else setQuery({ q: v });
+  });
+  ctx.root.replaceChildren(panel("360° lookup", muted("one customer across every connected system"), form, results));
+  input.focus();
+  if (!term) {
+    results.append(h("p", { class: "hint" }, "Search by a record id in any connected system, or by text in a record's last known content (an email address, a company name). Each result is one entity with every record linked to it."));
+    return;
+  }
+  results.append(h("div", { class: "loading" }, "Searching…"));
+  const entities = (await get(path(API.identity, {}, { q: term }))) || [];
+  if (!ctx.alive()) return;
+  if (!entities.length) {
+    results.replaceChildren(empty(`Nothing found for “${term}”. Try an exact record id or a longer piece of text.`, { id: "lookup-empty" }));
+    return;
+  }
+  results.replaceChildren(h("p", { class: "muted" }, `${entities.length} entit${entities.length === 1 ? "y" : "ies"}${entities.length >= 20 ? " (at most 20 are shown; refine the search)" : ""}`),
+    ...entities.map((e) => entityCard(e, term)));
+}
+
+// Marks occurrences of the search term, splitting text into nodes (never HTML).
+function marked(text, term) {
+  const s = String(text), lo = s.toLowerCase(), t = term.toLowerCase();
+  const out = [];
+  let i = 0, j;
+  while (t && (j = lo.indexOf(t, i)) >= 0) {
+    out.push(s.slice(i, j), h("mark", null, s.slice(j, j + t.length)));
+    i = j + t.length;
+  }
+  out.push(s.slice(i));
+  return out;
+}
+
+function entityCard(e, term) {
+  const rows = (e.records || []).map((r) => h("tr", { class: r.deleted ? "row-deleted" : null },
+    h("td", null, h("strong", null, r.connection)),
+    h("td", null, h("span", { class: `env env-${tok(r.environment)}` }, r.environment)),
+    h("td", null, mono(r.stream)),
+    h("td", null, h("span", { class: "mono" }, marked(r.record_id, term))),
+    h("td", null, r.version != null ? mono(String(r.version)) : muted("–")),
+    h("td", null, r.deleted ? badge("deleted") : muted("no")),
+    h("td", null, known(asJson(r.known), term))));
+  return h("article", { class: "card entity", "data-entity": e.entity_id },
+    h("header", { class: "card-head" }, h("span", { class: "chip" }, e.entity), h("h3", { class: "mono" }, e.entity_id),
+      h("span", { class: "spacer" }), muted(`${(e.records || []).length} linked record${(e.records || []).length === 1 ? "" : "s"}`)),
+    table(["Connection", "Env", "Stream", "Record id", "Version", "Deleted", "Known content"], rows, "entity-records"));
+}
+
+function known(v, term) {
+  if (v === null || v === undefined) return muted("not known");
+  if (!isObj(v)) return h("span", { class: "mono" }, marked(compact(v), term));
+  return h("table", { class: "kv" }, Object.entries(v).map(([k, x]) =>
+    h("tr", null, h("th", null, k), h("td", null, x === null ? muted("null") : marked(compact(x), term)))));
+}
+
+/* ---------- start ---------- */
+
+async function start() {
+  $("#login-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const input = $("#token"), btn = $("#login");
+    const token = input.value.trim();
+    if (!token) return loginError("Enter an API token.");
+    btn.disabled = true;
+    loginError(null);
+    try {
+      const session = await request("GET", path(API.session), undefined, token);
+      sessionStorage.setItem(TOKEN_KEY, token);
+      input.value = "";
+      enterApp(session);
+    } catch (e) {
+      loginError(e.status === 401 ? `That token was not accepted (${e.message}).` : e.message);
+      input.select();
+    } finally {
+      btn.disabled = false;
+    }
+  });
+  $("#logout").addEventListener("click", (ev) => { ev.preventDefault(); signOut(null); });
+  $("#error-close").addEventListener("click", hideError);
+  window.addEventListener("hashchange", route);
+
+  if (!sessionStorage.getItem(TOKEN_KEY)) return showLogin(null);
+  try {
+    enterApp(await request("GET", path(API.session)));
+  } catch (e) {
+    if (e.status === 401) signOut(`Signed out: ${e.message}`);
+    else { enterApp(null); showError(e.message); }
+  }
+}
+
+document.addEventListener("DOMContentLoaded", start);

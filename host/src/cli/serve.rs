@@ -1,0 +1,133 @@
+//! `nexo serve`, `nexo token`, `nexo pipeline webhook`: the daemon and the
+//! credentials it checks.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+
+use nexo::connections::Connections;
+use nexo::registry::Registry;
+use nexo::serve::clock::SystemClock;
+use nexo::serve::scheduler::SchedulerConfig;
+use nexo::serve::{App, ServeConfig};
+use nexo::store::sealed::Sealer;
+
+/// API tokens.
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create a token for the admin API and console (printed once).
+    Create {
+        /// A name to know it by (who or what uses it).
+        #[arg(long)]
+        name: String,
+    },
+    /// List tokens (names and dates, never the tokens).
+    List,
+    /// Revoke a token.
+    Revoke {
+        /// Its name.
+        name: String,
+    },
+}
+
+pub(crate) fn token(dir: &Path, cmd: TokenCommand) -> Result<()> {
+    let db = super::open_db(dir)?;
+    match cmd {
+        TokenCommand::Create { name } => {
+            if name.trim().is_empty() {
+                bail!("--name must not be empty");
+            }
+            let mut bytes = [0u8; 24];
+            getrandom::fill(&mut bytes).context("drawing a random token")?;
+            let token = format!("nexo_{}", hex::encode(bytes));
+            if !db.insert_token(&name, &token)? {
+                bail!("a token named `{name}` exists; revoke it first or pick another name");
+            }
+            println!("{token}");
+            eprintln!(
+                "token `{name}` created: it is shown only now; use it as `Authorization: Bearer <token>` or to log in to the console"
+            );
+        }
+        TokenCommand::List => {
+            let tokens = db.tokens()?;
+            if tokens.is_empty() {
+                println!("no tokens; create one with `nexo token create --name NAME`");
+            }
+            for t in tokens {
+                println!(
+                    "{}  created {}  last used {}",
+                    t.name,
+                    t.created_at,
+                    t.last_used_at.as_deref().unwrap_or("never")
+                );
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            if !db.revoke_token(&name)? {
+                bail!("no token named `{name}`; see `nexo token list`");
+            }
+            println!("revoked {name}");
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn webhook(dir: &Path, name: &str) -> Result<()> {
+    let db = super::open_db(dir)?;
+    if nexo::sync::SyncStore::pipeline(&db, name)?.is_none() {
+        bail!("no pipeline named `{name}`; see `nexo pipeline list`");
+    }
+    let sealer = Sealer::from_env_or_file(&dir.join("secret.key"))?;
+    let secret = nexo::serve::webhook::rotate_secret(&db, &sealer, name)?;
+    println!("{secret}");
+    eprintln!(
+        "webhook secret of `{name}` set (any previous one stops working): POST /hooks/{name} with header X-Nexo-Signature: sha256=<hex HMAC-SHA256 of the body under this secret>"
+    );
+    Ok(())
+}
+
+pub(crate) async fn serve(
+    dir: &Path,
+    registry: Registry,
+    addr: SocketAddr,
+    max_concurrent_runs: usize,
+) -> Result<()> {
+    let sealer = Sealer::from_env_or_file(&dir.join("secret.key"))?;
+    let engine = super::sync::engine(dir, &registry)?;
+    let connections = Connections::new(registry.clone(), sealer.clone());
+    let scheduler = SchedulerConfig {
+        max_concurrent_runs,
+        ..SchedulerConfig::default()
+    };
+    let app = App::new(
+        engine,
+        registry,
+        connections,
+        sealer,
+        Arc::new(SystemClock),
+        scheduler.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (in use? pick another with --addr)"))?;
+    let local = listener.local_addr()?;
+    if app.registry.db().tokens()?.is_empty() {
+        eprintln!("no API token yet: create one with `nexo token create --name admin` to log in");
+    }
+    // Printed on stdout so scripts and tests can read where it listens.
+    println!("nexo serving on http://{local}/ (console), API at /api, metrics at /metrics");
+    nexo::serve::serve(
+        app,
+        listener,
+        ServeConfig {
+            scheduler,
+            ..ServeConfig::default()
+        },
+        nexo::serve::terminated(),
+    )
+    .await
+    .context("serving")
+}

@@ -1,0 +1,298 @@
+//! Process-wide counters for Prometheus (`/metrics` of `nexo serve`): runs,
+//! records by outcome, errors by class, plugin call latency, sandbox limit
+//! hits, webhooks. Kept in memory; a scrape renders the text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use crate::sync::store::Counts;
+
+/// Latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    total: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, secs: f64) {
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += secs;
+        self.total += 1;
+    }
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Debug, Default)]
+struct State {
+    counters: BTreeMap<(&'static str, Labels), u64>,
+    histograms: BTreeMap<(&'static str, Labels), Histogram>,
+}
+
+/// The metrics of this process.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    state: Mutex<State>,
+}
+
+const HELP: &[(&str, &str, &str)] = &[
+    (
+        "nexo_runs_total",
+        "counter",
+        "Finished pipeline runs by status.",
+    ),
+    (
+        "nexo_records_total",
+        "counter",
+        "Records handled by runs, by outcome.",
+    ),
+    (
+        "nexo_errors_total",
+        "counter",
+        "Errors by class: failed runs and dead-lettered records.",
+    ),
+    (
+        "nexo_plugin_calls_total",
+        "counter",
+        "Plugin calls by plugin, operation and result.",
+    ),
+    (
+        "nexo_plugin_call_seconds",
+        "histogram",
+        "Plugin call latency, instantiation included.",
+    ),
+    (
+        "nexo_plugin_limit_hits_total",
+        "counter",
+        "Plugin calls stopped by a sandbox limit.",
+    ),
+    (
+        "nexo_pipelines_auto_paused_total",
+        "counter",
+        "Pipelines paused after repeated failures.",
+    ),
+    (
+        "nexo_webhooks_total",
+        "counter",
+        "Webhook requests by result.",
+    ),
+];
+
+impl Metrics {
+    /// The process's metrics.
+    pub fn global() -> &'static Metrics {
+        static GLOBAL: OnceLock<Metrics> = OnceLock::new();
+        GLOBAL.get_or_init(Metrics::default)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn add(&self, name: &'static str, labels: Labels, n: u64) {
+        if n > 0 {
+            *self.lock().counters.entry((name, labels)).or_default() += n;
+        }
+    }
+
+    /// The value of a counter (tests, the console).
+    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        self.lock()
+            .counters
+            .iter()
+            .filter(|((n, l), _)| {
+                *n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|(_, v)| *v)
+            .sum()
+    }
+
+    /// A run ended (succeeded, failed or interrupted) with these counts.
+    pub fn run_finished(&self, pipeline: &str, status: &str, counts: &Counts) {
+        self.add(
+            "nexo_runs_total",
+            vec![("pipeline", pipeline.into()), ("status", status.into())],
+            1,
+        );
+        for (outcome, n) in [
+            ("created", counts.created),
+            ("updated", counts.updated),
+            ("unchanged", counts.unchanged),
+            ("deleted", counts.deleted),
+            ("failed", counts.failed),
+            ("quarantined", counts.quarantined),
+            ("conflict", counts.conflicts),
+        ] {
+            self.add(
+                "nexo_records_total",
+                vec![("pipeline", pipeline.into()), ("outcome", outcome.into())],
+                n,
+            );
+        }
+    }
+
+    /// An error of a class (`run:<kind>` for a failed run, the dead
+    /// letter's class for a record).
+    pub fn error(&self, pipeline: &str, class: &str) {
+        self.add(
+            "nexo_errors_total",
+            vec![("pipeline", pipeline.into()), ("class", class.into())],
+            1,
+        );
+    }
+
+    /// A plugin call finished.
+    pub fn plugin_call(&self, plugin: &str, op: &str, ok: bool, elapsed: Duration) {
+        let labels: Labels = vec![("plugin", plugin.into()), ("operation", op.into())];
+        let mut with_result = labels.clone();
+        with_result.push(("result", if ok { "ok" } else { "error" }.into()));
+        self.add("nexo_plugin_calls_total", with_result, 1);
+        self.lock()
+            .histograms
+            .entry(("nexo_plugin_call_seconds", labels))
+            .or_default()
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// A plugin call was stopped by a limit (`memory`, `time`, …).
+    pub fn limit_hit(&self, plugin: &str, limit: &str) {
+        self.add(
+            "nexo_plugin_limit_hits_total",
+            vec![("plugin", plugin.into()), ("limit", limit.into())],
+            1,
+        );
+    }
+
+    /// A pipeline was paused by the host.
+    pub fn auto_paused(&self, pipeline: &str) {
+        self.add(
+            "nexo_pipelines_auto_paused_total",
+            vec![("pipeline", pipeline.into())],
+            1,
+        );
+    }
+
+    /// A webhook request was answered (`accepted`, `bad_signature`, …).
+    pub fn webhook(&self, pipeline: &str, result: &str) {
+        self.add(
+            "nexo_webhooks_total",
+            vec![("pipeline", pipeline.into()), ("result", result.into())],
+            1,
+        );
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let state = self.lock();
+        let mut out = String::new();
+        for (name, kind, help) in HELP {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for ((n, labels), v) in &state.counters {
+                if n == name {
+                    let _ = writeln!(out, "{name}{} {v}", render_labels(labels, None));
+                }
+            }
+            for ((n, labels), h) in &state.histograms {
+                if n != name {
+                    continue;
+                }
+                for (i, le) in BUCKETS.iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{} {}",
+                        render_labels(labels, Some(&le.to_string())),
+                        h.counts[i]
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{} {}",
+                    render_labels(labels, Some("+Inf")),
+                    h.total
+                );
+                let _ = writeln!(out, "{name}_sum{} {}", render_labels(labels, None), h.sum);
+                let _ = writeln!(
+                    out,
+                    "{name}_count{} {}",
+                    render_labels(labels, None),
+                    h.total
+                );
+            }
+        }
+        out
+    }
+}
+
+fn render_labels(labels: &Labels, le: Option<&str>) -> String {
+    let mut parts: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    if let Some(le) = le {
+        parts.push(format!("le=\"{le}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_histograms_render_in_the_text_format() {
+        let m = Metrics::default();
+        let counts = Counts {
+            read: 3,
+            created: 2,
+            failed: 1,
+            ..Counts::default()
+        };
+        m.run_finished("p\"1", "succeeded", &counts);
+        m.plugin_call("acme/crm", "read", true, Duration::from_millis(3));
+        let text = m.render();
+        assert!(
+            text.contains("nexo_runs_total{pipeline=\"p\\\"1\",status=\"succeeded\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("nexo_records_total{pipeline=\"p\\\"1\",outcome=\"created\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "nexo_plugin_call_seconds_bucket{plugin=\"acme/crm\",operation=\"read\",le=\"0.005\"} 1"
+        ), "{text}");
+        assert!(text.contains(
+            "nexo_plugin_call_seconds_bucket{plugin=\"acme/crm\",operation=\"read\",le=\"0.0025\"} 0"
+        ), "{text}");
+        assert_eq!(m.counter("nexo_records_total", &[("outcome", "failed")]), 1);
+        assert_eq!(
+            m.counter("nexo_records_total", &[("outcome", "updated")]),
+            0
+        );
+    }
+}

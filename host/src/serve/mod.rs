@@ -1,0 +1,190 @@
+//! `nexo serve`: the host as a daemon on one SQLite database. A scheduler
+//! runs pipelines on their schedules and on webhooks; an axum server
+//! answers the admin API (`/api`, token-protected), Prometheus (`/metrics`),
+//! webhooks (`/hooks/{pipeline}`) and the web console (`/`). SIGTERM lets
+//! runs commit their current page and exit; the next start resumes them.
+
+pub mod api;
+pub mod clock;
+mod console;
+pub mod scheduler;
+mod views;
+pub mod webhook;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+use crate::connections::Connections;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::store::sealed::Sealer;
+use crate::sync::Engine;
+use clock::Clock;
+use scheduler::{Scheduler, SchedulerConfig};
+
+/// The OpenAPI document of the admin API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Everything the daemon's handlers reach.
+#[derive(Debug)]
+pub struct App {
+    /// The sync engine.
+    pub engine: Engine,
+    /// Installed plugins (and the database).
+    pub registry: Registry,
+    /// Connections.
+    pub connections: Connections,
+    /// Seals webhook secrets.
+    pub sealer: Sealer,
+    /// The scheduler.
+    pub scheduler: Scheduler,
+}
+
+/// How the daemon runs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Scheduling.
+    pub scheduler: SchedulerConfig,
+    /// How often every connection's `check` runs for the dashboard.
+    pub health_every: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            scheduler: SchedulerConfig::default(),
+            health_every: Duration::from_secs(300),
+        }
+    }
+}
+
+impl App {
+    /// Assemble the daemon's state.
+    pub fn new(
+        engine: Engine,
+        registry: Registry,
+        connections: Connections,
+        sealer: Sealer,
+        clock: Arc<dyn Clock>,
+        config: SchedulerConfig,
+    ) -> Arc<App> {
+        let scheduler = Scheduler::new(engine.clone(), clock, config);
+        Arc::new(App {
+            engine,
+            registry,
+            connections,
+            sealer,
+            scheduler,
+        })
+    }
+}
+
+/// Every route of the daemon.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/hooks/{pipeline}", post(webhook::hook))
+        .with_state(app.clone())
+        .route("/api/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .merge(api::routes(app))
+        .merge(console::routes())
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        Metrics::global().render(),
+    )
+}
+
+/// Serve on `listener` until `shutdown` resolves: start the scheduler,
+/// resume interrupted runs, check connections' health now and then; on
+/// shutdown stop taking requests, let runs commit their page, and return.
+pub async fn serve(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr: SocketAddr = listener.local_addr()?;
+    match app.scheduler.resume_interrupted() {
+        Ok(resumed) if !resumed.is_empty() => {
+            tracing::info!(pipelines = ?resumed, "resuming runs left interrupted")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "cannot look for interrupted runs"),
+    }
+    let scheduler = tokio::spawn(app.scheduler.clone().run());
+    let health = tokio::spawn(check_health(app.clone(), config.health_every));
+    tracing::info!(%addr, "serving");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let app_for_stop = app.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: runs stop after committing their current page");
+        app_for_stop.scheduler.shutdown().await;
+        let _ = stop_tx.send(());
+    });
+    let server = axum::serve(listener, router(app.clone()))
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.await;
+        })
+        .await;
+    health.abort();
+    let _ = scheduler.await;
+    tracing::info!("stopped");
+    server
+}
+
+/// Run every connection's `check` now and every `every`.
+async fn check_health(app: Arc<App>, every: Duration) {
+    loop {
+        let names = app.registry.db().connection_names(None).unwrap_or_default();
+        for name in names {
+            let error = app
+                .connections
+                .test(&name)
+                .await
+                .err()
+                .map(|e| e.to_string());
+            if let Err(e) = app.registry.db().set_health(&name, error.as_deref()) {
+                tracing::warn!(connection = %name, error = %e, "cannot save a health check");
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
