@@ -150,3 +150,111 @@ async fn sigterm_mid_run_then_restart_loses_nothing_and_duplicates_nothing() {
         "a record was created twice"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_upgraded_while_serving_is_used_by_the_next_run_not_the_one_in_flight() {
+    let kit = Kit::new(tinycrm::seed(120), Default::default(), 10).await;
+    kit.apply(&pipeline(
+        "a-to-b",
+        "batch_size = 5",
+        "[schedule]\nevery = \"1h\"",
+    ))
+    .await;
+    kit.b.crm.lock().unwrap().write_latency = Duration::from_millis(10);
+    let dir = kit.dir.path();
+    let nexo = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_nexo"))
+            .arg("--data-dir")
+            .arg(dir)
+            .args(args)
+            .env("NEXO_LOG", "warn")
+            .env_remove("NEXO_SECRET_KEY")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nexo {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let secret = nexo(&["pipeline", "webhook", "a-to-b"]).trim().to_string();
+    let runs = || {
+        kit.db
+            .runs(&RunFilter {
+                pipeline: Some("a-to-b".into()),
+                status: None,
+                limit: 10,
+            })
+            .unwrap()
+    };
+    let versions = |run: i64| {
+        kit.db
+            .run_log(run)
+            .unwrap()
+            .into_iter()
+            .map(|(_, _, m)| m)
+            .find(|m| m.starts_with("plugins:"))
+            .unwrap_or_default()
+    };
+
+    let mut daemon = Daemon::start(dir);
+    until("the first run is under way", || {
+        runs().first().is_some_and(|r| r.pages >= 1)
+    })
+    .await;
+    // The admin upgrades the connector from another shell, host serving.
+    let file = dir.join("crm-1.1.0.nexo");
+    std::fs::write(&file, kit.crm_bundle("1.1.0").await).unwrap();
+    nexo(&[
+        "plugin",
+        "upgrade",
+        "acme/crm",
+        file.to_str().unwrap(),
+        "--grant",
+        "all",
+    ]);
+    until("the first run finished", || {
+        runs().first().is_some_and(|r| r.finished_at.is_some())
+    })
+    .await;
+    let first = runs()[0].clone();
+    assert_eq!(first.status, "succeeded", "{first:?}");
+    assert!(
+        versions(first.id).contains("acme/crm@1.0.0"),
+        "{}",
+        versions(first.id)
+    );
+
+    // The next run, asked for by a webhook, uses the new version: no restart.
+    kit.b.crm.lock().unwrap().write_latency = Duration::ZERO;
+    let id = kit.a.contacts()[0]["id"].as_str().unwrap().to_string();
+    kit.a.edit(&id, "city", "After the upgrade");
+    let body = b"{}".to_vec();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/hooks/a-to-b", daemon.url))
+        .header(
+            nexo::serve::webhook::SIGNATURE_HEADER,
+            nexo::serve::webhook::sign(&secret, &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    until("the second run finished", || {
+        runs()
+            .first()
+            .is_some_and(|r| r.id != first.id && r.finished_at.is_some())
+    })
+    .await;
+    let second = runs()[0].clone();
+    assert_eq!(second.status, "succeeded", "{second:?}");
+    assert!(
+        versions(second.id).contains("acme/crm@1.1.0"),
+        "{}",
+        versions(second.id)
+    );
+    assert!(daemon.terminate().success());
+    assert_eq!(contents(&kit.a), contents(&kit.b));
+}

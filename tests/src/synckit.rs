@@ -155,6 +155,12 @@ impl Kit {
         }
     }
 
+    /// A signed bundle of the TinyCRM connector at `version` (what a vendor
+    /// ships).
+    pub async fn crm_bundle(&self, version: &str) -> Vec<u8> {
+        bundle(&self.key, &crm_manifest(version), programs::EXAMPLE_CRM).await
+    }
+
     /// Upgrade the TinyCRM connector to `version` (same component, new
     /// bundle), as an admin would while the host runs.
     pub async fn upgrade_crm(&self, version: &str) {
