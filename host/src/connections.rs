@@ -4,12 +4,14 @@
 //! to it, and an environment (sandbox or production).
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use crate::bundle::manifest::Manifest;
 use crate::limits::Limits;
 use crate::plugin::{ConnectorPlugin, Grants, OpenError, Sandbox};
 use crate::registry::{Registry, RegistryError};
+use crate::sandbox::budget::{Budget, RequestBudgets};
 use crate::sandbox::kv::KvStore;
 use crate::sandbox::policy::{HttpGrant, Origin, OriginPattern};
 use crate::sandbox::secrets::SecretValue;
@@ -71,6 +73,9 @@ pub enum ConnectionError {
     /// Bad origin text.
     #[error("{0}")]
     Origin(String),
+    /// A request budget of zero.
+    #[error("connection `{0}`: requests_per_minute must be at least 1 (leave it out for no limit)")]
+    NoRequestBudget(String),
 }
 
 /// What `add` needs.
@@ -88,16 +93,19 @@ pub struct NewConnection {
     pub config: serde_json::Value,
     /// Secret values by name.
     pub secrets: BTreeMap<String, SecretValue>,
-    /// Origins of this system.
+    /// Origins of this system, and the request budget.
     pub grants: ConnectionGrants,
 }
 
-/// The connections of a host.
+/// The connections of a host. Clones share everything, including the
+/// request budgets: open every connection of a process through clones of
+/// one `Connections`, so that all its runs share each connection's budget.
 #[derive(Debug, Clone)]
 pub struct Connections {
     registry: Registry,
     sealer: Arc<Sealer>,
     kv: KvStore,
+    budgets: RequestBudgets,
 }
 
 fn check_name(name: &str) -> Result<(), ConnectionError> {
@@ -140,6 +148,28 @@ impl Connections {
             registry,
             sealer: Arc::new(sealer),
             kv,
+            budgets: RequestBudgets::new(),
+        }
+    }
+
+    /// The request budgets of the connections opened through this value
+    /// and its clones.
+    pub fn request_budgets(&self) -> &RequestBudgets {
+        &self.budgets
+    }
+
+    /// A connection's request budget, if it has one.
+    fn budget_of(&self, row: &ConnectionRow) -> Result<Option<Arc<Budget>>, ConnectionError> {
+        match row.grants.requests_per_minute {
+            None => {
+                self.budgets.forget(&row.name);
+                Ok(None)
+            }
+            Some(n) => {
+                let per_minute = NonZeroU32::new(n)
+                    .ok_or_else(|| ConnectionError::NoRequestBudget(row.name.clone()))?;
+                Ok(Some(self.budgets.for_connection(&row.name, per_minute)))
+            }
         }
     }
 
@@ -171,6 +201,9 @@ impl Connections {
     /// Validate and save a new connection. Nothing is saved on any error.
     pub fn add(&self, new: NewConnection) -> Result<ConnectionRow, ConnectionError> {
         check_name(&new.name)?;
+        if new.grants.requests_per_minute == Some(0) {
+            return Err(ConnectionError::NoRequestBudget(new.name));
+        }
         let db = self.registry.db();
         if db.connection(&new.name)?.is_some() {
             return Err(ConnectionError::Exists(new.name));
@@ -283,13 +316,16 @@ impl Connections {
     }
 
     /// Open the connection's connector under its sandbox: the pinned (or
-    /// active) plugin version, its grants, its secrets opened for the call.
+    /// active) plugin version, its grants, its secrets opened for the call,
+    /// and the connection's request budget, shared with every other
+    /// instance opened through this `Connections` (or a clone).
     pub async fn open(
         &self,
         name: &str,
         limits: Limits,
     ) -> Result<(ConnectionRow, ConnectorPlugin), ConnectionError> {
         let row = self.get(name)?;
+        let budget = self.budget_of(&row)?;
         let (version, plugin) = match &row.pinned_version {
             Some(v) => self.registry.load_version(&row.plugin_id, v)?,
             None => self.registry.load_active(&row.plugin_id)?,
@@ -329,7 +365,10 @@ impl Connections {
                 ),
             )),
         };
-        let connector = ConnectorPlugin::open(&plugin, sandbox).await?;
+        let mut connector = ConnectorPlugin::open(&plugin, sandbox).await?;
+        if let Some(budget) = budget {
+            connector = connector.with_request_budget(budget);
+        }
         Ok((row, connector))
     }
 
@@ -345,6 +384,7 @@ impl Connections {
         if !self.registry.db().delete_connection(name)? {
             return Err(ConnectionError::Unknown(name.to_string()));
         }
+        self.budgets.forget(name);
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 //! import boundary, the same way for every import.
 
 use crate::bindings::{wit_http, wit_kv, wit_log, wit_types};
+use crate::sandbox::budget::BudgetExhausted;
 use crate::sandbox::http::{HttpError, Method, OutboundRequest};
 use crate::sandbox::kv::KvError;
 use crate::sandbox::log::Level;
@@ -31,7 +32,7 @@ impl wit_http::Host for PluginState {
         let Some(http) = self.http.clone() else {
             let e = HttpError::OriginNotAllowed("this plugin has no HTTP grant".into());
             self.events.push(SandboxEvent::HttpRefused(e.clone()));
-            return Ok(Err(to_wit_http_error(e)));
+            return Ok(to_wit_http_result(e));
         };
         let req = OutboundRequest {
             method: match request.method {
@@ -57,14 +58,34 @@ impl wit_http::Host for PluginState {
             Err(e) => {
                 tracing::warn!(error = %e, "plugin HTTP request refused or failed");
                 self.events.push(SandboxEvent::HttpRefused(e.clone()));
-                Ok(Err(to_wit_http_error(e)))
+                Ok(to_wit_http_result(e))
             }
         }
     }
 }
 
-fn to_wit_http_error(e: HttpError) -> wit_http::HttpError {
-    match e {
+/// The guest's view of a used-up request budget: the answer a rate-limited
+/// system gives, `429` with `Retry-After` (whole seconds, rounded up), which
+/// the SDK's `error_for_status` turns into `rate-limited(ms)` as for the
+/// system's own 429s. `http-error` (WIT 1.0) has no rate-limited case, and
+/// adding one would break every plugin built against 1.0. The
+/// `x-nexo-rate-limited` header tells it apart from the system's own.
+fn budget_answer(e: &BudgetExhausted) -> wit_http::Response {
+    let seconds = e.retry_after.as_millis().div_ceil(1000).max(1);
+    wit_http::Response {
+        status: 429,
+        headers: vec![
+            ("retry-after".into(), seconds.to_string()),
+            ("x-nexo-rate-limited".into(), "connection-budget".into()),
+            ("content-type".into(), "text/plain; charset=utf-8".into()),
+        ],
+        body: e.to_string().into_bytes(),
+    }
+}
+
+/// What the guest gets for a request that got no response from the system.
+fn to_wit_http_result(e: HttpError) -> Result<wit_http::Response, wit_http::HttpError> {
+    Err(match e {
         HttpError::OriginNotAllowed(m) => wit_http::HttpError::OriginNotAllowed(m),
         HttpError::AddressNotAllowed(m) => wit_http::HttpError::AddressNotAllowed(m),
         HttpError::RedirectNotAllowed(m) => wit_http::HttpError::RedirectNotAllowed(m),
@@ -73,7 +94,8 @@ fn to_wit_http_error(e: HttpError) -> wit_http::HttpError {
         HttpError::ResponseTooLarge(n) => wit_http::HttpError::ResponseTooLarge(n),
         HttpError::Timeout => wit_http::HttpError::Timeout,
         HttpError::ConnectionFailed(m) => wit_http::HttpError::ConnectionFailed(m),
-    }
+        HttpError::RateLimited(e) => return Ok(budget_answer(&e)),
+    })
 }
 
 impl crate::bindings::connector::nexo::connector::secrets::Host for PluginState {
@@ -154,6 +176,40 @@ impl From<wit_types::Error> for crate::error::GuestError {
             wit_types::Error::Transient(m) => G::Transient(m),
             wit_types::Error::Rejected(m) => G::Rejected(m),
             wit_types::Error::Internal(m) => G::Internal(m),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_used_up_budget_reaches_the_guest_as_a_429_with_whole_seconds_rounded_up() {
+        let e = |ms| BudgetExhausted {
+            connection: "crm".into(),
+            per_minute: 6,
+            retry_after: Duration::from_millis(ms),
+        };
+        let retry_after = |r: &wit_http::Response| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k == "retry-after")
+                .map(|(_, v)| v.clone())
+        };
+        for (ms, seconds) in [(1, "1"), (1000, "1"), (1001, "2"), (9_500, "10")] {
+            let answer = to_wit_http_result(HttpError::RateLimited(e(ms))).unwrap();
+            assert_eq!(answer.status, 429);
+            assert_eq!(retry_after(&answer).as_deref(), Some(seconds), "{ms} ms");
+            assert!(
+                answer
+                    .headers
+                    .contains(&("x-nexo-rate-limited".into(), "connection-budget".into()))
+            );
+            assert!(String::from_utf8(answer.body).unwrap().contains("`crm`"));
         }
     }
 }

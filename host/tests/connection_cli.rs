@@ -93,26 +93,42 @@ async fn install_connect_test_and_guarded_remove() {
         format!(r#"{{"base_url": "{}"}}"#, crm.url()),
     )
     .unwrap();
-    ok(nexo(
-        d,
-        &[
-            "connection",
-            "add",
-            "crm",
-            "--plugin",
-            id,
-            "--config",
-            &p("good.json"),
-            "--secret",
-            "api_token=env:CRM_TOKEN",
-            "--grant-private-http",
-            &crm.url(),
-        ],
-    ));
+    let add = |budget: &str| {
+        nexo(
+            d,
+            &[
+                "connection",
+                "add",
+                "crm",
+                "--plugin",
+                id,
+                "--config",
+                &p("good.json"),
+                "--secret",
+                "api_token=env:CRM_TOKEN",
+                "--grant-private-http",
+                &crm.url(),
+                "--requests-per-minute",
+                budget,
+            ],
+        )
+    };
+    for bad in ["0", "1.5", "lots"] {
+        let err = fails(add(bad));
+        assert!(err.contains("--requests-per-minute"), "{err}");
+        assert!(err.contains("at least 1"), "{err}");
+    }
+    ok(add("120"));
     assert!(ok(nexo(d, &["connection", "test", "crm"])).contains("connection crm: OK"));
     let shown = ok(nexo(d, &["connection", "show", "crm"]));
     assert!(
         shown.contains("secrets      api_token (values are sealed and never shown)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(
+            "requests     at most 120 per minute, shared by all runs (bursts of up to 4)"
+        ),
         "{shown}"
     );
     assert!(!shown.contains(TOKEN));

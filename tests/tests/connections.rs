@@ -80,6 +80,7 @@ fn new(name: &str, crm: &tinycrm::Server, config: serde_json::Value) -> NewConne
         grants: ConnectionGrants {
             http: vec![],
             private_http: vec![crm.url()],
+            ..Default::default()
         },
     }
 }

@@ -1,6 +1,7 @@
 //! `nexo connection add|list|show|test|remove`.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -8,6 +9,7 @@ use clap::Subcommand;
 
 use nexo::connections::{Connections, NewConnection};
 use nexo::registry::Registry;
+use nexo::sandbox::budget::burst_for;
 use nexo::store::connections::{ConnectionGrants, Environment};
 use nexo::store::sealed::Sealer;
 
@@ -41,6 +43,11 @@ pub(crate) enum ConnectionCommand {
         /// Exact origin of this system that may be internal. Repeatable.
         #[arg(long = "grant-private-http", value_name = "ORIGIN")]
         grant_private_http: Vec<String>,
+        /// Most requests per minute to this system, shared by every run of
+        /// the connection in one process; more wait their turn (default: no
+        /// limit).
+        #[arg(long, value_name = "N", value_parser = parse_requests_per_minute)]
+        requests_per_minute: Option<u32>,
     },
     /// List connections.
     List,
@@ -74,6 +81,7 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
             secrets,
             grant_http,
             grant_private_http,
+            requests_per_minute,
         } => {
             let text = read_text(&config)?;
             let config: serde_json::Value = serde_json::from_str(&text)
@@ -92,6 +100,7 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
                 grants: ConnectionGrants {
                     http: grant_http,
                     private_http: grant_private_http,
+                    requests_per_minute,
                 },
             })?;
             println!(
@@ -147,6 +156,16 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
                 }
             );
             println!(
+                "  requests     {}",
+                match c.grants.requests_per_minute.and_then(NonZeroU32::new) {
+                    Some(n) => format!(
+                        "at most {n} per minute, shared by all runs (bursts of up to {})",
+                        burst_for(n)
+                    ),
+                    None => "no limit".into(),
+                }
+            );
+            println!(
                 "  secrets      {} (values are sealed and never shown)",
                 connections.secret_names(&name)?.join(", ")
             );
@@ -165,4 +184,14 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
         }
     }
     Ok(())
+}
+
+/// `--requests-per-minute`: a whole number, at least 1.
+fn parse_requests_per_minute(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "must be a whole number of at least 1, not `{s}` (leave --requests-per-minute out for no limit)"
+        )),
+    }
 }

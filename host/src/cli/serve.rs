@@ -8,7 +8,6 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 
-use nexo::connections::Connections;
 use nexo::registry::Registry;
 use nexo::serve::clock::SystemClock;
 use nexo::serve::scheduler::SchedulerConfig;
@@ -97,7 +96,9 @@ pub(crate) async fn serve(
 ) -> Result<()> {
     let sealer = Sealer::from_env_or_file(&dir.join("secret.key"))?;
     let engine = super::sync::engine(dir, &registry)?;
-    let connections = Connections::new(registry.clone(), sealer.clone());
+    // One set of connections for runs, health checks and the API, so every
+    // use of a connection shares its request budget.
+    let connections = engine.connections().clone();
     let scheduler = SchedulerConfig {
         max_concurrent_runs,
         ..SchedulerConfig::default()

@@ -4,12 +4,14 @@
 //! call starts clean.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{PluginError, PluginRef};
 use crate::inspect::WorldKind;
 use crate::limits::Limits;
 use crate::runtime::LoadedPlugin;
+use crate::sandbox::budget::Budget;
 use crate::sandbox::http::{HttpSettings, OutboundHttp};
 use crate::sandbox::kv::KvStore;
 use crate::sandbox::policy::{HttpGrant, OriginPattern, OutboundPolicy, PatternError};
@@ -197,6 +199,14 @@ impl ConnectorPlugin {
             },
             spec,
         })
+    }
+
+    /// The same plugin, with each of its outbound requests waiting for a
+    /// token of `budget` (shared with every other instance of the same
+    /// connection) before it goes out.
+    pub fn with_request_budget(mut self, budget: Arc<Budget>) -> Self {
+        self.core.http = self.core.http.map(|http| http.with_budget(budget));
+        self
     }
 
     /// The spec returned at open.

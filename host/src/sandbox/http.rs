@@ -6,7 +6,9 @@
 //! followed here, not by the client, so none escapes the policy). Secret
 //! templates are filled in per hop for the hop's origin; on a cross-origin
 //! redirect, credential headers are dropped as browsers do. 429/503 answers
-//! are retried a bounded number of times, honouring `Retry-After`.
+//! are retried a bounded number of times, honouring `Retry-After`. With a
+//! connection's [`Budget`], every request that goes out (redirect hops and
+//! retries included) first waits for a token of it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
+use super::budget::{Budget, BudgetExhausted};
 use super::policy::{Denial, Origin, OutboundPolicy};
 use super::secrets::{SecretDenial, SecretSet};
 
@@ -104,6 +107,10 @@ pub enum HttpError {
     /// Network, TLS or protocol failure.
     #[error("connection failed: {0}")]
     ConnectionFailed(String),
+    /// The connection's request budget had no room for this request before
+    /// the call's deadline; nothing was sent. Retryable.
+    #[error(transparent)]
+    RateLimited(#[from] BudgetExhausted),
 }
 
 impl From<Denial> for HttpError {
@@ -184,6 +191,11 @@ impl reqwest::dns::Resolve for PolicyResolver {
     }
 }
 
+/// Time a request needs at least once its budget lets it go: a turn later
+/// than this before the call's deadline is refused rather than waited for,
+/// since the request could not be answered anyway.
+const MIN_REQUEST_TIME: Duration = Duration::from_millis(100);
+
 /// An outbound HTTP client bound to one plugin's policy and secrets. Cheap
 /// to clone; build one per plugin and connection, not per call.
 #[derive(Debug, Clone)]
@@ -192,6 +204,7 @@ pub struct OutboundHttp {
     policy: Arc<OutboundPolicy>,
     secrets: Arc<SecretSet>,
     settings: HttpSettings,
+    budget: Option<Arc<Budget>>,
 }
 
 impl OutboundHttp {
@@ -216,7 +229,16 @@ impl OutboundHttp {
             policy,
             secrets: Arc::new(secrets),
             settings,
+            budget: None,
         })
+    }
+
+    /// The same client, with every request it sends (redirect hops and
+    /// retries included) taking a token of `budget` first, shared with
+    /// every other client of the same connection.
+    pub fn with_budget(mut self, budget: Arc<Budget>) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// The secrets this client substitutes (for `secrets.is-set`).
@@ -226,6 +248,8 @@ impl OutboundHttp {
 
     /// Send `req`, following allowed redirects and retrying 429/503 within
     /// bounds; the deadline caps everything (the call's own time limit).
+    /// With a budget, each request waits for its turn first; a turn that
+    /// would come too late is answered with [`HttpError::RateLimited`].
     pub async fn send(
         &self,
         req: OutboundRequest,
@@ -243,12 +267,10 @@ impl OutboundHttp {
         loop {
             let origin = origin_of(&url)?;
             let headers = self.headers_for(&req, &origin, with_credentials)?;
-            let timeout = self.timeout_for(&req, deadline)?;
             let mut builder = self
                 .client
                 .request(method.as_reqwest(), url.clone())
-                .headers(headers)
-                .timeout(timeout);
+                .headers(headers);
             if with_credentials && let Some((user, pass)) = &req.basic_auth {
                 let user = self.secrets.substitute(user, &origin)?;
                 let pass = self.secrets.substitute(pass, &origin)?;
@@ -257,6 +279,14 @@ impl OutboundHttp {
             if let Some(b) = &body {
                 builder = builder.body(b.clone());
             }
+            // Only a request that is about to go out takes a token (one
+            // refused above took none), and its timeout counts from when
+            // the budget lets it go.
+            if let Some(budget) = &self.budget {
+                let latest = deadline.checked_sub(MIN_REQUEST_TIME).unwrap_or(deadline);
+                budget.acquire(latest).await?;
+            }
+            let builder = builder.timeout(self.timeout_for(&req, deadline)?);
             let resp = builder.send().await.map_err(|e| self.classify(e))?;
             let status = resp.status().as_u16();
 

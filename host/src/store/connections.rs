@@ -38,13 +38,19 @@ impl std::str::FromStr for Environment {
     }
 }
 
-/// HTTP grants of one connection (the origins of *this* system).
+/// HTTP grants of one connection (the origins of *this* system) and the
+/// pace its requests may go at.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionGrants {
     /// Origins granted, public addresses only.
     pub http: Vec<String>,
     /// Exact origins granted including internal addresses.
     pub private_http: Vec<String>,
+    /// Most requests per minute to this system, shared by every run of the
+    /// connection in one process; more wait their turn. `None`: no limit.
+    /// (Stored in the grants JSON; absent in rows saved before it existed.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
 }
 
 /// A stored connection (secrets are kept apart, sealed).
@@ -193,5 +199,31 @@ impl Database {
         )?;
         tx.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn grants_saved_before_request_budgets_still_read_and_none_is_not_written() {
+        let old: ConnectionGrants =
+            serde_json::from_str(r#"{"http": ["https://a.example"], "private_http": []}"#).unwrap();
+        assert_eq!(old.requests_per_minute, None);
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            r#"{"http":["https://a.example"],"private_http":[]}"#
+        );
+        let limited = ConnectionGrants {
+            requests_per_minute: Some(120),
+            ..old
+        };
+        let json = serde_json::to_string(&limited).unwrap();
+        assert_eq!(
+            serde_json::from_str::<ConnectionGrants>(&json).unwrap(),
+            limited
+        );
     }
 }

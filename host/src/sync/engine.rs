@@ -169,6 +169,12 @@ impl Engine {
         self
     }
 
+    /// The connections runs are opened through (and whose request budgets
+    /// they share).
+    pub fn connections(&self) -> &Connections {
+        &self.connections
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<dyn SyncStore> {
         &self.store
