@@ -158,6 +158,14 @@ async fn a_pipeline_that_keeps_failing_is_paused_with_the_reason() {
     let reason = row.paused_reason.unwrap();
     assert!(reason.contains("3 failed runs in a row"), "{reason}");
     assert_eq!(runs(&kit, "doomed").len(), 3, "ran on after being paused");
+    // Each failed run says why in its own log, not only in its error field.
+    let last = &runs(&kit, "doomed")[0];
+    let log = kit.db.run_log(last.id).unwrap();
+    assert!(
+        log.iter()
+            .any(|(_, level, m)| level == "error" && Some(m) == last.error.as_ref()),
+        "{log:?}"
+    );
     assert!(
         sched.trigger("doomed").is_err(),
         "a paused pipeline is not triggered"

@@ -1,4 +1,5 @@
-//! Project tasks: `cargo xtask demo` runs Nexo's main job on a fresh machine.
+//! Project tasks: `cargo xtask demo` runs Nexo's main job on a fresh machine;
+//! `cargo xtask setup` installs what the browser tests need.
 //!
 //! The demo builds the example plugins for wasm32-wasip2 (adding the target
 //! if needed), starts a TinyCRM on 127.0.0.1, and drives the `nexo` binary
@@ -20,7 +21,8 @@ fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
     match task.as_str() {
         "demo" => demo(),
-        _ => bail!("usage: cargo xtask demo"),
+        "setup" => setup(),
+        _ => bail!("usage: cargo xtask demo | cargo xtask setup"),
     }
 }
 
@@ -67,6 +69,87 @@ fn ensure_wasm_target() -> Result<()> {
             bail!("rustup not found ({e}); install the wasm32-wasip2 target for your toolchain")
         }
     }
+}
+
+/// Debian packages the console's browser test drives, and the binaries they
+/// install (the paths `tests/tests/console.rs` expects).
+const TEST_PACKAGES: [(&str, &str); 4] = [
+    ("chromium", "/usr/bin/chromium"),
+    ("chromium-driver", "/usr/bin/chromedriver"),
+    ("hledger", "/usr/bin/hledger"),
+    ("hledger-web", "/usr/bin/hledger-web"),
+];
+
+/// Install what the tests run for real from Debian's packages, unless it is
+/// already there: headless Chromium and its WebDriver (the console test),
+/// hledger and hledger-web (the hledger connector's tests).
+fn setup() -> Result<()> {
+    let missing: Vec<&str> = TEST_PACKAGES
+        .iter()
+        .filter(|(_, bin)| !Path::new(bin).exists())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        for (package, bin) in TEST_PACKAGES {
+            println!("{package}: {bin} is installed");
+        }
+        println!("Nothing to do.");
+        return Ok(());
+    }
+    let all: Vec<&str> = TEST_PACKAGES.iter().map(|(p, _)| *p).collect();
+    if !on_path("apt-get") {
+        bail!(
+            "missing {}, and apt-get is not available to install it; install the packages {} \
+             (binaries {}) by hand",
+            missing.join(" and "),
+            all.join(" and "),
+            TEST_PACKAGES.map(|(_, bin)| bin).join(" and ")
+        );
+    }
+    // Root needs no sudo (and containers often have none); anyone else does.
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let apt = |args: &[&str]| -> Command {
+        let mut c = if !root && on_path("sudo") {
+            let mut c = Command::new("sudo");
+            c.arg("apt-get");
+            c
+        } else {
+            Command::new("apt-get")
+        };
+        // No debconf questions: nobody is there to answer them.
+        c.env("DEBIAN_FRONTEND", "noninteractive").args(args);
+        c
+    };
+    println!(
+        "==> installing {} (missing: {})",
+        all.join(" "),
+        missing.join(" ")
+    );
+    run(&mut apt(&["update"]), "apt-get update")?;
+    run(
+        &mut apt(&[&["install", "-y", "--no-install-recommends"][..], &all[..]].concat()),
+        "apt-get install",
+    )?;
+    for (package, bin) in TEST_PACKAGES {
+        if !Path::new(bin).exists() {
+            bail!("{package} was installed but {bin} is still missing");
+        }
+    }
+    println!(
+        "Done: {}.",
+        TEST_PACKAGES.map(|(_, bin)| bin).join(" and ")
+    );
+    Ok(())
+}
+
+/// Whether `program` is an executable file in one of `PATH`'s directories.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 /// Start the TinyCRM demo server with `contacts` seeded; its URL.

@@ -607,8 +607,16 @@ impl SyncStore for Database {
             }
         }
         let c = &page.counts;
+        // A commit that only carries log lines (a run's last words) is not
+        // a page.
+        let log_only = page.state.is_none()
+            && page.destination_state.is_none()
+            && page.links.is_empty()
+            && page.results.is_empty()
+            && page.dead_letters.is_empty()
+            && page.conflicts.is_empty();
         tx.execute(
-            "UPDATE runs SET pages = pages + 1, read = read + ?2, created = created + ?3,
+            "UPDATE runs SET pages = pages + ?10, read = read + ?2, created = created + ?3,
                  updated = updated + ?4, unchanged = unchanged + ?5, deleted = deleted + ?6,
                  failed = failed + ?7, quarantined = quarantined + ?8, conflicts = conflicts + ?9
              WHERE run_id = ?1",
@@ -621,7 +629,8 @@ impl SyncStore for Database {
                 c.deleted as i64,
                 c.failed as i64,
                 c.quarantined as i64,
-                c.conflicts as i64
+                c.conflicts as i64,
+                i64::from(!log_only)
             ],
         )?;
         tx.commit()?;

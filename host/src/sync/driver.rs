@@ -79,6 +79,22 @@ impl<'a> Driver<'a> {
         &self.p.pipeline.name
     }
 
+    /// Put why the run ended early in its log, with the lines not yet
+    /// committed (a run that fails on its first page has no other log).
+    pub(super) fn log_ending(&mut self, level: &str, message: &str) -> Result<(), SyncError> {
+        let Some(run) = self.run_id.filter(|_| !self.dry_run) else {
+            return Ok(());
+        };
+        let mut log = std::mem::take(&mut self.pending_log);
+        log.push((level.to_string(), message.to_string()));
+        let commit = PageCommit {
+            log,
+            ..PageCommit::default()
+        };
+        self.engine.store.commit_page(self.name(), run, &commit)?;
+        Ok(())
+    }
+
     /// `Err(Stopped)` when a stop was asked for: called only between
     /// committed pages, so the next run resumes exactly there.
     fn check_stop(&self) -> Result<(), SyncError> {

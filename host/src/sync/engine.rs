@@ -434,6 +434,16 @@ impl Engine {
             Driver::start(self, &prepared, run_id, opts.dry_run, opts.progress.clone());
         driver.stop = opts.stop.clone();
         let outcome = driver.drive(&row).await;
+        if let Err(e) = &outcome {
+            let level = if matches!(e, SyncError::Stopped { .. }) {
+                "warn"
+            } else {
+                "error"
+            };
+            if let Err(log_error) = driver.log_ending(level, &e.to_string()) {
+                tracing::error!(pipeline = name, error = %log_error, "cannot log why the run ended");
+            }
+        }
         let (status, error) = match &outcome {
             Ok(()) => (RunStatus::Succeeded, None),
             Err(e @ SyncError::Stopped { .. }) => (RunStatus::Interrupted, Some(e.to_string())),

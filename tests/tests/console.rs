@@ -1,0 +1,423 @@
+//! The web console in a real headless Chromium, driven over WebDriver as an
+//! operator uses it: sign in, read the dashboard, open a failed run, replay a
+//! dead letter, look a customer up across systems. Each step leaves a
+//! screenshot in `target/test-artifacts/console/` for a person to look at.
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`cargo xtask setup`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use nexo::serve::clock::SystemClock;
+use nexo::serve::scheduler::SchedulerConfig;
+use nexo::serve::{App, ServeConfig};
+use nexo::store::sealed::Sealer;
+use nexo::sync::RunOptions;
+use nexo::sync::store::{RunFilter, SyncStore};
+use nexo_tests::synckit::{Kit, TOKEN};
+use nexo_tests::tinycrm;
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The admin API token the operator signs in with.
+const API_TOKEN: &str = "nexo_console_e2e_5b71c0d2";
+/// How long any one thing may take to appear on the page.
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A pipeline from crm-a's contacts into crm-b's, as an operator writes one.
+fn pipeline(name: &str, description: &str, settings: &str, retry: &str) -> String {
+    format!(
+        "name = \"{name}\"\ndescription = \"{description}\"\nentity = \"contact\"\n{settings}\n\
+         [source]\nconnection = \"crm-a\"\nstream = \"contacts\"\n\
+         [destination]\nconnection = \"crm-b\"\nstream = \"contacts\"\n\
+         [retry]\ninitial_backoff_ms = 20\nmax_backoff_ms = 200\n{retry}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_signs_in_inspects_a_failure_replays_a_dead_letter_and_finds_a_customer() {
+    let browser = Browser::start().await;
+    let kit = Kit::new(tinycrm::seed(5), Default::default(), 50).await;
+    // Intervals rather than cron: measured from the runs below, so the
+    // scheduler has nothing due while the test drives the console.
+    kit.apply(&pipeline(
+        "contacts-to-crm-b",
+        "Contacts from the head office CRM into the branch CRM",
+        "[schedule]\nevery = \"1h\"",
+        "",
+    ))
+    .await;
+    kit.apply(&pipeline(
+        "contacts-full-resync",
+        "Nightly full resync of contacts into the branch CRM",
+        "mode = \"full-refresh\"\n[schedule]\nevery = \"1d\"",
+        "max_attempts = 1",
+    ))
+    .await;
+
+    // A genuinely failed run: the branch CRM answers 500 to every write.
+    kit.b.crm.lock().unwrap().fail_writes = usize::MAX;
+    let failed = kit
+        .engine
+        .run("contacts-full-resync", RunOptions::default())
+        .await;
+    assert!(failed.is_err(), "the resync should fail: {failed:?}");
+    kit.b.crm.lock().unwrap().fail_writes = 0;
+    let failed_run = kit
+        .db
+        .runs(&RunFilter {
+            pipeline: Some("contacts-full-resync".into()),
+            status: Some("failed".into()),
+            limit: 1,
+        })
+        .unwrap()
+        .pop()
+        .expect("a failed run");
+    let failed_error = failed_run.error.clone().expect("a failed run says why");
+
+    // A succeeded run with one record refused by the destination.
+    kit.b.crm.lock().unwrap().reject_writes = 1;
+    kit.run("contacts-to-crm-b").await;
+    let letter = kit
+        .db
+        .dead_letters(Some("contacts-to-crm-b"), Some("open"))
+        .unwrap()
+        .pop()
+        .expect("a dead letter");
+    let customer = kit.a.contact(&letter.letter.source_id).unwrap();
+    let email = customer["email"].as_str().unwrap().to_string();
+    let in_b = |email: &str| kit.b.contacts().iter().any(|c| c["email"] == email);
+    assert!(
+        !in_b(&email),
+        "the dead-lettered record is already in crm-b"
+    );
+
+    kit.db.insert_token("operator", API_TOKEN).unwrap();
+    let (url, stop, daemon) = serve(&kit).await;
+    let mut shots = Screenshots::new();
+    let c = browser.open().await;
+
+    // Sign in: a wrong token is refused on the form, the right one enters.
+    c.goto(&format!("{url}/")).await.unwrap();
+    wait(&c, "#login-view:not([hidden]) #token").await;
+    shots.step(&c, "login").await;
+    login(&c, "nexo_not_a_real_token").await;
+    let error = wait_text(&c, "#login-error:not([hidden])", "not accepted").await;
+    assert!(!error.contains("nexo_not_a_real_token"), "{error}");
+    assert!(
+        c.find(Locator::Css("#app"))
+            .await
+            .unwrap()
+            .attr("hidden")
+            .await
+            .unwrap()
+            .is_some(),
+        "the console opened with a wrong token"
+    );
+    shots.step(&c, "login-rejected").await;
+    login(&c, API_TOKEN).await;
+    wait_text(&c, "#session-name", "token: operator").await;
+
+    // Dashboard: both pipelines, the resync flagged by its failed last run.
+    // (It re-renders every 5 s: wait_text finds the row afresh each time.)
+    let resync = r#"tr[data-pipeline="contacts-full-resync"]"#;
+    wait(&c, &format!("{resync}.row-failed")).await;
+    wait_text(&c, resync, "failed").await;
+    wait_text(&c, r#"tr[data-pipeline="contacts-to-crm-b"]"#, "succeeded").await;
+    shots.step(&c, "dashboard").await;
+
+    // Runs: open the failed run from the list.
+    click(&c, r#"a[data-nav="runs"]"#).await;
+    let row = format!(r#"tr[data-run="{}"]"#, failed_run.id);
+    wait_text(&c, &row, "failed").await;
+    shots.step(&c, "runs").await;
+    click(&c, &format!("{row} a.run-link")).await;
+    let status = wait(&c, "#run-status").await.text().await.unwrap();
+    assert_eq!(status, "failed");
+    // The error is in the run's header and, as its last line, in its log.
+    let shown = wait(&c, ".callout-error").await.text().await.unwrap();
+    assert!(
+        shown.contains(&failed_error),
+        "shown: {shown}\nerror: {failed_error}"
+    );
+    wait_text(&c, "#run-log", &failed_error).await;
+    shots.step(&c, "failed-run").await;
+
+    // Dead letters: replay the refused record; it must reach crm-b for real.
+    click(&c, r#"a[data-nav="dlq"]"#).await;
+    let replay = format!(r#"[data-replay="{}"]"#, letter.id);
+    wait(&c, &replay).await;
+    shots.step(&c, "dead-letters").await;
+    click(&c, &replay).await;
+    wait_text(
+        &c,
+        "#notice:not([hidden])",
+        &format!("Dead letter #{} replayed", letter.id),
+    )
+    .await;
+    shots.step(&c, "dead-letter-replayed").await;
+    // The console only says so once the API answered, and a replay has
+    // written by the time it answers.
+    assert!(in_b(&email), "the replayed record is not in crm-b");
+    let settled = kit.db.dead_letter(letter.id).unwrap().unwrap();
+    assert_eq!(settled.status, "replayed");
+
+    // Lookup: the replayed customer, linked in both systems.
+    click(&c, r#"a[data-nav="lookup"]"#).await;
+    wait(&c, "#lookup-q").await.send_keys(&email).await.unwrap();
+    click(&c, "#lookup-go").await;
+    let card = wait(&c, ".entity").await;
+    assert_eq!(c.find_all(Locator::Css(".entity")).await.unwrap().len(), 1);
+    let mut connections = Vec::new();
+    for cell in card
+        .find_all(Locator::Css(
+            "table.entity-records > tbody > tr > td:first-child",
+        ))
+        .await
+        .unwrap()
+    {
+        connections.push(cell.text().await.unwrap());
+    }
+    connections.sort();
+    assert_eq!(connections, ["crm-a", "crm-b"], "records of {email}");
+    assert!(card.text().await.unwrap().contains(&email));
+    shots.step(&c, "lookup").await;
+
+    c.close().await.unwrap();
+    drop(browser);
+    let _ = stop.send(());
+    daemon.await.unwrap();
+}
+
+/// The daemon in-process on a free port: its base URL and a way to stop it.
+async fn serve(
+    kit: &Kit,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let sealer = Sealer::from_env_or_file(&kit.dir.path().join("secret.key")).unwrap();
+    let app = App::new(
+        kit.engine.clone(),
+        kit.registry.clone(),
+        kit.connections.clone(),
+        sealer,
+        Arc::new(SystemClock),
+        SchedulerConfig::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        nexo::serve::serve(app, listener, ServeConfig::default(), async move {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (url, tx, handle)
+}
+
+/* ---------- page helpers ---------- */
+
+/// The first element matching `css`, once it is there.
+async fn wait(c: &Client, css: &str) -> Element {
+    c.wait()
+        .at_most(TIMEOUT)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("`{css}` did not appear within {TIMEOUT:?}: {e}"))
+}
+
+/// The text of the first element matching `css`, once it contains `needle`.
+async fn wait_text(c: &Client, css: &str, needle: &str) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let text = wait(c, css).await.text().await.unwrap_or_default();
+        if text.contains(needle) && !text.is_empty() {
+            return text;
+        }
+        if Instant::now() > deadline {
+            panic!("`{css}` shows {text:?}, not {needle:?}, after {TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn click(c: &Client, css: &str) {
+    wait(c, css)
+        .await
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("cannot click `{css}`: {e}"));
+}
+
+/// Type `token` into the sign-in form and submit it.
+async fn login(c: &Client, token: &str) {
+    let input = wait(c, "#token").await;
+    input.clear().await.unwrap();
+    input.send_keys(token).await.unwrap();
+    click(c, "#login").await;
+}
+
+/// Numbered screenshots of the steps, kept as the test's artefacts.
+struct Screenshots {
+    dir: PathBuf,
+    taken: usize,
+}
+
+impl Screenshots {
+    fn new() -> Screenshots {
+        let dir = artefacts();
+        // Old shots from an earlier run would pass for this run's.
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "png") {
+                std::fs::remove_file(entry.path()).unwrap();
+            }
+        }
+        Screenshots { dir, taken: 0 }
+    }
+
+    /// Check that no secret is in the page, then save what it shows.
+    async fn step(&mut self, c: &Client, name: &str) {
+        let html = c
+            .execute("return document.documentElement.outerHTML;", vec![])
+            .await
+            .unwrap();
+        let html = html.as_str().unwrap_or_default();
+        assert!(!html.is_empty());
+        for (what, secret) in [("TinyCRM token", TOKEN), ("API token", API_TOKEN)] {
+            assert!(
+                !html.contains(secret),
+                "the {what} is in the page at `{name}`"
+            );
+        }
+        self.taken += 1;
+        let png = c.screenshot().await.unwrap();
+        let file = self.dir.join(format!("{:02}-{name}.png", self.taken));
+        std::fs::write(&file, png).unwrap();
+    }
+}
+
+/// `<workspace>/target/test-artifacts/console`, created.
+fn artefacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts/console");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/* ---------- the browser ---------- */
+
+/// chromedriver as a child process; stopped on drop, also when a step
+/// panics, so no browser outlives the test.
+struct Browser {
+    driver: Child,
+    port: u16,
+    profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Start chromedriver on a free port and wait until it answers.
+    async fn start() -> Browser {
+        for bin in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                Path::new(bin).exists(),
+                "{bin} is missing: run `cargo xtask setup` to install chromium and chromium-driver"
+            );
+        }
+        // The free port is only free until someone else takes it: try again.
+        for _ in 0..3 {
+            if let Some(browser) = Browser::try_start().await {
+                return browser;
+            }
+        }
+        panic!("chromedriver did not start; see target/test-artifacts/console/chromedriver.log");
+    }
+
+    async fn try_start() -> Option<Browser> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::fs::File::create(artefacts().join("chromedriver.log")).unwrap();
+        let mut command = Command::new(CHROMEDRIVER);
+        command
+            .arg(format!("--port={port}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null());
+        // Its own process group, which the browsers it starts join: killing
+        // the group on drop leaves no Chromium behind after a failed step.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let driver = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER}: {e}"));
+        let mut browser = Browser {
+            driver,
+            port,
+            profile: tempfile::tempdir().unwrap(),
+        };
+        let status = format!("http://127.0.0.1:{port}/status");
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(resp) = reqwest::get(&status).await
+                && let Ok(body) = resp.json::<Value>().await
+                && body["value"]["ready"] == true
+            {
+                return Some(browser);
+            }
+            if let Ok(Some(_)) = browser.driver.try_wait() {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    /// A new headless session with a fresh profile.
+    async fn open(&self) -> Client {
+        let options = json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--window-size=1400,1000",
+                format!("--user-data-dir={}", self.profile.path().display()),
+            ],
+        });
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), Value::from("chrome"));
+        caps.insert("goog:chromeOptions".into(), options);
+        ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .unwrap_or_else(|e| panic!("cannot open a Chromium session: {e}"))
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
