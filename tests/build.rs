@@ -17,6 +17,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("networked-mapper", "NETWORKED_MAPPER"),
     ("wit-1-0-fixture", "WIT_1_0_FIXTURE"),
     ("test-mapper", "TEST_MAPPER"),
+    ("hledger", "HLEDGER"),
 ];
 
 fn main() {

@@ -20,9 +20,9 @@ use serde_json::Value;
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
     match task.as_str() {
-        "demo" => demo(),
+        "demo" => demo(!std::env::args().any(|a| a == "--no-serve")),
         "setup" => setup(),
-        _ => bail!("usage: cargo xtask demo | cargo xtask setup"),
+        _ => bail!("usage: cargo xtask demo [--no-serve] | cargo xtask setup"),
     }
 }
 
@@ -139,10 +139,7 @@ fn setup() -> Result<()> {
             bail!("{package} was installed but {bin} is still missing");
         }
     }
-    println!(
-        "Done: {}.",
-        TEST_PACKAGES.map(|(_, bin)| bin).join(" and ")
-    );
+    println!("Done: {}.", TEST_PACKAGES.map(|(_, bin)| bin).join(" and "));
     Ok(())
 }
 
@@ -181,7 +178,8 @@ impl Drop for Server {
     }
 }
 
-fn demo() -> Result<()> {
+/// The demo; with `serve`, it ends by serving the console until Ctrl-C.
+fn demo(serve: bool) -> Result<()> {
     ensure_wasm_target()?;
     let guests = root().join("target").join("guests");
     println!("==> building the example plugins for wasm32-wasip2");
@@ -473,12 +471,52 @@ fn demo() -> Result<()> {
     println!("\n$ nexo runs");
     print!("{}", nexo(&["runs"])?);
 
+    if !serve {
+        drop(office);
+        drop(server);
+        println!(
+            "\nDone. Data in {}; try `target/debug/nexo --data-dir {} plugin list`.",
+            data.display(),
+            data.display()
+        );
+        return Ok(());
+    }
+    println!("\n$ nexo token create --name demo");
+    let token = nexo(&["token", "create", "--name", "demo"])?;
+    let token = token.trim();
+    println!("(a token for the console; shown once)");
+    println!("\n$ nexo serve --addr 127.0.0.1:7373");
+    let mut daemon = Command::new(bin.join("nexo"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--addr", "127.0.0.1:7373"])
+        .env("TINYCRM_TOKEN", "demo-token")
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start nexo serve")?;
+    let mut line = String::new();
+    if let Some(out) = daemon.stdout.take() {
+        BufReader::new(out).read_line(&mut line)?;
+    }
+    let console = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .map(str::to_string)
+        .context("nexo serve did not say where it listens (is port 7373 taken?)")?;
+    println!(
+        "\nThe console is at {console}  — log in with the token {token}\n\
+         The pipeline runs every minute. Change a contact in the sales CRM and watch it\n\
+         reach the office CRM (and appear in the console's runs and lookup), e.g.:\n\n  \
+         curl -X PUT -H 'Authorization: Bearer demo-token' -H 'Content-Type: application/json' \\\n    \
+         -d '{{\"first_name\": \"Ada1\", \"last_name\": \"Lovelace\", \"email\": \"ada1@example.com\", \"city\": \"Lisbon\"}}' \\\n    \
+         {url}/api/contacts/c0001\n\n\
+         Ctrl-C stops the host (runs commit their page first) and the two CRMs."
+    );
+    let status = daemon.wait()?;
     drop(office);
     drop(server);
-    println!(
-        "\nDone. Data in {}; try `target/debug/nexo --data-dir {} plugin list`.",
-        data.display(),
-        data.display()
-    );
+    if !status.success() {
+        bail!("nexo serve ended with {status}");
+    }
     Ok(())
 }
