@@ -23,6 +23,7 @@ pub mod serve;
 pub mod state;
 pub mod store;
 pub mod sync;
+pub mod vendors;
 
 pub use error::{CallRef, GuestError, LoadError, PluginError, PluginRef, RuntimeError};
 pub use limits::{Limit, Limits};
