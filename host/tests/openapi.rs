@@ -196,3 +196,34 @@ fn public_endpoints_override_bearer_auth() {
         );
     }
 }
+
+/// Every route the daemon registers (as written in its source) is in the
+/// document with the same path template, so the document cannot fall behind
+/// the server.
+#[test]
+fn every_served_route_is_documented() {
+    let doc = raw();
+    let sources = [
+        include_str!("../src/serve/api.rs"),
+        include_str!("../src/serve/mod.rs"),
+    ];
+    let mut routes = Vec::new();
+    for src in sources {
+        for (i, _) in src.match_indices(".route(") {
+            let rest = &src[i + ".route(".len()..];
+            let rest = rest.trim_start();
+            let Some(rest) = rest.strip_prefix('"') else {
+                continue;
+            };
+            let path = &rest[..rest.find('"').unwrap()];
+            routes.push(path.to_string());
+        }
+    }
+    assert!(routes.len() >= 20, "found only {routes:?}");
+    for path in &routes {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "route {path} is served but not in openapi.json"
+        );
+    }
+}
