@@ -18,6 +18,10 @@ const GUESTS: &[(&str, &str)] = &[
     ("wit-1-0-fixture", "WIT_1_0_FIXTURE"),
     ("test-mapper", "TEST_MAPPER"),
     ("hledger", "HLEDGER"),
+    ("hubspot", "HUBSPOT"),
+    ("xero", "XERO"),
+    ("deal-to-invoice", "DEAL_TO_INVOICE"),
+    ("field-mapper", "FIELD_MAPPER"),
 ];
 
 fn main() {

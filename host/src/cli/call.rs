@@ -42,7 +42,7 @@ fn stream_json(s: &StreamInfo) -> Value {
     })
 }
 
-fn record_json(r: &Record) -> Value {
+pub(crate) fn record_json(r: &Record) -> Value {
     json!({
         "stream": r.stream,
         "id": r.id,
@@ -63,7 +63,7 @@ pub(crate) fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-fn load_config(path: Option<&Path>) -> Result<String> {
+pub(crate) fn load_config(path: Option<&Path>) -> Result<String> {
     let Some(path) = path else {
         return Ok("{}".into());
     };
@@ -76,7 +76,7 @@ fn load_config(path: Option<&Path>) -> Result<String> {
     Ok(value.to_string())
 }
 
-fn load_records(path: &Path, default_stream: &str) -> Result<Vec<Record>> {
+pub(crate) fn load_records(path: &Path, default_stream: &str) -> Result<Vec<Record>> {
     let text = read_text(path)?;
     let value: Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not valid JSON", path.display()))?;

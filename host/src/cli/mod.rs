@@ -15,6 +15,8 @@ mod call;
 mod connection;
 mod inspect;
 mod install;
+mod map;
+mod sandbox;
 mod serve;
 mod sync;
 
@@ -87,9 +89,15 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         max_concurrent_runs: usize,
     },
+    /// Start the HubSpot-like and Xero-like sandbox services on 127.0.0.1
+    /// (the test environment sandbox connections point at).
+    Sandbox(sandbox::SandboxArgs),
     /// Tokens for the admin API and the console.
     #[command(subcommand)]
     Token(serve::TokenCommand),
+    /// Try mappers on sample records before a pipeline runs them.
+    #[command(subcommand)]
+    Map(map::MapCommand),
     /// The same record in every system: look up a record by connection,
     /// stream and id, and list every record linked to it.
     Identity {
@@ -389,6 +397,8 @@ async fn run(cli: Cli) -> Result<()> {
             serve::serve(&dir, registry(&dir, &runtime)?, addr, max_concurrent_runs).await
         }
         Command::Token(cmd) => serve::token(&dir, cmd),
+        Command::Sandbox(args) => sandbox::sandbox(args).await,
+        Command::Map(cmd) => map::run(&dir, &runtime, cmd).await,
         Command::Runs {
             pipeline,
             status,

@@ -1,0 +1,86 @@
+//! `nexo sandbox`: the HubSpot-like and Xero-like sandbox services on
+//! 127.0.0.1, seeded with generated data, for sandbox connections to point
+//! at. They run until Ctrl-C (or SIGTERM).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use nexo::vendors::hubspot::{self, HubSpotConfig, RateLimit, SeedData};
+use nexo::vendors::xero::{self, XeroConfig};
+
+/// Options of `nexo sandbox`.
+#[derive(Debug, Args)]
+pub(crate) struct SandboxArgs {
+    /// Port of the HubSpot-like API (0: any free port).
+    #[arg(long, default_value_t = 7401)]
+    hubspot_port: u16,
+    /// Port of the Xero-like API (0: any free port).
+    #[arg(long, default_value_t = 7402)]
+    xero_port: u16,
+    /// How much data to generate: contacts in the CRM (with a quarter as
+    /// many companies and half as many deals), items, contacts and invoices
+    /// in the accounting system.
+    #[arg(long, default_value_t = 40)]
+    size: usize,
+    /// Seed of the generator: the same seed gives the same data.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// HubSpot-like requests allowed per ten seconds (HubSpot: 100); 0: no
+    /// limit. Past it the API answers 429 with Retry-After.
+    #[arg(long, default_value_t = 100)]
+    hubspot_rate: u32,
+    /// Xero-like calls allowed per minute per tenant (Xero: 60); 0: no limit.
+    #[arg(long, default_value_t = 60)]
+    xero_rate: u32,
+}
+
+pub(crate) async fn sandbox(args: SandboxArgs) -> Result<()> {
+    if args.size > 100_000 {
+        bail!(
+            "--size {} is more than the sandbox generates (at most 100000)",
+            args.size
+        );
+    }
+    let hub = hubspot::start(HubSpotConfig {
+        rate_limit: (args.hubspot_rate > 0).then_some(RateLimit {
+            requests: args.hubspot_rate,
+            per: Duration::from_secs(10),
+        }),
+        seed: SeedData::of_size(args.size, args.seed),
+        port: args.hubspot_port,
+        ..HubSpotConfig::default()
+    })
+    .await
+    .context("starting the HubSpot-like sandbox (port in use? pick another with --hubspot-port)")?;
+    let hub_config = HubSpotConfig::default();
+    let books = xero::start(XeroConfig {
+        rate_limit: (args.xero_rate > 0).then_some(args.xero_rate),
+        seed: args.size,
+        port: args.xero_port,
+        ..XeroConfig::default()
+    })
+    .await
+    .context("starting the Xero-like sandbox (port in use? pick another with --xero-port)")?;
+    let xero_config = XeroConfig::default();
+    println!(
+        "HubSpot-like CRM API   {}   (Authorization: Bearer {})",
+        hub.url(),
+        hub_config.token
+    );
+    println!(
+        "Xero-like accounting   {}   (Authorization: Bearer {}, xero-tenant-id: {})",
+        books.url(),
+        xero_config.token,
+        xero_config.tenant_id
+    );
+    println!(
+        "Seeded with generator seed {} at size {}. These are sandbox credentials for sandbox connections only. Ctrl-C stops both.",
+        args.seed, args.size
+    );
+    nexo::serve::terminated().await;
+    drop(books);
+    drop(hub);
+    Ok(())
+}

@@ -1,1 +1,0 @@
-//! A Xero-like accounting API on 127.0.0.1.

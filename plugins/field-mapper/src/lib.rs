@@ -1,0 +1,165 @@
+//! Nexo mapper: declarative field rules, so an admin maps fields without
+//! writing code. Runs in the sandbox like any mapper (no network, no
+//! storage).
+//!
+//! Rules run in this fixed order on each upsert record (deletes pass
+//! through, only `stream` applies):
+//!
+//! 1. `filters` — keep the record only if every filter holds, tested on the
+//!    record **as it arrives** (source field names); others are left out;
+//! 2. `rename` — every `from` is taken out first, then each value written
+//!    to its `to` (so `a → b` and `b → a` swap);
+//! 3. `defaults` — set where the field is absent or `null`;
+//! 4. `lookups` — replace a value through a table;
+//! 5. `convert` — change a field's type (absent / `null` fields are skipped);
+//! 6. `templates` — build text from fields: `"{first_name} {last_name}"`
+//!    (`{path}` must exist, `{path?}` may be missing, `{{`/`}}` are braces);
+//! 7. `drop` — remove fields;
+//! 8. `required` — fail if a field is absent or `null` in the result.
+//!
+//! Paths are dotted (`address.city`). A mapper can only fail a whole batch:
+//! with `on_error = "fail"` (default) every failing record is named with the
+//! rule and field in one `Rejected` error; with `"skip"` it is left out and
+//! logged.
+//!
+//! ```json
+//! {"filters": [{"field": "lifecycle_stage", "in": ["customer", "evangelist"]}],
+//!  "rename": {"firstname": "first_name", "company.name": "company_name"},
+//!  "defaults": {"country": "DE"},
+//!  "lookups": {"country": {"table": {"Germany": "DE"}, "fallback": "keep"}},
+//!  "convert": {"amount": {"to": "decimal_string", "decimal_separator": ","},
+//!              "signed_on": {"to": "date", "formats": ["DD.MM.YYYY"]}},
+//!  "templates": {"display_name": "{first_name} {last_name?}"},
+//!  "drop": ["internal_notes"], "required": ["email"], "stream": "contacts"}
+//! ```
+
+use std::collections::BTreeMap;
+
+use nexo_sdk::prelude::*;
+use serde::Deserialize;
+use serde_json::Value;
+
+pub mod convert;
+pub mod dates;
+pub mod path;
+mod rules;
+mod template;
+
+pub use convert::{Conversion, Target};
+pub use rules::{Fallback, Filter, Lookup, RuleError, Test};
+
+/// What to do with a record a rule fails on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Fail the batch, naming every failing record, rule and field.
+    #[default]
+    Fail,
+    /// Leave the record out and log why.
+    Skip,
+}
+
+/// The rules. Every field is optional; see the crate docs for the order.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// 1. Keep records for which every filter holds.
+    #[serde(default)]
+    pub filters: Vec<Filter>,
+    /// 2. Source path → destination path.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// 3. Path → value set when the field is absent or `null`.
+    #[serde(default)]
+    pub defaults: BTreeMap<String, Value>,
+    /// 4. Path → value table.
+    #[serde(default)]
+    pub lookups: BTreeMap<String, Lookup>,
+    /// 5. Path → conversion.
+    #[serde(default)]
+    pub convert: BTreeMap<String, Conversion>,
+    /// 6. Path → template text.
+    #[serde(default)]
+    pub templates: BTreeMap<String, String>,
+    /// 7. Paths to remove.
+    #[serde(default)]
+    pub drop: Vec<String>,
+    /// 8. Paths that must hold a value in the result.
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// Stream of the output records; default: the input record's stream.
+    #[serde(default)]
+    pub stream: Option<String>,
+    /// `fail` (default) or `skip`.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+/// The config's JSON Schema, as text.
+pub fn config_schema() -> String {
+    schema_of::<Config>()
+}
+
+/// The result of mapping a batch.
+#[derive(Debug, Default)]
+pub struct Mapped {
+    /// Output records, in input order.
+    pub records: Vec<Record>,
+    /// Ids of records the filters left out.
+    pub filtered: Vec<String>,
+    /// Records a rule failed on (with `on_error = "skip"`).
+    pub failed: Vec<RuleError>,
+}
+
+/// Map a batch (the mapper without the Wasm glue).
+pub fn map_records(config: &Config, batch: &[Record]) -> Result<Mapped, Error> {
+    rules::check_config(config).map_err(Error::config)?;
+    let mut out = Mapped::default();
+    for record in batch {
+        let mut r = record.clone();
+        if let Some(stream) = &config.stream {
+            r.stream = stream.clone();
+        }
+        if record.operation == Operation::Delete {
+            out.records.push(r);
+            continue;
+        }
+        match rules::apply(config, record) {
+            Ok(Some(payload)) => {
+                r.payload = payload.to_string();
+                out.records.push(r);
+            }
+            Ok(None) => out.filtered.push(record.id.clone()),
+            Err(e) => out.failed.push(e),
+        }
+    }
+    if config.on_error == OnError::Fail && !out.failed.is_empty() {
+        let list: Vec<String> = out.failed.iter().map(ToString::to_string).collect();
+        return Err(Error::rejected(format!(
+            "{} of {} records failed a rule (fix the data or the rules, or set on_error = \"skip\"): {}",
+            out.failed.len(),
+            batch.len(),
+            list.join("; ")
+        )));
+    }
+    Ok(out)
+}
+
+/// The mapper.
+#[derive(Debug)]
+pub struct FieldMapper;
+
+impl Mapper for FieldMapper {
+    type Config = Config;
+
+    fn map(config: &Config, batch: Vec<Record>) -> Result<Vec<Record>, Error> {
+        let mapped = map_records(config, &batch)?;
+        #[cfg(target_arch = "wasm32")]
+        for e in &mapped.failed {
+            nexo_sdk::log::log(nexo_sdk::log::Level::Warn, &format!("skipped: {e}"));
+        }
+        Ok(mapped.records)
+    }
+}
+
+nexo_sdk::export_mapper!(FieldMapper);

@@ -1,0 +1,284 @@
+//! Nexo connector for HubSpot's CRM v3 objects API, written only with
+//! `nexo-sdk`.
+//!
+//! Streams `contacts`, `companies` and `deals`. A record's payload is flat:
+//! `id`, `updatedAt` (the cursor, ISO 8601 with milliseconds) and the
+//! object's properties as top-level string fields, without the properties
+//! HubSpot maintains itself (`hs_object_id`, `createdate`,
+//! `hs_lastmodifieddate`, ...), so that the same business content compares
+//! equal across systems. A deal also carries
+//! `associations: {companies: [{id, properties}], line_items: [{id, properties}]}`,
+//! read through the v4 associations batch API and v3 batch reads, so that a
+//! mapper can turn a won deal into a customer and an invoice.
+//!
+//! Reads are incremental (module `read`): `POST /crm/v3/objects/{type}/search`
+//! filtered on `hs_lastmodifieddate GTE` the cursor, sorted ascending, paged
+//! with HubSpot's `after`; ties on the cursor are handled by the SDK's
+//! `Cursor` (value + ids seen at it).
+//!
+//! Writes (module `write`) go through the batch endpoints: a record without
+//! destination id is created, one with an id is updated. Each create stores
+//! the host's idempotency key in the custom property `nexo_idempotency_key`
+//! (create it once in the portal as a single-line text property); before
+//! creating, the connector searches for keys already there, so a create
+//! whose answer was lost is not repeated.
+
+mod read;
+mod write;
+
+use std::collections::BTreeMap;
+
+use nexo_sdk::prelude::*;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Configuration of a HubSpot connection.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// API base URL; `https://api.hubapi.com` unless pointing at a sandbox.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// Records per request (1-100; HubSpot's batch limit is 100).
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Properties to read, per object type (`contacts`, `companies`,
+    /// `deals`, `line_items`); the defaults when absent.
+    #[serde(default)]
+    pub properties: BTreeMap<String, Vec<String>>,
+    /// Timeout of each request in milliseconds; the host's own limit when
+    /// absent.
+    #[serde(default)]
+    pub timeout_ms: Option<u32>,
+}
+
+fn default_base_url() -> String {
+    "https://api.hubapi.com".into()
+}
+
+fn default_page_size() -> u32 {
+    100
+}
+
+/// The custom property holding a create's idempotency key.
+pub const KEY_PROPERTY: &str = "nexo_idempotency_key";
+
+/// Properties HubSpot maintains itself: never written, left out of payloads.
+const MANAGED: [&str; 7] = [
+    "hs_object_id",
+    "createdate",
+    "lastmodifieddate",
+    "hs_lastmodifieddate",
+    "hs_createdate",
+    "hs_updated_by_user_id",
+    KEY_PROPERTY,
+];
+
+/// Payload fields that are not properties.
+const ENVELOPE: [&str; 6] = [
+    "id",
+    "updatedAt",
+    "createdAt",
+    "archived",
+    "archivedAt",
+    "associations",
+];
+
+impl Config {
+    fn base(&self) -> Result<&str, Error> {
+        if !(1..=100).contains(&self.page_size) {
+            return Err(Error::config(
+                "field `page_size`: must be between 1 and 100",
+            ));
+        }
+        let base = self.base_url.trim_end_matches('/');
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            return Err(Error::config(format!(
+                "field `base_url`: `{}` is not an http(s) URL",
+                self.base_url
+            )));
+        }
+        Ok(base)
+    }
+
+    /// A request to `path` with the token and the configured timeout.
+    fn request(&self, new: fn(String) -> Request, path: &str) -> Result<Request, Error> {
+        let request = new(format!("{}{path}", self.base()?)).bearer_secret("api_token");
+        Ok(match self.timeout_ms {
+            Some(ms) => request.timeout_ms(ms),
+            None => request,
+        })
+    }
+
+    /// POST `body` to `path`, and the answer (any status).
+    fn post(&self, path: &str, body: &Value) -> Result<Response, Error> {
+        self.request(Request::post, path)?.json(body)?.send()
+    }
+
+    /// Properties to read for an object type.
+    fn properties(&self, object: &str) -> Vec<String> {
+        if let Some(p) = self.properties.get(object) {
+            return p.clone();
+        }
+        let defaults: &[&str] = match object {
+            "contacts" => &[
+                "firstname",
+                "lastname",
+                "email",
+                "phone",
+                "company",
+                "city",
+                "country",
+                "lifecyclestage",
+            ],
+            "companies" => &["name", "domain", "city", "country", "industry", "phone"],
+            "deals" => &[
+                "dealname",
+                "amount",
+                "dealstage",
+                "pipeline",
+                "closedate",
+                "deal_currency_code",
+            ],
+            _ => &["name", "price", "quantity", "hs_sku"],
+        };
+        defaults.iter().map(|s| s.to_string()).collect()
+    }
+}
+
+/// HubSpot's answer as an error, with HubSpot's own `message` when the
+/// body has one (the SDK classes the status: 429 → rate limited with
+/// `Retry-After`, 401 → auth, 5xx → transient, 400/404 → rejected).
+fn failure(response: Response, what: &str) -> Error {
+    let message = response
+        .json::<Value>()
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string));
+    match response.error_for_status() {
+        Ok(r) => Error::internal(format!("{what}: unexpected status {}", r.status)),
+        Err(Error::Rejected(m)) => Error::Rejected(format!("{what}: {}", message.unwrap_or(m))),
+        Err(Error::Auth(m)) => Error::Auth(format!("{what}: {}", message.unwrap_or(m))),
+        Err(e) => e,
+    }
+}
+
+/// `Ok(response)` for 2xx, otherwise [`failure`].
+fn success(response: Response, what: &str) -> Result<Response, Error> {
+    if (200..300).contains(&response.status) {
+        Ok(response)
+    } else {
+        Err(failure(response, what))
+    }
+}
+
+/// The streams and their object types.
+const STREAMS: [&str; 3] = ["contacts", "companies", "deals"];
+
+fn stream_known(stream: &str) -> Result<(), Error> {
+    if STREAMS.contains(&stream) {
+        Ok(())
+    } else {
+        Err(Error::config(format!(
+            "unknown stream `{stream}`; HubSpot has {}",
+            STREAMS.join(", ")
+        )))
+    }
+}
+
+/// A HubSpot object as a flat payload (see the crate docs).
+fn flat(object: &Value) -> Result<(String, String, serde_json::Map<String, Value>), Error> {
+    let id = object["id"]
+        .as_str()
+        .ok_or_else(|| Error::internal(format!("HubSpot returned an object without id: {object}")))?
+        .to_string();
+    let updated = object["updatedAt"].as_str().unwrap_or_default().to_string();
+    let mut payload = serde_json::Map::new();
+    payload.insert("id".into(), Value::String(id.clone()));
+    payload.insert("updatedAt".into(), Value::String(updated.clone()));
+    for (k, v) in object["properties"].as_object().into_iter().flatten() {
+        if !MANAGED.contains(&k.as_str()) && !v.is_null() {
+            payload.insert(k.clone(), v.clone());
+        }
+    }
+    Ok((id, updated, payload))
+}
+
+/// Properties without the ones HubSpot maintains, for an embedded object.
+fn embedded(object: &Value) -> Value {
+    let props: serde_json::Map<String, Value> = object["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| !MANAGED.contains(&k.as_str()) && !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    json!({"id": object["id"], "properties": props})
+}
+
+/// The connector.
+#[derive(Debug)]
+pub struct HubSpot;
+
+impl Connector for HubSpot {
+    type Config = Config;
+
+    fn spec() -> ConnectorSpec {
+        ConnectorSpec::new(STREAMS)
+            .http_origin("https://api.hubapi.com")
+            .http_origin("https://*:*")
+            .http_origin("http://*:*")
+            .secret(
+                "api_token",
+                "HubSpot private app access token (Settings → Integrations → Private apps)",
+                ["https://api.hubapi.com", "https://*:*", "http://*:*"],
+            )
+    }
+
+    fn check(config: &Config) -> Result<(), Error> {
+        let response = config
+            .request(Request::get, "/crm/v3/objects/contacts")?
+            .query("limit", "1")
+            .send()?;
+        success(response, "reading one contact")?;
+        nexo_sdk::info!("connected to HubSpot at {}", config.base_url);
+        Ok(())
+    }
+
+    fn discover(_config: &Config) -> Result<Vec<StreamInfo>, Error> {
+        let value = json!({"type": ["string", "number", "boolean", "null"]});
+        Ok(STREAMS
+            .iter()
+            .map(|&stream| {
+                let mut schema = json!({
+                    "type": "object",
+                    "properties": {"id": {"type": "string"}, "updatedAt": {"type": "string"}},
+                    "additionalProperties": value,
+                });
+                if stream == "deals" {
+                    let list = json!({"type": "array", "items": {"type": "object",
+                        "properties": {"id": {"type": "string"}, "properties": {"type": "object"}}}});
+                    schema["properties"]["associations"] = json!({"type": "object",
+                        "properties": {"companies": list, "line_items": list}});
+                }
+                StreamInfo::new(stream, schema.to_string())
+                    .primary_key(["id"])
+                    .cursor_field("updatedAt")
+                    .writable()
+            })
+            .collect())
+    }
+
+    fn read(config: &Config, stream: &str, state: Option<&str>) -> Result<Page, Error> {
+        stream_known(stream)?;
+        config.base()?;
+        read::page(config, stream, state)
+    }
+
+    fn write(config: &Config, stream: &str, batch: Vec<Record>) -> Result<Vec<WriteResult>, Error> {
+        stream_known(stream)?;
+        config.base()?;
+        write::batch(config, stream, &batch)
+    }
+}
+
+nexo_sdk::export_connector!(HubSpot);

@@ -1,0 +1,217 @@
+//! Nexo connector for the [Xero Accounting API](https://developer.xero.com/documentation/api/accounting/overview):
+//! contacts, items, invoices (with lines), payments and the chart of
+//! accounts, read incrementally and emitted in Nexo's canonical model;
+//! contacts, invoices and payments written idempotently.
+//!
+//! # Streams
+//!
+//! | stream | Xero | canonical | read | write |
+//! |---|---|---|---|---|
+//! | `contacts` | `/Contacts` | [`Company`](nexo_sdk::model::Company), role `customer` (or `supplier`) | yes | yes |
+//! | `items` | `/Items` | [`Product`](nexo_sdk::model::Product) | yes | no |
+//! | `invoices` | `/Invoices` (`ACCREC`) | [`Invoice`](nexo_sdk::model::Invoice) | yes | yes |
+//! | `payments` | `/Payments` | [`Payment`](nexo_sdk::model::Payment) | yes | yes |
+//! | `accounts` | `/Accounts` | [`Account`](nexo_sdk::model::Account) | yes | no |
+//!
+//! Reads send `If-Modified-Since` (the last `UpdatedDateUTC` seen) and
+//! `page=N` (100 per page); every request carries `Authorization: Bearer
+//! {{secret:access_token}}` and the config's `xero-tenant-id`. A 429 becomes
+//! `rate-limited(Retry-After)`, which the host waits out.
+//!
+//! # Identity conventions
+//!
+//! - **This system's name** is `config.system` (default `xero`): an
+//!   `ExternalRef`/`PartyRef` with that system holds a Xero id (ContactID,
+//!   InvoiceID).
+//! - **Contacts from another system** get `ContactNumber = "<system>:<id>"`:
+//!   the first of the canonical record's `external_refs` from another
+//!   system, else `config.contact_source` and the payload's `id`, else
+//!   `nexo:<idempotency key>`. An invoice whose `customer` is
+//!   `{system: "crm", id: "c-9"}` is billed to the Xero contact with
+//!   `ContactNumber` `crm:c-9`; read back, that contact lists
+//!   `{system: "crm", id: "c-9"}` in `external_refs`.
+//! - **Idempotency.** A create is looked up before it is sent: a contact by
+//!   its `ContactNumber`, an invoice or payment by the marker
+//!   `#nexo:<idempotency key>` that the connector appends to its
+//!   `Reference` (and strips when reading). The create also carries Xero's
+//!   `Idempotency-Key` header. A create whose answer was lost is thus
+//!   answered `created(<existing id>)` on the retry, never duplicated.
+//! - **Updates** compare the fields the connector would send with the Xero
+//!   record: equal → `unchanged`, else a `POST` → `updated`. Xero cannot edit
+//!   a payment: a changed payment is `rejected`. A delete archives a contact,
+//!   voids an invoice (deletes a draft) and deletes a payment.
+//! - **Validation** is Xero's: invoices are sent with their totals and
+//!   `summarizeErrors=false`; a record Xero refuses is `rejected` with
+//!   Xero's `ValidationErrors` messages (the batch goes on).
+//! - **Tax** maps a canonical `tax_rate` (percent) to a Xero `TaxType` and
+//!   back through `config.tax_types` (default: `OUTPUT2` 20, `RROUTPUT` 5,
+//!   `NONE` 0).
+
+mod read;
+mod write;
+mod xjson;
+
+use std::collections::BTreeMap;
+
+use nexo_sdk::model::{Account, Company, Invoice, Payment, Product, json_schema};
+use nexo_sdk::prelude::*;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+/// Name of the secret holding the OAuth access token.
+pub const TOKEN_SECRET: &str = "access_token";
+
+/// Configuration of a Xero connection.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Base URL of the API host, e.g. `https://api.xero.com` (the default)
+    /// or a sandbox's `http://127.0.0.1:8080`; paths start at `/api.xro/2.0`.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// The organisation (`xero-tenant-id` header).
+    pub tenant_id: String,
+    /// Name of this system in references (`PartyRef.system`).
+    #[serde(default = "default_system")]
+    pub system: String,
+    /// System that written contacts come from when their payload has an `id`
+    /// but no `external_refs` (gives `ContactNumber` `<system>:<id>`).
+    #[serde(default)]
+    pub contact_source: Option<String>,
+    /// Xero `TaxType` → rate in percent (e.g. `{"OUTPUT2": "20"}`).
+    #[serde(default)]
+    pub tax_types: Option<BTreeMap<String, String>>,
+    /// Timeout of each request in milliseconds; the host's limit applies
+    /// when absent.
+    #[serde(default)]
+    pub timeout_ms: Option<u32>,
+}
+
+fn default_base_url() -> String {
+    "https://api.xero.com".into()
+}
+fn default_system() -> String {
+    "xero".into()
+}
+
+impl Config {
+    fn api(&self, path: &str) -> Result<String, Error> {
+        let base = self.base_url.trim_end_matches('/');
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            return Err(Error::config(format!(
+                "field `base_url`: `{}` is not an http(s) URL",
+                self.base_url
+            )));
+        }
+        if self.tenant_id.trim().is_empty() {
+            return Err(Error::config("field `tenant_id`: must not be empty"));
+        }
+        Ok(format!("{base}/api.xro/2.0/{path}"))
+    }
+
+    /// A request with Xero's auth headers.
+    fn request(&self, make: fn(String) -> Request, path: &str) -> Result<Request, Error> {
+        let mut r = make(self.api(path)?)
+            .bearer_secret(TOKEN_SECRET)
+            .header("xero-tenant-id", self.tenant_id.clone())
+            .header("Accept", "application/json");
+        if let Some(ms) = self.timeout_ms {
+            r = r.timeout_ms(ms);
+        }
+        Ok(r)
+    }
+
+    /// TaxType → rate.
+    fn tax_table(&self) -> Result<Vec<(String, Decimal)>, Error> {
+        match &self.tax_types {
+            None => Ok(vec![
+                ("OUTPUT2".into(), Decimal::from(20)),
+                ("RROUTPUT".into(), Decimal::from(5)),
+                ("NONE".into(), Decimal::ZERO),
+            ]),
+            Some(map) => map
+                .iter()
+                .map(|(k, v)| {
+                    v.parse::<Decimal>().map(|d| (k.clone(), d)).map_err(|e| {
+                        Error::config(format!(
+                            "field `tax_types.{k}`: `{v}` is not a decimal: {e}"
+                        ))
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The connector.
+#[derive(Debug)]
+pub struct Xero;
+
+/// The streams, with the canonical type of each.
+pub const STREAMS: [&str; 5] = ["contacts", "items", "invoices", "payments", "accounts"];
+
+fn unknown_stream(stream: &str) -> Error {
+    Error::config(format!(
+        "unknown stream `{stream}` (streams: {})",
+        STREAMS.join(", ")
+    ))
+}
+
+impl Connector for Xero {
+    type Config = Config;
+
+    fn spec() -> ConnectorSpec {
+        ConnectorSpec::new(STREAMS)
+            .http_origin("https://api.xero.com")
+            .http_origin("http://*:*")
+            .secret(
+                TOKEN_SECRET,
+                "Xero OAuth 2.0 access token (Bearer)",
+                ["https://api.xero.com", "http://*:*"],
+            )
+    }
+
+    fn check(config: &Config) -> Result<(), Error> {
+        config
+            .request(Request::get, "Accounts")?
+            .query("where", "Code==\"__nexo_check__\"")
+            .send()?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    fn discover(_config: &Config) -> Result<Vec<StreamInfo>, Error> {
+        let info = |name: &str, schema: String, writable: bool| {
+            let s = StreamInfo::new(name, schema)
+                .primary_key(["id"])
+                .cursor_field("updated_at");
+            if writable { s.writable() } else { s }
+        };
+        Ok(vec![
+            info("contacts", json_schema::<Company>(), true),
+            info("items", json_schema::<Product>(), false),
+            info("invoices", json_schema::<Invoice>(), true),
+            info("payments", json_schema::<Payment>(), true),
+            info("accounts", json_schema::<Account>(), false),
+        ])
+    }
+
+    fn read(config: &Config, stream: &str, state: Option<&str>) -> Result<Page, Error> {
+        if !STREAMS.contains(&stream) {
+            return Err(unknown_stream(stream));
+        }
+        read::page(config, stream, state)
+    }
+
+    fn write(config: &Config, stream: &str, batch: Vec<Record>) -> Result<Vec<WriteResult>, Error> {
+        match stream {
+            "contacts" | "invoices" | "payments" => write::batch(config, stream, batch),
+            "items" | "accounts" => Err(Error::AccessDenied(format!(
+                "stream {stream} is read-only in the Xero connector"
+            ))),
+            other => Err(unknown_stream(other)),
+        }
+    }
+}
+
+nexo_sdk::export_connector!(Xero);

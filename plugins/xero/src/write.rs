@@ -1,0 +1,379 @@
+//! Writes: canonical contacts, invoices and payments to Xero, each create
+//! looked up first (ContactNumber, or the `#nexo:<key>` marker in
+//! `Reference`) and sent with an `Idempotency-Key`, each update compared
+//! with the record first, each refusal answered with Xero's message.
+
+use nexo_sdk::model::{Company, Contact, Invoice, InvoiceStatus, PartyRef, Payment};
+use nexo_sdk::prelude::*;
+use serde_json::{Map, Value, json};
+
+use crate::Config;
+use crate::read::{MARKER, collection, fetch};
+use crate::xjson::{covers, num};
+
+/// Applies a batch; a failure that is not about one record ends it.
+pub fn batch(config: &Config, stream: &str, batch: Vec<Record>) -> Result<Vec<WriteResult>, Error> {
+    let mut out = Vec::with_capacity(batch.len());
+    for record in batch {
+        let id = record.id.clone();
+        let outcome = match one(config, stream, &record) {
+            Ok(outcome) => outcome,
+            Err(e @ (Error::Rejected(_) | Error::InvalidConfig(_))) if !is_config(&e) => {
+                WriteOutcome::Failed(e)
+            }
+            Err(e) => return Err(e),
+        };
+        let id = match &outcome {
+            WriteOutcome::Created(i)
+            | WriteOutcome::Updated(i)
+            | WriteOutcome::Unchanged(i)
+            | WriteOutcome::Deleted(i) => i.clone(),
+            WriteOutcome::Failed(_) => id,
+        };
+        out.push(WriteResult { id, outcome });
+    }
+    Ok(out)
+}
+
+fn is_config(e: &Error) -> bool {
+    matches!(e, Error::InvalidConfig(_))
+}
+
+fn marker(key: &str) -> String {
+    format!("{MARKER}{key}")
+}
+
+fn with_marker(reference: Option<&str>, key: &str) -> String {
+    match reference {
+        Some(r) if !r.is_empty() => format!("{r}{}", marker(key)),
+        _ => marker(key).trim_start().to_string(),
+    }
+}
+
+fn one(config: &Config, stream: &str, record: &Record) -> Result<WriteOutcome, Error> {
+    let coll = collection(stream);
+    let id_field = match stream {
+        "contacts" => "ContactID",
+        "invoices" => "InvoiceID",
+        _ => "PaymentID",
+    };
+    if record.operation == Operation::Delete {
+        let Some(id) = record.destination_id() else {
+            return Ok(WriteOutcome::Deleted(String::new()));
+        };
+        let current = get(config, coll, id)?;
+        let change = match stream {
+            "contacts" => json!({"ContactStatus": "ARCHIVED"}),
+            "invoices" if current["Status"] == "DRAFT" || current["Status"] == "SUBMITTED" => {
+                json!({"Status": "DELETED"})
+            }
+            "invoices" => json!({"Status": "VOIDED"}),
+            _ => json!({"Status": "DELETED"}),
+        };
+        if covers(&current, &change) {
+            return Ok(WriteOutcome::Deleted(id.to_string()));
+        }
+        post(config, coll, Some(id), change, None)?;
+        return Ok(WriteOutcome::Deleted(id.to_string()));
+    }
+    let key = record.idempotency_key().unwrap_or_default().to_string();
+    let (body, lookup) = match stream {
+        "contacts" => contact_body(config, record, &key)?,
+        "invoices" => invoice_body(config, record, &key)?,
+        _ => payment_body(config, record, &key)?,
+    };
+    if let Some(id) = record.destination_id() {
+        let current = get(config, coll, id)?;
+        if covers(&current, &body) {
+            return Ok(WriteOutcome::Unchanged(id.to_string()));
+        }
+        if stream == "payments" {
+            return Err(Error::rejected(format!(
+                "Xero cannot edit payment {id}: delete it and create a new one"
+            )));
+        }
+        let mut body = body;
+        body[id_field] = json!(id);
+        let doc = post(config, coll, Some(id), body, None)?;
+        return Ok(WriteOutcome::Updated(
+            doc[id_field].as_str().unwrap_or(id).to_string(),
+        ));
+    }
+    // A create: was it applied already (an answer lost)?
+    if let Some(where_clause) = lookup
+        && let Some(found) = fetch(config, stream, &[("where", where_clause)], None)?
+            .into_iter()
+            .find(|r| r["Status"] != "DELETED" && r["ContactStatus"] != "ARCHIVED")
+    {
+        let id = found[id_field].as_str().unwrap_or_default().to_string();
+        return Ok(WriteOutcome::Created(id));
+    }
+    let doc = post(
+        config,
+        coll,
+        None,
+        body,
+        (!key.is_empty()).then_some(key.as_str()),
+    )?;
+    let id = doc[id_field]
+        .as_str()
+        .ok_or_else(|| Error::internal(format!("Xero answered a create without {id_field}")))?;
+    Ok(WriteOutcome::Created(id.to_string()))
+}
+
+fn get(config: &Config, coll: &str, id: &str) -> Result<Value, Error> {
+    let body: Value = config
+        .request(Request::get, &format!("{coll}/{id}"))?
+        .send()?
+        .error_for_status()?
+        .json()?;
+    body[coll]
+        .as_array()
+        .and_then(|a| a.first())
+        .cloned()
+        .ok_or_else(|| Error::rejected(format!("Xero has no {coll} record {id}")))
+}
+
+/// `PUT` (create, `id` none) or `POST` (update) of one record with
+/// `summarizeErrors=false`; the stored record, or `Rejected` with Xero's
+/// validation messages.
+fn post(
+    config: &Config,
+    coll: &str,
+    id: Option<&str>,
+    body: Value,
+    key: Option<&str>,
+) -> Result<Value, Error> {
+    let envelope = json!({ coll: [body] });
+    let mut req = match id {
+        None => config.request(Request::put, coll)?,
+        Some(id) => config.request(Request::post, &format!("{coll}/{id}"))?,
+    }
+    .query("summarizeErrors", "false")
+    .json(&envelope)?;
+    if let Some(key) = key {
+        req = req.header("Idempotency-Key", key.to_string());
+    }
+    let response = req.send()?;
+    if response.status == 400 {
+        let body: Value = response.json().unwrap_or(Value::Null);
+        let messages = messages_of(&body);
+        if !messages.is_empty() {
+            return Err(Error::rejected(messages.join("; ")));
+        }
+    }
+    let answer: Value = response.error_for_status()?.json()?;
+    let doc = answer[coll]
+        .as_array()
+        .and_then(|a| a.first())
+        .cloned()
+        .ok_or_else(|| Error::internal(format!("Xero answered a {coll} write without a record")))?;
+    let messages = messages_of(&doc);
+    if !messages.is_empty() {
+        return Err(Error::rejected(messages.join("; ")));
+    }
+    Ok(doc)
+}
+
+/// Every `ValidationErrors[].Message` in a Xero answer.
+fn messages_of(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Array(errs)) = m.get("ValidationErrors") {
+                out.extend(
+                    errs.iter()
+                        .filter_map(|e| e["Message"].as_str().map(str::to_string)),
+                );
+            }
+            for (k, child) in m {
+                if k != "ValidationErrors" {
+                    out.extend(messages_of(child));
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| out.extend(messages_of(x))),
+        _ => {}
+    }
+    out
+}
+
+fn quoted(v: &str) -> String {
+    format!("\"{}\"", v.replace('"', "\\\""))
+}
+
+/// The `ContactNumber` of a written contact (see the crate docs).
+fn contact_number(
+    config: &Config,
+    refs: &[nexo_sdk::model::ExternalRef],
+    id: Option<&str>,
+    key: &str,
+) -> Result<String, Error> {
+    let number = if let Some(r) = refs.iter().find(|r| r.system != config.system) {
+        format!("{}:{}", r.system, r.id)
+    } else if let (Some(system), Some(id)) = (&config.contact_source, id) {
+        format!("{system}:{id}")
+    } else if !key.is_empty() {
+        format!("nexo:{key}")
+    } else {
+        return Err(Error::rejected(
+            "contact has no external reference, id or idempotency key to identify it in Xero",
+        ));
+    };
+    if number.chars().count() > 50 {
+        return Err(Error::rejected(format!(
+            "ContactNumber `{number}` would exceed Xero's 50 characters"
+        )));
+    }
+    Ok(number)
+}
+
+fn contact_body(
+    config: &Config,
+    record: &Record,
+    key: &str,
+) -> Result<(Value, Option<String>), Error> {
+    let payload: Value = record.payload_as()?;
+    let mut body = Map::new();
+    let (name, refs, id, email, phone, first, last) = if payload.get("name").is_some() {
+        let c: Company = record.payload_as()?;
+        (c.name, c.external_refs, c.id, c.email, c.phone, None, None)
+    } else {
+        let c: Contact = record.payload_as()?;
+        let name = [c.first_name.clone(), c.last_name.clone()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        (
+            name,
+            c.external_refs,
+            c.id,
+            c.email,
+            c.phone,
+            c.first_name,
+            c.last_name,
+        )
+    };
+    let number = contact_number(config, &refs, id.as_deref(), key)?;
+    body.insert("Name".into(), json!(name));
+    body.insert("ContactNumber".into(), json!(number));
+    if let Some(e) = email {
+        body.insert("EmailAddress".into(), json!(e));
+    }
+    if let Some(f) = first {
+        body.insert("FirstName".into(), json!(f));
+    }
+    if let Some(l) = last {
+        body.insert("LastName".into(), json!(l));
+    }
+    if let Some(p) = phone {
+        body.insert(
+            "Phones".into(),
+            json!([{"PhoneType": "DEFAULT", "PhoneNumber": p}]),
+        );
+    }
+    let lookup = format!("ContactNumber=={}", quoted(&number));
+    Ok((Value::Object(body), Some(lookup)))
+}
+
+/// The Xero ContactID of an invoice's customer.
+fn contact_id(config: &Config, customer: &PartyRef) -> Result<String, Error> {
+    let r = customer.external_ref();
+    if r.system == config.system {
+        return Ok(r.id.clone());
+    }
+    let number = format!("{}:{}", r.system, r.id);
+    fetch(config, "contacts", &[("where", format!("ContactNumber=={}", quoted(&number)))], None)?
+        .into_iter()
+        .find(|c| c["ContactStatus"] != "ARCHIVED")
+        .and_then(|c| c["ContactID"].as_str().map(str::to_string))
+        .ok_or_else(|| {
+            Error::rejected(format!(
+                "customer {number} has no Xero contact (ContactNumber `{number}`): sync the contact first"
+            ))
+        })
+}
+
+fn tax_type(config: &Config, rate: rust_decimal::Decimal) -> Result<String, Error> {
+    config
+        .tax_table()?
+        .into_iter()
+        .find(|(_, r)| *r == rate)
+        .map(|(t, _)| t)
+        .ok_or_else(|| {
+            Error::rejected(format!(
+                "no Xero TaxType for a tax rate of {rate} % (see `tax_types`)"
+            ))
+        })
+}
+
+fn invoice_body(
+    config: &Config,
+    record: &Record,
+    key: &str,
+) -> Result<(Value, Option<String>), Error> {
+    // Not validated here: Xero checks the arithmetic and its message is
+    // what the record is rejected with.
+    let inv: Invoice = record.payload_as()?;
+    let mut lines = Vec::new();
+    for l in &inv.lines {
+        let mut line = json!({"Description": l.description, "Quantity": num(l.quantity)?,
+            "UnitAmount": num(l.unit_price)?, "TaxType": tax_type(config, l.tax_rate)?,
+            "LineAmount": num(l.line_amount)?});
+        if !l.discount.is_zero() {
+            line["DiscountAmount"] = num(l.discount)?;
+        }
+        if let Some(code) = &l.account_code {
+            line["AccountCode"] = json!(code);
+        }
+        lines.push(line);
+    }
+    let status = match inv.status {
+        InvoiceStatus::Submitted => "SUBMITTED",
+        InvoiceStatus::Authorised | InvoiceStatus::Paid => "AUTHORISED",
+        InvoiceStatus::Voided => "VOIDED",
+        _ => "DRAFT",
+    };
+    let mut body = json!({"Type": "ACCREC", "Contact": {"ContactID": contact_id(config, &inv.customer)?},
+        "Date": inv.issue_date.to_string(), "Status": status, "LineAmountTypes": "Exclusive",
+        "CurrencyCode": inv.currency.code(), "LineItems": lines,
+        "SubTotal": num(inv.subtotal)?, "TotalTax": num(inv.total_tax)?, "Total": num(inv.total)?});
+    if let Some(d) = inv.due_date {
+        body["DueDate"] = json!(d.to_string());
+    }
+    if let Some(n) = &inv.number {
+        body["InvoiceNumber"] = json!(n);
+    }
+    let lookup = if key.is_empty() {
+        body["Reference"] = json!(inv.reference.clone().unwrap_or_default());
+        None
+    } else {
+        body["Reference"] = json!(with_marker(inv.reference.as_deref(), key));
+        Some(format!("Reference.Contains({})", quoted(&marker(key))))
+    };
+    Ok((body, lookup))
+}
+
+fn payment_body(
+    config: &Config,
+    record: &Record,
+    key: &str,
+) -> Result<(Value, Option<String>), Error> {
+    let p: Payment = record.payload_as()?;
+    if p.invoice.system != config.system {
+        return Err(Error::rejected(format!(
+            "payment's invoice {}:{} is not a Xero invoice (system `{}`): map it to its Xero InvoiceID first",
+            p.invoice.system, p.invoice.id, config.system
+        )));
+    }
+    let mut body = json!({"Invoice": {"InvoiceID": p.invoice.id}, "Account": {"Code": p.account_code},
+        "Date": p.date.to_string(), "Amount": num(p.amount)?});
+    let lookup = if key.is_empty() {
+        None
+    } else {
+        body["Reference"] = json!(with_marker(p.reference.as_deref(), key));
+        Some(format!("Reference.Contains({})", quoted(&marker(key))))
+    };
+    Ok((body, lookup))
+}
