@@ -191,6 +191,11 @@ async fn an_admin_applies_dry_runs_runs_and_works_the_queues() {
 
     let out = ok(nexo(dir, &["pipeline", "run", "a-to-b"]));
     assert!(out.contains("created 4"), "{out}");
+    let list = ok(nexo(dir, &["pipeline", "list"]));
+    assert!(
+        list.contains("a-to-b  crm-a/contacts → crm-b/contacts  manual  last run #1 succeeded"),
+        "{list}"
+    );
 
     // A rejected record lands in the dead-letter queue.
     let bad = kit

@@ -209,15 +209,25 @@ pub(crate) async fn pipeline(engine: &Engine, cmd: PipelineCommand) -> Result<()
                     .next()
                     .map(|r| format!("last run #{} {}", r.id, r.status))
                     .unwrap_or_else(|| "never run".into());
+                let schedule = p
+                    .schedule()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|e| format!("invalid schedule: {e}"));
+                let paused = match (&row.paused, &row.paused_reason) {
+                    (true, Some(reason)) => format!("  [paused: {reason}]"),
+                    (true, None) => "  [paused]".to_string(),
+                    (false, _) => String::new(),
+                };
                 println!(
-                    "{}  {}/{} → {}/{}  {}{}",
+                    "{}  {}/{} → {}/{}  {}  {}{}",
                     p.name,
                     p.source.connection,
                     p.source.stream,
                     p.destination.connection,
                     p.destination.stream,
+                    schedule,
                     last,
-                    if row.paused { "  [paused]" } else { "" }
+                    paused
                 );
             }
         }
