@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -88,17 +88,6 @@ async fn the_sandbox_serves_seeded_hubspot_and_xero_apis_until_sigterm() {
         .unwrap();
     assert!(no_tenant.status().is_client_error());
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "nexo sandbox did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = nexo_tests::cli::terminate(&mut child, Duration::from_secs(10));
     assert!(status.success(), "{status}");
 }

@@ -6,9 +6,10 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nexo::sync::store::{RunFilter, SyncStore};
+use nexo_tests::cli::{terminate, until};
 use nexo_tests::synckit::{Kit, contents, pipeline};
 use nexo_tests::tinycrm;
 
@@ -46,19 +47,7 @@ impl Daemon {
 
     /// SIGTERM, then wait (bounded) for a clean exit.
     fn terminate(&mut self) -> std::process::ExitStatus {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "nexo serve did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        terminate(&mut self.child, Duration::from_secs(30))
     }
 }
 
@@ -69,14 +58,15 @@ impl Drop for Daemon {
     }
 }
 
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..1200 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for: {what}");
+/// The pipeline's runs, newest first.
+fn runs_of(kit: &Kit, name: &str) -> Vec<nexo::sync::store::RunRow> {
+    kit.db
+        .runs(&RunFilter {
+            pipeline: Some(name.into()),
+            status: None,
+            limit: 10,
+        })
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,15 +81,7 @@ async fn sigterm_mid_run_then_restart_loses_nothing_and_duplicates_nothing() {
     .await;
     kit.b.crm.lock().unwrap().write_latency = Duration::from_millis(10);
     let dir = kit.dir.path();
-    let runs = || {
-        kit.db
-            .runs(&RunFilter {
-                pipeline: Some("a-to-b".into()),
-                status: None,
-                limit: 10,
-            })
-            .unwrap()
-    };
+    let runs = || runs_of(&kit, "a-to-b");
 
     let mut first = Daemon::start(dir);
     assert!(first.url.starts_with("http://127.0.0.1:"));
@@ -179,15 +161,7 @@ async fn a_connector_upgraded_while_serving_is_used_by_the_next_run_not_the_one_
         String::from_utf8(out.stdout).unwrap()
     };
     let secret = nexo(&["pipeline", "webhook", "a-to-b"]).trim().to_string();
-    let runs = || {
-        kit.db
-            .runs(&RunFilter {
-                pipeline: Some("a-to-b".into()),
-                status: None,
-                limit: 10,
-            })
-            .unwrap()
-    };
+    let runs = || runs_of(&kit, "a-to-b");
     let versions = |run: i64| {
         kit.db
             .run_log(run)

@@ -12,6 +12,7 @@ use nexo::serve::scheduler::{SchedulerConfig, Triggered};
 use nexo::serve::{App, ServeConfig, webhook};
 use nexo::store::sealed::Sealer;
 use nexo::sync::store::{RunFilter, RunRow, SyncStore};
+use nexo_tests::cli::until;
 use nexo_tests::synckit::{Kit, contents, pipeline};
 use nexo_tests::tinycrm;
 use serde_json::{Value, json};
@@ -36,17 +37,6 @@ fn runs(kit: &Kit, name: &str) -> Vec<RunRow> {
             limit: 100,
         })
         .unwrap()
-}
-
-/// Wait (bounded) until `cond` holds; real work takes its time.
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..600 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -174,13 +174,7 @@ async fn session(req: Request) -> Json<Value> {
 }
 
 async fn overview(State(app): State<Arc<App>>) -> ApiResult {
-    let names = app.registry.db().connection_names(None)?;
-    let mut conns = Vec::new();
-    for n in names {
-        if let Some(c) = views::connection(&app, &n)? {
-            conns.push(c);
-        }
-    }
+    let conns = views::connections(&app)?;
     let mut pipes = Vec::new();
     for row in app.engine.store().pipelines()? {
         pipes.push(views::pipeline(&app, &row)?);
@@ -193,13 +187,7 @@ async fn plugins(State(app): State<Arc<App>>) -> ApiResult {
 }
 
 async fn connections(State(app): State<Arc<App>>) -> ApiResult {
-    let mut out = Vec::new();
-    for n in app.registry.db().connection_names(None)? {
-        if let Some(c) = views::connection(&app, &n)? {
-            out.push(c);
-        }
-    }
-    Ok(Json(Value::Array(out)))
+    Ok(Json(Value::Array(views::connections(&app)?)))
 }
 
 async fn connection(State(app): State<Arc<App>>, Path(name): Path<String>) -> ApiResult {
@@ -275,16 +263,7 @@ async fn remove_connection(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let users: Vec<String> = app
-        .engine
-        .store()
-        .pipelines()?
-        .into_iter()
-        .filter(|r| {
-            r.pipeline.source.connection == name || r.pipeline.destination.connection == name
-        })
-        .map(|r| r.pipeline.name)
-        .collect();
+    let users = views::pipelines_using(&app, &name)?;
     if !users.is_empty() {
         return Err(ApiError(
             StatusCode::CONFLICT,

@@ -278,19 +278,18 @@ impl Scheduler {
         let rows = store.pipelines()?;
         let mut earliest: Option<DateTime<Utc>> = None;
         let mut start = Vec::new();
-        // History is read before taking the lock (never hold it over I/O).
-        let mut seeds = HashMap::new();
-        {
+        // History is read before taking the lock (never hold it over I/O),
+        // once per pipeline the scheduler has not seen yet.
+        let unseen: Vec<String> = {
             let slots = self.slots();
-            for row in &rows {
-                let name = &row.pipeline.name;
-                if !slots.get(name).is_some_and(|s| s.seeded) {
-                    seeds.insert(name.clone(), ());
-                }
-            }
-        }
+            rows.iter()
+                .map(|r| &r.pipeline.name)
+                .filter(|name| !slots.get(*name).is_some_and(|s| s.seeded))
+                .cloned()
+                .collect()
+        };
         let mut seeded = HashMap::new();
-        for name in seeds.keys() {
+        for name in unseen {
             let last = store.runs(&RunFilter {
                 pipeline: Some(name.clone()),
                 status: None,
@@ -300,7 +299,7 @@ impl Scheduler {
                 .first()
                 .and_then(|r| DateTime::parse_from_rfc3339(&r.started_at).ok())
                 .map(|t| t.with_timezone(&Utc));
-            seeded.insert(name.clone(), started);
+            seeded.insert(name, started);
         }
         {
             let mut slots = self.slots();
@@ -317,13 +316,15 @@ impl Scheduler {
                     slot.trigger_at = None;
                     continue;
                 }
-                slot.next = match row.pipeline.schedule() {
-                    Ok(schedule) => schedule.next_run(name, slot.last_start, now),
+                let schedule = match row.pipeline.schedule() {
+                    Ok(schedule) => Some(schedule),
                     Err(e) => {
                         tracing::warn!(pipeline = %name, error = %e, "schedule ignored");
                         None
                     }
                 };
+                let next_after = |last| schedule.as_ref().and_then(|s| s.next_run(name, last, now));
+                slot.next = next_after(slot.last_start);
                 let scheduled = slot.next.is_some_and(|t| t <= now);
                 let asked = slot.trigger_at.is_some_and(|t| t <= now);
                 if scheduled || asked {
@@ -339,11 +340,7 @@ impl Scheduler {
                         slot.last_start = Some(now);
                         start.push(name.clone());
                     }
-                    slot.next = row
-                        .pipeline
-                        .schedule()
-                        .ok()
-                        .and_then(|s| s.next_run(name, slot.last_start, now));
+                    slot.next = next_after(slot.last_start);
                 }
                 for t in [slot.next, slot.trigger_at].into_iter().flatten() {
                     earliest = Some(earliest.map_or(t, |e: DateTime<Utc>| e.min(t)));

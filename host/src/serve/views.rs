@@ -100,6 +100,32 @@ pub fn pipeline(app: &App, row: &PipelineRow) -> Result<Value, StoreError> {
     }))
 }
 
+/// The pipelines that read from or write to a connection.
+pub fn pipelines_using(app: &App, connection: &str) -> Result<Vec<String>, StoreError> {
+    Ok(app
+        .engine
+        .store()
+        .pipelines()?
+        .into_iter()
+        .filter(|r| {
+            r.pipeline.source.connection == connection
+                || r.pipeline.destination.connection == connection
+        })
+        .map(|r| r.pipeline.name)
+        .collect())
+}
+
+/// Every connection, by name.
+pub fn connections(app: &App) -> Result<Vec<Value>, StoreError> {
+    let mut out = Vec::new();
+    for name in app.registry.db().connection_names(None)? {
+        if let Some(c) = connection(app, &name)? {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
 /// A connection: plugin, environment, health, who uses it.
 pub fn connection(app: &App, name: &str) -> Result<Option<Value>, StoreError> {
     let db = app.registry.db();
@@ -117,16 +143,7 @@ pub fn connection(app: &App, name: &str) -> Result<Option<Value>, StoreError> {
         }),
         None => json!({"status": "unknown", "checked_at": null, "error": null}),
     };
-    let used_by: Vec<String> = app
-        .engine
-        .store()
-        .pipelines()?
-        .into_iter()
-        .filter(|r| {
-            r.pipeline.source.connection == name || r.pipeline.destination.connection == name
-        })
-        .map(|r| r.pipeline.name)
-        .collect();
+    let used_by = pipelines_using(app, name)?;
     Ok(Some(json!({
         "name": c.name,
         "plugin": c.plugin_id,
