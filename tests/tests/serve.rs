@@ -11,6 +11,7 @@ use nexo::serve::clock::{Clock, ManualClock, SystemClock};
 use nexo::serve::scheduler::{SchedulerConfig, Triggered};
 use nexo::serve::{App, ServeConfig, webhook};
 use nexo::store::sealed::Sealer;
+use nexo::sync::Pipeline;
 use nexo::sync::store::{RunFilter, RunRow, SyncStore};
 use nexo_tests::cli::until;
 use nexo_tests::synckit::{Kit, contents, pipeline};
@@ -112,6 +113,73 @@ async fn triggers_during_a_run_coalesce_and_runs_never_overlap() {
     );
     assert_eq!(contents(&kit.a), contents(&kit.b));
     assert_eq!(kit.b.crm.lock().unwrap().creates, 40, "no duplicates");
+    sched.shutdown().await;
+    task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_runs_after_the_one_it_follows_and_loops_are_refused() {
+    let kit = Kit::new(tinycrm::seed(4), Default::default(), 50).await;
+    kit.apply(&pipeline("customers", "", "")).await;
+    kit.apply(&pipeline(
+        "invoices",
+        "",
+        "[schedule]\nafter = [\"customers\"]",
+    ))
+    .await;
+
+    // Refused when saved: an unknown pipeline, and a loop.
+    let unknown = Pipeline::from_toml(
+        &pipeline("orphan", "", "[schedule]\nafter = [\"nope\"]"),
+        "t",
+    )
+    .unwrap();
+    let err = kit.engine.apply(&unknown).await.unwrap_err().to_string();
+    assert!(
+        err.contains("schedule.after") && err.contains("no pipeline named `nope`"),
+        "{err}"
+    );
+    let looped = Pipeline::from_toml(
+        &pipeline("customers", "", "[schedule]\nafter = [\"invoices\"]"),
+        "t",
+    )
+    .unwrap();
+    let err = kit.engine.apply(&looped).await.unwrap_err().to_string();
+    assert!(
+        err.contains("loop") && err.contains("customers → invoices → customers"),
+        "{err}"
+    );
+    assert!(kit.db.pipeline("orphan").unwrap().is_none());
+    assert!(
+        kit.db
+            .pipeline("customers")
+            .unwrap()
+            .unwrap()
+            .pipeline
+            .schedule
+            .after
+            .is_empty(),
+        "the refused definition was saved"
+    );
+
+    let app = app(&kit, Arc::new(SystemClock));
+    let sched = app.scheduler.clone();
+    let task = tokio::spawn(sched.clone().run());
+    sched.trigger("customers").unwrap();
+    until("the follower ran", || {
+        runs(&kit, "invoices")
+            .first()
+            .is_some_and(|r| r.finished_at.is_some())
+    })
+    .await;
+    sched.idle().await;
+    let (first, follower) = (&runs(&kit, "customers")[0], &runs(&kit, "invoices")[0]);
+    assert_eq!(first.status, "succeeded");
+    assert!(
+        first.finished_at.as_deref().unwrap() <= follower.started_at.as_str(),
+        "the follower started before the run it follows ended"
+    );
+    assert_eq!(runs(&kit, "invoices").len(), 1);
     sched.shutdown().await;
     task.await.unwrap();
 }

@@ -496,42 +496,53 @@ pub(crate) fn identity(
     id: &str,
     json: bool,
 ) -> Result<()> {
-    let Some(link) = store.links(connection, stream, &[id])?.into_iter().next() else {
+    let links = store.record_links(connection, stream, id)?;
+    if links.is_empty() {
         bail!(
             "no record {connection}/{stream}/{id} in the identity map (it is linked once a pipeline has read or written it)"
         );
-    };
-    let all = store.entity(link.entity_id)?;
+    }
+    // One record can stand for several entities (a won deal is a customer
+    // and an invoice): each with its records in every system.
+    let mut entities = Vec::with_capacity(links.len());
+    for link in &links {
+        entities.push((link.entity_id, store.entity(link.entity_id)?));
+    }
     if json {
-        let list: Vec<_> = all
+        let list: Vec<_> = entities
             .iter()
-            .map(|l| {
-                serde_json::json!({
-                    "connection": l.connection, "stream": l.stream, "id": l.record_id,
-                    "deleted": l.deleted, "version": l.version,
-                    "known": l.known.as_deref().and_then(|k| serde_json::from_str::<serde_json::Value>(k).ok()),
-                })
+            .map(|(entity, all)| {
+                let records: Vec<_> = all
+                    .iter()
+                    .map(|l| {
+                        serde_json::json!({
+                            "connection": l.connection, "stream": l.stream, "id": l.record_id,
+                            "deleted": l.deleted, "version": l.version,
+                            "known": l.known.as_deref().and_then(|k| serde_json::from_str::<serde_json::Value>(k).ok()),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({"entity": entity, "records": records})
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::json!({"entity": link.entity_id, "records": list})
-        );
+        println!("{}", serde_json::Value::Array(list));
         return Ok(());
     }
-    println!("entity {}", link.entity_id);
-    for l in &all {
-        println!(
-            "  {}/{}/{}{}{}",
-            l.connection,
-            l.stream,
-            l.record_id,
-            l.version
-                .as_deref()
-                .map(|v| format!("  (modified {v})"))
-                .unwrap_or_default(),
-            if l.deleted { "  [deleted]" } else { "" }
-        );
+    for (entity, all) in &entities {
+        println!("entity {entity}");
+        for l in all {
+            println!(
+                "  {}/{}/{}{}{}",
+                l.connection,
+                l.stream,
+                l.record_id,
+                l.version
+                    .as_deref()
+                    .map(|v| format!("  (modified {v})"))
+                    .unwrap_or_default(),
+                if l.deleted { "  [deleted]" } else { "" }
+            );
+        }
     }
     Ok(())
 }

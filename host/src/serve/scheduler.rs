@@ -393,7 +393,7 @@ impl Scheduler {
         tracing::info!(pipeline = name, "run starting");
         let result = self.inner.engine.run(name, opts).await;
         match &result {
-            Ok(_) => {}
+            Ok(_) => self.trigger_followers(name),
             Err(SyncError::Busy(_)) | Err(SyncError::Paused(_)) => {
                 tracing::info!(pipeline = name, "run skipped: {}", result_error(&result));
                 return;
@@ -402,6 +402,29 @@ impl Scheduler {
         }
         if let Err(e) = self.pause_if_failing(name) {
             tracing::error!(pipeline = name, error = %e, "cannot check the failure count");
+        }
+    }
+
+    /// Trigger the pipelines that run after `name` (`schedule.after`).
+    fn trigger_followers(&self, name: &str) {
+        let rows = match self.inner.engine.store().pipelines() {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(pipeline = name, error = %e, "cannot list the pipelines that run after it");
+                return;
+            }
+        };
+        for row in rows {
+            if !row.pipeline.schedule.after.iter().any(|a| a == name) {
+                continue;
+            }
+            let follower = row.pipeline.name;
+            match self.trigger(&follower) {
+                Ok(_) => tracing::info!(pipeline = %follower, after = name, "run triggered"),
+                Err(e) => {
+                    tracing::info!(pipeline = %follower, after = name, "not triggered: {e}")
+                }
+            }
         }
     }
 

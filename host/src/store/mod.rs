@@ -98,6 +98,8 @@ const MIGRATIONS: &[&str] = &[
     sync::MIGRATION,
     // 6: pause reasons, API tokens, webhook secrets, connection health
     service::MIGRATION,
+    // 7: identity links keyed by entity type as well
+    sync::LINKS_PER_ENTITY,
 ];
 
 /// The database. Cheap to clone.

@@ -11,6 +11,33 @@ use crate::sync::store::{
     PipelineRow, RecordOutcome, RecordResult, RunFilter, RunId, RunRow, RunStatus, SyncStore,
 };
 
+/// Migration 7: identity links are keyed by entity type too, so one source
+/// record can feed several entities (a won deal is both a customer and an
+/// invoice) without one pipeline's link standing in for another's.
+pub(super) const LINKS_PER_ENTITY: &str = "
+    CREATE TABLE entity_links_v7 (
+        connection TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        entity_id INTEGER NOT NULL,
+        entity TEXT NOT NULL,
+        known TEXT,
+        synced_hash TEXT,
+        version TEXT,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        seen_run INTEGER,
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        PRIMARY KEY (connection, stream, record_id, entity)
+    ) WITHOUT ROWID;
+    INSERT INTO entity_links_v7
+        SELECT connection, stream, record_id, entity_id, entity, known, synced_hash,
+               version, deleted, seen_run, updated_at
+          FROM entity_links;
+    DROP TABLE entity_links;
+    ALTER TABLE entity_links_v7 RENAME TO entity_links;
+    CREATE INDEX entity_links_by_entity ON entity_links(entity_id, connection, stream);
+";
+
 /// Migration creating the sync tables.
 pub(super) const MIGRATION: &str = "
     CREATE TABLE pipelines (
@@ -319,19 +346,26 @@ impl SyncStore for Database {
         Ok(())
     }
 
-    fn links(&self, connection: &str, stream: &str, ids: &[&str]) -> Result<Vec<Link>, StoreError> {
+    fn links(
+        &self,
+        entity: &str,
+        connection: &str,
+        stream: &str,
+        ids: &[&str],
+    ) -> Result<Vec<Link>, StoreError> {
         let conn = self.lock()?;
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
             let sql = format!(
                 "SELECT {LINK_COLUMNS} FROM entity_links
-                 WHERE connection = ? AND stream = ? AND record_id IN ({})",
+                 WHERE connection = ? AND stream = ? AND record_id IN ({}) AND entity = ?",
                 placeholders(chunk.len())
             );
             let mut st = conn.prepare_cached(&sql)?;
             let args = [connection, stream]
                 .into_iter()
-                .chain(chunk.iter().copied());
+                .chain(chunk.iter().copied())
+                .chain([entity]);
             out.extend(
                 st.query_map(params_from_iter(args), link_row)?
                     .collect::<Result<Vec<_>, _>>()?,
@@ -405,8 +439,26 @@ impl SyncStore for Database {
             .collect::<Result<_, _>>()?)
     }
 
+    fn record_links(
+        &self,
+        connection: &str,
+        stream: &str,
+        id: &str,
+    ) -> Result<Vec<Link>, StoreError> {
+        let conn = self.lock()?;
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {LINK_COLUMNS} FROM entity_links
+             WHERE connection = ?1 AND stream = ?2 AND record_id = ?3
+             ORDER BY entity, entity_id"
+        ))?;
+        Ok(st
+            .query_map(params![connection, stream, id], link_row)?
+            .collect::<Result<_, _>>()?)
+    }
+
     fn unseen_links(
         &self,
+        entity: &str,
         connection: &str,
         stream: &str,
         run: RunId,
@@ -414,12 +466,12 @@ impl SyncStore for Database {
         let conn = self.lock()?;
         let mut st = conn.prepare(&format!(
             "SELECT {LINK_COLUMNS} FROM entity_links
-             WHERE connection = ?1 AND stream = ?2 AND deleted = 0
+             WHERE connection = ?1 AND stream = ?2 AND entity = ?4 AND deleted = 0
                AND (seen_run IS NULL OR seen_run <> ?3)
              ORDER BY record_id"
         ))?;
         Ok(st
-            .query_map(params![connection, stream, run], link_row)?
+            .query_map(params![connection, stream, run, entity], link_row)?
             .collect::<Result<_, _>>()?)
     }
 
@@ -489,7 +541,7 @@ impl SyncStore for Database {
                 "INSERT INTO entity_links
                      (connection, stream, record_id, entity_id, known, synced_hash, version, deleted, seen_run, updated_at, entity)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                 ON CONFLICT (connection, stream, record_id) DO UPDATE SET
+                 ON CONFLICT (connection, stream, record_id, entity) DO UPDATE SET
                      known = COALESCE(excluded.known, known),
                      synced_hash = COALESCE(excluded.synced_hash, synced_hash),
                      version = COALESCE(excluded.version, version),
@@ -886,9 +938,9 @@ mod tests {
             db.pipeline("p").unwrap().unwrap().state.as_deref(),
             Some("cursor-1")
         );
-        let a1 = &db.links("a", "s", &["a1"]).unwrap()[0];
-        let b1 = &db.links("b", "s", &["b1"]).unwrap()[0];
-        let a2 = &db.links("a", "s", &["a2"]).unwrap()[0];
+        let a1 = &db.links("contact", "a", "s", &["a1"]).unwrap()[0];
+        let b1 = &db.links("contact", "b", "s", &["b1"]).unwrap()[0];
+        let a2 = &db.links("contact", "a", "s", &["a2"]).unwrap()[0];
         assert_eq!(a1.entity_id, b1.entity_id, "one group, one entity");
         assert_ne!(a1.entity_id, a2.entity_id);
         assert_eq!(
@@ -920,12 +972,55 @@ mod tests {
         )
         .unwrap();
         let unseen: Vec<_> = db
-            .unseen_links("a", "s", run2)
+            .unseen_links("contact", "a", "s", run2)
             .unwrap()
             .into_iter()
             .map(|l| l.record_id)
             .collect();
         assert_eq!(unseen, ["a2"]);
+    }
+
+    #[test]
+    fn one_record_links_to_an_entity_of_each_type() {
+        let db = Database::in_memory().unwrap();
+        db.save_pipeline(&pipeline("p")).unwrap();
+        let run = db.begin_run("p").unwrap();
+        let typed = |entity: &str, conn: &str, id: &str, group| LinkUpdate {
+            entity: entity.into(),
+            ..link(conn, id, None, group)
+        };
+        // A won deal is the source of a customer and of an invoice.
+        let page = PageCommit {
+            links: vec![
+                typed("customer", "a", "deal-1", 1),
+                typed("customer", "b", "contact-9", 1),
+                typed("invoice", "a", "deal-1", 2),
+                typed("invoice", "b", "inv-4", 2),
+            ],
+            ..PageCommit::default()
+        };
+        db.commit_page("p", run, &page).unwrap();
+        let customer = &db.links("customer", "a", "s", &["deal-1"]).unwrap()[0];
+        let invoice = &db.links("invoice", "a", "s", &["deal-1"]).unwrap()[0];
+        assert_ne!(customer.entity_id, invoice.entity_id);
+        assert_eq!(
+            db.links_of_entities(&[invoice.entity_id], "b", "s")
+                .unwrap()[0]
+                .record_id,
+            "inv-4"
+        );
+        assert!(
+            db.links("payment", "a", "s", &["deal-1"])
+                .unwrap()
+                .is_empty()
+        );
+        let both: Vec<i64> = db
+            .record_links("a", "s", "deal-1")
+            .unwrap()
+            .iter()
+            .map(|l| l.entity_id)
+            .collect();
+        assert_eq!(both, [customer.entity_id, invoice.entity_id]);
     }
 
     #[test]
@@ -960,7 +1055,7 @@ mod tests {
         };
         assert!(db.commit_page("p", run + 1000, &page).is_err());
         assert_eq!(db.pipeline("p").unwrap().unwrap().state, None);
-        assert!(db.links("a", "s", &["a1"]).unwrap().is_empty());
+        assert!(db.links("contact", "a", "s", &["a1"]).unwrap().is_empty());
         assert_eq!(db.run(run).unwrap().unwrap().pages, 0);
     }
 

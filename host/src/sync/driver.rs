@@ -173,6 +173,7 @@ impl<'a> Driver<'a> {
             && let Some(run) = self.run_id
         {
             let gone = self.engine.store.unseen_links(
+                &pipeline.entity,
                 &pipeline.source.connection,
                 &pipeline.source.stream,
                 run,
@@ -213,9 +214,13 @@ impl<'a> Driver<'a> {
                 let Some(link) = links.get(&r.id) else {
                     continue; // not linked: not this pipeline's business
                 };
-                commit
-                    .links
-                    .push(page::tracked(link, r, &self.p.dest_system, &mut changed));
+                commit.links.push(page::tracked(
+                    &self.p.pipeline.entity,
+                    link,
+                    r,
+                    &self.p.dest_system,
+                    &mut changed,
+                ));
             }
             if changed > 0 {
                 commit.log.push((
@@ -247,14 +252,16 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Links, seen through the dry run's overlay.
+    /// Links to this pipeline's entity type, seen through the dry run's
+    /// overlay.
     pub fn links(
         &self,
         connection: &str,
         stream: &str,
         ids: &[&str],
     ) -> Result<Vec<super::store::Link>, SyncError> {
-        let mut found = self.engine.store.links(connection, stream, ids)?;
+        let entity = &self.p.pipeline.entity;
+        let mut found = self.engine.store.links(entity, connection, stream, ids)?;
         self.overlay.patch(&mut found, connection, stream, ids);
         Ok(found)
     }

@@ -3,6 +3,7 @@
 //! per-pipeline lock that keeps runs from overlapping, hand the run to its
 //! driver, and record how it ended.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -175,6 +176,51 @@ impl Engine {
         &self.connections
     }
 
+    /// `schedule.after` must name other saved pipelines and must not close a
+    /// loop (A after B after A would run forever).
+    fn check_after(&self, pipeline: &Pipeline) -> Result<(), String> {
+        if pipeline.schedule.after.is_empty() {
+            return Ok(());
+        }
+        let mut after: HashMap<String, Vec<String>> = self
+            .store
+            .pipelines()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|row| (row.pipeline.name, row.pipeline.schedule.after))
+            .collect();
+        after.insert(pipeline.name.clone(), pipeline.schedule.after.clone());
+        for first in &pipeline.schedule.after {
+            if !after.contains_key(first) {
+                return Err(format!(
+                    "no pipeline named `{first}`; apply it first (see `nexo pipeline list`)"
+                ));
+            }
+        }
+        // Walk what this pipeline waits for; reaching it again is a loop.
+        let mut path = vec![pipeline.name.clone()];
+        let mut stack: Vec<(String, usize)> = vec![(pipeline.name.clone(), 0)];
+        while let Some((name, next)) = stack.pop() {
+            let Some(up) = after.get(&name).and_then(|list| list.get(next)).cloned() else {
+                path.pop();
+                continue;
+            };
+            stack.push((name, next + 1));
+            if up == pipeline.name {
+                path.push(up);
+                return Err(format!(
+                    "would make a loop: {} (each runs after the next)",
+                    path.join(" → ")
+                ));
+            }
+            if !path.contains(&up) {
+                path.push(up.clone());
+                stack.push((up, 0));
+            }
+        }
+        Ok(())
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<dyn SyncStore> {
         &self.store
@@ -189,6 +235,8 @@ impl Engine {
             field: field.to_string(),
             message,
         };
+        self.check_after(pipeline)
+            .map_err(|message| invalid("schedule.after", message))?;
         let mut environment = None;
         for (field, end) in [
             ("source", &pipeline.source),

@@ -78,10 +78,16 @@ pub enum Delivered {
 }
 
 /// A link update for a destination record read by change tracking.
-pub fn tracked(link: &Link, r: &Record, system: &SystemFields, changed: &mut usize) -> LinkUpdate {
+pub fn tracked(
+    entity: &str,
+    link: &Link,
+    r: &Record,
+    system: &SystemFields,
+    changed: &mut usize,
+) -> LinkUpdate {
     let mut update = LinkUpdate {
         entity_id: Some(link.entity_id),
-        entity: String::new(),
+        entity: entity.to_string(),
         group: 0,
         connection: link.connection.clone(),
         stream: link.stream.clone(),

@@ -215,6 +215,11 @@ pub struct Pipeline {
     /// (re-read records that did not change are recognised and not written).
     #[serde(default)]
     pub look_back_seconds: u64,
+    /// Only update destination records already linked to the entity (by
+    /// another pipeline, e.g. the one that created them); never create. For
+    /// pipelines that carry status back, such as invoice payments to deals.
+    #[serde(default)]
+    pub update_only: bool,
     /// Read the destination's changes before each run, so conflicts with
     /// edits made there are seen. Needs a readable destination stream.
     #[serde(default = "yes")]

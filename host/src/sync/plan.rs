@@ -133,6 +133,16 @@ pub fn decide_upsert(
     open_conflict: bool,
 ) -> Decision {
     let Some(dest) = dest.filter(|d| !d.deleted) else {
+        if p.update_only {
+            return Decision::Unchanged {
+                id: None,
+                reason: format!(
+                    "not linked to a record of {}/{}, and this pipeline only updates linked records",
+                    p.destination.connection, p.destination.stream
+                ),
+                conflict: None,
+            };
+        }
         return Decision::Create;
     };
     let id = dest.record_id.clone();
@@ -347,6 +357,27 @@ mod tests {
             decide_upsert(&p, &m, Some(&deleted), None, false),
             Decision::Create
         );
+    }
+
+    #[test]
+    fn an_update_only_pipeline_updates_linked_records_and_creates_none() {
+        let p = pipeline("update_only = true");
+        let m = content(json!({"status": "paid"}));
+        match decide_upsert(&p, &m, None, None, false) {
+            Decision::Unchanged { id: None, reason, .. } => {
+                assert!(reason.contains("only updates linked records"), "{reason}")
+            }
+            d => panic!("{d:?}"),
+        }
+        let old = json!({"status": "draft", "name": "Deal"});
+        let linked = link(old.clone(), &old, None);
+        match decide_upsert(&p, &m, Some(&linked), None, false) {
+            Decision::Update { diff, .. } => {
+                assert_eq!(diff.len(), 1, "only the fields it carries: {diff:?}");
+                assert_eq!(diff[0].field, "status");
+            }
+            d => panic!("{d:?}"),
+        }
     }
 
     fn conflicted(policy: &str, source_version: Option<&str>) -> Decision {

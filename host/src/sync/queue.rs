@@ -30,6 +30,7 @@ impl Engine {
             w.entity_id = self
                 .store
                 .links(
+                    &pipeline.entity,
                     &pipeline.source.connection,
                     &pipeline.source.stream,
                     &[&w.source_id],
@@ -174,13 +175,17 @@ impl Engine {
                 let run = self.store.begin_run(&conflict.pipeline)?;
                 let mut commit = PageCommit::default();
                 let dest = self.store.links(
+                    &p.entity,
                     &p.destination.connection,
                     &p.destination.stream,
                     &[&conflict.conflict.destination_id],
                 )?;
-                let source =
-                    self.store
-                        .links(&p.source.connection, &p.source.stream, &[&w.source_id])?;
+                let source = self.store.links(
+                    &p.entity,
+                    &p.source.connection,
+                    &p.source.stream,
+                    &[&w.source_id],
+                )?;
                 for l in dest.iter().chain(source.iter()) {
                     let hash = l
                         .known

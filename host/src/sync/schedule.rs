@@ -34,6 +34,10 @@ pub struct ScheduleSpec {
     /// Pause the pipeline after this many failed runs in a row (0: never).
     #[serde(default = "default_pause_after")]
     pub pause_after_failures: u32,
+    /// Also run right after each successful run of these pipelines, e.g.
+    /// invoices after the customers they bill (`nexo serve` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
 }
 
 fn default_pause_after() -> u32 {
@@ -47,6 +51,7 @@ impl Default for ScheduleSpec {
             cron: None,
             jitter: None,
             pause_after_failures: DEFAULT_PAUSE_AFTER,
+            after: Vec::new(),
         }
     }
 }
@@ -134,6 +139,17 @@ impl ScheduleSpec {
                 message: "only applies to `every` or `cron` schedules".into(),
             });
         }
+        if let Some(bad) = self.after.iter().find(|a| a.trim().is_empty()) {
+            return Err(ScheduleError {
+                field: "after",
+                message: format!("`{bad}` is not a pipeline name"),
+            });
+        }
+        let text = match (self.after.is_empty(), &timing) {
+            (true, _) => text,
+            (false, Timing::Manual) => format!("after {}", self.after.join(", ")),
+            (false, _) => format!("{text}, and after {}", self.after.join(", ")),
+        };
         Ok(Schedule {
             timing,
             jitter,

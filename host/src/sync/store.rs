@@ -386,8 +386,23 @@ pub trait SyncStore: Send + Sync {
     /// Forget the cursor so the next run reads everything.
     fn reset_state(&self, name: &str) -> Result<(), StoreError>;
 
-    /// Links of these records of one connection/stream, by record id.
-    fn links(&self, connection: &str, stream: &str, ids: &[&str]) -> Result<Vec<Link>, StoreError>;
+    /// Links of these records of one connection/stream to entities of one
+    /// type, by record id.
+    fn links(
+        &self,
+        entity: &str,
+        connection: &str,
+        stream: &str,
+        ids: &[&str],
+    ) -> Result<Vec<Link>, StoreError>;
+    /// Every link of one record, whatever the entity type (a won deal can be
+    /// both a customer and an invoice).
+    fn record_links(
+        &self,
+        connection: &str,
+        stream: &str,
+        id: &str,
+    ) -> Result<Vec<Link>, StoreError>;
     /// The record of these entities in one connection/stream.
     fn links_of_entities(
         &self,
@@ -405,6 +420,7 @@ pub trait SyncStore: Send + Sync {
     /// (the full-refresh sweep: every record read gets its link updated).
     fn unseen_links(
         &self,
+        entity: &str,
         connection: &str,
         stream: &str,
         run: RunId,
