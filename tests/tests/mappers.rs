@@ -227,6 +227,20 @@ async fn field_mapper_applies_admin_rules_in_the_sandbox() {
     );
     assert_eq!(out[0].cursor.as_deref(), Some("cursor-r1"));
 
+    // `keep`: only the fields a status update carries back.
+    let out = m
+        .map(
+            r#"{"rename": {"Status": "deal.status"}, "keep": ["Kunde", "deal.status", "absent"]}"#,
+            &batch,
+        )
+        .await
+        .into_result()
+        .unwrap();
+    assert_eq!(
+        payloads(&out)[0].2,
+        json!({"Kunde": "Acme", "deal": {"status": "offen"}})
+    );
+
     let err = m
         .map(r#"{"convert": {"Betrag": "integer"}}"#, &batch[..1])
         .await

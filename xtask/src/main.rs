@@ -1,7 +1,9 @@
-//! Project tasks: `cargo xtask demo` runs Nexo's main job on a fresh machine;
-//! `cargo xtask setup` installs what the browser tests need.
+//! Project tasks: `cargo xtask demo` runs Nexo's main job on a fresh machine
+//! (see `demo.rs`); `cargo xtask tour` walks through a vendor's and an
+//! admin's work step by step; `cargo xtask setup` installs what the tests
+//! run for real.
 //!
-//! The demo builds the example plugins for wasm32-wasip2 (adding the target
+//! The tour builds the example plugins for wasm32-wasip2 (adding the target
 //! if needed), starts a TinyCRM on 127.0.0.1, and drives the `nexo` binary
 //! through the vendor's loop: inspect the connector, check, discover, read
 //! every page, then map the contacts to canonical customer contacts; then the
@@ -17,12 +19,17 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+mod demo;
+
 fn main() -> Result<()> {
-    let task = std::env::args().nth(1).unwrap_or_default();
-    match task.as_str() {
-        "demo" => demo(!std::env::args().any(|a| a == "--no-serve")),
-        "setup" => setup(),
-        _ => bail!("usage: cargo xtask demo [--no-serve] | cargo xtask setup"),
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("demo") => demo::demo(&args[1..]),
+        Some("tour") => tour(!args.iter().any(|a| a == "--no-serve")),
+        Some("setup") => setup(),
+        _ => bail!(
+            "usage: cargo xtask demo [nexo demo options, e.g. --no-serve] | cargo xtask tour [--no-serve] | cargo xtask setup"
+        ),
     }
 }
 
@@ -178,8 +185,8 @@ impl Drop for Server {
     }
 }
 
-/// The demo; with `serve`, it ends by serving the console until Ctrl-C.
-fn demo(serve: bool) -> Result<()> {
+/// The tour; with `serve`, it ends by serving the console until Ctrl-C.
+fn tour(serve: bool) -> Result<()> {
     ensure_wasm_target()?;
     let guests = root().join("target").join("guests");
     println!("==> building the example plugins for wasm32-wasip2");
@@ -223,7 +230,7 @@ fn demo(serve: bool) -> Result<()> {
     println!("==> TinyCRM with 25 contacts at {url}");
 
     // A fresh data directory each time, so the demo starts from nothing.
-    let data = root().join("target").join("demo-data");
+    let data = root().join("target").join("tour-data");
     if data.exists() {
         std::fs::remove_dir_all(&data)
             .with_context(|| format!("cannot clear {}", data.display()))?;

@@ -13,6 +13,7 @@ use nexo::{LoadedPlugin, PluginRef, Runtime, RuntimeConfig};
 mod bundle;
 mod call;
 mod connection;
+mod demo;
 mod inspect;
 mod install;
 mod map;
@@ -89,6 +90,11 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         max_concurrent_runs: usize,
     },
+    /// The product in one command: sandbox CRM and accounting services, the
+    /// signed plugins installed, connections and pipelines (won deals →
+    /// Xero customers and invoices, payments → the deal), their first runs,
+    /// records linked across systems, then the console.
+    Demo(demo::DemoArgs),
     /// Start the HubSpot-like and Xero-like sandbox services on 127.0.0.1
     /// (the test environment sandbox connections point at).
     Sandbox(sandbox::SandboxArgs),
@@ -296,7 +302,14 @@ pub(crate) struct CallArgs {
 /// Run the CLI; errors are printed with their causes and give exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // The demo tells its own story on stdout; its logs are warnings only
+    // unless NEXO_LOG asks for more.
+    let level = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
+    init_tracing(cli.log_format, level);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -316,9 +329,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NEXO_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,cranelift=warn,wasmtime=warn")
+        tracing_subscriber::EnvFilter::new(format!("{level},cranelift=warn,wasmtime=warn"))
     });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
@@ -398,6 +411,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Token(cmd) => serve::token(&dir, cmd),
         Command::Sandbox(args) => sandbox::sandbox(args).await,
+        Command::Demo(args) => demo::demo(&dir, registry(&dir, &runtime)?, args).await,
         Command::Map(cmd) => map::run(&dir, &runtime, cmd).await,
         Command::Runs {
             pipeline,

@@ -94,6 +94,24 @@ pub(crate) async fn serve(
     addr: SocketAddr,
     max_concurrent_runs: usize,
 ) -> Result<()> {
+    let listener = bind(addr).await?;
+    serve_on(dir, registry, listener, max_concurrent_runs).await
+}
+
+/// Listen on `addr`, with an error that says what to do when it is taken.
+pub(crate) async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (in use? pick another with --addr)"))
+}
+
+/// Serve on a bound listener until SIGTERM or Ctrl-C.
+pub(crate) async fn serve_on(
+    dir: &Path,
+    registry: Registry,
+    listener: tokio::net::TcpListener,
+    max_concurrent_runs: usize,
+) -> Result<()> {
     let sealer = Sealer::from_env_or_file(&dir.join("secret.key"))?;
     let engine = super::sync::engine(dir, &registry)?;
     // One set of connections for runs, health checks and the API, so every
@@ -111,9 +129,6 @@ pub(crate) async fn serve(
         Arc::new(SystemClock),
         scheduler.clone(),
     );
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} (in use? pick another with --addr)"))?;
     let local = listener.local_addr()?;
     if app.registry.db().tokens()?.is_empty() {
         eprintln!("no API token yet: create one with `nexo token create --name admin` to log in");

@@ -167,7 +167,7 @@ fn status_filter(s: &str) -> Option<&str> {
     (s != "all").then_some(s)
 }
 
-fn counts_line(c: &Counts) -> String {
+pub(crate) fn counts_line(c: &Counts) -> String {
     format!(
         "read {}, created {}, updated {}, unchanged {}, deleted {}, failed {}, quarantined {}, conflicts {}",
         c.read, c.created, c.updated, c.unchanged, c.deleted, c.failed, c.quarantined, c.conflicts

@@ -44,6 +44,11 @@ pub struct PendingWrite {
     pub source_content: Option<String>,
     /// Source version (cursor value).
     pub source_version: Option<String>,
+    /// For an update carrying only some of the destination record's fields
+    /// (a status sent back, say): the whole record as Nexo will know it once
+    /// written — the known content with the payload applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<String>,
 }
 
 impl PendingWrite {
@@ -75,6 +80,20 @@ pub enum Delivered {
         /// Attempts made.
         attempts: u32,
     },
+}
+
+/// The destination record's known content with `payload` applied, when the
+/// payload leaves out fields Nexo knows the record has; `None` when it
+/// covers them all (the payload is then the whole record).
+fn merged_known(dest: &Link, payload: &Content) -> Option<String> {
+    let mut known = plan::known_content(dest)?;
+    if known.0.keys().all(|k| payload.0.contains_key(k)) {
+        return None;
+    }
+    for (k, v) in &payload.0 {
+        known.0.insert(k.clone(), v.clone());
+    }
+    Some(known.to_json())
 }
 
 /// A link update for a destination record read by change tracking.
@@ -286,14 +305,16 @@ pub async fn process(d: &mut Driver<'_>, records: Vec<Record>) -> Result<PageCom
             key: key.clone(),
             source_content: item.canonical.as_ref().map(|(json, _)| json.clone()),
             source_version: item.version.clone(),
+            merged: None,
         };
         // The write an update or a delete decision asks for.
         let write_step = |decision: Decision| {
             let w = match &decision {
                 Decision::Delete { id } => pending(Value::Null, true, Some(id.clone())),
-                Decision::Update { id, payload, .. } => {
-                    pending(Value::Object(payload.0.clone()), false, Some(id.clone()))
-                }
+                Decision::Update { id, payload, .. } => PendingWrite {
+                    merged: dest.and_then(|l| merged_known(l, payload)),
+                    ..pending(Value::Object(payload.0.clone()), false, Some(id.clone()))
+                },
                 _ => return Step::Done(RecordOutcome::Unchanged, None, "nothing to do".into()),
             };
             Step::Write(w, decision)
@@ -572,8 +593,12 @@ fn settle(
             // record is gone all the same.
             let source_deleted = item.delete;
             commit.links.push(item.source_link(d, true, source_deleted));
-            // The payload's JSON text is its canonical form (sorted keys).
-            let written = w.payload.is_object().then(|| w.payload.to_string());
+            // The payload's JSON text is its canonical form (sorted keys);
+            // a partial update leaves the rest of the record as it was.
+            let written = match &w.merged {
+                Some(whole) if !w.delete => Some(whole.clone()),
+                _ => w.payload.is_object().then(|| w.payload.to_string()),
+            };
             commit.links.push(LinkUpdate {
                 entity_id: item.entity_id,
                 entity: p.entity.clone(),

@@ -364,7 +364,9 @@ mod tests {
         let p = pipeline("update_only = true");
         let m = content(json!({"status": "paid"}));
         match decide_upsert(&p, &m, None, None, false) {
-            Decision::Unchanged { id: None, reason, .. } => {
+            Decision::Unchanged {
+                id: None, reason, ..
+            } => {
                 assert!(reason.contains("only updates linked records"), "{reason}")
             }
             d => panic!("{d:?}"),

@@ -14,7 +14,8 @@
 //! 5. `convert` — change a field's type (absent / `null` fields are skipped);
 //! 6. `templates` — build text from fields: `"{first_name} {last_name}"`
 //!    (`{path}` must exist, `{path?}` may be missing, `{{`/`}}` are braces);
-//! 7. `drop` — remove fields;
+//! 7. `drop` — remove fields; then `keep` — when given, only these fields
+//!    stay (e.g. the few a status update carries back);
 //! 8. `required` — fail if a field is absent or `null` in the result.
 //!
 //! Paths are dotted (`address.city`). A mapper can only fail a whole batch:
@@ -84,6 +85,9 @@ pub struct Config {
     /// 7. Paths to remove.
     #[serde(default)]
     pub drop: Vec<String>,
+    /// 7. Paths to keep, all others removed (after `drop`); none: keep all.
+    #[serde(default)]
+    pub keep: Vec<String>,
     /// 8. Paths that must hold a value in the result.
     #[serde(default)]
     pub required: Vec<String>,

@@ -100,6 +100,7 @@ pub(crate) fn check_config(c: &Config) -> Result<(), String> {
         .keys()
         .chain(c.lookups.keys())
         .chain(&c.drop)
+        .chain(&c.keep)
         .chain(&c.required)
     {
         path::check(p).map_err(|e| bad("field", p, e))?;
@@ -217,9 +218,18 @@ pub(crate) fn apply(c: &Config, record: &Record) -> Result<Option<Value>, RuleEr
     for (p, text) in rendered {
         path::set(&mut v, p, Value::String(text)).map_err(|e| fail("templates", p, e))?;
     }
-    // 7. drop
+    // 7. drop, then keep
     for p in &c.drop {
         path::remove(&mut v, p);
+    }
+    if !c.keep.is_empty() {
+        let mut kept = Value::Object(Default::default());
+        for p in &c.keep {
+            if let Some(value) = path::remove(&mut v, p) {
+                path::set(&mut kept, p, value).map_err(|e| fail("keep", p, e))?;
+            }
+        }
+        v = kept;
     }
     // 8. required
     for p in &c.required {

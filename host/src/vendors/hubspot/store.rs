@@ -105,6 +105,11 @@ impl ObjectType {
                 "deal_currency_code",
                 "description",
                 "nexo_idempotency_key",
+                // Custom properties a portal adds for invoices kept in the
+                // accounting system (see plugins/hubspot/README.md).
+                "nexo_invoice_number",
+                "nexo_invoice_status",
+                "nexo_amount_due",
             ],
             ObjectType::LineItems => &[
                 "name",

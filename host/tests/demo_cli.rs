@@ -1,0 +1,238 @@
+//! `nexo demo`, the product's main job, driven as a person runs it: the
+//! reference plugins signed and packed by their vendor with the `nexo`
+//! binary, then `nexo demo` moves records CRM → accounting → CRM, shows a
+//! second round writes nothing, and serves the console until SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nexo_tests::cli::{ok, terminate};
+use nexo_tests::programs;
+
+fn nexo(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nexo"));
+    c.arg("--data-dir").arg(dir).env_remove("NEXO_SECRET_KEY");
+    c
+}
+
+/// Sign and pack the four plugins the demo installs into `bundles`, with
+/// the vendor's public key beside them.
+fn pack_bundles(work: &Path, bundles: &Path) {
+    std::fs::create_dir_all(bundles).unwrap();
+    let key = work.join("vendor.key");
+    ok(nexo(&work.join("vendor"))
+        .args([
+            "plugin",
+            "keygen",
+            "--name",
+            "Nexo reference plugins",
+            "--out",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap());
+    std::fs::copy(work.join("vendor.key.pub"), bundles.join("vendor.pub")).unwrap();
+    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    for (name, wasm) in [
+        ("hubspot", programs::HUBSPOT),
+        ("xero", programs::XERO),
+        ("deal-to-invoice", programs::DEAL_TO_INVOICE),
+        ("field-mapper", programs::FIELD_MAPPER),
+    ] {
+        ok(nexo(&work.join("vendor"))
+            .args(["plugin", "pack", "--manifest"])
+            .arg(plugins.join(name).join("nexo-plugin.toml"))
+            .arg("--component")
+            .arg(wasm)
+            .arg("--key")
+            .arg(&key)
+            .arg("--out")
+            .arg(bundles.join(format!("{name}.nexo")))
+            .output()
+            .unwrap());
+    }
+}
+
+/// The number after `what ` in a counts line.
+fn count(line: &str, what: &str) -> u64 {
+    let at = line
+        .find(&format!("{what} "))
+        .unwrap_or_else(|| panic!("no `{what}` in {line:?}"));
+    line[at + what.len() + 1..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_moves_records_crm_to_accounting_and_back_then_serves_the_console() {
+    let work = tempfile::tempdir().unwrap();
+    let bundles = work.path().join("bundles");
+    pack_bundles(work.path(), &bundles);
+    let data = work.path().join("data");
+
+    let mut child = nexo(&data)
+        .arg("demo")
+        .arg("--bundles")
+        .arg(&bundles)
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--hubspot-port",
+            "0",
+            "--xero-port",
+            "0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    // Everything up to the line the daemon prints once it serves.
+    let mut out = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) => {
+                let serving = line.starts_with("nexo serving on http://");
+                out.push(line);
+                if serving {
+                    break;
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "the demo did not reach the console:\n{}\nstderr:\n{}",
+                    out.join("\n"),
+                    errors.join().unwrap()
+                );
+            }
+        }
+    }
+    let text = out.join("\n");
+    let line_of = |prefix: &str, nth: usize| -> String {
+        out.iter()
+            .filter(|l| l.starts_with(prefix))
+            .nth(nth)
+            .unwrap_or_else(|| panic!("no line {nth} starting {prefix:?} in\n{text}"))
+            .clone()
+    };
+
+    // CRM → accounting: customers and invoices created.
+    let customers = line_of("won-deals-to-xero-customers: succeeded", 0);
+    let invoices = line_of("won-deals-to-xero-invoices: succeeded", 0);
+    assert!(count(&customers, "created") > 0, "{customers}");
+    let made = count(&invoices, "created");
+    assert!(made >= 3, "{invoices}");
+    // Payments in Xero → back to the deals.
+    assert_eq!(text.matches("\npaid INV-").count(), 3, "{text}");
+    let back = line_of("invoice-payments-to-deals: succeeded", 0);
+    assert_eq!(count(&back, "updated"), made, "every linked deal: {back}");
+    assert_eq!(count(&back, "created"), 0, "update-only: {back}");
+    // The second round writes nothing anywhere.
+    for name in [
+        "won-deals-to-xero-customers",
+        "won-deals-to-xero-invoices",
+        "invoice-payments-to-deals",
+    ] {
+        let again = line_of(&format!("{name}: succeeded"), 1);
+        for what in ["created", "updated", "deleted", "failed"] {
+            assert_eq!(count(&again, what), 0, "{again}");
+        }
+    }
+    // The linked records, shown across the three steps.
+    assert_eq!(
+        text.matches("nexo_invoice_status = paid").count(),
+        3,
+        "{text}"
+    );
+    assert_eq!(text.matches("now PAID (amount due 0)").count(), 3, "{text}");
+    assert!(text.contains("→ Xero contact"), "{text}");
+
+    // The console is served, and its API knows the demo's pipelines.
+    let login = line_of("Log in at http://", 0);
+    let mut words = login.split_whitespace();
+    let url = words
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let token = login.split_whitespace().last().unwrap().to_string();
+    assert!(token.starts_with("nexo_"), "{login}");
+    let client = reqwest::Client::new();
+    let page = client.get(format!("{url}/")).send().await.unwrap();
+    assert!(page.status().is_success());
+    let pipelines: serde_json::Value = client
+        .get(format!("{url}/api/pipelines"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = pipelines
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{pipelines}");
+    assert!(names.contains(&"invoice-payments-to-deals"), "{names:?}");
+    // Secrets stay in the host.
+    let connections = client
+        .get(format!("{url}/api/connections"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(connections.contains("hubspot-sandbox"), "{connections}");
+    assert!(
+        !connections.contains("pat-na1-sandbox") && !connections.contains("xero-sandbox-token"),
+        "a secret leaked: {connections}"
+    );
+
+    let status = terminate(&mut child, Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+    let errors = errors.join().unwrap();
+    assert!(!errors.contains("ERROR"), "{errors}");
+
+    // A second demo on the same data directory is refused, not mixed in.
+    let again = nexo(&data)
+        .args(["demo", "--no-serve", "--bundles"])
+        .arg(&bundles)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already has connections"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
