@@ -22,6 +22,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("xero", "XERO"),
     ("deal-to-invoice", "DEAL_TO_INVOICE"),
     ("field-mapper", "FIELD_MAPPER"),
+    ("tryton", "TRYTON"),
 ];
 
 fn main() {

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod synckit;
 pub mod tinycrm;
+pub mod tryton;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -20,6 +20,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 mod demo;
+mod tryton;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -87,10 +88,17 @@ const TEST_PACKAGES: [(&str, &str); 4] = [
     ("hledger-web", "/usr/bin/hledger-web"),
 ];
 
-/// Install what the tests run for real from Debian's packages, unless it is
-/// already there: headless Chromium and its WebDriver (the console test),
-/// hledger and hledger-web (the hledger connector's tests).
+/// Install what the tests run for real, unless it is already there: from
+/// Debian's packages headless Chromium and its WebDriver (the console test),
+/// hledger and hledger-web (the hledger connector's tests); from PyPI, in a
+/// virtualenv, Tryton ERP (the Tryton connector's tests and the demo).
 fn setup() -> Result<()> {
+    debian_packages()?;
+    tryton::setup()
+}
+
+/// The Debian half of [`setup`].
+fn debian_packages() -> Result<()> {
     let missing: Vec<&str> = TEST_PACKAGES
         .iter()
         .filter(|(_, bin)| !Path::new(bin).exists())
@@ -100,7 +108,7 @@ fn setup() -> Result<()> {
         for (package, bin) in TEST_PACKAGES {
             println!("{package}: {bin} is installed");
         }
-        println!("Nothing to do.");
+        println!("Debian packages: nothing to do.");
         return Ok(());
     }
     let all: Vec<&str> = TEST_PACKAGES.iter().map(|(p, _)| *p).collect();

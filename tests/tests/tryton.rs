@@ -1,0 +1,831 @@
+//! The Tryton connector (`plugins/tryton`) against a real Tryton ERP:
+//! trytond 8.2 and its modules from PyPI (`cargo xtask setup`), SQLite, a
+//! fresh database per test copied from a template built once
+//! (`nexo::vendors::tryton`), the REST API with a validated user
+//! application key. Tests check Tryton's own data through its REST API, not
+//! the connector's view of it. Without trytond they fail (never skip),
+//! saying to run `cargo xtask setup`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use base64::Engine as _;
+use nexo::plugin::{Operation, Record, WriteOutcome};
+use nexo::sandbox::policy::HttpGrant;
+use nexo::sandbox::secrets::SecretValue;
+use nexo::sync::store::SyncStore;
+use nexo::vendors::hubspot::{self, HubSpotConfig, ObjectType, SeedData};
+use nexo::vendors::tryton::Tryton;
+use nexo::{ConnectorPlugin, Grants, GuestError, Limits, PluginRef, Sandbox};
+use nexo_tests::tryton::{Host, start};
+use nexo_tests::{load, programs};
+use serde_json::{Value, json};
+
+const HUBSPOT_TOKEN: &str = "pat-na1-tryton-test";
+
+// ---- a plain REST client (not the connector) --------------------------------
+
+/// A plain client of Tryton's REST API (not the connector).
+#[derive(Debug, Clone)]
+pub struct Rest {
+    base: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+impl Rest {
+    /// A client of `server`.
+    pub fn new(server: &Tryton) -> Rest {
+        Rest {
+            base: format!("{}/rest/model", server.base_url()),
+            key: server.application_key().to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn b64(v: &Value) -> String {
+        base64::engine::general_purpose::URL_SAFE.encode(v.to_string())
+    }
+
+    fn context(&self) -> String {
+        Self::b64(&json!({"company": 1, "active_test": false}))
+    }
+
+    /// Records of `model` matching `domain`, with `fields`, in id order.
+    pub async fn search(&self, model: &str, domain: Value, fields: &[&str]) -> Vec<Value> {
+        let mut query = format!(
+            "d={}&o={}",
+            Self::b64(&domain).replace('=', "%3D"),
+            Self::b64(&json!([["id", "ASC"]])).replace('=', "%3D")
+        );
+        for f in fields {
+            query.push_str(&format!("&f={f}"));
+        }
+        let r = self
+            .http
+            .get(format!("{}/{model}?{query}", self.base))
+            .bearer_auth(&self.key)
+            .header("X-Tryton-Context", self.context())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert!(status.is_success(), "search {model}: {status} {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Writes `values` to `model` record `id` (as a person in Tryton would).
+    pub async fn update(&self, model: &str, id: u64, values: Value) {
+        let r = self
+            .http
+            .put(format!("{}/{model}/{id}", self.base))
+            .bearer_auth(&self.key)
+            .header("X-Tryton-Context", self.context())
+            .json(&values)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        assert!(
+            status.is_success(),
+            "update {model} {id}: {status} {}",
+            r.text().await.unwrap()
+        );
+    }
+
+    /// Deletes `model` record `id`.
+    pub async fn delete(&self, model: &str, id: u64) {
+        let r = self
+            .http
+            .delete(format!("{}/{model}/{id}", self.base))
+            .bearer_auth(&self.key)
+            .header("X-Tryton-Context", self.context())
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "delete {model} {id}: {}",
+            r.status()
+        );
+    }
+
+    /// Creates a `model` record; its id.
+    pub async fn create(&self, model: &str, values: Value) -> u64 {
+        let r = self
+            .http
+            .post(format!("{}/{model}?f=id", self.base))
+            .bearer_auth(&self.key)
+            .header("X-Tryton-Context", self.context())
+            .json(&values)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert!(status.is_success(), "create {model}: {status} {body}");
+        body["id"].as_u64().unwrap()
+    }
+}
+
+/// Tryton's JSON decimal.
+pub fn decimal(text: &str) -> Value {
+    json!({"__class__": "Decimal", "decimal": text})
+}
+
+/// A decimal field of a Tryton record as text (normalised, e.g. `12.5`).
+pub fn decimal_text(v: &Value) -> String {
+    let s = v["decimal"].as_str().unwrap_or_default();
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    };
+    s.to_string()
+}
+
+// ---- helpers ---------------------------------------------------------------
+
+async fn connector(server: &Tryton) -> ConnectorPlugin {
+    let sandbox = Sandbox {
+        plugin: PluginRef {
+            id: "nexo/tryton".into(),
+            version: "0.1.0".into(),
+        },
+        limits: Limits::default(),
+        grants: Grants {
+            http: vec![HttpGrant::private(server.origin()).unwrap()],
+            kv_bytes: 0,
+        },
+        secrets: BTreeMap::from([(
+            "application_key".to_string(),
+            SecretValue::new(server.application_key()),
+        )]),
+        kv: None,
+    };
+    ConnectorPlugin::open(&load(programs::TRYTON), sandbox)
+        .await
+        .unwrap()
+}
+
+fn upsert(stream: &str, id: &str, key: &str, payload: &Value) -> Record {
+    Record {
+        stream: stream.into(),
+        id: id.into(),
+        operation: Operation::Upsert,
+        payload: payload.to_string(),
+        cursor: Some(key.into()),
+    }
+}
+
+async fn write(c: &ConnectorPlugin, config: &str, stream: &str, batch: &[Record]) -> Vec<String> {
+    let results = c.write(config, stream, batch).await.into_result().unwrap();
+    assert_eq!(results.len(), batch.len());
+    results
+        .iter()
+        .map(|r| match &r.outcome {
+            WriteOutcome::Created(id) => format!("created {id}"),
+            WriteOutcome::Updated(id) => format!("updated {id}"),
+            WriteOutcome::Unchanged(id) => format!("unchanged {id}"),
+            WriteOutcome::Deleted(id) => format!("deleted {id}"),
+            WriteOutcome::Failed(e) => format!("failed: {}", GuestError::from(e.clone())),
+        })
+        .collect()
+}
+
+/// Every page of `stream` from `state`; the payloads and the last state.
+async fn read_all(
+    c: &ConnectorPlugin,
+    config: &str,
+    stream: &str,
+    mut state: Option<String>,
+) -> (Vec<Value>, Option<String>) {
+    let mut out = Vec::new();
+    for _ in 0..200 {
+        let page = c
+            .read(config, stream, state.as_deref())
+            .await
+            .into_result()
+            .unwrap();
+        out.extend(
+            page.records
+                .iter()
+                .map(|r| serde_json::from_str::<Value>(&r.payload).unwrap()),
+        );
+        state = page.state;
+        if !page.has_more {
+            return (out, state);
+        }
+    }
+    panic!("more than 200 pages of {stream}");
+}
+
+/// `hours` × 10.00 at 20 % plus 5.55 untaxed, billed to crm:`customer`.
+fn invoice(customer: &str, hours: u32, total: Option<&str>) -> Value {
+    json!({"customer": {"kind": "company", "system": "crm", "id": customer},
+        "issue_date": "2026-03-01", "currency": "EUR", "status": "authorised", "reference": "PO 7",
+        "lines": [{"description": "Consulting", "quantity": hours.to_string(), "unit_price": "10.00",
+                   "tax_rate": "20", "line_amount": format!("{}.00", hours * 10)},
+                  {"description": "Travel", "quantity": "1", "unit_price": "5.55", "line_amount": "5.55"}],
+        "subtotal": format!("{}.55", hours * 10 + 5), "total_tax": format!("{}.00", hours * 2),
+        "total": total.map_or(format!("{}.55", hours * 12 + 5), str::to_string),
+        "customer_name": format!("Customer {customer}")})
+}
+
+fn product(sku: &str, name: &str, price: &str) -> Value {
+    json!({"sku": sku, "name": name, "unit_price": price, "description": format!("{name}, by the hour")})
+}
+
+fn id_of(outcome: &str) -> String {
+    outcome.rsplit(' ').next().unwrap().to_string()
+}
+
+// ---- (c) writes: idempotent creates, updates, Tryton's refusals ------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_whose_answer_was_lost_are_not_duplicated_and_tryton_refusals_are_per_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let rest = Rest::new(&server);
+    let c = connector(&server).await;
+    let cfg = server.connector_config(50).to_string();
+    c.check(&cfg).await.into_result().unwrap();
+
+    // Invoices: created and posted; the same batch again (the host never
+    // got the answer) finds them by their marker.
+    let batch = [
+        upsert("invoices", "", "key-inv-1", &invoice("c-9", 2, None)),
+        upsert("invoices", "", "key-inv-2", &invoice("c-10", 3, None)),
+    ];
+    let first = write(&c, &cfg, "invoices", &batch).await;
+    assert!(first.iter().all(|o| o.starts_with("created ")), "{first:?}");
+    let replay = write(&c, &cfg, "invoices", &batch).await;
+    assert_eq!(replay, first, "a replay answers the same ids");
+    let invoices = rest
+        .search(
+            "account.invoice",
+            json!([["description", "like", "nexo:%"]]),
+            &[
+                "state",
+                "number",
+                "total_amount",
+                "party.code",
+                "party.name",
+                "description",
+            ],
+        )
+        .await;
+    assert_eq!(invoices.len(), 2, "no duplicate: {invoices:?}");
+    for inv in &invoices {
+        assert_eq!(inv["state"], "posted", "{inv}");
+        assert!(
+            inv["number"].as_str().unwrap().starts_with("INV/2026/"),
+            "{inv}"
+        );
+    }
+    assert_eq!(decimal_text(&invoices[0]["total_amount"]), "29.55");
+    assert_eq!(invoices[0]["party"]["code"], "crm:c-9");
+    assert_eq!(invoices[0]["party"]["name"], "Customer c-9");
+    let parties = rest
+        .search("party.party", json!([["code", "like", "crm:%"]]), &["code"])
+        .await;
+    assert_eq!(parties.len(), 2, "one party per customer: {parties:?}");
+
+    // Sent again with its id: unchanged. A posted invoice cannot change in
+    // Tryton: rejected, naming it, and nothing is touched.
+    let id1 = id_of(&first[0]);
+    assert_eq!(
+        write(
+            &c,
+            &cfg,
+            "invoices",
+            &[upsert(
+                "invoices",
+                &id1,
+                "key-inv-1",
+                &invoice("c-9", 2, None)
+            )]
+        )
+        .await,
+        [format!("unchanged {id1}")]
+    );
+    let out = write(
+        &c,
+        &cfg,
+        "invoices",
+        &[upsert(
+            "invoices",
+            &id1,
+            "key-inv-1",
+            &invoice("c-9", 5, None),
+        )],
+    )
+    .await;
+    assert!(
+        out[0].starts_with("failed: rejected:") && out[0].contains("is posted"),
+        "{}",
+        out[0]
+    );
+
+    // A draft invoice is updated in place: lines replaced, then posted.
+    let mut draft = invoice("c-11", 1, None);
+    draft["status"] = json!("draft");
+    let d = write(
+        &c,
+        &cfg,
+        "invoices",
+        &[upsert("invoices", "", "key-draft", &draft)],
+    )
+    .await;
+    let did = id_of(&d[0]);
+    let mut posted = invoice("c-11", 4, None);
+    posted["reference"] = json!("PO 8");
+    assert_eq!(
+        write(
+            &c,
+            &cfg,
+            "invoices",
+            &[upsert("invoices", &did, "key-draft", &posted)]
+        )
+        .await,
+        [format!("updated {did}")]
+    );
+    let now = rest
+        .search(
+            "account.invoice",
+            json!([["description", "=", "nexo:key-draft"]]),
+            &["state", "total_amount", "reference"],
+        )
+        .await;
+    assert_eq!(now.len(), 1);
+    assert_eq!(
+        (now[0]["state"].as_str(), now[0]["reference"].as_str()),
+        (Some("posted"), Some("PO 8"))
+    );
+    assert_eq!(decimal_text(&now[0]["total_amount"]), "53.55");
+
+    // Totals Tryton does not agree with: rejected with both sums, and the
+    // draft is removed again; the rest of the batch goes on.
+    let out = write(
+        &c,
+        &cfg,
+        "invoices",
+        &[
+            upsert("invoices", "", "key-bad", &invoice("c-9", 1, Some("18.00"))),
+            upsert("invoices", "", "key-inv-3", &invoice("c-9", 1, None)),
+        ],
+    )
+    .await;
+    assert!(out[0].starts_with("failed: rejected:"), "{}", out[0]);
+    assert!(out[0].contains("total"), "{}", out[0]);
+    assert!(out[1].starts_with("created "), "{}", out[1]);
+    let bad = rest
+        .search(
+            "account.invoice",
+            json!([["description", "=", "nexo:key-bad"]]),
+            &["id"],
+        )
+        .await;
+    assert!(bad.is_empty(), "nothing left behind: {bad:?}");
+    // A currency Tryton does not have is Tryton's refusal, for that record.
+    let mut yen = invoice("c-9", 1, None);
+    yen["currency"] = json!("CHF");
+    let out = write(
+        &c,
+        &cfg,
+        "invoices",
+        &[upsert("invoices", "", "key-chf", &yen)],
+    )
+    .await;
+    assert!(out[0].contains("no currency CHF"), "{}", out[0]);
+
+    // Parties: a create found by its code; a changed one is updated once.
+    let acme = json!({"name": "Acme", "email": "billing@acme.test", "roles": ["customer"],
+        "external_refs": [{"system": "crm", "id": "c-42"}],
+        "address": {"lines": ["1 Main St"], "city": "Lyon", "postal_code": "69001"}});
+    let p1 = write(
+        &c,
+        &cfg,
+        "parties",
+        &[upsert("parties", "", "key-p", &acme)],
+    )
+    .await;
+    let p2 = write(
+        &c,
+        &cfg,
+        "parties",
+        &[upsert("parties", "", "key-p", &acme)],
+    )
+    .await;
+    assert_eq!(p1, p2);
+    let pid = id_of(&p1[0]);
+    let mut acme2 = acme.clone();
+    acme2["email"] = json!("accounts@acme.test");
+    assert_eq!(
+        write(
+            &c,
+            &cfg,
+            "parties",
+            &[upsert("parties", &pid, "key-p", &acme2)]
+        )
+        .await,
+        [format!("updated {pid}")]
+    );
+    assert_eq!(
+        write(
+            &c,
+            &cfg,
+            "parties",
+            &[upsert("parties", &pid, "key-p", &acme2)]
+        )
+        .await,
+        [format!("unchanged {pid}")]
+    );
+    let found = rest
+        .search(
+            "party.party",
+            json!([["code", "=", "crm:c-42"]]),
+            &["contact_mechanisms.value", "addresses.city"],
+        )
+        .await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0]["contact_mechanisms"][0]["value"],
+        "accounts@acme.test"
+    );
+    assert_eq!(found[0]["addresses"][0]["city"], "Lyon");
+
+    // Products: matched on their code.
+    let w = product("SKU-1", "Widget", "12.50");
+    let a = write(&c, &cfg, "products", &[upsert("products", "", "key-w", &w)]).await;
+    let b = write(&c, &cfg, "products", &[upsert("products", "", "key-w", &w)]).await;
+    assert_eq!(a, b);
+    assert_eq!(
+        rest.search("product.product", json!([["code", "=", "SKU-1"]]), &["id"])
+            .await
+            .len(),
+        1
+    );
+
+    // Writing the read-only stream is refused, not ignored.
+    let e = c
+        .write(&cfg, "sales", &[upsert("sales", "", "x", &json!({}))])
+        .await
+        .into_result()
+        .unwrap_err();
+    assert!(e.to_string().contains("read-only"), "{e}");
+}
+
+// ---- reads: canonical records, keyset paging, incremental -----------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_page_to_the_end_in_the_canonical_model_and_then_only_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let rest = Rest::new(&server);
+    let c = connector(&server).await;
+    let cfg = server.connector_config(2).to_string();
+    let mut templates = Vec::new();
+    for i in 0..5 {
+        let id = rest
+            .create(
+                "product.template",
+                json!({"name": format!("Service {i}"), "code": format!("S-{i}"), "type": "service",
+                    "list_price": decimal(&format!("{}.25", 10 + i)), "default_uom": 1, "salable": true,
+                    "sale_uom": 1, "account_category": server.ids().account_category,
+                    "products": [["create", [{"description": format!("Service number {i}")}]]]}),
+            )
+            .await;
+        templates.push(id);
+    }
+    let (products, state) = read_all(&c, &cfg, "products", None).await;
+    let skus: BTreeSet<&str> = products
+        .iter()
+        .map(|p| p["sku"].as_str().unwrap())
+        .collect();
+    assert_eq!(skus.len(), 5, "{products:?}");
+    let p0 = products.iter().find(|p| p["sku"] == "S-0").unwrap();
+    assert_eq!(p0["unit_price"], "10.25");
+    assert_eq!(p0["tax_rate"], "20", "from the account category: {p0}");
+    assert_eq!(p0["name"], "Service 0");
+    assert_eq!(p0["description"], "Service number 0");
+    // Nothing changed: nothing read.
+    let (again, state) = read_all(&c, &cfg, "products", state).await;
+    assert!(again.is_empty(), "{again:?}");
+    // A price changed on the template: exactly that product, once.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    rest.update(
+        "product.template",
+        templates[3],
+        json!({"list_price": decimal("99.90")}),
+    )
+    .await;
+    let (changed, _) = read_all(&c, &cfg, "products", state).await;
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(
+        (
+            changed[0]["sku"].as_str(),
+            changed[0]["unit_price"].as_str()
+        ),
+        (Some("S-3"), Some("99.9"))
+    );
+
+    // Invoices and sales read back with their lines.
+    let wc = server.connector_config(50).to_string();
+    write(
+        &c,
+        &wc,
+        "invoices",
+        &[upsert("invoices", "", "k1", &invoice("c-1", 2, None))],
+    )
+    .await;
+    let (invoices, _) = read_all(&c, &cfg, "invoices", None).await;
+    assert_eq!(invoices.len(), 1);
+    let inv = &invoices[0];
+    assert_eq!(inv["status"], "authorised");
+    assert_eq!(
+        (
+            inv["subtotal"].as_str(),
+            inv["total_tax"].as_str(),
+            inv["total"].as_str()
+        ),
+        (Some("25.55"), Some("4"), Some("29.55"))
+    );
+    assert_eq!(inv["lines"][0]["tax_rate"], "20");
+    assert_eq!(inv["lines"].as_array().unwrap().len(), 2);
+    let party = inv["customer"]["id"]
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+    let sale = rest
+        .create(
+            "sale.sale",
+            json!({"company": 1, "party": party, "currency": 1, "invoice_address": null,
+                "lines": [["create", [{"type": "line", "product": 1, "quantity": 3.0, "unit": 1,
+                    "unit_price": decimal("10.25"), "description": "Three hours"}]]]}),
+        )
+        .await;
+    let (sales, _) = read_all(&c, &cfg, "sales", None).await;
+    assert_eq!(sales.len(), 1, "{sales:?}");
+    assert_eq!(sales[0]["id"], sale.to_string());
+    assert_eq!(sales[0]["lines"][0]["amount"], "30.75");
+    assert_eq!(sales[0]["untaxed_amount"], "30.75");
+    // Parties: the company's own party and the invoice's customer.
+    let (parties, _) = read_all(&c, &cfg, "parties", None).await;
+    let refs: Vec<&Value> = parties
+        .iter()
+        .filter_map(|p| p["external_refs"].get(0))
+        .collect();
+    assert_eq!(
+        refs,
+        [&json!({"system": "crm", "id": "c-1"})],
+        "{parties:?}"
+    );
+}
+
+// ---- (a) HubSpot won deals → Tryton parties and posted invoices ------------
+
+fn pipeline(name: &str, entity: &str, model: &str, emit: &str, stream: &str) -> String {
+    format!(
+        "name = \"{name}\"\nentity = \"{entity}\"\nmodel = \"{model}\"\n\
+         [source]\nconnection = \"hubspot\"\nstream = \"deals\"\n\
+         [[mappers]]\nplugin = \"nexo/deal-to-invoice\"\n\
+         config = {{ emit = \"{emit}\", status = \"authorised\", default_tax_rate = \"20\" }}\n\
+         [destination]\nconnection = \"tryton\"\nstream = \"{stream}\"\n\
+         [retry]\ninitial_backoff_ms = 20\nmax_backoff_ms = 200\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn won_hubspot_deals_become_tryton_customers_and_posted_invoices_once() {
+    let host = Host::new().await;
+    let server = start(host.dir.path()).await;
+    let rest = Rest::new(&server);
+    let hub = hubspot::start(HubSpotConfig {
+        token: HUBSPOT_TOKEN.into(),
+        seed: SeedData::of_size(36, 11),
+        ..HubSpotConfig::default()
+    })
+    .await
+    .unwrap();
+    host.connect(
+        "hubspot",
+        "nexo/hubspot",
+        &hub.url(),
+        json!({"base_url": hub.url(), "page_size": 50}),
+        ("api_token", HUBSPOT_TOKEN),
+    );
+    host.connect_tryton("tryton", &server, 20);
+    host.apply(&pipeline(
+        "customers",
+        "customer",
+        "company",
+        "customer",
+        "parties",
+    ))
+    .await;
+    host.apply(&pipeline(
+        "invoices", "invoice", "invoice", "invoice", "invoices",
+    ))
+    .await;
+
+    let won: Vec<u64> = hub
+        .objects(ObjectType::Deals)
+        .iter()
+        .filter(|d| d.property("dealstage").as_deref() == Some("closedwon"))
+        .map(|d| d.id)
+        .collect();
+    let companies: BTreeSet<u64> = won
+        .iter()
+        .map(|d| hub.associated(ObjectType::Deals, *d, ObjectType::Companies)[0])
+        .collect();
+    assert!(won.len() >= 4, "{won:?}");
+
+    let first = host.run("customers").await;
+    assert_eq!(
+        first.counts.created,
+        companies.len() as u64,
+        "{:?}",
+        first.counts
+    );
+    let first = host.run("invoices").await;
+    let letters = host
+        .db
+        .dead_letters(Some("invoices"), Some("open"))
+        .unwrap();
+    let errors: Vec<&str> = letters.iter().map(|l| l.letter.error.as_str()).collect();
+    assert_eq!(
+        first.counts.created,
+        won.len() as u64,
+        "{:?} {errors:?}",
+        first.counts
+    );
+    assert_eq!(first.counts.failed, 0, "{:?}", first.counts);
+
+    // In Tryton: one party per company, one posted invoice per won deal,
+    // billed to the deal's company, with the deal's total.
+    let check = |invoices: &[Value], parties: &[Value]| {
+        assert_eq!(parties.len(), companies.len(), "{parties:?}");
+        let codes: BTreeSet<String> = parties
+            .iter()
+            .map(|p| p["code"].as_str().unwrap().to_string())
+            .collect();
+        let expected: BTreeSet<String> = companies.iter().map(|c| format!("hubspot:{c}")).collect();
+        assert_eq!(codes, expected);
+        assert_eq!(
+            invoices.len(),
+            won.len(),
+            "no duplicate invoice: {invoices:?}"
+        );
+        for inv in invoices {
+            assert_eq!(inv["state"], "posted", "{inv}");
+        }
+    };
+    let invoice_fields = [
+        "state",
+        "reference",
+        "party.code",
+        "untaxed_amount",
+        "total_amount",
+    ];
+    let invoices = rest
+        .search(
+            "account.invoice",
+            json!([["type", "=", "out"]]),
+            &invoice_fields,
+        )
+        .await;
+    let parties = rest
+        .search(
+            "party.party",
+            json!([["code", "like", "hubspot:%"]]),
+            &["code", "name"],
+        )
+        .await;
+    check(&invoices, &parties);
+    for d in &won {
+        let deal = hub.get(ObjectType::Deals, *d).unwrap();
+        let company = hub.associated(ObjectType::Deals, *d, ObjectType::Companies)[0];
+        let name = deal.property("dealname").unwrap();
+        let inv = invoices
+            .iter()
+            .find(|i| i["reference"] == name.as_str())
+            .unwrap();
+        assert_eq!(inv["party"]["code"], format!("hubspot:{company}"));
+    }
+
+    // Nothing changed: nothing written.
+    for name in ["customers", "invoices"] {
+        let again = host.run(name).await;
+        assert_eq!(again.counts.written(), 0, "{name}: {:?}", again.counts);
+    }
+
+    // One deal renamed in HubSpot after its invoice was posted: Tryton
+    // does not change a posted invoice, so that one record is rejected
+    // (dead-lettered with the reason); nothing is created or duplicated.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    hub.edit(ObjectType::Deals, won[0], &[("dealname", "Renamed deal")])
+        .unwrap();
+    let third = host.run("invoices").await;
+    assert_eq!(
+        (third.counts.read, third.counts.created, third.counts.failed),
+        (1, 0, 1),
+        "{:?}",
+        third.counts
+    );
+    let letters = host
+        .db
+        .dead_letters(Some("invoices"), Some("open"))
+        .unwrap();
+    assert!(
+        letters.iter().any(|l| l.letter.error.contains("is posted")),
+        "{:?}",
+        letters.iter().map(|l| &l.letter.error).collect::<Vec<_>>()
+    );
+    let invoices = rest
+        .search(
+            "account.invoice",
+            json!([["type", "=", "out"]]),
+            &invoice_fields,
+        )
+        .await;
+    let parties = rest
+        .search(
+            "party.party",
+            json!([["code", "like", "hubspot:%"]]),
+            &["code", "name"],
+        )
+        .await;
+    check(&invoices, &parties);
+}
+
+// ---- (b) Tryton products as the source ---------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tryton_products_sync_once_then_only_the_changed_one() {
+    let host = Host::new().await;
+    let a_dir = host.dir.path().join("a");
+    let b_dir = host.dir.path().join("b");
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let (a, b) = (start(&a_dir).await, start(&b_dir).await);
+    let (ra, rb) = (Rest::new(&a), Rest::new(&b));
+    let mut templates = Vec::new();
+    for i in 0..7 {
+        templates.push(
+            ra.create(
+                "product.template",
+                json!({"name": format!("Item {i}"), "code": format!("ITEM-{i:02}"), "type": "service",
+                    "list_price": decimal(&format!("{}.50", 3 + i)), "default_uom": 1, "salable": true,
+                    "sale_uom": 1, "products": [["create", [{}]]]}),
+            )
+            .await,
+        );
+    }
+    host.connect_tryton("tryton-a", &a, 3);
+    host.connect_tryton("tryton-b", &b, 3);
+    host.apply(
+        "name = \"products\"\nentity = \"product\"\nmodel = \"product\"\n\
+         [source]\nconnection = \"tryton-a\"\nstream = \"products\"\n\
+         [destination]\nconnection = \"tryton-b\"\nstream = \"products\"\n",
+    )
+    .await;
+    let first = host.run("products").await;
+    assert_eq!(first.counts.created, 7, "{:?}", first.counts);
+    let second = host.run("products").await;
+    assert_eq!(second.counts.written(), 0, "{:?}", second.counts);
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    ra.update(
+        "product.template",
+        templates[2],
+        json!({"list_price": decimal("42.00")}),
+    )
+    .await;
+    let third = host.run("products").await;
+    assert_eq!(
+        (third.counts.updated, third.counts.created),
+        (1, 0),
+        "{:?}",
+        third.counts
+    );
+
+    let in_b = rb
+        .search("product.product", json!([]), &["code", "list_price_used"])
+        .await;
+    assert_eq!(in_b.len(), 7, "no duplicates: {in_b:?}");
+    let prices: BTreeMap<String, String> = in_b
+        .iter()
+        .map(|p| {
+            (
+                p["code"].as_str().unwrap().to_string(),
+                decimal_text(&p["list_price_used"]),
+            )
+        })
+        .collect();
+    assert_eq!(prices["ITEM-02"], "42");
+    assert_eq!(prices["ITEM-03"], "6.5");
+}
