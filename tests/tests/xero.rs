@@ -606,3 +606,122 @@ async fn a_429_storm_slows_reads_and_writes_without_losing_anything() {
         started.elapsed()
     );
 }
+
+fn product(sku: &str, name: &str, price: &str) -> Value {
+    json!({"sku": sku, "name": name, "unit_price": price, "tax_rate": "20", "active": true})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn items_are_written_once_by_code_updated_on_change_and_retired_on_delete() {
+    let server = sandbox(0, None).await;
+    let c = connector(&server).await;
+    let cfg = config(&server);
+    let items = || server.records(Collection::Items);
+    let seeded = items().len();
+    let batch = [
+        upsert(
+            "items",
+            "",
+            "k-i-1",
+            &product("SKU-1", "Consulting hour", "95.00"),
+        ),
+        upsert(
+            "items",
+            "",
+            "k-i-2",
+            &product("SKU-2", "Support plan", "12.5"),
+        ),
+    ];
+    let out = write(&c, &cfg, "items", &batch).await;
+    assert!(out.iter().all(|o| o.starts_with("created ")), "{out:?}");
+    let id = id_of(&out[0]);
+    let stored = server.record(Collection::Items, &id).unwrap();
+    assert_eq!(stored["Code"], "SKU-1");
+    assert_eq!(stored["SalesDetails"]["UnitPrice"].as_f64(), Some(95.0));
+    assert_eq!(stored["SalesDetails"]["TaxType"], "OUTPUT2");
+    assert_eq!(stored["IsSold"], true);
+    assert_eq!(items().len(), seeded + 2);
+
+    // The same product again: unchanged; a new price: updated.
+    let again = [upsert(
+        "items",
+        &id,
+        "k-i-1",
+        &product("SKU-1", "Consulting hour", "95"),
+    )];
+    assert_eq!(
+        write(&c, &cfg, "items", &again).await,
+        [format!("unchanged {id}")]
+    );
+    let changed = [upsert(
+        "items",
+        &id,
+        "k-i-1",
+        &product("SKU-1", "Consulting hour", "99.90"),
+    )];
+    assert_eq!(
+        write(&c, &cfg, "items", &changed).await,
+        [format!("updated {id}")]
+    );
+    assert_eq!(
+        server.record(Collection::Items, &id).unwrap()["SalesDetails"]["UnitPrice"].as_f64(),
+        Some(99.9)
+    );
+
+    // A create whose answer was lost is found again by its code.
+    server.stall_next_write(Collection::Items, Duration::from_secs(4));
+    let lost = [upsert(
+        "items",
+        "",
+        "k-i-3",
+        &product("SKU-3", "Training day", "800"),
+    )];
+    let out = write(&c, &cfg, "items", &lost).await;
+    assert!(out[0].starts_with("created "), "{out:?}");
+    let with_code: Vec<Value> = items()
+        .into_iter()
+        .filter(|i| i["Code"] == "SKU-3")
+        .collect();
+    assert_eq!(with_code.len(), 1, "duplicated: {with_code:?}");
+    assert_eq!(id_of(&out[0]), with_code[0]["ItemID"].as_str().unwrap());
+
+    // A name longer than Xero allows, or no sku, is rejected per record;
+    // the rest of the batch goes on.
+    let long = "x".repeat(51);
+    let batch = [
+        upsert("items", "", "k-i-4", &product("SKU-4", &long, "1")),
+        upsert("items", "", "k-i-5", &product(" ", "No code", "1")),
+        upsert("items", "", "k-i-6", &product("SKU-6", "Licence", "49")),
+    ];
+    let out = write(&c, &cfg, "items", &batch).await;
+    assert!(
+        out[0].contains("longer than Xero's 50 characters"),
+        "{out:?}"
+    );
+    assert!(out[1].contains("no sku"), "{out:?}");
+    assert!(out[2].starts_with("created "), "{out:?}");
+    assert_eq!(items().len(), seeded + 4);
+
+    // A delete retires the item from sale; it stays for the invoices that
+    // refer to it, and reads back as an inactive product.
+    let delete = [Record {
+        stream: "items".into(),
+        id: id.clone(),
+        operation: Operation::Delete,
+        payload: "{}".into(),
+        cursor: Some("k-i-1".into()),
+    }];
+    assert_eq!(
+        write(&c, &cfg, "items", &delete).await,
+        [format!("deleted {id}")]
+    );
+    assert_eq!(
+        server.record(Collection::Items, &id).unwrap()["IsSold"],
+        false
+    );
+    let (rows, _) = read_all(&c, &cfg, "items", None).await;
+    let read_back = rows.iter().find(|r| r["id"] == id.as_str()).unwrap();
+    assert_eq!(read_back["active"], false);
+    assert_eq!(read_back["unit_price"], "99.9");
+    assert!(check_schemas(&server) >= 10);
+}

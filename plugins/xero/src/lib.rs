@@ -1,14 +1,14 @@
 //! Nexo connector for the [Xero Accounting API](https://developer.xero.com/documentation/api/accounting/overview):
 //! contacts, items, invoices (with lines), payments and the chart of
 //! accounts, read incrementally and emitted in Nexo's canonical model;
-//! contacts, invoices and payments written idempotently.
+//! contacts, items, invoices and payments written idempotently.
 //!
 //! # Streams
 //!
 //! | stream | Xero | canonical | read | write |
 //! |---|---|---|---|---|
 //! | `contacts` | `/Contacts` | [`Company`](nexo_sdk::model::Company), role `customer` (or `supplier`) | yes | yes |
-//! | `items` | `/Items` | [`Product`](nexo_sdk::model::Product) | yes | no |
+//! | `items` | `/Items` | [`Product`](nexo_sdk::model::Product) | yes | yes |
 //! | `invoices` | `/Invoices` (`ACCREC`) | [`Invoice`](nexo_sdk::model::Invoice) | yes | yes |
 //! | `payments` | `/Payments` | [`Payment`](nexo_sdk::model::Payment) | yes | yes |
 //! | `accounts` | `/Accounts` | [`Account`](nexo_sdk::model::Account) | yes | no |
@@ -23,6 +23,10 @@
 //! - **This system's name** is `config.system` (default `xero`): an
 //!   `ExternalRef`/`PartyRef` with that system holds a Xero id (ContactID,
 //!   InvoiceID).
+//! - **Items** are matched on their `Code`, the product's `sku` (Xero keeps
+//!   codes unique): a create first looks the code up. A deleted product is
+//!   retired from sale (`IsSold: false`) rather than deleted, since invoices
+//!   keep referring to it. Prices are the organisation's base currency.
 //! - **Contacts from another system** get `ContactNumber = "<system>:<id>"`:
 //!   the first of the canonical record's `external_refs` from another
 //!   system, else `config.contact_source` and the payload's `id`, else
@@ -189,7 +193,7 @@ impl Connector for Xero {
         };
         Ok(vec![
             info("contacts", json_schema::<Company>(), true),
-            info("items", json_schema::<Product>(), false),
+            info("items", json_schema::<Product>(), true),
             info("invoices", json_schema::<Invoice>(), true),
             info("payments", json_schema::<Payment>(), true),
             info("accounts", json_schema::<Account>(), false),
@@ -205,8 +209,8 @@ impl Connector for Xero {
 
     fn write(config: &Config, stream: &str, batch: Vec<Record>) -> Result<Vec<WriteResult>, Error> {
         match stream {
-            "contacts" | "invoices" | "payments" => write::batch(config, stream, batch),
-            "items" | "accounts" => Err(Error::AccessDenied(format!(
+            "contacts" | "items" | "invoices" | "payments" => write::batch(config, stream, batch),
+            "accounts" => Err(Error::AccessDenied(format!(
                 "stream {stream} is read-only in the Xero connector"
             ))),
             other => Err(unknown_stream(other)),

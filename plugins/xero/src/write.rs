@@ -1,9 +1,10 @@
-//! Writes: canonical contacts, invoices and payments to Xero, each create
-//! looked up first (ContactNumber, or the `#nexo:<key>` marker in
-//! `Reference`) and sent with an `Idempotency-Key`, each update compared
-//! with the record first, each refusal answered with Xero's message.
+//! Writes: canonical contacts, items, invoices and payments to Xero, each
+//! create looked up first (ContactNumber, the item's Code, or the
+//! `#nexo:<key>` marker in `Reference`) and sent with an `Idempotency-Key`,
+//! each update compared with the record first, each refusal answered with
+//! Xero's message.
 
-use nexo_sdk::model::{Company, Contact, Invoice, InvoiceStatus, PartyRef, Payment};
+use nexo_sdk::model::{Company, Contact, Invoice, InvoiceStatus, PartyRef, Payment, Product};
 use nexo_sdk::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -55,6 +56,7 @@ fn one(config: &Config, stream: &str, record: &Record) -> Result<WriteOutcome, E
     let id_field = match stream {
         "contacts" => "ContactID",
         "invoices" => "InvoiceID",
+        "items" => "ItemID",
         _ => "PaymentID",
     };
     if record.operation == Operation::Delete {
@@ -64,6 +66,10 @@ fn one(config: &Config, stream: &str, record: &Record) -> Result<WriteOutcome, E
         let current = get(config, coll, id)?;
         let change = match stream {
             "contacts" => json!({"ContactStatus": "ARCHIVED"}),
+            // Invoices keep pointing at an item, so it is retired from sale
+            // rather than deleted (read back as an inactive product). Xero
+            // requires the Code in every item write.
+            "items" => json!({"Code": current["Code"], "IsSold": false}),
             "invoices" if current["Status"] == "DRAFT" || current["Status"] == "SUBMITTED" => {
                 json!({"Status": "DELETED"})
             }
@@ -80,6 +86,7 @@ fn one(config: &Config, stream: &str, record: &Record) -> Result<WriteOutcome, E
     let (body, lookup) = match stream {
         "contacts" => contact_body(config, record, &key)?,
         "invoices" => invoice_body(config, record, &key)?,
+        "items" => item_body(config, record)?,
         _ => payment_body(config, record, &key)?,
     };
     if let Some(id) = record.destination_id() {
@@ -353,6 +360,40 @@ fn invoice_body(
         Some(format!("Reference.Contains({})", quoted(&marker(key))))
     };
     Ok((body, lookup))
+}
+
+/// Xero's limits on an item's `Code` and `Name`, in characters.
+const ITEM_CODE_MAX: usize = 30;
+const ITEM_NAME_MAX: usize = 50;
+
+/// An item from a canonical product; Xero keeps item codes unique, so the
+/// SKU is also how a create whose answer was lost is found again.
+fn item_body(config: &Config, record: &Record) -> Result<(Value, Option<String>), Error> {
+    let p: Product = record.payload_as()?;
+    let code = p.sku.trim();
+    if code.is_empty() {
+        return Err(Error::rejected(
+            "product has no sku: Xero needs an item Code (map one with the field-mapper)",
+        ));
+    }
+    for (field, value, max) in [
+        ("sku", code, ITEM_CODE_MAX),
+        ("name", p.name.as_str(), ITEM_NAME_MAX),
+    ] {
+        if value.chars().count() > max {
+            return Err(Error::rejected(format!(
+                "product {field} `{value}` is longer than Xero's {max} characters"
+            )));
+        }
+    }
+    let mut sales = json!({"UnitPrice": num(p.unit_price)?});
+    if let Some(rate) = p.tax_rate {
+        sales["TaxType"] = json!(tax_type(config, rate)?);
+    }
+    let body = json!({"Code": code, "Name": p.name,
+        "Description": p.description.clone().unwrap_or_else(|| p.name.clone()),
+        "IsSold": p.active, "SalesDetails": sales});
+    Ok((body, Some(format!("Code=={}", quoted(code)))))
 }
 
 fn payment_body(
