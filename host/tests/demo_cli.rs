@@ -1,7 +1,10 @@
 //! `nexo demo`, the product's main job, driven as a person runs it: the
 //! reference plugins signed and packed by their vendor with the `nexo`
 //! binary, then `nexo demo` moves records CRM → accounting → CRM, shows a
-//! second round writes nothing, and serves the console until SIGTERM.
+//! second round writes nothing, and serves the console until SIGTERM. With
+//! Tryton ERP installed (`cargo xtask setup`, part of the test command) it
+//! also syncs a real trytond's products to Xero items; without it the test
+//! fails, saying so, rather than skip that part.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
@@ -19,7 +22,7 @@ fn nexo(dir: &Path) -> Command {
     c
 }
 
-/// Sign and pack the four plugins the demo installs into `bundles`, with
+/// Sign and pack the five plugins the demo installs into `bundles`, with
 /// the vendor's public key beside them.
 fn pack_bundles(work: &Path, bundles: &Path) {
     std::fs::create_dir_all(bundles).unwrap();
@@ -42,6 +45,7 @@ fn pack_bundles(work: &Path, bundles: &Path) {
         ("xero", programs::XERO),
         ("deal-to-invoice", programs::DEAL_TO_INVOICE),
         ("field-mapper", programs::FIELD_MAPPER),
+        ("tryton", programs::TRYTON),
     ] {
         ok(nexo(&work.join("vendor"))
             .args(["plugin", "pack", "--manifest"])
@@ -72,6 +76,10 @@ fn count(line: &str, what: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_moves_records_crm_to_accounting_and_back_then_serves_the_console() {
+    assert!(
+        nexo::vendors::tryton::Tryton::find().is_some(),
+        "Tryton ERP is not installed: run `cargo xtask setup` (the demo's ERP pipeline needs it)"
+    );
     let work = tempfile::tempdir().unwrap();
     let bundles = work.path().join("bundles");
     pack_bundles(work.path(), &bundles);
@@ -153,10 +161,22 @@ async fn the_demo_moves_records_crm_to_accounting_and_back_then_serves_the_conso
     assert_eq!(count(&back, "updated"), made, "every linked deal: {back}");
     assert_eq!(count(&back, "created"), 0, "update-only: {back}");
     // The second round writes nothing anywhere.
+    // ERP → accounting: the real Tryton's six products became Xero items.
+    let products = line_of("tryton-products-to-xero-items: succeeded", 0);
+    assert_eq!(count(&products, "created"), 6, "{products}");
+    assert_eq!(count(&products, "failed"), 0, "{products}");
+    assert_eq!(
+        out.iter()
+            .filter(|l| l.starts_with("Tryton product ") && l.contains("→ Xero item"))
+            .count(),
+        3,
+        "{text}"
+    );
     for name in [
         "won-deals-to-xero-customers",
         "won-deals-to-xero-invoices",
         "invoice-payments-to-deals",
+        "tryton-products-to-xero-items",
     ] {
         let again = line_of(&format!("{name}: succeeded"), 1);
         for what in ["created", "updated", "deleted", "failed"] {
@@ -200,7 +220,11 @@ async fn the_demo_moves_records_crm_to_accounting_and_back_then_serves_the_conso
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 3, "{pipelines}");
+    assert_eq!(names.len(), 4, "{pipelines}");
+    assert!(
+        names.contains(&"tryton-products-to-xero-items"),
+        "{names:?}"
+    );
     assert!(names.contains(&"invoice-payments-to-deals"), "{names:?}");
     // Secrets stay in the host.
     let connections = client

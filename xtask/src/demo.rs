@@ -11,7 +11,13 @@ use anyhow::{Context, Result, bail};
 use crate::{cargo, ensure_wasm_target, root, run};
 
 /// Plugins the demo installs: package name, and the folder under `plugins/`.
-const PLUGINS: [&str; 4] = ["hubspot", "xero", "deal-to-invoice", "field-mapper"];
+const PLUGINS: [&str; 5] = [
+    "hubspot",
+    "xero",
+    "deal-to-invoice",
+    "field-mapper",
+    "tryton",
+];
 
 /// Build, pack, and run `nexo demo` with `args` passed through.
 pub fn demo(args: &[String]) -> Result<()> {

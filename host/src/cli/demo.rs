@@ -4,6 +4,8 @@
 //! Xero customers and invoices; Xero payments → the deal's invoice status
 //! in HubSpot), runs them, shows records linked across systems, and ends by
 //! serving the console so a person can change a deal and watch it flow.
+//! When Tryton ERP is installed (`cargo xtask setup`), it also starts a real
+//! trytond with a small catalogue and syncs its products to Xero items.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,6 +24,7 @@ use nexo::store::sealed::Sealer;
 use nexo::sync::store::Link;
 use nexo::sync::{Engine, Pipeline, RunOptions, SyncStore};
 use nexo::vendors::hubspot::{self, HubSpotConfig, HubSpotSandbox, ObjectType, SeedData};
+use nexo::vendors::tryton::Tryton;
 use nexo::vendors::xero::{self, Collection, XeroConfig, XeroSandbox};
 
 use super::sync::counts_line;
@@ -42,8 +45,17 @@ const PIPELINES: [(&str, &str); 3] = [
     ),
 ];
 
+/// The ERP pipeline, applied when Tryton runs.
+const ERP_PIPELINE: (&str, &str) = (
+    "tryton-products-to-xero-items",
+    include_str!("../../demo/tryton-products-to-xero-items.toml"),
+);
+
 const HUBSPOT: &str = "hubspot-sandbox";
 const XERO: &str = "xero-sandbox";
+const TRYTON: &str = "tryton-sandbox";
+/// Products in the demo's Tryton catalogue.
+const ERP_PRODUCTS: usize = 6;
 
 /// Options of `nexo demo`.
 #[derive(Debug, Args)]
@@ -70,6 +82,9 @@ pub(crate) struct DemoArgs {
     /// Invoices the accountant pays in Xero during the demo.
     #[arg(long, default_value_t = 3)]
     pay: usize,
+    /// Leave Tryton ERP out even when it is installed.
+    #[arg(long)]
+    no_erp: bool,
 }
 
 pub(crate) async fn demo(dir: &Path, registry: Registry, args: DemoArgs) -> Result<()> {
@@ -119,18 +134,34 @@ pub(crate) async fn demo(dir: &Path, registry: Registry, args: DemoArgs) -> Resu
         books.records(Collection::Contacts).len(),
         books.records(Collection::Invoices).len(),
     );
+    let erp = start_erp(dir, &args).await?;
 
     section(&format!(
         "Plugins: signed bundles from {}",
         args.bundles.display()
     ));
-    install_bundles(&db, &registry, &args.bundles)?;
+    let installed = install_bundles(&db, &registry, &args.bundles)?;
+    let erp = match erp {
+        Some(erp) if !installed.iter().any(|p| p == "nexo/tryton") => {
+            println!(
+                "(no nexo/tryton bundle in {}: the ERP pipeline is left out)",
+                args.bundles.display()
+            );
+            drop(erp);
+            None
+        }
+        other => other,
+    };
 
     section("Connections (sandbox environment; secrets sealed in the host)");
     let sealer = Sealer::from_env_or_file(&dir.join("secret.key"))?;
     let connections = Connections::new(registry.clone(), sealer);
-    connect(&connections, &hub, &books)?;
-    for name in [HUBSPOT, XERO] {
+    connect(&connections, &hub, &books, erp.as_ref())?;
+    let mut names = vec![HUBSPOT, XERO];
+    if erp.is_some() {
+        names.push(TRYTON);
+    }
+    for name in names {
         connections
             .test(name)
             .await
@@ -140,7 +171,11 @@ pub(crate) async fn demo(dir: &Path, registry: Registry, args: DemoArgs) -> Resu
 
     section("Pipelines");
     let engine = super::sync::engine(dir, &registry)?;
-    for (name, text) in PIPELINES {
+    let mut pipelines = PIPELINES.to_vec();
+    if erp.is_some() {
+        pipelines.push(ERP_PIPELINE);
+    }
+    for (name, text) in pipelines.iter().copied() {
         let p = Pipeline::from_toml(text, name)?;
         engine.apply(&p).await?;
         println!(
@@ -154,6 +189,9 @@ pub(crate) async fn demo(dir: &Path, registry: Registry, args: DemoArgs) -> Resu
     for (name, _) in &PIPELINES[..2] {
         run(&engine, name).await?;
     }
+    if erp.is_some() {
+        run(&engine, ERP_PIPELINE.0).await?;
+    }
 
     section(&format!(
         "Meanwhile in Xero, the accountant records payments for {} of the new invoices",
@@ -163,7 +201,7 @@ pub(crate) async fn demo(dir: &Path, registry: Registry, args: DemoArgs) -> Resu
     run(&engine, PIPELINES[2].0).await?;
 
     section("Run again: nothing changed, so nothing is written (and no echo of Nexo's own writes)");
-    for (name, _) in PIPELINES {
+    for (name, _) in pipelines.iter().copied() {
         run(&engine, name).await?;
     }
 
@@ -173,6 +211,10 @@ pub(crate) async fn demo(dir: &Path, registry: Registry, args: DemoArgs) -> Resu
     }
     if paid.is_empty() {
         println!("(no won deal became an invoice; try a larger --size)");
+    }
+    if erp.is_some() {
+        section("Linked across systems: ERP → accounting");
+        show_products(&*engine.store().clone(), &books)?;
     }
 
     if args.no_serve {
@@ -204,9 +246,42 @@ pub(crate) async fn demo(dir: &Path, registry: Registry, args: DemoArgs) -> Resu
         hub_url = hub.url(),
     );
     super::serve::serve_on(dir, registry, listener, 4).await?;
+    drop(erp);
     drop(books);
     drop(hub);
     Ok(())
+}
+
+/// Starts a real Tryton ERP with a small product catalogue, when it is
+/// installed and not left out; `None` (with the reason printed) otherwise.
+async fn start_erp(dir: &Path, args: &DemoArgs) -> Result<Option<Tryton>> {
+    if args.no_erp {
+        println!("Tryton ERP           left out (--no-erp)");
+        return Ok(None);
+    }
+    if Tryton::find().is_none() {
+        println!(
+            "Tryton ERP           not installed: `cargo xtask setup` installs it from PyPI, and the \
+             demo then syncs its products to Xero"
+        );
+        return Ok(None);
+    }
+    let work = dir.join("tryton");
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let erp = Tryton::start(&work)
+        .await
+        .context("starting Tryton ERP (pass --no-erp to run the demo without it)")?;
+    let codes = erp
+        .seed_products(ERP_PRODUCTS)
+        .await
+        .context("creating the demo's products in Tryton")?;
+    println!(
+        "{:<21}{}  (real trytond, fresh database; products {})",
+        format!("Tryton ERP {}", erp.version()),
+        erp.origin(),
+        codes.join(", ")
+    );
+    Ok(Some(erp))
 }
 
 fn section(title: &str) {
@@ -214,8 +289,13 @@ fn section(title: &str) {
 }
 
 /// Trust every `*.pub` in `dir`, then install every `*.nexo` with the
-/// capabilities it asks for (its signature is checked against those keys).
-fn install_bundles(db: &nexo::store::Database, registry: &Registry, dir: &Path) -> Result<()> {
+/// capabilities it asks for (its signature is checked against those keys);
+/// the ids of the plugins installed.
+fn install_bundles(
+    db: &nexo::store::Database,
+    registry: &Registry,
+    dir: &Path,
+) -> Result<Vec<String>> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| {
             format!(
@@ -247,6 +327,7 @@ fn install_bundles(db: &nexo::store::Database, registry: &Registry, dir: &Path) 
             dir.display()
         );
     }
+    let mut installed = Vec::new();
     for file in bundles {
         let what = file.display().to_string();
         let bytes = std::fs::read(file).with_context(|| format!("cannot read {what}"))?;
@@ -261,13 +342,19 @@ fn install_bundles(db: &nexo::store::Database, registry: &Registry, dir: &Path) 
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default()
         );
+        installed.push(row.plugin_id);
     }
-    Ok(())
+    Ok(installed)
 }
 
-fn connect(connections: &Connections, hub: &HubSpotSandbox, books: &XeroSandbox) -> Result<()> {
+fn connect(
+    connections: &Connections,
+    hub: &HubSpotSandbox,
+    books: &XeroSandbox,
+    erp: Option<&Tryton>,
+) -> Result<()> {
     let xero_config = XeroConfig::default();
-    let ends = [
+    let mut ends = vec![
         (
             HUBSPOT,
             "nexo/hubspot",
@@ -290,6 +377,16 @@ fn connect(connections: &Connections, hub: &HubSpotSandbox, books: &XeroSandbox)
             books.url(),
         ),
     ];
+    if let Some(erp) = erp {
+        ends.push((
+            TRYTON,
+            "nexo/tryton",
+            erp.connector_config(50),
+            "application_key",
+            erp.application_key().to_string(),
+            erp.origin().to_string(),
+        ));
+    }
     for (name, plugin, config, secret, token, origin) in ends {
         let row = connections.add(NewConnection {
             name: name.into(),
@@ -458,6 +555,52 @@ fn show_deal(
         prop("nexo_invoice_status"),
         prop("nexo_amount_due")
     );
+    Ok(())
+}
+
+/// A few ERP products and the Xero items they became.
+fn show_products(store: &dyn SyncStore, books: &XeroSandbox) -> Result<()> {
+    let items = books.records(Collection::Items);
+    let mut shown = 0;
+    for item in items
+        .iter()
+        .filter(|i| text(&i["Code"]).starts_with("SRV-"))
+    {
+        let id = text(&item["ItemID"]);
+        let Some(link) = store
+            .links("product", XERO, "items", &[id.as_str()])?
+            .into_iter()
+            .next()
+        else {
+            continue;
+        };
+        let Some(source) = store
+            .entity(link.entity_id)?
+            .into_iter()
+            .find(|l| l.connection == TRYTON)
+        else {
+            continue;
+        };
+        println!(
+            "Tryton product {} ({}) → Xero item {} \"{}\" at {} ({})",
+            source.record_id,
+            text(&item["Code"]),
+            id,
+            text(&item["Name"]),
+            text(&item["SalesDetails"]["UnitPrice"]),
+            text(&item["SalesDetails"]["TaxType"]),
+        );
+        shown += 1;
+        if shown == 3 {
+            break;
+        }
+    }
+    if shown == 0 {
+        println!(
+            "(no Tryton product reached Xero; see `nexo runs --pipeline {}`)",
+            ERP_PIPELINE.0
+        );
+    }
     Ok(())
 }
 
