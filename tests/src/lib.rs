@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod cli;
+pub mod connkit;
 pub mod synckit;
 pub mod tinycrm;
 pub mod tryton;

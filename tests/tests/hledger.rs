@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nexo::plugin::{Operation, Record, WriteOutcome, WriteResult};
-use nexo::sandbox::policy::HttpGrant;
-use nexo::{ConnectorPlugin, Grants, GuestError, Limits, PluginRef, Sandbox};
-use nexo_tests::{load, programs};
+use nexo::ConnectorPlugin;
+use nexo::plugin::{Operation, Record};
+use nexo_tests::connkit::{self, upsert, write};
+use nexo_tests::programs;
 use serde_json::{Value, json};
 
 /// A real hledger-web on 127.0.0.1 with a fresh journal; killed on drop.
@@ -158,32 +158,7 @@ fn balances(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 async fn connector(server: &HledgerWeb) -> ConnectorPlugin {
-    let sandbox = Sandbox {
-        plugin: PluginRef {
-            id: "nexo/hledger".into(),
-            version: "0.1.0".into(),
-        },
-        limits: Limits::default(),
-        grants: Grants {
-            http: vec![HttpGrant::private(&server.url).unwrap()],
-            kv_bytes: 0,
-        },
-        secrets: BTreeMap::new(),
-        kv: None,
-    };
-    ConnectorPlugin::open(&load(programs::HLEDGER), sandbox)
-        .await
-        .unwrap()
-}
-
-fn upsert(stream: &str, id: &str, key: &str, payload: &Value) -> Record {
-    Record {
-        stream: stream.into(),
-        id: id.into(),
-        operation: Operation::Upsert,
-        payload: payload.to_string(),
-        cursor: Some(key.into()),
-    }
+    connkit::open(programs::HLEDGER, "nexo/hledger", &server.url, &[]).await
 }
 
 /// An invoice to customer c-9: `hours` × 10.00 consulting at 20 % tax plus
@@ -204,21 +179,6 @@ fn invoice(number: &str, hours: u32, total: Option<&str>) -> Value {
 fn payment(amount: &str) -> Value {
     json!({"invoice": {"system": "hledger", "id": "key-inv-1"}, "amount": amount,
         "currency": "EUR", "date": "2024-03-15", "account_code": "090", "reference": "SEPA 77"})
-}
-
-async fn write(c: &ConnectorPlugin, config: &str, stream: &str, batch: &[Record]) -> Vec<String> {
-    let results: Vec<WriteResult> = c.write(config, stream, batch).await.into_result().unwrap();
-    assert_eq!(results.len(), batch.len());
-    results
-        .iter()
-        .map(|r| match &r.outcome {
-            WriteOutcome::Created(id) => format!("created {id}"),
-            WriteOutcome::Updated(id) => format!("updated {id}"),
-            WriteOutcome::Unchanged(id) => format!("unchanged {id}"),
-            WriteOutcome::Deleted(id) => format!("deleted {id}"),
-            WriteOutcome::Failed(e) => format!("failed: {}", GuestError::from(e.clone())),
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,13 +314,7 @@ async fn invoices_and_payments_post_balanced_idempotent_transactions() {
     assert!(!web.text().contains("key-pay-neg"));
 
     // 5. A deleted payment is reversed; deleting again changes nothing.
-    let delete = [Record {
-        stream: "payments".into(),
-        id: "key-pay-1".into(),
-        operation: Operation::Delete,
-        payload: "{}".into(),
-        cursor: Some("key-pay-1".into()),
-    }];
+    let delete = [connkit::delete("payments", "key-pay-1", "key-pay-1")];
     for _ in 0..2 {
         assert_eq!(
             write(&c, &cfg, "payments", &delete).await,

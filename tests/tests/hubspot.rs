@@ -12,13 +12,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nexo::ConnectorPlugin;
 use nexo::bundle::keys::SecretKey;
 use nexo::bundle::manifest::ManifestSource;
 use nexo::bundle::pack;
 use nexo::connections::{Connections, NewConnection};
 use nexo::plugin::{Operation, Record, WriteOutcome};
 use nexo::registry::{Registry, grant_all};
-use nexo::sandbox::policy::HttpGrant;
 use nexo::sandbox::secrets::SecretValue;
 use nexo::store::Database;
 use nexo::store::connections::{ConnectionGrants, Environment};
@@ -29,8 +29,8 @@ use nexo::vendors::hubspot::openapi::{Checked, SpecValidator};
 use nexo::vendors::hubspot::{
     self, Exchange, HubSpotConfig, HubSpotSandbox, ObjectType, RateLimit, SeedData,
 };
-use nexo::{ConnectorPlugin, Grants, Limits, PluginRef, Sandbox};
-use nexo_tests::{load, programs, runtime, synckit};
+use nexo_tests::connkit::{self, payload, read_all};
+use nexo_tests::{programs, runtime, synckit};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "pat-na1-test-5f0c";
@@ -100,53 +100,17 @@ async fn sandbox(seed: SeedData) -> HubSpotSandbox {
 
 /// The connector, opened directly on one sandbox.
 async fn connector(server: &HubSpotSandbox) -> ConnectorPlugin {
-    let sandbox = Sandbox {
-        plugin: PluginRef {
-            id: PLUGIN.into(),
-            version: "0.1.0".into(),
-        },
-        limits: Limits::default(),
-        grants: Grants {
-            http: vec![HttpGrant::private(&server.url()).unwrap()],
-            kv_bytes: 0,
-        },
-        secrets: BTreeMap::from([("api_token".to_string(), SecretValue::new(TOKEN))]),
-        kv: None,
-    };
-    ConnectorPlugin::open(&load(programs::HUBSPOT), sandbox)
-        .await
-        .unwrap()
+    connkit::open(
+        programs::HUBSPOT,
+        PLUGIN,
+        &server.url(),
+        &[("api_token", TOKEN)],
+    )
+    .await
 }
 
 fn config(server: &HubSpotSandbox, page_size: u32) -> String {
     json!({"base_url": server.url(), "page_size": page_size}).to_string()
-}
-
-/// Every page of a stream from `state`; the records and the last state.
-async fn read_all(
-    c: &ConnectorPlugin,
-    cfg: &str,
-    stream: &str,
-    mut state: Option<String>,
-) -> (Vec<Record>, Option<String>) {
-    let mut records = Vec::new();
-    for _ in 0..1000 {
-        let page = c
-            .read(cfg, stream, state.as_deref())
-            .await
-            .into_result()
-            .unwrap();
-        records.extend(page.records);
-        state = page.state;
-        if !page.has_more {
-            return (records, state);
-        }
-    }
-    panic!("more than 1000 pages");
-}
-
-fn payload(r: &Record) -> Value {
-    serde_json::from_str(&r.payload).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,15 +11,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use base64::Engine as _;
-use nexo::plugin::{Operation, Record, WriteOutcome};
-use nexo::sandbox::policy::HttpGrant;
-use nexo::sandbox::secrets::SecretValue;
+use nexo::ConnectorPlugin;
 use nexo::sync::store::SyncStore;
 use nexo::vendors::hubspot::{self, HubSpotConfig, ObjectType, SeedData};
 use nexo::vendors::tryton::Tryton;
-use nexo::{ConnectorPlugin, Grants, GuestError, Limits, PluginRef, Sandbox};
+use nexo_tests::connkit::{self, id_of, read_payloads, upsert, write};
+use nexo_tests::programs;
 use nexo_tests::tryton::{Host, start};
-use nexo_tests::{load, programs};
 use serde_json::{Value, json};
 
 const HUBSPOT_TOKEN: &str = "pat-na1-tryton-test";
@@ -149,77 +147,13 @@ pub fn decimal_text(v: &Value) -> String {
 // ---- helpers ---------------------------------------------------------------
 
 async fn connector(server: &Tryton) -> ConnectorPlugin {
-    let sandbox = Sandbox {
-        plugin: PluginRef {
-            id: "nexo/tryton".into(),
-            version: "0.1.0".into(),
-        },
-        limits: Limits::default(),
-        grants: Grants {
-            http: vec![HttpGrant::private(server.origin()).unwrap()],
-            kv_bytes: 0,
-        },
-        secrets: BTreeMap::from([(
-            "application_key".to_string(),
-            SecretValue::new(server.application_key()),
-        )]),
-        kv: None,
-    };
-    ConnectorPlugin::open(&load(programs::TRYTON), sandbox)
-        .await
-        .unwrap()
-}
-
-fn upsert(stream: &str, id: &str, key: &str, payload: &Value) -> Record {
-    Record {
-        stream: stream.into(),
-        id: id.into(),
-        operation: Operation::Upsert,
-        payload: payload.to_string(),
-        cursor: Some(key.into()),
-    }
-}
-
-async fn write(c: &ConnectorPlugin, config: &str, stream: &str, batch: &[Record]) -> Vec<String> {
-    let results = c.write(config, stream, batch).await.into_result().unwrap();
-    assert_eq!(results.len(), batch.len());
-    results
-        .iter()
-        .map(|r| match &r.outcome {
-            WriteOutcome::Created(id) => format!("created {id}"),
-            WriteOutcome::Updated(id) => format!("updated {id}"),
-            WriteOutcome::Unchanged(id) => format!("unchanged {id}"),
-            WriteOutcome::Deleted(id) => format!("deleted {id}"),
-            WriteOutcome::Failed(e) => format!("failed: {}", GuestError::from(e.clone())),
-        })
-        .collect()
-}
-
-/// Every page of `stream` from `state`; the payloads and the last state.
-async fn read_all(
-    c: &ConnectorPlugin,
-    config: &str,
-    stream: &str,
-    mut state: Option<String>,
-) -> (Vec<Value>, Option<String>) {
-    let mut out = Vec::new();
-    for _ in 0..200 {
-        let page = c
-            .read(config, stream, state.as_deref())
-            .await
-            .into_result()
-            .unwrap();
-        out.extend(
-            page.records
-                .iter()
-                .map(|r| serde_json::from_str::<Value>(&r.payload).unwrap()),
-        );
-        state = page.state;
-        if !page.has_more {
-            return (out, state);
-        }
-    }
-    panic!("more than 200 pages of {stream}");
+    connkit::open(
+        programs::TRYTON,
+        "nexo/tryton",
+        server.origin(),
+        &[("application_key", server.application_key())],
+    )
+    .await
 }
 
 /// `hours` × 10.00 at 20 % plus 5.55 untaxed, billed to crm:`customer`.
@@ -236,10 +170,6 @@ fn invoice(customer: &str, hours: u32, total: Option<&str>) -> Value {
 
 fn product(sku: &str, name: &str, price: &str) -> Value {
     json!({"sku": sku, "name": name, "unit_price": price, "description": format!("{name}, by the hour")})
-}
-
-fn id_of(outcome: &str) -> String {
-    outcome.rsplit(' ').next().unwrap().to_string()
 }
 
 // ---- (c) writes: idempotent creates, updates, Tryton's refusals ------------
@@ -500,7 +430,7 @@ async fn reads_page_to_the_end_in_the_canonical_model_and_then_only_changes() {
             .await;
         templates.push(id);
     }
-    let (products, state) = read_all(&c, &cfg, "products", None).await;
+    let (products, state) = read_payloads(&c, &cfg, "products", None).await;
     let skus: BTreeSet<&str> = products
         .iter()
         .map(|p| p["sku"].as_str().unwrap())
@@ -512,7 +442,7 @@ async fn reads_page_to_the_end_in_the_canonical_model_and_then_only_changes() {
     assert_eq!(p0["name"], "Service 0");
     assert_eq!(p0["description"], "Service number 0");
     // Nothing changed: nothing read.
-    let (again, state) = read_all(&c, &cfg, "products", state).await;
+    let (again, state) = read_payloads(&c, &cfg, "products", state).await;
     assert!(again.is_empty(), "{again:?}");
     // A price changed on the template: exactly that product, once.
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -522,7 +452,7 @@ async fn reads_page_to_the_end_in_the_canonical_model_and_then_only_changes() {
         json!({"list_price": decimal("99.90")}),
     )
     .await;
-    let (changed, _) = read_all(&c, &cfg, "products", state).await;
+    let (changed, _) = read_payloads(&c, &cfg, "products", state).await;
     assert_eq!(changed.len(), 1, "{changed:?}");
     assert_eq!(
         (
@@ -541,7 +471,7 @@ async fn reads_page_to_the_end_in_the_canonical_model_and_then_only_changes() {
         &[upsert("invoices", "", "k1", &invoice("c-1", 2, None))],
     )
     .await;
-    let (invoices, _) = read_all(&c, &cfg, "invoices", None).await;
+    let (invoices, _) = read_payloads(&c, &cfg, "invoices", None).await;
     assert_eq!(invoices.len(), 1);
     let inv = &invoices[0];
     assert_eq!(inv["status"], "authorised");
@@ -568,13 +498,13 @@ async fn reads_page_to_the_end_in_the_canonical_model_and_then_only_changes() {
                     "unit_price": decimal("10.25"), "description": "Three hours"}]]]}),
         )
         .await;
-    let (sales, _) = read_all(&c, &cfg, "sales", None).await;
+    let (sales, _) = read_payloads(&c, &cfg, "sales", None).await;
     assert_eq!(sales.len(), 1, "{sales:?}");
     assert_eq!(sales[0]["id"], sale.to_string());
     assert_eq!(sales[0]["lines"][0]["amount"], "30.75");
     assert_eq!(sales[0]["untaxed_amount"], "30.75");
     // Parties: the company's own party and the invoice's customer.
-    let (parties, _) = read_all(&c, &cfg, "parties", None).await;
+    let (parties, _) = read_payloads(&c, &cfg, "parties", None).await;
     let refs: Vec<&Value> = parties
         .iter()
         .filter_map(|p| p["external_refs"].get(0))

@@ -13,12 +13,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use nexo::plugin::{Operation, Record, WriteOutcome};
-use nexo::sandbox::policy::HttpGrant;
-use nexo::sandbox::secrets::SecretValue;
+use nexo::ConnectorPlugin;
+use nexo::plugin::Record;
 use nexo::vendors::xero::{self, Collection, XeroConfig, XeroSandbox};
-use nexo::{ConnectorPlugin, Grants, GuestError, Limits, PluginError, PluginRef, Sandbox};
-use nexo_tests::{load, programs};
+use nexo_tests::connkit::{self, id_of, read_payloads, upsert, write_retrying};
+use nexo_tests::programs;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "xero-test-token";
@@ -38,119 +37,17 @@ async fn sandbox(seed: usize, rate_limit: Option<u32>) -> XeroSandbox {
 }
 
 async fn connector(server: &XeroSandbox) -> ConnectorPlugin {
-    let sandbox = Sandbox {
-        plugin: PluginRef {
-            id: "nexo/xero".into(),
-            version: "0.1.0".into(),
-        },
-        limits: Limits::default(),
-        grants: Grants {
-            http: vec![HttpGrant::private(&server.url()).unwrap()],
-            kv_bytes: 0,
-        },
-        secrets: BTreeMap::from([("access_token".to_string(), SecretValue::new(TOKEN))]),
-        kv: None,
-    };
-    ConnectorPlugin::open(&load(programs::XERO), sandbox)
-        .await
-        .unwrap()
+    connkit::open(
+        programs::XERO,
+        "nexo/xero",
+        &server.url(),
+        &[("access_token", TOKEN)],
+    )
+    .await
 }
 
 fn config(server: &XeroSandbox) -> String {
     json!({"base_url": server.url(), "tenant_id": TENANT, "timeout_ms": 1500}).to_string()
-}
-
-fn guest_error(e: &PluginError) -> Option<&GuestError> {
-    match e {
-        PluginError::Guest { error, .. } => Some(error),
-        _ => None,
-    }
-}
-
-/// Reads `stream` to its end from `state`, waiting out 429s as the engine
-/// does; the records' ids and the final state.
-async fn read_all(
-    c: &ConnectorPlugin,
-    config: &str,
-    stream: &str,
-    mut state: Option<String>,
-) -> (Vec<Value>, Option<String>) {
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(Instant::now() < deadline, "read of {stream} did not finish");
-        match c.read(config, stream, state.as_deref()).await.into_result() {
-            Ok(page) => {
-                out.extend(
-                    page.records
-                        .iter()
-                        .map(|r| serde_json::from_str::<Value>(&r.payload).unwrap()),
-                );
-                state = page.state.clone();
-                if !page.has_more {
-                    return (out, state);
-                }
-            }
-            Err(e) => match guest_error(&e) {
-                Some(GuestError::RateLimited { retry_after_ms }) => {
-                    tokio::time::sleep(Duration::from_millis(*retry_after_ms)).await;
-                }
-                _ => panic!("read {stream}: {e}"),
-            },
-        }
-    }
-}
-
-fn upsert(stream: &str, id: &str, key: &str, payload: &Value) -> Record {
-    Record {
-        stream: stream.into(),
-        id: id.into(),
-        operation: Operation::Upsert,
-        payload: payload.to_string(),
-        cursor: Some(key.into()),
-    }
-}
-
-/// Writes a batch, retrying the same batch after a failed call (timeout,
-/// 429) as the engine does; one line per outcome.
-async fn write(c: &ConnectorPlugin, config: &str, stream: &str, batch: &[Record]) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "write to {stream} did not finish"
-        );
-        match c.write(config, stream, batch).await.into_result() {
-            Ok(results) => {
-                assert_eq!(results.len(), batch.len());
-                return results
-                    .iter()
-                    .map(|r| match &r.outcome {
-                        WriteOutcome::Created(id) => format!("created {id}"),
-                        WriteOutcome::Updated(id) => format!("updated {id}"),
-                        WriteOutcome::Unchanged(id) => format!("unchanged {id}"),
-                        WriteOutcome::Deleted(id) => format!("deleted {id}"),
-                        WriteOutcome::Failed(e) => {
-                            format!("failed: {}", GuestError::from(e.clone()))
-                        }
-                    })
-                    .collect();
-            }
-            Err(e) => match guest_error(&e) {
-                Some(GuestError::RateLimited { retry_after_ms }) => {
-                    tokio::time::sleep(Duration::from_millis(*retry_after_ms)).await;
-                }
-                Some(GuestError::Transient(_)) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await
-                }
-                _ => panic!("write {stream}: {e}"),
-            },
-        }
-    }
-}
-
-fn id_of(outcome: &str) -> String {
-    outcome.rsplit(' ').next().unwrap().to_string()
 }
 
 fn company(name: &str, source_id: &str) -> Value {
@@ -371,7 +268,7 @@ async fn reads_incrementally_in_the_canonical_model_and_match_the_openapi_schema
     let c = connector(&server).await;
     let cfg = config(&server);
     c.check(&cfg).await.into_result().unwrap();
-    let (invoices, state) = read_all(&c, &cfg, "invoices", None).await;
+    let (invoices, state) = read_payloads(&c, &cfg, "invoices", None).await;
     assert_eq!(invoices.len(), 150);
     let first = &invoices[0];
     assert_eq!(first["customer"]["system"], "xero");
@@ -389,7 +286,7 @@ async fn reads_incrementally_in_the_canonical_model_and_match_the_openapi_schema
         nexo_sdk::model::Validate::validate(&parsed).unwrap_or_else(|e| panic!("{e}: {inv}"));
     }
     // Nothing changed: nothing read.
-    let (again, state) = read_all(&c, &cfg, "invoices", state).await;
+    let (again, state) = read_payloads(&c, &cfg, "invoices", state).await;
     assert!(again.is_empty(), "{again:?}");
     // One invoice changed: only it is read.
     let target = server.records(Collection::Invoices)[7]["InvoiceID"]
@@ -403,15 +300,15 @@ async fn reads_incrementally_in_the_canonical_model_and_match_the_openapi_schema
             json!({"Reference": "changed"}),
         )
         .unwrap();
-    let (changed, _) = read_all(&c, &cfg, "invoices", state).await;
+    let (changed, _) = read_payloads(&c, &cfg, "invoices", state).await;
     assert_eq!(changed.len(), 1);
     assert_eq!(changed[0]["id"], target.as_str());
     assert_eq!(changed[0]["reference"], "changed");
     for stream in ["contacts", "items", "payments", "accounts"] {
-        let (rows, _) = read_all(&c, &cfg, stream, None).await;
+        let (rows, _) = read_payloads(&c, &cfg, stream, None).await;
         assert!(!rows.is_empty(), "{stream}");
     }
-    let (contacts, _) = read_all(&c, &cfg, "contacts", None).await;
+    let (contacts, _) = read_payloads(&c, &cfg, "contacts", None).await;
     assert!(
         contacts.iter().all(|c| c["roles"] == json!(["customer"])),
         "{:?}",
@@ -426,7 +323,7 @@ async fn writes_create_once_skip_unchanged_update_changes_and_survive_a_lost_ans
     let c = connector(&server).await;
     let cfg = config(&server);
     let contacts = [upsert("contacts", "", "k-c-9", &company("Acme Ltd", "c-9"))];
-    let out = write(&c, &cfg, "contacts", &contacts).await;
+    let out = write_retrying(&c, &cfg, "contacts", &contacts).await;
     assert!(out[0].starts_with("created "), "{out:?}");
     let contact_id = id_of(&out[0]);
     assert_eq!(
@@ -435,14 +332,14 @@ async fn writes_create_once_skip_unchanged_update_changes_and_survive_a_lost_ans
     );
     // An invoice to crm:c-9 resolves to that contact.
     let batch = [upsert("invoices", "", "k-inv-1", &invoice("c-9", 2, None))];
-    let out = write(&c, &cfg, "invoices", &batch).await;
+    let out = write_retrying(&c, &cfg, "invoices", &batch).await;
     assert!(out[0].starts_with("created "), "{out:?}");
     let invoice_id = id_of(&out[0]);
     let stored = server.record(Collection::Invoices, &invoice_id).unwrap();
     assert_eq!(stored["Contact"]["ContactID"], contact_id.as_str());
     assert_eq!(stored["Total"], json!(29.55));
     // Second sync: nothing to write.
-    let out = write(
+    let out = write_retrying(
         &c,
         &cfg,
         "contacts",
@@ -455,7 +352,7 @@ async fn writes_create_once_skip_unchanged_update_changes_and_survive_a_lost_ans
     )
     .await;
     assert_eq!(out, [format!("unchanged {contact_id}")]);
-    let out = write(
+    let out = write_retrying(
         &c,
         &cfg,
         "invoices",
@@ -469,7 +366,7 @@ async fn writes_create_once_skip_unchanged_update_changes_and_survive_a_lost_ans
     .await;
     assert_eq!(out, [format!("unchanged {invoice_id}")]);
     // A change updates.
-    let out = write(
+    let out = write_retrying(
         &c,
         &cfg,
         "invoices",
@@ -486,7 +383,7 @@ async fn writes_create_once_skip_unchanged_update_changes_and_survive_a_lost_ans
         server.record(Collection::Invoices, &invoice_id).unwrap()["Total"],
         json!(41.55)
     );
-    let out = write(
+    let out = write_retrying(
         &c,
         &cfg,
         "contacts",
@@ -503,7 +400,7 @@ async fn writes_create_once_skip_unchanged_update_changes_and_survive_a_lost_ans
     // of the same batch finds it and does not duplicate.
     server.stall_next_write(Collection::Invoices, Duration::from_secs(4));
     let batch = [upsert("invoices", "", "k-inv-2", &invoice("c-9", 1, None))];
-    let out = write(&c, &cfg, "invoices", &batch).await;
+    let out = write_retrying(&c, &cfg, "invoices", &batch).await;
     assert!(out[0].starts_with("created "), "{out:?}");
     let marked: Vec<Value> = server
         .records(Collection::Invoices)
@@ -518,7 +415,7 @@ async fn writes_create_once_skip_unchanged_update_changes_and_survive_a_lost_ans
     assert_eq!(marked.len(), 1, "duplicated: {marked:?}");
     assert_eq!(id_of(&out[0]), marked[0]["InvoiceID"].as_str().unwrap());
     server.stall_next_write(Collection::Contacts, Duration::from_secs(4));
-    let out = write(
+    let out = write_retrying(
         &c,
         &cfg,
         "contacts",
@@ -538,7 +435,7 @@ async fn writes_create_once_skip_unchanged_update_changes_and_survive_a_lost_ans
         upsert("invoices", "", "k-unknown", &invoice("c-404", 1, None)),
         upsert("invoices", "", "k-inv-3", &invoice("c-10", 1, None)),
     ];
-    let out = write(&c, &cfg, "invoices", &batch).await;
+    let out = write_retrying(&c, &cfg, "invoices", &batch).await;
     assert!(
         out[0].starts_with("failed: rejected:")
             && out[0].contains("The document total does not equal the sum of the lines"),
@@ -552,7 +449,7 @@ async fn writes_create_once_skip_unchanged_update_changes_and_survive_a_lost_ans
     // A payment on the invoice (by its Xero id) is applied once.
     let pay = json!({"invoice": {"system": "xero", "id": invoice_id}, "amount": "41.55", "currency": "EUR",
         "date": "2024-03-15", "account_code": "090", "reference": "SEPA 1"});
-    let out = write(
+    let out = write_retrying(
         &c,
         &cfg,
         "payments",
@@ -560,7 +457,7 @@ async fn writes_create_once_skip_unchanged_update_changes_and_survive_a_lost_ans
     )
     .await;
     assert!(out[0].starts_with("created "), "{out:?}");
-    let out2 = write(
+    let out2 = write_retrying(
         &c,
         &cfg,
         "payments",
@@ -582,9 +479,9 @@ async fn a_429_storm_slows_reads_and_writes_without_losing_anything() {
     let c = connector(&server).await;
     let cfg = config(&server);
     let started = Instant::now();
-    let (invoices, _) = read_all(&c, &cfg, "invoices", None).await;
+    let (invoices, _) = read_payloads(&c, &cfg, "invoices", None).await;
     assert_eq!(invoices.len(), 250);
-    let (contacts, _) = read_all(&c, &cfg, "contacts", None).await;
+    let (contacts, _) = read_payloads(&c, &cfg, "contacts", None).await;
     assert_eq!(contacts.len(), 250);
     let batch: Vec<Record> = (0..5)
         .map(|i| {
@@ -596,7 +493,7 @@ async fn a_429_storm_slows_reads_and_writes_without_losing_anything() {
             )
         })
         .collect();
-    let out = write(&c, &cfg, "contacts", &batch).await;
+    let out = write_retrying(&c, &cfg, "contacts", &batch).await;
     assert!(out.iter().all(|o| o.starts_with("created ")), "{out:?}");
     assert_eq!(server.records(Collection::Contacts).len(), 255);
     assert!(server.rate_limited() > 0, "no 429 was sent");
@@ -632,7 +529,7 @@ async fn items_are_written_once_by_code_updated_on_change_and_retired_on_delete(
             &product("SKU-2", "Support plan", "12.5"),
         ),
     ];
-    let out = write(&c, &cfg, "items", &batch).await;
+    let out = write_retrying(&c, &cfg, "items", &batch).await;
     assert!(out.iter().all(|o| o.starts_with("created ")), "{out:?}");
     let id = id_of(&out[0]);
     let stored = server.record(Collection::Items, &id).unwrap();
@@ -650,7 +547,7 @@ async fn items_are_written_once_by_code_updated_on_change_and_retired_on_delete(
         &product("SKU-1", "Consulting hour", "95"),
     )];
     assert_eq!(
-        write(&c, &cfg, "items", &again).await,
+        write_retrying(&c, &cfg, "items", &again).await,
         [format!("unchanged {id}")]
     );
     let changed = [upsert(
@@ -660,7 +557,7 @@ async fn items_are_written_once_by_code_updated_on_change_and_retired_on_delete(
         &product("SKU-1", "Consulting hour", "99.90"),
     )];
     assert_eq!(
-        write(&c, &cfg, "items", &changed).await,
+        write_retrying(&c, &cfg, "items", &changed).await,
         [format!("updated {id}")]
     );
     assert_eq!(
@@ -676,7 +573,7 @@ async fn items_are_written_once_by_code_updated_on_change_and_retired_on_delete(
         "k-i-3",
         &product("SKU-3", "Training day", "800"),
     )];
-    let out = write(&c, &cfg, "items", &lost).await;
+    let out = write_retrying(&c, &cfg, "items", &lost).await;
     assert!(out[0].starts_with("created "), "{out:?}");
     let with_code: Vec<Value> = items()
         .into_iter()
@@ -693,7 +590,7 @@ async fn items_are_written_once_by_code_updated_on_change_and_retired_on_delete(
         upsert("items", "", "k-i-5", &product(" ", "No code", "1")),
         upsert("items", "", "k-i-6", &product("SKU-6", "Licence", "49")),
     ];
-    let out = write(&c, &cfg, "items", &batch).await;
+    let out = write_retrying(&c, &cfg, "items", &batch).await;
     assert!(
         out[0].contains("longer than Xero's 50 characters"),
         "{out:?}"
@@ -704,22 +601,16 @@ async fn items_are_written_once_by_code_updated_on_change_and_retired_on_delete(
 
     // A delete retires the item from sale; it stays for the invoices that
     // refer to it, and reads back as an inactive product.
-    let delete = [Record {
-        stream: "items".into(),
-        id: id.clone(),
-        operation: Operation::Delete,
-        payload: "{}".into(),
-        cursor: Some("k-i-1".into()),
-    }];
+    let delete = [connkit::delete("items", &id, "k-i-1")];
     assert_eq!(
-        write(&c, &cfg, "items", &delete).await,
+        write_retrying(&c, &cfg, "items", &delete).await,
         [format!("deleted {id}")]
     );
     assert_eq!(
         server.record(Collection::Items, &id).unwrap()["IsSold"],
         false
     );
-    let (rows, _) = read_all(&c, &cfg, "items", None).await;
+    let (rows, _) = read_payloads(&c, &cfg, "items", None).await;
     let read_back = rows.iter().find(|r| r["id"] == id.as_str()).unwrap();
     assert_eq!(read_back["active"], false);
     assert_eq!(read_back["unit_price"], "99.9");

@@ -1,0 +1,190 @@
+//! A test kit for connector plugins called directly, without the sync
+//! engine: open a component on one granted origin with its secret, build
+//! write batches in the host's write protocol, write and read to the end
+//! (waiting out rate limits as the engine does), and outcomes as one line
+//! each. The connector tests under `tests/tests/` share it, and a vendor's
+//! tests can use it the same way.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use nexo::plugin::{Operation, Record, WriteOutcome, WriteResult};
+use nexo::sandbox::policy::HttpGrant;
+use nexo::sandbox::secrets::SecretValue;
+use nexo::{ConnectorPlugin, Grants, GuestError, Limits, PluginError, PluginRef, Sandbox};
+use serde_json::Value;
+
+use crate::load;
+
+/// How long [`write_retrying`] and [`read_all`] keep at it.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Opens the connector `component` (a path constant of [`crate::programs`])
+/// as plugin `id`@0.1.0 with default limits, HTTP granted to the private
+/// `origin` only, and `secrets` as name → value.
+pub async fn open(
+    component: &str,
+    id: &str,
+    origin: &str,
+    secrets: &[(&str, &str)],
+) -> ConnectorPlugin {
+    let sandbox = Sandbox {
+        plugin: PluginRef {
+            id: id.into(),
+            version: "0.1.0".into(),
+        },
+        limits: Limits::default(),
+        grants: Grants {
+            http: vec![HttpGrant::private(origin).unwrap()],
+            kv_bytes: 0,
+        },
+        secrets: secrets
+            .iter()
+            .map(|(name, value)| (name.to_string(), SecretValue::new(*value)))
+            .collect::<BTreeMap<_, _>>(),
+        kv: None,
+    };
+    ConnectorPlugin::open(&load(component), sandbox)
+        .await
+        .unwrap()
+}
+
+/// An upsert in the write protocol: `id` is the destination's id (empty for
+/// a create), `key` the idempotency key.
+pub fn upsert(stream: &str, id: &str, key: &str, payload: &Value) -> Record {
+    Record {
+        stream: stream.into(),
+        id: id.into(),
+        operation: Operation::Upsert,
+        payload: payload.to_string(),
+        cursor: Some(key.into()),
+    }
+}
+
+/// A delete of the destination's record `id`.
+pub fn delete(stream: &str, id: &str, key: &str) -> Record {
+    Record {
+        stream: stream.into(),
+        id: id.into(),
+        operation: Operation::Delete,
+        payload: "{}".into(),
+        cursor: Some(key.into()),
+    }
+}
+
+/// One result as a line: `created ID`, `updated ID`, `unchanged ID`,
+/// `deleted ID` or `failed: CLASS: MESSAGE`.
+pub fn outcome(result: &WriteResult) -> String {
+    match &result.outcome {
+        WriteOutcome::Created(id) => format!("created {id}"),
+        WriteOutcome::Updated(id) => format!("updated {id}"),
+        WriteOutcome::Unchanged(id) => format!("unchanged {id}"),
+        WriteOutcome::Deleted(id) => format!("deleted {id}"),
+        WriteOutcome::Failed(e) => format!("failed: {}", GuestError::from(e.clone())),
+    }
+}
+
+/// The id at the end of an [`outcome`] line.
+pub fn id_of(outcome: &str) -> String {
+    outcome.rsplit(' ').next().unwrap_or_default().to_string()
+}
+
+/// The guest's own error, when the call failed with one.
+pub fn guest_error(e: &PluginError) -> Option<&GuestError> {
+    match e {
+        PluginError::Guest { error, .. } => Some(error),
+        _ => None,
+    }
+}
+
+/// One `write` call; a call that fails as a whole fails the test. One line
+/// per record, in order.
+pub async fn write(
+    c: &ConnectorPlugin,
+    config: &str,
+    stream: &str,
+    batch: &[Record],
+) -> Vec<String> {
+    let results = c.write(config, stream, batch).await.into_result().unwrap();
+    assert_eq!(results.len(), batch.len(), "one result per record");
+    results.iter().map(outcome).collect()
+}
+
+/// Writes a batch, sending the same batch again after a rate limit (once
+/// `Retry-After` has passed) or a transient failure (a time-out, a 5xx), as
+/// the engine does; one line per record.
+pub async fn write_retrying(
+    c: &ConnectorPlugin,
+    config: &str,
+    stream: &str,
+    batch: &[Record],
+) -> Vec<String> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "write to {stream} did not finish"
+        );
+        match c.write(config, stream, batch).await.into_result() {
+            Ok(results) => {
+                assert_eq!(results.len(), batch.len(), "one result per record");
+                return results.iter().map(outcome).collect();
+            }
+            Err(e) => match guest_error(&e) {
+                Some(GuestError::RateLimited { retry_after_ms }) => {
+                    tokio::time::sleep(Duration::from_millis(*retry_after_ms)).await;
+                }
+                Some(GuestError::Transient(_)) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                _ => panic!("write {stream}: {e}"),
+            },
+        }
+    }
+}
+
+/// Reads `stream` from `state` to its end, waiting out rate limits as the
+/// engine does; the records and the last state.
+pub async fn read_all(
+    c: &ConnectorPlugin,
+    config: &str,
+    stream: &str,
+    mut state: Option<String>,
+) -> (Vec<Record>, Option<String>) {
+    let mut records = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        assert!(Instant::now() < deadline, "read of {stream} did not finish");
+        match c.read(config, stream, state.as_deref()).await.into_result() {
+            Ok(page) => {
+                records.extend(page.records);
+                state = page.state;
+                if !page.has_more {
+                    return (records, state);
+                }
+            }
+            Err(e) => match guest_error(&e) {
+                Some(GuestError::RateLimited { retry_after_ms }) => {
+                    tokio::time::sleep(Duration::from_millis(*retry_after_ms)).await;
+                }
+                _ => panic!("read {stream}: {e}"),
+            },
+        }
+    }
+}
+
+/// [`read_all`], with each record's payload parsed.
+pub async fn read_payloads(
+    c: &ConnectorPlugin,
+    config: &str,
+    stream: &str,
+    state: Option<String>,
+) -> (Vec<Value>, Option<String>) {
+    let (records, state) = read_all(c, config, stream, state).await;
+    (records.iter().map(payload).collect(), state)
+}
+
+/// A record's payload as JSON.
+pub fn payload(r: &Record) -> Value {
+    serde_json::from_str(&r.payload).unwrap()
+}
