@@ -151,6 +151,22 @@ pub struct WriteResult {
     pub outcome: WriteOutcome,
 }
 
+impl WriteResult {
+    /// The result of the batch's record `batch_id`: its id is the one the
+    /// outcome names (for a create, the new id), or `batch_id` when the
+    /// record failed.
+    pub fn new(batch_id: &str, outcome: WriteOutcome) -> WriteResult {
+        let id = match &outcome {
+            WriteOutcome::Created(id)
+            | WriteOutcome::Updated(id)
+            | WriteOutcome::Unchanged(id)
+            | WriteOutcome::Deleted(id) => id.clone(),
+            WriteOutcome::Failed(_) => batch_id.to_string(),
+        };
+        WriteResult { id, outcome }
+    }
+}
+
 /// Conversions to and from each world's generated record types.
 macro_rules! wit_record_conversions {
     ($module:path) => {
@@ -232,6 +248,16 @@ mod tests {
         let r = Record::upsert("s", "1", &serde_json::json!({"a": 1})).unwrap();
         assert_eq!(r.payload, r#"{"a":1}"#);
         assert_eq!(r.operation, Operation::Upsert);
+    }
+
+    #[test]
+    fn a_write_result_names_the_outcomes_id_or_the_batch_id_on_failure() {
+        let created = WriteResult::new("", WriteOutcome::Created("c-7".into()));
+        assert_eq!(created.id, "c-7");
+        let updated = WriteResult::new("c-1", WriteOutcome::Updated("c-1".into()));
+        assert_eq!(updated.id, "c-1");
+        let failed = WriteResult::new("c-2", WriteOutcome::Failed(Error::rejected("no")));
+        assert_eq!(failed.id, "c-2");
     }
 
     #[test]

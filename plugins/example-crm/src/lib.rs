@@ -231,14 +231,7 @@ impl Connector for TinyCrm {
                 Err(e @ Error::Rejected(_)) => WriteOutcome::Failed(e),
                 Err(e) => return Err(e),
             };
-            let id = match &outcome {
-                WriteOutcome::Created(id)
-                | WriteOutcome::Updated(id)
-                | WriteOutcome::Unchanged(id)
-                | WriteOutcome::Deleted(id) => id.clone(),
-                WriteOutcome::Failed(_) => record.id,
-            };
-            results.push(WriteResult { id, outcome });
+            results.push(WriteResult::new(&record.id, outcome));
         }
         Ok(results)
     }

@@ -337,14 +337,7 @@ impl Connector for Hledger {
                 ))),
                 Err(e) => return Err(e),
             };
-            let id = match &outcome {
-                WriteOutcome::Created(id)
-                | WriteOutcome::Updated(id)
-                | WriteOutcome::Unchanged(id)
-                | WriteOutcome::Deleted(id) => id.clone(),
-                WriteOutcome::Failed(_) => record.id,
-            };
-            results.push(WriteResult { id, outcome });
+            results.push(WriteResult::new(&record.id, outcome));
         }
         journal::confirm(config, &added)?;
         Ok(results)

@@ -104,14 +104,7 @@ pub(crate) fn batch(
         .map(|(record, outcome)| {
             let outcome = outcome
                 .ok_or_else(|| Error::internal(format!("no outcome for record {}", record.id)))?;
-            let id = match &outcome {
-                WriteOutcome::Created(id)
-                | WriteOutcome::Updated(id)
-                | WriteOutcome::Unchanged(id)
-                | WriteOutcome::Deleted(id) => id.clone(),
-                WriteOutcome::Failed(_) => record.id.clone(),
-            };
-            Ok(WriteResult { id, outcome })
+            Ok(WriteResult::new(&record.id, outcome))
         })
         .collect()
 }

@@ -27,14 +27,7 @@ pub fn batch(config: &Config, stream: &str, batch: Vec<Record>) -> Result<Vec<Wr
             }
             Err(e) => return Err(e),
         };
-        let id = match &outcome {
-            WriteOutcome::Created(i)
-            | WriteOutcome::Updated(i)
-            | WriteOutcome::Unchanged(i)
-            | WriteOutcome::Deleted(i) => i.clone(),
-            WriteOutcome::Failed(_) => record.id.clone(),
-        };
-        out.push(WriteResult { id, outcome });
+        out.push(WriteResult::new(&record.id, outcome));
     }
     Ok(out)
 }

@@ -16,7 +16,6 @@ use crate::xjson::{covers, num};
 pub fn batch(config: &Config, stream: &str, batch: Vec<Record>) -> Result<Vec<WriteResult>, Error> {
     let mut out = Vec::with_capacity(batch.len());
     for record in batch {
-        let id = record.id.clone();
         let outcome = match one(config, stream, &record) {
             Ok(outcome) => outcome,
             Err(e @ (Error::Rejected(_) | Error::InvalidConfig(_))) if !is_config(&e) => {
@@ -24,14 +23,7 @@ pub fn batch(config: &Config, stream: &str, batch: Vec<Record>) -> Result<Vec<Wr
             }
             Err(e) => return Err(e),
         };
-        let id = match &outcome {
-            WriteOutcome::Created(i)
-            | WriteOutcome::Updated(i)
-            | WriteOutcome::Unchanged(i)
-            | WriteOutcome::Deleted(i) => i.clone(),
-            WriteOutcome::Failed(_) => id,
-        };
-        out.push(WriteResult { id, outcome });
+        out.push(WriteResult::new(&record.id, outcome));
     }
     Ok(out)
 }
