@@ -646,3 +646,86 @@ async fn a_contact_hubspot_refuses_lands_in_the_dead_letter_queue() {
     );
     assert_conforms(&host.b.exchanges());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_deal_is_associated_with_the_objects_it_names_and_bad_names_are_refused() {
+    let server = sandbox(SeedData::of_size(12, 3)).await;
+    let c = connector(&server).await;
+    let cfg = config(&server, 50);
+    let company = server.objects(ObjectType::Companies)[1].id;
+    let contact = server.objects(ObjectType::Contacts)[4].id;
+    let deal = |name: &str, associate: Value| {
+        json!({"dealname": name, "amount": "1200", "dealstage": "appointmentscheduled",
+               "pipeline": "default", "associate": associate})
+    };
+    let batch = [
+        connkit::upsert(
+            "deals",
+            "",
+            "k-deal-1",
+            &deal(
+                "Rollout",
+                json!({"companies": [company.to_string()], "contacts": [contact]}),
+            ),
+        ),
+        connkit::upsert(
+            "deals",
+            "",
+            "k-deal-2",
+            &deal("Bad link", json!({"companies": ["acme-ltd"]})),
+        ),
+        connkit::upsert(
+            "deals",
+            "",
+            "k-deal-3",
+            &deal("Unknown type", json!({"tickets": ["1"]})),
+        ),
+        connkit::upsert("deals", "", "k-deal-4", &deal("Alone", json!({}))),
+    ];
+    let out = connkit::write(&c, &cfg, "deals", &batch).await;
+    assert!(out[0].starts_with("created "), "{out:?}");
+    assert!(
+        out[1].contains("`companies` id `acme-ltd` is not a HubSpot object id"),
+        "{out:?}"
+    );
+    assert!(
+        out[2].contains("names `tickets`, which deals cannot be associated with"),
+        "{out:?}"
+    );
+    assert!(out[3].starts_with("created "), "{out:?}");
+    let id: u64 = connkit::id_of(&out[0]).parse().unwrap();
+    assert_eq!(
+        server.associated(ObjectType::Deals, id, ObjectType::Companies),
+        [company]
+    );
+    assert_eq!(
+        server.associated(ObjectType::Deals, id, ObjectType::Contacts),
+        [contact]
+    );
+    let alone: u64 = connkit::id_of(&out[3]).parse().unwrap();
+    assert!(
+        server
+            .associated(ObjectType::Deals, alone, ObjectType::Companies)
+            .is_empty()
+    );
+    // `associate` is not a property; the deal reads back with the company
+    // among its associations.
+    let stored = server.get(ObjectType::Deals, id).unwrap();
+    assert_eq!(stored.property("associate"), None);
+    let (deals, _) = read_all(&c, &cfg, "deals", None).await;
+    let read = deals
+        .iter()
+        .map(payload)
+        .find(|d| d["id"] == id.to_string().as_str())
+        .unwrap();
+    assert_eq!(
+        read["associations"]["companies"][0]["id"],
+        company.to_string().as_str()
+    );
+    // HubSpot's description names deals by their type id, 0-3.
+    let ops = assert_conforms(&server.exchanges());
+    assert!(
+        ops.contains("POST /crm/v3/objects/0-3/batch/create"),
+        "{ops:?}"
+    );
+}

@@ -75,13 +75,14 @@ const MANAGED: [&str; 7] = [
 ];
 
 /// Payload fields that are not properties.
-const ENVELOPE: [&str; 6] = [
+const ENVELOPE: [&str; 7] = [
     "id",
     "updatedAt",
     "createdAt",
     "archived",
     "archivedAt",
     "associations",
+    "associate",
 ];
 
 impl Config {

@@ -8,6 +8,15 @@
 //! HubSpot refuses a whole batch (400) when one input is invalid; the
 //! connector then sends that chunk's records one by one, so that only the
 //! invalid ones fail (`rejected`, dead-lettered by the host).
+//!
+//! A created record is associated with the objects its payload's
+//! `associate` field names, `{"companies": ["5000002"], …}`: ids in the
+//! HubSpot written to, with HubSpot's default association type for each
+//! pair. It is a field of its own, never the `associations` that reads
+//! give, because those ids are the source HubSpot's: a HubSpot → HubSpot
+//! sync would otherwise link records to the wrong objects. A mapper (e.g.
+//! `nexo/field-mapper` lookups) fills it. Associations are written on
+//! create only: an update leaves them as they are in HubSpot.
 
 use std::collections::BTreeMap;
 
@@ -28,8 +37,71 @@ struct Upsert {
     id: Option<String>,
     properties: Properties,
     key: Option<String>,
+    /// `PublicAssociationsForObject` inputs, sent with a create.
+    associations: Vec<Value>,
     /// A create found already applied (by its key): reported as created.
     replayed: bool,
+}
+
+/// HubSpot's default (`HUBSPOT_DEFINED`, unlabeled) association type ids,
+/// from one object type to another.
+const ASSOCIATION_TYPES: [(&str, &str, u32); 8] = [
+    ("contacts", "companies", 279),
+    ("contacts", "deals", 4),
+    ("companies", "contacts", 280),
+    ("companies", "deals", 342),
+    ("deals", "contacts", 3),
+    ("deals", "companies", 341),
+    ("deals", "line_items", 19),
+    ("line_items", "deals", 20),
+];
+
+/// The association inputs of a record's `associate` field: for each
+/// object type, the HubSpot ids to associate with.
+fn associations(stream: &str, record: &Record) -> Result<Vec<Value>, Error> {
+    let payload: Map<String, Value> = record.payload_as()?;
+    let Some(by_type) = payload.get("associate") else {
+        return Ok(Vec::new());
+    };
+    let refused = |why: String| {
+        Error::rejected(format!(
+            "record {}/{}: `associate` {why}",
+            record.stream, record.id
+        ))
+    };
+    let by_type = by_type
+        .as_object()
+        .ok_or_else(|| refused("must be an object: object type → [HubSpot ids]".into()))?;
+    let mut out = Vec::new();
+    for (to, targets) in by_type {
+        let type_id = ASSOCIATION_TYPES
+            .iter()
+            .find(|(from, t, _)| *from == stream && t == to)
+            .map(|(_, _, id)| *id)
+            .ok_or_else(|| {
+                refused(format!(
+                    "names `{to}`, which {stream} cannot be associated with here"
+                ))
+            })?;
+        let targets = targets
+            .as_array()
+            .ok_or_else(|| refused(format!("`{to}` must be a list of HubSpot ids")))?;
+        for target in targets {
+            let id = match target {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                other => return Err(refused(format!("`{to}` has {other}, not an id"))),
+            };
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(refused(format!(
+                    "`{to}` id `{id}` is not a HubSpot object id"
+                )));
+            }
+            out.push(json!({"to": {"id": id}, "types": [
+                {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}]}));
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) fn batch(
@@ -48,16 +120,19 @@ pub(crate) fn batch(
                     "a delete needs the HubSpot id and this record has none; nothing was sent",
                 )))
             }
-            (Operation::Upsert, id) => match properties(record) {
-                Ok(properties) => upserts.push(Upsert {
-                    index,
-                    id: id.map(str::to_string),
-                    properties,
-                    key: record.idempotency_key().map(str::to_string),
-                    replayed: false,
-                }),
-                Err(e) => outcomes[index] = Some(WriteOutcome::Failed(e)),
-            },
+            (Operation::Upsert, id) => {
+                match properties(record).and_then(|p| Ok((p, associations(stream, record)?))) {
+                    Ok((properties, associations)) => upserts.push(Upsert {
+                        index,
+                        id: id.map(str::to_string),
+                        properties,
+                        key: record.idempotency_key().map(str::to_string),
+                        associations,
+                        replayed: false,
+                    }),
+                    Err(e) => outcomes[index] = Some(WriteOutcome::Failed(e)),
+                }
+            }
         }
     }
 
@@ -206,7 +281,7 @@ fn create(
 ) -> Result<Vec<(usize, WriteOutcome)>, Error> {
     let inputs: Vec<Value> = chunk
         .iter()
-        .map(|u| json!({"properties": with_key(u), "associations": []}))
+        .map(|u| json!({"properties": with_key(u), "associations": u.associations}))
         .collect();
     let response = config.post(
         &format!("/crm/v3/objects/{stream}/batch/create"),
@@ -217,7 +292,7 @@ fn create(
         return chunk
             .iter()
             .map(|u| {
-                let body = json!({"properties": with_key(u), "associations": []});
+                let body = json!({"properties": with_key(u), "associations": u.associations});
                 let response = config.post(&format!("/crm/v3/objects/{stream}"), &body)?;
                 let outcome = match response.status {
                     200..=299 => WriteOutcome::Created(id_of(&response.json::<Value>()?)?),
