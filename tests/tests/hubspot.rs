@@ -729,3 +729,69 @@ async fn a_created_deal_is_associated_with_the_objects_it_names_and_bad_names_ar
         "{ops:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_deleted_in_hubspot_are_read_as_deletes_and_follow_the_delete_policy() {
+    let host = Host::new(SeedData::of_size(40, 5), 15).await;
+    host.apply(
+        "a-to-b",
+        &format!("{RETRY}\n[deletes]\npolicy = \"propagate\""),
+    )
+    .await;
+    let first = host.run("a-to-b").await;
+    assert_eq!(first.counts.created, 40, "{:?}", first.counts);
+
+    // Four contacts deleted in HubSpot A: search no longer returns them,
+    // the archived pass does, and the pipeline archives them in B.
+    let gone: Vec<u64> = host
+        .a
+        .objects(ObjectType::Contacts)
+        .iter()
+        .step_by(13)
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(gone.len(), 4);
+    for id in &gone {
+        assert!(host.a.archive(ObjectType::Contacts, *id));
+    }
+    let second = host.run("a-to-b").await;
+    assert!(second.error.is_none(), "{:?}", second.error);
+    assert_eq!(
+        (
+            second.counts.deleted,
+            second.counts.created,
+            second.counts.updated
+        ),
+        (4, 0, 0),
+        "{:?}",
+        second.counts
+    );
+    assert_eq!(host.b.count(ObjectType::Contacts), 36);
+    assert_eq!(by_email(&host.a), by_email(&host.b));
+
+    // Read again (the look-back window re-reads recent deletes): nothing
+    // more is written anywhere.
+    let third = host.run("a-to-b").await;
+    assert_eq!(third.counts.written(), 0, "{:?}", third.counts);
+    assert_eq!(host.b.count(ObjectType::Contacts), 36);
+
+    // With deletes ignored, a delete in A leaves B's contact in place.
+    host.apply(
+        "a-to-b",
+        &format!("{RETRY}\n[deletes]\npolicy = \"ignore\""),
+    )
+    .await;
+    let kept = host.a.objects(ObjectType::Contacts)[0].id;
+    assert!(host.a.archive(ObjectType::Contacts, kept));
+    let fourth = host.run("a-to-b").await;
+    assert_eq!(fourth.counts.written(), 0, "{:?}", fourth.counts);
+    assert_eq!(host.b.count(ObjectType::Contacts), 36);
+
+    let a = assert_conforms(&host.a.exchanges());
+    assert!(a.contains("GET /crm/v3/objects/contacts"), "{a:?}");
+    let b = assert_conforms(&host.b.exchanges());
+    assert!(
+        b.contains("POST /crm/v3/objects/contacts/batch/archive"),
+        "{b:?}"
+    );
+}

@@ -3,17 +3,81 @@
 //! ascending, paged with `after` (an offset HubSpot caps at 10 000 results,
 //! after which the query restarts from the newest value read). Deals get
 //! their companies and line items embedded.
+//!
+//! Search never returns archived (deleted) objects, so after each search
+//! pass (with `read_deletes`) the archived objects are listed
+//! (`GET /crm/v3/objects/{type}?archived=true`, by id) and those archived
+//! since the last pass become delete records. The pass's high-water mark
+//! is kept with a look-back window, since an object archived mid-pass may
+//! sit on a page already listed; a delete read twice is harmless (the
+//! engine finds its link already deleted).
 
 use std::collections::BTreeMap;
 
 use nexo_sdk::prelude::*;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::{Config, embedded, flat, success};
 
 /// HubSpot's cap on the results one search can page through.
 const SEARCH_CAP: u64 = 10_000;
+
+/// How far before the newest `archivedAt` of a pass the next pass looks
+/// again: longer than an archived pass takes.
+const ARCHIVED_LOOK_BACK_MS: i64 = 5 * 60 * 1000;
+
+/// The read state: the search position and the archived pass.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ReadState {
+    /// Position of the incremental search.
+    search: Cursor,
+    /// Objects archived at or before this instant (ms) were read as
+    /// deletes by an earlier pass.
+    #[serde(default)]
+    archived_since: i64,
+    /// While listing archived objects: the `after` token of the next page
+    /// (empty for the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    archived_after: Option<String>,
+    /// The newest `archivedAt` seen by the pass in progress.
+    #[serde(default)]
+    archived_newest: i64,
+}
+
+impl ReadState {
+    /// The saved state; a state saved before deletes were read (a bare
+    /// search cursor) is the search position of a new one.
+    fn parse(state: Option<&str>) -> Result<ReadState, Error> {
+        let Some(text) = state.filter(|s| !s.is_empty()) else {
+            return Ok(ReadState::default());
+        };
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| Error::internal(format!("the saved read state does not parse: {e}")))?;
+        if value.get("search").is_some() {
+            serde_json::from_value(value).map_err(|e| {
+                Error::internal(format!("the saved read state is not this connector's: {e}"))
+            })
+        } else {
+            Ok(ReadState {
+                search: Cursor::from_state(Some(text))?,
+                ..ReadState::default()
+            })
+        }
+    }
+
+    fn to_state(&self) -> Result<Option<String>, Error> {
+        Ok(Some(serde_json::to_string(self)?))
+    }
+}
+
+/// A page of `GET /crm/v3/objects/{type}?archived=true`.
+#[derive(Deserialize)]
+struct ListAnswer {
+    results: Vec<Value>,
+    #[serde(default)]
+    paging: Option<Paging>,
+}
 
 #[derive(Deserialize)]
 struct SearchAnswer {
@@ -32,9 +96,97 @@ struct Next {
     after: String,
 }
 
-/// One page of `stream` from `state`.
+/// One page of `stream` from `state`: a page of the search, or, once the
+/// search has reached its end, a page of the archived objects.
 pub(crate) fn page(config: &Config, stream: &str, state: Option<&str>) -> Result<Page, Error> {
-    let cursor = Cursor::from_state(state)?;
+    let mut state = ReadState::parse(state)?;
+    if state.archived_after.is_some() {
+        return archived_page(config, stream, state);
+    }
+    let (records, search, more) = search_page(config, stream, &state.search)?;
+    state.search = search;
+    if !more && config.read_deletes {
+        // The search is done: list what was archived meanwhile.
+        state.archived_after = Some(String::new());
+        state.archived_newest = 0;
+        return Ok(Page {
+            records,
+            state: state.to_state()?,
+            has_more: true,
+        });
+    }
+    Ok(Page {
+        records,
+        state: state.to_state()?,
+        has_more: more,
+    })
+}
+
+/// One page of archived objects: those archived since the last pass become
+/// deletes; the last page closes the pass.
+fn archived_page(config: &Config, stream: &str, mut state: ReadState) -> Result<Page, Error> {
+    let after = state.archived_after.clone().unwrap_or_default();
+    let limit = config.page_size.to_string();
+    let mut query = vec![
+        ("archived", "true"),
+        ("limit", limit.as_str()),
+        ("properties", "hs_object_id"),
+    ];
+    if !after.is_empty() {
+        query.push(("after", after.as_str()));
+    }
+    let path = format!("/crm/v3/objects/{stream}");
+    let answer: ListAnswer = success(
+        config.get(&path, &query)?,
+        &format!("listing archived {stream}"),
+    )?
+    .json()?;
+    let mut records = Vec::new();
+    for object in &answer.results {
+        let id = object["id"]
+            .as_str()
+            .ok_or_else(|| Error::internal(format!("an archived {stream} object has no id")))?;
+        let at = object["archivedAt"].as_str().unwrap_or_default();
+        let ms = iso_to_ms(at).ok_or_else(|| {
+            Error::internal(format!(
+                "archived {stream} {id} has no ISO 8601 archivedAt (`{at}`)"
+            ))
+        })?;
+        state.archived_newest = state.archived_newest.max(ms);
+        if ms > state.archived_since {
+            records.push(Record::delete(stream, id).with_cursor(at.to_string()));
+        }
+    }
+    match answer.paging.and_then(|p| p.next).map(|n| n.after) {
+        Some(next) => {
+            state.archived_after = Some(next);
+            Ok(Page {
+                records,
+                state: state.to_state()?,
+                has_more: true,
+            })
+        }
+        None => {
+            let since = state.archived_newest - ARCHIVED_LOOK_BACK_MS;
+            state.archived_since = state.archived_since.max(since);
+            state.archived_after = None;
+            state.archived_newest = 0;
+            Ok(Page {
+                records,
+                state: state.to_state()?,
+                has_more: false,
+            })
+        }
+    }
+}
+
+/// One page of the incremental search from `cursor`: its records, the new
+/// position, and whether the search has more.
+fn search_page(
+    config: &Config,
+    stream: &str,
+    cursor: &Cursor,
+) -> Result<(Vec<Record>, Cursor, bool), Error> {
     let from = cursor.query_value().map(str::to_string);
     let filter_groups = match &from {
         Some(value) => {
@@ -103,11 +255,7 @@ pub(crate) fn page(config: &Config, stream: &str, state: Option<&str>) -> Result
         }
         token => next.set_page(token, from.as_deref()),
     }
-    Ok(Page {
-        records,
-        state: next.to_state()?,
-        has_more,
-    })
+    Ok((records, next, has_more))
 }
 
 /// For each deal id, its associated `to` objects as `{id, properties}`.

@@ -394,7 +394,8 @@ fn limit(query_or_body: Option<i64>, max: i64, default: i64) -> Result<usize, Ap
     Ok(n as usize)
 }
 
-/// `GET /crm/v3/objects/{type}`: by id, `after` = the last id returned.
+/// `GET /crm/v3/objects/{type}`: by id, `after` = the last id returned;
+/// with `archived=true`, only the archived objects (as HubSpot does).
 fn list(store: &Store, ty: ObjectType, query: &[(String, String)]) -> Answer {
     let limit = limit(param(query, "limit").and_then(|l| l.parse().ok()), 100, 10)?;
     let after: u64 = match param(query, "after").filter(|a| !a.is_empty()) {
@@ -405,11 +406,28 @@ fn list(store: &Store, ty: ObjectType, query: &[(String, String)]) -> Answer {
     };
     let properties = list_param(query, "properties");
     let associations = list_param(query, "associations");
-    let mut page: Vec<&super::CrmObject> = store
-        .live(ty)
-        .filter(|o| o.id > after)
-        .take(limit + 1)
-        .collect();
+    let archived = match param(query, "archived") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "archived must be true or false, got {other}"
+            )));
+        }
+    };
+    let mut page: Vec<&super::CrmObject> = if archived {
+        store
+            .archived(ty)
+            .filter(|o| o.id > after)
+            .take(limit + 1)
+            .collect()
+    } else {
+        store
+            .live(ty)
+            .filter(|o| o.id > after)
+            .take(limit + 1)
+            .collect()
+    };
     let more = page.len() > limit;
     page.truncate(limit);
     let mut results = Vec::with_capacity(page.len());

@@ -466,6 +466,15 @@ impl Store {
             .filter(|o| !o.archived)
     }
 
+    /// Archived objects of a type, by id (`GET …?archived=true`).
+    pub fn archived(&self, ty: ObjectType) -> impl Iterator<Item = &CrmObject> {
+        self.objects
+            .get(&ty)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter(|o| o.archived)
+    }
+
     /// The first live object whose `property` is `value` (`idProperty`).
     pub fn find_by(&self, ty: ObjectType, property: &str, value: &str) -> Option<&CrmObject> {
         self.live(ty)
