@@ -13,6 +13,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use fantoccini::Locator;
+use nexo_tests::browser::{self, Browser, Screenshots, wait, wait_text};
 use nexo_tests::cli::{ok, terminate};
 use nexo_tests::programs;
 
@@ -241,6 +243,59 @@ async fn the_demo_moves_records_crm_to_accounting_and_back_then_serves_the_conso
         !connections.contains("pat-na1-sandbox") && !connections.contains("xero-sandbox-token"),
         "a secret leaked: {connections}"
     );
+
+    // The console in a real Chromium: the demo's four pipelines on the
+    // dashboard, and a paid invoice looked up across the CRM and the books.
+    let paid = out
+        .iter()
+        .find_map(|l| l.strip_prefix("paid "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let chromium = Browser::start("demo-console").await;
+    let mut shots = Screenshots::new(
+        "demo-console",
+        &[
+            ("console token", token.as_str()),
+            ("HubSpot token", "pat-na1-sandbox"),
+            ("Xero token", "xero-sandbox-token"),
+        ],
+    );
+    let c = chromium.open().await;
+    c.goto(&format!("{url}/")).await.unwrap();
+    browser::login(&c, &token).await;
+    wait_text(&c, "#session-name", "token: demo").await;
+    for name in [
+        "won-deals-to-xero-customers",
+        "won-deals-to-xero-invoices",
+        "invoice-payments-to-deals",
+        "tryton-products-to-xero-items",
+    ] {
+        wait_text(&c, &format!(r#"tr[data-pipeline="{name}"]"#), "succeeded").await;
+    }
+    shots.step(&c, "dashboard").await;
+    browser::click(&c, r#"a[data-nav="lookup"]"#).await;
+    wait(&c, "#lookup-q").await.send_keys(&paid).await.unwrap();
+    browser::click(&c, "#lookup-go").await;
+    wait(&c, ".entity").await;
+    let mut systems = Vec::new();
+    for cell in c
+        .find_all(Locator::Css(
+            ".entity table.entity-records > tbody > tr > td:first-child",
+        ))
+        .await
+        .unwrap()
+    {
+        systems.push(cell.text().await.unwrap());
+    }
+    assert!(
+        systems.iter().any(|s| s == "hubspot-sandbox")
+            && systems.iter().any(|s| s == "xero-sandbox"),
+        "invoice {paid} is not linked across the CRM and the books: {systems:?}"
+    );
+    shots.step(&c, "lookup").await;
+    c.close().await.unwrap();
+    drop(chromium);
 
     let status = terminate(&mut child, Duration::from_secs(30));
     assert!(status.success(), "{status}");
