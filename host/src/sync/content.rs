@@ -48,8 +48,10 @@ impl Content {
     }
 
     /// Canonical JSON text (keys sorted: `serde_json::Map` is a BTreeMap).
+    /// The map is serialised in place: the same text as the `Value`'s,
+    /// without copying every field into one first.
     pub fn to_json(&self) -> String {
-        Value::Object(self.0.clone()).to_string()
+        serde_json::to_string(&self.0).unwrap_or_default()
     }
 
     /// Stable hash of the canonical text.

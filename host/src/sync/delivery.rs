@@ -12,7 +12,7 @@ use crate::plugin::{Record, WriteOutcome};
 /// Deliver writes in batches, retrying transient failures with backoff.
 pub(super) async fn write_all(
     d: &Driver<'_>,
-    records: Vec<Record>,
+    records: &[Record],
 ) -> Result<Vec<Delivered>, SyncError> {
     use futures_util::{StreamExt, TryStreamExt};
     let p = &d.p.pipeline;
@@ -23,7 +23,7 @@ pub(super) async fn write_all(
     // Two batches in flight: while the destination applies one, the
     // connector prepares the next (each call has its own instance).
     let done: Vec<Vec<(usize, Delivered)>> = futures_util::stream::iter(chunks)
-        .map(|(start, end)| write_chunk(d, &records, start, end))
+        .map(|(start, end)| write_chunk(d, records, start, end))
         .buffer_unordered(WRITES_IN_FLIGHT)
         .try_collect()
         .await?;

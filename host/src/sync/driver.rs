@@ -388,15 +388,16 @@ pub(super) fn guest_retry_wait(
     }
 }
 
-/// Parsed content of a payload, or a malformed-output error.
+/// Parsed content of a payload, or a malformed-output error naming `what`
+/// (built only on failure: this runs for every record read).
 pub(super) fn content_of(
     pipeline: &str,
-    what: &str,
+    what: impl FnOnce() -> String,
     payload: &str,
     system: &SystemFields,
 ) -> Result<Content, SyncError> {
     Content::of(payload, system).map_err(|e| SyncError::Malformed {
         pipeline: pipeline.to_string(),
-        message: format!("{what}: {e}"),
+        message: format!("{}: {e}", what()),
     })
 }

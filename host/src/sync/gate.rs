@@ -10,7 +10,7 @@ use nexo_sdk::model::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::content::SystemFields;
+use super::content::{Content, SystemFields};
 
 /// Why the gate refused a record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +53,17 @@ impl Gate {
             validator,
             model: model.map(str::to_string),
         })
+    }
+
+    /// [`Gate::check`] for a record's content, checked in place (the
+    /// object is lent to a `Value` and given back, not copied).
+    pub fn check_content(&self, content: &mut Content) -> Result<(), GateFailure> {
+        let value = Value::Object(std::mem::take(&mut content.0));
+        let checked = self.check(&value);
+        if let Value::Object(m) = value {
+            content.0 = m;
+        }
+        checked
     }
 
     /// Check one mapped payload.
