@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::SyncError;
+use super::commit::{Held, InFlight};
 use super::content::{Content, SystemFields};
 use super::engine::{Engine, PlannedChange, Prepared, Progress, StopSignal};
 use super::lookback;
@@ -40,6 +41,10 @@ pub(super) struct Driver<'a> {
     pub stop: Option<StopSignal>,
     /// Lines for the run log, committed with the next page.
     pending_log: Vec<(String, String)>,
+    /// A processed page waiting for the next page's lookups (real runs).
+    pub(super) held: Option<Held>,
+    /// The page committing beside the current one's mapping and writing.
+    in_flight: Option<InFlight>,
     /// Time per phase.
     pub timings: Timings,
 }
@@ -71,6 +76,8 @@ impl<'a> Driver<'a> {
             progress,
             stop: None,
             pending_log: vec![("info".into(), p.versions())],
+            held: None,
+            in_flight: None,
             timings: Timings::default(),
         }
     }
@@ -113,7 +120,7 @@ impl<'a> Driver<'a> {
             self.track_destination(row.destination_state.clone())
                 .await?;
         }
-        let mut state = match pipeline.mode {
+        let state = match pipeline.mode {
             SyncMode::FullRefresh => None,
             SyncMode::Incremental if pipeline.look_back_seconds == 0 => row.state.clone(),
             SyncMode::Incremental => {
@@ -131,10 +138,41 @@ impl<'a> Driver<'a> {
                 )
             }
         };
+        // Whatever ends the page loop, every page it processed (and so
+        // wrote) is committed before the run goes on or ends.
+        let paged = self.pages_of_source(state).await;
+        let flushed = self.flush().await;
+        paged?;
+        flushed?;
+        if pipeline.mode == SyncMode::FullRefresh
+            && let Some(run) = self.run_id
+        {
+            let gone = self.engine.store.unseen_links(
+                &pipeline.entity,
+                &pipeline.source.connection,
+                &pipeline.source.stream,
+                run,
+            )?;
+            if !gone.is_empty() {
+                let commit = page::sweep(self, gone).await?;
+                self.commit(commit)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The source, page by page from `state`.
+    async fn pages_of_source(&mut self, mut state: Option<String>) -> Result<(), SyncError> {
         // The next page is read while this one is mapped, written and
         // committed: reading is the source's time, the rest is ours.
         let mut next = Some(self.prefetch(state.clone()));
         while let Some(pending) = next.take() {
+            // A page is held back only while the next one is already here
+            // (its lookups go first, then the commit runs beside its
+            // mapping and writing), never to wait for the source.
+            if self.held.is_some() && !pending.is_finished() {
+                self.commit_held()?;
+            }
             let t = Instant::now();
             let page = match pending.await {
                 Ok(page) => page?,
@@ -158,29 +196,22 @@ impl<'a> Driver<'a> {
             if page.has_more {
                 next = Some(self.prefetch(page.state.clone()));
             }
-            let mut commit = page::process(self, page.records).await?;
+            let classified = page::classify(self, page.records).await?;
+            self.launch_held();
+            let mut commit = page::finish(self, classified).await?;
             commit.state = page.state.clone().or(state.clone());
-            self.commit(commit)?;
+            self.land().await?;
+            self.hold_or_commit(commit)?;
             state = page.state;
+            if self.stop.as_ref().is_some_and(StopSignal::is_stopped) {
+                // The page in hand commits before the run stops.
+                self.commit_held()?;
+            }
             if let Err(stopped) = self.check_stop() {
                 if let Some(read) = next.take() {
                     read.abort();
                 }
                 return Err(stopped);
-            }
-        }
-        if pipeline.mode == SyncMode::FullRefresh
-            && let Some(run) = self.run_id
-        {
-            let gone = self.engine.store.unseen_links(
-                &pipeline.entity,
-                &pipeline.source.connection,
-                &pipeline.source.stream,
-                run,
-            )?;
-            if !gone.is_empty() {
-                let commit = page::sweep(self, gone).await?;
-                self.commit(commit)?;
             }
         }
         Ok(())
@@ -266,8 +297,23 @@ impl<'a> Driver<'a> {
         Ok(found)
     }
 
-    fn commit(&mut self, mut commit: PageCommit) -> Result<(), SyncError> {
+    fn commit(&mut self, commit: PageCommit) -> Result<(), SyncError> {
         let started = Instant::now();
+        let commit = self.counted(commit);
+        if self.dry_run {
+            self.overlay.apply(&commit.links);
+        } else if let Some(run) = self.run_id {
+            self.engine.store.commit_page(self.name(), run, &commit)?;
+        }
+        self.timings.commit += started.elapsed();
+        self.committed(&commit);
+        Ok(())
+    }
+
+    /// A page about to be committed: the run log's pending lines go with
+    /// it, and its counts count (even if the commit then fails, as the
+    /// run's report always had it).
+    fn counted(&mut self, mut commit: PageCommit) -> PageCommit {
         if !self.pending_log.is_empty() {
             let mut log = std::mem::take(&mut self.pending_log);
             log.append(&mut commit.log);
@@ -275,20 +321,72 @@ impl<'a> Driver<'a> {
         }
         self.counts.merge(&commit.counts);
         self.pages += 1;
-        if self.dry_run {
-            self.overlay.apply(&commit.links);
-        } else if let Some(run) = self.run_id {
-            self.engine.store.commit_page(self.name(), run, &commit)?;
+        commit
+    }
+
+    /// After a page's commit: its metrics and the progress report.
+    fn committed(&self, commit: &PageCommit) {
+        if !self.dry_run && self.run_id.is_some() {
             let metrics = crate::metrics::Metrics::global();
             for letter in &commit.dead_letters {
                 metrics.error(self.name(), &letter.class);
             }
         }
-        self.timings.commit += started.elapsed();
         if let Some(progress) = &self.progress {
             progress(&self.counts);
         }
+    }
+
+    /// A real run holds a processed page for the next one's lookups; a dry
+    /// run (whose "commit" is its overlay, read by the next page) commits
+    /// at once.
+    fn hold_or_commit(&mut self, commit: PageCommit) -> Result<(), SyncError> {
+        if self.dry_run || self.run_id.is_none() {
+            return self.commit(commit);
+        }
+        let source = &self.p.pipeline.source;
+        self.held = Some(Held::new(commit, &source.connection, &source.stream));
         Ok(())
+    }
+
+    /// Commit the held page now (the next page's lookups need it).
+    pub(super) fn commit_held(&mut self) -> Result<(), SyncError> {
+        match self.held.take() {
+            Some(held) => self.commit(held.commit),
+            None => Ok(()),
+        }
+    }
+
+    /// Start committing the held page on a blocking thread.
+    fn launch_held(&mut self) {
+        let (Some(held), Some(run)) = (self.held.take(), self.run_id) else {
+            return;
+        };
+        let commit = self.counted(held.commit);
+        self.in_flight = Some(InFlight::start(
+            self.engine.store.clone(),
+            self.name().to_string(),
+            run,
+            commit,
+        ));
+    }
+
+    /// Wait for the page committing in the background, if any.
+    async fn land(&mut self) -> Result<(), SyncError> {
+        let Some(in_flight) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let (commit, took) = in_flight.land(self.name()).await?;
+        self.timings.commit += took;
+        self.committed(&commit);
+        Ok(())
+    }
+
+    /// Commit everything processed: the page in flight, then the held one
+    /// (not if the one before it failed: its cursor would skip that page).
+    async fn flush(&mut self) -> Result<(), SyncError> {
+        self.land().await?;
+        self.commit_held()
     }
 
     /// Start reading the source page after `state` in its own task.

@@ -5,6 +5,7 @@
 //! committed in one transaction, so a run killed at any instant resumes from
 //! the last committed page with nothing lost and nothing written twice.
 
+mod commit;
 pub mod content;
 mod delivery;
 mod driver;

@@ -203,10 +203,32 @@ fn result(
     }
 }
 
+/// A page after its lookups in the identity map: what is unchanged is
+/// settled, the rest waits to be mapped, decided and written.
+pub struct Classified {
+    commit: PageCommit,
+    items: Vec<Item>,
+    changed: Vec<Record>,
+    dest_links: HashMap<i64, Link>,
+}
+
 /// Process one page of source records.
 pub async fn process(d: &mut Driver<'_>, records: Vec<Record>) -> Result<PageCommit, SyncError> {
+    let classified = classify(d, records).await?;
+    finish(d, classified).await
+}
+
+/// A page's reads of the identity map, and what they settle: every record
+/// that is as last synced. The page held for commit is committed first when
+/// these reads would see what it changes.
+pub async fn classify(d: &mut Driver<'_>, records: Vec<Record>) -> Result<Classified, SyncError> {
+    let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    if d.held.as_ref().is_some_and(|h| h.links_any_record(&ids)) {
+        d.commit_held()?;
+    }
     let mut changed = Vec::with_capacity(records.len());
-    let p = &d.p.pipeline;
+    let prepared = d.p;
+    let p = &prepared.pipeline;
     let name = p.name.clone();
     // Sized up front: grown by doubling, these page-sized vectors were a
     // visible share of the run's copying and page faults.
@@ -216,7 +238,6 @@ pub async fn process(d: &mut Driver<'_>, records: Vec<Record>) -> Result<PageCom
         ..PageCommit::default()
     };
     commit.counts.read = records.len() as u64;
-    let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
     let src_links: HashMap<String, Link> = d
         .links(&p.source.connection, &p.source.stream, &ids)?
         .into_iter()
@@ -272,16 +293,14 @@ pub async fn process(d: &mut Driver<'_>, records: Vec<Record>) -> Result<PageCom
         items.push(item);
     }
 
-    let t = std::time::Instant::now();
-    let mapped = if d.p.mappers.is_empty() {
-        changed.into_iter().map(|r| (r.id.clone(), r)).collect()
-    } else {
-        map_parallel(&d.p.mappers, &d.p.pipeline.name, changed).await?
-    };
-    d.timings.map += t.elapsed();
-
     // The destination record of each entity.
     let entities: HashSet<i64> = items.iter().filter_map(|i| i.entity_id).collect();
+    if d.held
+        .as_ref()
+        .is_some_and(|h| h.links_any_entity(&entities))
+    {
+        d.commit_held()?;
+    }
     let dest_links: HashMap<i64, Link> = {
         let list: Vec<i64> = entities.iter().copied().filter(|e| *e > 0).collect();
         let mut found = d.engine.store.links_of_entities(
@@ -297,6 +316,31 @@ pub async fn process(d: &mut Driver<'_>, records: Vec<Record>) -> Result<PageCom
         );
         found.into_iter().map(|l| (l.entity_id, l)).collect()
     };
+    Ok(Classified {
+        commit,
+        items,
+        changed,
+        dest_links,
+    })
+}
+
+/// Map, decide, write and settle what [`classify`] left.
+pub async fn finish(d: &mut Driver<'_>, page: Classified) -> Result<PageCommit, SyncError> {
+    let Classified {
+        mut commit,
+        items,
+        changed,
+        dest_links,
+    } = page;
+    let p = &d.p.pipeline;
+    let name = p.name.clone();
+    let t = std::time::Instant::now();
+    let mapped = if d.p.mappers.is_empty() {
+        changed.into_iter().map(|r| (r.id.clone(), r)).collect()
+    } else {
+        map_parallel(&d.p.mappers, &d.p.pipeline.name, changed).await?
+    };
+    d.timings.map += t.elapsed();
 
     let mut steps = Vec::with_capacity(items.len());
     for item in &items {
