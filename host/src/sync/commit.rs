@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::SyncError;
+use super::driver::Driver;
 use super::store::{PageCommit, RunId, SyncStore};
 use crate::store::StoreError;
 
@@ -89,6 +90,102 @@ impl InFlight {
                 message: format!("the commit task failed: {e}"),
             }),
         }
+    }
+}
+
+/// The run's side of committing: what a page's commit brings with it
+/// (log lines, counts, metrics, progress) and the held and in-flight pages.
+impl Driver<'_> {
+    pub(super) fn commit(&mut self, commit: PageCommit) -> Result<(), SyncError> {
+        let started = Instant::now();
+        let commit = self.counted(commit);
+        if self.dry_run {
+            self.overlay.apply(&commit.links);
+        } else if let Some(run) = self.run_id {
+            self.engine.store.commit_page(self.name(), run, &commit)?;
+        }
+        self.timings.commit += started.elapsed();
+        self.committed(&commit);
+        Ok(())
+    }
+
+    /// A page about to be committed: the run log's pending lines go with
+    /// it, and its counts count (even if the commit then fails, as the
+    /// run's report always had it).
+    fn counted(&mut self, mut commit: PageCommit) -> PageCommit {
+        if !self.pending_log.is_empty() {
+            let mut log = std::mem::take(&mut self.pending_log);
+            log.append(&mut commit.log);
+            commit.log = log;
+        }
+        self.counts.merge(&commit.counts);
+        self.pages += 1;
+        commit
+    }
+
+    /// After a page's commit: its metrics and the progress report.
+    fn committed(&self, commit: &PageCommit) {
+        if !self.dry_run && self.run_id.is_some() {
+            let metrics = crate::metrics::Metrics::global();
+            for letter in &commit.dead_letters {
+                metrics.error(self.name(), &letter.class);
+            }
+        }
+        if let Some(progress) = &self.progress {
+            progress(&self.counts);
+        }
+    }
+
+    /// A real run holds a processed page for the next one's lookups; a dry
+    /// run (whose "commit" is its overlay, read by the next page) commits
+    /// at once.
+    pub(super) fn hold_or_commit(&mut self, commit: PageCommit) -> Result<(), SyncError> {
+        if self.dry_run || self.run_id.is_none() {
+            return self.commit(commit);
+        }
+        let source = &self.p.pipeline.source;
+        self.held = Some(Held::new(commit, &source.connection, &source.stream));
+        Ok(())
+    }
+
+    /// Commit the held page now (the next page's lookups need it).
+    pub(super) fn commit_held(&mut self) -> Result<(), SyncError> {
+        match self.held.take() {
+            Some(held) => self.commit(held.commit),
+            None => Ok(()),
+        }
+    }
+
+    /// Start committing the held page on a blocking thread.
+    pub(super) fn launch_held(&mut self) {
+        let (Some(held), Some(run)) = (self.held.take(), self.run_id) else {
+            return;
+        };
+        let commit = self.counted(held.commit);
+        self.in_flight = Some(InFlight::start(
+            self.engine.store.clone(),
+            self.name().to_string(),
+            run,
+            commit,
+        ));
+    }
+
+    /// Wait for the page committing in the background, if any.
+    pub(super) async fn land(&mut self) -> Result<(), SyncError> {
+        let Some(in_flight) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let (commit, took) = in_flight.land(self.name()).await?;
+        self.timings.commit += took;
+        self.committed(&commit);
+        Ok(())
+    }
+
+    /// Commit everything processed: the page in flight, then the held one
+    /// (not if the one before it failed: its cursor would skip that page).
+    pub(super) async fn flush(&mut self) -> Result<(), SyncError> {
+        self.land().await?;
+        self.commit_held()
     }
 }
 
