@@ -88,6 +88,11 @@ pub struct Crm {
     /// (the server may drop the request with the connection); lose answers
     /// with [`Crm::apply_then_stall`] instead.
     pub write_latency: Duration,
+    /// Once, right after serving the first page of a list that has more:
+    /// edit that page's first contact (its `city`), as a person would
+    /// between two page requests. Keyset paging then serves it again on a
+    /// later page of the same pass.
+    pub edit_after_first_page: bool,
     /// Idempotency key → the id of the contact created for it.
     idempotency: HashMap<String, String>,
     /// Deleted contacts as they were last, so that a replayed key still

@@ -642,3 +642,39 @@ async fn a_mapper_in_use_by_a_pipeline_is_not_removed_from_under_it() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_on_two_consecutive_pages_of_one_run_is_created_once_then_updated() {
+    // Nine contacts in pages of five; right after serving the first page,
+    // crm-a's first contact is edited, so the second (last) page serves it
+    // again. Slow writes to crm-b make sure the second page has been read
+    // (ahead) while the first is still being written: the first page's
+    // commit is then still held when the second page looks its records
+    // up, and must land first for that lookup to see the link.
+    let kit = Kit::new(tinycrm::seed(9), Default::default(), 5).await;
+    kit.apply(&pipeline("a-to-b", "", "")).await;
+    kit.a.crm.lock().unwrap().edit_after_first_page = true;
+    kit.b.crm.lock().unwrap().write_latency = Duration::from_millis(30);
+    let first = kit.run("a-to-b").await;
+    assert!(
+        !kit.a.crm.lock().unwrap().edit_after_first_page,
+        "the edit between the pages happened"
+    );
+    assert_eq!(
+        (
+            first.counts.read,
+            first.counts.created,
+            first.counts.updated,
+            first.counts.failed
+        ),
+        (10, 9, 1, 0),
+        "{:?}",
+        first.counts
+    );
+    assert_eq!(kit.b.crm.lock().unwrap().creates, 9);
+    assert_no_duplicates(&kit.b);
+    assert_eq!(contents(&kit.a), contents(&kit.b));
+    kit.b.crm.lock().unwrap().write_latency = Duration::ZERO;
+    let second = kit.run("a-to-b").await;
+    assert_eq!(second.counts.written(), 0, "{:?}", second.counts);
+}

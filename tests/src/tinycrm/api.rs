@@ -191,12 +191,21 @@ pub(super) async fn list(
     // contacts is not copied first.
     let body = {
         let mut crm = s.0.lock().unwrap();
+        let edit_now = crm.edit_after_first_page && after_row.is_none();
         let (page, more) = crm.changes(q.updated_after.as_deref(), after_row, limit);
         let next_page_token = page.last().filter(|_| more).map(|last| last.token());
-        serde_json::to_vec(&ListAnswer {
+        let edit = (edit_now && more)
+            .then(|| page.first().map(|c| c.id.to_string()))
+            .flatten();
+        let body = serde_json::to_vec(&ListAnswer {
             results: page,
             next_page_token,
-        })
+        });
+        if let Some(id) = edit {
+            crm.edit_after_first_page = false;
+            crm.edit(&id, "city", json!("Edited between two pages"));
+        }
+        body
     };
     match body {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
