@@ -614,27 +614,31 @@ async fn won_hubspot_deals_become_tryton_customers_and_posted_invoices_once() {
             assert_eq!(inv["state"], "posted", "{inv}");
         }
     };
-    let invoice_fields = [
-        "state",
-        "reference",
-        "party.code",
-        "untaxed_amount",
-        "total_amount",
-    ];
-    let invoices = rest
-        .search(
-            "account.invoice",
-            json!([["type", "=", "out"]]),
-            &invoice_fields,
-        )
-        .await;
-    let parties = rest
-        .search(
-            "party.party",
-            json!([["code", "like", "hubspot:%"]]),
-            &["code", "name"],
-        )
-        .await;
+    // What Tryton holds: customer invoices, and the parties made from HubSpot.
+    let in_tryton = || async {
+        let invoices = rest
+            .search(
+                "account.invoice",
+                json!([["type", "=", "out"]]),
+                &[
+                    "state",
+                    "reference",
+                    "party.code",
+                    "untaxed_amount",
+                    "total_amount",
+                ],
+            )
+            .await;
+        let parties = rest
+            .search(
+                "party.party",
+                json!([["code", "like", "hubspot:%"]]),
+                &["code", "name"],
+            )
+            .await;
+        (invoices, parties)
+    };
+    let (invoices, parties) = in_tryton().await;
     check(&invoices, &parties);
     for d in &won {
         let deal = hub.get(ObjectType::Deals, *d).unwrap();
@@ -675,20 +679,7 @@ async fn won_hubspot_deals_become_tryton_customers_and_posted_invoices_once() {
         "{:?}",
         letters.iter().map(|l| &l.letter.error).collect::<Vec<_>>()
     );
-    let invoices = rest
-        .search(
-            "account.invoice",
-            json!([["type", "=", "out"]]),
-            &invoice_fields,
-        )
-        .await;
-    let parties = rest
-        .search(
-            "party.party",
-            json!([["code", "like", "hubspot:%"]]),
-            &["code", "name"],
-        )
-        .await;
+    let (invoices, parties) = in_tryton().await;
     check(&invoices, &parties);
 }
 
