@@ -59,6 +59,23 @@ async fn bundle(key: &SecretKey, manifest: &str, wasm: &str) -> Vec<u8> {
         .unwrap()
 }
 
+/// Install a plugin shipped in this repository as its vendor packs it:
+/// `plugins/<folder>/nexo-plugin.toml` with the component `wasm`, signed by
+/// `key` (which the caller trusts), granted everything it asks for.
+pub async fn install_shipped(registry: &Registry, key: &SecretKey, folder: &str, wasm: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins")
+        .join(folder)
+        .join("nexo-plugin.toml");
+    let manifest = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let review = registry
+        .review(bundle(key, &manifest, wasm).await, "bundle", false, None)
+        .unwrap();
+    let grant = grant_all(review.to_grant());
+    registry.install(review, &grant).unwrap();
+}
+
 /// The TinyCRM connector's manifest at `version`.
 fn crm_manifest(version: &str) -> String {
     format!(

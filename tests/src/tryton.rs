@@ -4,14 +4,12 @@
 //! and the sync engine.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use nexo::bundle::keys::SecretKey;
-use nexo::bundle::manifest::ManifestSource;
-use nexo::bundle::pack;
 use nexo::connections::{Connections, NewConnection};
-use nexo::registry::{Registry, grant_all};
+use nexo::registry::Registry;
 use nexo::sandbox::secrets::SecretValue;
 use nexo::store::Database;
 use nexo::store::connections::{ConnectionGrants, Environment};
@@ -21,7 +19,7 @@ use nexo::sync::{Engine, Pipeline, RunOptions, RunReport};
 use nexo::vendors::tryton::Tryton;
 use serde_json::Value;
 
-use crate::{programs, runtime};
+use crate::{programs, runtime, synckit};
 
 /// Starts a real Tryton with a fresh database under `dir`; fails the test
 /// (never skips it) when trytond is not installed.
@@ -62,23 +60,8 @@ impl Host {
         let registry = Registry::new(db.clone(), runtime().clone(), dir.path().join("bundles"));
         let key = SecretKey::generate("Nexo").unwrap();
         db.trust_key(&key.public()).unwrap();
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins");
         for (folder, wasm) in PLUGINS {
-            let text = std::fs::read_to_string(root.join(folder).join("nexo-plugin.toml")).unwrap();
-            let manifest: ManifestSource = toml::from_str(&text).unwrap();
-            let bytes = pack(
-                runtime(),
-                manifest,
-                std::fs::read(wasm).unwrap(),
-                Some(&key),
-            )
-            .await
-            .unwrap()
-            .to_bytes()
-            .unwrap();
-            let review = registry.review(bytes, "bundle", false, None).unwrap();
-            let grant = grant_all(review.to_grant());
-            registry.install(review, &grant).unwrap();
+            synckit::install_shipped(&registry, &key, folder, wasm).await;
         }
         let sealer = Sealer::from_env_or_file(&dir.path().join("secret.key")).unwrap();
         let connections = Connections::new(registry.clone(), sealer);

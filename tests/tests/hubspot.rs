@@ -14,11 +14,9 @@ use std::time::{Duration, Instant};
 
 use nexo::ConnectorPlugin;
 use nexo::bundle::keys::SecretKey;
-use nexo::bundle::manifest::ManifestSource;
-use nexo::bundle::pack;
 use nexo::connections::{Connections, NewConnection};
 use nexo::plugin::{Operation, Record, WriteOutcome};
-use nexo::registry::{Registry, grant_all};
+use nexo::registry::Registry;
 use nexo::sandbox::secrets::SecretValue;
 use nexo::store::Database;
 use nexo::store::connections::{ConnectionGrants, Environment};
@@ -446,27 +444,7 @@ impl Host {
         let registry = Registry::new(db.clone(), runtime().clone(), dir.path().join("bundles"));
         let key = SecretKey::generate("Nexo").unwrap();
         synckit::install_plugins(&db, &registry, &key).await;
-        let manifest: ManifestSource = toml::from_str(
-            &std::fs::read_to_string(
-                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("../plugins/hubspot/nexo-plugin.toml"),
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        let bytes = pack(
-            runtime(),
-            manifest,
-            std::fs::read(programs::HUBSPOT).unwrap(),
-            Some(&key),
-        )
-        .await
-        .unwrap()
-        .to_bytes()
-        .unwrap();
-        let review = registry.review(bytes, "bundle", false, None).unwrap();
-        let grant = grant_all(review.to_grant());
-        registry.install(review, &grant).unwrap();
+        synckit::install_shipped(&registry, &key, "hubspot", programs::HUBSPOT).await;
         let sealer = Sealer::from_env_or_file(&dir.path().join("secret.key")).unwrap();
         let connections = Connections::new(registry.clone(), sealer);
         let (a, b) = (sandbox(a).await, sandbox(SeedData::EMPTY).await);

@@ -113,6 +113,8 @@ pub struct Tryton {
     version: String,
     child: Child,
     dir: PathBuf,
+    /// The one client of every setup and seeding request.
+    http: reqwest::Client,
 }
 
 impl Tryton {
@@ -181,6 +183,14 @@ impl Tryton {
         let log = work_dir.join("trytond.log");
         let out = std::fs::File::create(&log).map_err(io(format!("creating {}", log.display())))?;
         let err = out.try_clone().map_err(io("opening the log"))?;
+        // Before the child: an error here must not leave a server behind.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| TrytonError::Api {
+                what: "client",
+                detail: e.to_string(),
+            })?;
         let child = Command::new(home.join("bin").join("trytond"))
             .env_remove("TRYTOND_CONFIG")
             .env("TRYTOND_DATABASE__URI", "sqlite://")
@@ -192,6 +202,7 @@ impl Tryton {
             .spawn()
             .map_err(io("running trytond"))?;
         let server = Tryton {
+            http,
             url: format!("http://127.0.0.1:{port}"),
             application_key: String::new(),
             ids: template.ids,
@@ -205,13 +216,7 @@ impl Tryton {
     /// Requests a key for the REST API and validates it as the admin.
     async fn new_key(&mut self, password: &str) -> Result<String, TrytonError> {
         let log = self.log();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| TrytonError::Api {
-                what: "client",
-                detail: e.to_string(),
-            })?;
+        let http = self.http.clone();
         let db = format!("{}/{DATABASE}", self.url);
         let started = Instant::now();
         // The first request also waits for the server to load its modules.
@@ -349,9 +354,9 @@ impl Tryton {
     pub async fn create(&self, model: &str, values: &Value) -> Result<u64, TrytonError> {
         let context = base64::engine::general_purpose::URL_SAFE
             .encode(json!({"company": self.ids.company}).to_string());
-        let answer = reqwest::Client::new()
+        let answer = self
+            .http
             .post(format!("{}/rest/model/{model}?f=id", self.base_url()))
-            .timeout(Duration::from_secs(30))
             .bearer_auth(&self.application_key)
             .header("X-Tryton-Context", context)
             .json(values)

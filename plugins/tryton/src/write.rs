@@ -180,6 +180,17 @@ fn address_values(
     Ok(v)
 }
 
+/// A delete of a party or product: Tryton keeps them for the documents that
+/// refer to them, so the record is archived (`active: false`). A delete
+/// without a Tryton id has nothing to archive.
+fn archive(config: &Config, model: &str, dest: Option<u64>) -> Result<WriteOutcome, Error> {
+    let Some(id) = dest else {
+        return Ok(WriteOutcome::Deleted(String::new()));
+    };
+    config.update(model, id, &archived())?;
+    Ok(WriteOutcome::Deleted(id.to_string()))
+}
+
 fn party(
     config: &Config,
     record: &Record,
@@ -187,11 +198,7 @@ fn party(
     cache: &mut Lookups,
 ) -> Result<WriteOutcome, Error> {
     if record.operation == Operation::Delete {
-        let Some(id) = dest else {
-            return Ok(WriteOutcome::Deleted(String::new()));
-        };
-        config.update("party.party", id, &archived())?;
-        return Ok(WriteOutcome::Deleted(id.to_string()));
+        return archive(config, "party.party", dest);
     }
     let shape = party_shape(config, record)?;
     let id = match dest {
@@ -292,11 +299,7 @@ fn product(
     cache: &mut Lookups,
 ) -> Result<WriteOutcome, Error> {
     if record.operation == Operation::Delete {
-        let Some(id) = dest else {
-            return Ok(WriteOutcome::Deleted(String::new()));
-        };
-        config.update("product.product", id, &archived())?;
-        return Ok(WriteOutcome::Deleted(id.to_string()));
+        return archive(config, "product.product", dest);
     }
     let p = Product::from_record(record)?;
     if let Some(c) = p.currency {
