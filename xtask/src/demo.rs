@@ -29,7 +29,7 @@ pub fn demo(args: &[String]) -> Result<()> {
         PLUGINS.join(", ")
     );
     let mut build = cargo();
-    build.args(["build", "--release", "--target", "wasm32-wasip2"]);
+    build.args(["build", "--profile", "plugin", "--target", "wasm32-wasip2"]);
     for p in PLUGINS {
         build.args(["-p", p]);
     }
@@ -43,7 +43,7 @@ pub fn demo(args: &[String]) -> Result<()> {
         "building nexo",
     )?;
     let nexo = target.join("debug").join("nexo");
-    let wasm = guests.join("wasm32-wasip2").join("release");
+    let wasm = guests.join("wasm32-wasip2").join("plugin");
 
     // A fresh demo each time: new data, newly signed bundles.
     let demo = target.join("demo");

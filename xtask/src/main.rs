@@ -202,7 +202,8 @@ fn tour(serve: bool) -> Result<()> {
         cargo()
             .args([
                 "build",
-                "--release",
+                "--profile",
+                "plugin",
                 "--target",
                 "wasm32-wasip2",
                 "-p",
@@ -230,7 +231,7 @@ fn tour(serve: bool) -> Result<()> {
         "building nexo",
     )?;
     let bin = root().join("target").join("debug");
-    let wasm = guests.join("wasm32-wasip2").join("release");
+    let wasm = guests.join("wasm32-wasip2").join("plugin");
     let crm_wasm = wasm.join("example_crm.wasm");
     let mapper_wasm = wasm.join("contact_mapper.wasm");
 
