@@ -39,6 +39,15 @@ impl Error {
     pub fn internal(msg: impl fmt::Display) -> Self {
         Error::Internal(msg.to_string())
     }
+    /// The `InvalidConfig` error for a stream the connector does not have,
+    /// naming the ones it has.
+    pub fn unknown_stream(stream: &str, known: &[&str]) -> Self {
+        let known: Vec<String> = known.iter().map(|s| format!("`{s}`")).collect();
+        Error::config(format!(
+            "unknown stream `{stream}`; the streams are {}",
+            known.join(", ")
+        ))
+    }
     /// A `Rejected` error.
     pub fn rejected(msg: impl fmt::Display) -> Self {
         Error::Rejected(msg.to_string())
@@ -92,3 +101,19 @@ macro_rules! wit_error_conversions {
 
 wit_error_conversions!(crate::wit::connector::nexo::connector::types);
 wit_error_conversions!(crate::wit::mapper::nexo::connector::types);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_stream_is_a_config_error_naming_the_streams_there_are() {
+        let e = Error::unknown_stream("deals", &["contacts", "items"]);
+        assert_eq!(
+            e,
+            Error::InvalidConfig(
+                "unknown stream `deals`; the streams are `contacts`, `items`".into()
+            )
+        );
+    }
+}

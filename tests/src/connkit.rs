@@ -110,6 +110,19 @@ pub async fn write(
     results.iter().map(outcome).collect()
 }
 
+/// One `write` call of a single upsert (see [`upsert`]) to `stream`; its
+/// one line, as [`write`] gives it.
+pub async fn write_upsert(
+    c: &ConnectorPlugin,
+    config: &str,
+    stream: &str,
+    id: &str,
+    key: &str,
+    payload: &Value,
+) -> Vec<String> {
+    write(c, config, stream, &[upsert(stream, id, key, payload)]).await
+}
+
 /// Writes a batch, sending the same batch again after a rate limit (once
 /// `Retry-After` has passed) or a transient failure (a time-out, a 5xx), as
 /// the engine does; one line per record.

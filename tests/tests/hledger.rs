@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use nexo::ConnectorPlugin;
 use nexo::plugin::{Operation, Record};
-use nexo_tests::connkit::{self, upsert, write};
+use nexo_tests::connkit::{self, upsert, write, write_upsert};
 use nexo_tests::programs;
 use serde_json::{Value, json};
 
@@ -343,8 +343,8 @@ async fn the_journal_reads_back_as_documents_and_transactions() {
     let cfg = web.config();
     let v1 = invoice("INV-7", 2, None);
     let v2 = invoice("INV-7", 4, None);
-    write(&c, &cfg, "invoices", &[upsert("invoices", "", "k7", &v1)]).await;
-    write(&c, &cfg, "invoices", &[upsert("invoices", "k7", "k7", &v2)]).await;
+    write_upsert(&c, &cfg, "invoices", "", "k7", &v1).await;
+    write_upsert(&c, &cfg, "invoices", "k7", "k7", &v2).await;
     write(
         &c,
         &cfg,
@@ -450,7 +450,7 @@ async fn a_write_interrupted_between_reversal_and_new_version_is_completed() {
     // simulate by appending the reversal only, as the connector writes it.
     let first = web.text();
     let v2 = invoice("INV-1", 5, None);
-    write(&c, &cfg, "invoices", &[upsert("invoices", "k1", "k1", &v2)]).await;
+    write_upsert(&c, &cfg, "invoices", "k1", "k1", &v2).await;
     let full = web.text();
     let reversal_end = full.find("(nexo:k1/2)").unwrap();
     let until_reversal = full[..reversal_end].rfind("\n\n").unwrap();
@@ -460,7 +460,7 @@ async fn a_write_interrupted_between_reversal_and_new_version_is_completed() {
 
     // The retry posts only what is missing.
     assert_eq!(
-        write(&c, &cfg, "invoices", &[upsert("invoices", "k1", "k1", &v2)]).await,
+        write_upsert(&c, &cfg, "invoices", "k1", "k1", &v2).await,
         ["updated k1"]
     );
     assert_eq!(

@@ -15,7 +15,7 @@ use nexo::ConnectorPlugin;
 use nexo::sync::store::SyncStore;
 use nexo::vendors::hubspot::{self, HubSpotConfig, ObjectType, SeedData};
 use nexo::vendors::tryton::Tryton;
-use nexo_tests::connkit::{self, id_of, read_payloads, upsert, write};
+use nexo_tests::connkit::{self, id_of, read_payloads, upsert, write, write_upsert};
 use nexo_tests::programs;
 use nexo_tests::tryton::{Host, start};
 use serde_json::{Value, json};
@@ -262,24 +262,12 @@ async fn creates_whose_answer_was_lost_are_not_duplicated_and_tryton_refusals_ar
     // A draft invoice is updated in place: lines replaced, then posted.
     let mut draft = invoice("c-11", 1, None);
     draft["status"] = json!("draft");
-    let d = write(
-        &c,
-        &cfg,
-        "invoices",
-        &[upsert("invoices", "", "key-draft", &draft)],
-    )
-    .await;
+    let d = write_upsert(&c, &cfg, "invoices", "", "key-draft", &draft).await;
     let did = id_of(&d[0]);
     let mut posted = invoice("c-11", 4, None);
     posted["reference"] = json!("PO 8");
     assert_eq!(
-        write(
-            &c,
-            &cfg,
-            "invoices",
-            &[upsert("invoices", &did, "key-draft", &posted)]
-        )
-        .await,
+        write_upsert(&c, &cfg, "invoices", &did, "key-draft", &posted).await,
         [format!("updated {did}")]
     );
     let now = rest
@@ -322,55 +310,25 @@ async fn creates_whose_answer_was_lost_are_not_duplicated_and_tryton_refusals_ar
     // A currency Tryton does not have is Tryton's refusal, for that record.
     let mut yen = invoice("c-9", 1, None);
     yen["currency"] = json!("CHF");
-    let out = write(
-        &c,
-        &cfg,
-        "invoices",
-        &[upsert("invoices", "", "key-chf", &yen)],
-    )
-    .await;
+    let out = write_upsert(&c, &cfg, "invoices", "", "key-chf", &yen).await;
     assert!(out[0].contains("no currency CHF"), "{}", out[0]);
 
     // Parties: a create found by its code; a changed one is updated once.
     let acme = json!({"name": "Acme", "email": "billing@acme.test", "roles": ["customer"],
         "external_refs": [{"system": "crm", "id": "c-42"}],
         "address": {"lines": ["1 Main St"], "city": "Lyon", "postal_code": "69001"}});
-    let p1 = write(
-        &c,
-        &cfg,
-        "parties",
-        &[upsert("parties", "", "key-p", &acme)],
-    )
-    .await;
-    let p2 = write(
-        &c,
-        &cfg,
-        "parties",
-        &[upsert("parties", "", "key-p", &acme)],
-    )
-    .await;
+    let p1 = write_upsert(&c, &cfg, "parties", "", "key-p", &acme).await;
+    let p2 = write_upsert(&c, &cfg, "parties", "", "key-p", &acme).await;
     assert_eq!(p1, p2);
     let pid = id_of(&p1[0]);
     let mut acme2 = acme.clone();
     acme2["email"] = json!("accounts@acme.test");
     assert_eq!(
-        write(
-            &c,
-            &cfg,
-            "parties",
-            &[upsert("parties", &pid, "key-p", &acme2)]
-        )
-        .await,
+        write_upsert(&c, &cfg, "parties", &pid, "key-p", &acme2).await,
         [format!("updated {pid}")]
     );
     assert_eq!(
-        write(
-            &c,
-            &cfg,
-            "parties",
-            &[upsert("parties", &pid, "key-p", &acme2)]
-        )
-        .await,
+        write_upsert(&c, &cfg, "parties", &pid, "key-p", &acme2).await,
         [format!("unchanged {pid}")]
     );
     let found = rest
@@ -389,8 +347,8 @@ async fn creates_whose_answer_was_lost_are_not_duplicated_and_tryton_refusals_ar
 
     // Products: matched on their code.
     let w = product("SKU-1", "Widget", "12.50");
-    let a = write(&c, &cfg, "products", &[upsert("products", "", "key-w", &w)]).await;
-    let b = write(&c, &cfg, "products", &[upsert("products", "", "key-w", &w)]).await;
+    let a = write_upsert(&c, &cfg, "products", "", "key-w", &w).await;
+    let b = write_upsert(&c, &cfg, "products", "", "key-w", &w).await;
     assert_eq!(a, b);
     assert_eq!(
         rest.search("product.product", json!([["code", "=", "SKU-1"]]), &["id"])

@@ -181,9 +181,7 @@ impl Connector for TinyCrm {
 
     fn read(config: &Config, stream: &str, state: Option<&str>) -> Result<Page, Error> {
         if stream != STREAM {
-            return Err(Error::config(format!(
-                "unknown stream `{stream}`; TinyCRM has `{STREAM}`"
-            )));
+            return Err(Error::unknown_stream(stream, &[STREAM]));
         }
         let cursor = Cursor::from_state(state)?;
         let from = cursor.query_value();
@@ -215,9 +213,7 @@ impl Connector for TinyCrm {
 
     fn write(config: &Config, stream: &str, batch: Vec<Record>) -> Result<Vec<WriteResult>, Error> {
         if stream != STREAM {
-            return Err(Error::config(format!(
-                "unknown stream `{stream}`; TinyCRM has `{STREAM}`"
-            )));
+            return Err(Error::unknown_stream(stream, &[STREAM]));
         }
         config.base()?;
         if config.bulk {

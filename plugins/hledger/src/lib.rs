@@ -256,9 +256,7 @@ const TRANSACTIONS: &str = "transactions";
 const STREAMS: [&str; 3] = ["invoices", "payments", TRANSACTIONS];
 
 fn unknown_stream(stream: &str) -> Error {
-    Error::config(format!(
-        "unknown stream `{stream}`; hledger has `invoices`, `payments` and `transactions`"
-    ))
+    Error::unknown_stream(stream, &STREAMS)
 }
 
 impl Connector for Hledger {

@@ -200,10 +200,7 @@ fn stream_known(stream: &str) -> Result<(), Error> {
     if STREAMS.contains(&stream) {
         Ok(())
     } else {
-        Err(Error::config(format!(
-            "unknown stream `{stream}`; HubSpot has {}",
-            STREAMS.join(", ")
-        )))
+        Err(Error::unknown_stream(stream, &STREAMS))
     }
 }
 

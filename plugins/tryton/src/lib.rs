@@ -140,10 +140,7 @@ pub struct Tryton;
 pub const STREAMS: [&str; 4] = ["parties", "products", "sales", "invoices"];
 
 fn unknown_stream(stream: &str) -> Error {
-    Error::config(format!(
-        "unknown stream `{stream}` (streams: {})",
-        STREAMS.join(", ")
-    ))
+    Error::unknown_stream(stream, &STREAMS)
 }
 
 impl Connector for Tryton {

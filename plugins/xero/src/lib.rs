@@ -155,10 +155,7 @@ pub struct Xero;
 pub const STREAMS: [&str; 5] = ["contacts", "items", "invoices", "payments", "accounts"];
 
 fn unknown_stream(stream: &str) -> Error {
-    Error::config(format!(
-        "unknown stream `{stream}` (streams: {})",
-        STREAMS.join(", ")
-    ))
+    Error::unknown_stream(stream, &STREAMS)
 }
 
 impl Connector for Xero {
