@@ -138,6 +138,16 @@ pub enum PluginError {
         /// What is wrong.
         reason: String,
     },
+    /// No instance slot came free within the call's time limit.
+    #[error("plugin {plugin} could not start {call}: {reason}")]
+    Busy {
+        /// The plugin.
+        plugin: PluginRef,
+        /// The call.
+        call: CallRef,
+        /// Whose slots were busy.
+        reason: String,
+    },
     /// The host could not set up the call (instantiation failed).
     #[error("could not start plugin {plugin} for {call}: {reason}")]
     Instantiate {
@@ -186,6 +196,17 @@ pub enum LoadError {
         /// What was loaded (path or id).
         what: String,
         /// Why.
+        reason: String,
+    },
+    /// The component is shaped to hold more than one plugin may: more
+    /// memories, tables or core instances than the runtime's caps.
+    #[error(
+        "{what} is refused: {reason} (a plugin instance shares one memory budget; build it as one component with one memory)"
+    )]
+    TooLarge {
+        /// The plugin or file.
+        what: String,
+        /// What is over which cap.
         reason: String,
     },
     /// A component, but not a Nexo plugin world, or importing what its world

@@ -37,6 +37,79 @@ pub struct ComponentInfo {
     pub exports: Vec<String>,
     /// The `nexo-sdk` section's fields (`sdk`, `wit`, `plugin`, `version`).
     pub embedded: Vec<(String, String)>,
+    /// What its instances hold, counted from its sections.
+    pub shape: Shape,
+}
+
+/// What one instance of a component holds, counted statically: core
+/// module instantiations at any depth, and the memories and tables the
+/// instantiated modules define. A nested component instantiated twice is
+/// counted once here; the store counts every instance again when it runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// Core module instances.
+    pub core_instances: u32,
+    /// Linear memories defined by those instances.
+    pub memories: u32,
+    /// Tables defined by those instances.
+    pub tables: u32,
+}
+
+/// One level of nesting while counting.
+enum Frame {
+    /// A component: the (memories, tables) each of its core modules defines,
+    /// by module index.
+    Component(Vec<(u32, u32)>),
+    /// A core module being read: what it defines so far.
+    Module(u32, u32),
+}
+
+impl Shape {
+    /// Count `bytes`, a component.
+    pub fn of(bytes: &[u8]) -> Result<Shape, wasmparser::BinaryReaderError> {
+        let mut shape = Shape::default();
+        let mut stack: Vec<Frame> = Vec::new();
+        for payload in Parser::new(0).parse_all(bytes) {
+            match payload? {
+                Payload::Version { encoding, .. } => stack.push(match encoding {
+                    wasmparser::Encoding::Module => Frame::Module(0, 0),
+                    wasmparser::Encoding::Component => Frame::Component(Vec::new()),
+                }),
+                Payload::MemorySection(s) => {
+                    if let Some(Frame::Module(m, _)) = stack.last_mut() {
+                        *m = m.saturating_add(s.count());
+                    }
+                }
+                Payload::TableSection(s) => {
+                    if let Some(Frame::Module(_, t)) = stack.last_mut() {
+                        *t = t.saturating_add(s.count());
+                    }
+                }
+                Payload::InstanceSection(s) => {
+                    for i in s {
+                        if let wasmparser::Instance::Instantiate { module_index, .. } = i? {
+                            shape.core_instances = shape.core_instances.saturating_add(1);
+                            if let Some(Frame::Component(modules)) = stack.last()
+                                && let Some((m, t)) = modules.get(module_index as usize)
+                            {
+                                shape.memories = shape.memories.saturating_add(*m);
+                                shape.tables = shape.tables.saturating_add(*t);
+                            }
+                        }
+                    }
+                }
+                Payload::End(_) => {
+                    if let Some(Frame::Module(m, t)) = stack.pop()
+                        && let Some(Frame::Component(modules)) = stack.last_mut()
+                    {
+                        modules.push((m, t));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(shape)
+    }
 }
 
 impl ComponentInfo {
@@ -104,6 +177,7 @@ impl ComponentInfo {
             imports,
             exports,
             embedded,
+            shape: Shape::of(bytes).map_err(|e| invalid(e.to_string()))?,
         })
     }
 

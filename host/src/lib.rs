@@ -20,12 +20,13 @@ pub mod registry;
 pub mod runtime;
 pub mod sandbox;
 pub mod serve;
+mod slots;
 pub mod state;
 pub mod store;
 pub mod sync;
 pub mod vendors;
 
 pub use error::{CallRef, GuestError, LoadError, PluginError, PluginRef, RuntimeError};
-pub use limits::{Limit, Limits};
+pub use limits::{InstanceCaps, Limit, Limits};
 pub use plugin::{ConnectorPlugin, Grants, MapperPlugin, Outcome, Sandbox};
 pub use runtime::{LoadedPlugin, Runtime, RuntimeConfig};

@@ -116,47 +116,123 @@ pub fn human_bytes(b: u64) -> String {
 #[error("plugin exceeded its {0}")]
 pub struct LimitHit(pub Limit);
 
-/// The store's resource limiter: caps memory and tables, and traps (with a
-/// [`LimitHit`]) instead of letting an allocation fail inside the guest,
-/// where Rust would abort with an anonymous `unreachable`.
+/// How much of the engine one plugin instance may hold, whatever its
+/// shape: the runtime's caps on the things a component can multiply
+/// (linear memories, tables, core instances). A component over one of them
+/// is refused when it is loaded, and the store enforces them again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceCaps {
+    /// Linear memories, over all of the component's core instances.
+    pub memories: u32,
+    /// Tables, over all of the component's core instances.
+    pub tables: u32,
+    /// Core module instances.
+    pub core_instances: u32,
+}
+
+impl Default for InstanceCaps {
+    fn default() -> Self {
+        // A Rust, C or Go component has one memory, two or three tables and
+        // a handful of core instances; componentize-py links a dozen or so
+        // shared libraries into one memory. These leave room for those and
+        // stop the shapes that exist only to multiply resources.
+        InstanceCaps {
+            memories: 4,
+            tables: 32,
+            core_instances: 64,
+        }
+    }
+}
+
+/// Table elements one plugin instance may hold over all its tables.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// The store's resource limiter: one budget per plugin instance. Memory is
+/// counted over every linear memory of the instance (a component with many
+/// core instances, each with its own memory, shares one cap), table
+/// elements likewise, and the number of memories, tables and core instances
+/// is capped. A refused memory traps with a [`LimitHit`] instead of letting
+/// the allocation fail inside the guest, where Rust would abort with an
+/// anonymous `unreachable`.
 #[derive(Debug)]
 pub struct StoreLimiter {
     memory_bytes: u64,
-    max_table_elements: usize,
+    memory_used: u64,
+    table_elements: usize,
+    caps: InstanceCaps,
 }
 
 impl StoreLimiter {
-    /// A limiter for these limits.
-    pub fn new(limits: &Limits) -> Self {
+    /// A limiter for these limits and caps.
+    pub fn new(limits: &Limits, caps: InstanceCaps) -> Self {
         StoreLimiter {
             memory_bytes: limits.memory_bytes,
-            max_table_elements: 100_000,
+            memory_used: 0,
+            table_elements: 0,
+            caps,
         }
+    }
+
+    /// Bytes of linear memory the instance holds now, over all its memories.
+    pub fn memory_used(&self) -> u64 {
+        self.memory_used
     }
 }
 
 impl wasmtime::ResourceLimiter for StoreLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.memory_bytes {
+        // Called with `current == 0` when a memory is created, so a memory's
+        // initial size counts as well as its growth.
+        let grow = (desired as u64).saturating_sub(current as u64);
+        let total = self.memory_used.saturating_add(grow);
+        if total > self.memory_bytes {
             return Err(wasmtime::Error::new(LimitHit(Limit::Memory(
                 self.memory_bytes,
             ))));
         }
+        self.memory_used = total;
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // The engine refused a growth this limiter allowed (a pool slot
+        // smaller than the plugin's limit): the guest sees `memory.grow`
+        // fail. The bytes were not added, but there is no amount here to
+        // give back; counting them is the safe side of the error.
+        Ok(())
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= self.max_table_elements)
+        let total = self
+            .table_elements
+            .saturating_add(desired.saturating_sub(current));
+        if total > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.table_elements = total;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        self.caps.core_instances as usize
+    }
+
+    fn tables(&self) -> usize {
+        self.caps.tables as usize
+    }
+
+    fn memories(&self) -> usize {
+        self.caps.memories as usize
     }
 }
 
@@ -190,15 +266,65 @@ mod tests {
     #[test]
     fn limiter_traps_past_the_cap() {
         use wasmtime::ResourceLimiter;
-        let mut l = StoreLimiter::new(&Limits {
-            memory_bytes: 1 << 20,
-            ..Limits::default()
-        });
+        let mut l = StoreLimiter::new(
+            &Limits {
+                memory_bytes: 1 << 20,
+                ..Limits::default()
+            },
+            InstanceCaps::default(),
+        );
         assert!(l.memory_growing(0, 1 << 20, None).unwrap());
         let err = l.memory_growing(0, (1 << 20) + 1, None).unwrap_err();
         assert!(matches!(
             err.downcast_ref::<LimitHit>(),
             Some(LimitHit(Limit::Memory(_)))
         ));
+    }
+
+    #[test]
+    fn memory_is_counted_over_every_memory_of_the_instance() {
+        use wasmtime::ResourceLimiter;
+        let mut l = StoreLimiter::new(
+            &Limits {
+                memory_bytes: 4 << 20,
+                ..Limits::default()
+            },
+            InstanceCaps::default(),
+        );
+        // Three memories created at 1 MiB each, one grown by 1 MiB: 4 MiB.
+        for _ in 0..3 {
+            assert!(l.memory_growing(0, 1 << 20, None).unwrap());
+        }
+        assert!(l.memory_growing(1 << 20, 2 << 20, None).unwrap());
+        assert_eq!(l.memory_used(), 4 << 20);
+        // A fourth memory of any size is over the plugin's budget, although
+        // it alone would fit.
+        let err = l.memory_growing(0, 64 << 10, None).unwrap_err();
+        assert!(matches!(
+            err.downcast_ref::<LimitHit>(),
+            Some(LimitHit(Limit::Memory(b))) if *b == 4 << 20
+        ));
+        assert_eq!(l.memory_used(), 4 << 20);
+    }
+
+    #[test]
+    fn table_elements_are_counted_over_every_table() {
+        use wasmtime::ResourceLimiter;
+        let mut l = StoreLimiter::new(&Limits::default(), InstanceCaps::default());
+        assert!(l.table_growing(0, MAX_TABLE_ELEMENTS / 2, None).unwrap());
+        assert!(l.table_growing(0, MAX_TABLE_ELEMENTS / 2, None).unwrap());
+        assert!(!l.table_growing(0, 1, None).unwrap());
+    }
+
+    #[test]
+    fn the_store_counts_come_from_the_caps() {
+        use wasmtime::ResourceLimiter;
+        let caps = InstanceCaps {
+            memories: 2,
+            tables: 3,
+            core_instances: 5,
+        };
+        let l = StoreLimiter::new(&Limits::default(), caps);
+        assert_eq!((l.memories(), l.tables(), l.instances()), (2, 3, 5));
     }
 }

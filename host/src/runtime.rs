@@ -2,6 +2,11 @@
 //! allocator, linkers built once per world, and the compile cache.
 //! Components are loaded (compiled or mapped from the cache) once and
 //! pre-instantiated; every call then gets a fresh `Store`.
+//!
+//! The pool is sized per plugin instance, not per memory: every instance
+//! may hold at most [`InstanceCaps`] memories, tables and core instances, a
+//! component over them is refused when it is loaded, and each plugin may
+//! hold only its share of the pool's instance slots ([`crate::slots`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +20,8 @@ use crate::bindings::{connector, mapper};
 use crate::cache::{CompileCache, sha256_hex};
 use crate::error::{LoadError, RuntimeError};
 use crate::inspect::{ComponentInfo, WorldKind};
+use crate::limits::InstanceCaps;
+use crate::slots::Slots;
 use crate::state::PluginState;
 
 /// Epoch tick: the granularity of time limits and of cooperative yields.
@@ -27,6 +34,12 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Plugin instances alive at once (pool size).
     pub max_instances: u32,
+    /// Instances one plugin may hold at once: its share of the pool, the
+    /// rest staying free for the other plugins whatever this one does.
+    /// `None`: a quarter of the pool.
+    pub max_instances_per_plugin: Option<u32>,
+    /// What one instance may hold: memories, tables, core instances.
+    pub caps: InstanceCaps,
     /// The largest memory limit any plugin may be given.
     pub max_memory_bytes: u64,
     /// Wasm stack per call.
@@ -43,6 +56,8 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             cache_dir: None,
             max_instances: 64,
+            max_instances_per_plugin: None,
+            caps: InstanceCaps::default(),
             max_memory_bytes: 1 << 30,
             max_wasm_stack: 1 << 20,
             consume_fuel: false,
@@ -71,6 +86,9 @@ struct Inner {
     cache: Option<CompileCache>,
     ticker_stop: Arc<AtomicBool>,
     fuel: bool,
+    caps: InstanceCaps,
+    max_memory_bytes: u64,
+    slots: Slots,
 }
 
 impl Drop for Inner {
@@ -89,10 +107,19 @@ impl Runtime {
         let err = |e: wasmtime::Error| RuntimeError(format!("{e:#}"));
         let mut pool = PoolingAllocationConfig::default();
         let n = config.max_instances.max(1);
+        let caps = config.caps;
+        // Every slot can hold a whole instance at its caps, so no instance,
+        // however it is shaped, takes another instance's memories or
+        // tables; only the number of instances is shared (see `Slots`).
         pool.total_component_instances(n)
-            .total_core_instances(n * 8)
-            .total_memories(n * 2)
-            .total_tables(n * 8)
+            .total_core_instances(n.saturating_mul(caps.core_instances))
+            .total_memories(n.saturating_mul(caps.memories))
+            .total_tables(n.saturating_mul(caps.tables))
+            .max_core_instances_per_component(caps.core_instances)
+            .max_memories_per_component(caps.memories)
+            .max_tables_per_component(caps.tables)
+            .max_memories_per_module(caps.memories)
+            .max_tables_per_module(caps.tables)
             .total_stacks(n)
             .max_memory_size(config.max_memory_bytes as usize)
             // Reset a reused slot with memset instead of giving its pages back
@@ -150,6 +177,9 @@ impl Runtime {
                 cache,
                 ticker_stop,
                 fuel: config.consume_fuel,
+                caps,
+                max_memory_bytes: config.max_memory_bytes,
+                slots: Slots::new(n, config.max_instances_per_plugin.unwrap_or(n / 4)),
             }),
         })
     }
@@ -162,6 +192,20 @@ impl Runtime {
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// What one plugin instance may hold.
+    pub fn caps(&self) -> InstanceCaps {
+        self.inner.caps
+    }
+
+    /// Instances one plugin may run at once.
+    pub fn instances_per_plugin(&self) -> u32 {
+        self.inner.slots.share()
+    }
+
+    pub(crate) fn slots(&self) -> &Slots {
+        &self.inner.slots
     }
 
     /// Compile `bytes` (or map them from the cache) without linking.
@@ -215,7 +259,9 @@ impl Runtime {
         what: &str,
     ) -> Result<LoadedPlugin, LoadError> {
         let info = ComponentInfo::parse(bytes, what)?;
+        self.check_shape(&info, what)?;
         let (component, sha256) = self.compile_digested(bytes, sha, what)?;
+        self.check_resources(&component, what)?;
         let pre = match info.world {
             WorldKind::Connector => {
                 let pre = self
@@ -253,6 +299,75 @@ impl Runtime {
             source,
         })?;
         self.load(&bytes, &path.display().to_string())
+    }
+}
+
+impl Runtime {
+    /// Refuse a component shaped to hold more than one plugin may (more
+    /// core instances, memories or tables), before compiling it.
+    fn check_shape(&self, info: &ComponentInfo, what: &str) -> Result<(), LoadError> {
+        let caps = self.inner.caps;
+        let shape = info.shape;
+        for (found, max, resource) in [
+            (shape.core_instances, caps.core_instances, "core instances"),
+            (shape.memories, caps.memories, "linear memories"),
+            (shape.tables, caps.tables, "tables"),
+        ] {
+            if found > max {
+                return Err(too_large(what, resource, u64::from(found), u64::from(max)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuse a component whose instances could not fit one plugin's caps:
+    /// more memories or tables than an instance may hold, or a memory that
+    /// starts larger than any plugin may grow.
+    fn check_resources(&self, component: &Component, what: &str) -> Result<(), LoadError> {
+        let caps = self.inner.caps;
+        // `None`: the component instantiates imported modules, which a
+        // Nexo world never provides; linking refuses it.
+        let Some(needs) = component.resources_required() else {
+            return Ok(());
+        };
+        if needs.num_memories > caps.memories {
+            return Err(too_large(
+                what,
+                "linear memories",
+                u64::from(needs.num_memories),
+                u64::from(caps.memories),
+            ));
+        }
+        if needs.num_tables > caps.tables {
+            return Err(too_large(
+                what,
+                "tables",
+                u64::from(needs.num_tables),
+                u64::from(caps.tables),
+            ));
+        }
+        let initial = needs
+            .max_initial_memory_size
+            .unwrap_or(0)
+            .saturating_mul(64 << 10);
+        if initial > self.inner.max_memory_bytes {
+            return Err(LoadError::TooLarge {
+                what: what.to_string(),
+                reason: format!(
+                    "a linear memory starts at {}, more than the {} any plugin may have",
+                    crate::limits::human_bytes(initial),
+                    crate::limits::human_bytes(self.inner.max_memory_bytes)
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn too_large(what: &str, resource: &str, found: u64, max: u64) -> LoadError {
+    LoadError::TooLarge {
+        what: what.to_string(),
+        reason: format!("it has {found} {resource}, and one plugin may have at most {max}"),
     }
 }
 

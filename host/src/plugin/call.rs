@@ -126,8 +126,36 @@ impl Core {
             limits.log_bytes_per_call,
             limits.log_lines_per_second,
         );
+        // A slot of the pool, within the plugin's share, before the store
+        // exists: a plugin whose other calls hold its whole share waits for
+        // one of them, never for (or instead of) another plugin's.
+        let slot = match self
+            .plugin
+            .runtime()
+            .slots()
+            .acquire(self.plugin.sha256(), deadline)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(slot) => slot,
+            Err(busy) => {
+                let _enter = span.enter();
+                let e = PluginError::Busy {
+                    plugin: self.sandbox.plugin.clone(),
+                    call: call.clone(),
+                    reason: busy.to_string(),
+                };
+                tracing::warn!(error = %e, "plugin call found no instance slot");
+                return Raw {
+                    result: Err(e),
+                    events: Vec::new(),
+                    elapsed: started.elapsed(),
+                    call,
+                };
+            }
+        };
         let state = PluginState::new(
-            StoreLimiter::new(limits),
+            StoreLimiter::new(limits, self.plugin.runtime().caps()),
             log,
             self.http.clone(),
             self.kv.clone(),
@@ -207,6 +235,8 @@ impl Core {
         if let Err(PluginError::LimitExceeded { limit, .. }) = &result {
             metrics.limit_hit(&plugin, limit.kind());
         }
+        drop(store);
+        drop(slot);
         Raw {
             result,
             events,
