@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::bundle::manifest::Manifest;
 use crate::limits::Limits;
-use crate::plugin::{ConnectorPlugin, Grants, OpenError, Sandbox};
+use crate::plugin::{Approved, ConnectorPlugin, Grants, OpenError, Sandbox};
 use crate::registry::{Registry, RegistryError};
 use crate::sandbox::budget::{Budget, RequestBudgets};
 use crate::sandbox::kv::KvStore;
@@ -365,7 +365,12 @@ impl Connections {
                 ),
             )),
         };
-        let mut connector = ConnectorPlugin::open(&plugin, sandbox).await?;
+        // The signed manifest, as granted at install, is the plugin's whole
+        // authority; what its live `spec()` says beyond it is ignored.
+        let manifest: Manifest = serde_json::from_str(&version.manifest)
+            .map_err(|e| StoreError::Corrupt(format!("manifest of {}: {e}", version.plugin_id)))?;
+        let approved = Approved::of(&manifest.capabilities, &version.grants);
+        let mut connector = ConnectorPlugin::open_approved(&plugin, sandbox, &approved).await?;
         if let Some(budget) = budget {
             connector = connector.with_request_budget(budget);
         }

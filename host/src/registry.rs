@@ -260,7 +260,11 @@ impl Registry {
     }
 
     /// Verify a bundle and describe what it asks for. Installs nothing.
-    pub fn review(
+    ///
+    /// A connector's `spec()` is asked again and must say what the signed
+    /// manifest says: a signature proves who made the manifest, not that it
+    /// tells the truth about the component.
+    pub async fn review(
         &self,
         bytes: Vec<u8>,
         what: &str,
@@ -337,6 +341,13 @@ impl Registry {
                 plugin.info().world
             )])
             .into());
+        }
+        if m.kind == Kind::Connector {
+            let spec = crate::bundle::spec_of(&plugin, &m.id, &m.version.to_string()).await?;
+            let differences = crate::bundle::spec_differences(&m.capabilities, &spec.capabilities)?;
+            if !differences.is_empty() {
+                return Err(BundleError::ManifestMismatch(differences).into());
+            }
         }
         Ok(Review {
             requested: capabilities_of(&m.capabilities),

@@ -71,6 +71,7 @@ pub async fn install_shipped(registry: &Registry, key: &SecretKey, folder: &str,
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let review = registry
         .review(bundle(key, &manifest, wasm).await, "bundle", false, None)
+        .await
         .unwrap();
     let grant = grant_all(review.to_grant());
     registry.install(review, &grant).unwrap();
@@ -98,6 +99,7 @@ pub async fn install_plugins(db: &Database, registry: &Registry, key: &SecretKey
     ] {
         let review = registry
             .review(bundle(key, &manifest, wasm).await, "bundle", false, None)
+            .await
             .unwrap();
         let grant = grant_all(review.to_grant());
         registry.install(review, &grant).unwrap();
@@ -185,6 +187,7 @@ impl Kit {
         let review = self
             .registry
             .review(bytes, "upgrade", false, Some(CRM_PLUGIN))
+            .await
             .unwrap();
         let grant = grant_all(review.to_grant());
         self.registry.install(review, &grant).unwrap();

@@ -100,7 +100,7 @@ async fn fixture() -> Fixture {
         .unwrap()
         .to_bytes()
         .unwrap();
-    let review = registry.review(bundle, "b", false, None).unwrap();
+    let review = registry.review(bundle, "b", false, None).await.unwrap();
     let grant = grant_all(review.to_grant());
     registry.install(review, &grant).unwrap();
     Fixture {

@@ -56,6 +56,7 @@ async fn fixture() -> Fixture {
             false,
             None,
         )
+        .await
         .unwrap();
     let grant = grant_all(review.to_grant());
     registry.install(review, &grant).unwrap();
@@ -197,6 +198,7 @@ kv_bytes = 1024"#,
     let review = f
         .registry
         .review(v2, "v2", false, Some("acme/crm"))
+        .await
         .unwrap();
     let grant = grant_all(review.to_grant());
     f.registry.install(review, &grant).unwrap();

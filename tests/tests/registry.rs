@@ -86,6 +86,7 @@ async fn install_needs_a_grant_and_is_atomic() {
     let review = f
         .registry
         .review(v1(&f).await, "crm-1.nexo", false, None)
+        .await
         .unwrap();
     let shown: Vec<String> = review.to_grant().iter().map(|c| c.to_string()).collect();
     assert!(
@@ -121,6 +122,7 @@ async fn install_needs_a_grant_and_is_atomic() {
     let review = f
         .registry
         .review(v1(&f).await, "crm-1.nexo", false, None)
+        .await
         .unwrap();
     let grant = grant_all(review.to_grant());
     let row = f.registry.install(review, &grant).unwrap();
@@ -133,6 +135,7 @@ async fn install_needs_a_grant_and_is_atomic() {
     let err = f
         .registry
         .review(v1(&f).await, "again.nexo", false, None)
+        .await
         .unwrap_err();
     assert!(
         matches!(err, RegistryError::AlreadyInstalled { .. }),
@@ -146,6 +149,7 @@ async fn upgrade_reviews_new_capabilities_and_rollback_restores_the_old_version_
     let review = f
         .registry
         .review(v1(&f).await, "crm-1.nexo", false, None)
+        .await
         .unwrap();
     let grant = grant_all(review.to_grant());
     let v1_row = f.registry.install(review, &grant).unwrap();
@@ -156,6 +160,7 @@ async fn upgrade_reviews_new_capabilities_and_rollback_restores_the_old_version_
     let review = f
         .registry
         .review(v2(&f).await, "crm-2.nexo", false, Some("acme/crm"))
+        .await
         .unwrap();
     let new: Vec<&Capability> = review.to_grant().iter().collect();
     assert!(new.contains(&&Capability::Storage(1024)), "{new:?}");
@@ -189,6 +194,7 @@ async fn upgrade_reviews_new_capabilities_and_rollback_restores_the_old_version_
     let review = f
         .registry
         .review(v2(&f).await, "crm-2.nexo", false, Some("acme/crm"))
+        .await
         .unwrap();
     let grant = grant_all(review.to_grant());
     let v2_row = f.registry.install(review, &grant).unwrap();
@@ -224,6 +230,7 @@ async fn upgrade_reviews_new_capabilities_and_rollback_restores_the_old_version_
     let err = f
         .registry
         .review(v1(&f).await, "crm-1.nexo", false, Some("acme/crm"))
+        .await
         .unwrap_err();
     assert!(matches!(err, RegistryError::NotNewer { .. }), "{err}");
     assert!(
@@ -277,6 +284,7 @@ async fn incompatible_wit_majors_and_unsigned_bundles_are_refused() {
     let err = f
         .registry
         .review(bundle.to_bytes().unwrap(), "wit2.nexo", false, None)
+        .await
         .unwrap_err();
     assert!(
         matches!(
@@ -307,12 +315,17 @@ async fn incompatible_wit_majors_and_unsigned_bundles_are_refused() {
     let err = f
         .registry
         .review(unsigned.clone(), "dev.nexo", false, None)
+        .await
         .unwrap_err();
     assert!(
         matches!(err, RegistryError::Bundle(BundleError::Unsigned { .. })),
         "{err}"
     );
-    let review = f.registry.review(unsigned, "dev.nexo", true, None).unwrap();
+    let review = f
+        .registry
+        .review(unsigned, "dev.nexo", true, None)
+        .await
+        .unwrap();
     let grant = grant_all(review.to_grant());
     assert_eq!(
         f.registry.install(review, &grant).unwrap().signer_key_id,
@@ -343,6 +356,7 @@ async fn a_plugin_built_against_the_oldest_supported_wit_installs_and_runs() {
     let review = f
         .registry
         .review(bytes, "fixture.nexo", false, None)
+        .await
         .unwrap();
     assert_eq!(review.manifest().wit_version, semver::Version::new(1, 0, 0));
     assert!(review.to_grant().is_empty());

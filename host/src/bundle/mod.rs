@@ -321,6 +321,66 @@ fn secrets_set(
         .collect()
 }
 
+/// What a connector's `spec()` says, called in a sandbox that grants nothing.
+pub(crate) async fn spec_of(
+    plugin: &crate::runtime::LoadedPlugin,
+    id: &str,
+    version: &str,
+) -> Result<crate::plugin::Spec, BundleError> {
+    let sandbox = Sandbox {
+        plugin: crate::PluginRef {
+            id: id.to_string(),
+            version: version.to_string(),
+        },
+        limits: Limits::default(),
+        grants: Grants::default(),
+        secrets: Default::default(),
+        kv: None,
+    };
+    let connector = ConnectorPlugin::open(plugin, sandbox).await?;
+    Ok(connector.spec().clone())
+}
+
+/// Where a manifest's capabilities and a connector's `spec()` disagree, one
+/// sentence each (empty: they agree). Origins are compared in their
+/// normal form, secrets by name and origins.
+pub fn spec_differences(
+    declared: &manifest::Capabilities,
+    caps: &crate::plugin::Capabilities,
+) -> Result<Vec<String>, BundleError> {
+    let mut differences = Vec::new();
+    let theirs = normalised_origins(&caps.http_origins).map_err(BundleError::InvalidManifest)?;
+    let ours = normalised_origins(&declared.http_origins).map_err(BundleError::InvalidManifest)?;
+    if theirs != ours {
+        differences.push(format!(
+            "http_origins are {ours:?} but the component asks for {theirs:?}"
+        ));
+    }
+    let their_secrets: Vec<SecretCapability> = caps
+        .secrets
+        .iter()
+        .map(|s| SecretCapability {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            origins: s.origins.clone(),
+        })
+        .collect();
+    let (a, b) = (
+        secrets_set(&declared.secrets).map_err(BundleError::InvalidManifest)?,
+        secrets_set(&their_secrets).map_err(BundleError::InvalidManifest)?,
+    );
+    if a != b {
+        differences.push(format!("secrets are {a:?} but the component uses {b:?}"));
+    }
+    if caps.kv_bytes != declared.kv_bytes {
+        differences.push(format!(
+            "kv_bytes is {} but the component asks for {}",
+            declared.kv_bytes, caps.kv_bytes
+        ));
+    }
+    Ok(differences)
+}
+
 /// Build a bundle from the vendor's manifest and component: check the
 /// manifest against what the component is and declares, complete it (WIT
 /// version, SDK, config schema, digest) and sign it (unless `key` is `None`).
@@ -357,50 +417,8 @@ pub async fn pack(
     }
     let declared = &source.capabilities;
     let config_schema = if kind == Kind::Connector {
-        let sandbox = Sandbox {
-            plugin: crate::PluginRef {
-                id: source.id.clone(),
-                version: source.version.to_string(),
-            },
-            limits: Limits::default(),
-            grants: Grants::default(),
-            secrets: Default::default(),
-            kv: None,
-        };
-        let connector = ConnectorPlugin::open(&plugin, sandbox).await?;
-        let spec = connector.spec();
-        let caps = &spec.capabilities;
-        let theirs =
-            normalised_origins(&caps.http_origins).map_err(BundleError::InvalidManifest)?;
-        let ours =
-            normalised_origins(&declared.http_origins).map_err(BundleError::InvalidManifest)?;
-        if theirs != ours {
-            differences.push(format!(
-                "http_origins are {ours:?} but the component asks for {theirs:?}"
-            ));
-        }
-        let their_secrets: Vec<SecretCapability> = caps
-            .secrets
-            .iter()
-            .map(|s| SecretCapability {
-                name: s.name.clone(),
-                description: s.description.clone(),
-                origins: s.origins.clone(),
-            })
-            .collect();
-        let (a, b) = (
-            secrets_set(&declared.secrets).map_err(BundleError::InvalidManifest)?,
-            secrets_set(&their_secrets).map_err(BundleError::InvalidManifest)?,
-        );
-        if a != b {
-            differences.push(format!("secrets are {a:?} but the component uses {b:?}"));
-        }
-        if caps.kv_bytes != declared.kv_bytes {
-            differences.push(format!(
-                "kv_bytes is {} but the component asks for {}",
-                declared.kv_bytes, caps.kv_bytes
-            ));
-        }
+        let spec = spec_of(&plugin, &source.id, &source.version.to_string()).await?;
+        differences.extend(spec_differences(declared, &spec.capabilities)?);
         Some(serde_json::from_str(&spec.config_schema).map_err(|e| {
             BundleError::InvalidManifest(format!("the component's config schema is not JSON: {e}"))
         })?)

@@ -140,7 +140,7 @@ pub(crate) async fn demo(dir: &Path, registry: Registry, args: DemoArgs) -> Resu
         "Plugins: signed bundles from {}",
         args.bundles.display()
     ));
-    let installed = install_bundles(&db, &registry, &args.bundles)?;
+    let installed = install_bundles(&db, &registry, &args.bundles).await?;
     let erp = match erp {
         Some(erp) if !installed.iter().any(|p| p == "nexo/tryton") => {
             println!(
@@ -291,7 +291,7 @@ fn section(title: &str) {
 /// Trust every `*.pub` in `dir`, then install every `*.nexo` with the
 /// capabilities it asks for (its signature is checked against those keys);
 /// the ids of the plugins installed.
-fn install_bundles(
+async fn install_bundles(
     db: &nexo::store::Database,
     registry: &Registry,
     dir: &Path,
@@ -331,7 +331,7 @@ fn install_bundles(
     for file in bundles {
         let what = file.display().to_string();
         let bytes = std::fs::read(file).with_context(|| format!("cannot read {what}"))?;
-        let review = registry.review(bytes, &what, false, None)?;
+        let review = registry.review(bytes, &what, false, None).await?;
         let grant = grant_all(review.to_grant());
         let row = registry.install(review, &grant)?;
         println!(

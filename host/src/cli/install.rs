@@ -85,7 +85,7 @@ fn confirm() -> Result<bool> {
     ))
 }
 
-pub(crate) fn install(
+pub(crate) async fn install(
     registry: &Registry,
     bundle: &Path,
     upgrade_of: Option<&str>,
@@ -93,7 +93,9 @@ pub(crate) fn install(
 ) -> Result<()> {
     let what = bundle.display().to_string();
     let bytes = std::fs::read(bundle).with_context(|| format!("cannot read {what}"))?;
-    let review = registry.review(bytes, &what, args.allow_unsigned, upgrade_of)?;
+    let review = registry
+        .review(bytes, &what, args.allow_unsigned, upgrade_of)
+        .await?;
     describe(&review);
     let asked = review.to_grant().to_vec();
     let grant = if !args.grant.is_empty() {

@@ -383,10 +383,10 @@ async fn run(cli: Cli) -> Result<()> {
             allow_unsigned,
         }) => bundle::verify(&open_db(&dir)?, &bundle, allow_unsigned),
         Command::Plugin(PluginCommand::Install { bundle, grant }) => {
-            install::install(&registry(&dir, &runtime)?, &bundle, None, &grant)
+            install::install(&registry(&dir, &runtime)?, &bundle, None, &grant).await
         }
         Command::Plugin(PluginCommand::Upgrade { id, bundle, grant }) => {
-            install::install(&registry(&dir, &runtime)?, &bundle, Some(&id), &grant)
+            install::install(&registry(&dir, &runtime)?, &bundle, Some(&id), &grant).await
         }
         Command::Plugin(PluginCommand::Rollback { id, version }) => {
             install::rollback(&registry(&dir, &runtime)?, &id, version.as_ref())

@@ -71,6 +71,7 @@ impl<T> Outcome<T> {
 pub struct ConnectorPlugin {
     core: Core,
     spec: Spec,
+    beyond_approval: Vec<String>,
 }
 
 /// A mapper plugin, opened with its sandbox.
@@ -121,14 +122,39 @@ pub enum OpenError {
     },
 }
 
+mod authority;
 mod call;
 
+pub use authority::Approved;
 use call::{Op, Reply};
 
 impl ConnectorPlugin {
-    /// Open a connector: call `spec`, then build its policy from what it
+    /// Open a local connector (a file being developed or inspected, no
+    /// install behind it): call `spec`, then build its policy from what it
     /// declares intersected with what `sandbox` grants.
     pub async fn open(plugin: &LoadedPlugin, sandbox: Sandbox) -> Result<Self, OpenError> {
+        Self::open_with(plugin, sandbox, None).await
+    }
+
+    /// Open an installed connector under what the admin approved at
+    /// install. `approved` is its only authority: origins, secret bindings,
+    /// key-value quota and memory come from it (intersected with `sandbox`);
+    /// what `spec()` asks beyond it is ignored and reported
+    /// ([`ConnectorPlugin::beyond_approval`]).
+    pub async fn open_approved(
+        plugin: &LoadedPlugin,
+        mut sandbox: Sandbox,
+        approved: &Approved,
+    ) -> Result<Self, OpenError> {
+        sandbox.limits.memory_bytes = sandbox.limits.memory_bytes.min(approved.memory_bytes);
+        Self::open_with(plugin, sandbox, Some(approved)).await
+    }
+
+    async fn open_with(
+        plugin: &LoadedPlugin,
+        sandbox: Sandbox,
+        approved: Option<&Approved>,
+    ) -> Result<Self, OpenError> {
         if plugin.info().world != WorldKind::Connector {
             return Err(OpenError::WrongWorld {
                 plugin: sandbox.plugin.clone(),
@@ -146,28 +172,53 @@ impl ConnectorPlugin {
             Reply::Spec(s) => s,
             _ => return Err(OpenError::Spec(bare.mismatch("spec"))),
         };
+        let caps = &spec.capabilities;
+        let (origins, bindings, kv_declared, beyond_approval) = match approved {
+            Some(a) => {
+                let excess = a.excess(caps);
+                if !excess.is_empty() {
+                    tracing::warn!(
+                        plugin = %sandbox.plugin,
+                        asked = ?excess,
+                        "the plugin's spec() asks for more than was approved at install; ignored"
+                    );
+                }
+                (
+                    a.http_origins.clone(),
+                    a.secrets.clone(),
+                    a.kv_bytes,
+                    excess,
+                )
+            }
+            None => (
+                caps.http_origins.clone(),
+                caps.secrets
+                    .iter()
+                    .map(|s| (s.name.clone(), s.origins.clone()))
+                    .collect(),
+                caps.kv_bytes,
+                Vec::new(),
+            ),
+        };
         let bad = |source| OpenError::BadDeclaration {
             plugin: sandbox.plugin.clone(),
             source,
         };
-        let declared = spec
-            .capabilities
-            .http_origins
+        let declared = origins
             .iter()
             .map(|o| OriginPattern::parse(o))
             .collect::<Result<Vec<_>, _>>()
             .map_err(bad)?;
         let mut secrets = SecretSet::default();
-        for req in &spec.capabilities.secrets {
-            if let Some(value) = sandbox.secrets.get(&req.name) {
-                let origins = req
-                    .origins
+        for (name, origins) in &bindings {
+            if let Some(value) = sandbox.secrets.get(name) {
+                let origins = origins
                     .iter()
                     .map(|o| OriginPattern::parse(o))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(bad)?;
                 secrets.insert(
-                    req.name.clone(),
+                    name.clone(),
                     BoundSecret {
                         value: value.clone(),
                         origins,
@@ -185,7 +236,7 @@ impl ConnectorPlugin {
             plugin: sandbox.plugin.clone(),
             reason: e.to_string(),
         })?;
-        let quota = spec.capabilities.kv_bytes.min(sandbox.grants.kv_bytes);
+        let quota = kv_declared.min(sandbox.grants.kv_bytes);
         let kv = match (&sandbox.kv, quota) {
             (Some((store, ns)), q) if q > 0 => Some(store.namespace(ns.clone(), q)),
             _ => None,
@@ -198,7 +249,15 @@ impl ConnectorPlugin {
                 kv,
             },
             spec,
+            beyond_approval,
         })
+    }
+
+    /// What the plugin's `spec()` asked for beyond its approval at install,
+    /// one sentence each: ignored, and worth an admin's look (a plugin
+    /// whose behaviour changed after install, or a manifest that lied).
+    pub fn beyond_approval(&self) -> &[String] {
+        &self.beyond_approval
     }
 
     /// The same plugin, with each of its outbound requests waiting for a

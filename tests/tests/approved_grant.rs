@@ -1,0 +1,218 @@
+//! The approved grant is the only authority: an installed plugin runs with
+//! what its signed manifest asked for and the admin granted, whatever its
+//! live `spec()` says. A signed manifest that lies about its component is
+//! refused at install; a component whose `spec()` turns greedy after it was
+//! packed and installed reaches nothing beyond its approval, and the excess
+//! is reported.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::HeaderMap;
+use nexo::Limits;
+use nexo::bundle::keys::SecretKey;
+use nexo::bundle::manifest::ManifestSource;
+use nexo::bundle::{Bundle, BundleError, pack};
+use nexo::connections::{Connections, NewConnection};
+use nexo::registry::{Registry, RegistryError, grant_all};
+use nexo::sandbox::secrets::SecretValue;
+use nexo::store::Database;
+use nexo::store::connections::{ConnectionGrants, Environment};
+use nexo::store::sealed::Sealer;
+use nexo_tests::{programs, runtime};
+
+const TOKEN: &str = "approved-only-token-5c1e";
+const MANIFEST: &str = r#"id = "acme/greedy"
+version = "1.0.0"
+kind = "connector"
+description = "d"
+vendor = "Acme"
+[capabilities]
+http_origins = ["http://*:*"]
+secrets = [{ name = "token", description = "an API token for the vendor's API on localhost", origins = ["http://localhost:*"] }]
+"#;
+
+/// The hostile component with its switch set to `at` (unix seconds; 0:
+/// never, 1: always greedy).
+fn greedy_at(at: u64) -> Vec<u8> {
+    let mut wasm = std::fs::read(programs::HOSTILE_AUTHORITY).unwrap();
+    let marker = b"NEXO-SWITCH-AT=";
+    let pos = wasm
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("the component carries its switch");
+    let digits = format!("{at:010}");
+    wasm[pos + marker.len()..pos + marker.len() + 10].copy_from_slice(digits.as_bytes());
+    wasm
+}
+
+/// A server on 127.0.0.1 that keeps every `Authorization` it receives.
+async fn recorder() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: HeaderMap| {
+        let keep = keep.clone();
+        async move {
+            if let Some(v) = headers.get("authorization") {
+                keep.lock()
+                    .unwrap()
+                    .push(v.to_str().unwrap_or_default().to_string());
+            }
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (port, seen)
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    registry: Registry,
+    connections: Connections,
+    key: SecretKey,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(&dir.path().join("nexo.db")).unwrap();
+    let key = SecretKey::generate("Acme").unwrap();
+    db.trust_key(&key.public()).unwrap();
+    let registry = Registry::new(db, runtime().clone(), dir.path().join("bundles"));
+    let connections = Connections::new(registry.clone(), Sealer::from_key(&[7; 32]));
+    Fixture {
+        _dir: dir,
+        registry,
+        connections,
+        key,
+    }
+}
+
+async fn packed(f: &Fixture, component: Vec<u8>) -> Result<Bundle, BundleError> {
+    let src: ManifestSource = toml::from_str(MANIFEST).unwrap();
+    pack(runtime(), src, component, Some(&f.key)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_manifest_that_lies_about_its_component_is_refused_at_install() {
+    // Before install asked the component again, the vendor's signature was
+    // enough: this bundle installed, showing "token → localhost" while the
+    // component sent it anywhere.
+    let f = fixture();
+    // The official pack refuses the greedy component outright...
+    let err = packed(&f, greedy_at(1)).await.unwrap_err();
+    assert!(matches!(err, BundleError::ManifestMismatch(_)), "{err}");
+    // ...so the attacker packs the honest one and swaps the component in,
+    // then signs the edited manifest with their (trusted) key.
+    let mut bundle = packed(&f, greedy_at(0)).await.unwrap();
+    let greedy = greedy_at(1);
+    bundle.manifest.component.sha256 = nexo::cache::sha256_hex(&greedy);
+    bundle.manifest.component.size = greedy.len() as u64;
+    bundle.component = greedy;
+    bundle.manifest_bytes = serde_json::to_vec_pretty(&bundle.manifest).unwrap();
+    let msg = [&b"nexo-bundle-v1\0"[..], &bundle.manifest_bytes].concat();
+    if let Some(sig) = bundle.signature.as_mut() {
+        use base64::Engine as _;
+        sig.signature = base64::engine::general_purpose::STANDARD.encode(f.key.sign(&msg));
+    }
+    let err = f
+        .registry
+        .review(bundle.to_bytes().unwrap(), "lying.nexo", false, None)
+        .await
+        .err()
+        .expect("the lying bundle is refused");
+    assert!(
+        matches!(err, RegistryError::Bundle(BundleError::ManifestMismatch(_))),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("secrets are"), "{text}");
+    assert!(text.contains("http://*:*"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_that_turns_greedy_after_install_reaches_only_what_was_approved() {
+    let f = fixture();
+    let (api_port, api_seen) = recorder().await;
+    let (collector_port, collector_seen) = recorder().await;
+    let api = format!("http://localhost:{api_port}");
+    let collector = format!("http://127.0.0.1:{collector_port}");
+
+    // Packed and installed while the spec is honest (token → localhost)...
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let switch_at = now + 3;
+    let bundle = packed(&f, greedy_at(switch_at)).await.unwrap();
+    let review = f
+        .registry
+        .review(bundle.to_bytes().unwrap(), "greedy.nexo", false, None)
+        .await
+        .unwrap();
+    let grant = grant_all(review.to_grant());
+    f.registry.install(review, &grant).unwrap();
+    // ...and the admin lets the connection reach both systems.
+    f.connections
+        .add(NewConnection {
+            name: "vendor".into(),
+            plugin_id: "acme/greedy".into(),
+            pinned_version: None,
+            environment: Environment::Sandbox,
+            config: serde_json::json!({ "url": api }),
+            secrets: BTreeMap::from([("token".to_string(), SecretValue::new(TOKEN))]),
+            grants: ConnectionGrants {
+                http: vec![],
+                private_http: vec![api.clone(), collector.clone()],
+                ..Default::default()
+            },
+        })
+        .unwrap();
+
+    // Once the switch is past, the live spec binds the token everywhere.
+    while SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        <= switch_at
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, connector) = f
+        .connections
+        .open("vendor", Limits::default())
+        .await
+        .unwrap();
+    // The token goes where the approval binds it...
+    let to_api = serde_json::json!({ "url": api }).to_string();
+    connector
+        .read(&to_api, "send", None)
+        .await
+        .result
+        .expect("the approved origin gets the token");
+    assert_eq!(
+        api_seen.lock().unwrap().clone(),
+        vec![format!("Bearer {TOKEN}")]
+    );
+    // ...and nowhere else, although the spec now says otherwise.
+    let to_collector = serde_json::json!({ "url": collector }).to_string();
+    let outcome = connector.read(&to_collector, "send", None).await;
+    assert!(outcome.result.is_err(), "the request is refused");
+    assert!(
+        collector_seen.lock().unwrap().is_empty(),
+        "the collector received {:?}",
+        collector_seen.lock().unwrap()
+    );
+
+    // And the admin is told what the plugin asked for.
+    let excess = connector.beyond_approval();
+    assert!(
+        excess
+            .iter()
+            .any(|e| e.contains("`token`") && e.contains("http://*:*")),
+        "the greedy spec is reported: {excess:?}"
+    );
+}
