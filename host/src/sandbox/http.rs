@@ -1,9 +1,12 @@
 //! The `http` capability: outbound requests on a plugin's behalf.
 //!
 //! Every hop is checked against the [`OutboundPolicy`]: the URL's origin
-//! before sending, each resolved address at connect time (a resolver that
-//! refuses internal addresses), and each redirect target (redirects are
-//! followed here, not by the client, so none escapes the policy). Secret
+//! before sending, each resolved address at connect time, and each redirect
+//! target (redirects are followed here, not by the client, so none escapes
+//! the policy). A hop whose origin is exactly a private grant goes through
+//! a client whose resolver lets that grant's host reach internal addresses;
+//! every other hop goes through one whose resolver refuses them all, so a
+//! private grant never opens other ports of its host. Secret
 //! templates are filled in per hop for the hop's origin; on a cross-origin
 //! redirect, credential headers are dropped as browsers do. 429/503 answers
 //! are retried a bounded number of times, honouring `Retry-After`. With a
@@ -18,7 +21,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
 use super::budget::{Budget, BudgetExhausted};
-use super::policy::{Denial, Origin, OutboundPolicy};
+use super::policy::{AddressScope, Denial, Origin, OutboundPolicy};
 use super::secrets::{SecretDenial, SecretSet};
 
 /// Methods a plugin may use.
@@ -156,11 +159,13 @@ impl Default for HttpSettings {
     }
 }
 
-/// Resolves names with the system resolver and refuses internal addresses
-/// the policy does not allow for that host.
+/// Resolves names with the system resolver and refuses every address the
+/// policy does not allow in its scope. The resolver knows the host but not
+/// the port, so the scope is fixed per client: see [`OutboundHttp`].
 #[derive(Debug)]
 struct PolicyResolver {
     policy: Arc<OutboundPolicy>,
+    scope: AddressScope,
 }
 
 /// Marker error for a refused address, found again in reqwest's error chain.
@@ -174,12 +179,13 @@ struct AddressRefused {
 impl reqwest::dns::Resolve for PolicyResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let policy = self.policy.clone();
+        let scope = self.scope;
         let host = name.as_str().to_string();
         Box::pin(async move {
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             for a in &addrs {
-                if let Err(ip) = policy.check_address(&host, a.ip()) {
+                if let Err(ip) = policy.check_address(scope, &host, a.ip()) {
                     return Err(Box::new(AddressRefused {
                         host: host.clone(),
                         ip,
@@ -198,9 +204,18 @@ const MIN_REQUEST_TIME: Duration = Duration::from_millis(100);
 
 /// An outbound HTTP client bound to one plugin's policy and secrets. Cheap
 /// to clone; build one per plugin and connection, not per call.
+///
+/// It holds two reqwest clients, because a resolver sees a host name but
+/// not the port: `public` refuses every internal address and sends every
+/// hop whose origin is not exactly a private grant; `private` lets the
+/// hosts of private grants resolve to internal addresses and sends only the
+/// hops whose origin equals one. Each connection is made by the resolver
+/// that checked its addresses, so there is no window between check and
+/// connect for DNS rebinding.
 #[derive(Debug, Clone)]
 pub struct OutboundHttp {
-    client: reqwest::Client,
+    public: reqwest::Client,
+    private: reqwest::Client,
     policy: Arc<OutboundPolicy>,
     secrets: Arc<SecretSet>,
     settings: HttpSettings,
@@ -215,17 +230,21 @@ impl OutboundHttp {
         settings: HttpSettings,
     ) -> Result<Self, reqwest::Error> {
         let policy = Arc::new(policy);
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .dns_resolver(PolicyResolver {
-                policy: policy.clone(),
-            })
-            .connect_timeout(settings.timeout)
-            .user_agent(concat!("nexo/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = |scope| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .dns_resolver(PolicyResolver {
+                    policy: policy.clone(),
+                    scope,
+                })
+                .connect_timeout(settings.timeout)
+                .user_agent(concat!("nexo/", env!("CARGO_PKG_VERSION")))
+                .build()
+        };
         Ok(OutboundHttp {
-            client,
+            public: client(AddressScope::PublicOnly)?,
+            private: client(AddressScope::PrivateGrant)?,
             policy,
             secrets: Arc::new(secrets),
             settings,
@@ -267,8 +286,11 @@ impl OutboundHttp {
         loop {
             let origin = origin_of(&url)?;
             let headers = self.headers_for(&req, &origin, with_credentials)?;
-            let mut builder = self
-                .client
+            let client = match self.policy.scope_for(&origin) {
+                AddressScope::PublicOnly => &self.public,
+                AddressScope::PrivateGrant => &self.private,
+            };
+            let mut builder = client
                 .request(method.as_reqwest(), url.clone())
                 .headers(headers);
             if with_credentials && let Some((user, pass)) = &req.basic_auth {
@@ -424,7 +446,7 @@ impl OutboundHttp {
         while let Some(s) = source {
             if let Some(refused) = s.downcast_ref::<AddressRefused>() {
                 return HttpError::AddressNotAllowed(format!(
-                    "{refused} (grant the exact host with --grant-private-http)"
+                    "{refused} (to allow it, grant the exact origin with --grant-private-http scheme://host:port)"
                 ));
             }
             source = s.source();
