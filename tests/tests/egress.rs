@@ -1,20 +1,24 @@
 //! Egress from the attacker's side: a hostile connector with a private
 //! grant for one test server (port A) and a public grant for every origin
-//! tries to reach a second server (port B) on the same host. Both servers are real, on 127.0.0.1,
+//! tries to reach a second server (port B) on the same host, to route its
+//! request with headers of its own, and to make the host follow a
+//! `Location` that is not a redirect. Both servers are real, on 127.0.0.1,
 //! and record every request they see.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::Response;
-use nexo::sandbox::http::HttpError;
-use nexo::sandbox::policy::HttpGrant;
+use nexo::sandbox::http::{HttpError, HttpSettings, Method, OutboundHttp, OutboundRequest};
+use nexo::sandbox::policy::{HttpGrant, OriginPattern, OutboundPolicy};
+use nexo::sandbox::secrets::SecretSet;
 use nexo::state::SandboxEvent;
 use nexo::{ConnectorPlugin, Grants, GuestError, Limits, PluginError, PluginRef, Sandbox};
 use nexo_tests::{load, programs};
@@ -245,4 +249,121 @@ async fn a_redirect_from_the_private_origin_to_another_port_is_refused() {
         vec![],
         "the redirect's target was never requested"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_and_framing_headers_are_the_hosts() {
+    let a = Recorder::start().await;
+    let grant = format!("http://127.0.0.1:{}", a.port());
+    let p = hostile(private_and_world(&grant)).await;
+    for (name, value) in [
+        ("Host", "admin.internal"),
+        ("host", "127.0.0.1:22"),
+        ("Transfer-Encoding", "chunked"),
+        ("Content-Length", "0"),
+        ("Connection", "upgrade"),
+        ("X-Forwarded-Host", "admin.internal"),
+        ("X-Forwarded-For", "127.0.0.1"),
+        ("Forwarded", "for=127.0.0.1;host=admin.internal"),
+        ("Proxy-Authorization", "Basic YTpi"),
+    ] {
+        match attack(&p, &format!("{grant}/api"), Some((name, value))).await {
+            Outcome::Refused(GuestError::Internal(_), HttpError::InvalidRequest(m)) => {
+                assert!(m.contains(&format!("`{name}`")), "{name}: {m}");
+                assert!(!m.contains(value), "{name}: the value is not echoed: {m}");
+            }
+            other => panic!("{name}: {value}: {other:?}"),
+        }
+    }
+    assert_eq!(a.seen(), vec![], "no request was sent");
+    // An ordinary header still goes through, and the host sets `Host`.
+    let ok = attack(&p, &format!("{grant}/api"), Some(("X-Request-Id", "7"))).await;
+    assert!(answered(ok).contains("status 200"));
+    assert_eq!(
+        a.seen(),
+        vec![Seen {
+            path: "/api".into(),
+            host: Some(format!("127.0.0.1:{}", a.port())),
+            transfer_encoding: None,
+        }]
+    );
+}
+
+/// Every routing and framing header, in any case, is refused by the
+/// client itself (no Wasm in between); ordinary headers pass.
+#[tokio::test]
+async fn the_client_refuses_each_host_owned_header_and_passes_the_rest() {
+    let a = Recorder::start().await;
+    let grant = format!("http://127.0.0.1:{}", a.port());
+    let policy = OutboundPolicy::new(
+        vec![OriginPattern::parse("http://*:*").unwrap()],
+        private_and_world(&grant),
+    );
+    let http = OutboundHttp::new(policy, SecretSet::default(), HttpSettings::default()).unwrap();
+    let request = |name: &str| OutboundRequest {
+        method: Method::Post,
+        url: format!("{grant}/api"),
+        headers: vec![(name.to_string(), "x".to_string())],
+        basic_auth: None,
+        body: Some(b"{}".to_vec()),
+        timeout_ms: None,
+    };
+    let deadline = || Instant::now() + Duration::from_secs(10);
+    for name in [
+        "Host",
+        "HOST",
+        "Content-Length",
+        "Transfer-Encoding",
+        "Connection",
+        "Keep-Alive",
+        "Upgrade",
+        "TE",
+        "Trailer",
+        "Expect",
+        "Proxy-Authorization",
+        "Proxy-Connection",
+        "Forwarded",
+        "X-Forwarded-For",
+        "X-Forwarded-Host",
+        "x-forwarded-proto",
+        "X-Real-IP",
+        "Via",
+    ] {
+        match http.send(request(name), deadline()).await {
+            Err(HttpError::InvalidRequest(m)) => assert!(m.contains(name), "{name}: {m}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    assert_eq!(a.seen(), vec![], "nothing was sent");
+    for name in ["Content-Type", "Accept", "Authorization", "X-Request-Id"] {
+        let resp = http.send(request(name), deadline()).await.unwrap();
+        assert_eq!(resp.status, 200, "{name}");
+    }
+    assert_eq!(a.paths().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_redirect_statuses_are_followed() {
+    let a = Recorder::start().await;
+    let grant = format!("http://127.0.0.1:{}", a.port());
+    let p = hostile(private_and_world(&grant)).await;
+    for status in [300, 304, 305, 306] {
+        let url = format!("{grant}/status/{status}?location=/target");
+        let payload = answered(attack(&p, &url, None).await);
+        assert!(
+            payload.contains(&format!("status {status}")),
+            "{status} came back as it was: {payload}"
+        );
+    }
+    assert!(
+        !a.paths().iter().any(|p| p == "/target"),
+        "no Location of a non-redirect was requested: {:?}",
+        a.paths()
+    );
+    for status in [301, 302, 303, 307, 308] {
+        let url = format!("{grant}/status/{status}?location=/target");
+        assert!(answered(attack(&p, &url, None).await).contains("status 200"));
+    }
+    let followed = a.paths().iter().filter(|p| *p == "/target").count();
+    assert_eq!(followed, 5, "each redirect status was followed once");
 }

@@ -6,7 +6,9 @@
 //! the policy). A hop whose origin is exactly a private grant goes through
 //! a client whose resolver lets that grant's host reach internal addresses;
 //! every other hop goes through one whose resolver refuses them all, so a
-//! private grant never opens other ports of its host. Secret
+//! private grant never opens other ports of its host. The host owns the
+//! routing and framing headers (`Host`, `Transfer-Encoding`, …): a plugin
+//! that sets one is refused before anything is sent. Secret
 //! templates are filled in per hop for the hop's origin; on a cross-origin
 //! redirect, credential headers are dropped as browsers do. 429/503 answers
 //! are retried a bounded number of times, honouring `Retry-After`. With a
@@ -276,6 +278,7 @@ impl OutboundHttp {
     ) -> Result<OutboundResponse, HttpError> {
         let mut url = Url::parse(&req.url)
             .map_err(|e| HttpError::InvalidRequest(format!("bad URL `{}`: {e}", req.url)))?;
+        check_plugin_headers(&req.headers)?;
         let first_origin = origin_of(&url)?;
         self.policy.check_origin(&first_origin)?;
         let mut method = req.method;
@@ -312,7 +315,7 @@ impl OutboundHttp {
             let resp = builder.send().await.map_err(|e| self.classify(e))?;
             let status = resp.status().as_u16();
 
-            if resp.status().is_redirection()
+            if is_redirect(status)
                 && let Some(loc) = resp.headers().get(reqwest::header::LOCATION)
             {
                 redirects += 1;
@@ -454,6 +457,61 @@ impl OutboundHttp {
         // reqwest's messages carry the URL, never header values.
         HttpError::ConnectionFailed(self.secrets.redact(&error_chain(&e)))
     }
+}
+
+/// Statuses whose `Location` the host follows. Any other status (a 304 or
+/// 300 with a `Location`, the obsolete 305 and 306) goes back to the plugin
+/// as it came.
+fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+/// Headers that route or frame the request. The host sets them from the
+/// URL and body; one set by the plugin could send the request (with its
+/// secrets) to a virtual host or backend never granted, or smuggle a second
+/// request past the origin check.
+const HOST_OWNED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+    "forwarded",
+    "via",
+    "x-real-ip",
+    "x-client-ip",
+    "client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "x-host",
+    "x-original-host",
+    "x-original-url",
+    "x-rewrite-url",
+    "http2-settings",
+];
+
+/// Prefixes of header families the host owns for the same reason.
+const HOST_OWNED_PREFIXES: &[&str] = &["proxy-", "x-forwarded-"];
+
+/// Refuse a request whose plugin-set headers include one the host owns,
+/// before anything is resolved or sent.
+fn check_plugin_headers(headers: &[(String, String)]) -> Result<(), HttpError> {
+    for (name, _) in headers {
+        let lower = name.trim().to_ascii_lowercase();
+        let owned = HOST_OWNED_HEADERS.contains(&lower.as_str())
+            || HOST_OWNED_PREFIXES.iter().any(|p| lower.starts_with(p));
+        if owned {
+            return Err(HttpError::InvalidRequest(format!(
+                "header `{name}` is set by the host, not the plugin: remove it from the request \
+                 (the host derives routing and framing headers from the URL and the body)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn origin_of(url: &Url) -> Result<Origin, HttpError> {
