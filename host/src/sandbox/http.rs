@@ -209,15 +209,16 @@ const MIN_REQUEST_TIME: Duration = Duration::from_millis(100);
 ///
 /// It holds two reqwest clients, because a resolver sees a host name but
 /// not the port: `public` refuses every internal address and sends every
-/// hop whose origin is not exactly a private grant; `private` lets the
-/// hosts of private grants resolve to internal addresses and sends only the
-/// hops whose origin equals one. Each connection is made by the resolver
-/// that checked its addresses, so there is no window between check and
-/// connect for DNS rebinding.
+/// hop whose origin is not exactly a private grant; `private` (built only
+/// when the policy has a private grant) lets the hosts of private grants
+/// resolve to internal addresses and sends only the hops whose origin
+/// equals one. Each connection is made by the resolver that checked its
+/// addresses, so there is no window between check and connect for DNS
+/// rebinding.
 #[derive(Debug, Clone)]
 pub struct OutboundHttp {
     public: reqwest::Client,
-    private: reqwest::Client,
+    private: Option<reqwest::Client>,
     policy: Arc<OutboundPolicy>,
     secrets: Arc<SecretSet>,
     settings: HttpSettings,
@@ -246,7 +247,11 @@ impl OutboundHttp {
         };
         Ok(OutboundHttp {
             public: client(AddressScope::PublicOnly)?,
-            private: client(AddressScope::PrivateGrant)?,
+            private: if policy.granted().iter().any(|g| g.allow_private) {
+                Some(client(AddressScope::PrivateGrant)?)
+            } else {
+                None
+            },
             policy,
             secrets: Arc::new(secrets),
             settings,
@@ -289,9 +294,11 @@ impl OutboundHttp {
         loop {
             let origin = origin_of(&url)?;
             let headers = self.headers_for(&req, &origin, with_credentials)?;
-            let client = match self.policy.scope_for(&origin) {
-                AddressScope::PublicOnly => &self.public,
-                AddressScope::PrivateGrant => &self.private,
+            let client = match (self.policy.scope_for(&origin), &self.private) {
+                (AddressScope::PrivateGrant, Some(private)) => private,
+                // Without a private grant there is no private client: the
+                // stricter one is the only one.
+                _ => &self.public,
             };
             let mut builder = client
                 .request(method.as_reqwest(), url.clone())
