@@ -1,9 +1,14 @@
 //! The `http` capability: outbound requests on a plugin's behalf.
 //!
 //! Every hop is checked against the [`OutboundPolicy`]: the URL's origin
-//! before sending, each resolved address at connect time (a resolver that
-//! refuses internal addresses), and each redirect target (redirects are
-//! followed here, not by the client, so none escapes the policy). Secret
+//! before sending, each resolved address at connect time, and each redirect
+//! target (redirects are followed here, not by the client, so none escapes
+//! the policy). A hop whose origin is exactly a private grant goes through
+//! a client whose resolver lets that grant's host reach internal addresses;
+//! every other hop goes through one whose resolver refuses them all, so a
+//! private grant never opens other ports of its host. The host owns the
+//! routing and framing headers (`Host`, `Transfer-Encoding`, …): a plugin
+//! that sets one is refused before anything is sent. Secret
 //! templates are filled in per hop for the hop's origin; on a cross-origin
 //! redirect, credential headers are dropped as browsers do. 429/503 answers
 //! are retried a bounded number of times, honouring `Retry-After`. With a
@@ -18,7 +23,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
 use super::budget::{Budget, BudgetExhausted};
-use super::policy::{Denial, Origin, OutboundPolicy};
+use super::policy::{AddressScope, Denial, Origin, OutboundPolicy};
 use super::secrets::{SecretDenial, SecretSet};
 
 /// Methods a plugin may use.
@@ -156,11 +161,13 @@ impl Default for HttpSettings {
     }
 }
 
-/// Resolves names with the system resolver and refuses internal addresses
-/// the policy does not allow for that host.
+/// Resolves names with the system resolver and refuses every address the
+/// policy does not allow in its scope. The resolver knows the host but not
+/// the port, so the scope is fixed per client: see [`OutboundHttp`].
 #[derive(Debug)]
 struct PolicyResolver {
     policy: Arc<OutboundPolicy>,
+    scope: AddressScope,
 }
 
 /// Marker error for a refused address, found again in reqwest's error chain.
@@ -174,12 +181,13 @@ struct AddressRefused {
 impl reqwest::dns::Resolve for PolicyResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let policy = self.policy.clone();
+        let scope = self.scope;
         let host = name.as_str().to_string();
         Box::pin(async move {
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             for a in &addrs {
-                if let Err(ip) = policy.check_address(&host, a.ip()) {
+                if let Err(ip) = policy.check_address(scope, &host, a.ip()) {
                     return Err(Box::new(AddressRefused {
                         host: host.clone(),
                         ip,
@@ -198,9 +206,19 @@ const MIN_REQUEST_TIME: Duration = Duration::from_millis(100);
 
 /// An outbound HTTP client bound to one plugin's policy and secrets. Cheap
 /// to clone; build one per plugin and connection, not per call.
+///
+/// It holds two reqwest clients, because a resolver sees a host name but
+/// not the port: `public` refuses every internal address and sends every
+/// hop whose origin is not exactly a private grant; `private` (built only
+/// when the policy has a private grant) lets the hosts of private grants
+/// resolve to internal addresses and sends only the hops whose origin
+/// equals one. Each connection is made by the resolver that checked its
+/// addresses, so there is no window between check and connect for DNS
+/// rebinding.
 #[derive(Debug, Clone)]
 pub struct OutboundHttp {
-    client: reqwest::Client,
+    public: reqwest::Client,
+    private: Option<reqwest::Client>,
     policy: Arc<OutboundPolicy>,
     secrets: Arc<SecretSet>,
     settings: HttpSettings,
@@ -215,17 +233,25 @@ impl OutboundHttp {
         settings: HttpSettings,
     ) -> Result<Self, reqwest::Error> {
         let policy = Arc::new(policy);
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .dns_resolver(PolicyResolver {
-                policy: policy.clone(),
-            })
-            .connect_timeout(settings.timeout)
-            .user_agent(concat!("nexo/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = |scope| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .dns_resolver(PolicyResolver {
+                    policy: policy.clone(),
+                    scope,
+                })
+                .connect_timeout(settings.timeout)
+                .user_agent(concat!("nexo/", env!("CARGO_PKG_VERSION")))
+                .build()
+        };
         Ok(OutboundHttp {
-            client,
+            public: client(AddressScope::PublicOnly)?,
+            private: if policy.granted().iter().any(|g| g.allow_private) {
+                Some(client(AddressScope::PrivateGrant)?)
+            } else {
+                None
+            },
             policy,
             secrets: Arc::new(secrets),
             settings,
@@ -257,6 +283,7 @@ impl OutboundHttp {
     ) -> Result<OutboundResponse, HttpError> {
         let mut url = Url::parse(&req.url)
             .map_err(|e| HttpError::InvalidRequest(format!("bad URL `{}`: {e}", req.url)))?;
+        check_plugin_headers(&req.headers)?;
         let first_origin = origin_of(&url)?;
         self.policy.check_origin(&first_origin)?;
         let mut method = req.method;
@@ -267,8 +294,13 @@ impl OutboundHttp {
         loop {
             let origin = origin_of(&url)?;
             let headers = self.headers_for(&req, &origin, with_credentials)?;
-            let mut builder = self
-                .client
+            let client = match (self.policy.scope_for(&origin), &self.private) {
+                (AddressScope::PrivateGrant, Some(private)) => private,
+                // Without a private grant there is no private client: the
+                // stricter one is the only one.
+                _ => &self.public,
+            };
+            let mut builder = client
                 .request(method.as_reqwest(), url.clone())
                 .headers(headers);
             if with_credentials && let Some((user, pass)) = &req.basic_auth {
@@ -290,7 +322,7 @@ impl OutboundHttp {
             let resp = builder.send().await.map_err(|e| self.classify(e))?;
             let status = resp.status().as_u16();
 
-            if resp.status().is_redirection()
+            if is_redirect(status)
                 && let Some(loc) = resp.headers().get(reqwest::header::LOCATION)
             {
                 redirects += 1;
@@ -424,7 +456,7 @@ impl OutboundHttp {
         while let Some(s) = source {
             if let Some(refused) = s.downcast_ref::<AddressRefused>() {
                 return HttpError::AddressNotAllowed(format!(
-                    "{refused} (grant the exact host with --grant-private-http)"
+                    "{refused} (to allow it, grant the exact origin with --grant-private-http scheme://host:port)"
                 ));
             }
             source = s.source();
@@ -432,6 +464,61 @@ impl OutboundHttp {
         // reqwest's messages carry the URL, never header values.
         HttpError::ConnectionFailed(self.secrets.redact(&error_chain(&e)))
     }
+}
+
+/// Statuses whose `Location` the host follows. Any other status (a 304 or
+/// 300 with a `Location`, the obsolete 305 and 306) goes back to the plugin
+/// as it came.
+fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+/// Headers that route or frame the request. The host sets them from the
+/// URL and body; one set by the plugin could send the request (with its
+/// secrets) to a virtual host or backend never granted, or smuggle a second
+/// request past the origin check.
+const HOST_OWNED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+    "forwarded",
+    "via",
+    "x-real-ip",
+    "x-client-ip",
+    "client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "x-host",
+    "x-original-host",
+    "x-original-url",
+    "x-rewrite-url",
+    "http2-settings",
+];
+
+/// Prefixes of header families the host owns for the same reason.
+const HOST_OWNED_PREFIXES: &[&str] = &["proxy-", "x-forwarded-"];
+
+/// Refuse a request whose plugin-set headers include one the host owns,
+/// before anything is resolved or sent.
+fn check_plugin_headers(headers: &[(String, String)]) -> Result<(), HttpError> {
+    for (name, _) in headers {
+        let lower = name.trim().to_ascii_lowercase();
+        let owned = HOST_OWNED_HEADERS.contains(&lower.as_str())
+            || HOST_OWNED_PREFIXES.iter().any(|p| lower.starts_with(p));
+        if owned {
+            return Err(HttpError::InvalidRequest(format!(
+                "header `{name}` is set by the host, not the plugin: remove it from the request \
+                 (the host derives routing and framing headers from the URL and the body)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn origin_of(url: &Url) -> Result<Origin, HttpError> {

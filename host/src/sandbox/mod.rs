@@ -1,6 +1,7 @@
 //! The capabilities a plugin reaches through its imports. Each is plain Rust,
 //! testable without Wasm; the generated bindings only adapt to them.
 
+pub mod address;
 pub mod budget;
 pub mod http;
 pub mod kv;

@@ -1,18 +1,22 @@
 //! Outbound network policy: which origins a plugin may reach.
 //!
 //! A request is allowed when its origin matches a pattern the plugin
-//! *declared* and a pattern the admin *granted*. Names that resolve to
-//! loopback, private, link-local or otherwise internal addresses are refused
-//! unless the admin's grant for that host explicitly allows private
-//! addresses. The check runs on the URL before sending, on every redirect
-//! hop, and on the resolved addresses at connect time (so DNS rebinding
-//! cannot slip an internal address past a public name).
+//! *declared* and a pattern the admin *granted*. Loopback, private,
+//! link-local and otherwise internal addresses (IPv6 forms that embed an
+//! internal IPv4 address included) are refused unless the request's origin
+//! — scheme, host and port — equals a *private grant* exactly; a private
+//! grant never opens other ports of the same host. The check runs on the
+//! URL before sending, on every redirect hop, and on the resolved addresses
+//! at connect time (so DNS rebinding cannot slip an internal address past a
+//! public name).
 
 use std::fmt;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use url::Url;
+
+pub use super::address::is_public;
 
 /// Why an origin pattern is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,7 +98,7 @@ impl OriginPattern {
         } else if host.contains('*') {
             return Err(err("`*` may only be the first host label"));
         } else {
-            HostPattern::Exact(host.to_ascii_lowercase())
+            HostPattern::Exact(canonical_host(host))
         };
         Ok(OriginPattern { scheme, host, port })
     }
@@ -140,6 +144,21 @@ impl fmt::Display for OriginPattern {
             Some(443) if self.scheme == "https" => Ok(()),
             Some(p) => write!(f, ":{p}"),
         }
+    }
+}
+
+/// A host as [`Origin::of`] spells it, so that a pattern written
+/// `http://[0:0::1]:8080`, `http://0x7f.1:8080` or `http://API.Example.com`
+/// matches the URLs it names.
+fn canonical_host(host: &str) -> String {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return ip.to_string();
+    }
+    match url::Host::parse(host) {
+        Ok(url::Host::Ipv4(ip)) => ip.to_string(),
+        Ok(url::Host::Ipv6(ip)) => ip.to_string(),
+        Ok(url::Host::Domain(d)) => d.to_ascii_lowercase(),
+        Err(_) => host.to_ascii_lowercase(),
     }
 }
 
@@ -209,8 +228,9 @@ impl fmt::Display for Origin {
 pub struct HttpGrant {
     /// Origins granted.
     pub pattern: OriginPattern,
-    /// Whether the host may resolve to loopback/private/link-local addresses
-    /// (an on-premises ERP, a test server). Only honoured for exact hosts.
+    /// Whether requests to exactly this origin may reach loopback, private,
+    /// link-local and other internal addresses (an on-premises ERP, a test
+    /// server). Only for one exact origin: host *and* port.
     pub allow_private: bool,
 }
 
@@ -222,13 +242,14 @@ impl HttpGrant {
             allow_private: false,
         })
     }
-    /// A grant that also allows internal addresses for this exact host.
+    /// A grant that also allows internal addresses, for this one exact
+    /// origin (`scheme://host:port`, no wildcard host or port).
     pub fn private(pattern: &str) -> Result<Self, PatternError> {
         let pattern = OriginPattern::parse(pattern)?;
-        if !pattern.is_exact_host() {
+        if !pattern.is_exact_host() || pattern.port.is_none() {
             return Err(PatternError {
                 pattern: pattern.to_string(),
-                reason: "a grant to internal addresses must name one exact host",
+                reason: "a grant to internal addresses must name one exact host and port, e.g. http://10.0.0.5:8069",
             });
         }
         Ok(HttpGrant {
@@ -249,7 +270,7 @@ pub enum Denial {
     NotGranted(Origin),
     /// The origin resolves to (or is) an internal address not allowed.
     #[error(
-        "{origin} resolves to internal address {ip}, which is not granted (grant the exact host with --grant-private-http)"
+        "{origin} resolves to internal address {ip}, which is not granted (grant this exact origin with --grant-private-http {origin})"
     )]
     InternalAddress {
         /// The origin.
@@ -257,6 +278,18 @@ pub enum Denial {
         /// The address it resolved to.
         ip: IpAddr,
     },
+}
+
+/// Which addresses one connection may reach. A request's origin picks it
+/// ([`OutboundPolicy::scope_for`]); the resolver of the client that sends
+/// the request enforces it on every address it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressScope {
+    /// Public unicast addresses only: every origin that is not exactly a
+    /// private grant.
+    PublicOnly,
+    /// Internal addresses too: only an origin equal to a private grant.
+    PrivateGrant,
 }
 
 /// Declared ∩ granted origins, checked at the `http` import for every
@@ -282,7 +315,7 @@ impl OutboundPolicy {
             return Err(Denial::NotGranted(origin.clone()));
         }
         if let Some(ip) = origin.ip() {
-            self.check_address(&origin.host, ip)
+            self.check_address(self.scope_for(origin), &origin.host, ip)
                 .map_err(|ip| Denial::InternalAddress {
                     origin: origin.clone(),
                     ip,
@@ -291,17 +324,34 @@ impl OutboundPolicy {
         Ok(())
     }
 
-    /// Whether `host` may connect to `ip` (called for every resolved address).
-    pub fn check_address(&self, host: &str, ip: IpAddr) -> Result<(), IpAddr> {
-        if is_public(ip) || self.private_allowed(host) {
-            Ok(())
+    /// Which addresses a request to `origin` may reach: internal ones only
+    /// when `origin` equals a private grant exactly (scheme, host, port).
+    pub fn scope_for(&self, origin: &Origin) -> AddressScope {
+        let exact = self.granted.iter().any(|g| {
+            g.allow_private
+                && g.pattern.scheme == origin.scheme
+                && g.pattern.port == Some(origin.port)
+                && matches!(&g.pattern.host, HostPattern::Exact(h) if *h == origin.host)
+        });
+        if exact {
+            AddressScope::PrivateGrant
         } else {
-            Err(ip)
+            AddressScope::PublicOnly
         }
     }
 
-    fn private_allowed(&self, host: &str) -> bool {
-        let host = host.to_ascii_lowercase();
+    /// Whether a connection in `scope` to `host` may reach `ip` (called for
+    /// every resolved address, and for a literal IP in the URL). In
+    /// [`AddressScope::PrivateGrant`], internal addresses are allowed only
+    /// for a host that a private grant names.
+    pub fn check_address(&self, scope: AddressScope, host: &str, ip: IpAddr) -> Result<(), IpAddr> {
+        let allowed =
+            is_public(ip) || (scope == AddressScope::PrivateGrant && self.names_private_host(host));
+        if allowed { Ok(()) } else { Err(ip) }
+    }
+
+    fn names_private_host(&self, host: &str) -> bool {
+        let host = canonical_host(host.trim_start_matches('[').trim_end_matches(']'));
         self.granted.iter().any(|g| {
             g.allow_private && matches!(&g.pattern.host, HostPattern::Exact(h) if *h == host)
         })
@@ -313,44 +363,10 @@ impl OutboundPolicy {
     }
 }
 
-/// Whether `ip` is a public unicast address (not loopback, private, link-local,
-/// CGNAT, unique-local, multicast, documentation, unspecified or broadcast).
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64/10 CGNAT
-                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0/24
-                || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18/15 benchmarking
-                || o[0] >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let s = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (s[0] & 0xffc0) == 0xfe80 // link local fe80::/10
-                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-                || (s[0] == 0x64 && s[1] == 0xff9b)) // NAT64 may embed internal v4
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn origin(u: &str) -> Origin {
         Origin::of(&Url::parse(u).unwrap()).unwrap()
@@ -438,7 +454,11 @@ mod tests {
         ));
         assert!(
             public
-                .check_address("metadata.test", "169.254.169.254".parse().unwrap())
+                .check_address(
+                    AddressScope::PublicOnly,
+                    "metadata.test",
+                    "169.254.169.254".parse().unwrap()
+                )
                 .is_err()
         );
         let private = OutboundPolicy::new(
@@ -453,25 +473,161 @@ mod tests {
         assert!(HttpGrant::private("https://*.example.com").is_err());
     }
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// Where `localhost`, and a rebinding attacker's public name, resolve.
+    const LOOPBACK: [&str; 2] = ["127.0.0.1", "::1"];
+
+    /// Whether a request to `origin` gets through when its host name
+    /// resolves to `resolved`: the origin check, then the resolver of the
+    /// client that the origin picks (a literal IP is not resolved).
+    fn reaches(policy: &OutboundPolicy, origin: &Origin, resolved: &[&str]) -> bool {
+        policy.check_origin(origin).is_ok()
+            && (origin.ip().is_some()
+                || resolved.iter().all(|a| {
+                    policy
+                        .check_address(policy.scope_for(origin), &origin.host, ip(a))
+                        .is_ok()
+                }))
+    }
+
+    /// A connector for a test server: private grants for
+    /// `http://127.0.0.1:PORT` and `http://localhost:PORT`, and public
+    /// grants for any http(s) origin.
+    fn private_port_and_public_world(port: u16) -> OutboundPolicy {
+        OutboundPolicy::new(
+            vec![
+                OriginPattern::parse("http://*:*").unwrap(),
+                OriginPattern::parse("https://*:*").unwrap(),
+            ],
+            vec![
+                HttpGrant::private(&format!("http://127.0.0.1:{port}")).unwrap(),
+                HttpGrant::private(&format!("http://localhost:{port}")).unwrap(),
+                HttpGrant::public("http://*:*").unwrap(),
+                HttpGrant::public("https://*:*").unwrap(),
+            ],
+        )
+    }
+
     #[test]
-    fn address_classes() {
-        for internal in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fe80::1",
-            "fd00::1",
-            "::ffff:127.0.0.1",
+    fn a_private_grant_opens_one_origin_not_its_host() {
+        let policy = private_port_and_public_world(8080);
+        for allowed in [
+            "http://127.0.0.1:8080/x",
+            "http://localhost:8080/",
+            "http://LOCALHOST:8080",
+            "http://0x7f.1:8080",
+            "http://2130706433:8080",
         ] {
-            assert!(!is_public(internal.parse().unwrap()), "{internal}");
+            assert!(reaches(&policy, &origin(allowed), &LOOPBACK), "{allowed}");
         }
-        for public in ["1.1.1.1", "93.184.216.34", "2606:4700::1111"] {
-            assert!(is_public(public.parse().unwrap()), "{public}");
+        for refused in [
+            "http://127.0.0.1:8081",
+            "http://2130706433:22",
+            "http://localhost:8081",
+            "https://127.0.0.1:8080",
+            "https://localhost:8080",
+            "http://127.0.0.2:8080",
+            "http://[::1]:8080",
+            "http://[::ffff:127.0.0.1]:8081",
+            "http://localhost.:8080",
+            "http://rebind.example.com:8080",
+        ] {
+            assert!(!reaches(&policy, &origin(refused), &LOOPBACK), "{refused}");
+        }
+        // The wide public grant still reaches public addresses.
+        assert!(reaches(
+            &policy,
+            &origin("http://example.com:8081"),
+            &["93.184.216.34"]
+        ));
+    }
+
+    #[test]
+    fn a_private_grant_names_one_port() {
+        let e = HttpGrant::private("http://10.0.0.5:*").unwrap_err();
+        assert!(e.to_string().contains("one exact host and port"), "{e}");
+        assert!(HttpGrant::private("http://10.0.0.5:8069").is_ok());
+    }
+
+    #[test]
+    fn grant_hosts_are_spelled_as_urls_spell_them() {
+        for (pattern, url) in [
+            ("http://[0:0::1]:8080", "http://[::1]:8080"),
+            ("http://0x7f.1:8080", "http://127.0.0.1:8080"),
+            ("http://[::FFFF:7f00:1]", "http://[::ffff:127.0.0.1]/"),
+            ("http://ERP.Example.com:8069", "http://erp.example.com:8069"),
+        ] {
+            let p = OriginPattern::parse(pattern).unwrap();
+            assert!(p.matches(&origin(url)), "{pattern} vs {url}");
+        }
+    }
+
+    /// Spellings of loopback and other internal hosts a URL may use.
+    const INTERNAL_SPELLINGS: &[&str] = &[
+        "127.0.0.1",
+        "127.0.0.1.",
+        "2130706433",
+        "0177.0.0.1",
+        "0177.1",
+        "0x7f.1",
+        "0x7f000001",
+        "017700000001",
+        "127.1",
+        "127.0.1",
+        "127.0.0.2",
+        "0",
+        "0.0.0.0",
+        "10.0.0.1",
+        "169.254.169.254",
+        "0xa9.0xfe.0xa9.0xfe",
+        "[::1]",
+        "[0:0:0:0:0:0:0:1]",
+        "[::]",
+        "[::ffff:127.0.0.1]",
+        "[::ffff:7f00:1]",
+        "[0:0:0:0:0:ffff:7f00:1]",
+        "[::127.0.0.1]",
+        "[::7f00:1]",
+        "[::ffff:0:7f00:1]",
+        "[2002:7f00:1::]",
+        "[2001::7f00:1]",
+        "[64:ff9b::127.0.0.1]",
+        "[64:ff9b:1::a00:1]",
+        "[fe80::1]",
+        "[fec0::1]",
+        "localhost",
+        "localhost.",
+        "LocalHost",
+        "sub.localhost",
+        "rebind.example.com",
+    ];
+
+    proptest! {
+        /// With a private grant for one exact origin and public grants for
+        /// everything, no other scheme, port or spelling of a host reaches
+        /// an internal address.
+        #[test]
+        fn only_the_exact_private_origin_reaches_internal_addresses(
+            host in prop::sample::select(INTERNAL_SPELLINGS),
+            upper in any::<bool>(),
+            scheme in prop::sample::select(&["http", "https", "HTTP", "hTTps"][..]),
+            port in prop_oneof![Just(8080u16), 1u16..],
+            zero_padded in any::<bool>(),
+        ) {
+            let policy = private_port_and_public_world(8080);
+            let host = if upper { host.to_ascii_uppercase() } else { host.to_string() };
+            let port = if zero_padded { format!("0{port}") } else { port.to_string() };
+            let url = format!("{scheme}://{host}:{port}/x");
+            // A spelling no URL parser accepts cannot be sent either.
+            let Some(o) = Url::parse(&url).ok().as_ref().and_then(Origin::of) else {
+                return Ok(());
+            };
+            let granted =
+                o == origin("http://127.0.0.1:8080") || o == origin("http://localhost:8080");
+            prop_assert_eq!(reaches(&policy, &o, &LOOPBACK), granted, "{}", url);
         }
     }
 }
