@@ -342,13 +342,7 @@ impl Registry {
             )])
             .into());
         }
-        if m.kind == Kind::Connector {
-            let spec = crate::bundle::spec_of(&plugin, &m.id, &m.version.to_string()).await?;
-            let differences = crate::bundle::spec_differences(&m.capabilities, &spec.capabilities)?;
-            if !differences.is_empty() {
-                return Err(BundleError::ManifestMismatch(differences).into());
-            }
-        }
+        crate::bundle::confirm_spec(&plugin, m).await?;
         Ok(Review {
             requested: capabilities_of(&m.capabilities),
             bundle_bytes_sha256: sha256_hex(&bytes),

@@ -12,42 +12,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
 use nexo::Limits;
+use nexo::bundle::BundleError;
 use nexo::bundle::keys::SecretKey;
-use nexo::bundle::manifest::ManifestSource;
-use nexo::bundle::{Bundle, BundleError, pack};
 use nexo::connections::{Connections, NewConnection};
 use nexo::registry::{Registry, RegistryError, grant_all};
 use nexo::sandbox::secrets::SecretValue;
 use nexo::store::Database;
 use nexo::store::connections::{ConnectionGrants, Environment};
 use nexo::store::sealed::Sealer;
-use nexo_tests::{programs, runtime};
+use nexo_tests::{greedy, runtime};
 
 const TOKEN: &str = "approved-only-token-5c1e";
-const MANIFEST: &str = r#"id = "acme/greedy"
-version = "1.0.0"
-kind = "connector"
-description = "d"
-vendor = "Acme"
-[capabilities]
-http_origins = ["http://*:*"]
-secrets = [{ name = "token", description = "an API token for the vendor's API on localhost", origins = ["http://localhost:*"] }]
-"#;
-
-/// The hostile component with its switch set to `at` (unix seconds; 0:
-/// never, 1: always greedy).
-fn greedy_at(at: u64) -> Vec<u8> {
-    let mut wasm = std::fs::read(programs::HOSTILE_AUTHORITY).unwrap();
-    let marker = b"NEXO-SWITCH-AT=";
-    let pos = wasm
-        .windows(marker.len())
-        .position(|w| w == marker)
-        .expect("the component carries its switch");
-    let digits = format!("{at:010}");
-    wasm[pos + marker.len()..pos + marker.len() + 10].copy_from_slice(digits.as_bytes());
-    wasm
-}
-
 /// A server on 127.0.0.1 that keeps every `Authorization` it receives.
 async fn recorder() -> (u16, Arc<Mutex<Vec<String>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -91,11 +66,6 @@ fn fixture() -> Fixture {
     }
 }
 
-async fn packed(f: &Fixture, component: Vec<u8>) -> Result<Bundle, BundleError> {
-    let src: ManifestSource = toml::from_str(MANIFEST).unwrap();
-    pack(runtime(), src, component, Some(&f.key)).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_manifest_that_lies_about_its_component_is_refused_at_install() {
     // Before install asked the component again, the vendor's signature was
@@ -103,24 +73,16 @@ async fn a_signed_manifest_that_lies_about_its_component_is_refused_at_install()
     // component sent it anywhere.
     let f = fixture();
     // The official pack refuses the greedy component outright...
-    let err = packed(&f, greedy_at(1)).await.unwrap_err();
+    let err = greedy::packed(&f.key, greedy::component_greedy_at(1))
+        .await
+        .unwrap_err();
     assert!(matches!(err, BundleError::ManifestMismatch(_)), "{err}");
-    // ...so the attacker packs the honest one and swaps the component in,
-    // then signs the edited manifest with their (trusted) key.
-    let mut bundle = packed(&f, greedy_at(0)).await.unwrap();
-    let greedy = greedy_at(1);
-    bundle.manifest.component.sha256 = nexo::cache::sha256_hex(&greedy);
-    bundle.manifest.component.size = greedy.len() as u64;
-    bundle.component = greedy;
-    bundle.manifest_bytes = serde_json::to_vec_pretty(&bundle.manifest).unwrap();
-    let msg = [&b"nexo-bundle-v1\0"[..], &bundle.manifest_bytes].concat();
-    if let Some(sig) = bundle.signature.as_mut() {
-        use base64::Engine as _;
-        sig.signature = base64::engine::general_purpose::STANDARD.encode(f.key.sign(&msg));
-    }
+    // ...so the attacker packs the honest one, swaps the component in and
+    // signs the edited manifest with their (trusted) key.
+    let bundle = greedy::lying_bundle(&f.key).await;
     let err = f
         .registry
-        .review(bundle.to_bytes().unwrap(), "lying.nexo", false, None)
+        .review(bundle, "lying.nexo", false, None)
         .await
         .err()
         .expect("the lying bundle is refused");
@@ -147,7 +109,9 @@ async fn a_spec_that_turns_greedy_after_install_reaches_only_what_was_approved()
         .unwrap()
         .as_secs();
     let switch_at = now + 3;
-    let bundle = packed(&f, greedy_at(switch_at)).await.unwrap();
+    let bundle = greedy::packed(&f.key, greedy::component_greedy_at(switch_at))
+        .await
+        .unwrap();
     let review = f
         .registry
         .review(bundle.to_bytes().unwrap(), "greedy.nexo", false, None)

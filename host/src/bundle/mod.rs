@@ -341,6 +341,25 @@ pub(crate) async fn spec_of(
     Ok(connector.spec().clone())
 }
 
+/// Ask a connector's `spec()` again and refuse a manifest that disagrees
+/// with it: a signature proves who wrote the manifest, not that it tells
+/// the truth about the component. A mapper has no `spec()` to ask.
+pub async fn confirm_spec(
+    plugin: &crate::runtime::LoadedPlugin,
+    manifest: &Manifest,
+) -> Result<(), BundleError> {
+    if manifest.kind != Kind::Connector {
+        return Ok(());
+    }
+    let spec = spec_of(plugin, &manifest.id, &manifest.version.to_string()).await?;
+    let differences = spec_differences(&manifest.capabilities, &spec.capabilities)?;
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(BundleError::ManifestMismatch(differences))
+    }
+}
+
 /// Where a manifest's capabilities and a connector's `spec()` disagree, one
 /// sentence each (empty: they agree). Origins are compared in their
 /// normal form, secrets by name and origins.

@@ -80,7 +80,12 @@ pub(crate) async fn pack(
     Ok(())
 }
 
-pub(crate) fn verify(db: &Database, path: &Path, allow_unsigned: bool) -> Result<()> {
+pub(crate) async fn verify(
+    db: &Database,
+    runtime: &Runtime,
+    path: &Path,
+    allow_unsigned: bool,
+) -> Result<()> {
     let what = path.display().to_string();
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {what}"))?;
     let bundle = Bundle::parse(&bytes, &what)?;
@@ -90,6 +95,9 @@ pub(crate) fn verify(db: &Database, path: &Path, allow_unsigned: bool) -> Result
         allow_unsigned,
     )?;
     let m = &bundle.manifest;
+    // The component must also be what the signed manifest says it is.
+    let plugin = runtime.load(&bundle.component, &format!("{}@{}", m.id, m.version))?;
+    nexo::bundle::confirm_spec(&plugin, m).await?;
     println!("{what}: OK");
     println!("  plugin     {}@{} ({})", m.id, m.version, m.kind);
     println!("  vendor     {}", m.vendor);

@@ -381,7 +381,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Plugin(PluginCommand::Verify {
             bundle,
             allow_unsigned,
-        }) => bundle::verify(&open_db(&dir)?, &bundle, allow_unsigned),
+        }) => bundle::verify(&open_db(&dir)?, &runtime, &bundle, allow_unsigned).await,
         Command::Plugin(PluginCommand::Install { bundle, grant }) => {
             install::install(&registry(&dir, &runtime)?, &bundle, None, &grant).await
         }
