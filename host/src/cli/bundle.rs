@@ -9,6 +9,7 @@ use nexo::Runtime;
 use nexo::bundle::keys::{PublicKey, SecretKey};
 use nexo::bundle::manifest::ManifestSource;
 use nexo::bundle::{Bundle, Signer};
+use nexo::safe_text::SafeText;
 use nexo::store::Database;
 
 pub(crate) fn keygen(name: &str, out: &Path) -> Result<()> {
@@ -72,7 +73,11 @@ pub(crate) async fn pack(
         out.display()
     );
     match &bundle.signature {
-        Some(sig) => println!("signed by key {} ({})", sig.key_id, sig.signer),
+        Some(sig) => println!(
+            "signed by key {} ({})",
+            sig.key_id,
+            SafeText::line(&sig.signer)
+        ),
         None => {
             println!("UNSIGNED: for local development only; installing it needs --allow-unsigned")
         }
@@ -92,7 +97,7 @@ pub(crate) fn verify(db: &Database, path: &Path, allow_unsigned: bool) -> Result
     let m = &bundle.manifest;
     println!("{what}: OK");
     println!("  plugin     {}@{} ({})", m.id, m.version, m.kind);
-    println!("  vendor     {}", m.vendor);
+    println!("  vendor     {}", SafeText::line(&m.vendor));
     println!("  built for  nexo:connector {}", m.wit_version);
     println!(
         "  component  sha256 {} ({} bytes)",
@@ -100,7 +105,11 @@ pub(crate) fn verify(db: &Database, path: &Path, allow_unsigned: bool) -> Result
     );
     match signer {
         Signer::Trusted(key) => {
-            println!("  signed by  {} (key {}, trusted)", key.name, key.key_id())
+            println!(
+                "  signed by  {} (key {}, trusted)",
+                SafeText::line(&key.name),
+                key.key_id()
+            )
         }
         Signer::UnsignedDev => println!("  UNSIGNED   accepted for local development only"),
     }
@@ -125,7 +134,12 @@ pub(crate) fn trust_list(db: &Database) -> Result<()> {
         println!("no trusted keys; add a vendor's public key with `nexo trust add FILE`");
     }
     for k in keys {
-        println!("{}  {}  (since {})", k.key.key_id(), k.key.name, k.added_at);
+        println!(
+            "{}  {}  (since {})",
+            k.key.key_id(),
+            SafeText::line(&k.key.name),
+            k.added_at
+        );
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use nexo::plugin::{Operation, Record, Spec, StreamInfo, WriteOutcome};
+use nexo::safe_text::safe_json;
 use nexo::sandbox::kv::KvStore;
 use nexo::sandbox::policy::HttpGrant;
 use nexo::sandbox::secrets::SecretValue;
@@ -208,7 +209,9 @@ pub(crate) async fn call(runtime: &Runtime, data_dir: &Path, args: CallArgs) -> 
         let out = mapper.map(&config, &batch).await.into_result()?;
         println!(
             "{}",
-            serde_json::to_string_pretty(&out.iter().map(record_json).collect::<Vec<_>>())?
+            safe_json(serde_json::to_string_pretty(
+                &out.iter().map(record_json).collect::<Vec<_>>()
+            )?)
         );
         return Ok(());
     }
@@ -281,6 +284,6 @@ pub(crate) async fn call(runtime: &Runtime, data_dir: &Path, args: CallArgs) -> 
             connector.plugin()
         ),
     };
-    println!("{}", serde_json::to_string_pretty(&output)?);
+    println!("{}", safe_json(serde_json::to_string_pretty(&output)?));
     Ok(())
 }

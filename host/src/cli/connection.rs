@@ -171,7 +171,8 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
             );
             println!(
                 "  config       {}",
-                serde_json::to_string_pretty(&config)?.replace('\n', "\n               ")
+                nexo::safe_text::safe_json(serde_json::to_string_pretty(&config)?)
+                    .replace('\n', "\n               ")
             );
         }
         ConnectionCommand::Test { name } => {

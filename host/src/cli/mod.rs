@@ -2,12 +2,14 @@
 //! call one operation of it under the sandbox, with the grants given on the
 //! command line.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use nexo::safe_text::SafeText;
 use nexo::{LoadedPlugin, PluginRef, Runtime, RuntimeConfig};
 
 mod bundle;
@@ -323,7 +325,8 @@ pub fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Errors carry plugins' and remote systems' words.
+            eprintln!("error: {}", SafeText::block(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -336,11 +339,47 @@ fn init_tracing(format: LogFormat, level: &str) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| OneLinePerEvent(std::io::stderr()))
         .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The text log's writer: whatever a field holds (a remote system's error
+/// message, a plugin's words), an event stays one line, so no line of the
+/// log can be forged. `tracing-subscriber` writes each event with one
+/// `write_all` ending in a newline; newlines and carriage returns before
+/// that end are written escaped. (Escape sequences are already escaped by
+/// `tracing-subscriber` itself; JSON lines escape both.)
+struct OneLinePerEvent<W>(W);
+
+impl<W: Write> Write for OneLinePerEvent<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let (body, end) = match buf.split_last() {
+            Some((b'\n', body)) => (body, &b"\n"[..]),
+            _ => (buf, &b""[..]),
+        };
+        if !body.iter().any(|b| matches!(b, b'\n' | b'\r')) {
+            self.0.write_all(buf)?;
+            return Ok(buf.len());
+        }
+        let mut out = Vec::with_capacity(buf.len() + 16);
+        for &b in body {
+            match b {
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b => out.push(b),
+            }
+        }
+        out.extend_from_slice(end);
+        self.0.write_all(&out)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 
