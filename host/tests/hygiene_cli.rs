@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use nexo_tests::cli::{fails, ok};
 use nexo_tests::programs;
@@ -205,4 +205,90 @@ async fn a_remote_systems_error_is_shown_escaped_by_pipeline_run_runs_and_run_sh
         "JSON keeps the exact text: {v}"
     );
     server.abort();
+}
+
+#[cfg(unix)]
+#[test]
+fn the_data_directory_and_database_are_private_and_tightened_if_loose() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("data");
+    ok(nexo(&data, &["plugin", "list"]));
+    assert_eq!(mode(&data), 0o700, "data directory");
+    let db = data.join("nexo.db");
+    assert_eq!(mode(&db), 0o600, "database");
+    for side in ["nexo.db-wal", "nexo.db-shm"] {
+        let p = data.join(side);
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{side}");
+        }
+    }
+
+    // Loosened by hand (a copy, a umask): tightened again, with a warning.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = nexo(&data, &["plugin", "list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    assert_eq!(mode(&data), 0o700, "data directory, tightened");
+    assert_eq!(mode(&db), 0o600, "database, tightened");
+    assert!(
+        stderr.contains("WARN") && stderr.contains("0644") && stderr.contains("0600"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn two_local_components_with_one_id_do_not_share_key_value_data() {
+    let data = tempfile::tempdir().unwrap();
+    let call = |wasm: &str, stream: &str| {
+        nexo(
+            data.path(),
+            &[
+                "plugin",
+                "call",
+                wasm,
+                "read",
+                "--stream",
+                stream,
+                "--grant-kv",
+                "1024",
+                "--id",
+                "local/shared",
+            ],
+        )
+    };
+    ok(call(programs::HOSTILE_OUTPUT, "kv-plant"));
+    // The other component, claiming the same id, lists its keys.
+    let text = ok(call(programs::HOSTILE, "kv"));
+    assert!(text.contains("stored 10 bytes"), "{text}");
+    assert!(
+        !text.contains("planted-by-hostile-output"),
+        "one component read another's key-value data: {text}"
+    );
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let data = tempfile::tempdir().unwrap();
+    // The reader is gone before nexo writes a byte: `nexo runs | head -0`.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = nexo_cmd(data.path())
+        .args(["runs"])
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(141)),
+        "{:?}: {stderr}",
+        out.status
+    );
 }

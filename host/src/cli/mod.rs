@@ -297,12 +297,15 @@ pub(crate) struct CallArgs {
     #[arg(long)]
     pub(crate) timeout_ms: Option<u64>,
     /// Plugin id for messages and storage (default: local/<crate name>).
+    /// Key-value data is kept per id *and* component SHA-256: another
+    /// component (or a rebuild) with the same id starts empty.
     #[arg(long)]
     pub(crate) id: Option<String>,
 }
 
 /// Run the CLI; errors are printed with their causes and give exit code 1.
 pub fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     // The demo tells its own story on stdout; its logs are warnings only
     // unless NEXO_LOG asks for more.
@@ -330,6 +333,32 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `nexo runs | head -1`: once the reader is gone, stop quietly with the
+/// status a shell reports for SIGPIPE (141) instead of a panic message.
+///
+/// Rust ignores SIGPIPE, so a write to a closed pipe fails with `EPIPE` and
+/// `println!` panics with "failed printing to stdout: Broken pipe". Turning
+/// SIGPIPE back on would need `unsafe` and would also let a peer that
+/// closes a socket kill `nexo serve`; this hook only catches that one
+/// panic, and passes every other panic to the default hook.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        let printing = message.starts_with("failed printing to stdout")
+            || message.starts_with("failed printing to stderr");
+        if printing && (message.contains("Broken pipe") || message.contains("os error 32")) {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 fn init_tracing(format: LogFormat, level: &str) {
@@ -398,8 +427,14 @@ fn data_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
 
 async fn run(cli: Cli) -> Result<()> {
     let dir = data_dir(cli.data_dir)?;
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    // Private to this user (0700, database and key 0600): it holds
+    // connections, sealed secrets and the key that opens them.
+    nexo::store::private::secure_data_dir(&dir).with_context(|| {
+        format!(
+            "cannot create the data directory {} or make it private to this user (mode 0700); check its owner, or pick another with --data-dir",
+            dir.display()
+        )
+    })?;
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(dir.join("cache")),
         ..RuntimeConfig::default()
