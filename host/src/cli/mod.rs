@@ -91,6 +91,11 @@ enum Command {
         /// Runs in progress at once, over all pipelines (the rest wait).
         #[arg(long, default_value_t = 4)]
         max_concurrent_runs: usize,
+        /// Serve /metrics without the admin token (by default a scraper
+        /// sends `Authorization: Bearer <token>`). The metrics name
+        /// pipelines, plugins and versions, never secrets.
+        #[arg(long)]
+        metrics_public: bool,
     },
     /// The product in one command: sandbox CRM and accounting services, the
     /// signed plugins installed, connections and pipelines (won deals →
@@ -477,11 +482,19 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve {
             addr,
             max_concurrent_runs,
+            metrics_public,
         } => {
             if max_concurrent_runs == 0 {
                 bail!("--max-concurrent-runs must be at least 1");
             }
-            serve::serve(&dir, registry(&dir, &runtime)?, addr, max_concurrent_runs).await
+            serve::serve(
+                &dir,
+                registry(&dir, &runtime)?,
+                addr,
+                max_concurrent_runs,
+                metrics_public,
+            )
+            .await
         }
         Command::Token(cmd) => serve::token(&dir, cmd),
         Command::Sandbox(args) => sandbox::sandbox(args).await,
