@@ -292,3 +292,16 @@ fn a_closed_stdout_ends_quietly() {
         out.status
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_a_budget_gets_the_default_one() {
+    let kit = Kit::new(tinycrm::seed(1), Default::default(), 50).await;
+    let mut plain = connection("plain", &kit.a, json!({"base_url": kit.a.url()}));
+    plain.grants.requests_per_minute = None;
+    kit.connections.add(plain).unwrap();
+    let shown = ok(nexo(kit.dir.path(), &["connection", "show", "plain"]));
+    assert!(
+        shown.contains("requests     at most 600 per minute (the default)"),
+        "{shown}"
+    );
+}
