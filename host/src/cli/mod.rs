@@ -565,3 +565,21 @@ pub(crate) fn plugin_ref(plugin: &LoadedPlugin, file: &Path, id: Option<String>)
             .to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_event_stays_on_one_line() {
+        let mut out = OneLinePerEvent(Vec::new());
+        let event = b"2026-12-05T01:00:00Z  WARN nexo: failed error=HTTP 401: no\n2026-12-05T00:00:00Z  INFO nexo: forged\r\n";
+        assert_eq!(out.write(event).unwrap(), event.len());
+        out.write_all(b"next event\n").unwrap();
+        let text = String::from_utf8(out.0).unwrap();
+        assert_eq!(
+            text,
+            "2026-12-05T01:00:00Z  WARN nexo: failed error=HTTP 401: no\\n2026-12-05T00:00:00Z  INFO nexo: forged\\r\nnext event\n"
+        );
+    }
+}
