@@ -305,3 +305,40 @@ async fn a_connection_without_a_budget_gets_the_default_one() {
         "{shown}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_record_values_are_shown_escaped_by_dry_run_and_dead_letters() {
+    let kit = Kit::new(tinycrm::seed(1), Default::default(), 50).await;
+    kit.apply(&nexo_tests::synckit::pipeline("a-to-b", "", ""))
+        .await;
+    kit.run("a-to-b").await;
+    let id = kit.a.contacts()[0]["id"].as_str().unwrap().to_string();
+    // A person (or an attacker) with write access to the source system.
+    let hostile = format!("Ada{TITLE_AND_CLEAR}\u{9b}2J");
+    kit.a.edit(&id, "first_name", hostile.clone());
+    let dir = kit.dir.path();
+
+    let out = nexo(dir, &["pipeline", "run", "a-to-b", "--dry-run"]);
+    assert_clean("pipeline run --dry-run", &out);
+    let text = ok(out);
+    assert!(text.contains("first_name"), "{text}");
+
+    let out = nexo(dir, &["pipeline", "run", "a-to-b", "--dry-run", "--json"]);
+    assert_clean("pipeline run --dry-run --json", &out);
+    let v: serde_json::Value = serde_json::from_str(&ok(out)).unwrap();
+    assert!(v.to_string().contains("\\u001b]0;pwned"), "{v}");
+
+    // The destination refuses the write: a dead letter holding the record.
+    kit.b.crm.lock().unwrap().reject_writes = 1;
+    kit.b.crm.lock().unwrap().fail_writes = 0;
+    let out = nexo(dir, &["pipeline", "run", "a-to-b"]);
+    assert_clean("pipeline run", &out);
+    let out = nexo(dir, &["dlq", "list", "--status", "all"]);
+    assert_clean("dlq list", &out);
+    let list = ok(out);
+    let letter = list.split_whitespace().next().unwrap().to_string();
+    let out = nexo(dir, &["dlq", "show", &letter]);
+    assert_clean("dlq show", &out);
+    let shown = ok(out);
+    assert!(shown.contains("\\u009b2J"), "{shown}");
+}
