@@ -42,7 +42,7 @@ pub enum StoreError {
     Poisoned,
     /// The database file cannot be created or made private (mode 0600).
     #[error(
-        "cannot make the database {path} private to this user (mode 0600): {source}; check who owns the data directory"
+        "cannot create the database {path} with owner-only permissions (mode 0600), or tighten it: {source}; check that its directory exists and who owns it"
     )]
     Permissions {
         /// Database file.

@@ -6,8 +6,10 @@
 //! The directory is created 0700 and the database 0600 (SQLite gives its
 //! `-wal` and `-shm` files the database's mode); anything found looser on
 //! open (a copy, a restore, a permissive umask) is tightened, with a
-//! warning that says what was found. Unix only: elsewhere the platform's
-//! defaults apply.
+//! warning that says what was found. A directory the admin pointed
+//! `--data-dir` at that holds other things (or is shared, like `/tmp`) is
+//! not re-moded, only warned about: nexo's own files in it stay private.
+//! Unix only: elsewhere the platform's defaults apply.
 
 use std::io;
 use std::path::Path;
@@ -15,8 +17,10 @@ use std::path::Path;
 /// Files of the data directory that must be private when they exist.
 pub const PRIVATE_FILES: &[&str] = &["nexo.db", "nexo.db-wal", "nexo.db-shm", "secret.key"];
 
-/// Create `dir` (and its parents) if missing, as 0700; tighten it and the
-/// [`PRIVATE_FILES`] in it if they are readable by others.
+/// Create `dir` (and its parents) if missing, as 0700; tighten it (when it
+/// is nexo's own: empty, or holding `nexo.db`, and not shared with the
+/// sticky bit) and the [`PRIVATE_FILES`] in it if they are readable by
+/// others.
 pub fn secure_data_dir(dir: &Path) -> io::Result<()> {
     if !dir.exists() {
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -35,7 +39,11 @@ pub fn secure_data_dir(dir: &Path) -> io::Result<()> {
             Err(e) => return Err(e),
         }
     }
-    tighten(dir, 0o700)?;
+    if is_own_data_dir(dir)? {
+        tighten(dir, 0o700)?;
+    } else {
+        warn_if_loose(dir);
+    }
     for name in PRIVATE_FILES {
         let path = dir.join(name);
         if path.exists() {
@@ -75,6 +83,39 @@ pub fn secure_database_file(path: &Path) -> io::Result<()> {
     #[cfg(not(unix))]
     let _ = path;
     Ok(())
+}
+
+/// Whether `dir` is nexo's alone to re-mode: empty or a data directory
+/// already, and not a shared (sticky) directory such as `/tmp`.
+fn is_own_data_dir(dir: &Path) -> io::Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if std::fs::metadata(dir)?.permissions().mode() & 0o1000 != 0 {
+            return Ok(false);
+        }
+    }
+    Ok(dir.join("nexo.db").exists() || std::fs::read_dir(dir)?.next().is_none())
+}
+
+/// Warn that a directory nexo does not re-mode is readable by others.
+fn warn_if_loose(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(dir) {
+            let found = meta.permissions().mode() & 0o777;
+            if found & 0o077 != 0 {
+                tracing::warn!(
+                    path = %dir.display(),
+                    "the data directory {} is readable by other users (mode {found:04o}) and holds other files, so nexo leaves its mode alone (its own files are 0600); give nexo a directory of its own with --data-dir",
+                    dir.display()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 /// Set `path` to `mode` if it grants group or others anything, with a
@@ -130,6 +171,21 @@ mod tests {
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&db), 0o600);
         assert_eq!(mode(&dir.join("secret.key")), 0o600);
+        Ok(())
+    }
+
+    #[test]
+    fn a_directory_holding_other_things_is_left_alone() -> io::Result<()> {
+        let shared = tempfile::tempdir()?;
+        std::fs::write(shared.path().join("notes.txt"), b"mine")?;
+        std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755))?;
+        secure_data_dir(shared.path())?;
+        assert_eq!(mode(shared.path()), 0o755);
+
+        let sticky = tempfile::tempdir()?;
+        std::fs::set_permissions(sticky.path(), std::fs::Permissions::from_mode(0o1777))?;
+        secure_data_dir(sticky.path())?;
+        assert_eq!(mode(sticky.path()), 0o777);
         Ok(())
     }
 }
