@@ -16,6 +16,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("contact-mapper", "CONTACT_MAPPER"),
     ("hostile", "HOSTILE"),
     ("hostile-authority", "HOSTILE_AUTHORITY"),
+    ("hostile-output", "HOSTILE_OUTPUT"),
     ("networked-mapper", "NETWORKED_MAPPER"),
     ("wit-1-0-fixture", "WIT_1_0_FIXTURE"),
     ("test-mapper", "TEST_MAPPER"),

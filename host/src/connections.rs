@@ -73,9 +73,21 @@ pub enum ConnectionError {
     /// Bad origin text.
     #[error("{0}")]
     Origin(String),
-    /// A request budget of zero.
-    #[error("connection `{0}`: requests_per_minute must be at least 1 (leave it out for no limit)")]
-    NoRequestBudget(String),
+}
+
+/// Requests per minute a connection may send when its admin chose no
+/// budget: a plugin in a loop, or a bug, must not hammer the remote system
+/// (and use up the account's quota) at the host's full speed.
+pub const DEFAULT_REQUESTS_PER_MINUTE: NonZeroU32 = NonZeroU32::MIN.saturating_add(599);
+
+/// The budget a connection's grants give it: `None` (not set) is the
+/// default of [`DEFAULT_REQUESTS_PER_MINUTE`]; `Some(0)` is no limit, an
+/// explicit choice (`--requests-per-minute unlimited`); `Some(n)` is `n`.
+pub fn request_budget(grants: &ConnectionGrants) -> Option<NonZeroU32> {
+    match grants.requests_per_minute {
+        None => Some(DEFAULT_REQUESTS_PER_MINUTE),
+        Some(n) => NonZeroU32::new(n),
+    }
 }
 
 /// What `add` needs.
@@ -158,18 +170,14 @@ impl Connections {
         &self.budgets
     }
 
-    /// A connection's request budget, if it has one.
-    fn budget_of(&self, row: &ConnectionRow) -> Result<Option<Arc<Budget>>, ConnectionError> {
-        match row.grants.requests_per_minute {
+    /// A connection's request budget, unless it was explicitly given none.
+    fn budget_of(&self, row: &ConnectionRow) -> Option<Arc<Budget>> {
+        match request_budget(&row.grants) {
             None => {
                 self.budgets.forget(&row.name);
-                Ok(None)
+                None
             }
-            Some(n) => {
-                let per_minute = NonZeroU32::new(n)
-                    .ok_or_else(|| ConnectionError::NoRequestBudget(row.name.clone()))?;
-                Ok(Some(self.budgets.for_connection(&row.name, per_minute)))
-            }
+            Some(per_minute) => Some(self.budgets.for_connection(&row.name, per_minute)),
         }
     }
 
@@ -201,9 +209,6 @@ impl Connections {
     /// Validate and save a new connection. Nothing is saved on any error.
     pub fn add(&self, new: NewConnection) -> Result<ConnectionRow, ConnectionError> {
         check_name(&new.name)?;
-        if new.grants.requests_per_minute == Some(0) {
-            return Err(ConnectionError::NoRequestBudget(new.name));
-        }
         let db = self.registry.db();
         if db.connection(&new.name)?.is_some() {
             return Err(ConnectionError::Exists(new.name));
@@ -325,7 +330,7 @@ impl Connections {
         limits: Limits,
     ) -> Result<(ConnectionRow, ConnectorPlugin), ConnectionError> {
         let row = self.get(name)?;
-        let budget = self.budget_of(&row)?;
+        let budget = self.budget_of(&row);
         let (version, plugin) = match &row.pinned_version {
             Some(v) => self.registry.load_version(&row.plugin_id, v)?,
             None => self.registry.load_active(&row.plugin_id)?,
@@ -397,6 +402,17 @@ impl Connections {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_budget_set_is_the_default_and_zero_is_explicitly_unlimited() {
+        let with = |n| ConnectionGrants {
+            requests_per_minute: n,
+            ..ConnectionGrants::default()
+        };
+        assert_eq!(request_budget(&with(None)), NonZeroU32::new(600));
+        assert_eq!(request_budget(&with(Some(0))), None);
+        assert_eq!(request_budget(&with(Some(90))), NonZeroU32::new(90));
+    }
 
     #[test]
     fn connection_origins_must_sit_inside_the_plugin_grant() {

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod plugin;
 pub mod registry;
 pub mod runtime;
+pub mod safe_text;
 pub mod sandbox;
 pub mod serve;
 mod slots;

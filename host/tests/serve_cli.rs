@@ -209,7 +209,7 @@ async fn a_connector_upgraded_while_serving_is_used_by_the_next_run_not_the_one_
         .post(format!("{}/hooks/a-to-b", daemon.url))
         .header(
             nexo::serve::webhook::SIGNATURE_HEADER,
-            nexo::serve::webhook::sign(&secret, &body),
+            nexo::serve::webhook::sign_now(&secret, &body),
         )
         .body(body)
         .send()

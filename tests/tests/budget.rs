@@ -17,7 +17,7 @@ use axum::routing::get;
 use nexo::bundle::keys::SecretKey;
 use nexo::bundle::manifest::ManifestSource;
 use nexo::bundle::pack;
-use nexo::connections::{ConnectionError, Connections, NewConnection};
+use nexo::connections::{Connections, DEFAULT_REQUESTS_PER_MINUTE, NewConnection, request_budget};
 use nexo::registry::{Registry, grant_all};
 use nexo::sandbox::budget::{RequestBudgets, burst_for};
 use nexo::sandbox::http::{HttpError, HttpSettings, Method, OutboundHttp, OutboundRequest};
@@ -239,24 +239,23 @@ async fn a_turn_after_the_call_deadline_reaches_the_plugin_as_rate_limited() {
 }
 
 #[tokio::test]
-async fn the_budget_is_stored_with_the_connection_and_zero_is_refused() {
+async fn the_budget_is_stored_with_the_connection_and_none_means_the_default() {
     let f = fixture().await;
     let api = Api::start(1).await;
-    let err = f
-        .connections
-        .add(connection("zero", &api, Some(0)))
-        .unwrap_err();
-    assert!(matches!(err, ConnectionError::NoRequestBudget(_)), "{err}");
-    assert!(err.to_string().contains("at least 1"), "{err}");
-    assert!(matches!(
-        f.connections.get("zero"),
-        Err(ConnectionError::Unknown(_))
-    ));
+    // Zero is the explicit "no limit" (`--requests-per-minute unlimited`).
+    f.connections
+        .add(connection("unlimited", &api, Some(0)))
+        .unwrap();
+    let grants = f.connections.get("unlimited").unwrap().grants;
+    assert_eq!(grants.requests_per_minute, Some(0));
+    assert_eq!(request_budget(&grants), None);
 
     f.connections
         .add(connection("limited", &api, Some(90)))
         .unwrap();
-    f.connections.add(connection("free", &api, None)).unwrap();
+    f.connections
+        .add(connection("defaulted", &api, None))
+        .unwrap();
     assert_eq!(
         f.connections
             .get("limited")
@@ -265,14 +264,10 @@ async fn the_budget_is_stored_with_the_connection_and_zero_is_refused() {
             .requests_per_minute,
         Some(90)
     );
-    assert_eq!(
-        f.connections
-            .get("free")
-            .unwrap()
-            .grants
-            .requests_per_minute,
-        None
-    );
+    let grants = f.connections.get("defaulted").unwrap().grants;
+    assert_eq!(grants.requests_per_minute, None);
+    assert_eq!(request_budget(&grants), Some(DEFAULT_REQUESTS_PER_MINUTE));
+    assert_eq!(DEFAULT_REQUESTS_PER_MINUTE.get(), 600);
 }
 
 #[tokio::test]

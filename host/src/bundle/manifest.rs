@@ -8,6 +8,17 @@ use serde::{Deserialize, Serialize};
 /// The manifest format this build writes and reads.
 pub const MANIFEST_FORMAT: u32 = 1;
 
+/// Largest `manifest.json` (and `nexo-plugin.toml`) accepted. Real ones
+/// are a few KiB; the cap keeps a hostile one from costing seconds to
+/// parse, check and show before it is refused.
+pub const MAX_MANIFEST_BYTES: u64 = 256 << 10;
+/// Most HTTP origins a plugin may ask for (wildcards cover many hosts).
+pub const MAX_HTTP_ORIGINS: usize = 64;
+/// Most secrets a plugin may ask for.
+pub const MAX_SECRETS: usize = 32;
+/// Most origins one secret may be bound to.
+pub const MAX_SECRET_ORIGINS: usize = 64;
+
 /// Which world a plugin implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -69,6 +80,34 @@ pub struct Capabilities {
 
 fn default_memory() -> u64 {
     64 << 20
+}
+
+impl Capabilities {
+    /// Why these capabilities exceed what a manifest may ask for, if they
+    /// do: counts only, checked before any origin is parsed or compared.
+    pub fn over_limits(&self) -> Option<String> {
+        let origins = self.http_origins.len();
+        if origins > MAX_HTTP_ORIGINS {
+            return Some(format!(
+                "it declares {origins} HTTP origins (at most {MAX_HTTP_ORIGINS}; use wildcards such as `https://*.example.com`)"
+            ));
+        }
+        let secrets = self.secrets.len();
+        if secrets > MAX_SECRETS {
+            return Some(format!(
+                "it declares {secrets} secrets (at most {MAX_SECRETS})"
+            ));
+        }
+        self.secrets.iter().find_map(|s| {
+            let n = s.origins.len();
+            (n > MAX_SECRET_ORIGINS).then(|| {
+                format!(
+                    "its secret `{}` is bound to {n} origins (at most {MAX_SECRET_ORIGINS})",
+                    s.name.chars().take(64).collect::<String>()
+                )
+            })
+        })
+    }
 }
 
 /// What the vendor writes (`nexo-plugin.toml`).
@@ -181,6 +220,29 @@ mod tests {
         ] {
             assert!(check_id(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn capability_counts_are_capped() {
+        let mut caps = Capabilities {
+            http_origins: vec!["https://a.example".into(); MAX_HTTP_ORIGINS],
+            ..Capabilities::default()
+        };
+        assert_eq!(caps.over_limits(), None);
+        caps.http_origins.push("https://b.example".into());
+        let why = caps.over_limits().unwrap_or_default();
+        assert!(why.contains("65 HTTP origins (at most 64"), "{why}");
+        caps.http_origins.clear();
+        caps.secrets = vec![SecretCapability {
+            name: "token".into(),
+            description: String::new(),
+            origins: vec!["https://a.example".into(); MAX_SECRET_ORIGINS + 1],
+        }];
+        let why = caps.over_limits().unwrap_or_default();
+        assert!(
+            why.contains("secret `token` is bound to 65 origins"),
+            "{why}"
+        );
     }
 
     #[test]

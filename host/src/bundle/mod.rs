@@ -26,7 +26,8 @@ use crate::sandbox::policy::OriginPattern;
 use crate::{Limits, Runtime};
 use keys::{PublicKey, SecretKey};
 use manifest::{
-    ComponentDigest, Kind, MANIFEST_FORMAT, Manifest, ManifestSource, SecretCapability,
+    Capabilities, ComponentDigest, Kind, MANIFEST_FORMAT, MAX_MANIFEST_BYTES, Manifest,
+    ManifestSource, SecretCapability,
 };
 
 /// Prefix of every signed message, so a bundle signature can never be
@@ -106,6 +107,17 @@ pub enum BundleError {
     /// The manifest is invalid.
     #[error("invalid manifest: {0}")]
     InvalidManifest(String),
+    /// The manifest is larger, or asks for more, than any plugin may: refused
+    /// before anything else is done with it.
+    #[error(
+        "{what} is refused: {reason}; this is far beyond what a plugin needs, ask the vendor for a corrected manifest"
+    )]
+    ManifestTooLarge {
+        /// The bundle, or "the manifest" at pack time.
+        what: String,
+        /// Which cap it exceeds.
+        reason: String,
+    },
     /// The component does not load.
     #[error(transparent)]
     Load(#[from] LoadError),
@@ -174,6 +186,16 @@ impl Bundle {
                 .map_err(|e| corrupt(e.to_string()))?
                 .to_string_lossy()
                 .into_owned();
+            if name == "manifest.json" && entry.size() > MAX_MANIFEST_BYTES {
+                return Err(BundleError::ManifestTooLarge {
+                    what: what.to_string(),
+                    reason: format!(
+                        "its manifest.json is {} bytes (at most {} KiB)",
+                        entry.size(),
+                        MAX_MANIFEST_BYTES >> 10
+                    ),
+                });
+            }
             let limit = if name == "plugin.wasm" {
                 MAX_COMPONENT_BYTES
             } else {
@@ -212,6 +234,7 @@ impl Bundle {
         }
         let manifest: Manifest =
             serde_json::from_value(raw).map_err(|e| corrupt(format!("manifest.json: {e}")))?;
+        check_limits(&manifest.capabilities, what)?;
         let signature = match signature {
             None => None,
             Some(s) => Some(
@@ -301,6 +324,17 @@ impl Bundle {
     }
 }
 
+/// Refuse capabilities beyond the manifest caps, naming `what`.
+fn check_limits(caps: &Capabilities, what: &str) -> Result<(), BundleError> {
+    match caps.over_limits() {
+        Some(reason) => Err(BundleError::ManifestTooLarge {
+            what: what.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
 fn normalised_origins(origins: &[String]) -> Result<BTreeSet<String>, String> {
     origins
         .iter()
@@ -367,6 +401,22 @@ pub fn spec_differences(
     declared: &manifest::Capabilities,
     caps: &crate::plugin::Capabilities,
 ) -> Result<Vec<String>, BundleError> {
+    // A spec asking for more than any manifest may is refused before the
+    // comparison, whose cost grows with what is compared.
+    let component_caps = Capabilities {
+        http_origins: caps.http_origins.clone(),
+        secrets: caps
+            .secrets
+            .iter()
+            .map(|s| SecretCapability {
+                name: s.name.clone(),
+                description: String::new(),
+                origins: s.origins.clone(),
+            })
+            .collect(),
+        ..Capabilities::default()
+    };
+    check_limits(&component_caps, "the component's spec")?;
     let mut differences = Vec::new();
     let theirs = normalised_origins(&caps.http_origins).map_err(BundleError::InvalidManifest)?;
     let ours = normalised_origins(&declared.http_origins).map_err(BundleError::InvalidManifest)?;
@@ -410,6 +460,7 @@ pub async fn pack(
     key: Option<&SecretKey>,
 ) -> Result<Bundle, BundleError> {
     manifest::check_id(&source.id).map_err(BundleError::InvalidManifest)?;
+    check_limits(&source.capabilities, "the manifest")?;
     let plugin = runtime.load(&component, &format!("{}@{}", source.id, source.version))?;
     let info = plugin.info();
     let mut differences = Vec::new();

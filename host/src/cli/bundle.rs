@@ -7,8 +7,9 @@ use anyhow::{Context, Result, bail};
 
 use nexo::Runtime;
 use nexo::bundle::keys::{PublicKey, SecretKey};
-use nexo::bundle::manifest::ManifestSource;
+use nexo::bundle::manifest::{MAX_MANIFEST_BYTES, ManifestSource};
 use nexo::bundle::{Bundle, Signer};
+use nexo::safe_text::SafeText;
 use nexo::store::Database;
 
 pub(crate) fn keygen(name: &str, out: &Path) -> Result<()> {
@@ -49,6 +50,16 @@ pub(crate) async fn pack(
     key: Option<&Path>,
     out: &Path,
 ) -> Result<()> {
+    let size = std::fs::metadata(manifest)
+        .with_context(|| format!("cannot read {}", manifest.display()))?
+        .len();
+    if size > MAX_MANIFEST_BYTES {
+        bail!(
+            "manifest {} is {size} bytes; a manifest may be at most {} KiB",
+            manifest.display(),
+            MAX_MANIFEST_BYTES >> 10
+        );
+    }
     let text = std::fs::read_to_string(manifest)
         .with_context(|| format!("cannot read {}", manifest.display()))?;
     let source: ManifestSource = toml::from_str(&text)
@@ -72,7 +83,11 @@ pub(crate) async fn pack(
         out.display()
     );
     match &bundle.signature {
-        Some(sig) => println!("signed by key {} ({})", sig.key_id, sig.signer),
+        Some(sig) => println!(
+            "signed by key {} ({})",
+            sig.key_id,
+            SafeText::line(&sig.signer)
+        ),
         None => {
             println!("UNSIGNED: for local development only; installing it needs --allow-unsigned")
         }
@@ -100,7 +115,7 @@ pub(crate) async fn verify(
     nexo::bundle::confirm_spec(&plugin, m).await?;
     println!("{what}: OK");
     println!("  plugin     {}@{} ({})", m.id, m.version, m.kind);
-    println!("  vendor     {}", m.vendor);
+    println!("  vendor     {}", SafeText::line(&m.vendor));
     println!("  built for  nexo:connector {}", m.wit_version);
     println!(
         "  component  sha256 {} ({} bytes)",
@@ -108,7 +123,11 @@ pub(crate) async fn verify(
     );
     match signer {
         Signer::Trusted(key) => {
-            println!("  signed by  {} (key {}, trusted)", key.name, key.key_id())
+            println!(
+                "  signed by  {} (key {}, trusted)",
+                SafeText::line(&key.name),
+                key.key_id()
+            )
         }
         Signer::UnsignedDev => println!("  UNSIGNED   accepted for local development only"),
     }
@@ -133,7 +152,12 @@ pub(crate) fn trust_list(db: &Database) -> Result<()> {
         println!("no trusted keys; add a vendor's public key with `nexo trust add FILE`");
     }
     for k in keys {
-        println!("{}  {}  (since {})", k.key.key_id(), k.key.name, k.added_at);
+        println!(
+            "{}  {}  (since {})",
+            k.key.key_id(),
+            SafeText::line(&k.key.name),
+            k.added_at
+        );
     }
     Ok(())
 }

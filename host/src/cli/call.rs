@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use nexo::plugin::{Operation, Record, Spec, StreamInfo, WriteOutcome};
+use nexo::safe_text::safe_json;
 use nexo::sandbox::kv::KvStore;
 use nexo::sandbox::policy::HttpGrant;
 use nexo::sandbox::secrets::SecretValue;
@@ -143,7 +144,12 @@ pub(crate) fn parse_secret(spec: &str) -> Result<(String, SecretValue)> {
     Ok((name.to_string(), SecretValue::new(value)))
 }
 
-fn sandbox_for(args: &CallArgs, who: PluginRef, data_dir: &Path) -> Result<Sandbox> {
+fn sandbox_for(
+    args: &CallArgs,
+    who: PluginRef,
+    component_sha256: &str,
+    data_dir: &Path,
+) -> Result<Sandbox> {
     let mut limits = match &args.limits {
         Some(p) => serde_json::from_str(&read_text(p)?)
             .with_context(|| format!("limits file {}", p.display()))?,
@@ -171,7 +177,10 @@ fn sandbox_for(args: &CallArgs, who: PluginRef, data_dir: &Path) -> Result<Sandb
         let db = nexo::store::Database::open(&data_dir.join("nexo.db"))
             .context("opening the database")?;
         let store = KvStore::new(db);
-        Some((store, format!("{}/cli", who.id)))
+        // `--id` is only a name the caller picks: the namespace also holds
+        // the component's digest, so one local component cannot read
+        // another's data by claiming its id.
+        Some((store, format!("{}/cli/{component_sha256}", who.id)))
     } else {
         None
     };
@@ -190,7 +199,7 @@ fn sandbox_for(args: &CallArgs, who: PluginRef, data_dir: &Path) -> Result<Sandb
 pub(crate) async fn call(runtime: &Runtime, data_dir: &Path, args: CallArgs) -> Result<()> {
     let plugin = runtime.load_file(&args.file)?;
     let who = plugin_ref(&plugin, &args.file, args.id.clone());
-    let sandbox = sandbox_for(&args, who, data_dir)?;
+    let sandbox = sandbox_for(&args, who, plugin.sha256(), data_dir)?;
     let config = load_config(args.config.as_deref())?;
     let stream = || {
         args.stream
@@ -208,7 +217,9 @@ pub(crate) async fn call(runtime: &Runtime, data_dir: &Path, args: CallArgs) -> 
         let out = mapper.map(&config, &batch).await.into_result()?;
         println!(
             "{}",
-            serde_json::to_string_pretty(&out.iter().map(record_json).collect::<Vec<_>>())?
+            safe_json(serde_json::to_string_pretty(
+                &out.iter().map(record_json).collect::<Vec<_>>()
+            )?)
         );
         return Ok(());
     }
@@ -281,6 +292,6 @@ pub(crate) async fn call(runtime: &Runtime, data_dir: &Path, args: CallArgs) -> 
             connector.plugin()
         ),
     };
-    println!("{}", serde_json::to_string_pretty(&output)?);
+    println!("{}", safe_json(serde_json::to_string_pretty(&output)?));
     Ok(())
 }

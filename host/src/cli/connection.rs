@@ -1,13 +1,12 @@
 //! `nexo connection add|list|show|test|remove`.
 
 use std::collections::BTreeMap;
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
-use nexo::connections::{Connections, NewConnection};
+use nexo::connections::{Connections, NewConnection, request_budget};
 use nexo::registry::Registry;
 use nexo::sandbox::budget::burst_for;
 use nexo::store::connections::{ConnectionGrants, Environment};
@@ -44,9 +43,9 @@ pub(crate) enum ConnectionCommand {
         #[arg(long = "grant-private-http", value_name = "ORIGIN")]
         grant_private_http: Vec<String>,
         /// Most requests per minute to this system, shared by every run of
-        /// the connection in one process; more wait their turn (default: no
-        /// limit).
-        #[arg(long, value_name = "N", value_parser = parse_requests_per_minute)]
+        /// the connection in one process; more wait their turn. Default:
+        /// 600. `unlimited` lifts the limit.
+        #[arg(long, value_name = "N|unlimited", value_parser = parse_requests_per_minute)]
         requests_per_minute: Option<u32>,
     },
     /// List connections.
@@ -157,12 +156,17 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
             );
             println!(
                 "  requests     {}",
-                match c.grants.requests_per_minute.and_then(NonZeroU32::new) {
+                match request_budget(&c.grants) {
                     Some(n) => format!(
-                        "at most {n} per minute, shared by all runs (bursts of up to {})",
+                        "at most {n} per minute{}, shared by all runs (bursts of up to {})",
+                        if c.grants.requests_per_minute.is_none() {
+                            " (the default)"
+                        } else {
+                            ""
+                        },
                         burst_for(n)
                     ),
-                    None => "no limit".into(),
+                    None => "no limit (chosen with --requests-per-minute unlimited)".into(),
                 }
             );
             println!(
@@ -171,7 +175,8 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
             );
             println!(
                 "  config       {}",
-                serde_json::to_string_pretty(&config)?.replace('\n', "\n               ")
+                nexo::safe_text::safe_json(serde_json::to_string_pretty(&config)?)
+                    .replace('\n', "\n               ")
             );
         }
         ConnectionCommand::Test { name } => {
@@ -186,12 +191,17 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
     Ok(())
 }
 
-/// `--requests-per-minute`: a whole number, at least 1.
+/// `--requests-per-minute`: a whole number, at least 1, or `unlimited`
+/// (stored as 0, see [`nexo::connections::request_budget`]).
 fn parse_requests_per_minute(s: &str) -> Result<u32, String> {
-    match s.trim().parse::<u32>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!(
-            "must be a whole number of at least 1, not `{s}` (leave --requests-per-minute out for no limit)"
-        )),
+    match s.trim() {
+        "unlimited" => Ok(0),
+        n => match n.parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(format!(
+                "must be a whole number of at least 1, or `unlimited`, not `{s}` (leave --requests-per-minute out for the default of {})",
+                nexo::connections::DEFAULT_REQUESTS_PER_MINUTE
+            )),
+        },
     }
 }

@@ -245,7 +245,7 @@ pub(crate) async fn demo(dir: &Path, registry: Registry, args: DemoArgs) -> Resu
         hub_token = HubSpotConfig::default().token,
         hub_url = hub.url(),
     );
-    super::serve::serve_on(dir, registry, listener, 4).await?;
+    super::serve::serve_on(dir, registry, listener, 4, false).await?;
     drop(erp);
     drop(books);
     drop(hub);

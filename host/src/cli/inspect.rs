@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use nexo::inspect::WorldKind;
 use nexo::limits::human_bytes;
+use nexo::safe_text::{SafeText, safe_json};
 use nexo::{ConnectorPlugin, Grants, Limits, Runtime, Sandbox};
 
 use super::call::spec_json;
@@ -48,7 +49,7 @@ pub(crate) async fn inspect(runtime: &Runtime, file: &Path, as_json: bool) -> Re
         "spec": spec.as_ref().map(spec_json),
     });
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        println!("{}", safe_json(serde_json::to_string_pretty(&doc)?));
         return Ok(());
     }
     println!("{}  ({})", who, file.display());
@@ -85,14 +86,17 @@ pub(crate) async fn inspect(runtime: &Runtime, file: &Path, as_json: bool) -> Re
         );
     }
     if let Some(spec) = &spec {
-        println!("  streams      {}", spec.streams.join(", "));
+        println!(
+            "  streams      {}",
+            SafeText::line(&spec.streams.join(", "))
+        );
         let caps = &spec.capabilities;
         println!("  wants to talk to:");
         if caps.http_origins.is_empty() {
             println!("    nothing (no network)");
         }
         for o in &caps.http_origins {
-            println!("    {o}");
+            println!("    {}", SafeText::line(o));
         }
         println!("  uses secrets:");
         if caps.secrets.is_empty() {
@@ -101,9 +105,9 @@ pub(crate) async fn inspect(runtime: &Runtime, file: &Path, as_json: bool) -> Re
         for s in &caps.secrets {
             println!(
                 "    {} - {} (sent only to {})",
-                s.name,
-                s.description,
-                s.origins.join(", ")
+                SafeText::line(&s.name),
+                SafeText::line(&s.description),
+                SafeText::line(&s.origins.join(", "))
             );
         }
         println!(
@@ -118,7 +122,7 @@ pub(crate) async fn inspect(runtime: &Runtime, file: &Path, as_json: bool) -> Re
             .unwrap_or(Value::String(spec.config_schema.clone()));
         println!(
             "  config schema:\n{}",
-            indent(&serde_json::to_string_pretty(&schema)?, 4)
+            indent(&safe_json(serde_json::to_string_pretty(&schema)?), 4)
         );
     } else {
         println!("  capabilities none: a mapper gets no network and no storage");

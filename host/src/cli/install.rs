@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use nexo::bundle::Signer;
 use nexo::limits::human_bytes;
 use nexo::registry::{Capability, Registry, Review, grant_all};
+use nexo::safe_text::SafeText;
 use nexo::store::Database;
 use nexo::store::registry::CapabilityGrant;
 
@@ -16,17 +17,28 @@ use super::GrantArgs;
 
 fn describe(review: &Review) {
     let m = review.manifest();
-    println!("{} {} - {} ({})", m.id, m.version, m.description, m.kind);
+    // Everything but the checked id and versions is the vendor's text.
+    println!(
+        "{} {} - {} ({})",
+        m.id,
+        m.version,
+        SafeText::line(&m.description),
+        m.kind
+    );
     println!(
         "  vendor     {}{}",
-        m.vendor,
+        SafeText::line(&m.vendor),
         m.homepage
             .as_deref()
-            .map(|h| format!(" ({h})"))
+            .map(|h| format!(" ({})", SafeText::line(h)))
             .unwrap_or_default()
     );
     match review.signer() {
-        Signer::Trusted(k) => println!("  signed by  {} (key {}, trusted)", k.name, k.key_id()),
+        Signer::Trusted(k) => println!(
+            "  signed by  {} (key {}, trusted)",
+            SafeText::line(&k.name),
+            k.key_id()
+        ),
         Signer::UnsignedDev => {
             println!("  UNSIGNED   for local development only: nobody vouches for this code")
         }
@@ -43,7 +55,7 @@ fn describe(review: &Review) {
         (None, false) => println!("It asks to:"),
     }
     for c in ask {
-        println!("  - {c}");
+        println!("  - {}", SafeText::line(&c.to_string()));
     }
     println!(
         "  (and up to {} of memory while it runs)",

@@ -9,6 +9,7 @@ use clap::{ArgGroup, Args, Subcommand};
 use serde_json::{Value, json};
 
 use nexo::plugin::Record;
+use nexo::safe_text::{SafeText, safe_json};
 use nexo::{Limits, MapperPlugin, PluginRef, Runtime, Sandbox};
 
 use super::call::{load_config, load_records, record_json};
@@ -71,7 +72,12 @@ pub(crate) async fn run(dir: &Path, runtime: &Runtime, cmd: MapCommand) -> Resul
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&as_json(&mapper, &batch, &fates, &batch_error))?
+            safe_json(serde_json::to_string_pretty(&as_json(
+                &mapper,
+                &batch,
+                &fates,
+                &batch_error
+            ))?)
         );
     } else {
         print_text(&mapper, &batch, &fates, batch_error.as_deref());
@@ -192,7 +198,14 @@ fn print_text(mapper: &MapperPlugin, batch: &[Record], fates: &[Fate], batch_err
         let (head, right) = match fate {
             Fate::Mapped(r) => {
                 mapped += 1;
-                (format!("{} → {}", input.stream, r.stream), pretty(r))
+                (
+                    format!(
+                        "{} → {}",
+                        SafeText::line(&input.stream),
+                        SafeText::line(&r.stream)
+                    ),
+                    pretty(r),
+                )
             }
             Fate::LeftOut => {
                 left_out += 1;
@@ -203,10 +216,13 @@ fn print_text(mapper: &MapperPlugin, batch: &[Record], fates: &[Fate], batch_err
             }
             Fate::Failed(e) => {
                 failed += 1;
-                ("FAILED".to_string(), vec![format!("error: {e}")])
+                (
+                    "FAILED".to_string(),
+                    vec![format!("error: {}", SafeText::line(&e.to_string()))],
+                )
             }
         };
-        println!("\nrecord {} ({head})", input.id);
+        println!("\nrecord {} ({head})", SafeText::line(&input.id));
         let width = left.iter().map(|l| l.chars().count()).max().unwrap_or(0);
         for i in 0..left.len().max(right.len()) {
             let l = left.get(i).map(String::as_str).unwrap_or("");
@@ -219,7 +235,7 @@ fn print_text(mapper: &MapperPlugin, batch: &[Record], fates: &[Fate], batch_err
         batch.len()
     );
     if let Some(e) = batch_error {
-        println!("the whole batch fails: {e}");
+        println!("the whole batch fails: {}", SafeText::line(e));
     }
 }
 
@@ -230,8 +246,7 @@ fn pretty(r: &Record) -> Vec<String> {
         Some("delete") => json!({"operation": "delete"}),
         _ => v.get("payload").cloned().unwrap_or(Value::Null),
     };
-    serde_json::to_string_pretty(&shown)
-        .unwrap_or_default()
+    safe_json(serde_json::to_string_pretty(&shown).unwrap_or_default())
         .lines()
         .map(str::to_string)
         .collect()

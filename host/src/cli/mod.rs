@@ -2,12 +2,14 @@
 //! call one operation of it under the sandbox, with the grants given on the
 //! command line.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use nexo::safe_text::SafeText;
 use nexo::{LoadedPlugin, PluginRef, Runtime, RuntimeConfig};
 
 mod bundle;
@@ -89,6 +91,11 @@ enum Command {
         /// Runs in progress at once, over all pipelines (the rest wait).
         #[arg(long, default_value_t = 4)]
         max_concurrent_runs: usize,
+        /// Serve /metrics without the admin token (by default a scraper
+        /// sends `Authorization: Bearer <token>`). The metrics name
+        /// pipelines, plugins and versions, never secrets.
+        #[arg(long)]
+        metrics_public: bool,
     },
     /// The product in one command: sandbox CRM and accounting services, the
     /// signed plugins installed, connections and pipelines (won deals →
@@ -295,12 +302,15 @@ pub(crate) struct CallArgs {
     #[arg(long)]
     pub(crate) timeout_ms: Option<u64>,
     /// Plugin id for messages and storage (default: local/<crate name>).
+    /// Key-value data is kept per id *and* component SHA-256: another
+    /// component (or a rebuild) with the same id starts empty.
     #[arg(long)]
     pub(crate) id: Option<String>,
 }
 
 /// Run the CLI; errors are printed with their causes and give exit code 1.
 pub fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     // The demo tells its own story on stdout; its logs are warnings only
     // unless NEXO_LOG asks for more.
@@ -323,10 +333,37 @@ pub fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Errors carry plugins' and remote systems' words.
+            eprintln!("error: {}", SafeText::block(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `nexo runs | head -1`: once the reader is gone, stop quietly with the
+/// status a shell reports for SIGPIPE (141) instead of a panic message.
+///
+/// Rust ignores SIGPIPE, so a write to a closed pipe fails with `EPIPE` and
+/// `println!` panics with "failed printing to stdout: Broken pipe". Turning
+/// SIGPIPE back on would need `unsafe` and would also let a peer that
+/// closes a socket kill `nexo serve`; this hook only catches that one
+/// panic, and passes every other panic to the default hook.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        let printing = message.starts_with("failed printing to stdout")
+            || message.starts_with("failed printing to stderr");
+        if printing && (message.contains("Broken pipe") || message.contains("os error 32")) {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 fn init_tracing(format: LogFormat, level: &str) {
@@ -336,11 +373,47 @@ fn init_tracing(format: LogFormat, level: &str) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| OneLinePerEvent(std::io::stderr()))
         .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The text log's writer: whatever a field holds (a remote system's error
+/// message, a plugin's words), an event stays one line, so no line of the
+/// log can be forged. `tracing-subscriber` writes each event with one
+/// `write_all` ending in a newline; newlines and carriage returns before
+/// that end are written escaped. (Escape sequences are already escaped by
+/// `tracing-subscriber` itself; JSON lines escape both.)
+struct OneLinePerEvent<W>(W);
+
+impl<W: Write> Write for OneLinePerEvent<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let (body, end) = match buf.split_last() {
+            Some((b'\n', body)) => (body, &b"\n"[..]),
+            _ => (buf, &b""[..]),
+        };
+        if !body.iter().any(|b| matches!(b, b'\n' | b'\r')) {
+            self.0.write_all(buf)?;
+            return Ok(buf.len());
+        }
+        let mut out = Vec::with_capacity(buf.len() + 16);
+        for &b in body {
+            match b {
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b => out.push(b),
+            }
+        }
+        out.extend_from_slice(end);
+        self.0.write_all(&out)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 
@@ -359,8 +432,14 @@ fn data_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
 
 async fn run(cli: Cli) -> Result<()> {
     let dir = data_dir(cli.data_dir)?;
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    // Private to this user (0700, database and key 0600): it holds
+    // connections, sealed secrets and the key that opens them.
+    nexo::store::private::secure_data_dir(&dir).with_context(|| {
+        format!(
+            "cannot create the data directory {} or make it private to this user (mode 0700); check its owner, or pick another with --data-dir",
+            dir.display()
+        )
+    })?;
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(dir.join("cache")),
         ..RuntimeConfig::default()
@@ -403,11 +482,19 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve {
             addr,
             max_concurrent_runs,
+            metrics_public,
         } => {
             if max_concurrent_runs == 0 {
                 bail!("--max-concurrent-runs must be at least 1");
             }
-            serve::serve(&dir, registry(&dir, &runtime)?, addr, max_concurrent_runs).await
+            serve::serve(
+                &dir,
+                registry(&dir, &runtime)?,
+                addr,
+                max_concurrent_runs,
+                metrics_public,
+            )
+            .await
         }
         Command::Token(cmd) => serve::token(&dir, cmd),
         Command::Sandbox(args) => sandbox::sandbox(args).await,
@@ -476,5 +563,23 @@ pub(crate) fn plugin_ref(plugin: &LoadedPlugin, file: &Path, id: Option<String>)
             .embedded("version")
             .unwrap_or("0.0.0")
             .to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_event_stays_on_one_line() {
+        let mut out = OneLinePerEvent(Vec::new());
+        let event = b"2026-12-05T01:00:00Z  WARN nexo: failed error=HTTP 401: no\n2026-12-05T00:00:00Z  INFO nexo: forged\r\n";
+        assert_eq!(out.write(event).unwrap(), event.len());
+        out.write_all(b"next event\n").unwrap();
+        let text = String::from_utf8(out.0).unwrap();
+        assert_eq!(
+            text,
+            "2026-12-05T01:00:00Z  WARN nexo: failed error=HTTP 401: no\\n2026-12-05T00:00:00Z  INFO nexo: forged\\r\nnext event\n"
+        );
     }
 }

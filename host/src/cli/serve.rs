@@ -83,7 +83,8 @@ pub(crate) fn webhook(dir: &Path, name: &str) -> Result<()> {
     let secret = nexo::serve::webhook::rotate_secret(&db, &sealer, name)?;
     println!("{secret}");
     eprintln!(
-        "webhook secret of `{name}` set (any previous one stops working): POST /hooks/{name} with header X-Nexo-Signature: sha256=<hex HMAC-SHA256 of the body under this secret>"
+        "webhook secret of `{name}` set (any previous one stops working): POST /hooks/{name} with header X-Nexo-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\" under this secret>; a delivery more than {} s from this host's clock, or seen before, is refused",
+        nexo::serve::webhook::TOLERANCE_SECS
     );
     Ok(())
 }
@@ -93,9 +94,10 @@ pub(crate) async fn serve(
     registry: Registry,
     addr: SocketAddr,
     max_concurrent_runs: usize,
+    metrics_public: bool,
 ) -> Result<()> {
     let listener = bind(addr).await?;
-    serve_on(dir, registry, listener, max_concurrent_runs).await
+    serve_on(dir, registry, listener, max_concurrent_runs, metrics_public).await
 }
 
 /// Listen on `addr`, with an error that says what to do when it is taken.
@@ -111,6 +113,7 @@ pub(crate) async fn serve_on(
     registry: Registry,
     listener: tokio::net::TcpListener,
     max_concurrent_runs: usize,
+    metrics_public: bool,
 ) -> Result<()> {
     let sealer = Sealer::from_env_or_file(&dir.join("secret.key"))?;
     let engine = super::sync::engine(dir, &registry)?;
@@ -134,12 +137,20 @@ pub(crate) async fn serve_on(
         eprintln!("no API token yet: create one with `nexo token create --name admin` to log in");
     }
     // Printed on stdout so scripts and tests can read where it listens.
-    println!("nexo serving on http://{local}/ (console), API at /api, metrics at /metrics");
+    println!(
+        "nexo serving on http://{local}/ (console), API at /api, metrics at /metrics ({})",
+        if metrics_public {
+            "public"
+        } else {
+            "with an API token"
+        }
+    );
     nexo::serve::serve(
         app,
         listener,
         ServeConfig {
             scheduler,
+            metrics_public,
             ..ServeConfig::default()
         },
         nexo::serve::terminated(),

@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use nexo::connections::Connections;
 use nexo::registry::Registry;
+use nexo::safe_text::{SafeText, safe_json};
 use nexo::store::sealed::Sealer;
 use nexo::sync::store::{Counts, RunFilter, SyncStore};
 use nexo::sync::{Engine, Pipeline, RunOptions, Side};
@@ -214,7 +215,7 @@ pub(crate) async fn pipeline(engine: &Engine, cmd: PipelineCommand) -> Result<()
                     .map(|s| s.to_string())
                     .unwrap_or_else(|e| format!("invalid schedule: {e}"));
                 let paused = match (&row.paused, &row.paused_reason) {
-                    (true, Some(reason)) => format!("  [paused: {reason}]"),
+                    (true, Some(reason)) => format!("  [paused: {}]", SafeText::line(reason)),
                     (true, None) => "  [paused]".to_string(),
                     (false, _) => String::new(),
                 };
@@ -235,16 +236,21 @@ pub(crate) async fn pipeline(engine: &Engine, cmd: PipelineCommand) -> Result<()
             let row = store
                 .pipeline(&name)?
                 .with_context(|| format!("no pipeline named `{name}`"))?;
-            println!("{}", serde_json::to_string_pretty(&row.pipeline)?);
+            println!(
+                "{}",
+                safe_json(serde_json::to_string_pretty(&row.pipeline)?)
+            );
             match &row.paused_reason {
-                Some(reason) => println!("# paused: true ({reason})"),
+                Some(reason) => println!("# paused: true ({})", SafeText::line(reason)),
                 None => println!("# paused: {}", row.paused),
             }
             println!(
                 "# cursor: {}",
-                row.state
-                    .as_deref()
-                    .unwrap_or("(none: the next run reads everything)")
+                SafeText::line(
+                    row.state
+                        .as_deref()
+                        .unwrap_or("(none: the next run reads everything)")
+                )
             );
         }
         PipelineCommand::Run {
@@ -333,16 +339,19 @@ async fn run(engine: &Engine, name: &str, dry_run: bool, json: bool) -> Result<(
     if json {
         println!(
             "{}",
-            serde_json::json!({
-                "run": report.run_id,
-                "status": report.status.as_str(),
-                "dry_run": dry_run,
-                "counts": report.counts,
-                "pages": report.pages,
-                "ms": report.elapsed.as_millis() as u64,
-                "peak_rss_kb": peak_rss_kb(),
-                "plan": report.plan,
-            })
+            safe_json(
+                serde_json::json!({
+                    "run": report.run_id,
+                    "status": report.status.as_str(),
+                    "dry_run": dry_run,
+                    "counts": report.counts,
+                    "pages": report.pages,
+                    "ms": report.elapsed.as_millis() as u64,
+                    "peak_rss_kb": peak_rss_kb(),
+                    "plan": report.plan,
+                })
+                .to_string()
+            )
         );
         return Ok(());
     }
@@ -352,11 +361,21 @@ async fn run(engine: &Engine, name: &str, dry_run: bool, json: bool) -> Result<(
             let target = change
                 .destination_id
                 .as_deref()
-                .map(|d| format!(" → {d}"))
+                .map(|d| format!(" → {}", SafeText::line(d)))
                 .unwrap_or_default();
-            println!("  {} {}{}", change.action, change.source_id, target);
+            println!(
+                "  {} {}{}",
+                change.action,
+                SafeText::line(&change.source_id),
+                target
+            );
             for d in &change.diff {
-                println!("      {}: {} → {}", d.field, d.before, d.after);
+                println!(
+                    "      {}: {} → {}",
+                    SafeText::line(&d.field),
+                    SafeText::line(&d.before.to_string()),
+                    SafeText::line(&d.after.to_string())
+                );
             }
         }
     } else if let Some(id) = report.run_id {
@@ -412,7 +431,7 @@ pub(crate) fn runs(
             r.duration_ms.unwrap_or(0),
             counts_line(&r.counts),
             r.error
-                .map(|e| format!("\n      error: {e}"))
+                .map(|e| format!("\n      error: {}", SafeText::line(&e)))
                 .unwrap_or_default()
         );
     }
@@ -440,13 +459,13 @@ pub(crate) fn run_show(store: &dyn SyncStore, cmd: RunCommand) -> Result<()> {
             .collect();
         println!(
             "{}",
-            serde_json::json!({
+            safe_json(serde_json::json!({
                 "id": run.id, "pipeline": run.pipeline, "status": run.status,
                 "started_at": run.started_at, "finished_at": run.finished_at,
                 "duration_ms": run.duration_ms, "pages": run.pages, "counts": run.counts,
                 "error": run.error, "records": records,
                 "log": log.iter().map(|(at, level, m)| serde_json::json!({"at": at, "level": level, "message": m})).collect::<Vec<_>>(),
-            })
+            }).to_string())
         );
         return Ok(());
     }
@@ -460,12 +479,12 @@ pub(crate) fn run_show(store: &dyn SyncStore, cmd: RunCommand) -> Result<()> {
     );
     println!("  {}", counts_line(&run.counts));
     if let Some(e) = &run.error {
-        println!("  error: {e}");
+        println!("  error: {}", SafeText::line(e));
     }
     if !log.is_empty() {
         println!("log:");
         for (at, level, message) in &log {
-            println!("  {at} {level:5} {message}");
+            println!("  {at} {level:5} {}", SafeText::line(message));
         }
     }
     if !records.is_empty() {
@@ -474,14 +493,14 @@ pub(crate) fn run_show(store: &dyn SyncStore, cmd: RunCommand) -> Result<()> {
             println!(
                 "  {:11} {}{}{}",
                 r.outcome.as_str(),
-                r.source_id,
+                SafeText::line(&r.source_id),
                 r.destination_id
                     .as_deref()
-                    .map(|d| format!(" → {d}"))
+                    .map(|d| format!(" → {}", SafeText::line(d)))
                     .unwrap_or_default(),
                 r.detail
                     .as_deref()
-                    .map(|d| format!("  ({d})"))
+                    .map(|d| format!("  ({})", SafeText::line(d)))
                     .unwrap_or_default()
             );
         }
@@ -525,7 +544,7 @@ pub(crate) fn identity(
                 serde_json::json!({"entity": entity, "records": records})
             })
             .collect();
-        println!("{}", serde_json::Value::Array(list));
+        println!("{}", safe_json(serde_json::Value::Array(list).to_string()));
         return Ok(());
     }
     for (entity, all) in &entities {
@@ -535,10 +554,10 @@ pub(crate) fn identity(
                 "  {}/{}/{}{}{}",
                 l.connection,
                 l.stream,
-                l.record_id,
+                SafeText::line(&l.record_id),
                 l.version
                     .as_deref()
-                    .map(|v| format!("  (modified {v})"))
+                    .map(|v| format!("  (modified {})", SafeText::line(v)))
                     .unwrap_or_default(),
                 if l.deleted { "  [deleted]" } else { "" }
             );
@@ -561,14 +580,14 @@ pub(crate) async fn dlq(engine: &Engine, cmd: DlqCommand) -> Result<()> {
                     l.id,
                     l.pipeline,
                     l.letter.kind.as_str(),
-                    l.letter.source_id,
+                    SafeText::line(&l.letter.source_id),
                     l.letter.class,
                     l.letter
                         .field
                         .as_deref()
-                        .map(|f| format!(", field {f}"))
+                        .map(|f| format!(", field {}", SafeText::line(f)))
                         .unwrap_or_default(),
-                    l.letter.error,
+                    SafeText::line(&l.letter.error),
                     l.status
                 );
             }
@@ -580,19 +599,19 @@ pub(crate) async fn dlq(engine: &Engine, cmd: DlqCommand) -> Result<()> {
             println!("dead letter {} ({})", l.id, l.status);
             println!("  pipeline  {} (run #{})", l.pipeline, l.run_id);
             println!("  kind      {}", l.letter.kind.as_str());
-            println!("  record    {}", l.letter.source_id);
+            println!("  record    {}", SafeText::line(&l.letter.source_id));
             println!("  class     {}", l.letter.class);
             if let Some(f) = &l.letter.field {
-                println!("  field     {f}");
+                println!("  field     {}", SafeText::line(f));
             }
-            println!("  error     {}", l.letter.error);
+            println!("  error     {}", SafeText::line(&l.letter.error));
             println!("  attempts  {}", l.letter.attempts);
             println!("  since     {}", l.created_at);
             let record: serde_json::Value =
                 serde_json::from_str(&l.letter.record).unwrap_or(serde_json::Value::Null);
             println!(
                 "  write     {}",
-                serde_json::to_string_pretty(&record)?.replace('\n', "\n            ")
+                safe_json(serde_json::to_string_pretty(&record)?).replace('\n', "\n            ")
             );
         }
         DlqCommand::Replay { id } => {
@@ -620,14 +639,14 @@ pub(crate) async fn conflict(engine: &Engine, cmd: ConflictCommand) -> Result<()
                     "{}  {}  record {} ↔ {}  fields {}  ({}{})",
                     c.id,
                     c.pipeline,
-                    c.conflict.source_id,
-                    c.conflict.destination_id,
-                    c.conflict.fields.join(", "),
+                    SafeText::line(&c.conflict.source_id),
+                    SafeText::line(&c.conflict.destination_id),
+                    SafeText::line(&c.conflict.fields.join(", ")),
                     c.status,
                     c.conflict
                         .resolution
                         .as_deref()
-                        .map(|r| format!(": {r}"))
+                        .map(|r| format!(": {}", SafeText::line(r)))
                         .unwrap_or_default()
                 );
             }
@@ -641,11 +660,16 @@ pub(crate) async fn conflict(engine: &Engine, cmd: ConflictCommand) -> Result<()
             let dest: serde_json::Value =
                 serde_json::from_str(&c.conflict.destination_payload).unwrap_or_default();
             println!("conflict {} ({}) in {}", c.id, c.status, c.pipeline);
-            println!("  fields       {}", c.conflict.fields.join(", "));
+            println!(
+                "  fields       {}",
+                SafeText::line(&c.conflict.fields.join(", "))
+            );
             for f in &c.conflict.fields {
                 println!(
-                    "    {f}: source {}  destination {}",
-                    source["payload"][f], dest[f]
+                    "    {}: source {}  destination {}",
+                    SafeText::line(f),
+                    safe_json(source["payload"][f].to_string()),
+                    safe_json(dest[f].to_string())
                 );
             }
             println!(

@@ -3,11 +3,14 @@
 //!
 //! Lines beyond the rate are dropped and counted (a chatty plugin must not
 //! drown the host's log); bytes beyond the volume cap stop the call with a
-//! named limit error, because a plugin that floods is misbehaving.
+//! named limit error, because a plugin that floods is misbehaving. Each
+//! line is escaped ([`SafeText::line`]): it cannot forge host log lines or
+//! drive the terminal of whoever reads the log.
 
 use std::time::Instant;
 
 use crate::limits::{Limit, LimitHit};
+use crate::safe_text::SafeText;
 
 /// Severity of a plugin log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,8 +112,11 @@ impl PluginLog {
 }
 
 /// One plugin log line. Plugin, version and call are fields of the
-/// enclosing `plugin_call` span.
+/// enclosing `plugin_call` span. The message is escaped: one plugin call is
+/// one host log line (a newline cannot start a forged host line) and
+/// carries no terminal control sequence.
 fn emit(level: Level, message: &str) {
+    let message = SafeText::line(message);
     match level {
         Level::Trace => tracing::trace!(target: "nexo::plugin", "{message}"),
         Level::Debug => tracing::debug!(target: "nexo::plugin", "{message}"),

@@ -133,7 +133,12 @@ pub fn routes(app: Arc<App>) -> Router {
 #[derive(Debug, Clone)]
 struct TokenName(String);
 
-async fn require_token(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+/// The admin token check in front of `/api` (and `/metrics`).
+pub(crate) async fn require_token(
+    State(app): State<Arc<App>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let token = req
         .headers()
         .get(header::AUTHORIZATION)

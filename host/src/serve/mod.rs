@@ -1,6 +1,8 @@
 //! `nexo serve`: the host as a daemon on one SQLite database. A scheduler
 //! runs pipelines on their schedules and on webhooks; an axum server
-//! answers the admin API (`/api`, token-protected), Prometheus (`/metrics`),
+//! answers the admin API (`/api`, token-protected), Prometheus (`/metrics`,
+//! token-protected unless `--metrics-public`: it names pipelines, plugins
+//! and their versions),
 //! webhooks (`/hooks/{pipeline}`) and the web console (`/`). SIGTERM lets
 //! runs commit their current page and exit; the next start resumes them.
 
@@ -45,6 +47,8 @@ pub struct App {
     pub sealer: Sealer,
     /// The scheduler.
     pub scheduler: Scheduler,
+    /// Webhook deliveries accepted within the tolerance window.
+    pub webhook_replays: webhook::ReplayCache,
 }
 
 /// How the daemon runs.
@@ -54,6 +58,10 @@ pub struct ServeConfig {
     pub scheduler: SchedulerConfig,
     /// How often every connection's `check` runs for the dashboard.
     pub health_every: Duration,
+    /// Serve `/metrics` without the admin token (for a Prometheus that
+    /// cannot send one). Off by default: the metrics name pipelines,
+    /// plugins and versions, though never secrets.
+    pub metrics_public: bool,
 }
 
 impl Default for ServeConfig {
@@ -61,6 +69,7 @@ impl Default for ServeConfig {
         ServeConfig {
             scheduler: SchedulerConfig::default(),
             health_every: Duration::from_secs(300),
+            metrics_public: false,
         }
     }
 }
@@ -82,17 +91,26 @@ impl App {
             connections,
             sealer,
             scheduler,
+            webhook_replays: webhook::ReplayCache::default(),
         })
     }
 }
 
-/// Every route of the daemon.
-pub fn router(app: Arc<App>) -> Router {
+/// Every route of the daemon; `/metrics` needs the admin token unless
+/// `metrics_public`.
+pub fn router(app: Arc<App>, metrics_public: bool) -> Router {
+    let mut metrics_route = Router::new().route("/metrics", get(metrics));
+    if !metrics_public {
+        metrics_route = metrics_route.layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            api::require_token,
+        ));
+    }
     Router::new()
         .route("/hooks/{pipeline}", post(webhook::hook))
         .with_state(app.clone())
         .route("/api/openapi.json", get(openapi))
-        .route("/metrics", get(metrics))
+        .merge(metrics_route)
         .merge(api::routes(app))
         .merge(console::routes())
 }
@@ -136,7 +154,7 @@ pub async fn serve(
         app_for_stop.scheduler.shutdown().await;
         let _ = stop_tx.send(());
     });
-    let server = axum::serve(listener, router(app.clone()))
+    let server = axum::serve(listener, router(app.clone(), config.metrics_public))
         .with_graceful_shutdown(async move {
             let _ = stop_rx.await;
         })

@@ -47,8 +47,10 @@ pub struct ConnectionGrants {
     /// Exact origins granted including internal addresses.
     pub private_http: Vec<String>,
     /// Most requests per minute to this system, shared by every run of the
-    /// connection in one process; more wait their turn. `None`: no limit.
-    /// (Stored in the grants JSON; absent in rows saved before it existed.)
+    /// connection in one process; more wait their turn. `None`: the default
+    /// budget ([`crate::connections::DEFAULT_REQUESTS_PER_MINUTE`]);
+    /// `Some(0)`: no limit, chosen explicitly. (Stored in the grants JSON;
+    /// absent in rows saved before it existed, which get the default.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests_per_minute: Option<u32>,
 }

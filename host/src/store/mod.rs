@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::Connection;
 
 pub mod connections;
+pub mod private;
 pub mod registry;
 pub mod sealed;
 pub mod service;
@@ -39,6 +40,16 @@ pub enum StoreError {
     /// The connection lock was poisoned by a panic elsewhere.
     #[error("database lock poisoned")]
     Poisoned,
+    /// The database file cannot be created or made private (mode 0600).
+    #[error(
+        "cannot create the database {path} with owner-only permissions (mode 0600), or tighten it: {source}; check that its directory exists and who owns it"
+    )]
+    Permissions {
+        /// Database file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Migrations, in order; entry `n` moves the schema from version `n` to
@@ -109,8 +120,13 @@ pub struct Database {
 }
 
 impl Database {
-    /// Open (creating if needed) and migrate the database at `path`.
+    /// Open (creating if needed, mode 0600) and migrate the database at
+    /// `path`; a database readable by others is tightened first.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        private::secure_database_file(path).map_err(|source| StoreError::Permissions {
+            path: path.display().to_string(),
+            source,
+        })?;
         let conn = Connection::open(path)?;
         Self::init(conn, &path.display().to_string())
     }
