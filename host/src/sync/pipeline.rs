@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::bounds::RunLimits;
 use super::schedule::{Schedule, ScheduleSpec};
 
 /// Full refresh or incremental.
@@ -227,6 +228,9 @@ pub struct Pipeline {
     /// When the daemon runs it on its own (none: only when asked).
     #[serde(default)]
     pub schedule: ScheduleSpec,
+    /// How far one run may go (pages, records, time, state size).
+    #[serde(default)]
+    pub limits: RunLimits,
 }
 
 fn default_batch() -> usize {
@@ -397,6 +401,9 @@ impl Pipeline {
                 "must be between 1 and 100",
             ));
         }
+        self.limits
+            .check()
+            .map_err(|(field, message)| invalid(self, field, message))?;
         for (i, m) in self.mappers.iter().enumerate() {
             if !m.config.is_object() {
                 return Err(invalid(
