@@ -243,6 +243,85 @@ async fn nexo_run_stop_ends_a_running_run_and_the_next_run_resumes_from_its_curs
     }
 }
 
+/// `nexo serve` on a free port: the process and its base URL.
+fn serve(kit: &Kit) -> (Background, String) {
+    let mut daemon = Background(Some(
+        nexo_cmd(kit.dir.path())
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .env("NEXO_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    // The first line says where it listens.
+    let mut line = String::new();
+    BufReader::new(daemon.0.as_mut().unwrap().stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .trim_end_matches('/')
+        .to_string();
+    (daemon, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_stops_a_run_under_serve() {
+    const TOKEN: &str = "nexo_runaway_token";
+    let kit = kit().await;
+    kit.db.insert_token("admin", TOKEN).unwrap();
+    apply(&kit, "endless", "endless", "");
+    let (daemon, url) = serve(&kit);
+    let http = reqwest::Client::new();
+    let started = http
+        .post(format!("{url}/api/pipelines/endless/run"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let run = committed(&kit, "endless", 3).await;
+    let stop = |id: i64| {
+        http.post(format!("{url}/api/runs/{id}/stop"))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    let asked = stop(run.id).await.unwrap();
+    assert_eq!(asked.status(), 202);
+    let body: Value = asked.json().await.unwrap();
+    assert_eq!(body["id"], run.id, "{body}");
+    until("the run to end cancelled", || {
+        kit.db.run(run.id).unwrap().unwrap().status == "cancelled"
+    })
+    .await;
+    // Not running any more: a conflict, said in words; no such run: 404.
+    let again = stop(run.id).await.unwrap();
+    assert_eq!(again.status(), 409);
+    let body: Value = again.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("not running"),
+        "{body}"
+    );
+    assert_eq!(stop(run.id + 100).await.unwrap().status(), 404);
+    let shown: Value = http
+        .get(format!("{url}/api/runs/{}", run.id))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["run"]["status"], "cancelled", "{shown}");
+    drop(daemon);
+    // The cursor is where the run stopped.
+    let read = kit.db.run(run.id).unwrap().unwrap().counts.read;
+    assert_eq!(saved_state(&kit, "endless"), Some(read.to_string()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pausing_a_pipeline_ends_its_running_run_at_a_page_boundary() {
     let kit = kit().await;
@@ -269,19 +348,7 @@ async fn serve_does_not_resume_the_cut_short_run_of_a_paused_pipeline() {
     let cut = kit.db.begin_run("endless").unwrap();
     kit.db.begin_run("control").unwrap();
     ok(nexo(kit.dir.path(), &["pipeline", "pause", "endless"]));
-    let mut daemon = Background(Some(
-        nexo_cmd(kit.dir.path())
-            .args(["serve", "--addr", "127.0.0.1:0"])
-            .env("NEXO_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    ));
-    let mut line = String::new();
-    BufReader::new(daemon.0.as_mut().unwrap().stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (daemon, _) = serve(&kit);
     // serve resumes the control pipeline's run …
     until("serve to resume the control pipeline", || {
         runs_of(&kit, "control").len() == 2

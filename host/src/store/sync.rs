@@ -1059,6 +1059,45 @@ mod tests {
     }
 
     #[test]
+    fn a_stop_is_asked_of_running_runs_only_and_a_pause_stops_too() {
+        let db = Database::in_memory().unwrap();
+        db.save_pipeline(&pipeline("p")).unwrap();
+        let run = db.begin_run("p").unwrap();
+        assert_eq!(db.cancel_reason(run).unwrap(), None);
+        db.set_paused("p", true, None).unwrap();
+        assert_eq!(db.cancel_reason(run).unwrap(), Some(CancelReason::Paused));
+        assert!(db.request_stop(run).unwrap());
+        assert_eq!(
+            db.cancel_reason(run).unwrap(),
+            Some(CancelReason::Requested)
+        );
+        db.finish_run(run, RunStatus::Cancelled, Some("stopped"))
+            .unwrap();
+        assert!(!db.request_stop(run).unwrap());
+        assert!(!db.request_stop(run + 1).unwrap());
+        assert_eq!(db.run(run).unwrap().unwrap().status, "cancelled");
+    }
+
+    #[test]
+    fn superseded_records_are_counted_with_the_run() {
+        let db = Database::in_memory().unwrap();
+        db.save_pipeline(&pipeline("p")).unwrap();
+        let run = db.begin_run("p").unwrap();
+        let page = PageCommit {
+            state: Some("1".into()),
+            counts: Counts {
+                read: 10,
+                superseded: 9,
+                ..Counts::default()
+            },
+            ..PageCommit::default()
+        };
+        db.commit_page("p", run, &page).unwrap();
+        let row = db.run(run).unwrap().unwrap();
+        assert_eq!((row.counts.read, row.counts.superseded), (10, 9));
+    }
+
+    #[test]
     fn a_run_left_running_is_marked_interrupted_by_the_next() {
         let db = Database::in_memory().unwrap();
         db.save_pipeline(&pipeline("p")).unwrap();

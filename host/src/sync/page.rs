@@ -919,3 +919,50 @@ pub async fn deliver_one(
     }
     Ok((commit, failure))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, n: u32) -> Record {
+        Record {
+            stream: "s".into(),
+            id: id.into(),
+            operation: Operation::Upsert,
+            payload: format!("{{\"n\":{n}}}"),
+            cursor: None,
+        }
+    }
+
+    #[test]
+    fn the_last_record_of_each_id_wins_in_page_order() {
+        let page = vec![
+            record("a", 1),
+            record("b", 1),
+            record("a", 2),
+            record("c", 1),
+            record("a", 3),
+        ];
+        let (kept, superseded) = last_of_each_id(page);
+        let seen: Vec<(&str, &str)> = kept
+            .iter()
+            .map(|r| (r.id.as_str(), r.payload.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("b", r#"{"n":1}"#),
+                ("c", r#"{"n":1}"#),
+                ("a", r#"{"n":3}"#)
+            ]
+        );
+        assert_eq!(superseded, 2);
+    }
+
+    #[test]
+    fn a_page_without_repeats_is_left_as_it_is() {
+        let (kept, superseded) = last_of_each_id(vec![record("a", 1), record("b", 2)]);
+        assert_eq!(kept.len(), 2);
+        assert_eq!(superseded, 0);
+    }
+}
