@@ -536,7 +536,7 @@ async function viewRun(ctx, [id], q) {
   const load = async () => {
     const data = await get(path(API.run, { id }, { outcome: q.outcome }));
     if (!ctx.alive()) return;
-    ctx.root.replaceChildren(...runDetail(data, q));
+    ctx.root.replaceChildren(...runDetail(data, q).filter(Boolean));
     // A running run keeps changing; follow it until it ends.
     if (data.run.status === "running") ctx.every(REFRESH_MS, () => load().catch((e) => ctx.alive() && fail(e)));
     else ctx.stop();
