@@ -13,7 +13,7 @@ use nexo::serve::{App, ServeConfig};
 use nexo::store::sealed::Sealer;
 use nexo::sync::store::{RunFilter, SyncStore};
 use nexo::sync::{Pipeline, RunOptions, SyncError};
-use nexo_tests::browser::{Browser, Screenshots, click, login, wait, wait_text};
+use nexo_tests::browser::{Browser, Screenshots, click, login, wait_text};
 use nexo_tests::cli::until;
 use nexo_tests::programs;
 use nexo_tests::synckit::Kit;
