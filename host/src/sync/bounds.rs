@@ -31,7 +31,8 @@ pub struct RunLimits {
     /// Longest a run may take, in seconds.
     #[serde(default = "default_max_seconds")]
     pub max_seconds: u64,
-    /// Largest state (cursor) the source connector may hand back, in bytes.
+    /// Largest state (cursor) the source connector — or the destination's,
+    /// when its changes are tracked — may hand back, in bytes.
     #[serde(default = "default_max_state_bytes")]
     pub max_state_bytes: u64,
 }
@@ -67,7 +68,8 @@ pub enum LimitHit {
     Pages(u64),
     /// `max_records` records were read and the source still had more.
     Records(u64),
-    /// The run took `max_seconds` and the source still had more.
+    /// The run took `max_seconds` (from its start, the destination's change
+    /// tracking included) and the source still had more.
     Time(u64),
     /// The source handed back a state larger than `max_state_bytes`.
     StateSize {
@@ -95,7 +97,7 @@ impl std::fmt::Display for LimitHit {
             ),
             LimitHit::StateSize { bytes, max } => write!(
                 f,
-                "the source connector's state is {bytes} bytes, over the limit of {max} bytes; a cursor should be small (fix the connector, or raise [limits].max_state_bytes in the pipeline file)"
+                "the connector's state is {bytes} bytes, over the limit of {max} bytes; a cursor should be small (fix the connector, or raise [limits].max_state_bytes in the pipeline file)"
             ),
         }
     }

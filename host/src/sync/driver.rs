@@ -49,6 +49,8 @@ pub(super) struct Driver<'a> {
     pub timings: Timings,
     /// When the store was last asked whether this run must stop.
     polled: Option<Instant>,
+    /// When the run started (for `[limits].max_seconds`).
+    started: Instant,
 }
 
 /// How often a run asks the store whether someone wants it stopped.
@@ -85,6 +87,7 @@ impl<'a> Driver<'a> {
             in_flight: None,
             timings: Timings::default(),
             polled: None,
+            started: Instant::now(),
         }
     }
 
@@ -199,7 +202,6 @@ impl<'a> Driver<'a> {
         // The next page is read while this one is mapped, written and
         // committed: reading is the source's time, the rest is ours.
         let limits = self.p.pipeline.limits;
-        let started = Instant::now();
         let (mut pages, mut records) = (0u64, 0u64);
         let mut next = Some(self.prefetch(state.clone()));
         while let Some(pending) = next.take() {
@@ -239,7 +241,7 @@ impl<'a> Driver<'a> {
             records += (page.records.len() + rejected.len()) as u64;
             let limited = page
                 .has_more
-                .then(|| limits.reached(pages, records, started.elapsed()))
+                .then(|| limits.reached(pages, records, self.started.elapsed()))
                 .flatten();
             if page.has_more && limited.is_none() {
                 next = Some(self.prefetch(page.state.clone()));
@@ -291,6 +293,13 @@ impl<'a> Driver<'a> {
                 .into_iter()
                 .map(|l| (l.record_id.clone(), l))
                 .collect();
+            // The destination's state is capped like the source's, and
+            // never saved when over the cap.
+            self.p
+                .pipeline
+                .limits
+                .check_state(page.state.as_deref())
+                .map_err(|hit| self.limit(hit))?;
             let mut commit = PageCommit {
                 destination_state: page.state.clone(),
                 ..PageCommit::default()

@@ -464,6 +464,9 @@ mod tests {
         assert!(!p.destination_is_master());
         assert_eq!(p.retry.max_attempts, 5);
         assert!(p.track_destination);
+        assert_eq!(p.limits, RunLimits::default());
+        assert_eq!(p.limits.max_pages, 100_000);
+        assert_eq!(p.limits.max_state_bytes, 1 << 20);
     }
 
     #[test]
@@ -501,6 +504,12 @@ mod tests {
                 "destination.stream",
             ),
         ];
+        let limits = |table: &str| format!("{GOOD}\n[limits]\n{table}\n");
+        let cases = cases.into_iter().chain([
+            (limits("max_pagez = 9"), "max_pagez"),
+            (limits("max_pages = 0"), "limits.max_pages"),
+            (limits("max_state_bytes = -1"), "limits.max_state_bytes"),
+        ]);
         for (text, field) in cases {
             let e = Pipeline::from_toml(&text, "p.toml")
                 .unwrap_err()
