@@ -48,6 +48,9 @@ impl PayloadFault {
 /// A record a plugin returned whose payload failed [`check_payload`].
 #[derive(Debug, Clone)]
 pub struct RejectedRecord {
+    /// Where it was in the page (0 first), so the engine can tell which
+    /// copy of an id came last.
+    pub position: usize,
     /// The record as returned.
     pub record: Record,
     /// Why it cannot be used.
@@ -73,10 +76,14 @@ impl CheckedPage {
             .any(|r| check_payload(&r.payload).is_err())
         {
             let records = std::mem::take(&mut page.records);
-            for record in records {
+            for (position, record) in records.into_iter().enumerate() {
                 match check_payload(&record.payload) {
                     Ok(()) => page.records.push(record),
-                    Err(fault) => rejected.push(RejectedRecord { record, fault }),
+                    Err(fault) => rejected.push(RejectedRecord {
+                        position,
+                        record,
+                        fault,
+                    }),
                 }
             }
         }

@@ -218,25 +218,50 @@ pub async fn process(d: &mut Driver<'_>, records: Vec<Record>) -> Result<PageCom
     finish(d, classified).await
 }
 
-/// The last record of each id, in page order, and how many earlier ones
-/// they supersede: a page that names one record twice means its newest
-/// version, and writing each copy would create it N times.
-fn last_of_each_id(records: Vec<Record>) -> (Vec<Record>, u64) {
-    let mut last: HashMap<&str, usize> = HashMap::with_capacity(records.len());
-    for (i, r) in records.iter().enumerate() {
-        last.insert(r.id.as_str(), i);
+/// The last record of each id, valid (`records`, in page order) or not
+/// (`rejected`, each with its place in the page), and how many earlier
+/// copies they supersede: a page that names one record twice means its
+/// newest version, and writing each copy would create it N times.
+fn last_of_each_id(
+    records: Vec<Record>,
+    rejected: Vec<RejectedRecord>,
+) -> (Vec<Record>, Vec<RejectedRecord>, u64) {
+    let total = records.len() + rejected.len();
+    // The place of each valid record in the page: the places the rejected
+    // ones (in page order) did not take.
+    let mut taken = rejected.iter().map(|r| r.position).peekable();
+    let mut places = Vec::with_capacity(records.len());
+    let mut place = 0;
+    while places.len() < records.len() {
+        if taken.next_if_eq(&place).is_none() {
+            places.push(place);
+        }
+        place += 1;
     }
-    if last.len() == records.len() {
-        return (records, 0);
+    let mut last: HashMap<&str, usize> = HashMap::with_capacity(total);
+    for (r, &at) in records.iter().zip(&places) {
+        let e = last.entry(r.id.as_str()).or_insert(at);
+        *e = (*e).max(at);
+    }
+    for r in &rejected {
+        let e = last.entry(r.record.id.as_str()).or_insert(r.position);
+        *e = (*e).max(r.position);
+    }
+    if last.len() == total {
+        return (records, rejected, 0);
     }
     let keep: HashSet<usize> = last.into_values().collect();
-    let superseded = (records.len() - keep.len()) as u64;
+    let superseded = (total - keep.len()) as u64;
     let records = records
         .into_iter()
-        .enumerate()
-        .filter_map(|(i, r)| keep.contains(&i).then_some(r))
+        .zip(places)
+        .filter_map(|(r, at)| keep.contains(&at).then_some(r))
         .collect();
-    (records, superseded)
+    let rejected = rejected
+        .into_iter()
+        .filter(|r| keep.contains(&r.position))
+        .collect();
+    (records, rejected, superseded)
 }
 
 /// A source record the engine cannot use, quarantined with why: a dead
@@ -315,7 +340,7 @@ pub async fn classify(
     rejected: Vec<RejectedRecord>,
 ) -> Result<Classified, SyncError> {
     let read = (records.len() + rejected.len()) as u64;
-    let (records, superseded) = last_of_each_id(records);
+    let (records, rejected, superseded) = last_of_each_id(records, rejected);
     let ids: Vec<&str> = records
         .iter()
         .chain(rejected.iter().map(|r| &r.record))
@@ -943,7 +968,7 @@ mod tests {
             record("c", 1),
             record("a", 3),
         ];
-        let (kept, superseded) = last_of_each_id(page);
+        let (kept, _, superseded) = last_of_each_id(page, Vec::new());
         let seen: Vec<(&str, &str)> = kept
             .iter()
             .map(|r| (r.id.as_str(), r.payload.as_str()))
@@ -961,8 +986,31 @@ mod tests {
 
     #[test]
     fn a_page_without_repeats_is_left_as_it_is() {
-        let (kept, superseded) = last_of_each_id(vec![record("a", 1), record("b", 2)]);
+        let (kept, _, superseded) =
+            last_of_each_id(vec![record("a", 1), record("b", 2)], Vec::new());
         assert_eq!(kept.len(), 2);
         assert_eq!(superseded, 0);
+    }
+
+    #[test]
+    fn a_malformed_copy_competes_by_its_place_in_the_page() {
+        let bad = |id: &str, position: usize| RejectedRecord {
+            position,
+            record: record(id, 0),
+            fault: PayloadFault::NotObject,
+        };
+        // Page: a(valid) b(bad) a(bad) b(valid) c(valid)
+        let (kept, rejected, superseded) = last_of_each_id(
+            vec![record("a", 1), record("b", 2), record("c", 3)],
+            vec![bad("b", 1), bad("a", 2)],
+        );
+        let ids: Vec<&str> = kept.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["b", "c"]);
+        let ids: Vec<(&str, usize)> = rejected
+            .iter()
+            .map(|r| (r.record.id.as_str(), r.position))
+            .collect();
+        assert_eq!(ids, [("a", 2)]);
+        assert_eq!(superseded, 2);
     }
 }
