@@ -17,6 +17,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("hostile", "HOSTILE"),
     ("hostile-authority", "HOSTILE_AUTHORITY"),
     ("hostile-output", "HOSTILE_OUTPUT"),
+    ("hostile-runs", "HOSTILE_RUNS"),
     ("networked-mapper", "NETWORKED_MAPPER"),
     ("wit-1-0-fixture", "WIT_1_0_FIXTURE"),
     ("test-mapper", "TEST_MAPPER"),

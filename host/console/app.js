@@ -13,6 +13,7 @@ const API = {
   pipelineResume: "/api/pipelines/{name}/resume",
   runs: "/api/runs",
   run: "/api/runs/{id}",
+  runStop: "/api/runs/{id}/stop",
   errors: "/api/errors",
   dlq: "/api/dlq",
   deadLetter: "/api/dlq/{id}",
@@ -26,7 +27,7 @@ const API = {
 
 const TOKEN_KEY = "nexo.token";
 const REFRESH_MS = 5000;
-const RUN_STATUSES = ["running", "succeeded", "failed", "interrupted"];
+const RUN_STATUSES = ["running", "succeeded", "failed", "interrupted", "cancelled"];
 // Record outcomes in the order a sync produces them; `conflicts` is the Counts key of `conflict`.
 const OUTCOMES = ["created", "updated", "unchanged", "deleted", "failed", "quarantined", "conflict"];
 const COUNT_OF = { conflict: "conflicts" };
@@ -535,7 +536,7 @@ async function viewRun(ctx, [id], q) {
   const load = async () => {
     const data = await get(path(API.run, { id }, { outcome: q.outcome }));
     if (!ctx.alive()) return;
-    ctx.root.replaceChildren(...runDetail(data, q));
+    ctx.root.replaceChildren(...runDetail(data, q).filter(Boolean));
     // A running run keeps changing; follow it until it ends.
     if (data.run.status === "running") ctx.every(REFRESH_MS, () => load().catch((e) => ctx.alive() && fail(e)));
     else ctx.stop();
@@ -564,11 +565,19 @@ function runDetail({ run, log, records }, q) {
         h("dt", null, "Started"), h("dd", null, when(run.started_at)),
         h("dt", null, "Finished"), h("dd", null, run.finished_at ? when(run.finished_at) : muted(run.status === "running" ? "still running" : "–")),
         h("dt", null, "Duration"), h("dd", null, duration(run.duration_ms)),
-        h("dt", null, "Pages"), h("dd", null, num(run.pages)))),
+        h("dt", null, "Pages"), h("dd", null, num(run.pages))),
+      run.status === "running"
+        ? button("Stop run", { class: "btn btn-small", id: "run-stop" }, (b) => act(b, async () => {
+          await post(path(API.runStop, { id: run.id }));
+          // The view follows a running run; it shows `cancelled` once it ends.
+          notify(`Run #${run.id} stops after its current page is committed.`);
+        }))
+        : null),
     run.error ? h("div", { class: "callout callout-error", role: "alert" }, h("strong", null, "Run error"), h("div", { class: "pre" }, run.error)) : null,
     h("div", { class: "stats" },
       tile("Read", k.read), tile("Created", k.created), tile("Updated", k.updated), tile("Unchanged", k.unchanged), tile("Deleted", k.deleted),
-      tile("Failed", k.failed, "bad"), tile("Quarantined", k.quarantined, "warn"), tile("Conflicts", k.conflicts, "warn")),
+      tile("Failed", k.failed, "bad"), tile("Quarantined", k.quarantined, "warn"), tile("Conflicts", k.conflicts, "warn"),
+      k.superseded ? tile("Superseded", k.superseded, "warn") : null),
     panel("Sync log", muted(`${(log || []).length} lines`),
       h("div", { id: "run-log", class: "log" }, (log || []).length ? log.map((l) => h("div", { class: `log-line lvl-${tok(l.level)}` },
         h("span", { class: "log-at" }, clock(l.at)), h("span", { class: "log-level" }, l.level), h("span", { class: "log-msg" }, l.message)))

@@ -196,6 +196,38 @@ impl Kit {
         self.registry.install(review, &grant).unwrap();
     }
 
+    /// Install a connector built in this repository under `id` (no
+    /// capabilities asked, so none granted) and add a connection `name` to
+    /// it with an empty config.
+    pub async fn add_connector(&self, id: &str, wasm: &str, name: &str) {
+        let manifest = format!(
+            "id = \"{id}\"\nversion = \"1.0.0\"\nkind = \"connector\"\ndescription = \"test\"\nvendor = \"Acme\"\n"
+        );
+        let review = self
+            .registry
+            .review(
+                bundle(&self.key, &manifest, wasm).await,
+                "bundle",
+                false,
+                None,
+            )
+            .await
+            .unwrap();
+        let grant = grant_all(review.to_grant());
+        self.registry.install(review, &grant).unwrap();
+        self.connections
+            .add(NewConnection {
+                name: name.into(),
+                plugin_id: id.into(),
+                pinned_version: None,
+                environment: Environment::Sandbox,
+                config: json!({}),
+                secrets: BTreeMap::new(),
+                grants: ConnectionGrants::default(),
+            })
+            .unwrap();
+    }
+
     /// Save a pipeline from TOML.
     pub async fn apply(&self, toml_text: &str) -> Pipeline {
         let p = Pipeline::from_toml(toml_text, "test").unwrap();

@@ -86,6 +86,13 @@ pub(crate) enum RunCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Stop a running run at its next page boundary (in whichever process
+    /// runs it): it ends `cancelled`, its committed pages kept, and the
+    /// next run resumes after them.
+    Stop {
+        /// Run id.
+        id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,10 +176,15 @@ fn status_filter(s: &str) -> Option<&str> {
 }
 
 pub(crate) fn counts_line(c: &Counts) -> String {
-    format!(
+    let mut line = format!(
         "read {}, created {}, updated {}, unchanged {}, deleted {}, failed {}, quarantined {}, conflicts {}",
         c.read, c.created, c.updated, c.unchanged, c.deleted, c.failed, c.quarantined, c.conflicts
-    )
+    );
+    // Only when it happened: most runs never see an id twice in a page.
+    if c.superseded > 0 {
+        line.push_str(&format!(", superseded {}", c.superseded));
+    }
+    line
 }
 
 pub(crate) async fn pipeline(engine: &Engine, cmd: PipelineCommand) -> Result<()> {
@@ -439,7 +451,17 @@ pub(crate) fn runs(
 }
 
 pub(crate) fn run_show(store: &dyn SyncStore, cmd: RunCommand) -> Result<()> {
-    let RunCommand::Show { id, json } = cmd;
+    let (id, json) = match cmd {
+        RunCommand::Show { id, json } => (id, json),
+        RunCommand::Stop { id } => {
+            let run = nexo::sync::request_stop(store, id)?;
+            println!(
+                "run #{id} of {} stops after its current page is committed; see `nexo run show {id}`",
+                run.pipeline
+            );
+            return Ok(());
+        }
+    };
     let run = store
         .run(id)?
         .with_context(|| format!("no run #{id}; see `nexo runs`"))?;

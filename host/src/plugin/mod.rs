@@ -124,6 +124,11 @@ pub enum OpenError {
 
 mod authority;
 mod call;
+mod payload;
+
+pub use payload::{
+    CheckedPage, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH, PayloadFault, RejectedRecord, check_payload,
+};
 
 pub use authority::Approved;
 use call::{Op, Reply};
@@ -305,25 +310,59 @@ impl ConnectorPlugin {
             })
     }
 
-    /// `read(config, stream, state)`: one page. Payloads are checked to be
-    /// JSON objects.
+    /// `read(config, stream, state)`: one page, whose payloads must all
+    /// pass [`check_payload`] (a page with one that does not is an error
+    /// naming it). The sync engine uses [`ConnectorPlugin::read_checked`].
     pub async fn read(&self, config: &str, stream: &str, state: Option<&str>) -> Outcome<Page> {
+        let label = Op::Read {
+            config,
+            stream,
+            state,
+        }
+        .label();
+        let Outcome {
+            result,
+            events,
+            elapsed,
+        } = self.read_checked(config, stream, state).await;
+        let result = result.and_then(|checked| match checked.rejected.first() {
+            None => Ok(checked.page),
+            Some(bad) => Err(self.core.invalid_payload(label, &bad.record, &bad.fault)),
+        });
+        Outcome {
+            result,
+            events,
+            elapsed,
+        }
+    }
+
+    /// `read(config, stream, state)` with each payload checked by
+    /// [`check_payload`]: the records that fail are set apart with why, so
+    /// one bad record costs that record, not the page.
+    pub async fn read_checked(
+        &self,
+        config: &str,
+        stream: &str,
+        state: Option<&str>,
+    ) -> Outcome<CheckedPage> {
         let call = Op::Read {
             config,
             stream,
             state,
         };
-        let label = call.label();
-        let mut out = self.core.invoke(call).await.then(&self.core, |r| match r {
+        let Outcome {
+            result,
+            events,
+            elapsed,
+        } = self.core.invoke(call).await.then(&self.core, |r| match r {
             Reply::Read(r) => Some(r),
             _ => None,
         });
-        if let Ok(page) = &out.result
-            && let Err(e) = self.core.check_payloads(label, &page.records)
-        {
-            out.result = Err(e);
+        Outcome {
+            result: result.map(CheckedPage::of),
+            events,
+            elapsed,
         }
-        out
     }
 
     /// `write(config, stream, batch)`: one result per record, in order.
@@ -406,41 +445,31 @@ impl MapperPlugin {
 }
 
 impl Core {
-    /// Every record a plugin returns must carry a JSON object.
+    /// Every record a mapper returns must pass [`check_payload`].
     fn check_payloads(
         &self,
         call: crate::error::CallRef,
         records: &[Record],
     ) -> Result<(), PluginError> {
-        match records.iter().find(|r| !is_json_object(&r.payload)) {
-            None => Ok(()),
-            Some(bad) => Err(PluginError::InvalidOutput {
-                plugin: self.sandbox.plugin.clone(),
-                call,
-                reason: format!(
-                    "record {}/{} has a payload that is not a JSON object",
-                    bad.stream, bad.id
-                ),
-            }),
+        for record in records {
+            if let Err(fault) = check_payload(&record.payload) {
+                return Err(self.invalid_payload(call, record, &fault));
+            }
         }
+        Ok(())
     }
-}
 
-/// Whether `s` is one JSON object, checked without building it (this runs
-/// on every record a plugin returns).
-fn is_json_object(s: &str) -> bool {
-    s.trim_start().starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_json_object;
-
-    #[test]
-    fn only_json_objects_pass() {
-        assert!(is_json_object(r#" {"a": [1, {"b": null}]}"#));
-        for bad in [r#"[1]"#, r#""{}""#, "{", r#"{"a": 1} {"b": 2}"#, "", "null"] {
-            assert!(!is_json_object(bad), "{bad}");
+    /// The error for a record whose payload failed [`check_payload`].
+    fn invalid_payload(
+        &self,
+        call: crate::error::CallRef,
+        record: &Record,
+        fault: &PayloadFault,
+    ) -> PluginError {
+        PluginError::InvalidOutput {
+            plugin: self.sandbox.plugin.clone(),
+            call,
+            reason: format!("record {}/{}: {fault}", record.stream, record.id),
         }
     }
 }

@@ -53,8 +53,10 @@ impl From<StoreError> for ApiError {
 impl From<SyncError> for ApiError {
     fn from(e: SyncError) -> Self {
         let status = match &e {
-            SyncError::UnknownPipeline(_) => StatusCode::NOT_FOUND,
-            SyncError::Paused(_) | SyncError::Busy(_) => StatusCode::CONFLICT,
+            SyncError::UnknownPipeline(_) | SyncError::UnknownRun(_) => StatusCode::NOT_FOUND,
+            SyncError::Paused(_) | SyncError::Busy(_) | SyncError::NotRunning { .. } => {
+                StatusCode::CONFLICT
+            }
             SyncError::Pipeline(_) | SyncError::Queue(_) | SyncError::Stream { .. } => {
                 StatusCode::BAD_REQUEST
             }
@@ -113,6 +115,7 @@ pub fn routes(app: Arc<App>) -> Router {
         .route("/api/pipelines/{name}/resume", post(resume_pipeline))
         .route("/api/runs", get(runs))
         .route("/api/runs/{id}", get(run))
+        .route("/api/runs/{id}/stop", post(stop_run))
         .route("/api/errors", get(errors))
         .route("/api/dlq", get(dead_letters))
         .route("/api/dlq/{id}", get(dead_letter))
@@ -449,6 +452,15 @@ async fn run(
     Ok(Json(
         json!({"run": views::run(&row), "log": log, "records": records}),
     ))
+}
+
+/// Ask a running run to stop at its next page boundary.
+async fn stop_run(
+    State(app): State<Arc<App>>,
+    Path(id): Path<i64>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let row = crate::sync::request_stop(app.engine.store().as_ref(), id)?;
+    Ok((StatusCode::ACCEPTED, Json(views::run(&row))))
 }
 
 #[derive(Debug, Deserialize)]

@@ -394,6 +394,10 @@ impl Scheduler {
         let result = self.inner.engine.run(name, opts).await;
         match &result {
             Ok(_) => self.trigger_followers(name),
+            Err(e @ SyncError::Cancelled { .. }) => {
+                tracing::info!(pipeline = name, "run stopped: {e}");
+                return;
+            }
             Err(SyncError::Busy(_)) | Err(SyncError::Paused(_)) => {
                 tracing::info!(pipeline = name, "run skipped: {}", result_error(&result));
                 return;

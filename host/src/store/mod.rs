@@ -111,6 +111,8 @@ const MIGRATIONS: &[&str] = &[
     service::MIGRATION,
     // 7: identity links keyed by entity type as well
     sync::LINKS_PER_ENTITY,
+    // 8: superseded counts and stop requests on runs
+    sync::RUN_CONTROL,
 ];
 
 /// The database. Cheap to clone.

@@ -7,8 +7,9 @@ use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 use super::{Database, StoreError};
 use crate::sync::pipeline::Pipeline;
 use crate::sync::store::{
-    Conflict, Counts, DeadLetter, DeadLetterKind, Link, NewConflict, NewDeadLetter, PageCommit,
-    PipelineRow, RecordOutcome, RecordResult, RunFilter, RunId, RunRow, RunStatus, SyncStore,
+    CancelReason, Conflict, Counts, DeadLetter, DeadLetterKind, Link, NewConflict, NewDeadLetter,
+    PageCommit, PipelineRow, RecordOutcome, RecordResult, RunFilter, RunId, RunRow, RunStatus,
+    SyncStore,
 };
 
 /// Migration 7: identity links are keyed by entity type too, so one source
@@ -36,6 +37,14 @@ pub(super) const LINKS_PER_ENTITY: &str = "
     DROP TABLE entity_links;
     ALTER TABLE entity_links_v7 RENAME TO entity_links;
     CREATE INDEX entity_links_by_entity ON entity_links(entity_id, connection, stream);
+";
+
+/// Migration 8: runs count the records superseded by a later one with the
+/// same id in the same page, and carry a stop request that the run reads
+/// at each page boundary (so another process can stop it).
+pub(super) const RUN_CONTROL: &str = "
+    ALTER TABLE runs ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// Migration creating the sync tables.
@@ -156,7 +165,7 @@ fn link_row(r: &Row<'_>) -> rusqlite::Result<Link> {
 }
 
 const RUN_COLUMNS: &str = "run_id, pipeline, status, started_at, finished_at, duration_ms, pages, \
-     read, created, updated, unchanged, deleted, failed, quarantined, conflicts, error";
+     read, created, updated, unchanged, deleted, failed, quarantined, conflicts, error, superseded";
 
 fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
     let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
@@ -177,6 +186,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
             failed: n(12)?,
             quarantined: n(13)?,
             conflicts: n(14)?,
+            superseded: n(16)?,
         },
         error: r.get(15)?,
     })
@@ -194,11 +204,7 @@ fn dead_letter_row(r: &Row<'_>) -> rusqlite::Result<DeadLetter> {
         status: r.get(3)?,
         created_at: r.get(4)?,
         letter: NewDeadLetter {
-            kind: if kind == "quarantined" {
-                DeadLetterKind::Quarantined
-            } else {
-                DeadLetterKind::Failed
-            },
+            kind: DeadLetterKind::parse(&kind).unwrap_or(DeadLetterKind::Failed),
             source_id: r.get(6)?,
             record: r.get(7)?,
             error: r.get(8)?,
@@ -670,7 +676,8 @@ impl SyncStore for Database {
         tx.execute(
             "UPDATE runs SET pages = pages + ?10, read = read + ?2, created = created + ?3,
                  updated = updated + ?4, unchanged = unchanged + ?5, deleted = deleted + ?6,
-                 failed = failed + ?7, quarantined = quarantined + ?8, conflicts = conflicts + ?9
+                 failed = failed + ?7, quarantined = quarantined + ?8, conflicts = conflicts + ?9,
+                 superseded = superseded + ?11
              WHERE run_id = ?1",
             params![
                 run,
@@ -682,11 +689,39 @@ impl SyncStore for Database {
                 c.failed as i64,
                 c.quarantined as i64,
                 c.conflicts as i64,
-                i64::from(!log_only)
+                i64::from(!log_only),
+                c.superseded as i64
             ],
         )?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn request_stop(&self, run: RunId) -> Result<bool, StoreError> {
+        let conn = self.lock()?;
+        let changed = conn.execute(
+            "UPDATE runs SET stop_requested = 1 WHERE run_id = ?1 AND status = 'running'",
+            [run],
+        )?;
+        Ok(changed > 0)
+    }
+
+    fn cancel_reason(&self, run: RunId) -> Result<Option<CancelReason>, StoreError> {
+        let conn = self.lock()?;
+        let found: Option<(bool, Option<bool>)> = conn
+            .query_row(
+                "SELECT r.stop_requested, p.paused
+                   FROM runs r LEFT JOIN pipelines p ON p.name = r.pipeline
+                  WHERE r.run_id = ?1",
+                [run],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(match found {
+            Some((true, _)) => Some(CancelReason::Requested),
+            Some((false, Some(true))) => Some(CancelReason::Paused),
+            _ => None,
+        })
     }
 
     fn finish_run(
@@ -1021,6 +1056,45 @@ mod tests {
             .map(|l| l.entity_id)
             .collect();
         assert_eq!(both, [customer.entity_id, invoice.entity_id]);
+    }
+
+    #[test]
+    fn a_stop_is_asked_of_running_runs_only_and_a_pause_stops_too() {
+        let db = Database::in_memory().unwrap();
+        db.save_pipeline(&pipeline("p")).unwrap();
+        let run = db.begin_run("p").unwrap();
+        assert_eq!(db.cancel_reason(run).unwrap(), None);
+        db.set_paused("p", true, None).unwrap();
+        assert_eq!(db.cancel_reason(run).unwrap(), Some(CancelReason::Paused));
+        assert!(db.request_stop(run).unwrap());
+        assert_eq!(
+            db.cancel_reason(run).unwrap(),
+            Some(CancelReason::Requested)
+        );
+        db.finish_run(run, RunStatus::Cancelled, Some("stopped"))
+            .unwrap();
+        assert!(!db.request_stop(run).unwrap());
+        assert!(!db.request_stop(run + 1).unwrap());
+        assert_eq!(db.run(run).unwrap().unwrap().status, "cancelled");
+    }
+
+    #[test]
+    fn superseded_records_are_counted_with_the_run() {
+        let db = Database::in_memory().unwrap();
+        db.save_pipeline(&pipeline("p")).unwrap();
+        let run = db.begin_run("p").unwrap();
+        let page = PageCommit {
+            state: Some("1".into()),
+            counts: Counts {
+                read: 10,
+                superseded: 9,
+                ..Counts::default()
+            },
+            ..PageCommit::default()
+        };
+        db.commit_page("p", run, &page).unwrap();
+        let row = db.run(run).unwrap().unwrap();
+        assert_eq!((row.counts.read, row.counts.superseded), (10, 9));
     }
 
     #[test]

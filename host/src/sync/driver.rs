@@ -7,14 +7,14 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::SyncError;
+use super::bounds::LimitHit;
 use super::commit::{Held, InFlight};
-use super::content::{Content, SystemFields};
 use super::engine::{Engine, PlannedChange, Prepared, Progress, StopSignal};
 use super::lookback;
 use super::page::{self, Overlay};
 use super::pipeline::SyncMode;
 use super::store::{Counts, PageCommit, PipelineRow, RunId};
-use crate::plugin::{ConnectorPlugin, Page};
+use crate::plugin::{CheckedPage, ConnectorPlugin};
 use crate::{GuestError, PluginError};
 
 /// Where a run's time went (for the log and tuning).
@@ -47,7 +47,14 @@ pub(super) struct Driver<'a> {
     pub(super) in_flight: Option<InFlight>,
     /// Time per phase.
     pub timings: Timings,
+    /// When the store was last asked whether this run must stop.
+    polled: Option<Instant>,
+    /// When the run started (for `[limits].max_seconds`).
+    started: Instant,
 }
+
+/// How often a run asks the store whether someone wants it stopped.
+const STOP_POLL: Duration = Duration::from_millis(500);
 
 impl<'a> Driver<'a> {
     /// A driver for a real (not dry) run outside the page loop: replays
@@ -79,6 +86,8 @@ impl<'a> Driver<'a> {
             held: None,
             in_flight: None,
             timings: Timings::default(),
+            polled: None,
+            started: Instant::now(),
         }
     }
 
@@ -102,15 +111,42 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    /// `Err(Stopped)` when a stop was asked for: called only between
-    /// committed pages, so the next run resumes exactly there.
-    fn check_stop(&self) -> Result<(), SyncError> {
-        match &self.stop {
-            Some(stop) if stop.is_stopped() => Err(SyncError::Stopped {
+    /// `Err(Stopped)` when this process is shutting down, `Err(Cancelled)`
+    /// when a person asked this run to stop or paused its pipeline (read
+    /// from the store, so another process can ask): called only between
+    /// pages, so the next run resumes exactly after the last one.
+    fn check_stop(&mut self) -> Result<(), SyncError> {
+        if self.stop.as_ref().is_some_and(StopSignal::is_stopped) {
+            return Err(SyncError::Stopped {
                 pipeline: self.name().to_string(),
                 pages: self.pages,
-            }),
-            _ => Ok(()),
+            });
+        }
+        // Asked at most every STOP_POLL: the store's lock is shared with
+        // the page committing in the background, and waiting on it every
+        // page would undo that overlap.
+        if self.polled.is_some_and(|t| t.elapsed() < STOP_POLL) {
+            return Ok(());
+        }
+        self.polled = Some(Instant::now());
+        if let Some(run) = self.run_id.filter(|_| !self.dry_run)
+            && let Some(why) = self.engine.store.cancel_reason(run)?
+        {
+            return Err(SyncError::Cancelled {
+                pipeline: self.name().to_string(),
+                pages: self.pages,
+                why,
+            });
+        }
+        Ok(())
+    }
+
+    /// The error for a limit reached, after the pages in hand.
+    fn limit(&self, hit: LimitHit) -> SyncError {
+        SyncError::Limit {
+            pipeline: self.name().to_string(),
+            pages: self.pages,
+            hit,
         }
     }
 
@@ -165,6 +201,8 @@ impl<'a> Driver<'a> {
     async fn pages_of_source(&mut self, mut state: Option<String>) -> Result<(), SyncError> {
         // The next page is read while this one is mapped, written and
         // committed: reading is the source's time, the rest is ours.
+        let limits = self.p.pipeline.limits;
+        let (mut pages, mut records) = (0u64, 0u64);
         let mut next = Some(self.prefetch(state.clone()));
         while let Some(pending) = next.take() {
             // A page is held back only while the next one is already here
@@ -174,7 +212,7 @@ impl<'a> Driver<'a> {
                 self.commit_held()?;
             }
             let t = Instant::now();
-            let page = match pending.await {
+            let CheckedPage { page, rejected } = match pending.await {
                 Ok(page) => page?,
                 Err(e) => {
                     return Err(SyncError::Malformed {
@@ -193,25 +231,42 @@ impl<'a> Driver<'a> {
                     ),
                 });
             }
-            if page.has_more {
+            // A state over the cap is never saved: the pages before this
+            // one are committed, this one is not processed.
+            if let Err(hit) = limits.check_state(page.state.as_deref()) {
+                self.flush().await?;
+                return Err(self.limit(hit));
+            }
+            pages += 1;
+            records += (page.records.len() + rejected.len()) as u64;
+            let limited = page
+                .has_more
+                .then(|| limits.reached(pages, records, self.started.elapsed()))
+                .flatten();
+            if page.has_more && limited.is_none() {
                 next = Some(self.prefetch(page.state.clone()));
             }
-            let classified = page::classify(self, page.records).await?;
+            let classified = page::classify(self, page.records, rejected).await?;
             self.launch_held();
             let mut commit = page::finish(self, classified).await?;
             commit.state = page.state.clone().or(state.clone());
             self.land().await?;
             self.hold_or_commit(commit)?;
             state = page.state;
-            if self.stop.as_ref().is_some_and(StopSignal::is_stopped) {
-                // The page in hand commits before the run stops.
-                self.commit_held()?;
+            if let Some(hit) = limited {
+                self.flush().await?;
+                return Err(self.limit(hit));
+            }
+            if !page.has_more {
+                continue;
             }
             if let Err(stopped) = self.check_stop() {
                 if let Some(read) = next.take() {
                     read.abort();
                 }
-                return Err(stopped);
+                // The page in hand commits before the run stops.
+                self.flush().await?;
+                return Err(SyncError::with_pages(stopped, self.pages));
             }
         }
         Ok(())
@@ -222,7 +277,9 @@ impl<'a> Driver<'a> {
     async fn track_destination(&mut self, mut state: Option<String>) -> Result<(), SyncError> {
         let dest = &self.p.pipeline.destination;
         loop {
-            let page = self
+            // Records the engine cannot read are not tracked: tracking
+            // only refreshes what the identity map knows.
+            let CheckedPage { page, .. } = self
                 .read(
                     &self.p.dest,
                     &self.p.dest_config,
@@ -236,6 +293,13 @@ impl<'a> Driver<'a> {
                 .into_iter()
                 .map(|l| (l.record_id.clone(), l))
                 .collect();
+            // The destination's state is capped like the source's, and
+            // never saved when over the cap.
+            self.p
+                .pipeline
+                .limits
+                .check_state(page.state.as_deref())
+                .map_err(|hit| self.limit(hit))?;
             let mut commit = PageCommit {
                 destination_state: page.state.clone(),
                 ..PageCommit::default()
@@ -300,7 +364,10 @@ impl<'a> Driver<'a> {
     /// Start reading the source page after `state` in its own task.
     /// (Mapping stays in the page's own step: on two cores, mapping ahead
     /// records that turn out unchanged costs more than it overlaps.)
-    fn prefetch(&self, state: Option<String>) -> tokio::task::JoinHandle<Result<Page, SyncError>> {
+    fn prefetch(
+        &self,
+        state: Option<String>,
+    ) -> tokio::task::JoinHandle<Result<CheckedPage, SyncError>> {
         let plugin = self.p.source.clone();
         let config = self.p.source_config.clone();
         let stream = self.p.pipeline.source.stream.clone();
@@ -318,7 +385,7 @@ impl<'a> Driver<'a> {
         config: &str,
         stream: &str,
         state: Option<&str>,
-    ) -> Result<Page, SyncError> {
+    ) -> Result<CheckedPage, SyncError> {
         read_with_retry(
             plugin,
             config,
@@ -339,10 +406,14 @@ async fn read_with_retry(
     state: Option<&str>,
     retry: &super::pipeline::Retry,
     pipeline: &str,
-) -> Result<Page, SyncError> {
+) -> Result<CheckedPage, SyncError> {
     let mut attempt = 1;
     loop {
-        match plugin.read(config, stream, state).await.into_result() {
+        match plugin
+            .read_checked(config, stream, state)
+            .await
+            .into_result()
+        {
             Ok(page) => return Ok(page),
             Err(e) => match retry_wait(&e, attempt, retry) {
                 Some(wait) => {
@@ -392,18 +463,4 @@ pub(super) fn guest_retry_wait(
         GuestError::Transient(_) => Some(retry.backoff(attempt)),
         _ => None,
     }
-}
-
-/// Parsed content of a payload, or a malformed-output error naming `what`
-/// (built only on failure: this runs for every record read).
-pub(super) fn content_of(
-    pipeline: &str,
-    what: impl FnOnce() -> String,
-    payload: &str,
-    system: &SystemFields,
-) -> Result<Content, SyncError> {
-    Content::of(payload, system).map_err(|e| SyncError::Malformed {
-        pipeline: pipeline.to_string(),
-        message: format!("{}: {e}", what()),
-    })
 }

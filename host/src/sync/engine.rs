@@ -17,7 +17,7 @@ use super::content::{FieldChange, SystemFields};
 use super::driver::Driver;
 use super::gate::Gate;
 use super::pipeline::{Pipeline, PipelineError};
-use super::store::{Counts, PipelineRow, RunId, RunStatus, SyncStore};
+use super::store::{Counts, PipelineRow, RunId, RunRow, RunStatus, SyncStore};
 use crate::PluginRef;
 use crate::connections::Connections;
 use crate::limits::Limits;
@@ -94,6 +94,19 @@ pub struct RunReport {
     pub plan: Vec<PlannedChange>,
     /// Why it failed.
     pub error: Option<String>,
+}
+
+/// Ask run `id` to stop at its next page boundary, whichever process runs
+/// it (the run reads the request from the store): it ends `cancelled`,
+/// its committed pages kept. The run as it was when asked.
+pub fn request_stop(store: &dyn SyncStore, id: RunId) -> Result<RunRow, SyncError> {
+    let row = store.run(id)?.ok_or(SyncError::UnknownRun(id))?;
+    if !store.request_stop(id)? {
+        let status = store.run(id)?.map_or(row.status, |r| r.status);
+        return Err(SyncError::NotRunning { run: id, status });
+    }
+    tracing::info!(run = id, pipeline = %row.pipeline, "stop requested");
+    Ok(row)
 }
 
 /// The sync engine of one host.
@@ -298,12 +311,23 @@ impl Engine {
             Some(v) => self.registry.load_version(&step.plugin, v)?,
             None => self.registry.load_active(&step.plugin)?,
         };
+        // A mapper gets no network, secrets or storage whatever it asks;
+        // its memory is the smaller of the engine's limit and what its
+        // signed manifest asked for.
+        let manifest: crate::bundle::manifest::Manifest = serde_json::from_str(&row.manifest)
+            .map_err(|e| SyncError::Mapper {
+                pipeline: pipeline.to_string(),
+                plugin: step.plugin.clone(),
+                reason: format!("its installed manifest does not parse: {e}"),
+            })?;
+        let mut limits = self.limits.clone();
+        limits.memory_bytes = limits.memory_bytes.min(manifest.capabilities.memory_bytes);
         let sandbox = Sandbox {
             plugin: PluginRef {
                 id: row.plugin_id.clone(),
                 version: row.version.to_string(),
             },
-            limits: self.limits.clone(),
+            limits,
             grants: Default::default(),
             secrets: Default::default(),
             kv: None,
@@ -483,7 +507,7 @@ impl Engine {
         driver.stop = opts.stop.clone();
         let outcome = driver.drive(&row).await;
         if let Err(e) = &outcome {
-            let level = if matches!(e, SyncError::Stopped { .. }) {
+            let level = if matches!(e, SyncError::Stopped { .. } | SyncError::Cancelled { .. }) {
                 "warn"
             } else {
                 "error"
@@ -495,6 +519,7 @@ impl Engine {
         let (status, error) = match &outcome {
             Ok(()) => (RunStatus::Succeeded, None),
             Err(e @ SyncError::Stopped { .. }) => (RunStatus::Interrupted, Some(e.to_string())),
+            Err(e @ SyncError::Cancelled { .. }) => (RunStatus::Cancelled, Some(e.to_string())),
             Err(e) => (RunStatus::Failed, Some(e.to_string())),
         };
         if let Some(id) = run_id {
@@ -536,6 +561,7 @@ impl Engine {
             deleted = report.counts.deleted,
             failed = report.counts.failed,
             quarantined = report.counts.quarantined,
+            superseded = report.counts.superseded,
             conflicts = report.counts.conflicts,
             ms = report.elapsed.as_millis() as u64,
             read_ms = driver.timings.read.as_millis() as u64,

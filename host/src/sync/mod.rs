@@ -5,6 +5,7 @@
 //! committed in one transaction, so a run killed at any instant resumes from
 //! the last committed page with nothing lost and nothing written twice.
 
+pub mod bounds;
 mod commit;
 pub mod content;
 mod delivery;
@@ -21,10 +22,13 @@ mod queue;
 pub mod schedule;
 pub mod store;
 
-pub use engine::{Engine, PlannedChange, Progress, RunOptions, RunReport, StopSignal};
+pub use bounds::{LimitHit, RunLimits};
+pub use engine::{
+    Engine, PlannedChange, Progress, RunOptions, RunReport, StopSignal, request_stop,
+};
 pub use pipeline::{ConflictPolicy, DeletePolicy, Pipeline, PipelineError, SyncMode};
 pub use queue::Side;
-pub use store::{RecordOutcome, RunId, RunStatus, SyncStore};
+pub use store::{CancelReason, RecordOutcome, RunId, RunStatus, SyncStore};
 
 use crate::PluginError;
 use crate::connections::ConnectionError;
@@ -32,10 +36,25 @@ use crate::registry::RegistryError;
 use crate::store::StoreError;
 
 impl SyncError {
+    /// A run's stop with its count of committed pages brought up to date
+    /// (the count when the stop was seen can miss the page in hand).
+    pub(super) fn with_pages(mut self, committed: u64) -> Self {
+        if let SyncError::Stopped { pages, .. }
+        | SyncError::Cancelled { pages, .. }
+        | SyncError::Limit { pages, .. } = &mut self
+        {
+            *pages = committed;
+        }
+        self
+    }
+
     /// A short class for metrics and error patterns.
     pub fn class(&self) -> &'static str {
         match self {
-            SyncError::UnknownPipeline(_) | SyncError::Pipeline(_) => "config",
+            SyncError::UnknownPipeline(_) | SyncError::Pipeline(_) | SyncError::UnknownRun(_) => {
+                "config"
+            }
+            SyncError::NotRunning { .. } => "busy",
             SyncError::Paused(_) => "paused",
             SyncError::Busy(_) | SyncError::Lock { .. } => "busy",
             SyncError::Connection { .. } => "connection",
@@ -43,7 +62,8 @@ impl SyncError {
             SyncError::Plugin { .. } => "plugin",
             SyncError::Malformed { .. } => "malformed",
             SyncError::Stream { .. } => "stream",
-            SyncError::Stopped { .. } => "stopped",
+            SyncError::Stopped { .. } | SyncError::Cancelled { .. } => "stopped",
+            SyncError::Limit { .. } => "limit",
             SyncError::Queue(_) => "queue",
             SyncError::Store(_) => "storage",
             SyncError::Registry(_) => "registry",
@@ -120,6 +140,43 @@ pub enum SyncError {
         pipeline: String,
         /// Pages committed before stopping.
         pages: u64,
+    },
+    /// The run stopped at a page boundary because a person asked: `nexo run
+    /// stop`, the API or the console, or a pause of the pipeline.
+    #[error(
+        "pipeline `{pipeline}` stopped after {pages} committed pages because {why}; the next run resumes from there"
+    )]
+    Cancelled {
+        /// Pipeline.
+        pipeline: String,
+        /// Pages committed before stopping.
+        pages: u64,
+        /// Who asked.
+        why: CancelReason,
+    },
+    /// The run reached one of the pipeline's limits; the pages it
+    /// committed stay committed.
+    #[error(
+        "pipeline `{pipeline}`: run stopped after {pages} committed pages: {hit}; the next run resumes from there"
+    )]
+    Limit {
+        /// Pipeline.
+        pipeline: String,
+        /// Pages committed before stopping.
+        pages: u64,
+        /// The limit.
+        hit: LimitHit,
+    },
+    /// No such run.
+    #[error("no run #{0}; see `nexo runs`")]
+    UnknownRun(RunId),
+    /// A stop asked of a run that is not running.
+    #[error("run #{run} is not running (it is {status}); only a running run can be stopped")]
+    NotRunning {
+        /// The run.
+        run: RunId,
+        /// Its status.
+        status: String,
     },
     /// A dead letter or conflict that cannot be acted on.
     #[error("{0}")]

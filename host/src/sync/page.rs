@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::SyncError;
 use super::content::{Content, SystemFields, hash_text, idempotency_key};
 use super::delivery::write_all;
-use super::driver::{Driver, content_of};
+use super::driver::Driver;
 use super::engine::PlannedChange;
 use super::mapping::map_parallel;
 pub use super::overlay::Overlay;
@@ -22,7 +22,7 @@ use super::store::{
     RecordResult,
 };
 use crate::GuestError;
-use crate::plugin::{Operation, Record, WriteOutcome};
+use crate::plugin::{Operation, PayloadFault, Record, RejectedRecord, WriteOutcome};
 
 /// A write as the engine prepared it; kept in the dead-letter and conflict
 /// queues so it can be replayed later exactly as it would have been sent.
@@ -214,22 +214,144 @@ pub struct Classified {
 
 /// Process one page of source records.
 pub async fn process(d: &mut Driver<'_>, records: Vec<Record>) -> Result<PageCommit, SyncError> {
-    let classified = classify(d, records).await?;
+    let classified = classify(d, records, Vec::new()).await?;
     finish(d, classified).await
 }
 
+/// The last record of each id, valid (`records`, in page order) or not
+/// (`rejected`, each with its place in the page), and how many earlier
+/// copies they supersede: a page that names one record twice means its
+/// newest version, and writing each copy would create it N times.
+fn last_of_each_id(
+    records: Vec<Record>,
+    rejected: Vec<RejectedRecord>,
+) -> (Vec<Record>, Vec<RejectedRecord>, u64) {
+    let total = records.len() + rejected.len();
+    // The place of each valid record in the page: the places the rejected
+    // ones (in page order) did not take.
+    let mut taken = rejected.iter().map(|r| r.position).peekable();
+    let mut places = Vec::with_capacity(records.len());
+    let mut place = 0;
+    while places.len() < records.len() {
+        if taken.next_if_eq(&place).is_none() {
+            places.push(place);
+        }
+        place += 1;
+    }
+    let mut last: HashMap<&str, usize> = HashMap::with_capacity(total);
+    for (r, &at) in records.iter().zip(&places) {
+        let e = last.entry(r.id.as_str()).or_insert(at);
+        *e = (*e).max(at);
+    }
+    for r in &rejected {
+        let e = last.entry(r.record.id.as_str()).or_insert(r.position);
+        *e = (*e).max(r.position);
+    }
+    if last.len() == total {
+        return (records, rejected, 0);
+    }
+    let keep: HashSet<usize> = last.into_values().collect();
+    let superseded = (total - keep.len()) as u64;
+    let records = records
+        .into_iter()
+        .zip(places)
+        .filter_map(|(r, at)| keep.contains(&at).then_some(r))
+        .collect();
+    let rejected = rejected
+        .into_iter()
+        .filter(|r| keep.contains(&r.position))
+        .collect();
+    (records, rejected, superseded)
+}
+
+/// A source record the engine cannot use, quarantined with why: a dead
+/// letter of kind `malformed`, the record's outcome, a log line. When the
+/// record is linked, its link is marked seen (a full refresh must not take
+/// it for deleted).
+fn quarantine_malformed(
+    d: &Driver<'_>,
+    commit: &mut PageCommit,
+    link: Option<&Link>,
+    record: &Record,
+    fault: &PayloadFault,
+) {
+    let p = &d.p.pipeline;
+    let reason = fault.to_string();
+    // The record as read, cut short: the payload may be what is wrong
+    // with it (16 MiB), and the queue is for people to read.
+    let excerpt: String = record.payload.chars().take(MALFORMED_EXCERPT).collect();
+    let kept = serde_json::json!({
+        "stream": record.stream,
+        "id": record.id,
+        "payload_bytes": record.payload.len(),
+        "payload_start": excerpt,
+    });
+    commit.dead_letters.push(NewDeadLetter {
+        kind: DeadLetterKind::Malformed,
+        source_id: record.id.clone(),
+        record: kept.to_string(),
+        error: format!(
+            "source record {} from {}: {reason}",
+            record.id,
+            d.p.source.plugin()
+        ),
+        class: fault.class().to_string(),
+        field: None,
+        attempts: 0,
+    });
+    commit.counts.add(RecordOutcome::Quarantined);
+    commit.results.push(RecordResult {
+        source_id: record.id.clone(),
+        destination_id: None,
+        outcome: RecordOutcome::Quarantined,
+        detail: Some(reason.clone()),
+    });
+    commit.log.push((
+        "warn".into(),
+        format!("record {} quarantined: {reason}", record.id),
+    ));
+    if let Some(link) = link {
+        commit.links.push(LinkUpdate {
+            entity_id: Some(link.entity_id),
+            entity: p.entity.clone(),
+            group: 0,
+            connection: link.connection.clone(),
+            stream: link.stream.clone(),
+            record_id: link.record_id.clone(),
+            known: None,
+            synced_hash: None,
+            version: None,
+            deleted: false,
+        });
+    }
+}
+
+/// Characters of a malformed payload kept in its dead letter.
+const MALFORMED_EXCERPT: usize = 4096;
+
 /// A page's reads of the identity map, and what they settle: every record
-/// that is as last synced. The page held for commit is committed first when
-/// these reads would see what it changes.
-pub async fn classify(d: &mut Driver<'_>, records: Vec<Record>) -> Result<Classified, SyncError> {
-    let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+/// that is as last synced, every record the engine cannot use (`rejected`
+/// by the plugin boundary's check, quarantined one by one), and the copies
+/// of an id a later record of the page supersedes. The page held for
+/// commit is committed first when these reads would see what it changes.
+pub async fn classify(
+    d: &mut Driver<'_>,
+    records: Vec<Record>,
+    rejected: Vec<RejectedRecord>,
+) -> Result<Classified, SyncError> {
+    let read = (records.len() + rejected.len()) as u64;
+    let (records, rejected, superseded) = last_of_each_id(records, rejected);
+    let ids: Vec<&str> = records
+        .iter()
+        .chain(rejected.iter().map(|r| &r.record))
+        .map(|r| r.id.as_str())
+        .collect();
     if d.held.as_ref().is_some_and(|h| h.links_any_record(&ids)) {
         d.commit_held()?;
     }
     let mut changed = Vec::with_capacity(records.len());
     let prepared = d.p;
     let p = &prepared.pipeline;
-    let name = p.name.clone();
     // Sized up front: grown by doubling, these page-sized vectors were a
     // visible share of the run's copying and page faults.
     let mut commit = PageCommit {
@@ -237,12 +359,30 @@ pub async fn classify(d: &mut Driver<'_>, records: Vec<Record>) -> Result<Classi
         results: Vec::with_capacity(records.len()),
         ..PageCommit::default()
     };
-    commit.counts.read = records.len() as u64;
+    commit.counts.read = read;
+    commit.counts.superseded = superseded;
+    if superseded > 0 {
+        commit.log.push((
+            "warn".into(),
+            format!(
+                "{superseded} records left out: a later record of the same page has the same id (the last one wins)"
+            ),
+        ));
+    }
     let src_links: HashMap<String, Link> = d
         .links(&p.source.connection, &p.source.stream, &ids)?
         .into_iter()
         .map(|l| (l.record_id.clone(), l))
         .collect();
+    for bad in &rejected {
+        quarantine_malformed(
+            d,
+            &mut commit,
+            src_links.get(&bad.record.id),
+            &bad.record,
+            &bad.fault,
+        );
+    }
 
     let mut items = Vec::with_capacity(records.len());
     for (i, r) in records.into_iter().enumerate() {
@@ -257,12 +397,16 @@ pub async fn classify(d: &mut Driver<'_>, records: Vec<Record>) -> Result<Classi
             version: r.cursor.clone(),
         };
         if !item.delete {
-            let content = content_of(
-                &name,
-                || format!("source record {}", r.id),
-                &r.payload,
-                &d.p.source_system,
-            )?;
+            // Checked at the plugin boundary, so this parses; if it ever
+            // does not, the record is quarantined all the same.
+            let content = match Content::of(&r.payload, &d.p.source_system) {
+                Ok(content) => content,
+                Err(e) => {
+                    let fault = PayloadFault::Invalid(e);
+                    quarantine_malformed(d, &mut commit, link, &r, &fault);
+                    continue;
+                }
+            };
             let json = content.to_json();
             let hash = hash_text(&json);
             let class = plan::classify_read_hashed(link, &content, || hash.clone());
@@ -799,4 +943,74 @@ pub async fn deliver_one(
         commit.links.clear();
     }
     Ok((commit, failure))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, n: u32) -> Record {
+        Record {
+            stream: "s".into(),
+            id: id.into(),
+            operation: Operation::Upsert,
+            payload: format!("{{\"n\":{n}}}"),
+            cursor: None,
+        }
+    }
+
+    #[test]
+    fn the_last_record_of_each_id_wins_in_page_order() {
+        let page = vec![
+            record("a", 1),
+            record("b", 1),
+            record("a", 2),
+            record("c", 1),
+            record("a", 3),
+        ];
+        let (kept, _, superseded) = last_of_each_id(page, Vec::new());
+        let seen: Vec<(&str, &str)> = kept
+            .iter()
+            .map(|r| (r.id.as_str(), r.payload.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("b", r#"{"n":1}"#),
+                ("c", r#"{"n":1}"#),
+                ("a", r#"{"n":3}"#)
+            ]
+        );
+        assert_eq!(superseded, 2);
+    }
+
+    #[test]
+    fn a_page_without_repeats_is_left_as_it_is() {
+        let (kept, _, superseded) =
+            last_of_each_id(vec![record("a", 1), record("b", 2)], Vec::new());
+        assert_eq!(kept.len(), 2);
+        assert_eq!(superseded, 0);
+    }
+
+    #[test]
+    fn a_malformed_copy_competes_by_its_place_in_the_page() {
+        let bad = |id: &str, position: usize| RejectedRecord {
+            position,
+            record: record(id, 0),
+            fault: PayloadFault::NotObject,
+        };
+        // Page: a(valid) b(bad) a(bad) b(valid) c(valid)
+        let (kept, rejected, superseded) = last_of_each_id(
+            vec![record("a", 1), record("b", 2), record("c", 3)],
+            vec![bad("b", 1), bad("a", 2)],
+        );
+        let ids: Vec<&str> = kept.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["b", "c"]);
+        let ids: Vec<(&str, usize)> = rejected
+            .iter()
+            .map(|r| (r.record.id.as_str(), r.position))
+            .collect();
+        assert_eq!(ids, [("a", 2)]);
+        assert_eq!(superseded, 2);
+    }
 }

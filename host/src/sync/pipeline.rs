@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::bounds::RunLimits;
 use super::schedule::{Schedule, ScheduleSpec};
 
 /// Full refresh or incremental.
@@ -227,6 +228,9 @@ pub struct Pipeline {
     /// When the daemon runs it on its own (none: only when asked).
     #[serde(default)]
     pub schedule: ScheduleSpec,
+    /// How far one run may go (pages, records, time, state size).
+    #[serde(default)]
+    pub limits: RunLimits,
 }
 
 fn default_batch() -> usize {
@@ -397,6 +401,9 @@ impl Pipeline {
                 "must be between 1 and 100",
             ));
         }
+        self.limits
+            .check()
+            .map_err(|(field, message)| invalid(self, field, message))?;
         for (i, m) in self.mappers.iter().enumerate() {
             if !m.config.is_object() {
                 return Err(invalid(
@@ -457,6 +464,9 @@ mod tests {
         assert!(!p.destination_is_master());
         assert_eq!(p.retry.max_attempts, 5);
         assert!(p.track_destination);
+        assert_eq!(p.limits, RunLimits::default());
+        assert_eq!(p.limits.max_pages, 100_000);
+        assert_eq!(p.limits.max_state_bytes, 1 << 20);
     }
 
     #[test]
@@ -494,6 +504,12 @@ mod tests {
                 "destination.stream",
             ),
         ];
+        let limits = |table: &str| format!("{GOOD}\n[limits]\n{table}\n");
+        let cases = cases.into_iter().chain([
+            (limits("max_pagez = 9"), "max_pagez"),
+            (limits("max_pages = 0"), "limits.max_pages"),
+            (limits("max_state_bytes = -1"), "limits.max_state_bytes"),
+        ]);
         for (text, field) in cases {
             let e = Pipeline::from_toml(&text, "p.toml")
                 .unwrap_err()

@@ -102,6 +102,12 @@ impl Engine {
                 letter.status
             )));
         }
+        if letter.letter.kind == DeadLetterKind::Malformed {
+            return Err(SyncError::Queue(format!(
+                "dead letter {id} (record {}) is a record the source sent malformed ({}); it cannot be replayed: fix it in the source system (the next run reads it again) or discard it with `nexo dlq discard {id}`",
+                letter.letter.source_id, letter.letter.error
+            )));
+        }
         let row = self.pipeline_row(&letter.pipeline)?;
         let mut w: PendingWrite = serde_json::from_str(&letter.letter.record)
             .map_err(|e| SyncError::Queue(format!("dead letter {id} is unreadable: {e}")))?;

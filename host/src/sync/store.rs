@@ -141,6 +141,10 @@ pub struct Counts {
     pub quarantined: u64,
     /// Conflicts met.
     pub conflicts: u64,
+    /// Records read but left out because a later record of the same page
+    /// has the same id (the last one wins).
+    #[serde(default)]
+    pub superseded: u64,
 }
 
 impl Counts {
@@ -167,6 +171,7 @@ impl Counts {
         self.failed += other.failed;
         self.quarantined += other.quarantined;
         self.conflicts += other.conflicts;
+        self.superseded += other.superseded;
     }
 
     /// Records written to the destination.
@@ -182,6 +187,10 @@ pub enum DeadLetterKind {
     Failed,
     /// The quality gate refused the mapped record.
     Quarantined,
+    /// The source sent a record whose payload the engine cannot use (not a
+    /// JSON object, too large, nested too deep, a number out of range). It
+    /// cannot be replayed: it is fixed in the source, then read again.
+    Malformed,
 }
 
 impl DeadLetterKind {
@@ -190,7 +199,18 @@ impl DeadLetterKind {
         match self {
             DeadLetterKind::Failed => "failed",
             DeadLetterKind::Quarantined => "quarantined",
+            DeadLetterKind::Malformed => "malformed",
         }
+    }
+
+    /// Parse the text form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "failed" => DeadLetterKind::Failed,
+            "quarantined" => DeadLetterKind::Quarantined,
+            "malformed" => DeadLetterKind::Malformed,
+            _ => return None,
+        })
     }
 }
 
@@ -302,6 +322,9 @@ pub enum RunStatus {
     Failed,
     /// The process stopped before finishing; the next run resumes.
     Interrupted,
+    /// A person stopped it (or paused its pipeline); committed pages stay
+    /// committed and the next run resumes after them.
+    Cancelled,
 }
 
 impl RunStatus {
@@ -312,7 +335,31 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::Cancelled => "cancelled",
         }
+    }
+}
+
+/// Why a run was asked to stop at its next page boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelReason {
+    /// Someone asked for this run to stop (`nexo run stop`, the API, the
+    /// console).
+    Requested,
+    /// Its pipeline was paused.
+    Paused,
+}
+
+impl std::fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CancelReason::Requested => {
+                "a stop was requested (`nexo run stop`, the API or the console)"
+            }
+            CancelReason::Paused => {
+                "the pipeline was paused (resume it with `nexo pipeline resume`)"
+            }
+        })
     }
 }
 
@@ -436,6 +483,12 @@ pub trait SyncStore: Send + Sync {
     ) -> Result<Option<String>, StoreError>;
     /// Apply one page atomically.
     fn commit_page(&self, pipeline: &str, run: RunId, page: &PageCommit) -> Result<(), StoreError>;
+    /// Ask a running run to stop at its next page boundary; `false` when
+    /// the run is not running.
+    fn request_stop(&self, run: RunId) -> Result<bool, StoreError>;
+    /// Whether `run` should stop at this page boundary, and why: a stop
+    /// was requested for it, or its pipeline was paused.
+    fn cancel_reason(&self, run: RunId) -> Result<Option<CancelReason>, StoreError>;
     /// End a run.
     fn finish_run(
         &self,
