@@ -12,8 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
 use nexo::Limits;
-use nexo::bundle::BundleError;
 use nexo::bundle::keys::SecretKey;
+use nexo::bundle::manifest::ManifestSource;
+use nexo::bundle::{BundleError, pack};
 use nexo::connections::{Connections, NewConnection};
 use nexo::registry::{Registry, RegistryError, grant_all};
 use nexo::sandbox::secrets::SecretValue;
@@ -178,5 +179,53 @@ async fn a_spec_that_turns_greedy_after_install_reaches_only_what_was_approved()
             .iter()
             .any(|e| e.contains("`token`") && e.contains("http://*:*")),
         "the greedy spec is reported: {excess:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapper_runs_within_the_memory_its_manifest_asked_for() {
+    use nexo::sync::RunOptions;
+    use nexo_tests::synckit::{Kit, pipeline};
+    use nexo_tests::tinycrm;
+    // The engine's limit is 64 MiB; this mapper's signed manifest asks for
+    // 1 MiB, so 1 MiB is all it gets. Before, a mapper ran with the
+    // engine's limit whatever its manifest said.
+    let kit = Kit::new(tinycrm::seed(2), Default::default(), 10).await;
+    let src: ManifestSource = toml::from_str(
+        "id = \"acme/small-mapper\"\nversion = \"1.0.0\"\nkind = \"mapper\"\ndescription = \"d\"\nvendor = \"Acme\"\n[capabilities]\nmemory_bytes = 1048576\n",
+    )
+    .unwrap();
+    let bytes = pack(
+        runtime(),
+        src,
+        std::fs::read(nexo_tests::programs::TEST_MAPPER).unwrap(),
+        Some(&kit.key),
+    )
+    .await
+    .unwrap()
+    .to_bytes()
+    .unwrap();
+    let review = kit
+        .registry
+        .review(bytes, "small.nexo", false, None)
+        .await
+        .unwrap();
+    let grant = grant_all(review.to_grant());
+    kit.registry.install(review, &grant).unwrap();
+    kit.apply(&pipeline(
+        "small",
+        "",
+        "[[mappers]]\nplugin = \"acme/small-mapper\"\nconfig = {}",
+    ))
+    .await;
+    let err = kit
+        .engine
+        .run("small", RunOptions::default())
+        .await
+        .err()
+        .expect("the mapper is held to 1 MiB");
+    assert!(
+        err.to_string().contains("exceeded its 1 MiB memory limit"),
+        "{err}"
     );
 }
