@@ -61,7 +61,7 @@ pub struct SecretCapability {
 }
 
 /// What a plugin asks for.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Capabilities {
     /// Origins it calls.
@@ -80,6 +80,27 @@ pub struct Capabilities {
 
 fn default_memory() -> u64 {
     64 << 20
+}
+
+impl Default for Capabilities {
+    /// Nothing asked for, and the default memory (a manifest without a
+    /// `[capabilities]` table asks for what one with an empty table does).
+    fn default() -> Self {
+        Capabilities {
+            http_origins: Vec::new(),
+            secrets: Vec::new(),
+            kv_bytes: 0,
+            memory_bytes: default_memory(),
+        }
+    }
+}
+
+impl Capabilities {
+    /// The memory the manifest asks for, if it says: bundles packed before
+    /// a manifest without `[capabilities]` got the default say `0`.
+    pub fn memory_asked(&self) -> Option<u64> {
+        (self.memory_bytes > 0).then_some(self.memory_bytes)
+    }
 }
 
 impl Capabilities {
@@ -262,6 +283,15 @@ mod tests {
         .unwrap();
         assert_eq!(src.version, semver::Version::new(1, 2, 0));
         assert_eq!(src.capabilities.memory_bytes, 64 << 20);
+        let bare: ManifestSource = toml::from_str(
+            "id = \"a/b\"\nversion = \"1.0.0\"\nkind = \"mapper\"\ndescription = \"d\"\nvendor = \"v\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            bare.capabilities.memory_bytes,
+            64 << 20,
+            "no table, default memory"
+        );
         let err =
             toml::from_str::<ManifestSource>("id = \"a/b\"\nversoin = \"1.0.0\"").unwrap_err();
         assert!(err.to_string().contains("versoin"), "{err}");

@@ -23,8 +23,9 @@ pub struct Approved {
     pub secrets: BTreeMap<String, Vec<String>>,
     /// Key-value bytes (declared and granted).
     pub kv_bytes: u64,
-    /// Memory the manifest asks for: the plugin's memory never exceeds it.
-    pub memory_bytes: u64,
+    /// Memory the manifest asks for: the plugin's memory never exceeds it
+    /// (`None`: an older manifest that does not say).
+    pub memory_bytes: Option<u64>,
 }
 
 impl Approved {
@@ -44,7 +45,7 @@ impl Approved {
                 .map(|s| (s.name.clone(), s.origins.clone()))
                 .collect(),
             kv_bytes: declared.kv_bytes.min(grant.kv_bytes),
-            memory_bytes: declared.memory_bytes,
+            memory_bytes: declared.memory_asked(),
         }
     }
 
@@ -123,7 +124,7 @@ mod tests {
         );
         assert_eq!(a.secrets.len(), 1);
         assert_eq!(a.kv_bytes, 1024);
-        assert_eq!(a.memory_bytes, 32 << 20);
+        assert_eq!(a.memory_bytes, Some(32 << 20));
     }
 
     #[test]

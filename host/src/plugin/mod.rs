@@ -151,7 +151,9 @@ impl ConnectorPlugin {
         mut sandbox: Sandbox,
         approved: &Approved,
     ) -> Result<Self, OpenError> {
-        sandbox.limits.memory_bytes = sandbox.limits.memory_bytes.min(approved.memory_bytes);
+        if let Some(asked) = approved.memory_bytes {
+            sandbox.limits.memory_bytes = sandbox.limits.memory_bytes.min(asked);
+        }
         Self::open_with(plugin, sandbox, Some(approved)).await
     }
 

@@ -321,7 +321,9 @@ impl Engine {
                 reason: format!("its installed manifest does not parse: {e}"),
             })?;
         let mut limits = self.limits.clone();
-        limits.memory_bytes = limits.memory_bytes.min(manifest.capabilities.memory_bytes);
+        if let Some(asked) = manifest.capabilities.memory_asked() {
+            limits.memory_bytes = limits.memory_bytes.min(asked);
+        }
         let sandbox = Sandbox {
             plugin: PluginRef {
                 id: row.plugin_id.clone(),
