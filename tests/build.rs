@@ -15,6 +15,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("example-crm", "EXAMPLE_CRM"),
     ("contact-mapper", "CONTACT_MAPPER"),
     ("hostile", "HOSTILE"),
+    ("hostile-secrets", "HOSTILE_SECRETS"),
     ("networked-mapper", "NETWORKED_MAPPER"),
     ("wit-1-0-fixture", "WIT_1_0_FIXTURE"),
     ("test-mapper", "TEST_MAPPER"),

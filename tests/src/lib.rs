@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod cli;
 pub mod connkit;
+pub mod echo;
 pub mod synckit;
 pub mod tinycrm;
 pub mod tryton;
