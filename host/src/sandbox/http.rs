@@ -409,11 +409,14 @@ impl OutboundHttp {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(OutboundResponse {
+        let mut response = OutboundResponse {
             status,
             headers,
             body,
-        })
+        };
+        // A system that echoes credentials must not hand them to the plugin.
+        self.secrets.redactor().scrub_response(&mut response);
+        Ok(response)
     }
 
     fn classify(&self, e: reqwest::Error) -> HttpError {
