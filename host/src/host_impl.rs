@@ -7,6 +7,7 @@ use crate::sandbox::budget::BudgetExhausted;
 use crate::sandbox::http::{HttpError, Method, OutboundRequest};
 use crate::sandbox::kv::KvError;
 use crate::sandbox::log::Level;
+use crate::sandbox::redact;
 use crate::state::{PluginState, SandboxEvent};
 
 impl wit_types::Host for PluginState {}
@@ -144,7 +145,8 @@ impl wit_kv::Host for PluginState {
         let Some(ns) = self.kv.clone() else {
             return Ok(self.kv_denied());
         };
-        Ok(self.kv_result(ns.set(&key, &value)))
+        // Stored in the host's database: no secret value goes there.
+        Ok(self.kv_result(ns.set(&key, &redact::scrub_bytes(&value))))
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), wit_kv::KvError>> {
@@ -166,8 +168,19 @@ impl wit_kv::Host for PluginState {
 }
 
 impl From<wit_types::Error> for crate::error::GuestError {
+    /// The plugin's error, with secret values replaced: its text often
+    /// quotes what a system answered.
     fn from(e: wit_types::Error) -> Self {
         use crate::error::GuestError as G;
+        let e = match e {
+            wit_types::Error::RateLimited(ms) => return G::RateLimited { retry_after_ms: ms },
+            wit_types::Error::InvalidConfig(m) => wit_types::Error::InvalidConfig(scrubbed(m)),
+            wit_types::Error::Auth(m) => wit_types::Error::Auth(scrubbed(m)),
+            wit_types::Error::AccessDenied(m) => wit_types::Error::AccessDenied(scrubbed(m)),
+            wit_types::Error::Transient(m) => wit_types::Error::Transient(scrubbed(m)),
+            wit_types::Error::Rejected(m) => wit_types::Error::Rejected(scrubbed(m)),
+            wit_types::Error::Internal(m) => wit_types::Error::Internal(scrubbed(m)),
+        };
         match e {
             wit_types::Error::InvalidConfig(m) => G::InvalidConfig(m),
             wit_types::Error::Auth(m) => G::Auth(m),
@@ -177,6 +190,13 @@ impl From<wit_types::Error> for crate::error::GuestError {
             wit_types::Error::Rejected(m) => G::Rejected(m),
             wit_types::Error::Internal(m) => G::Internal(m),
         }
+    }
+}
+
+fn scrubbed(m: String) -> String {
+    match redact::scrub(&m) {
+        std::borrow::Cow::Borrowed(_) => m,
+        std::borrow::Cow::Owned(clean) => clean,
     }
 }
 

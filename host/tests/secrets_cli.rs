@@ -352,6 +352,10 @@ async fn no_route_carries_a_secret_out_of_the_sandbox() {
     let received = drop_box.received_text();
     assert!(received.contains("/collect"), "{received}");
     assert!(
+        received.contains("[redacted:token]"),
+        "the API's echo reached the plugin redacted: {received}"
+    );
+    assert!(
         String::from_utf8_lossy(&answers[0].1).contains("HTTP 401"),
         "{}",
         String::from_utf8_lossy(&answers[0].1)

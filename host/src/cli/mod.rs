@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use nexo::sandbox::redact;
 use nexo::{LoadedPlugin, PluginRef, Runtime, RuntimeConfig};
 
 mod bundle;
@@ -323,7 +324,8 @@ pub fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The last guard: an error may quote what a system answered.
+            eprintln!("error: {}", redact::scrub(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -336,7 +338,7 @@ fn init_tracing(format: LogFormat, level: &str) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(redact::ScrubbingStderr)
         .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),

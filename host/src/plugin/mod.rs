@@ -15,6 +15,7 @@ use crate::sandbox::budget::Budget;
 use crate::sandbox::http::{HttpSettings, OutboundHttp};
 use crate::sandbox::kv::KvStore;
 use crate::sandbox::policy::{HttpGrant, OriginPattern, OutboundPolicy, PatternError};
+use crate::sandbox::redact;
 use crate::sandbox::secrets::{BoundSecret, SecretSet, SecretValue};
 use crate::state::SandboxEvent;
 
@@ -136,6 +137,11 @@ impl ConnectorPlugin {
                 expected: WorldKind::Connector,
             });
         }
+        // Every value opened for a plugin joins the process-wide set the
+        // host's sinks (logs, errors, records, run log) scrub with.
+        for (name, value) in &sandbox.secrets {
+            redact::register(name, value);
+        }
         let bare = Core {
             plugin: plugin.clone(),
             sandbox: sandbox.clone(),
@@ -246,8 +252,9 @@ impl ConnectorPlugin {
             })
     }
 
-    /// `read(config, stream, state)`: one page. Payloads are checked to be
-    /// JSON objects.
+    /// `read(config, stream, state)`: one page. Secret values in it are
+    /// replaced by `[redacted:NAME]` before anything maps, writes or stores
+    /// it; payloads are checked to be JSON objects.
     pub async fn read(&self, config: &str, stream: &str, state: Option<&str>) -> Outcome<Page> {
         let call = Op::Read {
             config,
@@ -259,6 +266,9 @@ impl ConnectorPlugin {
             Reply::Read(r) => Some(r),
             _ => None,
         });
+        if let Ok(page) = &mut out.result {
+            scrub_page(page);
+        }
         if let Ok(page) = &out.result
             && let Err(e) = self.core.check_payloads(label, &page.records)
         {
@@ -284,6 +294,9 @@ impl ConnectorPlugin {
             Reply::Write(r) => Some(r),
             _ => None,
         });
+        if let Ok(results) = &mut out.result {
+            scrub_write_results(results);
+        }
         if let Ok(results) = &out.result
             && results.len() != batch.len()
         {
@@ -363,6 +376,45 @@ impl Core {
                     bad.stream, bad.id
                 ),
             }),
+        }
+    }
+}
+
+/// Replace secret values in a page a connector read: ids, payloads,
+/// cursors and the state. One look-up of the redaction set per page; a
+/// record without a secret is not copied.
+fn scrub_page(page: &mut Page) {
+    let r = redact::current();
+    if r.is_empty() {
+        return;
+    }
+    for rec in &mut page.records {
+        r.scrub_in_place(&mut rec.id);
+        r.scrub_in_place(&mut rec.payload);
+        if let Some(c) = &mut rec.cursor {
+            r.scrub_in_place(c);
+        }
+    }
+    if let Some(s) = &mut page.state {
+        r.scrub_in_place(s);
+    }
+}
+
+/// Replace secret values in what a connector says about a write (ids;
+/// its error texts are scrubbed as they become [`crate::GuestError`]s).
+fn scrub_write_results(results: &mut [WriteResult]) {
+    use crate::bindings::wit_types::WriteOutcome as O;
+    let r = redact::current();
+    if r.is_empty() {
+        return;
+    }
+    for res in results {
+        r.scrub_in_place(&mut res.id);
+        match &mut res.outcome {
+            O::Created(id) | O::Updated(id) | O::Unchanged(id) | O::Deleted(id) => {
+                r.scrub_in_place(id)
+            }
+            O::Failed(_) => {}
         }
     }
 }

@@ -108,9 +108,10 @@ impl PluginLog {
     }
 }
 
-/// One plugin log line. Plugin, version and call are fields of the
-/// enclosing `plugin_call` span.
+/// One plugin log line, with secret values replaced. Plugin, version and
+/// call are fields of the enclosing `plugin_call` span.
 fn emit(level: Level, message: &str) {
+    let message = super::redact::scrub(message);
     match level {
         Level::Trace => tracing::trace!(target: "nexo::plugin", "{message}"),
         Level::Debug => tracing::debug!(target: "nexo::plugin", "{message}"),

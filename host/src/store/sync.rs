@@ -5,6 +5,7 @@
 use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 
 use super::{Database, StoreError};
+use crate::sandbox::redact;
 use crate::sync::pipeline::Pipeline;
 use crate::sync::store::{
     Conflict, Counts, DeadLetter, DeadLetterKind, Link, NewConflict, NewDeadLetter, PageCommit,
@@ -510,6 +511,11 @@ impl SyncStore for Database {
     }
 
     fn commit_page(&self, pipeline: &str, run: RunId, page: &PageCommit) -> Result<(), StoreError> {
+        // The second line: whatever a plugin or a system wrote (records,
+        // errors, log lines, state) is stored without secret values.
+        let redactor = redact::current();
+        let s = |t: &str| redactor.scrub(t).into_owned();
+        let so = |t: &Option<String>| t.as_deref().map(|t| redactor.scrub(t).into_owned());
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         // Once per page, not once per row.
@@ -520,13 +526,13 @@ impl SyncStore for Database {
         if let Some(state) = &page.state {
             tx.execute(
                 "UPDATE pipelines SET state = ?2 WHERE name = ?1",
-                params![pipeline, state],
+                params![pipeline, s(state)],
             )?;
         }
         if let Some(state) = &page.destination_state {
             tx.execute(
                 "UPDATE pipelines SET destination_state = ?2 WHERE name = ?1",
-                params![pipeline, state],
+                params![pipeline, s(state)],
             )?;
         }
         {
@@ -561,7 +567,7 @@ impl SyncStore for Database {
                 upsert.execute(params![
                     l.connection,
                     l.stream,
-                    l.record_id,
+                    s(&l.record_id),
                     entity_id,
                     l.known,
                     l.synced_hash,
@@ -585,10 +591,10 @@ impl SyncStore for Database {
                 insert.execute(params![
                     run,
                     base + 1 + i as i64,
-                    r.source_id,
-                    r.destination_id,
+                    s(&r.source_id),
+                    so(&r.destination_id),
                     r.outcome.as_str(),
-                    r.detail
+                    so(&r.detail)
                 ])?;
             }
             let mut dlq = tx.prepare_cached(
@@ -601,9 +607,9 @@ impl SyncStore for Database {
                     pipeline,
                     run,
                     d.kind.as_str(),
-                    d.source_id,
-                    d.record,
-                    d.error,
+                    s(&d.source_id),
+                    s(&d.record),
+                    s(&d.error),
                     d.class,
                     d.field,
                     d.attempts
@@ -625,10 +631,10 @@ impl SyncStore for Database {
                     pipeline,
                     run,
                     c.entity_id,
-                    c.source_id,
-                    c.destination_id,
-                    c.source_record,
-                    c.destination_payload,
+                    s(&c.source_id),
+                    s(&c.destination_id),
+                    s(&c.source_record),
+                    s(&c.destination_payload),
                     serde_json::to_string(&c.fields).map_err(corrupt)?,
                     status,
                     c.resolution
@@ -643,7 +649,7 @@ impl SyncStore for Database {
                 "INSERT INTO run_log (run_id, seq, level, message) VALUES (?1, ?2, ?3, ?4)",
             )?;
             for (i, (level, message)) in page.log.iter().enumerate() {
-                log.execute(params![run, log_base + 1 + i as i64, level, message])?;
+                log.execute(params![run, log_base + 1 + i as i64, level, s(message)])?;
             }
             for (id, status) in &page.settle_dead_letters {
                 tx.execute(
@@ -695,6 +701,7 @@ impl SyncStore for Database {
         status: RunStatus,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
+        let error = error.map(redact::scrub);
         let conn = self.lock()?;
         conn.execute(
             "UPDATE runs SET status = ?2, error = ?3,
