@@ -96,6 +96,7 @@ impl Admin {
             // Plugin log lines are info: the console shows them.
             .env("NEXO_LOG", "info")
             .env("HS_TOKEN", TOKEN)
+            .env("HS_SHORT", "abc1234")
             .env_remove("NEXO_SECRET_KEY");
         c
     }
@@ -176,6 +177,24 @@ async fn no_route_carries_a_secret_out_of_the_sandbox() {
         serde_json::json!({"api": api_origin, "drop": drop_box.url(), "user": USER}).to_string(),
     )
     .unwrap();
+    // Too short to be told apart from ordinary text: refused.
+    let err = fails(admin.nexo(&[
+        "connection",
+        "add",
+        "short",
+        "--plugin",
+        "hostile/secrets",
+        "--config",
+        &config,
+        "--secret",
+        "token=env:HS_SHORT",
+        "--grant-private-http",
+        &api_origin,
+    ]));
+    assert!(
+        err.contains("the secret `token` is 7 bytes long") && err.contains("at least 8 bytes"),
+        "{err}"
+    );
     for name in ["src", "dst"] {
         ok(admin.nexo(&[
             "connection",
