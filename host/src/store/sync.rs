@@ -512,10 +512,11 @@ impl SyncStore for Database {
 
     fn commit_page(&self, pipeline: &str, run: RunId, page: &PageCommit) -> Result<(), StoreError> {
         // The second line: whatever a plugin or a system wrote (records,
-        // errors, log lines, state) is stored without secret values.
+        // errors, log lines, state) is stored without secret values. Ids
+        // are keys, left as they are: they were scrubbed when read, and a
+        // key changed here alone would no longer match its lookups.
+        // Borrowed, no copy, when nothing matches.
         let redactor = redact::current();
-        let s = |t: &str| redactor.scrub(t).into_owned();
-        let so = |t: &Option<String>| t.as_deref().map(|t| redactor.scrub(t).into_owned());
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         // Once per page, not once per row.
@@ -526,13 +527,13 @@ impl SyncStore for Database {
         if let Some(state) = &page.state {
             tx.execute(
                 "UPDATE pipelines SET state = ?2 WHERE name = ?1",
-                params![pipeline, s(state)],
+                params![pipeline, redactor.scrub(state)],
             )?;
         }
         if let Some(state) = &page.destination_state {
             tx.execute(
                 "UPDATE pipelines SET destination_state = ?2 WHERE name = ?1",
-                params![pipeline, s(state)],
+                params![pipeline, redactor.scrub(state)],
             )?;
         }
         {
@@ -567,7 +568,7 @@ impl SyncStore for Database {
                 upsert.execute(params![
                     l.connection,
                     l.stream,
-                    s(&l.record_id),
+                    l.record_id,
                     entity_id,
                     l.known,
                     l.synced_hash,
@@ -591,10 +592,10 @@ impl SyncStore for Database {
                 insert.execute(params![
                     run,
                     base + 1 + i as i64,
-                    s(&r.source_id),
-                    so(&r.destination_id),
+                    r.source_id,
+                    r.destination_id,
                     r.outcome.as_str(),
-                    so(&r.detail)
+                    r.detail.as_deref().map(|t| redactor.scrub(t))
                 ])?;
             }
             let mut dlq = tx.prepare_cached(
@@ -607,9 +608,9 @@ impl SyncStore for Database {
                     pipeline,
                     run,
                     d.kind.as_str(),
-                    s(&d.source_id),
-                    s(&d.record),
-                    s(&d.error),
+                    d.source_id,
+                    redactor.scrub(&d.record),
+                    redactor.scrub(&d.error),
                     d.class,
                     d.field,
                     d.attempts
@@ -631,10 +632,10 @@ impl SyncStore for Database {
                     pipeline,
                     run,
                     c.entity_id,
-                    s(&c.source_id),
-                    s(&c.destination_id),
-                    s(&c.source_record),
-                    s(&c.destination_payload),
+                    c.source_id,
+                    c.destination_id,
+                    redactor.scrub(&c.source_record),
+                    redactor.scrub(&c.destination_payload),
                     serde_json::to_string(&c.fields).map_err(corrupt)?,
                     status,
                     c.resolution
@@ -649,7 +650,12 @@ impl SyncStore for Database {
                 "INSERT INTO run_log (run_id, seq, level, message) VALUES (?1, ?2, ?3, ?4)",
             )?;
             for (i, (level, message)) in page.log.iter().enumerate() {
-                log.execute(params![run, log_base + 1 + i as i64, level, s(message)])?;
+                log.execute(params![
+                    run,
+                    log_base + 1 + i as i64,
+                    level,
+                    redactor.scrub(message)
+                ])?;
             }
             for (id, status) in &page.settle_dead_letters {
                 tx.execute(
