@@ -172,31 +172,16 @@ impl From<wit_types::Error> for crate::error::GuestError {
     /// quotes what a system answered.
     fn from(e: wit_types::Error) -> Self {
         use crate::error::GuestError as G;
-        let e = match e {
-            wit_types::Error::RateLimited(ms) => return G::RateLimited { retry_after_ms: ms },
-            wit_types::Error::InvalidConfig(m) => wit_types::Error::InvalidConfig(scrubbed(m)),
-            wit_types::Error::Auth(m) => wit_types::Error::Auth(scrubbed(m)),
-            wit_types::Error::AccessDenied(m) => wit_types::Error::AccessDenied(scrubbed(m)),
-            wit_types::Error::Transient(m) => wit_types::Error::Transient(scrubbed(m)),
-            wit_types::Error::Rejected(m) => wit_types::Error::Rejected(scrubbed(m)),
-            wit_types::Error::Internal(m) => wit_types::Error::Internal(scrubbed(m)),
-        };
+        let s = redact::scrub_string;
         match e {
-            wit_types::Error::InvalidConfig(m) => G::InvalidConfig(m),
-            wit_types::Error::Auth(m) => G::Auth(m),
-            wit_types::Error::AccessDenied(m) => G::AccessDenied(m),
+            wit_types::Error::InvalidConfig(m) => G::InvalidConfig(s(m)),
+            wit_types::Error::Auth(m) => G::Auth(s(m)),
+            wit_types::Error::AccessDenied(m) => G::AccessDenied(s(m)),
             wit_types::Error::RateLimited(ms) => G::RateLimited { retry_after_ms: ms },
-            wit_types::Error::Transient(m) => G::Transient(m),
-            wit_types::Error::Rejected(m) => G::Rejected(m),
-            wit_types::Error::Internal(m) => G::Internal(m),
+            wit_types::Error::Transient(m) => G::Transient(s(m)),
+            wit_types::Error::Rejected(m) => G::Rejected(s(m)),
+            wit_types::Error::Internal(m) => G::Internal(s(m)),
         }
-    }
-}
-
-fn scrubbed(m: String) -> String {
-    match redact::scrub(&m) {
-        std::borrow::Cow::Borrowed(_) => m,
-        std::borrow::Cow::Owned(clean) => clean,
     }
 }
 

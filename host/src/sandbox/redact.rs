@@ -286,6 +286,14 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// [`scrub`] for an owned text: the same `String` back when nothing occurs.
+pub fn scrub_string(text: String) -> String {
+    match scrub(&text) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(clean) => clean,
+    }
+}
+
 /// [`scrub`] over bytes.
 pub fn scrub_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
     let r = current();
