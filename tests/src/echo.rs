@@ -1,7 +1,9 @@
 //! Two servers on 127.0.0.1 for the secrets tests: an API that echoes every
 //! request header back (in its body, its response headers, and encoded as
 //! base64, hex and percent-encoding), answering `/401` with a body and a
-//! `WWW-Authenticate` header quoting the `Authorization` it got; and a
+//! `WWW-Authenticate` header quoting the `Authorization` it got, and
+//! encoding its answer with `x-xor` when the request accepts it (a stand-in
+//! for gzip, br or zstd: bytes the host cannot search); and a
 //! collector that records every request it receives, as an attacker's
 //! drop box would.
 
@@ -101,6 +103,14 @@ fn echo(uri: Uri, headers: HeaderMap) -> Response {
         }
     }
     let body = serde_json::json!({ "path": uri.to_string(), "headers": echoed });
+    let accepts_xor = headers
+        .get("accept-encoding")
+        .is_some_and(|v| v.as_bytes().windows(5).any(|w| w == b"x-xor"));
+    if accepts_xor {
+        out.insert("content-encoding", HeaderValue::from_static("x-xor"));
+        let encoded: Vec<u8> = body.to_string().bytes().map(|b| b ^ 0x55).collect();
+        return (StatusCode::OK, out, encoded).into_response();
+    }
     (StatusCode::OK, out, body.to_string()).into_response()
 }
 

