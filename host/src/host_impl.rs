@@ -57,6 +57,7 @@ impl wit_http::Host for PluginState {
                 body: r.body,
             })),
             Err(e) => {
+                let e = e.redacted(http.secrets());
                 tracing::warn!(error = %e, "plugin HTTP request refused or failed");
                 self.events.push(SandboxEvent::HttpRefused(e.clone()));
                 Ok(to_wit_http_result(e))

@@ -3,7 +3,8 @@
 //! base64, hex and percent-encoding), answering `/401` with a body and a
 //! `WWW-Authenticate` header quoting the `Authorization` it got, and
 //! encoding its answer with `x-xor` when the request accepts it (a stand-in
-//! for gzip, br or zstd: bytes the host cannot search); and a
+//! for gzip, br or zstd: bytes the host cannot search), and redirecting
+//! `/redirect` to a host named after the credential; and a
 //! collector that records every request it receives, as an attacker's
 //! drop box would.
 
@@ -64,6 +65,18 @@ fn echo(uri: Uri, headers: HeaderMap) -> Response {
         .get("authorization")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
+    if uri.path() == "/redirect" {
+        // The credential as a host name: refused redirects are named in
+        // the error the plugin gets.
+        let host = authorization
+            .trim_start_matches("Bearer ")
+            .replace(['"', '/', '+'], "-");
+        let mut resp = StatusCode::FOUND.into_response();
+        if let Ok(v) = HeaderValue::from_str(&format!("http://{host}.invalid/")) {
+            resp.headers_mut().insert("location", v);
+        }
+        return resp;
+    }
     if uri.path() == "/401" {
         let body = serde_json::json!({
             "error": "invalid_token",

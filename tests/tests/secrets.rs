@@ -191,3 +191,36 @@ async fn an_encoded_answer_the_host_cannot_search_is_refused_not_passed_on() {
     assert!(err.contains("content-encoding: x-xor"), "{err}");
     assert!(!got.contains("/collect"), "{got}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_redirect_names_no_secret() {
+    let api = echo::start_echo().await;
+    let drop_box = echo::start_collector().await;
+    let api_origin = format!("http://localhost:{}", api.port());
+    let sandbox = Sandbox {
+        plugin: PluginRef {
+            id: "hostile/secrets".into(),
+            version: "0.1.0".into(),
+        },
+        limits: Limits::default(),
+        grants: Grants {
+            http: vec![
+                HttpGrant::private(&api_origin).unwrap(),
+                HttpGrant::private(&drop_box.url()).unwrap(),
+            ],
+            kv_bytes: 0,
+        },
+        secrets: BTreeMap::from([("token".to_string(), SecretValue::new(VALUE))]),
+        kv: None,
+    };
+    let plugin = ConnectorPlugin::open(&load(programs::HOSTILE_SECRETS), sandbox)
+        .await
+        .unwrap();
+    let config = serde_json::json!({"api": api_origin, "drop": drop_box.url(), "user": "ada"});
+    let out = plugin.read(&config.to_string(), "redirect", None).await;
+    let got = drop_box.received_text();
+    assert!(got.contains("/collect"), "the refusal was passed on: {got}");
+    assert!(!got.contains(VALUE), "the plugin got the secret: {got}");
+    let shown = format!("{:?} {}", out.events, out.result.unwrap_err());
+    assert!(!shown.contains(VALUE), "{shown}");
+}

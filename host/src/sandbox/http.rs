@@ -479,3 +479,26 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+impl HttpError {
+    /// The same error with the values of `secrets` replaced in its text,
+    /// for the plugin: messages name URLs and origins a system chose (a
+    /// redirect's target), which may quote what the request carried.
+    pub fn redacted(self, secrets: &SecretSet) -> HttpError {
+        let r = |m: String| match secrets.redactor().scrub(&m) {
+            std::borrow::Cow::Borrowed(_) => m,
+            std::borrow::Cow::Owned(clean) => clean,
+        };
+        match self {
+            HttpError::OriginNotAllowed(m) => HttpError::OriginNotAllowed(r(m)),
+            HttpError::AddressNotAllowed(m) => HttpError::AddressNotAllowed(r(m)),
+            HttpError::RedirectNotAllowed(m) => HttpError::RedirectNotAllowed(r(m)),
+            HttpError::SecretNotAllowed(m) => HttpError::SecretNotAllowed(r(m)),
+            HttpError::InvalidRequest(m) => HttpError::InvalidRequest(r(m)),
+            HttpError::ConnectionFailed(m) => HttpError::ConnectionFailed(r(m)),
+            e @ (HttpError::ResponseTooLarge(_)
+            | HttpError::Timeout
+            | HttpError::RateLimited(_)) => e,
+        }
+    }
+}

