@@ -18,6 +18,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("hostile-authority", "HOSTILE_AUTHORITY"),
     ("hostile-output", "HOSTILE_OUTPUT"),
     ("hostile-runs", "HOSTILE_RUNS"),
+    ("hostile-secrets", "HOSTILE_SECRETS"),
     ("networked-mapper", "NETWORKED_MAPPER"),
     ("wit-1-0-fixture", "WIT_1_0_FIXTURE"),
     ("test-mapper", "TEST_MAPPER"),

@@ -14,6 +14,7 @@ use crate::registry::{Registry, RegistryError};
 use crate::sandbox::budget::{Budget, RequestBudgets};
 use crate::sandbox::kv::KvStore;
 use crate::sandbox::policy::{HttpGrant, Origin, OriginPattern};
+use crate::sandbox::redact::MIN_SECRET_BYTES;
 use crate::sandbox::secrets::SecretValue;
 use crate::store::StoreError;
 use crate::store::connections::{ConnectionGrants, ConnectionRow, Environment, SealedSecret};
@@ -258,6 +259,21 @@ impl Connections {
         if let Some(missing) = declared.iter().find(|d| !new.secrets.contains_key(**d)) {
             return Err(ConnectionError::Secrets(format!(
                 "{plugin} needs the secret `{missing}`: pass --secret {missing}=env:VAR (or file:PATH)"
+            )));
+        }
+
+        // Shorter values could not be told apart from ordinary text, so they
+        // could not be kept out of logs, errors and records.
+        if let Some((name, value)) = new
+            .secrets
+            .iter()
+            .find(|(_, v)| v.expose().len() < MIN_SECRET_BYTES)
+        {
+            return Err(ConnectionError::Secrets(format!(
+                "the secret `{name}` is {} bytes long; secrets must be at least {MIN_SECRET_BYTES} bytes \
+                 (the host removes their values from everything a system answers, which needs a value \
+                 that cannot occur by chance): check that the variable or file holds the real credential",
+                value.expose().len()
             )));
         }
 

@@ -7,6 +7,7 @@ use crate::sandbox::budget::BudgetExhausted;
 use crate::sandbox::http::{HttpError, Method, OutboundRequest};
 use crate::sandbox::kv::KvError;
 use crate::sandbox::log::Level;
+use crate::sandbox::redact;
 use crate::state::{PluginState, SandboxEvent};
 
 impl wit_types::Host for PluginState {}
@@ -56,6 +57,7 @@ impl wit_http::Host for PluginState {
                 body: r.body,
             })),
             Err(e) => {
+                let e = e.redacted(http.secrets());
                 tracing::warn!(error = %e, "plugin HTTP request refused or failed");
                 self.events.push(SandboxEvent::HttpRefused(e.clone()));
                 Ok(to_wit_http_result(e))
@@ -144,7 +146,8 @@ impl wit_kv::Host for PluginState {
         let Some(ns) = self.kv.clone() else {
             return Ok(self.kv_denied());
         };
-        Ok(self.kv_result(ns.set(&key, &value)))
+        // Stored in the host's database: no secret value goes there.
+        Ok(self.kv_result(ns.set(&key, &redact::scrub_bytes(&value))))
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), wit_kv::KvError>> {
@@ -166,16 +169,19 @@ impl wit_kv::Host for PluginState {
 }
 
 impl From<wit_types::Error> for crate::error::GuestError {
+    /// The plugin's error, with secret values replaced: its text often
+    /// quotes what a system answered.
     fn from(e: wit_types::Error) -> Self {
         use crate::error::GuestError as G;
+        let s = redact::scrub_string;
         match e {
-            wit_types::Error::InvalidConfig(m) => G::InvalidConfig(m),
-            wit_types::Error::Auth(m) => G::Auth(m),
-            wit_types::Error::AccessDenied(m) => G::AccessDenied(m),
+            wit_types::Error::InvalidConfig(m) => G::InvalidConfig(s(m)),
+            wit_types::Error::Auth(m) => G::Auth(s(m)),
+            wit_types::Error::AccessDenied(m) => G::AccessDenied(s(m)),
             wit_types::Error::RateLimited(ms) => G::RateLimited { retry_after_ms: ms },
-            wit_types::Error::Transient(m) => G::Transient(m),
-            wit_types::Error::Rejected(m) => G::Rejected(m),
-            wit_types::Error::Internal(m) => G::Internal(m),
+            wit_types::Error::Transient(m) => G::Transient(s(m)),
+            wit_types::Error::Rejected(m) => G::Rejected(s(m)),
+            wit_types::Error::Internal(m) => G::Internal(s(m)),
         }
     }
 }

@@ -154,6 +154,77 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
+/// Most characters of a body an error message quotes.
+pub const ERROR_EXCERPT_CHARS: usize = 160;
+
+/// A short, single-line excerpt of an error body for a message, or `None`
+/// for an empty one. The host has already replaced the secrets it sent by
+/// `[redacted:NAME]`; as a second guard the excerpt is bounded, control
+/// characters become spaces, and the word after `Bearer`, `Basic`, `Token`
+/// or a `token=`/`password=`-like key is masked. Request headers are never
+/// quoted.
+pub fn excerpt(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.is_empty() {
+        return None;
+    }
+    let mut out = String::new();
+    let mut mask_next = false;
+    for word in words {
+        if out.chars().count() >= ERROR_EXCERPT_CHARS {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        if mask_next {
+            out.push_str("***");
+            mask_next = false;
+            continue;
+        }
+        let bare = word.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+        if ["bearer", "basic", "token"].contains(&bare.to_ascii_lowercase().as_str()) {
+            mask_next = true;
+            out.push_str(word);
+            continue;
+        }
+        out.push_str(&mask_credential_pair(word));
+    }
+    let mut bounded: String = out.chars().take(ERROR_EXCERPT_CHARS).collect();
+    if bounded.len() < out.len() {
+        bounded.push('…');
+    }
+    Some(bounded)
+}
+
+/// `password=hunter2` → `password=***` for credential-like keys.
+fn mask_credential_pair(word: &str) -> String {
+    const KEYS: &[&str] = &[
+        "token",
+        "access_token",
+        "api_key",
+        "apikey",
+        "password",
+        "secret",
+        "authorization",
+    ];
+    for sep in ['=', ':'] {
+        if let Some((key, value)) = word.split_once(sep) {
+            let k = key
+                .trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .to_ascii_lowercase();
+            if !value.is_empty() && KEYS.contains(&k.as_str()) {
+                return format!("{key}{sep}***");
+            }
+        }
+    }
+    word.to_string()
+}
+
 /// An HTTP response, whatever its status.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -196,8 +267,10 @@ impl Response {
         if (200..300).contains(&self.status) {
             return Ok(self);
         }
-        let snippet: String = self.text().chars().take(300).collect();
-        let msg = format!("HTTP {}: {snippet}", self.status);
+        let msg = match excerpt(&self.body) {
+            Some(e) => format!("HTTP {}: {e}", self.status),
+            None => format!("HTTP {} (empty body)", self.status),
+        };
         Err(match self.status {
             401 => Error::Auth(msg),
             403 => Error::AccessDenied(msg),
@@ -318,6 +391,38 @@ mod tests {
             Err(Error::Rejected(_))
         ));
         assert!(resp(204, vec![]).error_for_status().is_ok());
+    }
+
+    #[test]
+    fn error_text_is_a_short_single_line_with_credentials_masked() {
+        let resp = |status, body: &str| Response {
+            status,
+            headers: vec![("www-authenticate".into(), "Bearer realm=x".into())],
+            body: body.as_bytes().to_vec(),
+        };
+        let Err(Error::Auth(m)) = resp(
+            401,
+            "bad credentials\r\nyou sent: Bearer abc123XYZ and token=q9q9q9",
+        )
+        .error_for_status() else {
+            panic!("401 is an auth error")
+        };
+        assert_eq!(
+            m,
+            "HTTP 401: bad credentials you sent: Bearer *** and token=***"
+        );
+        assert!(!m.contains("abc123XYZ") && !m.contains("q9q9q9"), "{m}");
+        assert!(!m.contains("realm"), "headers are never quoted: {m}");
+        let long = "x ".repeat(1000);
+        let Err(Error::Transient(m)) = resp(503, &long).error_for_status() else {
+            panic!("503 is transient")
+        };
+        assert!(m.chars().count() <= ERROR_EXCERPT_CHARS + 12, "{m}");
+        assert!(m.ends_with('…'), "{m}");
+        let Err(Error::Rejected(m)) = resp(422, "").error_for_status() else {
+            panic!("422 is rejected")
+        };
+        assert_eq!(m, "HTTP 422 (empty body)");
     }
 
     #[test]

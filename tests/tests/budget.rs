@@ -116,7 +116,10 @@ fn connection(name: &str, api: &Api, per_minute: Option<u32>) -> NewConnection {
         pinned_version: None,
         environment: Environment::Sandbox,
         config: json!({"base_url": api.url()}),
-        secrets: BTreeMap::from([("api_token".to_string(), SecretValue::new("t"))]),
+        secrets: BTreeMap::from([(
+            "api_token".to_string(),
+            SecretValue::new("budget-test-token"),
+        )]),
         grants: ConnectionGrants {
             http: vec![],
             private_http: vec![api.url()],

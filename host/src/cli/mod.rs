@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use nexo::safe_text::SafeText;
+use nexo::sandbox::redact;
 use nexo::{LoadedPlugin, PluginRef, Runtime, RuntimeConfig};
 
 mod bundle;
@@ -333,8 +334,12 @@ pub fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // Errors carry plugins' and remote systems' words.
-            eprintln!("error: {}", SafeText::block(&format!("{e:#}")));
+            // Errors carry plugins' and remote systems' words: secret values
+            // replaced (the last guard), control characters escaped.
+            eprintln!(
+                "error: {}",
+                SafeText::block(&redact::scrub(&format!("{e:#}")))
+            );
             ExitCode::FAILURE
         }
     }
@@ -373,7 +378,7 @@ fn init_tracing(format: LogFormat, level: &str) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| OneLinePerEvent(std::io::stderr()))
+        .with_writer(|| OneLinePerEvent(redact::ScrubbingStderr))
         .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),

@@ -15,6 +15,7 @@ use crate::sandbox::budget::Budget;
 use crate::sandbox::http::{HttpSettings, OutboundHttp};
 use crate::sandbox::kv::KvStore;
 use crate::sandbox::policy::{HttpGrant, OriginPattern, OutboundPolicy, PatternError};
+use crate::sandbox::redact;
 use crate::sandbox::secrets::{BoundSecret, SecretSet, SecretValue};
 use crate::state::SandboxEvent;
 
@@ -169,6 +170,11 @@ impl ConnectorPlugin {
                 expected: WorldKind::Connector,
             });
         }
+        // Every value opened for a plugin joins the process-wide set the
+        // host's sinks (logs, errors, records, run log) scrub with.
+        for (name, value) in &sandbox.secrets {
+            redact::register(name, value);
+        }
         let bare = Core {
             plugin: plugin.clone(),
             sandbox: sandbox.clone(),
@@ -314,7 +320,9 @@ impl ConnectorPlugin {
 
     /// `read(config, stream, state)`: one page, whose payloads must all
     /// pass [`check_payload`] (a page with one that does not is an error
-    /// naming it). The sync engine uses [`ConnectorPlugin::read_checked`].
+    /// naming it). Secret values in it are replaced by `[redacted:NAME]`
+    /// before anything maps, writes or stores it. The sync engine uses
+    /// [`ConnectorPlugin::read_checked`].
     pub async fn read(&self, config: &str, stream: &str, state: Option<&str>) -> Outcome<Page> {
         let label = Op::Read {
             config,
@@ -361,7 +369,10 @@ impl ConnectorPlugin {
             _ => None,
         });
         Outcome {
-            result: result.map(CheckedPage::of),
+            result: result.map(|mut page| {
+                scrub_page(&mut page);
+                CheckedPage::of(page)
+            }),
             events,
             elapsed,
         }
@@ -384,6 +395,9 @@ impl ConnectorPlugin {
             Reply::Write(r) => Some(r),
             _ => None,
         });
+        if let Ok(results) = &mut out.result {
+            scrub_write_results(results);
+        }
         if let Ok(results) = &out.result
             && results.len() != batch.len()
         {
@@ -472,6 +486,44 @@ impl Core {
             plugin: self.sandbox.plugin.clone(),
             call,
             reason: format!("record {}/{}: {fault}", record.stream, record.id),
+        }
+    }
+}
+/// Replace secret values in a page a connector read: ids, payloads,
+/// cursors and the state. One look-up of the redaction set per page; a
+/// record without a secret is not copied.
+fn scrub_page(page: &mut Page) {
+    let r = redact::current();
+    if r.is_empty() {
+        return;
+    }
+    for rec in &mut page.records {
+        r.scrub_in_place(&mut rec.id);
+        r.scrub_in_place(&mut rec.payload);
+        if let Some(c) = &mut rec.cursor {
+            r.scrub_in_place(c);
+        }
+    }
+    if let Some(s) = &mut page.state {
+        r.scrub_in_place(s);
+    }
+}
+
+/// Replace secret values in what a connector says about a write (ids;
+/// its error texts are scrubbed as they become [`crate::GuestError`]s).
+fn scrub_write_results(results: &mut [WriteResult]) {
+    use crate::bindings::wit_types::WriteOutcome as O;
+    let r = redact::current();
+    if r.is_empty() {
+        return;
+    }
+    for res in results {
+        r.scrub_in_place(&mut res.id);
+        match &mut res.outcome {
+            O::Created(id) | O::Updated(id) | O::Unchanged(id) | O::Deleted(id) => {
+                r.scrub_in_place(id)
+            }
+            O::Failed(_) => {}
         }
     }
 }

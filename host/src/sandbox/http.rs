@@ -428,6 +428,18 @@ impl OutboundHttp {
         if resp.content_length().is_some_and(|n| n > cap) {
             return Err(HttpError::ResponseTooLarge(cap));
         }
+        // An encoded body (gzip, br…) cannot be searched for the secrets
+        // the request carried; the plugin could decode it into the value.
+        if let Some(encoding) = unsearchable_encoding(resp.headers())
+            && !self.secrets.redactor().is_empty()
+        {
+            let encoding = self.secrets.redact(&encoding);
+            return Err(HttpError::InvalidRequest(format!(
+                "the system answered with `content-encoding: {encoding}`, which the host cannot \
+                 check for secret values; a connector that uses secrets must not ask for \
+                 compression (remove its accept-encoding header)"
+            )));
+        }
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
@@ -441,11 +453,14 @@ impl OutboundHttp {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(OutboundResponse {
+        let mut response = OutboundResponse {
             status,
             headers,
             body,
-        })
+        };
+        // A system that echoes credentials must not hand them to the plugin.
+        self.secrets.redactor().scrub_response(&mut response);
+        Ok(response)
     }
 
     fn classify(&self, e: reqwest::Error) -> HttpError {
@@ -527,6 +542,15 @@ fn origin_of(url: &Url) -> Result<Origin, HttpError> {
     })
 }
 
+/// The response's `Content-Encoding`, unless absent or `identity`.
+fn unsearchable_encoding(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(reqwest::header::CONTENT_ENCODING)?;
+    let v = String::from_utf8_lossy(v.as_bytes())
+        .trim()
+        .to_ascii_lowercase();
+    (!v.is_empty() && v != "identity").then_some(v)
+}
+
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
@@ -541,4 +565,27 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+impl HttpError {
+    /// The same error with the values of `secrets` replaced in its text,
+    /// for the plugin: messages name URLs and origins a system chose (a
+    /// redirect's target), which may quote what the request carried.
+    pub fn redacted(self, secrets: &SecretSet) -> HttpError {
+        let r = |m: String| match secrets.redactor().scrub(&m) {
+            std::borrow::Cow::Borrowed(_) => m,
+            std::borrow::Cow::Owned(clean) => clean,
+        };
+        match self {
+            HttpError::OriginNotAllowed(m) => HttpError::OriginNotAllowed(r(m)),
+            HttpError::AddressNotAllowed(m) => HttpError::AddressNotAllowed(r(m)),
+            HttpError::RedirectNotAllowed(m) => HttpError::RedirectNotAllowed(r(m)),
+            HttpError::SecretNotAllowed(m) => HttpError::SecretNotAllowed(r(m)),
+            HttpError::InvalidRequest(m) => HttpError::InvalidRequest(r(m)),
+            HttpError::ConnectionFailed(m) => HttpError::ConnectionFailed(r(m)),
+            e @ (HttpError::ResponseTooLarge(_)
+            | HttpError::Timeout
+            | HttpError::RateLimited(_)) => e,
+        }
+    }
 }

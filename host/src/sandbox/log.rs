@@ -112,11 +112,13 @@ impl PluginLog {
 }
 
 /// One plugin log line. Plugin, version and call are fields of the
-/// enclosing `plugin_call` span. The message is escaped: one plugin call is
-/// one host log line (a newline cannot start a forged host line) and
-/// carries no terminal control sequence.
+/// enclosing `plugin_call` span. Secret values are replaced, then the
+/// message is escaped: one plugin call is one host log line (a newline
+/// cannot start a forged host line) and carries no terminal control
+/// sequence.
 fn emit(level: Level, message: &str) {
-    let message = SafeText::line(message);
+    let scrubbed = super::redact::scrub(message);
+    let message = SafeText::line(&scrubbed);
     match level {
         Level::Trace => tracing::trace!(target: "nexo::plugin", "{message}"),
         Level::Debug => tracing::debug!(target: "nexo::plugin", "{message}"),

@@ -7,4 +7,5 @@ pub mod http;
 pub mod kv;
 pub mod log;
 pub mod policy;
+pub mod redact;
 pub mod secrets;

@@ -3,12 +3,15 @@
 //!
 //! Secret values live in [`SecretValue`], whose `Debug` and `Display` print
 //! a placeholder, so a value cannot leak through a log line or an error by
-//! accident.
+//! accident; and a [`SecretSet`] scrubs its values out of what comes back
+//! ([`SecretSet::redactor`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::OnceLock;
 
 use super::policy::{Origin, OriginPattern};
+use super::redact::Redactor;
 
 /// A secret's value. Never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -45,6 +48,8 @@ pub struct BoundSecret {
 #[derive(Debug, Clone, Default)]
 pub struct SecretSet {
     secrets: BTreeMap<String, BoundSecret>,
+    /// Built on first use, dropped on insert.
+    redactor: OnceLock<Redactor>,
 }
 
 /// Why a template could not be filled in.
@@ -73,6 +78,7 @@ impl SecretSet {
     /// Add a secret.
     pub fn insert(&mut self, name: impl Into<String>, secret: BoundSecret) {
         self.secrets.insert(name.into(), secret);
+        self.redactor = OnceLock::new();
     }
 
     /// Whether a secret of this name is configured.
@@ -112,17 +118,18 @@ impl SecretSet {
         Ok(out)
     }
 
-    /// Replace every known secret value in `text` by `***` (for messages
-    /// that might echo a request back, such as a server's error body).
+    /// The redactor of these secrets: every value of the set, in every
+    /// encoding it may come back in, replaced by `[redacted:NAME]`.
+    pub fn redactor(&self) -> &Redactor {
+        self.redactor
+            .get_or_init(|| Redactor::new(self.secrets.iter().map(|(n, s)| (n.as_str(), &s.value))))
+    }
+
+    /// `text` with every value of the set replaced by its marker (for
+    /// messages that might echo a request back, such as a server's error
+    /// body).
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in self.secrets.values() {
-            let v = s.value.expose();
-            if v.len() >= 4 {
-                out = out.replace(v, "***");
-            }
-        }
-        out
+        self.redactor().scrub(text).into_owned()
     }
 }
 
@@ -177,6 +184,6 @@ mod tests {
             .substitute("{{secret:token}}", &origin("https://evil.test/"))
             .unwrap_err();
         assert!(!err.to_string().contains("s3cr3t"));
-        assert_eq!(s.redact("echo: s3cr3t-value!"), "echo: ***!");
+        assert_eq!(s.redact("echo: s3cr3t-value!"), "echo: [redacted:token]!");
     }
 }

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use super::scheduler::TriggerError;
 use super::{App, views};
 use crate::connections::{ConnectionError, NewConnection};
+use crate::sandbox::redact;
 use crate::store::StoreError;
 use crate::store::connections::{ConnectionGrants, Environment};
 use crate::sync::store::RunFilter;
@@ -37,10 +38,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.0.is_server_error() {
-            tracing::error!(status = %self.0, error = %self.1, "admin API request failed");
+        // Errors may quote what a plugin or a system said.
+        let ApiError(status, message) = self;
+        let message = redact::scrub(&message);
+        if status.is_server_error() {
+            tracing::error!(%status, error = %message, "admin API request failed");
         }
-        (self.0, Json(json!({"error": self.1}))).into_response()
+        (status, Json(json!({"error": message}))).into_response()
     }
 }
 

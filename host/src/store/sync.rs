@@ -5,6 +5,7 @@
 use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 
 use super::{Database, StoreError};
+use crate::sandbox::redact;
 use crate::sync::pipeline::Pipeline;
 use crate::sync::store::{
     CancelReason, Conflict, Counts, DeadLetter, DeadLetterKind, Link, NewConflict, NewDeadLetter,
@@ -516,6 +517,12 @@ impl SyncStore for Database {
     }
 
     fn commit_page(&self, pipeline: &str, run: RunId, page: &PageCommit) -> Result<(), StoreError> {
+        // The second line: whatever a plugin or a system wrote (records,
+        // errors, log lines, state) is stored without secret values. Ids
+        // are keys, left as they are: they were scrubbed when read, and a
+        // key changed here alone would no longer match its lookups.
+        // Borrowed, no copy, when nothing matches.
+        let redactor = redact::current();
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         // Once per page, not once per row.
@@ -526,13 +533,13 @@ impl SyncStore for Database {
         if let Some(state) = &page.state {
             tx.execute(
                 "UPDATE pipelines SET state = ?2 WHERE name = ?1",
-                params![pipeline, state],
+                params![pipeline, redactor.scrub(state)],
             )?;
         }
         if let Some(state) = &page.destination_state {
             tx.execute(
                 "UPDATE pipelines SET destination_state = ?2 WHERE name = ?1",
-                params![pipeline, state],
+                params![pipeline, redactor.scrub(state)],
             )?;
         }
         {
@@ -594,7 +601,7 @@ impl SyncStore for Database {
                     r.source_id,
                     r.destination_id,
                     r.outcome.as_str(),
-                    r.detail
+                    r.detail.as_deref().map(|t| redactor.scrub(t))
                 ])?;
             }
             let mut dlq = tx.prepare_cached(
@@ -608,8 +615,8 @@ impl SyncStore for Database {
                     run,
                     d.kind.as_str(),
                     d.source_id,
-                    d.record,
-                    d.error,
+                    redactor.scrub(&d.record),
+                    redactor.scrub(&d.error),
                     d.class,
                     d.field,
                     d.attempts
@@ -633,8 +640,8 @@ impl SyncStore for Database {
                     c.entity_id,
                     c.source_id,
                     c.destination_id,
-                    c.source_record,
-                    c.destination_payload,
+                    redactor.scrub(&c.source_record),
+                    redactor.scrub(&c.destination_payload),
                     serde_json::to_string(&c.fields).map_err(corrupt)?,
                     status,
                     c.resolution
@@ -649,7 +656,12 @@ impl SyncStore for Database {
                 "INSERT INTO run_log (run_id, seq, level, message) VALUES (?1, ?2, ?3, ?4)",
             )?;
             for (i, (level, message)) in page.log.iter().enumerate() {
-                log.execute(params![run, log_base + 1 + i as i64, level, message])?;
+                log.execute(params![
+                    run,
+                    log_base + 1 + i as i64,
+                    level,
+                    redactor.scrub(message)
+                ])?;
             }
             for (id, status) in &page.settle_dead_letters {
                 tx.execute(
@@ -730,6 +742,7 @@ impl SyncStore for Database {
         status: RunStatus,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
+        let error = error.map(redact::scrub);
         let conn = self.lock()?;
         conn.execute(
             "UPDATE runs SET status = ?2, error = ?3,
