@@ -166,11 +166,14 @@ async fn a_remote_systems_error_is_shown_escaped_by_pipeline_run_runs_and_run_sh
     )
     .await;
     let dir = kit.dir.path();
+    // The SDK quotes a failed answer's body as one line with its control
+    // characters blanked, and the host escapes whatever still has any: the
+    // server's words arrive ("]0;pwned"), its escapes never act.
 
     let out = nexo(dir, &["pipeline", "run", "from-evil"]);
     assert_clean("pipeline run", &out);
     let err = fails(out);
-    assert!(err.contains("\\x1b]0;pwned"), "{err}");
+    assert!(err.contains("]0;pwned"), "{err}");
     assert!(
         !err.lines().any(|l| l.starts_with("error: forged")),
         "{err}"
@@ -179,8 +182,8 @@ async fn a_remote_systems_error_is_shown_escaped_by_pipeline_run_runs_and_run_sh
     let out = nexo(dir, &["runs"]);
     assert_clean("runs", &out);
     let text = ok(out);
-    assert!(text.contains("\\x1b]0;pwned"), "{text}");
-    assert!(text.contains("\\u{9b}31m"), "{text}");
+    assert!(text.contains("]0;pwned"), "{text}");
+    assert!(text.contains("31m"), "{text}");
     assert!(
         !text.lines().any(|l| l.starts_with("error: forged")),
         "{text}"
@@ -195,14 +198,16 @@ async fn a_remote_systems_error_is_shown_escaped_by_pipeline_run_runs_and_run_sh
     let out = nexo(dir, &["run", "show", &id]);
     assert_clean("run show", &out);
     let text = ok(out);
-    assert!(text.contains("\\x1b]0;pwned"), "{text}");
+    assert!(text.contains("]0;pwned"), "{text}");
 
     let out = nexo(dir, &["run", "show", &id, "--json"]);
     assert_clean("run show --json", &out);
     let v: serde_json::Value = serde_json::from_str(&ok(out)).unwrap();
+    let error = v["error"].as_str().unwrap();
+    assert!(error.contains("]0;pwned"), "{v}");
     assert!(
-        v["error"].as_str().unwrap().contains(TITLE_AND_CLEAR),
-        "JSON keeps the exact text: {v}"
+        !error.chars().any(|c| c.is_control()),
+        "no control character is stored from the answer: {v}"
     );
     server.abort();
 }
