@@ -128,16 +128,7 @@ fn echo(uri: Uri, headers: HeaderMap) -> Response {
 }
 
 async fn serve(app: Router, received: Arc<Mutex<Vec<String>>>) -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await;
-    });
+    let (addr, tx) = crate::loopback::serve(app).await;
     Server {
         addr,
         received,

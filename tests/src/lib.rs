@@ -7,6 +7,7 @@ pub mod cli;
 pub mod connkit;
 pub mod echo;
 pub mod greedy;
+pub mod loopback;
 pub mod shapes;
 pub mod synckit;
 pub mod tinycrm;

@@ -459,16 +459,7 @@ pub async fn start(contacts: BTreeMap<String, Value>, token: &str) -> Server {
         .route("/big", get(api::big))
         .route("/limited", get(api::limited))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await;
-    });
+    let (addr, tx) = crate::loopback::serve(app).await;
     Server {
         addr,
         crm,

@@ -21,7 +21,7 @@ use nexo::sandbox::policy::{HttpGrant, OriginPattern, OutboundPolicy};
 use nexo::sandbox::secrets::SecretSet;
 use nexo::state::SandboxEvent;
 use nexo::{ConnectorPlugin, Grants, GuestError, Limits, PluginError, PluginRef, Sandbox};
-use nexo_tests::{load, programs};
+use nexo_tests::{load, loopback, programs};
 
 /// One request as a [`Recorder`] saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,16 +45,7 @@ impl Recorder {
     async fn start() -> Self {
         let seen = Log::default();
         let app = Router::new().fallback(answer).with_state(seen.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let (addr, tx) = loopback::serve(app).await;
         Recorder {
             addr,
             seen,
