@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod cli;
 pub mod connkit;
+pub mod daemon;
 pub mod echo;
 pub mod greedy;
 pub mod loopback;

@@ -8,13 +8,12 @@
 use std::sync::Arc;
 
 use fantoccini::Locator;
+use nexo::serve::ServeConfig;
 use nexo::serve::clock::SystemClock;
-use nexo::serve::scheduler::SchedulerConfig;
-use nexo::serve::{App, ServeConfig};
-use nexo::store::sealed::Sealer;
 use nexo::sync::RunOptions;
 use nexo::sync::store::{RunFilter, SyncStore};
 use nexo_tests::browser::{Browser, Screenshots, click, login, wait, wait_text};
+use nexo_tests::daemon::{app, serve};
 use nexo_tests::synckit::{Kit, TOKEN};
 use nexo_tests::tinycrm;
 
@@ -90,7 +89,7 @@ async fn an_operator_signs_in_inspects_a_failure_replays_a_dead_letter_and_finds
     );
 
     kit.db.insert_token("operator", API_TOKEN).unwrap();
-    let (url, stop, daemon) = serve(&kit).await;
+    let (url, stop, daemon) = serve(app(&kit, Arc::new(SystemClock)), ServeConfig::default()).await;
     let mut shots = Screenshots::new(
         "console",
         &[("TinyCRM token", TOKEN), ("API token", API_TOKEN)],
@@ -187,34 +186,4 @@ async fn an_operator_signs_in_inspects_a_failure_replays_a_dead_letter_and_finds
     drop(browser);
     let _ = stop.send(());
     daemon.await.unwrap();
-}
-
-/// The daemon in-process on a free port: its base URL and a way to stop it.
-async fn serve(
-    kit: &Kit,
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let sealer = Sealer::from_env_or_file(&kit.dir.path().join("secret.key")).unwrap();
-    let app = App::new(
-        kit.engine.clone(),
-        kit.registry.clone(),
-        kit.connections.clone(),
-        sealer,
-        Arc::new(SystemClock),
-        SchedulerConfig::default(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        nexo::serve::serve(app, listener, ServeConfig::default(), async move {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    (url, tx, handle)
 }

@@ -7,14 +7,13 @@
 
 use std::sync::Arc;
 
+use nexo::serve::ServeConfig;
 use nexo::serve::clock::SystemClock;
-use nexo::serve::scheduler::SchedulerConfig;
-use nexo::serve::{App, ServeConfig};
-use nexo::store::sealed::Sealer;
 use nexo::sync::store::{RunFilter, SyncStore};
 use nexo::sync::{Pipeline, RunOptions, SyncError};
 use nexo_tests::browser::{Browser, Screenshots, click, login, wait_text};
 use nexo_tests::cli::until;
+use nexo_tests::daemon::{app, serve};
 use nexo_tests::programs;
 use nexo_tests::synckit::Kit;
 
@@ -35,7 +34,7 @@ async fn an_operator_stops_a_runaway_run_from_the_console() {
     .unwrap();
     kit.engine.apply(&p).await.unwrap();
     kit.db.insert_token("operator", API_TOKEN).unwrap();
-    let (url, stop, daemon) = serve(&kit).await;
+    let (url, stop, daemon) = serve(app(&kit, Arc::new(SystemClock)), ServeConfig::default()).await;
 
     // A run of a source that always has more, in this process.
     let engine = kit.engine.clone();
@@ -82,34 +81,4 @@ async fn an_operator_stops_a_runaway_run_from_the_console() {
     drop(browser);
     let _ = stop.send(());
     daemon.await.unwrap();
-}
-
-/// The daemon in-process on a free port: its base URL and a way to stop it.
-async fn serve(
-    kit: &Kit,
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let sealer = Sealer::from_env_or_file(&kit.dir.path().join("secret.key")).unwrap();
-    let app = App::new(
-        kit.engine.clone(),
-        kit.registry.clone(),
-        kit.connections.clone(),
-        sealer,
-        Arc::new(SystemClock),
-        SchedulerConfig::default(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        nexo::serve::serve(app, listener, ServeConfig::default(), async move {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    (url, tx, handle)
 }

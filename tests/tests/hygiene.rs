@@ -10,9 +10,8 @@ use hmac::{Hmac, Mac};
 use nexo::bundle::manifest::ManifestSource;
 use nexo::bundle::{Bundle, BundleError, pack};
 use nexo::serve::clock::SystemClock;
-use nexo::serve::scheduler::SchedulerConfig;
-use nexo::serve::{App, ServeConfig, webhook};
-use nexo::store::sealed::Sealer;
+use nexo::serve::{ServeConfig, webhook};
+use nexo_tests::daemon::{app, serve};
 use nexo_tests::synckit::{Kit, pipeline};
 use nexo_tests::{programs, runtime, tinycrm};
 use serde_json::Value;
@@ -133,45 +132,11 @@ async fn a_manifest_with_thirty_thousand_origins_is_refused_at_once_everywhere()
     assert!(text.contains("256 KiB"), "{}", head(&text));
 }
 
-fn app(kit: &Kit) -> Arc<App> {
-    let sealer = Sealer::from_env_or_file(&kit.dir.path().join("secret.key")).unwrap();
-    App::new(
-        kit.engine.clone(),
-        kit.registry.clone(),
-        kit.connections.clone(),
-        sealer,
-        Arc::new(SystemClock),
-        SchedulerConfig::default(),
-    )
-}
-
-/// The daemon on a free port; returns its base URL and a way to stop it.
-async fn serve(
-    app: Arc<App>,
-    config: ServeConfig,
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        nexo::serve::serve(app, listener, config, async move {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    (url, tx, handle)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_need_the_admin_token() {
     let kit = Kit::new(tinycrm::seed(1), Default::default(), 50).await;
     kit.db.insert_token("scraper", "nexo_test_token_m").unwrap();
-    let (url, stop, handle) = serve(app(&kit), ServeConfig::default()).await;
+    let (url, stop, handle) = serve(app(&kit, Arc::new(SystemClock)), ServeConfig::default()).await;
     let http = reqwest::Client::new();
     let resp = http.get(format!("{url}/metrics")).send().await.unwrap();
     assert_eq!(resp.status(), 401);
@@ -192,7 +157,7 @@ async fn metrics_need_the_admin_token() {
         metrics_public: true,
         ..ServeConfig::default()
     };
-    let (url, stop, handle) = serve(app(&kit), config).await;
+    let (url, stop, handle) = serve(app(&kit, Arc::new(SystemClock)), config).await;
     let resp = http.get(format!("{url}/metrics")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
@@ -224,7 +189,7 @@ fn now() -> i64 {
 async fn a_webhook_delivery_cannot_be_replayed_or_sent_late() {
     let kit = Kit::new(tinycrm::seed(2), Default::default(), 50).await;
     kit.apply(&pipeline("hooked", "", "")).await;
-    let app = app(&kit);
+    let app = app(&kit, Arc::new(SystemClock));
     let secret = webhook::rotate_secret(kit.registry.db(), &app.sealer, "hooked").unwrap();
     let (url, stop, handle) = serve(app.clone(), ServeConfig::default()).await;
     let http = reqwest::Client::new();

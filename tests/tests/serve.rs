@@ -7,28 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use nexo::serve::clock::{Clock, ManualClock, SystemClock};
-use nexo::serve::scheduler::{SchedulerConfig, Triggered};
-use nexo::serve::{App, ServeConfig, webhook};
-use nexo::store::sealed::Sealer;
+use nexo::serve::clock::{ManualClock, SystemClock};
+use nexo::serve::scheduler::Triggered;
+use nexo::serve::{ServeConfig, webhook};
 use nexo::sync::Pipeline;
 use nexo::sync::store::{RunFilter, RunRow, SyncStore};
 use nexo_tests::cli::until;
+use nexo_tests::daemon::{app, serve};
 use nexo_tests::synckit::{Kit, contents, pipeline};
 use nexo_tests::tinycrm;
 use serde_json::{Value, json};
-
-fn app(kit: &Kit, clock: Arc<dyn Clock>) -> Arc<App> {
-    let sealer = Sealer::from_env_or_file(&kit.dir.path().join("secret.key")).unwrap();
-    App::new(
-        kit.engine.clone(),
-        kit.registry.clone(),
-        kit.connections.clone(),
-        sealer,
-        clock,
-        SchedulerConfig::default(),
-    )
-}
 
 fn runs(kit: &Kit, name: &str) -> Vec<RunRow> {
     kit.db
@@ -242,34 +230,13 @@ async fn a_pipeline_that_keeps_failing_is_paused_with_the_reason() {
     task.await.unwrap();
 }
 
-/// The daemon on a free port; returns its base URL and a way to stop it.
-async fn serve(
-    app: Arc<App>,
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        nexo::serve::serve(app, listener, ServeConfig::default(), async move {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    (url, tx, handle)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_webhook_starts_a_run_and_a_bad_signature_is_refused() {
     let kit = Kit::new(tinycrm::seed(4), Default::default(), 50).await;
     kit.apply(&pipeline("hooked", "", "")).await;
     let app = app(&kit, Arc::new(SystemClock));
     let secret = webhook::rotate_secret(kit.registry.db(), &app.sealer, "hooked").unwrap();
-    let (url, stop, handle) = serve(app.clone()).await;
+    let (url, stop, handle) = serve(app.clone(), ServeConfig::default()).await;
     let http = reqwest::Client::new();
     let body = br#"{"event":"deal.updated","id":42}"#.to_vec();
 
@@ -368,7 +335,7 @@ async fn the_admin_api_needs_a_token_and_shows_and_acts_on_everything() {
     kit.run("api-sync").await;
     let app = app(&kit, Arc::new(SystemClock));
     kit.db.insert_token("console", "nexo_test_token_1").unwrap();
-    let (url, stop, handle) = serve(app.clone()).await;
+    let (url, stop, handle) = serve(app.clone(), ServeConfig::default()).await;
     let http = reqwest::Client::new();
     let get = |path: &str| {
         http.get(format!("{url}{path}"))
@@ -548,7 +515,7 @@ async fn an_upgrade_while_serving_applies_to_the_next_run_not_the_one_in_flight(
     kit.apply(&pipeline("live", "", "")).await;
     kit.b.crm.lock().unwrap().write_latency = Duration::from_millis(15);
     let app = app(&kit, Arc::new(SystemClock));
-    let (_url, stop, handle) = serve(app.clone()).await;
+    let (_url, stop, handle) = serve(app.clone(), ServeConfig::default()).await;
 
     app.scheduler.trigger("live").unwrap();
     until("the run wrote something", || !kit.b.contacts().is_empty()).await;
