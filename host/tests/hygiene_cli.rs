@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use nexo_tests::cli::{fails, ok};
+use nexo_tests::cli::{self, fails, ok};
 use nexo_tests::programs;
 use nexo_tests::synckit::{Kit, connection};
 use nexo_tests::tinycrm;
@@ -18,12 +18,7 @@ use serde_json::json;
 const TITLE_AND_CLEAR: &str = "\x1b]0;pwned\x07\x1b[2J";
 
 fn nexo_cmd(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nexo"));
-    c.arg("--data-dir")
-        .arg(dir)
-        .env("NEXO_LOG", "info")
-        .env_remove("NEXO_SECRET_KEY");
-    c
+    cli::command(env!("CARGO_BIN_EXE_nexo"), dir, "info")
 }
 
 fn nexo(dir: &Path, args: &[&str]) -> Output {

@@ -8,23 +8,17 @@
 //! a page make one create.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
 use nexo::sync::store::{RunFilter, RunRow, SyncStore};
-use nexo_tests::cli::{fails, ok, until};
+use nexo_tests::cli::{self, fails, listening_url, ok, until};
 use nexo_tests::programs;
 use nexo_tests::synckit::Kit;
 use serde_json::Value;
 
 fn nexo_cmd(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nexo"));
-    c.arg("--data-dir")
-        .arg(dir)
-        .env("NEXO_LOG", "warn")
-        .env_remove("NEXO_SECRET_KEY");
-    c
+    cli::command(env!("CARGO_BIN_EXE_nexo"), dir, "warn")
 }
 
 fn nexo(dir: &Path, args: &[&str]) -> Output {
@@ -255,16 +249,7 @@ fn serve(kit: &Kit) -> (Background, String) {
             .unwrap(),
     ));
     // The first line says where it listens.
-    let mut line = String::new();
-    BufReader::new(daemon.0.as_mut().unwrap().stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .trim_end_matches('/')
-        .to_string();
+    let url = listening_url(daemon.0.as_mut().unwrap());
     (daemon, url)
 }
 

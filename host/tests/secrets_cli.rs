@@ -11,14 +11,14 @@
 //! for the secret in every encoding: zero hits.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
 use nexo_tests::browser::{Browser, click, login, wait};
-use nexo_tests::cli::{fails, ok, terminate};
+use nexo_tests::cli::{fails, listening_url, ok, terminate};
 use nexo_tests::{echo, programs};
 use serde_json::Value;
 
@@ -261,16 +261,7 @@ async fn no_route_carries_a_secret_out_of_the_sandbox() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(serve.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .trim_end_matches('/')
-        .to_string();
+    let url = listening_url(&mut serve);
     let stderr = serve.stderr.take().unwrap();
     let daemon_log = std::thread::spawn(move || {
         let mut all = Vec::new();

@@ -3,13 +3,12 @@
 //! there, and the destination ends with exactly the source's records.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use nexo::sync::store::{RunFilter, SyncStore};
-use nexo_tests::cli::{terminate, until};
+use nexo_tests::cli::{listening_url, terminate, until};
 use nexo_tests::synckit::{Kit, contents, pipeline};
 use nexo_tests::tinycrm;
 
@@ -32,16 +31,7 @@ impl Daemon {
             .spawn()
             .unwrap();
         // The first line says where it listens.
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .trim_end_matches('/')
-            .to_string();
+        let url = listening_url(&mut child);
         Daemon { child, url }
     }
 

@@ -9,18 +9,13 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nexo::sync::store::SyncStore;
-use nexo_tests::cli::{fails, ok};
+use nexo_tests::cli::{self, fails, ok};
 use nexo_tests::synckit::{Kit, contents, pipeline};
 use nexo_tests::tinycrm;
 use serde_json::json;
 
 fn nexo_cmd(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nexo"));
-    c.arg("--data-dir")
-        .arg(dir)
-        .env("NEXO_LOG", "warn")
-        .env_remove("NEXO_SECRET_KEY");
-    c
+    cli::command(env!("CARGO_BIN_EXE_nexo"), dir, "warn")
 }
 
 fn nexo(dir: &Path, args: &[&str]) -> Output {

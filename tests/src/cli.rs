@@ -1,6 +1,35 @@
 //! Helpers for tests that drive the `nexo` binary.
 
-use std::process::Output;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output};
+
+/// `bin` (the `nexo` binary: only the host's own tests can name it, with
+/// `env!("CARGO_BIN_EXE_nexo")`) on the data directory `dir`, logging at
+/// `log`, without a `NEXO_SECRET_KEY` from the environment running the
+/// tests (the data directory's own key file is used).
+pub fn command(bin: &str, dir: &Path, log: &str) -> Command {
+    let mut c = Command::new(bin);
+    c.arg("--data-dir")
+        .arg(dir)
+        .env("NEXO_LOG", log)
+        .env_remove("NEXO_SECRET_KEY");
+    c
+}
+
+/// The base URL `nexo serve` gives on the first line of its stdout, read
+/// from `child` (spawned with a piped stdout, which this takes).
+pub fn listening_url(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .trim_end_matches('/')
+        .to_string()
+}
 
 /// The stdout of a command that must have succeeded (else its stderr).
 pub fn ok(out: Output) -> String {
