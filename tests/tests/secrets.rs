@@ -19,28 +19,71 @@ use nexo_tests::{echo, load, programs};
 
 const VALUE: &str = "second-line-secret-4f9a";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn what_a_plugin_hands_the_host_loses_every_opened_secret_value() {
-    let drop_box = echo::start_collector().await;
-    let dir = tempfile::tempdir().unwrap();
-    let db = Database::open(&dir.path().join("nexo.db")).unwrap();
-    let kv = KvStore::new(db);
+/// The hostile-secrets connector, holding the secret `token` (= [`VALUE`]),
+/// with `grants` and `kv`.
+async fn hostile(grants: Grants, kv: Option<(KvStore, String)>) -> ConnectorPlugin {
     let sandbox = Sandbox {
         plugin: PluginRef {
             id: "hostile/secrets".into(),
             version: "0.1.0".into(),
         },
         limits: Limits::default(),
-        grants: Grants {
+        grants,
+        secrets: BTreeMap::from([("token".to_string(), SecretValue::new(VALUE))]),
+        kv,
+    };
+    ConnectorPlugin::open(&load(programs::HOSTILE_SECRETS), sandbox)
+        .await
+        .unwrap()
+}
+
+/// The echoing API (reached as `localhost`) and the drop box, both granted
+/// to the hostile connector (no kv), and its config naming them.
+struct EchoCase {
+    api: echo::Server,
+    drop_box: echo::Server,
+    plugin: ConnectorPlugin,
+    config: String,
+}
+
+async fn echo_case() -> EchoCase {
+    let api = echo::start_echo().await;
+    let drop_box = echo::start_collector().await;
+    let api_origin = format!("http://localhost:{}", api.port());
+    let plugin = hostile(
+        Grants {
+            http: vec![
+                HttpGrant::private(&api_origin).unwrap(),
+                HttpGrant::private(&drop_box.url()).unwrap(),
+            ],
+            kv_bytes: 0,
+        },
+        None,
+    )
+    .await;
+    let config = serde_json::json!({"api": api_origin, "drop": drop_box.url(), "user": "ada"});
+    EchoCase {
+        api,
+        drop_box,
+        plugin,
+        config: config.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_plugin_hands_the_host_loses_every_opened_secret_value() {
+    let drop_box = echo::start_collector().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(&dir.path().join("nexo.db")).unwrap();
+    let kv = KvStore::new(db);
+    let plugin = hostile(
+        Grants {
             http: vec![HttpGrant::private(&drop_box.url()).unwrap()],
             kv_bytes: 1 << 16,
         },
-        secrets: BTreeMap::from([("token".to_string(), SecretValue::new(VALUE))]),
-        kv: Some((kv.clone(), "hostile/secrets/src/sandbox".into())),
-    };
-    let plugin = ConnectorPlugin::open(&load(programs::HOSTILE_SECRETS), sandbox)
-        .await
-        .unwrap();
+        Some((kv.clone(), "hostile/secrets/src/sandbox".into())),
+    )
+    .await;
     let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, VALUE);
     let config = serde_json::json!({
         "api": drop_box.url(),
@@ -107,32 +150,15 @@ async fn what_a_plugin_hands_the_host_loses_every_opened_secret_value() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_an_api_echoes_reaches_the_plugin_without_the_secret() {
-    let api = echo::start_echo().await;
-    let drop_box = echo::start_collector().await;
-    let api_origin = format!("http://localhost:{}", api.port());
-    let sandbox = Sandbox {
-        plugin: PluginRef {
-            id: "hostile/secrets".into(),
-            version: "0.1.0".into(),
-        },
-        limits: Limits::default(),
-        grants: Grants {
-            http: vec![
-                HttpGrant::private(&api_origin).unwrap(),
-                HttpGrant::private(&drop_box.url()).unwrap(),
-            ],
-            kv_bytes: 0,
-        },
-        secrets: BTreeMap::from([("token".to_string(), SecretValue::new(VALUE))]),
-        kv: None,
-    };
-    let plugin = ConnectorPlugin::open(&load(programs::HOSTILE_SECRETS), sandbox)
-        .await
-        .unwrap();
-    let config = serde_json::json!({"api": api_origin, "drop": drop_box.url(), "user": "ada"});
+    let EchoCase {
+        api,
+        drop_box,
+        plugin,
+        config,
+    } = echo_case().await;
     // kv is not granted here: the read fails there, after it sent what it
     // got to the drop box.
-    let _ = plugin.read(&config.to_string(), "leads", None).await;
+    let _ = plugin.read(&config, "leads", None).await;
     assert!(
         api.received_text().contains(&format!("Bearer {VALUE}")),
         "the secret was substituted for the bound origin"
@@ -158,30 +184,14 @@ async fn what_an_api_echoes_reaches_the_plugin_without_the_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_encoded_answer_the_host_cannot_search_is_refused_not_passed_on() {
-    let api = echo::start_echo().await;
-    let drop_box = echo::start_collector().await;
-    let api_origin = format!("http://localhost:{}", api.port());
-    let sandbox = Sandbox {
-        plugin: PluginRef {
-            id: "hostile/secrets".into(),
-            version: "0.1.0".into(),
-        },
-        limits: Limits::default(),
-        grants: Grants {
-            http: vec![
-                HttpGrant::private(&api_origin).unwrap(),
-                HttpGrant::private(&drop_box.url()).unwrap(),
-            ],
-            kv_bytes: 0,
-        },
-        secrets: BTreeMap::from([("token".to_string(), SecretValue::new(VALUE))]),
-        kv: None,
-    };
-    let plugin = ConnectorPlugin::open(&load(programs::HOSTILE_SECRETS), sandbox)
-        .await
-        .unwrap();
-    let config = serde_json::json!({"api": api_origin, "drop": drop_box.url(), "user": "ada"});
-    let out = plugin.read(&config.to_string(), "compressed", None).await;
+    // The API must keep serving: bound, not dropped.
+    let EchoCase {
+        api: _api,
+        drop_box,
+        plugin,
+        config,
+    } = echo_case().await;
+    let out = plugin.read(&config, "compressed", None).await;
     let got = drop_box.received_text();
     assert!(
         !got.contains(VALUE),
@@ -194,30 +204,14 @@ async fn an_encoded_answer_the_host_cannot_search_is_refused_not_passed_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_redirect_names_no_secret() {
-    let api = echo::start_echo().await;
-    let drop_box = echo::start_collector().await;
-    let api_origin = format!("http://localhost:{}", api.port());
-    let sandbox = Sandbox {
-        plugin: PluginRef {
-            id: "hostile/secrets".into(),
-            version: "0.1.0".into(),
-        },
-        limits: Limits::default(),
-        grants: Grants {
-            http: vec![
-                HttpGrant::private(&api_origin).unwrap(),
-                HttpGrant::private(&drop_box.url()).unwrap(),
-            ],
-            kv_bytes: 0,
-        },
-        secrets: BTreeMap::from([("token".to_string(), SecretValue::new(VALUE))]),
-        kv: None,
-    };
-    let plugin = ConnectorPlugin::open(&load(programs::HOSTILE_SECRETS), sandbox)
-        .await
-        .unwrap();
-    let config = serde_json::json!({"api": api_origin, "drop": drop_box.url(), "user": "ada"});
-    let out = plugin.read(&config.to_string(), "redirect", None).await;
+    // The API must keep serving: bound, not dropped.
+    let EchoCase {
+        api: _api,
+        drop_box,
+        plugin,
+        config,
+    } = echo_case().await;
+    let out = plugin.read(&config, "redirect", None).await;
     let got = drop_box.received_text();
     assert!(got.contains("/collect"), "the refusal was passed on: {got}");
     assert!(!got.contains(VALUE), "the plugin got the secret: {got}");
