@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-use nexo::sync::store::{RunFilter, RunRow, SyncStore};
+use nexo::sync::store::{RunRow, SyncStore};
 use nexo_tests::cli::{self, fails, listening_url, ok, until};
 use nexo_tests::programs;
 use nexo_tests::synckit::Kit;
@@ -48,17 +48,6 @@ fn apply(kit: &Kit, name: &str, stream: &str, tables: &str) {
         kit.dir.path(),
         &["pipeline", "apply", file.to_str().unwrap()],
     ));
-}
-
-/// The pipeline's runs, newest first.
-fn runs_of(kit: &Kit, name: &str) -> Vec<RunRow> {
-    kit.db
-        .runs(&RunFilter {
-            pipeline: Some(name.into()),
-            status: None,
-            limit: 100,
-        })
-        .unwrap()
 }
 
 fn run_json(kit: &Kit, id: i64) -> Value {
@@ -124,10 +113,10 @@ async fn exit_of(mut bg: Background, what: &str) -> Output {
 /// Wait until the pipeline's newest run has committed at least `pages`.
 async fn committed(kit: &Kit, name: &str, pages: i64) -> RunRow {
     until(&format!("{name} to commit {pages} pages"), || {
-        runs_of(kit, name).first().is_some_and(|r| r.pages >= pages)
+        kit.runs(name).first().is_some_and(|r| r.pages >= pages)
     })
     .await;
-    runs_of(kit, name).remove(0)
+    kit.runs(name).remove(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,7 +130,7 @@ async fn a_source_that_always_has_more_stops_at_the_page_limit_with_its_pages_ke
     );
     // (A run's pages include the destination's change tracking: the
     // source's pages are its reads, one record each.)
-    let run = runs_of(&kit, "endless").remove(0);
+    let run = kit.runs("endless").remove(0);
     assert_eq!(
         (run.status.as_str(), run.counts.read),
         ("failed", 5),
@@ -208,7 +197,7 @@ async fn nexo_run_stop_ends_a_running_run_and_the_next_run_resumes_from_its_curs
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("stopped"), "{stderr}");
 
-    let run = runs_of(&kit, "endless").remove(0);
+    let run = kit.runs("endless").remove(0);
     assert_eq!(run.status, "cancelled", "{run:?}");
     // One record per source page.
     let pages = run.counts.read as i64;
@@ -336,12 +325,12 @@ async fn serve_does_not_resume_the_cut_short_run_of_a_paused_pipeline() {
     let (daemon, _) = serve(&kit);
     // serve resumes the control pipeline's run …
     until("serve to resume the control pipeline", || {
-        runs_of(&kit, "control").len() == 2
+        kit.runs("control").len() == 2
     })
     .await;
     drop(daemon);
     // … and not the paused one's (both were found by the same scan).
-    let runs = runs_of(&kit, "endless");
+    let runs = kit.runs("endless");
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0].id, cut, "{runs:?}");
 }
@@ -360,7 +349,7 @@ async fn a_state_growing_past_the_cap_fails_the_run_by_name_with_its_pages_kept(
     );
     // The first page's state (512 KiB) is kept; the second's (1 MiB and
     // 2 bytes) is refused with its page.
-    let run = runs_of(&kit, "big").remove(0);
+    let run = kit.runs("big").remove(0);
     assert_eq!(
         (run.status.as_str(), run.counts.read),
         ("failed", 1),
@@ -440,7 +429,7 @@ async fn ten_thousand_copies_of_one_id_in_a_page_make_one_create_and_no_update_a
     assert_eq!(v["counts"]["superseded"], 9_999, "{v}");
     // The last copy wins.
     assert_eq!(last_names(&kit), ["N9999"]);
-    let run = runs_of(&kit, "dupes").remove(0);
+    let run = kit.runs("dupes").remove(0);
     assert_eq!(run_json(&kit, run.id)["counts"]["superseded"], 9_999);
     let shown = ok(nexo(kit.dir.path(), &["run", "show", &run.id.to_string()]));
     assert!(shown.contains("superseded 9999"), "{shown}");

@@ -15,7 +15,7 @@ use nexo::sandbox::secrets::SecretValue;
 use nexo::store::Database;
 use nexo::store::connections::{ConnectionGrants, Environment};
 use nexo::store::sealed::Sealer;
-use nexo::sync::store::SyncStore;
+use nexo::sync::store::{RunFilter, RunRow, SyncStore};
 use nexo::sync::{Engine, Pipeline, RunOptions, RunReport};
 use serde_json::{Value, json};
 
@@ -238,6 +238,17 @@ impl Kit {
     /// Run a pipeline for real.
     pub async fn run(&self, name: &str) -> RunReport {
         self.engine.run(name, RunOptions::default()).await.unwrap()
+    }
+
+    /// The pipeline's runs, newest first (at most 100).
+    pub fn runs(&self, name: &str) -> Vec<RunRow> {
+        self.db
+            .runs(&RunFilter {
+                pipeline: Some(name.into()),
+                status: None,
+                limit: 100,
+            })
+            .unwrap()
     }
 
     /// Dry-run a pipeline.

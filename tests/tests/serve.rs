@@ -11,22 +11,12 @@ use nexo::serve::clock::{ManualClock, SystemClock};
 use nexo::serve::scheduler::Triggered;
 use nexo::serve::{ServeConfig, webhook};
 use nexo::sync::Pipeline;
-use nexo::sync::store::{RunFilter, RunRow, SyncStore};
+use nexo::sync::store::{RunRow, SyncStore};
 use nexo_tests::cli::until;
 use nexo_tests::daemon::{app, serve};
 use nexo_tests::synckit::{Kit, contents, pipeline};
 use nexo_tests::tinycrm;
 use serde_json::{Value, json};
-
-fn runs(kit: &Kit, name: &str) -> Vec<RunRow> {
-    kit.db
-        .runs(&RunFilter {
-            pipeline: Some(name.into()),
-            status: None,
-            limit: 100,
-        })
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interval_schedule_fires_on_time_by_the_clock() {
@@ -42,7 +32,7 @@ async fn an_interval_schedule_fires_on_time_by_the_clock() {
     // Never ran: due at once.
     sched.settled(t0).await;
     sched.idle().await;
-    assert_eq!(runs(&kit, "every-minute").len(), 1);
+    assert_eq!(kit.runs("every-minute").len(), 1);
     assert_eq!(kit.b.contacts().len(), 3);
     let next = sched.view("every-minute").next_run.unwrap();
     assert_eq!(next, t0 + chrono::Duration::seconds(60));
@@ -51,20 +41,20 @@ async fn an_interval_schedule_fires_on_time_by_the_clock() {
     clock.advance(chrono::Duration::seconds(59));
     sched.settled(t0 + chrono::Duration::seconds(59)).await;
     sched.idle().await;
-    assert_eq!(runs(&kit, "every-minute").len(), 1, "fired early");
+    assert_eq!(kit.runs("every-minute").len(), 1, "fired early");
 
     // At 60 s: the second run.
     clock.advance(chrono::Duration::seconds(1));
     sched.settled(t0 + chrono::Duration::seconds(60)).await;
     sched.idle().await;
-    assert_eq!(runs(&kit, "every-minute").len(), 2, "did not fire on time");
+    assert_eq!(kit.runs("every-minute").len(), 2, "did not fire on time");
 
     // A paused pipeline does not fire.
     kit.db.set_paused("every-minute", true, None).unwrap();
     clock.advance(chrono::Duration::seconds(120));
     sched.settled(t0 + chrono::Duration::seconds(180)).await;
     sched.idle().await;
-    assert_eq!(runs(&kit, "every-minute").len(), 2, "a paused pipeline ran");
+    assert_eq!(kit.runs("every-minute").len(), 2, "a paused pipeline ran");
     sched.shutdown().await;
     task.await.unwrap();
 }
@@ -88,12 +78,12 @@ async fn triggers_during_a_run_coalesce_and_runs_never_overlap() {
     assert_eq!(outcomes[0], Triggered::Queued);
     assert!(outcomes[1..].iter().all(|t| *t == Triggered::Coalesced));
     until("both runs finished", || {
-        let r = runs(&kit, "slow");
+        let r = kit.runs("slow");
         r.len() == 2 && r.iter().all(|r| r.finished_at.is_some())
     })
     .await;
     sched.idle().await;
-    let mut r = runs(&kit, "slow");
+    let mut r = kit.runs("slow");
     r.reverse();
     assert!(
         r[0].finished_at.as_deref().unwrap() <= r[1].started_at.as_str(),
@@ -155,19 +145,19 @@ async fn a_pipeline_runs_after_the_one_it_follows_and_loops_are_refused() {
     let task = tokio::spawn(sched.clone().run());
     sched.trigger("customers").unwrap();
     until("the follower ran", || {
-        runs(&kit, "invoices")
+        kit.runs("invoices")
             .first()
             .is_some_and(|r| r.finished_at.is_some())
     })
     .await;
     sched.idle().await;
-    let (first, follower) = (&runs(&kit, "customers")[0], &runs(&kit, "invoices")[0]);
+    let (first, follower) = (&kit.runs("customers")[0], &kit.runs("invoices")[0]);
     assert_eq!(first.status, "succeeded");
     assert!(
         first.finished_at.as_deref().unwrap() <= follower.started_at.as_str(),
         "the follower started before the run it follows ended"
     );
-    assert_eq!(runs(&kit, "invoices").len(), 1);
+    assert_eq!(kit.runs("invoices").len(), 1);
     sched.shutdown().await;
     task.await.unwrap();
 }
@@ -203,9 +193,9 @@ async fn a_pipeline_that_keeps_failing_is_paused_with_the_reason() {
     assert!(row.paused, "not paused after 3 failures");
     let reason = row.paused_reason.unwrap();
     assert!(reason.contains("3 failed runs in a row"), "{reason}");
-    assert_eq!(runs(&kit, "doomed").len(), 3, "ran on after being paused");
+    assert_eq!(kit.runs("doomed").len(), 3, "ran on after being paused");
     // Each failed run says why in its own log, not only in its error field.
-    let last = &runs(&kit, "doomed")[0];
+    let last = &kit.runs("doomed")[0];
     let log = kit.db.run_log(last.id).unwrap();
     assert!(
         log.iter()
@@ -257,7 +247,7 @@ async fn a_signed_webhook_starts_a_run_and_a_bad_signature_is_refused() {
     }
     app.scheduler.idle().await;
     assert!(
-        runs(&kit, "hooked").is_empty(),
+        kit.runs("hooked").is_empty(),
         "a bad signature ran something"
     );
     assert!(kit.b.contacts().is_empty());
@@ -293,15 +283,11 @@ async fn a_signed_webhook_starts_a_run_and_a_bad_signature_is_refused() {
         "a burst should mostly coalesce ({coalesced} of 5)"
     );
     until("the triggered run finished", || {
-        runs(&kit, "hooked").iter().any(|r| r.status == "succeeded")
+        kit.runs("hooked").iter().any(|r| r.status == "succeeded")
     })
     .await;
     app.scheduler.idle().await;
-    assert!(
-        runs(&kit, "hooked").len() <= 2,
-        "{:?}",
-        runs(&kit, "hooked")
-    );
+    assert!(kit.runs("hooked").len() <= 2, "{:?}", kit.runs("hooked"));
     assert_eq!(contents(&kit.a), contents(&kit.b));
     kit.db.insert_token("scraper", "nexo_test_token_w").unwrap();
     let metrics = http
@@ -415,7 +401,7 @@ async fn the_admin_api_needs_a_token_and_shows_and_acts_on_everything() {
     assert_eq!(open, json!([]));
 
     // Run detail with log and per-record outcomes.
-    let run_id = runs(&kit, "api-sync").last().unwrap().id;
+    let run_id = kit.runs("api-sync").last().unwrap().id;
     let run: Value = get(&format!("/api/runs/{run_id}"))
         .await
         .unwrap()
@@ -522,7 +508,7 @@ async fn an_upgrade_while_serving_applies_to_the_next_run_not_the_one_in_flight(
     // The admin upgrades the connector now, with the host serving.
     kit.upgrade_crm("1.1.0").await;
     until("the first run finished", || {
-        runs(&kit, "live").iter().any(|r| r.finished_at.is_some())
+        kit.runs("live").iter().any(|r| r.finished_at.is_some())
     })
     .await;
     app.scheduler.idle().await;
@@ -534,11 +520,11 @@ async fn an_upgrade_while_serving_applies_to_the_next_run_not_the_one_in_flight(
     );
     app.scheduler.trigger("live").unwrap();
     until("the second run finished", || {
-        let r = runs(&kit, "live");
+        let r = kit.runs("live");
         r.len() == 2 && r.iter().all(|r| r.finished_at.is_some())
     })
     .await;
-    let r = runs(&kit, "live");
+    let r = kit.runs("live");
     let versions = |run: &RunRow| {
         kit.db
             .run_log(run.id)
