@@ -136,30 +136,26 @@ async fn serve(app: Router, received: Arc<Mutex<Vec<String>>>) -> Server {
     }
 }
 
-/// The echoing API.
-pub async fn start_echo() -> Server {
+/// A server that records every request, then answers it with `answer`.
+async fn start_recording(answer: fn(Uri, HeaderMap) -> Response) -> Server {
     let received = Arc::new(Mutex::new(Vec::new()));
     let log = received.clone();
     let app = Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
         let log = log.clone();
         async move {
             record(&log, &uri, &headers, &body);
-            echo(uri, headers)
+            answer(uri, headers)
         }
     });
     serve(app, received).await
 }
 
+/// The echoing API.
+pub async fn start_echo() -> Server {
+    start_recording(echo).await
+}
+
 /// The collector: records every request, answers 204.
 pub async fn start_collector() -> Server {
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let log = received.clone();
-    let app = Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
-        let log = log.clone();
-        async move {
-            record(&log, &uri, &headers, &body);
-            StatusCode::NO_CONTENT
-        }
-    });
-    serve(app, received).await
+    start_recording(|_, _| StatusCode::NO_CONTENT.into_response()).await
 }
