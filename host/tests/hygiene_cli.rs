@@ -25,6 +25,21 @@ fn nexo(dir: &Path, args: &[&str]) -> Output {
     nexo_cmd(dir).args(args).output().unwrap()
 }
 
+/// `nexo plugin call` reading `stream` of the hostile-output connector.
+fn read_hostile(dir: &Path, stream: &str) -> Output {
+    nexo(
+        dir,
+        &[
+            "plugin",
+            "call",
+            programs::HOSTILE_OUTPUT,
+            "read",
+            "--stream",
+            stream,
+        ],
+    )
+}
+
 /// Control characters a terminal acts on (C0 but tab and newline, DEL, C1).
 fn raw_controls(text: &str) -> Vec<char> {
     text.chars()
@@ -47,17 +62,7 @@ fn assert_clean(what: &str, out: &Output) {
 #[test]
 fn a_plugins_log_cannot_drive_the_terminal_or_forge_a_host_log_line() {
     let data = tempfile::tempdir().unwrap();
-    let out = nexo(
-        data.path(),
-        &[
-            "plugin",
-            "call",
-            programs::HOSTILE_OUTPUT,
-            "read",
-            "--stream",
-            "log",
-        ],
-    );
+    let out = read_hostile(data.path(), "log");
     assert_clean("plugin log", &out);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -83,19 +88,7 @@ fn a_plugins_log_cannot_drive_the_terminal_or_forge_a_host_log_line() {
 #[test]
 fn a_plugins_error_and_records_are_shown_escaped() {
     let data = tempfile::tempdir().unwrap();
-    let read = |stream: &str| {
-        nexo(
-            data.path(),
-            &[
-                "plugin",
-                "call",
-                programs::HOSTILE_OUTPUT,
-                "read",
-                "--stream",
-                stream,
-            ],
-        )
-    };
+    let read = |stream: &str| read_hostile(data.path(), stream);
     let out = read("fail");
     assert_clean("plugin error", &out);
     let err = fails(out);
