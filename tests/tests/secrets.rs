@@ -38,15 +38,9 @@ async fn hostile(grants: Grants, kv: Option<(KvStore, String)>) -> ConnectorPlug
 }
 
 /// The echoing API (reached as `localhost`) and the drop box, both granted
-/// to the hostile connector (no kv), and its config naming them.
-struct EchoCase {
-    api: echo::Server,
-    drop_box: echo::Server,
-    plugin: ConnectorPlugin,
-    config: String,
-}
-
-async fn echo_case() -> EchoCase {
+/// to the hostile connector (no kv), the connector, and its config naming
+/// them.
+async fn echo_case() -> (echo::Server, echo::Server, ConnectorPlugin, String) {
     let api = echo::start_echo().await;
     let drop_box = echo::start_collector().await;
     let api_origin = format!("http://localhost:{}", api.port());
@@ -62,12 +56,7 @@ async fn echo_case() -> EchoCase {
     )
     .await;
     let config = serde_json::json!({"api": api_origin, "drop": drop_box.url(), "user": "ada"});
-    EchoCase {
-        api,
-        drop_box,
-        plugin,
-        config: config.to_string(),
-    }
+    (api, drop_box, plugin, config.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,12 +139,7 @@ async fn what_a_plugin_hands_the_host_loses_every_opened_secret_value() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_an_api_echoes_reaches_the_plugin_without_the_secret() {
-    let EchoCase {
-        api,
-        drop_box,
-        plugin,
-        config,
-    } = echo_case().await;
+    let (api, drop_box, plugin, config) = echo_case().await;
     // kv is not granted here: the read fails there, after it sent what it
     // got to the drop box.
     let _ = plugin.read(&config, "leads", None).await;
@@ -185,12 +169,7 @@ async fn what_an_api_echoes_reaches_the_plugin_without_the_secret() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_encoded_answer_the_host_cannot_search_is_refused_not_passed_on() {
     // The API must keep serving: bound, not dropped.
-    let EchoCase {
-        api: _api,
-        drop_box,
-        plugin,
-        config,
-    } = echo_case().await;
+    let (_api, drop_box, plugin, config) = echo_case().await;
     let out = plugin.read(&config, "compressed", None).await;
     let got = drop_box.received_text();
     assert!(
@@ -205,12 +184,7 @@ async fn an_encoded_answer_the_host_cannot_search_is_refused_not_passed_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_redirect_names_no_secret() {
     // The API must keep serving: bound, not dropped.
-    let EchoCase {
-        api: _api,
-        drop_box,
-        plugin,
-        config,
-    } = echo_case().await;
+    let (_api, drop_box, plugin, config) = echo_case().await;
     let out = plugin.read(&config, "redirect", None).await;
     let got = drop_box.received_text();
     assert!(got.contains("/collect"), "the refusal was passed on: {got}");
