@@ -160,27 +160,23 @@ async fn a_source_that_always_has_more_stops_at_the_page_limit_with_its_pages_ke
 
     // A limit of zero is refused when the pipeline is applied.
     let file = kit.dir.path().join("zero.toml");
-    std::fs::write(
-        &file,
-        "name = \"zero\"\nentity = \"contact\"\n[source]\nconnection = \"runs\"\nstream = \"endless\"\n\
-         [destination]\nconnection = \"crm-b\"\nstream = \"contacts\"\n[limits]\nmax_pages = 0\n",
-    )
-    .unwrap();
-    let err = fails(nexo(
-        kit.dir.path(),
-        &["pipeline", "apply", file.to_str().unwrap()],
-    ));
+    let refused = |limit: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "name = \"zero\"\nentity = \"contact\"\n[source]\nconnection = \"runs\"\nstream = \"endless\"\n\
+                 [destination]\nconnection = \"crm-b\"\nstream = \"contacts\"\n[limits]\n{limit}\n"
+            ),
+        )
+        .unwrap();
+        fails(nexo(
+            kit.dir.path(),
+            &["pipeline", "apply", file.to_str().unwrap()],
+        ))
+    };
+    let err = refused("max_pages = 0");
     assert!(err.contains("limits.max_pages"), "{err}");
-    std::fs::write(
-        &file,
-        "name = \"zero\"\nentity = \"contact\"\n[source]\nconnection = \"runs\"\nstream = \"endless\"\n\
-         [destination]\nconnection = \"crm-b\"\nstream = \"contacts\"\n[limits]\nmax_pagez = 9\n",
-    )
-    .unwrap();
-    let err = fails(nexo(
-        kit.dir.path(),
-        &["pipeline", "apply", file.to_str().unwrap()],
-    ));
+    let err = refused("max_pagez = 9");
     assert!(err.contains("max_pagez"), "{err}");
 }
 
