@@ -307,26 +307,15 @@ async fn no_route_carries_a_secret_out_of_the_sandbox() {
     ] {
         answers.push((path.into(), get(path.into()).await));
     }
-    let test = http
-        .post(format!("{}/api/connections/src/test", daemon.url))
-        .bearer_auth(&api_token)
-        .send()
-        .await
-        .unwrap();
-    answers.push((
-        "POST /api/connections/src/test".into(),
-        test.bytes().await.unwrap().to_vec(),
-    ));
-    let run = http
-        .post(format!("{}/api/pipelines/broken/run", daemon.url))
-        .bearer_auth(&api_token)
-        .send()
-        .await
-        .unwrap();
-    answers.push((
-        "POST /api/pipelines/broken/run".into(),
-        run.bytes().await.unwrap().to_vec(),
-    ));
+    for path in ["/api/connections/src/test", "/api/pipelines/broken/run"] {
+        let resp = http
+            .post(format!("{}{path}", daemon.url))
+            .bearer_auth(&api_token)
+            .send()
+            .await
+            .unwrap();
+        answers.push((format!("POST {path}"), resp.bytes().await.unwrap().to_vec()));
+    }
 
     // The console's pages as an operator opens them.
     let browser = Browser::start("secrets").await;
