@@ -207,7 +207,6 @@ pub fn grant_all(caps: &[Capability]) -> CapabilityGrant {
 }
 
 /// A verified bundle, ready to install once granted.
-#[derive(Debug)]
 pub struct Review {
     bundle: Bundle,
     bundle_bytes_sha256: String,
@@ -220,6 +219,24 @@ pub struct Review {
     pub upgrade: Option<(VersionRow, Vec<Capability>)>,
     /// The precompiled plugin (so the first run is fast).
     pub plugin: LoadedPlugin,
+}
+
+impl std::fmt::Debug for Review {
+    /// What an admin would read: the plugin, its signer and its requests;
+    /// never the bundle's bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = &self.bundle.manifest;
+        f.debug_struct("Review")
+            .field("plugin", &format_args!("{}@{}", m.id, m.version))
+            .field("bundle_sha256", &self.bundle_bytes_sha256)
+            .field("signer", &self.signer)
+            .field("requested", &self.requested)
+            .field(
+                "upgrade_of",
+                &self.upgrade.as_ref().map(|(a, _)| a.version.to_string()),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl Review {

@@ -558,7 +558,7 @@ impl RawMapper {
         let state = RawState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            limiter: StoreLimiter::new(&limits),
+            limiter: StoreLimiter::new(&limits, nexo::InstanceCaps::default()),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);

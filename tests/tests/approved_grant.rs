@@ -85,8 +85,7 @@ async fn a_signed_manifest_that_lies_about_its_component_is_refused_at_install()
         .registry
         .review(bundle, "lying.nexo", false, None)
         .await
-        .err()
-        .expect("the lying bundle is refused");
+        .expect_err("the lying bundle is refused");
     assert!(
         matches!(err, RegistryError::Bundle(BundleError::ManifestMismatch(_))),
         "{err}"
@@ -222,8 +221,7 @@ async fn a_mapper_runs_within_the_memory_its_manifest_asked_for() {
         .engine
         .run("small", RunOptions::default())
         .await
-        .err()
-        .expect("the mapper is held to 1 MiB");
+        .expect_err("the mapper is held to 1 MiB");
     assert!(
         err.to_string().contains("exceeded its 1 MiB memory limit"),
         "{err}"

@@ -105,8 +105,7 @@ async fn a_manifest_with_thirty_thousand_origins_is_refused_at_once_everywhere()
             .registry
             .review(bytes, "evil.nexo", true, None)
             .await
-            .err()
-            .expect("the oversized manifest is refused");
+            .expect_err("the oversized manifest is refused");
         eprintln!(
             "{origins} origins: install refused in {:?}",
             started.elapsed()
