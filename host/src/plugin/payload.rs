@@ -105,14 +105,16 @@ pub fn check_payload(payload: &str) -> Result<(), PayloadFault> {
     if !payload.trim_start().starts_with('{') {
         return Err(PayloadFault::NotObject);
     }
-    if nesting_depth(payload) > MAX_PAYLOAD_DEPTH {
-        return Err(PayloadFault::TooDeep {
+    // One pass: the parse counts the nesting as it goes. Only a payload
+    // that fails is scanned again, to say whether it was too deep.
+    let mut de = serde_json::Deserializer::from_str(payload);
+    match serde::de::DeserializeSeed::deserialize(Level(0), &mut de).and_then(|()| de.end()) {
+        Ok(()) => Ok(()),
+        Err(_) if nesting_depth(payload) > MAX_PAYLOAD_DEPTH => Err(PayloadFault::TooDeep {
             max: MAX_PAYLOAD_DEPTH,
-        });
+        }),
+        Err(e) => Err(PayloadFault::Invalid(e.to_string())),
     }
-    serde_json::from_str::<Parsed>(payload)
-        .map(|_| ())
-        .map_err(|e| PayloadFault::Invalid(e.to_string()))
 }
 
 /// The deepest nesting of `[` and `{` outside strings (counted without
@@ -143,54 +145,67 @@ fn nesting_depth(text: &str) -> usize {
     deepest
 }
 
-/// A JSON value read the way the engine reads one (`deserialize_any`:
-/// numbers are parsed, so one out of range fails here as it would there)
-/// and thrown away.
-struct Parsed;
+/// A JSON value at nesting `.0`, read the way the engine reads one
+/// (`deserialize_any`: numbers are parsed, so one out of range fails here as
+/// it would there) and thrown away; deeper than [`MAX_PAYLOAD_DEPTH`] fails.
+struct Level(usize);
 
-impl<'de> serde::Deserialize<'de> for Parsed {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ParsedVisitor)
+impl<'de> serde::de::DeserializeSeed<'de> for Level {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-struct ParsedVisitor;
+impl Level {
+    fn inner<E: serde::de::Error>(&self) -> Result<Level, E> {
+        if self.0 >= MAX_PAYLOAD_DEPTH {
+            Err(E::custom("nested too deep"))
+        } else {
+            Ok(Level(self.0 + 1))
+        }
+    }
+}
 
-impl<'de> serde::de::Visitor<'de> for ParsedVisitor {
-    type Value = Parsed;
+impl<'de> serde::de::Visitor<'de> for Level {
+    type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Parsed, E> {
-        Ok(Parsed)
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Parsed, E> {
-        Ok(Parsed)
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Parsed, E> {
-        Ok(Parsed)
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Parsed, E> {
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
         if v.is_finite() {
-            Ok(Parsed)
+            Ok(())
         } else {
             Err(E::custom("number out of range"))
         }
     }
-    fn visit_str<E>(self, _: &str) -> Result<Parsed, E> {
-        Ok(Parsed)
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_unit<E>(self) -> Result<Parsed, E> {
-        Ok(Parsed)
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Parsed, A::Error> {
-        while seq.next_element::<Parsed>()?.is_some() {}
-        Ok(Parsed)
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.inner()?;
+        while seq.next_element_seed(Level(inner.0))?.is_some() {}
+        Ok(())
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Parsed, A::Error> {
-        while map.next_entry::<serde::de::IgnoredAny, Parsed>()?.is_some() {}
-        Ok(Parsed)
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.inner()?;
+        while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+            map.next_value_seed(Level(inner.0))?;
+        }
+        Ok(())
     }
 }
 
