@@ -9,11 +9,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use nexo::sandbox::policy::HttpGrant;
+use nexo::sandbox::secrets::SecretValue;
 use nexo::{
     ConnectorPlugin, Grants, Limits, LoadError, MapperPlugin, PluginRef, Runtime, RuntimeConfig,
     Sandbox,
 };
-use nexo_tests::{programs, shapes};
+use nexo_tests::{programs, shapes, tinycrm};
 
 fn runtime(max_instances: u32) -> Runtime {
     Runtime::new(RuntimeConfig {
@@ -107,25 +108,39 @@ async fn a_plugin_holding_every_instance_it_can_starves_no_other_plugin() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
 
+    // Another connection: TinyCRM through the example connector, with its
+    // token, tested (check) and run (read) while the hostile plugin holds.
+    const TOKEN: &str = "instance-budget-token";
+    let tiny = tinycrm::start(tinycrm::seed(5), TOKEN).await;
+    let mut crm_sandbox = sandbox("test/crm", vec![HttpGrant::private(&tiny.url()).unwrap()]);
+    crm_sandbox
+        .secrets
+        .insert("api_token".into(), SecretValue::new(TOKEN));
     let crm = ConnectorPlugin::open(
         &rt.load_file(programs::EXAMPLE_CRM.as_ref()).unwrap(),
-        sandbox("test/crm", vec![]),
+        crm_sandbox,
     )
     .await
     .unwrap();
+    let crm_config = serde_json::json!({ "base_url": tiny.url() }).to_string();
     let mapper = MapperPlugin::open(
         &rt.load_file(programs::CONTACT_MAPPER.as_ref()).unwrap(),
         sandbox("test/mapper", vec![]),
     )
     .unwrap();
     let mut others = Vec::new();
-    for _ in 0..6 {
-        let crm = crm.clone();
+    for _ in 0..3 {
+        let (tester, config) = (crm.clone(), crm_config.clone());
         others.push(tokio::spawn(async move {
-            crm.discover(r#"{"base_url": "http://127.0.0.1:1"}"#)
+            tester.check(&config).await.result.map(|()| 0)
+        }));
+        let (reader, config) = (crm.clone(), crm_config.clone());
+        others.push(tokio::spawn(async move {
+            reader
+                .read(&config, "contacts", None)
                 .await
                 .result
-                .map(|s| s.len())
+                .map(|page| page.records.len())
         }));
         let mapper = mapper.clone();
         others.push(tokio::spawn(async move {
