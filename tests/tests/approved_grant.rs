@@ -227,3 +227,69 @@ async fn a_mapper_runs_within_the_memory_its_manifest_asked_for() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_source_asks_beyond_its_approval_says_so_in_its_log() {
+    use nexo::sync::RunOptions;
+    use nexo::sync::store::SyncStore;
+    use nexo_tests::synckit::Kit;
+    // Before, what the live spec asked beyond the install went unseen: the
+    // run log named only the plugins' versions.
+    let kit = Kit::new(Default::default(), Default::default(), 10).await;
+    let (api_port, _) = recorder().await;
+    let api = format!("http://localhost:{api_port}");
+    let switch_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3;
+    let bundle = greedy::packed(&kit.key, greedy::component_greedy_at(switch_at))
+        .await
+        .unwrap();
+    let review = kit
+        .registry
+        .review(bundle.to_bytes().unwrap(), "greedy.nexo", false, None)
+        .await
+        .unwrap();
+    let grant = grant_all(review.to_grant());
+    kit.registry.install(review, &grant).unwrap();
+    kit.connections
+        .add(NewConnection {
+            name: "vendor".into(),
+            plugin_id: "acme/greedy".into(),
+            pinned_version: None,
+            environment: Environment::Sandbox,
+            config: serde_json::json!({ "url": api }),
+            secrets: BTreeMap::from([("token".to_string(), SecretValue::new(TOKEN))]),
+            grants: ConnectionGrants {
+                http: vec![],
+                private_http: vec![api.clone()],
+                ..Default::default()
+            },
+        })
+        .unwrap();
+    kit.apply(
+        "name = \"from-vendor\"\nentity = \"contact\"\n\
+         [source]\nconnection = \"vendor\"\nstream = \"send\"\n\
+         [destination]\nconnection = \"crm-b\"\nstream = \"contacts\"\n",
+    )
+    .await;
+    while SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        <= switch_at
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Whatever the destination makes of the record, the run has a log.
+    let _ = kit.engine.run("from-vendor", RunOptions::default()).await;
+    let runs = kit.db.runs(&Default::default()).unwrap();
+    let log = kit.db.run_log(runs[0].id).unwrap();
+    assert!(
+        log.iter().any(|(_, level, message)| level == "warn"
+            && message.contains("source plugin acme/greedy@1.0.0 asked at run time")
+            && message.contains("`token`")),
+        "{log:?}"
+    );
+}

@@ -82,7 +82,9 @@ impl<'a> Driver<'a> {
             plan: Vec::new(),
             progress,
             stop: None,
-            pending_log: vec![("info".into(), p.versions())],
+            pending_log: std::iter::once(("info".to_string(), p.versions()))
+                .chain(p.approval_warnings())
+                .collect(),
             held: None,
             in_flight: None,
             timings: Timings::default(),

@@ -153,6 +153,26 @@ impl Prepared {
         }
         line
     }
+
+    /// A warning for the run log per connector whose `spec()` asked for
+    /// more than its install approved (ignored: it runs with the approval).
+    pub fn approval_warnings(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (role, plugin) in [("source", &self.source), ("destination", &self.dest)] {
+            let excess = plugin.beyond_approval();
+            if !excess.is_empty() {
+                out.push((
+                    "warn".to_string(),
+                    format!(
+                        "{role} plugin {} asked at run time for {}; ignored: it runs with what its install approved (check the plugin's vendor before granting more)",
+                        plugin.plugin(),
+                        excess.join("; ")
+                    ),
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// Held for the length of a run; the OS releases it if the process dies.
