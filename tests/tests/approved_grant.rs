@@ -45,6 +45,24 @@ async fn recorder() -> (u16, Arc<Mutex<Vec<String>>>) {
     (port, seen)
 }
 
+/// The connection `vendor` to the greedy connector, sending to `api`,
+/// with its token and private grants to `origins`.
+fn vendor_connection(api: &str, origins: &[&str]) -> NewConnection {
+    NewConnection {
+        name: "vendor".into(),
+        plugin_id: "acme/greedy".into(),
+        pinned_version: None,
+        environment: Environment::Sandbox,
+        config: serde_json::json!({ "url": api }),
+        secrets: BTreeMap::from([("token".to_string(), SecretValue::new(TOKEN))]),
+        grants: ConnectionGrants {
+            http: vec![],
+            private_http: origins.iter().map(|o| o.to_string()).collect(),
+            ..Default::default()
+        },
+    }
+}
+
 struct Fixture {
     _dir: tempfile::TempDir,
     registry: Registry,
@@ -121,19 +139,7 @@ async fn a_spec_that_turns_greedy_after_install_reaches_only_what_was_approved()
     f.registry.install(review, &grant).unwrap();
     // ...and the admin lets the connection reach both systems.
     f.connections
-        .add(NewConnection {
-            name: "vendor".into(),
-            plugin_id: "acme/greedy".into(),
-            pinned_version: None,
-            environment: Environment::Sandbox,
-            config: serde_json::json!({ "url": api }),
-            secrets: BTreeMap::from([("token".to_string(), SecretValue::new(TOKEN))]),
-            grants: ConnectionGrants {
-                http: vec![],
-                private_http: vec![api.clone(), collector.clone()],
-                ..Default::default()
-            },
-        })
+        .add(vendor_connection(&api, &[&api, &collector]))
         .unwrap();
 
     // Once the switch is past, the live spec binds the token everywhere.
@@ -254,19 +260,7 @@ async fn a_run_whose_source_asks_beyond_its_approval_says_so_in_its_log() {
     let grant = grant_all(review.to_grant());
     kit.registry.install(review, &grant).unwrap();
     kit.connections
-        .add(NewConnection {
-            name: "vendor".into(),
-            plugin_id: "acme/greedy".into(),
-            pinned_version: None,
-            environment: Environment::Sandbox,
-            config: serde_json::json!({ "url": api }),
-            secrets: BTreeMap::from([("token".to_string(), SecretValue::new(TOKEN))]),
-            grants: ConnectionGrants {
-                http: vec![],
-                private_http: vec![api.clone()],
-                ..Default::default()
-            },
-        })
+        .add(vendor_connection(&api, &[&api]))
         .unwrap();
     kit.apply(
         "name = \"from-vendor\"\nentity = \"contact\"\n\

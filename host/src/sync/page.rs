@@ -105,16 +105,9 @@ pub fn tracked(
     changed: &mut usize,
 ) -> LinkUpdate {
     let mut update = LinkUpdate {
-        entity_id: Some(link.entity_id),
-        entity: entity.to_string(),
-        group: 0,
-        connection: link.connection.clone(),
-        stream: link.stream.clone(),
-        record_id: link.record_id.clone(),
-        known: None,
-        synced_hash: None,
         version: r.cursor.clone(),
         deleted: r.operation == Operation::Delete,
+        ..LinkUpdate::of_link(entity, link)
     };
     if r.operation == Operation::Delete {
         *changed += 1;
@@ -311,18 +304,7 @@ fn quarantine_malformed(
         format!("record {} quarantined: {reason}", record.id),
     ));
     if let Some(link) = link {
-        commit.links.push(LinkUpdate {
-            entity_id: Some(link.entity_id),
-            entity: p.entity.clone(),
-            group: 0,
-            connection: link.connection.clone(),
-            stream: link.stream.clone(),
-            record_id: link.record_id.clone(),
-            known: None,
-            synced_hash: None,
-            version: None,
-            deleted: false,
-        });
+        commit.links.push(LinkUpdate::of_link(&p.entity, link));
     }
 }
 

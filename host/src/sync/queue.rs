@@ -199,16 +199,9 @@ impl Engine {
                         .and_then(|k| serde_json::from_str(k).ok())
                         .map(|m| Content(m).hash());
                     commit.links.push(LinkUpdate {
-                        entity_id: Some(l.entity_id),
-                        entity: p.entity.clone(),
-                        group: 0,
-                        connection: l.connection.clone(),
-                        stream: l.stream.clone(),
-                        record_id: l.record_id.clone(),
-                        known: None,
                         synced_hash: hash,
-                        version: None,
                         deleted: l.deleted,
+                        ..LinkUpdate::of_link(&p.entity, l)
                     });
                 }
                 commit

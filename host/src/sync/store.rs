@@ -59,6 +59,25 @@ pub struct LinkUpdate {
     pub deleted: bool,
 }
 
+impl LinkUpdate {
+    /// An update of `link`, an entity of type `entity`, that changes
+    /// nothing of its content (callers set what they learnt).
+    pub fn of_link(entity: &str, link: &Link) -> Self {
+        LinkUpdate {
+            entity_id: Some(link.entity_id),
+            entity: entity.to_string(),
+            group: 0,
+            connection: link.connection.clone(),
+            stream: link.stream.clone(),
+            record_id: link.record_id.clone(),
+            known: None,
+            synced_hash: None,
+            version: None,
+            deleted: false,
+        }
+    }
+}
+
 /// What happened to one record in a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
