@@ -425,7 +425,7 @@ async fn run(engine: &Engine, name: &str) -> Result<()> {
 /// The Xero invoice linked to a HubSpot deal, if the invoices pipeline made
 /// one.
 fn invoice_of(store: &dyn SyncStore, deal: &str) -> Result<Option<Link>> {
-    for link in store.links("invoice", HUBSPOT, "deals", &[deal])? {
+    for link in store.links("invoice", HUBSPOT, "deals", &[deal], None)? {
         if let Some(invoice) = store
             .entity(link.entity_id)?
             .into_iter()
@@ -524,7 +524,7 @@ fn show_deal(
         prop("amount"),
         prop("deal_currency_code")
     );
-    for link in store.links("customer", HUBSPOT, "deals", &[deal])? {
+    for link in store.links("customer", HUBSPOT, "deals", &[deal], None)? {
         for l in store.entity(link.entity_id)? {
             if l.connection == XERO
                 && let Some(c) = books.record(Collection::Contacts, &l.record_id)
@@ -568,7 +568,7 @@ fn show_products(store: &dyn SyncStore, books: &XeroSandbox) -> Result<()> {
     {
         let id = text(&item["ItemID"]);
         let Some(link) = store
-            .links("product", XERO, "items", &[id.as_str()])?
+            .links("product", XERO, "items", &[id.as_str()], None)?
             .into_iter()
             .next()
         else {

@@ -113,6 +113,8 @@ const MIGRATIONS: &[&str] = &[
     sync::LINKS_PER_ENTITY,
     // 8: superseded counts and stop requests on runs
     sync::RUN_CONTROL,
+    // 9: sync state per record and peer
+    sync::SYNC_PER_PEER,
 ];
 
 /// The database. Cheap to clone.

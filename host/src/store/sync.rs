@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 
 use super::{Database, StoreError};
 use crate::sandbox::redact;
-use crate::sync::pipeline::Pipeline;
+use crate::sync::pipeline::{Endpoint, Pipeline};
 use crate::sync::store::{
     CancelReason, Conflict, Counts, DeadLetter, DeadLetterKind, Link, NewConflict, NewDeadLetter,
     PageCommit, PipelineRow, RecordOutcome, RecordResult, RunFilter, RunId, RunRow, RunStatus,
@@ -46,6 +46,62 @@ pub(super) const LINKS_PER_ENTITY: &str = "
 pub(super) const RUN_CONTROL: &str = "
     ALTER TABLE runs ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE runs ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0;
+";
+
+/// Migration 9: what a record was last synced as is kept per record *and*
+/// peer (the other end of the pipeline that synced it), not per record: a
+/// record delivered to one destination was taken as unchanged by every
+/// other pipeline sharing its source and entity, which then skipped it.
+///
+/// Carrying the old state over: a link's one synced hash is kept for its
+/// peer only where that is unambiguous — the saved pipelines give the
+/// link's connection/stream and entity exactly one other end — and, for a
+/// source's record, only where the entity has a record at that peer (it
+/// was delivered there). Elsewhere the state is dropped and the next run
+/// compares the record with the destination's (unchanged when equal, so
+/// nothing is written twice): an extra comparison, never a skipped record.
+pub(super) const SYNC_PER_PEER: &str = "
+    CREATE TABLE link_sync (
+        connection TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        entity TEXT NOT NULL,
+        peer_connection TEXT NOT NULL,
+        peer_stream TEXT NOT NULL,
+        synced_hash TEXT NOT NULL,
+        PRIMARY KEY (connection, stream, record_id, entity, peer_connection, peer_stream)
+    ) WITHOUT ROWID;
+    WITH ends (connection, stream, entity, peer_connection, peer_stream) AS (
+        SELECT json_extract(definition, '$.source.connection'),
+               json_extract(definition, '$.source.stream'),
+               json_extract(definition, '$.entity'),
+               json_extract(definition, '$.destination.connection'),
+               json_extract(definition, '$.destination.stream')
+          FROM pipelines
+        UNION
+        SELECT json_extract(definition, '$.destination.connection'),
+               json_extract(definition, '$.destination.stream'),
+               json_extract(definition, '$.entity'),
+               json_extract(definition, '$.source.connection'),
+               json_extract(definition, '$.source.stream')
+          FROM pipelines
+    ),
+    sole (connection, stream, entity, peer_connection, peer_stream) AS (
+        SELECT connection, stream, entity, MIN(peer_connection), MIN(peer_stream)
+          FROM ends GROUP BY connection, stream, entity HAVING COUNT(*) = 1
+    )
+    INSERT INTO link_sync
+        SELECT l.connection, l.stream, l.record_id, l.entity,
+               s.peer_connection, s.peer_stream, l.synced_hash
+          FROM entity_links l
+          JOIN sole s ON s.connection = l.connection AND s.stream = l.stream
+                     AND s.entity = l.entity
+         WHERE l.synced_hash IS NOT NULL
+           AND EXISTS (SELECT 1 FROM entity_links o
+                        WHERE o.entity_id = l.entity_id AND o.entity = l.entity
+                          AND o.connection = s.peer_connection
+                          AND o.stream = s.peer_stream);
+    ALTER TABLE entity_links DROP COLUMN synced_hash;
 ";
 
 /// Migration creating the sync tables.
@@ -149,8 +205,27 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-const LINK_COLUMNS: &str =
-    "entity_id, connection, stream, record_id, known, synced_hash, version, deleted";
+/// A link's columns, `l` being `entity_links` and `s` its `link_sync` row
+/// with the peer a query names (see [`WITH_PEER`]).
+const LINK_COLUMNS: &str = "l.entity_id, l.connection, l.stream, l.record_id, l.known, s.synced_hash, l.version, l.deleted";
+
+/// `entity_links l` with its sync state with one peer, whose connection
+/// and stream are the query's first two parameters (`NULL`: none).
+const WITH_PEER: &str = "entity_links l LEFT JOIN link_sync s
+     ON s.connection = l.connection AND s.stream = l.stream
+    AND s.record_id = l.record_id AND s.entity = l.entity
+    AND s.peer_connection = ? AND s.peer_stream = ?";
+
+/// A link's columns without sync state (no peer named).
+const LINK_COLUMNS_ALONE: &str =
+    "l.entity_id, l.connection, l.stream, l.record_id, l.known, NULL, l.version, l.deleted";
+
+fn peer_args(peer: Option<&Endpoint>) -> [rusqlite::types::Value; 2] {
+    match peer {
+        Some(p) => [p.connection.clone().into(), p.stream.clone().into()],
+        None => [rusqlite::types::Value::Null, rusqlite::types::Value::Null],
+    }
+}
 
 fn link_row(r: &Row<'_>) -> rusqlite::Result<Link> {
     Ok(Link {
@@ -359,20 +434,23 @@ impl SyncStore for Database {
         connection: &str,
         stream: &str,
         ids: &[&str],
+        peer: Option<&Endpoint>,
     ) -> Result<Vec<Link>, StoreError> {
         let conn = self.lock()?;
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
             let sql = format!(
-                "SELECT {LINK_COLUMNS} FROM entity_links
-                 WHERE connection = ? AND stream = ? AND record_id IN ({}) AND entity = ?",
+                "SELECT {LINK_COLUMNS} FROM {WITH_PEER}
+                 WHERE l.connection = ? AND l.stream = ? AND l.record_id IN ({}) AND l.entity = ?",
                 placeholders(chunk.len())
             );
             let mut st = conn.prepare_cached(&sql)?;
-            let args = [connection, stream]
+            let text = |t: &str| rusqlite::types::Value::Text(t.to_string());
+            let args = peer_args(peer)
                 .into_iter()
-                .chain(chunk.iter().copied())
-                .chain([entity]);
+                .chain([text(connection), text(stream)])
+                .chain(chunk.iter().map(|id| text(id)))
+                .chain([text(entity)]);
             out.extend(
                 st.query_map(params_from_iter(args), link_row)?
                     .collect::<Result<Vec<_>, _>>()?,
@@ -386,18 +464,19 @@ impl SyncStore for Database {
         entities: &[i64],
         connection: &str,
         stream: &str,
+        peer: Option<&Endpoint>,
     ) -> Result<Vec<Link>, StoreError> {
         let conn = self.lock()?;
         let mut out = Vec::with_capacity(entities.len());
         for chunk in entities.chunks(500) {
             let sql = format!(
-                "SELECT {LINK_COLUMNS} FROM entity_links
-                 WHERE connection = ? AND stream = ? AND entity_id IN ({})",
+                "SELECT {LINK_COLUMNS} FROM {WITH_PEER}
+                 WHERE l.connection = ? AND l.stream = ? AND l.entity_id IN ({})",
                 placeholders(chunk.len())
             );
             let mut st = conn.prepare_cached(&sql)?;
-            let mut args: Vec<rusqlite::types::Value> =
-                vec![connection.to_string().into(), stream.to_string().into()];
+            let mut args: Vec<rusqlite::types::Value> = peer_args(peer).into();
+            args.extend([connection.to_string().into(), stream.to_string().into()]);
             args.extend(chunk.iter().map(|e| rusqlite::types::Value::Integer(*e)));
             out.extend(
                 st.query_map(params_from_iter(args), link_row)?
@@ -439,7 +518,8 @@ impl SyncStore for Database {
     fn entity(&self, entity_id: i64) -> Result<Vec<Link>, StoreError> {
         let conn = self.lock()?;
         let mut st = conn.prepare(&format!(
-            "SELECT {LINK_COLUMNS} FROM entity_links WHERE entity_id = ?1 ORDER BY connection, stream"
+            "SELECT {LINK_COLUMNS_ALONE} FROM entity_links l
+             WHERE l.entity_id = ?1 ORDER BY l.connection, l.stream"
         ))?;
         Ok(st
             .query_map([entity_id], link_row)?
@@ -454,9 +534,9 @@ impl SyncStore for Database {
     ) -> Result<Vec<Link>, StoreError> {
         let conn = self.lock()?;
         let mut st = conn.prepare_cached(&format!(
-            "SELECT {LINK_COLUMNS} FROM entity_links
-             WHERE connection = ?1 AND stream = ?2 AND record_id = ?3
-             ORDER BY entity, entity_id"
+            "SELECT {LINK_COLUMNS_ALONE} FROM entity_links l
+             WHERE l.connection = ?1 AND l.stream = ?2 AND l.record_id = ?3
+             ORDER BY l.entity, l.entity_id"
         ))?;
         Ok(st
             .query_map(params![connection, stream, id], link_row)?
@@ -472,10 +552,10 @@ impl SyncStore for Database {
     ) -> Result<Vec<Link>, StoreError> {
         let conn = self.lock()?;
         let mut st = conn.prepare(&format!(
-            "SELECT {LINK_COLUMNS} FROM entity_links
-             WHERE connection = ?1 AND stream = ?2 AND entity = ?4 AND deleted = 0
-               AND (seen_run IS NULL OR seen_run <> ?3)
-             ORDER BY record_id"
+            "SELECT {LINK_COLUMNS_ALONE} FROM entity_links l
+             WHERE l.connection = ?1 AND l.stream = ?2 AND l.entity = ?4 AND l.deleted = 0
+               AND (l.seen_run IS NULL OR l.seen_run <> ?3)
+             ORDER BY l.record_id"
         ))?;
         Ok(st
             .query_map(params![connection, stream, run, entity], link_row)?
@@ -552,15 +632,21 @@ impl SyncStore for Database {
             )?;
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO entity_links
-                     (connection, stream, record_id, entity_id, known, synced_hash, version, deleted, seen_run, updated_at, entity)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     (connection, stream, record_id, entity_id, known, version, deleted, seen_run, updated_at, entity)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (connection, stream, record_id, entity) DO UPDATE SET
                      known = COALESCE(excluded.known, known),
-                     synced_hash = COALESCE(excluded.synced_hash, synced_hash),
                      version = COALESCE(excluded.version, version),
                      deleted = excluded.deleted,
                      seen_run = excluded.seen_run,
                      updated_at = excluded.updated_at",
+            )?;
+            let mut synced = tx.prepare_cached(
+                "INSERT INTO link_sync
+                     (connection, stream, record_id, entity, peer_connection, peer_stream, synced_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (connection, stream, record_id, entity, peer_connection, peer_stream)
+                 DO UPDATE SET synced_hash = excluded.synced_hash",
             )?;
             let mut groups: std::collections::HashMap<usize, i64> = Default::default();
             for l in &page.links {
@@ -577,13 +663,23 @@ impl SyncStore for Database {
                     l.record_id,
                     entity_id,
                     l.known,
-                    l.synced_hash,
                     l.version,
                     l.deleted,
                     run,
                     now,
                     l.entity
                 ])?;
+                if let Some(hash) = &l.synced_hash {
+                    synced.execute(params![
+                        l.connection,
+                        l.stream,
+                        l.record_id,
+                        l.entity,
+                        l.peer.connection,
+                        l.peer.stream,
+                        hash
+                    ])?;
+                }
             }
             let base: i64 = tx.query_row(
                 "SELECT COALESCE(MAX(seq), 0) FROM run_records WHERE run_id = ?1",
@@ -939,6 +1035,10 @@ mod tests {
             record_id: id.into(),
             known: Some(format!("{{\"id\":\"{id}\"}}")),
             synced_hash: Some(format!("h-{id}")),
+            peer: Endpoint {
+                connection: if conn == "a" { "b" } else { "a" }.into(),
+                stream: "s".into(),
+            },
             version: None,
             deleted: false,
         }
@@ -986,13 +1086,15 @@ mod tests {
             db.pipeline("p").unwrap().unwrap().state.as_deref(),
             Some("cursor-1")
         );
-        let a1 = &db.links("contact", "a", "s", &["a1"]).unwrap()[0];
-        let b1 = &db.links("contact", "b", "s", &["b1"]).unwrap()[0];
-        let a2 = &db.links("contact", "a", "s", &["a2"]).unwrap()[0];
+        let a1 = &db.links("contact", "a", "s", &["a1"], None).unwrap()[0];
+        let b1 = &db.links("contact", "b", "s", &["b1"], None).unwrap()[0];
+        let a2 = &db.links("contact", "a", "s", &["a2"], None).unwrap()[0];
         assert_eq!(a1.entity_id, b1.entity_id, "one group, one entity");
         assert_ne!(a1.entity_id, a2.entity_id);
         assert_eq!(
-            db.links_of_entities(&[a1.entity_id], "b", "s").unwrap()[0].record_id,
+            db.links_of_entities(&[a1.entity_id], "b", "s", None)
+                .unwrap()[0]
+                .record_id,
             "b1"
         );
         let r = db.run(run).unwrap().unwrap();
@@ -1029,6 +1131,156 @@ mod tests {
     }
 
     #[test]
+    fn a_record_is_synced_with_each_peer_on_its_own() {
+        let db = Database::in_memory().unwrap();
+        db.save_pipeline(&pipeline("p")).unwrap();
+        let run = db.begin_run("p").unwrap();
+        // a1 delivered to b: in step with b, not with c.
+        let page = PageCommit {
+            links: vec![link("a", "a1", None, 1), link("b", "b1", None, 1)],
+            ..PageCommit::default()
+        };
+        db.commit_page("p", run, &page).unwrap();
+        let peer = |c: &str| Endpoint {
+            connection: c.into(),
+            stream: "s".into(),
+        };
+        let with = |p: Option<&Endpoint>| {
+            db.links("contact", "a", "s", &["a1"], p).unwrap()[0]
+                .synced_hash
+                .clone()
+        };
+        assert_eq!(with(Some(&peer("b"))).as_deref(), Some("h-a1"));
+        assert_eq!(with(Some(&peer("c"))), None, "never synced with c");
+        assert_eq!(with(None), None);
+        // Synced with c later: each peer keeps its own state.
+        let to_c = LinkUpdate {
+            entity_id: Some(db.links("contact", "a", "s", &["a1"], None).unwrap()[0].entity_id),
+            synced_hash: Some("h-a1-for-c".into()),
+            peer: peer("c"),
+            ..link("a", "a1", None, 0)
+        };
+        db.commit_page(
+            "p",
+            run,
+            &PageCommit {
+                links: vec![to_c],
+                ..PageCommit::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(with(Some(&peer("b"))).as_deref(), Some("h-a1"));
+        assert_eq!(with(Some(&peer("c"))).as_deref(), Some("h-a1-for-c"));
+        let b1 = &db
+            .links_of_entities(&[1], "b", "s", Some(&peer("a")))
+            .unwrap()[0];
+        assert_eq!(b1.synced_hash.as_deref(), Some("h-b1"));
+    }
+
+    /// A database of schema 8 (one synced hash per link) with two
+    /// pipelines sharing a source and an entity, and a two-way pair.
+    fn schema_8_database(path: &std::path::Path) {
+        let mut conn = rusqlite::Connection::open(path).unwrap();
+        for sql in &super::super::MIGRATIONS[..8] {
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(sql).unwrap();
+            tx.commit().unwrap();
+        }
+        conn.pragma_update(None, "user_version", 8).unwrap();
+        let save = |p: &str, entity: &str, from: (&str, &str), to: (&str, &str)| {
+            let def = serde_json::json!({
+                "name": p, "entity": entity,
+                "source": {"connection": from.0, "stream": from.1},
+                "destination": {"connection": to.0, "stream": to.1},
+            });
+            conn.execute(
+                "INSERT INTO pipelines (name, definition) VALUES (?1, ?2)",
+                params![p, def.to_string()],
+            )
+            .unwrap();
+        };
+        save("to-erp", "invoice", ("crm", "deals"), ("erp", "invoices"));
+        save(
+            "to-books",
+            "invoice",
+            ("crm", "deals"),
+            ("books", "journal"),
+        );
+        save("a-to-b", "contact", ("a", "s"), ("b", "s"));
+        save("b-to-a", "contact", ("b", "s"), ("a", "s"));
+        let links = [
+            ("crm", "deals", "d1", 1, "invoice"),
+            ("erp", "invoices", "t1", 1, "invoice"),
+            ("books", "journal", "j1", 1, "invoice"),
+            ("crm", "deals", "d2", 2, "invoice"),
+            ("erp", "invoices", "t2", 2, "invoice"),
+            ("a", "s", "a1", 3, "contact"),
+            ("b", "s", "b1", 3, "contact"),
+            ("a", "s", "a2", 4, "contact"),
+        ];
+        for (c, st, id, e, entity) in links {
+            conn.execute(
+                "INSERT INTO entity_links (connection, stream, record_id, entity_id, entity, known, synced_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, '{}', ?6)",
+                params![c, st, id, e, entity, format!("h-{id}")],
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn the_migration_keeps_every_link_and_only_unambiguous_sync_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nexo.db");
+        schema_8_database(&path);
+        let db = Database::open(&path).unwrap();
+        let end = |c: &str, s: &str| Endpoint {
+            connection: c.into(),
+            stream: s.into(),
+        };
+        let synced = |entity: &str, at: (&str, &str), id: &str, peer: (&str, &str)| {
+            let found = db
+                .links(entity, at.0, at.1, &[id], Some(&end(peer.0, peer.1)))
+                .unwrap();
+            assert_eq!(found.len(), 1, "link {id} lost");
+            found[0].synced_hash.clone()
+        };
+        // The deals feed two destinations: which one their hash was for
+        // is unknown, so both compare again (no skip).
+        for peer in [("erp", "invoices"), ("books", "journal")] {
+            assert_eq!(synced("invoice", ("crm", "deals"), "d1", peer), None);
+            assert_eq!(synced("invoice", ("crm", "deals"), "d2", peer), None);
+        }
+        // Each destination's record was synced with the one source.
+        let crm = ("crm", "deals");
+        assert_eq!(
+            synced("invoice", ("erp", "invoices"), "t1", crm).as_deref(),
+            Some("h-t1")
+        );
+        assert_eq!(
+            synced("invoice", ("books", "journal"), "j1", crm).as_deref(),
+            Some("h-j1")
+        );
+        // A two-way pair: each side has one peer.
+        assert_eq!(
+            synced("contact", ("a", "s"), "a1", ("b", "s")).as_deref(),
+            Some("h-a1")
+        );
+        assert_eq!(
+            synced("contact", ("b", "s"), "b1", ("a", "s")).as_deref(),
+            Some("h-b1")
+        );
+        // Never delivered to b: compared again.
+        assert_eq!(synced("contact", ("a", "s"), "a2", ("b", "s")), None);
+        let all: i64 = db
+            .lock()
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM entity_links", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(all, 8, "every link carried over");
+    }
+
+    #[test]
     fn one_record_links_to_an_entity_of_each_type() {
         let db = Database::in_memory().unwrap();
         db.save_pipeline(&pipeline("p")).unwrap();
@@ -1048,17 +1300,17 @@ mod tests {
             ..PageCommit::default()
         };
         db.commit_page("p", run, &page).unwrap();
-        let customer = &db.links("customer", "a", "s", &["deal-1"]).unwrap()[0];
-        let invoice = &db.links("invoice", "a", "s", &["deal-1"]).unwrap()[0];
+        let customer = &db.links("customer", "a", "s", &["deal-1"], None).unwrap()[0];
+        let invoice = &db.links("invoice", "a", "s", &["deal-1"], None).unwrap()[0];
         assert_ne!(customer.entity_id, invoice.entity_id);
         assert_eq!(
-            db.links_of_entities(&[invoice.entity_id], "b", "s")
+            db.links_of_entities(&[invoice.entity_id], "b", "s", None)
                 .unwrap()[0]
                 .record_id,
             "inv-4"
         );
         assert!(
-            db.links("payment", "a", "s", &["deal-1"])
+            db.links("payment", "a", "s", &["deal-1"], None)
                 .unwrap()
                 .is_empty()
         );
@@ -1142,7 +1394,11 @@ mod tests {
         };
         assert!(db.commit_page("p", run + 1000, &page).is_err());
         assert_eq!(db.pipeline("p").unwrap().unwrap().state, None);
-        assert!(db.links("contact", "a", "s", &["a1"]).unwrap().is_empty());
+        assert!(
+            db.links("contact", "a", "s", &["a1"], None)
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(db.run(run).unwrap().unwrap().pages, 0);
     }
 

@@ -12,7 +12,7 @@ use super::commit::{Held, InFlight};
 use super::engine::{Engine, PlannedChange, Prepared, Progress, StopSignal};
 use super::lookback;
 use super::page::{self, Overlay};
-use super::pipeline::SyncMode;
+use super::pipeline::{Endpoint, SyncMode};
 use super::store::{Counts, PageCommit, PipelineRow, RunId};
 use crate::plugin::{CheckedPage, ConnectorPlugin};
 use crate::{GuestError, PluginError};
@@ -291,7 +291,7 @@ impl<'a> Driver<'a> {
                 .await?;
             let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
             let links: HashMap<String, super::store::Link> = self
-                .links(&dest.connection, &dest.stream, &ids)?
+                .links(dest, &ids, &self.p.pipeline.source)?
                 .into_iter()
                 .map(|l| (l.record_id.clone(), l))
                 .collect();
@@ -314,6 +314,7 @@ impl<'a> Driver<'a> {
                 commit.links.push(page::tracked(
                     &self.p.pipeline.entity,
                     link,
+                    &self.p.pipeline.source,
                     r,
                     &self.p.dest_system,
                     &mut changed,
@@ -349,17 +350,22 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Links to this pipeline's entity type, seen through the dry run's
-    /// overlay.
+    /// Links of records of `end` to this pipeline's entity type, with
+    /// their sync state with `peer` (the pipeline's other end), seen
+    /// through the dry run's overlay.
     pub fn links(
         &self,
-        connection: &str,
-        stream: &str,
+        end: &Endpoint,
         ids: &[&str],
+        peer: &Endpoint,
     ) -> Result<Vec<super::store::Link>, SyncError> {
         let entity = &self.p.pipeline.entity;
-        let mut found = self.engine.store.links(entity, connection, stream, ids)?;
-        self.overlay.patch(&mut found, connection, stream, ids);
+        let mut found =
+            self.engine
+                .store
+                .links(entity, &end.connection, &end.stream, ids, Some(peer))?;
+        self.overlay
+            .patch(&mut found, &end.connection, &end.stream, ids);
         Ok(found)
     }
 

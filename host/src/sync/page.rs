@@ -15,7 +15,7 @@ use super::driver::Driver;
 use super::engine::PlannedChange;
 use super::mapping::map_parallel;
 pub use super::overlay::Overlay;
-use super::pipeline::SyncMode;
+use super::pipeline::{Endpoint, SyncMode};
 use super::plan::{self, Decision, ReadClass};
 use super::store::{
     DeadLetterKind, Link, LinkUpdate, NewConflict, NewDeadLetter, PageCommit, RecordOutcome,
@@ -97,9 +97,11 @@ fn merged_known(dest: &Link, payload: &Content) -> Option<String> {
 }
 
 /// A link update for a destination record read by change tracking.
+/// `link` carries its sync state with `peer`, the pipeline's source.
 pub fn tracked(
     entity: &str,
     link: &Link,
+    peer: &Endpoint,
     r: &Record,
     system: &SystemFields,
     changed: &mut usize,
@@ -107,7 +109,7 @@ pub fn tracked(
     let mut update = LinkUpdate {
         version: r.cursor.clone(),
         deleted: r.operation == Operation::Delete,
-        ..LinkUpdate::of_link(entity, link)
+        ..LinkUpdate::of_link(entity, link, peer)
     };
     if r.operation == Operation::Delete {
         *changed += 1;
@@ -168,6 +170,7 @@ impl Item {
             } else {
                 None
             },
+            peer: p.destination.clone(),
             version: self.version.clone(),
             deleted,
         }
@@ -304,7 +307,9 @@ fn quarantine_malformed(
         format!("record {} quarantined: {reason}", record.id),
     ));
     if let Some(link) = link {
-        commit.links.push(LinkUpdate::of_link(&p.entity, link));
+        commit
+            .links
+            .push(LinkUpdate::of_link(&p.entity, link, &p.destination));
     }
 }
 
@@ -351,8 +356,10 @@ pub async fn classify(
             ),
         ));
     }
+    // The source's records with their sync state with this destination:
+    // delivered elsewhere is not delivered here.
     let src_links: HashMap<String, Link> = d
-        .links(&p.source.connection, &p.source.stream, &ids)?
+        .links(&p.source, &ids, &p.destination)?
         .into_iter()
         .map(|l| (l.record_id.clone(), l))
         .collect();
@@ -433,6 +440,7 @@ pub async fn classify(
             &list,
             &p.destination.connection,
             &p.destination.stream,
+            Some(&p.source),
         )?;
         d.overlay.patch_entities(
             &mut found,
@@ -796,6 +804,7 @@ fn settle(
                 stream: p.destination.stream.clone(),
                 record_id: dest_id.clone(),
                 synced_hash: written.as_deref().map(hash_text),
+                peer: p.source.clone(),
                 known: written,
                 version: None,
                 deleted: outcome == RecordOutcome::Deleted && w.delete,

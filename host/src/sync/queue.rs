@@ -34,6 +34,7 @@ impl Engine {
                     &pipeline.source.connection,
                     &pipeline.source.stream,
                     &[&w.source_id],
+                    None,
                 )?
                 .first()
                 .map(|l| l.entity_id);
@@ -43,6 +44,7 @@ impl Engine {
                 &[e],
                 &pipeline.destination.connection,
                 &pipeline.destination.stream,
+                None,
             )?;
             match dest.first() {
                 Some(l) if !l.deleted => w.destination_id = Some(l.record_id.clone()),
@@ -185,14 +187,20 @@ impl Engine {
                     &p.destination.connection,
                     &p.destination.stream,
                     &[&conflict.conflict.destination_id],
+                    None,
                 )?;
                 let source = self.store.links(
                     &p.entity,
                     &p.source.connection,
                     &p.source.stream,
                     &[&w.source_id],
+                    None,
                 )?;
-                for l in dest.iter().chain(source.iter()) {
+                let peers = dest
+                    .iter()
+                    .map(|l| (l, &p.source))
+                    .chain(source.iter().map(|l| (l, &p.destination)));
+                for (l, peer) in peers {
                     let hash = l
                         .known
                         .as_deref()
@@ -201,7 +209,7 @@ impl Engine {
                     commit.links.push(LinkUpdate {
                         synced_hash: hash,
                         deleted: l.deleted,
-                        ..LinkUpdate::of_link(&p.entity, l)
+                        ..LinkUpdate::of_link(&p.entity, l, peer)
                     });
                 }
                 commit

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::store::StoreError;
-use crate::sync::pipeline::Pipeline;
+use crate::sync::pipeline::{Endpoint, Pipeline};
 
 /// Identifies a run.
 pub type RunId = i64;
@@ -24,8 +24,12 @@ pub struct Link {
     pub record_id: String,
     /// Latest content known (JSON object, system fields removed).
     pub known: Option<String>,
-    /// Hash of the content as of the last sync by Nexo: when the system's
-    /// record still hashes to this, nobody changed it since.
+    /// Hash of the content as of the last sync by Nexo with the peer the
+    /// lookup named (the pipeline's other end): when the system's record
+    /// still hashes to this, nothing changed since it was last in step
+    /// with that peer. Sync state is kept per record *and* peer, so a
+    /// record delivered to one destination is still news to another.
+    /// `None` when never synced with that peer (or no peer was named).
     pub synced_hash: Option<String>,
     /// Its cursor value (modification time) when last seen.
     pub version: Option<String>,
@@ -51,8 +55,12 @@ pub struct LinkUpdate {
     pub record_id: String,
     /// New known content, if it changed.
     pub known: Option<String>,
-    /// New synced hash, if it changed.
+    /// New synced hash with `peer`, if it changed.
     pub synced_hash: Option<String>,
+    /// The other end of the pipeline making this update: `synced_hash`
+    /// records that this record is in step with that connection/stream
+    /// (and with no other).
+    pub peer: Endpoint,
     /// New version, if known.
     pub version: Option<String>,
     /// Deleted in that system.
@@ -60,9 +68,10 @@ pub struct LinkUpdate {
 }
 
 impl LinkUpdate {
-    /// An update of `link`, an entity of type `entity`, that changes
-    /// nothing of its content (callers set what they learnt).
-    pub fn of_link(entity: &str, link: &Link) -> Self {
+    /// An update of `link`, an entity of type `entity`, seen by a pipeline
+    /// whose other end is `peer`, that changes nothing of its content
+    /// (callers set what they learnt).
+    pub fn of_link(entity: &str, link: &Link, peer: &Endpoint) -> Self {
         LinkUpdate {
             entity_id: Some(link.entity_id),
             entity: entity.to_string(),
@@ -72,6 +81,7 @@ impl LinkUpdate {
             record_id: link.record_id.clone(),
             known: None,
             synced_hash: None,
+            peer: peer.clone(),
             version: None,
             deleted: false,
         }
@@ -453,13 +463,14 @@ pub trait SyncStore: Send + Sync {
     fn reset_state(&self, name: &str) -> Result<(), StoreError>;
 
     /// Links of these records of one connection/stream to entities of one
-    /// type, by record id.
+    /// type, by record id, with their sync state with `peer` (none without).
     fn links(
         &self,
         entity: &str,
         connection: &str,
         stream: &str,
         ids: &[&str],
+        peer: Option<&Endpoint>,
     ) -> Result<Vec<Link>, StoreError>;
     /// Every link of one record, whatever the entity type (a won deal can be
     /// both a customer and an invoice).
@@ -469,12 +480,14 @@ pub trait SyncStore: Send + Sync {
         stream: &str,
         id: &str,
     ) -> Result<Vec<Link>, StoreError>;
-    /// The record of these entities in one connection/stream.
+    /// The record of these entities in one connection/stream, with its
+    /// sync state with `peer` (none without).
     fn links_of_entities(
         &self,
         entities: &[i64],
         connection: &str,
         stream: &str,
+        peer: Option<&Endpoint>,
     ) -> Result<Vec<Link>, StoreError>;
     /// Every link of an entity (the 360° view).
     /// Entities with a record whose id is `q` or whose last known content
