@@ -416,7 +416,10 @@ pub async fn classify(
                     &item,
                     RecordOutcome::Unchanged,
                     None,
-                    Some("no change since the last sync (or an echo of Nexo's own write)".into()),
+                    Some(format!(
+                        "no change since it was last synced with {}/{} (or an echo of Nexo's own write)",
+                        p.destination.connection, p.destination.stream
+                    )),
                 ));
                 continue;
             }
