@@ -236,3 +236,48 @@ async fn check_scenario(edges: &[(usize, usize)], steps: &[Step]) -> Result<(), 
     }
     Ok(())
 }
+
+/// Two full refreshes of one source with one entity, to two destinations,
+/// at the same time: what one run read must not look unread to the other
+/// (which would then delete it in its destination).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_full_refreshes_sharing_a_source_delete_nothing_still_there() {
+    let kit = Kit::new(tinycrm::seed(60), Default::default(), 3).await;
+    let c = another(&kit, "crm-c").await;
+    let full = "mode = \"full-refresh\"\n";
+    let deletes = "[deletes]\npolicy = \"propagate\"\n";
+    for (name, to) in [("to-b", "crm-b"), ("to-c", "crm-c")] {
+        let text =
+            edge(name, "crm-a", to, "contact").replacen("[source]", &format!("{full}[source]"), 1);
+        kit.apply(&format!("{text}{deletes}")).await;
+    }
+    for round in 0..3 {
+        let (b, c_run) = tokio::join!(kit.run("to-b"), kit.run("to-c"));
+        for (name, r) in [("to-b", &b), ("to-c", &c_run)] {
+            assert_eq!(r.counts.deleted, 0, "round {round}, {name}: {:?}", r.counts);
+        }
+    }
+    assert_eq!(contents(&kit.b).0, contents(&kit.a).0);
+    assert_eq!(contents(&c).0, contents(&kit.a).0);
+    // A record really gone is still noticed by both.
+    let gone = kit.a.crm.lock().unwrap().contacts.pop_first().unwrap().1;
+    let (b, c_run) = tokio::join!(kit.run("to-b"), kit.run("to-c"));
+    let records = |r: &nexo::sync::RunReport| {
+        kit.db
+            .run_records(r.run_id.unwrap())
+            .unwrap()
+            .into_iter()
+            .filter(|x| x.outcome != RecordOutcome::Unchanged || x.source_id == "c0001")
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        (b.counts.deleted, c_run.counts.deleted),
+        (1, 1),
+        "{:?} {:?} {:?} {:?}",
+        b.counts,
+        c_run.counts,
+        records(&b),
+        records(&c_run)
+    );
+    assert!(!contents(&c).0.contains(&business(&gone).to_string()));
+}

@@ -543,22 +543,32 @@ impl SyncStore for Database {
             .collect::<Result<_, _>>()?)
     }
 
-    fn unseen_links(
+    fn unswept_links(
         &self,
         entity: &str,
         connection: &str,
         stream: &str,
-        run: RunId,
+        peer: &Endpoint,
     ) -> Result<Vec<Link>, StoreError> {
         let conn = self.lock()?;
         let mut st = conn.prepare(&format!(
-            "SELECT {LINK_COLUMNS_ALONE} FROM entity_links l
-             WHERE l.connection = ?1 AND l.stream = ?2 AND l.entity = ?4 AND l.deleted = 0
-               AND (l.seen_run IS NULL OR l.seen_run <> ?3)
+            "SELECT {LINK_COLUMNS} FROM {WITH_PEER}
+             WHERE l.connection = ? AND l.stream = ? AND l.entity = ?
+               AND (l.deleted = 0 OR s.synced_hash IS NULL OR s.synced_hash <> ?)
              ORDER BY l.record_id"
         ))?;
         Ok(st
-            .query_map(params![connection, stream, run, entity], link_row)?
+            .query_map(
+                params![
+                    peer.connection,
+                    peer.stream,
+                    connection,
+                    stream,
+                    entity,
+                    crate::sync::store::DELETED_IN_STEP
+                ],
+                link_row,
+            )?
             .collect::<Result<_, _>>()?)
     }
 
@@ -639,7 +649,8 @@ impl SyncStore for Database {
                      version = COALESCE(excluded.version, version),
                      deleted = excluded.deleted,
                      seen_run = excluded.seen_run,
-                     updated_at = excluded.updated_at",
+                     updated_at = excluded.updated_at
+                 RETURNING entity_id",
             )?;
             let mut synced = tx.prepare_cached(
                 "INSERT INTO link_sync
@@ -650,6 +661,12 @@ impl SyncStore for Database {
             )?;
             let mut groups: std::collections::HashMap<usize, i64> = Default::default();
             for l in &page.links {
+                // The first update of a new group is its source record's:
+                // when a concurrent run of another pipeline with the same
+                // source and entity linked that record since this page
+                // looked it up, the group joins that entity (two entities
+                // for one record would leave one destination orphaned).
+                let first_of_group = l.entity_id.is_none() && !groups.contains_key(&l.group);
                 let entity_id = match l.entity_id {
                     Some(e) => e,
                     None => *groups.entry(l.group).or_insert_with(|| {
@@ -657,18 +674,24 @@ impl SyncStore for Database {
                         next_entity - 1
                     }),
                 };
-                upsert.execute(params![
-                    l.connection,
-                    l.stream,
-                    l.record_id,
-                    entity_id,
-                    l.known,
-                    l.version,
-                    l.deleted,
-                    run,
-                    now,
-                    l.entity
-                ])?;
+                let stored: i64 = upsert.query_row(
+                    params![
+                        l.connection,
+                        l.stream,
+                        l.record_id,
+                        entity_id,
+                        l.known,
+                        l.version,
+                        l.deleted,
+                        run,
+                        now,
+                        l.entity
+                    ],
+                    |r| r.get(0),
+                )?;
+                if first_of_group && stored != entity_id {
+                    groups.insert(l.group, stored);
+                }
                 if let Some(hash) = &l.synced_hash {
                     synced.execute(params![
                         l.connection,
@@ -1109,25 +1132,49 @@ mod tests {
         );
         assert_eq!(db.run_log(run).unwrap()[0].2, "page 1");
 
-        // A second run: links not touched by it are "unseen" (full refresh).
+        // The full refresh's sweep candidates for peer b: records whose
+        // delete is not settled for b.
         db.finish_run(run, RunStatus::Succeeded, None).unwrap();
         let run2 = db.begin_run("p").unwrap();
         db.commit_page(
             "p",
             run2,
             &PageCommit {
-                links: vec![link("a", "a1", Some(a1.entity_id), 0)],
+                links: vec![LinkUpdate {
+                    deleted: true,
+                    ..link("a", "a1", Some(a1.entity_id), 0)
+                }],
                 ..PageCommit::default()
             },
         )
         .unwrap();
-        let unseen: Vec<_> = db
-            .unseen_links("contact", "a", "s", run2)
-            .unwrap()
-            .into_iter()
-            .map(|l| l.record_id)
-            .collect();
-        assert_eq!(unseen, ["a2"]);
+        let b = Endpoint {
+            connection: "b".into(),
+            stream: "s".into(),
+        };
+        let unswept = |db: &Database| -> Vec<String> {
+            db.unswept_links("contact", "a", "s", &b)
+                .unwrap()
+                .into_iter()
+                .map(|l| l.record_id)
+                .collect()
+        };
+        // Deleted, but the delete is not settled for b yet.
+        assert_eq!(unswept(&db), ["a1", "a2"]);
+        db.commit_page(
+            "p",
+            run2,
+            &PageCommit {
+                links: vec![LinkUpdate {
+                    deleted: true,
+                    synced_hash: Some(crate::sync::store::DELETED_IN_STEP.into()),
+                    ..link("a", "a1", Some(a1.entity_id), 0)
+                }],
+                ..PageCommit::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(unswept(&db), ["a2"]);
     }
 
     #[test]
@@ -1175,6 +1222,37 @@ mod tests {
             .links_of_entities(&[1], "b", "s", Some(&peer("a")))
             .unwrap()[0];
         assert_eq!(b1.synced_hash.as_deref(), Some("h-b1"));
+    }
+
+    #[test]
+    fn a_record_linked_meanwhile_by_another_run_keeps_one_entity() {
+        let db = Database::in_memory().unwrap();
+        db.save_pipeline(&pipeline("p")).unwrap();
+        let run = db.begin_run("p").unwrap();
+        let commit = |links| {
+            db.commit_page(
+                "p",
+                run,
+                &PageCommit {
+                    links,
+                    ..PageCommit::default()
+                },
+            )
+            .unwrap()
+        };
+        // Two runs looked a1 up before either committed: both take it for
+        // new. The second to commit joins the entity the first made.
+        commit(vec![link("a", "a1", None, 1), link("b", "b1", None, 1)]);
+        commit(vec![link("a", "a1", None, 1), link("c", "c1", None, 1)]);
+        let entity = |conn: &str, id: &str| {
+            db.links("contact", conn, "s", &[id], None).unwrap()[0].entity_id
+        };
+        assert_eq!(entity("a", "a1"), entity("b", "b1"));
+        assert_eq!(entity("a", "a1"), entity("c", "c1"));
+        // A destination record answering for a second source record (two
+        // deals of one company, one party) does not merge their entities.
+        commit(vec![link("a", "a2", None, 1), link("b", "b1", None, 1)]);
+        assert_ne!(entity("a", "a2"), entity("a", "a1"));
     }
 
     /// A database of schema 8 (one synced hash per link) with two

@@ -3,7 +3,7 @@
 //! is processed), commit each page, and sweep a full refresh. Also the
 //! retry rules for reads and writes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::SyncError;
@@ -51,6 +51,11 @@ pub(super) struct Driver<'a> {
     polled: Option<Instant>,
     /// When the run started (for `[limits].max_seconds`).
     started: Instant,
+    /// Ids of the source records this run read (full refresh only): the
+    /// sweep takes the linked records not among them as gone. Kept by the
+    /// run itself, not in the shared links, so another pipeline reading
+    /// the same source at the same time cannot make a record look unread.
+    pub seen: HashSet<String>,
 }
 
 /// How often a run asks the store whether someone wants it stopped.
@@ -90,6 +95,7 @@ impl<'a> Driver<'a> {
             timings: Timings::default(),
             polled: None,
             started: Instant::now(),
+            seen: HashSet::new(),
         }
     }
 
@@ -182,15 +188,20 @@ impl<'a> Driver<'a> {
         let flushed = self.flush().await;
         paged?;
         flushed?;
-        if pipeline.mode == SyncMode::FullRefresh
-            && let Some(run) = self.run_id
-        {
-            let gone = self.engine.store.unseen_links(
-                &pipeline.entity,
-                &pipeline.source.connection,
-                &pipeline.source.stream,
-                run,
-            )?;
+        if pipeline.mode == SyncMode::FullRefresh {
+            // Also in a dry run, which then predicts the deletes too.
+            let gone: Vec<_> = self
+                .engine
+                .store
+                .unswept_links(
+                    &pipeline.entity,
+                    &pipeline.source.connection,
+                    &pipeline.source.stream,
+                    &pipeline.destination,
+                )?
+                .into_iter()
+                .filter(|l| !self.seen.contains(&l.record_id))
+                .collect();
             if !gone.is_empty() {
                 let commit = page::sweep(self, gone).await?;
                 self.commit(commit)?;

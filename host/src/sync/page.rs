@@ -18,8 +18,8 @@ pub use super::overlay::Overlay;
 use super::pipeline::{Endpoint, SyncMode};
 use super::plan::{self, Decision, ReadClass};
 use super::store::{
-    DeadLetterKind, Link, LinkUpdate, NewConflict, NewDeadLetter, PageCommit, RecordOutcome,
-    RecordResult,
+    DELETED_IN_STEP, DeadLetterKind, Link, LinkUpdate, NewConflict, NewDeadLetter, PageCommit,
+    RecordOutcome, RecordResult,
 };
 use crate::GuestError;
 use crate::plugin::{Operation, PayloadFault, Record, RejectedRecord, WriteOutcome};
@@ -165,10 +165,12 @@ impl Item {
             stream: p.source.stream.clone(),
             record_id: self.source_id.clone(),
             known: self.canonical.as_ref().map(|(json, _)| json.clone()),
-            synced_hash: if synced {
-                self.canonical.as_ref().map(|(_, hash)| hash.clone())
-            } else {
-                None
+            synced_hash: match (synced, deleted) {
+                (false, _) => None,
+                // A delete settled for this destination (done, or nothing
+                // to do there): in step with it as deleted.
+                (true, true) => Some(DELETED_IN_STEP.to_string()),
+                (true, false) => self.canonical.as_ref().map(|(_, hash)| hash.clone()),
             },
             peer: p.destination.clone(),
             version: self.version.clone(),
@@ -261,17 +263,14 @@ fn last_of_each_id(
 }
 
 /// A source record the engine cannot use, quarantined with why: a dead
-/// letter of kind `malformed`, the record's outcome, a log line. When the
-/// record is linked, its link is marked seen (a full refresh must not take
-/// it for deleted).
+/// letter of kind `malformed`, the record's outcome, a log line. (A full
+/// refresh counts it as read: it is not taken for deleted.)
 fn quarantine_malformed(
     d: &Driver<'_>,
     commit: &mut PageCommit,
-    link: Option<&Link>,
     record: &Record,
     fault: &PayloadFault,
 ) {
-    let p = &d.p.pipeline;
     let reason = fault.to_string();
     // The record as read, cut short: the payload may be what is wrong
     // with it (16 MiB), and the queue is for people to read.
@@ -306,11 +305,6 @@ fn quarantine_malformed(
         "warn".into(),
         format!("record {} quarantined: {reason}", record.id),
     ));
-    if let Some(link) = link {
-        commit
-            .links
-            .push(LinkUpdate::of_link(&p.entity, link, &p.destination));
-    }
 }
 
 /// Characters of a malformed payload kept in its dead letter.
@@ -335,6 +329,9 @@ pub async fn classify(
         .collect();
     if d.held.as_ref().is_some_and(|h| h.links_any_record(&ids)) {
         d.commit_held()?;
+    }
+    if d.p.pipeline.mode == SyncMode::FullRefresh {
+        d.seen.extend(ids.iter().map(|id| id.to_string()));
     }
     let mut changed = Vec::with_capacity(records.len());
     let prepared = d.p;
@@ -364,13 +361,7 @@ pub async fn classify(
         .map(|l| (l.record_id.clone(), l))
         .collect();
     for bad in &rejected {
-        quarantine_malformed(
-            d,
-            &mut commit,
-            src_links.get(&bad.record.id),
-            &bad.record,
-            &bad.fault,
-        );
+        quarantine_malformed(d, &mut commit, &bad.record, &bad.fault);
     }
 
     let mut items = Vec::with_capacity(records.len());
@@ -392,7 +383,7 @@ pub async fn classify(
                 Ok(content) => content,
                 Err(e) => {
                     let fault = PayloadFault::Invalid(e);
-                    quarantine_malformed(d, &mut commit, link, &r, &fault);
+                    quarantine_malformed(d, &mut commit, &r, &fault);
                     continue;
                 }
             };
@@ -401,13 +392,10 @@ pub async fn classify(
             let class = plan::classify_read_hashed(link, &content, || hash.clone());
             item.canonical = Some((json, hash));
             if let ReadClass::Unchanged { rebase } = class {
-                // Nothing to record for a record that is exactly as synced,
-                // except in a full refresh, where being seen is the point.
-                if rebase.is_some() || p.mode == SyncMode::FullRefresh {
+                // Nothing to record for a record that is exactly as synced
+                // (a full refresh keeps what it read in the run itself).
+                if rebase.is_some() {
                     let mut update = item.source_link(d, false, false);
-                    if rebase.is_none() {
-                        update.known = None;
-                    }
                     update.synced_hash = rebase;
                     commit.links.push(update);
                 }

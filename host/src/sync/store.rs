@@ -37,6 +37,12 @@ pub struct Link {
     pub deleted: bool,
 }
 
+/// The synced hash of a source record whose delete is settled for a peer
+/// (written, or nothing to do there): the record is in step with that peer
+/// as deleted, and a full refresh's sweep does not offer it again. Not a
+/// hash (those are hex), so no content can match it.
+pub const DELETED_IN_STEP: &str = "deleted";
+
 /// A change to the identity map, applied with a page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkUpdate {
@@ -495,14 +501,17 @@ pub trait SyncStore: Send + Sync {
     /// `limit`.
     fn search_entities(&self, q: &str, limit: usize) -> Result<Vec<(i64, String)>, StoreError>;
     fn entity(&self, entity_id: i64) -> Result<Vec<Link>, StoreError>;
-    /// Links of a connection/stream not updated by `run` and not deleted
-    /// (the full-refresh sweep: every record read gets its link updated).
-    fn unseen_links(
+    /// Links of a connection/stream to entities of one type whose delete
+    /// is not settled for `peer` — not deleted there, or deleted but not
+    /// yet in step with `peer` as deleted ([`DELETED_IN_STEP`]): the
+    /// candidates of a full refresh's sweep (those the run did not read
+    /// are gone).
+    fn unswept_links(
         &self,
         entity: &str,
         connection: &str,
         stream: &str,
-        run: RunId,
+        peer: &Endpoint,
     ) -> Result<Vec<Link>, StoreError>;
     /// Start a run (marks runs of this pipeline left `running` by a dead
     /// process as interrupted).
