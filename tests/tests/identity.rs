@@ -281,3 +281,53 @@ async fn concurrent_full_refreshes_sharing_a_source_delete_nothing_still_there()
     );
     assert!(!contents(&c).0.contains(&business(&gone).to_string()));
 }
+
+/// A conflict held between the source and one destination waits for a
+/// person there; the other destinations of the same record and entity
+/// still get the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_held_for_one_destination_does_not_hold_the_others() {
+    let kit = Kit::new(tinycrm::seed(4), Default::default(), 50).await;
+    let c = another(&kit, "crm-c").await;
+    let hold = "[conflicts]\npolicy = \"hold\"\n";
+    kit.apply(&format!(
+        "{}{hold}",
+        edge("to-b", "crm-a", "crm-b", "contact")
+    ))
+    .await;
+    kit.apply(&format!(
+        "{}{hold}",
+        edge("to-c", "crm-a", "crm-c", "contact")
+    ))
+    .await;
+    kit.run("to-b").await;
+    kit.run("to-c").await;
+    let a_id = kit.a.contacts()[0]["id"].as_str().unwrap().to_string();
+    let email = kit.a.contacts()[0]["email"].clone();
+    let in_b = kit
+        .b
+        .contacts()
+        .into_iter()
+        .find(|x| x["email"] == email)
+        .unwrap();
+    // Someone edits the copy in B, then the source changes the same field.
+    kit.b.edit(in_b["id"].as_str().unwrap(), "city", "Milan");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    kit.a.edit(&a_id, "city", "Paris");
+    let b = kit.run("to-b").await;
+    assert_eq!(b.counts.conflicts, 1, "{:?}", b.counts);
+    // C was not touched by anyone: the change goes through.
+    let to_c = kit.run("to-c").await;
+    assert_eq!(
+        (to_c.counts.updated, to_c.counts.conflicts),
+        (1, 0),
+        "{:?}",
+        to_c.counts
+    );
+    let in_c = c
+        .contacts()
+        .into_iter()
+        .find(|x| x["email"] == email)
+        .unwrap();
+    assert_eq!(in_c["city"], "Paris");
+}

@@ -1004,11 +1004,12 @@ impl SyncStore for Database {
             .optional()?)
     }
 
-    fn has_open_conflict(&self, entity_id: i64) -> Result<bool, StoreError> {
+    fn has_open_conflict(&self, entity_id: i64, pipeline: &str) -> Result<bool, StoreError> {
         let conn = self.lock()?;
         Ok(conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM conflicts WHERE entity_id = ?1 AND status = 'open')",
-            [entity_id],
+            "SELECT EXISTS (SELECT 1 FROM conflicts
+                             WHERE entity_id = ?1 AND pipeline = ?2 AND status = 'open')",
+            params![entity_id, pipeline],
             |r| r.get(0),
         )?)
     }

@@ -549,7 +549,7 @@ pub async fn finish(d: &mut Driver<'_>, page: Classified) -> Result<PageCommit, 
         let mut already_open = false;
         if matches!(decision, Decision::Update { .. } | Decision::Hold { .. })
             && let Some(e) = item.entity_id.filter(|e| *e > 0)
-            && d.engine.store.has_open_conflict(e)?
+            && d.engine.store.has_open_conflict(e, &name)?
         {
             already_open = true;
             decision = plan::decide_upsert(p, &content, dest, item.version.as_deref(), true);

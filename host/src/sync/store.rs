@@ -567,8 +567,9 @@ pub trait SyncStore: Send + Sync {
     ) -> Result<Vec<Conflict>, StoreError>;
     /// One conflict.
     fn conflict(&self, id: i64) -> Result<Option<Conflict>, StoreError>;
-    /// Whether an entity has an open conflict in any pipeline.
-    fn has_open_conflict(&self, entity_id: i64) -> Result<bool, StoreError>;
+    /// Whether an entity has an open conflict in `pipeline` (a conflict
+    /// with one destination does not hold the entity's other pipelines).
+    fn has_open_conflict(&self, entity_id: i64, pipeline: &str) -> Result<bool, StoreError>;
 
     /// A setting.
     fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
