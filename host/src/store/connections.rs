@@ -204,6 +204,139 @@ impl Database {
     }
 }
 
+/// What a connection update replaces; `None` (or empty) keeps what is
+/// stored.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionChange {
+    /// The new config JSON (already validated).
+    pub config: Option<String>,
+    /// The new grants (origins and request budget).
+    pub grants: Option<ConnectionGrants>,
+    /// Secrets to set, replacing any of the same name.
+    pub set_secrets: Vec<SealedSecret>,
+    /// Names of secrets to delete.
+    pub remove_secrets: Vec<String>,
+}
+
+/// What removing a connection did, or why it did not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// Removed; these pipelines used it and were paused.
+    Removed {
+        /// Pipelines paused, by name.
+        paused: Vec<String>,
+    },
+    /// Not removed: these pipelines use it (and no force was given).
+    InUse(Vec<String>),
+    /// There is no connection by that name.
+    Unknown,
+}
+
+/// Pipelines whose source or destination is `connection`, sorted.
+fn pipelines_using(
+    conn: &rusqlite::Connection,
+    connection: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT name FROM pipelines
+          WHERE json_extract(definition, '$.source.connection') = ?1
+             OR json_extract(definition, '$.destination.connection') = ?1
+          ORDER BY name",
+    )?;
+    let rows = st.query_map(params![connection], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+// Connection maintenance: update in place, and removal guarded by the
+// pipelines that use the connection (`nexo connection update|remove`).
+impl Database {
+    /// Pipelines whose source or destination is `connection`, sorted.
+    pub fn pipelines_using_connection(&self, connection: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock()?;
+        pipelines_using(&conn, connection)
+    }
+
+    /// Apply `change` to the connection `name` in one transaction. Returns
+    /// false (and changes nothing) when there is no such connection.
+    pub fn update_connection(
+        &self,
+        name: &str,
+        change: &ConnectionChange,
+    ) -> Result<bool, StoreError> {
+        let grants = change
+            .grants
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(corrupt)?;
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let found = tx.execute(
+            "UPDATE connections SET config = COALESCE(?2, config), grants = COALESCE(?3, grants)
+              WHERE name = ?1",
+            params![name, change.config, grants],
+        )?;
+        if found == 0 {
+            return Ok(false);
+        }
+        for secret in &change.remove_secrets {
+            tx.execute(
+                "DELETE FROM connection_secrets WHERE connection = ?1 AND name = ?2",
+                params![name, secret],
+            )?;
+        }
+        for s in &change.set_secrets {
+            tx.execute(
+                "INSERT INTO connection_secrets (connection, name, nonce, sealed) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (connection, name) DO UPDATE SET nonce = excluded.nonce, sealed = excluded.sealed",
+                params![name, s.name, s.nonce, s.sealed],
+            )?;
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Remove the connection `name` and its secrets, unless pipelines use
+    /// it; with `pause_reason`, remove it anyway and pause those pipelines
+    /// with that reason. The check and the removal are one transaction, so
+    /// a pipeline saved meanwhile is either named or paused.
+    pub fn remove_connection(
+        &self,
+        name: &str,
+        pause_reason: Option<&str>,
+    ) -> Result<Removal, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM connections WHERE name = ?1)",
+            params![name],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Ok(Removal::Unknown);
+        }
+        let users = pipelines_using(&tx, name)?;
+        if !users.is_empty() {
+            let Some(reason) = pause_reason else {
+                return Ok(Removal::InUse(users));
+            };
+            for pipeline in &users {
+                tx.execute(
+                    "UPDATE pipelines SET paused = 1, paused_reason = ?2 WHERE name = ?1",
+                    params![pipeline, reason],
+                )?;
+            }
+        }
+        tx.execute(
+            "DELETE FROM connection_secrets WHERE connection = ?1",
+            params![name],
+        )?;
+        tx.execute("DELETE FROM connections WHERE name = ?1", params![name])?;
+        tx.commit()?;
+        Ok(Removal::Removed { paused: users })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
