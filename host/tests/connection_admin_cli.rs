@@ -325,6 +325,28 @@ async fn remove_refuses_while_pipelines_use_it_and_force_pauses_them() {
     assert!(err.contains("a-to-b, b-to-a"), "{err}");
     let err = fails(nexo_in(dir, &["connection", "remove", "nope"]));
     assert!(err.contains("no connection named `nope`"), "{err}");
+
+    // Removing the plugin with --force removes its connections the same
+    // way: the pipelines that used them are paused, naming the connection.
+    ok(nexo_in(
+        dir,
+        &[
+            "plugin",
+            "remove",
+            nexo_tests::synckit::CRM_PLUGIN,
+            "--force",
+        ],
+    ));
+    assert!(kit.db.connection("crm-b").unwrap().is_none());
+    for name in ["a-to-b", "b-to-a"] {
+        let row = kit.db.pipeline(name).unwrap().unwrap();
+        assert!(row.paused, "{name} not paused");
+        let reason = row.paused_reason.unwrap_or_default();
+        assert!(
+            reason.contains("connection crm-b was removed with its plugin acme/crm"),
+            "{reason}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -361,4 +361,125 @@ mod tests {
             limited
         );
     }
+
+    fn with_connection() -> Database {
+        let db = Database::in_memory().unwrap();
+        db.lock()
+            .unwrap()
+            .execute(
+                "INSERT INTO plugins (plugin_id, active_version) VALUES ('acme/crm', '1.0.0')",
+                [],
+            )
+            .unwrap();
+        let row = ConnectionRow {
+            name: "crm".into(),
+            plugin_id: "acme/crm".into(),
+            pinned_version: None,
+            environment: Environment::Sandbox,
+            config: r#"{"a":1}"#.into(),
+            grants: ConnectionGrants {
+                http: vec!["https://crm.example".into()],
+                private_http: vec![],
+                requests_per_minute: Some(90),
+            },
+        };
+        let secret = |name: &str, byte: u8| SealedSecret {
+            name: name.into(),
+            nonce: vec![byte],
+            sealed: vec![byte],
+        };
+        db.insert_connection(&row, &[secret("token", 1), secret("stale", 2)])
+            .unwrap();
+        db
+    }
+
+    fn pipeline(db: &Database, name: &str, source: &str, destination: &str) {
+        let definition = format!(
+            r#"{{"name":"{name}","source":{{"connection":"{source}","stream":"s"}},"destination":{{"connection":"{destination}","stream":"s"}}}}"#
+        );
+        db.lock()
+            .unwrap()
+            .execute(
+                "INSERT INTO pipelines (name, definition) VALUES (?1, ?2)",
+                params![name, definition],
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn an_update_changes_only_what_it_names() {
+        let db = with_connection();
+        let change = ConnectionChange {
+            set_secrets: vec![SealedSecret {
+                name: "token".into(),
+                nonce: vec![9],
+                sealed: vec![9],
+            }],
+            remove_secrets: vec!["stale".into()],
+            ..ConnectionChange::default()
+        };
+        assert!(db.update_connection("crm", &change).unwrap());
+        let row = db.connection("crm").unwrap().unwrap();
+        assert_eq!(row.config, r#"{"a":1}"#);
+        assert_eq!(row.grants.requests_per_minute, Some(90));
+        let secrets = db.connection_secrets("crm").unwrap();
+        assert_eq!(secrets.len(), 1);
+        assert_eq!(
+            (secrets[0].name.as_str(), secrets[0].sealed.as_slice()),
+            ("token", &[9u8][..])
+        );
+        let config_only = ConnectionChange {
+            config: Some(r#"{"a":2}"#.into()),
+            ..ConnectionChange::default()
+        };
+        assert!(db.update_connection("crm", &config_only).unwrap());
+        let row = db.connection("crm").unwrap().unwrap();
+        assert_eq!(row.config, r#"{"a":2}"#);
+        assert_eq!(row.grants.http, vec!["https://crm.example".to_string()]);
+        assert!(!db.update_connection("nope", &config_only).unwrap());
+    }
+
+    #[test]
+    fn removal_names_the_pipelines_using_it_and_force_pauses_them() {
+        let db = with_connection();
+        pipeline(&db, "out", "crm", "erp");
+        pipeline(&db, "in", "erp", "crm");
+        pipeline(&db, "other", "erp", "books");
+        assert_eq!(
+            db.remove_connection("crm", None).unwrap(),
+            Removal::InUse(vec!["in".into(), "out".into()])
+        );
+        assert!(db.connection("crm").unwrap().is_some());
+        assert_eq!(
+            db.remove_connection("nope", None).unwrap(),
+            Removal::Unknown
+        );
+        assert_eq!(
+            db.remove_connection("crm", Some("crm was removed"))
+                .unwrap(),
+            Removal::Removed {
+                paused: vec!["in".into(), "out".into()]
+            }
+        );
+        assert!(db.connection("crm").unwrap().is_none());
+        assert!(db.connection_secrets("crm").unwrap().is_empty());
+        let paused: Vec<(String, bool, Option<String>)> = {
+            let conn = db.lock().unwrap();
+            let mut st = conn
+                .prepare("SELECT name, paused, paused_reason FROM pipelines ORDER BY name")
+                .unwrap();
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(
+            paused,
+            vec![
+                ("in".into(), true, Some("crm was removed".into())),
+                ("other".into(), false, None),
+                ("out".into(), true, Some("crm was removed".into())),
+            ]
+        );
+    }
 }
