@@ -1,0 +1,131 @@
+//! `PATCH /api/connections/{name}`: the body of a connection update, read
+//! into [`ConnectionUpdate`] (absent fields stay, `requests_per_minute:
+//! null` is the default), and errors answered as 400s that name the field.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ApiError, ApiResult, connection};
+use crate::connections::{ConnectionError, ConnectionUpdate, Origins, RequestsPerMinute};
+use crate::serve::App;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OriginsBody {
+    #[serde(default)]
+    http: Vec<String>,
+    #[serde(default)]
+    private_http: Vec<String>,
+}
+
+/// `requests_per_minute` in a PATCH: absent (unchanged), `null` (the
+/// default), a number of at least 1, or `"unlimited"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RequestsPerMinuteBody {
+    Limit(u64),
+    Word(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConnectionPatch {
+    #[serde(default)]
+    config: Option<Value>,
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
+    #[serde(default)]
+    remove_secrets: Vec<String>,
+    #[serde(default)]
+    grants: Option<OriginsBody>,
+    // `Some(None)` is an explicit `null`: back to the default.
+    #[serde(default, deserialize_with = "present")]
+    requests_per_minute: Option<Option<RequestsPerMinuteBody>>,
+}
+
+/// A field that is present, even as `null`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+fn requests_per_minute(body: Option<RequestsPerMinuteBody>) -> Result<RequestsPerMinute, ApiError> {
+    let wrong = |what: String| {
+        ApiError::bad(format!(
+            "requests_per_minute: must be a whole number of at least 1, \"unlimited\", or null for the default of {}, not {what}",
+            crate::connections::DEFAULT_REQUESTS_PER_MINUTE
+        ))
+    };
+    match body {
+        None => Ok(RequestsPerMinute::Default),
+        Some(RequestsPerMinuteBody::Word(w)) if w == "unlimited" => {
+            Ok(RequestsPerMinute::Unlimited)
+        }
+        Some(RequestsPerMinuteBody::Word(w)) => Err(wrong(format!("{w:?}"))),
+        Some(RequestsPerMinuteBody::Limit(n)) => u32::try_from(n)
+            .ok()
+            .and_then(std::num::NonZeroU32::new)
+            .map(RequestsPerMinute::Limit)
+            .ok_or_else(|| wrong(n.to_string())),
+    }
+}
+
+/// The body field a connection error is about, for a 400 that names it.
+fn field_of(e: &ConnectionError) -> Option<&'static str> {
+    match e {
+        ConnectionError::InvalidConfig { .. } => Some("config"),
+        ConnectionError::Secrets(_) => Some("secrets"),
+        ConnectionError::OriginNotGranted { .. } | ConnectionError::Origin(_) => Some("grants"),
+        _ => None,
+    }
+}
+
+pub(super) async fn update_connection(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    body: Result<Json<ConnectionPatch>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    app.connections.get(&name)?;
+    let Json(body) = body.map_err(|e| ApiError::bad(format!("connection update body: {e}")))?;
+    let update = ConnectionUpdate {
+        config: body.config,
+        secrets: body
+            .secrets
+            .into_iter()
+            .map(|(k, v)| (k, crate::sandbox::secrets::SecretValue::new(v)))
+            .collect(),
+        remove_secrets: body.remove_secrets,
+        origins: body.grants.map(|g| Origins {
+            http: g.http,
+            private_http: g.private_http,
+        }),
+        requests_per_minute: body
+            .requests_per_minute
+            .map(requests_per_minute)
+            .transpose()?,
+    };
+    match app.connections.update(&name, update) {
+        Ok(_) => {}
+        Err(ConnectionError::NothingToUpdate(_)) => {
+            return Err(ApiError::bad(
+                "the body changes nothing: give config, secrets, remove_secrets, grants or requests_per_minute",
+            ));
+        }
+        Err(e) => {
+            return Err(match field_of(&e) {
+                Some(field) => ApiError::bad(format!("{field}: {e}")),
+                None => e.into(),
+            });
+        }
+    }
+    let Json(view) = connection(State(app), Path(name)).await?;
+    Ok(Json(view))
+}
