@@ -23,6 +23,8 @@ use serde_json::{Value, json};
 const API_TOKEN: &str = "nexo_admin_api_token_1";
 const OLD_TOKEN: &str = "old-echo-token-9f3b27";
 const NEW_TOKEN: &str = "new-echo-token-c48e01";
+/// A value the host never sealed: its redaction cannot hide it.
+const UNSEEN: &str = "never-sealed-token-77aa01";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patch_replaces_what_is_given_and_delete_guards_pipelines() {
@@ -173,6 +175,29 @@ async fn patch_replaces_what_is_given_and_delete_guards_pipelines() {
     );
     assert_eq!(detail["grants"]["private_http"], json!([kit.a.url()]));
 
+    // A malformed secret is refused without its value coming back (serde
+    // quotes the value it rejects), on update and on creation alike.
+    let resp = patch("crm-a", json!({"secrets": UNSEEN})).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    answers.push(resp.text().await.unwrap());
+    let resp = patch("crm-a", json!({"secrets": [UNSEEN]})).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    answers.push(resp.text().await.unwrap());
+    let resp = http
+        .post(format!("{url}/api/connections"))
+        .bearer_auth(API_TOKEN)
+        .json(&json!({
+            "name": "crm-c", "plugin": CRM_PLUGIN, "environment": "sandbox",
+            "config": {"base_url": kit.a.url()}, "secrets": UNSEEN,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let err = resp.text().await.unwrap();
+    assert!(err.contains("secrets"), "{err}");
+    answers.push(err);
+
     let resp = patch("nope", json!({"requests_per_minute": 5}))
         .await
         .unwrap();
@@ -207,7 +232,7 @@ async fn patch_replaces_what_is_given_and_delete_guards_pipelines() {
 
     for text in &answers {
         assert!(
-            !text.contains(NEW_TOKEN) && !text.contains(OLD_TOKEN),
+            !text.contains(NEW_TOKEN) && !text.contains(OLD_TOKEN) && !text.contains(UNSEEN),
             "{text}"
         );
     }

@@ -238,16 +238,17 @@ struct NewConnectionBody {
     #[serde(default)]
     config: Option<Value>,
     #[serde(default)]
-    secrets: BTreeMap<String, String>,
-    #[serde(default)]
     grants: Option<ConnectionGrants>,
 }
 
 async fn add_connection(
     State(app): State<Arc<App>>,
-    body: Result<Json<NewConnectionBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::bad(format!("connection body: {e}")))?;
+    let Json(mut body) = body.map_err(|e| ApiError::bad(format!("connection body: {e}")))?;
+    let secrets = connection_update::take_secrets(&mut body)?;
+    let body: NewConnectionBody =
+        serde_json::from_value(body).map_err(|e| ApiError::bad(format!("connection body: {e}")))?;
     let environment: Environment = body.environment.parse().map_err(ApiError::bad)?;
     let new = NewConnection {
         name: body.name.clone(),
@@ -255,11 +256,7 @@ async fn add_connection(
         pinned_version: body.version,
         environment,
         config: body.config.unwrap_or_else(|| json!({})),
-        secrets: body
-            .secrets
-            .into_iter()
-            .map(|(k, v)| (k, crate::sandbox::secrets::SecretValue::new(v)))
-            .collect(),
+        secrets,
         grants: body.grants.unwrap_or_default(),
     };
     app.connections.add(new)?;

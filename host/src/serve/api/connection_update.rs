@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::{ApiError, ApiResult, connection};
 use crate::connections::{ConnectionError, ConnectionUpdate, Origins, RequestsPerMinute};
+use crate::sandbox::secrets::SecretValue;
 use crate::serve::App;
 
 #[derive(Debug, Deserialize)]
@@ -34,11 +35,9 @@ enum RequestsPerMinuteBody {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ConnectionPatch {
+struct ConnectionPatch {
     #[serde(default)]
     config: Option<Value>,
-    #[serde(default)]
-    secrets: BTreeMap<String, String>,
     #[serde(default)]
     remove_secrets: Vec<String>,
     #[serde(default)]
@@ -78,6 +77,30 @@ fn requests_per_minute(body: Option<RequestsPerMinuteBody>) -> Result<RequestsPe
     }
 }
 
+/// Take the write-only `secrets` (`{name: value}`) out of a request body
+/// before the rest is read: serde's errors quote the value they reject,
+/// and a secret must not come back in an error (nor reach a log).
+pub(super) fn take_secrets(body: &mut Value) -> Result<BTreeMap<String, SecretValue>, ApiError> {
+    let Some(secrets) = body.as_object_mut().and_then(|m| m.remove("secrets")) else {
+        return Ok(BTreeMap::new());
+    };
+    let Value::Object(secrets) = secrets else {
+        return Err(ApiError::bad(
+            "secrets: must be an object of secret names to their values (strings)",
+        ));
+    };
+    secrets
+        .into_iter()
+        .map(|(name, value)| match value {
+            Value::String(v) => Ok((name, SecretValue::new(v))),
+            _ => Err(ApiError::bad(format!(
+                "secrets: the value of `{}` must be a string",
+                crate::safe_text::SafeText::line(&name)
+            ))),
+        })
+        .collect()
+}
+
 /// The body field a connection error is about, for a 400 that names it.
 fn field_of(e: &ConnectionError) -> Option<&'static str> {
     match e {
@@ -91,17 +114,16 @@ fn field_of(e: &ConnectionError) -> Option<&'static str> {
 pub(super) async fn update_connection(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
-    body: Result<Json<ConnectionPatch>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
     app.connections.get(&name)?;
-    let Json(body) = body.map_err(|e| ApiError::bad(format!("connection update body: {e}")))?;
+    let Json(mut body) = body.map_err(|e| ApiError::bad(format!("connection update body: {e}")))?;
+    let secrets = take_secrets(&mut body)?;
+    let body: ConnectionPatch = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad(format!("connection update body: {e}")))?;
     let update = ConnectionUpdate {
         config: body.config,
-        secrets: body
-            .secrets
-            .into_iter()
-            .map(|(k, v)| (k, crate::sandbox::secrets::SecretValue::new(v)))
-            .collect(),
+        secrets,
         remove_secrets: body.remove_secrets,
         origins: body.grants.map(|g| Origins {
             http: g.http,
