@@ -256,6 +256,14 @@ async fn update_replaces_what_is_given_with_the_checks_of_add() {
     ));
     assert!(err.contains("needs the secret `api_token`"), "{err}");
     assert!(err.contains("--secret api_token="), "{err}");
+    let err = fails(nexo(
+        d,
+        &["connection", "update", "crm", "--remove-secret", "old_key"],
+    ));
+    assert!(
+        err.contains("connection `crm` has no secret named `old_key` (it has: api_token)"),
+        "{err}"
+    );
 
     // What is given changes, and nothing else.
     let said = ok(nexo(
@@ -279,6 +287,31 @@ async fn update_replaces_what_is_given_with_the_checks_of_add() {
         "{shown}"
     );
     assert!(ok(nexo(d, &["connection", "test", "crm"])).contains("connection crm: OK"));
+
+    let said = ok(nexo(
+        d,
+        &[
+            "connection",
+            "update",
+            "crm",
+            "--requests-per-minute",
+            "default",
+        ],
+    ));
+    assert!(
+        said.contains("requests per minute back to the default of 600"),
+        "{said}"
+    );
+    let shown = ok(nexo(d, &["connection", "show", "crm"]));
+    assert!(
+        shown.contains("at most 600 per minute (the default)"),
+        "{shown}"
+    );
+    let err = fails(nexo(d, &["connection", "update", "crm"]));
+    assert!(
+        err.contains("nothing to update on connection `crm`"),
+        "{err}"
+    );
 
     let err = fails(nexo(
         d,
