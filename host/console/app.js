@@ -7,6 +7,7 @@ const API = {
   session: "/api/session",
   overview: "/api/overview",
   plugins: "/api/plugins",
+  connection: "/api/connections/{name}",
   pipelines: "/api/pipelines",
   pipelineRun: "/api/pipelines/{name}/run",
   pipelinePause: "/api/pipelines/{name}/pause",
@@ -433,7 +434,7 @@ function dashboard(data, refresh) {
     panel("Pipelines", muted("refreshes every 5 s"),
       pipes.length ? pipelinesTable(pipes, refresh) : empty("No pipelines yet. Apply one with `nexo pipeline apply`.")),
     panel("Connections", null,
-      conns.length ? connectionsTable(conns) : empty("No connections yet. Create one with `nexo connection create`.")),
+      conns.length ? connectionsTable(conns, refresh) : empty("No connections yet. Create one with `nexo connection add`.")),
   ];
 }
 
@@ -470,7 +471,7 @@ function pipelinesTable(pipes, refresh) {
   return table(["Pipeline", "Source → destination", "Schedule", "State", "Last run", ["Moved", "num"], ["Error rate", "num"], "Last 30 runs", ""], rows, "pipelines");
 }
 
-function connectionsTable(conns) {
+function connectionsTable(conns, refresh) {
   const rows = conns.map((c) => {
     const hl = c.health || { status: "unknown" };
     return h("tr", { "data-connection": c.name },
@@ -481,9 +482,65 @@ function connectionsTable(conns) {
         h("span", { class: `dot st-${tok(hl.status)}` }), hl.status,
         hl.checked_at ? h("span", { class: "small muted" }, " · checked ", when(hl.checked_at, true)) : null,
         hl.error ? h("div", { class: "error-text" }, hl.error) : null),
-      h("td", null, (c.used_by || []).length ? c.used_by.map((n) => h("span", { class: "chip" }, pipelineLink(n))) : muted("unused")));
+      h("td", null, (c.used_by || []).length ? c.used_by.map((n) => h("span", { class: "chip" }, pipelineLink(n))) : muted("unused")),
+      h("td", { class: "actions" },
+        button("Replace secret", { class: "btn btn-small replace-secret", title: "Set a new value for one of this connection's secrets" },
+          (b) => act(b, () => replaceSecret(c.name, refresh)))));
   });
-  return table(["Name", "Plugin", "Environment", "Health", "Used by"], rows);
+  return table(["Name", "Plugin", "Environment", "Health", "Used by", ""], rows);
+}
+
+// A dialog outside the view (the dashboard redraws every few seconds): the
+// new value goes only into the PATCH body and is cleared when it closes.
+async function replaceSecret(name, refresh) {
+  const detail = await get(path(API.connection, { name }));
+  const names = (detail && detail.secrets) || [];
+  if (!names.length) {
+    notify(`Connection ${name} has no secrets.`);
+    return;
+  }
+  const which = select("secret-name", names.map((n) => [n, n]), names[0], () => {});
+  const value = h("input", { id: "secret-value", type: "password", autocomplete: "new-password", spellcheck: "false", required: true });
+  const error = h("div", { id: "secret-error", class: "error-text", hidden: true });
+  const save = h("button", { id: "secret-save", type: "submit", class: "btn btn-primary" }, "Replace");
+  const cancel = button("Cancel", { id: "secret-cancel" });
+  const form = h("form", { class: "secret-form" },
+    h("h2", null, "Replace a secret of ", name),
+    field("Secret", which),
+    field("New value", value),
+    h("p", { class: "small muted" }, "Sealed when saved and never shown again; the connection uses it from its next run or test."),
+    error,
+    h("div", { class: "dialog-actions" }, cancel, save));
+  const dialog = h("dialog", { id: "secret-dialog" }, form);
+  const close = () => {
+    value.value = "";
+    dialog.close();
+    dialog.remove();
+  };
+  cancel.addEventListener("click", close);
+  dialog.addEventListener("cancel", close);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    save.disabled = true;
+    try {
+      await api("PATCH", path(API.connection, { name }), { secrets: { [which.value]: value.value } });
+      close();
+      notify(`Secret ${which.value} of ${name} replaced; it is used from the connection's next run or test.`);
+      refresh();
+    } catch (e) {
+      if (e.handled) {
+        close();
+        return;
+      }
+      error.textContent = e.message;
+      error.hidden = false;
+    } finally {
+      save.disabled = false;
+    }
+  });
+  document.body.append(dialog);
+  dialog.showModal();
+  value.focus();
 }
 
 /* ---------- runs ---------- */

@@ -17,9 +17,14 @@ use crate::sandbox::policy::{HttpGrant, Origin, OriginPattern};
 use crate::sandbox::redact::MIN_SECRET_BYTES;
 use crate::sandbox::secrets::SecretValue;
 use crate::store::StoreError;
-use crate::store::connections::{ConnectionGrants, ConnectionRow, Environment, SealedSecret};
+use crate::store::connections::{
+    ConnectionGrants, ConnectionRow, Environment, Removal, SealedSecret,
+};
 use crate::store::sealed::{SealError, Sealer};
 use crate::{PluginError, PluginRef};
+
+mod update;
+pub use update::{ConnectionUpdate, Origins, RequestsPerMinute};
 
 /// A connection operation that failed; nothing was saved.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +79,25 @@ pub enum ConnectionError {
     /// Bad origin text.
     #[error("{0}")]
     Origin(String),
+    /// Pipelines use the connection that was to be removed.
+    #[error(
+        "connection `{connection}` is used by pipeline(s) {}: point them at another connection \
+         (`nexo pipeline apply`) or remove them first (`nexo pipeline remove`), or pass --force to \
+         remove it anyway and pause them",
+        .pipelines.join(", ")
+    )]
+    InUse {
+        /// The connection.
+        connection: String,
+        /// The pipelines using it, by name.
+        pipelines: Vec<String>,
+    },
+    /// An update that names nothing to change.
+    #[error(
+        "nothing to update on connection `{0}`: give --config, --secret, --remove-secret, \
+         --grant-http / --grant-private-http or --requests-per-minute"
+    )]
+    NothingToUpdate(String),
 }
 
 /// Requests per minute a connection may send when its admin chose no
@@ -153,6 +177,117 @@ fn covered(origin: &OriginPattern, granted: &[String]) -> bool {
         })
 }
 
+/// Check `config` against the plugin's config schema, naming each field
+/// that does not fit.
+fn check_config(
+    plugin: &str,
+    manifest: &Manifest,
+    config: &serde_json::Value,
+) -> Result<(), ConnectionError> {
+    let Some(schema) = &manifest.config_schema else {
+        return Ok(());
+    };
+    let validator =
+        jsonschema::validator_for(schema).map_err(|e| ConnectionError::InvalidConfig {
+            plugin: plugin.to_string(),
+            errors: vec![format!("the plugin's own config schema is invalid: {e}")],
+        })?;
+    let errors: Vec<String> = validator
+        .iter_errors(config)
+        .map(|e| {
+            let path = e.instance_path().to_string();
+            let field = if path.is_empty() {
+                "the config".to_string()
+            } else {
+                format!("field `{path}`")
+            };
+            format!("{field}: {e}")
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConnectionError::InvalidConfig {
+            plugin: plugin.to_string(),
+            errors,
+        })
+    }
+}
+
+/// The names of the secrets a plugin declares (each one is required).
+fn declared_secrets(manifest: &Manifest) -> Vec<&str> {
+    manifest
+        .capabilities
+        .secrets
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect()
+}
+
+/// The error for a declared secret a connection would not have.
+fn missing_secret(plugin: &str, missing: &str) -> ConnectionError {
+    ConnectionError::Secrets(format!(
+        "{plugin} needs the secret `{missing}`: pass --secret {missing}=env:VAR (or file:PATH)"
+    ))
+}
+
+/// Secrets given by the admin: each one the plugin declares, and long
+/// enough to be redacted.
+fn check_given_secrets(
+    plugin: &str,
+    declared: &[&str],
+    given: &BTreeMap<String, SecretValue>,
+) -> Result<(), ConnectionError> {
+    if let Some(extra) = given.keys().find(|k| !declared.contains(&k.as_str())) {
+        return Err(ConnectionError::Secrets(format!(
+            "{plugin} does not use a secret named `{extra}` (it uses: {})",
+            if declared.is_empty() {
+                "none".to_string()
+            } else {
+                declared.join(", ")
+            }
+        )));
+    }
+    // Shorter values could not be told apart from ordinary text, so they
+    // could not be kept out of logs, errors and records.
+    if let Some((name, value)) = given
+        .iter()
+        .find(|(_, v)| v.expose().len() < MIN_SECRET_BYTES)
+    {
+        return Err(ConnectionError::Secrets(format!(
+            "the secret `{name}` is {} bytes long; secrets must be at least {MIN_SECRET_BYTES} bytes \
+             (the host removes their values from everything a system answers, which needs a value \
+             that cannot occur by chance): check that the variable or file holds the real credential",
+            value.expose().len()
+        )));
+    }
+    Ok(())
+}
+
+/// A connection's origins: each inside what the plugin was granted at
+/// install (`approved`), and each internal one exact.
+fn check_origins(
+    plugin: &str,
+    approved: &[String],
+    grants: &ConnectionGrants,
+) -> Result<(), ConnectionError> {
+    for o in grants.http.iter().chain(&grants.private_http) {
+        let pattern =
+            OriginPattern::parse(o).map_err(|e| ConnectionError::Origin(e.to_string()))?;
+        if !covered(&pattern, approved) {
+            return Err(ConnectionError::OriginNotGranted {
+                origin: o.clone(),
+                plugin: plugin.to_string(),
+                granted: approved.join(", "),
+            });
+        }
+    }
+    for o in &grants.private_http {
+        HttpGrant::private(o).map_err(|e| ConnectionError::Origin(e.to_string()))?;
+    }
+    Ok(())
+}
+
 impl Connections {
     /// Connections over this registry, sealing with `sealer`.
     pub fn new(registry: Registry, sealer: Sealer) -> Self {
@@ -207,6 +342,26 @@ impl Connections {
         Ok((row, manifest))
     }
 
+    /// Seal `secrets` for the connection `name` (each bound to the
+    /// connection and the secret's name).
+    fn seal(
+        &self,
+        name: &str,
+        secrets: &BTreeMap<String, SecretValue>,
+    ) -> Result<Vec<SealedSecret>, SealError> {
+        secrets
+            .iter()
+            .map(|(secret, value)| {
+                let (nonce, sealed) = self.sealer.seal(&format!("{name}/{secret}"), value)?;
+                Ok(SealedSecret {
+                    name: secret.clone(),
+                    nonce,
+                    sealed,
+                })
+            })
+            .collect()
+    }
+
     /// Validate and save a new connection. Nothing is saved on any error.
     pub fn add(&self, new: NewConnection) -> Result<ConnectionRow, ConnectionError> {
         check_name(&new.name)?;
@@ -217,93 +372,15 @@ impl Connections {
         let (version, manifest) = self.manifest_for(&new.plugin_id, new.pinned_version.as_ref())?;
         let plugin = format!("{}@{}", manifest.id, manifest.version);
 
-        if let Some(schema) = &manifest.config_schema {
-            let validator =
-                jsonschema::validator_for(schema).map_err(|e| ConnectionError::InvalidConfig {
-                    plugin: plugin.clone(),
-                    errors: vec![format!("the plugin's own config schema is invalid: {e}")],
-                })?;
-            let errors: Vec<String> = validator
-                .iter_errors(&new.config)
-                .map(|e| {
-                    let path = e.instance_path().to_string();
-                    let field = if path.is_empty() {
-                        "the config".to_string()
-                    } else {
-                        format!("field `{path}`")
-                    };
-                    format!("{field}: {e}")
-                })
-                .collect();
-            if !errors.is_empty() {
-                return Err(ConnectionError::InvalidConfig { plugin, errors });
-            }
-        }
-
-        let declared: Vec<&str> = manifest
-            .capabilities
-            .secrets
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect();
-        if let Some(extra) = new.secrets.keys().find(|k| !declared.contains(&k.as_str())) {
-            return Err(ConnectionError::Secrets(format!(
-                "{plugin} does not use a secret named `{extra}` (it uses: {})",
-                if declared.is_empty() {
-                    "none".to_string()
-                } else {
-                    declared.join(", ")
-                }
-            )));
-        }
+        check_config(&plugin, &manifest, &new.config)?;
+        let declared = declared_secrets(&manifest);
+        check_given_secrets(&plugin, &declared, &new.secrets)?;
         if let Some(missing) = declared.iter().find(|d| !new.secrets.contains_key(**d)) {
-            return Err(ConnectionError::Secrets(format!(
-                "{plugin} needs the secret `{missing}`: pass --secret {missing}=env:VAR (or file:PATH)"
-            )));
+            return Err(missing_secret(&plugin, missing));
         }
+        check_origins(&plugin, &version.grants.http_origins, &new.grants)?;
 
-        // Shorter values could not be told apart from ordinary text, so they
-        // could not be kept out of logs, errors and records.
-        if let Some((name, value)) = new
-            .secrets
-            .iter()
-            .find(|(_, v)| v.expose().len() < MIN_SECRET_BYTES)
-        {
-            return Err(ConnectionError::Secrets(format!(
-                "the secret `{name}` is {} bytes long; secrets must be at least {MIN_SECRET_BYTES} bytes \
-                 (the host removes their values from everything a system answers, which needs a value \
-                 that cannot occur by chance): check that the variable or file holds the real credential",
-                value.expose().len()
-            )));
-        }
-
-        for o in new.grants.http.iter().chain(&new.grants.private_http) {
-            let pattern =
-                OriginPattern::parse(o).map_err(|e| ConnectionError::Origin(e.to_string()))?;
-            if !covered(&pattern, &version.grants.http_origins) {
-                return Err(ConnectionError::OriginNotGranted {
-                    origin: o.clone(),
-                    plugin: plugin.clone(),
-                    granted: version.grants.http_origins.join(", "),
-                });
-            }
-        }
-        for o in &new.grants.private_http {
-            HttpGrant::private(o).map_err(|e| ConnectionError::Origin(e.to_string()))?;
-        }
-
-        let sealed = new
-            .secrets
-            .iter()
-            .map(|(name, value)| {
-                let (nonce, sealed) = self.sealer.seal(&format!("{}/{name}", new.name), value)?;
-                Ok(SealedSecret {
-                    name: name.clone(),
-                    nonce,
-                    sealed,
-                })
-            })
-            .collect::<Result<Vec<_>, SealError>>()?;
+        let sealed = self.seal(&new.name, &new.secrets)?;
         let row = ConnectionRow {
             name: new.name,
             plugin_id: new.plugin_id,
@@ -405,13 +482,32 @@ impl Connections {
         Ok(())
     }
 
-    /// Delete a connection and its secrets.
-    pub fn remove(&self, name: &str) -> Result<(), ConnectionError> {
-        if !self.registry.db().delete_connection(name)? {
-            return Err(ConnectionError::Unknown(name.to_string()));
-        }
+    /// Delete a connection and its secrets. Refused while pipelines use it
+    /// (as source or destination), naming them, unless `force`: then it is
+    /// removed anyway and those pipelines are paused with a reason naming
+    /// it. Returns the pipelines paused.
+    pub fn remove(&self, name: &str, force: bool) -> Result<Vec<String>, ConnectionError> {
+        let reason = format!(
+            "connection {name} was removed (with --force); point the pipeline at another connection \
+             (`nexo pipeline apply`) or add a connection named {name} again, then `nexo pipeline resume`"
+        );
+        let paused = match self
+            .registry
+            .db()
+            .remove_connection(name, force.then_some(reason.as_str()))?
+        {
+            Removal::Unknown => return Err(ConnectionError::Unknown(name.to_string())),
+            Removal::InUse(pipelines) => {
+                return Err(ConnectionError::InUse {
+                    connection: name.to_string(),
+                    pipelines,
+                });
+            }
+            Removal::Removed { paused } => paused,
+        };
         self.budgets.forget(name);
-        Ok(())
+        tracing::info!(connection = %name, paused = ?paused, "connection removed");
+        Ok(paused)
     }
 }
 

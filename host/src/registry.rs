@@ -486,7 +486,8 @@ impl Registry {
     }
 
     /// Remove a plugin, every version. Refused while connections use it,
-    /// naming them, unless `force`, which removes those connections too.
+    /// naming them, unless `force`, which removes those connections too
+    /// and pauses the pipelines that used them.
     /// Returns the connections removed.
     pub fn remove(&self, id: &str, force: bool) -> Result<Vec<String>, RegistryError> {
         if self.db.active_version(id)?.is_none() {
@@ -510,8 +511,15 @@ impl Registry {
                 connections: users,
             });
         }
+        // As `nexo connection remove --force` does: the pipelines that
+        // used a removed connection are paused, saying why.
         for c in &users {
-            self.db.delete_connection(c)?;
+            let reason = format!(
+                "connection {c} was removed with its plugin {id} (`nexo plugin remove --force`); \
+                 add a connection named {c} again or point the pipeline at another one, then \
+                 `nexo pipeline resume`"
+            );
+            self.db.remove_connection(c, Some(&reason))?;
         }
         self.db.delete_plugin(id)?;
         tracing::info!(plugin = %id, removed_connections = users.len(), "plugin removed");

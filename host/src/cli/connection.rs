@@ -1,4 +1,4 @@
-//! `nexo connection add|list|show|test|remove`.
+//! `nexo connection add|update|list|show|test|remove`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
-use nexo::connections::{Connections, NewConnection, request_budget};
+use nexo::connections::{
+    ConnectionUpdate, Connections, NewConnection, Origins, RequestsPerMinute, request_budget,
+};
 use nexo::registry::Registry;
 use nexo::sandbox::budget::burst_for;
 use nexo::store::connections::{ConnectionGrants, Environment};
@@ -48,6 +50,37 @@ pub(crate) enum ConnectionCommand {
         #[arg(long, value_name = "N|unlimited", value_parser = parse_requests_per_minute)]
         requests_per_minute: Option<u32>,
     },
+    /// Change a connection in place: only what is given changes, checked
+    /// as `add` checks it; on any error nothing changes. A replaced secret
+    /// is used from the next run or test on.
+    Update {
+        /// The connection.
+        name: String,
+        /// A new config JSON file (replaces the whole config).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Set a secret as NAME=env:VAR or NAME=file:PATH, replacing its
+        /// value. Repeatable.
+        #[arg(long = "secret", value_name = "NAME=SOURCE")]
+        secrets: Vec<String>,
+        /// Delete a secret the plugin no longer uses (a secret it declares
+        /// is required: replace it with --secret instead). Repeatable.
+        #[arg(long = "remove-secret", value_name = "NAME")]
+        remove_secrets: Vec<String>,
+        /// Origin of this system (public addresses). Repeatable. Given with
+        /// or without --grant-private-http, the connection's origins become
+        /// exactly the ones given.
+        #[arg(long = "grant-http", value_name = "ORIGIN")]
+        grant_http: Vec<String>,
+        /// Exact origin of this system that may be internal. Repeatable
+        /// (replaces the origins, as --grant-http).
+        #[arg(long = "grant-private-http", value_name = "ORIGIN")]
+        grant_private_http: Vec<String>,
+        /// Most requests per minute to this system; `unlimited` lifts the
+        /// limit, `default` goes back to the default of 600.
+        #[arg(long, value_name = "N|unlimited|default", value_parser = parse_new_requests_per_minute)]
+        requests_per_minute: Option<RequestsPerMinute>,
+    },
     /// List connections.
     List,
     /// Show a connection (secret names only, never values).
@@ -60,10 +93,15 @@ pub(crate) enum ConnectionCommand {
         /// The connection.
         name: String,
     },
-    /// Remove a connection and its secrets.
+    /// Remove a connection and its secrets; refused while pipelines use
+    /// it, naming them.
     Remove {
         /// The connection.
         name: String,
+        /// Remove it even though pipelines use it, and pause them (with a
+        /// reason naming the connection).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -108,6 +146,43 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
                 row.plugin_id,
                 row.environment.as_str()
             );
+        }
+        ConnectionCommand::Update {
+            name,
+            config,
+            secrets,
+            remove_secrets,
+            grant_http,
+            grant_private_http,
+            requests_per_minute,
+        } => {
+            let config = config
+                .map(|path| {
+                    let text = read_text(&path)?;
+                    serde_json::from_str::<serde_json::Value>(&text)
+                        .with_context(|| format!("config {} is not valid JSON", path.display()))
+                })
+                .transpose()?;
+            let secrets = secrets
+                .iter()
+                .map(|s| parse_secret(s))
+                .collect::<Result<BTreeMap<_, _>>>()?;
+            let origins =
+                (!grant_http.is_empty() || !grant_private_http.is_empty()).then_some(Origins {
+                    http: grant_http,
+                    private_http: grant_private_http,
+                });
+            let (row, changes) = connections.update(
+                &name,
+                ConnectionUpdate {
+                    config,
+                    secrets,
+                    remove_secrets,
+                    origins,
+                    requests_per_minute,
+                },
+            )?;
+            println!("updated connection {}: {}", row.name, changes.join(", "));
         }
         ConnectionCommand::List => {
             let names = registry.db().connection_names(None)?;
@@ -183,9 +258,15 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
             connections.test(&name).await?;
             println!("connection {name}: OK");
         }
-        ConnectionCommand::Remove { name } => {
-            connections.remove(&name)?;
+        ConnectionCommand::Remove { name, force } => {
+            let paused = connections.remove(&name, force)?;
             println!("removed connection {name}");
+            if !paused.is_empty() {
+                println!(
+                    "paused pipelines {} (they used {name}): point them at another connection, then `nexo pipeline resume`",
+                    paused.join(", ")
+                );
+            }
         }
     }
     Ok(())
@@ -203,5 +284,17 @@ fn parse_requests_per_minute(s: &str) -> Result<u32, String> {
                 nexo::connections::DEFAULT_REQUESTS_PER_MINUTE
             )),
         },
+    }
+}
+
+/// `--requests-per-minute` of `update`: as for `add`, or `default` to go
+/// back to the default.
+fn parse_new_requests_per_minute(s: &str) -> Result<RequestsPerMinute, String> {
+    if s.trim() == "default" {
+        return Ok(RequestsPerMinute::Default);
+    }
+    match std::num::NonZeroU32::new(parse_requests_per_minute(s)?) {
+        Some(n) => Ok(RequestsPerMinute::Limit(n)),
+        None => Ok(RequestsPerMinute::Unlimited),
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use nexo::bundle::Signer;
-use nexo::limits::human_bytes;
+use nexo::limits::{Limits, human_bytes};
 use nexo::registry::{Capability, Registry, Review, grant_all};
 use nexo::safe_text::SafeText;
 use nexo::store::Database;
@@ -57,10 +57,21 @@ fn describe(review: &Review) {
     for c in ask {
         println!("  - {}", SafeText::line(&c.to_string()));
     }
-    println!(
-        "  (and up to {} of memory while it runs)",
-        human_bytes(m.capabilities.memory_bytes)
-    );
+    // What the engine gives an instance: the ask, capped by its limit.
+    let limit = Limits::default().memory_bytes;
+    let granted = m.capabilities.memory_granted(limit);
+    match m.capabilities.memory_asked() {
+        Some(asked) if asked > granted => println!(
+            "  (and up to {} of memory while it runs: it asks for {}, the host's limit is {})",
+            human_bytes(granted),
+            human_bytes(asked),
+            human_bytes(limit)
+        ),
+        _ => println!(
+            "  (and up to {} of memory while it runs)",
+            human_bytes(granted)
+        ),
+    }
 }
 
 fn parse_grants(args: &[String], asked: &[Capability]) -> Result<CapabilityGrant> {

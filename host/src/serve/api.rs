@@ -97,6 +97,9 @@ impl From<TriggerError> for ApiError {
 
 type ApiResult<T = Json<Value>> = Result<T, ApiError>;
 
+mod connection_update;
+use connection_update::update_connection;
+
 /// The `/api` routes (auth applied by the caller).
 pub fn routes(app: Arc<App>) -> Router {
     Router::new()
@@ -106,7 +109,9 @@ pub fn routes(app: Arc<App>) -> Router {
         .route("/api/connections", get(connections).post(add_connection))
         .route(
             "/api/connections/{name}",
-            get(connection).delete(remove_connection),
+            get(connection)
+                .patch(update_connection)
+                .delete(remove_connection),
         )
         .route("/api/connections/{name}/test", post(test_connection))
         .route("/api/pipelines", get(pipelines))
@@ -233,16 +238,17 @@ struct NewConnectionBody {
     #[serde(default)]
     config: Option<Value>,
     #[serde(default)]
-    secrets: BTreeMap<String, String>,
-    #[serde(default)]
     grants: Option<ConnectionGrants>,
 }
 
 async fn add_connection(
     State(app): State<Arc<App>>,
-    body: Result<Json<NewConnectionBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::bad(format!("connection body: {e}")))?;
+    let Json(mut body) = body.map_err(|e| ApiError::bad(format!("connection body: {e}")))?;
+    let secrets = connection_update::take_secrets(&mut body)?;
+    let body: NewConnectionBody =
+        serde_json::from_value(body).map_err(|e| ApiError::bad(format!("connection body: {e}")))?;
     let environment: Environment = body.environment.parse().map_err(ApiError::bad)?;
     let new = NewConnection {
         name: body.name.clone(),
@@ -250,11 +256,7 @@ async fn add_connection(
         pinned_version: body.version,
         environment,
         config: body.config.unwrap_or_else(|| json!({})),
-        secrets: body
-            .secrets
-            .into_iter()
-            .map(|(k, v)| (k, crate::sandbox::secrets::SecretValue::new(v)))
-            .collect(),
+        secrets,
         grants: body.grants.unwrap_or_default(),
     };
     app.connections.add(new)?;
@@ -271,22 +273,34 @@ async fn test_connection(State(app): State<Arc<App>>, Path(name): Path<String>) 
     Ok(Json(json!({"ok": error.is_none(), "error": error})))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveQuery {
+    #[serde(default)]
+    force: bool,
+}
+
 async fn remove_connection(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
+    Query(q): Query<RemoveQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let users = views::pipelines_using(&app, &name)?;
-    if !users.is_empty() {
-        return Err(ApiError(
+    match app.connections.remove(&name, q.force) {
+        Ok(_) => Ok(StatusCode::NO_CONTENT),
+        Err(ConnectionError::InUse {
+            connection,
+            pipelines,
+        }) => Err(ApiError(
             StatusCode::CONFLICT,
             format!(
-                "connection `{name}` is used by pipelines {}; remove them first",
-                users.join(", ")
+                "connection `{connection}` is used by pipeline(s) {}: point them at another connection \
+                 (PUT /api/pipelines/{{name}}) or delete them first, or add ?force=true to remove it \
+                 anyway and pause them",
+                pipelines.join(", ")
             ),
-        ));
+        )),
+        Err(e) => Err(e.into()),
     }
-    app.connections.remove(&name)?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn pipelines(State(app): State<Arc<App>>) -> ApiResult {

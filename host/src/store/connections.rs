@@ -204,6 +204,139 @@ impl Database {
     }
 }
 
+/// What a connection update replaces; `None` (or empty) keeps what is
+/// stored.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionChange {
+    /// The new config JSON (already validated).
+    pub config: Option<String>,
+    /// The new grants (origins and request budget).
+    pub grants: Option<ConnectionGrants>,
+    /// Secrets to set, replacing any of the same name.
+    pub set_secrets: Vec<SealedSecret>,
+    /// Names of secrets to delete.
+    pub remove_secrets: Vec<String>,
+}
+
+/// What removing a connection did, or why it did not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// Removed; these pipelines used it and were paused.
+    Removed {
+        /// Pipelines paused, by name.
+        paused: Vec<String>,
+    },
+    /// Not removed: these pipelines use it (and no force was given).
+    InUse(Vec<String>),
+    /// There is no connection by that name.
+    Unknown,
+}
+
+/// Pipelines whose source or destination is `connection`, sorted.
+fn pipelines_using(
+    conn: &rusqlite::Connection,
+    connection: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT name FROM pipelines
+          WHERE json_extract(definition, '$.source.connection') = ?1
+             OR json_extract(definition, '$.destination.connection') = ?1
+          ORDER BY name",
+    )?;
+    let rows = st.query_map(params![connection], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+// Connection maintenance: update in place, and removal guarded by the
+// pipelines that use the connection (`nexo connection update|remove`).
+impl Database {
+    /// Pipelines whose source or destination is `connection`, sorted.
+    pub fn pipelines_using_connection(&self, connection: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock()?;
+        pipelines_using(&conn, connection)
+    }
+
+    /// Apply `change` to the connection `name` in one transaction. Returns
+    /// false (and changes nothing) when there is no such connection.
+    pub fn update_connection(
+        &self,
+        name: &str,
+        change: &ConnectionChange,
+    ) -> Result<bool, StoreError> {
+        let grants = change
+            .grants
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(corrupt)?;
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let found = tx.execute(
+            "UPDATE connections SET config = COALESCE(?2, config), grants = COALESCE(?3, grants)
+              WHERE name = ?1",
+            params![name, change.config, grants],
+        )?;
+        if found == 0 {
+            return Ok(false);
+        }
+        for secret in &change.remove_secrets {
+            tx.execute(
+                "DELETE FROM connection_secrets WHERE connection = ?1 AND name = ?2",
+                params![name, secret],
+            )?;
+        }
+        for s in &change.set_secrets {
+            tx.execute(
+                "INSERT INTO connection_secrets (connection, name, nonce, sealed) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (connection, name) DO UPDATE SET nonce = excluded.nonce, sealed = excluded.sealed",
+                params![name, s.name, s.nonce, s.sealed],
+            )?;
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Remove the connection `name` and its secrets, unless pipelines use
+    /// it; with `pause_reason`, remove it anyway and pause those pipelines
+    /// with that reason. The check and the removal are one transaction, so
+    /// a pipeline saved meanwhile is either named or paused.
+    pub fn remove_connection(
+        &self,
+        name: &str,
+        pause_reason: Option<&str>,
+    ) -> Result<Removal, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM connections WHERE name = ?1)",
+            params![name],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Ok(Removal::Unknown);
+        }
+        let users = pipelines_using(&tx, name)?;
+        if !users.is_empty() {
+            let Some(reason) = pause_reason else {
+                return Ok(Removal::InUse(users));
+            };
+            for pipeline in &users {
+                tx.execute(
+                    "UPDATE pipelines SET paused = 1, paused_reason = ?2 WHERE name = ?1",
+                    params![pipeline, reason],
+                )?;
+            }
+        }
+        tx.execute(
+            "DELETE FROM connection_secrets WHERE connection = ?1",
+            params![name],
+        )?;
+        tx.execute("DELETE FROM connections WHERE name = ?1", params![name])?;
+        tx.commit()?;
+        Ok(Removal::Removed { paused: users })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -226,6 +359,127 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<ConnectionGrants>(&json).unwrap(),
             limited
+        );
+    }
+
+    fn with_connection() -> Database {
+        let db = Database::in_memory().unwrap();
+        db.lock()
+            .unwrap()
+            .execute(
+                "INSERT INTO plugins (plugin_id, active_version) VALUES ('acme/crm', '1.0.0')",
+                [],
+            )
+            .unwrap();
+        let row = ConnectionRow {
+            name: "crm".into(),
+            plugin_id: "acme/crm".into(),
+            pinned_version: None,
+            environment: Environment::Sandbox,
+            config: r#"{"a":1}"#.into(),
+            grants: ConnectionGrants {
+                http: vec!["https://crm.example".into()],
+                private_http: vec![],
+                requests_per_minute: Some(90),
+            },
+        };
+        let secret = |name: &str, byte: u8| SealedSecret {
+            name: name.into(),
+            nonce: vec![byte],
+            sealed: vec![byte],
+        };
+        db.insert_connection(&row, &[secret("token", 1), secret("stale", 2)])
+            .unwrap();
+        db
+    }
+
+    fn pipeline(db: &Database, name: &str, source: &str, destination: &str) {
+        let definition = format!(
+            r#"{{"name":"{name}","source":{{"connection":"{source}","stream":"s"}},"destination":{{"connection":"{destination}","stream":"s"}}}}"#
+        );
+        db.lock()
+            .unwrap()
+            .execute(
+                "INSERT INTO pipelines (name, definition) VALUES (?1, ?2)",
+                params![name, definition],
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn an_update_changes_only_what_it_names() {
+        let db = with_connection();
+        let change = ConnectionChange {
+            set_secrets: vec![SealedSecret {
+                name: "token".into(),
+                nonce: vec![9],
+                sealed: vec![9],
+            }],
+            remove_secrets: vec!["stale".into()],
+            ..ConnectionChange::default()
+        };
+        assert!(db.update_connection("crm", &change).unwrap());
+        let row = db.connection("crm").unwrap().unwrap();
+        assert_eq!(row.config, r#"{"a":1}"#);
+        assert_eq!(row.grants.requests_per_minute, Some(90));
+        let secrets = db.connection_secrets("crm").unwrap();
+        assert_eq!(secrets.len(), 1);
+        assert_eq!(
+            (secrets[0].name.as_str(), secrets[0].sealed.as_slice()),
+            ("token", &[9u8][..])
+        );
+        let config_only = ConnectionChange {
+            config: Some(r#"{"a":2}"#.into()),
+            ..ConnectionChange::default()
+        };
+        assert!(db.update_connection("crm", &config_only).unwrap());
+        let row = db.connection("crm").unwrap().unwrap();
+        assert_eq!(row.config, r#"{"a":2}"#);
+        assert_eq!(row.grants.http, vec!["https://crm.example".to_string()]);
+        assert!(!db.update_connection("nope", &config_only).unwrap());
+    }
+
+    #[test]
+    fn removal_names_the_pipelines_using_it_and_force_pauses_them() {
+        let db = with_connection();
+        pipeline(&db, "out", "crm", "erp");
+        pipeline(&db, "in", "erp", "crm");
+        pipeline(&db, "other", "erp", "books");
+        assert_eq!(
+            db.remove_connection("crm", None).unwrap(),
+            Removal::InUse(vec!["in".into(), "out".into()])
+        );
+        assert!(db.connection("crm").unwrap().is_some());
+        assert_eq!(
+            db.remove_connection("nope", None).unwrap(),
+            Removal::Unknown
+        );
+        assert_eq!(
+            db.remove_connection("crm", Some("crm was removed"))
+                .unwrap(),
+            Removal::Removed {
+                paused: vec!["in".into(), "out".into()]
+            }
+        );
+        assert!(db.connection("crm").unwrap().is_none());
+        assert!(db.connection_secrets("crm").unwrap().is_empty());
+        let paused: Vec<(String, bool, Option<String>)> = {
+            let conn = db.lock().unwrap();
+            let mut st = conn
+                .prepare("SELECT name, paused, paused_reason FROM pipelines ORDER BY name")
+                .unwrap();
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(
+            paused,
+            vec![
+                ("in".into(), true, Some("crm was removed".into())),
+                ("other".into(), false, None),
+                ("out".into(), true, Some("crm was removed".into())),
+            ]
         );
     }
 }

@@ -1,0 +1,181 @@
+//! Changing a connection in place (`nexo connection update`, `PATCH
+//! /api/connections/{name}`): what is given is checked exactly as `add`
+//! checks it, against the plugin version the connection uses, and saved in
+//! one transaction; what is not given stays. A replaced secret takes effect
+//! the next time the connection is opened (each run and test opens it).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU32;
+
+use super::{
+    ConnectionError, Connections, check_config, check_given_secrets, check_origins,
+    declared_secrets, missing_secret,
+};
+use crate::sandbox::secrets::SecretValue;
+use crate::store::connections::{ConnectionChange, ConnectionGrants, ConnectionRow};
+
+/// The origins of this system a connection may reach, replacing both
+/// lists of its grants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origins {
+    /// Origins on public addresses.
+    pub http: Vec<String>,
+    /// Exact origins that may be internal addresses.
+    pub private_http: Vec<String>,
+}
+
+/// A connection's new request budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestsPerMinute {
+    /// Back to [`super::DEFAULT_REQUESTS_PER_MINUTE`].
+    Default,
+    /// No limit, chosen explicitly.
+    Unlimited,
+    /// At most this many a minute.
+    Limit(NonZeroU32),
+}
+
+impl RequestsPerMinute {
+    /// As stored in [`ConnectionGrants::requests_per_minute`].
+    fn stored(self) -> Option<u32> {
+        match self {
+            RequestsPerMinute::Default => None,
+            RequestsPerMinute::Unlimited => Some(0),
+            RequestsPerMinute::Limit(n) => Some(n.get()),
+        }
+    }
+}
+
+/// What to change on a connection; what is `None` or empty stays as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionUpdate {
+    /// A new config, validated against the plugin's schema.
+    pub config: Option<serde_json::Value>,
+    /// Secrets to set (each one the plugin declares), replacing the
+    /// stored value of the same name.
+    pub secrets: BTreeMap<String, SecretValue>,
+    /// Secrets to delete: only ones the plugin no longer declares (left
+    /// over from an older version); a declared secret is required, and
+    /// replaced with `secrets` instead.
+    pub remove_secrets: Vec<String>,
+    /// New origins (both lists are replaced).
+    pub origins: Option<Origins>,
+    /// A new request budget.
+    pub requests_per_minute: Option<RequestsPerMinute>,
+}
+
+impl ConnectionUpdate {
+    fn is_empty(&self) -> bool {
+        self.config.is_none()
+            && self.secrets.is_empty()
+            && self.remove_secrets.is_empty()
+            && self.origins.is_none()
+            && self.requests_per_minute.is_none()
+    }
+}
+
+impl Connections {
+    /// Change the connection `name` as `update` says, with the checks of
+    /// [`Connections::add`]; nothing changes on any error. Returns the
+    /// updated row and one phrase per change (secret names, never values).
+    pub fn update(
+        &self,
+        name: &str,
+        update: ConnectionUpdate,
+    ) -> Result<(ConnectionRow, Vec<String>), ConnectionError> {
+        let row = self.get(name)?;
+        if update.is_empty() {
+            return Err(ConnectionError::NothingToUpdate(name.to_string()));
+        }
+        let (version, manifest) = self.manifest_for(&row.plugin_id, row.pinned_version.as_ref())?;
+        let plugin = format!("{}@{}", manifest.id, manifest.version);
+        let mut changes = Vec::new();
+        let mut change = ConnectionChange::default();
+
+        if let Some(config) = &update.config {
+            check_config(&plugin, &manifest, config)?;
+            change.config = Some(config.to_string());
+            changes.push("config replaced".to_string());
+        }
+
+        let declared = declared_secrets(&manifest);
+        check_given_secrets(&plugin, &declared, &update.secrets)?;
+        let mut held: BTreeSet<String> = self
+            .registry
+            .db()
+            .connection_secrets(name)?
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        for secret in &update.remove_secrets {
+            if declared.contains(&secret.as_str()) {
+                return Err(ConnectionError::Secrets(format!(
+                    "{plugin} needs the secret `{secret}`, so it cannot be removed: replace it with \
+                     --secret {secret}=env:VAR (or file:PATH)"
+                )));
+            }
+            if !held.remove(secret) {
+                return Err(ConnectionError::Secrets(format!(
+                    "connection `{name}` has no secret named `{secret}` (it has: {}); see `nexo connection show {name}`",
+                    if held.is_empty() {
+                        "none".to_string()
+                    } else {
+                        held.iter().cloned().collect::<Vec<_>>().join(", ")
+                    }
+                )));
+            }
+            changes.push(format!("secret {secret} removed"));
+        }
+        for secret in update.secrets.keys() {
+            let verb = if held.insert(secret.clone()) {
+                "added"
+            } else {
+                "replaced"
+            };
+            changes.push(format!("secret {secret} {verb}"));
+        }
+        // A plugin upgraded since the connection was added may declare a
+        // secret it does not have yet: the update must bring it.
+        if let Some(missing) = declared.iter().find(|d| !held.contains(**d)) {
+            return Err(missing_secret(&plugin, missing));
+        }
+
+        if update.origins.is_some() || update.requests_per_minute.is_some() {
+            let origins = update.origins.clone().unwrap_or_else(|| Origins {
+                http: row.grants.http.clone(),
+                private_http: row.grants.private_http.clone(),
+            });
+            let grants = ConnectionGrants {
+                http: origins.http,
+                private_http: origins.private_http,
+                requests_per_minute: match update.requests_per_minute {
+                    Some(r) => r.stored(),
+                    None => row.grants.requests_per_minute,
+                },
+            };
+            if update.origins.is_some() {
+                check_origins(&plugin, &version.grants.http_origins, &grants)?;
+                changes.push("origins replaced".to_string());
+            }
+            if let Some(r) = update.requests_per_minute {
+                changes.push(match r {
+                    RequestsPerMinute::Default => format!(
+                        "requests per minute back to the default of {}",
+                        super::DEFAULT_REQUESTS_PER_MINUTE
+                    ),
+                    RequestsPerMinute::Unlimited => "requests per minute unlimited".to_string(),
+                    RequestsPerMinute::Limit(n) => format!("at most {n} requests per minute"),
+                });
+            }
+            change.grants = Some(grants);
+        }
+
+        change.set_secrets = self.seal(name, &update.secrets)?;
+        change.remove_secrets = update.remove_secrets;
+        if !self.registry.db().update_connection(name, &change)? {
+            return Err(ConnectionError::Unknown(name.to_string()));
+        }
+        tracing::info!(connection = %name, plugin = %plugin, changes = %changes.join(", "), "connection updated");
+        Ok((self.get(name)?, changes))
+    }
+}
