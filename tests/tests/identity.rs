@@ -98,15 +98,32 @@ enum Step {
     Insert,
 }
 
-fn scenario() -> impl Strategy<Value = (Vec<(usize, usize)>, Vec<Step>)> {
-    // Edges between four systems (0 is the origin, the only one people
-    // edit); two-way pairs come up as (i, j) and (j, i).
-    let edges = proptest::collection::btree_set(
+/// A generated pipeline set: edges `(from, to, entity)` between four
+/// systems (0 is the origin, the only one people edit).
+type Edges = Vec<(usize, usize, &'static str)>;
+
+fn scenario() -> impl Strategy<Value = (Edges, Vec<Step>)> {
+    // Any graph, one entity name for all (two-way pairs come up as (i, j)
+    // and (j, i); chains pass records on; a system reached by two routes
+    // gets each record once)...
+    let graph = proptest::collection::btree_set(
         (0usize..4, 0usize..4).prop_filter("no loop", |(a, b)| a != b),
         1..6,
     )
-    .prop_map(|s| s.into_iter().collect::<Vec<_>>());
-    edges.prop_flat_map(|edges| {
+    .prop_map(|s| {
+        s.into_iter()
+            .map(|(a, b)| (a, b, "contact"))
+            .collect::<Edges>()
+    });
+    // ...or a star out of the origin whose pipelines share the source with
+    // the same entity name or another.
+    let star = proptest::collection::btree_map(
+        1usize..4,
+        prop_oneof![Just("contact"), Just("lead")],
+        1..4,
+    )
+    .prop_map(|m| m.into_iter().map(|(to, e)| (0, to, e)).collect::<Edges>());
+    prop_oneof![3 => graph, 1 => star].prop_flat_map(|edges| {
         let n = edges.len();
         let step = prop_oneof![
             4 => (0..n).prop_map(Step::Run),
@@ -126,7 +143,7 @@ fn scenario() -> impl Strategy<Value = (Vec<(usize, usize)>, Vec<Step>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_reaches_every_destination_once_whatever_the_pipeline_set() {
     let mut runner = TestRunner::new(Config {
-        cases: 12,
+        cases: 16,
         failure_persistence: None,
         ..Config::default()
     });
@@ -143,7 +160,7 @@ async fn every_record_reaches_every_destination_once_whatever_the_pipeline_set()
     }
 }
 
-async fn check_scenario(edges: &[(usize, usize)], steps: &[Step]) -> Result<(), String> {
+async fn check_scenario(edges: &[(usize, usize, &str)], steps: &[Step]) -> Result<(), String> {
     let kit = Kit::new(tinycrm::seed(9), Default::default(), 4).await;
     let c = another(&kit, "crm-c").await;
     let d = another(&kit, "crm-d").await;
@@ -151,11 +168,10 @@ async fn check_scenario(edges: &[(usize, usize)], steps: &[Step]) -> Result<(), 
     let names = ["crm-a", "crm-b", "crm-c", "crm-d"];
     let pipelines: Vec<String> = edges
         .iter()
-        .map(|&(from, to)| format!("p{from}{to}"))
+        .map(|&(from, to, _)| format!("p{from}{to}"))
         .collect();
-    for (name, &(from, to)) in pipelines.iter().zip(edges) {
-        kit.apply(&edge(name, names[from], names[to], "contact"))
-            .await;
+    for (name, &(from, to, entity)) in pipelines.iter().zip(edges) {
+        kit.apply(&edge(name, names[from], names[to], entity)).await;
     }
     let run = |name: String| {
         let kit = &kit;
@@ -209,7 +225,7 @@ async fn check_scenario(edges: &[(usize, usize)], steps: &[Step]) -> Result<(), 
     let mut reachable = BTreeSet::from([0usize]);
     loop {
         let before = reachable.len();
-        for &(from, to) in edges {
+        for &(from, to, _) in edges {
             if reachable.contains(&from) {
                 reachable.insert(to);
             }
