@@ -64,6 +64,15 @@ impl std::fmt::Debug for RunOptions {
     }
 }
 
+/// How to apply.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// Accept a change of a saved pipeline's identity (entity, source or
+    /// destination connection or stream) and reset its cursor in the same
+    /// step, as `nexo pipeline reset` does.
+    pub reset: bool,
+}
+
 /// One change a dry run would make.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlannedChange {
@@ -260,17 +269,60 @@ impl Engine {
     }
 
     /// Validate a definition against the installed connections and plugins,
-    /// then save it. Nothing is saved on any error.
+    /// then save it. Nothing is saved on any error. A change of a saved
+    /// pipeline's identity (entity, streams) is refused; see
+    /// [`Engine::apply_with`].
     pub async fn apply(&self, pipeline: &Pipeline) -> Result<(), SyncError> {
-        pipeline.check()?;
+        self.apply_with(pipeline, ApplyOptions::default()).await
+    }
+
+    /// [`Engine::apply`] with options. In order: both connections exist
+    /// (named as such, before any field that refers to them is blamed),
+    /// the definition's own rules, the environments and streams, each
+    /// mapper's config against the schema its signed manifest carries and
+    /// then the mapper itself (called once with an empty batch), the last
+    /// mapper's output fields against the destination stream, and, for a
+    /// saved pipeline with history, an unchanged identity unless
+    /// `options.reset`.
+    pub async fn apply_with(
+        &self,
+        pipeline: &Pipeline,
+        options: ApplyOptions,
+    ) -> Result<(), SyncError> {
         let invalid = |field: &str, message: String| PipelineError::Invalid {
             name: pipeline.name.clone(),
             field: field.to_string(),
             message,
         };
+        for (field, end) in [
+            ("source", &pipeline.source),
+            ("destination", &pipeline.destination),
+        ] {
+            if self.registry.db().connection(&end.connection)?.is_none() {
+                let names = self.registry.db().connection_names(None)?;
+                let near = super::check::nearest(&end.connection, names.iter().map(String::as_str))
+                    .map(|n| format!("; did you mean `{n}`?"))
+                    .unwrap_or_default();
+                let list = if names.is_empty() {
+                    "none yet; add one with `nexo connection add`".to_string()
+                } else {
+                    names.join(", ")
+                };
+                return Err(invalid(
+                    &format!("{field}.connection"),
+                    format!(
+                        "no connection named `{}` (connections: {list}){near}",
+                        end.connection
+                    ),
+                )
+                .into());
+            }
+        }
+        pipeline.check()?;
         self.check_after(pipeline)
             .map_err(|message| invalid("schedule.after", message))?;
         let mut environment = None;
+        let mut destination = None;
         for (field, end) in [
             ("source", &pipeline.source),
             ("destination", &pipeline.destination),
@@ -312,14 +364,130 @@ impl Engine {
                 )
                 .into());
             }
+            destination = Some((row, plugin));
         }
+        let mut problems = Vec::new();
+        let mut last_schema = None;
         for (i, step) in pipeline.mappers.iter().enumerate() {
-            self.open_mapper(&pipeline.name, step)
+            let (mapper, manifest) = self
+                .open_mapper_manifest(&pipeline.name, step)
                 .map_err(|e| invalid(&format!("mappers[{i}].plugin"), e.to_string()))?;
+            let at = format!("mappers[{i}].config");
+            if let Some(schema) = &manifest.config_schema {
+                let errors = super::check::config_errors(schema, &step.config, &at);
+                if !errors.is_empty() {
+                    problems.extend(errors);
+                    continue;
+                }
+            }
+            // The mapper's own checks (those a schema cannot say) run on
+            // any batch, so an empty one finds them without a record.
+            if let Err(e) = mapper
+                .map(&step.config.to_string(), &[])
+                .await
+                .into_result()
+            {
+                problems.push(format!("{at}: {} refused it: {e}", mapper.plugin()));
+            }
+            last_schema = (i + 1 == pipeline.mappers.len())
+                .then_some(manifest.config_schema)
+                .flatten();
+        }
+        if !problems.is_empty() {
+            return Err(PipelineError::Problems {
+                name: pipeline.name.clone(),
+                problems,
+            }
+            .into());
+        }
+        if let (Some(schema), Some((row, plugin)), Some(last)) =
+            (&last_schema, &destination, pipeline.mappers.last())
+        {
+            let at = format!("mappers[{}].config", pipeline.mappers.len() - 1);
+            let problems = self
+                .check_targets(pipeline, schema, &last.config, &at, row, plugin)
+                .await;
+            if !problems.is_empty() {
+                return Err(PipelineError::Problems {
+                    name: pipeline.name.clone(),
+                    problems,
+                }
+                .into());
+            }
+        }
+        if let Some(old) = self.store.pipeline(&pipeline.name)? {
+            let changes = super::check::identity_changes(&old.pipeline, pipeline);
+            if !changes.is_empty() && !options.reset && self.has_history(&old)? {
+                return Err(PipelineError::NeedsReset {
+                    name: pipeline.name.clone(),
+                    changes,
+                }
+                .into());
+            }
         }
         self.store.save_pipeline(pipeline)?;
-        tracing::info!(pipeline = %pipeline.name, "pipeline saved");
+        if options.reset {
+            self.store.reset_state(&pipeline.name)?;
+            tracing::info!(pipeline = %pipeline.name, "pipeline saved and reset");
+        } else {
+            tracing::info!(pipeline = %pipeline.name, "pipeline saved");
+        }
         Ok(())
+    }
+
+    /// The last mapper's output fields (its schema's `x-nexo-target`
+    /// annotations) against the destination stream, when that stream lists
+    /// its fields. A destination that cannot be discovered now is left to
+    /// the run (which discovers it anyway) with a warning.
+    async fn check_targets(
+        &self,
+        pipeline: &Pipeline,
+        schema: &serde_json::Value,
+        config: &serde_json::Value,
+        at: &str,
+        row: &crate::store::connections::ConnectionRow,
+        plugin: &ConnectorPlugin,
+    ) -> Vec<String> {
+        let targets = super::check::targets(schema, config);
+        if targets.is_empty() {
+            return Vec::new();
+        }
+        let stream = &pipeline.destination.stream;
+        let info = match self
+            .stream_info(&pipeline.name, plugin, &row.config, stream)
+            .await
+        {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::warn!(pipeline = %pipeline.name, error = %e, "mapper targets not checked: the destination stream cannot be discovered now");
+                return Vec::new();
+            }
+        };
+        let Ok(stream_schema) = serde_json::from_str::<serde_json::Value>(&info.json_schema) else {
+            return Vec::new();
+        };
+        let Some(fields) = super::check::listed_fields(&stream_schema) else {
+            return Vec::new();
+        };
+        super::check::target_errors(
+            &targets,
+            &fields,
+            at,
+            &format!("{} `{stream}`", pipeline.destination.connection),
+        )
+    }
+
+    /// Whether a saved pipeline has a cursor or has run (so it has links).
+    fn has_history(&self, row: &PipelineRow) -> Result<bool, SyncError> {
+        if row.state.is_some() || row.destination_state.is_some() {
+            return Ok(true);
+        }
+        let runs = self.store.runs(&super::store::RunFilter {
+            pipeline: Some(row.pipeline.name.clone()),
+            status: None,
+            limit: 1,
+        })?;
+        Ok(!runs.is_empty())
     }
 
     fn open_mapper(
@@ -327,6 +495,14 @@ impl Engine {
         pipeline: &str,
         step: &super::pipeline::MapperStep,
     ) -> Result<MapperPlugin, SyncError> {
+        self.open_mapper_manifest(pipeline, step).map(|(m, _)| m)
+    }
+
+    fn open_mapper_manifest(
+        &self,
+        pipeline: &str,
+        step: &super::pipeline::MapperStep,
+    ) -> Result<(MapperPlugin, crate::bundle::manifest::Manifest), SyncError> {
         let (row, loaded) = match &step.version {
             Some(v) => self.registry.load_version(&step.plugin, v)?,
             None => self.registry.load_active(&step.plugin)?,
@@ -354,11 +530,12 @@ impl Engine {
             secrets: Default::default(),
             kv: None,
         };
-        MapperPlugin::open(&loaded, sandbox).map_err(|e| SyncError::Mapper {
+        let mapper = MapperPlugin::open(&loaded, sandbox).map_err(|e| SyncError::Mapper {
             pipeline: pipeline.to_string(),
             plugin: step.plugin.clone(),
             reason: e.to_string(),
-        })
+        })?;
+        Ok((mapper, manifest))
     }
 
     pub(super) fn lock(&self, pipeline: &str) -> Result<RunLock, SyncError> {
