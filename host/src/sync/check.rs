@@ -271,14 +271,21 @@ pub fn targets(schema: &Value, config: &Value) -> Vec<Target> {
     out
 }
 
-/// The fields a destination stream's schema lists (`None`: it lists
-/// none, so there is nothing to check against). A stream that also takes
-/// other fields (`additionalProperties`, e.g. the canonical models'
-/// `extra`) is still checked: such fields reach no column the connector
-/// knows, which is how a misspelled target dropped a field silently.
+/// The fields a destination stream's schema lists, unless it declares
+/// what other fields it writes: `None` (nothing to check) when it has no
+/// `properties`, or when its `additionalProperties` is a non-empty schema
+/// — a connector's deliberate statement that any field of that shape is
+/// written (HubSpot: any property of the account). `true`, `{}`, `false`
+/// or none are checked: `true` is what a catch-all such as the canonical
+/// models' `extra` produces, and a target that lands there reaches no
+/// column the connector knows — how a misspelled target dropped a field
+/// silently.
 pub fn listed_fields(stream_schema: &Value) -> Option<Vec<&str>> {
     let properties = stream_schema.get("properties")?.as_object()?;
-    Some(properties.keys().map(String::as_str).collect())
+    match stream_schema.get("additionalProperties") {
+        Some(Value::Object(declared)) if !declared.is_empty() => None,
+        _ => Some(properties.keys().map(String::as_str).collect()),
+    }
 }
 
 /// Why each target is not a field of the destination stream.
@@ -428,9 +435,17 @@ mod tests {
     }
 
     #[test]
-    fn only_a_listed_field_set_is_checked() {
-        let schema = json!({"properties": {"a": {}}, "additionalProperties": true});
-        assert_eq!(listed_fields(&schema), Some(vec!["a"]));
+    fn fields_are_checked_unless_the_stream_declares_its_other_fields() {
+        assert_eq!(
+            listed_fields(&json!({"properties": {"a": {}}})),
+            Some(vec!["a"])
+        );
+        for closed in [json!(false), json!(true), json!({})] {
+            let schema = json!({"properties": {"a": {}}, "additionalProperties": closed});
+            assert_eq!(listed_fields(&schema), Some(vec!["a"]), "{schema}");
+        }
+        let open = json!({"properties": {"a": {}}, "additionalProperties": {"type": "string"}});
+        assert_eq!(listed_fields(&open), None);
         assert_eq!(listed_fields(&json!({"type": "object"})), None);
     }
 }
