@@ -198,3 +198,36 @@ async fn changing_the_entity_of_a_synced_pipeline_needs_reset() {
     assert_eq!(row.pipeline.entity, "person");
     assert_eq!(row.state, None, "reset with the apply");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapper_without_a_schema_still_checks_its_config_at_apply() {
+    // The kit's test mapper is packed without `config_schema`, as every
+    // mapper installed before mappers shipped one.
+    let kit = Kit::new(tinycrm::seed(1), Default::default(), 10).await;
+    let dir = kit.dir.path();
+    let step = |config: &str| {
+        format!("[[mappers]]\nplugin = \"acme/test-mapper\"\nconfig = {{ {config} }}\n")
+    };
+    let good = file(
+        dir,
+        "good.toml",
+        &pipeline("a-to-b", "", &step("drop = [\"phone\"]")),
+    );
+    ok(apply(dir, &good, &[]));
+    let bad = file(
+        dir,
+        "bad.toml",
+        &pipeline("a-to-b", "", &step("dorp = [\"phone\"]")),
+    );
+    let e = fails(apply(dir, &bad, &[]));
+    assert!(
+        e.contains("mappers[0].config: acme/test-mapper@1.0.0 refused it") && e.contains("dorp"),
+        "{e}"
+    );
+    let saved = kit.db.pipeline("a-to-b").unwrap().unwrap().pipeline;
+    assert_eq!(
+        saved.mappers[0].config,
+        json!({"drop": ["phone"]}),
+        "the previous definition stays"
+    );
+}
