@@ -382,12 +382,24 @@ impl Engine {
             }
             // The mapper's own checks (those a schema cannot say) run on
             // any batch, so an empty one finds them without a record.
-            if let Err(e) = mapper
+            match mapper
                 .map(&step.config.to_string(), &[])
                 .await
                 .into_result()
             {
-                problems.push(format!("{at}: {} refused it: {e}", mapper.plugin()));
+                Ok(_) => {}
+                // What the mapper answered: its verdict on the config.
+                Err(e @ crate::error::PluginError::Guest { .. }) => {
+                    problems.push(format!("{at}: {} refused it: {e}", mapper.plugin()));
+                }
+                // A limit, trap or crash: the mapper cannot run here at
+                // all, whatever its config; every run would fail the same.
+                Err(e) => {
+                    problems.push(format!(
+                        "mappers[{i}].plugin: {} cannot run even an empty batch: {e}",
+                        mapper.plugin()
+                    ));
+                }
             }
             last_schema = (i + 1 == pipeline.mappers.len())
                 .then_some(manifest.config_schema)
