@@ -5,6 +5,7 @@
 //! committed in one transaction, so a run killed at any instant resumes from
 //! the last committed page with nothing lost and nothing written twice.
 
+mod apply;
 pub mod bounds;
 pub mod check;
 mod commit;
