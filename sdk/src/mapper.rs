@@ -10,6 +10,27 @@ use crate::{Error, Record};
 /// with [`export_mapper!`](crate::export_mapper). Return
 /// [`Error::Rejected`] from `map` only when the whole batch is unusable; to
 /// drop one bad record, leave it out and log why.
+///
+/// # Config schema, checked at `pipeline apply`
+///
+/// The `mapper` world has no `spec()`, so a mapper ships its config's JSON
+/// Schema as a file its `nexo-plugin.toml` names (`config_schema =
+/// "config.schema.json"`); `nexo plugin pack` checks it is a valid JSON
+/// Schema and signs it into the manifest. Generate it from the config
+/// type with [`schema_of`](crate::schema_of) and keep a test that the file
+/// equals it. At `pipeline apply` the host validates each step's config
+/// against it, then calls `map` once with an empty batch, so checks done
+/// while parsing or at the start of `map` surface at apply too.
+///
+/// A property whose config entries name OUTPUT fields carries the
+/// keyword `"x-nexo-target"`: `"keys"` (an object whose keys are output
+/// fields), `"values"` (an object whose string values are), or `"items"`
+/// (an array of them); with schemars,
+/// `#[schemars(extend("x-nexo-target" = "values"))]`. For a pipeline's
+/// last mapper the host checks those fields (the first segment of a dotted
+/// path) against the destination stream's listed `properties`, unless the
+/// stream's `additionalProperties` is a schema declaring the other fields
+/// it takes.
 pub trait Mapper {
     /// The mapper's configuration (JSON), parsed before `map` runs.
     type Config: DeserializeOwned;

@@ -67,12 +67,14 @@ pub async fn install_shipped(registry: &Registry, key: &SecretKey, folder: &str,
         .join("../plugins")
         .join(folder)
         .join("nexo-plugin.toml");
-    let manifest = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let review = registry
-        .review(bundle(key, &manifest, wasm).await, "bundle", false, None)
+    // As `nexo plugin pack` reads it: with the config schema file it names.
+    let src = ManifestSource::read(&path).unwrap_or_else(|e| panic!("{e}"));
+    let bytes = pack(runtime(), src, std::fs::read(wasm).unwrap(), Some(key))
         .await
+        .unwrap()
+        .to_bytes()
         .unwrap();
+    let review = registry.review(bytes, "bundle", false, None).await.unwrap();
     let grant = grant_all(review.to_grant());
     registry.install(review, &grant).unwrap();
 }

@@ -36,6 +36,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("hubspot", programs::HUBSPOT),
     ("xero", programs::XERO),
     ("deal-to-invoice", programs::DEAL_TO_INVOICE),
+    ("field-mapper", programs::FIELD_MAPPER),
 ];
 
 /// A data directory with the shipped plugins installed and the engine.
@@ -53,7 +54,7 @@ pub struct Host {
 
 impl Host {
     /// A fresh host with the Tryton, HubSpot and Xero connectors and the
-    /// deal-to-invoice mapper installed.
+    /// deal-to-invoice and field-mapper mappers installed.
     pub async fn new() -> Host {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open(&dir.path().join("nexo.db")).unwrap();

@@ -190,6 +190,7 @@ async fn a_spec_that_turns_greedy_after_install_reaches_only_what_was_approved()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mapper_runs_within_the_memory_its_manifest_asked_for() {
     use nexo::sync::RunOptions;
+    use nexo::sync::store::SyncStore;
     use nexo_tests::synckit::{Kit, pipeline};
     use nexo_tests::tinycrm;
     // The engine's limit is 64 MiB; this mapper's signed manifest asks for
@@ -217,12 +218,29 @@ async fn a_mapper_runs_within_the_memory_its_manifest_asked_for() {
         .unwrap();
     let grant = grant_all(review.to_grant());
     kit.registry.install(review, &grant).unwrap();
-    kit.apply(&pipeline(
-        "small",
-        "",
-        "[[mappers]]\nplugin = \"acme/small-mapper\"\nconfig = {}",
-    ))
-    .await;
+    // Apply calls the mapper once with an empty batch, in the sandbox a
+    // run gives it: held to 1 MiB, it cannot run, and apply says so.
+    let p = nexo::sync::Pipeline::from_toml(
+        &pipeline(
+            "small",
+            "",
+            "[[mappers]]\nplugin = \"acme/small-mapper\"\nconfig = {}",
+        ),
+        "small.toml",
+    )
+    .unwrap();
+    let err = kit
+        .engine
+        .apply(&p)
+        .await
+        .expect_err("the mapper is held to 1 MiB");
+    assert!(
+        err.to_string().contains("mappers[0].plugin")
+            && err.to_string().contains("exceeded its 1 MiB memory limit"),
+        "{err}"
+    );
+    // A definition saved before (by an older host) fails its run the same way.
+    kit.db.save_pipeline(&p).unwrap();
     let err = kit
         .engine
         .run("small", RunOptions::default())

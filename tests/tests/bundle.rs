@@ -164,6 +164,55 @@ async fn pack_refuses_a_manifest_that_lies_about_the_component() {
     ));
 }
 
+#[tokio::test]
+async fn a_mappers_config_schema_file_is_checked_and_signed_into_its_manifest() {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/deal-to-invoice/nexo-plugin.toml");
+    let component = std::fs::read(programs::DEAL_TO_INVOICE).unwrap();
+    let source = ManifestSource::read(&shipped).unwrap();
+    let file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(shipped.with_file_name("config.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let bundle = pack(runtime(), source.clone(), component.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(bundle.manifest.config_schema.as_ref(), Some(&file));
+
+    // Not a JSON Schema: refused, naming the file.
+    let mut bad = source.clone();
+    bad.config_schema_json = Some(serde_json::json!({"type": 5}));
+    let err = pack(runtime(), bad, component.clone(), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("config schema config.schema.json is not a valid JSON Schema"),
+        "{err}"
+    );
+    // Named but never read (parsed as bare TOML): refused, not dropped.
+    let mut unread = source;
+    unread.config_schema_json = None;
+    let err = pack(runtime(), unread, component, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("was not read"), "{err}");
+    // A connector's schema comes from spec(), never from a file.
+    let mut connector = crm_manifest();
+    connector.config_schema = Some("schema.json".into());
+    let err = pack(
+        runtime(),
+        connector,
+        std::fs::read(programs::EXAMPLE_CRM).unwrap(),
+        None,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("remove `config_schema`"), "{err}");
+}
+
 #[test]
 fn corrupt_files_and_future_formats_get_their_own_errors() {
     let err = Bundle::parse(

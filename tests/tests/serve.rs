@@ -473,6 +473,42 @@ async fn the_admin_api_needs_a_token_and_shows_and_acts_on_everything() {
     assert_eq!(resp.status(), 400);
     assert!(resp.text().await.unwrap().contains("path says `other`"));
 
+    // A new entity for a pipeline that has run: refused (its cursor and
+    // links would carry over), accepted with `reset=true`, cursor reset.
+    let renamed =
+        pipeline("api-sync", "", "").replace("entity = \"contact\"", "entity = \"person\"");
+    let resp = http
+        .put(format!("{url}/api/pipelines/api-sync"))
+        .bearer_auth("nexo_test_token_1")
+        .body(renamed.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("entity `contact` → `person`") && text.contains("reset=true"),
+        "{text}"
+    );
+    assert!(
+        kit.db
+            .pipeline("api-sync")
+            .unwrap()
+            .unwrap()
+            .state
+            .is_some()
+    );
+    let resp = http
+        .put(format!("{url}/api/pipelines/api-sync?reset=true"))
+        .bearer_auth("nexo_test_token_1")
+        .body(renamed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let row = kit.db.pipeline("api-sync").unwrap().unwrap();
+    assert_eq!((row.pipeline.entity.as_str(), row.state), ("person", None));
+
     // Pause and resume.
     let paused: Value = http
         .post(format!("{url}/api/pipelines/api-sync/pause"))

@@ -172,6 +172,36 @@ fn product(sku: &str, name: &str, price: &str) -> Value {
     json!({"sku": sku, "name": name, "unit_price": price, "description": format!("{name}, by the hour")})
 }
 
+// ---- a wrong database in the base URL ----------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_database_in_the_base_url_is_named_with_the_field_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let c = connector(&server).await;
+    let mut cfg = server.connector_config(50);
+    cfg["base_url"] = json!(format!("{}/nexo-prod", server.origin()));
+    let cfg = cfg.to_string();
+    let e = c.check(&cfg).await.into_result().unwrap_err().to_string();
+    let expected = "field `base_url`: Tryton at";
+    assert!(e.contains(expected), "expected `{expected}` in: {e}");
+    assert!(e.contains("has no database `nexo-prod`"), "{e}");
+    assert!(!e.contains("no company"), "{e}");
+    // A run says the same on its first read or write.
+    let e = c
+        .read(&cfg, "invoices", None)
+        .await
+        .into_result()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("has no database `nexo-prod`"), "{e}");
+    // The right database still checks.
+    c.check(&server.connector_config(50).to_string())
+        .await
+        .into_result()
+        .unwrap();
+}
+
 // ---- (c) writes: idempotent creates, updates, Tryton's refusals ------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -159,6 +159,55 @@ pub struct ManifestSource {
     /// What it asks for; must match what the component declares.
     #[serde(default)]
     pub capabilities: Capabilities,
+    /// Mappers: the JSON Schema file of the config, relative to this
+    /// manifest (e.g. `config.schema.json`). The packer checks it is a
+    /// valid JSON Schema and signs it into the manifest, so `pipeline
+    /// apply` validates each mapper step's config against it. Connectors
+    /// give theirs through `spec()` instead.
+    #[serde(default)]
+    pub config_schema: Option<std::path::PathBuf>,
+    /// The schema file's JSON, read by [`ManifestSource::read`].
+    #[serde(skip)]
+    pub config_schema_json: Option<serde_json::Value>,
+}
+
+impl ManifestSource {
+    /// Read `nexo-plugin.toml` and the config schema file it names (both
+    /// at most [`MAX_MANIFEST_BYTES`]).
+    pub fn read(path: &std::path::Path) -> Result<Self, String> {
+        let text = read_capped(path)?;
+        let mut source: ManifestSource = toml::from_str(&text)
+            .map_err(|e| format!("manifest {} is not valid: {e}", path.display()))?;
+        if let Some(file) = &source.config_schema {
+            let file = path
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join(file);
+            let text = read_capped(&file)?;
+            source.config_schema_json = Some(serde_json::from_str(&text).map_err(|e| {
+                format!(
+                    "config schema {} (named by `config_schema` in {}) is not JSON: {e}",
+                    file.display(),
+                    path.display()
+                )
+            })?);
+        }
+        Ok(source)
+    }
+}
+
+fn read_capped(path: &std::path::Path) -> Result<String, String> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .len();
+    if size > MAX_MANIFEST_BYTES {
+        return Err(format!(
+            "{} is {size} bytes; it may be at most {} KiB",
+            path.display(),
+            MAX_MANIFEST_BYTES >> 10
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 /// The component's digest, as signed.
@@ -197,7 +246,9 @@ pub struct Manifest {
     pub homepage: Option<String>,
     /// What it asks for.
     pub capabilities: Capabilities,
-    /// JSON Schema of its config (connectors).
+    /// JSON Schema of its config: a connector's from its `spec()`, a
+    /// mapper's from the file its `nexo-plugin.toml` names (none for
+    /// mappers packed before mappers shipped one).
     #[serde(default)]
     pub config_schema: Option<serde_json::Value>,
     /// The component it ships.

@@ -450,6 +450,28 @@ pub fn spec_differences(
     Ok(differences)
 }
 
+/// A mapper's config schema as its manifest source names it: read (by
+/// [`ManifestSource::read`]) and a valid JSON Schema.
+fn mapper_schema(source: &ManifestSource) -> Result<Option<serde_json::Value>, BundleError> {
+    let Some(file) = &source.config_schema else {
+        return Ok(None);
+    };
+    let Some(schema) = &source.config_schema_json else {
+        return Err(BundleError::InvalidManifest(format!(
+            "`config_schema = {:?}` was not read; read the manifest with ManifestSource::read (as `nexo plugin pack` does)",
+            file.display().to_string()
+        )));
+    };
+    jsonschema::meta::validate(schema).map_err(|e| {
+        BundleError::InvalidManifest(format!(
+            "config schema {} is not a valid JSON Schema: {e} (at {})",
+            file.display(),
+            e.instance_path()
+        ))
+    })?;
+    Ok(Some(schema.clone()))
+}
+
 /// Build a bundle from the vendor's manifest and component: check the
 /// manifest against what the component is and declares, complete it (WIT
 /// version, SDK, config schema, digest) and sign it (unless `key` is `None`).
@@ -502,8 +524,14 @@ pub async fn pack(
                     .into(),
             );
         }
-        None
+        mapper_schema(&source)?
     };
+    if kind == Kind::Connector && source.config_schema.is_some() {
+        differences.push(
+            "a connector's config schema comes from its spec(); remove `config_schema` from the manifest"
+                .into(),
+        );
+    }
     if !differences.is_empty() {
         return Err(BundleError::ManifestMismatch(differences));
     }

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 
 use nexo::Runtime;
 use nexo::bundle::keys::{PublicKey, SecretKey};
-use nexo::bundle::manifest::{MAX_MANIFEST_BYTES, ManifestSource};
+use nexo::bundle::manifest::ManifestSource;
 use nexo::bundle::{Bundle, Signer};
 use nexo::safe_text::SafeText;
 use nexo::store::Database;
@@ -50,20 +50,7 @@ pub(crate) async fn pack(
     key: Option<&Path>,
     out: &Path,
 ) -> Result<()> {
-    let size = std::fs::metadata(manifest)
-        .with_context(|| format!("cannot read {}", manifest.display()))?
-        .len();
-    if size > MAX_MANIFEST_BYTES {
-        bail!(
-            "manifest {} is {size} bytes; a manifest may be at most {} KiB",
-            manifest.display(),
-            MAX_MANIFEST_BYTES >> 10
-        );
-    }
-    let text = std::fs::read_to_string(manifest)
-        .with_context(|| format!("cannot read {}", manifest.display()))?;
-    let source: ManifestSource = toml::from_str(&text)
-        .with_context(|| format!("manifest {} is not valid", manifest.display()))?;
+    let source = ManifestSource::read(manifest).map_err(anyhow::Error::msg)?;
     let bytes =
         std::fs::read(component).with_context(|| format!("cannot read {}", component.display()))?;
     let key = key.map(SecretKey::read).transpose()?;

@@ -16,7 +16,7 @@ use nexo::registry::Registry;
 use nexo::safe_text::{SafeText, safe_json};
 use nexo::store::sealed::Sealer;
 use nexo::sync::store::{Counts, RunFilter, SyncStore};
-use nexo::sync::{Engine, Pipeline, RunOptions, Side};
+use nexo::sync::{ApplyOptions, Engine, Pipeline, RunOptions, Side};
 
 use super::call::read_text;
 
@@ -27,6 +27,12 @@ pub(crate) enum PipelineCommand {
     Apply {
         /// The pipeline file.
         file: PathBuf,
+        /// Accept a change of the pipeline's entity or of its source or
+        /// destination connection or stream, and reset its cursor in the
+        /// same step (as `nexo pipeline reset`): without it such a change
+        /// of a pipeline that has run is refused.
+        #[arg(long)]
+        reset: bool,
     },
     /// List pipelines.
     List,
@@ -190,11 +196,13 @@ pub(crate) fn counts_line(c: &Counts) -> String {
 pub(crate) async fn pipeline(engine: &Engine, cmd: PipelineCommand) -> Result<()> {
     let store = engine.store();
     match cmd {
-        PipelineCommand::Apply { file } => {
+        PipelineCommand::Apply { file, reset } => {
             let text = read_text(&file)?;
-            let pipeline = Pipeline::from_toml(&text, &file.display().to_string())?;
+            // `apply` checks it (connections first, so a misspelled one is
+            // named as such).
+            let pipeline = Pipeline::parse_toml(&text, &file.display().to_string())?;
             let existed = store.pipeline(&pipeline.name)?.is_some();
-            engine.apply(&pipeline).await?;
+            engine.apply_with(&pipeline, ApplyOptions { reset }).await?;
             println!(
                 "{} pipeline {}: {}/{} → {}/{}",
                 if existed { "updated" } else { "created" },
@@ -204,6 +212,9 @@ pub(crate) async fn pipeline(engine: &Engine, cmd: PipelineCommand) -> Result<()
                 pipeline.destination.connection,
                 pipeline.destination.stream
             );
+            if reset && existed {
+                println!("reset {}: the next run reads everything", pipeline.name);
+            }
         }
         PipelineCommand::List => {
             let rows = store.pipelines()?;

@@ -21,7 +21,7 @@ use crate::sandbox::redact;
 use crate::store::StoreError;
 use crate::store::connections::{ConnectionGrants, Environment};
 use crate::sync::store::RunFilter;
-use crate::sync::{Pipeline, RunOptions, Side, SyncError};
+use crate::sync::{ApplyOptions, Pipeline, PipelineError, RunOptions, Side, SyncError};
 
 /// An API error: status and a message for a person.
 #[derive(Debug)]
@@ -58,9 +58,10 @@ impl From<SyncError> for ApiError {
     fn from(e: SyncError) -> Self {
         let status = match &e {
             SyncError::UnknownPipeline(_) | SyncError::UnknownRun(_) => StatusCode::NOT_FOUND,
-            SyncError::Paused(_) | SyncError::Busy(_) | SyncError::NotRunning { .. } => {
-                StatusCode::CONFLICT
-            }
+            SyncError::Paused(_)
+            | SyncError::Busy(_)
+            | SyncError::NotRunning { .. }
+            | SyncError::Pipeline(PipelineError::NeedsReset { .. }) => StatusCode::CONFLICT,
             SyncError::Pipeline(_) | SyncError::Queue(_) | SyncError::Stream { .. } => {
                 StatusCode::BAD_REQUEST
             }
@@ -334,19 +335,31 @@ async fn pipeline(State(app): State<Arc<App>>, Path(name): Path<String>) -> ApiR
     Ok(Json(view))
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyQuery {
+    /// Accept an identity change and reset the cursor (`--reset`).
+    #[serde(default)]
+    reset: bool,
+}
+
 async fn put_pipeline(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
+    Query(q): Query<ApplyQuery>,
     body: String,
 ) -> ApiResult {
-    let pipeline = Pipeline::from_toml(&body, "<request body>").map_err(SyncError::from)?;
+    // `apply` checks it, connections first.
+    let pipeline = Pipeline::parse_toml(&body, "<request body>").map_err(SyncError::from)?;
     if pipeline.name != name {
         return Err(ApiError::bad(format!(
             "the definition names pipeline `{}` but the path says `{name}`",
             pipeline.name
         )));
     }
-    app.engine.apply(&pipeline).await?;
+    app.engine
+        .apply_with(&pipeline, ApplyOptions { reset: q.reset })
+        .await?;
     app.scheduler.wake();
     pipeline_view(&app, &name)
 }

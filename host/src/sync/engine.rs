@@ -1,9 +1,8 @@
-//! The engine's front door: `apply` (validate and save a definition), and
-//! `run` — open the pipeline's connections and mappers, take the
+//! The engine's front door: `apply` (validate and save a definition; in
+//! `apply.rs`), and `run` — open the pipeline's connections and mappers, take the
 //! per-pipeline lock that keeps runs from overlapping, hand the run to its
 //! driver, and record how it ended.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use super::SyncError;
 use super::content::{FieldChange, SystemFields};
 use super::driver::Driver;
 use super::gate::Gate;
-use super::pipeline::{Pipeline, PipelineError};
+use super::pipeline::Pipeline;
 use super::store::{Counts, PipelineRow, RunId, RunRow, RunStatus, SyncStore};
 use crate::PluginRef;
 use crate::connections::Connections;
@@ -62,6 +61,15 @@ impl std::fmt::Debug for RunOptions {
             .field("dry_run", &self.dry_run)
             .finish_non_exhaustive()
     }
+}
+
+/// How to apply.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// Accept a change of a saved pipeline's identity (entity, source or
+    /// destination connection or stream) and reset its cursor in the same
+    /// step, as `nexo pipeline reset` does.
+    pub reset: bool,
 }
 
 /// One change a dry run would make.
@@ -209,117 +217,9 @@ impl Engine {
         &self.connections
     }
 
-    /// `schedule.after` must name other saved pipelines and must not close a
-    /// loop (A after B after A would run forever).
-    fn check_after(&self, pipeline: &Pipeline) -> Result<(), String> {
-        if pipeline.schedule.after.is_empty() {
-            return Ok(());
-        }
-        let mut after: HashMap<String, Vec<String>> = self
-            .store
-            .pipelines()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|row| (row.pipeline.name, row.pipeline.schedule.after))
-            .collect();
-        after.insert(pipeline.name.clone(), pipeline.schedule.after.clone());
-        for first in &pipeline.schedule.after {
-            if !after.contains_key(first) {
-                return Err(format!(
-                    "no pipeline named `{first}`; apply it first (see `nexo pipeline list`)"
-                ));
-            }
-        }
-        // Walk what this pipeline waits for; reaching it again is a loop.
-        let mut path = vec![pipeline.name.clone()];
-        let mut stack: Vec<(String, usize)> = vec![(pipeline.name.clone(), 0)];
-        while let Some((name, next)) = stack.pop() {
-            let Some(up) = after.get(&name).and_then(|list| list.get(next)).cloned() else {
-                path.pop();
-                continue;
-            };
-            stack.push((name, next + 1));
-            if up == pipeline.name {
-                path.push(up);
-                return Err(format!(
-                    "would make a loop: {} (each runs after the next)",
-                    path.join(" → ")
-                ));
-            }
-            if !path.contains(&up) {
-                path.push(up.clone());
-                stack.push((up, 0));
-            }
-        }
-        Ok(())
-    }
-
     /// The store.
     pub fn store(&self) -> &Arc<dyn SyncStore> {
         &self.store
-    }
-
-    /// Validate a definition against the installed connections and plugins,
-    /// then save it. Nothing is saved on any error.
-    pub async fn apply(&self, pipeline: &Pipeline) -> Result<(), SyncError> {
-        pipeline.check()?;
-        let invalid = |field: &str, message: String| PipelineError::Invalid {
-            name: pipeline.name.clone(),
-            field: field.to_string(),
-            message,
-        };
-        self.check_after(pipeline)
-            .map_err(|message| invalid("schedule.after", message))?;
-        let mut environment = None;
-        for (field, end) in [
-            ("source", &pipeline.source),
-            ("destination", &pipeline.destination),
-        ] {
-            let row = self
-                .connections
-                .get(&end.connection)
-                .map_err(|e| invalid(&format!("{field}.connection"), e.to_string()))?;
-            match environment {
-                None => environment = Some(row.environment),
-                Some(env) if env != row.environment => {
-                    return Err(invalid(
-                        "destination.connection",
-                        format!(
-                            "`{}` is a {} connection but the source is {}: a pipeline stays inside one environment",
-                            end.connection,
-                            row.environment.as_str(),
-                            env.as_str()
-                        ),
-                    )
-                    .into());
-                }
-                Some(_) => {}
-            }
-            let (_, plugin) = self
-                .connections
-                .open(&end.connection, self.limits.clone())
-                .await
-                .map_err(|e| invalid(&format!("{field}.connection"), e.to_string()))?;
-            if !plugin.spec().streams.iter().any(|s| s == &end.stream) {
-                return Err(invalid(
-                    &format!("{field}.stream"),
-                    format!(
-                        "{} has no stream `{}` (it has: {})",
-                        plugin.plugin(),
-                        end.stream,
-                        plugin.spec().streams.join(", ")
-                    ),
-                )
-                .into());
-            }
-        }
-        for (i, step) in pipeline.mappers.iter().enumerate() {
-            self.open_mapper(&pipeline.name, step)
-                .map_err(|e| invalid(&format!("mappers[{i}].plugin"), e.to_string()))?;
-        }
-        self.store.save_pipeline(pipeline)?;
-        tracing::info!(pipeline = %pipeline.name, "pipeline saved");
-        Ok(())
     }
 
     fn open_mapper(
@@ -327,6 +227,14 @@ impl Engine {
         pipeline: &str,
         step: &super::pipeline::MapperStep,
     ) -> Result<MapperPlugin, SyncError> {
+        self.open_mapper_manifest(pipeline, step).map(|(m, _)| m)
+    }
+
+    pub(super) fn open_mapper_manifest(
+        &self,
+        pipeline: &str,
+        step: &super::pipeline::MapperStep,
+    ) -> Result<(MapperPlugin, crate::bundle::manifest::Manifest), SyncError> {
         let (row, loaded) = match &step.version {
             Some(v) => self.registry.load_version(&step.plugin, v)?,
             None => self.registry.load_active(&step.plugin)?,
@@ -354,11 +262,12 @@ impl Engine {
             secrets: Default::default(),
             kv: None,
         };
-        MapperPlugin::open(&loaded, sandbox).map_err(|e| SyncError::Mapper {
+        let mapper = MapperPlugin::open(&loaded, sandbox).map_err(|e| SyncError::Mapper {
             pipeline: pipeline.to_string(),
             plugin: step.plugin.clone(),
             reason: e.to_string(),
-        })
+        })?;
+        Ok((mapper, manifest))
     }
 
     pub(super) fn lock(&self, pipeline: &str) -> Result<RunLock, SyncError> {
@@ -462,7 +371,7 @@ impl Engine {
         })
     }
 
-    async fn stream_info(
+    pub(super) async fn stream_info(
         &self,
         pipeline: &str,
         plugin: &ConnectorPlugin,

@@ -5,7 +5,9 @@
 //! committed in one transaction, so a run killed at any instant resumes from
 //! the last committed page with nothing lost and nothing written twice.
 
+mod apply;
 pub mod bounds;
+pub mod check;
 mod commit;
 pub mod content;
 mod delivery;
@@ -24,7 +26,7 @@ pub mod store;
 
 pub use bounds::{LimitHit, RunLimits};
 pub use engine::{
-    Engine, PlannedChange, Progress, RunOptions, RunReport, StopSignal, request_stop,
+    ApplyOptions, Engine, PlannedChange, Progress, RunOptions, RunReport, StopSignal, request_stop,
 };
 pub use pipeline::{ConflictPolicy, DeletePolicy, Pipeline, PipelineError, SyncMode};
 pub use queue::Side;

@@ -261,6 +261,27 @@ pub enum PipelineError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// Checks against the installed plugins and connections failed; each
+    /// problem starts with the field's path (`mappers[0].config.status: …`).
+    #[error("pipeline `{name}`: {}", problems.join("; "))]
+    Problems {
+        /// Pipeline name.
+        name: String,
+        /// One line per problem.
+        problems: Vec<String>,
+    },
+    /// The new definition changes what the saved cursor and links belong to.
+    #[error(
+        "pipeline `{name}`: {} changed while it has a saved cursor or sync history; the old cursor and links would carry over to the new {}. Re-apply with `--reset` (API: `?reset=true`) to save it and reset its cursor, so the next run reads everything again (records already in sync are recognised and not written)",
+        changes.join(", "),
+        if changes.len() == 1 { "identity" } else { "identities" }
+    )]
+    NeedsReset {
+        /// Pipeline name.
+        name: String,
+        /// What changed (`entity `invoice` → `bill``).
+        changes: Vec<String>,
+    },
 }
 
 fn invalid(p: &Pipeline, field: &str, message: impl Into<String>) -> PipelineError {
@@ -274,6 +295,16 @@ fn invalid(p: &Pipeline, field: &str, message: impl Into<String>) -> PipelineErr
 impl Pipeline {
     /// Parse and check a pipeline from TOML text (`file` names it in errors).
     pub fn from_toml(text: &str, file: &str) -> Result<Self, PipelineError> {
+        let p = Self::parse_toml(text, file)?;
+        p.check()?;
+        Ok(p)
+    }
+
+    /// Parse a pipeline from TOML text without [`Pipeline::check`]: for
+    /// callers that hand it to `Engine::apply`, which checks the
+    /// connections first (a misspelled connection is named as such, not
+    /// blamed on a field that refers to it) and then everything else.
+    pub fn parse_toml(text: &str, file: &str) -> Result<Self, PipelineError> {
         let de = toml::Deserializer::parse(text).map_err(|e| PipelineError::Syntax {
             file: file.to_string(),
             message: e.to_string(),
@@ -283,7 +314,6 @@ impl Pipeline {
                 file: file.to_string(),
                 message: format!("field `{}`: {}", e.path(), e.inner()),
             })?;
-        p.check()?;
         Ok(p)
     }
 

@@ -9,8 +9,9 @@ use nexo_sdk::model::{Address, Contact, Entity, ExternalRef, PartyRole};
 use nexo_sdk::prelude::*;
 use serde::Deserialize;
 
-/// Mapper configuration.
-#[derive(Debug, Default, Deserialize)]
+/// Mapper configuration. Its JSON Schema ships as `config.schema.json`
+/// (named in `nexo-plugin.toml`), checked at `pipeline apply`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Name of the source system in external references, default `crm`.

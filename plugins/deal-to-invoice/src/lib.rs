@@ -61,7 +61,30 @@ pub enum OnError {
     Skip,
 }
 
-/// Mapper configuration.
+/// Schema stand-in for a percentage written as a decimal string (`"20"`,
+/// `"7.7"`): the config takes only strings, so a rate is never a float.
+struct PercentString;
+
+impl JsonSchema for PercentString {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PercentString".into()
+    }
+
+    fn json_schema(_: &mut nexo_sdk::schemars::SchemaGenerator) -> nexo_sdk::schemars::Schema {
+        nexo_sdk::schemars::json_schema!({
+            "type": "string",
+            "pattern": r"^-?[0-9]+(\.[0-9]+)?$",
+            "examples": ["20"]
+        })
+    }
+}
+
+/// Mapper configuration. Its JSON Schema ships as `config.schema.json`
+/// (named in `nexo-plugin.toml`), checked at `pipeline apply`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -81,7 +104,7 @@ pub struct Config {
     /// Tax rate in percent for line items without `hs_tax_rate` and for
     /// deals without line items, e.g. `"20"`; default `"0"`.
     #[serde(default, with = "rust_decimal::serde::str_option")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<PercentString>")]
     pub default_tax_rate: Option<Decimal>,
     /// Revenue account code put on every line.
     #[serde(default)]

@@ -61,6 +61,12 @@ pub enum OnError {
 }
 
 /// The rules. Every field is optional; see the crate docs for the order.
+///
+/// Its JSON Schema ships as `config.schema.json` (named in
+/// `nexo-plugin.toml`). The properties whose values name OUTPUT fields
+/// carry `"x-nexo-target"` (`"keys"`, `"values"` or `"items"`), so
+/// `pipeline apply` checks them against the destination stream when this
+/// is a pipeline's last mapper.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -69,27 +75,34 @@ pub struct Config {
     pub filters: Vec<Filter>,
     /// 2. Source path → destination path.
     #[serde(default)]
+    #[schemars(extend("x-nexo-target" = "values"))]
     pub rename: BTreeMap<String, String>,
     /// 3. Path → value set when the field is absent or `null`.
     #[serde(default)]
+    #[schemars(extend("x-nexo-target" = "keys"))]
     pub defaults: BTreeMap<String, Value>,
     /// 4. Path → value table.
     #[serde(default)]
+    #[schemars(extend("x-nexo-target" = "keys"))]
     pub lookups: BTreeMap<String, Lookup>,
     /// 5. Path → conversion.
     #[serde(default)]
+    #[schemars(extend("x-nexo-target" = "keys"))]
     pub convert: BTreeMap<String, Conversion>,
     /// 6. Path → template text.
     #[serde(default)]
+    #[schemars(extend("x-nexo-target" = "keys"))]
     pub templates: BTreeMap<String, String>,
     /// 7. Paths to remove.
     #[serde(default)]
     pub drop: Vec<String>,
     /// 7. Paths to keep, all others removed (after `drop`); none: keep all.
     #[serde(default)]
+    #[schemars(extend("x-nexo-target" = "items"))]
     pub keep: Vec<String>,
     /// 8. Paths that must hold a value in the result.
     #[serde(default)]
+    #[schemars(extend("x-nexo-target" = "items"))]
     pub required: Vec<String>,
     /// Stream of the output records; default: the input record's stream.
     #[serde(default)]

@@ -172,6 +172,47 @@ impl Config {
         Ok(r)
     }
 
+    /// [`answer`], except that a 404 is first told apart: Tryton answers
+    /// 404 for a database it does not have (before it looks at the key),
+    /// which without this would read as a missing record or company.
+    fn answer(&self, response: Response, model: &str) -> Result<Value, Error> {
+        if response.status == 404 && self.database_missing() {
+            return Err(self.no_database());
+        }
+        answer(response, model)
+    }
+
+    /// Whether Tryton has no database at `base_url`'s path: a request
+    /// without the key gets 401 from a database that exists, 404 from one
+    /// that does not.
+    fn database_missing(&self) -> bool {
+        let Ok(url) = self.url("company.company") else {
+            return false;
+        };
+        let mut probe = Request::get(url).header("Accept", "application/json");
+        if let Some(ms) = self.timeout_ms {
+            probe = probe.timeout_ms(ms);
+        }
+        matches!(probe.send(), Ok(r) if r.status == 404)
+    }
+
+    fn no_database(&self) -> Error {
+        let base = self.base_url.trim_end_matches('/');
+        let (origin, database) = base
+            .strip_prefix("https://")
+            .map(|r| ("https://", r))
+            .or_else(|| base.strip_prefix("http://").map(|r| ("http://", r)))
+            .and_then(|(scheme, rest)| {
+                rest.split_once('/')
+                    .map(|(host, db)| (format!("{scheme}{host}"), db.to_string()))
+            })
+            .unwrap_or_else(|| (base.to_string(), String::new()));
+        Error::config(format!(
+            "field `base_url`: Tryton at {origin} has no database `{database}` (HTTP 404 for {base}); \
+             the URL's path must be the name of the Tryton database, e.g. {origin}/tryton"
+        ))
+    }
+
     /// Records matching a search.
     pub fn search(&self, s: &Search<'_>) -> Result<Vec<Value>, Error> {
         let mut req = self
@@ -186,7 +227,7 @@ impl Config {
         if let Some(limit) = s.limit {
             req = req.query("s", limit.to_string());
         }
-        let body = answer(req.send()?, s.model)?;
+        let body = self.answer(req.send()?, s.model)?;
         match body {
             Value::Array(rows) => Ok(rows),
             other => Err(Error::internal(format!(
@@ -202,7 +243,7 @@ impl Config {
         for f in fields {
             req = req.query("f", *f);
         }
-        answer(req.send()?, model)
+        self.answer(req.send()?, model)
     }
 
     /// Creates a record; its id.
@@ -211,7 +252,7 @@ impl Config {
             .request(Request::post, model)?
             .query("f", "id")
             .json(values)?;
-        let body = answer(req.send()?, model)?;
+        let body = self.answer(req.send()?, model)?;
         id_of(&body).ok_or_else(|| {
             Error::internal(format!(
                 "Tryton answered the create of a {model} without id"
@@ -225,13 +266,13 @@ impl Config {
             .request(Request::put, &format!("{model}/{id}"))?
             .query("f", "id")
             .json(values)?;
-        answer(req.send()?, model).map(drop)
+        self.answer(req.send()?, model).map(drop)
     }
 
     /// Deletes record `id`.
     pub fn delete(&self, model: &str, id: u64) -> Result<(), Error> {
         let req = self.request(Request::delete, &format!("{model}/{id}"))?;
-        answer(req.send()?, model).map(drop)
+        self.answer(req.send()?, model).map(drop)
     }
 
     /// Calls a button or RPC method on record `id`, e.g. `post`.
@@ -239,7 +280,7 @@ impl Config {
         let req = self
             .request(Request::post, &format!("{model}/{id}/{action}"))?
             .json(&json!({}))?;
-        answer(req.send()?, model).map(drop)
+        self.answer(req.send()?, model).map(drop)
     }
 }
 
