@@ -174,7 +174,7 @@ async fn a_pipeline_that_keeps_failing_is_paused_with_the_reason() {
     // Every write fails; one attempt each, so a run fails fast.
     kit.b.crm.lock().unwrap().fail_writes = usize::MAX;
     let mut p = kit.db.pipeline("doomed").unwrap().unwrap().pipeline;
-    p.retry.max_attempts = 1;
+    p.retry.max_attempts = Some(1);
     kit.engine.apply(&p).await.unwrap();
     let t0 = Utc::now();
     let clock = ManualClock::new(t0);

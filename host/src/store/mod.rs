@@ -113,6 +113,9 @@ const MIGRATIONS: &[&str] = &[
     sync::LINKS_PER_ENTITY,
     // 8: superseded counts and stop requests on runs
     sync::RUN_CONTROL,
+    // wt-runs helper (issue 15), appended last: the lead renumbers at merge.
+    // Retry windows for pipelines saved before them.
+    sync::RUN_OUTAGES,
 ];
 
 /// The database. Cheap to clone.

@@ -48,6 +48,15 @@ pub(super) const RUN_CONTROL: &str = "
     ALTER TABLE runs ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// Migration added by the wt-runs helper (issue 15; the lead renumbers it
+/// at merge): pipelines saved before the retry window carry the old
+/// default `max_attempts = 5`, which would cap the window at a few
+/// seconds; it is dropped so they retry for the default window.
+pub(super) const RUN_OUTAGES: &str = "
+    UPDATE pipelines SET definition = json_remove(definition, '$.retry.max_attempts')
+     WHERE json_extract(definition, '$.retry.max_attempts') = 5;
+";
+
 /// Migration creating the sync tables.
 pub(super) const MIGRATION: &str = "
     CREATE TABLE pipelines (

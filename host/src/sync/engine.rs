@@ -527,7 +527,12 @@ impl Engine {
         let mut driver =
             Driver::start(self, &prepared, run_id, opts.dry_run, opts.progress.clone());
         driver.stop = opts.stop.clone();
-        let outcome = driver.drive(&row).await;
+        // A stop seen while waiting out an outage knows nothing of the
+        // pages committed before it.
+        let outcome = driver
+            .drive(&row)
+            .await
+            .map_err(|e| e.with_pages(driver.pages));
         if let Err(e) = &outcome {
             let level = if matches!(e, SyncError::Stopped { .. } | SyncError::Cancelled { .. }) {
                 "warn"
