@@ -159,12 +159,21 @@ pub(crate) fn engine(dir: &Path, registry: &Registry) -> Result<Engine> {
     let sealer = Sealer::from_env_or_file(&dir.join("secret.key"))?;
     let connections = Connections::new(registry.clone(), sealer);
     let store: Arc<dyn SyncStore> = Arc::new(registry.db().clone());
-    Ok(Engine::new(
+    let engine = Engine::new(
         store,
         connections,
         registry.clone(),
         Some(dir.join("locks")),
-    ))
+    );
+    engine.reap_interrupted()?;
+    Ok(engine)
+}
+
+/// End the runs whose process died before the history is shown (see
+/// [`nexo::sync::reap_interrupted`]).
+pub(crate) fn reap(dir: &Path, store: &dyn SyncStore) -> Result<()> {
+    nexo::sync::reap_interrupted(store, &dir.join("locks"))?;
+    Ok(())
 }
 
 fn unreachable_command(what: &str) -> Result<()> {

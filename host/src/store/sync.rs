@@ -52,10 +52,28 @@ pub(super) const RUN_CONTROL: &str = "
 /// at merge): pipelines saved before the retry window carry the old
 /// default `max_attempts = 5`, which would cap the window at a few
 /// seconds; it is dropped so they retry for the default window.
+///
+/// Runs also record when they last made progress (a page, or a line in
+/// their log), so a run whose process was killed keeps the duration up to
+/// then once it is found `interrupted`.
 pub(super) const RUN_OUTAGES: &str = "
+    ALTER TABLE runs ADD COLUMN last_progress_at TEXT;
     UPDATE pipelines SET definition = json_remove(definition, '$.retry.max_attempts')
      WHERE json_extract(definition, '$.retry.max_attempts') = 5;
 ";
+
+/// Ends runs left `running` by a process that died (`WHERE` and the
+/// filter's value in ?1 added by the caller, the error in ?2): their end
+/// and duration are those of their last progress.
+const INTERRUPT_RUNS: &str = "UPDATE runs SET status = 'interrupted', error = ?2,
+         finished_at = COALESCE(last_progress_at, started_at),
+         duration_ms = CAST((julianday(COALESCE(last_progress_at, started_at)) - julianday(started_at)) * 86400000 AS INTEGER)";
+
+/// Why a run left `running` was ended by the pipeline's next run.
+const INTERRUPTED_BY_NEXT: &str = "the process running it stopped before it finished; the next run resumed from the last committed page";
+
+/// Why a run left `running` was ended when found with its pipeline free.
+const INTERRUPTED_FOUND: &str = "the process running it stopped before it finished (killed, or the machine went down); the next run resumes from the last committed page";
 
 /// Migration creating the sync tables.
 pub(super) const MIGRATION: &str = "
@@ -495,10 +513,8 @@ impl SyncStore for Database {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         tx.execute(
-            "UPDATE runs SET status = 'interrupted',
-                 error = 'the process running it stopped before it finished; the next run resumed from the last committed page'
-             WHERE pipeline = ?1 AND status = 'running'",
-            [pipeline],
+            &format!("{INTERRUPT_RUNS} WHERE pipeline = ?1 AND status = 'running'"),
+            params![pipeline, INTERRUPTED_BY_NEXT],
         )?;
         tx.execute(
             "INSERT INTO runs (pipeline, status) VALUES (?1, 'running')",
@@ -698,7 +714,7 @@ impl SyncStore for Database {
             "UPDATE runs SET pages = pages + ?10, read = read + ?2, created = created + ?3,
                  updated = updated + ?4, unchanged = unchanged + ?5, deleted = deleted + ?6,
                  failed = failed + ?7, quarantined = quarantined + ?8, conflicts = conflicts + ?9,
-                 superseded = superseded + ?11
+                 superseded = superseded + ?11, last_progress_at = ?12
              WHERE run_id = ?1",
             params![
                 run,
@@ -711,7 +727,8 @@ impl SyncStore for Database {
                 c.quarantined as i64,
                 c.conflicts as i64,
                 i64::from(!log_only),
-                c.superseded as i64
+                c.superseded as i64,
+                now
             ],
         )?;
         tx.commit()?;
@@ -761,6 +778,14 @@ impl SyncStore for Database {
             params![run, status.as_str(), error],
         )?;
         Ok(())
+    }
+
+    fn interrupt_run(&self, run: RunId) -> Result<bool, StoreError> {
+        let conn = self.lock()?;
+        Ok(conn.execute(
+            &format!("{INTERRUPT_RUNS} WHERE run_id = ?1 AND status = 'running'"),
+            params![run, INTERRUPTED_FOUND],
+        )? > 0)
     }
 
     fn run(&self, run: RunId) -> Result<Option<RunRow>, StoreError> {

@@ -25,7 +25,8 @@ pub mod store;
 
 pub use bounds::{LimitHit, RunLimits};
 pub use engine::{
-    Engine, PlannedChange, Progress, RunOptions, RunReport, StopSignal, request_stop,
+    Engine, PlannedChange, Progress, RunOptions, RunReport, StopSignal, reap_interrupted,
+    request_stop,
 };
 pub use pipeline::{ConflictPolicy, DeletePolicy, Pipeline, PipelineError, SyncMode};
 pub use queue::Side;

@@ -517,6 +517,9 @@ pub trait SyncStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// One run.
     fn run(&self, run: RunId) -> Result<Option<RunRow>, StoreError>;
+    /// Mark a run left `running` by a process that died `interrupted`,
+    /// ended at its last progress; false when it was not running.
+    fn interrupt_run(&self, run: RunId) -> Result<bool, StoreError>;
     /// Runs, newest first.
     fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError>;
     /// A run's per-record outcomes.
