@@ -664,7 +664,7 @@ async function viewDlq(ctx, _, q) {
   const [items, names] = await Promise.all([get(path(API.dlq, {}, { pipeline: q.pipeline, status })), pipelineNames()]);
   if (!ctx.alive()) return;
   const filters = h("div", { class: "filters" }, pipelineFilter(names, q),
-    field("Status", select("dlq-status", ["open", "replayed", "discarded"].map((s) => [s, s]), status,
+    field("Status", select("dlq-status", ["open", "replayed", "discarded", "resolved"].map((s) => [s, s]), status,
       (v) => setQuery(Object.assign({}, q, { status: v === "open" ? "" : v })))));
   const COLS = 11;
   const rows = (items || []).flatMap((d) => {
@@ -735,7 +735,7 @@ async function viewConflicts(ctx, _, q) {
   const [items, names] = await Promise.all([get(path(API.conflicts, {}, { pipeline: q.pipeline, status })), pipelineNames()]);
   if (!ctx.alive()) return;
   const filters = h("div", { class: "filters" }, pipelineFilter(names, q),
-    field("Status", select("conflict-status", [["open", "open"], ["resolved", "resolved"]], status,
+    field("Status", select("conflict-status", [["open", "open"], ["resolved", "resolved"], ["auto-resolved", "auto-resolved"], ["all", "all"]], status,
       (v) => setQuery(Object.assign({}, q, { status: v === "open" ? "" : v })))));
   const COLS = 10;
   const rows = (items || []).flatMap((c) => {
@@ -766,7 +766,7 @@ async function viewConflicts(ctx, _, q) {
   });
   ctx.root.replaceChildren(panel("Conflicts", filters, rows.length
     ? table(["Id", "Pipeline", "Run", "Entity", "Source id", "Destination id", "Conflicting fields", "Created", "Status", ""], rows, "conflicts")
-    : empty(status === "open" ? "No open conflicts." : "No resolved conflicts.")));
+    : empty(status === "all" ? "No conflicts." : `No ${status} conflicts.`)));
 }
 
 // Source and destination side by side, field by field, conflicting fields first and marked.

@@ -82,3 +82,101 @@ async fn a_killed_run_is_listed_interrupted_with_the_time_it_ran() {
     assert_eq!(kit.b.crm.lock().unwrap().creates, 200);
     assert_eq!(kit.db.run(id).unwrap().unwrap(), run);
 }
+
+/// The source id of the one record `b` refused once (`reject_writes`),
+/// after a run through the binary.
+fn the_refused_record(kit: &Kit) -> (i64, String) {
+    let letters = kit.db.dead_letters(Some("a-to-b"), None).unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    (letters[0].id, letters[0].letter.source_id.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_whose_record_a_later_run_delivered_is_listed_resolved() {
+    let kit = Kit::new(tinycrm::seed(5), Default::default(), 10).await;
+    kit.apply(&pipeline("a-to-b", "batch_size = 1", "")).await;
+    let dir = kit.dir.path();
+    // The destination refuses one record for a while.
+    kit.b.crm.lock().unwrap().reject_writes = 1;
+    let out = ok(nexo(dir, &["pipeline", "run", "a-to-b"]));
+    assert!(out.contains("failed 1"), "{out}");
+    let (letter, source_id) = the_refused_record(&kit);
+    let open = ok(nexo(dir, &["dlq", "list", "--pipeline", "a-to-b"]));
+    assert!(open.contains(&source_id), "{open}");
+
+    // It is edited in the source; the next run reads it again and
+    // delivers it.
+    kit.a.edit(&source_id, "city", "Lyon");
+    let out = ok(nexo(dir, &["pipeline", "run", "a-to-b"]));
+    assert!(out.contains("created 1"), "{out}");
+    assert_eq!(kit.b.contacts().len(), 5);
+
+    let open = ok(nexo(dir, &["dlq", "list", "--pipeline", "a-to-b"]));
+    assert!(open.contains("no dead letters"), "still open: {open}");
+    let resolved = ok(nexo(dir, &["dlq", "list", "--status", "resolved"]));
+    let line = resolved
+        .lines()
+        .find(|l| l.starts_with(&format!("{letter} ")))
+        .unwrap_or_else(|| panic!("dead letter {letter} not listed resolved: {resolved}"));
+    assert!(line.ends_with("(resolved)"), "{line}");
+    let all = ok(nexo(dir, &["dlq", "list", "--status", "all"]));
+    assert!(all.contains("(resolved)"), "{all}");
+    let err = cli::fails(nexo(dir, &["dlq", "list", "--status", "fixed"]));
+    assert!(
+        err.contains("resolved"),
+        "the statuses are not named: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_the_policy_settled_are_counted_in_the_summary_and_listed() {
+    let kit = Kit::new(tinycrm::seed(4), Default::default(), 50).await;
+    kit.apply(&pipeline(
+        "a-to-b",
+        "",
+        "[conflicts]\npolicy = \"source-wins\"",
+    ))
+    .await;
+    kit.run("a-to-b").await;
+    // Both sides change the same contact: the source wins by policy.
+    let a_id = kit.a.contacts()[0]["id"].as_str().unwrap().to_string();
+    let email = kit.a.contacts()[0]["email"].as_str().unwrap().to_string();
+    let b_id = kit
+        .b
+        .contacts()
+        .into_iter()
+        .find(|c| c["email"] == email.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    kit.b.edit(&b_id, "city", "Milan");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    kit.a.edit(&a_id, "city", "Paris");
+    let dir = kit.dir.path();
+    let out = ok(nexo(dir, &["pipeline", "run", "a-to-b"]));
+    assert!(
+        out.contains("1 conflicts auto-resolved by the pipeline's policy")
+            && out.contains("nexo conflict list --pipeline a-to-b --status auto-resolved"),
+        "the summary does not say where the settled conflict is: {out}"
+    );
+    let listed = ok(nexo(
+        dir,
+        &[
+            "conflict",
+            "list",
+            "--pipeline",
+            "a-to-b",
+            "--status",
+            "auto-resolved",
+        ],
+    ));
+    assert!(
+        listed.contains(&a_id) && listed.contains("auto-resolved: source written by policy"),
+        "{listed}"
+    );
+    let all = ok(nexo(dir, &["conflict", "list", "--status", "all"]));
+    assert!(all.contains(&a_id), "{all}");
+    let open = ok(nexo(dir, &["conflict", "list"]));
+    assert!(open.contains("no conflicts"), "{open}");
+}

@@ -542,7 +542,10 @@ async fn won_hubspot_deals_become_tryton_customers_and_posted_invoices_once() {
     let first = host.run("invoices").await;
     let letters = host
         .db
-        .dead_letters(Some("invoices"), Some("open"))
+        .dead_letters(
+            Some("invoices"),
+            Some(nexo::sync::store::DeadLetterStatus::Open),
+        )
         .unwrap();
     let errors: Vec<&str> = letters.iter().map(|l| l.letter.error.as_str()).collect();
     assert_eq!(
@@ -630,7 +633,10 @@ async fn won_hubspot_deals_become_tryton_customers_and_posted_invoices_once() {
     );
     let letters = host
         .db
-        .dead_letters(Some("invoices"), Some("open"))
+        .dead_letters(
+            Some("invoices"),
+            Some(nexo::sync::store::DeadLetterStatus::Open),
+        )
         .unwrap();
     assert!(
         letters.iter().any(|l| l.letter.error.contains("is posted")),

@@ -8,9 +8,9 @@ use super::{Database, StoreError};
 use crate::sandbox::redact;
 use crate::sync::pipeline::Pipeline;
 use crate::sync::store::{
-    CancelReason, Conflict, Counts, DeadLetter, DeadLetterKind, Link, NewConflict, NewDeadLetter,
-    PageCommit, PipelineRow, RecordOutcome, RecordResult, RunFilter, RunId, RunRow, RunStatus,
-    SyncStore,
+    CancelReason, Conflict, ConflictStatus, Counts, DeadLetter, DeadLetterKind, DeadLetterStatus,
+    Link, NewConflict, NewDeadLetter, PageCommit, PipelineRow, RecordOutcome, RecordResult,
+    RunFilter, RunId, RunRow, RunStatus, SyncStore,
 };
 
 /// Migration 7: identity links are keyed by entity type too, so one source
@@ -53,11 +53,19 @@ pub(super) const RUN_CONTROL: &str = "
 /// default `max_attempts = 5`, which would cap the window at a few
 /// seconds; it is dropped so they retry for the default window.
 ///
+/// Conflicts the policy settled get a status of their own (`auto-resolved`),
+/// apart from those a person settled; dead letters are found by source id
+/// (a later run's delivery resolves them).
+///
 /// Runs also record when they last made progress (a page, or a line in
 /// their log), so a run whose process was killed keeps the duration up to
 /// then once it is found `interrupted`.
 pub(super) const RUN_OUTAGES: &str = "
     ALTER TABLE runs ADD COLUMN last_progress_at TEXT;
+    UPDATE conflicts SET status = 'auto-resolved'
+     WHERE status = 'resolved'
+       AND resolution IN ('destination kept by policy', 'source written by policy');
+    CREATE INDEX dead_letters_by_source ON dead_letters(pipeline, source_id, status);
     UPDATE pipelines SET definition = json_remove(definition, '$.retry.max_attempts')
      WHERE json_extract(definition, '$.retry.max_attempts') = 5;
 ";
@@ -65,6 +73,38 @@ pub(super) const RUN_OUTAGES: &str = "
 /// Ends runs left `running` by a process that died (`WHERE` and the
 /// filter's value in ?1 added by the caller, the error in ?2): their end
 /// and duration are those of their last progress.
+/// Open dead letters of `pipeline` whose source record this page
+/// delivered (created, updated or deleted it) are resolved, in the page's
+/// transaction: the record is where it should be now.
+fn resolve_dead_letters(
+    tx: &rusqlite::Transaction<'_>,
+    pipeline: &str,
+    results: &[RecordResult],
+) -> Result<(), StoreError> {
+    // Most pipelines have no open dead letter: one query, then nothing.
+    let open: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM dead_letters WHERE pipeline = ?1 AND status = 'open')",
+        [pipeline],
+        |r| r.get(0),
+    )?;
+    if !open {
+        return Ok(());
+    }
+    let mut resolve = tx.prepare_cached(
+        "UPDATE dead_letters SET status = 'resolved'
+          WHERE pipeline = ?1 AND status = 'open' AND source_id = ?2",
+    )?;
+    for r in results {
+        if matches!(
+            r.outcome,
+            RecordOutcome::Created | RecordOutcome::Updated | RecordOutcome::Deleted
+        ) {
+            resolve.execute(params![pipeline, r.source_id])?;
+        }
+    }
+    Ok(())
+}
+
 const INTERRUPT_RUNS: &str = "UPDATE runs SET status = 'interrupted', error = ?2,
          finished_at = COALESCE(last_progress_at, started_at),
          duration_ms = CAST((julianday(COALESCE(last_progress_at, started_at)) - julianday(started_at)) * 86400000 AS INTEGER)";
@@ -223,13 +263,26 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
 const DLQ_COLUMNS: &str = "id, pipeline, run_id, status, created_at, kind, source_id, record, \
      error, class, field, attempts";
 
+/// Column `i` parsed by `parse`; text it does not know is an error that
+/// names it (a database written by a newer Nexo, or edited by hand).
+fn parsed<T>(r: &Row<'_>, i: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown status `{text}`").into(),
+        )
+    })
+}
+
 fn dead_letter_row(r: &Row<'_>) -> rusqlite::Result<DeadLetter> {
     let kind: String = r.get(5)?;
     Ok(DeadLetter {
         id: r.get(0)?,
         pipeline: r.get(1)?,
         run_id: r.get(2)?,
-        status: r.get(3)?,
+        status: parsed(r, 3, DeadLetterStatus::parse)?,
         created_at: r.get(4)?,
         letter: NewDeadLetter {
             kind: DeadLetterKind::parse(&kind).unwrap_or(DeadLetterKind::Failed),
@@ -252,7 +305,7 @@ fn conflict_row(r: &Row<'_>) -> rusqlite::Result<Conflict> {
         id: r.get(0)?,
         pipeline: r.get(1)?,
         run_id: r.get(2)?,
-        status: r.get(3)?,
+        status: parsed(r, 3, ConflictStatus::parse)?,
         created_at: r.get(4)?,
         conflict: NewConflict {
             entity_id: r.get(5)?,
@@ -629,6 +682,7 @@ impl SyncStore for Database {
                     r.detail.as_deref().map(|t| redactor.scrub(t))
                 ])?;
             }
+            resolve_dead_letters(&tx, pipeline, &page.results)?;
             let mut dlq = tx.prepare_cached(
                 "INSERT INTO dead_letters
                      (pipeline, run_id, kind, source_id, record, error, class, field, attempts)
@@ -655,10 +709,11 @@ impl SyncStore for Database {
             )?;
             for c in &page.conflicts {
                 let status = if c.resolution.is_some() {
-                    "resolved"
+                    ConflictStatus::AutoResolved
                 } else {
-                    "open"
-                };
+                    ConflictStatus::Open
+                }
+                .as_str();
                 conflict.execute(params![
                     pipeline,
                     run,
@@ -691,7 +746,7 @@ impl SyncStore for Database {
             for (id, status) in &page.settle_dead_letters {
                 tx.execute(
                     "UPDATE dead_letters SET status = ?2 WHERE id = ?1",
-                    params![id, status],
+                    params![id, status.as_str()],
                 )?;
             }
             for (id, resolution) in &page.settle_conflicts {
@@ -862,8 +917,9 @@ impl SyncStore for Database {
     fn dead_letters(
         &self,
         pipeline: Option<&str>,
-        status: Option<&str>,
+        status: Option<DeadLetterStatus>,
     ) -> Result<Vec<DeadLetter>, StoreError> {
+        let status = status.map(DeadLetterStatus::as_str);
         let conn = self.lock()?;
         let mut st = conn.prepare(&format!(
             "SELECT {DLQ_COLUMNS} FROM dead_letters
@@ -896,8 +952,9 @@ impl SyncStore for Database {
     fn conflicts(
         &self,
         pipeline: Option<&str>,
-        status: Option<&str>,
+        status: Option<ConflictStatus>,
     ) -> Result<Vec<Conflict>, StoreError> {
+        let status = status.map(ConflictStatus::as_str);
         let conn = self.lock()?;
         let mut st = conn.prepare(&format!(
             "SELECT {CONFLICT_COLUMNS} FROM conflicts
@@ -1033,7 +1090,8 @@ mod tests {
         assert_eq!((r.pages, r.counts.read, r.counts.created), (1, 2, 1));
         assert_eq!(db.run_records(run).unwrap().len(), 1);
         assert_eq!(
-            db.dead_letters(Some("p"), Some("open")).unwrap()[0]
+            db.dead_letters(Some("p"), Some(DeadLetterStatus::Open))
+                .unwrap()[0]
                 .letter
                 .field
                 .as_deref(),

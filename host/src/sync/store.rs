@@ -233,6 +233,93 @@ impl DeadLetterKind {
     }
 }
 
+/// Where a dead letter stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeadLetterStatus {
+    /// Waiting for a person (replay or discard) or a later run.
+    Open,
+    /// Written again by `nexo dlq replay`.
+    Replayed,
+    /// Dropped by a person.
+    Discarded,
+    /// A later run of the same pipeline delivered the same source record
+    /// (marked in the transaction of that run's page).
+    Resolved,
+}
+
+impl DeadLetterStatus {
+    /// Every status, in the order shown.
+    pub const ALL: [DeadLetterStatus; 4] = [
+        DeadLetterStatus::Open,
+        DeadLetterStatus::Replayed,
+        DeadLetterStatus::Discarded,
+        DeadLetterStatus::Resolved,
+    ];
+
+    /// Stable text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterStatus::Open => "open",
+            DeadLetterStatus::Replayed => "replayed",
+            DeadLetterStatus::Discarded => "discarded",
+            DeadLetterStatus::Resolved => "resolved",
+        }
+    }
+
+    /// Parse the text form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for DeadLetterStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a conflict stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictStatus {
+    /// Held for a person (`policy = "hold"`).
+    Open,
+    /// Settled by a person (`nexo conflict resolve`, the API, the console).
+    Resolved,
+    /// Settled by the pipeline's conflict policy during the run that met it.
+    AutoResolved,
+}
+
+impl ConflictStatus {
+    /// Every status, in the order shown.
+    pub const ALL: [ConflictStatus; 3] = [
+        ConflictStatus::Open,
+        ConflictStatus::Resolved,
+        ConflictStatus::AutoResolved,
+    ];
+
+    /// Stable text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictStatus::Open => "open",
+            ConflictStatus::Resolved => "resolved",
+            ConflictStatus::AutoResolved => "auto-resolved",
+        }
+    }
+
+    /// Parse the text form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for ConflictStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A record that could not be delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDeadLetter {
@@ -261,8 +348,8 @@ pub struct DeadLetter {
     pub pipeline: String,
     /// Run that put it there.
     pub run_id: RunId,
-    /// `open`, `replayed` or `discarded`.
-    pub status: String,
+    /// Where it stands.
+    pub status: DeadLetterStatus,
     /// When.
     pub created_at: String,
     /// The letter.
@@ -297,8 +384,8 @@ pub struct Conflict {
     pub pipeline: String,
     /// Run.
     pub run_id: RunId,
-    /// `open` or `resolved`.
-    pub status: String,
+    /// Where it stands.
+    pub status: ConflictStatus,
     /// When.
     pub created_at: String,
     /// The conflict.
@@ -325,7 +412,7 @@ pub struct PageCommit {
     /// Log lines (level, message).
     pub log: Vec<(String, String)>,
     /// Dead letters settled by this commit (replay).
-    pub settle_dead_letters: Vec<(i64, &'static str)>,
+    pub settle_dead_letters: Vec<(i64, DeadLetterStatus)>,
     /// Conflicts settled by this commit (resolve).
     pub settle_conflicts: Vec<(i64, String)>,
 }
@@ -533,7 +620,7 @@ pub trait SyncStore: Send + Sync {
     fn dead_letters(
         &self,
         pipeline: Option<&str>,
-        status: Option<&str>,
+        status: Option<DeadLetterStatus>,
     ) -> Result<Vec<DeadLetter>, StoreError>;
     /// One dead letter.
     fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError>;
@@ -544,7 +631,7 @@ pub trait SyncStore: Send + Sync {
     fn conflicts(
         &self,
         pipeline: Option<&str>,
-        status: Option<&str>,
+        status: Option<ConflictStatus>,
     ) -> Result<Vec<Conflict>, StoreError>;
     /// One conflict.
     fn conflict(&self, id: i64) -> Result<Option<Conflict>, StoreError>;
