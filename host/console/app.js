@@ -29,7 +29,7 @@ const TOKEN_KEY = "nexo.token";
 const REFRESH_MS = 5000;
 const RUN_STATUSES = ["running", "succeeded", "failed", "interrupted", "cancelled"];
 // Record outcomes in the order a sync produces them; `conflicts` is the Counts key of `conflict`.
-const OUTCOMES = ["created", "updated", "unchanged", "deleted", "failed", "quarantined", "conflict"];
+const OUTCOMES = ["created", "matched", "updated", "unchanged", "deleted", "failed", "quarantined", "conflict"];
 const COUNT_OF = { conflict: "conflicts" };
 
 /* ---------- requests ---------- */
@@ -575,7 +575,7 @@ function runDetail({ run, log, records }, q) {
         : null),
     run.error ? h("div", { class: "callout callout-error", role: "alert" }, h("strong", null, "Run error"), h("div", { class: "pre" }, run.error)) : null,
     h("div", { class: "stats" },
-      tile("Read", k.read), tile("Created", k.created), tile("Updated", k.updated), tile("Unchanged", k.unchanged), tile("Deleted", k.deleted),
+      tile("Read", k.read), tile("Created", k.created), tile("Matched", k.matched || 0), tile("Updated", k.updated), tile("Unchanged", k.unchanged), tile("Deleted", k.deleted),
       tile("Failed", k.failed, "bad"), tile("Quarantined", k.quarantined, "warn"), tile("Conflicts", k.conflicts, "warn"),
       k.superseded ? tile("Superseded", k.superseded, "warn") : null),
     panel("Sync log", muted(`${(log || []).length} lines`),

@@ -124,3 +124,40 @@ async fn a_run_waiting_out_an_outage_stops_when_asked() {
     kit.run("a-to-b").await;
     assert_each_once(&kit);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_answer_was_lost_is_counted_matched_not_created() {
+    let kit = Kit::new(tinycrm::seed(3), Default::default(), 10).await;
+    kit.apply(&pipeline("a-to-b", "", "")).await;
+    kit.run("a-to-b").await;
+    // The destination applies the next create, then answers too late: the
+    // connector times out, the engine retries with the same idempotency
+    // key, and the destination finds the contact it made.
+    {
+        let mut b = kit.b.crm.lock().unwrap();
+        b.apply_then_stall = 1;
+        b.stall = Duration::from_millis(1500);
+    }
+    kit.a.insert(serde_json::json!({"first_name": "Lost", "last_name": "Answer", "email": "lost@example.com"}));
+    let run = kit.run("a-to-b").await;
+    assert_eq!(
+        (run.counts.matched, run.counts.created),
+        (1, 0),
+        "{:?}",
+        run.counts
+    );
+    assert_eq!(kit.b.crm.lock().unwrap().creates, 4);
+    let stored = kit.db.run(run.run_id.unwrap()).unwrap().unwrap();
+    assert_eq!(stored.counts.matched, 1, "{stored:?}");
+    let records = kit.db.run_records(stored.id).unwrap();
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| r.outcome.as_str())
+            .collect::<Vec<_>>(),
+        ["matched"]
+    );
+    assert_each_once(&kit);
+    // Linked: the next run has nothing to do.
+    assert_eq!(kit.run("a-to-b").await.counts.written(), 0);
+}

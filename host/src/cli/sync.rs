@@ -228,6 +228,14 @@ pub(crate) fn counts_line(c: &Counts) -> String {
         "read {}, created {}, updated {}, unchanged {}, deleted {}, failed {}, quarantined {}, conflicts {}",
         c.read, c.created, c.updated, c.unchanged, c.deleted, c.failed, c.quarantined, c.conflicts
     );
+    // Only when it happened: most creates create.
+    if c.matched > 0 {
+        line = line.replacen(
+            &format!("created {}, ", c.created),
+            &format!("created {}, matched {}, ", c.created, c.matched),
+            1,
+        );
+    }
     // Only when it happened: most runs never see an id twice in a page.
     if c.superseded > 0 {
         line.push_str(&format!(", superseded {}", c.superseded));

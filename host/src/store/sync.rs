@@ -53,6 +53,9 @@ pub(super) const RUN_CONTROL: &str = "
 /// default `max_attempts = 5`, which would cap the window at a few
 /// seconds; it is dropped so they retry for the default window.
 ///
+/// Runs count apart the creates the destination answered with a record it
+/// already held (`matched`).
+///
 /// Conflicts the policy settled get a status of their own (`auto-resolved`),
 /// apart from those a person settled; dead letters are found by source id
 /// (a later run's delivery resolves them).
@@ -62,6 +65,7 @@ pub(super) const RUN_CONTROL: &str = "
 /// then once it is found `interrupted`.
 pub(super) const RUN_OUTAGES: &str = "
     ALTER TABLE runs ADD COLUMN last_progress_at TEXT;
+    ALTER TABLE runs ADD COLUMN matched INTEGER NOT NULL DEFAULT 0;
     UPDATE conflicts SET status = 'auto-resolved'
      WHERE status = 'resolved'
        AND resolution IN ('destination kept by policy', 'source written by policy');
@@ -97,7 +101,10 @@ fn resolve_dead_letters(
     for r in results {
         if matches!(
             r.outcome,
-            RecordOutcome::Created | RecordOutcome::Updated | RecordOutcome::Deleted
+            RecordOutcome::Created
+                | RecordOutcome::Matched
+                | RecordOutcome::Updated
+                | RecordOutcome::Deleted
         ) {
             resolve.execute(params![pipeline, r.source_id])?;
         }
@@ -233,7 +240,8 @@ fn link_row(r: &Row<'_>) -> rusqlite::Result<Link> {
 }
 
 const RUN_COLUMNS: &str = "run_id, pipeline, status, started_at, finished_at, duration_ms, pages, \
-     read, created, updated, unchanged, deleted, failed, quarantined, conflicts, error, superseded";
+     read, created, updated, unchanged, deleted, failed, quarantined, conflicts, error, superseded, \
+     matched";
 
 fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
     let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
@@ -255,6 +263,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
             quarantined: n(13)?,
             conflicts: n(14)?,
             superseded: n(16)?,
+            matched: n(17)?,
         },
         error: r.get(15)?,
     })
@@ -769,7 +778,8 @@ impl SyncStore for Database {
             "UPDATE runs SET pages = pages + ?10, read = read + ?2, created = created + ?3,
                  updated = updated + ?4, unchanged = unchanged + ?5, deleted = deleted + ?6,
                  failed = failed + ?7, quarantined = quarantined + ?8, conflicts = conflicts + ?9,
-                 superseded = superseded + ?11, last_progress_at = ?12
+                 superseded = superseded + ?11, last_progress_at = ?12,
+                 matched = matched + ?13
              WHERE run_id = ?1",
             params![
                 run,
@@ -783,7 +793,8 @@ impl SyncStore for Database {
                 c.conflicts as i64,
                 i64::from(!log_only),
                 c.superseded as i64,
-                now
+                now,
+                c.matched as i64
             ],
         )?;
         tx.commit()?;

@@ -84,6 +84,10 @@ impl LinkUpdate {
 pub enum RecordOutcome {
     /// Created in the destination.
     Created,
+    /// To be created, but the destination already held it: the connector
+    /// found it by the idempotency key or a code (a lost answer, a record
+    /// made there before) and answered with its id instead of creating one.
+    Matched,
     /// Updated in the destination.
     Updated,
     /// Nothing to do (no change, an echo of Nexo's own write, or owned by
@@ -104,6 +108,7 @@ impl RecordOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
             RecordOutcome::Created => "created",
+            RecordOutcome::Matched => "matched",
             RecordOutcome::Updated => "updated",
             RecordOutcome::Unchanged => "unchanged",
             RecordOutcome::Deleted => "deleted",
@@ -117,6 +122,7 @@ impl RecordOutcome {
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "created" => RecordOutcome::Created,
+            "matched" => RecordOutcome::Matched,
             "updated" => RecordOutcome::Updated,
             "unchanged" => RecordOutcome::Unchanged,
             "deleted" => RecordOutcome::Deleted,
@@ -160,6 +166,9 @@ pub struct Counts {
     pub quarantined: u64,
     /// Conflicts met.
     pub conflicts: u64,
+    /// Creates the destination answered with a record it already held.
+    #[serde(default)]
+    pub matched: u64,
     /// Records read but left out because a later record of the same page
     /// has the same id (the last one wins).
     #[serde(default)]
@@ -171,6 +180,7 @@ impl Counts {
     pub fn add(&mut self, outcome: RecordOutcome) {
         match outcome {
             RecordOutcome::Created => self.created += 1,
+            RecordOutcome::Matched => self.matched += 1,
             RecordOutcome::Updated => self.updated += 1,
             RecordOutcome::Unchanged => self.unchanged += 1,
             RecordOutcome::Deleted => self.deleted += 1,
@@ -191,11 +201,12 @@ impl Counts {
         self.quarantined += other.quarantined;
         self.conflicts += other.conflicts;
         self.superseded += other.superseded;
+        self.matched += other.matched;
     }
 
-    /// Records written to the destination.
+    /// Records written to the destination (a matched create was sent).
     pub fn written(&self) -> u64 {
-        self.created + self.updated + self.deleted
+        self.created + self.matched + self.updated + self.deleted
     }
 }
 
