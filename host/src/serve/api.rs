@@ -409,6 +409,8 @@ struct RunsQuery {
 }
 
 async fn runs(State(app): State<Arc<App>>, Query(q): Query<RunsQuery>) -> ApiResult {
+    // A run whose process died is shown as it ended, not `running`.
+    app.engine.reap_interrupted()?;
     let rows = app.engine.store().runs(&RunFilter {
         pipeline: q.pipeline.filter(|p| !p.is_empty()),
         status: q.status.filter(|s| !s.is_empty()),
@@ -428,6 +430,7 @@ async fn run(
     Path(id): Path<i64>,
     Query(q): Query<RunQuery>,
 ) -> ApiResult {
+    app.engine.reap_interrupted()?;
     let store = app.engine.store();
     let row = store
         .run(id)?
