@@ -1214,6 +1214,96 @@ mod tests {
     }
 
     #[test]
+    fn upgrading_drops_the_old_attempts_cap_and_sorts_out_settled_conflicts() {
+        // A database as the release before it left it.
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let before = crate::store::MIGRATIONS.len() - 1;
+        for sql in &crate::store::MIGRATIONS[..before] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", before as i64)
+            .unwrap();
+        let mut old = serde_json::to_value(pipeline("old")).unwrap();
+        old["retry"] = serde_json::json!({"max_attempts": 5, "initial_backoff_ms": 200, "max_backoff_ms": 30000});
+        let mut kept = old.clone();
+        kept["name"] = "kept".into();
+        kept["retry"]["max_attempts"] = 3.into();
+        for p in [&old, &kept] {
+            conn.execute(
+                "INSERT INTO pipelines (name, definition) VALUES (?1, ?2)",
+                params![p["name"].as_str(), p.to_string()],
+            )
+            .unwrap();
+        }
+        for (resolution, status) in [
+            ("source written by policy", "resolved"),
+            ("source written by a person", "resolved"),
+        ] {
+            conn.execute(
+                "INSERT INTO conflicts (pipeline, run_id, entity_id, source_id, destination_id,
+                     source_record, destination_payload, fields, status, resolution)
+                 VALUES ('old', 1, 1, 's', 'd', '{}', '{}', '[]', ?1, ?2)",
+                params![status, resolution],
+            )
+            .unwrap();
+        }
+        let db = Database::init(conn, ":memory:").unwrap();
+        let old = db.pipeline("old").unwrap().unwrap().pipeline.retry;
+        assert_eq!(
+            old.max_attempts, None,
+            "the old default would cap the window"
+        );
+        assert_eq!(old.window(), std::time::Duration::from_secs(600));
+        let kept = db.pipeline("kept").unwrap().unwrap().pipeline.retry;
+        assert_eq!(kept.max_attempts, Some(3), "a chosen cap stays");
+        let statuses: Vec<ConflictStatus> = db
+            .conflicts(None, None)
+            .unwrap()
+            .iter()
+            .map(|c| c.status)
+            .collect();
+        assert_eq!(
+            statuses,
+            [ConflictStatus::AutoResolved, ConflictStatus::Resolved]
+        );
+    }
+
+    #[test]
+    fn a_killed_run_found_with_its_lock_free_ends_at_its_last_progress() {
+        let db = Database::in_memory().unwrap();
+        db.save_pipeline(&pipeline("p")).unwrap();
+        let run = db.begin_run("p").unwrap();
+        {
+            let conn = db.lock().unwrap();
+            conn.execute(
+                "UPDATE runs SET started_at = '2026-01-01T10:00:00.000Z' WHERE run_id = ?1",
+                [run],
+            )
+            .unwrap();
+        }
+        let page = PageCommit {
+            log: vec![("info".into(), "a page".into())],
+            state: Some("c1".into()),
+            ..PageCommit::default()
+        };
+        db.commit_page("p", run, &page).unwrap();
+        {
+            let conn = db.lock().unwrap();
+            conn.execute(
+                "UPDATE runs SET last_progress_at = '2026-01-01T10:00:42.000Z' WHERE run_id = ?1",
+                [run],
+            )
+            .unwrap();
+        }
+        assert!(db.interrupt_run(run).unwrap());
+        let row = db.run(run).unwrap().unwrap();
+        assert_eq!(row.status, "interrupted");
+        assert_eq!(row.duration_ms, Some(42_000));
+        assert_eq!(row.finished_at.as_deref(), Some("2026-01-01T10:00:42.000Z"));
+        assert!(!db.interrupt_run(run).unwrap(), "only a running run");
+    }
+
+    #[test]
     fn a_run_left_running_is_marked_interrupted_by_the_next() {
         let db = Database::in_memory().unwrap();
         db.save_pipeline(&pipeline("p")).unwrap();
