@@ -1216,7 +1216,7 @@ mod tests {
     #[test]
     fn upgrading_drops_the_old_attempts_cap_and_sorts_out_settled_conflicts() {
         // A database as the release before it left it.
-        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
         let before = crate::store::MIGRATIONS.len() - 1;
         for sql in &crate::store::MIGRATIONS[..before] {
             conn.execute_batch(sql).unwrap();
