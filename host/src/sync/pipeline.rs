@@ -131,10 +131,15 @@ pub struct Retry {
     /// First backoff; doubles per attempt.
     #[serde(default = "default_backoff")]
     pub initial_backoff_ms: u64,
-    /// Longest wait between two attempts (a rate limit asking for longer
-    /// is waited for up to this too).
+    /// Longest wait between two attempts, in milliseconds (a rate limit
+    /// asking for longer is waited for up to this too). `max_delay` says
+    /// the same as a duration.
     #[serde(default = "default_max_backoff")]
     pub max_backoff_ms: u64,
+    /// Longest wait between two attempts as a duration (`"1m"`, `"30s"`),
+    /// in place of `max_backoff_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delay: Option<String>,
 }
 
 /// Default retry window: a destination down for less is ridden out.
@@ -159,6 +164,7 @@ impl Default for Retry {
             max_attempts: None,
             initial_backoff_ms: default_backoff(),
             max_backoff_ms: default_max_backoff(),
+            max_delay: None,
         }
     }
 }
@@ -168,11 +174,17 @@ impl Retry {
     /// before jitter.
     pub fn backoff(&self, attempt: u32) -> std::time::Duration {
         let factor = 1u64 << attempt.saturating_sub(1).min(20);
-        std::time::Duration::from_millis(
-            self.initial_backoff_ms
-                .saturating_mul(factor)
-                .min(self.max_backoff_ms),
-        )
+        std::time::Duration::from_millis(self.initial_backoff_ms.saturating_mul(factor))
+            .min(self.max_delay())
+    }
+
+    /// The longest wait between two attempts: `max_delay`, else
+    /// `max_backoff_ms` (checked when the pipeline was accepted).
+    pub fn max_delay(&self) -> std::time::Duration {
+        self.max_delay
+            .as_deref()
+            .and_then(|d| super::schedule::parse_duration(d).ok())
+            .unwrap_or(std::time::Duration::from_millis(self.max_backoff_ms))
     }
 
     /// The retry window (checked when the pipeline was accepted; a window
@@ -204,19 +216,33 @@ impl Retry {
                 "must be between 1 and 1000 (leave it out to retry for the whole window)".into(),
             ));
         }
-        if self.initial_backoff_ms == 0 || self.initial_backoff_ms > self.max_backoff_ms {
-            return Err((
-                "retry.initial_backoff_ms",
-                format!(
-                    "must be at least 1 and at most retry.max_backoff_ms ({})",
-                    self.max_backoff_ms
-                ),
-            ));
+        if let Some(text) = &self.max_delay {
+            if self.max_backoff_ms != default_max_backoff() {
+                return Err((
+                    "retry.max_delay",
+                    "says what retry.max_backoff_ms says; give only one of them".into(),
+                ));
+            }
+            let delay =
+                super::schedule::parse_duration(text).map_err(|e| ("retry.max_delay", e))?;
+            if delay.is_zero() || delay > MAX_RETRY_WINDOW {
+                return Err((
+                    "retry.max_delay",
+                    format!("`{text}` is out of range; give between 1s and 24h (default \"1m\")"),
+                ));
+            }
         }
         if u128::from(self.max_backoff_ms) > MAX_RETRY_WINDOW.as_millis() {
             return Err((
                 "retry.max_backoff_ms",
                 "must be at most a day (86400000)".into(),
+            ));
+        }
+        let cap = self.max_delay().as_millis();
+        if self.initial_backoff_ms == 0 || u128::from(self.initial_backoff_ms) > cap {
+            return Err((
+                "retry.initial_backoff_ms",
+                format!("must be at least 1 and at most the longest wait ({cap} ms)"),
             ));
         }
         Ok(())
@@ -575,7 +601,13 @@ mod tests {
             (retry("window = \"2d\""), "retry.window"),
             (retry("max_attempts = 0"), "retry.max_attempts"),
             (retry("initial_backoff_ms = 0"), "retry.initial_backoff_ms"),
-            (retry("max_delay = \"1m\""), "max_delay"),
+            (retry("max_delay = \"never\""), "retry.max_delay"),
+            (retry("max_delay = \"0s\""), "retry.max_delay"),
+            (
+                retry("max_delay = \"1m\"\nmax_backoff_ms = 5000"),
+                "retry.max_delay",
+            ),
+            (retry("max_delay = \"1m\"\nwait = 3"), "wait"),
         ]);
         for (text, field) in cases {
             let e = Pipeline::from_toml(&text, "p.toml")
@@ -599,5 +631,20 @@ mod tests {
         assert_eq!(r.backoff(1).as_millis(), 100);
         assert_eq!(r.backoff(2).as_millis(), 200);
         assert_eq!(r.backoff(3).as_millis(), 350);
+    }
+
+    #[test]
+    fn the_retry_table_reads_as_durations() {
+        let p = Pipeline::from_toml(
+            &format!("{GOOD}\n[retry]\nwindow = \"30m\"\nmax_delay = \"2m\"\n"),
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(p.retry.window(), std::time::Duration::from_secs(1800));
+        assert_eq!(p.retry.max_delay(), std::time::Duration::from_secs(120));
+        assert_eq!(
+            Retry::default().max_delay(),
+            std::time::Duration::from_secs(60)
+        );
     }
 }

@@ -85,7 +85,7 @@ impl Outage {
 
 /// The pure rule: after attempt `attempt` failed with `error`, `elapsed`
 /// after the first failure, wait (exponential backoff, the upper half of
-/// it picked by `jitter` in 0..=1, capped by `max_backoff_ms`; at least
+/// it picked by `jitter` in 0..=1, capped by the longest wait; at least
 /// what a rate limit asks, and never past the window's end) or stop.
 pub(super) fn decide(
     error: &GuestError,
@@ -112,7 +112,7 @@ pub(super) fn decide(
     // "Equal jitter": half the backoff for sure, the other half at random,
     // so retries of many records or runs do not arrive in step.
     let jittered = backoff / 2 + backoff.mul_f64(jitter.clamp(0.0, 1.0) / 2.0);
-    let cap = Duration::from_millis(retry.max_backoff_ms);
+    let cap = retry.max_delay();
     Next::Wait(jittered.max(asked.min(cap)).min(left))
 }
 
@@ -234,6 +234,7 @@ mod tests {
             max_attempts,
             initial_backoff_ms: 100,
             max_backoff_ms: 1_000,
+            max_delay: None,
         }
     }
 
