@@ -332,7 +332,6 @@ fn update(
 ) -> Result<Vec<(usize, WriteOutcome)>, Error> {
     // A replayed create (found by its key) is an update of the record
     // found, and answered as one: the host counts it as matched.
-    let done = |_: &Upsert, id: String| WriteOutcome::Updated(id);
     let inputs: Vec<Value> = chunk
         .iter()
         .map(|u| json!({"id": u.id.clone().unwrap_or_default(), "properties": u.properties}))
@@ -354,7 +353,7 @@ fn update(
                     .json(&json!({"properties": u.properties}))?
                     .send()?;
                 let outcome = match response.status {
-                    200..=299 => done(u, id),
+                    200..=299 => WriteOutcome::Updated(id),
                     404 => WriteOutcome::Failed(Error::rejected(format!(
                         "{stream} {id} no longer exists in HubSpot"
                     ))),
@@ -383,7 +382,7 @@ fn update(
                     "{stream} {id} no longer exists in HubSpot"
                 )))
             } else {
-                done(u, id)
+                WriteOutcome::Updated(id)
             };
             (u.index, outcome)
         })
