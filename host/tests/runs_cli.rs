@@ -180,3 +180,29 @@ async fn conflicts_the_policy_settled_are_counted_in_the_summary_and_listed() {
     let open = ok(nexo(dir, &["conflict", "list"]));
     assert!(open.contains("no conflicts"), "{open}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_show_tells_a_create_found_by_its_key_from_a_created_one() {
+    let kit = Kit::new(tinycrm::seed(3), Default::default(), 10).await;
+    kit.apply(&pipeline("a-to-b", "", "")).await;
+    let dir = kit.dir.path();
+    ok(nexo(dir, &["pipeline", "run", "a-to-b"]));
+    // The next create is applied, then its answer is lost (a timeout):
+    // the retry finds it by its idempotency key.
+    {
+        let mut b = kit.b.crm.lock().unwrap();
+        b.apply_then_stall = 1;
+        b.stall = Duration::from_millis(1500);
+    }
+    kit.a.insert(serde_json::json!({"first_name": "Lost", "last_name": "Answer", "email": "lost@example.com"}));
+    let out = ok(nexo(dir, &["pipeline", "run", "a-to-b"]));
+    assert!(out.contains("created 0, matched 1,"), "{out}");
+    let id = kit.runs("a-to-b")[0].id.to_string();
+    let shown = ok(nexo(dir, &["run", "show", &id]));
+    assert!(shown.contains("created 0, matched 1,"), "{shown}");
+    assert!(shown.contains("matched "), "the record's outcome: {shown}");
+    let json = ok(nexo(dir, &["run", "show", &id, "--json"]));
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["counts"]["matched"], 1, "{v}");
+    assert_eq!(v["records"][0]["outcome"], "matched", "{v}");
+}

@@ -224,18 +224,16 @@ impl ConflictListStatus {
 }
 
 pub(crate) fn counts_line(c: &Counts) -> String {
+    // `matched` only when it happened: most creates create.
+    let matched = if c.matched > 0 {
+        format!(", matched {}", c.matched)
+    } else {
+        String::new()
+    };
     let mut line = format!(
-        "read {}, created {}, updated {}, unchanged {}, deleted {}, failed {}, quarantined {}, conflicts {}",
+        "read {}, created {}{matched}, updated {}, unchanged {}, deleted {}, failed {}, quarantined {}, conflicts {}",
         c.read, c.created, c.updated, c.unchanged, c.deleted, c.failed, c.quarantined, c.conflicts
     );
-    // Only when it happened: most creates create.
-    if c.matched > 0 {
-        line = line.replacen(
-            &format!("created {}, ", c.created),
-            &format!("created {}, matched {}, ", c.created, c.matched),
-            1,
-        );
-    }
     // Only when it happened: most runs never see an id twice in a page.
     if c.superseded > 0 {
         line.push_str(&format!(", superseded {}", c.superseded));
