@@ -131,9 +131,9 @@ pub struct Retry {
     /// First backoff; doubles per attempt.
     #[serde(default = "default_backoff")]
     pub initial_backoff_ms: u64,
-    /// Longest wait between two attempts, in milliseconds (a rate limit
-    /// asking for longer is waited for up to this too). `max_delay` says
-    /// the same as a duration.
+    /// Longest backoff between two attempts, in milliseconds (a rate limit
+    /// asking for longer is waited for as asked, within the window).
+    /// `max_delay` says the same as a duration.
     #[serde(default = "default_max_backoff")]
     pub max_backoff_ms: u64,
     /// Longest wait between two attempts as a duration (`"1m"`, `"30s"`),

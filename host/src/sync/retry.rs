@@ -84,9 +84,10 @@ impl Outage {
 }
 
 /// The pure rule: after attempt `attempt` failed with `error`, `elapsed`
-/// after the first failure, wait (exponential backoff, the upper half of
-/// it picked by `jitter` in 0..=1, capped by the longest wait; at least
-/// what a rate limit asks, and never past the window's end) or stop.
+/// after the first failure, wait (exponential backoff capped by the
+/// longest wait, the upper half of it picked by `jitter` in 0..=1; at
+/// least what a rate limit asks, even beyond that cap; never past the
+/// window's end) or stop.
 pub(super) fn decide(
     error: &GuestError,
     attempt: u32,
@@ -112,8 +113,9 @@ pub(super) fn decide(
     // "Equal jitter": half the backoff for sure, the other half at random,
     // so retries of many records or runs do not arrive in step.
     let jittered = backoff / 2 + backoff.mul_f64(jitter.clamp(0.0, 1.0) / 2.0);
-    let cap = retry.max_delay();
-    Next::Wait(jittered.max(asked.min(cap)).min(left))
+    // A system that says when to come back is taken at its word: asking
+    // earlier only earns another refusal.
+    Next::Wait(jittered.max(asked).min(left))
 }
 
 /// Waits between attempts on behalf of one run: logged, and cut short by
@@ -275,7 +277,7 @@ mod tests {
     }
 
     #[test]
-    fn a_rate_limit_is_waited_for_up_to_the_cap() {
+    fn a_rate_limit_is_waited_for_as_asked_up_to_the_windows_end() {
         let r = retry("10m", None);
         let limited = |ms| GuestError::RateLimited { retry_after_ms: ms };
         assert_eq!(
@@ -284,7 +286,11 @@ mod tests {
         );
         assert_eq!(
             decide(&limited(90_000), 1, Duration::ZERO, &r, 0.0),
-            Next::Wait(Duration::from_millis(1_000))
+            Next::Wait(Duration::from_millis(90_000))
+        );
+        assert_eq!(
+            decide(&limited(u64::MAX), 1, Duration::from_secs(599), &r, 0.0),
+            Next::Wait(Duration::from_secs(1))
         );
     }
 
