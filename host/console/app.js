@@ -30,7 +30,7 @@ const TOKEN_KEY = "nexo.token";
 const REFRESH_MS = 5000;
 const RUN_STATUSES = ["running", "succeeded", "failed", "interrupted", "cancelled"];
 // Record outcomes in the order a sync produces them; `conflicts` is the Counts key of `conflict`.
-const OUTCOMES = ["created", "updated", "unchanged", "deleted", "failed", "quarantined", "conflict"];
+const OUTCOMES = ["created", "matched", "updated", "unchanged", "deleted", "failed", "quarantined", "conflict"];
 const COUNT_OF = { conflict: "conflicts" };
 
 /* ---------- requests ---------- */
@@ -632,7 +632,7 @@ function runDetail({ run, log, records }, q) {
         : null),
     run.error ? h("div", { class: "callout callout-error", role: "alert" }, h("strong", null, "Run error"), h("div", { class: "pre" }, run.error)) : null,
     h("div", { class: "stats" },
-      tile("Read", k.read), tile("Created", k.created), tile("Updated", k.updated), tile("Unchanged", k.unchanged), tile("Deleted", k.deleted),
+      tile("Read", k.read), tile("Created", k.created), tile("Matched", k.matched || 0), tile("Updated", k.updated), tile("Unchanged", k.unchanged), tile("Deleted", k.deleted),
       tile("Failed", k.failed, "bad"), tile("Quarantined", k.quarantined, "warn"), tile("Conflicts", k.conflicts, "warn"),
       k.superseded ? tile("Superseded", k.superseded, "warn") : null),
     panel("Sync log", muted(`${(log || []).length} lines`),
@@ -721,7 +721,7 @@ async function viewDlq(ctx, _, q) {
   const [items, names] = await Promise.all([get(path(API.dlq, {}, { pipeline: q.pipeline, status })), pipelineNames()]);
   if (!ctx.alive()) return;
   const filters = h("div", { class: "filters" }, pipelineFilter(names, q),
-    field("Status", select("dlq-status", ["open", "replayed", "discarded"].map((s) => [s, s]), status,
+    field("Status", select("dlq-status", ["open", "replayed", "discarded", "resolved"].map((s) => [s, s]), status,
       (v) => setQuery(Object.assign({}, q, { status: v === "open" ? "" : v })))));
   const COLS = 11;
   const rows = (items || []).flatMap((d) => {
@@ -792,7 +792,7 @@ async function viewConflicts(ctx, _, q) {
   const [items, names] = await Promise.all([get(path(API.conflicts, {}, { pipeline: q.pipeline, status })), pipelineNames()]);
   if (!ctx.alive()) return;
   const filters = h("div", { class: "filters" }, pipelineFilter(names, q),
-    field("Status", select("conflict-status", [["open", "open"], ["resolved", "resolved"]], status,
+    field("Status", select("conflict-status", [["open", "open"], ["resolved", "resolved"], ["auto-resolved", "auto-resolved"], ["all", "all"]], status,
       (v) => setQuery(Object.assign({}, q, { status: v === "open" ? "" : v })))));
   const COLS = 10;
   const rows = (items || []).flatMap((c) => {
@@ -823,7 +823,7 @@ async function viewConflicts(ctx, _, q) {
   });
   ctx.root.replaceChildren(panel("Conflicts", filters, rows.length
     ? table(["Id", "Pipeline", "Run", "Entity", "Source id", "Destination id", "Conflicting fields", "Created", "Status", ""], rows, "conflicts")
-    : empty(status === "open" ? "No open conflicts." : "No resolved conflicts.")));
+    : empty(status === "all" ? "No conflicts." : `No ${status} conflicts.`)));
 }
 
 // Source and destination side by side, field by field, conflicting fields first and marked.

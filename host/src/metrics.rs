@@ -131,6 +131,7 @@ impl Metrics {
         );
         for (outcome, n) in [
             ("created", counts.created),
+            ("matched", counts.matched),
             ("updated", counts.updated),
             ("unchanged", counts.unchanged),
             ("deleted", counts.deleted),

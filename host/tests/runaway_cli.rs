@@ -370,7 +370,13 @@ async fn poison_records_are_quarantined_one_by_one_and_the_rest_is_delivered() {
     assert_eq!(v["counts"]["quarantined"], 2, "{v}");
     assert_eq!(last_names(&kit), ["One", "Three", "Two"]);
 
-    let letters = kit.db.dead_letters(Some("poison"), Some("open")).unwrap();
+    let letters = kit
+        .db
+        .dead_letters(
+            Some("poison"),
+            Some(nexo::sync::store::DeadLetterStatus::Open),
+        )
+        .unwrap();
     let mut bad: Vec<(&str, &str, &str)> = letters
         .iter()
         .map(|d| {

@@ -129,11 +129,15 @@ impl Page {
 /// What happened to one record of a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOutcome {
-    /// Created, with the destination id.
+    /// Created, with the destination id. Only for a record this write
+    /// made: a create that finds its record already there (by the
+    /// idempotency key after a lost answer, or by a code) answers
+    /// `Updated` or `Unchanged`, which the host counts as matched.
     Created(String),
     /// Updated, with the destination id.
     Updated(String),
-    /// Already up to date, with the destination id.
+    /// Already up to date, with the destination id (also a create that
+    /// found its record as it should be).
     Unchanged(String),
     /// Deleted or archived, with the destination id.
     Deleted(String),

@@ -76,7 +76,10 @@ async fn an_operator_signs_in_inspects_a_failure_replays_a_dead_letter_and_finds
     kit.run("contacts-to-crm-b").await;
     let letter = kit
         .db
-        .dead_letters(Some("contacts-to-crm-b"), Some("open"))
+        .dead_letters(
+            Some("contacts-to-crm-b"),
+            Some(nexo::sync::store::DeadLetterStatus::Open),
+        )
         .unwrap()
         .pop()
         .expect("a dead letter");
@@ -159,7 +162,10 @@ async fn an_operator_signs_in_inspects_a_failure_replays_a_dead_letter_and_finds
     // written by the time it answers.
     assert!(in_b(&email), "the replayed record is not in crm-b");
     let settled = kit.db.dead_letter(letter.id).unwrap().unwrap();
-    assert_eq!(settled.status, "replayed");
+    assert_eq!(
+        settled.status,
+        nexo::sync::store::DeadLetterStatus::Replayed
+    );
 
     // Lookup: the replayed customer, linked in both systems.
     click(&c, r#"a[data-nav="lookup"]"#).await;

@@ -216,15 +216,16 @@ async fn invoices_and_payments_post_balanced_idempotent_transactions() {
     assert_eq!(web.balances(), after_first);
 
     // 2. The same batches again (a lost answer retried, or a re-run):
-    //    the same ids, nothing added.
+    //    the same ids, nothing added, answered as found (the host counts
+    //    them matched, not created).
     let journal = web.text();
     assert_eq!(
         write(&c, &cfg, "invoices", &invoices).await,
-        ["created key-inv-1"]
+        ["unchanged key-inv-1"]
     );
     assert_eq!(
         write(&c, &cfg, "payments", &payments).await,
-        ["created key-pay-1"]
+        ["unchanged key-pay-1"]
     );
     assert_eq!(web.text(), journal, "a replay must not touch the journal");
     web.check();

@@ -613,7 +613,10 @@ async fn a_contact_hubspot_refuses_lands_in_the_dead_letter_queue() {
     assert_eq!(run.counts.created, 11, "{:?}", run.counts);
     assert_eq!(run.counts.failed, 1, "{:?}", run.counts);
     assert_eq!(host.b.count(ObjectType::Contacts), 11);
-    let letters = host.db.dead_letters(Some("dlq"), Some("open")).unwrap();
+    let letters = host
+        .db
+        .dead_letters(Some("dlq"), Some(nexo::sync::store::DeadLetterStatus::Open))
+        .unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].letter.source_id, victim.to_string());
     assert_eq!(letters[0].letter.class, "rejected");

@@ -174,7 +174,7 @@ async fn a_pipeline_that_keeps_failing_is_paused_with_the_reason() {
     // Every write fails; one attempt each, so a run fails fast.
     kit.b.crm.lock().unwrap().fail_writes = usize::MAX;
     let mut p = kit.db.pipeline("doomed").unwrap().unwrap().pipeline;
-    p.retry.max_attempts = 1;
+    p.retry.max_attempts = Some(1);
     kit.engine.apply(&p).await.unwrap();
     let t0 = Utc::now();
     let clock = ManualClock::new(t0);
@@ -399,6 +399,34 @@ async fn the_admin_api_needs_a_token_and_shows_and_acts_on_everything() {
     assert_eq!(contents(&kit.a), contents(&kit.b));
     let open: Value = get("/api/dlq").await.unwrap().json().await.unwrap();
     assert_eq!(open, json!([]));
+    // Statuses are checked values: each lists its own, a typo is a 400
+    // that names them.
+    let replayed: Value = get("/api/dlq?status=replayed")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(replayed[0]["id"], id, "{replayed}");
+    assert_eq!(replayed[0]["status"], "replayed");
+    let resolved: Value = get("/api/dlq?status=resolved")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resolved, json!([]));
+    for path in ["/api/dlq?status=fixed", "/api/conflicts?status=settled"] {
+        let resp = get(path).await.unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        let text = resp.text().await.unwrap();
+        assert!(
+            text.contains("resolved") && text.contains("all"),
+            "{path}: {text}"
+        );
+    }
+    let auto = get("/api/conflicts?status=auto-resolved").await.unwrap();
+    assert_eq!(auto.status(), 200);
 
     // Run detail with log and per-record outcomes.
     let run_id = kit.runs("api-sync").last().unwrap().id;

@@ -512,13 +512,18 @@ async fn run(cli: Cli) -> Result<()> {
             set_retention,
         } => {
             let db = open_db(&dir)?;
+            sync::reap(&dir, &db)?;
             if let Some(days) = set_retention {
                 nexo::sync::SyncStore::set_setting(&db, "run_retention_days", &days.to_string())?;
                 println!("run history is kept for {days} days");
             }
             sync::runs(&db, pipeline, status, limit)
         }
-        Command::Run(cmd) => sync::run_show(&open_db(&dir)?, cmd),
+        Command::Run(cmd) => {
+            let db = open_db(&dir)?;
+            sync::reap(&dir, &db)?;
+            sync::run_show(&db, cmd)
+        }
         Command::Identity {
             connection,
             stream,

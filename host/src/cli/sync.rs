@@ -15,8 +15,8 @@ use nexo::connections::Connections;
 use nexo::registry::Registry;
 use nexo::safe_text::{SafeText, safe_json};
 use nexo::store::sealed::Sealer;
-use nexo::sync::store::{Counts, RunFilter, SyncStore};
-use nexo::sync::{ApplyOptions, Engine, Pipeline, RunOptions, Side};
+use nexo::sync::store::{ConflictStatus, Counts, DeadLetterStatus, RunFilter, SyncStore};
+use nexo::sync::{ApplyOptions, Engine, Pipeline, RunOptions, RunReport, Side};
 
 use super::call::read_text;
 
@@ -108,9 +108,9 @@ pub(crate) enum DlqCommand {
         /// Only this pipeline.
         #[arg(long)]
         pipeline: Option<String>,
-        /// open, replayed, discarded or all.
-        #[arg(long, default_value = "open")]
-        status: String,
+        /// Which ones: resolved = a later run delivered the record.
+        #[arg(long, value_enum, default_value = "open")]
+        status: DlqStatus,
     },
     /// Show one dead letter with its record.
     Show {
@@ -142,9 +142,10 @@ pub(crate) enum ConflictCommand {
         /// Only this pipeline.
         #[arg(long)]
         pipeline: Option<String>,
-        /// open, resolved or all.
-        #[arg(long, default_value = "open")]
-        status: String,
+        /// Which ones: open = held for a person, resolved = settled by a
+        /// person, auto-resolved = settled by the pipeline's policy.
+        #[arg(long, value_enum, default_value = "open")]
+        status: ConflictListStatus,
     },
     /// Show both versions of a conflict.
     Show {
@@ -165,25 +166,78 @@ pub(crate) fn engine(dir: &Path, registry: &Registry) -> Result<Engine> {
     let sealer = Sealer::from_env_or_file(&dir.join("secret.key"))?;
     let connections = Connections::new(registry.clone(), sealer);
     let store: Arc<dyn SyncStore> = Arc::new(registry.db().clone());
-    Ok(Engine::new(
+    let engine = Engine::new(
         store,
         connections,
         registry.clone(),
         Some(dir.join("locks")),
-    ))
+    );
+    engine.reap_interrupted()?;
+    Ok(engine)
+}
+
+/// End the runs whose process died before the history is shown (see
+/// [`nexo::sync::reap_interrupted`]).
+pub(crate) fn reap(dir: &Path, store: &dyn SyncStore) -> Result<()> {
+    nexo::sync::reap_interrupted(store, &dir.join("locks"))?;
+    Ok(())
 }
 
 fn unreachable_command(what: &str) -> Result<()> {
     bail!("internal: {what}")
 }
 
-fn status_filter(s: &str) -> Option<&str> {
-    (s != "all").then_some(s)
+/// `nexo dlq list --status`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum DlqStatus {
+    Open,
+    Replayed,
+    Discarded,
+    Resolved,
+    All,
+}
+
+impl DlqStatus {
+    fn filter(self) -> Option<DeadLetterStatus> {
+        match self {
+            DlqStatus::Open => Some(DeadLetterStatus::Open),
+            DlqStatus::Replayed => Some(DeadLetterStatus::Replayed),
+            DlqStatus::Discarded => Some(DeadLetterStatus::Discarded),
+            DlqStatus::Resolved => Some(DeadLetterStatus::Resolved),
+            DlqStatus::All => None,
+        }
+    }
+}
+
+/// `nexo conflict list --status`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ConflictListStatus {
+    Open,
+    Resolved,
+    AutoResolved,
+    All,
+}
+
+impl ConflictListStatus {
+    fn filter(self) -> Option<ConflictStatus> {
+        match self {
+            ConflictListStatus::Open => Some(ConflictStatus::Open),
+            ConflictListStatus::Resolved => Some(ConflictStatus::Resolved),
+            ConflictListStatus::AutoResolved => Some(ConflictStatus::AutoResolved),
+            ConflictListStatus::All => None,
+        }
+    }
 }
 
 pub(crate) fn counts_line(c: &Counts) -> String {
+    // `matched` only when it happened: most creates create.
+    let matched = if c.matched > 0 {
+        format!(", matched {}", c.matched)
+    } else {
+        String::new()
+    };
     let mut line = format!(
-        "read {}, created {}, updated {}, unchanged {}, deleted {}, failed {}, quarantined {}, conflicts {}",
+        "read {}, created {}{matched}, updated {}, unchanged {}, deleted {}, failed {}, quarantined {}, conflicts {}",
         c.read, c.created, c.updated, c.unchanged, c.deleted, c.failed, c.quarantined, c.conflicts
     );
     // Only when it happened: most runs never see an id twice in a page.
@@ -415,7 +469,36 @@ async fn run(engine: &Engine, name: &str, dry_run: bool, json: bool) -> Result<(
         println!("  see `nexo dlq list --pipeline {name}`");
     }
     if report.counts.conflicts > 0 {
+        conflicts_summary(engine.store().as_ref(), name, &report)?;
+    }
+    Ok(())
+}
+
+/// How a run's conflicts ended: held for a person, or settled by the
+/// pipeline's policy, with the command that lists each kind.
+fn conflicts_summary(store: &dyn SyncStore, name: &str, report: &RunReport) -> Result<()> {
+    let Some(run) = report.run_id else {
         println!("  see `nexo conflict list --pipeline {name}`");
+        return Ok(());
+    };
+    let of_run = |status| -> Result<usize> {
+        Ok(store
+            .conflicts(Some(name), Some(status))?
+            .iter()
+            .filter(|c| c.run_id == run)
+            .count())
+    };
+    let auto = of_run(ConflictStatus::AutoResolved)?;
+    let held = of_run(ConflictStatus::Open)?;
+    if held > 0 {
+        println!(
+            "  {held} conflicts held for a person: see `nexo conflict list --pipeline {name}`"
+        );
+    }
+    if auto > 0 {
+        println!(
+            "  {auto} conflicts auto-resolved by the pipeline's policy: see `nexo conflict list --pipeline {name} --status auto-resolved`"
+        );
     }
     Ok(())
 }
@@ -603,7 +686,7 @@ pub(crate) async fn dlq(engine: &Engine, cmd: DlqCommand) -> Result<()> {
     let store = engine.store();
     match cmd {
         DlqCommand::List { pipeline, status } => {
-            let letters = store.dead_letters(pipeline.as_deref(), status_filter(&status))?;
+            let letters = store.dead_letters(pipeline.as_deref(), status.filter())?;
             if letters.is_empty() {
                 println!("no dead letters");
             }
@@ -663,7 +746,7 @@ pub(crate) async fn conflict(engine: &Engine, cmd: ConflictCommand) -> Result<()
     let store = engine.store();
     match cmd {
         ConflictCommand::List { pipeline, status } => {
-            let list = store.conflicts(pipeline.as_deref(), status_filter(&status))?;
+            let list = store.conflicts(pipeline.as_deref(), status.filter())?;
             if list.is_empty() {
                 println!("no conflicts");
             }

@@ -20,7 +20,7 @@ use crate::connections::{ConnectionError, NewConnection};
 use crate::sandbox::redact;
 use crate::store::StoreError;
 use crate::store::connections::{ConnectionGrants, Environment};
-use crate::sync::store::RunFilter;
+use crate::sync::store::{ConflictStatus, DeadLetterStatus, RunFilter};
 use crate::sync::{ApplyOptions, Pipeline, PipelineError, RunOptions, Side, SyncError};
 
 /// An API error: status and a message for a person.
@@ -436,6 +436,8 @@ struct RunsQuery {
 }
 
 async fn runs(State(app): State<Arc<App>>, Query(q): Query<RunsQuery>) -> ApiResult {
+    // A run whose process died is shown as it ended, not `running`.
+    app.engine.reap_interrupted()?;
     let rows = app.engine.store().runs(&RunFilter {
         pipeline: q.pipeline.filter(|p| !p.is_empty()),
         status: q.status.filter(|s| !s.is_empty()),
@@ -455,6 +457,7 @@ async fn run(
     Path(id): Path<i64>,
     Query(q): Query<RunQuery>,
 ) -> ApiResult {
+    app.engine.reap_interrupted()?;
     let store = app.engine.store();
     let row = store
         .run(id)?
@@ -541,7 +544,7 @@ fn letter(d: &crate::sync::store::DeadLetter, with_record: bool) -> Value {
         "id": d.id, "pipeline": d.pipeline, "run_id": d.run_id,
         "kind": d.letter.kind.as_str(), "source_id": d.letter.source_id,
         "error": d.letter.error, "class": d.letter.class, "field": d.letter.field,
-        "attempts": d.letter.attempts, "status": d.status, "created_at": d.created_at,
+        "attempts": d.letter.attempts, "status": d.status.as_str(), "created_at": d.created_at,
     });
     if with_record && let Value::Object(m) = &mut v {
         m.insert(
@@ -553,13 +556,43 @@ fn letter(d: &crate::sync::store::DeadLetter, with_record: bool) -> Value {
     v
 }
 
+/// The `status` filter of a queue listing: `open` when absent, none for
+/// `all`, a 400 naming the statuses for anything else.
+fn status_filter<T: Copy>(
+    given: Option<&str>,
+    open: T,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<Option<T>, ApiError> {
+    match given.unwrap_or("open") {
+        "all" => Ok(None),
+        "open" => Ok(Some(open)),
+        text => all
+            .iter()
+            .copied()
+            .find(|s| name(*s) == text)
+            .map(Some)
+            .ok_or_else(|| {
+                let known: Vec<&str> = all.iter().map(|s| name(*s)).collect();
+                ApiError::bad(format!(
+                    "unknown status `{text}`; use one of {} or all",
+                    known.join(", ")
+                ))
+            }),
+    }
+}
+
 async fn dead_letters(State(app): State<Arc<App>>, Query(q): Query<QueueQuery>) -> ApiResult {
-    let status = q.status.unwrap_or_else(|| "open".into());
-    let status = (status != "all").then_some(status);
-    let list = app.engine.store().dead_letters(
-        q.pipeline.as_deref().filter(|p| !p.is_empty()),
-        status.as_deref(),
+    let status = status_filter(
+        q.status.as_deref(),
+        DeadLetterStatus::Open,
+        &DeadLetterStatus::ALL,
+        DeadLetterStatus::as_str,
     )?;
+    let list = app
+        .engine
+        .store()
+        .dead_letters(q.pipeline.as_deref().filter(|p| !p.is_empty()), status)?;
     Ok(Json(Value::Array(
         list.iter().map(|d| letter(d, false)).collect(),
     )))
@@ -595,7 +628,7 @@ fn conflict_view(c: &crate::sync::store::Conflict, with_payloads: bool) -> Value
         "id": c.id, "pipeline": c.pipeline, "run_id": c.run_id,
         "entity_id": c.conflict.entity_id, "source_id": c.conflict.source_id,
         "destination_id": c.conflict.destination_id, "fields": c.conflict.fields,
-        "status": c.status, "resolution": c.conflict.resolution, "created_at": c.created_at,
+        "status": c.status.as_str(), "resolution": c.conflict.resolution, "created_at": c.created_at,
     });
     if with_payloads && let Value::Object(m) = &mut v {
         let parse = |s: &str| serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.into()));
@@ -609,12 +642,16 @@ fn conflict_view(c: &crate::sync::store::Conflict, with_payloads: bool) -> Value
 }
 
 async fn conflicts(State(app): State<Arc<App>>, Query(q): Query<QueueQuery>) -> ApiResult {
-    let status = q.status.unwrap_or_else(|| "open".into());
-    let status = (status != "all").then_some(status);
-    let list = app.engine.store().conflicts(
-        q.pipeline.as_deref().filter(|p| !p.is_empty()),
-        status.as_deref(),
+    let status = status_filter(
+        q.status.as_deref(),
+        ConflictStatus::Open,
+        &ConflictStatus::ALL,
+        ConflictStatus::as_str,
     )?;
+    let list = app
+        .engine
+        .store()
+        .conflicts(q.pipeline.as_deref().filter(|p| !p.is_empty()), status)?;
     Ok(Json(Value::Array(
         list.iter().map(|c| conflict_view(c, false)).collect(),
     )))

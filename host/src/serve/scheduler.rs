@@ -275,6 +275,8 @@ impl Scheduler {
     /// Start what is due at `now`; return when the next thing is due.
     fn tick(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, SyncError> {
         let store = self.inner.engine.store();
+        // Runs left `running` by a process that died end `interrupted`.
+        self.inner.engine.reap_interrupted()?;
         let rows = store.pipelines()?;
         let mut earliest: Option<DateTime<Utc>> = None;
         let mut start = Vec::new();

@@ -115,6 +115,9 @@ const MIGRATIONS: &[&str] = &[
     sync::RUN_CONTROL,
     // 9: sync state per record and peer
     sync::SYNC_PER_PEER,
+    // 10: retry windows, run progress and matched counts, dead letters
+    // resolved by delivery, conflicts auto-resolved
+    sync::RUN_OUTAGES,
 ];
 
 /// The database. Cheap to clone.

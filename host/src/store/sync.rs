@@ -8,9 +8,9 @@ use super::{Database, StoreError};
 use crate::sandbox::redact;
 use crate::sync::pipeline::{Endpoint, Pipeline};
 use crate::sync::store::{
-    CancelReason, Conflict, Counts, DeadLetter, DeadLetterKind, Link, NewConflict, NewDeadLetter,
-    PageCommit, PipelineRow, RecordOutcome, RecordResult, RunFilter, RunId, RunRow, RunStatus,
-    SyncStore,
+    CancelReason, Conflict, ConflictStatus, Counts, DeadLetter, DeadLetterKind, DeadLetterStatus,
+    Link, NewConflict, NewDeadLetter, PageCommit, PipelineRow, RecordOutcome, RecordResult,
+    RunFilter, RunId, RunRow, RunStatus, SyncStore,
 };
 
 /// Migration 7: identity links are keyed by entity type too, so one source
@@ -103,6 +103,79 @@ pub(super) const SYNC_PER_PEER: &str = "
                           AND o.stream = s.peer_stream);
     ALTER TABLE entity_links DROP COLUMN synced_hash;
 ";
+
+/// Migration 10: pipelines saved before the retry window carry the old
+/// default `max_attempts = 5`, which would cap the window at a few
+/// seconds; it is dropped so they retry for the default window.
+///
+/// Runs count apart the creates the destination answered with a record it
+/// already held (`matched`).
+///
+/// Conflicts the policy settled get a status of their own (`auto-resolved`),
+/// apart from those a person settled; dead letters are found by source id
+/// (a later run's delivery resolves them).
+///
+/// Runs also record when they last made progress (a page, or a line in
+/// their log), so a run whose process was killed keeps the duration up to
+/// then once it is found `interrupted`.
+pub(super) const RUN_OUTAGES: &str = "
+    ALTER TABLE runs ADD COLUMN last_progress_at TEXT;
+    ALTER TABLE runs ADD COLUMN matched INTEGER NOT NULL DEFAULT 0;
+    UPDATE conflicts SET status = 'auto-resolved'
+     WHERE status = 'resolved'
+       AND resolution IN ('destination kept by policy', 'source written by policy');
+    CREATE INDEX dead_letters_by_source ON dead_letters(pipeline, source_id, status);
+    UPDATE pipelines SET definition = json_remove(definition, '$.retry.max_attempts')
+     WHERE json_extract(definition, '$.retry.max_attempts') = 5;
+";
+
+/// Open dead letters of `pipeline` whose source record this page
+/// delivered (created, updated or deleted it) are resolved, in the page's
+/// transaction: the record is where it should be now.
+fn resolve_dead_letters(
+    tx: &rusqlite::Transaction<'_>,
+    pipeline: &str,
+    results: &[RecordResult],
+) -> Result<(), StoreError> {
+    // Most pipelines have no open dead letter: one query, then nothing.
+    let open: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM dead_letters WHERE pipeline = ?1 AND status = 'open')",
+        [pipeline],
+        |r| r.get(0),
+    )?;
+    if !open {
+        return Ok(());
+    }
+    let mut resolve = tx.prepare_cached(
+        "UPDATE dead_letters SET status = 'resolved'
+          WHERE pipeline = ?1 AND status = 'open' AND source_id = ?2",
+    )?;
+    for r in results {
+        if matches!(
+            r.outcome,
+            RecordOutcome::Created
+                | RecordOutcome::Matched
+                | RecordOutcome::Updated
+                | RecordOutcome::Deleted
+        ) {
+            resolve.execute(params![pipeline, r.source_id])?;
+        }
+    }
+    Ok(())
+}
+
+/// Ends runs left `running` by a process that died (`WHERE` and the
+/// filter's value in ?1 added by the caller, the error in ?2): their end
+/// and duration are those of their last progress.
+const INTERRUPT_RUNS: &str = "UPDATE runs SET status = 'interrupted', error = ?2,
+         finished_at = COALESCE(last_progress_at, started_at),
+         duration_ms = CAST((julianday(COALESCE(last_progress_at, started_at)) - julianday(started_at)) * 86400000 AS INTEGER)";
+
+/// Why a run left `running` was ended by the pipeline's next run.
+const INTERRUPTED_BY_NEXT: &str = "the process running it stopped before it finished; the next run resumed from the last committed page";
+
+/// Why a run left `running` was ended when found with its pipeline free.
+const INTERRUPTED_FOUND: &str = "the process running it stopped before it finished (killed, or the machine went down); the next run resumes from the last committed page";
 
 /// Migration creating the sync tables.
 pub(super) const MIGRATION: &str = "
@@ -241,7 +314,8 @@ fn link_row(r: &Row<'_>) -> rusqlite::Result<Link> {
 }
 
 const RUN_COLUMNS: &str = "run_id, pipeline, status, started_at, finished_at, duration_ms, pages, \
-     read, created, updated, unchanged, deleted, failed, quarantined, conflicts, error, superseded";
+     read, created, updated, unchanged, deleted, failed, quarantined, conflicts, error, superseded, \
+     matched";
 
 fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
     let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
@@ -263,6 +337,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
             quarantined: n(13)?,
             conflicts: n(14)?,
             superseded: n(16)?,
+            matched: n(17)?,
         },
         error: r.get(15)?,
     })
@@ -271,13 +346,26 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
 const DLQ_COLUMNS: &str = "id, pipeline, run_id, status, created_at, kind, source_id, record, \
      error, class, field, attempts";
 
+/// Column `i` parsed by `parse`; text it does not know is an error that
+/// names it (a database written by a newer Nexo, or edited by hand).
+fn parsed<T>(r: &Row<'_>, i: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown status `{text}`").into(),
+        )
+    })
+}
+
 fn dead_letter_row(r: &Row<'_>) -> rusqlite::Result<DeadLetter> {
     let kind: String = r.get(5)?;
     Ok(DeadLetter {
         id: r.get(0)?,
         pipeline: r.get(1)?,
         run_id: r.get(2)?,
-        status: r.get(3)?,
+        status: parsed(r, 3, DeadLetterStatus::parse)?,
         created_at: r.get(4)?,
         letter: NewDeadLetter {
             kind: DeadLetterKind::parse(&kind).unwrap_or(DeadLetterKind::Failed),
@@ -300,7 +388,7 @@ fn conflict_row(r: &Row<'_>) -> rusqlite::Result<Conflict> {
         id: r.get(0)?,
         pipeline: r.get(1)?,
         run_id: r.get(2)?,
-        status: r.get(3)?,
+        status: parsed(r, 3, ConflictStatus::parse)?,
         created_at: r.get(4)?,
         conflict: NewConflict {
             entity_id: r.get(5)?,
@@ -576,10 +664,8 @@ impl SyncStore for Database {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         tx.execute(
-            "UPDATE runs SET status = 'interrupted',
-                 error = 'the process running it stopped before it finished; the next run resumed from the last committed page'
-             WHERE pipeline = ?1 AND status = 'running'",
-            [pipeline],
+            &format!("{INTERRUPT_RUNS} WHERE pipeline = ?1 AND status = 'running'"),
+            params![pipeline, INTERRUPTED_BY_NEXT],
         )?;
         tx.execute(
             "INSERT INTO runs (pipeline, status) VALUES (?1, 'running')",
@@ -723,6 +809,7 @@ impl SyncStore for Database {
                     r.detail.as_deref().map(|t| redactor.scrub(t))
                 ])?;
             }
+            resolve_dead_letters(&tx, pipeline, &page.results)?;
             let mut dlq = tx.prepare_cached(
                 "INSERT INTO dead_letters
                      (pipeline, run_id, kind, source_id, record, error, class, field, attempts)
@@ -749,10 +836,11 @@ impl SyncStore for Database {
             )?;
             for c in &page.conflicts {
                 let status = if c.resolution.is_some() {
-                    "resolved"
+                    ConflictStatus::AutoResolved
                 } else {
-                    "open"
-                };
+                    ConflictStatus::Open
+                }
+                .as_str();
                 conflict.execute(params![
                     pipeline,
                     run,
@@ -785,7 +873,7 @@ impl SyncStore for Database {
             for (id, status) in &page.settle_dead_letters {
                 tx.execute(
                     "UPDATE dead_letters SET status = ?2 WHERE id = ?1",
-                    params![id, status],
+                    params![id, status.as_str()],
                 )?;
             }
             for (id, resolution) in &page.settle_conflicts {
@@ -808,7 +896,8 @@ impl SyncStore for Database {
             "UPDATE runs SET pages = pages + ?10, read = read + ?2, created = created + ?3,
                  updated = updated + ?4, unchanged = unchanged + ?5, deleted = deleted + ?6,
                  failed = failed + ?7, quarantined = quarantined + ?8, conflicts = conflicts + ?9,
-                 superseded = superseded + ?11
+                 superseded = superseded + ?11, last_progress_at = ?12,
+                 matched = matched + ?13
              WHERE run_id = ?1",
             params![
                 run,
@@ -821,7 +910,9 @@ impl SyncStore for Database {
                 c.quarantined as i64,
                 c.conflicts as i64,
                 i64::from(!log_only),
-                c.superseded as i64
+                c.superseded as i64,
+                now,
+                c.matched as i64
             ],
         )?;
         tx.commit()?;
@@ -871,6 +962,14 @@ impl SyncStore for Database {
             params![run, status.as_str(), error],
         )?;
         Ok(())
+    }
+
+    fn interrupt_run(&self, run: RunId) -> Result<bool, StoreError> {
+        let conn = self.lock()?;
+        Ok(conn.execute(
+            &format!("{INTERRUPT_RUNS} WHERE run_id = ?1 AND status = 'running'"),
+            params![run, INTERRUPTED_FOUND],
+        )? > 0)
     }
 
     fn run(&self, run: RunId) -> Result<Option<RunRow>, StoreError> {
@@ -947,8 +1046,9 @@ impl SyncStore for Database {
     fn dead_letters(
         &self,
         pipeline: Option<&str>,
-        status: Option<&str>,
+        status: Option<DeadLetterStatus>,
     ) -> Result<Vec<DeadLetter>, StoreError> {
+        let status = status.map(DeadLetterStatus::as_str);
         let conn = self.lock()?;
         let mut st = conn.prepare(&format!(
             "SELECT {DLQ_COLUMNS} FROM dead_letters
@@ -981,8 +1081,9 @@ impl SyncStore for Database {
     fn conflicts(
         &self,
         pipeline: Option<&str>,
-        status: Option<&str>,
+        status: Option<ConflictStatus>,
     ) -> Result<Vec<Conflict>, StoreError> {
+        let status = status.map(ConflictStatus::as_str);
         let conn = self.lock()?;
         let mut st = conn.prepare(&format!(
             "SELECT {CONFLICT_COLUMNS} FROM conflicts
@@ -1125,7 +1226,8 @@ mod tests {
         assert_eq!((r.pages, r.counts.read, r.counts.created), (1, 2, 1));
         assert_eq!(db.run_records(run).unwrap().len(), 1);
         assert_eq!(
-            db.dead_letters(Some("p"), Some("open")).unwrap()[0]
+            db.dead_letters(Some("p"), Some(DeadLetterStatus::Open))
+                .unwrap()[0]
                 .letter
                 .field
                 .as_deref(),
@@ -1439,6 +1541,96 @@ mod tests {
         db.commit_page("p", run, &page).unwrap();
         let row = db.run(run).unwrap().unwrap();
         assert_eq!((row.counts.read, row.counts.superseded), (10, 9));
+    }
+
+    #[test]
+    fn upgrading_drops_the_old_attempts_cap_and_sorts_out_settled_conflicts() {
+        // A database as the release before it left it.
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let before = crate::store::MIGRATIONS.len() - 1;
+        for sql in &crate::store::MIGRATIONS[..before] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", before as i64)
+            .unwrap();
+        let mut old = serde_json::to_value(pipeline("old")).unwrap();
+        old["retry"] = serde_json::json!({"max_attempts": 5, "initial_backoff_ms": 200, "max_backoff_ms": 30000});
+        let mut kept = old.clone();
+        kept["name"] = "kept".into();
+        kept["retry"]["max_attempts"] = 3.into();
+        for p in [&old, &kept] {
+            conn.execute(
+                "INSERT INTO pipelines (name, definition) VALUES (?1, ?2)",
+                params![p["name"].as_str(), p.to_string()],
+            )
+            .unwrap();
+        }
+        for (resolution, status) in [
+            ("source written by policy", "resolved"),
+            ("source written by a person", "resolved"),
+        ] {
+            conn.execute(
+                "INSERT INTO conflicts (pipeline, run_id, entity_id, source_id, destination_id,
+                     source_record, destination_payload, fields, status, resolution)
+                 VALUES ('old', 1, 1, 's', 'd', '{}', '{}', '[]', ?1, ?2)",
+                params![status, resolution],
+            )
+            .unwrap();
+        }
+        let db = Database::init(conn, ":memory:").unwrap();
+        let old = db.pipeline("old").unwrap().unwrap().pipeline.retry;
+        assert_eq!(
+            old.max_attempts, None,
+            "the old default would cap the window"
+        );
+        assert_eq!(old.window(), std::time::Duration::from_secs(600));
+        let kept = db.pipeline("kept").unwrap().unwrap().pipeline.retry;
+        assert_eq!(kept.max_attempts, Some(3), "a chosen cap stays");
+        let statuses: Vec<ConflictStatus> = db
+            .conflicts(None, None)
+            .unwrap()
+            .iter()
+            .map(|c| c.status)
+            .collect();
+        assert_eq!(
+            statuses,
+            [ConflictStatus::AutoResolved, ConflictStatus::Resolved]
+        );
+    }
+
+    #[test]
+    fn a_killed_run_found_with_its_lock_free_ends_at_its_last_progress() {
+        let db = Database::in_memory().unwrap();
+        db.save_pipeline(&pipeline("p")).unwrap();
+        let run = db.begin_run("p").unwrap();
+        {
+            let conn = db.lock().unwrap();
+            conn.execute(
+                "UPDATE runs SET started_at = '2026-01-01T10:00:00.000Z' WHERE run_id = ?1",
+                [run],
+            )
+            .unwrap();
+        }
+        let page = PageCommit {
+            log: vec![("info".into(), "a page".into())],
+            state: Some("c1".into()),
+            ..PageCommit::default()
+        };
+        db.commit_page("p", run, &page).unwrap();
+        {
+            let conn = db.lock().unwrap();
+            conn.execute(
+                "UPDATE runs SET last_progress_at = '2026-01-01T10:00:42.000Z' WHERE run_id = ?1",
+                [run],
+            )
+            .unwrap();
+        }
+        assert!(db.interrupt_run(run).unwrap());
+        let row = db.run(run).unwrap().unwrap();
+        assert_eq!(row.status, "interrupted");
+        assert_eq!(row.duration_ms, Some(42_000));
+        assert_eq!(row.finished_at.as_deref(), Some("2026-01-01T10:00:42.000Z"));
+        assert!(!db.interrupt_run(run).unwrap(), "only a running run");
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! Delivering a page's writes to the destination: batches of the
 //! pipeline's size, two in flight, transient failures (of a batch or of
-//! single records) retried with backoff, each record's outcome returned in
-//! order.
+//! single records) retried with backoff for the pipeline's retry window
+//! (see `retry`), each record's outcome returned in order.
 
 use super::SyncError;
-use super::driver::{Driver, guest_retry_wait, retry_wait};
+use std::time::Duration;
+
+use super::driver::Driver;
 use super::page::Delivered;
+use super::retry::{Next, Outage};
 use crate::GuestError;
 use crate::plugin::{Record, WriteOutcome};
 
@@ -45,7 +48,9 @@ pub(super) async fn write_all(
 const WRITES_IN_FLIGHT: usize = 2;
 
 /// Deliver `records[start..end]` as one batch, retrying transient failures
-/// (of the whole batch, or of single records) with backoff.
+/// (of the whole batch, or of single records) with backoff for the retry
+/// window. A batch still failing at the window's end fails the run; a
+/// record still failing goes to the dead-letter queue.
 async fn write_chunk(
     d: &Driver<'_>,
     records: &[Record],
@@ -53,9 +58,11 @@ async fn write_chunk(
     end: usize,
 ) -> Result<Vec<(usize, Delivered)>, SyncError> {
     let p = &d.p.pipeline;
+    let connection = p.destination.connection.as_str();
+    let waiter = d.waiter();
     let mut out = Vec::with_capacity(end - start);
     let mut pending: Vec<usize> = (start..end).collect();
-    let mut attempt = 1;
+    let mut outage: Option<Outage> = None;
     while !pending.is_empty() {
         // The whole chunk goes as a slice of `records`; only a retry of
         // some of its records needs copies.
@@ -74,38 +81,31 @@ async fn write_chunk(
             .into_result()
         {
             Ok(r) => r,
-            Err(e) => match retry_wait(&e, attempt, &p.retry) {
-                Some(wait) => {
-                    tracing::warn!(pipeline = %p.name, attempt, error = %e, "write failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                    continue;
-                }
-                None => {
-                    return Err(SyncError::Plugin {
-                        pipeline: p.name.clone(),
-                        step: "write",
-                        source: Box::new(e),
-                    });
-                }
-            },
+            Err(e) => {
+                let outage = outage.get_or_insert_with(Outage::begin);
+                waiter.after_failure(outage, e, "write", connection).await?;
+                continue;
+            }
         };
         let mut again = Vec::new();
-        let mut wait = std::time::Duration::ZERO;
+        let mut wait = Duration::ZERO;
+        let mut last_error = String::new();
         for (i, r) in pending.iter().zip(results) {
             match r.outcome {
                 WriteOutcome::Failed(e) => {
                     let error = GuestError::from(e);
-                    match guest_retry_wait(&error, attempt, &p.retry) {
-                        Some(w) => {
+                    let outage = outage.get_or_insert_with(Outage::begin);
+                    match outage.next(&error, &p.retry) {
+                        Next::Wait(w) => {
                             wait = wait.max(w);
+                            last_error = error.to_string();
                             again.push(*i);
                         }
-                        None => out.push((
+                        Next::Fail | Next::GiveUp(_) => out.push((
                             *i,
                             Delivered::Failed {
                                 error,
-                                attempts: attempt,
+                                attempts: outage.attempts,
                             },
                         )),
                     }
@@ -113,9 +113,12 @@ async fn write_chunk(
                 outcome => out.push((*i, Delivered::Done(outcome))),
             }
         }
-        if !again.is_empty() {
-            tokio::time::sleep(wait).await;
-            attempt += 1;
+        if let Some(outage) = outage.as_mut().filter(|_| !again.is_empty()) {
+            let what = format!("{} of {} records: {last_error}", again.len(), pending.len());
+            waiter
+                .wait(wait, "write", connection, outage.attempts, &what)
+                .await?;
+            outage.attempts += 1;
         }
         pending = again;
     }

@@ -13,9 +13,9 @@ use super::engine::{Engine, PlannedChange, Prepared, Progress, StopSignal};
 use super::lookback;
 use super::page::{self, Overlay};
 use super::pipeline::{Endpoint, SyncMode};
+use super::retry::{Outage, Waiter};
 use super::store::{Counts, PageCommit, PipelineRow, RunId};
 use crate::plugin::{CheckedPage, ConnectorPlugin};
-use crate::{GuestError, PluginError};
 
 /// Where a run's time went (for the log and tuning).
 #[derive(Debug, Default, Clone, Copy)]
@@ -298,6 +298,7 @@ impl<'a> Driver<'a> {
                     &self.p.dest_config,
                     &dest.stream,
                     state.as_deref(),
+                    &dest.connection,
                 )
                 .await?;
             let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
@@ -390,10 +391,18 @@ impl<'a> Driver<'a> {
         let plugin = self.p.source.clone();
         let config = self.p.source_config.clone();
         let stream = self.p.pipeline.source.stream.clone();
-        let retry = self.p.pipeline.retry;
-        let name = self.name().to_string();
+        let waiter = self.waiter();
+        let connection = self.p.pipeline.source.connection.clone();
         tokio::spawn(async move {
-            read_with_retry(&plugin, &config, &stream, state.as_deref(), &retry, &name).await
+            read_with_retry(
+                &plugin,
+                &config,
+                &stream,
+                state.as_deref(),
+                &waiter,
+                &connection,
+            )
+            .await
         })
     }
 
@@ -404,29 +413,33 @@ impl<'a> Driver<'a> {
         config: &str,
         stream: &str,
         state: Option<&str>,
+        connection: &str,
     ) -> Result<CheckedPage, SyncError> {
-        read_with_retry(
-            plugin,
-            config,
-            stream,
-            state,
-            &self.p.pipeline.retry,
-            self.name(),
-        )
-        .await
+        read_with_retry(plugin, config, stream, state, &self.waiter(), connection).await
+    }
+
+    /// Waits between retries for this run: logged, and stoppable.
+    pub(super) fn waiter(&self) -> Waiter {
+        Waiter {
+            store: self.engine.store.clone(),
+            run: self.run_id.filter(|_| !self.dry_run),
+            stop: self.stop.clone(),
+            pipeline: self.name().to_string(),
+            retry: self.p.pipeline.retry.clone(),
+        }
     }
 }
 
-/// `read` with retries for transient failures.
+/// `read` with retries for transient failures, for the retry window.
 async fn read_with_retry(
     plugin: &ConnectorPlugin,
     config: &str,
     stream: &str,
     state: Option<&str>,
-    retry: &super::pipeline::Retry,
-    pipeline: &str,
+    waiter: &Waiter,
+    connection: &str,
 ) -> Result<CheckedPage, SyncError> {
-    let mut attempt = 1;
+    let mut outage: Option<Outage> = None;
     loop {
         match plugin
             .read_checked(config, stream, state)
@@ -434,52 +447,10 @@ async fn read_with_retry(
             .into_result()
         {
             Ok(page) => return Ok(page),
-            Err(e) => match retry_wait(&e, attempt, retry) {
-                Some(wait) => {
-                    tracing::warn!(pipeline, attempt, error = %e, "read failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                None => {
-                    return Err(SyncError::Plugin {
-                        pipeline: pipeline.to_string(),
-                        step: "read",
-                        source: Box::new(e),
-                    });
-                }
-            },
+            Err(e) => {
+                let outage = outage.get_or_insert_with(Outage::begin);
+                waiter.after_failure(outage, e, "read", connection).await?;
+            }
         }
-    }
-}
-
-/// How long to wait before retrying after `e` (none: do not retry).
-pub(super) fn retry_wait(
-    e: &PluginError,
-    attempt: u32,
-    retry: &super::pipeline::Retry,
-) -> Option<Duration> {
-    if attempt >= retry.max_attempts {
-        return None;
-    }
-    guest_retry_wait(e.guest_error()?, attempt, retry)
-}
-
-/// The same for a plugin's error value.
-pub(super) fn guest_retry_wait(
-    e: &GuestError,
-    attempt: u32,
-    retry: &super::pipeline::Retry,
-) -> Option<Duration> {
-    if attempt >= retry.max_attempts {
-        return None;
-    }
-    match e {
-        GuestError::RateLimited { retry_after_ms } => Some(
-            Duration::from_millis(*retry_after_ms)
-                .min(Duration::from_millis(retry.max_backoff_ms))
-                .max(retry.backoff(attempt)),
-        ),
-        GuestError::Transient(_) => Some(retry.backoff(attempt)),
-        _ => None,
     }
 }

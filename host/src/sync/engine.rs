@@ -4,7 +4,7 @@
 //! driver, and record how it ended.
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use super::content::{FieldChange, SystemFields};
 use super::driver::Driver;
 use super::gate::Gate;
 use super::pipeline::Pipeline;
-use super::store::{Counts, PipelineRow, RunId, RunRow, RunStatus, SyncStore};
+use super::store::{Counts, PipelineRow, RunFilter, RunId, RunRow, RunStatus, SyncStore};
 use crate::PluginRef;
 use crate::connections::Connections;
 use crate::limits::Limits;
@@ -115,6 +115,59 @@ pub fn request_stop(store: &dyn SyncStore, id: RunId) -> Result<RunRow, SyncErro
     }
     tracing::info!(run = id, pipeline = %row.pipeline, "stop requested");
     Ok(row)
+}
+
+/// Take the lock file of `pipeline` in `dir`, held while the returned
+/// value lives (and by nobody once its process is gone).
+fn lock_pipeline(dir: &Path, pipeline: &str) -> Result<RunLock, SyncError> {
+    let path = dir.join(format!("pipeline-{pipeline}.lock"));
+    let fail = |reason: String| SyncError::Lock {
+        pipeline: pipeline.to_string(),
+        path: path.display().to_string(),
+        reason,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| fail(e.to_string()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(RunLock(Some(file))),
+        Err(std::fs::TryLockError::WouldBlock) => Err(SyncError::Busy(pipeline.to_string())),
+        Err(std::fs::TryLockError::Error(e)) => Err(fail(e.to_string())),
+    }
+}
+
+/// Mark `interrupted` every run still `running` whose pipeline lock
+/// (in `locks`) is free: its process was killed or its machine went down,
+/// since a live run holds the lock from before it is recorded until it
+/// ends. Its end and duration are those of its last progress (a committed
+/// page or a line in its log). Called by the commands that show runs and
+/// by the daemon; returns the runs it ended.
+pub fn reap_interrupted(store: &dyn SyncStore, locks: &Path) -> Result<Vec<RunId>, SyncError> {
+    let running = store.runs(&RunFilter {
+        pipeline: None,
+        status: Some(RunStatus::Running.as_str().to_string()),
+        limit: 1_000,
+    })?;
+    let mut ended = Vec::new();
+    for run in running {
+        match lock_pipeline(locks, &run.pipeline) {
+            Ok(_held) => {
+                if store.interrupt_run(run.id)? {
+                    tracing::warn!(run = run.id, pipeline = %run.pipeline, "run left running by a process that stopped; marked interrupted");
+                    ended.push(run.id);
+                }
+            }
+            Err(SyncError::Busy(_)) => {}
+            Err(e) => {
+                tracing::warn!(run = run.id, pipeline = %run.pipeline, error = %e, "cannot tell whether the run is still alive");
+            }
+        }
+    }
+    Ok(ended)
 }
 
 /// The sync engine of one host.
@@ -271,26 +324,19 @@ impl Engine {
     }
 
     pub(super) fn lock(&self, pipeline: &str) -> Result<RunLock, SyncError> {
-        let Some(dir) = &self.locks else {
-            return Ok(RunLock(None));
-        };
-        let path = dir.join(format!("pipeline-{pipeline}.lock"));
-        let fail = |reason: String| SyncError::Lock {
-            pipeline: pipeline.to_string(),
-            path: path.display().to_string(),
-            reason,
-        };
-        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| fail(e.to_string()))?;
-        match file.try_lock() {
-            Ok(()) => Ok(RunLock(Some(file))),
-            Err(std::fs::TryLockError::WouldBlock) => Err(SyncError::Busy(pipeline.to_string())),
-            Err(std::fs::TryLockError::Error(e)) => Err(fail(e.to_string())),
+        match &self.locks {
+            Some(dir) => lock_pipeline(dir, pipeline),
+            None => Ok(RunLock(None)),
+        }
+    }
+
+    /// End the runs left `running` by a process that died (see
+    /// [`reap_interrupted`]); nothing without lock files, where a run
+    /// cannot be told from a dead one.
+    pub fn reap_interrupted(&self) -> Result<Vec<RunId>, SyncError> {
+        match &self.locks {
+            Some(dir) => reap_interrupted(self.store.as_ref(), dir),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -436,7 +482,12 @@ impl Engine {
         let mut driver =
             Driver::start(self, &prepared, run_id, opts.dry_run, opts.progress.clone());
         driver.stop = opts.stop.clone();
-        let outcome = driver.drive(&row).await;
+        // A stop seen while waiting out an outage knows nothing of the
+        // pages committed before it.
+        let outcome = driver
+            .drive(&row)
+            .await
+            .map_err(|e| e.with_pages(driver.pages));
         if let Err(e) = &outcome {
             let level = if matches!(e, SyncError::Stopped { .. } | SyncError::Cancelled { .. }) {
                 "warn"

@@ -21,12 +21,14 @@ mod page;
 pub mod pipeline;
 pub mod plan;
 mod queue;
+pub mod retry;
 pub mod schedule;
 pub mod store;
 
 pub use bounds::{LimitHit, RunLimits};
 pub use engine::{
-    ApplyOptions, Engine, PlannedChange, Progress, RunOptions, RunReport, StopSignal, request_stop,
+    ApplyOptions, Engine, PlannedChange, Progress, RunOptions, RunReport, StopSignal,
+    reap_interrupted, request_stop,
 };
 pub use pipeline::{ConflictPolicy, DeletePolicy, Pipeline, PipelineError, SyncMode};
 pub use queue::Side;
@@ -62,6 +64,7 @@ impl SyncError {
             SyncError::Connection { .. } => "connection",
             SyncError::Mapper { .. } => "mapper",
             SyncError::Plugin { .. } => "plugin",
+            SyncError::Outage { .. } => "outage",
             SyncError::Malformed { .. } => "malformed",
             SyncError::Stream { .. } => "stream",
             SyncError::Stopped { .. } | SyncError::Cancelled { .. } => "stopped",
@@ -115,6 +118,27 @@ pub enum SyncError {
         /// `read`, `map`, `write`, `discover`.
         step: &'static str,
         /// The plugin's error (boxed: plugin errors are large).
+        source: Box<PluginError>,
+    },
+    /// A read or write kept failing with transient errors (the system is
+    /// down, overloaded or rate-limiting) until the retries ran out.
+    #[error(
+        "pipeline `{pipeline}`: {step} on connection `{connection}` still failing after {attempts} attempts over {seconds} s: {source}; {limit}. Pages committed before stay committed and the next run resumes after them"
+    )]
+    Outage {
+        /// Pipeline.
+        pipeline: String,
+        /// `read` or `write`.
+        step: &'static str,
+        /// The connection that is down.
+        connection: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Seconds from the first failure to the last.
+        seconds: u64,
+        /// What ended the retries.
+        limit: retry::OutageLimit,
+        /// The last failure (boxed: plugin errors are large).
         source: Box<PluginError>,
     },
     /// A plugin answered something the engine cannot use.

@@ -753,6 +753,9 @@ fn settle(
                 // delete as far as the run is concerned.
                 WriteOutcome::Updated(id) if item.delete => (RecordOutcome::Deleted, id),
                 WriteOutcome::Created(id) => (RecordOutcome::Created, id),
+                WriteOutcome::Updated(id) | WriteOutcome::Unchanged(id) if found_existing(&w) => {
+                    (RecordOutcome::Matched, id)
+                }
                 WriteOutcome::Updated(id) => (RecordOutcome::Updated, id),
                 WriteOutcome::Unchanged(id) => (RecordOutcome::Unchanged, id),
                 WriteOutcome::Deleted(id) => (RecordOutcome::Deleted, id),
@@ -830,6 +833,14 @@ fn settle(
                 .push(result(item, outcome, Some(dest_id), None));
         }
     }
+}
+
+/// Whether a write's answer means the destination already held the
+/// record: it was sent to be created (no destination id), and the
+/// connector answered with an existing one (found by the idempotency key
+/// or a code) rather than `created`.
+fn found_existing(w: &PendingWrite) -> bool {
+    w.destination_id.is_none() && !w.delete
 }
 
 /// The full-refresh sweep: source records not seen by this run are gone.

@@ -7,7 +7,9 @@ use super::content::Content;
 use super::driver::Driver;
 use super::engine::Engine;
 use super::page::{self, PendingWrite};
-use super::store::{DeadLetterKind, LinkUpdate, PageCommit, RunId, RunStatus};
+use super::store::{
+    ConflictStatus, DeadLetterKind, DeadLetterStatus, LinkUpdate, PageCommit, RunId, RunStatus,
+};
 
 /// Which side of a conflict to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +100,7 @@ impl Engine {
             .store
             .dead_letter(id)?
             .ok_or_else(|| SyncError::Queue(format!("no dead letter {id}; see `nexo dlq list`")))?;
-        if letter.status != "open" {
+        if letter.status != DeadLetterStatus::Open {
             return Err(SyncError::Queue(format!(
                 "dead letter {id} is already {}",
                 letter.status
@@ -127,7 +129,7 @@ impl Engine {
         self.queued_run(
             &letter.pipeline,
             w,
-            |c| c.settle_dead_letters.push((id, "replayed")),
+            |c| c.settle_dead_letters.push((id, DeadLetterStatus::Replayed)),
             what,
         )
         .await
@@ -149,7 +151,7 @@ impl Engine {
         let conflict = self.store.conflict(id)?.ok_or_else(|| {
             SyncError::Queue(format!("no conflict {id}; see `nexo conflict list`"))
         })?;
-        if conflict.status != "open" {
+        if conflict.status != ConflictStatus::Open {
             return Err(SyncError::Queue(format!(
                 "conflict {id} is already resolved"
             )));

@@ -100,6 +100,10 @@ impl LinkUpdate {
 pub enum RecordOutcome {
     /// Created in the destination.
     Created,
+    /// To be created, but the destination already held it: the connector
+    /// found it by the idempotency key or a code (a lost answer, a record
+    /// made there before) and answered with its id instead of creating one.
+    Matched,
     /// Updated in the destination.
     Updated,
     /// Nothing to do (no change, an echo of Nexo's own write, or owned by
@@ -120,6 +124,7 @@ impl RecordOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
             RecordOutcome::Created => "created",
+            RecordOutcome::Matched => "matched",
             RecordOutcome::Updated => "updated",
             RecordOutcome::Unchanged => "unchanged",
             RecordOutcome::Deleted => "deleted",
@@ -133,6 +138,7 @@ impl RecordOutcome {
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "created" => RecordOutcome::Created,
+            "matched" => RecordOutcome::Matched,
             "updated" => RecordOutcome::Updated,
             "unchanged" => RecordOutcome::Unchanged,
             "deleted" => RecordOutcome::Deleted,
@@ -176,6 +182,9 @@ pub struct Counts {
     pub quarantined: u64,
     /// Conflicts met.
     pub conflicts: u64,
+    /// Creates the destination answered with a record it already held.
+    #[serde(default)]
+    pub matched: u64,
     /// Records read but left out because a later record of the same page
     /// has the same id (the last one wins).
     #[serde(default)]
@@ -187,6 +196,7 @@ impl Counts {
     pub fn add(&mut self, outcome: RecordOutcome) {
         match outcome {
             RecordOutcome::Created => self.created += 1,
+            RecordOutcome::Matched => self.matched += 1,
             RecordOutcome::Updated => self.updated += 1,
             RecordOutcome::Unchanged => self.unchanged += 1,
             RecordOutcome::Deleted => self.deleted += 1,
@@ -207,11 +217,12 @@ impl Counts {
         self.quarantined += other.quarantined;
         self.conflicts += other.conflicts;
         self.superseded += other.superseded;
+        self.matched += other.matched;
     }
 
-    /// Records written to the destination.
+    /// Records written to the destination (a matched create was sent).
     pub fn written(&self) -> u64 {
-        self.created + self.updated + self.deleted
+        self.created + self.matched + self.updated + self.deleted
     }
 }
 
@@ -249,6 +260,93 @@ impl DeadLetterKind {
     }
 }
 
+/// Where a dead letter stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeadLetterStatus {
+    /// Waiting for a person (replay or discard) or a later run.
+    Open,
+    /// Written again by `nexo dlq replay`.
+    Replayed,
+    /// Dropped by a person.
+    Discarded,
+    /// A later run of the same pipeline delivered the same source record
+    /// (marked in the transaction of that run's page).
+    Resolved,
+}
+
+impl DeadLetterStatus {
+    /// Every status, in the order shown.
+    pub const ALL: [DeadLetterStatus; 4] = [
+        DeadLetterStatus::Open,
+        DeadLetterStatus::Replayed,
+        DeadLetterStatus::Discarded,
+        DeadLetterStatus::Resolved,
+    ];
+
+    /// Stable text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterStatus::Open => "open",
+            DeadLetterStatus::Replayed => "replayed",
+            DeadLetterStatus::Discarded => "discarded",
+            DeadLetterStatus::Resolved => "resolved",
+        }
+    }
+
+    /// Parse the text form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for DeadLetterStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a conflict stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictStatus {
+    /// Held for a person (`policy = "hold"`).
+    Open,
+    /// Settled by a person (`nexo conflict resolve`, the API, the console).
+    Resolved,
+    /// Settled by the pipeline's conflict policy during the run that met it.
+    AutoResolved,
+}
+
+impl ConflictStatus {
+    /// Every status, in the order shown.
+    pub const ALL: [ConflictStatus; 3] = [
+        ConflictStatus::Open,
+        ConflictStatus::Resolved,
+        ConflictStatus::AutoResolved,
+    ];
+
+    /// Stable text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictStatus::Open => "open",
+            ConflictStatus::Resolved => "resolved",
+            ConflictStatus::AutoResolved => "auto-resolved",
+        }
+    }
+
+    /// Parse the text form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for ConflictStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A record that could not be delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDeadLetter {
@@ -277,8 +375,8 @@ pub struct DeadLetter {
     pub pipeline: String,
     /// Run that put it there.
     pub run_id: RunId,
-    /// `open`, `replayed` or `discarded`.
-    pub status: String,
+    /// Where it stands.
+    pub status: DeadLetterStatus,
     /// When.
     pub created_at: String,
     /// The letter.
@@ -313,8 +411,8 @@ pub struct Conflict {
     pub pipeline: String,
     /// Run.
     pub run_id: RunId,
-    /// `open` or `resolved`.
-    pub status: String,
+    /// Where it stands.
+    pub status: ConflictStatus,
     /// When.
     pub created_at: String,
     /// The conflict.
@@ -341,7 +439,7 @@ pub struct PageCommit {
     /// Log lines (level, message).
     pub log: Vec<(String, String)>,
     /// Dead letters settled by this commit (replay).
-    pub settle_dead_letters: Vec<(i64, &'static str)>,
+    pub settle_dead_letters: Vec<(i64, DeadLetterStatus)>,
     /// Conflicts settled by this commit (resolve).
     pub settle_conflicts: Vec<(i64, String)>,
 }
@@ -539,6 +637,9 @@ pub trait SyncStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// One run.
     fn run(&self, run: RunId) -> Result<Option<RunRow>, StoreError>;
+    /// Mark a run left `running` by a process that died `interrupted`,
+    /// ended at its last progress; false when it was not running.
+    fn interrupt_run(&self, run: RunId) -> Result<bool, StoreError>;
     /// Runs, newest first.
     fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError>;
     /// A run's per-record outcomes.
@@ -552,7 +653,7 @@ pub trait SyncStore: Send + Sync {
     fn dead_letters(
         &self,
         pipeline: Option<&str>,
-        status: Option<&str>,
+        status: Option<DeadLetterStatus>,
     ) -> Result<Vec<DeadLetter>, StoreError>;
     /// One dead letter.
     fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError>;
@@ -563,7 +664,7 @@ pub trait SyncStore: Send + Sync {
     fn conflicts(
         &self,
         pipeline: Option<&str>,
-        status: Option<&str>,
+        status: Option<ConflictStatus>,
     ) -> Result<Vec<Conflict>, StoreError>;
     /// One conflict.
     fn conflict(&self, id: i64) -> Result<Option<Conflict>, StoreError>;

@@ -73,7 +73,9 @@ fn write_chunk(config: &Config, records: &[Record]) -> Result<Vec<WriteResult>, 
         if let Some(Replay { id, contact }) = replay
             && !same_content(&contact, &body(&records[i])?)
         {
+            outcomes[i] = Some(WriteOutcome::Updated(id.clone()));
             stale.push((i, id));
+            continue;
         }
         outcomes[i] = Some(done);
     }
@@ -156,7 +158,14 @@ fn outcome(record: &Record, answer: ItemResult) -> Result<(WriteOutcome, Option<
             }),
             _ => None,
         };
-        return Ok((WriteOutcome::Created(id), replay));
+        // A replayed key found the contact made the first time: answered
+        // `unchanged` (`updated` once brought up to date below), never
+        // `created`, so the host counts it as matched.
+        let done = match replay {
+            Some(_) => WriteOutcome::Unchanged(id),
+            None => WriteOutcome::Created(id),
+        };
+        return Ok((done, replay));
     };
     let done = match record.operation {
         // Already gone is what a delete wants.

@@ -21,9 +21,11 @@
 //! TinyCRM id, or empty when the contact must be created; its `cursor` is the
 //! idempotency key, sent with every create so that a create whose answer was
 //! lost (timeout) and is retried does not make a duplicate. The outcomes:
-//! - upsert without id → `POST` → `created(new id)`, also when TinyCRM
-//!   recognises the key (the same contact; if its content differs from the
-//!   record's, it is brought up to date with a `PUT`);
+//! - upsert without id → `POST` → `created(new id)`; when TinyCRM
+//!   recognises the key (the same contact, a create whose answer was lost)
+//!   → `unchanged(id)`, or `updated(id)` once a contact whose content
+//!   differs from the record's is brought up to date with a `PUT` (the host
+//!   counts both as matched, not created);
 //! - upsert with id → `PUT` → `updated(id)`; a contact that no longer exists
 //!   → `failed(rejected)`;
 //! - delete with id → `DELETE` → `deleted(id)`, also when already gone;
@@ -286,13 +288,15 @@ fn create(
         .to_string();
     // A replay answers with the contact created the first time; the record
     // may have changed since, and the latest version must land.
-    if replayed
-        && !same_content(&contact, body)
-        && let WriteOutcome::Failed(e) = update(config, &id, body)?
-    {
-        return Ok(WriteOutcome::Failed(e));
+    // Found by its key, not created: `unchanged` or `updated`, which the
+    // host counts as matched.
+    if !replayed {
+        return Ok(WriteOutcome::Created(id));
     }
-    Ok(WriteOutcome::Created(id))
+    if same_content(&contact, body) {
+        return Ok(WriteOutcome::Unchanged(id));
+    }
+    update(config, &id, body)
 }
 
 fn update(config: &Config, id: &str, body: &Map<String, Value>) -> Result<WriteOutcome, Error> {

@@ -402,6 +402,9 @@ fn write_one(
             kind.tag()
         )));
     }
+    // A create whose document is in the journal already (an answer lost,
+    // a rerun after a reset) found it: not `created`.
+    let existed = history.kind.is_some();
     let plan = revision::plan(&doc_id, history, desired.as_ref());
     for (code, entry) in &plan.adds {
         entry.check_balanced()?;
@@ -412,9 +415,9 @@ fn write_one(
     }
     Ok(match (record.operation, record.destination_id()) {
         (Operation::Delete, _) => WriteOutcome::Deleted(doc_id),
-        (Operation::Upsert, None) => WriteOutcome::Created(doc_id),
-        (Operation::Upsert, Some(_)) if plan.is_noop() => WriteOutcome::Unchanged(doc_id),
-        (Operation::Upsert, Some(_)) => WriteOutcome::Updated(doc_id),
+        (Operation::Upsert, None) if !existed => WriteOutcome::Created(doc_id),
+        (Operation::Upsert, _) if plan.is_noop() => WriteOutcome::Unchanged(doc_id),
+        (Operation::Upsert, _) => WriteOutcome::Updated(doc_id),
     })
 }
 

@@ -39,8 +39,6 @@ struct Upsert {
     key: Option<String>,
     /// `PublicAssociationsForObject` inputs, sent with a create.
     associations: Vec<Value>,
-    /// A create found already applied (by its key): reported as created.
-    replayed: bool,
 }
 
 /// HubSpot's default (`HUBSPOT_DEFINED`, unlabeled) association type ids,
@@ -128,7 +126,6 @@ pub(crate) fn batch(
                         properties,
                         key: record.idempotency_key().map(str::to_string),
                         associations,
-                        replayed: false,
                     }),
                     Err(e) => outcomes[index] = Some(WriteOutcome::Failed(e)),
                 }
@@ -146,7 +143,6 @@ pub(crate) fn batch(
     for u in &mut upserts {
         if let (None, Some(id)) = (&u.id, u.key.as_ref().and_then(|k| known.get(k))) {
             u.id = Some(id.clone());
-            u.replayed = true;
         }
     }
     let (updates, creates): (Vec<Upsert>, Vec<Upsert>) =
@@ -334,13 +330,8 @@ fn update(
     stream: &str,
     chunk: &[Upsert],
 ) -> Result<Vec<(usize, WriteOutcome)>, Error> {
-    let done = |u: &Upsert, id: String| {
-        if u.replayed {
-            WriteOutcome::Created(id)
-        } else {
-            WriteOutcome::Updated(id)
-        }
-    };
+    // A replayed create (found by its key) is an update of the record
+    // found, and answered as one: the host counts it as matched.
     let inputs: Vec<Value> = chunk
         .iter()
         .map(|u| json!({"id": u.id.clone().unwrap_or_default(), "properties": u.properties}))
@@ -362,7 +353,7 @@ fn update(
                     .json(&json!({"properties": u.properties}))?
                     .send()?;
                 let outcome = match response.status {
-                    200..=299 => done(u, id),
+                    200..=299 => WriteOutcome::Updated(id),
                     404 => WriteOutcome::Failed(Error::rejected(format!(
                         "{stream} {id} no longer exists in HubSpot"
                     ))),
@@ -391,7 +382,7 @@ fn update(
                     "{stream} {id} no longer exists in HubSpot"
                 )))
             } else {
-                done(u, id)
+                WriteOutcome::Updated(id)
             };
             (u.index, outcome)
         })

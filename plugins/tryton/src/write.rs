@@ -75,13 +75,16 @@ fn find(config: &Config, model: &str, domain: Value) -> Result<Option<u64>, Erro
     Ok(rows.first().and_then(|r| id_of(&r["id"])))
 }
 
-/// The outcome of a write that found or made record `id`.
-fn outcome(dest: Option<u64>, id: u64, changed: bool) -> WriteOutcome {
+/// The outcome of a write to record `id`, which existed already: known
+/// by its id, or found by its code (a record made in Tryton before, or a
+/// create whose answer was lost). A found record is never `created`: the
+/// host counts it as matched.
+fn outcome(id: u64, changed: bool) -> WriteOutcome {
     let id = id.to_string();
-    match (dest, changed) {
-        (None, _) => WriteOutcome::Created(id),
-        (Some(_), true) => WriteOutcome::Updated(id),
-        (Some(_), false) => WriteOutcome::Unchanged(id),
+    if changed {
+        WriteOutcome::Updated(id)
+    } else {
+        WriteOutcome::Unchanged(id)
     }
 }
 
@@ -276,7 +279,7 @@ fn party(
     if changed {
         config.update("party.party", id, &Value::Object(values))?;
     }
-    Ok(outcome(dest, id, changed))
+    Ok(outcome(id, changed))
 }
 
 // ---- products ---------------------------------------------------------------
@@ -364,7 +367,7 @@ fn product(
     if !v.is_empty() {
         config.update("product.product", id, &Value::Object(v))?;
     }
-    Ok(outcome(dest, id, changed))
+    Ok(outcome(id, changed))
 }
 
 // ---- invoices ---------------------------------------------------------------
@@ -690,7 +693,7 @@ fn invoice(
         changed = true;
     }
     changed |= transition(config, id, &state, inv.status)?;
-    Ok(outcome(dest, id, changed))
+    Ok(outcome(id, changed))
 }
 
 /// Tryton computes the totals itself; they must be the record's.

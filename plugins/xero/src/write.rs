@@ -104,8 +104,9 @@ fn one(config: &Config, stream: &str, record: &Record) -> Result<WriteOutcome, E
             .into_iter()
             .find(|r| r["Status"] != "DELETED" && r["ContactStatus"] != "ARCHIVED")
     {
+        // Found, not created: the host counts it as matched.
         let id = found[id_field].as_str().unwrap_or_default().to_string();
-        return Ok(WriteOutcome::Created(id));
+        return Ok(WriteOutcome::Unchanged(id));
     }
     let doc = post(
         config,
