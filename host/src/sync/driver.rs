@@ -316,6 +316,7 @@ impl<'a> Driver<'a> {
                     link,
                     r,
                     &self.p.dest_system,
+                    &self.p.dest_compare,
                     &mut changed,
                 ));
             }

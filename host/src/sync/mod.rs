@@ -7,6 +7,7 @@
 
 pub mod bounds;
 mod commit;
+pub mod compare;
 pub mod content;
 mod delivery;
 mod driver;
