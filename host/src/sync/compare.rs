@@ -9,6 +9,7 @@
 //! | keyword (on a property) | meaning |
 //! |---|---|
 //! | `type: number`/`integer`, or a string with `format: decimal` (or the SDK's decimal pattern) | compared as decimals: `10` = `10.00` = `"10.0"` |
+//! | a `type` allowing a string and a number or boolean | the system may keep scalars as text: `12.5` = `"12.50"`, `true` = `"true"`; two strings compare as text |
 //! | `readOnly: true` | derived by the system: never compared, never sent |
 //! | `writeOnly: true` | not read back: compared only when both sides have a value |
 //! | `x-nexo-reference: true` | an `{system, id}` reference the system may store as its own id: compared only when both sides name the same `system` |
@@ -39,6 +40,7 @@ struct Rule {
     read_only: bool,
     write_only: bool,
     decimal: bool,
+    text_scalars: bool,
     reference: bool,
     tolerance: Option<Decimal>,
     properties: BTreeMap<String, Rule>,
@@ -116,6 +118,7 @@ impl Rule {
         self.read_only |= other.read_only;
         self.write_only |= other.write_only;
         self.decimal |= other.decimal;
+        self.text_scalars |= other.text_scalars;
         self.reference |= other.reference;
         self.tolerance = self.tolerance.or(other.tolerance);
         for (k, r) in other.properties {
@@ -169,8 +172,10 @@ fn build(node: &Value, root: &Value, depth: u8) -> Rule {
     };
     let decimal_text = m.get("format").and_then(Value::as_str) == Some("decimal")
         || m.get("pattern").and_then(Value::as_str) == Some(DECIMAL_PATTERN);
-    rule.decimal |= types.iter().any(|t| matches!(*t, "number" | "integer"))
-        || (types.contains(&"string") && decimal_text);
+    let numeric = types.iter().any(|t| matches!(*t, "number" | "integer"));
+    let text = types.contains(&"string");
+    rule.decimal |= (numeric && !text) || (text && decimal_text);
+    rule.text_scalars |= text && (numeric || types.contains(&"boolean"));
     for (k, sub) in m
         .get("properties")
         .and_then(Value::as_object)
@@ -240,6 +245,20 @@ fn equal(rule: Option<&Rule>, ours: Option<&Value>, theirs: Option<&Value>) -> b
             (Some(d), Some(step)) => d.abs() <= step,
             _ => a == b,
         };
+    }
+    if rule.text_scalars {
+        match (ours, theirs) {
+            (Value::String(s), other) | (other, Value::String(s))
+                if matches!(other, Value::Number(_) | Value::Bool(_)) =>
+            {
+                return match (other, decimal_of(&Value::String(s.clone()))) {
+                    (Value::Bool(b), _) => s.trim() == b.to_string(),
+                    (n, Some(d)) => decimal_of(n) == Some(d),
+                    _ => false,
+                };
+            }
+            _ => {}
+        }
     }
     match (ours, theirs) {
         (Value::Object(a), Value::Object(b)) => a
@@ -429,6 +448,23 @@ mod tests {
             &content(json!({"total": "ten"})),
             &content(json!({"total": "10"}))
         ));
+    }
+
+    #[test]
+    fn scalars_kept_as_text_equal_their_text_and_strings_stay_text() {
+        let schema = json!({"type": "object",
+            "additionalProperties": {"type": ["string", "number", "boolean", "null"]}});
+        let c = Comparison::from_schema(&schema.to_string()).unwrap();
+        let same =
+            |a: Value, b: Value| c.contained(&content(json!({"v": a})), &content(json!({"v": b})));
+        assert!(same(json!(12.5), json!("12.50")));
+        assert!(same(json!("12.5"), json!(12.5)));
+        assert!(same(json!(true), json!("true")));
+        assert!(!same(json!(true), json!("false")));
+        assert!(!same(json!(12.5), json!("12.51")));
+        // Two strings are text: a zip code keeps its leading zero.
+        assert!(!same(json!("01234"), json!("1234")));
+        assert!(same(json!("01234"), json!("01234")));
     }
 
     #[test]
