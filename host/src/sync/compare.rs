@@ -100,6 +100,21 @@ impl Comparison {
             .collect()
     }
 
+    /// What a link knows of a record after an echo: the read-back
+    /// (`theirs`), except where it cannot show what Nexo wrote (`ours`): a
+    /// reference the system keeps as its own id, a field it does not read
+    /// back. There Nexo's value stays, so that a later change at the source
+    /// (another customer) still shows in the diff.
+    pub fn rebase(&self, ours: &Content, theirs: &Content) -> Content {
+        let mut known = theirs.clone();
+        for (k, v) in &ours.0 {
+            if let Some(kept) = keep(self.field(k), v, theirs.0.get(k)) {
+                known.0.insert(k.clone(), kept);
+            }
+        }
+        known
+    }
+
     /// Remove the fields the system derives itself (`readOnly`), at any
     /// depth: they are never sent.
     pub fn strip_read_only(&self, content: &mut Content) {
@@ -271,6 +286,56 @@ fn equal(rule: Option<&Rule>, ours: Option<&Value>, theirs: Option<&Value>) -> b
                     .all(|(x, y)| equal(rule.items.as_deref(), Some(x), Some(y)))
         }
         _ => ours == theirs,
+    }
+}
+
+/// The value a rebased link keeps where `theirs` cannot show `ours`; `None`
+/// to keep `theirs`.
+fn keep(rule: Option<&Rule>, ours: &Value, theirs: Option<&Value>) -> Option<Value> {
+    let rule = rule?;
+    if rule.read_only || ours.is_null() {
+        return None;
+    }
+    let Some(theirs) = theirs.filter(|t| !t.is_null()) else {
+        return rule.write_only.then(|| ours.clone());
+    };
+    if rule.reference
+        && let (Some(a), Some(b)) = (
+            ours.get("system").and_then(Value::as_str),
+            theirs.get("system").and_then(Value::as_str),
+        )
+        && a != b
+    {
+        return Some(ours.clone());
+    }
+    match (ours, theirs) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut merged = b.clone();
+            let mut changed = false;
+            for (k, v) in a {
+                if let Some(kept) = keep(rule.child(k), v, b.get(k)) {
+                    merged.insert(k.clone(), kept);
+                    changed = true;
+                }
+            }
+            changed.then_some(Value::Object(merged))
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            let mut changed = false;
+            let merged = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| match keep(rule.items.as_deref(), x, Some(y)) {
+                    Some(kept) => {
+                        changed = true;
+                        kept
+                    }
+                    None => y.clone(),
+                })
+                .collect();
+            changed.then_some(Value::Array(merged))
+        }
+        _ => None,
     }
 }
 
@@ -465,6 +530,48 @@ mod tests {
         // Two strings are text: a zip code keeps its leading zero.
         assert!(!same(json!("01234"), json!("1234")));
         assert!(same(json!("01234"), json!("01234")));
+    }
+
+    #[test]
+    fn a_rebased_link_keeps_what_the_read_back_cannot_show() {
+        let c = invoices();
+        let known = c.rebase(&written(), &read_back());
+        // The system's own form where it has one...
+        assert_eq!(known.0["total"], json!(10));
+        assert_eq!(known.0["number"], json!("2026/0001"));
+        assert_eq!(known.0["tryton_state"], json!("posted"));
+        assert_eq!(known.0["lines"][0]["unit_price"], json!("10.0101"));
+        // ...Nexo's where the read-back cannot tell.
+        assert_eq!(known.0["customer"], written().0["customer"]);
+        assert_eq!(known.0["external_refs"], written().0["external_refs"]);
+        assert_eq!(known.0["customer_name"], json!("Acme"));
+        assert!(c.contained(&written(), &known));
+        // So the deal's new company shows as a change.
+        let mut moved = written();
+        moved.0.insert(
+            "customer".into(),
+            json!({"kind": "company", "system": "crm", "id": "c-10"}),
+        );
+        let fields: Vec<String> = c
+            .diff(&moved, &known)
+            .into_iter()
+            .map(|d| d.field)
+            .collect();
+        assert_eq!(fields, ["customer"]);
+        // Nested: a line's product kept as written.
+        let mut ours = written();
+        ours.0["lines"][0]["product"] = json!({"system": "crm", "id": "p-1"});
+        let mut theirs = read_back();
+        theirs.0["lines"][0]["product"] = json!({"system": "tryton", "id": "7"});
+        let schema = json!({"type": "object", "properties": {"lines": {"type": "array",
+            "items": {"type": "object", "properties": {"product": {"x-nexo-reference": true}}}}}});
+        let c = Comparison::from_schema(&schema.to_string()).unwrap();
+        let known = c.rebase(&ours, &theirs);
+        assert_eq!(
+            known.0["lines"][0]["product"],
+            json!({"system": "crm", "id": "p-1"})
+        );
+        assert_eq!(known.0["lines"][0]["unit_price"], json!("10.0101"));
     }
 
     #[test]

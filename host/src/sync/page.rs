@@ -120,9 +120,9 @@ pub fn tracked(
     };
     match plan::classify_read(Some(link), &content, cmp) {
         ReadClass::Unchanged { rebase } => {
-            if rebase.is_some() {
-                update.known = Some(content.to_json());
-                update.synced_hash = rebase;
+            if let Some(r) = rebase {
+                update.known = Some(r.known);
+                update.synced_hash = Some(r.hash);
             }
         }
         ReadClass::Changed => {
@@ -401,10 +401,8 @@ pub async fn classify(
                 // except in a full refresh, where being seen is the point.
                 if rebase.is_some() || p.mode == SyncMode::FullRefresh {
                     let mut update = item.source_link(d, false, false);
-                    if rebase.is_none() {
-                        update.known = None;
-                    }
-                    update.synced_hash = rebase;
+                    update.known = rebase.as_ref().map(|r| r.known.clone());
+                    update.synced_hash = rebase.map(|r| r.hash);
                     commit.links.push(update);
                 }
                 commit.counts.add(RecordOutcome::Unchanged);

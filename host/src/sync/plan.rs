@@ -16,12 +16,23 @@ pub enum ReadClass {
     /// Not seen before, or changed since the last sync.
     Changed,
     /// Same as at the last sync: a re-read (look-back) or the echo of
-    /// Nexo's own write (possibly with defaults the system added, in which
-    /// case `rebase` is the hash to record as the new synced state).
+    /// Nexo's own write (possibly with defaults the system added, or in
+    /// the system's own form, in which case `rebase` is the new synced
+    /// state).
     Unchanged {
-        /// New synced hash to store, when the system added fields.
-        rebase: Option<String>,
+        /// New known content and synced hash to store, when the read
+        /// differs from what was synced only in the system's ways.
+        rebase: Option<Rebase>,
     },
+}
+
+/// A link's new synced state after an echo (see [`Comparison::rebase`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebase {
+    /// Canonical JSON of the content the link now knows.
+    pub known: String,
+    /// Its hash, the new synced hash.
+    pub hash: String,
 }
 
 /// Classify a read record against its link; `cmp` is the stream's
@@ -56,9 +67,14 @@ pub fn classify_read_hashed(
     if let Some(known) = link.known.as_deref()
         && hash_text(known) == synced
         && let Ok(prior) = serde_json::from_str::<serde_json::Map<String, Value>>(known)
-        && cmp.contained(&Content(prior), content)
+        && let prior = Content(prior)
+        && cmp.contained(&prior, content)
     {
-        return ReadClass::Unchanged { rebase: Some(hash) };
+        let known = cmp.rebase(&prior, content).to_json();
+        let hash = hash_text(&known);
+        return ReadClass::Unchanged {
+            rebase: Some(Rebase { known, hash }),
+        };
     }
     ReadClass::Changed
 }
@@ -330,7 +346,10 @@ mod tests {
         assert_eq!(
             classify_read(Some(&l), &with_default, &exact()),
             ReadClass::Unchanged {
-                rebase: Some(with_default.hash())
+                rebase: Some(Rebase {
+                    known: with_default.to_json(),
+                    hash: with_default.hash()
+                })
             }
         );
         assert_eq!(
@@ -524,15 +543,21 @@ mod tests {
             ReadClass::Changed
         );
         let rebase = match classify_read(Some(&link), &read, &cmp) {
-            ReadClass::Unchanged { rebase: Some(h) } => h,
+            ReadClass::Unchanged { rebase: Some(r) } => r,
             c => panic!("{c:?}"),
         };
-        assert_eq!(rebase, read.hash());
+        // The ERP's form, with the reference it keeps as its own id and
+        // the field it does not read back as written.
+        let known: serde_json::Map<String, Value> = serde_json::from_str(&rebase.known).unwrap();
+        assert_eq!(known["total"], json!("10"));
+        assert_eq!(known["customer"], json!({"system": "crm", "id": "c-9"}));
+        assert_eq!(known["status"], json!("draft"));
+        assert_eq!(rebase.hash, hash_text(&rebase.known));
         // Rebased on the read-back: the deal's amount changes, an update
         // of the total alone, no conflict.
         let mut synced = link.clone();
-        synced.known = Some(read.to_json());
-        synced.synced_hash = Some(rebase);
+        synced.known = Some(rebase.known.clone());
+        synced.synced_hash = Some(rebase.hash.clone());
         let p = pipeline("[conflicts]\npolicy = \"hold\"");
         let mapped = content(json!({"total": "12.50", "reference": "Deal 1",
             "customer": {"system": "crm", "id": "c-9"}, "external_refs": [{"system": "crm", "id": "d-1"}]}));
@@ -555,6 +580,16 @@ mod tests {
             decide_upsert(&p, &cmp, &same, Some(&synced), None, false),
             Decision::Unchanged { .. }
         ));
+        // The deal moves to another company: the customer is updated,
+        // though the ERP reads back only its own party id.
+        let mut moved = same.clone();
+        moved
+            .0
+            .insert("customer".into(), json!({"system": "crm", "id": "c-10"}));
+        match decide_upsert(&p, &cmp, &moved, Some(&synced), None, false) {
+            Decision::Update { diff, .. } => assert_eq!(diff[0].field, "customer"),
+            d => panic!("{d:?}"),
+        }
         // Someone edits the reference in the ERP: a real change, held.
         let mut edited = synced.clone();
         edited.known = Some(
