@@ -1,25 +1,6 @@
 //! JSON Schema helpers for configs and stream payloads, and the annotations
-//! that tell the host how a system stores what it is sent.
-//!
-//! # How the host compares a read-back with what it wrote
-//!
-//! When Nexo writes a record and later reads it back (change tracking of a
-//! destination), the system answers in its own form. The host compares the
-//! two with rules taken from the stream's JSON Schema, so only a change a
-//! person made counts (a conflict, an update):
-//!
-//! | keyword on a property | meaning |
-//! |---|---|
-//! | `type: number`/`integer`, or `type: string` with `format: decimal` (every canonical amount) | compared as decimals: `10` = `10.00` = `"10.0"` |
-//! | `readOnly: true` | the system derives it: never compared, and left out of what is sent |
-//! | `writeOnly: true` | the system does not read it back: compared only when both sides have a value |
-//! | `x-nexo-reference: true` | an `{system, id}` reference the system may store as its own id: compared only when both sides name the same `system` |
-//! | `x-nexo-tolerance: "0.0001"` | a decimal the system may move by up to this step (a rounding tie-break) |
-//!
-//! `additionalProperties` gives the rule of fields the schema does not
-//! list (a model's `extra`); `items` that of an array's elements. Objects
-//! are compared on the fields Nexo holds: fields only the system returns
-//! are its defaults. Build an annotated schema with [`StreamSchema`].
+//! that tell the host how a system stores what it is sent (the rules are on
+//! [`StreamSchema`]).
 
 use schemars::JsonSchema;
 use serde_json::{Map, Value, json};
@@ -30,7 +11,35 @@ pub fn schema_of<T: JsonSchema>() -> String {
 }
 
 /// A stream's JSON Schema annotated with what its system does to each
-/// field (see the module docs for the rules), for `Connector::discover`.
+/// field, for `Connector::discover`.
+///
+/// # How the host compares a read-back with what it wrote
+///
+/// When Nexo writes a record and later reads it back (change tracking of a
+/// destination), the system answers in its own form. The host compares the
+/// two with rules taken from the stream's JSON Schema, so only a change a
+/// person made counts (a conflict, an update):
+///
+/// | keyword on a property | meaning |
+/// |---|---|
+/// | `type: number`/`integer`, or `type: string` with `format: decimal` (every canonical amount) | compared as decimals: `10` = `10.00` = `"10.0"` |
+/// | `readOnly: true` | the system derives it: never compared, and left out of what is sent |
+/// | `writeOnly: true` | the system does not read it back: compared only when both sides have a value |
+/// | `x-nexo-reference: true` | an `{system, id}` reference the system may store as its own id: compared only when both sides name the same `system` |
+/// | `x-nexo-tolerance: "0.0001"` | a decimal the system may move by up to this step (a rounding tie-break) |
+/// | a `type` allowing a string and a number or boolean | the system may keep scalars as text: `12.5` = `"12.50"`, `true` = `"true"`; two strings compare as text |
+///
+/// After a read-back found equal, the host knows the record in the
+/// system's form, except where the system cannot show what was written (a
+/// reference kept as its own id, a field not read back): there it keeps
+/// what it wrote, so a later change at the source still shows.
+///
+/// `additionalProperties` gives the rule of fields the schema does not
+/// list (a model's `extra`); `items` that of an array's elements. Objects
+/// are compared on the fields Nexo holds: fields only the system returns
+/// are its defaults.
+///
+/// # Building one
 ///
 /// Paths name properties with dots; `[]` after a name steps into an
 /// array's elements: `"lines[].unit_price"`. A `$ref` or `anyOf` on the

@@ -18,7 +18,9 @@
 //! `additionalProperties` carries the rules of fields the schema does not
 //! list; `items` those of an array's elements. Objects compare on the
 //! fields of the side Nexo holds (what it wrote, or the mapped payload):
-//! fields only the system returns are its defaults, not changes.
+//! fields only the system returns are its defaults, not changes. After an
+//! echo the link knows the read-back ([`Comparison::rebase`]), except where
+//! it cannot show what Nexo wrote, which is kept.
 
 use std::collections::BTreeMap;
 
