@@ -90,7 +90,7 @@ pub use connector::{Connector, ConnectorSpec, StreamInfo};
 pub use error::Error;
 pub use mapper::Mapper;
 pub use record::{Operation, Page, Record, WriteOutcome, WriteResult};
-pub use schema::schema_of;
+pub use schema::{StreamSchema, schema_of};
 pub use state::Cursor;
 
 /// Re-exported so plugins can derive `JsonSchema` for their config.
@@ -108,7 +108,7 @@ pub mod prelude {
     pub use crate::http::{Request, Response};
     pub use crate::{
         Connector, ConnectorSpec, Cursor, Error, Mapper, Operation, Page, Record, StreamInfo,
-        WriteOutcome, WriteResult, schema_of,
+        StreamSchema, WriteOutcome, WriteResult, schema_of,
     };
     pub use schemars::JsonSchema;
 }

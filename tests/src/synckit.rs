@@ -302,3 +302,81 @@ pub fn contents(server: &tinycrm::Server) -> Vec<String> {
     v.sort();
     v
 }
+
+/// What a run wrote, per source record: `create`, `update` or `delete`
+/// (records left unchanged, held or failed are in the counts only).
+pub type Writes = BTreeMap<String, &'static str>;
+
+/// The writes a dry run planned.
+pub fn planned(dry: &RunReport) -> Writes {
+    dry.plan
+        .iter()
+        .map(|c| (c.source_id.clone(), c.action))
+        .collect()
+}
+
+/// The writes a real run made, from its per-record results.
+pub fn written(store: &dyn SyncStore, real: &RunReport) -> Writes {
+    use nexo::sync::RecordOutcome;
+    let run = real.run_id.expect("a real run is recorded");
+    store
+        .run_records(run)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| {
+            let action = match r.outcome {
+                RecordOutcome::Created => "create",
+                RecordOutcome::Updated => "update",
+                RecordOutcome::Deleted => "delete",
+                _ => return None,
+            };
+            Some((r.source_id, action))
+        })
+        .collect()
+}
+
+/// Runs `name` as `pipeline run --dry-run` would, then for real, and
+/// asserts the prediction: the same counts (read, created, updated,
+/// unchanged, deleted, failed, quarantined, conflicts) and the same write
+/// for each source record. The real run's report.
+pub async fn predicted_run(engine: &Engine, store: &dyn SyncStore, name: &str) -> RunReport {
+    let dry = engine
+        .run(
+            name,
+            RunOptions {
+                dry_run: true,
+                ..RunOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        dry.error.is_none(),
+        "dry run of {name} failed: {:?}",
+        dry.error
+    );
+    let real = engine.run(name, RunOptions::default()).await.unwrap();
+    assert!(
+        real.error.is_none(),
+        "run of {name} failed: {:?} {:?}",
+        real.error,
+        real.counts
+    );
+    assert_eq!(
+        dry.counts,
+        real.counts,
+        "{name}: the dry run predicted {:?}, the run did {:?}; planned changes: {:?}",
+        dry.counts,
+        real.counts,
+        dry.plan
+            .iter()
+            .map(|c| (&c.source_id, c.action, &c.diff))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        planned(&dry),
+        written(store, &real),
+        "{name}: the dry run's writes (left) are not the run's (right)"
+    );
+    real
+}

@@ -3,7 +3,6 @@
 //! plugins installed from their manifests as signed bundles, connections
 //! and the sync engine.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,6 +15,7 @@ use nexo::store::connections::{ConnectionGrants, Environment};
 use nexo::store::sealed::Sealer;
 use nexo::sync::store::SyncStore;
 use nexo::sync::{Engine, Pipeline, RunOptions, RunReport};
+use nexo::vendors::hubspot::{HubSpotSandbox, ObjectType};
 use nexo::vendors::tryton::Tryton;
 use serde_json::Value;
 
@@ -33,6 +33,7 @@ pub async fn start(dir: &Path) -> Tryton {
 /// The shipped plugins, by id: manifest folder and component.
 const PLUGINS: &[(&str, &str)] = &[
     ("tryton", programs::TRYTON),
+    ("hledger", programs::HLEDGER),
     ("hubspot", programs::HUBSPOT),
     ("xero", programs::XERO),
     ("deal-to-invoice", programs::DEAL_TO_INVOICE),
@@ -53,8 +54,8 @@ pub struct Host {
 }
 
 impl Host {
-    /// A fresh host with the Tryton, HubSpot and Xero connectors and the
-    /// deal-to-invoice and field-mapper mappers installed.
+    /// A fresh host with the Tryton, hledger, HubSpot and Xero connectors
+    /// and the deal-to-invoice and field-mapper mappers installed.
     pub async fn new() -> Host {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open(&dir.path().join("nexo.db")).unwrap();
@@ -91,6 +92,18 @@ impl Host {
         config: Value,
         secret: (&str, &str),
     ) {
+        self.connect_with(name, plugin, origin, config, Some(secret));
+    }
+
+    /// [`Host::connect`] with one secret or none.
+    pub fn connect_with(
+        &self,
+        name: &str,
+        plugin: &str,
+        origin: &str,
+        config: Value,
+        secret: Option<(&str, &str)>,
+    ) {
         self.connections
             .add(NewConnection {
                 name: name.into(),
@@ -98,7 +111,10 @@ impl Host {
                 pinned_version: None,
                 environment: Environment::Sandbox,
                 config,
-                secrets: BTreeMap::from([(secret.0.to_string(), SecretValue::new(secret.1))]),
+                secrets: secret
+                    .map(|(k, v)| (k.to_string(), SecretValue::new(v)))
+                    .into_iter()
+                    .collect(),
                 grants: ConnectionGrants {
                     http: vec![],
                     private_http: vec![origin.to_string()],
@@ -125,6 +141,12 @@ impl Host {
         self.engine.apply(&p).await.unwrap();
     }
 
+    /// A dry run of `name` then the run, asserting the dry run predicted
+    /// it ([`synckit::predicted_run`]); the run's report.
+    pub async fn predicted_run(&self, name: &str) -> RunReport {
+        synckit::predicted_run(&self.engine, &self.db, name).await
+    }
+
     /// Runs a pipeline; a run that fails fails the test, with its error.
     pub async fn run(&self, name: &str) -> RunReport {
         let report = self.engine.run(name, RunOptions::default()).await.unwrap();
@@ -135,5 +157,73 @@ impl Host {
             report.counts
         );
         report
+    }
+}
+
+/// `n` won EUR deals in `hub` without line items (one invoice line from
+/// `amount`: 100.00, 107.10, 114.20…), named `Deal 0`…, each billed to one
+/// of the sandbox's companies; their ids.
+pub fn won_deals(hub: &HubSpotSandbox, n: u64) -> Vec<u64> {
+    let companies: Vec<u64> = hub
+        .objects(ObjectType::Companies)
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    assert!(!companies.is_empty(), "the sandbox needs companies");
+    (0..n)
+        .map(|i| {
+            let amount = format!("{}.{:02}", 100 + i * 7, i * 10);
+            let deal = hub
+                .create(
+                    ObjectType::Deals,
+                    &[
+                        ("dealname", &format!("Deal {i}")),
+                        ("amount", &amount),
+                        ("dealstage", "closedwon"),
+                        ("pipeline", "default"),
+                        ("closedate", "2026-03-01T00:00:00.000Z"),
+                        ("deal_currency_code", "EUR"),
+                    ],
+                )
+                .unwrap();
+            let company = companies[i as usize % companies.len()];
+            hub.associate(ObjectType::Deals, deal.id, ObjectType::Companies, company);
+            deal.id
+        })
+        .collect()
+}
+
+/// A pipeline from the `hubspot` connection's deals through the
+/// deal-to-invoice mapper (`mapper` is its config's inner TOML, e.g.
+/// `emit = "invoice", status = "draft"`) to `destination`'s `stream`;
+/// `extra` (top-level keys, then tables) goes right after `entity`.
+pub fn deals_pipeline(
+    name: &str,
+    entity: &str,
+    mapper: &str,
+    destination: &str,
+    stream: &str,
+    extra: &str,
+) -> String {
+    format!(
+        "name = \"{name}\"\nentity = \"{entity}\"\n{extra}\n\
+         [source]\nconnection = \"hubspot\"\nstream = \"deals\"\n\
+         [[mappers]]\nplugin = \"nexo/deal-to-invoice\"\nconfig = {{ {mapper} }}\n\
+         [destination]\nconnection = \"{destination}\"\nstream = \"{stream}\"\n\
+         [retry]\ninitial_backoff_ms = 20\nmax_backoff_ms = 200\n"
+    )
+}
+
+/// Every deal's close time moves within its day: the deals are read and
+/// mapped again, to the same invoices.
+pub async fn touch_deals(hub: &HubSpotSandbox, deals: &[u64]) {
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    for d in deals {
+        hub.edit(
+            ObjectType::Deals,
+            *d,
+            &[("closedate", "2026-03-01T12:00:00.000Z")],
+        )
+        .unwrap();
     }
 }

@@ -496,3 +496,83 @@ async fn the_shipped_manifest_packs_with_the_component() {
     let text = format!("{bundle:?}");
     assert!(text.contains("nexo/hledger"), "{text}");
 }
+
+// ---- a pipeline into the journal: the dry run predicts each run -----------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deals_into_the_journal_each_run_as_its_dry_run_predicted() {
+    use nexo::vendors::hubspot::{self, HubSpotConfig, ObjectType, SeedData};
+    use nexo_tests::tryton::{Host, deals_pipeline, touch_deals, won_deals};
+
+    let host = Host::new().await;
+    let server = HledgerWeb::start().await;
+    let hub = hubspot::start(HubSpotConfig {
+        token: "pat-na1-hledger".into(),
+        seed: SeedData {
+            seed: 5,
+            companies: 2,
+            contacts: 0,
+            deals: 0,
+        },
+        ..HubSpotConfig::default()
+    })
+    .await
+    .unwrap();
+    let deals = won_deals(&hub, 4);
+    host.connect(
+        "hubspot",
+        "nexo/hubspot",
+        &hub.url(),
+        json!({"base_url": hub.url(), "page_size": 50}),
+        ("api_token", "pat-na1-hledger"),
+    );
+    let config: Value = serde_json::from_str(&server.config()).unwrap();
+    host.connect_with("books", "nexo/hledger", &server.url, config, None);
+    host.apply(&deals_pipeline(
+        "journal",
+        "invoice",
+        "emit = \"invoice\", status = \"authorised\", default_tax_rate = \"20\", account_code = \"200\"",
+        "books",
+        "invoices",
+        "model = \"invoice\"\n[deletes]\npolicy = \"propagate\"",
+    ))
+    .await;
+
+    let first = host.predicted_run("journal").await;
+    assert_eq!(first.counts.created, 4, "{:?}", first.counts);
+    server.check();
+    let again = host.predicted_run("journal").await;
+    assert_eq!(again.counts.written(), 0, "{:?}", again.counts);
+
+    // Deals mapped again to the same invoices: nothing to write.
+    touch_deals(&hub, &deals).await;
+    let touched = host.predicted_run("journal").await;
+    assert_eq!(
+        (touched.counts.read, touched.counts.unchanged),
+        (4, 4),
+        "{:?}",
+        touched.counts
+    );
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    for d in deals.iter().take(2) {
+        hub.edit(ObjectType::Deals, *d, &[("amount", "321.00")])
+            .unwrap();
+    }
+    let edited = host.predicted_run("journal").await;
+    assert_eq!(
+        (edited.counts.updated, edited.counts.created),
+        (2, 0),
+        "{:?}",
+        edited.counts
+    );
+    server.check();
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(hub.archive(ObjectType::Deals, deals[3]));
+    let deleted = host.predicted_run("journal").await;
+    assert_eq!(deleted.counts.deleted, 1, "{:?}", deleted.counts);
+    server.check();
+    let last = host.predicted_run("journal").await;
+    assert_eq!(last.counts.written(), 0, "{:?}", last.counts);
+}

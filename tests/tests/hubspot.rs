@@ -488,6 +488,11 @@ impl Host {
     async fn run(&self, name: &str) -> RunReport {
         self.engine.run(name, RunOptions::default()).await.unwrap()
     }
+
+    /// A dry run, then the run it must have predicted.
+    async fn predicted_run(&self, name: &str) -> RunReport {
+        synckit::predicted_run(&self.engine, &self.db, name).await
+    }
 }
 
 /// Contacts of a sandbox by email (asserting there is no duplicate).
@@ -512,12 +517,12 @@ async fn hubspot_to_hubspot_creates_once_then_nothing_then_exactly_the_changes()
     let host = Host::new(SeedData::of_size(130, 9), 25).await;
     host.apply("a-to-b", RETRY).await;
 
-    let first = host.run("a-to-b").await;
+    let first = host.predicted_run("a-to-b").await;
     assert_eq!(first.counts.read, 130, "{:?}", first.counts);
     assert_eq!(first.counts.created, 130, "{:?}", first.counts);
     assert_eq!(by_email(&host.a), by_email(&host.b));
 
-    let second = host.run("a-to-b").await;
+    let second = host.predicted_run("a-to-b").await;
     assert_eq!(
         second.counts.read, 0,
         "incremental: nothing changed, nothing read"
@@ -541,7 +546,7 @@ async fn hubspot_to_hubspot_creates_once_then_nothing_then_exactly_the_changes()
             )
             .unwrap();
     }
-    let third = host.run("a-to-b").await;
+    let third = host.predicted_run("a-to-b").await;
     assert_eq!(third.counts.read, edited.len() as u64, "{:?}", third.counts);
     assert_eq!(
         third.counts.updated,
@@ -719,7 +724,7 @@ async fn contacts_deleted_in_hubspot_are_read_as_deletes_and_follow_the_delete_p
         &format!("{RETRY}\n[deletes]\npolicy = \"propagate\""),
     )
     .await;
-    let first = host.run("a-to-b").await;
+    let first = host.predicted_run("a-to-b").await;
     assert_eq!(first.counts.created, 40, "{:?}", first.counts);
 
     // Four contacts deleted in HubSpot A: search no longer returns them,
@@ -735,7 +740,7 @@ async fn contacts_deleted_in_hubspot_are_read_as_deletes_and_follow_the_delete_p
     for id in &gone {
         assert!(host.a.archive(ObjectType::Contacts, *id));
     }
-    let second = host.run("a-to-b").await;
+    let second = host.predicted_run("a-to-b").await;
     assert!(second.error.is_none(), "{:?}", second.error);
     assert_eq!(
         (
@@ -752,7 +757,7 @@ async fn contacts_deleted_in_hubspot_are_read_as_deletes_and_follow_the_delete_p
 
     // Read again (the look-back window re-reads recent deletes): nothing
     // more is written anywhere.
-    let third = host.run("a-to-b").await;
+    let third = host.predicted_run("a-to-b").await;
     assert_eq!(third.counts.written(), 0, "{:?}", third.counts);
     assert_eq!(host.b.count(ObjectType::Contacts), 36);
 
@@ -764,7 +769,7 @@ async fn contacts_deleted_in_hubspot_are_read_as_deletes_and_follow_the_delete_p
     .await;
     let kept = host.a.objects(ObjectType::Contacts)[0].id;
     assert!(host.a.archive(ObjectType::Contacts, kept));
-    let fourth = host.run("a-to-b").await;
+    let fourth = host.predicted_run("a-to-b").await;
     assert_eq!(fourth.counts.written(), 0, "{:?}", fourth.counts);
     assert_eq!(host.b.count(ObjectType::Contacts), 36);
 

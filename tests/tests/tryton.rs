@@ -13,11 +13,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use nexo::ConnectorPlugin;
 use nexo::sync::store::SyncStore;
-use nexo::vendors::hubspot::{self, HubSpotConfig, ObjectType, SeedData};
+use nexo::vendors::hubspot::{self, HubSpotConfig, HubSpotSandbox, ObjectType, SeedData};
 use nexo::vendors::tryton::Tryton;
 use nexo_tests::connkit::{self, id_of, read_payloads, upsert, write, write_upsert};
 use nexo_tests::programs;
-use nexo_tests::tryton::{Host, start};
+use nexo_tests::tryton::{Host, deals_pipeline, start, touch_deals, won_deals};
 use serde_json::{Value, json};
 
 const HUBSPOT_TOKEN: &str = "pat-na1-tryton-test";
@@ -756,4 +756,184 @@ async fn tryton_products_sync_once_then_only_the_changed_one() {
         .collect();
     assert_eq!(prices["ITEM-02"], "42");
     assert_eq!(prices["ITEM-03"], "6.5");
+}
+
+// ---- read-backs are not conflicts; the dry run predicts the run -------------
+
+/// A host with Tryton at `tryton` and a HubSpot sandbox at `hubspot` whose
+/// five won deals (see `won_deals`) have no invoice yet.
+async fn deals_and_tryton(host: &Host) -> (Tryton, HubSpotSandbox, Vec<u64>) {
+    let server = start(host.dir.path()).await;
+    let hub = hubspot::start(HubSpotConfig {
+        token: HUBSPOT_TOKEN.into(),
+        seed: SeedData {
+            seed: 3,
+            companies: 2,
+            contacts: 0,
+            deals: 0,
+        },
+        ..HubSpotConfig::default()
+    })
+    .await
+    .unwrap();
+    // Five won deals without line items: one invoice line from `amount`.
+    let deals = won_deals(&hub, 5);
+    host.connect(
+        "hubspot",
+        "nexo/hubspot",
+        &hub.url(),
+        json!({"base_url": hub.url(), "page_size": 50}),
+        ("api_token", HUBSPOT_TOKEN),
+    );
+    host.connect_tryton("tryton", &server, 20);
+    (server, hub, deals)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_predicts_deals_mapped_again_to_the_same_posted_invoices_as_unchanged() {
+    let host = Host::new().await;
+    let (_server, hub, deals) = deals_and_tryton(&host).await;
+    host.apply(&deals_pipeline(
+        "invoices",
+        "invoice",
+        "emit = \"invoice\", status = \"authorised\", default_tax_rate = \"20\"",
+        "tryton",
+        "invoices",
+        "model = \"invoice\"",
+    ))
+    .await;
+    let first = host.predicted_run("invoices").await;
+    assert_eq!(first.counts.created, 5, "{:?}", first.counts);
+    let second = host.predicted_run("invoices").await;
+    assert_eq!(second.counts.written(), 0, "{:?}", second.counts);
+    // Compared byte for byte with Tryton's read-back, each invoice looked
+    // different: the dry run said "update 5", Tryton answered "unchanged".
+    touch_deals(&hub, &deals).await;
+    let touched = host.predicted_run("invoices").await;
+    assert_eq!(
+        (
+            touched.counts.read,
+            touched.counts.unchanged,
+            touched.counts.conflicts
+        ),
+        (5, 5, 0),
+        "{:?}",
+        touched.counts
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tryton_read_backs_are_no_conflict_an_edit_there_is_one_and_dry_runs_predict_each_run() {
+    let host = Host::new().await;
+    let (server, hub, deals) = deals_and_tryton(&host).await;
+    let rest = Rest::new(&server);
+    host.apply(&deals_pipeline(
+        "invoices",
+        "invoice",
+        "emit = \"invoice\", status = \"draft\", default_tax_rate = \"20\"",
+        "tryton",
+        "invoices",
+        "model = \"invoice\"\n[conflicts]\npolicy = \"hold\"",
+    ))
+    .await;
+    let open_conflicts = || {
+        host.db
+            .conflicts(
+                Some("invoices"),
+                Some(nexo::sync::store::ConflictStatus::Open),
+            )
+            .unwrap()
+            .len()
+    };
+
+    // First run: five draft invoices, as the dry run said.
+    let first = host.predicted_run("invoices").await;
+    assert_eq!(first.counts.created, 5, "{:?}", first.counts);
+    // Nothing changed: Tryton's read-back (its own decimals, party ids, no
+    // external_refs) is recognised as Nexo's own write.
+    let second = host.predicted_run("invoices").await;
+    assert_eq!(second.counts.written(), 0, "{:?}", second.counts);
+
+    // Every deal read and mapped again to the same invoice: nothing to
+    // write, no conflict (byte for byte, Tryton's form differed).
+    touch_deals(&hub, &deals).await;
+    let touched = host.predicted_run("invoices").await;
+    assert_eq!(
+        (touched.counts.read, touched.counts.unchanged),
+        (5, 5),
+        "{:?}",
+        touched.counts
+    );
+    assert_eq!(open_conflicts(), 0);
+
+    // Only the amounts of three deals change: three updates, no conflict.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    for (i, d) in deals.iter().take(3).enumerate() {
+        hub.edit(
+            ObjectType::Deals,
+            *d,
+            &[("amount", &format!("{}.50", 200 + i))],
+        )
+        .unwrap();
+    }
+    let third = host.predicted_run("invoices").await;
+    assert_eq!(
+        (third.counts.updated, third.counts.conflicts),
+        (3, 0),
+        "{:?}",
+        third.counts
+    );
+    assert_eq!(open_conflicts(), 0, "a read-back was taken for an edit");
+    let totals: BTreeSet<String> = rest
+        .search(
+            "account.invoice",
+            json!([["type", "=", "out"]]),
+            &["total_amount"],
+        )
+        .await
+        .iter()
+        .map(|i| decimal_text(&i["total_amount"]))
+        .collect();
+    for i in 0..3u64 {
+        // (200.50 + i) × 1.2, in cents, as Tryton's normalised text.
+        let cents = (20_050 + 100 * i) * 12 / 10;
+        let total = decimal_text(&decimal(&format!("{}.{:02}", cents / 100, cents % 100)));
+        assert!(totals.contains(&total), "{total} in {totals:?}");
+    }
+
+    // Someone edits an invoice in Tryton (its reference, a field Nexo
+    // writes) and its deal changes too: exactly one conflict, held.
+    let invoice = rest
+        .search(
+            "account.invoice",
+            json!([["reference", "=", "Deal 4"]]),
+            &["id"],
+        )
+        .await;
+    let invoice = invoice[0]["id"].as_u64().unwrap();
+    rest.update(
+        "account.invoice",
+        invoice,
+        json!({"reference": "Deal 4, as the customer asked"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    hub.edit(ObjectType::Deals, deals[4], &[("amount", "999.00")])
+        .unwrap();
+    let fourth = host.predicted_run("invoices").await;
+    assert_eq!(
+        (fourth.counts.conflicts, fourth.counts.updated),
+        (1, 0),
+        "{:?}",
+        fourth.counts
+    );
+    assert_eq!(open_conflicts(), 1);
+    let kept = rest
+        .search(
+            "account.invoice",
+            json!([["id", "=", invoice]]),
+            &["reference"],
+        )
+        .await;
+    assert_eq!(kept[0]["reference"], "Deal 4, as the customer asked");
 }

@@ -329,6 +329,7 @@ impl<'a> Driver<'a> {
                     &self.p.pipeline.source,
                     r,
                     &self.p.dest_system,
+                    &self.p.dest_compare,
                     &mut changed,
                 ));
             }

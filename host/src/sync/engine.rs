@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::SyncError;
+use super::compare::Comparison;
 use super::content::{FieldChange, SystemFields};
 use super::driver::Driver;
 use super::gate::Gate;
@@ -196,6 +197,10 @@ pub(super) struct Prepared {
     pub mappers: Vec<(MapperPlugin, String)>,
     pub source_system: SystemFields,
     pub dest_system: SystemFields,
+    /// How read-backs compare with what Nexo wrote, per side (from each
+    /// stream's JSON Schema).
+    pub source_compare: Comparison,
+    pub dest_compare: Comparison,
     pub dest_readable: bool,
     pub gate: Gate,
 }
@@ -403,6 +408,12 @@ impl Engine {
             pipeline.model.as_deref(),
         )
         .map_err(stream_error)?;
+        let compare = |s: &StreamInfo, role: &str| {
+            Comparison::from_schema(&s.json_schema)
+                .map_err(|e| stream_error(format!("{role} stream `{}`: {e}", s.name)))
+        };
+        let source_compare = compare(&src_info, "source")?;
+        let dest_compare = compare(&dst_info, "destination")?;
         Ok(Prepared {
             pipeline: pipeline.clone(),
             source,
@@ -412,6 +423,8 @@ impl Engine {
             mappers,
             source_system: system(&src_info),
             dest_system,
+            source_compare,
+            dest_compare,
             dest_readable: dst_info.can_read,
             gate,
         })

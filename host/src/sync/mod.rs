@@ -9,6 +9,7 @@ mod apply;
 pub mod bounds;
 pub mod check;
 mod commit;
+pub mod compare;
 pub mod content;
 mod delivery;
 mod driver;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::SyncError;
+use super::compare::Comparison;
 use super::content::{Content, SystemFields, hash_text, idempotency_key};
 use super::delivery::write_all;
 use super::driver::Driver;
@@ -104,6 +105,7 @@ pub fn tracked(
     peer: &Endpoint,
     r: &Record,
     system: &SystemFields,
+    cmp: &Comparison,
     changed: &mut usize,
 ) -> LinkUpdate {
     let mut update = LinkUpdate {
@@ -118,11 +120,11 @@ pub fn tracked(
     let Ok(content) = Content::of(&r.payload, system) else {
         return update;
     };
-    match plan::classify_read(Some(link), &content) {
+    match plan::classify_read(Some(link), &content, cmp) {
         ReadClass::Unchanged { rebase } => {
-            if rebase.is_some() {
-                update.known = Some(content.to_json());
-                update.synced_hash = rebase;
+            if let Some(r) = rebase {
+                update.known = Some(r.known);
+                update.synced_hash = Some(r.hash);
             }
         }
         ReadClass::Changed => {
@@ -389,14 +391,16 @@ pub async fn classify(
             };
             let json = content.to_json();
             let hash = hash_text(&json);
-            let class = plan::classify_read_hashed(link, &content, || hash.clone());
+            let class =
+                plan::classify_read_hashed(link, &content, &d.p.source_compare, || hash.clone());
             item.canonical = Some((json, hash));
             if let ReadClass::Unchanged { rebase } = class {
                 // Nothing to record for a record that is exactly as synced
                 // (a full refresh keeps what it read in the run itself).
                 if rebase.is_some() {
                     let mut update = item.source_link(d, false, false);
-                    update.synced_hash = rebase;
+                    update.known = rebase.as_ref().map(|r| r.known.clone());
+                    update.synced_hash = rebase.map(|r| r.hash);
                     commit.links.push(update);
                 }
                 commit.counts.add(RecordOutcome::Unchanged);
@@ -545,14 +549,18 @@ pub async fn finish(d: &mut Driver<'_>, page: Classified) -> Result<PageCommit, 
             }));
             continue;
         }
-        let mut decision = plan::decide_upsert(p, &content, dest, item.version.as_deref(), false);
+        // Fields the destination derives itself are never sent.
+        d.p.dest_compare.strip_read_only(&mut content);
+        let cmp = &d.p.dest_compare;
+        let mut decision =
+            plan::decide_upsert(p, cmp, &content, dest, item.version.as_deref(), false);
         let mut already_open = false;
         if matches!(decision, Decision::Update { .. } | Decision::Hold { .. })
             && let Some(e) = item.entity_id.filter(|e| *e > 0)
             && d.engine.store.has_open_conflict(e, &name)?
         {
             already_open = true;
-            decision = plan::decide_upsert(p, &content, dest, item.version.as_deref(), true);
+            decision = plan::decide_upsert(p, cmp, &content, dest, item.version.as_deref(), true);
         }
         // Decided: the content is now only the payload to send.
         let as_value = Value::Object(content.0);

@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use super::compare::Comparison;
 use super::content::{Content, FieldChange, hash_text};
 use super::pipeline::{ConflictPolicy, DeletePolicy, Pipeline};
 use super::store::Link;
@@ -15,17 +16,29 @@ pub enum ReadClass {
     /// Not seen before, or changed since the last sync.
     Changed,
     /// Same as at the last sync: a re-read (look-back) or the echo of
-    /// Nexo's own write (possibly with defaults the system added, in which
-    /// case `rebase` is the hash to record as the new synced state).
+    /// Nexo's own write (possibly with defaults the system added, or in
+    /// the system's own form, in which case `rebase` is the new synced
+    /// state).
     Unchanged {
-        /// New synced hash to store, when the system added fields.
-        rebase: Option<String>,
+        /// New known content and synced hash to store, when the read
+        /// differs from what was synced only in the system's ways.
+        rebase: Option<Rebase>,
     },
 }
 
-/// Classify a read record against its link.
-pub fn classify_read(link: Option<&Link>, content: &Content) -> ReadClass {
-    classify_read_hashed(link, content, || content.hash())
+/// A link's new synced state after an echo (see [`Comparison::rebase`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebase {
+    /// Canonical JSON of the content the link now knows.
+    pub known: String,
+    /// Its hash, the new synced hash.
+    pub hash: String,
+}
+
+/// Classify a read record against its link; `cmp` is the stream's
+/// comparison (what counts as the same value in the system's own form).
+pub fn classify_read(link: Option<&Link>, content: &Content, cmp: &Comparison) -> ReadClass {
+    classify_read_hashed(link, content, cmp, || content.hash())
 }
 
 /// [`classify_read`] with the content's hash supplied (computed once by
@@ -33,6 +46,7 @@ pub fn classify_read(link: Option<&Link>, content: &Content) -> ReadClass {
 pub fn classify_read_hashed(
     link: Option<&Link>,
     content: &Content,
+    cmp: &Comparison,
     hash: impl FnOnce() -> String,
 ) -> ReadClass {
     let Some(link) = link else {
@@ -46,13 +60,21 @@ pub fn classify_read_hashed(
         return ReadClass::Unchanged { rebase: None };
     }
     // The system may answer with more than Nexo wrote (defaults, computed
-    // fields): still an echo when what Nexo knew at the sync is all there.
+    // fields) and in its own form (`10` for `"10.00"`, its own ids): still
+    // an echo when what Nexo knew at the sync is all there, as the
+    // stream's comparison sees it. The read-back becomes the synced state,
+    // so a later change is compared system form to system form.
     if let Some(known) = link.known.as_deref()
         && hash_text(known) == synced
         && let Ok(prior) = serde_json::from_str::<serde_json::Map<String, Value>>(known)
-        && Content(prior).is_contained_in(content)
+        && let prior = Content(prior)
+        && cmp.contained(&prior, content)
     {
-        return ReadClass::Unchanged { rebase: Some(hash) };
+        let known = cmp.rebase(&prior, content).to_json();
+        let hash = hash_text(&known);
+        return ReadClass::Unchanged {
+            rebase: Some(Rebase { known, hash }),
+        };
     }
     ReadClass::Changed
 }
@@ -122,11 +144,13 @@ fn changed_since_sync(link: &Link, known: &Content) -> bool {
         .is_some_and(|synced| known.hash() != synced)
 }
 
-/// Decide what an upsert does. `dest` is the linked destination record,
-/// `source_version` the source record's cursor value (modification time),
-/// `open_conflict` whether a person still has to settle this entity.
+/// Decide what an upsert does. `cmp` is the destination stream's
+/// comparison, `dest` the linked destination record, `source_version` the
+/// source record's cursor value (modification time), `open_conflict`
+/// whether a person still has to settle this entity.
 pub fn decide_upsert(
     p: &Pipeline,
+    cmp: &Comparison,
     mapped: &Content,
     dest: Option<&Link>,
     source_version: Option<&str>,
@@ -164,7 +188,7 @@ pub fn decide_upsert(
             None => payload.0.remove(field),
         };
     }
-    let diff = payload.diff_from(&known);
+    let diff = cmp.diff(&payload, &known);
     if diff.is_empty() {
         return Decision::Unchanged {
             id: Some(id),
@@ -282,6 +306,10 @@ mod tests {
         .unwrap()
     }
 
+    fn exact() -> Comparison {
+        Comparison::exact()
+    }
+
     fn content(v: serde_json::Value) -> Content {
         match v {
             serde_json::Value::Object(m) => Content(m),
@@ -307,22 +335,25 @@ mod tests {
         let written = json!({"email": "a@x"});
         let l = link(written.clone(), &written, None);
         assert_eq!(
-            classify_read(None, &content(written.clone())),
+            classify_read(None, &content(written.clone()), &exact()),
             ReadClass::Changed
         );
         assert_eq!(
-            classify_read(Some(&l), &content(written.clone())),
+            classify_read(Some(&l), &content(written.clone()), &exact()),
             ReadClass::Unchanged { rebase: None }
         );
         let with_default = content(json!({"email": "a@x", "phone": null}));
         assert_eq!(
-            classify_read(Some(&l), &with_default),
+            classify_read(Some(&l), &with_default, &exact()),
             ReadClass::Unchanged {
-                rebase: Some(with_default.hash())
+                rebase: Some(Rebase {
+                    known: with_default.to_json(),
+                    hash: with_default.hash()
+                })
             }
         );
         assert_eq!(
-            classify_read(Some(&l), &content(json!({"email": "b@x"}))),
+            classify_read(Some(&l), &content(json!({"email": "b@x"})), &exact()),
             ReadClass::Changed
         );
     }
@@ -331,19 +362,22 @@ mod tests {
     fn upserts_create_update_or_skip() {
         let p = pipeline("");
         let m = content(json!({"email": "a@x", "city": "Paris"}));
-        assert_eq!(decide_upsert(&p, &m, None, None, false), Decision::Create);
+        assert_eq!(
+            decide_upsert(&p, &exact(), &m, None, None, false),
+            Decision::Create
+        );
         let same = link(
             json!({"email": "a@x", "city": "Paris"}),
             &json!({"email": "a@x", "city": "Paris"}),
             None,
         );
         assert!(matches!(
-            decide_upsert(&p, &m, Some(&same), None, false),
+            decide_upsert(&p, &exact(), &m, Some(&same), None, false),
             Decision::Unchanged { .. }
         ));
         let old = json!({"email": "a@x", "city": "Rome"});
         let prior = link(old.clone(), &old, None);
-        match decide_upsert(&p, &m, Some(&prior), None, false) {
+        match decide_upsert(&p, &exact(), &m, Some(&prior), None, false) {
             Decision::Update { diff, conflict, .. } => {
                 assert_eq!(diff.len(), 1);
                 assert_eq!(diff[0].field, "city");
@@ -354,7 +388,7 @@ mod tests {
         let mut deleted = prior.clone();
         deleted.deleted = true;
         assert_eq!(
-            decide_upsert(&p, &m, Some(&deleted), None, false),
+            decide_upsert(&p, &exact(), &m, Some(&deleted), None, false),
             Decision::Create
         );
     }
@@ -363,7 +397,7 @@ mod tests {
     fn an_update_only_pipeline_updates_linked_records_and_creates_none() {
         let p = pipeline("update_only = true");
         let m = content(json!({"status": "paid"}));
-        match decide_upsert(&p, &m, None, None, false) {
+        match decide_upsert(&p, &exact(), &m, None, None, false) {
             Decision::Unchanged {
                 id: None, reason, ..
             } => {
@@ -373,7 +407,7 @@ mod tests {
         }
         let old = json!({"status": "draft", "name": "Deal"});
         let linked = link(old.clone(), &old, None);
-        match decide_upsert(&p, &m, Some(&linked), None, false) {
+        match decide_upsert(&p, &exact(), &m, Some(&linked), None, false) {
             Decision::Update { diff, .. } => {
                 assert_eq!(diff.len(), 1, "only the fields it carries: {diff:?}");
                 assert_eq!(diff[0].field, "status");
@@ -393,7 +427,7 @@ mod tests {
         );
         // ...and the source changed it to Paris.
         let m = content(json!({"email": "a@x", "city": "Paris"}));
-        decide_upsert(&p, &m, Some(&dest), source_version, false)
+        decide_upsert(&p, &exact(), &m, Some(&dest), source_version, false)
     }
 
     #[test]
@@ -435,7 +469,7 @@ mod tests {
         let known = json!({"email": "a@x", "city": "Milan"});
         let dest = link(known.clone(), &known, None);
         let m = content(json!({"email": "new@x", "city": "Paris"}));
-        match decide_upsert(&p, &m, Some(&dest), None, false) {
+        match decide_upsert(&p, &exact(), &m, Some(&dest), None, false) {
             Decision::Update { payload, diff, .. } => {
                 assert_eq!(payload.0["city"], json!("Milan"));
                 assert_eq!(diff.len(), 1);
@@ -444,10 +478,13 @@ mod tests {
         }
         let p = pipeline("[master]\nsystem = \"b\"");
         assert!(matches!(
-            decide_upsert(&p, &m, Some(&dest), None, false),
+            decide_upsert(&p, &exact(), &m, Some(&dest), None, false),
             Decision::Unchanged { .. }
         ));
-        assert_eq!(decide_upsert(&p, &m, None, None, false), Decision::Create);
+        assert_eq!(
+            decide_upsert(&p, &exact(), &m, None, None, false),
+            Decision::Create
+        );
         assert!(matches!(
             decide_delete(&p, Some(&dest)),
             Decision::Unchanged { .. }
@@ -476,6 +513,93 @@ mod tests {
         assert!(matches!(
             decide_delete(&pipeline("[deletes]\npolicy = \"propagate\""), None),
             Decision::Unchanged { .. }
+        ));
+    }
+
+    /// The destination stream of a deals → invoices pipeline, as an ERP
+    /// reads its invoices back: amounts as it stores them, the customer as
+    /// its own id, the deal's reference not kept.
+    fn erp_invoices() -> Comparison {
+        let schema = json!({"type": "object", "properties": {
+            "total": {"type": "string", "format": "decimal"},
+            "customer": {"type": "object", "x-nexo-reference": true},
+            "external_refs": {"type": "array", "writeOnly": true},
+            "reference": {"type": "string"}
+        }});
+        Comparison::from_schema(&schema.to_string()).unwrap()
+    }
+
+    #[test]
+    fn a_read_back_in_the_systems_form_is_an_echo_and_later_edits_conflict() {
+        let cmp = erp_invoices();
+        let written = json!({"total": "10.00", "reference": "Deal 1",
+            "customer": {"system": "crm", "id": "c-9"}, "external_refs": [{"system": "crm", "id": "d-1"}]});
+        let link = link(written.clone(), &written, None);
+        let read = content(json!({"total": "10", "reference": "Deal 1",
+            "customer": {"system": "erp", "id": "42"}, "status": "draft"}));
+        // Before: compared byte for byte, the read-back looked changed.
+        assert_eq!(
+            classify_read(Some(&link), &read, &exact()),
+            ReadClass::Changed
+        );
+        let rebase = match classify_read(Some(&link), &read, &cmp) {
+            ReadClass::Unchanged { rebase: Some(r) } => r,
+            c => panic!("{c:?}"),
+        };
+        // The ERP's form, with the reference it keeps as its own id and
+        // the field it does not read back as written.
+        let known: serde_json::Map<String, Value> = serde_json::from_str(&rebase.known).unwrap();
+        assert_eq!(known["total"], json!("10"));
+        assert_eq!(known["customer"], json!({"system": "crm", "id": "c-9"}));
+        assert_eq!(known["status"], json!("draft"));
+        assert_eq!(rebase.hash, hash_text(&rebase.known));
+        // Rebased on the read-back: the deal's amount changes, an update
+        // of the total alone, no conflict.
+        let mut synced = link.clone();
+        synced.known = Some(rebase.known.clone());
+        synced.synced_hash = Some(rebase.hash.clone());
+        let p = pipeline("[conflicts]\npolicy = \"hold\"");
+        let mapped = content(json!({"total": "12.50", "reference": "Deal 1",
+            "customer": {"system": "crm", "id": "c-9"}, "external_refs": [{"system": "crm", "id": "d-1"}]}));
+        match decide_upsert(&p, &cmp, &mapped, Some(&synced), None, false) {
+            Decision::Update {
+                diff,
+                conflict: None,
+                ..
+            } => {
+                assert_eq!(diff.len(), 1, "{diff:?}");
+                assert_eq!(diff[0].field, "total");
+            }
+            d => panic!("{d:?}"),
+        }
+        // The same deal mapped again: nothing to write (a dry run and the
+        // run both say unchanged).
+        let same = content(json!({"total": "10.00", "reference": "Deal 1",
+            "customer": {"system": "crm", "id": "c-9"}}));
+        assert!(matches!(
+            decide_upsert(&p, &cmp, &same, Some(&synced), None, false),
+            Decision::Unchanged { .. }
+        ));
+        // The deal moves to another company: the customer is updated,
+        // though the ERP reads back only its own party id.
+        let mut moved = same.clone();
+        moved
+            .0
+            .insert("customer".into(), json!({"system": "crm", "id": "c-10"}));
+        match decide_upsert(&p, &cmp, &moved, Some(&synced), None, false) {
+            Decision::Update { diff, .. } => assert_eq!(diff[0].field, "customer"),
+            d => panic!("{d:?}"),
+        }
+        // Someone edits the reference in the ERP: a real change, held.
+        let mut edited = synced.clone();
+        edited.known = Some(
+            content(json!({"total": "10", "reference": "Edited",
+            "customer": {"system": "erp", "id": "42"}, "status": "draft"}))
+            .to_json(),
+        );
+        assert!(matches!(
+            decide_upsert(&p, &cmp, &mapped, Some(&edited), None, false),
+            Decision::Hold { .. }
         ));
     }
 }

@@ -284,8 +284,10 @@ impl Connector for Hledger {
 
     fn discover(_config: &Config) -> Result<Vec<StreamInfo>, Error> {
         Ok(vec![
-            StreamInfo::new("invoices", schema_of::<Invoice>()).writable(),
-            StreamInfo::new("payments", schema_of::<Payment>()).writable(),
+            // The journal keeps the payload as written, except its `id`:
+            // a read gives the document id there instead.
+            StreamInfo::new("invoices", StreamSchema::of::<Invoice>().derived("id")).writable(),
+            StreamInfo::new("payments", StreamSchema::of::<Payment>().derived("id")).writable(),
             StreamInfo::new(TRANSACTIONS, schema_of::<LedgerTransaction>()),
         ])
     }

@@ -273,6 +273,12 @@ impl Connector for HubSpot {
                     "properties": {"id": {"type": "string"}, "updatedAt": {"type": "string"}},
                     "additionalProperties": value,
                 });
+                // HubSpot keeps every property as text (`12.5` reads back
+                // as "12.5"), which the value type above says to the host;
+                // the properties it maintains itself are derived.
+                for name in MANAGED {
+                    schema["properties"][name] = json!({"readOnly": true});
+                }
                 if stream == "deals" {
                     let list = json!({"type": "array", "items": {"type": "object",
                         "properties": {"id": {"type": "string"}, "properties": {"type": "object"}}}});

@@ -198,7 +198,7 @@ impl Connector for Tryton {
             info("parties", json_schema::<Company>()).writable(),
             info("products", json_schema::<Product>()).writable(),
             info("sales", json_schema::<SaleOrder>()),
-            info("invoices", json_schema::<Invoice>()).writable(),
+            info("invoices", invoice_schema().into()).writable(),
         ])
     }
 
@@ -218,6 +218,26 @@ impl Connector for Tryton {
             other => Err(unknown_stream(other)),
         }
     }
+}
+
+/// The invoice stream's schema with what Tryton does to a written invoice,
+/// so the host tells its read-back from a person's edit: Tryton numbers it
+/// itself; keeps neither `external_refs`, `due_date` nor extra fields (the
+/// marker in `description` is not read back); returns the customer and
+/// products as its own party and product ids; posts lines to its revenue
+/// account (the `account_code` read back is Tryton's); and may move a unit
+/// price by its price step, 0.0001, so the line amount rounds as the
+/// record's (see `write::exact_price`).
+pub fn invoice_schema() -> StreamSchema {
+    StreamSchema::of::<Invoice>()
+        .derived("number")
+        .derived("lines[].account_code")
+        .not_read_back("external_refs")
+        .not_read_back("due_date")
+        .extras_not_read_back()
+        .own_ids("customer")
+        .own_ids("lines[].product")
+        .tolerance("lines[].unit_price", "0.0001")
 }
 
 /// Names a record of a write batch in an error message.
@@ -240,6 +260,11 @@ nexo_sdk::export_connector!(Tryton);
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_invoice_schema_names_only_fields_the_model_has() {
+        assert!(invoice_schema().unknown_paths().is_empty());
+    }
 
     #[test]
     fn config_defaults_and_url_checks() {

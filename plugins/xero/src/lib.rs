@@ -189,10 +189,10 @@ impl Connector for Xero {
             if writable { s.writable() } else { s }
         };
         Ok(vec![
-            info("contacts", json_schema::<Company>(), true),
-            info("items", json_schema::<Product>(), true),
-            info("invoices", json_schema::<Invoice>(), true),
-            info("payments", json_schema::<Payment>(), true),
+            info("contacts", read_back::<Company>().into(), true),
+            info("items", read_back::<Product>().into(), true),
+            info("invoices", invoice_schema().into(), true),
+            info("payments", payment_schema().into(), true),
             info("accounts", json_schema::<Account>(), false),
         ])
     }
@@ -215,4 +215,39 @@ impl Connector for Xero {
     }
 }
 
+/// A written stream's schema: Xero keeps no field it has no column for,
+/// so extra fields are not read back.
+fn read_back<T: JsonSchema>() -> StreamSchema {
+    StreamSchema::of::<T>().extras_not_read_back()
+}
+
+/// What Xero does to a written invoice, so the host tells its read-back
+/// from a person's edit: the customer comes back as its `ContactID` and a
+/// line's product as its `ItemCode` (references of Xero's own), and
+/// `external_refs` are not kept (the record is found by the marker in
+/// `Reference`).
+pub fn invoice_schema() -> StreamSchema {
+    read_back::<Invoice>()
+        .own_ids("customer")
+        .own_ids("lines[].product")
+        .not_read_back("external_refs")
+}
+
+/// What Xero does to a written payment: the invoice comes back as its
+/// `InvoiceID`.
+pub fn payment_schema() -> StreamSchema {
+    read_back::<Payment>().own_ids("invoice")
+}
+
 nexo_sdk::export_connector!(Xero);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_annotated_schemas_name_only_fields_the_model_has() {
+        assert!(invoice_schema().unknown_paths().is_empty());
+        assert!(payment_schema().unknown_paths().is_empty());
+    }
+}
