@@ -53,6 +53,11 @@ pub(super) const RUN_CONTROL: &str = "
 /// record delivered to one destination was taken as unchanged by every
 /// other pipeline sharing its source and entity, which then skipped it.
 ///
+/// The first peer a link is synced with is kept in the link's own row
+/// (`synced_connection`, `synced_stream` beside `synced_hash`), so the
+/// usual record with one peer costs no extra row to read or write; any
+/// further peer has a row in `link_sync`.
+///
 /// Carrying the old state over: a link's one synced hash is kept for its
 /// peer only where that is unambiguous — the saved pipelines give the
 /// link's connection/stream and entity exactly one other end — and, for a
@@ -61,6 +66,8 @@ pub(super) const RUN_CONTROL: &str = "
 /// compares the record with the destination's (unchanged when equal, so
 /// nothing is written twice): an extra comparison, never a skipped record.
 pub(super) const SYNC_PER_PEER: &str = "
+    ALTER TABLE entity_links ADD COLUMN synced_connection TEXT;
+    ALTER TABLE entity_links ADD COLUMN synced_stream TEXT;
     CREATE TABLE link_sync (
         connection TEXT NOT NULL,
         stream TEXT NOT NULL,
@@ -89,10 +96,10 @@ pub(super) const SYNC_PER_PEER: &str = "
     sole (connection, stream, entity, peer_connection, peer_stream) AS (
         SELECT connection, stream, entity, MIN(peer_connection), MIN(peer_stream)
           FROM ends GROUP BY connection, stream, entity HAVING COUNT(*) = 1
-    )
-    INSERT INTO link_sync
+    ),
+    carried (connection, stream, record_id, entity, peer_connection, peer_stream) AS (
         SELECT l.connection, l.stream, l.record_id, l.entity,
-               s.peer_connection, s.peer_stream, l.synced_hash
+               s.peer_connection, s.peer_stream
           FROM entity_links l
           JOIN sole s ON s.connection = l.connection AND s.stream = l.stream
                      AND s.entity = l.entity
@@ -100,8 +107,14 @@ pub(super) const SYNC_PER_PEER: &str = "
            AND EXISTS (SELECT 1 FROM entity_links o
                         WHERE o.entity_id = l.entity_id AND o.entity = l.entity
                           AND o.connection = s.peer_connection
-                          AND o.stream = s.peer_stream);
-    ALTER TABLE entity_links DROP COLUMN synced_hash;
+                          AND o.stream = s.peer_stream)
+    )
+    UPDATE entity_links
+       SET synced_connection = c.peer_connection, synced_stream = c.peer_stream
+      FROM carried c
+     WHERE c.connection = entity_links.connection AND c.stream = entity_links.stream
+       AND c.record_id = entity_links.record_id AND c.entity = entity_links.entity;
+    UPDATE entity_links SET synced_hash = NULL WHERE synced_connection IS NULL;
 ";
 
 /// Migration 10: pipelines saved before the retry window carry the old
@@ -278,16 +291,17 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-/// A link's columns, `l` being `entity_links` and `s` its `link_sync` row
-/// with the peer a query names (see [`WITH_PEER`]).
-const LINK_COLUMNS: &str = "l.entity_id, l.connection, l.stream, l.record_id, l.known, s.synced_hash, l.version, l.deleted";
-
-/// `entity_links l` with its sync state with one peer, whose connection
-/// and stream are the query's first two parameters (`NULL`: none).
-const WITH_PEER: &str = "entity_links l LEFT JOIN link_sync s
-     ON s.connection = l.connection AND s.stream = l.stream
-    AND s.record_id = l.record_id AND s.entity = l.entity
-    AND s.peer_connection = ? AND s.peer_stream = ?";
+/// A link's columns, `l` being `entity_links`, with its sync state with
+/// the peer whose connection and stream are the query's parameters ?1 and
+/// ?2 (`NULL`: none): the row's own when that peer holds it, else the
+/// peer's row in `link_sync` (looked up only then).
+const LINK_COLUMNS: &str = "l.entity_id, l.connection, l.stream, l.record_id, l.known,
+    CASE WHEN l.synced_connection = ?1 AND l.synced_stream = ?2 THEN l.synced_hash
+         ELSE (SELECT s.synced_hash FROM link_sync s
+                WHERE s.connection = l.connection AND s.stream = l.stream
+                  AND s.record_id = l.record_id AND s.entity = l.entity
+                  AND s.peer_connection = ?1 AND s.peer_stream = ?2) END AS synced,
+    l.version, l.deleted";
 
 /// A link's columns without sync state (no peer named).
 const LINK_COLUMNS_ALONE: &str =
@@ -528,8 +542,8 @@ impl SyncStore for Database {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
             let sql = format!(
-                "SELECT {LINK_COLUMNS} FROM {WITH_PEER}
-                 WHERE l.connection = ? AND l.stream = ? AND l.record_id IN ({}) AND l.entity = ?",
+                "SELECT {LINK_COLUMNS} FROM entity_links l
+                 WHERE l.connection = ?3 AND l.stream = ?4 AND l.record_id IN ({}) AND l.entity = ?",
                 placeholders(chunk.len())
             );
             let mut st = conn.prepare_cached(&sql)?;
@@ -558,8 +572,8 @@ impl SyncStore for Database {
         let mut out = Vec::with_capacity(entities.len());
         for chunk in entities.chunks(500) {
             let sql = format!(
-                "SELECT {LINK_COLUMNS} FROM {WITH_PEER}
-                 WHERE l.connection = ? AND l.stream = ? AND l.entity_id IN ({})",
+                "SELECT {LINK_COLUMNS} FROM entity_links l
+                 WHERE l.connection = ?3 AND l.stream = ?4 AND l.entity_id IN ({})",
                 placeholders(chunk.len())
             );
             let mut st = conn.prepare_cached(&sql)?;
@@ -640,10 +654,11 @@ impl SyncStore for Database {
     ) -> Result<Vec<Link>, StoreError> {
         let conn = self.lock()?;
         let mut st = conn.prepare(&format!(
-            "SELECT {LINK_COLUMNS} FROM {WITH_PEER}
-             WHERE l.connection = ? AND l.stream = ? AND l.entity = ?
-               AND (l.deleted = 0 OR s.synced_hash IS NULL OR s.synced_hash <> ?)
-             ORDER BY l.record_id"
+            "SELECT * FROM (
+                 SELECT {LINK_COLUMNS} FROM entity_links l
+                  WHERE l.connection = ?3 AND l.stream = ?4 AND l.entity = ?5
+             ) WHERE deleted = 0 OR COALESCE(synced, '') <> ?6
+             ORDER BY record_id"
         ))?;
         Ok(st
             .query_map(
@@ -728,15 +743,28 @@ impl SyncStore for Database {
             )?;
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO entity_links
-                     (connection, stream, record_id, entity_id, known, version, deleted, seen_run, updated_at, entity)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     (connection, stream, record_id, entity_id, known, version, deleted, seen_run,
+                      updated_at, entity, synced_hash, synced_connection, synced_stream)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
+                         CASE WHEN ?11 IS NULL THEN NULL ELSE ?12 END,
+                         CASE WHEN ?11 IS NULL THEN NULL ELSE ?13 END)
                  ON CONFLICT (connection, stream, record_id, entity) DO UPDATE SET
                      known = COALESCE(excluded.known, known),
                      version = COALESCE(excluded.version, version),
                      deleted = excluded.deleted,
                      seen_run = excluded.seen_run,
-                     updated_at = excluded.updated_at
-                 RETURNING entity_id",
+                     updated_at = excluded.updated_at,
+                     synced_hash = CASE
+                         WHEN excluded.synced_hash IS NULL THEN synced_hash
+                         WHEN synced_connection IS NULL
+                           OR (synced_connection = excluded.synced_connection
+                               AND synced_stream = excluded.synced_stream)
+                         THEN excluded.synced_hash
+                         ELSE synced_hash END,
+                     synced_connection = COALESCE(synced_connection, excluded.synced_connection),
+                     synced_stream = CASE WHEN synced_connection IS NULL
+                         THEN excluded.synced_stream ELSE synced_stream END
+                 RETURNING entity_id, synced_connection, synced_stream",
             )?;
             let mut synced = tx.prepare_cached(
                 "INSERT INTO link_sync
@@ -760,7 +788,7 @@ impl SyncStore for Database {
                         next_entity - 1
                     }),
                 };
-                let stored: i64 = upsert.query_row(
+                let (stored, holder): (i64, Option<(String, String)>) = upsert.query_row(
                     params![
                         l.connection,
                         l.stream,
@@ -771,14 +799,26 @@ impl SyncStore for Database {
                         l.deleted,
                         run,
                         now,
-                        l.entity
+                        l.entity,
+                        l.synced_hash,
+                        l.peer.connection,
+                        l.peer.stream
                     ],
-                    |r| r.get(0),
+                    |r| {
+                        let c: Option<String> = r.get(1)?;
+                        let s: Option<String> = r.get(2)?;
+                        Ok((r.get(0)?, c.zip(s)))
+                    },
                 )?;
                 if first_of_group && stored != entity_id {
                     groups.insert(l.group, stored);
                 }
-                if let Some(hash) = &l.synced_hash {
+                // Another peer holds the row's own slot: this one's state
+                // goes beside it.
+                let held_here = holder
+                    .as_ref()
+                    .is_some_and(|(c, s)| *c == l.peer.connection && *s == l.peer.stream);
+                if let Some(hash) = l.synced_hash.as_ref().filter(|_| !held_here) {
                     synced.execute(params![
                         l.connection,
                         l.stream,
