@@ -110,7 +110,10 @@ pub fn tracked(
 ) -> LinkUpdate {
     let mut update = LinkUpdate {
         version: r.cursor.clone(),
-        deleted: r.operation == Operation::Delete,
+        // A record Nexo deleted stays deleted when the system still lists
+        // it (voided, archived): reading it back is not a restore, and the
+        // delete would be sent again at the next look-back.
+        deleted: r.operation == Operation::Delete || link.deleted,
         ..LinkUpdate::of_link(entity, link, peer)
     };
     if r.operation == Operation::Delete {
