@@ -307,10 +307,11 @@ const LINK_COLUMNS: &str = "l.entity_id, l.connection, l.stream, l.record_id, l.
 const LINK_COLUMNS_ALONE: &str =
     "l.entity_id, l.connection, l.stream, l.record_id, l.known, NULL, l.version, l.deleted";
 
-fn peer_args(peer: Option<&Endpoint>) -> [rusqlite::types::Value; 2] {
+/// The peer's connection and stream as query parameters (`NULL`: none).
+fn peer_args(peer: Option<&Endpoint>) -> [Option<&str>; 2] {
     match peer {
-        Some(p) => [p.connection.clone().into(), p.stream.clone().into()],
-        None => [rusqlite::types::Value::Null, rusqlite::types::Value::Null],
+        Some(p) => [Some(p.connection.as_str()), Some(p.stream.as_str())],
+        None => [None, None],
     }
 }
 
@@ -547,12 +548,12 @@ impl SyncStore for Database {
                 placeholders(chunk.len())
             );
             let mut st = conn.prepare_cached(&sql)?;
-            let text = |t: &str| rusqlite::types::Value::Text(t.to_string());
+            // Borrowed: a lookup per page binds thousands of ids.
             let args = peer_args(peer)
                 .into_iter()
-                .chain([text(connection), text(stream)])
-                .chain(chunk.iter().map(|id| text(id)))
-                .chain([text(entity)]);
+                .chain([Some(connection), Some(stream)])
+                .chain(chunk.iter().map(|id| Some(*id)))
+                .chain([Some(entity)]);
             out.extend(
                 st.query_map(params_from_iter(args), link_row)?
                     .collect::<Result<Vec<_>, _>>()?,
@@ -577,7 +578,10 @@ impl SyncStore for Database {
                 placeholders(chunk.len())
             );
             let mut st = conn.prepare_cached(&sql)?;
-            let mut args: Vec<rusqlite::types::Value> = peer_args(peer).into();
+            let mut args: Vec<rusqlite::types::Value> = peer_args(peer)
+                .into_iter()
+                .map(|v| v.map(str::to_string).into())
+                .collect();
             args.extend([connection.to_string().into(), stream.to_string().into()]);
             args.extend(chunk.iter().map(|e| rusqlite::types::Value::Integer(*e)));
             out.extend(
@@ -741,55 +745,64 @@ impl SyncStore for Database {
                 [],
                 |r| r.get(0),
             )?;
-            let mut upsert = tx.prepare_cached(
+            // No RETURNING: it costs SQLite an ephemeral table per row,
+            // which made the commit of a 100 000-record first run half as
+            // slow again. A new record is one INSERT; a known one is one
+            // upsert, plus one UPDATE of its sync slot when it was synced.
+            let mut insert_new = tx.prepare_cached(
                 "INSERT INTO entity_links
                      (connection, stream, record_id, entity_id, known, version, deleted, seen_run,
                       updated_at, entity, synced_hash, synced_connection, synced_stream)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
                          CASE WHEN ?11 IS NULL THEN NULL ELSE ?12 END,
                          CASE WHEN ?11 IS NULL THEN NULL ELSE ?13 END)
+                 ON CONFLICT (connection, stream, record_id, entity) DO NOTHING",
+            )?;
+            let mut linked_to = tx.prepare_cached(
+                "SELECT entity_id FROM entity_links
+                  WHERE connection = ?1 AND stream = ?2 AND record_id = ?3 AND entity = ?4",
+            )?;
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO entity_links
+                     (connection, stream, record_id, entity_id, known, version, deleted, seen_run,
+                      updated_at, entity)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (connection, stream, record_id, entity) DO UPDATE SET
                      known = COALESCE(excluded.known, known),
                      version = COALESCE(excluded.version, version),
                      deleted = excluded.deleted,
                      seen_run = excluded.seen_run,
-                     updated_at = excluded.updated_at,
-                     synced_hash = CASE
-                         WHEN excluded.synced_hash IS NULL THEN synced_hash
-                         WHEN synced_connection IS NULL
-                           OR (synced_connection = excluded.synced_connection
-                               AND synced_stream = excluded.synced_stream)
-                         THEN excluded.synced_hash
-                         ELSE synced_hash END,
-                     synced_connection = COALESCE(synced_connection, excluded.synced_connection),
-                     synced_stream = CASE WHEN synced_connection IS NULL
-                         THEN excluded.synced_stream ELSE synced_stream END
-                 RETURNING entity_id, synced_connection, synced_stream",
+                     updated_at = excluded.updated_at",
             )?;
-            let mut synced = tx.prepare_cached(
+            // The row's own slot, when free or this peer's.
+            let mut slot = tx.prepare_cached(
+                "UPDATE entity_links
+                    SET synced_hash = ?5, synced_connection = ?6, synced_stream = ?7
+                  WHERE connection = ?1 AND stream = ?2 AND record_id = ?3 AND entity = ?4
+                    AND (synced_connection IS NULL
+                         OR (synced_connection = ?6 AND synced_stream = ?7))",
+            )?;
+            // Otherwise beside it.
+            let mut aside = tx.prepare_cached(
                 "INSERT INTO link_sync
                      (connection, stream, record_id, entity, peer_connection, peer_stream, synced_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 VALUES (?1, ?2, ?3, ?4, ?6, ?7, ?5)
                  ON CONFLICT (connection, stream, record_id, entity, peer_connection, peer_stream)
                  DO UPDATE SET synced_hash = excluded.synced_hash",
             )?;
             let mut groups: std::collections::HashMap<usize, i64> = Default::default();
             for l in &page.links {
-                // The first update of a new group is its source record's:
-                // when a concurrent run of another pipeline with the same
-                // source and entity linked that record since this page
-                // looked it up, the group joins that entity (two entities
-                // for one record would leave one destination orphaned).
+                let key = params![l.connection, l.stream, l.record_id, l.entity];
                 let first_of_group = l.entity_id.is_none() && !groups.contains_key(&l.group);
-                let entity_id = match l.entity_id {
+                let mut entity_id = match l.entity_id {
                     Some(e) => e,
                     None => *groups.entry(l.group).or_insert_with(|| {
                         next_entity += 1;
                         next_entity - 1
                     }),
                 };
-                let (stored, holder): (i64, Option<(String, String)>) = upsert.query_row(
-                    params![
+                if l.entity_id.is_none() {
+                    let inserted = insert_new.execute(params![
                         l.connection,
                         l.stream,
                         l.record_id,
@@ -803,31 +816,49 @@ impl SyncStore for Database {
                         l.synced_hash,
                         l.peer.connection,
                         l.peer.stream
-                    ],
-                    |r| {
-                        let c: Option<String> = r.get(1)?;
-                        let s: Option<String> = r.get(2)?;
-                        Ok((r.get(0)?, c.zip(s)))
-                    },
-                )?;
-                if first_of_group && stored != entity_id {
-                    groups.insert(l.group, stored);
+                    ])?;
+                    if inserted == 1 {
+                        continue;
+                    }
+                    // Linked since this page looked it up. The first update
+                    // of a new group is its source record's: linked by a
+                    // concurrent run of another pipeline with the same
+                    // source and entity, the group joins that entity (two
+                    // entities for one record would orphan a destination).
+                    // A later one is a destination record answering for a
+                    // second source record (two deals, one company's
+                    // party): entities are not merged.
+                    if first_of_group {
+                        let existing: i64 = linked_to.query_row(key, |r| r.get(0))?;
+                        groups.insert(l.group, existing);
+                        entity_id = existing;
+                    }
                 }
-                // Another peer holds the row's own slot: this one's state
-                // goes beside it.
-                let held_here = holder
-                    .as_ref()
-                    .is_some_and(|(c, s)| *c == l.peer.connection && *s == l.peer.stream);
-                if let Some(hash) = l.synced_hash.as_ref().filter(|_| !held_here) {
-                    synced.execute(params![
+                upsert.execute(params![
+                    l.connection,
+                    l.stream,
+                    l.record_id,
+                    entity_id,
+                    l.known,
+                    l.version,
+                    l.deleted,
+                    run,
+                    now,
+                    l.entity
+                ])?;
+                if let Some(hash) = &l.synced_hash {
+                    let args = params![
                         l.connection,
                         l.stream,
                         l.record_id,
                         l.entity,
+                        hash,
                         l.peer.connection,
-                        l.peer.stream,
-                        hash
-                    ])?;
+                        l.peer.stream
+                    ];
+                    if slot.execute(args)? == 0 {
+                        aside.execute(args)?;
+                    }
                 }
             }
             let base: i64 = tx.query_row(
@@ -1200,10 +1231,10 @@ mod tests {
             record_id: id.into(),
             known: Some(format!("{{\"id\":\"{id}\"}}")),
             synced_hash: Some(format!("h-{id}")),
-            peer: Endpoint {
+            peer: std::sync::Arc::new(Endpoint {
                 connection: if conn == "a" { "b" } else { "a" }.into(),
                 stream: "s".into(),
-            },
+            }),
             version: None,
             deleted: false,
         }
@@ -1347,7 +1378,7 @@ mod tests {
         let to_c = LinkUpdate {
             entity_id: Some(db.links("contact", "a", "s", &["a1"], None).unwrap()[0].entity_id),
             synced_hash: Some("h-a1-for-c".into()),
-            peer: peer("c"),
+            peer: peer("c").into(),
             ..link("a", "a1", None, 0)
         };
         db.commit_page(

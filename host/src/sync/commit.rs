@@ -204,10 +204,10 @@ mod tests {
             record_id: id.into(),
             known: None,
             synced_hash: None,
-            peer: crate::sync::pipeline::Endpoint {
+            peer: std::sync::Arc::new(crate::sync::pipeline::Endpoint {
                 connection: "crm-z".into(),
                 stream: "contacts".into(),
-            },
+            }),
             version: None,
             deleted: false,
         }

@@ -326,7 +326,7 @@ impl<'a> Driver<'a> {
                 commit.links.push(page::tracked(
                     &self.p.pipeline.entity,
                     link,
-                    &self.p.pipeline.source,
+                    &self.p.source_end,
                     r,
                     &self.p.dest_system,
                     &self.p.dest_compare,

@@ -16,7 +16,7 @@ use super::compare::Comparison;
 use super::content::{FieldChange, SystemFields};
 use super::driver::Driver;
 use super::gate::Gate;
-use super::pipeline::Pipeline;
+use super::pipeline::{Endpoint, Pipeline};
 use super::store::{Counts, PipelineRow, RunFilter, RunId, RunRow, RunStatus, SyncStore};
 use crate::PluginRef;
 use crate::connections::Connections;
@@ -203,6 +203,10 @@ pub(super) struct Prepared {
     pub dest_compare: Comparison,
     pub dest_readable: bool,
     pub gate: Gate,
+    /// The pipeline's ends, shared by every link update of the run (the
+    /// peer each side is synced with).
+    pub source_end: Arc<Endpoint>,
+    pub dest_end: Arc<Endpoint>,
 }
 
 impl Prepared {
@@ -427,6 +431,8 @@ impl Engine {
             dest_compare,
             dest_readable: dst_info.can_read,
             gate,
+            source_end: Arc::new(pipeline.source.clone()),
+            dest_end: Arc::new(pipeline.destination.clone()),
         })
     }
 

@@ -4,6 +4,7 @@
 //! [`PageCommit`]. Nothing here touches the database; the caller commits.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -102,7 +103,7 @@ fn merged_known(dest: &Link, payload: &Content) -> Option<String> {
 pub fn tracked(
     entity: &str,
     link: &Link,
-    peer: &Endpoint,
+    peer: &Arc<Endpoint>,
     r: &Record,
     system: &SystemFields,
     cmp: &Comparison,
@@ -177,7 +178,7 @@ impl Item {
                 (true, true) => Some(DELETED_IN_STEP.to_string()),
                 (true, false) => self.canonical.as_ref().map(|(_, hash)| hash.clone()),
             },
-            peer: p.destination.clone(),
+            peer: d.p.dest_end.clone(),
             version: self.version.clone(),
             deleted,
         }
@@ -411,10 +412,9 @@ pub async fn classify(
                     &item,
                     RecordOutcome::Unchanged,
                     None,
-                    Some(format!(
-                        "no change since it was last synced with {}/{} (or an echo of Nexo's own write)",
-                        p.destination.connection, p.destination.stream
-                    )),
+                    Some(
+                        "no change since last synced here (or an echo of Nexo's own write)".into(),
+                    ),
                 ));
                 continue;
             }
@@ -809,7 +809,7 @@ fn settle(
                 stream: p.destination.stream.clone(),
                 record_id: dest_id.clone(),
                 synced_hash: written.as_deref().map(hash_text),
-                peer: p.source.clone(),
+                peer: d.p.source_end.clone(),
                 known: written,
                 version: None,
                 deleted: outcome == RecordOutcome::Deleted && w.delete,

@@ -198,10 +198,14 @@ impl Engine {
                     &[&w.source_id],
                     None,
                 )?;
+                let (source_end, dest_end) = (
+                    std::sync::Arc::new(p.source.clone()),
+                    std::sync::Arc::new(p.destination.clone()),
+                );
                 let peers = dest
                     .iter()
-                    .map(|l| (l, &p.source))
-                    .chain(source.iter().map(|l| (l, &p.destination)));
+                    .map(|l| (l, &source_end))
+                    .chain(source.iter().map(|l| (l, &dest_end)));
                 for (l, peer) in peers {
                     let hash = l
                         .known

@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::store::StoreError;
+use std::sync::Arc;
+
 use crate::sync::pipeline::{Endpoint, Pipeline};
 
 /// Identifies a run.
@@ -66,7 +68,7 @@ pub struct LinkUpdate {
     /// The other end of the pipeline making this update: `synced_hash`
     /// records that this record is in step with that connection/stream
     /// (and with no other).
-    pub peer: Endpoint,
+    pub peer: Arc<Endpoint>,
     /// New version, if known.
     pub version: Option<String>,
     /// Deleted in that system.
@@ -77,7 +79,7 @@ impl LinkUpdate {
     /// An update of `link`, an entity of type `entity`, seen by a pipeline
     /// whose other end is `peer`, that changes nothing of its content
     /// (callers set what they learnt).
-    pub fn of_link(entity: &str, link: &Link, peer: &Endpoint) -> Self {
+    pub fn of_link(entity: &str, link: &Link, peer: &Arc<Endpoint>) -> Self {
         LinkUpdate {
             entity_id: Some(link.entity_id),
             entity: entity.to_string(),
