@@ -90,7 +90,7 @@ pub use connector::{Connector, ConnectorSpec, StreamInfo};
 pub use error::Error;
 pub use mapper::Mapper;
 pub use record::{Operation, Page, Record, WriteOutcome, WriteResult};
-pub use schema::{StreamSchema, schema_of};
+pub use schema::{StreamSchema, check_shipped_schema, schema_of};
 pub use state::Cursor;
 
 /// Re-exported so plugins can derive `JsonSchema` for their config.

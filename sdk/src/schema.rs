@@ -10,6 +10,41 @@ pub fn schema_of<T: JsonSchema>() -> String {
     schemars::schema_for!(T).as_value().to_string()
 }
 
+/// For a mapper's own test: whether the config schema it ships (the file
+/// its `nexo-plugin.toml` names as `config_schema`, signed into its bundle
+/// and checked at `pipeline apply`) is exactly the schema of the config
+/// type `T` it parses, so the two never drift. With the environment
+/// variable `NEXO_WRITE_SCHEMA` set, the file is (re)written first. The
+/// error names the file and how to regenerate it (`regenerate`: the test
+/// command to run).
+///
+/// ```no_run
+/// # #[derive(schemars::JsonSchema)] struct Config {}
+/// let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.schema.json");
+/// nexo_sdk::check_shipped_schema::<Config>(&path, "cargo test -p my-mapper --test schema")
+///     .unwrap_or_else(|e| panic!("{e}"));
+/// ```
+pub fn check_shipped_schema<T: JsonSchema>(
+    path: &std::path::Path,
+    regenerate: &str,
+) -> Result<(), String> {
+    let current = schemars::schema_for!(T).as_value().clone();
+    if std::env::var_os("NEXO_WRITE_SCHEMA").is_some() {
+        let text = serde_json::to_string_pretty(&current).map_err(|e| e.to_string())? + "\n";
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let shipped: Option<Value> = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    if shipped.as_ref() == Some(&current) {
+        return Ok(());
+    }
+    Err(format!(
+        "{} is not the schema of the config type; regenerate it with `NEXO_WRITE_SCHEMA=1 {regenerate}`",
+        path.display()
+    ))
+}
+
 /// A stream's JSON Schema annotated with what its system does to each
 /// field, for `Connector::discover`.
 ///
