@@ -280,12 +280,31 @@ pub fn targets(schema: &Value, config: &Value) -> Vec<Target> {
 /// models' `extra` produces, and a target that lands there reaches no
 /// column the connector knows — how a misspelled target dropped a field
 /// silently.
+/// An `additionalProperties` of annotations only (`{"writeOnly": true}`:
+/// extra fields are not read back) declares no shape either.
 pub fn listed_fields(stream_schema: &Value) -> Option<Vec<&str>> {
     let properties = stream_schema.get("properties")?.as_object()?;
     match stream_schema.get("additionalProperties") {
-        Some(Value::Object(declared)) if !declared.is_empty() => None,
+        Some(Value::Object(declared)) if declared.keys().any(|k| !is_annotation(k)) => None,
         _ => Some(properties.keys().map(String::as_str).collect()),
     }
+}
+
+/// JSON Schema keywords (and our `x-` ones) that describe a value without
+/// saying what it may be.
+fn is_annotation(keyword: &str) -> bool {
+    keyword.starts_with("x-")
+        || matches!(
+            keyword,
+            "readOnly"
+                | "writeOnly"
+                | "title"
+                | "description"
+                | "default"
+                | "examples"
+                | "deprecated"
+                | "$comment"
+        )
 }
 
 /// Why each target is not a field of the destination stream.
@@ -440,7 +459,14 @@ mod tests {
             listed_fields(&json!({"properties": {"a": {}}})),
             Some(vec!["a"])
         );
-        for closed in [json!(false), json!(true), json!({})] {
+        // `{"writeOnly": true}`: extra fields are not read back (an
+        // annotation, not a declaration of what else is written).
+        for closed in [
+            json!(false),
+            json!(true),
+            json!({}),
+            json!({"writeOnly": true}),
+        ] {
             let schema = json!({"properties": {"a": {}}, "additionalProperties": closed});
             assert_eq!(listed_fields(&schema), Some(vec!["a"]), "{schema}");
         }
