@@ -91,6 +91,22 @@ fn created(results: &[WriteResult]) -> Vec<String> {
         .collect()
 }
 
+/// A create the destination already held (found by its idempotency key):
+/// `unchanged(id)`, or `updated(id)` when the replay brought it up to date —
+/// the host counts it `matched`, never `created`.
+fn found(results: &[WriteResult]) -> Vec<String> {
+    results
+        .iter()
+        .map(|r| match &r.outcome {
+            WriteOutcome::Unchanged(id) | WriteOutcome::Updated(id) => {
+                assert_eq!(&r.id, id, "the result names the destination id");
+                id.clone()
+            }
+            other => panic!("expected a found record (unchanged or updated), got {other:?}"),
+        })
+        .collect()
+}
+
 fn transient(r: Result<Vec<WriteResult>, PluginError>) -> String {
     match r {
         Err(PluginError::Guest {
@@ -135,7 +151,7 @@ async fn the_same_idempotency_key_creates_one_contact() {
     )];
 
     let first = created(&write(&c, &cfg, &batch).await.unwrap());
-    let again = created(&write(&c, &cfg, &batch).await.unwrap());
+    let again = found(&write(&c, &cfg, &batch).await.unwrap());
     assert_eq!(first, again, "a replayed key answers with the same contact");
     assert_eq!(crm.crm.lock().unwrap().creates, 1);
     assert_eq!(crm.contacts().len(), 3);
@@ -155,7 +171,7 @@ async fn the_same_idempotency_key_creates_one_contact() {
         "key-grace",
         person("grace@navy.test", "New York"),
     )];
-    assert_eq!(created(&write(&c, &cfg, &changed).await.unwrap()), first);
+    assert_eq!(found(&write(&c, &cfg, &changed).await.unwrap()), first);
     assert_eq!(crm.crm.lock().unwrap().creates, 1);
     assert_eq!(crm.contact(&first[0]).unwrap()["city"], "New York");
 
@@ -219,7 +235,7 @@ async fn a_create_whose_answer_was_lost_is_retried_without_a_duplicate() {
         .find(|c| c["email"] == "grace@navy.test")
         .unwrap();
 
-    let retried = created(&write(&c, &cfg, &batch).await.unwrap());
+    let retried = found(&write(&c, &cfg, &batch).await.unwrap());
     assert_eq!(retried, [made["id"].as_str().unwrap()]);
     assert_eq!(crm.crm.lock().unwrap().creates, 1, "no duplicate");
     assert_eq!(crm.contacts().len(), 2);
@@ -518,7 +534,7 @@ async fn a_replayed_bulk_batch_creates_nothing_new() {
     let stamp = |id: &str| crm.contact(id).unwrap()["updated_at"].clone();
     let stamped = stamp(&first[0]);
 
-    let again = created(&write(&c, &cfg, &batch).await.unwrap());
+    let again = found(&write(&c, &cfg, &batch).await.unwrap());
     assert_eq!(first, again, "a replayed key answers with the same contact");
     assert_eq!(crm.crm.lock().unwrap().creates, 2);
     assert_eq!(crm.contacts().len(), 3);
@@ -535,7 +551,7 @@ async fn a_replayed_bulk_batch_creates_nothing_new() {
         upsert("", "key-x", person("x@navy.test", "New York")),
         upsert("", "key-y", person("y@navy.test", "Boston")),
     ];
-    assert_eq!(created(&write(&c, &cfg, &changed).await.unwrap()), first);
+    assert_eq!(found(&write(&c, &cfg, &changed).await.unwrap()), first);
     assert_eq!(crm.crm.lock().unwrap().creates, 2);
     assert_eq!(crm.contact(&first[0]).unwrap()["city"], "New York");
     assert_eq!(
@@ -650,7 +666,7 @@ async fn a_bulk_batch_whose_answer_was_lost_is_retried_without_duplicates() {
     let msg = transient(write(&c, &cfg, &batch).await);
     assert!(msg.contains("timed out"), "{msg}");
     assert_eq!(crm.crm.lock().unwrap().creates, 2, "the batch was applied");
-    let retried = created(&write(&c, &cfg, &batch).await.unwrap());
+    let retried = found(&write(&c, &cfg, &batch).await.unwrap());
     assert_eq!(crm.crm.lock().unwrap().creates, 2, "no duplicates");
     let mut ids: Vec<String> = crm
         .contacts()

@@ -398,15 +398,16 @@ pub async fn classify(
             let class =
                 plan::classify_read_hashed(link, &content, &d.p.source_compare, || hash.clone());
             item.canonical = Some((json, hash));
-            if let ReadClass::Unchanged { rebase } = class {
-                // Nothing to record for a record that is exactly as synced
-                // (a full refresh keeps what it read in the run itself).
-                if rebase.is_some() {
-                    let mut update = item.source_link(d, false, false);
-                    update.known = rebase.as_ref().map(|r| r.known.clone());
-                    update.synced_hash = rebase.map(|r| r.hash);
-                    commit.links.push(update);
-                }
+            // Skipped only when exactly as last synced with this
+            // destination. An echo of Nexo's own write that the system
+            // added to (an invoice's number and status, defaults) holds
+            // what this destination never saw: it is mapped and decided
+            // like a change, and written only where the destination's copy
+            // lacks what it maps to. (Reading back a destination, change
+            // tracking takes such an echo as unchanged: `tracked`.)
+            if let ReadClass::Unchanged { rebase: None } = class {
+                // Nothing to record (a full refresh keeps what it read in
+                // the run itself).
                 commit.counts.add(RecordOutcome::Unchanged);
                 commit.results.push(result(
                     &item,
