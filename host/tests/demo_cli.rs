@@ -181,7 +181,7 @@ async fn the_demo_moves_records_crm_to_accounting_and_back_then_serves_the_conso
         "tryton-products-to-xero-items",
     ] {
         let again = line_of(&format!("{name}: succeeded"), 1);
-        for what in ["created", "updated", "deleted", "failed"] {
+        for what in ["created", "updated", "deleted", "failed", "conflicts"] {
             assert_eq!(count(&again, what), 0, "{again}");
         }
     }

@@ -159,7 +159,7 @@ fn to_canonical(
                 .and_then(|a| a.first())
                 .map(|a| {
                     let mut addr = Address::default();
-                    addr.lines = ["AddressLine1", "AddressLine2"]
+                    addr.lines = crate::write::ADDRESS_LINES
                         .iter()
                         .filter_map(|k| opt(&a[*k]))
                         .collect();

@@ -228,6 +228,14 @@ fn contact_number(
     Ok(number)
 }
 
+/// A Xero address's street lines.
+pub(crate) const ADDRESS_LINES: [&str; 4] = [
+    "AddressLine1",
+    "AddressLine2",
+    "AddressLine3",
+    "AddressLine4",
+];
+
 fn contact_body(
     config: &Config,
     record: &Record,
@@ -235,9 +243,21 @@ fn contact_body(
 ) -> Result<(Value, Option<String>), Error> {
     let payload: Value = record.payload_as()?;
     let mut body = Map::new();
-    let (name, refs, id, email, phone, first, last) = if payload.get("name").is_some() {
+    let (name, refs, id, email, phone, first, last, address, tax) = if payload.get("name").is_some()
+    {
         let c: Company = record.payload_as()?;
-        (c.name, c.external_refs, c.id, c.email, c.phone, None, None)
+        let (address, tax) = (c.address, c.tax_number);
+        (
+            c.name,
+            c.external_refs,
+            c.id,
+            c.email,
+            c.phone,
+            None,
+            None,
+            address,
+            tax,
+        )
     } else {
         let c: Contact = record.payload_as()?;
         let name = [c.first_name.clone(), c.last_name.clone()]
@@ -253,6 +273,8 @@ fn contact_body(
             c.phone,
             c.first_name,
             c.last_name,
+            c.address,
+            None,
         )
     };
     let number = contact_number(config, &refs, id.as_deref(), key)?;
@@ -272,6 +294,36 @@ fn contact_body(
             "Phones".into(),
             json!([{"PhoneType": "DEFAULT", "PhoneNumber": p}]),
         );
+    }
+    if let Some(t) = tax {
+        body.insert("TaxNumber".into(), json!(t));
+    }
+    // The canonical address is one street address; the read takes the
+    // first of the contact's addresses back.
+    if let Some(a) = address {
+        if a.lines.len() > ADDRESS_LINES.len() {
+            return Err(Error::rejected(format!(
+                "field `address.lines`: {} lines, but a Xero address holds at most {}",
+                a.lines.len(),
+                ADDRESS_LINES.len()
+            )));
+        }
+        let mut street = Map::new();
+        street.insert("AddressType".into(), json!("STREET"));
+        for (key, line) in ADDRESS_LINES.iter().zip(&a.lines) {
+            street.insert((*key).into(), json!(line));
+        }
+        for (key, value) in [
+            ("City", a.city),
+            ("Region", a.region),
+            ("PostalCode", a.postal_code),
+            ("Country", a.country),
+        ] {
+            if let Some(v) = value {
+                street.insert(key.into(), json!(v));
+            }
+        }
+        body.insert("Addresses".into(), json!([street]));
     }
     let lookup = format!("ContactNumber=={}", quoted(&number));
     Ok((Value::Object(body), Some(lookup)))
