@@ -9,8 +9,8 @@ use crate::sandbox::redact;
 use crate::sync::pipeline::{Endpoint, Pipeline};
 use crate::sync::store::{
     CancelReason, Conflict, ConflictStatus, Counts, DeadLetter, DeadLetterKind, DeadLetterStatus,
-    Link, NewConflict, NewDeadLetter, PageCommit, PipelineRow, RecordOutcome, RecordResult,
-    RunFilter, RunId, RunRow, RunStatus, SyncStore,
+    Link, LinkUpdate, NewConflict, NewDeadLetter, PageCommit, PipelineRow, RecordOutcome,
+    RecordResult, RunFilter, RunId, RunRow, RunStatus, SyncStore,
 };
 
 /// Migration 7: identity links are keyed by entity type too, so one source
@@ -141,6 +141,27 @@ pub(super) const RUN_OUTAGES: &str = "
     UPDATE pipelines SET definition = json_remove(definition, '$.retry.max_attempts')
      WHERE json_extract(definition, '$.retry.max_attempts') = 5;
 ";
+
+/// A link update's row as the commit's statements bind it (?1 to ?10).
+fn link_params<'a>(
+    l: &'a LinkUpdate,
+    entity_id: &'a i64,
+    run: &'a RunId,
+    now: &'a dyn rusqlite::ToSql,
+) -> [&'a dyn rusqlite::ToSql; 10] {
+    [
+        &l.connection,
+        &l.stream,
+        &l.record_id,
+        entity_id,
+        &l.known,
+        &l.version,
+        &l.deleted,
+        run,
+        now,
+        &l.entity,
+    ]
+}
 
 /// Open dead letters of `pipeline` whose source record this page
 /// delivered (created, updated or deleted it) are resolved, in the page's
@@ -802,21 +823,13 @@ impl SyncStore for Database {
                     }),
                 };
                 if l.entity_id.is_none() {
-                    let inserted = insert_new.execute(params![
-                        l.connection,
-                        l.stream,
-                        l.record_id,
-                        entity_id,
-                        l.known,
-                        l.version,
-                        l.deleted,
-                        run,
-                        now,
-                        l.entity,
-                        l.synced_hash,
-                        l.peer.connection,
-                        l.peer.stream
-                    ])?;
+                    let synced: [&dyn rusqlite::ToSql; 3] =
+                        [&l.synced_hash, &l.peer.connection, &l.peer.stream];
+                    let inserted = insert_new.execute(params_from_iter(
+                        link_params(l, &entity_id, &run, &now)
+                            .into_iter()
+                            .chain(synced),
+                    ))?;
                     if inserted == 1 {
                         continue;
                     }
@@ -834,18 +847,7 @@ impl SyncStore for Database {
                         entity_id = existing;
                     }
                 }
-                upsert.execute(params![
-                    l.connection,
-                    l.stream,
-                    l.record_id,
-                    entity_id,
-                    l.known,
-                    l.version,
-                    l.deleted,
-                    run,
-                    now,
-                    l.entity
-                ])?;
+                upsert.execute(params_from_iter(link_params(l, &entity_id, &run, &now)))?;
                 if let Some(hash) = &l.synced_hash {
                     let args = params![
                         l.connection,
