@@ -2,32 +2,46 @@
 //!
 //! Runs CRM, ERP and accounting connectors, and third-party mapping logic, as
 //! sandboxed WebAssembly components built against the `nexo:connector` WIT
-//! package. This crate holds the runtime (engine, compile cache, limits),
-//! the capabilities plugins reach through their imports (HTTP, secrets,
-//! key-value, log) and the `nexo` command line.
+//! package. This crate holds the sync engine, the daemon and the `nexo`
+//! command line; the runtime, bundles, the database and the registry are
+//! crates of their own, re-exported here under their old paths.
 
-pub mod bindings;
-pub mod bundle;
-pub mod cache;
-pub mod connections;
-pub mod error;
-mod host_impl;
-pub mod inspect;
-pub mod limits;
-pub mod metrics;
-pub mod plugin;
-pub mod registry;
-pub mod runtime;
-pub mod safe_text;
-pub mod sandbox;
+/// Bundles: the file format (`nexo-bundle`) and packing/vetting a bundle
+/// against its component (`nexo-runtime`).
+pub mod bundle {
+    pub use nexo_bundle::*;
+    pub use nexo_runtime::vet::{VetError, confirm_spec, pack, spec_of};
+}
+pub use nexo_registry::{self as registry, connections};
+pub use nexo_runtime::{
+    bindings, cache, error, inspect, limits, metrics, plugin, runtime, safe_text, sandbox, state,
+};
+/// The database (`nexo-db`) and the sync engine's SQLite statements.
+pub mod store {
+    pub use nexo_db::*;
+    pub mod sync;
+}
 pub mod serve;
-mod slots;
-pub mod state;
-pub mod store;
 pub mod sync;
 pub mod vendors;
 
-pub use error::{CallRef, GuestError, LoadError, PluginError, PluginRef, RuntimeError};
-pub use limits::{InstanceCaps, Limit, Limits};
-pub use plugin::{ConnectorPlugin, Grants, MapperPlugin, Outcome, Sandbox};
-pub use runtime::{LoadedPlugin, Runtime, RuntimeConfig};
+pub use nexo_runtime::{
+    CallRef, ConnectorPlugin, Grants, GuestError, InstanceCaps, Limit, Limits, LoadError,
+    LoadedPlugin, MapperPlugin, Outcome, PluginError, PluginRef, Runtime, RuntimeConfig,
+    RuntimeError, Sandbox,
+};
+
+impl nexo_runtime::metrics::OutcomeCounts for sync::store::Counts {
+    fn by_outcome(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("created", self.created),
+            ("matched", self.matched),
+            ("updated", self.updated),
+            ("unchanged", self.unchanged),
+            ("deleted", self.deleted),
+            ("failed", self.failed),
+            ("quarantined", self.quarantined),
+            ("conflict", self.conflicts),
+        ]
+    }
+}

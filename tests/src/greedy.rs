@@ -34,10 +34,7 @@ pub fn component_greedy_at(at: u64) -> Vec<u8> {
 }
 
 /// Pack `component` under [`MANIFEST`] with the official `pack`.
-pub async fn packed(
-    key: &SecretKey,
-    component: Vec<u8>,
-) -> Result<Bundle, nexo::bundle::BundleError> {
+pub async fn packed(key: &SecretKey, component: Vec<u8>) -> Result<Bundle, nexo::bundle::VetError> {
     let src: ManifestSource = toml::from_str(MANIFEST).unwrap();
     pack(runtime(), src, component, Some(key)).await
 }

@@ -14,7 +14,7 @@ use axum::http::HeaderMap;
 use nexo::Limits;
 use nexo::bundle::keys::SecretKey;
 use nexo::bundle::manifest::ManifestSource;
-use nexo::bundle::{BundleError, pack};
+use nexo::bundle::{BundleError, VetError, pack};
 use nexo::connections::{Connections, NewConnection};
 use nexo::registry::{Registry, RegistryError, grant_all};
 use nexo::sandbox::secrets::SecretValue;
@@ -95,7 +95,10 @@ async fn a_signed_manifest_that_lies_about_its_component_is_refused_at_install()
     let err = greedy::packed(&f.key, greedy::component_greedy_at(1))
         .await
         .unwrap_err();
-    assert!(matches!(err, BundleError::ManifestMismatch(_)), "{err}");
+    assert!(
+        matches!(err, VetError::Bundle(BundleError::ManifestMismatch(_))),
+        "{err}"
+    );
     // ...so the attacker packs the honest one, swaps the component in and
     // signs the edited manifest with their (trusted) key.
     let bundle = greedy::lying_bundle(&f.key).await;

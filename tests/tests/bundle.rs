@@ -4,7 +4,7 @@
 
 use nexo::bundle::keys::{PublicKey, SecretKey};
 use nexo::bundle::manifest::ManifestSource;
-use nexo::bundle::{Bundle, BundleError, Signer, pack};
+use nexo::bundle::{Bundle, BundleError, Signer, VetError, pack};
 use nexo_tests::{programs, runtime};
 
 fn crm_manifest() -> ManifestSource {
@@ -137,7 +137,7 @@ async fn pack_refuses_a_manifest_that_lies_about_the_component() {
         .unwrap_err();
     let msg = err.to_string();
     assert!(
-        matches!(err, BundleError::ManifestMismatch(ref d) if d.len() == 2),
+        matches!(err, VetError::Bundle(BundleError::ManifestMismatch(ref d)) if d.len() == 2),
         "{msg}"
     );
     assert!(
@@ -160,7 +160,7 @@ async fn pack_refuses_a_manifest_that_lies_about_the_component() {
     source.id = "Acme CRM".into();
     assert!(matches!(
         pack(runtime(), source, component, None).await,
-        Err(BundleError::InvalidManifest(_))
+        Err(VetError::Bundle(BundleError::InvalidManifest(_)))
     ));
 }
 

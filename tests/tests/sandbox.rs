@@ -403,7 +403,7 @@ async fn rate_limited_answers_are_retried_after_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_value_store_is_private_and_quota_bound() {
-    let store = KvStore::in_memory().unwrap();
+    let store = KvStore::in_memory();
     let plugin = load(programs::HOSTILE);
     let open = |ns: &str, granted: u64| {
         let mut sb = sandbox(Limits::default(), vec![]);

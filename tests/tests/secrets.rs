@@ -64,7 +64,7 @@ async fn what_a_plugin_hands_the_host_loses_every_opened_secret_value() {
     let drop_box = echo::start_collector().await;
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open(&dir.path().join("nexo.db")).unwrap();
-    let kv = KvStore::new(db);
+    let kv = db.kv_store();
     let plugin = hostile(
         Grants {
             http: vec![HttpGrant::private(&drop_box.url()).unwrap()],

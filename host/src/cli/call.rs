@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use nexo::plugin::{Operation, Record, Spec, StreamInfo, WriteOutcome};
 use nexo::safe_text::safe_json;
-use nexo::sandbox::kv::KvStore;
+
 use nexo::sandbox::policy::HttpGrant;
 use nexo::sandbox::secrets::SecretValue;
 use nexo::{ConnectorPlugin, Grants, Limits, MapperPlugin, PluginRef, Runtime, Sandbox};
@@ -176,7 +176,7 @@ fn sandbox_for(
     let kv = if args.grant_kv > 0 {
         let db = nexo::store::Database::open(&data_dir.join("nexo.db"))
             .context("opening the database")?;
-        let store = KvStore::new(db);
+        let store = db.kv_store();
         // `--id` is only a name the caller picks: the namespace also holds
         // the component's digest, so one local component cannot read
         // another's data by claiming its id.

@@ -7,20 +7,7 @@ use std::path::PathBuf;
 
 use crate::limits::Limit;
 
-/// A plugin and version, as shown in messages: `acme/crm@1.2.0`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PluginRef {
-    /// `vendor/name`.
-    pub id: String,
-    /// Semantic version.
-    pub version: String,
-}
-
-impl fmt::Display for PluginRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.id, self.version)
-    }
-}
+pub use nexo_bundle::PluginRef;
 
 /// A call, as shown in messages: `read(deals)`, `check`.
 #[derive(Debug, Clone, PartialEq, Eq)]

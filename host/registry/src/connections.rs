@@ -7,21 +7,19 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use crate::bundle::manifest::Manifest;
-use crate::limits::Limits;
-use crate::plugin::{Approved, ConnectorPlugin, Grants, OpenError, Sandbox};
-use crate::registry::{Registry, RegistryError};
-use crate::sandbox::budget::{Budget, RequestBudgets};
-use crate::sandbox::kv::KvStore;
-use crate::sandbox::policy::{HttpGrant, Origin, OriginPattern};
-use crate::sandbox::redact::MIN_SECRET_BYTES;
-use crate::sandbox::secrets::SecretValue;
-use crate::store::StoreError;
-use crate::store::connections::{
-    ConnectionGrants, ConnectionRow, Environment, Removal, SealedSecret,
-};
-use crate::store::sealed::{SealError, Sealer};
-use crate::{PluginError, PluginRef};
+use crate::{Registry, RegistryError};
+use nexo_bundle::manifest::Manifest;
+use nexo_db::StoreError;
+use nexo_db::connections::{ConnectionGrants, ConnectionRow, Environment, Removal, SealedSecret};
+use nexo_db::sealed::{SealError, Sealer};
+use nexo_runtime::limits::Limits;
+use nexo_runtime::plugin::{Approved, ConnectorPlugin, Grants, OpenError, Sandbox};
+use nexo_runtime::sandbox::budget::{Budget, RequestBudgets};
+use nexo_runtime::sandbox::kv::KvStore;
+use nexo_runtime::sandbox::policy::{HttpGrant, Origin, OriginPattern};
+use nexo_runtime::sandbox::redact::MIN_SECRET_BYTES;
+use nexo_runtime::sandbox::secrets::SecretValue;
+use nexo_runtime::{PluginError, PluginRef};
 
 mod update;
 pub use update::{ConnectionUpdate, Origins, RequestsPerMinute};
@@ -161,7 +159,7 @@ fn check_name(name: &str) -> Result<(), ConnectionError> {
 /// Whether a connection's origin is inside a plugin-level grant pattern.
 fn covered(origin: &OriginPattern, granted: &[String]) -> bool {
     let as_origin = match (&origin.host, origin.port) {
-        (crate::sandbox::policy::HostPattern::Exact(h), Some(port)) => Some(Origin {
+        (nexo_runtime::sandbox::policy::HostPattern::Exact(h), Some(port)) => Some(Origin {
             scheme: origin.scheme.clone(),
             host: h.clone(),
             port,
@@ -291,7 +289,7 @@ fn check_origins(
 impl Connections {
     /// Connections over this registry, sealing with `sealer`.
     pub fn new(registry: Registry, sealer: Sealer) -> Self {
-        let kv = KvStore::new(registry.db().clone());
+        let kv = registry.db().kv_store();
         Connections {
             registry,
             sealer: Arc::new(sealer),
@@ -321,7 +319,7 @@ impl Connections {
         &self,
         plugin_id: &str,
         pinned: Option<&semver::Version>,
-    ) -> Result<(crate::store::registry::VersionRow, Manifest), ConnectionError> {
+    ) -> Result<(nexo_db::registry::VersionRow, Manifest), ConnectionError> {
         let db = self.registry.db();
         let row = match pinned {
             Some(v) => db

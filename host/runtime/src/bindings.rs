@@ -6,7 +6,7 @@
 pub mod connector {
     wasmtime::component::bindgen!({
         world: "connector",
-        path: "../wit",
+        path: "../../wit",
         imports: { default: async | trappable },
         exports: { default: async },
     });
@@ -17,7 +17,7 @@ pub mod connector {
 pub mod mapper {
     wasmtime::component::bindgen!({
         world: "mapper",
-        path: "../wit",
+        path: "../../wit",
         imports: { default: async | trappable },
         exports: { default: async },
         with: {

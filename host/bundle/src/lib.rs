@@ -8,9 +8,18 @@
 //! the component *and* for the capabilities it asks for. (wasmsign2 signs a
 //! module's sections but not a separate manifest, which is what an admin
 //! grants against, so it does not fit here.)
+//!
+//! **Owns** the bundle file format: the manifest and its limits, signing
+//! keys and signatures, origin patterns in their normal form. **Must not
+//! touch** a component's code (no wasmtime: what loading a component tells
+//! arrives as [`ComponentFacts`]), the database or the network — so that a
+//! bundle can be read, checked and signed by any tool.
 
 pub mod keys;
 pub mod manifest;
+pub mod origin;
+
+pub use manifest::PluginRef;
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -19,16 +28,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
-use crate::cache::sha256_hex;
-use crate::error::LoadError;
-use crate::plugin::{ConnectorPlugin, Grants, OpenError, Sandbox};
-use crate::sandbox::policy::OriginPattern;
-use crate::{Limits, Runtime};
 use keys::{PublicKey, SecretKey};
 use manifest::{
     Capabilities, ComponentDigest, Kind, MANIFEST_FORMAT, MAX_MANIFEST_BYTES, Manifest,
     ManifestSource, SecretCapability,
 };
+use origin::OriginPattern;
 
 /// Prefix of every signed message, so a bundle signature can never be
 /// replayed as a signature of something else.
@@ -118,12 +123,6 @@ pub enum BundleError {
         /// Which cap it exceeds.
         reason: String,
     },
-    /// The component does not load.
-    #[error(transparent)]
-    Load(#[from] LoadError),
-    /// The connector could not be opened to read its spec.
-    #[error(transparent)]
-    Open(#[from] OpenError),
 }
 
 /// The signature entry of a bundle.
@@ -355,68 +354,16 @@ fn secrets_set(
         .collect()
 }
 
-/// What a connector's `spec()` says, called in a sandbox that grants nothing.
-pub(crate) async fn spec_of(
-    plugin: &crate::runtime::LoadedPlugin,
-    id: &str,
-    version: &str,
-) -> Result<crate::plugin::Spec, BundleError> {
-    let sandbox = Sandbox {
-        plugin: crate::PluginRef {
-            id: id.to_string(),
-            version: version.to_string(),
-        },
-        limits: Limits::default(),
-        grants: Grants::default(),
-        secrets: Default::default(),
-        kv: None,
-    };
-    let connector = ConnectorPlugin::open(plugin, sandbox).await?;
-    Ok(connector.spec().clone())
-}
-
-/// Ask a connector's `spec()` again and refuse a manifest that disagrees
-/// with it: a signature proves who wrote the manifest, not that it tells
-/// the truth about the component. A mapper has no `spec()` to ask.
-pub async fn confirm_spec(
-    plugin: &crate::runtime::LoadedPlugin,
-    manifest: &Manifest,
-) -> Result<(), BundleError> {
-    if manifest.kind != Kind::Connector {
-        return Ok(());
-    }
-    let spec = spec_of(plugin, &manifest.id, &manifest.version.to_string()).await?;
-    let differences = spec_differences(&manifest.capabilities, &spec.capabilities)?;
-    if differences.is_empty() {
-        Ok(())
-    } else {
-        Err(BundleError::ManifestMismatch(differences))
-    }
-}
-
 /// Where a manifest's capabilities and a connector's `spec()` disagree, one
 /// sentence each (empty: they agree). Origins are compared in their
 /// normal form, secrets by name and origins.
 pub fn spec_differences(
     declared: &manifest::Capabilities,
-    caps: &crate::plugin::Capabilities,
+    caps: &Capabilities,
 ) -> Result<Vec<String>, BundleError> {
     // A spec asking for more than any manifest may is refused before the
     // comparison, whose cost grows with what is compared.
-    let component_caps = Capabilities {
-        http_origins: caps.http_origins.clone(),
-        secrets: caps
-            .secrets
-            .iter()
-            .map(|s| SecretCapability {
-                name: s.name.clone(),
-                description: String::new(),
-                origins: s.origins.clone(),
-            })
-            .collect(),
-        ..Capabilities::default()
-    };
-    check_limits(&component_caps, "the component's spec")?;
+    check_limits(caps, "the component's spec")?;
     let mut differences = Vec::new();
     let theirs = normalised_origins(&caps.http_origins).map_err(BundleError::InvalidManifest)?;
     let ours = normalised_origins(&declared.http_origins).map_err(BundleError::InvalidManifest)?;
@@ -425,18 +372,9 @@ pub fn spec_differences(
             "http_origins are {ours:?} but the component asks for {theirs:?}"
         ));
     }
-    let their_secrets: Vec<SecretCapability> = caps
-        .secrets
-        .iter()
-        .map(|s| SecretCapability {
-            name: s.name.clone(),
-            description: s.description.clone(),
-            origins: s.origins.clone(),
-        })
-        .collect();
     let (a, b) = (
         secrets_set(&declared.secrets).map_err(BundleError::InvalidManifest)?,
-        secrets_set(&their_secrets).map_err(BundleError::InvalidManifest)?,
+        secrets_set(&caps.secrets).map_err(BundleError::InvalidManifest)?,
     );
     if a != b {
         differences.push(format!("secrets are {a:?} but the component uses {b:?}"));
@@ -472,29 +410,49 @@ fn mapper_schema(source: &ManifestSource) -> Result<Option<serde_json::Value>, B
     Ok(Some(schema.clone()))
 }
 
+/// The checks on a vendor's manifest source that come before its component
+/// is even loaded: a valid id, and nothing asked beyond any plugin's limits.
+pub fn check_source(source: &ManifestSource) -> Result<(), BundleError> {
+    manifest::check_id(&source.id).map_err(BundleError::InvalidManifest)?;
+    check_limits(&source.capabilities, "the manifest")
+}
+
+/// What the host learnt by loading a component, for [`assemble`]: the
+/// bundle format itself never runs a component.
+#[derive(Debug, Clone)]
+pub struct ComponentFacts {
+    /// The world the component implements.
+    pub kind: Kind,
+    /// The `nexo:connector` version it imports, as embedded (`None`: it names none).
+    pub wit_version: Option<String>,
+    /// The SDK version embedded in it, if any.
+    pub sdk_version: Option<String>,
+    /// A connector's `spec()`: its capabilities (in manifest form) and
+    /// config schema (JSON text). `None` for a mapper.
+    pub spec: Option<(Capabilities, String)>,
+}
+
 /// Build a bundle from the vendor's manifest and component: check the
-/// manifest against what the component is and declares, complete it (WIT
-/// version, SDK, config schema, digest) and sign it (unless `key` is `None`).
-pub async fn pack(
-    runtime: &Runtime,
+/// manifest against what the component is and declares (`facts`), complete
+/// it (WIT version, SDK, config schema, digest) and sign it (unless `key` is
+/// `None`).
+pub fn assemble(
     source: ManifestSource,
     component: Vec<u8>,
+    facts: ComponentFacts,
     key: Option<&SecretKey>,
 ) -> Result<Bundle, BundleError> {
-    manifest::check_id(&source.id).map_err(BundleError::InvalidManifest)?;
-    check_limits(&source.capabilities, "the manifest")?;
-    let plugin = runtime.load(&component, &format!("{}@{}", source.id, source.version))?;
-    let info = plugin.info();
     let mut differences = Vec::new();
-    let kind = Kind::from(info.world);
+    let kind = facts.kind;
     if kind != source.kind {
         differences.push(format!(
             "kind is `{}` but the component is a {kind}",
             source.kind
         ));
     }
-    let wit_version = info
-        .wit_version()
+    let wit_version = facts
+        .wit_version
+        .as_deref()
         .and_then(|v| semver::Version::parse(v).ok())
         .ok_or_else(|| {
             BundleError::InvalidManifest(
@@ -508,23 +466,32 @@ pub async fn pack(
         });
     }
     let declared = &source.capabilities;
-    let config_schema = if kind == Kind::Connector {
-        let spec = spec_of(&plugin, &source.id, &source.version.to_string()).await?;
-        differences.extend(spec_differences(declared, &spec.capabilities)?);
-        Some(serde_json::from_str(&spec.config_schema).map_err(|e| {
-            BundleError::InvalidManifest(format!("the component's config schema is not JSON: {e}"))
-        })?)
-    } else {
-        if !declared.http_origins.is_empty()
-            || !declared.secrets.is_empty()
-            || declared.kv_bytes != 0
-        {
-            differences.push(
-                "a mapper gets no network, secrets or storage; remove them from [capabilities]"
-                    .into(),
-            );
+    let config_schema = match (&facts.spec, kind) {
+        (Some((caps, schema)), Kind::Connector) => {
+            differences.extend(spec_differences(declared, caps)?);
+            Some(serde_json::from_str(schema).map_err(|e| {
+                BundleError::InvalidManifest(format!(
+                    "the component's config schema is not JSON: {e}"
+                ))
+            })?)
         }
-        mapper_schema(&source)?
+        (None, Kind::Connector) => {
+            return Err(BundleError::InvalidManifest(
+                "a connector's spec() is needed to pack it".into(),
+            ));
+        }
+        (_, Kind::Mapper) => {
+            if !declared.http_origins.is_empty()
+                || !declared.secrets.is_empty()
+                || declared.kv_bytes != 0
+            {
+                differences.push(
+                    "a mapper gets no network, secrets or storage; remove them from [capabilities]"
+                        .into(),
+                );
+            }
+            mapper_schema(&source)?
+        }
     };
     if kind == Kind::Connector && source.config_schema.is_some() {
         differences.push(
@@ -541,14 +508,14 @@ pub async fn pack(
         version: source.version,
         kind,
         wit_version,
-        sdk_version: info.embedded("sdk").map(str::to_string),
+        sdk_version: facts.sdk_version,
         description: source.description,
         vendor: source.vendor,
         homepage: source.homepage,
         capabilities: source.capabilities,
         config_schema,
         component: ComponentDigest {
-            sha256: plugin.sha256().to_string(),
+            sha256: sha256_hex(&component),
             size: component.len() as u64,
         },
     };
@@ -569,4 +536,11 @@ pub async fn pack(
         component,
         signature,
     })
+}
+
+/// Lower-case hex SHA-256 of `bytes`: the digest a manifest carries and the
+/// compile cache is keyed by.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }

@@ -11,8 +11,8 @@ use super::{
     ConnectionError, Connections, check_config, check_given_secrets, check_origins,
     declared_secrets, missing_secret,
 };
-use crate::sandbox::secrets::SecretValue;
-use crate::store::connections::{ConnectionChange, ConnectionGrants, ConnectionRow};
+use nexo_db::connections::{ConnectionChange, ConnectionGrants, ConnectionRow};
+use nexo_runtime::sandbox::secrets::SecretValue;
 
 /// The origins of this system a connection may reach, replacing both
 /// lists of its grants.

@@ -238,11 +238,12 @@ impl Runtime {
     }
 
     /// Load the component of a bundle that was just verified: `sha256` is the
-    /// digest `Bundle::parse` checked. Crate-private: callers outside could
-    /// change the bytes after parsing and poison the cache.
-    pub(crate) fn load_verified(
+    /// digest `Bundle::parse` checked, so it is not computed again. Only for
+    /// a bundle straight from [`nexo_bundle::Bundle::parse`]: bytes changed
+    /// after parsing would be cached under the wrong digest.
+    pub fn load_verified(
         &self,
-        bundle: &crate::bundle::Bundle,
+        bundle: &nexo_bundle::Bundle,
         what: &str,
     ) -> Result<LoadedPlugin, LoadError> {
         self.load_digested(

@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::bundle::manifest::Capabilities as Declared;
-use crate::store::registry::CapabilityGrant;
+use nexo_bundle::manifest::Capabilities as Declared;
+use nexo_bundle::manifest::CapabilityGrant;
 
 use super::Capabilities as SpecCapabilities;
 
@@ -90,8 +90,8 @@ impl Approved {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::bundle::manifest::SecretCapability;
     use crate::plugin::SecretRequirement;
+    use nexo_bundle::manifest::SecretCapability;
 
     fn declared() -> Declared {
         Declared {

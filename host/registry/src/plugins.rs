@@ -13,13 +13,15 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::bundle::manifest::{Capabilities, Kind, Manifest};
-use crate::bundle::{Bundle, BundleError, Signer, WIT_MAJOR};
-use crate::cache::sha256_hex;
-use crate::limits::human_bytes;
-use crate::store::registry::{CapabilityGrant, VersionRow};
-use crate::store::{Database, StoreError};
-use crate::{LoadedPlugin, Runtime};
+use nexo_bundle::manifest::{Capabilities, Kind, Manifest};
+use nexo_bundle::sha256_hex;
+use nexo_bundle::{Bundle, BundleError, Signer, WIT_MAJOR};
+use nexo_db::registry::{CapabilityGrant, VersionRow};
+use nexo_db::{Database, StoreError};
+use nexo_runtime::limits::human_bytes;
+use nexo_runtime::plugin::OpenError;
+use nexo_runtime::vet::VetError;
+use nexo_runtime::{LoadError, LoadedPlugin, Runtime};
 
 /// A registry operation that failed; the installed set is unchanged.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,12 @@ pub enum RegistryError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The component does not load.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The connector could not be opened to ask its spec.
+    #[error(transparent)]
+    Open(#[from] OpenError),
     /// Installing something already installed.
     #[error(
         "{id} is already installed (active version {active}); use `nexo plugin upgrade {id} BUNDLE`"
@@ -124,6 +132,16 @@ pub enum RegistryError {
         /// Why.
         reason: String,
     },
+}
+
+impl From<VetError> for RegistryError {
+    fn from(e: VetError) -> Self {
+        match e {
+            VetError::Bundle(e) => RegistryError::Bundle(e),
+            VetError::Load(e) => RegistryError::Load(e),
+            VetError::Open(e) => RegistryError::Open(e),
+        }
+    }
 }
 
 /// One capability, in words an admin can judge.
@@ -350,7 +368,7 @@ impl Registry {
         let plugin = self
             .runtime
             .load_verified(&bundle, &plugin_ref)
-            .map_err(BundleError::from)?;
+            .map_err(RegistryError::from)?;
         if Kind::from(plugin.info().world) != m.kind {
             return Err(BundleError::ManifestMismatch(vec![format!(
                 "the manifest says {} but the component is a {}",
@@ -359,7 +377,7 @@ impl Registry {
             )])
             .into());
         }
-        crate::bundle::confirm_spec(&plugin, m).await?;
+        nexo_runtime::vet::confirm_spec(&plugin, m).await?;
         Ok(Review {
             requested: capabilities_of(&m.capabilities),
             bundle_bytes_sha256: sha256_hex(&bytes),
@@ -494,11 +512,7 @@ impl Registry {
             return Err(RegistryError::NotInstalled(id.to_string()));
         }
         let users = self.db.connection_names(Some(id))?;
-        let pipelines: Vec<String> = crate::sync::SyncStore::pipelines(&self.db)?
-            .into_iter()
-            .filter(|row| row.pipeline.mappers.iter().any(|m| m.plugin == id))
-            .map(|row| row.pipeline.name)
-            .collect();
+        let pipelines = self.db.pipelines_using_mapper(id)?;
         if !pipelines.is_empty() && !force {
             return Err(RegistryError::UsedByPipelines {
                 id: id.to_string(),
@@ -569,7 +583,7 @@ impl Registry {
         let plugin = self
             .runtime
             .load_verified(&bundle, &what)
-            .map_err(BundleError::from)?;
+            .map_err(RegistryError::from)?;
         Ok((row, plugin))
     }
 

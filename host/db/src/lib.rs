@@ -2,6 +2,13 @@
 //! schema changed only by numbered migrations. Everything that must survive
 //! a restart (trusted keys, the plugin registry, key-value data) lives here,
 //! behind small typed APIs so another backend can replace SQLite later.
+//!
+//! **Owns** the SQLite connection, the migrations, sealing secrets at rest,
+//! trusted keys, the rows of the plugin registry, connections and the
+//! daemon's tokens, and the [`kv::SqliteKv`] backend of plugins' key-value
+//! data. **Must not touch** plugins (it never loads a component), the
+//! network or sync logic: the sync engine's statements live in `nexo-sync`,
+//! only its tables' migrations are here, so the schema has one history.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,11 +16,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::Connection;
 
 pub mod connections;
+pub mod kv;
 pub mod private;
 pub mod registry;
 pub mod sealed;
 pub mod service;
-pub mod sync;
+mod sync_schema;
+use sync_schema as sync;
 pub mod trust;
 
 /// A storage failure.
@@ -54,7 +63,7 @@ pub enum StoreError {
 
 /// Migrations, in order; entry `n` moves the schema from version `n` to
 /// `n + 1`. Never edit a released one: add a new one.
-const MIGRATIONS: &[&str] = &[
+pub const MIGRATIONS: &[&str] = &[
     // 1: key-value data of plugins
     "CREATE TABLE IF NOT EXISTS plugin_kv (
          namespace TEXT NOT NULL,
@@ -143,7 +152,10 @@ impl Database {
         Self::init(Connection::open_in_memory()?, ":memory:")
     }
 
-    fn init(mut conn: Connection, path: &str) -> Result<Self, StoreError> {
+    /// Set up and migrate an already opened connection: what `open` and
+    /// `in_memory` do after opening; tests use it on a database they first
+    /// gave an older schema. `path` names the database in errors.
+    pub fn init(mut conn: Connection, path: &str) -> Result<Self, StoreError> {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
@@ -173,7 +185,7 @@ impl Database {
     }
 
     /// The connection, locked. Keep the guard short.
-    pub(crate) fn lock(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+    pub fn lock(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
         self.conn.lock().map_err(|_| StoreError::Poisoned)
     }
 

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 
-use crate::sandbox::secrets::SecretValue;
+use nexo_runtime::sandbox::secrets::SecretValue;
 
 /// Why sealing or opening failed.
 #[derive(Debug, thiserror::Error)]

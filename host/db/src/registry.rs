@@ -1,20 +1,10 @@
 //! Rows of the plugin registry: installed versions and which one is active.
 
 use rusqlite::{OptionalExtension, params};
-use serde::{Deserialize, Serialize};
 
 use super::{Database, StoreError};
 
-/// What an admin granted one installed plugin version.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CapabilityGrant {
-    /// Origins it may call.
-    pub http_origins: Vec<String>,
-    /// Secrets it may use.
-    pub secrets: Vec<String>,
-    /// Key-value bytes.
-    pub kv_bytes: u64,
-}
+pub use nexo_bundle::manifest::CapabilityGrant;
 
 /// One installed version.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,10 +21,7 @@ pub struct CompileCache {
     engine_key: String,
 }
 
-/// Hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use nexo_bundle::sha256_hex;
 
 /// Feeds the engine's compatibility hash into a SHA-256 (std's `Hasher`
 /// gives 64 bits only; collisions here would load incompatible code).

@@ -3,7 +3,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{Database, StoreError};
-use crate::bundle::keys::PublicKey;
+use nexo_bundle::keys::PublicKey;
 
 /// A trusted key as listed.
 #[derive(Debug, Clone)]

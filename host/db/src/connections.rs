@@ -48,7 +48,7 @@ pub struct ConnectionGrants {
     pub private_http: Vec<String>,
     /// Most requests per minute to this system, shared by every run of the
     /// connection in one process; more wait their turn. `None`: the default
-    /// budget ([`crate::connections::DEFAULT_REQUESTS_PER_MINUTE`]);
+    /// budget (the registry's `DEFAULT_REQUESTS_PER_MINUTE`);
     /// `Some(0)`: no limit, chosen explicitly. (Stored in the grants JSON;
     /// absent in rows saved before it existed, which get the default.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -254,6 +254,19 @@ impl Database {
     pub fn pipelines_using_connection(&self, connection: &str) -> Result<Vec<String>, StoreError> {
         let conn = self.lock()?;
         pipelines_using(&conn, connection)
+    }
+
+    /// Pipelines with the plugin `id` among their mappers, sorted.
+    pub fn pipelines_using_mapper(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock()?;
+        let mut st = conn.prepare_cached(
+            "SELECT name FROM pipelines
+              WHERE EXISTS (SELECT 1 FROM json_each(definition, '$.mappers')
+                             WHERE json_extract(value, '$.plugin') = ?1)
+              ORDER BY name",
+        )?;
+        let rows = st.query_map(params![id], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     /// Apply `change` to the connection `name` in one transaction. Returns

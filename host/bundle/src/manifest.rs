@@ -29,15 +29,6 @@ pub enum Kind {
     Mapper,
 }
 
-impl From<crate::inspect::WorldKind> for Kind {
-    fn from(w: crate::inspect::WorldKind) -> Self {
-        match w {
-            crate::inspect::WorldKind::Connector => Kind::Connector,
-            crate::inspect::WorldKind::Mapper => Kind::Mapper,
-        }
-    }
-}
-
 impl std::fmt::Display for Kind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -274,11 +265,37 @@ pub fn check_id(id: &str) -> Result<(), String> {
 
 impl Manifest {
     /// `id@version`.
-    pub fn plugin_ref(&self) -> crate::PluginRef {
-        crate::PluginRef {
+    pub fn plugin_ref(&self) -> PluginRef {
+        PluginRef {
             id: self.id.clone(),
             version: self.version.to_string(),
         }
+    }
+}
+
+/// What an admin granted one installed plugin version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapabilityGrant {
+    /// Origins it may call.
+    pub http_origins: Vec<String>,
+    /// Secrets it may use.
+    pub secrets: Vec<String>,
+    /// Key-value bytes.
+    pub kv_bytes: u64,
+}
+
+/// A plugin and version, as shown in messages: `acme/crm@1.2.0`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PluginRef {
+    /// `vendor/name`.
+    pub id: String,
+    /// Semantic version.
+    pub version: String,
+}
+
+impl std::fmt::Display for PluginRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.id, self.version)
     }
 }
 
