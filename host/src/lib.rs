@@ -4,7 +4,9 @@
 //! sandboxed WebAssembly components built against the `nexo:connector` WIT
 //! package. This crate holds the sync engine, the daemon and the `nexo`
 //! command line; the runtime, bundles, the database and the registry are
-//! crates of their own, re-exported here under their old paths.
+//! crates of their own, re-exported here under their old paths. The vendor
+//! sandboxes and the demo are `nexo-sandbox`, outside this crate and its
+//! binary.
 
 /// Bundles: the file format (`nexo-bundle`) and packing/vetting a bundle
 /// against its component (`nexo-runtime`).
@@ -21,9 +23,9 @@ pub mod store {
     pub use nexo_db::*;
     pub mod sync;
 }
+pub mod cli;
 pub mod serve;
 pub mod sync;
-pub mod vendors;
 
 pub use nexo_runtime::{
     CallRef, ConnectorPlugin, Grants, GuestError, InstanceCaps, Limit, Limits, LoadError,

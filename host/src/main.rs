@@ -1,7 +1,5 @@
 //! The `nexo` command line.
 
-mod cli;
-
 /// A sync allocates and frees many small strings and JSON values from
 /// several threads at once; mimalloc does that with less contention and
 /// copying than the system allocator.
@@ -9,5 +7,5 @@ mod cli;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    cli::main()
+    nexo::cli::main()
 }

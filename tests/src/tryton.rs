@@ -1,5 +1,5 @@
 //! A host for the Tryton connector's end-to-end tests: a real trytond
-//! (`nexo::vendors::tryton`, installed by `cargo xtask setup`), the shipped
+//! (`nexo_sandbox::tryton`, installed by `cargo xtask setup`), the shipped
 //! plugins installed from their manifests as signed bundles, connections
 //! and the sync engine.
 
@@ -15,8 +15,8 @@ use nexo::store::connections::{ConnectionGrants, Environment};
 use nexo::store::sealed::Sealer;
 use nexo::sync::store::SyncStore;
 use nexo::sync::{Engine, Pipeline, RunOptions, RunReport};
-use nexo::vendors::hubspot::{HubSpotSandbox, ObjectType};
-use nexo::vendors::tryton::Tryton;
+use nexo_sandbox::hubspot::{HubSpotSandbox, ObjectType};
+use nexo_sandbox::tryton::Tryton;
 use serde_json::Value;
 
 use crate::{programs, runtime, synckit};

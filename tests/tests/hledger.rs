@@ -501,7 +501,7 @@ async fn the_shipped_manifest_packs_with_the_component() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deals_into_the_journal_each_run_as_its_dry_run_predicted() {
-    use nexo::vendors::hubspot::{self, HubSpotConfig, ObjectType, SeedData};
+    use nexo_sandbox::hubspot::{self, HubSpotConfig, ObjectType, SeedData};
     use nexo_tests::tryton::{Host, deals_pipeline, touch_deals, won_deals};
 
     let host = Host::new().await;

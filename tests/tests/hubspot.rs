@@ -23,8 +23,8 @@ use nexo::store::connections::{ConnectionGrants, Environment};
 use nexo::store::sealed::Sealer;
 use nexo::sync::store::SyncStore;
 use nexo::sync::{Engine, Pipeline, RunOptions, RunReport};
-use nexo::vendors::hubspot::openapi::{Checked, SpecValidator};
-use nexo::vendors::hubspot::{
+use nexo_sandbox::hubspot::openapi::{Checked, SpecValidator};
+use nexo_sandbox::hubspot::{
     self, Exchange, HubSpotConfig, HubSpotSandbox, ObjectType, RateLimit, SeedData,
 };
 use nexo_tests::connkit::{self, payload, read_all};

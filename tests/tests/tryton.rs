@@ -1,7 +1,7 @@
 //! The Tryton connector (`plugins/tryton`) against a real Tryton ERP:
 //! trytond 8.2 and its modules from PyPI (`cargo xtask setup`), SQLite, a
 //! fresh database per test copied from a template built once
-//! (`nexo::vendors::tryton`), the REST API with a validated user
+//! (`nexo_sandbox::tryton`), the REST API with a validated user
 //! application key. Tests check Tryton's own data through its REST API, not
 //! the connector's view of it. Without trytond they fail (never skip),
 //! saying to run `cargo xtask setup`.
@@ -13,8 +13,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use nexo::ConnectorPlugin;
 use nexo::sync::store::SyncStore;
-use nexo::vendors::hubspot::{self, HubSpotConfig, HubSpotSandbox, ObjectType, SeedData};
-use nexo::vendors::tryton::Tryton;
+use nexo_sandbox::hubspot::{self, HubSpotConfig, HubSpotSandbox, ObjectType, SeedData};
+use nexo_sandbox::tryton::Tryton;
 use nexo_tests::connkit::{self, id_of, read_payloads, upsert, write, write_upsert};
 use nexo_tests::programs;
 use nexo_tests::tryton::{Host, deals_pipeline, start, touch_deals, won_deals};

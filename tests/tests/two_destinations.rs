@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use nexo::sync::store::{RecordOutcome, SyncStore};
-use nexo::vendors::hubspot::{self, HubSpotConfig, ObjectType, SeedData};
-use nexo::vendors::xero::{self, Collection, XeroConfig};
+use nexo_sandbox::hubspot::{self, HubSpotConfig, ObjectType, SeedData};
+use nexo_sandbox::xero::{self, Collection, XeroConfig};
 use nexo_tests::tryton::{Host, start};
 use serde_json::json;
 

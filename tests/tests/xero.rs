@@ -1,4 +1,4 @@
-//! The Xero connector against the Xero-like sandbox (`nexo::vendors::xero`),
+//! The Xero connector against the Xero-like sandbox (`nexo_sandbox::xero`),
 //! in-process on 127.0.0.1: incremental reads, idempotent writes (a lost
 //! answer does not duplicate), Xero's validation messages as `rejected`, a
 //! 429 storm waited out — and every request the connector sends and every
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use nexo::ConnectorPlugin;
 use nexo::plugin::Record;
-use nexo::vendors::xero::{self, Collection, XeroConfig, XeroSandbox};
+use nexo_sandbox::xero::{self, Collection, XeroConfig, XeroSandbox};
 use nexo_tests::connkit::{self, id_of, read_payloads, upsert, write_retrying};
 use nexo_tests::programs;
 use serde_json::{Value, json};
@@ -628,7 +628,7 @@ async fn items_are_written_once_by_code_updated_on_change_and_retired_on_delete(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deals_into_xero_each_run_as_its_dry_run_predicted() {
-    use nexo::vendors::hubspot::{self, HubSpotConfig, ObjectType, SeedData};
+    use nexo_sandbox::hubspot::{self, HubSpotConfig, ObjectType, SeedData};
     use nexo_tests::tryton::{Host, deals_pipeline, touch_deals, won_deals};
 
     let host = Host::new().await;

@@ -1,5 +1,5 @@
 //! `cargo xtask demo`: build the reference plugins for wasm32-wasip2, sign
-//! and pack them as a vendor would, then hand them to `nexo demo`, which
+//! and pack them as a vendor would, then hand them to `nexo-sandbox demo`, which
 //! does the rest (sandbox services, install, connections, pipelines, runs,
 //! console).
 
@@ -19,7 +19,7 @@ const PLUGINS: [&str; 5] = [
     "tryton",
 ];
 
-/// Build, pack, and run `nexo demo` with `args` passed through.
+/// Build, pack, and run `nexo-sandbox demo` with `args` passed through.
 pub fn demo(args: &[String]) -> Result<()> {
     ensure_wasm_target()?;
     let target = root().join("target");
@@ -37,12 +37,23 @@ pub fn demo(args: &[String]) -> Result<()> {
         build.arg("--target-dir").arg(&guests),
         "building the plugins",
     )?;
-    println!("==> building nexo");
+    println!("==> building nexo and nexo-sandbox");
     run(
-        cargo().args(["build", "-p", "nexo", "--bin", "nexo"]),
-        "building nexo",
+        cargo().args([
+            "build",
+            "-p",
+            "nexo",
+            "--bin",
+            "nexo",
+            "-p",
+            "nexo-sandbox",
+            "--bin",
+            "nexo-sandbox",
+        ]),
+        "building nexo and nexo-sandbox",
     )?;
     let nexo = target.join("debug").join("nexo");
+    let nexo_sandbox = target.join("debug").join("nexo-sandbox");
     let wasm = guests.join("wasm32-wasip2").join("plugin");
 
     // A fresh demo each time: new data, newly signed bundles.
@@ -84,8 +95,8 @@ pub fn demo(args: &[String]) -> Result<()> {
                 .arg(&out)
         })?;
     }
-    println!("==> nexo demo --bundles {}", bundles.display());
-    let status = Command::new(&nexo)
+    println!("==> nexo-sandbox demo --bundles {}", bundles.display());
+    let status = Command::new(&nexo_sandbox)
         .arg("--data-dir")
         .arg(demo.join("data"))
         .arg("demo")
@@ -93,9 +104,9 @@ pub fn demo(args: &[String]) -> Result<()> {
         .arg(&bundles)
         .args(args)
         .status()
-        .context("cannot run nexo")?;
+        .context("cannot run nexo-sandbox")?;
     if !status.success() {
-        bail!("nexo demo ended with {status}");
+        bail!("nexo-sandbox demo ended with {status}");
     }
     Ok(())
 }

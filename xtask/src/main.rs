@@ -29,7 +29,7 @@ fn main() -> Result<()> {
         Some("tour") => tour(!args.iter().any(|a| a == "--no-serve")),
         Some("setup") => setup(),
         _ => bail!(
-            "usage: cargo xtask demo [nexo demo options, e.g. --no-serve] | cargo xtask tour [--no-serve] | cargo xtask setup"
+            "usage: cargo xtask demo [nexo-sandbox demo options, e.g. --no-serve] | cargo xtask tour [--no-serve] | cargo xtask setup"
         ),
     }
 }

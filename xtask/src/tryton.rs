@@ -1,5 +1,5 @@
 //! Installs Tryton ERP from PyPI for the Tryton connector's tests and
-//! demos: a virtualenv at `target/tryton` (where `nexo::vendors::tryton`
+//! demos: a virtualenv at `target/tryton` (where `nexo_sandbox::tryton`
 //! looks for it) with pinned versions of trytond and its modules.
 
 use std::path::{Path, PathBuf};

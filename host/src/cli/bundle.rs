@@ -5,12 +5,12 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use nexo::Runtime;
-use nexo::bundle::keys::{PublicKey, SecretKey};
-use nexo::bundle::manifest::ManifestSource;
-use nexo::bundle::{Bundle, Signer};
-use nexo::safe_text::SafeText;
-use nexo::store::Database;
+use crate::Runtime;
+use crate::bundle::keys::{PublicKey, SecretKey};
+use crate::bundle::manifest::ManifestSource;
+use crate::bundle::{Bundle, Signer};
+use crate::safe_text::SafeText;
+use crate::store::Database;
 
 pub(crate) fn keygen(name: &str, out: &Path) -> Result<()> {
     let key = SecretKey::generate(name)?;
@@ -54,7 +54,7 @@ pub(crate) async fn pack(
     let bytes =
         std::fs::read(component).with_context(|| format!("cannot read {}", component.display()))?;
     let key = key.map(SecretKey::read).transpose()?;
-    let bundle = nexo::bundle::pack(runtime, source, bytes, key.as_ref()).await?;
+    let bundle = crate::bundle::pack(runtime, source, bytes, key.as_ref()).await?;
     let data = bundle.to_bytes().context("cannot encode the bundle")?;
     // Write next to the target and rename, so a failed pack leaves nothing.
     let tmp = out.with_extension("partial");
@@ -99,7 +99,7 @@ pub(crate) async fn verify(
     let m = &bundle.manifest;
     // The component must also be what the signed manifest says it is.
     let plugin = runtime.load(&bundle.component, &format!("{}@{}", m.id, m.version))?;
-    nexo::bundle::confirm_spec(&plugin, m).await?;
+    crate::bundle::confirm_spec(&plugin, m).await?;
     println!("{what}: OK");
     println!("  plugin     {}@{} ({})", m.id, m.version, m.kind);
     println!("  vendor     {}", SafeText::line(&m.vendor));

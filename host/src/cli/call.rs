@@ -8,12 +8,12 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use nexo::plugin::{Operation, Record, Spec, StreamInfo, WriteOutcome};
-use nexo::safe_text::safe_json;
+use crate::plugin::{Operation, Record, Spec, StreamInfo, WriteOutcome};
+use crate::safe_text::safe_json;
 
-use nexo::sandbox::policy::HttpGrant;
-use nexo::sandbox::secrets::SecretValue;
-use nexo::{ConnectorPlugin, Grants, Limits, MapperPlugin, PluginRef, Runtime, Sandbox};
+use crate::sandbox::policy::HttpGrant;
+use crate::sandbox::secrets::SecretValue;
+use crate::{ConnectorPlugin, Grants, Limits, MapperPlugin, PluginRef, Runtime, Sandbox};
 
 use super::{CallArgs, Op, plugin_ref};
 
@@ -174,7 +174,7 @@ fn sandbox_for(
         .map(|s| parse_secret(s))
         .collect::<Result<BTreeMap<_, _>>>()?;
     let kv = if args.grant_kv > 0 {
-        let db = nexo::store::Database::open(&data_dir.join("nexo.db"))
+        let db = crate::store::Database::open(&data_dir.join("nexo.db"))
             .context("opening the database")?;
         let store = db.kv_store();
         // `--id` is only a name the caller picks: the namespace also holds
@@ -279,7 +279,7 @@ pub(crate) async fn call(runtime: &Runtime, data_dir: &Path, args: CallArgs) -> 
                             WriteOutcome::Deleted(id) => ("deleted", json!(id)),
                             WriteOutcome::Failed(e) => (
                                 "failed",
-                                json!(nexo::GuestError::from(e.clone()).to_string()),
+                                json!(crate::GuestError::from(e.clone()).to_string()),
                             ),
                         };
                         json!({"id": r.id, "outcome": outcome, "detail": detail})

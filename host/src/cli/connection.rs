@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
-use nexo::connections::{
+use crate::connections::{
     ConnectionUpdate, Connections, NewConnection, Origins, RequestsPerMinute, request_budget,
 };
-use nexo::registry::Registry;
-use nexo::sandbox::budget::burst_for;
-use nexo::store::connections::{ConnectionGrants, Environment};
-use nexo::store::sealed::Sealer;
+use crate::registry::Registry;
+use crate::sandbox::budget::burst_for;
+use crate::store::connections::{ConnectionGrants, Environment};
+use crate::store::sealed::Sealer;
 
 use super::call::{parse_secret, read_text};
 
@@ -250,7 +250,7 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
             );
             println!(
                 "  config       {}",
-                nexo::safe_text::safe_json(serde_json::to_string_pretty(&config)?)
+                crate::safe_text::safe_json(serde_json::to_string_pretty(&config)?)
                     .replace('\n', "\n               ")
             );
         }
@@ -273,7 +273,7 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
 }
 
 /// `--requests-per-minute`: a whole number, at least 1, or `unlimited`
-/// (stored as 0, see [`nexo::connections::request_budget`]).
+/// (stored as 0, see [`crate::connections::request_budget`]).
 fn parse_requests_per_minute(s: &str) -> Result<u32, String> {
     match s.trim() {
         "unlimited" => Ok(0),
@@ -281,7 +281,7 @@ fn parse_requests_per_minute(s: &str) -> Result<u32, String> {
             Ok(n) if n >= 1 => Ok(n),
             _ => Err(format!(
                 "must be a whole number of at least 1, or `unlimited`, not `{s}` (leave --requests-per-minute out for the default of {})",
-                nexo::connections::DEFAULT_REQUESTS_PER_MINUTE
+                crate::connections::DEFAULT_REQUESTS_PER_MINUTE
             )),
         },
     }

@@ -7,10 +7,10 @@ use std::path::Path;
 use anyhow::Result;
 use serde_json::{Value, json};
 
-use nexo::inspect::WorldKind;
-use nexo::limits::human_bytes;
-use nexo::safe_text::{SafeText, safe_json};
-use nexo::{ConnectorPlugin, Grants, Limits, Runtime, Sandbox};
+use crate::inspect::WorldKind;
+use crate::limits::human_bytes;
+use crate::safe_text::{SafeText, safe_json};
+use crate::{ConnectorPlugin, Grants, Limits, Runtime, Sandbox};
 
 use super::call::spec_json;
 use super::plugin_ref;

@@ -6,12 +6,12 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use nexo::bundle::Signer;
-use nexo::limits::{Limits, human_bytes};
-use nexo::registry::{Capability, Registry, Review, grant_all};
-use nexo::safe_text::SafeText;
-use nexo::store::Database;
-use nexo::store::registry::CapabilityGrant;
+use crate::bundle::Signer;
+use crate::limits::{Limits, human_bytes};
+use crate::registry::{Capability, Registry, Review, grant_all};
+use crate::safe_text::SafeText;
+use crate::store::Database;
+use crate::store::registry::CapabilityGrant;
 
 use super::GrantArgs;
 

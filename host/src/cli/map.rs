@@ -8,9 +8,9 @@ use anyhow::{Context, Result, bail};
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::{Value, json};
 
-use nexo::plugin::Record;
-use nexo::safe_text::{SafeText, safe_json};
-use nexo::{Limits, MapperPlugin, PluginRef, Runtime, Sandbox};
+use crate::plugin::Record;
+use crate::safe_text::{SafeText, safe_json};
+use crate::{Limits, MapperPlugin, PluginRef, Runtime, Sandbox};
 
 use super::call::{load_config, load_records, record_json};
 use super::{plugin_ref, registry};

@@ -9,20 +9,18 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use nexo::safe_text::SafeText;
-use nexo::sandbox::redact;
-use nexo::{LoadedPlugin, PluginRef, Runtime, RuntimeConfig};
+use crate::safe_text::SafeText;
+use crate::sandbox::redact;
+use crate::{LoadedPlugin, PluginRef, Runtime, RuntimeConfig};
 
 mod bundle;
 mod call;
 mod connection;
-mod demo;
 mod inspect;
 mod install;
 mod map;
-mod sandbox;
-mod serve;
-mod sync;
+pub mod serve;
+pub mod sync;
 
 /// Nexo: connect CRM, ERP and accounting systems through sandboxed plugins.
 #[derive(Debug, Parser)]
@@ -39,8 +37,9 @@ struct Cli {
     command: Command,
 }
 
+/// How logs are written to stderr.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
+pub enum LogFormat {
     Text,
     Json,
 }
@@ -98,14 +97,6 @@ enum Command {
         #[arg(long)]
         metrics_public: bool,
     },
-    /// The product in one command: sandbox CRM and accounting services, the
-    /// signed plugins installed, connections and pipelines (won deals →
-    /// Xero customers and invoices, payments → the deal), their first runs,
-    /// records linked across systems, then the console.
-    Demo(demo::DemoArgs),
-    /// Start the HubSpot-like and Xero-like sandbox services on 127.0.0.1
-    /// (the test environment sandbox connections point at).
-    Sandbox(sandbox::SandboxArgs),
     /// Tokens for the admin API and the console.
     #[command(subcommand)]
     Token(serve::TokenCommand),
@@ -313,14 +304,7 @@ pub(crate) struct CallArgs {
 pub fn main() -> ExitCode {
     quiet_on_broken_pipe();
     let cli = Cli::parse();
-    // The demo tells its own story on stdout; its logs are warnings only
-    // unless NEXO_LOG asks for more.
-    let level = if matches!(cli.command, Command::Demo(_)) {
-        "warn"
-    } else {
-        "info"
-    };
-    init_tracing(cli.log_format, level);
+    init_tracing(cli.log_format, "info");
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -336,13 +320,17 @@ pub fn main() -> ExitCode {
         Err(e) => {
             // Errors carry plugins' and remote systems' words: secret values
             // replaced (the last guard), control characters escaped.
-            eprintln!(
-                "error: {}",
-                SafeText::block(&redact::scrub(&format!("{e:#}")))
-            );
+            eprintln!("error: {}", safe_error(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error with its causes as printed on stderr: secret values replaced
+/// (the last guard), control characters escaped — errors carry plugins'
+/// and remote systems' words.
+pub fn safe_error(e: &anyhow::Error) -> String {
+    SafeText::block(&redact::scrub(&format!("{e:#}"))).to_string()
 }
 
 /// `nexo runs | head -1`: once the reader is gone, stop quietly with the
@@ -371,7 +359,7 @@ fn quiet_on_broken_pipe() {
     }));
 }
 
-fn init_tracing(format: LogFormat, level: &str) {
+pub fn init_tracing(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NEXO_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{level},cranelift=warn,wasmtime=warn"))
     });
@@ -435,11 +423,15 @@ fn data_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    let dir = data_dir(cli.data_dir)?;
+/// The data directory (`explicit`, else `$XDG_DATA_HOME/nexo` or
+/// `~/.local/share/nexo`), created private to this user, and a runtime
+/// caching compiled plugins in it: what every command that touches an
+/// installation starts with (the demo binary too).
+pub fn open_host(explicit: Option<PathBuf>) -> Result<(PathBuf, Runtime)> {
+    let dir = data_dir(explicit)?;
     // Private to this user (0700, database and key 0600): it holds
     // connections, sealed secrets and the key that opens them.
-    nexo::store::private::secure_data_dir(&dir).with_context(|| {
+    crate::store::private::secure_data_dir(&dir).with_context(|| {
         format!(
             "cannot create the data directory {} or make it private to this user (mode 0700); check its owner, or pick another with --data-dir",
             dir.display()
@@ -449,6 +441,11 @@ async fn run(cli: Cli) -> Result<()> {
         cache_dir: Some(dir.join("cache")),
         ..RuntimeConfig::default()
     })?;
+    Ok((dir, runtime))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let (dir, runtime) = open_host(cli.data_dir)?;
     match cli.command {
         Command::Plugin(PluginCommand::Inspect { file, json }) => {
             inspect::inspect(&runtime, &file, json).await
@@ -502,8 +499,6 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
         Command::Token(cmd) => serve::token(&dir, cmd),
-        Command::Sandbox(args) => sandbox::sandbox(args).await,
-        Command::Demo(args) => demo::demo(&dir, registry(&dir, &runtime)?, args).await,
         Command::Map(cmd) => map::run(&dir, &runtime, cmd).await,
         Command::Runs {
             pipeline,
@@ -514,7 +509,7 @@ async fn run(cli: Cli) -> Result<()> {
             let db = open_db(&dir)?;
             sync::reap(&dir, &db)?;
             if let Some(days) = set_retention {
-                nexo::sync::SyncStore::set_setting(&db, "run_retention_days", &days.to_string())?;
+                crate::sync::SyncStore::set_setting(&db, "run_retention_days", &days.to_string())?;
                 println!("run history is kept for {days} days");
             }
             sync::runs(&db, pipeline, status, limit)
@@ -542,14 +537,14 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn open_db(dir: &Path) -> Result<nexo::store::Database> {
+pub fn open_db(dir: &Path) -> Result<crate::store::Database> {
     let path = dir.join("nexo.db");
-    nexo::store::Database::open(&path)
+    crate::store::Database::open(&path)
         .with_context(|| format!("opening the database {}", path.display()))
 }
 
-fn registry(dir: &Path, runtime: &Runtime) -> Result<nexo::registry::Registry> {
-    Ok(nexo::registry::Registry::new(
+pub fn registry(dir: &Path, runtime: &Runtime) -> Result<crate::registry::Registry> {
+    Ok(crate::registry::Registry::new(
         open_db(dir)?,
         runtime.clone(),
         dir.join("bundles"),

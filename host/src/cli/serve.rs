@@ -8,11 +8,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 
-use nexo::registry::Registry;
-use nexo::serve::clock::SystemClock;
-use nexo::serve::scheduler::SchedulerConfig;
-use nexo::serve::{App, ServeConfig};
-use nexo::store::sealed::Sealer;
+use crate::registry::Registry;
+use crate::serve::clock::SystemClock;
+use crate::serve::scheduler::SchedulerConfig;
+use crate::serve::{App, ServeConfig};
+use crate::store::sealed::Sealer;
 
 /// API tokens.
 #[derive(Debug, Subcommand)]
@@ -76,15 +76,15 @@ pub(crate) fn token(dir: &Path, cmd: TokenCommand) -> Result<()> {
 
 pub(crate) fn webhook(dir: &Path, name: &str) -> Result<()> {
     let db = super::open_db(dir)?;
-    if nexo::sync::SyncStore::pipeline(&db, name)?.is_none() {
+    if crate::sync::SyncStore::pipeline(&db, name)?.is_none() {
         bail!("no pipeline named `{name}`; see `nexo pipeline list`");
     }
     let sealer = Sealer::from_env_or_file(&dir.join("secret.key"))?;
-    let secret = nexo::serve::webhook::rotate_secret(&db, &sealer, name)?;
+    let secret = crate::serve::webhook::rotate_secret(&db, &sealer, name)?;
     println!("{secret}");
     eprintln!(
         "webhook secret of `{name}` set (any previous one stops working): POST /hooks/{name} with header X-Nexo-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\" under this secret>; a delivery more than {} s from this host's clock, or seen before, is refused",
-        nexo::serve::webhook::TOLERANCE_SECS
+        crate::serve::webhook::TOLERANCE_SECS
     );
     Ok(())
 }
@@ -101,14 +101,14 @@ pub(crate) async fn serve(
 }
 
 /// Listen on `addr`, with an error that says what to do when it is taken.
-pub(crate) async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (in use? pick another with --addr)"))
 }
 
 /// Serve on a bound listener until SIGTERM or Ctrl-C.
-pub(crate) async fn serve_on(
+pub async fn serve_on(
     dir: &Path,
     registry: Registry,
     listener: tokio::net::TcpListener,
@@ -145,7 +145,7 @@ pub(crate) async fn serve_on(
             "with an API token"
         }
     );
-    nexo::serve::serve(
+    crate::serve::serve(
         app,
         listener,
         ServeConfig {
@@ -153,7 +153,7 @@ pub(crate) async fn serve_on(
             metrics_public,
             ..ServeConfig::default()
         },
-        nexo::serve::terminated(),
+        crate::serve::terminated(),
     )
     .await
     .context("serving")

@@ -11,12 +11,12 @@ use anyhow::{Context, Result, bail};
 use clap::{Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use nexo::connections::Connections;
-use nexo::registry::Registry;
-use nexo::safe_text::{SafeText, safe_json};
-use nexo::store::sealed::Sealer;
-use nexo::sync::store::{ConflictStatus, Counts, DeadLetterStatus, RunFilter, SyncStore};
-use nexo::sync::{ApplyOptions, Engine, Pipeline, RunOptions, RunReport, Side};
+use crate::connections::Connections;
+use crate::registry::Registry;
+use crate::safe_text::{SafeText, safe_json};
+use crate::store::sealed::Sealer;
+use crate::sync::store::{ConflictStatus, Counts, DeadLetterStatus, RunFilter, SyncStore};
+use crate::sync::{ApplyOptions, Engine, Pipeline, RunOptions, RunReport, Side};
 
 use super::call::read_text;
 
@@ -162,7 +162,7 @@ pub(crate) enum ConflictCommand {
     },
 }
 
-pub(crate) fn engine(dir: &Path, registry: &Registry) -> Result<Engine> {
+pub fn engine(dir: &Path, registry: &Registry) -> Result<Engine> {
     let sealer = Sealer::from_env_or_file(&dir.join("secret.key"))?;
     let connections = Connections::new(registry.clone(), sealer);
     let store: Arc<dyn SyncStore> = Arc::new(registry.db().clone());
@@ -177,9 +177,9 @@ pub(crate) fn engine(dir: &Path, registry: &Registry) -> Result<Engine> {
 }
 
 /// End the runs whose process died before the history is shown (see
-/// [`nexo::sync::reap_interrupted`]).
+/// [`crate::sync::reap_interrupted`]).
 pub(crate) fn reap(dir: &Path, store: &dyn SyncStore) -> Result<()> {
-    nexo::sync::reap_interrupted(store, &dir.join("locks"))?;
+    crate::sync::reap_interrupted(store, &dir.join("locks"))?;
     Ok(())
 }
 
@@ -229,7 +229,7 @@ impl ConflictListStatus {
     }
 }
 
-pub(crate) fn counts_line(c: &Counts) -> String {
+pub fn counts_line(c: &Counts) -> String {
     // `matched` only when it happened: most creates create.
     let matched = if c.matched > 0 {
         format!(", matched {}", c.matched)
@@ -379,7 +379,7 @@ async fn run(engine: &Engine, name: &str, dry_run: bool, json: bool) -> Result<(
     });
     let started = Instant::now();
     let progress = bar.clone().map(|bar| {
-        let f: nexo::sync::Progress = Arc::new(move |c: &Counts| {
+        let f: crate::sync::Progress = Arc::new(move |c: &Counts| {
             let secs = started.elapsed().as_secs_f64().max(0.001);
             bar.set_message(format!(
                 "{} records ({:.0}/s): {}",
@@ -392,10 +392,10 @@ async fn run(engine: &Engine, name: &str, dry_run: bool, json: bool) -> Result<(
     });
     // Ctrl-C or SIGTERM: finish and commit the page in hand, then stop;
     // the next run resumes there.
-    let stop = nexo::sync::StopSignal::default();
+    let stop = crate::sync::StopSignal::default();
     let on_signal = stop.clone();
     let watcher = tokio::spawn(async move {
-        nexo::serve::terminated().await;
+        crate::serve::terminated().await;
         on_signal.stop();
     });
     let result = engine
@@ -548,7 +548,7 @@ pub(crate) fn run_show(store: &dyn SyncStore, cmd: RunCommand) -> Result<()> {
     let (id, json) = match cmd {
         RunCommand::Show { id, json } => (id, json),
         RunCommand::Stop { id } => {
-            let run = nexo::sync::request_stop(store, id)?;
+            let run = crate::sync::request_stop(store, id)?;
             println!(
                 "run #{id} of {} stops after its current page is committed; see `nexo run show {id}`",
                 run.pipeline

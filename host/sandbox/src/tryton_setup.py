@@ -1,6 +1,6 @@
 """Builds a Tryton database that Nexo's Tryton connector can sync against.
 
-Run by `nexo::vendors::tryton` with the venv's Python (see xtask's
+Run by `nexo_sandbox::tryton` with the venv's Python (see xtask's
 `tryton::setup`), never by hand in production:
 
     python tryton_setup.py --database nexo --password-file pass --out ids.json

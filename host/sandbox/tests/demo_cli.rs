@@ -18,8 +18,24 @@ use nexo_tests::browser::{self, Browser, Screenshots, wait, wait_text};
 use nexo_tests::cli::{ok, terminate};
 use nexo_tests::programs;
 
+/// The product binary, built beside this crate's by `cargo test --workspace`
+/// (cargo gives a test the path of its own package's binaries only).
 fn nexo(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nexo"));
+    let demo = Path::new(env!("CARGO_BIN_EXE_nexo-sandbox"));
+    let bin = demo.with_file_name(format!("nexo{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is not built: run `cargo build -p nexo --bin nexo` (or `cargo test --workspace`)",
+        bin.display()
+    );
+    let mut c = Command::new(bin);
+    c.arg("--data-dir").arg(dir).env_remove("NEXO_SECRET_KEY");
+    c
+}
+
+/// The demo binary.
+fn nexo_sandbox(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nexo-sandbox"));
     c.arg("--data-dir").arg(dir).env_remove("NEXO_SECRET_KEY");
     c
 }
@@ -41,7 +57,7 @@ fn pack_bundles(work: &Path, bundles: &Path) {
         .output()
         .unwrap());
     std::fs::copy(work.join("vendor.key.pub"), bundles.join("vendor.pub")).unwrap();
-    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins");
     for (name, wasm) in [
         ("hubspot", programs::HUBSPOT),
         ("xero", programs::XERO),
@@ -79,7 +95,7 @@ fn count(line: &str, what: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_moves_records_crm_to_accounting_and_back_then_serves_the_console() {
     assert!(
-        nexo::vendors::tryton::Tryton::find().is_some(),
+        nexo_sandbox::tryton::Tryton::find().is_some(),
         "Tryton ERP is not installed: run `cargo xtask setup` (the demo's ERP pipeline needs it)"
     );
     let work = tempfile::tempdir().unwrap();
@@ -87,7 +103,7 @@ async fn the_demo_moves_records_crm_to_accounting_and_back_then_serves_the_conso
     pack_bundles(work.path(), &bundles);
     let data = work.path().join("data");
 
-    let mut child = nexo(&data)
+    let mut child = nexo_sandbox(&data)
         .arg("demo")
         .arg("--bundles")
         .arg(&bundles)
@@ -303,7 +319,7 @@ async fn the_demo_moves_records_crm_to_accounting_and_back_then_serves_the_conso
     assert!(!errors.contains("ERROR"), "{errors}");
 
     // A second demo on the same data directory is refused, not mixed in.
-    let again = nexo(&data)
+    let again = nexo_sandbox(&data)
         .args(["demo", "--no-serve", "--bundles"])
         .arg(&bundles)
         .output()

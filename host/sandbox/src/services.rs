@@ -1,4 +1,4 @@
-//! `nexo sandbox`: the HubSpot-like and Xero-like sandbox services on
+//! `nexo-sandbox start`: the HubSpot-like and Xero-like sandbox services on
 //! 127.0.0.1, seeded with generated data, for sandbox connections to point
 //! at. They run until Ctrl-C (or SIGTERM).
 
@@ -7,12 +7,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use nexo::vendors::hubspot::{self, HubSpotConfig, RateLimit, SeedData};
-use nexo::vendors::xero::{self, XeroConfig};
+use nexo_sandbox::hubspot::{self, HubSpotConfig, RateLimit, SeedData};
+use nexo_sandbox::xero::{self, XeroConfig};
 
-/// Options of `nexo sandbox`.
+/// Options of `nexo-sandbox start`.
 #[derive(Debug, Args)]
-pub(crate) struct SandboxArgs {
+pub struct SandboxArgs {
     /// Port of the HubSpot-like API (0: any free port).
     #[arg(long, default_value_t = 7401)]
     hubspot_port: u16,
@@ -36,7 +36,7 @@ pub(crate) struct SandboxArgs {
     xero_rate: u32,
 }
 
-pub(crate) async fn sandbox(args: SandboxArgs) -> Result<()> {
+pub async fn sandbox(args: SandboxArgs) -> Result<()> {
     if args.size > 100_000 {
         bail!(
             "--size {} is more than the sandbox generates (at most 100000)",

@@ -141,7 +141,7 @@ impl Tryton {
                 }
             }
         }
-        let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tryton");
+        let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/tryton");
         out.push(built);
         out
     }

@@ -1,4 +1,4 @@
-//! `nexo demo`: the whole product in one command. Starts the HubSpot-like
+//! `nexo-sandbox demo`: the whole product in one command. Starts the HubSpot-like
 //! and Xero-like sandbox services, installs the signed plugin bundles it is
 //! given, connects both systems, applies the demo pipelines (won deals →
 //! Xero customers and invoices; Xero payments → the deal's invoice status
@@ -23,32 +23,32 @@ use nexo::store::connections::{ConnectionGrants, Environment};
 use nexo::store::sealed::Sealer;
 use nexo::sync::store::Link;
 use nexo::sync::{Engine, Pipeline, RunOptions, SyncStore};
-use nexo::vendors::hubspot::{self, HubSpotConfig, HubSpotSandbox, ObjectType, SeedData};
-use nexo::vendors::tryton::Tryton;
-use nexo::vendors::xero::{self, Collection, XeroConfig, XeroSandbox};
+use nexo_sandbox::hubspot::{self, HubSpotConfig, HubSpotSandbox, ObjectType, SeedData};
+use nexo_sandbox::tryton::Tryton;
+use nexo_sandbox::xero::{self, Collection, XeroConfig, XeroSandbox};
 
-use super::sync::counts_line;
+use nexo::cli::sync::counts_line;
 
 /// The demo's pipelines, in the order they first run.
 const PIPELINES: [(&str, &str); 3] = [
     (
         "won-deals-to-xero-customers",
-        include_str!("../../demo/won-deals-to-xero-customers.toml"),
+        include_str!("../demo/won-deals-to-xero-customers.toml"),
     ),
     (
         "won-deals-to-xero-invoices",
-        include_str!("../../demo/won-deals-to-xero-invoices.toml"),
+        include_str!("../demo/won-deals-to-xero-invoices.toml"),
     ),
     (
         "invoice-payments-to-deals",
-        include_str!("../../demo/invoice-payments-to-deals.toml"),
+        include_str!("../demo/invoice-payments-to-deals.toml"),
     ),
 ];
 
 /// The ERP pipeline, applied when Tryton runs.
 const ERP_PIPELINE: (&str, &str) = (
     "tryton-products-to-xero-items",
-    include_str!("../../demo/tryton-products-to-xero-items.toml"),
+    include_str!("../demo/tryton-products-to-xero-items.toml"),
 );
 
 const HUBSPOT: &str = "hubspot-sandbox";
@@ -57,9 +57,9 @@ const TRYTON: &str = "tryton-sandbox";
 /// Products in the demo's Tryton catalogue.
 const ERP_PRODUCTS: usize = 6;
 
-/// Options of `nexo demo`.
+/// Options of `nexo-sandbox demo`.
 #[derive(Debug, Args)]
-pub(crate) struct DemoArgs {
+pub struct DemoArgs {
     /// Folder of signed plugin bundles (`*.nexo`) and their signers' public
     /// keys (`*.pub`), as `cargo xtask demo` packs them.
     #[arg(long)]
@@ -87,7 +87,7 @@ pub(crate) struct DemoArgs {
     no_erp: bool,
 }
 
-pub(crate) async fn demo(dir: &Path, registry: Registry, args: DemoArgs) -> Result<()> {
+pub async fn demo(dir: &Path, registry: Registry, args: DemoArgs) -> Result<()> {
     let db = registry.db().clone();
     if !db.connection_names(None)?.is_empty() {
         bail!(
@@ -170,7 +170,7 @@ pub(crate) async fn demo(dir: &Path, registry: Registry, args: DemoArgs) -> Resu
     }
 
     section("Pipelines");
-    let engine = super::sync::engine(dir, &registry)?;
+    let engine = nexo::cli::sync::engine(dir, &registry)?;
     let mut pipelines = PIPELINES.to_vec();
     if erp.is_some() {
         pipelines.push(ERP_PIPELINE);
@@ -227,7 +227,7 @@ pub(crate) async fn demo(dir: &Path, registry: Registry, args: DemoArgs) -> Resu
     }
     section("The console");
     let token = demo_token(&db)?;
-    let listener = super::serve::bind(args.addr).await?;
+    let listener = nexo::cli::serve::bind(args.addr).await?;
     let url = format!("http://{}/", listener.local_addr()?);
     let open = deals
         .iter()
@@ -245,7 +245,7 @@ pub(crate) async fn demo(dir: &Path, registry: Registry, args: DemoArgs) -> Resu
         hub_token = HubSpotConfig::default().token,
         hub_url = hub.url(),
     );
-    super::serve::serve_on(dir, registry, listener, 4, false).await?;
+    nexo::cli::serve::serve_on(dir, registry, listener, 4, false).await?;
     drop(erp);
     drop(books);
     drop(hub);

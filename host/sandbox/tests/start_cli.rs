@@ -1,4 +1,4 @@
-//! `nexo sandbox` as a person starts it: both services answer with the
+//! `nexo-sandbox start` as a person starts it: both services answer with the
 //! seeded data and the credentials it printed, refuse anything else, and
 //! stop on SIGTERM.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -12,11 +12,11 @@ use serde_json::Value;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sandbox_serves_seeded_hubspot_and_xero_apis_until_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nexo"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nexo-sandbox"))
         .arg("--data-dir")
         .arg(dir.path())
         .args([
-            "sandbox",
+            "start",
             "--hubspot-port",
             "0",
             "--xero-port",
