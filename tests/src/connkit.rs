@@ -111,7 +111,7 @@ pub async fn write(
 }
 
 /// One `write` call of a single upsert (see [`upsert`]) to `stream`; its
-/// one line, as [`write`] gives it.
+/// one line, as [`write()`] gives it.
 pub async fn write_upsert(
     c: &ConnectorPlugin,
     config: &str,

@@ -6,7 +6,7 @@
 //! The pool is sized per plugin instance, not per memory: every instance
 //! may hold at most [`InstanceCaps`] memories, tables and core instances, a
 //! component over them is refused when it is loaded, and each plugin may
-//! hold only its share of the pool's instance slots ([`crate::slots`]).
+//! hold only its share of the pool's instance slots (the crate-private `slots`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

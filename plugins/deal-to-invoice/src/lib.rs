@@ -1,5 +1,5 @@
-//! Nexo mapper: won HubSpot deals → canonical [`Invoice`]s, or the deals'
-//! companies → canonical [`Company`] customers.
+//! Nexo mapper: won HubSpot deals → canonical [`Invoice`](nexo_sdk::model::Invoice)s, or the deals'
+//! companies → canonical [`Company`](nexo_sdk::model::Company) customers.
 //!
 //! Input: deal records as the HubSpot connector emits them (`id`,
 //! `properties`, `associations.companies`, `associations.line_items`, every

@@ -22,8 +22,8 @@
 //!
 //! | stream | read | write | payload |
 //! |---|---|---|---|
-//! | `invoices` | yes | yes | canonical [`Invoice`](nexo_sdk::model::Invoice) |
-//! | `payments` | yes | yes | canonical [`Payment`](nexo_sdk::model::Payment) |
+//! | `invoices` | yes | yes | canonical [`Invoice`] |
+//! | `payments` | yes | yes | canonical [`Payment`] |
 //! | `transactions` | yes | no | [`LedgerTransaction`]: every journal transaction |
 //!
 //! # Transaction format

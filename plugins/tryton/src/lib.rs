@@ -13,10 +13,10 @@
 //!
 //! | stream | Tryton model | canonical | read | write |
 //! |---|---|---|---|---|
-//! | `parties` | `party.party` | [`Company`](nexo_sdk::model::Company) (role `customer`) | yes | yes (`Company` or `Contact` payload) |
-//! | `products` | `product.product` (+ its `product.template`) | [`Product`](nexo_sdk::model::Product) | yes | yes |
+//! | `parties` | `party.party` | [`Company`] (role `customer`) | yes | yes (`Company` or `Contact` payload) |
+//! | `products` | `product.product` (+ its `product.template`) | [`Product`] | yes | yes |
 //! | `sales` | `sale.sale` with `sale.line` | [`SaleOrder`] (no canonical type) | yes | no |
-//! | `invoices` | `account.invoice` (`type = out`) with lines | [`Invoice`](nexo_sdk::model::Invoice) | yes | yes (create, update a draft, post) |
+//! | `invoices` | `account.invoice` (`type = out`) with lines | [`Invoice`] | yes | yes (create, update a draft, post) |
 //!
 //! # Reads
 //!

@@ -7,11 +7,11 @@
 //!
 //! | stream | Xero | canonical | read | write |
 //! |---|---|---|---|---|
-//! | `contacts` | `/Contacts` | [`Company`](nexo_sdk::model::Company), role `customer` (or `supplier`) | yes | yes |
-//! | `items` | `/Items` | [`Product`](nexo_sdk::model::Product) | yes | yes |
-//! | `invoices` | `/Invoices` (`ACCREC`) | [`Invoice`](nexo_sdk::model::Invoice) | yes | yes |
-//! | `payments` | `/Payments` | [`Payment`](nexo_sdk::model::Payment) | yes | yes |
-//! | `accounts` | `/Accounts` | [`Account`](nexo_sdk::model::Account) | yes | no |
+//! | `contacts` | `/Contacts` | [`Company`], role `customer` (or `supplier`) | yes | yes |
+//! | `items` | `/Items` | [`Product`] | yes | yes |
+//! | `invoices` | `/Invoices` (`ACCREC`) | [`Invoice`] | yes | yes |
+//! | `payments` | `/Payments` | [`Payment`] | yes | yes |
+//! | `accounts` | `/Accounts` | [`Account`] | yes | no |
 //!
 //! Reads send `If-Modified-Since` (the last `UpdatedDateUTC` seen) and
 //! `page=N` (100 per page); every request carries `Authorization: Bearer

@@ -3,7 +3,7 @@
 //!
 //! A connection with `requests_per_minute` gets one token bucket for the
 //! whole process, kept in [`RequestBudgets`] (owned by
-//! [`Connections`](crate::connections::Connections), so every plugin instance
+//! `nexo_registry::connections::Connections`, so every plugin instance
 //! opened through it shares the bucket). Every outbound request takes one
 //! token. A request that finds the bucket empty waits for its turn
 //! (backpressure); only when that turn would come after the call's deadline
