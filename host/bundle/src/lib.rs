@@ -18,22 +18,20 @@
 pub mod keys;
 pub mod manifest;
 pub mod origin;
+mod pack;
 
 pub use manifest::PluginRef;
+pub(crate) use pack::check_limits;
+pub use pack::{ComponentFacts, assemble, check_source, spec_differences};
 
-use std::collections::BTreeSet;
 use std::io::Read;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
-use keys::{PublicKey, SecretKey};
-use manifest::{
-    Capabilities, ComponentDigest, Kind, MANIFEST_FORMAT, MAX_MANIFEST_BYTES, Manifest,
-    ManifestSource, SecretCapability,
-};
-use origin::OriginPattern;
+use keys::PublicKey;
+use manifest::{MANIFEST_FORMAT, MAX_MANIFEST_BYTES, Manifest};
 
 /// Prefix of every signed message, so a bundle signature can never be
 /// replayed as a signature of something else.
@@ -161,7 +159,7 @@ pub enum Signer {
     UnsignedDev,
 }
 
-fn signed_message(manifest_bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn signed_message(manifest_bytes: &[u8]) -> Vec<u8> {
     [SIGNING_CONTEXT, manifest_bytes].concat()
 }
 
@@ -321,221 +319,6 @@ impl Bundle {
         }
         builder.into_inner()
     }
-}
-
-/// Refuse capabilities beyond the manifest caps, naming `what`.
-fn check_limits(caps: &Capabilities, what: &str) -> Result<(), BundleError> {
-    match caps.over_limits() {
-        Some(reason) => Err(BundleError::ManifestTooLarge {
-            what: what.to_string(),
-            reason,
-        }),
-        None => Ok(()),
-    }
-}
-
-fn normalised_origins(origins: &[String]) -> Result<BTreeSet<String>, String> {
-    origins
-        .iter()
-        .map(|o| {
-            OriginPattern::parse(o)
-                .map(|p| p.to_string())
-                .map_err(|e| e.to_string())
-        })
-        .collect()
-}
-
-fn secrets_set(
-    secrets: &[SecretCapability],
-) -> Result<BTreeSet<(String, BTreeSet<String>)>, String> {
-    secrets
-        .iter()
-        .map(|s| Ok((s.name.clone(), normalised_origins(&s.origins)?)))
-        .collect()
-}
-
-/// Where a manifest's capabilities and a connector's `spec()` disagree, one
-/// sentence each (empty: they agree). Origins are compared in their
-/// normal form, secrets by name and origins.
-pub fn spec_differences(
-    declared: &manifest::Capabilities,
-    caps: &Capabilities,
-) -> Result<Vec<String>, BundleError> {
-    // A spec asking for more than any manifest may is refused before the
-    // comparison, whose cost grows with what is compared.
-    check_limits(caps, "the component's spec")?;
-    let mut differences = Vec::new();
-    let theirs = normalised_origins(&caps.http_origins).map_err(BundleError::InvalidManifest)?;
-    let ours = normalised_origins(&declared.http_origins).map_err(BundleError::InvalidManifest)?;
-    if theirs != ours {
-        differences.push(format!(
-            "http_origins are {ours:?} but the component asks for {theirs:?}"
-        ));
-    }
-    let (a, b) = (
-        secrets_set(&declared.secrets).map_err(BundleError::InvalidManifest)?,
-        secrets_set(&caps.secrets).map_err(BundleError::InvalidManifest)?,
-    );
-    if a != b {
-        differences.push(format!("secrets are {a:?} but the component uses {b:?}"));
-    }
-    if caps.kv_bytes != declared.kv_bytes {
-        differences.push(format!(
-            "kv_bytes is {} but the component asks for {}",
-            declared.kv_bytes, caps.kv_bytes
-        ));
-    }
-    Ok(differences)
-}
-
-/// A mapper's config schema as its manifest source names it: read (by
-/// [`ManifestSource::read`]) and a valid JSON Schema.
-fn mapper_schema(source: &ManifestSource) -> Result<Option<serde_json::Value>, BundleError> {
-    let Some(file) = &source.config_schema else {
-        return Ok(None);
-    };
-    let Some(schema) = &source.config_schema_json else {
-        return Err(BundleError::InvalidManifest(format!(
-            "`config_schema = {:?}` was not read; read the manifest with ManifestSource::read (as `nexo plugin pack` does)",
-            file.display().to_string()
-        )));
-    };
-    jsonschema::meta::validate(schema).map_err(|e| {
-        BundleError::InvalidManifest(format!(
-            "config schema {} is not a valid JSON Schema: {e} (at {})",
-            file.display(),
-            e.instance_path()
-        ))
-    })?;
-    Ok(Some(schema.clone()))
-}
-
-/// The checks on a vendor's manifest source that come before its component
-/// is even loaded: a valid id, and nothing asked beyond any plugin's limits.
-pub fn check_source(source: &ManifestSource) -> Result<(), BundleError> {
-    manifest::check_id(&source.id).map_err(BundleError::InvalidManifest)?;
-    check_limits(&source.capabilities, "the manifest")
-}
-
-/// What the host learnt by loading a component, for [`assemble`]: the
-/// bundle format itself never runs a component.
-#[derive(Debug, Clone)]
-pub struct ComponentFacts {
-    /// The world the component implements.
-    pub kind: Kind,
-    /// The `nexo:connector` version it imports, as embedded (`None`: it names none).
-    pub wit_version: Option<String>,
-    /// The SDK version embedded in it, if any.
-    pub sdk_version: Option<String>,
-    /// A connector's `spec()`: its capabilities (in manifest form) and
-    /// config schema (JSON text). `None` for a mapper.
-    pub spec: Option<(Capabilities, String)>,
-}
-
-/// Build a bundle from the vendor's manifest and component: check the
-/// manifest against what the component is and declares (`facts`), complete
-/// it (WIT version, SDK, config schema, digest) and sign it (unless `key` is
-/// `None`).
-pub fn assemble(
-    source: ManifestSource,
-    component: Vec<u8>,
-    facts: ComponentFacts,
-    key: Option<&SecretKey>,
-) -> Result<Bundle, BundleError> {
-    let mut differences = Vec::new();
-    let kind = facts.kind;
-    if kind != source.kind {
-        differences.push(format!(
-            "kind is `{}` but the component is a {kind}",
-            source.kind
-        ));
-    }
-    let wit_version = facts
-        .wit_version
-        .as_deref()
-        .and_then(|v| semver::Version::parse(v).ok())
-        .ok_or_else(|| {
-            BundleError::InvalidManifest(
-                "the component does not name its nexo:connector version".into(),
-            )
-        })?;
-    if wit_version.major != WIT_MAJOR {
-        return Err(BundleError::IncompatibleWit {
-            plugin: format!("{}@{}", source.id, source.version),
-            found: wit_version.to_string(),
-        });
-    }
-    let declared = &source.capabilities;
-    let config_schema = match (&facts.spec, kind) {
-        (Some((caps, schema)), Kind::Connector) => {
-            differences.extend(spec_differences(declared, caps)?);
-            Some(serde_json::from_str(schema).map_err(|e| {
-                BundleError::InvalidManifest(format!(
-                    "the component's config schema is not JSON: {e}"
-                ))
-            })?)
-        }
-        (None, Kind::Connector) => {
-            return Err(BundleError::InvalidManifest(
-                "a connector's spec() is needed to pack it".into(),
-            ));
-        }
-        (_, Kind::Mapper) => {
-            if !declared.http_origins.is_empty()
-                || !declared.secrets.is_empty()
-                || declared.kv_bytes != 0
-            {
-                differences.push(
-                    "a mapper gets no network, secrets or storage; remove them from [capabilities]"
-                        .into(),
-                );
-            }
-            mapper_schema(&source)?
-        }
-    };
-    if kind == Kind::Connector && source.config_schema.is_some() {
-        differences.push(
-            "a connector's config schema comes from its spec(); remove `config_schema` from the manifest"
-                .into(),
-        );
-    }
-    if !differences.is_empty() {
-        return Err(BundleError::ManifestMismatch(differences));
-    }
-    let manifest = Manifest {
-        format: MANIFEST_FORMAT,
-        id: source.id,
-        version: source.version,
-        kind,
-        wit_version,
-        sdk_version: facts.sdk_version,
-        description: source.description,
-        vendor: source.vendor,
-        homepage: source.homepage,
-        capabilities: source.capabilities,
-        config_schema,
-        component: ComponentDigest {
-            sha256: sha256_hex(&component),
-            size: component.len() as u64,
-        },
-    };
-    let manifest_bytes = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| BundleError::InvalidManifest(e.to_string()))?;
-    let signature = key.map(|k| {
-        let public = k.public();
-        SignatureEntry {
-            algorithm: "ed25519".into(),
-            key_id: public.key_id(),
-            signer: public.name.clone(),
-            signature: B64.encode(k.sign(&signed_message(&manifest_bytes))),
-        }
-    });
-    Ok(Bundle {
-        manifest,
-        manifest_bytes,
-        component,
-        signature,
-    })
 }
 
 /// Lower-case hex SHA-256 of `bytes`: the digest a manifest carries and the

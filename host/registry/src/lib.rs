@@ -12,6 +12,10 @@
 //! the database), the daemon or the command line.
 
 pub mod connections;
+mod error;
+mod grants;
 mod plugins;
 
+pub use error::RegistryError;
+pub use grants::{Capability, capabilities_of, grant_all};
 pub use plugins::*;

@@ -6,6 +6,7 @@ pub mod budget;
 pub mod http;
 pub mod kv;
 pub mod log;
+pub mod outbound;
 pub mod policy;
 pub mod redact;
 pub mod secrets;

@@ -10,7 +10,8 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ApiError, ApiResult, connection};
+use super::connections::connection;
+use super::{ApiError, ApiResult};
 use crate::connections::{ConnectionError, ConnectionUpdate, Origins, RequestsPerMinute};
 use crate::sandbox::secrets::SecretValue;
 use crate::serve::App;

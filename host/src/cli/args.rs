@@ -1,0 +1,286 @@
+//! The `nexo` command line's arguments: every command and option as clap
+//! reads them (their doc comments are the `--help` text).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use super::{connection, map, serve, sync};
+
+/// Nexo: connect CRM, ERP and accounting systems through sandboxed plugins.
+#[derive(Debug, Parser)]
+#[command(name = "nexo", version, about)]
+pub(super) struct Cli {
+    /// Data directory (compile cache, database). Default: $NEXO_DATA_DIR,
+    /// else $XDG_DATA_HOME/nexo, else ~/.local/share/nexo.
+    #[arg(long, global = true, env = "NEXO_DATA_DIR")]
+    pub(super) data_dir: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub(super) log_format: LogFormat,
+    #[command(subcommand)]
+    pub(super) command: Command,
+}
+
+/// How logs are written to stderr.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum Command {
+    /// Work with plugin components and bundles.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Manage the vendor keys trusted to sign plugins.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+    /// Manage connections: an installed plugin + config + secrets + grants.
+    #[command(subcommand)]
+    Connection(connection::ConnectionCommand),
+    /// Define, run, pause and inspect pipelines.
+    #[command(subcommand)]
+    Pipeline(sync::PipelineCommand),
+    /// List runs, newest first.
+    Runs {
+        /// Only this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Only this status (running, succeeded, failed, interrupted).
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Set how many days of run history to keep (default 30).
+        #[arg(long, value_name = "DAYS")]
+        set_retention: Option<u32>,
+    },
+    /// Show one run.
+    #[command(subcommand)]
+    Run(sync::RunCommand),
+    /// The dead-letter queue: records that could not be delivered.
+    #[command(subcommand)]
+    Dlq(sync::DlqCommand),
+    /// Conflicts held for a person.
+    #[command(subcommand)]
+    Conflict(sync::ConflictCommand),
+    /// Run the host as a daemon: schedules, webhooks, the admin API and
+    /// the web console. SIGTERM lets runs commit their page and exits.
+    Serve {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:7373")]
+        addr: std::net::SocketAddr,
+        /// Runs in progress at once, over all pipelines (the rest wait).
+        #[arg(long, default_value_t = 4)]
+        max_concurrent_runs: usize,
+        /// Serve /metrics without the admin token (by default a scraper
+        /// sends `Authorization: Bearer <token>`). The metrics name
+        /// pipelines, plugins and versions, never secrets.
+        #[arg(long)]
+        metrics_public: bool,
+    },
+    /// Tokens for the admin API and the console.
+    #[command(subcommand)]
+    Token(serve::TokenCommand),
+    /// Try mappers on sample records before a pipeline runs them.
+    #[command(subcommand)]
+    Map(map::MapCommand),
+    /// The same record in every system: look up a record by connection,
+    /// stream and id, and list every record linked to it.
+    Identity {
+        /// Connection.
+        connection: String,
+        /// Stream.
+        stream: String,
+        /// The record's id in that system.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum TrustCommand {
+    /// Trust a vendor's public key (a file holding its `nexo-ed25519:` line).
+    Add {
+        /// The public key file.
+        file: PathBuf,
+    },
+    /// List trusted keys.
+    List,
+    /// Stop trusting a key.
+    Remove {
+        /// The key id (as shown by `nexo trust list`).
+        key_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum PluginCommand {
+    /// Show what a component is: world, WIT and SDK versions, streams,
+    /// requested capabilities, config schema.
+    Inspect {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one operation of a component under the sandbox.
+    Call(Box<CallArgs>),
+    /// Create a vendor signing key pair: KEY (secret, mode 0600) and KEY.pub.
+    Keygen {
+        /// Who the key belongs to, e.g. "Acme Inc".
+        #[arg(long)]
+        name: String,
+        /// Where to write the secret key; the public key goes next to it
+        /// with `.pub` appended.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Pack a component and its manifest (nexo-plugin.toml) into a signed
+    /// bundle; refuses a manifest that does not match the component.
+    Pack {
+        /// The vendor's manifest.
+        #[arg(long)]
+        manifest: PathBuf,
+        /// The component (`.wasm`).
+        #[arg(long)]
+        component: PathBuf,
+        /// The secret key to sign with.
+        #[arg(long, required_unless_present = "unsigned")]
+        key: Option<PathBuf>,
+        /// Produce an unsigned bundle (local development only).
+        #[arg(long, conflicts_with = "key")]
+        unsigned: bool,
+        /// The bundle to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Install a bundle: verify it, show what it asks for, install only
+    /// with an explicit grant (an answer at the prompt, or --grant).
+    Install {
+        /// The bundle.
+        bundle: PathBuf,
+        #[command(flatten)]
+        grant: GrantArgs,
+    },
+    /// Upgrade an installed plugin to a newer bundle; new capabilities need
+    /// a new grant. Runs in flight finish on the old version.
+    Upgrade {
+        /// The plugin id, e.g. acme/crm.
+        id: String,
+        /// The bundle of the new version.
+        bundle: PathBuf,
+        #[command(flatten)]
+        grant: GrantArgs,
+    },
+    /// Make an older installed version active again, with its own grants.
+    Rollback {
+        /// The plugin id.
+        id: String,
+        /// The version (default: the newest below the active one).
+        version: Option<semver::Version>,
+    },
+    /// List installed plugins, their versions, the active one and its grants.
+    List,
+    /// Remove a plugin (every version). Refused while connections use it.
+    Remove {
+        /// The plugin id.
+        id: String,
+        /// Also remove the connections that use it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check a bundle's integrity and signature against the trusted keys.
+    Verify {
+        /// The bundle.
+        bundle: PathBuf,
+        /// Accept an unsigned bundle (local development only).
+        #[arg(long)]
+        allow_unsigned: bool,
+    },
+}
+
+/// How capabilities are granted without a prompt.
+#[derive(Debug, Args)]
+pub(crate) struct GrantArgs {
+    /// Grant a capability: `all` (everything listed), `http:ORIGIN`,
+    /// `secret:NAME`, `kv:BYTES`. Repeatable. Without it, nexo asks.
+    #[arg(long = "grant", value_name = "CAPABILITY")]
+    pub(crate) grant: Vec<String>,
+    /// Accept an unsigned bundle (local development only).
+    #[arg(long)]
+    pub(crate) allow_unsigned: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum Op {
+    Spec,
+    Check,
+    Discover,
+    Read,
+    Write,
+    Map,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CallArgs {
+    /// The component (`.wasm`).
+    pub(crate) file: PathBuf,
+    /// The operation.
+    #[arg(value_enum)]
+    pub(crate) op: Op,
+    /// Config JSON file (`-` for stdin). Default: `{}`.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Stream, for read and write.
+    #[arg(long)]
+    pub(crate) stream: Option<String>,
+    /// State to resume a read from (JSON text as returned by a previous page).
+    #[arg(long)]
+    pub(crate) state: Option<String>,
+    /// Read every page, not just the first.
+    #[arg(long)]
+    pub(crate) all_pages: bool,
+    /// Stop after this many pages with --all-pages.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) max_pages: u32,
+    /// Records JSON file for write and map: an array of
+    /// {"id", "payload", "stream"?, "operation"?, "cursor"?}.
+    #[arg(long)]
+    pub(crate) input: Option<PathBuf>,
+    /// Allow HTTP to this origin (public addresses only). Repeatable.
+    #[arg(long = "grant-http", value_name = "ORIGIN")]
+    pub(crate) grant_http: Vec<String>,
+    /// Allow HTTP to this exact origin, including loopback/private
+    /// addresses (on-premises systems, local test servers). Repeatable.
+    #[arg(long = "grant-private-http", value_name = "ORIGIN")]
+    pub(crate) grant_private_http: Vec<String>,
+    /// Key-value bytes granted.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) grant_kv: u64,
+    /// A secret as NAME=env:VAR or NAME=file:PATH (never the value itself on
+    /// the command line). Repeatable.
+    #[arg(long = "secret", value_name = "NAME=SOURCE")]
+    pub(crate) secrets: Vec<String>,
+    /// Limits as a JSON file (fields of the `Limits` struct); flags below
+    /// override it.
+    #[arg(long)]
+    pub(crate) limits: Option<PathBuf>,
+    /// Memory limit in MiB.
+    #[arg(long)]
+    pub(crate) memory_mib: Option<u64>,
+    /// Time limit per call in milliseconds.
+    #[arg(long)]
+    pub(crate) timeout_ms: Option<u64>,
+    /// Plugin id for messages and storage (default: local/<crate name>).
+    /// Key-value data is kept per id *and* component SHA-256: another
+    /// component (or a rebuild) with the same id starts empty.
+    #[arg(long)]
+    pub(crate) id: Option<String>,
+}
