@@ -19,10 +19,12 @@ pub mod connections;
 pub mod kv;
 pub mod private;
 pub mod registry;
+pub mod schema;
 pub mod sealed;
 pub mod service;
 mod sync_schema;
-use sync_schema as sync;
+
+pub use schema::MIGRATIONS;
 pub mod trust;
 
 /// A storage failure.
@@ -61,74 +63,6 @@ pub enum StoreError {
     },
 }
 
-/// Migrations, in order; entry `n` moves the schema from version `n` to
-/// `n + 1`. Never edit a released one: add a new one.
-pub const MIGRATIONS: &[&str] = &[
-    // 1: key-value data of plugins
-    "CREATE TABLE IF NOT EXISTS plugin_kv (
-         namespace TEXT NOT NULL,
-         key TEXT NOT NULL,
-         value BLOB NOT NULL,
-         PRIMARY KEY (namespace, key)
-     ) WITHOUT ROWID;",
-    // 2: vendors' public keys trusted by the admin
-    "CREATE TABLE trusted_keys (
-         key_id TEXT PRIMARY KEY,
-         public_key BLOB NOT NULL,
-         name TEXT NOT NULL,
-         added_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
-     );",
-    // 3: installed plugins, every version side by side, each with its grants
-    "CREATE TABLE plugins (
-         plugin_id TEXT PRIMARY KEY,
-         active_version TEXT NOT NULL
-     );
-     CREATE TABLE plugin_versions (
-         plugin_id TEXT NOT NULL,
-         version TEXT NOT NULL,
-         kind TEXT NOT NULL,
-         wit_version TEXT NOT NULL,
-         manifest TEXT NOT NULL,
-         bundle_sha256 TEXT NOT NULL,
-         component_sha256 TEXT NOT NULL,
-         signer_key_id TEXT,
-         grants TEXT NOT NULL,
-         installed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
-         PRIMARY KEY (plugin_id, version)
-     );",
-    // 4: connections (an installed plugin + config + sealed secrets + grants,
-    // in one environment)
-    "CREATE TABLE connections (
-         name TEXT PRIMARY KEY,
-         plugin_id TEXT NOT NULL REFERENCES plugins(plugin_id),
-         pinned_version TEXT,
-         environment TEXT NOT NULL CHECK (environment IN ('sandbox', 'production')),
-         config TEXT NOT NULL,
-         grants TEXT NOT NULL,
-         created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
-     );
-     CREATE TABLE connection_secrets (
-         connection TEXT NOT NULL REFERENCES connections(name) ON DELETE CASCADE,
-         name TEXT NOT NULL,
-         nonce BLOB NOT NULL,
-         sealed BLOB NOT NULL,
-         PRIMARY KEY (connection, name)
-     );",
-    // 5: pipelines, identity map, runs, dead letters, conflicts, settings
-    sync::MIGRATION,
-    // 6: pause reasons, API tokens, webhook secrets, connection health
-    service::MIGRATION,
-    // 7: identity links keyed by entity type as well
-    sync::LINKS_PER_ENTITY,
-    // 8: superseded counts and stop requests on runs
-    sync::RUN_CONTROL,
-    // 9: sync state per record and peer
-    sync::SYNC_PER_PEER,
-    // 10: retry windows, run progress and matched counts, dead letters
-    // resolved by delivery, conflicts auto-resolved
-    sync::RUN_OUTAGES,
-];
-
 /// The database. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Database {
@@ -163,22 +97,7 @@ impl Database {
              PRAGMA busy_timeout = 5000;
              PRAGMA cache_size = -32768;",
         )?;
-        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let known = MIGRATIONS.len() as i64;
-        if found > known {
-            return Err(StoreError::TooNew {
-                path: path.to_string(),
-                found,
-                known,
-            });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-            let tx = conn.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", i as i64 + 1)?;
-            tx.commit()?;
-            tracing::debug!(version = i + 1, "database migrated");
-        }
+        schema::migrate(&mut conn, path)?;
         Ok(Database {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -189,11 +108,10 @@ impl Database {
         self.conn.lock().map_err(|_| StoreError::Poisoned)
     }
 
-    /// The schema version.
-    pub fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .lock()?
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    /// Each schema component's version (see [`schema`]).
+    pub fn schema_versions(&self) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        let conn = self.lock()?;
+        schema::versions(&conn)
     }
 }
 
@@ -201,15 +119,103 @@ impl Database {
 mod tests {
     use super::*;
 
+    /// Every table, index and trigger as SQLite keeps its definition.
+    fn schema_of(db: &Database) -> Vec<String> {
+        let conn = db.lock().unwrap();
+        let mut st = conn
+            .prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY type, name")
+            .unwrap();
+        st.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn newest() -> std::collections::BTreeMap<String, i64> {
+        schema::COMPONENTS
+            .iter()
+            .map(|c| (c.name.to_string(), c.migrations.len() as i64))
+            .collect()
+    }
+
     #[test]
-    fn migrations_run_once_and_in_order() {
+    fn each_component_is_migrated_once_to_its_newest_version() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nexo.db");
         let db = Database::open(&path).unwrap();
-        assert_eq!(db.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        assert_eq!(db.schema_versions().unwrap(), newest());
+        let schema = schema_of(&db);
         drop(db);
         let again = Database::open(&path).unwrap();
-        assert_eq!(again.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        assert_eq!(again.schema_versions().unwrap(), newest());
+        assert_eq!(schema_of(&again), schema);
+    }
+
+    /// A database from before per-component versions, at every step of the
+    /// old single list, opens to the same schema as a new one, with its data.
+    #[test]
+    fn a_database_from_the_single_list_era_is_mapped_and_finished() {
+        let fresh = schema_of(&Database::in_memory().unwrap());
+        for step in 1..=MIGRATIONS.len() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("nexo.db");
+            {
+                let c = Connection::open(&path).unwrap();
+                for sql in &MIGRATIONS[..step] {
+                    c.execute_batch(sql).unwrap();
+                }
+                c.execute(
+                    "INSERT INTO plugin_kv (namespace, key, value) VALUES ('n', 'k', x'01')",
+                    [],
+                )
+                .unwrap();
+                c.pragma_update(None, "user_version", step as i64).unwrap();
+            }
+            let db = Database::open(&path).unwrap();
+            assert_eq!(db.schema_versions().unwrap(), newest(), "from step {step}");
+            assert_eq!(schema_of(&db), fresh, "from step {step}");
+            let kept: i64 = db
+                .lock()
+                .unwrap()
+                .query_row("SELECT COUNT(*) FROM plugin_kv", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(kept, 1, "from step {step}");
+            let era: i64 = db
+                .lock()
+                .unwrap()
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(era, schema::COMPONENT_ERA, "an older nexo must refuse it");
+        }
+    }
+
+    #[test]
+    fn a_component_newer_than_this_build_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nexo.db");
+        drop(Database::open(&path).unwrap());
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute(
+                "UPDATE schema_versions SET version = 42 WHERE component = 'sync'",
+                [],
+            )
+            .unwrap();
+        }
+        let err = Database::open(&path).unwrap_err();
+        assert!(err.to_string().contains("schema version 42"), "{err}");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute(
+                "UPDATE schema_versions SET version = 5 WHERE component = 'sync'",
+                [],
+            )
+            .unwrap();
+            c.execute("INSERT INTO schema_versions VALUES ('audit', 1)", [])
+                .unwrap();
+        }
+        let err = Database::open(&path).unwrap_err();
+        assert!(err.to_string().contains("`audit`"), "{err}");
     }
 
     #[test]
