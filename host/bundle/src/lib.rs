@@ -42,9 +42,6 @@ const SIGNING_CONTEXT: &[u8] = b"nexo-bundle-v1\0";
 pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
 const MAX_SMALL_ENTRY: u64 = 1 << 20;
 
-/// The WIT major version this host serves.
-pub const WIT_MAJOR: u64 = 1;
-
 /// A bundle that cannot be packed, read or trusted.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -86,15 +83,19 @@ pub enum BundleError {
         /// The file.
         what: String,
     },
-    /// Built against a WIT major this host does not serve.
+    /// Built against a WIT version this host does not serve. The bundle
+    /// format does not decide which versions are served: the runtime does
+    /// (`nexo_runtime::bindings::SERVED`), and fills in `served`.
     #[error(
-        "{plugin} was built against nexo:connector {found}, but this host serves nexo:connector {WIT_MAJOR}.x; ask the vendor for a build against {WIT_MAJOR}.x"
+        "{plugin} was built against nexo:connector {found}, but this host serves nexo:connector {served}; ask the vendor for a build against one of those"
     )]
     IncompatibleWit {
         /// `id@version`.
         plugin: String,
         /// Its WIT version.
         found: String,
+        /// What the host serves, e.g. `1.x (up to 1.0.0)`.
+        served: String,
     },
     /// A manifest format this build cannot read.
     #[error(
@@ -459,12 +460,8 @@ pub fn assemble(
                 "the component does not name its nexo:connector version".into(),
             )
         })?;
-    if wit_version.major != WIT_MAJOR {
-        return Err(BundleError::IncompatibleWit {
-            plugin: format!("{}@{}", source.id, source.version),
-            found: wit_version.to_string(),
-        });
-    }
+    // Whether the version is served was decided when the runtime loaded the
+    // component these facts come from.
     let declared = &source.capabilities;
     let config_schema = match (&facts.spec, kind) {
         (Some((caps, schema)), Kind::Connector) => {
