@@ -1,7 +1,8 @@
 //! # nexo-sdk: write Nexo connector and mapper plugins in Rust
 //!
 //! A Nexo plugin is a WebAssembly component built for `wasm32-wasip2` against
-//! the `nexo:connector@1.0.0` WIT package. This crate hides the generated
+//! the `nexo:connector` WIT package, at the version [`WIT_VERSION`] (the
+//! repository's `wit/<version>/`). This crate hides the generated
 //! bindings: a vendor implements [`Connector`] (or [`Mapper`]), calls one
 //! export macro, and builds with `cargo build --target wasm32-wasip2`.
 //!

@@ -167,7 +167,7 @@ impl ComponentInfo {
             return Err(LoadError::NotAPlugin {
                 what: what.to_string(),
                 reason: format!(
-                    "it exports [{}]; a connector exports nexo:connector/operations and a mapper nexo:connector/mapping, {}",
+                    "it exports [{}]; a connector exports nexo:connector/operations and a mapper nexo:connector/mapping, of a version this host serves ({})",
                     exports.join(", "),
                     crate::bindings::served_text()
                 ),
