@@ -77,6 +77,23 @@ fn the_host_serves_every_released_folder_and_the_sdk_targets_one_of_them() {
             "wit/{version}/ is released but the host does not serve it"
         );
     }
+    // bindgen! needs a literal path: each served version's module must name
+    // its own folder (`v1_0` for 1.0.0).
+    for version in nexo::bindings::SERVED {
+        let mut parts = version.split('.');
+        let module = format!(
+            "host/runtime/src/bindings/v{}_{}/mod.rs",
+            parts.next().unwrap(),
+            parts.next().unwrap()
+        );
+        let text = std::fs::read_to_string(repo().join(&module)).unwrap();
+        assert_eq!(
+            text.matches(&format!("path: \"../../wit/{version}\""))
+                .count(),
+            2,
+            "both worlds of {module} are generated from wit/{version}/"
+        );
+    }
     let sdk = nexo_sdk::WIT_VERSION;
     assert!(nexo::bindings::serves(sdk), "the SDK targets {sdk}");
     // wit-bindgen needs a literal path: it must name the SDK's version.

@@ -16,10 +16,10 @@ pub mod v1_0;
 pub use v1_0::{connector, mapper};
 
 /// The `nexo:connector` package versions this host serves, oldest first,
-/// each with a folder `wit/<version>/` and a bindings module here. The one
-/// place the host names its contract versions: the bundle, registry and
-/// load checks and their messages derive from it.
-pub const SERVED: &[&str] = &["1.0.0"];
+/// each with a folder `wit/<version>/` and a bindings module here (whose
+/// `VERSION` is the entry). The one list of the host's contract versions: the
+/// load, pack and review checks and their messages derive from it.
+pub const SERVED: &[&str] = &[v1_0::VERSION];
 
 /// `major.minor` of a version string; `None` when it is not `X.Y.Z`.
 fn major_minor(version: &str) -> Option<(u64, u64)> {

@@ -17,8 +17,9 @@ use crate::inspect::WorldKind;
 use crate::plugin::call::{Op, Reply};
 use crate::state::PluginState;
 
-/// The version these bindings were generated from; an entry of
-/// [`super::SERVED`].
+/// The version these bindings were generated from (the folder in the
+/// `path`s below; `tests/tests/contract_versions.rs` checks they agree); an
+/// entry of [`super::SERVED`].
 pub const VERSION: &str = "1.0.0";
 
 /// Bindings of the `connector` world.
