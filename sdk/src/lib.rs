@@ -1,7 +1,8 @@
 //! # nexo-sdk: write Nexo connector and mapper plugins in Rust
 //!
 //! A Nexo plugin is a WebAssembly component built for `wasm32-wasip2` against
-//! the `nexo:connector@1.0.0` WIT package. This crate hides the generated
+//! the `nexo:connector` WIT package, at the version [`WIT_VERSION`] (the
+//! repository's `wit/<version>/`). This crate hides the generated
 //! bindings: a vendor implements [`Connector`] (or [`Mapper`]), calls one
 //! export macro, and builds with `cargo build --target wasm32-wasip2`.
 //!
@@ -100,8 +101,17 @@ pub use serde_json;
 
 /// Version of this SDK, embedded in every component it builds.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The `nexo:connector` version this SDK targets, as a literal for
+/// `concat!`: the one place the SDK names it. Its bindings are generated from
+/// `wit/<this version>/` (see `wit.rs`).
+macro_rules! wit_version {
+    () => {
+        "1.0.0"
+    };
+}
+
 /// Version of the `nexo:connector` WIT package this SDK targets.
-pub const WIT_VERSION: &str = "1.0.0";
+pub const WIT_VERSION: &str = wit_version!();
 
 /// Everything a plugin usually needs, in one `use`.
 pub mod prelude {
@@ -120,7 +130,8 @@ pub mod __private {
     pub use crate::mapper::glue as mapper;
 
     /// Bytes of the `nexo-sdk` custom section: `sdk=X;wit=Y`.
-    pub const VERSION_SECTION: &str = concat!("sdk=", env!("CARGO_PKG_VERSION"), ";wit=", "1.0.0");
+    pub const VERSION_SECTION: &str =
+        concat!("sdk=", env!("CARGO_PKG_VERSION"), ";wit=", wit_version!());
 
     /// `a` followed by `b` as a fixed-size array, as a link section needs.
     pub const fn join<const N: usize>(a: &str, b: &str) -> [u8; N] {

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nexo::bindings::mapper::MapperPre;
+use nexo::bindings::v1_0::convert;
 use nexo::limits::StoreLimiter;
 use nexo::plugin::{Operation, Record as HostRecord};
 use nexo::runtime::EPOCH_TICK;
@@ -574,12 +575,17 @@ impl RawMapper {
             .instantiate_async(&mut store)
             .await
             .expect("instantiates");
-        bindings
-            .nexo_connector_mapping()
-            .call_map(&mut store, config, batch)
-            .await
-            .expect("no trap")
-            .expect("guest maps")
+        // The same edge conversions the engine makes: the batch borrowed,
+        // the answer moved.
+        let batch = convert::record_params(batch);
+        convert::records(
+            bindings
+                .nexo_connector_mapping()
+                .call_map(&mut store, config, &batch)
+                .await
+                .expect("no trap")
+                .expect("guest maps"),
+        )
     }
 }
 

@@ -80,7 +80,7 @@ pub fn outcome(result: &WriteResult) -> String {
         WriteOutcome::Updated(id) => format!("updated {id}"),
         WriteOutcome::Unchanged(id) => format!("unchanged {id}"),
         WriteOutcome::Deleted(id) => format!("deleted {id}"),
-        WriteOutcome::Failed(e) => format!("failed: {}", GuestError::from(e.clone())),
+        WriteOutcome::Failed(e) => format!("failed: {}", e),
     }
 }
 

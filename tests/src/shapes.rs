@@ -52,7 +52,9 @@ pub fn mapper_with_memories(instances: u32, pages: u32) -> Result<Vec<u8>> {
 
 /// The mapper world's dummy component.
 fn dummy_mapper() -> Result<Vec<u8>> {
-    let wit = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../wit");
+    let wit = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../wit")
+        .join(nexo::bindings::v1_0::VERSION);
     let mut resolve = Resolve::default();
     let (package, _) = resolve.push_dir(&wit).context("parse wit/")?;
     let world = resolve.select_world(&[package], Some("mapper"))?;

@@ -120,7 +120,7 @@ async fn what_a_plugin_hands_the_host_loses_every_opened_secret_value() {
     let failed: Vec<String> = results
         .into_iter()
         .filter_map(|r| match r.outcome {
-            WriteOutcome::Failed(e) => Some(GuestError::from(e).to_string()),
+            WriteOutcome::Failed(e) => Some(e.to_string()),
             _ => None,
         })
         .collect();

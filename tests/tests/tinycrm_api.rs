@@ -266,7 +266,7 @@ async fn updates_deletes_and_refusals_get_one_outcome_each_in_order() {
             WriteOutcome::Updated(id) => format!("updated {id}"),
             WriteOutcome::Unchanged(id) => format!("unchanged {id}"),
             WriteOutcome::Deleted(id) => format!("deleted {id}"),
-            WriteOutcome::Failed(e) => format!("{}: {}", r.id, GuestError::from(e.clone())),
+            WriteOutcome::Failed(e) => format!("{}: {}", r.id, e),
         })
         .collect();
     assert_eq!(shown[0], "updated c0001");
@@ -587,7 +587,7 @@ async fn a_refused_item_fails_only_its_own_record_in_bulk() {
         .map(|r| match &r.outcome {
             WriteOutcome::Created(_) => "created".to_string(),
             WriteOutcome::Updated(id) => format!("updated {id}"),
-            WriteOutcome::Failed(e) => format!("{}: {}", r.id, GuestError::from(e.clone())),
+            WriteOutcome::Failed(e) => format!("{}: {}", r.id, e),
             other => format!("{other:?}"),
         })
         .collect();

@@ -40,9 +40,6 @@ const SIGNING_CONTEXT: &[u8] = b"nexo-bundle-v1\0";
 pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
 const MAX_SMALL_ENTRY: u64 = 1 << 20;
 
-/// The WIT major version this host serves.
-pub const WIT_MAJOR: u64 = 1;
-
 /// A bundle that cannot be packed, read or trusted.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -84,15 +81,19 @@ pub enum BundleError {
         /// The file.
         what: String,
     },
-    /// Built against a WIT major this host does not serve.
+    /// Built against a WIT version this host does not serve. The bundle
+    /// format does not decide which versions are served: the runtime does
+    /// (`nexo_runtime::bindings::SERVED`), and fills in `served`.
     #[error(
-        "{plugin} was built against nexo:connector {found}, but this host serves nexo:connector {WIT_MAJOR}.x; ask the vendor for a build against {WIT_MAJOR}.x"
+        "{plugin} was built against nexo:connector {found}, but this host serves nexo:connector {served}; ask the vendor for a build against one of those"
     )]
     IncompatibleWit {
         /// `id@version`.
         plugin: String,
         /// Its WIT version.
         found: String,
+        /// What the host serves, e.g. `1.x (up to 1.0.0)`.
+        served: String,
     },
     /// A manifest format this build cannot read.
     #[error(

@@ -15,7 +15,7 @@ use crate::manifest::{
     SecretCapability,
 };
 use crate::origin::OriginPattern;
-use crate::{Bundle, BundleError, SignatureEntry, WIT_MAJOR, sha256_hex, signed_message};
+use crate::{Bundle, BundleError, SignatureEntry, sha256_hex, signed_message};
 
 /// Refuse capabilities beyond the manifest caps, naming `what`.
 pub(crate) fn check_limits(caps: &Capabilities, what: &str) -> Result<(), BundleError> {
@@ -153,12 +153,8 @@ pub fn assemble(
                 "the component does not name its nexo:connector version".into(),
             )
         })?;
-    if wit_version.major != WIT_MAJOR {
-        return Err(BundleError::IncompatibleWit {
-            plugin: format!("{}@{}", source.id, source.version),
-            found: wit_version.to_string(),
-        });
-    }
+    // Whether the version is served was decided when the runtime loaded the
+    // component these facts come from.
     let declared = &source.capabilities;
     let config_schema = match (&facts.spec, kind) {
         (Some((caps, schema)), Kind::Connector) => {

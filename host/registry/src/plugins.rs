@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use nexo_bundle::manifest::{Kind, Manifest};
 use nexo_bundle::sha256_hex;
-use nexo_bundle::{Bundle, BundleError, Signer, WIT_MAJOR};
+use nexo_bundle::{Bundle, BundleError, Signer};
 use nexo_db::registry::{CapabilityGrant, VersionRow};
 use nexo_db::{Database, StoreError};
 use nexo_runtime::{LoadedPlugin, Runtime};
@@ -112,10 +112,11 @@ impl Registry {
         )?;
         let m = &bundle.manifest;
         let plugin_ref = format!("{}@{}", m.id, m.version);
-        if m.wit_version.major != WIT_MAJOR {
+        if !nexo_runtime::bindings::serves(&m.wit_version.to_string()) {
             return Err(BundleError::IncompatibleWit {
                 plugin: plugin_ref,
                 found: m.wit_version.to_string(),
+                served: nexo_runtime::bindings::served_text(),
             }
             .into());
         }

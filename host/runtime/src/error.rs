@@ -205,6 +205,18 @@ pub enum LoadError {
         /// Why.
         reason: String,
     },
+    /// Built against a `nexo:connector` version this host does not serve.
+    #[error(
+        "{what} was built against nexo:connector {found}, but this host serves nexo:connector {served}; ask the vendor for a build against one of those, or upgrade nexo if {found} is newer"
+    )]
+    UnsupportedContract {
+        /// What was loaded.
+        what: String,
+        /// The version it imports or exports.
+        found: String,
+        /// What this host serves ([`crate::bindings::served_text`]).
+        served: String,
+    },
     /// The compile cache could not be used.
     #[error("compile cache at {path}: {reason}")]
     Cache {

@@ -1,8 +1,8 @@
-//! The generated `Host` traits, implemented as thin adapters from WIT types
-//! to the sandbox capabilities. Every capability check happens here, at the
+//! The generated `Host` traits of `nexo:connector@1.0.0`, implemented as thin
+//! adapters from WIT types to the sandbox capabilities. Every capability check happens here, at the
 //! import boundary, the same way for every import.
 
-use crate::bindings::{wit_http, wit_kv, wit_log, wit_types};
+use crate::bindings::v1_0::{wit_http, wit_kv, wit_log, wit_secrets, wit_types};
 use crate::sandbox::budget::BudgetExhausted;
 use crate::sandbox::http::{HttpError, Method, OutboundRequest};
 use crate::sandbox::kv::KvError;
@@ -100,7 +100,7 @@ fn to_wit_http_result(e: HttpError) -> Result<wit_http::Response, wit_http::Http
     })
 }
 
-impl crate::bindings::connector::nexo::connector::secrets::Host for PluginState {
+impl wit_secrets::Host for PluginState {
     async fn is_set(&mut self, name: String) -> wasmtime::Result<bool> {
         Ok(self
             .http
@@ -165,24 +165,6 @@ impl wit_kv::Host for PluginState {
             return Ok(self.kv_denied());
         };
         Ok(self.kv_result(ns.list_keys(&prefix)))
-    }
-}
-
-impl From<wit_types::Error> for crate::error::GuestError {
-    /// The plugin's error, with secret values replaced: its text often
-    /// quotes what a system answered.
-    fn from(e: wit_types::Error) -> Self {
-        use crate::error::GuestError as G;
-        let s = redact::scrub_string;
-        match e {
-            wit_types::Error::InvalidConfig(m) => G::InvalidConfig(s(m)),
-            wit_types::Error::Auth(m) => G::Auth(s(m)),
-            wit_types::Error::AccessDenied(m) => G::AccessDenied(s(m)),
-            wit_types::Error::RateLimited(ms) => G::RateLimited { retry_after_ms: ms },
-            wit_types::Error::Transient(m) => G::Transient(s(m)),
-            wit_types::Error::Rejected(m) => G::Rejected(s(m)),
-            wit_types::Error::Internal(m) => G::Internal(s(m)),
-        }
     }
 }
 

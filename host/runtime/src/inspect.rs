@@ -167,8 +167,9 @@ impl ComponentInfo {
             return Err(LoadError::NotAPlugin {
                 what: what.to_string(),
                 reason: format!(
-                    "it exports [{}]; a connector exports nexo:connector/operations@1.x and a mapper nexo:connector/mapping@1.x",
-                    exports.join(", ")
+                    "it exports [{}]; a connector exports nexo:connector/operations and a mapper nexo:connector/mapping, of a version this host serves ({})",
+                    exports.join(", "),
+                    crate::bindings::served_text()
                 ),
             });
         };
@@ -189,10 +190,12 @@ impl ComponentInfo {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The `nexo:connector` version the component imports (e.g. `1.0.0`).
+    /// The `nexo:connector` version the component imports or exports (e.g.
+    /// `1.0.0`); without either, the one the SDK embedded.
     pub fn wit_version(&self) -> Option<&str> {
         self.imports
             .iter()
+            .chain(&self.exports)
             .find_map(|i| {
                 i.strip_prefix("nexo:connector/")?
                     .split_once('@')

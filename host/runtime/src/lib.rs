@@ -8,11 +8,12 @@
 //! quota, the log — each a plain-Rust module under [`sandbox`], checked at
 //! the import boundary, with denials returned as values.
 //!
-//! **Owns** the engine, the generated bindings (no generated type leaves
-//! this crate's [`plugin`] API), limits and the capabilities. **Must not
-//! touch** the database (key-value storage arrives as a
-//! [`sandbox::kv::KvBackend`]), pipelines or the sync engine: it runs one
-//! call of one plugin and reports what happened.
+//! **Owns** the engine, limits, the capabilities and the generated bindings:
+//! one module per served contract version under [`bindings`], converting at
+//! the edge into the runtime's own [`plugin::types`], so no generated type
+//! reaches the engine. **Must not touch** the database (key-value storage
+//! arrives as a [`sandbox::kv::KvBackend`]), pipelines or the sync engine: it
+//! runs one call of one plugin and reports what happened.
 
 pub mod bindings;
 pub mod cache;

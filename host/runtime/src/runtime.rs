@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::bindings::{connector, mapper};
+use crate::bindings::v1_0::{self, Pre};
+use crate::bindings::{self as contract};
 use crate::cache::{CompileCache, sha256_hex};
 use crate::error::{LoadError, RuntimeError};
 use crate::inspect::{ComponentInfo, WorldKind};
@@ -135,17 +136,8 @@ impl Runtime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(err)?;
 
-        let mut connector_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut connector_linker).map_err(err)?;
-        connector::Connector::add_to_linker::<_, HasSelf<PluginState>>(
-            &mut connector_linker,
-            |s| s,
-        )
-        .map_err(err)?;
-        let mut mapper_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut mapper_linker).map_err(err)?;
-        mapper::Mapper::add_to_linker::<_, HasSelf<PluginState>>(&mut mapper_linker, |s| s)
-            .map_err(err)?;
+        let connector_linker = v1_0::linker(&engine, WorldKind::Connector).map_err(err)?;
+        let mapper_linker = v1_0::linker(&engine, WorldKind::Mapper).map_err(err)?;
 
         let cache = match &config.cache_dir {
             Some(dir) => {
@@ -261,28 +253,15 @@ impl Runtime {
     ) -> Result<LoadedPlugin, LoadError> {
         let info = ComponentInfo::parse(bytes, what)?;
         self.check_shape(&info, what)?;
+        self.check_contract(&info, what)?;
         let (component, sha256) = self.compile_digested(bytes, sha, what)?;
         self.check_resources(&component, what)?;
-        let pre = match info.world {
-            WorldKind::Connector => {
-                let pre = self
-                    .inner
-                    .connector_linker
-                    .instantiate_pre(&component)
-                    .map_err(|e| link_error(what, &info, e))?;
-                Pre::Connector(
-                    connector::ConnectorPre::new(pre).map_err(|e| link_error(what, &info, e))?,
-                )
-            }
-            WorldKind::Mapper => {
-                let pre = self
-                    .inner
-                    .mapper_linker
-                    .instantiate_pre(&component)
-                    .map_err(|e| link_error(what, &info, e))?;
-                Pre::Mapper(mapper::MapperPre::new(pre).map_err(|e| link_error(what, &info, e))?)
-            }
+        let linker = match info.world {
+            WorldKind::Connector => &self.inner.connector_linker,
+            WorldKind::Mapper => &self.inner.mapper_linker,
         };
+        let pre =
+            Pre::new(linker, &component, info.world).map_err(|e| link_error(what, &info, e))?;
         Ok(LoadedPlugin {
             inner: Arc::new(LoadedInner {
                 runtime: self.clone(),
@@ -304,6 +283,21 @@ impl Runtime {
 }
 
 impl Runtime {
+    /// Refuse a component built against a `nexo:connector` version no
+    /// bindings module serves, naming its version, before compiling it. (One
+    /// that names no version is left to the linker, which says what it
+    /// imports.)
+    fn check_contract(&self, info: &ComponentInfo, what: &str) -> Result<(), LoadError> {
+        match info.wit_version() {
+            Some(found) if !contract::serves(found) => Err(LoadError::UnsupportedContract {
+                what: what.to_string(),
+                found: found.to_string(),
+                served: contract::served_text(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Refuse a component shaped to hold more than one plugin may (more
     /// core instances, memories or tables), before compiling it.
     fn check_shape(&self, info: &ComponentInfo, what: &str) -> Result<(), LoadError> {
@@ -373,11 +367,14 @@ fn too_large(what: &str, resource: &str, found: u64, max: u64) -> LoadError {
 }
 
 fn link_error(what: &str, info: &ComponentInfo, e: wasmtime::Error) -> LoadError {
+    let served = contract::served_text();
     let allowed = match info.world {
-        WorldKind::Connector => "nexo:connector/{log,http,secrets,kv}@1.x and WASI 0.2",
-        WorldKind::Mapper => {
-            "nexo:connector/log@1.x and WASI 0.2 (mappers get no network and no storage)"
+        WorldKind::Connector => {
+            format!("nexo:connector/{{log,http,secrets,kv}} {served} and WASI 0.2")
         }
+        WorldKind::Mapper => format!(
+            "nexo:connector/log {served} and WASI 0.2 (mappers get no network and no storage)"
+        ),
     };
     LoadError::NotAPlugin {
         what: what.to_string(),
@@ -386,11 +383,6 @@ fn link_error(what: &str, info: &ComponentInfo, e: wasmtime::Error) -> LoadError
             info.world
         ),
     }
-}
-
-pub(crate) enum Pre {
-    Connector(connector::ConnectorPre<PluginState>),
-    Mapper(mapper::MapperPre<PluginState>),
 }
 
 pub(crate) struct LoadedInner {

@@ -277,10 +277,7 @@ pub(crate) async fn call(runtime: &Runtime, data_dir: &Path, args: CallArgs) -> 
                             WriteOutcome::Updated(id) => ("updated", json!(id)),
                             WriteOutcome::Unchanged(id) => ("unchanged", json!(id)),
                             WriteOutcome::Deleted(id) => ("deleted", json!(id)),
-                            WriteOutcome::Failed(e) => (
-                                "failed",
-                                json!(crate::GuestError::from(e.clone()).to_string()),
-                            ),
+                            WriteOutcome::Failed(e) => ("failed", json!(e.to_string())),
                         };
                         json!({"id": r.id, "outcome": outcome, "detail": detail})
                     })

@@ -8,14 +8,12 @@ use tracing::Instrument;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::{Core, Outcome, Page, Record, Spec, StreamInfo, WriteResult};
-use crate::bindings::wit_types as wit;
 use crate::error::{CallRef, GuestError, PluginError};
 use crate::limits::{Limit, LimitHit, StoreLimiter};
-use crate::runtime::Pre;
 use crate::sandbox::log::{Level, PluginLog};
 use crate::state::{PluginState, SandboxEvent};
 
-pub(super) enum Op<'a> {
+pub(crate) enum Op<'a> {
     Instantiate,
     Spec,
     Check(&'a str),
@@ -36,14 +34,14 @@ pub(super) enum Op<'a> {
     },
 }
 
-pub(super) enum Reply {
+pub(crate) enum Reply {
     Instantiated,
     Spec(Spec),
-    Check(Result<(), wit::Error>),
-    Discover(Result<Vec<StreamInfo>, wit::Error>),
-    Read(Result<Page, wit::Error>),
-    Write(Result<Vec<WriteResult>, wit::Error>),
-    Map(Result<Vec<Record>, wit::Error>),
+    Check(Result<(), GuestError>),
+    Discover(Result<Vec<StreamInfo>, GuestError>),
+    Read(Result<Page, GuestError>),
+    Write(Result<Vec<WriteResult>, GuestError>),
+    Map(Result<Vec<Record>, GuestError>),
 }
 
 impl Op<'_> {
@@ -71,16 +69,16 @@ impl Raw {
     pub(super) fn then<T>(
         self,
         core: &Core,
-        pick: impl FnOnce(Reply) -> Option<Result<T, wit::Error>>,
+        pick: impl FnOnce(Reply) -> Option<Result<T, GuestError>>,
     ) -> Outcome<T> {
         let result = match self.result {
             Err(e) => Err(e),
             Ok(reply) => match pick(reply) {
                 Some(Ok(v)) => Ok(v),
-                Some(Err(e)) => Err(PluginError::Guest {
+                Some(Err(error)) => Err(PluginError::Guest {
                     plugin: core.sandbox.plugin.clone(),
                     call: self.call,
-                    error: GuestError::from(e),
+                    error,
                 }),
                 None => Err(core.mismatch(&self.call.0)),
             },
@@ -245,43 +243,10 @@ impl Core {
         }
     }
 
+    /// The call itself, through the bindings of the contract version the
+    /// plugin was linked against.
     async fn call(&self, store: &mut Store<PluginState>, op: Op<'_>) -> wasmtime::Result<Reply> {
-        match &self.plugin.inner.pre {
-            Pre::Connector(pre) => {
-                let bindings = pre.instantiate_async(&mut *store).await?;
-                let c = bindings.nexo_connector_operations();
-                Ok(match op {
-                    Op::Instantiate => Reply::Instantiated,
-                    Op::Spec => Reply::Spec(c.call_spec(&mut *store).await?),
-                    Op::Check(config) => Reply::Check(c.call_check(&mut *store, config).await?),
-                    Op::Discover(config) => {
-                        Reply::Discover(c.call_discover(&mut *store, config).await?)
-                    }
-                    Op::Read {
-                        config,
-                        stream,
-                        state,
-                    } => Reply::Read(c.call_read(&mut *store, config, stream, state).await?),
-                    Op::Write {
-                        config,
-                        stream,
-                        batch,
-                    } => Reply::Write(c.call_write(&mut *store, config, stream, batch).await?),
-                    Op::Map { .. } => return Err(wasmtime::Error::msg("a connector has no map")),
-                })
-            }
-            Pre::Mapper(pre) => {
-                let bindings = pre.instantiate_async(&mut *store).await?;
-                let m = bindings.nexo_connector_mapping();
-                match op {
-                    Op::Instantiate => Ok(Reply::Instantiated),
-                    Op::Map { config, batch } => {
-                        Ok(Reply::Map(m.call_map(&mut *store, config, batch).await?))
-                    }
-                    _ => Err(wasmtime::Error::msg("a mapper only has map")),
-                }
-            }
-        }
+        self.plugin.inner.pre.call(store, op).await
     }
 
     fn classify(&self, e: wasmtime::Error, call: &CallRef, stderr: &[u8]) -> PluginError {

@@ -19,9 +19,9 @@ use crate::sandbox::redact;
 use crate::sandbox::secrets::{BoundSecret, SecretSet, SecretValue};
 use crate::state::SandboxEvent;
 
-pub use crate::bindings::wit_types::{
-    Capabilities, Operation, Page, PluginSpec as Spec, Record, SecretRequirement, StreamInfo,
-    WriteOutcome, WriteResult,
+pub use types::{
+    Capabilities, Operation, Page, Record, SecretRequirement, Spec, StreamInfo, WriteOutcome,
+    WriteResult,
 };
 
 /// What the admin granted one plugin for one connection.
@@ -124,8 +124,9 @@ pub enum OpenError {
 }
 
 mod authority;
-mod call;
+pub(crate) mod call;
 mod payload;
+pub mod types;
 
 pub use payload::{
     CheckedPage, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH, PayloadFault, RejectedRecord, check_payload,
@@ -512,7 +513,7 @@ fn scrub_page(page: &mut Page) {
 /// Replace secret values in what a connector says about a write (ids;
 /// its error texts are scrubbed as they become [`crate::GuestError`]s).
 fn scrub_write_results(results: &mut [WriteResult]) {
-    use crate::bindings::wit_types::WriteOutcome as O;
+    use types::WriteOutcome as O;
     let r = redact::current();
     if r.is_empty() {
         return;

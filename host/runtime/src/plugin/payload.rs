@@ -4,7 +4,7 @@
 //! own parser, so a record the engine could not read is set apart (and
 //! quarantined by the engine) instead of failing the page it came in.
 
-use crate::bindings::wit_types::{Page, Record};
+use super::types::{Page, Record};
 
 /// Largest payload of one record, in bytes.
 pub const MAX_PAYLOAD_BYTES: usize = 16 << 20;

@@ -1,7 +1,9 @@
-//! A connector built with plain wit-bindgen against `wit/nexo.wit`, a frozen
-//! copy of `nexo:connector@1.0.0` (never edit it: it is the contract as
-//! released). The host must keep loading and running it as the WIT gains
-//! 1.x minors.
+//! A connector built with plain wit-bindgen against `wit/nexo.wit`: the bytes
+//! of `nexo:connector@1.0.0` as released, before the repository's
+//! `wit/1.0.0/nexo.wit` gained documentation (never edit it). A test
+//! (`tests/tests/contract_versions.rs`) checks that the two differ in `///`
+//! documentation only. The host must keep loading and running it as the WIT
+//! gains 1.x minors.
 #![allow(unsafe_code, missing_docs, clippy::all)]
 
 wit_bindgen::generate!({ world: "connector", path: "wit" });
