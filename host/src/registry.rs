@@ -494,7 +494,7 @@ impl Registry {
             return Err(RegistryError::NotInstalled(id.to_string()));
         }
         let users = self.db.connection_names(Some(id))?;
-        let pipelines: Vec<String> = crate::sync::SyncStore::pipelines(&self.db)?
+        let pipelines: Vec<String> = crate::sync::PipelineStore::pipelines(&self.db)?
             .into_iter()
             .filter(|row| row.pipeline.mappers.iter().any(|m| m.plugin == id))
             .map(|row| row.pipeline.name)

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use nexo::sync::store::{RecordOutcome, SyncStore};
+use nexo::sync::store::{RecordOutcome, RunStore};
 use nexo::vendors::hubspot::{self, HubSpotConfig, ObjectType, SeedData};
 use nexo::vendors::xero::{self, Collection, XeroConfig};
 use nexo_tests::tryton::{Host, start};

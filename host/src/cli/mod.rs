@@ -514,7 +514,11 @@ async fn run(cli: Cli) -> Result<()> {
             let db = open_db(&dir)?;
             sync::reap(&dir, &db)?;
             if let Some(days) = set_retention {
-                nexo::sync::SyncStore::set_setting(&db, "run_retention_days", &days.to_string())?;
+                nexo::sync::SettingStore::set_setting(
+                    &db,
+                    "run_retention_days",
+                    &days.to_string(),
+                )?;
                 println!("run history is kept for {days} days");
             }
             sync::runs(&db, pipeline, status, limit)

@@ -14,7 +14,7 @@ use super::lookback;
 use super::page::{self, Overlay};
 use super::pipeline::{Endpoint, SyncMode};
 use super::retry::{Outage, Waiter};
-use super::store::{Counts, PageCommit, PipelineRow, RunId};
+use super::store::{Counts, LogLevel, PageCommit, PipelineRow, RunId};
 use crate::plugin::{CheckedPage, ConnectorPlugin};
 
 /// Where a run's time went (for the log and tuning).
@@ -40,7 +40,7 @@ pub(super) struct Driver<'a> {
     /// Asks the run to stop at the next page boundary.
     pub stop: Option<StopSignal>,
     /// Lines for the run log, committed with the next page.
-    pub(super) pending_log: Vec<(String, String)>,
+    pub(super) pending_log: Vec<(LogLevel, String)>,
     /// A processed page waiting for the next page's lookups (real runs).
     pub(super) held: Option<Held>,
     /// The page committing beside the current one's mapping and writing.
@@ -87,7 +87,7 @@ impl<'a> Driver<'a> {
             plan: Vec::new(),
             progress,
             stop: None,
-            pending_log: std::iter::once(("info".to_string(), p.versions()))
+            pending_log: std::iter::once((LogLevel::Info, p.versions()))
                 .chain(p.approval_warnings())
                 .collect(),
             held: None,
@@ -105,12 +105,12 @@ impl<'a> Driver<'a> {
 
     /// Put why the run ended early in its log, with the lines not yet
     /// committed (a run that fails on its first page has no other log).
-    pub(super) fn log_ending(&mut self, level: &str, message: &str) -> Result<(), SyncError> {
+    pub(super) fn log_ending(&mut self, level: LogLevel, message: &str) -> Result<(), SyncError> {
         let Some(run) = self.run_id.filter(|_| !self.dry_run) else {
             return Ok(());
         };
         let mut log = std::mem::take(&mut self.pending_log);
-        log.push((level.to_string(), message.to_string()));
+        log.push((level, message.to_string()));
         let commit = PageCommit {
             log,
             ..PageCommit::default()
@@ -335,7 +335,7 @@ impl<'a> Driver<'a> {
             }
             if changed > 0 {
                 commit.log.push((
-                    "info".into(),
+                    LogLevel::Info,
                     format!(
                         "destination: {changed} linked records changed there since the last sync"
                     ),

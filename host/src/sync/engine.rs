@@ -17,7 +17,7 @@ use super::content::{FieldChange, SystemFields};
 use super::driver::Driver;
 use super::gate::Gate;
 use super::pipeline::{Endpoint, Pipeline};
-use super::store::{Counts, PipelineRow, RunFilter, RunId, RunRow, RunStatus, SyncStore};
+use super::store::{Counts, LogLevel, PipelineRow, RunFilter, RunId, RunRow, RunStatus, SyncStore};
 use crate::PluginRef;
 use crate::connections::Connections;
 use crate::limits::Limits;
@@ -226,13 +226,13 @@ impl Prepared {
 
     /// A warning for the run log per connector whose `spec()` asked for
     /// more than its install approved (ignored: it runs with the approval).
-    pub fn approval_warnings(&self) -> Vec<(String, String)> {
+    pub fn approval_warnings(&self) -> Vec<(LogLevel, String)> {
         let mut out = Vec::new();
         for (role, plugin) in [("source", &self.source), ("destination", &self.dest)] {
             let excess = plugin.beyond_approval();
             if !excess.is_empty() {
                 out.push((
-                    "warn".to_string(),
+                    LogLevel::Warn,
                     format!(
                         "{role} plugin {} asked at run time for {}; ignored: it runs with what its install approved (check the plugin's vendor before granting more)",
                         plugin.plugin(),
@@ -509,9 +509,9 @@ impl Engine {
             .map_err(|e| e.with_pages(driver.pages));
         if let Err(e) = &outcome {
             let level = if matches!(e, SyncError::Stopped { .. } | SyncError::Cancelled { .. }) {
-                "warn"
+                LogLevel::Warn
             } else {
-                "error"
+                LogLevel::Error
             };
             if let Err(log_error) = driver.log_ending(level, &e.to_string()) {
                 tracing::error!(pipeline = name, error = %log_error, "cannot log why the run ended");

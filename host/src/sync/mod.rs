@@ -24,6 +24,7 @@ pub mod plan;
 mod queue;
 pub mod retry;
 pub mod schedule;
+pub(crate) mod sqlite;
 pub mod store;
 
 pub use bounds::{LimitHit, RunLimits};
@@ -33,7 +34,10 @@ pub use engine::{
 };
 pub use pipeline::{ConflictPolicy, DeletePolicy, Pipeline, PipelineError, SyncMode};
 pub use queue::Side;
-pub use store::{CancelReason, RecordOutcome, RunId, RunStatus, SyncStore};
+pub use store::{
+    CancelReason, LinkStore, LogLevel, PipelineStore, QueueStore, RecordOutcome, RunId, RunStatus,
+    RunStore, SettingStore, SyncStore,
+};
 
 use crate::PluginError;
 use crate::connections::ConnectionError;
@@ -73,6 +77,7 @@ impl SyncError {
             SyncError::Queue(_) => "queue",
             SyncError::Store(_) => "storage",
             SyncError::Registry(_) => "registry",
+            SyncError::Serialize { .. } => "internal",
         }
     }
 }
@@ -203,7 +208,7 @@ pub enum SyncError {
         /// The run.
         run: RunId,
         /// Its status.
-        status: String,
+        status: RunStatus,
     },
     /// A dead letter or conflict that cannot be acted on.
     #[error("{0}")]
@@ -214,6 +219,22 @@ pub enum SyncError {
     /// Registry failure.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// A record could not be turned into the JSON kept in the dead-letter
+    /// or conflict queue. Never stored as an empty record: the page fails
+    /// and is redone by the next run.
+    #[error(
+        "pipeline `{pipeline}`: cannot serialise {what} of record {record} for the queue: {source}; this is a bug in Nexo, please report it"
+    )]
+    Serialize {
+        /// Pipeline.
+        pipeline: String,
+        /// What was being serialised (`the write to dead-letter`, …).
+        what: &'static str,
+        /// The source record's id.
+        record: String,
+        /// Why.
+        source: serde_json::Error,
+    },
     /// Lock file trouble.
     #[error("cannot lock pipeline `{pipeline}` at {path}: {reason}")]
     Lock {

@@ -20,8 +20,8 @@ pub use super::overlay::Overlay;
 use super::pipeline::{Endpoint, SyncMode};
 use super::plan::{self, Decision, ReadClass};
 use super::store::{
-    DELETED_IN_STEP, DeadLetterKind, Link, LinkUpdate, NewConflict, NewDeadLetter, PageCommit,
-    RecordOutcome, RecordResult,
+    DELETED_IN_STEP, DeadLetterKind, Link, LinkUpdate, LogLevel, NewConflict, NewDeadLetter,
+    PageCommit, RecordOutcome, RecordResult,
 };
 use crate::GuestError;
 use crate::plugin::{Operation, PayloadFault, Record, RejectedRecord, WriteOutcome};
@@ -308,7 +308,7 @@ fn quarantine_malformed(
         detail: Some(reason.clone()),
     });
     commit.log.push((
-        "warn".into(),
+        LogLevel::Warn,
         format!("record {} quarantined: {reason}", record.id),
     ));
 }
@@ -353,7 +353,7 @@ pub async fn classify(
     commit.counts.superseded = superseded;
     if superseded > 0 {
         commit.log.push((
-            "warn".into(),
+            LogLevel::Warn,
             format!(
                 "{superseded} records left out: a later record of the same page has the same id (the last one wins)"
             ),
@@ -540,12 +540,15 @@ pub async fn finish(d: &mut Driver<'_>, page: Classified) -> Result<PageCommit, 
             steps.push(Step::Quarantine(NewDeadLetter {
                 kind: DeadLetterKind::Quarantined,
                 source_id: item.source_id.clone(),
-                record: serde_json::to_string(&pending(
-                    Value::Object(content.0),
-                    false,
-                    dest.map(|l| l.record_id.clone()),
-                ))
-                .unwrap_or_default(),
+                record: queue_json(
+                    &pending(
+                        Value::Object(content.0),
+                        false,
+                        dest.map(|l| l.record_id.clone()),
+                    ),
+                    &name,
+                    &item.source_id,
+                )?,
                 error: failure.to_string(),
                 class: failure.class.to_string(),
                 field: failure.field.clone(),
@@ -587,12 +590,11 @@ pub async fn finish(d: &mut Driver<'_>, page: Classified) -> Result<PageCommit, 
                         entity_id: dest.entity_id,
                         source_id: item.source_id.clone(),
                         destination_id: dest.record_id.clone(),
-                        source_record: serde_json::to_string(&pending(
-                            as_value,
-                            false,
-                            Some(dest.record_id.clone()),
-                        ))
-                        .unwrap_or_default(),
+                        source_record: queue_json(
+                            &pending(as_value, false, Some(dest.record_id.clone())),
+                            &name,
+                            &item.source_id,
+                        )?,
                         destination_payload: dest.known.clone().unwrap_or_default(),
                         fields: fields.clone(),
                         resolution: Some("destination kept by policy".into()),
@@ -662,7 +664,7 @@ pub async fn finish(d: &mut Driver<'_>, page: Classified) -> Result<PageCommit, 
                     Some(letter.error.clone()),
                 ));
                 commit.log.push((
-                    "warn".into(),
+                    LogLevel::Warn,
                     format!("record {} quarantined: {}", item.source_id, letter.error),
                 ));
                 commit.dead_letters.push(letter);
@@ -697,7 +699,7 @@ pub async fn finish(d: &mut Driver<'_>, page: Classified) -> Result<PageCommit, 
                         entity_id,
                         source_id: item.source_id.clone(),
                         destination_id: id,
-                        source_record: serde_json::to_string(&w).unwrap_or_default(),
+                        source_record: queue_json(&w, &name, &item.source_id)?,
                         destination_payload: known,
                         fields,
                         resolution: None,
@@ -712,7 +714,7 @@ pub async fn finish(d: &mut Driver<'_>, page: Classified) -> Result<PageCommit, 
                     });
                 };
                 let text = sent.next().map(|r| r.payload);
-                settle(d, &mut commit, item, w, decision, outcome, text);
+                settle(d, &mut commit, item, w, decision, outcome, text)?;
             }
         }
     }
@@ -729,7 +731,7 @@ fn settle(
     decision: Decision,
     delivered: Delivered,
     sent: Option<String>,
-) {
+) -> Result<(), SyncError> {
     let p = &d.p.pipeline;
     let (conflict, diff) = match &decision {
         Decision::Update { conflict, diff, .. } => (conflict.clone(), diff.clone()),
@@ -746,13 +748,13 @@ fn settle(
                 Some(error.to_string()),
             ));
             commit.log.push((
-                "warn".into(),
+                LogLevel::Warn,
                 format!("record {} failed: {error}", item.source_id),
             ));
             commit.dead_letters.push(NewDeadLetter {
                 kind: DeadLetterKind::Failed,
                 source_id: item.source_id.clone(),
-                record: serde_json::to_string(&w).unwrap_or_default(),
+                record: queue_json(&w, &p.name, &item.source_id)?,
                 error: error.to_string(),
                 class: error.class().to_string(),
                 field: None,
@@ -821,7 +823,7 @@ fn settle(
                     entity_id: item.entity_id.unwrap_or_default(),
                     source_id: item.source_id.clone(),
                     destination_id: dest_id.clone(),
-                    source_record: serde_json::to_string(&w).unwrap_or_default(),
+                    source_record: queue_json(&w, &p.name, &item.source_id)?,
                     destination_payload: String::new(),
                     fields,
                     resolution: Some("source written by policy".into()),
@@ -845,6 +847,20 @@ fn settle(
                 .push(result(item, outcome, Some(dest_id), None));
         }
     }
+    Ok(())
+}
+
+/// The JSON of a write kept in the dead-letter or conflict queue, to be
+/// replayed later exactly as it would have been sent. A write that cannot
+/// be serialised is an error (the page fails and is redone), never an
+/// empty record in the queue that no replay could read.
+fn queue_json<T: Serialize>(value: &T, pipeline: &str, record: &str) -> Result<String, SyncError> {
+    serde_json::to_string(value).map_err(|source| SyncError::Serialize {
+        pipeline: pipeline.to_string(),
+        what: "the write",
+        record: record.to_string(),
+        source,
+    })
 }
 
 /// Whether a write's answer means the destination already held the
@@ -871,7 +887,7 @@ pub async fn sweep(d: &mut Driver<'_>, gone: Vec<Link>) -> Result<PageCommit, Sy
     // Not read: the records are inferred gone.
     commit.counts.read = 0;
     commit.log.push((
-        "info".into(),
+        LogLevel::Info,
         format!(
             "full refresh: {} records no longer in the source",
             commit.results.len()
@@ -937,7 +953,7 @@ pub async fn deliver_one(
         decision,
         outcome,
         Some(record.payload),
-    );
+    )?;
     let failure = commit
         .results
         .iter()
@@ -987,6 +1003,37 @@ mod tests {
             ]
         );
         assert_eq!(superseded, 2);
+    }
+
+    /// A value whose serialisation fails, as a write's could.
+    struct Unserialisable;
+
+    impl Serialize for Unserialisable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("not today"))
+        }
+    }
+
+    #[test]
+    fn a_write_that_cannot_be_serialised_is_an_error_not_an_empty_record() {
+        // Before: `serde_json::to_string(&w).unwrap_or_default()` put ""
+        // in the queue, which no replay can read.
+        let err = queue_json(&Unserialisable, "p", "r1").unwrap_err();
+        assert!(matches!(err, SyncError::Serialize { .. }), "{err}");
+        assert!(err.to_string().contains("record r1"), "{err}");
+        let w = PendingWrite {
+            source_id: "r1".into(),
+            entity_id: None,
+            delete: false,
+            destination_id: None,
+            payload: serde_json::json!({"a": 1}),
+            key: "k".into(),
+            source_content: None,
+            source_version: None,
+            merged: None,
+        };
+        let json = queue_json(&w, "p", "r1").unwrap();
+        assert_eq!(serde_json::from_str::<PendingWrite>(&json).unwrap(), w);
     }
 
     #[test]

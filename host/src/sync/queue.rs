@@ -8,7 +8,8 @@ use super::driver::Driver;
 use super::engine::Engine;
 use super::page::{self, PendingWrite};
 use super::store::{
-    ConflictStatus, DeadLetterKind, DeadLetterStatus, LinkUpdate, PageCommit, RunId, RunStatus,
+    ConflictStatus, DeadLetterKind, DeadLetterStatus, LinkUpdate, LogLevel, PageCommit, RunId,
+    RunStatus,
 };
 
 /// Which side of a conflict to keep.
@@ -73,7 +74,7 @@ impl Engine {
         match outcome {
             Ok((mut commit, None)) => {
                 settle(&mut commit);
-                commit.log.push(("info".into(), what));
+                commit.log.push((LogLevel::Info, what));
                 self.store.commit_page(pipeline_name, run, &commit)?;
                 self.store.finish_run(run, RunStatus::Succeeded, None)?;
                 Ok(run)
@@ -222,7 +223,7 @@ impl Engine {
                     .settle_conflicts
                     .push((id, "destination kept by a person".into()));
                 commit.log.push((
-                    "info".into(),
+                    LogLevel::Info,
                     format!(
                         "conflict {id} (record {}) resolved: destination kept",
                         w.source_id

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::SyncError;
 use super::engine::StopSignal;
 use super::pipeline::Retry;
-use super::store::{PageCommit, RunId, SyncStore};
+use super::store::{LogLevel, PageCommit, RunId, SyncStore};
 use crate::{GuestError, PluginError};
 
 /// How often a waiting run asks the store whether someone wants it
@@ -189,7 +189,7 @@ impl Waiter {
                 self.retry.window
             );
             let commit = PageCommit {
-                log: vec![("warn".to_string(), line)],
+                log: vec![(LogLevel::Warn, line)],
                 ..PageCommit::default()
             };
             self.store.commit_page(&self.pipeline, run, &commit)?;
