@@ -6,26 +6,28 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use super::SyncError;
+pub use super::commit::Progress;
 use super::compare::Comparison;
-use super::content::{FieldChange, SystemFields};
-use super::driver::Driver;
+use super::content::SystemFields;
+use super::driver::{Driver, RunSetup};
+pub use super::dry_run::PlannedChange;
+use super::dry_run::{DryDestination, DryRun};
 use super::gate::Gate;
-use super::pipeline::{Endpoint, Pipeline};
-use super::store::{Counts, LogLevel, PipelineRow, RunFilter, RunId, RunRow, RunStatus, SyncStore};
+use super::pipeline::Pipeline;
+use super::ports::{ConnectorEnd, MapperChain};
+use super::prepared::Prepared;
+pub use super::retry::StopSignal;
+use super::store::{
+    Counts, LogLevel, PageStore, PipelineRow, RunFilter, RunId, RunRow, RunStatus, SyncStore,
+};
 use crate::PluginRef;
 use crate::connections::Connections;
 use crate::limits::Limits;
 use crate::plugin::{ConnectorPlugin, MapperPlugin, Sandbox, StreamInfo};
 use crate::registry::Registry;
-
-/// Progress after each committed page.
-pub type Progress = Arc<dyn Fn(&Counts) + Send + Sync>;
 
 /// How to run.
 #[derive(Clone, Default)]
@@ -37,23 +39,6 @@ pub struct RunOptions {
     /// Stop at the next page boundary (a shutdown): the run ends
     /// `interrupted` and the next one resumes from its last page.
     pub stop: Option<StopSignal>,
-}
-
-/// Asks runs to stop after the page in hand is committed. Cheap to clone;
-/// every clone sees the same request.
-#[derive(Debug, Clone, Default)]
-pub struct StopSignal(Arc<AtomicBool>);
-
-impl StopSignal {
-    /// Ask every run holding this signal to stop.
-    pub fn stop(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether a stop was asked for.
-    pub fn is_stopped(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -71,19 +56,6 @@ pub struct ApplyOptions {
     /// destination connection or stream) and reset its cursor in the same
     /// step, as `nexo pipeline reset` does.
     pub reset: bool,
-}
-
-/// One change a dry run would make.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PlannedChange {
-    /// `create`, `update` or `delete`.
-    pub action: &'static str,
-    /// Source id.
-    pub source_id: String,
-    /// Destination id (none for a create).
-    pub destination_id: Option<String>,
-    /// Field-by-field changes against the last known destination state.
-    pub diff: Vec<FieldChange>,
 }
 
 /// What a run did.
@@ -187,62 +159,42 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// Everything a run needs, opened once.
-pub(super) struct Prepared {
-    pub pipeline: Pipeline,
-    pub source: ConnectorPlugin,
-    pub source_config: String,
-    pub dest: ConnectorPlugin,
-    pub dest_config: String,
-    pub mappers: Vec<(MapperPlugin, String)>,
-    pub source_system: SystemFields,
-    pub dest_system: SystemFields,
-    /// How read-backs compare with what Nexo wrote, per side (from each
-    /// stream's JSON Schema).
-    pub source_compare: Comparison,
-    pub dest_compare: Comparison,
-    pub dest_readable: bool,
-    pub gate: Gate,
-    /// The pipeline's ends, shared by every link update of the run (the
-    /// peer each side is synced with).
-    pub source_end: Arc<Endpoint>,
-    pub dest_end: Arc<Endpoint>,
+/// The plugin versions a run uses (a run keeps them to its end, even if a
+/// plugin is upgraded meanwhile).
+fn versions(
+    source: &ConnectorPlugin,
+    dest: &ConnectorPlugin,
+    mappers: &[(MapperPlugin, String)],
+) -> String {
+    let mut line = format!(
+        "plugins: source {}, destination {}",
+        source.plugin(),
+        dest.plugin()
+    );
+    for (m, _) in mappers {
+        line.push_str(&format!(", mapper {}", m.plugin()));
+    }
+    line
 }
 
-impl Prepared {
-    /// The plugin versions a run uses (a run keeps them to its end, even if
-    /// a plugin is upgraded meanwhile).
-    pub fn versions(&self) -> String {
-        let mut line = format!(
-            "plugins: source {}, destination {}",
-            self.source.plugin(),
-            self.dest.plugin()
-        );
-        for (m, _) in &self.mappers {
-            line.push_str(&format!(", mapper {}", m.plugin()));
+/// A warning for the run log per connector whose `spec()` asked for more
+/// than its install approved (ignored: it runs with the approval).
+fn approval_warnings(source: &ConnectorPlugin, dest: &ConnectorPlugin) -> Vec<(LogLevel, String)> {
+    let mut out = Vec::new();
+    for (role, plugin) in [("source", source), ("destination", dest)] {
+        let excess = plugin.beyond_approval();
+        if !excess.is_empty() {
+            out.push((
+                LogLevel::Warn,
+                format!(
+                    "{role} plugin {} asked at run time for {}; ignored: it runs with what its install approved (check the plugin's vendor before granting more)",
+                    plugin.plugin(),
+                    excess.join("; ")
+                ),
+            ));
         }
-        line
     }
-
-    /// A warning for the run log per connector whose `spec()` asked for
-    /// more than its install approved (ignored: it runs with the approval).
-    pub fn approval_warnings(&self) -> Vec<(LogLevel, String)> {
-        let mut out = Vec::new();
-        for (role, plugin) in [("source", &self.source), ("destination", &self.dest)] {
-            let excess = plugin.beyond_approval();
-            if !excess.is_empty() {
-                out.push((
-                    LogLevel::Warn,
-                    format!(
-                        "{role} plugin {} asked at run time for {}; ignored: it runs with what its install approved (check the plugin's vendor before granting more)",
-                        plugin.plugin(),
-                        excess.join("; ")
-                    ),
-                ));
-            }
-        }
-        out
-    }
+    out
 }
 
 /// Held for the length of a run; the OS releases it if the process dies.
@@ -356,7 +308,7 @@ impl Engine {
     }
 
     /// Open connections and mappers, discover both streams, build the gate.
-    pub(super) async fn prepare(&self, pipeline: &Pipeline) -> Result<Prepared, SyncError> {
+    pub(crate) async fn prepare(&self, pipeline: &Pipeline) -> Result<Prepared, SyncError> {
         let name = &pipeline.name;
         let open = |conn: String| async move {
             self.connections
@@ -418,13 +370,24 @@ impl Engine {
         };
         let source_compare = compare(&src_info, "source")?;
         let dest_compare = compare(&dst_info, "destination")?;
+        let mut opening_log = vec![(LogLevel::Info, versions(&source, &dest, &mappers))];
+        opening_log.extend(approval_warnings(&source, &dest));
+        let source = Arc::new(ConnectorEnd {
+            plugin: source,
+            config: src_row.config,
+            stream: pipeline.source.stream.clone(),
+        });
+        let dest = Arc::new(ConnectorEnd {
+            plugin: dest,
+            config: dst_row.config,
+            stream: pipeline.destination.stream.clone(),
+        });
         Ok(Prepared {
             pipeline: pipeline.clone(),
             source,
-            source_config: src_row.config,
-            dest,
-            dest_config: dst_row.config,
-            mappers,
+            dest: dest.clone(),
+            dest_reader: dest,
+            mapping: Arc::new(MapperChain(mappers)),
             source_system: system(&src_info),
             dest_system,
             source_compare,
@@ -433,6 +396,7 @@ impl Engine {
             gate,
             source_end: Arc::new(pipeline.source.clone()),
             dest_end: Arc::new(pipeline.destination.clone()),
+            opening_log,
         })
     }
 
@@ -466,47 +430,53 @@ impl Engine {
             })
     }
 
-    /// Run a pipeline (or dry-run it).
+    /// Run a pipeline (or dry-run it: the same run over a store that
+    /// records instead of writing and a destination that is not called).
     pub async fn run(&self, name: &str, opts: RunOptions) -> Result<RunReport, SyncError> {
         let row = self.pipeline_row(name)?;
-        if row.paused && !opts.dry_run {
+        let dry = opts.dry_run;
+        if row.paused && !dry {
             return Err(SyncError::Paused(name.to_string()));
         }
-        let _lock = if opts.dry_run {
-            RunLock(None)
-        } else {
-            self.lock(name)?
-        };
+        let _lock = if dry { RunLock(None) } else { self.lock(name)? };
         let started = Instant::now();
-        let run_id = if opts.dry_run {
-            None
+        let store: Arc<dyn PageStore> = if dry {
+            Arc::new(DryRun::over(self.store.clone()))
         } else {
-            Some(self.store.begin_run(name)?)
+            self.store.clone()
         };
+        // A dry run's metrics are nobody's.
+        let metrics = (!dry).then(crate::metrics::Metrics::global);
+        let run_id = store.begin_run(name)?;
         // A run that cannot even open its connections and plugins is a
         // failed run in the history, not just an error on someone's screen.
-        let prepared = match self.prepare(&row.pipeline).await {
+        let mut prepared = match self.prepare(&row.pipeline).await {
             Ok(p) => p,
             Err(e) => {
-                if let Some(id) = run_id {
-                    let metrics = crate::metrics::Metrics::global();
+                if let Some(metrics) = metrics {
                     metrics.run_finished(name, "failed", &Counts::default());
                     metrics.error(name, &format!("run:{}", e.class()));
-                    self.store
-                        .finish_run(id, RunStatus::Failed, Some(&e.to_string()))?;
                 }
+                store.finish_run(run_id, RunStatus::Failed, Some(&e.to_string()))?;
                 return Err(e);
             }
         };
-        let mut driver =
-            Driver::start(self, &prepared, run_id, opts.dry_run, opts.progress.clone());
-        driver.stop = opts.stop.clone();
+        if dry {
+            prepared.dest = Arc::new(DryDestination);
+        }
+        let setup = RunSetup {
+            stop: opts.stop.clone(),
+            progress: opts.progress.clone(),
+            metrics,
+            plan: dry,
+        };
+        let mut driver = Driver::new(&prepared, store.clone(), run_id, setup);
         // A stop seen while waiting out an outage knows nothing of the
         // pages committed before it.
         let outcome = driver
             .drive(&row)
             .await
-            .map_err(|e| e.with_pages(driver.pages));
+            .map_err(|e| e.with_pages(driver.pages()));
         if let Err(e) = &outcome {
             let level = if matches!(e, SyncError::Stopped { .. } | SyncError::Cancelled { .. }) {
                 LogLevel::Warn
@@ -523,15 +493,15 @@ impl Engine {
             Err(e @ SyncError::Cancelled { .. }) => (RunStatus::Cancelled, Some(e.to_string())),
             Err(e) => (RunStatus::Failed, Some(e.to_string())),
         };
-        if let Some(id) = run_id {
-            let metrics = crate::metrics::Metrics::global();
-            metrics.run_finished(name, status.as_str(), &driver.counts);
+        let counts = driver.counts();
+        store.finish_run(run_id, status, error.as_deref())?;
+        if let Some(metrics) = metrics {
+            metrics.run_finished(name, status.as_str(), &counts);
             if let Err(e) = &outcome
                 && status == RunStatus::Failed
             {
                 metrics.error(name, &format!("run:{}", e.class()));
             }
-            self.store.finish_run(id, status, error.as_deref())?;
             let days = self
                 .store
                 .setting("run_retention_days")?
@@ -542,13 +512,15 @@ impl Engine {
                 tracing::info!(pruned, days, "old runs pruned");
             }
         }
+        let timings = driver.timings();
+        let run_id = (!dry).then_some(run_id);
         let report = RunReport {
             run_id,
             status,
-            counts: driver.counts,
-            pages: driver.pages,
+            counts,
+            pages: driver.pages(),
             elapsed: started.elapsed(),
-            plan: std::mem::take(&mut driver.plan),
+            plan: driver.take_plan(),
             error,
         };
         tracing::info!(
@@ -565,10 +537,10 @@ impl Engine {
             superseded = report.counts.superseded,
             conflicts = report.counts.conflicts,
             ms = report.elapsed.as_millis() as u64,
-            read_ms = driver.timings.read.as_millis() as u64,
-            map_ms = driver.timings.map.as_millis() as u64,
-            write_ms = driver.timings.write.as_millis() as u64,
-            commit_ms = driver.timings.commit.as_millis() as u64,
+            read_ms = timings.read.as_millis() as u64,
+            map_ms = timings.map.as_millis() as u64,
+            write_ms = timings.write.as_millis() as u64,
+            commit_ms = timings.commit.as_millis() as u64,
             "run finished"
         );
         match outcome {

@@ -11,19 +11,23 @@ pub mod check;
 mod commit;
 pub mod compare;
 pub mod content;
+mod decide;
 mod delivery;
 mod driver;
+mod dry_run;
 mod engine;
 pub mod gate;
 pub mod lookback;
 mod mapping;
-mod overlay;
 mod page;
 pub mod pipeline;
 pub mod plan;
+mod ports;
+mod prepared;
 mod queue;
 pub mod retry;
 pub mod schedule;
+mod settle;
 pub(crate) mod sqlite;
 pub mod store;
 
@@ -35,8 +39,8 @@ pub use engine::{
 pub use pipeline::{ConflictPolicy, DeletePolicy, Pipeline, PipelineError, SyncMode};
 pub use queue::Side;
 pub use store::{
-    CancelReason, LinkStore, LogLevel, PipelineStore, QueueStore, RecordOutcome, RunId, RunStatus,
-    RunStore, SettingStore, SyncStore,
+    CancelReason, LinkStore, LogLevel, PageStore, PipelineStore, QueueStore, RecordOutcome, RunId,
+    RunStatus, RunStore, SettingStore, SyncStore,
 };
 
 use crate::PluginError;

@@ -4,9 +4,11 @@
 
 use super::SyncError;
 use super::content::Content;
-use super::driver::Driver;
+use super::decide::PendingWrite;
 use super::engine::Engine;
-use super::page::{self, PendingWrite};
+use super::page::PageContext;
+use super::retry::Waiter;
+use super::settle::deliver_one;
 use super::store::{
     ConflictStatus, DeadLetterKind, DeadLetterStatus, LinkUpdate, LogLevel, PageCommit, RunId,
     RunStatus,
@@ -69,8 +71,20 @@ impl Engine {
         let _lock = self.lock(pipeline_name)?;
         let prepared = self.prepare(&row.pipeline).await?;
         let run = self.store.begin_run(pipeline_name)?;
-        let mut driver = Driver::new(self, &prepared, run);
-        let outcome = page::deliver_one(&mut driver, w).await;
+        let waiter = Waiter {
+            store: self.store.clone(),
+            run,
+            stop: None,
+            pipeline: pipeline_name.to_string(),
+            retry: prepared.pipeline.retry.clone(),
+        };
+        let ctx = PageContext {
+            p: &prepared,
+            links: self.store.as_ref(),
+            queues: self.store.as_ref(),
+            waiter: &waiter,
+        };
+        let outcome = deliver_one(ctx, w).await;
         match outcome {
             Ok((mut commit, None)) => {
                 settle(&mut commit);

@@ -3,6 +3,7 @@
 //! identity map, the page path's lookups), [`RunStore`] (runs and the
 //! page commit that makes a page's effects atomic), [`QueueStore`] (dead
 //! letters and conflicts), [`PipelineStore`] and [`SettingStore`].
+//! [`PageStore`] is what a run's pages use (links, runs, queues);
 //! [`SyncStore`] is their union, implemented by every type that has them
 //! all. SQLite implements them today (`crate::sync::sqlite`); a PostgreSQL
 //! backend for several hosts can implement the same traits later, and the
@@ -187,11 +188,15 @@ pub trait SettingStore: Send + Sync {
     fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }
 
+/// What a run's pages use: the identity map, the run's commits, and the
+/// conflict queue. The page path holds one of these (the real store, or a
+/// dry run's recording wrapper).
+pub trait PageStore: LinkStore + RunStore + QueueStore {}
+
+impl<T> PageStore for T where T: LinkStore + RunStore + QueueStore + ?Sized {}
+
 /// Everything the sync engine stores: the union of the traits above, so
 /// code that needs the whole store (the CLI, the daemon) names one trait.
-pub trait SyncStore: PipelineStore + LinkStore + RunStore + QueueStore + SettingStore {}
+pub trait SyncStore: PipelineStore + PageStore + SettingStore {}
 
-impl<T> SyncStore for T where
-    T: PipelineStore + LinkStore + RunStore + QueueStore + SettingStore + ?Sized
-{
-}
+impl<T> SyncStore for T where T: PipelineStore + PageStore + SettingStore + ?Sized {}
