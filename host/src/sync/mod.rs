@@ -11,6 +11,8 @@ pub mod check;
 mod commit;
 pub mod compare;
 pub mod content;
+#[cfg(test)]
+mod core_tests;
 mod decide;
 mod delivery;
 mod driver;
@@ -30,6 +32,8 @@ pub mod schedule;
 mod settle;
 pub(crate) mod sqlite;
 pub mod store;
+#[cfg(test)]
+mod testkit;
 
 pub use bounds::{LimitHit, RunLimits};
 pub use engine::{
