@@ -3,8 +3,7 @@
 //! per-pipeline lock that keeps runs from overlapping, hand the run to its
 //! driver, and record how it ended.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,13 +15,12 @@ use super::driver::{Driver, RunSetup};
 pub use super::dry_run::PlannedChange;
 use super::dry_run::{DryDestination, DryRun};
 use super::gate::Gate;
+use super::locks::{RunLock, lock_pipeline, reap_interrupted};
 use super::pipeline::Pipeline;
 use super::ports::{ConnectorEnd, MapperChain};
 use super::prepared::Prepared;
 pub use super::retry::StopSignal;
-use super::store::{
-    Counts, LogLevel, PageStore, PipelineRow, RunFilter, RunId, RunRow, RunStatus, SyncStore,
-};
+use super::store::{Counts, LogLevel, PageStore, PipelineRow, RunId, RunStatus, SyncStore};
 use crate::PluginRef;
 use crate::connections::Connections;
 use crate::limits::Limits;
@@ -75,72 +73,6 @@ pub struct RunReport {
     pub plan: Vec<PlannedChange>,
     /// Why it failed.
     pub error: Option<String>,
-}
-
-/// Ask run `id` to stop at its next page boundary, whichever process runs
-/// it (the run reads the request from the store): it ends `cancelled`,
-/// its committed pages kept. The run as it was when asked.
-pub fn request_stop(store: &dyn SyncStore, id: RunId) -> Result<RunRow, SyncError> {
-    let row = store.run(id)?.ok_or(SyncError::UnknownRun(id))?;
-    if !store.request_stop(id)? {
-        let status = store.run(id)?.map_or(row.status, |r| r.status);
-        return Err(SyncError::NotRunning { run: id, status });
-    }
-    tracing::info!(run = id, pipeline = %row.pipeline, "stop requested");
-    Ok(row)
-}
-
-/// Take the lock file of `pipeline` in `dir`, held while the returned
-/// value lives (and by nobody once its process is gone).
-fn lock_pipeline(dir: &Path, pipeline: &str) -> Result<RunLock, SyncError> {
-    let path = dir.join(format!("pipeline-{pipeline}.lock"));
-    let fail = |reason: String| SyncError::Lock {
-        pipeline: pipeline.to_string(),
-        path: path.display().to_string(),
-        reason,
-    };
-    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| fail(e.to_string()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(RunLock(Some(file))),
-        Err(std::fs::TryLockError::WouldBlock) => Err(SyncError::Busy(pipeline.to_string())),
-        Err(std::fs::TryLockError::Error(e)) => Err(fail(e.to_string())),
-    }
-}
-
-/// Mark `interrupted` every run still `running` whose pipeline lock
-/// (in `locks`) is free: its process was killed or its machine went down,
-/// since a live run holds the lock from before it is recorded until it
-/// ends. Its end and duration are those of its last progress (a committed
-/// page or a line in its log). Called by the commands that show runs and
-/// by the daemon; returns the runs it ended.
-pub fn reap_interrupted(store: &dyn SyncStore, locks: &Path) -> Result<Vec<RunId>, SyncError> {
-    let running = store.runs(&RunFilter {
-        pipeline: None,
-        status: Some(RunStatus::Running.as_str().to_string()),
-        limit: 1_000,
-    })?;
-    let mut ended = Vec::new();
-    for run in running {
-        match lock_pipeline(locks, &run.pipeline) {
-            Ok(_held) => {
-                if store.interrupt_run(run.id)? {
-                    tracing::warn!(run = run.id, pipeline = %run.pipeline, "run left running by a process that stopped; marked interrupted");
-                    ended.push(run.id);
-                }
-            }
-            Err(SyncError::Busy(_)) => {}
-            Err(e) => {
-                tracing::warn!(run = run.id, pipeline = %run.pipeline, error = %e, "cannot tell whether the run is still alive");
-            }
-        }
-    }
-    Ok(ended)
 }
 
 /// The sync engine of one host.
@@ -196,9 +128,6 @@ fn approval_warnings(source: &ConnectorPlugin, dest: &ConnectorPlugin) -> Vec<(L
     }
     out
 }
-
-/// Held for the length of a run; the OS releases it if the process dies.
-pub(super) struct RunLock(#[allow(dead_code)] Option<File>);
 
 impl Engine {
     /// An engine over `store`, opening connections and plugins through
@@ -287,7 +216,7 @@ impl Engine {
     pub(super) fn lock(&self, pipeline: &str) -> Result<RunLock, SyncError> {
         match &self.locks {
             Some(dir) => lock_pipeline(dir, pipeline),
-            None => Ok(RunLock(None)),
+            None => Ok(RunLock::none()),
         }
     }
 
@@ -438,7 +367,11 @@ impl Engine {
         if row.paused && !dry {
             return Err(SyncError::Paused(name.to_string()));
         }
-        let _lock = if dry { RunLock(None) } else { self.lock(name)? };
+        let _lock = if dry {
+            RunLock::none()
+        } else {
+            self.lock(name)?
+        };
         let started = Instant::now();
         let store: Arc<dyn PageStore> = if dry {
             Arc::new(DryRun::over(self.store.clone()))
@@ -494,7 +427,6 @@ impl Engine {
             Err(e) => (RunStatus::Failed, Some(e.to_string())),
         };
         let counts = driver.counts();
-        store.finish_run(run_id, status, error.as_deref())?;
         if let Some(metrics) = metrics {
             metrics.run_finished(name, status.as_str(), &counts);
             if let Err(e) = &outcome
@@ -502,6 +434,9 @@ impl Engine {
             {
                 metrics.error(name, &format!("run:{}", e.class()));
             }
+        }
+        store.finish_run(run_id, status, error.as_deref())?;
+        if metrics.is_some() {
             let days = self
                 .store
                 .setting("run_retention_days")?

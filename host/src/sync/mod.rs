@@ -19,6 +19,7 @@ mod driver;
 mod dry_run;
 mod engine;
 pub mod gate;
+mod locks;
 pub mod lookback;
 mod mapping;
 mod page;
@@ -38,8 +39,8 @@ mod testkit;
 pub use bounds::{LimitHit, RunLimits};
 pub use engine::{
     ApplyOptions, Engine, PlannedChange, Progress, RunOptions, RunReport, StopSignal,
-    reap_interrupted, request_stop,
 };
+pub use locks::{reap_interrupted, request_stop};
 pub use pipeline::{ConflictPolicy, DeletePolicy, Pipeline, PipelineError, SyncMode};
 pub use queue::Side;
 pub use store::{
