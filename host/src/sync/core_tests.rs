@@ -490,3 +490,27 @@ async fn a_stop_requested_in_the_store_ends_the_run_after_the_page_in_hand() {
     assert_eq!(store.state().as_deref(), Some("s1"));
     assert_eq!(outcomes(&store), out(&[("a", RecordOutcome::Created)]));
 }
+
+#[tokio::test]
+async fn a_record_the_engine_cannot_use_is_quarantined_alone() {
+    let store = Arc::new(MemoryStore::default());
+    let source = FakeSource::new(vec![Ok(page(
+        vec![record("a", r#"{"n":1}"#), record("m", "[1, 2]")],
+        "s1",
+        false,
+    ))]);
+    let p = prepared("", Arc::new(source), Arc::new(FakeDestination::default()));
+    let (counts, _) = run_over(&p, store.clone(), None, false).await.unwrap();
+    assert_eq!((counts.read, counts.created, counts.quarantined), (2, 1, 1));
+    let letters = store.letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        letters[0].letter.kind,
+        super::store::DeadLetterKind::Malformed
+    );
+    assert!(
+        letters[0].letter.error.contains("fake-source"),
+        "{}",
+        letters[0].letter.error
+    );
+}

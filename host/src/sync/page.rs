@@ -313,9 +313,10 @@ pub(super) fn classify(ctx: PageContext<'_>, page: Deduped) -> Result<Classified
     let Deduped {
         records, rejected, ..
     } = page;
-    let source = ctx.p.source.label();
+    // Named only in a quarantined record's error: asked for only then.
+    let source = || ctx.p.source.label();
     for bad in &rejected {
-        quarantine_malformed(&source, &mut commit, &bad.record, &bad.fault);
+        quarantine_malformed(&source(), &mut commit, &bad.record, &bad.fault);
     }
 
     let mut changed = Vec::with_capacity(records.len());
@@ -338,7 +339,7 @@ pub(super) fn classify(ctx: PageContext<'_>, page: Deduped) -> Result<Classified
                 Ok(content) => content,
                 Err(e) => {
                     let fault = PayloadFault::Invalid(e);
-                    quarantine_malformed(&source, &mut commit, &r, &fault);
+                    quarantine_malformed(&source(), &mut commit, &r, &fault);
                     continue;
                 }
             };
