@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use nexo::sync::Pipeline;
-use nexo::sync::store::SyncStore;
+use nexo::sync::store::PipelineStore;
 use nexo_tests::cli::{self, fails, ok};
 use nexo_tests::synckit::{Kit, pipeline};
 use nexo_tests::tinycrm;

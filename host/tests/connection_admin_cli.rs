@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use nexo::sync::store::SyncStore;
+use nexo::sync::store::PipelineStore;
 use nexo_tests::cli::{fails, ok};
 use nexo_tests::synckit::{Kit, pipeline};
 use nexo_tests::{echo, programs, tinycrm};

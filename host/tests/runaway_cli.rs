@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-use nexo::sync::store::{RunRow, SyncStore};
+use nexo::sync::store::{PipelineStore, QueueStore, RunRow, RunStore};
 use nexo_tests::cli::{self, fails, listening_url, ok, until};
 use nexo_tests::programs;
 use nexo_tests::synckit::Kit;

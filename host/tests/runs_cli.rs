@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use nexo::sync::store::SyncStore;
+use nexo::sync::store::{QueueStore, RunStore};
 use nexo_tests::cli::{self, ok};
 use nexo_tests::synckit::{Kit, pipeline};
 use nexo_tests::tinycrm;

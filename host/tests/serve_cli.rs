@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use nexo::sync::store::{RunFilter, SyncStore};
+use nexo::sync::store::{RunFilter, RunStore};
 use nexo_tests::cli::{listening_url, terminate, until};
 use nexo_tests::synckit::{Kit, contents, pipeline};
 use nexo_tests::tinycrm;

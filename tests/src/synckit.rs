@@ -15,7 +15,7 @@ use nexo::sandbox::secrets::SecretValue;
 use nexo::store::Database;
 use nexo::store::connections::{ConnectionGrants, Environment};
 use nexo::store::sealed::Sealer;
-use nexo::sync::store::{RunFilter, RunRow, SyncStore};
+use nexo::sync::store::{RunFilter, RunRow, RunStore, SyncStore};
 use nexo::sync::{Engine, Pipeline, RunOptions, RunReport};
 use serde_json::{Value, json};
 

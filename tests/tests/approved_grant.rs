@@ -193,7 +193,7 @@ async fn a_spec_that_turns_greedy_after_install_reaches_only_what_was_approved()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mapper_runs_within_the_memory_its_manifest_asked_for() {
     use nexo::sync::RunOptions;
-    use nexo::sync::store::SyncStore;
+    use nexo::sync::store::PipelineStore;
     use nexo_tests::synckit::{Kit, pipeline};
     use nexo_tests::tinycrm;
     // The engine's limit is 64 MiB; this mapper's signed manifest asks for
@@ -258,7 +258,7 @@ async fn a_mapper_runs_within_the_memory_its_manifest_asked_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_source_asks_beyond_its_approval_says_so_in_its_log() {
     use nexo::sync::RunOptions;
-    use nexo::sync::store::SyncStore;
+    use nexo::sync::store::RunStore;
     use nexo_tests::synckit::Kit;
     // Before, what the live spec asked beyond the install went unseen: the
     // run log named only the plugins' versions.

@@ -14,7 +14,7 @@ use nexo::sandbox::secrets::SecretValue;
 use nexo::serve::ServeConfig;
 use nexo::serve::clock::SystemClock;
 use nexo::store::connections::{ConnectionGrants, Environment};
-use nexo::sync::store::SyncStore;
+use nexo::sync::store::PipelineStore;
 use nexo_tests::daemon::{app, serve};
 use nexo_tests::synckit::{CRM_PLUGIN, Kit, pipeline};
 use nexo_tests::{echo, tinycrm};

@@ -11,7 +11,7 @@ use fantoccini::Locator;
 use nexo::serve::ServeConfig;
 use nexo::serve::clock::SystemClock;
 use nexo::sync::RunOptions;
-use nexo::sync::store::{RunFilter, SyncStore};
+use nexo::sync::store::{QueueStore, RunFilter, RunStore};
 use nexo_tests::browser::{Browser, Screenshots, click, login, wait, wait_text};
 use nexo_tests::daemon::{app, serve};
 use nexo_tests::synckit::{Kit, TOKEN};

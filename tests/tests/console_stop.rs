@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use nexo::serve::ServeConfig;
 use nexo::serve::clock::SystemClock;
-use nexo::sync::store::{RunFilter, SyncStore};
+use nexo::sync::store::{PipelineStore, RunFilter, RunStore};
 use nexo::sync::{Pipeline, RunOptions, SyncError};
 use nexo_tests::browser::{Browser, Screenshots, click, login, wait_text};
 use nexo_tests::cli::until;

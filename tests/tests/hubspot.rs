@@ -21,7 +21,7 @@ use nexo::sandbox::secrets::SecretValue;
 use nexo::store::Database;
 use nexo::store::connections::{ConnectionGrants, Environment};
 use nexo::store::sealed::Sealer;
-use nexo::sync::store::SyncStore;
+use nexo::sync::store::{QueueStore, SyncStore};
 use nexo::sync::{Engine, Pipeline, RunOptions, RunReport};
 use nexo_sandbox::hubspot::openapi::{Checked, SpecValidator};
 use nexo_sandbox::hubspot::{

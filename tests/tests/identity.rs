@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nexo::sync::store::{RecordOutcome, SyncStore};
+use nexo::sync::store::{PipelineStore, RecordOutcome, RunStore};
 use nexo_tests::synckit::{self, Kit, business};
 use nexo_tests::tinycrm;
 use proptest::prelude::*;

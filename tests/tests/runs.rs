@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nexo::sync::store::SyncStore;
+use nexo::sync::store::RunStore;
 use nexo::sync::{RunOptions, RunStatus, SyncError};
 use nexo_tests::synckit::{Kit, contents, pipeline};
 use nexo_tests::tinycrm;

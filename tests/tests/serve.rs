@@ -11,7 +11,7 @@ use nexo::serve::clock::{ManualClock, SystemClock};
 use nexo::serve::scheduler::Triggered;
 use nexo::serve::{ServeConfig, webhook};
 use nexo::sync::Pipeline;
-use nexo::sync::store::{RunRow, SyncStore};
+use nexo::sync::store::{PipelineStore, RunRow, RunStore};
 use nexo_tests::cli::until;
 use nexo_tests::daemon::{app, serve};
 use nexo_tests::synckit::{Kit, contents, pipeline};

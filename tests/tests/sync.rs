@@ -8,7 +8,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use nexo::sync::store::{ConflictStatus, DeadLetterStatus, RecordOutcome, SyncStore};
+use nexo::sync::store::{
+    ConflictStatus, DeadLetterStatus, PipelineStore, QueueStore, RecordOutcome, RunStore,
+};
 use nexo::sync::{RunOptions, Side, SyncError};
 use nexo_tests::synckit::{Kit, business, contents, pipeline};
 use nexo_tests::tinycrm;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use nexo::ConnectorPlugin;
-use nexo::sync::store::SyncStore;
+use nexo::sync::store::QueueStore;
 use nexo_sandbox::hubspot::{self, HubSpotConfig, HubSpotSandbox, ObjectType, SeedData};
 use nexo_sandbox::tryton::Tryton;
 use nexo_tests::connkit::{self, id_of, read_payloads, upsert, write, write_upsert};

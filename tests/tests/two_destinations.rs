@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use nexo::sync::store::{RecordOutcome, SyncStore};
+use nexo::sync::store::{RecordOutcome, RunStore};
 use nexo_sandbox::hubspot::{self, HubSpotConfig, ObjectType, SeedData};
 use nexo_sandbox::xero::{self, Collection, XeroConfig};
 use nexo_tests::tryton::{Host, start};

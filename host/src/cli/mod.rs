@@ -155,7 +155,11 @@ async fn run(cli: Cli) -> Result<()> {
             let db = open_db(&dir)?;
             sync::reap(&dir, &db)?;
             if let Some(days) = set_retention {
-                crate::sync::SyncStore::set_setting(&db, "run_retention_days", &days.to_string())?;
+                crate::sync::SettingStore::set_setting(
+                    &db,
+                    "run_retention_days",
+                    &days.to_string(),
+                )?;
                 println!("run history is kept for {days} days");
             }
             sync::runs(&db, pipeline, status, limit)

@@ -76,7 +76,7 @@ pub(crate) fn token(dir: &Path, cmd: TokenCommand) -> Result<()> {
 
 pub(crate) fn webhook(dir: &Path, name: &str) -> Result<()> {
     let db = super::open_db(dir)?;
-    if crate::sync::SyncStore::pipeline(&db, name)?.is_none() {
+    if crate::sync::PipelineStore::pipeline(&db, name)?.is_none() {
         bail!("no pipeline named `{name}`; see `nexo pipeline list`");
     }
     let sealer = Sealer::from_env_or_file(&dir.join("secret.key"))?;

@@ -3,14 +3,16 @@
 //! blocking thread while that next page is mapped and written. Each page is
 //! still one transaction, committed in page order; a page whose lookups
 //! would read what the held page changes waits for that commit first.
+//! Dry runs take the same path: their store records instead of writing.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::SyncError;
-use super::driver::Driver;
-use super::store::{PageCommit, RunId, SyncStore};
+use super::pipeline::Endpoint;
+use super::store::{Counts, LogLevel, PageCommit, RunId, RunStore};
+use crate::metrics::Metrics;
 use crate::store::StoreError;
 
 /// A processed page whose commit has not started, with what it changes
@@ -66,7 +68,7 @@ impl InFlight {
     /// Start committing `commit` (the store serialises it with every other
     /// use of the database).
     pub fn start(
-        store: Arc<dyn SyncStore>,
+        store: Arc<dyn RunStore>,
         pipeline: String,
         run: RunId,
         commit: PageCommit,
@@ -93,19 +95,118 @@ impl InFlight {
     }
 }
 
-/// The run's side of committing: what a page's commit brings with it
-/// (log lines, counts, metrics, progress) and the held and in-flight pages.
-impl Driver<'_> {
-    pub(super) fn commit(&mut self, commit: PageCommit) -> Result<(), SyncError> {
+/// Progress after each committed page.
+pub type Progress = Arc<dyn Fn(&Counts) + Send + Sync>;
+
+/// A run's side of committing: the pages it processed, in order, each
+/// with what its commit brings along (the log lines not yet committed,
+/// its counts, metrics, progress), one held for the next page's lookups
+/// and one in flight beside the next page's work.
+pub(super) struct Committer {
+    store: Arc<dyn RunStore>,
+    pipeline: String,
+    run: RunId,
+    /// The source stream, whose records a held page's links name.
+    source: Endpoint,
+    /// Lines for the run log, committed with the next page.
+    pending_log: Vec<(LogLevel, String)>,
+    counts: Counts,
+    pages: u64,
+    /// A processed page waiting for the next page's lookups.
+    held: Option<Held>,
+    /// The page committing beside the current one's mapping and writing.
+    in_flight: Option<InFlight>,
+    /// Time spent committing.
+    took: Duration,
+    progress: Option<Progress>,
+    /// Where dead letters are counted (none: a dry run's are not).
+    metrics: Option<&'static Metrics>,
+}
+
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Committer")
+            .field("pipeline", &self.pipeline)
+            .field("run", &self.run)
+            .field("pages", &self.pages)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Committer {
+    /// Commits of `run` of `pipeline` (reading `source`) to `store`; the
+    /// run log starts with `log`.
+    pub fn new(
+        store: Arc<dyn RunStore>,
+        pipeline: &str,
+        run: RunId,
+        source: &Endpoint,
+        log: Vec<(LogLevel, String)>,
+        progress: Option<Progress>,
+        metrics: Option<&'static Metrics>,
+    ) -> Self {
+        Committer {
+            store,
+            pipeline: pipeline.to_string(),
+            run,
+            source: source.clone(),
+            pending_log: log,
+            counts: Counts::default(),
+            pages: 0,
+            held: None,
+            in_flight: None,
+            took: Duration::ZERO,
+            progress,
+            metrics,
+        }
+    }
+
+    /// The counts of the pages committed (or handed to the store).
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// Pages committed (or handed to the store).
+    pub fn pages(&self) -> u64 {
+        self.pages
+    }
+
+    /// Time spent committing.
+    pub fn took(&self) -> Duration {
+        self.took
+    }
+
+    /// Whether a processed page waits for the next one's lookups.
+    pub fn holds(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// Whether the held page links any of these source records.
+    pub fn held_links_any_record(&self, ids: &[&str]) -> bool {
+        self.held.as_ref().is_some_and(|h| h.links_any_record(ids))
+    }
+
+    /// Whether the held page links records to any of these entities.
+    pub fn held_links_any_entity<'a>(&self, entities: impl IntoIterator<Item = &'a i64>) -> bool {
+        self.held
+            .as_ref()
+            .is_some_and(|h| h.links_any_entity(entities))
+    }
+
+    /// Commit a page now.
+    pub fn commit(&mut self, commit: PageCommit) -> Result<(), SyncError> {
         let started = Instant::now();
         let commit = self.counted(commit);
-        if self.dry_run {
-            self.overlay.apply(&commit.links);
-        } else if let Some(run) = self.run_id {
-            self.engine.store.commit_page(self.name(), run, &commit)?;
-        }
-        self.timings.commit += started.elapsed();
+        self.store.commit_page(&self.pipeline, self.run, &commit)?;
+        self.took += started.elapsed();
         self.committed(&commit);
+        Ok(())
+    }
+
+    /// Commit what is not a page of the run (the destination's changes
+    /// read by tracking): no counts, no progress.
+    pub fn commit_aside(&mut self, commit: &PageCommit) -> Result<(), SyncError> {
+        self.store.commit_page(&self.pipeline, self.run, commit)?;
         Ok(())
     }
 
@@ -125,10 +226,9 @@ impl Driver<'_> {
 
     /// After a page's commit: its metrics and the progress report.
     fn committed(&self, commit: &PageCommit) {
-        if !self.dry_run && self.run_id.is_some() {
-            let metrics = crate::metrics::Metrics::global();
+        if let Some(metrics) = self.metrics {
             for letter in &commit.dead_letters {
-                metrics.error(self.name(), &letter.class);
+                metrics.error(&self.pipeline, &letter.class);
             }
         }
         if let Some(progress) = &self.progress {
@@ -136,20 +236,17 @@ impl Driver<'_> {
         }
     }
 
-    /// A real run holds a processed page for the next one's lookups; a dry
-    /// run (whose "commit" is its overlay, read by the next page) commits
-    /// at once.
-    pub(super) fn hold_or_commit(&mut self, commit: PageCommit) -> Result<(), SyncError> {
-        if self.dry_run || self.run_id.is_none() {
-            return self.commit(commit);
-        }
-        let source = &self.p.pipeline.source;
-        self.held = Some(Held::new(commit, &source.connection, &source.stream));
-        Ok(())
+    /// Hold a processed page for the next one's lookups.
+    pub fn hold(&mut self, commit: PageCommit) {
+        self.held = Some(Held::new(
+            commit,
+            &self.source.connection,
+            &self.source.stream,
+        ));
     }
 
     /// Commit the held page now (the next page's lookups need it).
-    pub(super) fn commit_held(&mut self) -> Result<(), SyncError> {
+    pub fn commit_held(&mut self) -> Result<(), SyncError> {
         match self.held.take() {
             Some(held) => self.commit(held.commit),
             None => Ok(()),
@@ -157,35 +254,48 @@ impl Driver<'_> {
     }
 
     /// Start committing the held page on a blocking thread.
-    pub(super) fn launch_held(&mut self) {
-        let (Some(held), Some(run)) = (self.held.take(), self.run_id) else {
+    pub fn launch_held(&mut self) {
+        let Some(held) = self.held.take() else {
             return;
         };
         let commit = self.counted(held.commit);
         self.in_flight = Some(InFlight::start(
-            self.engine.store.clone(),
-            self.name().to_string(),
-            run,
+            self.store.clone(),
+            self.pipeline.clone(),
+            self.run,
             commit,
         ));
     }
 
     /// Wait for the page committing in the background, if any.
-    pub(super) async fn land(&mut self) -> Result<(), SyncError> {
+    pub async fn land(&mut self) -> Result<(), SyncError> {
         let Some(in_flight) = self.in_flight.take() else {
             return Ok(());
         };
-        let (commit, took) = in_flight.land(self.name()).await?;
-        self.timings.commit += took;
+        let (commit, took) = in_flight.land(&self.pipeline).await?;
+        self.took += took;
         self.committed(&commit);
         Ok(())
     }
 
     /// Commit everything processed: the page in flight, then the held one
     /// (not if the one before it failed: its cursor would skip that page).
-    pub(super) async fn flush(&mut self) -> Result<(), SyncError> {
+    pub async fn flush(&mut self) -> Result<(), SyncError> {
         self.land().await?;
         self.commit_held()
+    }
+
+    /// Put why the run ended early in its log, with the lines not yet
+    /// committed (a run that fails on its first page has no other log).
+    pub fn log_ending(&mut self, level: LogLevel, message: &str) -> Result<(), SyncError> {
+        let mut log = std::mem::take(&mut self.pending_log);
+        log.push((level, message.to_string()));
+        let commit = PageCommit {
+            log,
+            ..PageCommit::default()
+        };
+        self.store.commit_page(&self.pipeline, self.run, &commit)?;
+        Ok(())
     }
 }
 

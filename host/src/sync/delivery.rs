@@ -6,19 +6,21 @@
 use super::SyncError;
 use std::time::Duration;
 
-use super::driver::Driver;
-use super::page::Delivered;
+use super::page::PageContext;
 use super::retry::{Next, Outage};
-use crate::GuestError;
+use super::settle::Delivered;
 use crate::plugin::{Record, WriteOutcome};
 
 /// Deliver writes in batches, retrying transient failures with backoff.
 pub(super) async fn write_all(
-    d: &Driver<'_>,
+    ctx: PageContext<'_>,
     records: &[Record],
 ) -> Result<Vec<Delivered>, SyncError> {
     use futures_util::{StreamExt, TryStreamExt};
-    let p = &d.p.pipeline;
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let p = &ctx.p.pipeline;
     let chunks: Vec<(usize, usize)> = (0..records.len())
         .step_by(p.batch_size)
         .map(|start| (start, (start + p.batch_size).min(records.len())))
@@ -26,7 +28,7 @@ pub(super) async fn write_all(
     // Two batches in flight: while the destination applies one, the
     // connector prepares the next (each call has its own instance).
     let done: Vec<Vec<(usize, Delivered)>> = futures_util::stream::iter(chunks)
-        .map(|(start, end)| write_chunk(d, records, start, end))
+        .map(|(start, end)| write_chunk(ctx, records, start, end))
         .buffer_unordered(WRITES_IN_FLIGHT)
         .try_collect()
         .await?;
@@ -52,14 +54,14 @@ const WRITES_IN_FLIGHT: usize = 2;
 /// window. A batch still failing at the window's end fails the run; a
 /// record still failing goes to the dead-letter queue.
 async fn write_chunk(
-    d: &Driver<'_>,
+    ctx: PageContext<'_>,
     records: &[Record],
     start: usize,
     end: usize,
 ) -> Result<Vec<(usize, Delivered)>, SyncError> {
-    let p = &d.p.pipeline;
+    let p = &ctx.p.pipeline;
     let connection = p.destination.connection.as_str();
-    let waiter = d.waiter();
+    let waiter = ctx.waiter;
     let mut out = Vec::with_capacity(end - start);
     let mut pending: Vec<usize> = (start..end).collect();
     let mut outage: Option<Outage> = None;
@@ -73,13 +75,7 @@ async fn write_chunk(
             subset = pending.iter().map(|i| records[*i].clone()).collect();
             &subset
         };
-        let results = match d
-            .p
-            .dest
-            .write(&d.p.dest_config, &p.destination.stream, batch)
-            .await
-            .into_result()
-        {
+        let results = match ctx.p.dest.write(batch).await {
             Ok(r) => r,
             Err(e) => {
                 let outage = outage.get_or_insert_with(Outage::begin);
@@ -93,7 +89,7 @@ async fn write_chunk(
         for (i, r) in pending.iter().zip(results) {
             match r.outcome {
                 WriteOutcome::Failed(e) => {
-                    let error = GuestError::from(e);
+                    let error = e;
                     let outage = outage.get_or_insert_with(Outage::begin);
                     match outage.next(&error, &p.retry) {
                         Next::Wait(w) => {

@@ -1,21 +1,27 @@
 //! One run in progress: catch up on the destination's own changes, then
 //! drive the source page by page (the next page read while the current one
-//! is processed), commit each page, and sweep a full refresh. Also the
-//! retry rules for reads and writes.
+//! is processed), hand each page to the page steps through a narrow
+//! [`PageContext`], commit it through the [`Committer`], and sweep a full
+//! refresh. Dry runs take the same path over a recording store.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::SyncError;
 use super::bounds::LimitHit;
-use super::commit::{Held, InFlight};
-use super::engine::{Engine, PlannedChange, Prepared, Progress, StopSignal};
+use super::commit::{Committer, Progress};
+use super::dry_run::PlannedChange;
 use super::lookback;
-use super::page::{self, Overlay};
-use super::pipeline::{Endpoint, SyncMode};
-use super::retry::{Outage, Waiter};
-use super::store::{Counts, PageCommit, PipelineRow, RunId};
-use crate::plugin::{CheckedPage, ConnectorPlugin};
+use super::page::{self, Deduped, PageContext};
+use super::pipeline::SyncMode;
+use super::ports::Source;
+use super::prepared::Prepared;
+use super::retry::{Outage, StopSignal, Waiter};
+use super::settle::{self, Spent};
+use super::store::{Counts, Link, LogLevel, PageCommit, PageStore, PipelineRow, RunId, RunStore};
+use crate::metrics::Metrics;
+use crate::plugin::{CheckedPage, Record, RejectedRecord};
 
 /// Where a run's time went (for the log and tuning).
 #[derive(Debug, Default, Clone, Copy)]
@@ -26,27 +32,29 @@ pub(super) struct Timings {
     pub commit: Duration,
 }
 
-/// One run in progress.
-pub(super) struct Driver<'a> {
-    pub engine: &'a Engine,
-    pub p: &'a Prepared,
-    pub run_id: Option<RunId>,
-    pub dry_run: bool,
-    pub overlay: Overlay,
-    pub counts: Counts,
-    pub pages: u64,
-    pub plan: Vec<PlannedChange>,
-    pub(super) progress: Option<Progress>,
+/// How a run is driven besides its pipeline and store.
+#[derive(Default)]
+pub(super) struct RunSetup {
     /// Asks the run to stop at the next page boundary.
     pub stop: Option<StopSignal>,
-    /// Lines for the run log, committed with the next page.
-    pub(super) pending_log: Vec<(String, String)>,
-    /// A processed page waiting for the next page's lookups (real runs).
-    pub(super) held: Option<Held>,
-    /// The page committing beside the current one's mapping and writing.
-    pub(super) in_flight: Option<InFlight>,
-    /// Time per phase.
-    pub timings: Timings,
+    /// Called after each committed page.
+    pub progress: Option<Progress>,
+    /// Where dead letters are counted (none for a dry run).
+    pub metrics: Option<&'static Metrics>,
+    /// Collect the changes the run settles (a dry run's plan).
+    pub plan: bool,
+}
+
+/// One run in progress.
+pub(super) struct Driver<'a> {
+    p: &'a Prepared,
+    store: Arc<dyn PageStore>,
+    run: RunId,
+    committer: Committer,
+    waiter: Waiter,
+    stop: Option<StopSignal>,
+    plan: Option<Vec<PlannedChange>>,
+    timings: Timings,
     /// When the store was last asked whether this run must stop.
     polled: Option<Instant>,
     /// When the run started (for `[limits].max_seconds`).
@@ -55,43 +63,56 @@ pub(super) struct Driver<'a> {
     /// sweep takes the linked records not among them as gone. Kept by the
     /// run itself, not in the shared links, so another pipeline reading
     /// the same source at the same time cannot make a record look unread.
-    pub seen: HashSet<String>,
+    seen: HashSet<String>,
 }
 
 /// How often a run asks the store whether someone wants it stopped.
 const STOP_POLL: Duration = Duration::from_millis(500);
 
-impl<'a> Driver<'a> {
-    /// A driver for a real (not dry) run outside the page loop: replays
-    /// and conflict resolutions.
-    pub fn new(engine: &'a Engine, p: &'a Prepared, run_id: RunId) -> Self {
-        Driver::start(engine, p, Some(run_id), false, None)
+/// The page steps' view of a run (a function, so it borrows the run's
+/// fields one by one and leaves the others free).
+fn context<'b>(
+    p: &'b Prepared,
+    store: &'b Arc<dyn PageStore>,
+    waiter: &'b Waiter,
+) -> PageContext<'b> {
+    PageContext {
+        p,
+        links: store.as_ref(),
+        queues: store.as_ref(),
+        waiter,
     }
+}
 
-    /// A driver for a run (`run_id` none: a dry run, recorded nowhere).
-    pub fn start(
-        engine: &'a Engine,
-        p: &'a Prepared,
-        run_id: Option<RunId>,
-        dry_run: bool,
-        progress: Option<Progress>,
-    ) -> Self {
+impl<'a> Driver<'a> {
+    /// A driver for run `run` of `p` over `store`.
+    pub fn new(p: &'a Prepared, store: Arc<dyn PageStore>, run: RunId, setup: RunSetup) -> Self {
+        let name = &p.pipeline.name;
+        let runs: Arc<dyn RunStore> = store.clone();
+        let waiter = Waiter {
+            store: runs.clone(),
+            run,
+            stop: setup.stop.clone(),
+            pipeline: name.clone(),
+            retry: p.pipeline.retry.clone(),
+        };
+        let committer = Committer::new(
+            runs,
+            name,
+            run,
+            &p.pipeline.source,
+            p.opening_log.clone(),
+            setup.progress,
+            setup.metrics,
+        );
         Driver {
-            engine,
             p,
-            run_id,
-            dry_run,
-            overlay: Overlay::default(),
-            counts: Counts::default(),
-            pages: 0,
-            plan: Vec::new(),
-            progress,
-            stop: None,
-            pending_log: std::iter::once(("info".to_string(), p.versions()))
-                .chain(p.approval_warnings())
-                .collect(),
-            held: None,
-            in_flight: None,
+            store,
+            run,
+            committer,
+            waiter,
+            stop: setup.stop,
+            plan: setup.plan.then(Vec::new),
             timings: Timings::default(),
             polled: None,
             started: Instant::now(),
@@ -99,24 +120,36 @@ impl<'a> Driver<'a> {
         }
     }
 
-    pub(super) fn name(&self) -> &str {
+    fn name(&self) -> &str {
         &self.p.pipeline.name
     }
 
-    /// Put why the run ended early in its log, with the lines not yet
-    /// committed (a run that fails on its first page has no other log).
-    pub(super) fn log_ending(&mut self, level: &str, message: &str) -> Result<(), SyncError> {
-        let Some(run) = self.run_id.filter(|_| !self.dry_run) else {
-            return Ok(());
-        };
-        let mut log = std::mem::take(&mut self.pending_log);
-        log.push((level.to_string(), message.to_string()));
-        let commit = PageCommit {
-            log,
-            ..PageCommit::default()
-        };
-        self.engine.store.commit_page(self.name(), run, &commit)?;
-        Ok(())
+    /// The counts of the pages committed.
+    pub fn counts(&self) -> Counts {
+        self.committer.counts()
+    }
+
+    /// Pages committed.
+    pub fn pages(&self) -> u64 {
+        self.committer.pages()
+    }
+
+    /// Where the run's time went.
+    pub fn timings(&self) -> Timings {
+        Timings {
+            commit: self.committer.took(),
+            ..self.timings
+        }
+    }
+
+    /// The changes the run settled, when asked to collect them.
+    pub fn take_plan(&mut self) -> Vec<PlannedChange> {
+        self.plan.take().unwrap_or_default()
+    }
+
+    /// Put why the run ended early in its log.
+    pub fn log_ending(&mut self, level: LogLevel, message: &str) -> Result<(), SyncError> {
+        self.committer.log_ending(level, message)
     }
 
     /// `Err(Stopped)` when this process is shutting down, `Err(Cancelled)`
@@ -127,7 +160,7 @@ impl<'a> Driver<'a> {
         if self.stop.as_ref().is_some_and(StopSignal::is_stopped) {
             return Err(SyncError::Stopped {
                 pipeline: self.name().to_string(),
-                pages: self.pages,
+                pages: self.pages(),
             });
         }
         // Asked at most every STOP_POLL: the store's lock is shared with
@@ -137,12 +170,10 @@ impl<'a> Driver<'a> {
             return Ok(());
         }
         self.polled = Some(Instant::now());
-        if let Some(run) = self.run_id.filter(|_| !self.dry_run)
-            && let Some(why) = self.engine.store.cancel_reason(run)?
-        {
+        if let Some(why) = self.store.cancel_reason(self.run)? {
             return Err(SyncError::Cancelled {
                 pipeline: self.name().to_string(),
-                pages: self.pages,
+                pages: self.pages(),
                 why,
             });
         }
@@ -153,12 +184,12 @@ impl<'a> Driver<'a> {
     fn limit(&self, hit: LimitHit) -> SyncError {
         SyncError::Limit {
             pipeline: self.name().to_string(),
-            pages: self.pages,
+            pages: self.pages(),
             hit,
         }
     }
 
-    pub(super) async fn drive(&mut self, row: &PipelineRow) -> Result<(), SyncError> {
+    pub async fn drive(&mut self, row: &PipelineRow) -> Result<(), SyncError> {
         let pipeline = &self.p.pipeline;
         if pipeline.track_destination && self.p.dest_readable {
             self.track_destination(row.destination_state.clone())
@@ -168,13 +199,7 @@ impl<'a> Driver<'a> {
             SyncMode::FullRefresh => None,
             SyncMode::Incremental if pipeline.look_back_seconds == 0 => row.state.clone(),
             SyncMode::Incremental => {
-                let previous = match self.run_id {
-                    Some(id) => self.engine.store.previous_run_start(self.name(), id)?,
-                    None => self
-                        .engine
-                        .store
-                        .previous_run_start(self.name(), i64::MAX)?,
-                };
+                let previous = self.store.previous_run_start(self.name(), self.run)?;
                 lookback::rewind(
                     row.state.clone(),
                     previous.as_deref(),
@@ -185,13 +210,12 @@ impl<'a> Driver<'a> {
         // Whatever ends the page loop, every page it processed (and so
         // wrote) is committed before the run goes on or ends.
         let paged = self.pages_of_source(state).await;
-        let flushed = self.flush().await;
+        let flushed = self.committer.flush().await;
         paged?;
         flushed?;
         if pipeline.mode == SyncMode::FullRefresh {
             // Also in a dry run, which then predicts the deletes too.
             let gone: Vec<_> = self
-                .engine
                 .store
                 .unswept_links(
                     &pipeline.entity,
@@ -203,11 +227,50 @@ impl<'a> Driver<'a> {
                 .filter(|l| !self.seen.contains(&l.record_id))
                 .collect();
             if !gone.is_empty() {
-                let commit = page::sweep(self, gone).await?;
-                self.commit(commit)?;
+                let ctx = context(self.p, &self.store, &self.waiter);
+                let mut spent = Spent::default();
+                let commit = settle::sweep(ctx, gone, self.plan.as_mut(), &mut spent).await?;
+                self.spent(spent);
+                self.committer.commit(commit)?;
             }
         }
         Ok(())
+    }
+
+    fn spent(&mut self, spent: Spent) {
+        self.timings.map += spent.map;
+        self.timings.write += spent.write;
+    }
+
+    /// One page of the source: its lookups (after the held page's commit
+    /// when they would read what it changes), then, while the held page
+    /// commits beside it, its mapping, decisions, writes and settling.
+    async fn process(
+        &mut self,
+        records: Vec<Record>,
+        rejected: Vec<RejectedRecord>,
+    ) -> Result<PageCommit, SyncError> {
+        let deduped = Deduped::of(records, rejected);
+        {
+            let ids = deduped.ids();
+            if self.committer.held_links_any_record(&ids) {
+                self.committer.commit_held()?;
+            }
+            if self.p.pipeline.mode == SyncMode::FullRefresh {
+                self.seen.extend(ids.iter().map(|id| id.to_string()));
+            }
+        }
+        let ctx = context(self.p, &self.store, &self.waiter);
+        let mut classified = page::classify(ctx, deduped)?;
+        if self.committer.held_links_any_entity(&classified.entities) {
+            self.committer.commit_held()?;
+        }
+        classified.look_up_destinations(ctx)?;
+        self.committer.launch_held();
+        let mut spent = Spent::default();
+        let commit = settle::finish(ctx, classified, self.plan.as_mut(), &mut spent).await?;
+        self.spent(spent);
+        Ok(commit)
     }
 
     /// The source, page by page from `state`.
@@ -221,8 +284,8 @@ impl<'a> Driver<'a> {
             // A page is held back only while the next one is already here
             // (its lookups go first, then the commit runs beside its
             // mapping and writing), never to wait for the source.
-            if self.held.is_some() && !pending.is_finished() {
-                self.commit_held()?;
+            if self.committer.holds() && !pending.is_finished() {
+                self.committer.commit_held()?;
             }
             let t = Instant::now();
             let CheckedPage { page, rejected } = match pending.await {
@@ -240,14 +303,14 @@ impl<'a> Driver<'a> {
                     pipeline: self.name().to_string(),
                     message: format!(
                         "{} said more pages follow but returned the state it was given; reading on would repeat this page forever",
-                        self.p.source.plugin()
+                        self.p.source.label()
                     ),
                 });
             }
             // A state over the cap is never saved: the pages before this
             // one are committed, this one is not processed.
             if let Err(hit) = limits.check_state(page.state.as_deref()) {
-                self.flush().await?;
+                self.committer.flush().await?;
                 return Err(self.limit(hit));
             }
             pages += 1;
@@ -259,15 +322,13 @@ impl<'a> Driver<'a> {
             if page.has_more && limited.is_none() {
                 next = Some(self.prefetch(page.state.clone()));
             }
-            let classified = page::classify(self, page.records, rejected).await?;
-            self.launch_held();
-            let mut commit = page::finish(self, classified).await?;
+            let mut commit = self.process(page.records, rejected).await?;
             commit.state = page.state.clone().or(state.clone());
-            self.land().await?;
-            self.hold_or_commit(commit)?;
+            self.committer.land().await?;
+            self.committer.hold(commit);
             state = page.state;
             if let Some(hit) = limited {
-                self.flush().await?;
+                self.committer.flush().await?;
                 return Err(self.limit(hit));
             }
             if !page.has_more {
@@ -278,8 +339,8 @@ impl<'a> Driver<'a> {
                     read.abort();
                 }
                 // The page in hand commits before the run stops.
-                self.flush().await?;
-                return Err(SyncError::with_pages(stopped, self.pages));
+                self.committer.flush().await?;
+                return Err(SyncError::with_pages(stopped, self.committer.pages()));
             }
         }
         Ok(())
@@ -292,18 +353,23 @@ impl<'a> Driver<'a> {
         loop {
             // Records the engine cannot read are not tracked: tracking
             // only refreshes what the identity map knows.
-            let CheckedPage { page, .. } = self
-                .read(
-                    &self.p.dest,
-                    &self.p.dest_config,
-                    &dest.stream,
-                    state.as_deref(),
-                    &dest.connection,
-                )
-                .await?;
+            let CheckedPage { page, .. } = read_with_retry(
+                self.p.dest_reader.as_ref(),
+                state.as_deref(),
+                &self.waiter,
+                &dest.connection,
+            )
+            .await?;
             let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
-            let links: HashMap<String, super::store::Link> = self
-                .links(dest, &ids, &self.p.pipeline.source)?
+            let links: HashMap<String, Link> = self
+                .store
+                .links(
+                    &self.p.pipeline.entity,
+                    &dest.connection,
+                    &dest.stream,
+                    &ids,
+                    Some(&self.p.pipeline.source),
+                )?
                 .into_iter()
                 .map(|l| (l.record_id.clone(), l))
                 .collect();
@@ -335,23 +401,19 @@ impl<'a> Driver<'a> {
             }
             if changed > 0 {
                 commit.log.push((
-                    "info".into(),
+                    LogLevel::Info,
                     format!(
                         "destination: {changed} linked records changed there since the last sync"
                     ),
                 ));
             }
-            if self.dry_run {
-                self.overlay.apply(&commit.links);
-            } else if let Some(run) = self.run_id {
-                self.engine.store.commit_page(self.name(), run, &commit)?;
-            }
+            self.committer.commit_aside(&commit)?;
             if page.has_more && page.state == state {
                 return Err(SyncError::Malformed {
                     pipeline: self.name().to_string(),
                     message: format!(
                         "{} said more pages of the destination follow but returned the state it was given",
-                        self.p.dest.plugin()
+                        self.p.dest_reader.label()
                     ),
                 });
             }
@@ -363,25 +425,6 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Links of records of `end` to this pipeline's entity type, with
-    /// their sync state with `peer` (the pipeline's other end), seen
-    /// through the dry run's overlay.
-    pub fn links(
-        &self,
-        end: &Endpoint,
-        ids: &[&str],
-        peer: &Endpoint,
-    ) -> Result<Vec<super::store::Link>, SyncError> {
-        let entity = &self.p.pipeline.entity;
-        let mut found =
-            self.engine
-                .store
-                .links(entity, &end.connection, &end.stream, ids, Some(peer))?;
-        self.overlay
-            .patch(&mut found, &end.connection, &end.stream, ids);
-        Ok(found)
-    }
-
     /// Start reading the source page after `state` in its own task.
     /// (Mapping stays in the page's own step: on two cores, mapping ahead
     /// records that turn out unchanged costs more than it overlaps.)
@@ -389,64 +432,25 @@ impl<'a> Driver<'a> {
         &self,
         state: Option<String>,
     ) -> tokio::task::JoinHandle<Result<CheckedPage, SyncError>> {
-        let plugin = self.p.source.clone();
-        let config = self.p.source_config.clone();
-        let stream = self.p.pipeline.source.stream.clone();
-        let waiter = self.waiter();
+        let source = self.p.source.clone();
+        let waiter = self.waiter.clone();
         let connection = self.p.pipeline.source.connection.clone();
         tokio::spawn(async move {
-            read_with_retry(
-                &plugin,
-                &config,
-                &stream,
-                state.as_deref(),
-                &waiter,
-                &connection,
-            )
-            .await
+            read_with_retry(source.as_ref(), state.as_deref(), &waiter, &connection).await
         })
-    }
-
-    /// `read` with retries for transient failures.
-    async fn read(
-        &self,
-        plugin: &ConnectorPlugin,
-        config: &str,
-        stream: &str,
-        state: Option<&str>,
-        connection: &str,
-    ) -> Result<CheckedPage, SyncError> {
-        read_with_retry(plugin, config, stream, state, &self.waiter(), connection).await
-    }
-
-    /// Waits between retries for this run: logged, and stoppable.
-    pub(super) fn waiter(&self) -> Waiter {
-        Waiter {
-            store: self.engine.store.clone(),
-            run: self.run_id.filter(|_| !self.dry_run),
-            stop: self.stop.clone(),
-            pipeline: self.name().to_string(),
-            retry: self.p.pipeline.retry.clone(),
-        }
     }
 }
 
 /// `read` with retries for transient failures, for the retry window.
 async fn read_with_retry(
-    plugin: &ConnectorPlugin,
-    config: &str,
-    stream: &str,
+    source: &dyn Source,
     state: Option<&str>,
     waiter: &Waiter,
     connection: &str,
 ) -> Result<CheckedPage, SyncError> {
     let mut outage: Option<Outage> = None;
     loop {
-        match plugin
-            .read_checked(config, stream, state)
-            .await
-            .into_result()
-        {
+        match source.read(state).await {
             Ok(page) => return Ok(page),
             Err(e) => {
                 let outage = outage.get_or_insert_with(Outage::begin);

@@ -3,29 +3,29 @@
 //! per-pipeline lock that keeps runs from overlapping, hand the run to its
 //! driver, and record how it ended.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use super::SyncError;
+pub use super::commit::Progress;
 use super::compare::Comparison;
-use super::content::{FieldChange, SystemFields};
-use super::driver::Driver;
+use super::content::SystemFields;
+use super::driver::{Driver, RunSetup};
+pub use super::dry_run::PlannedChange;
+use super::dry_run::{DryDestination, DryRun};
 use super::gate::Gate;
-use super::pipeline::{Endpoint, Pipeline};
-use super::store::{Counts, PipelineRow, RunFilter, RunId, RunRow, RunStatus, SyncStore};
+use super::locks::{RunLock, lock_pipeline, reap_interrupted};
+use super::pipeline::Pipeline;
+use super::ports::{ConnectorEnd, MapperChain};
+use super::prepared::Prepared;
+pub use super::retry::StopSignal;
+use super::store::{Counts, LogLevel, PageStore, PipelineRow, RunId, RunStatus, SyncStore};
 use crate::PluginRef;
 use crate::connections::Connections;
 use crate::limits::Limits;
 use crate::plugin::{ConnectorPlugin, MapperPlugin, Sandbox, StreamInfo};
 use crate::registry::Registry;
-
-/// Progress after each committed page.
-pub type Progress = Arc<dyn Fn(&Counts) + Send + Sync>;
 
 /// How to run.
 #[derive(Clone, Default)]
@@ -37,23 +37,6 @@ pub struct RunOptions {
     /// Stop at the next page boundary (a shutdown): the run ends
     /// `interrupted` and the next one resumes from its last page.
     pub stop: Option<StopSignal>,
-}
-
-/// Asks runs to stop after the page in hand is committed. Cheap to clone;
-/// every clone sees the same request.
-#[derive(Debug, Clone, Default)]
-pub struct StopSignal(Arc<AtomicBool>);
-
-impl StopSignal {
-    /// Ask every run holding this signal to stop.
-    pub fn stop(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether a stop was asked for.
-    pub fn is_stopped(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -71,19 +54,6 @@ pub struct ApplyOptions {
     /// destination connection or stream) and reset its cursor in the same
     /// step, as `nexo pipeline reset` does.
     pub reset: bool,
-}
-
-/// One change a dry run would make.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PlannedChange {
-    /// `create`, `update` or `delete`.
-    pub action: &'static str,
-    /// Source id.
-    pub source_id: String,
-    /// Destination id (none for a create).
-    pub destination_id: Option<String>,
-    /// Field-by-field changes against the last known destination state.
-    pub diff: Vec<FieldChange>,
 }
 
 /// What a run did.
@@ -105,72 +75,6 @@ pub struct RunReport {
     pub error: Option<String>,
 }
 
-/// Ask run `id` to stop at its next page boundary, whichever process runs
-/// it (the run reads the request from the store): it ends `cancelled`,
-/// its committed pages kept. The run as it was when asked.
-pub fn request_stop(store: &dyn SyncStore, id: RunId) -> Result<RunRow, SyncError> {
-    let row = store.run(id)?.ok_or(SyncError::UnknownRun(id))?;
-    if !store.request_stop(id)? {
-        let status = store.run(id)?.map_or(row.status, |r| r.status);
-        return Err(SyncError::NotRunning { run: id, status });
-    }
-    tracing::info!(run = id, pipeline = %row.pipeline, "stop requested");
-    Ok(row)
-}
-
-/// Take the lock file of `pipeline` in `dir`, held while the returned
-/// value lives (and by nobody once its process is gone).
-fn lock_pipeline(dir: &Path, pipeline: &str) -> Result<RunLock, SyncError> {
-    let path = dir.join(format!("pipeline-{pipeline}.lock"));
-    let fail = |reason: String| SyncError::Lock {
-        pipeline: pipeline.to_string(),
-        path: path.display().to_string(),
-        reason,
-    };
-    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| fail(e.to_string()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(RunLock(Some(file))),
-        Err(std::fs::TryLockError::WouldBlock) => Err(SyncError::Busy(pipeline.to_string())),
-        Err(std::fs::TryLockError::Error(e)) => Err(fail(e.to_string())),
-    }
-}
-
-/// Mark `interrupted` every run still `running` whose pipeline lock
-/// (in `locks`) is free: its process was killed or its machine went down,
-/// since a live run holds the lock from before it is recorded until it
-/// ends. Its end and duration are those of its last progress (a committed
-/// page or a line in its log). Called by the commands that show runs and
-/// by the daemon; returns the runs it ended.
-pub fn reap_interrupted(store: &dyn SyncStore, locks: &Path) -> Result<Vec<RunId>, SyncError> {
-    let running = store.runs(&RunFilter {
-        pipeline: None,
-        status: Some(RunStatus::Running.as_str().to_string()),
-        limit: 1_000,
-    })?;
-    let mut ended = Vec::new();
-    for run in running {
-        match lock_pipeline(locks, &run.pipeline) {
-            Ok(_held) => {
-                if store.interrupt_run(run.id)? {
-                    tracing::warn!(run = run.id, pipeline = %run.pipeline, "run left running by a process that stopped; marked interrupted");
-                    ended.push(run.id);
-                }
-            }
-            Err(SyncError::Busy(_)) => {}
-            Err(e) => {
-                tracing::warn!(run = run.id, pipeline = %run.pipeline, error = %e, "cannot tell whether the run is still alive");
-            }
-        }
-    }
-    Ok(ended)
-}
-
 /// The sync engine of one host.
 #[derive(Clone)]
 pub struct Engine {
@@ -187,66 +91,43 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// Everything a run needs, opened once.
-pub(super) struct Prepared {
-    pub pipeline: Pipeline,
-    pub source: ConnectorPlugin,
-    pub source_config: String,
-    pub dest: ConnectorPlugin,
-    pub dest_config: String,
-    pub mappers: Vec<(MapperPlugin, String)>,
-    pub source_system: SystemFields,
-    pub dest_system: SystemFields,
-    /// How read-backs compare with what Nexo wrote, per side (from each
-    /// stream's JSON Schema).
-    pub source_compare: Comparison,
-    pub dest_compare: Comparison,
-    pub dest_readable: bool,
-    pub gate: Gate,
-    /// The pipeline's ends, shared by every link update of the run (the
-    /// peer each side is synced with).
-    pub source_end: Arc<Endpoint>,
-    pub dest_end: Arc<Endpoint>,
+/// The plugin versions a run uses (a run keeps them to its end, even if a
+/// plugin is upgraded meanwhile).
+fn versions(
+    source: &ConnectorPlugin,
+    dest: &ConnectorPlugin,
+    mappers: &[(MapperPlugin, String)],
+) -> String {
+    let mut line = format!(
+        "plugins: source {}, destination {}",
+        source.plugin(),
+        dest.plugin()
+    );
+    for (m, _) in mappers {
+        line.push_str(&format!(", mapper {}", m.plugin()));
+    }
+    line
 }
 
-impl Prepared {
-    /// The plugin versions a run uses (a run keeps them to its end, even if
-    /// a plugin is upgraded meanwhile).
-    pub fn versions(&self) -> String {
-        let mut line = format!(
-            "plugins: source {}, destination {}",
-            self.source.plugin(),
-            self.dest.plugin()
-        );
-        for (m, _) in &self.mappers {
-            line.push_str(&format!(", mapper {}", m.plugin()));
+/// A warning for the run log per connector whose `spec()` asked for more
+/// than its install approved (ignored: it runs with the approval).
+fn approval_warnings(source: &ConnectorPlugin, dest: &ConnectorPlugin) -> Vec<(LogLevel, String)> {
+    let mut out = Vec::new();
+    for (role, plugin) in [("source", source), ("destination", dest)] {
+        let excess = plugin.beyond_approval();
+        if !excess.is_empty() {
+            out.push((
+                LogLevel::Warn,
+                format!(
+                    "{role} plugin {} asked at run time for {}; ignored: it runs with what its install approved (check the plugin's vendor before granting more)",
+                    plugin.plugin(),
+                    excess.join("; ")
+                ),
+            ));
         }
-        line
     }
-
-    /// A warning for the run log per connector whose `spec()` asked for
-    /// more than its install approved (ignored: it runs with the approval).
-    pub fn approval_warnings(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for (role, plugin) in [("source", &self.source), ("destination", &self.dest)] {
-            let excess = plugin.beyond_approval();
-            if !excess.is_empty() {
-                out.push((
-                    "warn".to_string(),
-                    format!(
-                        "{role} plugin {} asked at run time for {}; ignored: it runs with what its install approved (check the plugin's vendor before granting more)",
-                        plugin.plugin(),
-                        excess.join("; ")
-                    ),
-                ));
-            }
-        }
-        out
-    }
+    out
 }
-
-/// Held for the length of a run; the OS releases it if the process dies.
-pub(super) struct RunLock(#[allow(dead_code)] Option<File>);
 
 impl Engine {
     /// An engine over `store`, opening connections and plugins through
@@ -335,7 +216,7 @@ impl Engine {
     pub(super) fn lock(&self, pipeline: &str) -> Result<RunLock, SyncError> {
         match &self.locks {
             Some(dir) => lock_pipeline(dir, pipeline),
-            None => Ok(RunLock(None)),
+            None => Ok(RunLock::none()),
         }
     }
 
@@ -356,7 +237,7 @@ impl Engine {
     }
 
     /// Open connections and mappers, discover both streams, build the gate.
-    pub(super) async fn prepare(&self, pipeline: &Pipeline) -> Result<Prepared, SyncError> {
+    pub(crate) async fn prepare(&self, pipeline: &Pipeline) -> Result<Prepared, SyncError> {
         let name = &pipeline.name;
         let open = |conn: String| async move {
             self.connections
@@ -418,13 +299,24 @@ impl Engine {
         };
         let source_compare = compare(&src_info, "source")?;
         let dest_compare = compare(&dst_info, "destination")?;
+        let mut opening_log = vec![(LogLevel::Info, versions(&source, &dest, &mappers))];
+        opening_log.extend(approval_warnings(&source, &dest));
+        let source = Arc::new(ConnectorEnd {
+            plugin: source,
+            config: src_row.config,
+            stream: pipeline.source.stream.clone(),
+        });
+        let dest = Arc::new(ConnectorEnd {
+            plugin: dest,
+            config: dst_row.config,
+            stream: pipeline.destination.stream.clone(),
+        });
         Ok(Prepared {
             pipeline: pipeline.clone(),
             source,
-            source_config: src_row.config,
-            dest,
-            dest_config: dst_row.config,
-            mappers,
+            dest: dest.clone(),
+            dest_reader: dest,
+            mapping: Arc::new(MapperChain(mappers)),
             source_system: system(&src_info),
             dest_system,
             source_compare,
@@ -433,6 +325,7 @@ impl Engine {
             gate,
             source_end: Arc::new(pipeline.source.clone()),
             dest_end: Arc::new(pipeline.destination.clone()),
+            opening_log,
         })
     }
 
@@ -466,52 +359,62 @@ impl Engine {
             })
     }
 
-    /// Run a pipeline (or dry-run it).
+    /// Run a pipeline (or dry-run it: the same run over a store that
+    /// records instead of writing and a destination that is not called).
     pub async fn run(&self, name: &str, opts: RunOptions) -> Result<RunReport, SyncError> {
         let row = self.pipeline_row(name)?;
-        if row.paused && !opts.dry_run {
+        let dry = opts.dry_run;
+        if row.paused && !dry {
             return Err(SyncError::Paused(name.to_string()));
         }
-        let _lock = if opts.dry_run {
-            RunLock(None)
+        let _lock = if dry {
+            RunLock::none()
         } else {
             self.lock(name)?
         };
         let started = Instant::now();
-        let run_id = if opts.dry_run {
-            None
+        let store: Arc<dyn PageStore> = if dry {
+            Arc::new(DryRun::over(self.store.clone()))
         } else {
-            Some(self.store.begin_run(name)?)
+            self.store.clone()
         };
+        // A dry run's metrics are nobody's.
+        let metrics = (!dry).then(crate::metrics::Metrics::global);
+        let run_id = store.begin_run(name)?;
         // A run that cannot even open its connections and plugins is a
         // failed run in the history, not just an error on someone's screen.
-        let prepared = match self.prepare(&row.pipeline).await {
+        let mut prepared = match self.prepare(&row.pipeline).await {
             Ok(p) => p,
             Err(e) => {
-                if let Some(id) = run_id {
-                    let metrics = crate::metrics::Metrics::global();
+                if let Some(metrics) = metrics {
                     metrics.run_finished(name, "failed", &Counts::default());
                     metrics.error(name, &format!("run:{}", e.class()));
-                    self.store
-                        .finish_run(id, RunStatus::Failed, Some(&e.to_string()))?;
                 }
+                store.finish_run(run_id, RunStatus::Failed, Some(&e.to_string()))?;
                 return Err(e);
             }
         };
-        let mut driver =
-            Driver::start(self, &prepared, run_id, opts.dry_run, opts.progress.clone());
-        driver.stop = opts.stop.clone();
+        if dry {
+            prepared.dest = Arc::new(DryDestination);
+        }
+        let setup = RunSetup {
+            stop: opts.stop.clone(),
+            progress: opts.progress.clone(),
+            metrics,
+            plan: dry,
+        };
+        let mut driver = Driver::new(&prepared, store.clone(), run_id, setup);
         // A stop seen while waiting out an outage knows nothing of the
         // pages committed before it.
         let outcome = driver
             .drive(&row)
             .await
-            .map_err(|e| e.with_pages(driver.pages));
+            .map_err(|e| e.with_pages(driver.pages()));
         if let Err(e) = &outcome {
             let level = if matches!(e, SyncError::Stopped { .. } | SyncError::Cancelled { .. }) {
-                "warn"
+                LogLevel::Warn
             } else {
-                "error"
+                LogLevel::Error
             };
             if let Err(log_error) = driver.log_ending(level, &e.to_string()) {
                 tracing::error!(pipeline = name, error = %log_error, "cannot log why the run ended");
@@ -523,15 +426,17 @@ impl Engine {
             Err(e @ SyncError::Cancelled { .. }) => (RunStatus::Cancelled, Some(e.to_string())),
             Err(e) => (RunStatus::Failed, Some(e.to_string())),
         };
-        if let Some(id) = run_id {
-            let metrics = crate::metrics::Metrics::global();
-            metrics.run_finished(name, status.as_str(), &driver.counts);
+        let counts = driver.counts();
+        if let Some(metrics) = metrics {
+            metrics.run_finished(name, status.as_str(), &counts);
             if let Err(e) = &outcome
                 && status == RunStatus::Failed
             {
                 metrics.error(name, &format!("run:{}", e.class()));
             }
-            self.store.finish_run(id, status, error.as_deref())?;
+        }
+        store.finish_run(run_id, status, error.as_deref())?;
+        if metrics.is_some() {
             let days = self
                 .store
                 .setting("run_retention_days")?
@@ -542,13 +447,15 @@ impl Engine {
                 tracing::info!(pruned, days, "old runs pruned");
             }
         }
+        let timings = driver.timings();
+        let run_id = (!dry).then_some(run_id);
         let report = RunReport {
             run_id,
             status,
-            counts: driver.counts,
-            pages: driver.pages,
+            counts,
+            pages: driver.pages(),
             elapsed: started.elapsed(),
-            plan: std::mem::take(&mut driver.plan),
+            plan: driver.take_plan(),
             error,
         };
         tracing::info!(
@@ -565,10 +472,10 @@ impl Engine {
             superseded = report.counts.superseded,
             conflicts = report.counts.conflicts,
             ms = report.elapsed.as_millis() as u64,
-            read_ms = driver.timings.read.as_millis() as u64,
-            map_ms = driver.timings.map.as_millis() as u64,
-            write_ms = driver.timings.write.as_millis() as u64,
-            commit_ms = driver.timings.commit.as_millis() as u64,
+            read_ms = timings.read.as_millis() as u64,
+            map_ms = timings.map.as_millis() as u64,
+            write_ms = timings.write.as_millis() as u64,
+            commit_ms = timings.commit.as_millis() as u64,
             "run finished"
         );
         match outcome {

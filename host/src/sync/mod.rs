@@ -11,29 +11,42 @@ pub mod check;
 mod commit;
 pub mod compare;
 pub mod content;
+#[cfg(test)]
+mod core_tests;
+mod decide;
 mod delivery;
 mod driver;
+mod dry_run;
 mod engine;
 pub mod gate;
+mod locks;
 pub mod lookback;
 mod mapping;
-mod overlay;
 mod page;
 pub mod pipeline;
 pub mod plan;
+mod ports;
+mod prepared;
 mod queue;
 pub mod retry;
 pub mod schedule;
+mod settle;
+pub(crate) mod sqlite;
 pub mod store;
+#[cfg(test)]
+mod testkit;
 
 pub use bounds::{LimitHit, RunLimits};
 pub use engine::{
     ApplyOptions, Engine, PlannedChange, Progress, RunOptions, RunReport, StopSignal,
-    reap_interrupted, request_stop,
 };
+pub use locks::{reap_interrupted, request_stop};
 pub use pipeline::{ConflictPolicy, DeletePolicy, Pipeline, PipelineError, SyncMode};
 pub use queue::Side;
-pub use store::{CancelReason, RecordOutcome, RunId, RunStatus, SyncStore};
+pub use store::{
+    CancelReason, LinkStore, LogLevel, PageStore, PipelineStore, QueueStore, RecordOutcome, RunId,
+    RunStatus, RunStore, SettingStore, SyncStore,
+};
 
 use crate::PluginError;
 use crate::connections::ConnectionError;
@@ -73,6 +86,7 @@ impl SyncError {
             SyncError::Queue(_) => "queue",
             SyncError::Store(_) => "storage",
             SyncError::Registry(_) => "registry",
+            SyncError::Serialize { .. } => "internal",
         }
     }
 }
@@ -203,7 +217,7 @@ pub enum SyncError {
         /// The run.
         run: RunId,
         /// Its status.
-        status: String,
+        status: RunStatus,
     },
     /// A dead letter or conflict that cannot be acted on.
     #[error("{0}")]
@@ -214,6 +228,22 @@ pub enum SyncError {
     /// Registry failure.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// A record could not be turned into the JSON kept in the dead-letter
+    /// or conflict queue. Never stored as an empty record: the page fails
+    /// and is redone by the next run.
+    #[error(
+        "pipeline `{pipeline}`: cannot serialise {what} of record {record} for the queue: {source}; this is a bug in Nexo, please report it"
+    )]
+    Serialize {
+        /// Pipeline.
+        pipeline: String,
+        /// What was being serialised (`the write to dead-letter`, …).
+        what: &'static str,
+        /// The source record's id.
+        record: String,
+        /// Why.
+        source: serde_json::Error,
+    },
     /// Lock file trouble.
     #[error("cannot lock pipeline `{pipeline}` at {path}: {reason}")]
     Lock {

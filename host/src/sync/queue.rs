@@ -4,11 +4,14 @@
 
 use super::SyncError;
 use super::content::Content;
-use super::driver::Driver;
+use super::decide::PendingWrite;
 use super::engine::Engine;
-use super::page::{self, PendingWrite};
+use super::page::PageContext;
+use super::retry::Waiter;
+use super::settle::deliver_one;
 use super::store::{
-    ConflictStatus, DeadLetterKind, DeadLetterStatus, LinkUpdate, PageCommit, RunId, RunStatus,
+    ConflictStatus, DeadLetterKind, DeadLetterStatus, LinkUpdate, LogLevel, PageCommit, RunId,
+    RunStatus,
 };
 
 /// Which side of a conflict to keep.
@@ -68,12 +71,24 @@ impl Engine {
         let _lock = self.lock(pipeline_name)?;
         let prepared = self.prepare(&row.pipeline).await?;
         let run = self.store.begin_run(pipeline_name)?;
-        let mut driver = Driver::new(self, &prepared, run);
-        let outcome = page::deliver_one(&mut driver, w).await;
+        let waiter = Waiter {
+            store: self.store.clone(),
+            run,
+            stop: None,
+            pipeline: pipeline_name.to_string(),
+            retry: prepared.pipeline.retry.clone(),
+        };
+        let ctx = PageContext {
+            p: &prepared,
+            links: self.store.as_ref(),
+            queues: self.store.as_ref(),
+            waiter: &waiter,
+        };
+        let outcome = deliver_one(ctx, w).await;
         match outcome {
             Ok((mut commit, None)) => {
                 settle(&mut commit);
-                commit.log.push(("info".into(), what));
+                commit.log.push((LogLevel::Info, what));
                 self.store.commit_page(pipeline_name, run, &commit)?;
                 self.store.finish_run(run, RunStatus::Succeeded, None)?;
                 Ok(run)
@@ -222,7 +237,7 @@ impl Engine {
                     .settle_conflicts
                     .push((id, "destination kept by a person".into()));
                 commit.log.push((
-                    "info".into(),
+                    LogLevel::Info,
                     format!(
                         "conflict {id} (record {}) resolved: destination kept",
                         w.source_id

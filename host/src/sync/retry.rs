@@ -6,17 +6,34 @@
 //! pages stay committed and the next run resumes after them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::SyncError;
-use super::engine::StopSignal;
 use super::pipeline::Retry;
-use super::store::{PageCommit, RunId, SyncStore};
+use super::store::{LogLevel, PageCommit, RunId, RunStore};
 use crate::{GuestError, PluginError};
 
 /// How often a waiting run asks the store whether someone wants it
 /// stopped (the same pace as between pages).
 const STOP_POLL: Duration = Duration::from_millis(500);
+
+/// Asks runs to stop after the page in hand is committed. Cheap to clone;
+/// every clone sees the same request.
+#[derive(Debug, Clone, Default)]
+pub struct StopSignal(Arc<AtomicBool>);
+
+impl StopSignal {
+    /// Ask every run holding this signal to stop.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
 
 /// What ended the retries of a failure that kept coming back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,10 +139,10 @@ pub(super) fn decide(
 /// a stop. Cheap to clone into the read-ahead task.
 #[derive(Clone)]
 pub(super) struct Waiter {
-    pub store: Arc<dyn SyncStore>,
-    /// The run (none: a dry run, which logs nowhere and reads no stop
+    /// The run's store (a dry run's records the waits and reads no stop
     /// request).
-    pub run: Option<RunId>,
+    pub store: Arc<dyn RunStore>,
+    pub run: RunId,
     pub stop: Option<StopSignal>,
     pub pipeline: String,
     pub retry: Retry,
@@ -182,17 +199,17 @@ impl Waiter {
         error: &str,
     ) -> Result<(), SyncError> {
         tracing::warn!(pipeline = %self.pipeline, step, connection, attempt, error, wait_ms = wait.as_millis() as u64, "transient failure; retrying");
-        if let Some(run) = self.run {
+        {
             let line = format!(
                 "{step} on connection `{connection}` failed (attempt {attempt}): {error}; retrying in {:.1} s (retry window {})",
                 wait.as_secs_f64(),
                 self.retry.window
             );
             let commit = PageCommit {
-                log: vec![("warn".to_string(), line)],
+                log: vec![(LogLevel::Warn, line)],
                 ..PageCommit::default()
             };
-            self.store.commit_page(&self.pipeline, run, &commit)?;
+            self.store.commit_page(&self.pipeline, self.run, &commit)?;
         }
         let until = Instant::now() + wait;
         loop {
@@ -212,9 +229,7 @@ impl Waiter {
                 pages: 0,
             });
         }
-        if let Some(run) = self.run
-            && let Some(why) = self.store.cancel_reason(run)?
-        {
+        if let Some(why) = self.store.cancel_reason(self.run)? {
             return Err(SyncError::Cancelled {
                 pipeline: self.pipeline.clone(),
                 pages: 0,
