@@ -1,0 +1,203 @@
+//! The admin API under `/api` (docs/API.md, `openapi.json`): bearer-token
+//! auth, JSON errors that say what to do, and handlers that go through the
+//! same engine, registry and store as the CLI.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::scheduler::TriggerError;
+use super::{App, views};
+use nexo_db::StoreError;
+use nexo_registry::connections::ConnectionError;
+use nexo_runtime::sandbox::redact;
+use nexo_sync::{PipelineError, SyncError};
+
+/// An API error: status and a message for a person.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn not_found(what: impl Into<String>) -> Self {
+        ApiError(StatusCode::NOT_FOUND, what.into())
+    }
+    fn bad(what: impl Into<String>) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, what.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        // Errors may quote what a plugin or a system said.
+        let ApiError(status, message) = self;
+        let message = redact::scrub(&message);
+        if status.is_server_error() {
+            tracing::error!(%status, error = %message, "admin API request failed");
+        }
+        (status, Json(json!({"error": message}))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+impl From<SyncError> for ApiError {
+    fn from(e: SyncError) -> Self {
+        let status = match &e {
+            SyncError::UnknownPipeline(_) | SyncError::UnknownRun(_) => StatusCode::NOT_FOUND,
+            SyncError::Paused(_)
+            | SyncError::Busy(_)
+            | SyncError::NotRunning { .. }
+            | SyncError::Pipeline(PipelineError::NeedsReset { .. }) => StatusCode::CONFLICT,
+            SyncError::Pipeline(_) | SyncError::Queue(_) | SyncError::Stream { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            SyncError::Store(_) | SyncError::Lock { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+impl From<ConnectionError> for ApiError {
+    fn from(e: ConnectionError) -> Self {
+        let text = e.to_string();
+        let status = if text.contains("no connection named") {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError(status, text)
+    }
+}
+
+impl From<TriggerError> for ApiError {
+    fn from(e: TriggerError) -> Self {
+        let status = match &e {
+            TriggerError::Unknown(_) => StatusCode::NOT_FOUND,
+            TriggerError::Paused(_) => StatusCode::CONFLICT,
+            TriggerError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            TriggerError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+type ApiResult<T = Json<Value>> = Result<T, ApiError>;
+
+mod connection_update;
+mod connections;
+mod pipelines;
+mod queues;
+use connection_update::update_connection;
+use connections::*;
+use pipelines::*;
+use queues::*;
+
+/// The `/api` routes (auth applied by the caller).
+pub fn routes(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/api/session", get(session))
+        .route("/api/overview", get(overview))
+        .route("/api/plugins", get(plugins))
+        .route("/api/connections", get(connections).post(add_connection))
+        .route(
+            "/api/connections/{name}",
+            get(connection)
+                .patch(update_connection)
+                .delete(remove_connection),
+        )
+        .route("/api/connections/{name}/test", post(test_connection))
+        .route("/api/pipelines", get(pipelines))
+        .route(
+            "/api/pipelines/{name}",
+            get(pipeline).put(put_pipeline).delete(remove_pipeline),
+        )
+        .route("/api/pipelines/{name}/run", post(run_pipeline))
+        .route("/api/pipelines/{name}/pause", post(pause_pipeline))
+        .route("/api/pipelines/{name}/resume", post(resume_pipeline))
+        .route("/api/runs", get(runs))
+        .route("/api/runs/{id}", get(run))
+        .route("/api/runs/{id}/stop", post(stop_run))
+        .route("/api/errors", get(errors))
+        .route("/api/dlq", get(dead_letters))
+        .route("/api/dlq/{id}", get(dead_letter))
+        .route("/api/dlq/{id}/replay", post(replay))
+        .route("/api/dlq/{id}/discard", post(discard))
+        .route("/api/conflicts", get(conflicts))
+        .route("/api/conflicts/{id}", get(conflict))
+        .route("/api/conflicts/{id}/resolve", post(resolve))
+        .route("/api/identity", get(identity))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            require_token,
+        ))
+        .with_state(app)
+}
+
+/// The name of the token the request was made with.
+#[derive(Debug, Clone)]
+struct TokenName(String);
+
+/// The admin token check in front of `/api` (and `/metrics`).
+pub(crate) async fn require_token(
+    State(app): State<Arc<App>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            "send `Authorization: Bearer <token>`; create a token with `nexo token create --name NAME`"
+                .into(),
+        )
+        .into_response();
+    };
+    match app.registry.db().check_token(token) {
+        Ok(Some(name)) => {
+            req.extensions_mut().insert(TokenName(name));
+            next.run(req).await
+        }
+        Ok(None) => ApiError(
+            StatusCode::UNAUTHORIZED,
+            "this token is not valid (revoked, or never created); create one with `nexo token create --name NAME`"
+                .into(),
+        )
+        .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn session(req: Request) -> Json<Value> {
+    let name = req
+        .extensions()
+        .get::<TokenName>()
+        .map(|t| t.0.clone())
+        .unwrap_or_default();
+    Json(json!({"ok": true, "token_name": name}))
+}
+
+async fn overview(State(app): State<Arc<App>>) -> ApiResult {
+    let conns = views::connections(&app)?;
+    let mut pipes = Vec::new();
+    for row in app.engine.store().pipelines()? {
+        pipes.push(views::pipeline(&app, &row)?);
+    }
+    Ok(Json(json!({"connections": conns, "pipelines": pipes})))
+}

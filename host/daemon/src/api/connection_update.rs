@@ -1,0 +1,154 @@
+//! `PATCH /api/connections/{name}`: the body of a connection update, read
+//! into [`ConnectionUpdate`] (absent fields stay, `requests_per_minute:
+//! null` is the default), and errors answered as 400s that name the field.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::connections::connection;
+use super::{ApiError, ApiResult};
+use crate::App;
+use nexo_registry::connections::{ConnectionError, ConnectionUpdate, Origins, RequestsPerMinute};
+use nexo_runtime::sandbox::secrets::SecretValue;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OriginsBody {
+    #[serde(default)]
+    http: Vec<String>,
+    #[serde(default)]
+    private_http: Vec<String>,
+}
+
+/// `requests_per_minute` in a PATCH: absent (unchanged), `null` (the
+/// default), a number of at least 1, or `"unlimited"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RequestsPerMinuteBody {
+    Limit(u64),
+    Word(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectionPatch {
+    #[serde(default)]
+    config: Option<Value>,
+    #[serde(default)]
+    remove_secrets: Vec<String>,
+    #[serde(default)]
+    grants: Option<OriginsBody>,
+    // `Some(None)` is an explicit `null`: back to the default.
+    #[serde(default, deserialize_with = "present")]
+    requests_per_minute: Option<Option<RequestsPerMinuteBody>>,
+}
+
+/// A field that is present, even as `null`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+fn requests_per_minute(body: Option<RequestsPerMinuteBody>) -> Result<RequestsPerMinute, ApiError> {
+    let wrong = |what: String| {
+        ApiError::bad(format!(
+            "requests_per_minute: must be a whole number of at least 1, \"unlimited\", or null for the default of {}, not {what}",
+            nexo_registry::connections::DEFAULT_REQUESTS_PER_MINUTE
+        ))
+    };
+    match body {
+        None => Ok(RequestsPerMinute::Default),
+        Some(RequestsPerMinuteBody::Word(w)) if w == "unlimited" => {
+            Ok(RequestsPerMinute::Unlimited)
+        }
+        Some(RequestsPerMinuteBody::Word(w)) => Err(wrong(format!("{w:?}"))),
+        Some(RequestsPerMinuteBody::Limit(n)) => u32::try_from(n)
+            .ok()
+            .and_then(std::num::NonZeroU32::new)
+            .map(RequestsPerMinute::Limit)
+            .ok_or_else(|| wrong(n.to_string())),
+    }
+}
+
+/// Take the write-only `secrets` (`{name: value}`) out of a request body
+/// before the rest is read: serde's errors quote the value they reject,
+/// and a secret must not come back in an error (nor reach a log).
+pub(super) fn take_secrets(body: &mut Value) -> Result<BTreeMap<String, SecretValue>, ApiError> {
+    let Some(secrets) = body.as_object_mut().and_then(|m| m.remove("secrets")) else {
+        return Ok(BTreeMap::new());
+    };
+    let Value::Object(secrets) = secrets else {
+        return Err(ApiError::bad(
+            "secrets: must be an object of secret names to their values (strings)",
+        ));
+    };
+    secrets
+        .into_iter()
+        .map(|(name, value)| match value {
+            Value::String(v) => Ok((name, SecretValue::new(v))),
+            _ => Err(ApiError::bad(format!(
+                "secrets: the value of `{}` must be a string",
+                nexo_runtime::safe_text::SafeText::line(&name)
+            ))),
+        })
+        .collect()
+}
+
+/// The body field a connection error is about, for a 400 that names it.
+fn field_of(e: &ConnectionError) -> Option<&'static str> {
+    match e {
+        ConnectionError::InvalidConfig { .. } => Some("config"),
+        ConnectionError::Secrets(_) => Some("secrets"),
+        ConnectionError::OriginNotGranted { .. } | ConnectionError::Origin(_) => Some("grants"),
+        _ => None,
+    }
+}
+
+pub(super) async fn update_connection(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    app.connections.get(&name)?;
+    let Json(mut body) = body.map_err(|e| ApiError::bad(format!("connection update body: {e}")))?;
+    let secrets = take_secrets(&mut body)?;
+    let body: ConnectionPatch = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad(format!("connection update body: {e}")))?;
+    let update = ConnectionUpdate {
+        config: body.config,
+        secrets,
+        remove_secrets: body.remove_secrets,
+        origins: body.grants.map(|g| Origins {
+            http: g.http,
+            private_http: g.private_http,
+        }),
+        requests_per_minute: body
+            .requests_per_minute
+            .map(requests_per_minute)
+            .transpose()?,
+    };
+    match app.connections.update(&name, update) {
+        Ok(_) => {}
+        Err(ConnectionError::NothingToUpdate(_)) => {
+            return Err(ApiError::bad(
+                "the body changes nothing: give config, secrets, remove_secrets, grants or requests_per_minute",
+            ));
+        }
+        Err(e) => {
+            return Err(match field_of(&e) {
+                Some(field) => ApiError::bad(format!("{field}: {e}")),
+                None => e.into(),
+            });
+        }
+    }
+    let Json(view) = connection(State(app), Path(name)).await?;
+    Ok(Json(view))
+}

@@ -1,0 +1,214 @@
+//! `/api/pipelines…` and `/api/runs…`: applying, running, pausing and
+//! removing pipelines, and their runs.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiResult};
+use crate::{App, views};
+use nexo_sync::store::RunFilter;
+use nexo_sync::{ApplyOptions, Pipeline, RunOptions, SyncError};
+
+pub(super) async fn pipelines(State(app): State<Arc<App>>) -> ApiResult {
+    let mut out = Vec::new();
+    for row in app.engine.store().pipelines()? {
+        out.push(views::pipeline(&app, &row)?);
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+pub(super) fn pipeline_view(app: &App, name: &str) -> ApiResult {
+    let row = app
+        .engine
+        .store()
+        .pipeline(name)?
+        .ok_or_else(|| ApiError::not_found(format!("no pipeline named `{name}`")))?;
+    Ok(Json(views::pipeline(app, &row)?))
+}
+
+pub(super) async fn pipeline(State(app): State<Arc<App>>, Path(name): Path<String>) -> ApiResult {
+    let row = app
+        .engine
+        .store()
+        .pipeline(&name)?
+        .ok_or_else(|| ApiError::not_found(format!("no pipeline named `{name}`")))?;
+    let mut view = views::pipeline(&app, &row)?;
+    let definition = toml::to_string(&row.pipeline).unwrap_or_default();
+    if let Value::Object(m) = &mut view {
+        m.insert("definition".into(), Value::String(definition));
+    }
+    Ok(Json(view))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ApplyQuery {
+    /// Accept an identity change and reset the cursor (`--reset`).
+    #[serde(default)]
+    reset: bool,
+}
+
+pub(super) async fn put_pipeline(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    Query(q): Query<ApplyQuery>,
+    body: String,
+) -> ApiResult {
+    // `apply` checks it, connections first.
+    let pipeline = Pipeline::parse_toml(&body, "<request body>").map_err(SyncError::from)?;
+    if pipeline.name != name {
+        return Err(ApiError::bad(format!(
+            "the definition names pipeline `{}` but the path says `{name}`",
+            pipeline.name
+        )));
+    }
+    app.engine
+        .apply_with(&pipeline, ApplyOptions { reset: q.reset })
+        .await?;
+    app.scheduler.wake();
+    pipeline_view(&app, &name)
+}
+
+pub(super) async fn remove_pipeline(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if app.scheduler.view(&name).running {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("pipeline `{name}` is running; pause it and wait for the run to end"),
+        ));
+    }
+    if !app.engine.store().delete_pipeline(&name)? {
+        return Err(ApiError::not_found(format!("no pipeline named `{name}`")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RunBody {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+pub(super) async fn run_pipeline(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    body: Option<Json<RunBody>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body.map(|b| b.0).unwrap_or_default();
+    if body.dry_run {
+        let report = app
+            .engine
+            .run(
+                &name,
+                RunOptions {
+                    dry_run: true,
+                    ..RunOptions::default()
+                },
+            )
+            .await?;
+        return Ok((
+            StatusCode::OK,
+            Json(json!({"plan": report.plan, "counts": report.counts})),
+        ));
+    }
+    app.scheduler.trigger(&name)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"queued": true}))))
+}
+
+pub(super) async fn pause_pipeline(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    if !app.engine.store().set_paused(&name, true, None)? {
+        return Err(ApiError::not_found(format!("no pipeline named `{name}`")));
+    }
+    pipeline_view(&app, &name)
+}
+
+pub(super) async fn resume_pipeline(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    if !app.engine.store().set_paused(&name, false, None)? {
+        return Err(ApiError::not_found(format!("no pipeline named `{name}`")));
+    }
+    app.scheduler.wake();
+    pipeline_view(&app, &name)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RunsQuery {
+    pipeline: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+pub(super) async fn runs(State(app): State<Arc<App>>, Query(q): Query<RunsQuery>) -> ApiResult {
+    // A run whose process died is shown as it ended, not `running`.
+    app.engine.reap_interrupted()?;
+    let rows = app.engine.store().runs(&RunFilter {
+        pipeline: q.pipeline.filter(|p| !p.is_empty()),
+        status: q.status.filter(|s| !s.is_empty()),
+        limit: q.limit.unwrap_or(50).clamp(1, 1000),
+    })?;
+    Ok(Json(Value::Array(rows.iter().map(views::run).collect())))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RunQuery {
+    outcome: Option<String>,
+    limit: Option<usize>,
+}
+
+pub(super) async fn run(
+    State(app): State<Arc<App>>,
+    Path(id): Path<i64>,
+    Query(q): Query<RunQuery>,
+) -> ApiResult {
+    app.engine.reap_interrupted()?;
+    let store = app.engine.store();
+    let row = store
+        .run(id)?
+        .ok_or_else(|| ApiError::not_found(format!("no run #{id}")))?;
+    let log: Vec<Value> = store
+        .run_log(id)?
+        .into_iter()
+        .map(|(at, level, message)| json!({"at": at, "level": level, "message": message}))
+        .collect();
+    let limit = q.limit.unwrap_or(500).clamp(1, 10_000);
+    let outcome = q.outcome.filter(|o| !o.is_empty());
+    let records: Vec<Value> = store
+        .run_records(id)?
+        .into_iter()
+        .filter(|r| outcome.as_deref().is_none_or(|o| r.outcome.as_str() == o))
+        .take(limit)
+        .map(|r| {
+            json!({
+                "source_id": r.source_id,
+                "destination_id": r.destination_id,
+                "outcome": r.outcome.as_str(),
+                "detail": r.detail,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({"run": views::run(&row), "log": log, "records": records}),
+    ))
+}
+
+/// Ask a running run to stop at its next page boundary.
+pub(super) async fn stop_run(
+    State(app): State<Arc<App>>,
+    Path(id): Path<i64>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let row = nexo_sync::request_stop(app.engine.store().as_ref(), id)?;
+    Ok((StatusCode::ACCEPTED, Json(views::run(&row))))
+}

@@ -1,0 +1,477 @@
+//! Decides when pipelines run inside `nexo serve`: on their schedule, when
+//! a webhook or a person asks, and again after a shutdown left a run
+//! interrupted. A pipeline never runs twice at once, at most
+//! `max_concurrent_runs` run in all (the rest wait for a slot instead of
+//! failing), bursts of triggers coalesce, and a pipeline that keeps failing
+//! is paused with the reason.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, Semaphore, watch};
+
+use super::clock::Clock;
+use nexo_runtime::metrics::Metrics;
+use nexo_sync::store::{RunFilter, RunStatus};
+use nexo_sync::{Engine, RunOptions, StopSignal, SyncError};
+
+/// How the scheduler behaves.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Runs in progress at once, over all pipelines.
+    pub max_concurrent_runs: usize,
+    /// Triggers arriving within this window start one run.
+    pub coalesce: Duration,
+    /// Longest sleep between looks at the pipeline list (definitions
+    /// applied by another process are seen within this time).
+    pub rescan: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            max_concurrent_runs: 4,
+            coalesce: Duration::from_millis(250),
+            rescan: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a trigger did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Triggered {
+    /// A run starts shortly.
+    Queued,
+    /// A run is in progress or already queued: one more follows it.
+    Coalesced,
+}
+
+/// A trigger that was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// No such pipeline.
+    #[error("no pipeline named `{0}`")]
+    Unknown(String),
+    /// Paused.
+    #[error("pipeline `{0}` is paused; resume it first")]
+    Paused(String),
+    /// Shutting down.
+    #[error("the host is shutting down")]
+    ShuttingDown,
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] nexo_db::StoreError),
+}
+
+/// The scheduler's view of one pipeline.
+#[derive(Debug, Default, Clone)]
+struct Slot {
+    /// When the last run started (clock time), seeded from run history.
+    last_start: Option<DateTime<Utc>>,
+    seeded: bool,
+    /// Next scheduled run.
+    next: Option<DateTime<Utc>>,
+    /// An asked-for run, due at this time.
+    trigger_at: Option<DateTime<Utc>>,
+    running: bool,
+    /// A trigger arrived during the run.
+    again: bool,
+}
+
+/// What the console shows about a pipeline's schedule.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlotView {
+    /// A run is in progress (or waiting for a free slot).
+    pub running: bool,
+    /// When the next run is due.
+    pub next_run: Option<DateTime<Utc>>,
+}
+
+struct Inner {
+    engine: Engine,
+    clock: Arc<dyn Clock>,
+    config: SchedulerConfig,
+    stop: StopSignal,
+    permits: Arc<Semaphore>,
+    slots: Mutex<HashMap<String, Slot>>,
+    wake: Notify,
+    in_flight: watch::Sender<usize>,
+    /// The clock time of the last completed look at the pipelines.
+    ticked: watch::Sender<Option<DateTime<Utc>>>,
+}
+
+/// The scheduler. Cheap to clone.
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").finish_non_exhaustive()
+    }
+}
+
+impl Scheduler {
+    /// A scheduler running pipelines through `engine`.
+    pub fn new(engine: Engine, clock: Arc<dyn Clock>, config: SchedulerConfig) -> Self {
+        let permits = Arc::new(Semaphore::new(config.max_concurrent_runs.max(1)));
+        Scheduler {
+            inner: Arc::new(Inner {
+                engine,
+                clock,
+                config,
+                stop: StopSignal::default(),
+                permits,
+                slots: Mutex::new(HashMap::new()),
+                wake: Notify::new(),
+                in_flight: watch::Sender::new(0),
+                ticked: watch::Sender::new(None),
+            }),
+        }
+    }
+
+    fn slots(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+        self.inner.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queue a run of every pipeline whose last run was cut short (a
+    /// shutdown or a crash): it resumes from its last committed page.
+    pub fn resume_interrupted(&self) -> Result<Vec<String>, SyncError> {
+        let store = self.inner.engine.store();
+        let mut resumed = Vec::new();
+        for row in store.pipelines()? {
+            if row.paused {
+                continue;
+            }
+            let last = store.runs(&RunFilter {
+                pipeline: Some(row.pipeline.name.clone()),
+                status: None,
+                limit: 1,
+            })?;
+            let cut = last.first().is_some_and(|r| {
+                r.status == RunStatus::Interrupted.as_str()
+                    || r.status == RunStatus::Running.as_str()
+            });
+            if cut && self.trigger(&row.pipeline.name).is_ok() {
+                resumed.push(row.pipeline.name.clone());
+            }
+        }
+        Ok(resumed)
+    }
+
+    /// Ask for a run (webhook, API). Triggers within the coalescing window,
+    /// or while a run is in progress, make one run.
+    pub fn trigger(&self, name: &str) -> Result<Triggered, TriggerError> {
+        if self.inner.stop.is_stopped() {
+            return Err(TriggerError::ShuttingDown);
+        }
+        let row = self
+            .inner
+            .engine
+            .store()
+            .pipeline(name)?
+            .ok_or_else(|| TriggerError::Unknown(name.to_string()))?;
+        if row.paused {
+            return Err(TriggerError::Paused(name.to_string()));
+        }
+        let due = self.inner.clock.now()
+            + chrono::Duration::from_std(self.inner.config.coalesce).unwrap_or_default();
+        let outcome = {
+            let mut slots = self.slots();
+            let slot = slots.entry(name.to_string()).or_default();
+            if slot.running {
+                let first = !slot.again;
+                slot.again = true;
+                if first {
+                    Triggered::Queued
+                } else {
+                    Triggered::Coalesced
+                }
+            } else if slot.trigger_at.is_some() {
+                Triggered::Coalesced
+            } else {
+                slot.trigger_at = Some(due);
+                Triggered::Queued
+            }
+        };
+        self.inner.wake.notify_one();
+        Ok(outcome)
+    }
+
+    /// The schedule state of a pipeline.
+    pub fn view(&self, name: &str) -> SlotView {
+        let slots = self.slots();
+        slots
+            .get(name)
+            .map(|s| SlotView {
+                running: s.running,
+                next_run: match (s.next, s.trigger_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                },
+            })
+            .unwrap_or_default()
+    }
+
+    /// Look at the pipelines again now (one was applied or resumed).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Runs in progress or waiting for a slot.
+    pub fn in_flight(&self) -> usize {
+        *self.inner.in_flight.borrow()
+    }
+
+    /// Wait until the loop has looked at the pipelines at clock time `at`
+    /// or later (tests move a manual clock, then wait for this).
+    pub async fn settled(&self, at: DateTime<Utc>) {
+        let mut rx = self.inner.ticked.subscribe();
+        let _ = rx.wait_for(|t| t.is_some_and(|t| t >= at)).await;
+    }
+
+    /// Wait until no run is in progress.
+    pub async fn idle(&self) {
+        let mut rx = self.inner.in_flight.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// Stop: no new runs; runs in progress stop after their current page
+    /// is committed. Returns once they have.
+    pub async fn shutdown(&self) {
+        self.inner.stop.stop();
+        self.inner.wake.notify_one();
+        self.idle().await;
+    }
+
+    /// The scheduling loop; returns after `shutdown`.
+    pub async fn run(self) {
+        loop {
+            if self.inner.stop.is_stopped() {
+                return;
+            }
+            let now = self.inner.clock.now();
+            let wake_at = match self.tick(now) {
+                Ok(earliest) => earliest,
+                Err(e) => {
+                    tracing::error!(error = %e, "scheduler: cannot read the pipelines; retrying");
+                    None
+                }
+            };
+            self.inner.ticked.send_replace(Some(now));
+            let rescan =
+                now + chrono::Duration::from_std(self.inner.config.rescan).unwrap_or_default();
+            let at = wake_at.map_or(rescan, |w| w.min(rescan));
+            tokio::select! {
+                () = self.inner.clock.sleep_until(at) => {}
+                () = self.inner.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Start what is due at `now`; return when the next thing is due.
+    fn tick(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, SyncError> {
+        let store = self.inner.engine.store();
+        // Runs left `running` by a process that died end `interrupted`.
+        self.inner.engine.reap_interrupted()?;
+        let rows = store.pipelines()?;
+        let mut earliest: Option<DateTime<Utc>> = None;
+        let mut start = Vec::new();
+        // History is read before taking the lock (never hold it over I/O),
+        // once per pipeline the scheduler has not seen yet.
+        let unseen: Vec<String> = {
+            let slots = self.slots();
+            rows.iter()
+                .map(|r| &r.pipeline.name)
+                .filter(|name| !slots.get(*name).is_some_and(|s| s.seeded))
+                .cloned()
+                .collect()
+        };
+        let mut seeded = HashMap::new();
+        for name in unseen {
+            let last = store.runs(&RunFilter {
+                pipeline: Some(name.clone()),
+                status: None,
+                limit: 1,
+            })?;
+            let started = last
+                .first()
+                .and_then(|r| DateTime::parse_from_rfc3339(&r.started_at).ok())
+                .map(|t| t.with_timezone(&Utc));
+            seeded.insert(name, started);
+        }
+        {
+            let mut slots = self.slots();
+            slots.retain(|name, _| rows.iter().any(|r| &r.pipeline.name == name));
+            for row in &rows {
+                let name = &row.pipeline.name;
+                let slot = slots.entry(name.clone()).or_default();
+                if let Some(started) = seeded.remove(name) {
+                    slot.last_start = slot.last_start.or(started);
+                    slot.seeded = true;
+                }
+                if row.paused {
+                    slot.next = None;
+                    slot.trigger_at = None;
+                    continue;
+                }
+                let schedule = match row.pipeline.schedule() {
+                    Ok(schedule) => Some(schedule),
+                    Err(e) => {
+                        tracing::warn!(pipeline = %name, error = %e, "schedule ignored");
+                        None
+                    }
+                };
+                let next_after = |last| schedule.as_ref().and_then(|s| s.next_run(name, last, now));
+                slot.next = next_after(slot.last_start);
+                let scheduled = slot.next.is_some_and(|t| t <= now);
+                let asked = slot.trigger_at.is_some_and(|t| t <= now);
+                if scheduled || asked {
+                    if slot.running {
+                        // Never twice at once: a tick during a run is
+                        // skipped, an asked-for run follows it.
+                        slot.again |= asked;
+                        slot.trigger_at = None;
+                        slot.last_start = Some(now);
+                    } else {
+                        slot.running = true;
+                        slot.trigger_at = None;
+                        slot.last_start = Some(now);
+                        start.push(name.clone());
+                    }
+                    slot.next = next_after(slot.last_start);
+                }
+                for t in [slot.next, slot.trigger_at].into_iter().flatten() {
+                    earliest = Some(earliest.map_or(t, |e: DateTime<Utc>| e.min(t)));
+                }
+            }
+        }
+        for name in start {
+            self.spawn_run(name);
+        }
+        Ok(earliest)
+    }
+
+    fn spawn_run(&self, name: String) {
+        self.inner.in_flight.send_modify(|n| *n += 1);
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.run_one(&name).await;
+            let again = {
+                let mut slots = this.slots();
+                match slots.get_mut(&name) {
+                    Some(slot) => {
+                        slot.running = false;
+                        std::mem::take(&mut slot.again)
+                    }
+                    None => false,
+                }
+            };
+            if again && !this.inner.stop.is_stopped() {
+                let _ = this.trigger(&name);
+            }
+            this.inner
+                .in_flight
+                .send_modify(|n| *n = n.saturating_sub(1));
+            this.inner.wake.notify_one();
+        });
+    }
+
+    async fn run_one(&self, name: &str) {
+        // Backpressure: wait for a slot rather than fail.
+        let Ok(_permit) = self.inner.permits.clone().acquire_owned().await else {
+            return;
+        };
+        if self.inner.stop.is_stopped() {
+            return;
+        }
+        let opts = RunOptions {
+            stop: Some(self.inner.stop.clone()),
+            ..RunOptions::default()
+        };
+        tracing::info!(pipeline = name, "run starting");
+        let result = self.inner.engine.run(name, opts).await;
+        match &result {
+            Ok(_) => self.trigger_followers(name),
+            Err(e @ SyncError::Cancelled { .. }) => {
+                tracing::info!(pipeline = name, "run stopped: {e}");
+                return;
+            }
+            Err(SyncError::Busy(_)) | Err(SyncError::Paused(_)) => {
+                tracing::info!(pipeline = name, "run skipped: {}", result_error(&result));
+                return;
+            }
+            Err(e) => tracing::warn!(pipeline = name, error = %e, "run failed"),
+        }
+        if let Err(e) = self.pause_if_failing(name) {
+            tracing::error!(pipeline = name, error = %e, "cannot check the failure count");
+        }
+    }
+
+    /// Trigger the pipelines that run after `name` (`schedule.after`).
+    fn trigger_followers(&self, name: &str) {
+        let rows = match self.inner.engine.store().pipelines() {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(pipeline = name, error = %e, "cannot list the pipelines that run after it");
+                return;
+            }
+        };
+        for row in rows {
+            if !row.pipeline.schedule.after.iter().any(|a| a == name) {
+                continue;
+            }
+            let follower = row.pipeline.name;
+            match self.trigger(&follower) {
+                Ok(_) => tracing::info!(pipeline = %follower, after = name, "run triggered"),
+                Err(e) => {
+                    tracing::info!(pipeline = %follower, after = name, "not triggered: {e}")
+                }
+            }
+        }
+    }
+
+    /// Pause a pipeline whose last `pause_after_failures` runs all failed.
+    fn pause_if_failing(&self, name: &str) -> Result<(), SyncError> {
+        let store = self.inner.engine.store();
+        let Some(row) = store.pipeline(name)? else {
+            return Ok(());
+        };
+        let limit = row.pipeline.schedule.pause_after_failures as usize;
+        if limit == 0 || row.paused {
+            return Ok(());
+        }
+        let recent = store.runs(&RunFilter {
+            pipeline: Some(name.to_string()),
+            status: None,
+            limit,
+        })?;
+        let failing = recent.len() == limit
+            && recent
+                .iter()
+                .all(|r| r.status == RunStatus::Failed.as_str());
+        if failing {
+            let last = recent
+                .first()
+                .and_then(|r| r.error.clone())
+                .unwrap_or_default();
+            let reason = format!(
+                "paused by the host after {limit} failed runs in a row; last error: {last}"
+            );
+            store.set_paused(name, true, Some(&reason))?;
+            Metrics::global().auto_paused(name);
+            tracing::warn!(pipeline = name, "{reason}");
+        }
+        Ok(())
+    }
+}
+
+fn result_error<T>(r: &Result<T, SyncError>) -> String {
+    match r {
+        Ok(_) => String::new(),
+        Err(e) => e.to_string(),
+    }
+}
