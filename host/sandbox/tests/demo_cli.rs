@@ -1,6 +1,6 @@
-//! `nexo demo`, the product's main job, driven as a person runs it: the
+//! `nexo-sandbox demo`, the product's main job, driven as a person runs it: the
 //! reference plugins signed and packed by their vendor with the `nexo`
-//! binary, then `nexo demo` moves records CRM → accounting → CRM, shows a
+//! binary, then `nexo-sandbox demo` moves records CRM → accounting → CRM, shows a
 //! second round writes nothing, and serves the console until SIGTERM. With
 //! Tryton ERP installed (`cargo xtask setup`, part of the test command) it
 //! also syncs a real trytond's products to Xero items; without it the test
