@@ -63,7 +63,7 @@ async fn an_operator_signs_in_inspects_a_failure_replays_a_dead_letter_and_finds
         .db
         .runs(&RunFilter {
             pipeline: Some("contacts-full-resync".into()),
-            status: Some("failed".into()),
+            status: Some(nexo::sync::store::RunStatus::Failed),
             limit: 1,
         })
         .unwrap()

@@ -427,6 +427,28 @@ async fn the_admin_api_needs_a_token_and_shows_and_acts_on_everything() {
     }
     let auto = get("/api/conflicts?status=auto-resolved").await.unwrap();
     assert_eq!(auto.status(), 200);
+    // So are a run's: a typo is not an empty history.
+    let succeeded: Value = get("/api/runs?status=succeeded")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        succeeded
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["pipeline"] == "api-sync"),
+        "{succeeded}"
+    );
+    let resp = get("/api/runs?status=succeded").await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("succeeded") && text.contains("interrupted"),
+        "{text}"
+    );
 
     // Run detail with log and per-record outcomes.
     let run_id = kit.runs("api-sync").last().unwrap().id;

@@ -206,3 +206,22 @@ async fn run_show_tells_a_create_found_by_its_key_from_a_created_one() {
     assert_eq!(v["counts"]["matched"], 1, "{v}");
     assert_eq!(v["records"][0]["outcome"], "matched", "{v}");
 }
+
+/// A mistyped status is refused with the statuses there are, not answered
+/// with an empty history an admin would take for "nothing failed".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_status_filter_is_refused_naming_the_statuses() {
+    let kit = Kit::new(tinycrm::seed(3), Default::default(), 10).await;
+    kit.apply(&pipeline("a-to-b", "", "")).await;
+    kit.run("a-to-b").await;
+    let dir = kit.dir.path();
+    let listed = ok(nexo(dir, &["runs", "--status", "succeeded"]));
+    assert!(listed.contains(" succeeded "), "{listed}");
+    let typo = nexo(dir, &["runs", "--status", "succeded"]);
+    assert!(!typo.status.success(), "a typo listed: {typo:?}");
+    let err = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        err.contains("succeeded") && err.contains("interrupted"),
+        "{err}"
+    );
+}

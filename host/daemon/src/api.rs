@@ -27,7 +27,7 @@ impl ApiError {
     fn not_found(what: impl Into<String>) -> Self {
         ApiError(StatusCode::NOT_FOUND, what.into())
     }
-    fn bad(what: impl Into<String>) -> Self {
+    pub(super) fn bad(what: impl Into<String>) -> Self {
         ApiError(StatusCode::BAD_REQUEST, what.into())
     }
 }

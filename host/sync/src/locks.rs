@@ -65,7 +65,7 @@ pub(super) fn lock_pipeline(dir: &Path, pipeline: &str) -> Result<RunLock, SyncE
 pub fn reap_interrupted(store: &dyn SyncStore, locks: &Path) -> Result<Vec<RunId>, SyncError> {
     let running = store.runs(&RunFilter {
         pipeline: None,
-        status: Some(RunStatus::Running.as_str().to_string()),
+        status: Some(RunStatus::Running),
         limit: 1_000,
     })?;
     let mut ended = Vec::new();

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::{connection, map, serve, sync};
+use crate::sync::store::RunStatus;
 
 /// Nexo: connect CRM, ERP and accounting systems through sandboxed plugins.
 #[derive(Debug, Parser)]
@@ -48,9 +49,10 @@ pub(super) enum Command {
         /// Only this pipeline.
         #[arg(long)]
         pipeline: Option<String>,
-        /// Only this status (running, succeeded, failed, interrupted).
-        #[arg(long)]
-        status: Option<String>,
+        /// Only this status (running, succeeded, failed, interrupted,
+        /// cancelled).
+        #[arg(long, value_parser = RunStatus::from_filter)]
+        status: Option<RunStatus>,
         /// At most this many.
         #[arg(long, default_value_t = 20)]
         limit: usize,

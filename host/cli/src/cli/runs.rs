@@ -4,14 +4,14 @@
 use anyhow::{Context, Result, bail};
 
 use crate::safe_text::{SafeText, safe_json};
-use crate::sync::store::{RunFilter, SyncStore};
+use crate::sync::store::{RunFilter, RunStatus, SyncStore};
 
 use super::sync::*;
 
 pub(crate) fn runs(
     store: &dyn SyncStore,
     pipeline: Option<String>,
-    status: Option<String>,
+    status: Option<RunStatus>,
     limit: usize,
 ) -> Result<()> {
     let rows = store.runs(&RunFilter {

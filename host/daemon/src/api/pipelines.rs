@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult};
 use crate::{App, views};
-use nexo_sync::store::RunFilter;
+use nexo_sync::store::{RunFilter, RunStatus};
 use nexo_sync::{ApplyOptions, Pipeline, RunOptions, SyncError};
 
 pub(super) async fn pipelines(State(app): State<Arc<App>>) -> ApiResult {
@@ -156,7 +156,11 @@ pub(super) async fn runs(State(app): State<Arc<App>>, Query(q): Query<RunsQuery>
     app.engine.reap_interrupted()?;
     let rows = app.engine.store().runs(&RunFilter {
         pipeline: q.pipeline.filter(|p| !p.is_empty()),
-        status: q.status.filter(|s| !s.is_empty()),
+        status: q
+            .status
+            .filter(|s| !s.is_empty())
+            .map(|s| RunStatus::from_filter(&s).map_err(ApiError::bad))
+            .transpose()?,
         limit: q.limit.unwrap_or(50).clamp(1, 1000),
     })?;
     Ok(Json(Value::Array(rows.iter().map(views::run).collect())))

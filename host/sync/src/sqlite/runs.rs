@@ -134,7 +134,10 @@ impl RunStore for Database {
         ))?;
         let limit = if filter.limit == 0 { 50 } else { filter.limit } as i64;
         Ok(st
-            .query_map(params![filter.pipeline, filter.status, limit], run_row)?
+            .query_map(
+                params![filter.pipeline, filter.status.map(RunStatus::as_str), limit],
+                run_row,
+            )?
             .collect::<Result<_, _>>()?)
     }
 

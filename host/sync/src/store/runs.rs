@@ -207,6 +207,15 @@ impl RunStatus {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
+
+    /// Parse what a person typed (`--status`, `?status=`), or say which
+    /// statuses there are.
+    pub fn from_filter(s: &str) -> Result<Self, String> {
+        Self::parse(s).ok_or_else(|| {
+            let known: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
+            format!("unknown run status `{s}`; use one of {}", known.join(", "))
+        })
+    }
 }
 
 impl std::fmt::Display for RunStatus {
@@ -345,7 +354,7 @@ pub struct RunFilter {
     /// Only this pipeline.
     pub pipeline: Option<String>,
     /// Only this status.
-    pub status: Option<String>,
+    pub status: Option<RunStatus>,
     /// At most this many (newest first).
     pub limit: usize,
 }
