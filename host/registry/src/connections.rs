@@ -16,12 +16,13 @@ use nexo_runtime::limits::Limits;
 use nexo_runtime::plugin::{Approved, ConnectorPlugin, Grants, OpenError, Sandbox};
 use nexo_runtime::sandbox::budget::{Budget, RequestBudgets};
 use nexo_runtime::sandbox::kv::KvStore;
-use nexo_runtime::sandbox::policy::{HttpGrant, Origin, OriginPattern};
-use nexo_runtime::sandbox::redact::MIN_SECRET_BYTES;
+use nexo_runtime::sandbox::policy::HttpGrant;
 use nexo_runtime::sandbox::secrets::SecretValue;
 use nexo_runtime::{PluginError, PluginRef};
 
+mod checks;
 mod update;
+use checks::*;
 pub use update::{ConnectionUpdate, Origins, RequestsPerMinute};
 
 /// A connection operation that failed; nothing was saved.
@@ -141,149 +142,6 @@ pub struct Connections {
     sealer: Arc<Sealer>,
     kv: KvStore,
     budgets: RequestBudgets,
-}
-
-fn check_name(name: &str) -> Result<(), ConnectionError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(ConnectionError::BadName(name.to_string()))
-    }
-}
-
-/// Whether a connection's origin is inside a plugin-level grant pattern.
-fn covered(origin: &OriginPattern, granted: &[String]) -> bool {
-    let as_origin = match (&origin.host, origin.port) {
-        (nexo_runtime::sandbox::policy::HostPattern::Exact(h), Some(port)) => Some(Origin {
-            scheme: origin.scheme.clone(),
-            host: h.clone(),
-            port,
-        }),
-        _ => None,
-    };
-    granted
-        .iter()
-        .filter_map(|g| OriginPattern::parse(g).ok())
-        .any(|g| match &as_origin {
-            Some(o) => g.matches(o),
-            None => &g == origin,
-        })
-}
-
-/// Check `config` against the plugin's config schema, naming each field
-/// that does not fit.
-fn check_config(
-    plugin: &str,
-    manifest: &Manifest,
-    config: &serde_json::Value,
-) -> Result<(), ConnectionError> {
-    let Some(schema) = &manifest.config_schema else {
-        return Ok(());
-    };
-    let validator =
-        jsonschema::validator_for(schema).map_err(|e| ConnectionError::InvalidConfig {
-            plugin: plugin.to_string(),
-            errors: vec![format!("the plugin's own config schema is invalid: {e}")],
-        })?;
-    let errors: Vec<String> = validator
-        .iter_errors(config)
-        .map(|e| {
-            let path = e.instance_path().to_string();
-            let field = if path.is_empty() {
-                "the config".to_string()
-            } else {
-                format!("field `{path}`")
-            };
-            format!("{field}: {e}")
-        })
-        .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ConnectionError::InvalidConfig {
-            plugin: plugin.to_string(),
-            errors,
-        })
-    }
-}
-
-/// The names of the secrets a plugin declares (each one is required).
-fn declared_secrets(manifest: &Manifest) -> Vec<&str> {
-    manifest
-        .capabilities
-        .secrets
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect()
-}
-
-/// The error for a declared secret a connection would not have.
-fn missing_secret(plugin: &str, missing: &str) -> ConnectionError {
-    ConnectionError::Secrets(format!(
-        "{plugin} needs the secret `{missing}`: pass --secret {missing}=env:VAR (or file:PATH)"
-    ))
-}
-
-/// Secrets given by the admin: each one the plugin declares, and long
-/// enough to be redacted.
-fn check_given_secrets(
-    plugin: &str,
-    declared: &[&str],
-    given: &BTreeMap<String, SecretValue>,
-) -> Result<(), ConnectionError> {
-    if let Some(extra) = given.keys().find(|k| !declared.contains(&k.as_str())) {
-        return Err(ConnectionError::Secrets(format!(
-            "{plugin} does not use a secret named `{extra}` (it uses: {})",
-            if declared.is_empty() {
-                "none".to_string()
-            } else {
-                declared.join(", ")
-            }
-        )));
-    }
-    // Shorter values could not be told apart from ordinary text, so they
-    // could not be kept out of logs, errors and records.
-    if let Some((name, value)) = given
-        .iter()
-        .find(|(_, v)| v.expose().len() < MIN_SECRET_BYTES)
-    {
-        return Err(ConnectionError::Secrets(format!(
-            "the secret `{name}` is {} bytes long; secrets must be at least {MIN_SECRET_BYTES} bytes \
-             (the host removes their values from everything a system answers, which needs a value \
-             that cannot occur by chance): check that the variable or file holds the real credential",
-            value.expose().len()
-        )));
-    }
-    Ok(())
-}
-
-/// A connection's origins: each inside what the plugin was granted at
-/// install (`approved`), and each internal one exact.
-fn check_origins(
-    plugin: &str,
-    approved: &[String],
-    grants: &ConnectionGrants,
-) -> Result<(), ConnectionError> {
-    for o in grants.http.iter().chain(&grants.private_http) {
-        let pattern =
-            OriginPattern::parse(o).map_err(|e| ConnectionError::Origin(e.to_string()))?;
-        if !covered(&pattern, approved) {
-            return Err(ConnectionError::OriginNotGranted {
-                origin: o.clone(),
-                plugin: plugin.to_string(),
-                granted: approved.join(", "),
-            });
-        }
-    }
-    for o in &grants.private_http {
-        HttpGrant::private(o).map_err(|e| ConnectionError::Origin(e.to_string()))?;
-    }
-    Ok(())
 }
 
 impl Connections {
@@ -512,6 +370,7 @@ impl Connections {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nexo_runtime::sandbox::policy::OriginPattern;
 
     #[test]
     fn no_budget_set_is_the_default_and_zero_is_explicitly_unlimited() {

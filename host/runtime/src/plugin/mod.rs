@@ -124,6 +124,9 @@ pub enum OpenError {
 }
 
 mod authority;
+mod mapper;
+mod output;
+use output::{scrub_page, scrub_write_results};
 pub(crate) mod call;
 mod payload;
 pub mod types;
@@ -409,122 +412,5 @@ impl ConnectorPlugin {
             });
         }
         out
-    }
-}
-
-impl MapperPlugin {
-    /// Open a mapper. Mappers get no HTTP and no storage, whatever is granted.
-    pub fn open(plugin: &LoadedPlugin, sandbox: Sandbox) -> Result<Self, OpenError> {
-        if plugin.info().world != WorldKind::Mapper {
-            return Err(OpenError::WrongWorld {
-                plugin: sandbox.plugin,
-                actual: plugin.info().world,
-                expected: WorldKind::Mapper,
-            });
-        }
-        Ok(MapperPlugin {
-            core: Core {
-                plugin: plugin.clone(),
-                sandbox,
-                http: None,
-                kv: None,
-            },
-        })
-    }
-
-    /// Instantiate in a fresh store without calling anything: proves the
-    /// plugin starts under its limits (and measures what a call costs
-    /// before the plugin's own code runs).
-    pub async fn warm_up(&self) -> Outcome<()> {
-        self.core.warm_up().await
-    }
-
-    /// Who the plugin is.
-    pub fn plugin(&self) -> &PluginRef {
-        &self.core.sandbox.plugin
-    }
-
-    /// `map(config, batch)`.
-    pub async fn map(&self, config: &str, batch: &[Record]) -> Outcome<Vec<Record>> {
-        let call = Op::Map { config, batch };
-        let label = call.label();
-        let mut out = self.core.invoke(call).await.then(&self.core, |r| match r {
-            Reply::Map(r) => Some(r),
-            _ => None,
-        });
-        if let Ok(records) = &out.result
-            && let Err(e) = self.core.check_payloads(label, records)
-        {
-            out.result = Err(e);
-        }
-        out
-    }
-}
-
-impl Core {
-    /// Every record a mapper returns must pass [`check_payload`].
-    fn check_payloads(
-        &self,
-        call: crate::error::CallRef,
-        records: &[Record],
-    ) -> Result<(), PluginError> {
-        for record in records {
-            if let Err(fault) = check_payload(&record.payload) {
-                return Err(self.invalid_payload(call, record, &fault));
-            }
-        }
-        Ok(())
-    }
-
-    /// The error for a record whose payload failed [`check_payload`].
-    fn invalid_payload(
-        &self,
-        call: crate::error::CallRef,
-        record: &Record,
-        fault: &PayloadFault,
-    ) -> PluginError {
-        PluginError::InvalidOutput {
-            plugin: self.sandbox.plugin.clone(),
-            call,
-            reason: format!("record {}/{}: {fault}", record.stream, record.id),
-        }
-    }
-}
-/// Replace secret values in a page a connector read: ids, payloads,
-/// cursors and the state. One look-up of the redaction set per page; a
-/// record without a secret is not copied.
-fn scrub_page(page: &mut Page) {
-    let r = redact::current();
-    if r.is_empty() {
-        return;
-    }
-    for rec in &mut page.records {
-        r.scrub_in_place(&mut rec.id);
-        r.scrub_in_place(&mut rec.payload);
-        if let Some(c) = &mut rec.cursor {
-            r.scrub_in_place(c);
-        }
-    }
-    if let Some(s) = &mut page.state {
-        r.scrub_in_place(s);
-    }
-}
-
-/// Replace secret values in what a connector says about a write (ids;
-/// its error texts are scrubbed as they become [`crate::GuestError`]s).
-fn scrub_write_results(results: &mut [WriteResult]) {
-    use types::WriteOutcome as O;
-    let r = redact::current();
-    if r.is_empty() {
-        return;
-    }
-    for res in results {
-        r.scrub_in_place(&mut res.id);
-        match &mut res.outcome {
-            O::Created(id) | O::Updated(id) | O::Unchanged(id) | O::Deleted(id) => {
-                r.scrub_in_place(id)
-            }
-            O::Failed(_) => {}
-        }
     }
 }
