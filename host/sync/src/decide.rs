@@ -13,7 +13,6 @@ use super::SyncError;
 use super::content::{Content, idempotency_key};
 use super::page::{Item, PageContext};
 use super::plan::{self, Decision};
-use super::settle::queue_json;
 use super::store::{DeadLetterKind, Link, NewConflict, NewDeadLetter, PageCommit, RecordOutcome};
 use nexo_runtime::plugin::{Operation, Record};
 
@@ -234,4 +233,58 @@ pub(super) fn decide_all(
     }
 
     Ok(steps)
+}
+
+/// The JSON of a write kept in the dead-letter or conflict queue, to be
+/// replayed later exactly as it would have been sent. A write that cannot
+/// be serialised is an error (the page fails and is redone), never an
+/// empty record in the queue that no replay could read.
+pub(super) fn queue_json<T: Serialize>(
+    value: &T,
+    pipeline: &str,
+    record: &str,
+) -> Result<String, SyncError> {
+    serde_json::to_string(value).map_err(|source| SyncError::Serialize {
+        pipeline: pipeline.to_string(),
+        what: "the write",
+        record: record.to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Serialize;
+
+    /// A value whose serialisation fails, as a write's could.
+    struct Unserialisable;
+
+    impl Serialize for Unserialisable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("not today"))
+        }
+    }
+
+    #[test]
+    fn a_write_that_cannot_be_serialised_is_an_error_not_an_empty_record() {
+        // Before: `serde_json::to_string(&w).unwrap_or_default()` put ""
+        // in the queue, which no replay can read.
+        let err = queue_json(&Unserialisable, "p", "r1").unwrap_err();
+        assert!(matches!(err, SyncError::Serialize { .. }), "{err}");
+        assert!(err.to_string().contains("record r1"), "{err}");
+        let w = PendingWrite {
+            source_id: "r1".into(),
+            entity_id: None,
+            delete: false,
+            destination_id: None,
+            payload: serde_json::json!({"a": 1}),
+            key: "k".into(),
+            source_content: None,
+            source_version: None,
+            merged: None,
+        };
+        let json = queue_json(&w, "p", "r1").unwrap();
+        assert_eq!(serde_json::from_str::<PendingWrite>(&json).unwrap(), w);
+    }
 }

@@ -8,8 +8,22 @@ use std::time::Duration;
 
 use super::page::PageContext;
 use super::retry::{Next, Outage};
-use super::settle::Delivered;
+use nexo_runtime::GuestError;
 use nexo_runtime::plugin::{Record, WriteOutcome};
+
+/// What the delivery of one write came to.
+#[derive(Debug, Clone)]
+pub enum Delivered {
+    /// Done; the destination's outcome.
+    Done(WriteOutcome),
+    /// Failed for good (or retries ran out).
+    Failed {
+        /// The error.
+        error: GuestError,
+        /// Attempts made.
+        attempts: u32,
+    },
+}
 
 /// Deliver writes in batches, retrying transient failures with backoff.
 pub(super) async fn write_all(

@@ -7,12 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use super::SyncError;
 use super::content::{Content, hash_text};
+use super::decide::queue_json;
 use super::decide::{PendingWrite, Step, decide_all};
-use super::delivery::write_all;
+use super::delivery::{Delivered, write_all};
 use super::dry_run::PlannedChange;
 use super::page::{Classified, Deduped, Item, PageContext, classify};
 use super::plan::Decision;
@@ -21,22 +20,7 @@ use super::store::{
     DeadLetterKind, Link, LinkUpdate, LogLevel, NewConflict, NewDeadLetter, PageCommit,
     RecordOutcome,
 };
-use nexo_runtime::GuestError;
 use nexo_runtime::plugin::{Operation, Record, WriteOutcome};
-
-/// What the delivery of one write came to.
-#[derive(Debug, Clone)]
-pub enum Delivered {
-    /// Done; the destination's outcome.
-    Done(WriteOutcome),
-    /// Failed for good (or retries ran out).
-    Failed {
-        /// The error.
-        error: GuestError,
-        /// Attempts made.
-        attempts: u32,
-    },
-}
 
 /// Where a page's time went.
 #[derive(Debug, Default, Clone, Copy)]
@@ -315,23 +299,6 @@ fn settle(
     Ok(())
 }
 
-/// The JSON of a write kept in the dead-letter or conflict queue, to be
-/// replayed later exactly as it would have been sent. A write that cannot
-/// be serialised is an error (the page fails and is redone), never an
-/// empty record in the queue that no replay could read.
-pub(super) fn queue_json<T: Serialize>(
-    value: &T,
-    pipeline: &str,
-    record: &str,
-) -> Result<String, SyncError> {
-    serde_json::to_string(value).map_err(|source| SyncError::Serialize {
-        pipeline: pipeline.to_string(),
-        what: "the write",
-        record: record.to_string(),
-        source,
-    })
-}
-
 /// Whether a write's answer means the destination already held the
 /// record: it was sent to be created (no destination id), and the
 /// connector answered with an existing one (found by the idempotency key
@@ -454,40 +421,4 @@ pub(super) async fn deliver_one(
         commit.links.clear();
     }
     Ok((commit, failure))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A value whose serialisation fails, as a write's could.
-    struct Unserialisable;
-
-    impl Serialize for Unserialisable {
-        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-            Err(serde::ser::Error::custom("not today"))
-        }
-    }
-
-    #[test]
-    fn a_write_that_cannot_be_serialised_is_an_error_not_an_empty_record() {
-        // Before: `serde_json::to_string(&w).unwrap_or_default()` put ""
-        // in the queue, which no replay can read.
-        let err = queue_json(&Unserialisable, "p", "r1").unwrap_err();
-        assert!(matches!(err, SyncError::Serialize { .. }), "{err}");
-        assert!(err.to_string().contains("record r1"), "{err}");
-        let w = PendingWrite {
-            source_id: "r1".into(),
-            entity_id: None,
-            delete: false,
-            destination_id: None,
-            payload: serde_json::json!({"a": 1}),
-            key: "k".into(),
-            source_content: None,
-            source_version: None,
-            merged: None,
-        };
-        let json = queue_json(&w, "p", "r1").unwrap();
-        assert_eq!(serde_json::from_str::<PendingWrite>(&json).unwrap(), w);
-    }
 }

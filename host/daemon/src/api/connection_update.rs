@@ -2,7 +2,6 @@
 //! into [`ConnectionUpdate`] (absent fields stay, `requests_per_minute:
 //! null` is the default), and errors answered as 400s that name the field.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -10,11 +9,10 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::connections::connection;
+use super::connections::{connection, take_secrets};
 use super::{ApiError, ApiResult};
 use crate::App;
 use nexo_registry::connections::{ConnectionError, ConnectionUpdate, Origins, RequestsPerMinute};
-use nexo_runtime::sandbox::secrets::SecretValue;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,30 +74,6 @@ fn requests_per_minute(body: Option<RequestsPerMinuteBody>) -> Result<RequestsPe
             .map(RequestsPerMinute::Limit)
             .ok_or_else(|| wrong(n.to_string())),
     }
-}
-
-/// Take the write-only `secrets` (`{name: value}`) out of a request body
-/// before the rest is read: serde's errors quote the value they reject,
-/// and a secret must not come back in an error (nor reach a log).
-pub(super) fn take_secrets(body: &mut Value) -> Result<BTreeMap<String, SecretValue>, ApiError> {
-    let Some(secrets) = body.as_object_mut().and_then(|m| m.remove("secrets")) else {
-        return Ok(BTreeMap::new());
-    };
-    let Value::Object(secrets) = secrets else {
-        return Err(ApiError::bad(
-            "secrets: must be an object of secret names to their values (strings)",
-        ));
-    };
-    secrets
-        .into_iter()
-        .map(|(name, value)| match value {
-            Value::String(v) => Ok((name, SecretValue::new(v))),
-            _ => Err(ApiError::bad(format!(
-                "secrets: the value of `{}` must be a string",
-                nexo_runtime::safe_text::SafeText::line(&name)
-            ))),
-        })
-        .collect()
 }
 
 /// The body field a connection error is about, for a 400 that names it.

@@ -1,6 +1,7 @@
 //! `/api/plugins` and `/api/connections…`: what is installed, and adding,
 //! testing and removing connections.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -13,6 +14,7 @@ use super::{ApiError, ApiResult};
 use crate::{App, views};
 use nexo_db::connections::{ConnectionGrants, Environment};
 use nexo_registry::connections::{ConnectionError, NewConnection};
+use nexo_runtime::sandbox::secrets::SecretValue;
 
 pub(super) async fn plugins(State(app): State<Arc<App>>) -> ApiResult {
     Ok(Json(Value::Array(views::plugins(&app)?)))
@@ -61,7 +63,7 @@ pub(super) async fn add_connection(
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(mut body) = body.map_err(|e| ApiError::bad(format!("connection body: {e}")))?;
-    let secrets = super::connection_update::take_secrets(&mut body)?;
+    let secrets = take_secrets(&mut body)?;
     let body: NewConnectionBody =
         serde_json::from_value(body).map_err(|e| ApiError::bad(format!("connection body: {e}")))?;
     let environment: Environment = body.environment.parse().map_err(ApiError::bad)?;
@@ -119,4 +121,28 @@ pub(super) async fn remove_connection(
         )),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Take the write-only `secrets` (`{name: value}`) out of a request body
+/// before the rest is read: serde's errors quote the value they reject,
+/// and a secret must not come back in an error (nor reach a log).
+pub(super) fn take_secrets(body: &mut Value) -> Result<BTreeMap<String, SecretValue>, ApiError> {
+    let Some(secrets) = body.as_object_mut().and_then(|m| m.remove("secrets")) else {
+        return Ok(BTreeMap::new());
+    };
+    let Value::Object(secrets) = secrets else {
+        return Err(ApiError::bad(
+            "secrets: must be an object of secret names to their values (strings)",
+        ));
+    };
+    secrets
+        .into_iter()
+        .map(|(name, value)| match value {
+            Value::String(v) => Ok((name, SecretValue::new(v))),
+            _ => Err(ApiError::bad(format!(
+                "secrets: the value of `{}` must be a string",
+                nexo_runtime::safe_text::SafeText::line(&name)
+            ))),
+        })
+        .collect()
 }
