@@ -127,6 +127,22 @@ async fn check_discover_and_read_all_pages_through_the_cli() {
         "every contact exactly once, ties on updated_at included"
     );
 
+    // A page limit reached is an error that says how to go on, and the
+    // document written so far is still whole (before: exit 0, no word).
+    let cut = env.call(
+        "read",
+        &["--stream", "contacts", "--all-pages", "--max-pages", "2"],
+    );
+    assert!(!cut.status.success());
+    let err = String::from_utf8_lossy(&cut.stderr);
+    assert!(
+        err.contains("--max-pages 2") && err.contains("--state"),
+        "{err}"
+    );
+    let partial: serde_json::Value = serde_json::from_slice(&cut.stdout).unwrap();
+    assert_eq!(partial["records"], 20);
+    assert_eq!(partial["pages"].as_array().unwrap().len(), 2);
+
     // Incremental: from the final state nothing is new; a change shows up.
     let state = read["state"].as_str().unwrap().to_string();
     let again = ok_json(env.call("read", &["--stream", "contacts", "--state", &state]));

@@ -41,6 +41,9 @@ pub(super) enum Command {
     /// Manage connections: an installed plugin + config + secrets + grants.
     #[command(subcommand)]
     Connection(connection::ConnectionCommand),
+    /// Take a copy of a stream's records.
+    #[command(subcommand)]
+    Stream(StreamCommand),
     /// Define, run, pause and inspect pipelines.
     #[command(subcommand)]
     Pipeline(sync::PipelineCommand),
@@ -285,4 +288,14 @@ pub(crate) struct CallArgs {
     /// component (or a rebuild) with the same id starts empty.
     #[arg(long)]
     pub(crate) id: Option<String>,
+}
+
+/// `nexo stream …`.
+#[derive(Debug, Subcommand)]
+pub(super) enum StreamCommand {
+    /// Write every record of a connection's stream, as it is read, to a
+    /// file or stdout (JSON lines or CSV), in constant memory; resumable
+    /// with --state-file; a page limit reached is an error, never a silent
+    /// end.
+    Export(super::export::ExportArgs),
 }

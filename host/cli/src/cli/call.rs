@@ -2,14 +2,14 @@
 //! grants, secrets and limits from the command line; JSON on stdout.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::plugin::{Operation, Record, Spec, StreamInfo, WriteOutcome};
-use crate::safe_text::safe_json;
+use crate::safe_text::{SafeText, safe_json};
 
 use crate::sandbox::policy::HttpGrant;
 use crate::sandbox::secrets::SecretValue;
@@ -236,26 +236,7 @@ pub(crate) async fn call(runtime: &Runtime, data_dir: &Path, args: CallArgs) -> 
         }
         Op::Read => {
             let stream = stream()?;
-            let mut state = args.state.clone();
-            let mut pages = Vec::new();
-            let mut total = 0usize;
-            loop {
-                let page = connector
-                    .read(&config, &stream, state.as_deref())
-                    .await
-                    .into_result()?;
-                total += page.records.len();
-                pages.push(json!({
-                    "records": page.records.iter().map(record_json).collect::<Vec<_>>(),
-                    "state": page.state,
-                    "has_more": page.has_more,
-                }));
-                state = page.state.clone();
-                if !(args.all_pages && page.has_more) || pages.len() as u32 >= args.max_pages {
-                    break;
-                }
-            }
-            json!({"stream": stream, "pages": pages, "records": total, "state": state})
+            return read_pages(&connector, &config, &stream, &args).await;
         }
         Op::Write => {
             let stream = stream()?;
@@ -291,4 +272,72 @@ pub(crate) async fn call(runtime: &Runtime, data_dir: &Path, args: CallArgs) -> 
     };
     println!("{}", safe_json(serde_json::to_string_pretty(&output)?));
     Ok(())
+}
+
+/// `read`: one page, or with `--all-pages` every page up to `--max-pages`,
+/// written as each arrives — the document `{"stream", "pages": [{records,
+/// state, has_more}…], "records", "state"}` is streamed, so memory is one
+/// page's whatever the stream's size. Reaching `--max-pages` with more to
+/// read still ends the document, then fails saying how to go on.
+async fn read_pages(
+    connector: &ConnectorPlugin,
+    config: &str,
+    stream: &str,
+    args: &CallArgs,
+) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    write!(
+        out,
+        "{{\n  \"stream\": {},\n  \"pages\": [",
+        serde_json::to_string(stream)?
+    )?;
+    let mut state = args.state.clone();
+    let mut pages = 0u32;
+    let mut total = 0usize;
+    let mut more = false;
+    loop {
+        let page = connector
+            .read(config, stream, state.as_deref())
+            .await
+            .into_result()?;
+        total += page.records.len();
+        let json = json!({
+            "records": page.records.iter().map(record_json).collect::<Vec<_>>(),
+            "state": page.state,
+            "has_more": page.has_more,
+        });
+        if pages > 0 {
+            out.write_all(b",")?;
+        }
+        write!(out, "\n    {}", safe_json(serde_json::to_string(&json)?))?;
+        out.flush()?;
+        pages += 1;
+        state = page.state;
+        if !(args.all_pages && page.has_more) {
+            break;
+        }
+        if pages >= args.max_pages {
+            more = true;
+            break;
+        }
+    }
+    writeln!(
+        out,
+        "\n  ],\n  \"records\": {total},\n  \"state\": {}\n}}",
+        safe_json(serde_json::to_string(&state)?)
+    )?;
+    out.flush()?;
+    if more {
+        bail!(
+            "stopped at --max-pages {} with more of {stream} to read ({total} records so far); go on with --state {} or raise --max-pages",
+            args.max_pages,
+            shell_quote(state.as_deref().unwrap_or(""))
+        );
+    }
+    Ok(())
+}
+
+/// `text` as one shell word.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", SafeText::line(&text.replace('\'', "'\\''")))
 }

@@ -14,6 +14,7 @@ mod args;
 mod bundle;
 mod call;
 mod connection;
+mod export;
 mod inspect;
 mod install;
 mod map;
@@ -27,7 +28,7 @@ pub mod sync;
 pub use args::LogFormat;
 pub(crate) use args::{CallArgs, GrantArgs, Op};
 /// Run the CLI; errors are printed with their causes and give exit code 1.
-use args::{Cli, Command, PluginCommand, TrustCommand};
+use args::{Cli, Command, PluginCommand, StreamCommand, TrustCommand};
 use output::quiet_on_broken_pipe;
 pub use output::{init_tracing, safe_error};
 
@@ -123,6 +124,12 @@ async fn run(cli: Cli) -> Result<()> {
             install::remove(&registry(&dir, &runtime)?, &id, force)
         }
         Command::Connection(cmd) => connection::run(&dir, &registry(&dir, &runtime)?, cmd).await,
+        Command::Stream(StreamCommand::Export(args)) => {
+            let sealer = crate::store::sealed::Sealer::from_env_or_file(&dir.join("secret.key"))?;
+            let connections =
+                crate::connections::Connections::new(registry(&dir, &runtime)?, sealer);
+            export::export(&connections, args).await
+        }
         Command::Pipeline(sync::PipelineCommand::Webhook { name }) => serve::webhook(&dir, &name),
         Command::Pipeline(cmd) => {
             sync::pipeline(&sync::engine(&dir, &registry(&dir, &runtime)?)?, cmd).await
