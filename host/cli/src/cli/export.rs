@@ -56,20 +56,36 @@ pub(crate) struct ExportArgs {
 pub(crate) struct Sink<W: Write> {
     out: W,
     format: Format,
+    /// CSV: whether the header is in the output (a resumed file has it).
+    header_written: bool,
+    /// CSV: the columns, decided by the first record read.
     columns: Option<Vec<String>>,
     line: String,
+    /// Bytes written through this sink.
+    written: u64,
+    /// Length of the output file when the sink started (`None`: not a file).
+    base: Option<u64>,
 }
 
 impl<W: Write> Sink<W> {
-    pub(crate) fn new(out: W, format: Format, header_written: bool) -> Self {
+    /// A sink over `out`, a file already `base` bytes long (`None`: stdout).
+    pub(crate) fn new(out: W, format: Format, base: Option<u64>) -> Self {
+        // A resumed file has its CSV header.
+        let header_written = base.is_some_and(|b| b > 0);
         Sink {
             out,
             format,
-            // A resumed CSV export has its header already; the first page
-            // read still decides the columns, in the same order.
-            columns: header_written.then(Vec::new),
+            header_written,
+            columns: None,
             line: String::new(),
+            written: 0,
+            base,
         }
+    }
+
+    /// The output file's length now (`None`: not a file).
+    fn position(&self) -> Option<u64> {
+        self.base.map(|b| b + self.written)
     }
 
     /// Write one page's records and flush them.
@@ -81,6 +97,7 @@ impl<W: Write> Sink<W> {
                 Format::Csv => self.csv_line(r)?,
             }
             self.out.write_all(self.line.as_bytes())?;
+            self.written += self.line.len() as u64;
         }
         self.out.flush()?;
         Ok(())
@@ -90,27 +107,26 @@ impl<W: Write> Sink<W> {
         let payload: Value = serde_json::from_str(&r.payload)
             .with_context(|| format!("record {} of {} is not JSON", r.id, r.stream))?;
         let fields = payload.as_object();
-        match &mut self.columns {
-            Some(cols) if !cols.is_empty() => {}
-            slot => {
-                let header_done = slot.is_some();
-                let cols: Vec<String> = fields
-                    .map(|m| m.keys().filter(|k| *k != "id").cloned().collect())
-                    .unwrap_or_default();
-                if !header_done {
-                    let mut head = String::new();
-                    csv_cell(&mut head, "id");
-                    for c in &cols {
-                        head.push(',');
-                        csv_cell(&mut head, c);
-                    }
-                    head.push('\n');
-                    self.out.write_all(safe_json(head).as_bytes())?;
-                }
-                *slot = Some(cols);
+        // A resumed export's first record decides the same columns, in the
+        // same order, as the first record of the run that wrote the header.
+        let cols = self.columns.get_or_insert_with(|| {
+            fields
+                .map(|m| m.keys().filter(|k| *k != "id").cloned().collect())
+                .unwrap_or_default()
+        });
+        if !self.header_written {
+            let mut head = String::new();
+            csv_cell(&mut head, "id");
+            for c in cols.iter() {
+                head.push(',');
+                csv_cell(&mut head, c);
             }
+            head.push('\n');
+            let head = safe_json(head);
+            self.out.write_all(head.as_bytes())?;
+            self.written += head.len() as u64;
+            self.header_written = true;
         }
-        let cols = self.columns.as_deref().unwrap_or_default();
         let mut row = String::new();
         csv_cell(&mut row, &r.id);
         for c in cols {
@@ -226,7 +242,11 @@ pub(crate) async fn run<W: Write>(
         done.records += page.records.len() as u64;
         done.pages += 1;
         if let Some(file) = state_file {
-            save_state(file, page.state.as_deref())?;
+            let saved = Saved {
+                state: page.state.clone(),
+                bytes: sink.position(),
+            };
+            saved.save(file)?;
         }
         if let Some(bar) = &progress {
             bar.set_message(format!("{} records, {} pages", done.records, done.pages));
@@ -257,36 +277,44 @@ fn resume_hint(state_file: Option<&Path>) -> String {
     }
 }
 
-/// The state file holds the JSON of `{"state": …}`, written whole to a
-/// temporary file and renamed, so a crash never leaves half a state.
-fn save_state(file: &Path, state: Option<&str>) -> Result<()> {
-    let text = serde_json::json!({ "state": state }).to_string();
-    let tmp = file.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, file).with_context(|| format!("writing {}", file.display()))?;
-    Ok(())
+/// Where an export stopped: the next read state and, when it writes to a
+/// file, how long the file was once that state's page was flushed. A
+/// resume cuts the file back to that length, so a kill between writing a
+/// page and saving its state neither doubles the page nor leaves half a
+/// record.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Saved {
+    state: Option<String>,
+    #[serde(default)]
+    bytes: Option<u64>,
 }
 
-/// The state saved in `file` by an earlier export (`None`: start fresh).
-fn load_state(file: &Path) -> Result<Option<Option<String>>> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
-    };
-    let v: Value = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{} is not a state file written by nexo stream export; delete it to start over",
-            file.display()
-        )
-    })?;
-    match v.get("state") {
-        Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
-        Some(Value::Null) => Ok(Some(None)),
-        _ => bail!(
-            "{} is not a state file written by nexo stream export; delete it to start over",
-            file.display()
-        ),
+impl Saved {
+    /// Written whole to a temporary file beside `file` and renamed, so a
+    /// crash never leaves half a state.
+    fn save(&self, file: &Path) -> Result<()> {
+        let mut tmp = file.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        std::fs::write(&tmp, serde_json::to_vec(self)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, file).with_context(|| format!("writing {}", file.display()))?;
+        Ok(())
+    }
+
+    /// The state saved in `file` by an earlier export (`None`: start fresh).
+    fn load(file: &Path) -> Result<Option<Saved>> {
+        let text = match std::fs::read(file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+        };
+        serde_json::from_slice(&text).map(Some).with_context(|| {
+            format!(
+                "{} is not a state file written by nexo stream export; delete it to start over",
+                file.display()
+            )
+        })
     }
 }
 
@@ -308,27 +336,47 @@ pub(crate) async fn export(
         );
     }
     let resumed = match &args.state_file {
-        Some(f) => load_state(f)?,
+        Some(f) => Saved::load(f)?,
         None => None,
     };
     if let (Some(_), None) = (&resumed, &args.out) {
         // Resuming appends: to stdout, the first part is gone.
         eprintln!("resuming from the saved state; only the remaining records are written");
     }
-    let start = resumed.clone().flatten();
-    let out: Box<dyn Write> = match &args.out {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::OpenOptions::new()
+    let start = resumed.as_ref().and_then(|r| r.state.clone());
+    let (out, bytes_before): (Box<dyn Write>, Option<u64>) = match &args.out {
+        Some(path) => {
+            let mut file = std::fs::OpenOptions::new()
                 .create(true)
-                .append(resumed.is_some())
                 .write(true)
-                .truncate(resumed.is_none())
+                .truncate(false)
                 .open(path)
-                .with_context(|| format!("opening {}", path.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                .with_context(|| format!("opening {}", path.display()))?;
+            // Fresh: empty. Resumed: cut back to what the saved state covers
+            // (a state saved by a stdout export covers nothing of a file).
+            let keep = resumed.as_ref().and_then(|r| r.bytes).unwrap_or(0);
+            let len = file.metadata()?.len();
+            if len < keep {
+                bail!(
+                    "{} holds {len} bytes but the saved state says the export had written {keep}: it was changed since; delete {} to start over",
+                    path.display(),
+                    args.state_file
+                        .as_deref()
+                        .map(|f| f.display().to_string())
+                        .unwrap_or_default()
+                );
+            }
+            file.set_len(keep)
+                .with_context(|| format!("cutting {} back to {keep} bytes", path.display()))?;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))?;
+            (Box::new(std::io::BufWriter::new(file)), Some(keep))
+        }
+        None => (
+            Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            None,
+        ),
     };
-    let mut sink = Sink::new(out, args.format, resumed.is_some() && args.out.is_some());
+    let mut sink = Sink::new(out, args.format, bytes_before);
     let done = run(
         &connector,
         &row.config,
