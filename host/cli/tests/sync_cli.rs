@@ -36,10 +36,26 @@ impl Lcg {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_at_twenty_five_points_the_sync_still_ends_exactly_once() {
-    let kit = Kit::new(tinycrm::seed(300), Default::default(), 10).await;
-    kit.apply(&pipeline("a-to-b", "batch_size = 5", "")).await;
+/// How a sync is killed over and over.
+struct Kills {
+    /// Records in the source at the start.
+    records: usize,
+    /// Records per source page.
+    page_size: u32,
+    /// Extra lines of the pipeline (batch size, `[commit]`).
+    extra: &'static str,
+    tables: &'static str,
+    /// Kills land within this many milliseconds of a run's start.
+    within_ms: u64,
+}
+
+/// Kill `pipeline run` with SIGKILL at 25 random points (and let it
+/// finish between them), while new records and edits keep arriving; then
+/// one last run: the destination holds exactly the source's records,
+/// each created once.
+async fn killed_at_twenty_five_points(k: Kills) {
+    let kit = Kit::new(tinycrm::seed(k.records), Default::default(), k.page_size).await;
+    kit.apply(&pipeline("a-to-b", k.extra, k.tables)).await;
     // Slow writes so that kills land mid-page, mid-batch and between the
     // remote write and the commit.
     kit.b.crm.lock().unwrap().write_latency = Duration::from_millis(4);
@@ -71,8 +87,12 @@ async fn killed_at_twenty_five_points_the_sync_still_ends_exactly_once() {
         let runs_before = kit.db.runs(&Default::default()).unwrap().len();
         let early = kills % 4 == 3;
         // Short waits: a run that only has the last round's changes to
-        // write takes well under 100 ms, and a kill after it ends is wasted.
-        let wait = Duration::from_millis(if early { rng.next(150) } else { rng.next(80) });
+        // write is quick, and a kill after it ends is wasted.
+        let wait = Duration::from_millis(if early {
+            rng.next(150)
+        } else {
+            rng.next(k.within_ms)
+        });
         let mut started: Option<Instant> = early.then(Instant::now);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -104,7 +124,7 @@ async fn killed_at_twenty_five_points_the_sync_still_ends_exactly_once() {
                 "email": format!("late{round}-{i}@example.com"),
             }));
         }
-        let id = kit.a.contacts()[round % 300]["id"]
+        let id = kit.a.contacts()[round % k.records]["id"]
             .as_str()
             .unwrap()
             .to_string();
@@ -148,6 +168,34 @@ async fn killed_at_twenty_five_points_the_sync_still_ends_exactly_once() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["counts"]["created"], 0, "{v}");
     assert_eq!(v["counts"]["updated"], 0, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_twenty_five_points_the_sync_still_ends_exactly_once() {
+    // Small pages, each committed alone.
+    killed_at_twenty_five_points(Kills {
+        records: 300,
+        page_size: 10,
+        extra: "batch_size = 5",
+        tables: "[commit]\nrecords = 1",
+        within_ms: 80,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_commits_at_100_per_page_survive_25_kills_exactly_once() {
+    // HubSpot's and Xero's page size, ten pages to a commit: a kill
+    // inside a group loses its commit, and the next run re-reads and
+    // re-sends the group's records, which the idempotency keys absorb.
+    killed_at_twenty_five_points(Kills {
+        records: 3000,
+        page_size: 100,
+        extra: "batch_size = 50",
+        tables: "[commit]\nrecords = 1000\nwait_ms = 5000",
+        within_ms: 400,
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

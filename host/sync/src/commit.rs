@@ -1,47 +1,78 @@
-//! Committing a run's pages beside its work: a processed page is held until
-//! the next page has done its identity-map lookups, then committed on a
-//! blocking thread while that next page is mapped and written. Each page is
-//! still one transaction, committed in page order; a page whose lookups
-//! would read what the held page changes waits for that commit first.
-//! Dry runs take the same path: their store records instead of writing.
+//! Committing a run's pages beside its work: processed pages are held in
+//! a group until the group is due (`[commit]`: enough records, or its
+//! first page has waited long enough) and the next page has done its
+//! identity-map lookups; then the group is committed — every page's
+//! effects in turn, in one transaction — on a blocking thread while that
+//! next page is mapped and written. Groups commit in page order; a page
+//! whose lookups would read what the held group changes waits for that
+//! commit first. The cursor committed is always the last page's of the
+//! transaction, so a crash re-reads at most the group not yet committed
+//! and the page beside it. Dry runs take the same path: their store
+//! records instead of writing.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::SyncError;
-use super::pipeline::Endpoint;
+use super::pipeline::{CommitGrouping, Endpoint};
 use super::store::{Counts, LogLevel, PageCommit, RunId, RunStore};
 use nexo_db::StoreError;
 use nexo_runtime::metrics::Metrics;
 
-/// A processed page whose commit has not started, with what it changes
+/// Processed pages whose commit has not started, with what they change
 /// that a later page's lookups could read.
 #[derive(Debug)]
 pub(super) struct Held {
-    pub commit: PageCommit,
-    /// Record ids of the source stream it links.
+    pub pages: Vec<PageCommit>,
+    /// Record ids of the source stream they link.
     records: HashSet<String>,
-    /// Entities it links records to (new entities have no id yet, and are
-    /// reachable only through its records).
+    /// Entities they link records to (new entities have no id yet, and
+    /// are reachable only through their records).
     entities: HashSet<i64>,
+    /// Records the pages settled (their results).
+    settled: u64,
+    /// When the first page was held.
+    since: Instant,
 }
 
 impl Held {
     /// Hold `commit`, a page of the source `connection`/`stream`.
     pub fn new(commit: PageCommit, connection: &str, stream: &str) -> Self {
-        let records = commit
-            .links
-            .iter()
-            .filter(|l| l.connection == connection && l.stream == stream)
-            .map(|l| l.record_id.clone())
-            .collect();
-        let entities = commit.links.iter().filter_map(|l| l.entity_id).collect();
-        Held {
-            commit,
-            records,
-            entities,
-        }
+        let mut held = Held {
+            pages: Vec::new(),
+            records: HashSet::new(),
+            entities: HashSet::new(),
+            settled: 0,
+            since: Instant::now(),
+        };
+        held.add(commit, connection, stream);
+        held
+    }
+
+    /// Add a later page of the same source to the group.
+    pub fn add(&mut self, commit: PageCommit, connection: &str, stream: &str) {
+        self.records.extend(
+            commit
+                .links
+                .iter()
+                .filter(|l| l.connection == connection && l.stream == stream)
+                .map(|l| l.record_id.clone()),
+        );
+        self.entities
+            .extend(commit.links.iter().filter_map(|l| l.entity_id));
+        self.settled += commit.results.len() as u64;
+        self.pages.push(commit);
+    }
+
+    /// Whether the group is due for its commit under `grouping`.
+    pub fn due(&self, grouping: &CommitGrouping) -> bool {
+        grouping.due(self.settled, self.since.elapsed())
+    }
+
+    /// How long until the group falls due by its age.
+    pub fn time_left(&self, grouping: &CommitGrouping) -> Duration {
+        grouping.wait().saturating_sub(self.since.elapsed())
     }
 
     /// Whether it links any of these source records.
@@ -56,36 +87,36 @@ impl Held {
 }
 
 /// What a finished background commit hands back.
-type Landed = (Result<(), StoreError>, PageCommit, Duration);
+type Landed = (Result<(), StoreError>, Vec<PageCommit>, Duration);
 
-/// A page being committed on a blocking thread.
+/// A group of pages being committed on a blocking thread.
 #[derive(Debug)]
 pub(super) struct InFlight {
     task: tokio::task::JoinHandle<Landed>,
 }
 
 impl InFlight {
-    /// Start committing `commit` (the store serialises it with every other
-    /// use of the database).
+    /// Start committing `pages` in one transaction (the store serialises
+    /// it with every other use of the database).
     pub fn start(
         store: Arc<dyn RunStore>,
         pipeline: String,
         run: RunId,
-        commit: PageCommit,
+        pages: Vec<PageCommit>,
     ) -> Self {
         let task = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let result = store.commit_page(&pipeline, run, &commit);
-            (result, commit, started.elapsed())
+            let result = store.commit_pages(&pipeline, run, &pages);
+            (result, pages, started.elapsed())
         });
         InFlight { task }
     }
 
-    /// Wait for the commit: the page and how long committing it took, or
-    /// why it failed.
-    pub async fn land(self, pipeline: &str) -> Result<(PageCommit, Duration), SyncError> {
+    /// Wait for the commit: the pages and how long committing them took,
+    /// or why it failed.
+    pub async fn land(self, pipeline: &str) -> Result<(Vec<PageCommit>, Duration), SyncError> {
         match self.task.await {
-            Ok((Ok(()), commit, took)) => Ok((commit, took)),
+            Ok((Ok(()), pages, took)) => Ok((pages, took)),
             Ok((Err(e), _, _)) => Err(e.into()),
             Err(e) => Err(SyncError::Malformed {
                 pipeline: pipeline.to_string(),
@@ -112,10 +143,13 @@ pub(super) struct Committer {
     pending_log: Vec<(LogLevel, String)>,
     counts: Counts,
     pages: u64,
-    /// A processed page waiting for the next page's lookups.
+    /// Processed pages waiting for their group to fall due and for the
+    /// next page's lookups.
     held: Option<Held>,
-    /// The page committing beside the current one's mapping and writing.
+    /// The group committing beside the current page's mapping and writing.
     in_flight: Option<InFlight>,
+    /// When a group of pages is due for its commit.
+    grouping: CommitGrouping,
     /// Time spent committing.
     took: Duration,
     progress: Option<Progress>,
@@ -134,13 +168,15 @@ impl std::fmt::Debug for Committer {
 }
 
 impl Committer {
-    /// Commits of `run` of `pipeline` (reading `source`) to `store`; the
-    /// run log starts with `log`.
+    /// Commits of `run` of `pipeline` (reading `source`) to `store`, in
+    /// groups of pages as `grouping` says; the run log starts with `log`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn RunStore>,
         pipeline: &str,
         run: RunId,
         source: &Endpoint,
+        grouping: CommitGrouping,
         log: Vec<(LogLevel, String)>,
         progress: Option<Progress>,
         metrics: Option<&'static Metrics>,
@@ -155,6 +191,7 @@ impl Committer {
             pages: 0,
             held: None,
             in_flight: None,
+            grouping,
             took: Duration::ZERO,
             progress,
             metrics,
@@ -176,17 +213,30 @@ impl Committer {
         self.took
     }
 
-    /// Whether a processed page waits for the next one's lookups.
+    /// Whether processed pages wait for their commit.
     pub fn holds(&self) -> bool {
         self.held.is_some()
     }
 
-    /// Whether the held page links any of these source records.
+    /// Whether the held group is due for its commit.
+    pub fn held_due(&self) -> bool {
+        self.held.as_ref().is_some_and(|h| h.due(&self.grouping))
+    }
+
+    /// How long until the held group falls due by its age (none held:
+    /// zero).
+    pub fn held_time_left(&self) -> Duration {
+        self.held
+            .as_ref()
+            .map_or(Duration::ZERO, |h| h.time_left(&self.grouping))
+    }
+
+    /// Whether the held group links any of these source records.
     pub fn held_links_any_record(&self, ids: &[&str]) -> bool {
         self.held.as_ref().is_some_and(|h| h.links_any_record(ids))
     }
 
-    /// Whether the held page links records to any of these entities.
+    /// Whether the held group links records to any of these entities.
     pub fn held_links_any_entity<'a>(&self, entities: impl IntoIterator<Item = &'a i64>) -> bool {
         self.held
             .as_ref()
@@ -199,7 +249,7 @@ impl Committer {
         let commit = self.counted(commit);
         self.store.commit_page(&self.pipeline, self.run, &commit)?;
         self.took += started.elapsed();
-        self.committed(&commit);
+        self.committed(std::slice::from_ref(&commit));
         Ok(())
     }
 
@@ -224,10 +274,10 @@ impl Committer {
         commit
     }
 
-    /// After a page's commit: its metrics and the progress report.
-    fn committed(&self, commit: &PageCommit) {
+    /// After pages' commit: their metrics and the progress report.
+    fn committed(&self, pages: &[PageCommit]) {
         if let Some(metrics) = self.metrics {
-            for letter in &commit.dead_letters {
+            for letter in pages.iter().flat_map(|p| &p.dead_letters) {
                 metrics.error(&self.pipeline, &letter.class);
             }
         }
@@ -236,50 +286,65 @@ impl Committer {
         }
     }
 
-    /// Hold a processed page for the next one's lookups.
+    /// Hold a processed page: it joins the held group, or starts one.
     pub fn hold(&mut self, commit: PageCommit) {
-        self.held = Some(Held::new(
-            commit,
-            &self.source.connection,
-            &self.source.stream,
-        ));
-    }
-
-    /// Commit the held page now (the next page's lookups need it).
-    pub fn commit_held(&mut self) -> Result<(), SyncError> {
-        match self.held.take() {
-            Some(held) => self.commit(held.commit),
-            None => Ok(()),
+        let (connection, stream) = (&self.source.connection, &self.source.stream);
+        match &mut self.held {
+            Some(held) => held.add(commit, connection, stream),
+            None => self.held = Some(Held::new(commit, connection, stream)),
         }
     }
 
-    /// Start committing the held page on a blocking thread.
-    pub fn launch_held(&mut self) {
+    /// Commit the held group now, due or not (the next page's lookups
+    /// need it, or the run is waiting anyway).
+    pub fn commit_held(&mut self) -> Result<(), SyncError> {
+        let Some(held) = self.held.take() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let pages = self.counted_all(held.pages);
+        self.store.commit_pages(&self.pipeline, self.run, &pages)?;
+        self.took += started.elapsed();
+        self.committed(&pages);
+        Ok(())
+    }
+
+    /// Start committing the held group on a blocking thread when it is
+    /// due; otherwise it goes on gathering pages.
+    pub fn launch_due(&mut self) {
+        if !self.held_due() {
+            return;
+        }
         let Some(held) = self.held.take() else {
             return;
         };
-        let commit = self.counted(held.commit);
+        let pages = self.counted_all(held.pages);
         self.in_flight = Some(InFlight::start(
             self.store.clone(),
             self.pipeline.clone(),
             self.run,
-            commit,
+            pages,
         ));
     }
 
-    /// Wait for the page committing in the background, if any.
+    /// Pages about to be committed together, each counted.
+    fn counted_all(&mut self, pages: Vec<PageCommit>) -> Vec<PageCommit> {
+        pages.into_iter().map(|p| self.counted(p)).collect()
+    }
+
+    /// Wait for the group committing in the background, if any.
     pub async fn land(&mut self) -> Result<(), SyncError> {
         let Some(in_flight) = self.in_flight.take() else {
             return Ok(());
         };
-        let (commit, took) = in_flight.land(&self.pipeline).await?;
+        let (pages, took) = in_flight.land(&self.pipeline).await?;
         self.took += took;
-        self.committed(&commit);
+        self.committed(&pages);
         Ok(())
     }
 
-    /// Commit everything processed: the page in flight, then the held one
-    /// (not if the one before it failed: its cursor would skip that page).
+    /// Commit everything processed: the group in flight, then the held one
+    /// (not if the one before it failed: its cursor would skip those pages).
     pub async fn flush(&mut self) -> Result<(), SyncError> {
         self.land().await?;
         self.commit_held()

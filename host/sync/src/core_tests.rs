@@ -18,6 +18,8 @@ use super::store::{
 };
 use super::testkit::*;
 use nexo_runtime::GuestError;
+use nexo_runtime::PluginError;
+use nexo_runtime::plugin::CheckedPage;
 
 fn hash(json: &str) -> String {
     Content::of(json, &SystemFields::default()).unwrap().hash()
@@ -321,6 +323,7 @@ async fn a_held_page_waits_for_the_next_pages_lookups() {
             connection: "crm".into(),
             stream: "contacts".into(),
         },
+        crate::pipeline::CommitGrouping::PER_PAGE,
         Vec::new(),
         None,
         None,
@@ -351,7 +354,7 @@ async fn a_held_page_waits_for_the_next_pages_lookups() {
     assert!(committer.held_links_any_record(&["x", "a"]));
     assert!(!committer.held_links_any_record(&["x"]));
     assert!(committer.held_links_any_entity(&[7]));
-    committer.launch_held();
+    committer.launch_due();
     committer.land().await.unwrap();
     assert_eq!(store.commits(), 1);
     assert_eq!(committer.pages(), 1);
@@ -375,6 +378,84 @@ async fn a_record_of_the_held_page_seen_again_is_not_created_twice() {
     assert_eq!(dest.records().len(), 1);
     assert_eq!(dest.records()["d1"], r#"{"n":2}"#);
     assert_eq!(store.state().as_deref(), Some("s2"));
+}
+
+/// `n` pages of 100 new records each, the last with no more to follow.
+fn hundreds(n: usize) -> Vec<Result<CheckedPage, PluginError>> {
+    (0..n)
+        .map(|p| {
+            let records = (0..100)
+                .map(|i| record(&format!("r{p}-{i}"), r#"{"n":1}"#))
+                .collect();
+            Ok(page(records, &format!("s{}", p + 1), p + 1 < n))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn pages_are_committed_in_groups_each_with_the_last_pages_cursor() {
+    for (commit, transactions) in [("records = 1", 10), ("records = 300", 4)] {
+        let store = Arc::new(MemoryStore::default());
+        let source = FakeSource::new(hundreds(10));
+        let dest = Arc::new(FakeDestination::default());
+        let p = prepared(
+            &format!("[commit]\n{commit}\nwait_ms = 60000"),
+            Arc::new(source),
+            dest.clone(),
+        );
+        let (counts, _) = run_over(&p, store.clone(), None, false).await.unwrap();
+        assert_eq!(counts.created, 1000, "{commit}");
+        assert_eq!(dest.records().len(), 1000, "{commit}");
+        // Three pages a group (the fourth page's lookups go first), the
+        // last page alone at the end.
+        assert_eq!(store.commits(), transactions, "{commit}");
+        assert_eq!(store.state().as_deref(), Some("s10"), "{commit}");
+        let runs = store.runs(&Default::default()).unwrap();
+        assert_eq!(runs[0].pages, 10, "every page counted: {commit}");
+        assert_eq!(outcomes(&store).len(), 1000, "{commit}");
+    }
+}
+
+#[tokio::test]
+async fn a_record_of_an_earlier_page_of_the_held_group_is_not_created_twice() {
+    let store = Arc::new(MemoryStore::default());
+    let source = FakeSource::new(vec![
+        Ok(page(vec![record("b", r#"{"n":1}"#)], "s1", true)),
+        Ok(page(vec![record("a", r#"{"n":1}"#)], "s2", true)),
+        Ok(page(vec![record("c", r#"{"n":1}"#)], "s3", true)),
+        Ok(page(vec![record("a", r#"{"n":2}"#)], "s4", false)),
+    ]);
+    let dest = Arc::new(FakeDestination::default());
+    let p = prepared(
+        "[commit]\nrecords = 1000\nwait_ms = 60000",
+        Arc::new(source),
+        dest.clone(),
+    );
+    let (counts, _) = run_over(&p, store.clone(), None, false).await.unwrap();
+    assert_eq!((counts.created, counts.updated), (3, 1));
+    assert_eq!(dest.records().len(), 3);
+    assert!(dest.records().values().any(|v| v == r#"{"n":2}"#));
+    assert_eq!(store.state().as_deref(), Some("s4"));
+}
+
+#[tokio::test]
+async fn a_group_waiting_on_a_slow_source_is_committed_when_its_time_is_up() {
+    // Each read takes 300 ms: a group may wait 30 ms, so each page is
+    // committed while the next is still being read; allowed a minute,
+    // the three pages go in one transaction.
+    for (wait_ms, transactions) in [(30, 3), (60_000, 1)] {
+        let store = Arc::new(MemoryStore::default());
+        let source = FakeSource::slow(hundreds(3), std::time::Duration::from_millis(300));
+        let p = prepared(
+            &format!("[commit]\nrecords = 1000\nwait_ms = {wait_ms}"),
+            Arc::new(source),
+            Arc::new(FakeDestination::default()),
+        );
+        let (counts, _) = run_over(&p, store.clone(), None, false).await.unwrap();
+        assert_eq!(counts.created, 300);
+        assert_eq!(store.commits(), transactions, "wait_ms = {wait_ms}");
+        assert_eq!(store.state().as_deref(), Some("s3"));
+    }
 }
 
 #[tokio::test]

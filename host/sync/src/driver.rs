@@ -66,6 +66,9 @@ pub(super) struct Driver<'a> {
     seen: HashSet<String>,
 }
 
+/// A source page being read in its own task.
+type Pending = tokio::task::JoinHandle<Result<CheckedPage, SyncError>>;
+
 /// How often a run asks the store whether someone wants it stopped.
 const STOP_POLL: Duration = Duration::from_millis(500);
 
@@ -101,6 +104,7 @@ impl<'a> Driver<'a> {
             name,
             run,
             &p.pipeline.source,
+            p.pipeline.commit,
             p.opening_log.clone(),
             setup.progress,
             setup.metrics,
@@ -266,7 +270,7 @@ impl<'a> Driver<'a> {
             self.committer.commit_held()?;
         }
         classified.look_up_destinations(ctx)?;
-        self.committer.launch_held();
+        self.committer.launch_due();
         let mut spent = Spent::default();
         let commit = settle::finish(ctx, classified, self.plan.as_mut(), &mut spent).await?;
         self.spent(spent);
@@ -281,14 +285,8 @@ impl<'a> Driver<'a> {
         let (mut pages, mut records) = (0u64, 0u64);
         let mut next = Some(self.prefetch(state.clone()));
         while let Some(pending) = next.take() {
-            // A page is held back only while the next one is already here
-            // (its lookups go first, then the commit runs beside its
-            // mapping and writing), never to wait for the source.
-            if self.committer.holds() && !pending.is_finished() {
-                self.committer.commit_held()?;
-            }
             let t = Instant::now();
-            let CheckedPage { page, rejected } = match pending.await {
+            let CheckedPage { page, rejected } = match self.wait_for(pending).await? {
                 Ok(page) => page?,
                 Err(e) => {
                     return Err(SyncError::Malformed {
@@ -344,6 +342,28 @@ impl<'a> Driver<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Wait for the page being read. Held pages wait for it (its lookups
+    /// go first, then their commit runs beside its mapping and writing)
+    /// and for their group to fall due; a due group is never held back to
+    /// wait for the source, and a group waiting on a slow source is
+    /// committed when its time is up.
+    async fn wait_for(
+        &mut self,
+        mut pending: Pending,
+    ) -> Result<Result<Result<CheckedPage, SyncError>, tokio::task::JoinError>, SyncError> {
+        if !self.committer.holds() || pending.is_finished() {
+            return Ok(pending.await);
+        }
+        if !self.committer.held_due() {
+            let left = self.committer.held_time_left();
+            if let Ok(joined) = tokio::time::timeout(left, &mut pending).await {
+                return Ok(joined);
+            }
+        }
+        self.committer.commit_held()?;
+        Ok(pending.await)
     }
 
     /// Read the destination's changes since last time, so the identity map
@@ -428,10 +448,7 @@ impl<'a> Driver<'a> {
     /// Start reading the source page after `state` in its own task.
     /// (Mapping stays in the page's own step: on two cores, mapping ahead
     /// records that turn out unchanged costs more than it overlaps.)
-    fn prefetch(
-        &self,
-        state: Option<String>,
-    ) -> tokio::task::JoinHandle<Result<CheckedPage, SyncError>> {
+    fn prefetch(&self, state: Option<String>) -> Pending {
         let source = self.p.source.clone();
         let waiter = self.waiter.clone();
         let connection = self.p.pipeline.source.connection.clone();

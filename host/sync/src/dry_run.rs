@@ -153,18 +153,20 @@ impl RunStore for DryRun {
         self.real.previous_run_start(pipeline, before)
     }
 
-    fn commit_page(
+    fn commit_pages(
         &self,
         pipeline: &str,
         _run: RunId,
-        page: &PageCommit,
+        pages: &[PageCommit],
     ) -> Result<(), StoreError> {
         let mut recorded = self.recorded()?;
-        recorded.overlay.apply(&page.links);
-        for c in page.conflicts.iter().filter(|c| c.resolution.is_none()) {
-            recorded
-                .open_conflicts
-                .insert((c.entity_id, pipeline.to_string()));
+        for page in pages {
+            recorded.overlay.apply(&page.links);
+            for c in page.conflicts.iter().filter(|c| c.resolution.is_none()) {
+                recorded
+                    .open_conflicts
+                    .insert((c.entity_id, pipeline.to_string()));
+            }
         }
         Ok(())
     }

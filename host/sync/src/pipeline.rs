@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod grouping;
 mod retry_policy;
 
 use super::bounds::RunLimits;
 use super::schedule::{Schedule, ScheduleSpec};
+pub use grouping::{CommitGrouping, DEFAULT_GROUP_RECORDS, DEFAULT_GROUP_WAIT_MS};
 pub use retry_policy::{DEFAULT_RETRY_WINDOW, Retry};
 
 /// Full refresh or incremental.
@@ -187,6 +189,9 @@ pub struct Pipeline {
     /// How far one run may go (pages, records, time, state size).
     #[serde(default)]
     pub limits: RunLimits,
+    /// How many pages are committed together.
+    #[serde(default)]
+    pub commit: CommitGrouping,
 }
 
 fn default_batch() -> usize {
@@ -386,6 +391,9 @@ impl Pipeline {
         self.limits
             .check()
             .map_err(|(field, message)| invalid(self, field, message))?;
+        self.commit
+            .check()
+            .map_err(|(field, message)| invalid(self, field, message))?;
         for (i, m) in self.mappers.iter().enumerate() {
             if !m.config.is_object() {
                 return Err(invalid(
@@ -489,10 +497,14 @@ mod tests {
         ];
         let limits = |table: &str| format!("{GOOD}\n[limits]\n{table}\n");
         let retry = |table: &str| format!("{GOOD}\n[retry]\n{table}\n");
+        let commit = |table: &str| format!("{GOOD}\n[commit]\n{table}\n");
         let cases = cases.into_iter().chain([
             (limits("max_pagez = 9"), "max_pagez"),
             (limits("max_pages = 0"), "limits.max_pages"),
             (limits("max_state_bytes = -1"), "limits.max_state_bytes"),
+            (commit("records = 0"), "commit.records"),
+            (commit("wait_ms = 600000"), "commit.wait_ms"),
+            (commit("record = 10"), "record"),
             (retry("window = \"soon\""), "retry.window"),
             (retry("window = \"0s\""), "retry.window"),
             (retry("window = \"2d\""), "retry.window"),

@@ -125,8 +125,18 @@ pub trait RunStore: Send + Sync {
         pipeline: &str,
         before: RunId,
     ) -> Result<Option<String>, StoreError>;
+    /// Apply several pages' effects, each in turn as if committed alone,
+    /// all in one transaction: all of them or none.
+    fn commit_pages(
+        &self,
+        pipeline: &str,
+        run: RunId,
+        pages: &[PageCommit],
+    ) -> Result<(), StoreError>;
     /// Apply one page atomically.
-    fn commit_page(&self, pipeline: &str, run: RunId, page: &PageCommit) -> Result<(), StoreError>;
+    fn commit_page(&self, pipeline: &str, run: RunId, page: &PageCommit) -> Result<(), StoreError> {
+        self.commit_pages(pipeline, run, std::slice::from_ref(page))
+    }
     /// Ask a running run to stop at its next page boundary; `false` when
     /// the run is not running.
     fn request_stop(&self, run: RunId) -> Result<bool, StoreError>;

@@ -53,8 +53,129 @@ struct Mem {
     conflicts: Vec<Conflict>,
     stop: HashSet<RunId>,
     state: Option<String>,
-    /// Page commits made (log-only ones included).
+    /// Transactions committed (log-only ones included; a group of pages
+    /// is one).
     commits: usize,
+}
+
+impl Mem {
+    /// One page's effects, as the SQLite store applies them.
+    fn apply(&mut self, pipeline: &str, run: RunId, page: &PageCommit) -> Result<(), StoreError> {
+        let m = self;
+        if let Some(s) = &page.state {
+            m.state = Some(s.clone());
+        }
+        let mut groups: HashMap<usize, i64> = HashMap::new();
+        for l in &page.links {
+            let k = key(&l.connection, &l.stream, &l.record_id, &l.entity);
+            let first_of_group = l.entity_id.is_none() && !groups.contains_key(&l.group);
+            let mut entity_id = match l.entity_id {
+                Some(e) => e,
+                None => match groups.get(&l.group) {
+                    Some(e) => *e,
+                    None => {
+                        m.next_entity += 1;
+                        let e = m.next_entity;
+                        groups.insert(l.group, e);
+                        e
+                    }
+                },
+            };
+            if l.entity_id.is_none() && !m.links.contains_key(&k) {
+                let mut row = Row {
+                    entity_id,
+                    known: l.known.clone(),
+                    version: l.version.clone(),
+                    deleted: l.deleted,
+                    synced: HashMap::new(),
+                };
+                if let Some(h) = &l.synced_hash {
+                    row.synced.insert(
+                        (l.peer.connection.clone(), l.peer.stream.clone()),
+                        h.clone(),
+                    );
+                }
+                m.links.insert(k, row);
+                continue;
+            }
+            if l.entity_id.is_none()
+                && first_of_group
+                && let Some(existing) = m.links.get(&k)
+            {
+                entity_id = existing.entity_id;
+                groups.insert(l.group, entity_id);
+            }
+            let row = m.links.entry(k).or_insert_with(|| Row {
+                entity_id,
+                ..Row::default()
+            });
+            if l.known.is_some() {
+                row.known = l.known.clone();
+            }
+            if l.version.is_some() {
+                row.version = l.version.clone();
+            }
+            row.deleted = l.deleted;
+            if let Some(h) = &l.synced_hash {
+                row.synced.insert(
+                    (l.peer.connection.clone(), l.peer.stream.clone()),
+                    h.clone(),
+                );
+            }
+        }
+        for r in &page.results {
+            if matches!(
+                r.outcome,
+                RecordOutcome::Created
+                    | RecordOutcome::Matched
+                    | RecordOutcome::Updated
+                    | RecordOutcome::Deleted
+            ) {
+                for d in m.dead_letters.iter_mut().filter(|d| {
+                    d.pipeline == pipeline
+                        && d.status == DeadLetterStatus::Open
+                        && d.letter.source_id == r.source_id
+                }) {
+                    d.status = DeadLetterStatus::Resolved;
+                }
+            }
+            m.results.push((run, r.clone()));
+        }
+        for letter in &page.dead_letters {
+            let id = m.dead_letters.len() as i64 + 1;
+            m.dead_letters.push(DeadLetter {
+                id,
+                pipeline: pipeline.to_string(),
+                run_id: run,
+                status: DeadLetterStatus::Open,
+                created_at: String::new(),
+                letter: letter.clone(),
+            });
+        }
+        for c in &page.conflicts {
+            let id = m.conflicts.len() as i64 + 1;
+            m.conflicts.push(Conflict {
+                id,
+                pipeline: pipeline.to_string(),
+                run_id: run,
+                status: if c.resolution.is_some() {
+                    ConflictStatus::AutoResolved
+                } else {
+                    ConflictStatus::Open
+                },
+                created_at: String::new(),
+                conflict: c.clone(),
+            });
+        }
+        for (level, message) in &page.log {
+            m.log.push((run, *level, message.clone()));
+        }
+        if let Some(row) = m.runs.get_mut(&run) {
+            row.counts.merge(&page.counts);
+            row.pages += 1;
+        }
+        Ok(())
+    }
 }
 
 /// The sync store in memory, with the SQLite store's rules: a new
@@ -125,7 +246,7 @@ impl MemoryStore {
             .collect()
     }
 
-    /// Page commits made so far.
+    /// Transactions committed so far (a group of pages is one).
     pub fn commits(&self) -> usize {
         self.mem().commits
     }
@@ -268,120 +389,16 @@ impl RunStore for MemoryStore {
             .map(|(_, r)| r.started_at.clone()))
     }
 
-    fn commit_page(&self, pipeline: &str, run: RunId, page: &PageCommit) -> Result<(), StoreError> {
+    fn commit_pages(
+        &self,
+        pipeline: &str,
+        run: RunId,
+        pages: &[PageCommit],
+    ) -> Result<(), StoreError> {
         let mut m = self.mem();
         m.commits += 1;
-        if let Some(s) = &page.state {
-            m.state = Some(s.clone());
-        }
-        let mut groups: HashMap<usize, i64> = HashMap::new();
-        for l in &page.links {
-            let k = key(&l.connection, &l.stream, &l.record_id, &l.entity);
-            let first_of_group = l.entity_id.is_none() && !groups.contains_key(&l.group);
-            let mut entity_id = match l.entity_id {
-                Some(e) => e,
-                None => match groups.get(&l.group) {
-                    Some(e) => *e,
-                    None => {
-                        m.next_entity += 1;
-                        let e = m.next_entity;
-                        groups.insert(l.group, e);
-                        e
-                    }
-                },
-            };
-            if l.entity_id.is_none() && !m.links.contains_key(&k) {
-                let mut row = Row {
-                    entity_id,
-                    known: l.known.clone(),
-                    version: l.version.clone(),
-                    deleted: l.deleted,
-                    synced: HashMap::new(),
-                };
-                if let Some(h) = &l.synced_hash {
-                    row.synced.insert(
-                        (l.peer.connection.clone(), l.peer.stream.clone()),
-                        h.clone(),
-                    );
-                }
-                m.links.insert(k, row);
-                continue;
-            }
-            if l.entity_id.is_none()
-                && first_of_group
-                && let Some(existing) = m.links.get(&k)
-            {
-                entity_id = existing.entity_id;
-                groups.insert(l.group, entity_id);
-            }
-            let row = m.links.entry(k).or_insert_with(|| Row {
-                entity_id,
-                ..Row::default()
-            });
-            if l.known.is_some() {
-                row.known = l.known.clone();
-            }
-            if l.version.is_some() {
-                row.version = l.version.clone();
-            }
-            row.deleted = l.deleted;
-            if let Some(h) = &l.synced_hash {
-                row.synced.insert(
-                    (l.peer.connection.clone(), l.peer.stream.clone()),
-                    h.clone(),
-                );
-            }
-        }
-        for r in &page.results {
-            if matches!(
-                r.outcome,
-                RecordOutcome::Created
-                    | RecordOutcome::Matched
-                    | RecordOutcome::Updated
-                    | RecordOutcome::Deleted
-            ) {
-                for d in m.dead_letters.iter_mut().filter(|d| {
-                    d.pipeline == pipeline
-                        && d.status == DeadLetterStatus::Open
-                        && d.letter.source_id == r.source_id
-                }) {
-                    d.status = DeadLetterStatus::Resolved;
-                }
-            }
-            m.results.push((run, r.clone()));
-        }
-        for letter in &page.dead_letters {
-            let id = m.dead_letters.len() as i64 + 1;
-            m.dead_letters.push(DeadLetter {
-                id,
-                pipeline: pipeline.to_string(),
-                run_id: run,
-                status: DeadLetterStatus::Open,
-                created_at: String::new(),
-                letter: letter.clone(),
-            });
-        }
-        for c in &page.conflicts {
-            let id = m.conflicts.len() as i64 + 1;
-            m.conflicts.push(Conflict {
-                id,
-                pipeline: pipeline.to_string(),
-                run_id: run,
-                status: if c.resolution.is_some() {
-                    ConflictStatus::AutoResolved
-                } else {
-                    ConflictStatus::Open
-                },
-                created_at: String::new(),
-                conflict: c.clone(),
-            });
-        }
-        for (level, message) in &page.log {
-            m.log.push((run, *level, message.clone()));
-        }
-        if let Some(row) = m.runs.get_mut(&run) {
-            row.counts.merge(&page.counts);
-            row.pages += 1;
+        for page in pages {
+            m.apply(pipeline, run, page)?;
         }
         Ok(())
     }
@@ -546,6 +563,8 @@ pub(crate) fn guest(error: GuestError) -> PluginError {
 #[derive(Default)]
 pub(crate) struct FakeSource {
     pages: Mutex<VecDeque<Result<CheckedPage, PluginError>>>,
+    /// How long each read takes.
+    delay: std::time::Duration,
 }
 
 impl FakeSource {
@@ -553,6 +572,15 @@ impl FakeSource {
     pub fn new(pages: Vec<Result<CheckedPage, PluginError>>) -> Self {
         FakeSource {
             pages: Mutex::new(pages.into()),
+            delay: std::time::Duration::ZERO,
+        }
+    }
+
+    /// The same, each read taking `delay`.
+    pub fn slow(pages: Vec<Result<CheckedPage, PluginError>>, delay: std::time::Duration) -> Self {
+        FakeSource {
+            delay,
+            ..FakeSource::new(pages)
         }
     }
 }
@@ -564,7 +592,11 @@ impl Source for FakeSource {
 
     fn read<'a>(&'a self, _state: Option<&'a str>) -> Call<'a, Result<CheckedPage, PluginError>> {
         let next = self.pages.lock().unwrap().pop_front();
+        let delay = self.delay;
         Box::pin(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             next.unwrap_or_else(|| {
                 Ok(CheckedPage::of(Page {
                     records: Vec::new(),

@@ -66,12 +66,34 @@ fn resolve_dead_letters(
     Ok(())
 }
 
-/// Apply a page's effects in one transaction.
+/// Apply pages' effects, each in turn as if committed alone, in one
+/// transaction (a group of pages costs one commit, not one per page).
 pub(super) fn commit_in_one_transaction(
     db: &Database,
     pipeline: &str,
     run: RunId,
+    pages: &[PageCommit],
+) -> Result<(), StoreError> {
+    let mut conn = db.lock()?;
+    let tx = conn.transaction()?;
+    // Once per transaction, not once per row.
+    let now: String = tx.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| {
+        r.get(0)
+    })?;
+    for page in pages {
+        apply_page(&tx, pipeline, run, page, &now)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// One page's effects inside the commit's transaction.
+fn apply_page(
+    tx: &rusqlite::Transaction<'_>,
+    pipeline: &str,
+    run: RunId,
     page: &PageCommit,
+    now: &String,
 ) -> Result<(), StoreError> {
     // The second line: whatever a plugin or a system wrote (records,
     // errors, log lines, state) is stored without secret values. Ids
@@ -79,12 +101,6 @@ pub(super) fn commit_in_one_transaction(
     // key changed here alone would no longer match its lookups.
     // Borrowed, no copy, when nothing matches.
     let redactor = redact::current();
-    let mut conn = db.lock()?;
-    let tx = conn.transaction()?;
-    // Once per page, not once per row.
-    let now: String = tx.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| {
-        r.get(0)
-    })?;
     if let Some(state) = &page.state {
         tx.execute(
             "UPDATE pipelines SET state = ?2 WHERE name = ?1",
@@ -221,7 +237,7 @@ pub(super) fn commit_in_one_transaction(
                 r.detail.as_deref().map(|t| redactor.scrub(t))
             ])?;
         }
-        resolve_dead_letters(&tx, pipeline, &page.results)?;
+        resolve_dead_letters(tx, pipeline, &page.results)?;
         let mut dlq = tx.prepare_cached(
             "INSERT INTO dead_letters
                      (pipeline, run_id, kind, source_id, record, error, class, field, attempts)
@@ -327,6 +343,5 @@ pub(super) fn commit_in_one_transaction(
             c.matched as i64
         ],
     )?;
-    tx.commit()?;
     Ok(())
 }

@@ -57,8 +57,13 @@ impl RunStore for Database {
             .optional()?)
     }
 
-    fn commit_page(&self, pipeline: &str, run: RunId, page: &PageCommit) -> Result<(), StoreError> {
-        super::commit::commit_in_one_transaction(self, pipeline, run, page)
+    fn commit_pages(
+        &self,
+        pipeline: &str,
+        run: RunId,
+        pages: &[PageCommit],
+    ) -> Result<(), StoreError> {
+        super::commit::commit_in_one_transaction(self, pipeline, run, pages)
     }
 
     fn request_stop(&self, run: RunId) -> Result<bool, StoreError> {

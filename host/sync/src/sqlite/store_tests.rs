@@ -514,6 +514,74 @@ mod tests {
     }
 
     #[test]
+    fn a_group_of_pages_commits_each_in_turn_in_one_transaction() {
+        let db = Database::in_memory().unwrap();
+        db.save_pipeline(&pipeline("p")).unwrap();
+        let run = db.begin_run("p").unwrap();
+        let result = |id: &str, outcome| RecordResult {
+            source_id: id.into(),
+            destination_id: None,
+            outcome,
+            detail: None,
+        };
+        // Page 1 fails a2 (a dead letter) and creates a1 as a new entity
+        // (group 1); page 2 delivers a2 and creates a3, also group 1 of
+        // its own page: a different entity.
+        let pages = [
+            PageCommit {
+                state: Some("cursor-1".into()),
+                links: vec![link("a", "a1", None, 1)],
+                results: vec![
+                    result("a1", RecordOutcome::Created),
+                    result("a2", RecordOutcome::Failed),
+                ],
+                dead_letters: vec![NewDeadLetter {
+                    kind: DeadLetterKind::Failed,
+                    source_id: "a2".into(),
+                    record: "{}".into(),
+                    error: "refused".into(),
+                    class: "validation".into(),
+                    field: None,
+                    attempts: 1,
+                }],
+                log: vec![(LogLevel::Info, "page 1".into())],
+                ..PageCommit::default()
+            },
+            PageCommit {
+                state: Some("cursor-2".into()),
+                links: vec![link("a", "a3", None, 1)],
+                results: vec![
+                    result("a2", RecordOutcome::Created),
+                    result("a3", RecordOutcome::Created),
+                ],
+                log: vec![(LogLevel::Info, "page 2".into())],
+                ..PageCommit::default()
+            },
+        ];
+        db.commit_pages("p", run, &pages).unwrap();
+        assert_eq!(
+            db.pipeline("p").unwrap().unwrap().state.as_deref(),
+            Some("cursor-2"),
+            "the last page's cursor"
+        );
+        let a1 = &db.links("contact", "a", "s", &["a1"], None).unwrap()[0];
+        let a3 = &db.links("contact", "a", "s", &["a3"], None).unwrap()[0];
+        assert_ne!(a1.entity_id, a3.entity_id, "groups are per page");
+        // As if committed one after the other: page 2 resolved page 1's
+        // dead letter.
+        assert!(
+            db.dead_letters(Some("p"), Some(DeadLetterStatus::Open))
+                .unwrap()
+                .is_empty()
+        );
+        let r = db.run(run).unwrap().unwrap();
+        assert_eq!(r.pages, 2, "each page counted");
+        assert_eq!(db.run_records(run).unwrap().len(), 4);
+        let log: Vec<String> = db.run_log(run).unwrap().into_iter().map(|l| l.2).collect();
+        assert_eq!(log, ["page 1", "page 2"]);
+    }
+
+    #[test]
     fn a_failing_commit_leaves_nothing_behind() {
         let db = Database::in_memory().unwrap();
         db.save_pipeline(&pipeline("p")).unwrap();
