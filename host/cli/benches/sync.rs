@@ -6,7 +6,8 @@
 //!
 //! Run: `cargo bench -p nexo --bench sync` (sizes, the source's page sizes
 //! and rounds can be given: `-- 10000 100000 --page-size 100 --rounds 5`;
-//! by default 100 and 5 000 records per page). Each size runs several rounds, and a
+//! by default 100 and 5 000 records per page; `--commit-records 1` commits
+//! every page alone, as before grouped commits). Each size runs several rounds, and a
 //! summary gives the median and range, since the machine is shared.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -108,7 +109,7 @@ struct Round {
     cpu2: Cpu,
 }
 
-async fn round(n: usize, page_size: usize) -> Round {
+async fn round(n: usize, page_size: usize, commit: Option<u64>) -> Round {
     let kit = Kit::with_config(
         tinycrm::seed(n),
         Default::default(),
@@ -124,7 +125,12 @@ async fn round(n: usize, page_size: usize) -> Round {
         pipeline(
             "bench",
             "batch_size = 1000",
-            "[[mappers]]\nplugin = \"acme/test-mapper\"\nconfig = { set = { lifecycle_stage = \"customer\" } }",
+            &format!(
+                "[[mappers]]\nplugin = \"acme/test-mapper\"\nconfig = {{ set = {{ lifecycle_stage = \"customer\" }} }}\n{}",
+                commit
+                    .map(|r| format!("[commit]\nrecords = {r}"))
+                    .unwrap_or_default()
+            ),
         ),
     )
     .unwrap();
@@ -180,6 +186,9 @@ async fn main() {
     let mut sizes = Vec::new();
     let mut page_sizes = Vec::new();
     let mut rounds = 3usize;
+    // `--commit-records N` sets the pipeline's `[commit] records` (1: every
+    // page in its own transaction, as before grouped commits).
+    let mut commit = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--rounds" {
@@ -188,6 +197,13 @@ async fn main() {
                 .and_then(|r| r.parse().ok())
                 .filter(|r| *r > 0)
                 .expect("--rounds takes a number ≥ 1");
+        } else if a == "--commit-records" {
+            commit = Some(
+                args.next()
+                    .and_then(|r| r.parse().ok())
+                    .filter(|r| *r > 0)
+                    .expect("--commit-records takes a number ≥ 1"),
+            );
         } else if a == "--page-size" {
             page_sizes.push(
                 args.next()
@@ -214,7 +230,7 @@ async fn main() {
         for &n in &sizes {
             let mut all = Vec::new();
             for r in 1..=rounds {
-                let x = round(n, page).await;
+                let x = round(n, page, commit).await;
                 println!(
                     "{page:>4}   {n:>7}   {r:>5}   {:>8.2} s   {:>12.0}   {:>6} MiB   {:>8.2} s   {:>12.0}   {:>9.2} / {:<9.2}            {:>6.2} / {:<6.2}",
                     x.first_s,
