@@ -17,6 +17,7 @@ mod console;
 pub mod scheduler;
 mod views;
 pub mod webhook;
+pub mod webhook_hubspot;
 
 use std::future::Future;
 use std::net::SocketAddr;

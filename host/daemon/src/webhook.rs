@@ -9,6 +9,11 @@
 //! remembers the signatures accepted within that window, so a captured
 //! delivery cannot be sent again, now or later. The old `sha256=<hex>`
 //! form (over the body alone, replayable forever) is refused.
+//!
+//! A pipeline's webhook can instead expect HubSpot's v3 signature under a
+//! HubSpot app's client secret ([`super::webhook_hubspot`]), so the app's
+//! webhook subscriptions point at the hook directly; the same window and
+//! replay cache apply, and neither scheme's header is accepted by the other.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,13 +21,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
 use super::App;
+use super::webhook_hubspot::{self as hubspot, Scheme};
 use nexo_db::Database;
 use nexo_db::sealed::{SealError, Sealer};
 use nexo_runtime::metrics::Metrics;
@@ -36,7 +42,7 @@ pub const TOLERANCE_SECS: i64 = 300;
 /// Replay-cache size at which expired entries are swept.
 const SWEEP_AT: usize = 1024;
 
-fn slot(pipeline: &str) -> String {
+pub(crate) fn slot(pipeline: &str) -> String {
     format!("webhook:{pipeline}")
 }
 
@@ -106,6 +112,8 @@ pub enum Refusal {
     Replayed,
 }
 
+const HUBSPOT_FORMAT: &str = "X-HubSpot-Signature-v3: <base64 HMAC-SHA256 of method + URL + body + timestamp under the HubSpot app's client secret> and X-HubSpot-Request-Timestamp: <ms since the epoch>, as HubSpot signs its webhooks";
+
 const FORMAT: &str = "X-Nexo-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\" under the pipeline's webhook secret>";
 
 impl Refusal {
@@ -130,8 +138,22 @@ impl Refusal {
         }
     }
 
-    /// What the sender is told.
-    pub fn message(&self) -> String {
+    /// What the sender is told, for a pipeline whose webhook expects
+    /// `scheme`.
+    pub fn message(&self, scheme: Scheme) -> String {
+        if scheme == Scheme::HubSpotV3 {
+            return match self {
+                Refusal::Missing | Refusal::BadSignature => format!(
+                    "missing or bad HubSpot signature: this pipeline's webhook expects {HUBSPOT_FORMAT}; check that the app's client secret given to `nexo pipeline webhook NAME --hubspot` is the app's"
+                ),
+                Refusal::OldFormat | Refusal::Malformed => {
+                    format!(
+                        "the HubSpot signature headers are not in the expected form: {HUBSPOT_FORMAT}"
+                    )
+                }
+                other => other.message(Scheme::Nexo),
+            };
+        }
         match self {
             Refusal::Missing | Refusal::BadSignature => {
                 format!("missing or bad X-Nexo-Signature: send {FORMAT}")
@@ -239,6 +261,9 @@ pub enum WebhookError {
     /// No randomness.
     #[error("cannot draw a random secret: {0}")]
     Random(String),
+    /// A secret given by the admin cannot be used.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 fn answer(status: StatusCode, message: &str) -> Response {
@@ -249,6 +274,7 @@ fn answer(status: StatusCode, message: &str) -> Response {
 pub async fn hook(
     State(app): State<Arc<App>>,
     Path(pipeline): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -282,12 +308,30 @@ pub async fn hook(
             );
         }
     };
-    let signature = headers
-        .get(SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let now = now_unix();
-    let checked = verify(secret.expose(), &body, signature, now).and_then(|delivery| {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let (scheme, key) = Scheme::of(secret.expose());
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let now = now_ms.div_euclid(1000);
+    let verified = match scheme {
+        Scheme::Nexo => verify(key, &body, header(SIGNATURE_HEADER), now),
+        Scheme::HubSpotV3 => {
+            let path = uri.path_and_query().map_or("", |p| p.as_str());
+            hubspot::verify(
+                key,
+                &hubspot::candidate_urls(&headers, path),
+                &body,
+                header(hubspot::SIGNATURE_HEADER),
+                header(hubspot::TIMESTAMP_HEADER),
+                now_ms,
+            )
+        }
+    };
+    let checked = verified.and_then(|delivery| {
         if app.webhook_replays.first_time(&delivery, now) {
             Ok(delivery)
         } else {
@@ -297,7 +341,7 @@ pub async fn hook(
     if let Err(refusal) = checked {
         metrics.webhook(&pipeline, refusal.metric());
         tracing::warn!(pipeline, reason = ?refusal, "webhook refused");
-        return answer(refusal.status(), &refusal.message());
+        return answer(refusal.status(), &refusal.message(scheme));
     }
     match app.scheduler.trigger(&pipeline) {
         Ok(t) => {

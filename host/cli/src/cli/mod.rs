@@ -130,7 +130,9 @@ async fn run(cli: Cli) -> Result<()> {
                 crate::connections::Connections::new(registry(&dir, &runtime)?, sealer);
             export::export(&connections, args).await
         }
-        Command::Pipeline(sync::PipelineCommand::Webhook { name }) => serve::webhook(&dir, &name),
+        Command::Pipeline(sync::PipelineCommand::Webhook { name, hubspot }) => {
+            serve::webhook(&dir, &name, hubspot)
+        }
         Command::Pipeline(cmd) => {
             sync::pipeline(&sync::engine(&dir, &registry(&dir, &runtime)?)?, cmd).await
         }

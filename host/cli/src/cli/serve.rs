@@ -74,12 +74,24 @@ pub(crate) fn token(dir: &Path, cmd: TokenCommand) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn webhook(dir: &Path, name: &str) -> Result<()> {
+pub(crate) fn webhook(dir: &Path, name: &str, hubspot: bool) -> Result<()> {
     let db = super::open_db(dir)?;
     if crate::sync::PipelineStore::pipeline(&db, name)?.is_none() {
         bail!("no pipeline named `{name}`; see `nexo pipeline list`");
     }
     let sealer = Sealer::from_env_or_file(&dir.join("secret.key"))?;
+    if hubspot {
+        let mut client_secret = String::new();
+        std::io::stdin()
+            .read_line(&mut client_secret)
+            .context("reading the HubSpot app's client secret from stdin")?;
+        crate::serve::webhook_hubspot::set_secret(&db, &sealer, name, &client_secret)?;
+        eprintln!(
+            "webhook of `{name}` now expects HubSpot's v3 signature under that client secret (any previous secret stops working): set the HubSpot app's webhook target URL to https://<this host>/hooks/{name}; a delivery signed more than {} s ago, or seen before, is refused",
+            crate::serve::webhook::TOLERANCE_SECS
+        );
+        return Ok(());
+    }
     let secret = crate::serve::webhook::rotate_secret(&db, &sealer, name)?;
     println!("{secret}");
     eprintln!(

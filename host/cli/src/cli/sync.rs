@@ -74,6 +74,12 @@ pub(crate) enum PipelineCommand {
     Webhook {
         /// The pipeline.
         name: String,
+        /// Expect HubSpot's v3 signature instead, under the HubSpot app's
+        /// client secret read from stdin (so it stays out of the process
+        /// list and the shell history); point the app's webhook target URL
+        /// at /hooks/NAME.
+        #[arg(long)]
+        hubspot: bool,
     },
 }
 

@@ -316,6 +316,9 @@ fn route(
                 json!({"status": "COMPLETE", "results": results, "startedAt": t, "completedAt": t}),
             )
         }
+        (_, ["webhooks", "v3", app_id, rest @ ..]) => {
+            super::webhooks::route(app, &mut store, method, app_id, rest, body)
+        }
         _ => Err(ApiError::NotFound(format!("No route for {method} {path}"))),
     }
 }

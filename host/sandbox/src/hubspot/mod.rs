@@ -16,6 +16,7 @@ mod api_batch;
 pub mod openapi;
 mod seed;
 mod store;
+pub mod webhooks;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -118,6 +119,7 @@ pub(crate) struct App {
     correlation: AtomicU64,
     refused: AtomicU64,
     served: AtomicU64,
+    webhooks: webhooks::Webhooks,
 }
 
 /// Lock a mutex even if a holder panicked (the data stays usable).
@@ -152,7 +154,9 @@ pub async fn start(config: HubSpotConfig) -> Result<HubSpotSandbox, SandboxError
         correlation: AtomicU64::new(1),
         refused: AtomicU64::new(0),
         served: AtomicU64::new(0),
+        webhooks: webhooks::Webhooks::new(),
     });
+    webhooks::spawn_dispatcher(&app);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port))
         .await
         .map_err(|source| SandboxError::Bind {
@@ -284,6 +288,7 @@ impl HubSpotSandbox {
 
 impl Drop for HubSpotSandbox {
     fn drop(&mut self) {
+        self.app.webhooks.stop();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

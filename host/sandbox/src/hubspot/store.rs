@@ -446,6 +446,8 @@ pub struct Store {
     objects: BTreeMap<ObjectType, BTreeMap<u64, CrmObject>>,
     next: BTreeMap<ObjectType, u64>,
     associations: BTreeSet<(ObjectType, u64, ObjectType, u64)>,
+    /// Changes for the webhooks, once the app subscribes to any.
+    pub(super) journal: Option<super::webhooks::Journal>,
 }
 
 impl Store {
@@ -517,6 +519,9 @@ impl Store {
             .entry(ty)
             .or_default()
             .insert(obj.id, obj.clone());
+        if let Some(j) = self.journal.as_mut() {
+            j.created(ty, obj.id, created_ms);
+        }
         obj
     }
 
@@ -565,6 +570,11 @@ impl Store {
             .filter(|o| !o.archived)
             .ok_or(ChangeError::NotFound(id))?;
         for (k, v) in properties {
+            if let Some(j) = self.journal.as_mut()
+                && obj.properties.get(&k).map_or("", String::as_str) != v
+            {
+                j.changed(ty, id, &k, &v, now_ms.max(obj.updated_ms));
+            }
             if v.is_empty() {
                 obj.properties.remove(&k);
             } else {
@@ -581,6 +591,9 @@ impl Store {
             Some(o) if !o.archived => {
                 o.archived = true;
                 o.updated_ms = now_ms.max(o.updated_ms);
+                if let Some(j) = self.journal.as_mut() {
+                    j.archived(ty, id, o.updated_ms);
+                }
                 true
             }
             _ => false,
