@@ -96,6 +96,37 @@ async fn triggers_during_a_run_coalesce_and_runs_never_overlap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_asked_for_during_a_run_starts_as_soon_as_it_ends() {
+    // The clock stands still after the first run is due: the follow-up
+    // must not wait for another coalescing window (the triggers that
+    // asked for it already waited for the run in progress).
+    let kit = Kit::new(tinycrm::seed(40), Default::default(), 5).await;
+    kit.apply(&pipeline("slow", "", "")).await;
+    kit.b.crm.lock().unwrap().write_latency = Duration::from_millis(10);
+    let t0 = Utc::now();
+    let clock = ManualClock::new(t0);
+    let app = app(&kit, Arc::new(clock.clone()));
+    let sched = app.scheduler.clone();
+    let task = tokio::spawn(sched.clone().run());
+
+    assert_eq!(sched.trigger("slow").unwrap(), Triggered::Queued);
+    let due = t0 + chrono::Duration::seconds(1);
+    clock.advance(chrono::Duration::seconds(1));
+    sched.settled(due).await;
+    until("the run started", || sched.view("slow").running).await;
+    assert_eq!(sched.trigger("slow").unwrap(), Triggered::Queued);
+    until("the follow-up ran with the clock standing still", || {
+        let r = kit.runs("slow");
+        r.len() == 2 && r.iter().all(|r| r.finished_at.is_some())
+    })
+    .await;
+    sched.idle().await;
+    assert_eq!(contents(&kit.a), contents(&kit.b));
+    sched.shutdown().await;
+    task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_runs_after_the_one_it_follows_and_loops_are_refused() {
     let kit = Kit::new(tinycrm::seed(4), Default::default(), 50).await;
     kit.apply(&pipeline("customers", "", "")).await;

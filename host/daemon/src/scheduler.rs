@@ -165,6 +165,12 @@ impl Scheduler {
     /// Ask for a run (webhook, API). Triggers within the coalescing window,
     /// or while a run is in progress, make one run.
     pub fn trigger(&self, name: &str) -> Result<Triggered, TriggerError> {
+        self.trigger_after(name, self.inner.config.coalesce)
+    }
+
+    /// Ask for a run of `name` in `delay` (none sooner than one already
+    /// asked for).
+    fn trigger_after(&self, name: &str, delay: Duration) -> Result<Triggered, TriggerError> {
         if self.inner.stop.is_stopped() {
             return Err(TriggerError::ShuttingDown);
         }
@@ -177,8 +183,7 @@ impl Scheduler {
         if row.paused {
             return Err(TriggerError::Paused(name.to_string()));
         }
-        let due = self.inner.clock.now()
-            + chrono::Duration::from_std(self.inner.config.coalesce).unwrap_or_default();
+        let due = self.inner.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
         let outcome = {
             let mut slots = self.slots();
             let slot = slots.entry(name.to_string()).or_default();
@@ -370,8 +375,12 @@ impl Scheduler {
                     None => false,
                 }
             };
+            // The triggers that came during the run have waited for it
+            // already: the run that follows starts at once, with no
+            // further coalescing window (a change made just after the
+            // run read would otherwise wait for it, then 250 ms more).
             if again && !this.inner.stop.is_stopped() {
-                let _ = this.trigger(&name);
+                let _ = this.trigger_after(&name, Duration::ZERO);
             }
             this.inner
                 .in_flight
