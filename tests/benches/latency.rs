@@ -354,12 +354,16 @@ async fn bench(changes: usize, per_second: usize, burst: usize) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut serve = command(bin.to_str().unwrap(), dir.path(), "warn")
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut serve = command(
+        bin.to_str().unwrap(),
+        dir.path(),
+        &std::env::var("NEXO_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+    )
+    .args(["serve", "--addr", "127.0.0.1:0"])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .unwrap();
     let url = listening_url(&mut serve);
     hub.set_webhook_target(&format!("{url}/hooks/{PIPELINE}"));
     hub.subscribe("contact.propertyChange", Some("lastname"))

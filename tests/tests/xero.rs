@@ -479,6 +479,74 @@ async fn writes_create_once_skip_unchanged_update_changes_and_survive_a_lost_ans
     assert!(check_schemas(&server) >= 20);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_in_one_batch_cost_two_calls_and_a_refused_one_fails_alone() {
+    // Xero allows 60 calls a minute: a batch of updates is one read of
+    // the current records by IDs and one POST of the changed ones, not
+    // two calls per record.
+    let server = sandbox(0, None).await;
+    let c = connector(&server).await;
+    let cfg = config(&server);
+    let names = [
+        "Able Ltd",
+        "Baker Ltd",
+        "Carter Ltd",
+        "Dyer Ltd",
+        "Ellis Ltd",
+    ];
+    let creates: Vec<_> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            upsert(
+                "contacts",
+                "",
+                &format!("k-{i}"),
+                &company(n, &format!("c-{i}")),
+            )
+        })
+        .collect();
+    let out = write_retrying(&c, &cfg, "contacts", &creates).await;
+    let ids: Vec<String> = out.iter().map(|o| id_of(o)).collect();
+    assert!(out.iter().all(|o| o.starts_with("created ")), "{out:?}");
+    let calls_before = server.exchanges().len();
+    let update = |i: usize, name: &str| {
+        upsert(
+            "contacts",
+            &ids[i],
+            &format!("k-{i}"),
+            &company(name, &format!("c-{i}")),
+        )
+    };
+    let batch = [
+        update(0, "Able Group Ltd"),
+        update(1, "Baker Ltd"), // unchanged
+        update(2, "Able Ltd"),  // taken by no one now: Able was renamed first
+        update(3, "Baker Ltd"), // Baker's name: refused by Xero
+        update(4, "Ellis and Sons Ltd"),
+    ];
+    let out = write_retrying(&c, &cfg, "contacts", &batch).await;
+    assert_eq!(out[0], format!("updated {}", ids[0]));
+    assert_eq!(out[1], format!("unchanged {}", ids[1]));
+    assert_eq!(out[2], format!("updated {}", ids[2]));
+    assert!(
+        out[3].starts_with("failed: ") && out[3].contains("already assigned"),
+        "{out:?}"
+    );
+    assert_eq!(out[4], format!("updated {}", ids[4]));
+    let calls: Vec<String> = server.exchanges()[calls_before..]
+        .iter()
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect();
+    assert_eq!(calls.len(), 2, "one read and one write: {calls:?}");
+    let name = |i: usize| server.record(Collection::Contacts, &ids[i]).unwrap()["Name"].clone();
+    assert_eq!(name(0), "Able Group Ltd");
+    assert_eq!(name(2), "Able Ltd");
+    assert_eq!(name(3), "Dyer Ltd", "the refused update changed nothing");
+    assert_eq!(name(4), "Ellis and Sons Ltd");
+    assert!(check_schemas(&server) > 0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_429_storm_slows_reads_and_writes_without_losing_anything() {
     let server = sandbox(250, Some(3)).await;

@@ -327,6 +327,19 @@ fn read(app: &App, c: Collection, id: Option<&str>, query: &str, headers: &Heade
             }
         }
     }
+    // `IDs=a,b,c`: those records only (contacts and invoices, as Xero).
+    if let Some(ids) = query_param(query, "IDs") {
+        let wanted: std::collections::HashSet<&str> = ids
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        rows.retain(|d| {
+            d[c.id_field()]
+                .as_str()
+                .is_some_and(|id| wanted.contains(id))
+        });
+    }
     if query_param(query, "order").is_some_and(|o| o.to_ascii_uppercase().ends_with("DESC")) {
         rows.reverse();
     }
