@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
+use super::by_modified::{ByModified, indexed};
+
 /// The object types the sandbox serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ObjectType {
@@ -146,7 +148,7 @@ impl ObjectType {
         }
     }
 
-    fn is_modification_time(name: &str) -> bool {
+    pub(crate) fn is_modification_time(name: &str) -> bool {
         matches!(name, "hs_lastmodifieddate" | "lastmodifieddate")
     }
 
@@ -446,6 +448,8 @@ pub struct Store {
     objects: BTreeMap<ObjectType, BTreeMap<u64, CrmObject>>,
     next: BTreeMap<ObjectType, u64>,
     associations: BTreeSet<(ObjectType, u64, ObjectType, u64)>,
+    /// The live objects in modification order (the incremental search).
+    by_modified: ByModified,
 }
 
 impl Store {
@@ -513,6 +517,7 @@ impl Store {
             updated_ms,
             archived: false,
         };
+        self.by_modified.add(ty, updated_ms, obj.id);
         self.objects
             .entry(ty)
             .or_default()
@@ -571,7 +576,10 @@ impl Store {
                 obj.properties.insert(k, v);
             }
         }
+        let before = obj.updated_ms;
         obj.updated_ms = now_ms.max(obj.updated_ms);
+        self.by_modified.remove(ty, before, id);
+        self.by_modified.add(ty, obj.updated_ms, id);
         Ok(obj.clone())
     }
 
@@ -580,6 +588,7 @@ impl Store {
         match self.objects.get_mut(&ty).and_then(|m| m.get_mut(&id)) {
             Some(o) if !o.archived => {
                 o.archived = true;
+                self.by_modified.remove(ty, o.updated_ms, id);
                 o.updated_ms = now_ms.max(o.updated_ms);
                 true
             }
@@ -639,6 +648,33 @@ impl Store {
             a.id.cmp(&b.id)
         });
         Ok(found)
+    }
+
+    /// One page of a search: how many objects match in all, and the
+    /// `limit` of them after the first `after`. The incremental read (a
+    /// sort on the modification time, at most a `GT`/`GTE` on it) is
+    /// answered from the modification index, in the same order.
+    pub fn search_page(
+        &self,
+        ty: ObjectType,
+        groups: &[Vec<Filter>],
+        sorts: &[Sort],
+        after: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<&CrmObject>), String> {
+        if let Some(bound) = indexed(groups, sorts) {
+            let found = self.by_modified.from(ty, bound);
+            let page = found
+                .iter()
+                .skip(after)
+                .take(limit)
+                .filter_map(|&(_, id)| self.get(ty, id))
+                .collect();
+            return Ok((found.len(), page));
+        }
+        let found = self.search(ty, groups, sorts)?;
+        let total = found.len();
+        Ok((total, found.into_iter().skip(after).take(limit).collect()))
     }
 
     /// An object as `SimplePublicObject` with the requested properties (the
