@@ -222,9 +222,31 @@ pub enum ChangeError {
 
 /// Milliseconds as HubSpot's ISO 8601 form (`2026-01-05T10:00:00.123Z`).
 pub fn iso(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-        .unwrap_or_default()
+    // Years 0-9999 by hand: chrono's `format` parses its pattern on every
+    // call, which was a fifth of the sandbox's CPU when serving pages (four
+    // times per object).
+    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    if !(0..=9999).contains(&year) {
+        return chrono::DateTime::from_timestamp_millis(ms)
+            .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+            .unwrap_or_default();
+    }
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
 }
 
 /// A time given as milliseconds or ISO 8601, in milliseconds.
@@ -754,6 +776,23 @@ mod tests {
             "INVALID_EMAIL"
         );
         assert!(is_decimal("-12.50") && !is_decimal("1.") && !is_decimal("1e3"));
+    }
+
+    #[test]
+    fn iso_is_chronos_format() {
+        let chrono_iso = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms)
+                .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+                .unwrap_or_default()
+        };
+        let mut ms = -62_135_596_800_000i64; // 0001-01-01
+        while ms < 253_402_300_799_999 {
+            assert_eq!(iso(ms), chrono_iso(ms), "{ms}");
+            ms += 86_399_999_997; // a day short of a thousand, odd times
+        }
+        for ms in [0, 951_782_400_000, 1_767_225_599_999, 1_764_892_800_123, -1] {
+            assert_eq!(iso(ms), chrono_iso(ms), "{ms}");
+        }
     }
 
     #[test]
