@@ -5,7 +5,7 @@
 //! [`Request::bearer_secret`] or `{{secret:NAME}}` in a header and the host
 //! substitutes the value at send time, for the origins the secret is bound to.
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
@@ -245,8 +245,10 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The body parsed as JSON.
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+    /// The body parsed as JSON. `T` may borrow from the body (e.g.
+    /// [`Text`](crate::json::Text), [`Fields`](crate::json::Fields) with
+    /// `#[serde(borrow)]`), so a record passed through is not copied.
+    pub fn json<'a, T: Deserialize<'a>>(&'a self) -> Result<T, Error> {
         serde_json::from_slice(&self.body).map_err(|e| {
             Error::Internal(format!(
                 "the system answered {} with a body that is not the expected JSON: {e}",

@@ -77,6 +77,7 @@
 mod connector;
 mod error;
 pub mod http;
+pub mod json;
 pub mod kv;
 pub mod log;
 mod mapper;

@@ -38,15 +38,26 @@ impl Record {
         id: impl Into<String>,
         payload: &impl Serialize,
     ) -> Result<Self, Error> {
-        let value = serde_json::to_value(payload)?;
-        if !value.is_object() {
+        // Encoded once, straight to text: no `Value` tree in between.
+        Record::upsert_json(stream, id, serde_json::to_string(payload)?)
+    }
+
+    /// An upsert of a payload already encoded as a JSON object (e.g. by
+    /// [`ObjectWriter`](crate::json::ObjectWriter)); only its first
+    /// character is checked here, the host checks the whole text.
+    pub fn upsert_json(
+        stream: impl Into<String>,
+        id: impl Into<String>,
+        payload: String,
+    ) -> Result<Self, Error> {
+        if !payload.trim_start().starts_with('{') {
             return Err(Error::internal("a record payload must be a JSON object"));
         }
         Ok(Record {
             stream: stream.into(),
             id: id.into(),
             operation: Operation::Upsert,
-            payload: value.to_string(),
+            payload,
             cursor: None,
         })
     }

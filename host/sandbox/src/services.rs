@@ -36,10 +36,16 @@ pub struct SandboxArgs {
     xero_rate: u32,
 }
 
+/// The largest `--size`.
+const MAX_SIZE: usize = 1_000_000;
+
 pub async fn sandbox(args: SandboxArgs) -> Result<()> {
-    if args.size > 100_000 {
+    // A million contacts (with their companies, deals and line items) take
+    // the sandbox about 2 GB; beyond, contact ids would reach the range of
+    // companies' ids.
+    if args.size > MAX_SIZE {
         bail!(
-            "--size {} is more than the sandbox generates (at most 100000)",
+            "--size {} is more than the sandbox generates (at most {MAX_SIZE})",
             args.size
         );
     }

@@ -30,6 +30,7 @@ mod write;
 
 use std::collections::BTreeMap;
 
+use nexo_sdk::json::{Fields, ObjectWriter, Scalar};
 use nexo_sdk::prelude::*;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -204,22 +205,70 @@ fn stream_known(stream: &str) -> Result<(), Error> {
     }
 }
 
-/// A HubSpot object as a flat payload (see the crate docs).
-fn flat(object: &Value) -> Result<(String, String, serde_json::Map<String, Value>), Error> {
-    let id = object["id"]
-        .as_str()
-        .ok_or_else(|| Error::internal(format!("HubSpot returned an object without id: {object}")))?
-        .to_string();
-    let updated = object["updatedAt"].as_str().unwrap_or_default().to_string();
-    let mut payload = serde_json::Map::new();
-    payload.insert("id".into(), Value::String(id.clone()));
-    payload.insert("updatedAt".into(), Value::String(updated.clone()));
-    for (k, v) in object["properties"].as_object().into_iter().flatten() {
-        if !MANAGED.contains(&k.as_str()) && !v.is_null() {
-            payload.insert(k.clone(), v.clone());
-        }
+/// A HubSpot object of a search or list answer, its strings borrowed from
+/// the answer's text.
+#[derive(Debug, Deserialize)]
+struct Object<'a> {
+    #[serde(borrow, default)]
+    id: Option<Scalar<'a>>,
+    #[serde(borrow, default, rename = "updatedAt")]
+    updated_at: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    properties: Fields<'a>,
+}
+
+impl Object<'_> {
+    /// Its id and `updatedAt` (empty when absent).
+    fn key(&self) -> Result<(&str, &str), Error> {
+        let id = self
+            .id
+            .as_ref()
+            .and_then(Scalar::as_str)
+            .ok_or_else(|| Error::internal("HubSpot returned an object without id"))?;
+        let updated = self
+            .updated_at
+            .as_ref()
+            .and_then(Scalar::as_str)
+            .unwrap_or_default();
+        Ok((id, updated))
     }
-    Ok((id, updated, payload))
+
+    /// The flat payload (see the crate docs), with `associations` when
+    /// given, written straight into its JSON text: the same text a
+    /// `serde_json::Map` of these fields gives (keys sorted, a repeated
+    /// key's last value kept).
+    fn payload(&self, associations: Option<&Value>) -> Result<String, Error> {
+        enum Out<'b> {
+            Str(&'b str),
+            Field(&'b Scalar<'b>),
+            Tree(&'b Value),
+        }
+        let (id, updated) = self.key()?;
+        let mut fields: Vec<(&str, Out)> = Vec::with_capacity(self.properties.0.len() + 3);
+        fields.push(("id", Out::Str(id)));
+        fields.push(("updatedAt", Out::Str(updated)));
+        for (k, v) in &self.properties.0 {
+            if !MANAGED.contains(&k.as_ref()) && *v != Scalar::Null {
+                fields.push((k, Out::Field(v)));
+            }
+        }
+        if let Some(a) = associations {
+            fields.push(("associations", Out::Tree(a)));
+        }
+        fields.sort_by(|a, b| a.0.cmp(b.0));
+        let mut w = ObjectWriter::with_capacity(32 * fields.len());
+        for (i, (k, v)) in fields.iter().enumerate() {
+            if fields.get(i + 1).is_some_and(|next| next.0 == *k) {
+                continue;
+            }
+            match v {
+                Out::Str(s) => w.string(k, s),
+                Out::Field(f) => w.scalar(k, f),
+                Out::Tree(t) => w.value(k, t),
+            };
+        }
+        Ok(w.finish())
+    }
 }
 
 /// Properties without the ones HubSpot maintains, for an embedded object.

@@ -18,7 +18,7 @@ use nexo_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::{Config, embedded, flat, success};
+use crate::{Config, Object, embedded, success};
 
 /// HubSpot's cap on the results one search can page through.
 const SEARCH_CAP: u64 = 10_000;
@@ -80,8 +80,9 @@ struct ListAnswer {
 }
 
 #[derive(Deserialize)]
-struct SearchAnswer {
-    results: Vec<Value>,
+struct SearchAnswer<'a> {
+    #[serde(borrow)]
+    results: Vec<Object<'a>>,
     #[serde(default)]
     paging: Option<Paging>,
 }
@@ -209,38 +210,42 @@ fn search_page(
         "after": cursor.page_token().unwrap_or("0"),
     });
     let path = format!("/crm/v3/objects/{stream}/search");
-    let answer: SearchAnswer =
-        success(config.post(&path, &body)?, &format!("searching {stream}"))?.json()?;
+    let response = success(config.post(&path, &body)?, &format!("searching {stream}"))?;
+    // The records are written from the answer's text as they are read:
+    // no tree of the answer, no tree of each payload.
+    let answer: SearchAnswer = response.json()?;
 
     let mut next = cursor.clone();
     let mut rows = Vec::with_capacity(answer.results.len());
     for object in &answer.results {
-        let (id, updated, payload) = flat(object)?;
-        if cursor.is_seen(&updated, &id) {
+        let (id, updated) = object.key()?;
+        if cursor.is_seen(updated, id) {
             continue;
         }
-        next.observe(&updated, &id);
-        rows.push((id, updated, payload));
+        next.observe(updated, id);
+        rows.push((id, updated, object));
     }
+    let mut associations = BTreeMap::new();
     if stream == "deals" && !rows.is_empty() {
-        let ids: Vec<&str> = rows.iter().map(|(id, _, _)| id.as_str()).collect();
+        let ids: Vec<&str> = rows.iter().map(|(id, _, _)| *id).collect();
         let companies = associated(config, &ids, "companies")?;
         let lines = associated(config, &ids, "line_items")?;
-        for (id, _, payload) in &mut rows {
+        for id in ids {
             let pick = |m: &BTreeMap<String, Vec<Value>>| {
-                Value::Array(m.get(id.as_str()).cloned().unwrap_or_default())
+                Value::Array(m.get(id).cloned().unwrap_or_default())
             };
-            payload.insert(
-                "associations".into(),
+            associations.insert(
+                id,
                 json!({"companies": pick(&companies), "line_items": pick(&lines)}),
             );
         }
     }
     let records = rows
         .into_iter()
-        .map(
-            |(id, updated, payload)| Ok(Record::upsert(stream, id, &payload)?.with_cursor(updated)),
-        )
+        .map(|(id, updated, object)| {
+            let payload = object.payload(associations.get(id))?;
+            Ok(Record::upsert_json(stream, id, payload)?.with_cursor(updated))
+        })
         .collect::<Result<Vec<_>, Error>>()?;
 
     let token = answer.paging.and_then(|p| p.next).map(|n| n.after);

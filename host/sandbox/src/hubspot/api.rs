@@ -497,12 +497,11 @@ fn search(store: &Store, ty: ObjectType, body: &[u8]) -> Answer {
         .map(|s| Sort::from_json(s).ok_or_else(|| ApiError::bad(format!("Invalid sort {s}"))))
         .collect::<Result<_, _>>()?;
     let groups: Vec<Vec<Filter>> = req.filter_groups.into_iter().map(|g| g.filters).collect();
-    let found = store.search(ty, &groups, &sorts).map_err(ApiError::bad)?;
-    let total = found.len();
+    let (total, found) = store
+        .search_page(ty, &groups, &sorts, after, limit)
+        .map_err(ApiError::bad)?;
     let results: Vec<Value> = found
         .iter()
-        .skip(after)
-        .take(limit)
         .map(|o| Store::render(ty, o, &req.properties))
         .collect();
     let mut body = json!({"total": total, "results": results});

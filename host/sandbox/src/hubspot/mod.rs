@@ -13,6 +13,7 @@
 
 mod api;
 mod api_batch;
+mod by_modified;
 pub mod openapi;
 mod seed;
 mod store;
