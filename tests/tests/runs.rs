@@ -49,8 +49,13 @@ async fn a_destination_down_for_a_while_is_ridden_out_and_every_record_delivered
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_longer_than_the_window_fails_the_run_and_the_next_run_delivers_the_rest_once() {
     let kit = Kit::new(tinycrm::seed(30), Default::default(), 10).await;
-    kit.apply(&pipeline("a-to-b", "batch_size = 10", "window = \"1s\""))
-        .await;
+    // Every page committed alone, so progress is reported per page.
+    kit.apply(&pipeline(
+        "a-to-b",
+        "batch_size = 10",
+        "window = \"1s\"\n[commit]\nrecords = 1",
+    ))
+    .await;
     // The destination goes down after the first page is delivered.
     let crm = kit.b.crm.clone();
     let progress: nexo::sync::Progress = Arc::new(move |_| {
