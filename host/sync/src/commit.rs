@@ -1,14 +1,15 @@
-//! Committing a run's pages beside its work: processed pages are held in
-//! a group until the group is due (`[commit]`: enough records, or its
+//! Committing a run's pages beside its work: processed pages gather in a
+//! group until the group is due (`[commit]`: enough records, or its
 //! first page has waited long enough) and the next page has done its
 //! identity-map lookups; then the group is committed — every page's
-//! effects in turn, in one transaction — on a blocking thread while that
-//! next page is mapped and written. Groups commit in page order; a page
-//! whose lookups would read what the held group changes waits for that
-//! commit first. The cursor committed is always the last page's of the
-//! transaction, so a crash re-reads at most the group not yet committed
-//! and the page beside it. Dry runs take the same path: their store
-//! records instead of writing.
+//! effects in turn, in one transaction — on a blocking thread, while the
+//! next group gathers. Groups commit in page order, one at a time; a page
+//! whose lookups would read what the gathering group or the committing
+//! one changes waits for that commit first. The cursor committed is
+//! always the last page's of its transaction, so a crash re-reads at most
+//! the group committing, the group gathering and the page in hand, whose
+//! writes the idempotency keys absorb. Dry runs take the same path: their
+//! store records instead of writing.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -93,6 +94,8 @@ type Landed = (Result<(), StoreError>, Vec<PageCommit>, Duration);
 #[derive(Debug)]
 pub(super) struct InFlight {
     task: tokio::task::JoinHandle<Landed>,
+    /// What the group links (its pages are gone to the commit).
+    links: Held,
 }
 
 impl InFlight {
@@ -103,13 +106,14 @@ impl InFlight {
         pipeline: String,
         run: RunId,
         pages: Vec<PageCommit>,
+        links: Held,
     ) -> Self {
         let task = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let result = store.commit_pages(&pipeline, run, &pages);
             (result, pages, started.elapsed())
         });
-        InFlight { task }
+        InFlight { task, links }
     }
 
     /// Wait for the commit: the pages and how long committing them took,
@@ -231,16 +235,41 @@ impl Committer {
             .map_or(Duration::ZERO, |h| h.time_left(&self.grouping))
     }
 
-    /// Whether the held group links any of these source records.
-    pub fn held_links_any_record(&self, ids: &[&str]) -> bool {
-        self.held.as_ref().is_some_and(|h| h.links_any_record(ids))
+    /// Make what the uncommitted groups link for these source records
+    /// visible to a page's lookups: the held group is committed (after
+    /// the one in flight) when it links any of them, else the group in
+    /// flight is waited for when it does.
+    pub async fn expose_records(&mut self, ids: &[&str]) -> Result<(), SyncError> {
+        if self.held.as_ref().is_some_and(|h| h.links_any_record(ids)) {
+            self.commit_held().await
+        } else if self
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.links.links_any_record(ids))
+        {
+            self.land().await
+        } else {
+            Ok(())
+        }
     }
 
-    /// Whether the held group links records to any of these entities.
-    pub fn held_links_any_entity<'a>(&self, entities: impl IntoIterator<Item = &'a i64>) -> bool {
-        self.held
+    /// The same for records linked to these entities.
+    pub async fn expose_entities(&mut self, entities: &HashSet<i64>) -> Result<(), SyncError> {
+        if self
+            .held
             .as_ref()
             .is_some_and(|h| h.links_any_entity(entities))
+        {
+            self.commit_held().await
+        } else if self
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.links.links_any_entity(entities))
+        {
+            self.land().await
+        } else {
+            Ok(())
+        }
     }
 
     /// Commit a page now.
@@ -296,8 +325,9 @@ impl Committer {
     }
 
     /// Commit the held group now, due or not (the next page's lookups
-    /// need it, or the run is waiting anyway).
-    pub fn commit_held(&mut self) -> Result<(), SyncError> {
+    /// need it, or the run is waiting anyway), after the group in flight.
+    pub async fn commit_held(&mut self) -> Result<(), SyncError> {
+        self.land().await?;
         let Some(held) = self.held.take() else {
             return Ok(());
         };
@@ -310,21 +340,26 @@ impl Committer {
     }
 
     /// Start committing the held group on a blocking thread when it is
-    /// due; otherwise it goes on gathering pages.
-    pub fn launch_due(&mut self) {
+    /// due (after the group in flight has landed: groups commit in
+    /// order); otherwise it goes on gathering pages, while the group in
+    /// flight commits beside them.
+    pub async fn launch_due(&mut self) -> Result<(), SyncError> {
         if !self.held_due() {
-            return;
+            return Ok(());
         }
-        let Some(held) = self.held.take() else {
-            return;
+        self.land().await?;
+        let Some(mut held) = self.held.take() else {
+            return Ok(());
         };
-        let pages = self.counted_all(held.pages);
+        let pages = self.counted_all(std::mem::take(&mut held.pages));
         self.in_flight = Some(InFlight::start(
             self.store.clone(),
             self.pipeline.clone(),
             self.run,
             pages,
+            held,
         ));
+        Ok(())
     }
 
     /// Pages about to be committed together, each counted.
@@ -346,8 +381,7 @@ impl Committer {
     /// Commit everything processed: the group in flight, then the held one
     /// (not if the one before it failed: its cursor would skip those pages).
     pub async fn flush(&mut self) -> Result<(), SyncError> {
-        self.land().await?;
-        self.commit_held()
+        self.commit_held().await
     }
 
     /// Put why the run ended early in its log, with the lines not yet

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::commit::Committer;
@@ -346,18 +347,31 @@ async fn a_held_page_waits_for_the_next_pages_lookups() {
         version: None,
         deleted: false,
     };
-    committer.hold(PageCommit {
-        links: vec![link],
+    let page = || PageCommit {
+        links: vec![link.clone()],
         ..PageCommit::default()
-    });
+    };
+    committer.hold(page());
     assert_eq!(store.commits(), 0, "held, not committed");
-    assert!(committer.held_links_any_record(&["x", "a"]));
-    assert!(!committer.held_links_any_record(&["x"]));
-    assert!(committer.held_links_any_entity(&[7]));
-    committer.launch_due();
-    committer.land().await.unwrap();
+    // Lookups of other records and entities do not need it.
+    committer.expose_records(&["x"]).await.unwrap();
+    committer
+        .expose_entities(&HashSet::from([8]))
+        .await
+        .unwrap();
+    assert_eq!(store.commits(), 0);
+    // A lookup of a record it links does.
+    committer.expose_records(&["x", "a"]).await.unwrap();
     assert_eq!(store.commits(), 1);
-    assert_eq!(committer.pages(), 1);
+    // In flight: a lookup of an entity it links waits for it to land.
+    committer.hold(page());
+    committer.launch_due().await.unwrap();
+    committer
+        .expose_entities(&HashSet::from([7]))
+        .await
+        .unwrap();
+    assert_eq!(store.commits(), 2);
+    assert_eq!(committer.pages(), 2);
 }
 
 #[tokio::test]
@@ -436,6 +450,29 @@ async fn a_record_of_an_earlier_page_of_the_held_group_is_not_created_twice() {
     assert_eq!(dest.records().len(), 3);
     assert!(dest.records().values().any(|v| v == r#"{"n":2}"#));
     assert_eq!(store.state().as_deref(), Some("s4"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_of_the_group_still_committing_is_not_created_twice() {
+    // Each page its own group, each commit slow: page 3's lookups run
+    // while page 1's group may still be committing beside page 2.
+    let store = Arc::new(MemoryStore::default());
+    store.set_commit_delay(std::time::Duration::from_millis(200));
+    let source = FakeSource::new(vec![
+        Ok(page(vec![record("a", r#"{"n":1}"#)], "s1", true)),
+        Ok(page(vec![record("b", r#"{"n":1}"#)], "s2", true)),
+        Ok(page(vec![record("a", r#"{"n":2}"#)], "s3", false)),
+    ]);
+    let dest = Arc::new(FakeDestination::default());
+    let p = prepared(
+        "[commit]\nrecords = 1\nwait_ms = 60000",
+        Arc::new(source),
+        dest.clone(),
+    );
+    let (counts, _) = run_over(&p, store.clone(), None, false).await.unwrap();
+    assert_eq!((counts.created, counts.updated), (2, 1));
+    assert_eq!(dest.records().len(), 2);
+    assert_eq!(store.state().as_deref(), Some("s3"));
 }
 
 #[tokio::test]

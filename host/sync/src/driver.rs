@@ -257,20 +257,16 @@ impl<'a> Driver<'a> {
         let deduped = Deduped::of(records, rejected);
         {
             let ids = deduped.ids();
-            if self.committer.held_links_any_record(&ids) {
-                self.committer.commit_held()?;
-            }
+            self.committer.expose_records(&ids).await?;
             if self.p.pipeline.mode == SyncMode::FullRefresh {
                 self.seen.extend(ids.iter().map(|id| id.to_string()));
             }
         }
         let ctx = context(self.p, &self.store, &self.waiter);
         let mut classified = page::classify(ctx, deduped)?;
-        if self.committer.held_links_any_entity(&classified.entities) {
-            self.committer.commit_held()?;
-        }
+        self.committer.expose_entities(&classified.entities).await?;
         classified.look_up_destinations(ctx)?;
-        self.committer.launch_due();
+        self.committer.launch_due().await?;
         let mut spent = Spent::default();
         let commit = settle::finish(ctx, classified, self.plan.as_mut(), &mut spent).await?;
         self.spent(spent);
@@ -322,7 +318,6 @@ impl<'a> Driver<'a> {
             }
             let mut commit = self.process(page.records, rejected).await?;
             commit.state = page.state.clone().or(state.clone());
-            self.committer.land().await?;
             self.committer.hold(commit);
             state = page.state;
             if let Some(hit) = limited {
@@ -362,7 +357,7 @@ impl<'a> Driver<'a> {
                 return Ok(joined);
             }
         }
-        self.committer.commit_held()?;
+        self.committer.commit_held().await?;
         Ok(pending.await)
     }
 

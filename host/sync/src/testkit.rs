@@ -56,6 +56,9 @@ struct Mem {
     /// Transactions committed (log-only ones included; a group of pages
     /// is one).
     commits: usize,
+    /// How long a commit takes before it applies anything (lookups go on
+    /// meanwhile, as they do beside a real database's commit).
+    commit_delay: std::time::Duration,
 }
 
 impl Mem {
@@ -213,6 +216,11 @@ fn link_of(k: &Key, row: &Row, peer: Option<&Endpoint>) -> Link {
 impl MemoryStore {
     fn mem(&self) -> std::sync::MutexGuard<'_, Mem> {
         self.0.lock().unwrap()
+    }
+
+    /// Make each commit take `delay` before it applies anything.
+    pub fn set_commit_delay(&self, delay: std::time::Duration) {
+        self.mem().commit_delay = delay;
     }
 
     /// Link a record to a contact entity as synced with `peer`: its known
@@ -395,6 +403,10 @@ impl RunStore for MemoryStore {
         run: RunId,
         pages: &[PageCommit],
     ) -> Result<(), StoreError> {
+        let delay = self.mem().commit_delay;
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
         let mut m = self.mem();
         m.commits += 1;
         for page in pages {

@@ -3,8 +3,9 @@
 //! transaction per page costs more than the page's own work; grouping
 //! pages keeps the guarantee (the cursor committed is always the last
 //! page's whose outcome is in the same transaction) and bounds what a
-//! crash re-reads: the group not yet committed and the page beside it,
-//! whose writes the idempotency keys absorb when they are sent again.
+//! crash re-reads: the group committing, the group gathering beside it
+//! and the page in hand, whose writes the idempotency keys absorb when
+//! they are sent again.
 
 use std::time::Duration;
 
