@@ -67,6 +67,10 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Database {
     conn: Arc<Mutex<Connection>>,
+    /// A second connection to a database file, for reads that need only
+    /// committed data (the sync's identity-map lookups): WAL lets it read
+    /// while the first one commits a group of pages. None in memory.
+    reader: Option<Arc<Mutex<Connection>>>,
 }
 
 impl Database {
@@ -78,7 +82,15 @@ impl Database {
             source,
         })?;
         let conn = Connection::open(path)?;
-        Self::init(conn, &path.display().to_string())
+        let mut db = Self::init(conn, &path.display().to_string())?;
+        let reader = Connection::open(path)?;
+        reader.execute_batch(
+            "PRAGMA query_only = ON;
+             PRAGMA busy_timeout = 5000;
+             PRAGMA cache_size = -16384;",
+        )?;
+        db.reader = Some(Arc::new(Mutex::new(reader)));
+        Ok(db)
     }
 
     /// A private in-memory database (tests, one-off commands).
@@ -100,12 +112,24 @@ impl Database {
         schema::migrate(&mut conn, path)?;
         Ok(Database {
             conn: Arc::new(Mutex::new(conn)),
+            reader: None,
         })
     }
 
     /// The connection, locked. Keep the guard short.
     pub fn lock(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
         self.conn.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    /// A connection for reads that need only what is committed, locked:
+    /// the reader of a database file (it reads while the other connection
+    /// commits), else the one connection. It refuses writes. Keep the
+    /// guard short.
+    pub fn read(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        match &self.reader {
+            Some(reader) => reader.lock().map_err(|_| StoreError::Poisoned),
+            None => self.lock(),
+        }
     }
 
     /// Each schema component's version (see [`schema`]).
@@ -118,6 +142,48 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_databases_reader_reads_committed_data_beside_a_write_and_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("nexo.db")).unwrap();
+        db.lock()
+            .unwrap()
+            .execute("INSERT INTO settings (key, value) VALUES ('k', 'v1')", [])
+            .unwrap();
+        // A write in progress on the other connection: the reader is not
+        // blocked, and sees the last committed value.
+        let mut writer = db.lock().unwrap();
+        let tx = writer.transaction().unwrap();
+        tx.execute("UPDATE settings SET value = 'v2' WHERE key = 'k'", [])
+            .unwrap();
+        let read = |db: &Database| -> String {
+            db.read()
+                .unwrap()
+                .query_row("SELECT value FROM settings WHERE key = 'k'", [], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        assert_eq!(read(&db), "v1");
+        tx.commit().unwrap();
+        drop(writer);
+        assert_eq!(read(&db), "v2");
+        assert!(
+            db.read()
+                .unwrap()
+                .execute("DELETE FROM settings", [])
+                .is_err(),
+            "the reader wrote"
+        );
+        // In memory there is one connection.
+        let mem = Database::in_memory().unwrap();
+        mem.lock()
+            .unwrap()
+            .execute("INSERT INTO settings (key, value) VALUES ('k', 'v1')", [])
+            .unwrap();
+        assert_eq!(read(&mem), "v1");
+    }
 
     /// Every table, index and trigger as SQLite keeps its definition.
     fn schema_of(db: &Database) -> Vec<String> {

@@ -1,6 +1,9 @@
 //! The identity map's reads: links by record id (the page path's hot
 //! lookup), by entity, a record's links of every entity type, search, and
-//! the candidates of a full refresh's sweep.
+//! the candidates of a full refresh's sweep. The page path's lookups go
+//! through the database's reader, so they go on while a group of pages
+//! commits (what they need of an uncommitted group, the committer makes
+//! them wait for).
 
 use rusqlite::{params, params_from_iter};
 
@@ -18,7 +21,7 @@ impl LinkStore for Database {
         ids: &[&str],
         peer: Option<&Endpoint>,
     ) -> Result<Vec<Link>, StoreError> {
-        let conn = self.lock()?;
+        let conn = self.read()?;
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
             let sql = format!(
@@ -48,7 +51,7 @@ impl LinkStore for Database {
         stream: &str,
         peer: Option<&Endpoint>,
     ) -> Result<Vec<Link>, StoreError> {
-        let conn = self.lock()?;
+        let conn = self.read()?;
         let mut out = Vec::with_capacity(entities.len());
         for chunk in entities.chunks(500) {
             let sql = format!(
