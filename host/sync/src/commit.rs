@@ -154,6 +154,9 @@ pub(super) struct Committer {
     in_flight: Option<InFlight>,
     /// When a group of pages is due for its commit.
     grouping: CommitGrouping,
+    /// A group's commit failed: nothing after it may be committed (its
+    /// cursor would skip the failed group's pages).
+    broken: bool,
     /// Time spent committing.
     took: Duration,
     progress: Option<Progress>,
@@ -196,6 +199,7 @@ impl Committer {
             held: None,
             in_flight: None,
             grouping,
+            broken: false,
             took: Duration::ZERO,
             progress,
             metrics,
@@ -331,6 +335,10 @@ impl Committer {
         let Some(held) = self.held.take() else {
             return Ok(());
         };
+        if self.broken {
+            // Re-read by the next run: the cursor stays before them.
+            return Ok(());
+        }
         let started = Instant::now();
         let pages = self.counted_all(held.pages);
         self.store.commit_pages(&self.pipeline, self.run, &pages)?;
@@ -372,7 +380,13 @@ impl Committer {
         let Some(in_flight) = self.in_flight.take() else {
             return Ok(());
         };
-        let (pages, took) = in_flight.land(&self.pipeline).await?;
+        let (pages, took) = match in_flight.land(&self.pipeline).await {
+            Ok(landed) => landed,
+            Err(e) => {
+                self.broken = true;
+                return Err(e);
+            }
+        };
         self.took += took;
         self.committed(&pages);
         Ok(())

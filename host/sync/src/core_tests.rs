@@ -475,6 +475,29 @@ async fn a_record_of_the_group_still_committing_is_not_created_twice() {
     assert_eq!(store.state().as_deref(), Some("s3"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failed_group_commit_no_later_group_is_committed() {
+    // One page a group; the first group's commit fails while the second
+    // page is processed. The later pages must not be committed: their
+    // cursor would skip the first page's records for good.
+    let store = Arc::new(MemoryStore::default());
+    store.fail_commit(1);
+    let source = FakeSource::new(vec![
+        Ok(page(vec![record("a", r#"{"n":1}"#)], "s1", true)),
+        Ok(page(vec![record("b", r#"{"n":1}"#)], "s2", true)),
+        Ok(page(vec![record("c", r#"{"n":1}"#)], "s3", false)),
+    ]);
+    let p = prepared(
+        "[commit]\nrecords = 1\nwait_ms = 60000",
+        Arc::new(source),
+        Arc::new(FakeDestination::default()),
+    );
+    let failed = run_over(&p, store.clone(), None, false).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(store.state(), None, "a cursor past the failed page");
+    assert_eq!(store.commits(), 0);
+}
+
 #[tokio::test]
 async fn a_group_waiting_on_a_slow_source_is_committed_when_its_time_is_up() {
     // Each read takes 300 ms: a group may wait 30 ms, so each page is

@@ -59,6 +59,8 @@ struct Mem {
     /// How long a commit takes before it applies anything (lookups go on
     /// meanwhile, as they do beside a real database's commit).
     commit_delay: std::time::Duration,
+    /// The transaction (1: the first) that fails, applying nothing.
+    failing_commit: Option<usize>,
 }
 
 impl Mem {
@@ -216,6 +218,11 @@ fn link_of(k: &Key, row: &Row, peer: Option<&Endpoint>) -> Link {
 impl MemoryStore {
     fn mem(&self) -> std::sync::MutexGuard<'_, Mem> {
         self.0.lock().unwrap()
+    }
+
+    /// Make transaction number `n` (1: the first) fail, applying nothing.
+    pub fn fail_commit(&self, n: usize) {
+        self.mem().failing_commit = Some(n);
     }
 
     /// Make each commit take `delay` before it applies anything.
@@ -408,6 +415,12 @@ impl RunStore for MemoryStore {
             std::thread::sleep(delay);
         }
         let mut m = self.mem();
+        if m.failing_commit == Some(m.commits + 1) {
+            m.failing_commit = None;
+            return Err(StoreError::Corrupt(
+                "the disk is full (a test's failing commit)".into(),
+            ));
+        }
         m.commits += 1;
         for page in pages {
             m.apply(pipeline, run, page)?;
