@@ -3,7 +3,7 @@
 //! HMAC-SHA256 under the app's client secret of method + URI + body +
 //! `X-HubSpot-Request-Timestamp` (ms). A delivery is refused when the
 //! signature does not verify, when the timestamp is more than
-//! [`TOLERANCE_SECS`](super::webhook::TOLERANCE_SECS) away (HubSpot's own
+//! [`TOLERANCE_SECS`] away (HubSpot's own
 //! advice is 5 minutes), and when the same signature was accepted before.
 //!
 //! The client secret is sealed at rest in the pipeline's webhook slot with

@@ -8,7 +8,7 @@
 //! secret of method + URI + body + timestamp, `X-HubSpot-Request-Timestamp`
 //! in ms) and retried on failure with the next `attemptNumber`.
 //!
-//! The store keeps a [`Journal`] of its changes once a subscription exists
+//! The store keeps a journal of its changes once a subscription exists
 //! (seeding a large store journals nothing); a dispatcher task drains it,
 //! matches the changes against the active subscriptions and posts them.
 //! HubSpot retries for a day; the sandbox retries [`MAX_ATTEMPTS`] times
