@@ -17,6 +17,7 @@
 
 pub mod keys;
 pub mod manifest;
+pub mod oauth;
 pub mod origin;
 mod pack;
 

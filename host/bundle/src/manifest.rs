@@ -67,6 +67,9 @@ pub struct Capabilities {
     /// Memory it needs (the admin's limit must be at least this).
     #[serde(default = "default_memory")]
     pub memory_bytes: u64,
+    /// An OAuth 2.0 credential the host obtains and refreshes for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<crate::oauth::OAuth2>,
 }
 
 fn default_memory() -> u64 {
@@ -82,6 +85,7 @@ impl Default for Capabilities {
             secrets: Vec::new(),
             kv_bytes: 0,
             memory_bytes: default_memory(),
+            oauth2: None,
         }
     }
 }

@@ -108,7 +108,13 @@ fn mapper_schema(source: &ManifestSource) -> Result<Option<serde_json::Value>, B
 /// is even loaded: a valid id, and nothing asked beyond any plugin's limits.
 pub fn check_source(source: &ManifestSource) -> Result<(), BundleError> {
     manifest::check_id(&source.id).map_err(BundleError::InvalidManifest)?;
-    check_limits(&source.capabilities, "the manifest")
+    check_limits(&source.capabilities, "the manifest")?;
+    if let Some(oauth) = &source.capabilities.oauth2 {
+        oauth
+            .check(&source.capabilities)
+            .map_err(BundleError::InvalidManifest)?;
+    }
+    Ok(())
 }
 
 /// What the host learnt by loading a component, for [`assemble`]: the

@@ -106,6 +106,7 @@ mod tests {
             }],
             kv_bytes: 4096,
             memory_bytes: 32 << 20,
+            oauth2: None,
         }
     }
 
