@@ -255,9 +255,9 @@ mod tests {
         assert_eq!(
             origins,
             [
-                "https://api.books.test",
-                "https://login.books.test",
-                "https://identity.books.test"
+                "https://api.books.test:443",
+                "https://login.books.test:443",
+                "https://identity.books.test:443"
             ]
         );
     }
