@@ -42,6 +42,7 @@ pub async fn open(
             .iter()
             .map(|(name, value)| (name.to_string(), SecretValue::new(*value)))
             .collect::<BTreeMap<_, _>>(),
+        credentials: Default::default(),
         kv: None,
     };
     ConnectorPlugin::open(&load(component), sandbox)

@@ -116,6 +116,7 @@ async fn hostile(grants: Vec<HttpGrant>) -> ConnectorPlugin {
             kv_bytes: 0,
         },
         secrets: BTreeMap::new(),
+        credentials: Default::default(),
         kv: None,
     };
     ConnectorPlugin::open(&load(programs::HOSTILE), sandbox)

@@ -36,6 +36,7 @@ fn sandbox(id: &str, http: Vec<HttpGrant>) -> Sandbox {
         limits: Limits::default(),
         grants: Grants { http, kv_bytes: 0 },
         secrets: BTreeMap::new(),
+        credentials: Default::default(),
         kv: None,
     }
 }

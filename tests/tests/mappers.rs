@@ -19,6 +19,7 @@ fn mapper(path: &str, id: &str) -> MapperPlugin {
         limits: Limits::default(),
         grants: Grants::default(),
         secrets: BTreeMap::new(),
+        credentials: Default::default(),
         kv: None,
     };
     MapperPlugin::open(&load(path), sandbox).unwrap()

@@ -55,6 +55,7 @@ async fn many_memories_share_one_cap_and_rss_stays_within_it() {
             },
             grants: Default::default(),
             secrets: Default::default(),
+            credentials: Default::default(),
             kv: None,
         },
     )

@@ -216,6 +216,7 @@ async fn upgrade_reviews_new_capabilities_and_rollback_restores_the_old_version_
         limits: Limits::default(),
         grants: Grants::default(),
         secrets: BTreeMap::new(),
+        credentials: Default::default(),
         kv: None,
     };
     let old = ConnectorPlugin::open(&in_flight, sandbox("1.0.0"))
@@ -374,6 +375,7 @@ async fn a_plugin_built_against_the_oldest_supported_wit_installs_and_runs() {
             limits: Limits::default(),
             grants: Grants::default(),
             secrets: BTreeMap::new(),
+            credentials: Default::default(),
             kv: None,
         },
     )

@@ -22,6 +22,7 @@ fn sandbox(limits: Limits, http: Vec<HttpGrant>) -> Sandbox {
         limits,
         grants: Grants { http, kv_bytes: 0 },
         secrets: BTreeMap::new(),
+        credentials: Default::default(),
         kv: None,
     }
 }

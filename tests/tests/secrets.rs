@@ -30,6 +30,7 @@ async fn hostile(grants: Grants, kv: Option<(KvStore, String)>) -> ConnectorPlug
         limits: Limits::default(),
         grants,
         secrets: BTreeMap::from([("token".to_string(), SecretValue::new(VALUE))]),
+        credentials: Default::default(),
         kv,
     };
     ConnectorPlugin::open(&load(programs::HOSTILE_SECRETS), sandbox)

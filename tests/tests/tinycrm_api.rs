@@ -29,6 +29,7 @@ async fn connector(crm: &tinycrm::Server) -> ConnectorPlugin {
             kv_bytes: 0,
         },
         secrets: BTreeMap::from([("api_token".to_string(), SecretValue::new(TOKEN))]),
+        credentials: Default::default(),
         kv: None,
     };
     ConnectorPlugin::open(&load(programs::EXAMPLE_CRM), sandbox)

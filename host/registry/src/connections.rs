@@ -309,6 +309,7 @@ impl Connections {
                 kv_bytes: version.grants.kv_bytes,
             },
             secrets,
+            credentials: BTreeMap::new(),
             kv: Some((
                 self.kv.clone(),
                 format!(

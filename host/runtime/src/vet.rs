@@ -68,6 +68,7 @@ pub async fn spec_of(
         limits: Limits::default(),
         grants: Grants::default(),
         secrets: Default::default(),
+        credentials: Default::default(),
         kv: None,
     };
     let connector = ConnectorPlugin::open(plugin, sandbox).await?;

@@ -203,6 +203,7 @@ impl Engine {
             limits,
             grants: Default::default(),
             secrets: Default::default(),
+            credentials: Default::default(),
             kv: None,
         };
         let mapper = MapperPlugin::open(&loaded, sandbox).map_err(|e| SyncError::Mapper {

@@ -192,6 +192,7 @@ fn sandbox_for(
             kv_bytes: args.grant_kv,
         },
         secrets,
+        credentials: Default::default(),
         kv,
     })
 }

@@ -26,6 +26,7 @@ pub(crate) async fn inspect(runtime: &Runtime, file: &Path, as_json: bool) -> Re
                 limits: Limits::default(),
                 grants: Grants::default(),
                 secrets: BTreeMap::new(),
+                credentials: Default::default(),
                 kv: None,
             };
             Some(

@@ -97,6 +97,7 @@ fn open(dir: &Path, runtime: &Runtime, args: &PreviewArgs) -> Result<MapperPlugi
         limits: Limits::default(),
         grants: Default::default(),
         secrets: Default::default(),
+        credentials: Default::default(),
         kv: None,
     };
     if let Some(file) = &args.component {

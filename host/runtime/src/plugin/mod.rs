@@ -12,11 +12,12 @@ use crate::inspect::WorldKind;
 use crate::limits::Limits;
 use crate::runtime::LoadedPlugin;
 use crate::sandbox::budget::Budget;
+use crate::sandbox::credential::Credential;
 use crate::sandbox::http::{HttpSettings, OutboundHttp};
 use crate::sandbox::kv::KvStore;
 use crate::sandbox::policy::{HttpGrant, OriginPattern, OutboundPolicy, PatternError};
 use crate::sandbox::redact;
-use crate::sandbox::secrets::{BoundSecret, SecretSet, SecretValue};
+use crate::sandbox::secrets::{BoundSecret, FreshSecret, SecretSet, SecretValue};
 use crate::state::SandboxEvent;
 
 pub use types::{
@@ -45,6 +46,9 @@ pub struct Sandbox {
     pub grants: Grants,
     /// Secret values by name (only those the plugin declares are used).
     pub secrets: BTreeMap<String, SecretValue>,
+    /// Secrets whose value the host keeps fresh (OAuth 2.0 access tokens),
+    /// by name; one here takes the place of a static value of that name.
+    pub credentials: BTreeMap<String, Arc<dyn Credential>>,
     /// Key-value store and namespace (plugin + connection); `None`: no storage.
     pub kv: Option<(KvStore, String)>,
 }
@@ -228,7 +232,20 @@ impl ConnectorPlugin {
             .map_err(bad)?;
         let mut secrets = SecretSet::default();
         for (name, origins) in &bindings {
-            if let Some(value) = sandbox.secrets.get(name) {
+            if let Some(credential) = sandbox.credentials.get(name) {
+                let origins = origins
+                    .iter()
+                    .map(|o| OriginPattern::parse(o))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(bad)?;
+                secrets.insert_fresh(
+                    name.clone(),
+                    FreshSecret {
+                        credential: credential.clone(),
+                        origins,
+                    },
+                );
+            } else if let Some(value) = sandbox.secrets.get(name) {
                 let origins = origins
                     .iter()
                     .map(|o| OriginPattern::parse(o))

@@ -22,8 +22,12 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
+use std::collections::BTreeMap;
+
 use super::budget::Budget;
+use super::credential::{CredentialError, Token};
 use super::policy::{AddressScope, Origin, OutboundPolicy};
+use super::redact;
 use super::secrets::SecretSet;
 
 pub use super::outbound::{HttpError, HttpSettings, Method, OutboundRequest, OutboundResponse};
@@ -158,9 +162,19 @@ impl OutboundHttp {
         let mut with_credentials = true;
         let mut redirects = 0;
         let mut retries = 0;
+        // Current values of the kept-fresh secrets this request carries, and
+        // whether a 401 already made them be refreshed once.
+        let mut tokens: BTreeMap<String, Token> = BTreeMap::new();
+        let mut refreshed_on_401 = false;
         loop {
             let origin = origin_of(&url)?;
-            let headers = self.headers_for(&req, &origin, with_credentials)?;
+            if with_credentials
+                && self.secrets.has_fresh()
+                && let Err(answer) = self.fetch_tokens(&req, &origin, &mut tokens).await
+            {
+                return answer;
+            }
+            let headers = self.headers_for(&req, &origin, with_credentials, &tokens)?;
             let client = match (self.policy.scope_for(&origin), &self.private) {
                 (AddressScope::PrivateGrant, Some(private)) => private,
                 // Without a private grant there is no private client: the
@@ -171,8 +185,8 @@ impl OutboundHttp {
                 .request(method.as_reqwest(), url.clone())
                 .headers(headers);
             if with_credentials && let Some((user, pass)) = &req.basic_auth {
-                let user = self.secrets.substitute(user, &origin)?;
-                let pass = self.secrets.substitute(pass, &origin)?;
+                let user = self.secrets.substitute_with(user, &origin, &tokens)?;
+                let pass = self.secrets.substitute_with(pass, &origin, &tokens)?;
                 builder = builder.basic_auth(user, Some(pass));
             }
             if let Some(b) = &body {
@@ -225,6 +239,18 @@ impl OutboundHttp {
                 continue;
             }
 
+            // The system refused the access token it was sent: refresh it
+            // (unless another request already did) and send once more.
+            if status == 401 && with_credentials && !tokens.is_empty() && !refreshed_on_401 {
+                refreshed_on_401 = true;
+                drop(resp);
+                if let Err(answer) = self.refresh_tokens(&mut tokens).await {
+                    return answer;
+                }
+                tracing::debug!(%origin, "access token refused; sending again with a fresh one");
+                continue;
+            }
+
             if (status == 429 || status == 503) && retries < self.settings.max_retries {
                 let wait =
                     retry_after(resp.headers()).unwrap_or(Duration::from_millis(500 << retries));
@@ -241,11 +267,62 @@ impl OutboundHttp {
         }
     }
 
+    /// The current value of each kept-fresh secret the request names for
+    /// `origin` that `tokens` lacks. `Err` holds what the plugin gets
+    /// instead of an answer when there is none.
+    async fn fetch_tokens(
+        &self,
+        req: &OutboundRequest,
+        origin: &Origin,
+        tokens: &mut BTreeMap<String, Token>,
+    ) -> Result<(), Result<OutboundResponse, HttpError>> {
+        let texts = req.headers.iter().map(|(_, v)| v.as_str()).chain(
+            req.basic_auth
+                .iter()
+                .flat_map(|(u, p)| [u.as_str(), p.as_str()]),
+        );
+        for (name, credential) in self.secrets.fresh_needed(texts, origin) {
+            if tokens.contains_key(name) {
+                continue;
+            }
+            let token = credential
+                .current()
+                .await
+                .map_err(|e| credential_answer(name, e))?;
+            redact::register(name, &token.value);
+            tokens.insert(name.to_string(), token);
+        }
+        Ok(())
+    }
+
+    /// After a 401: a new value for each token the request carried.
+    async fn refresh_tokens(
+        &self,
+        tokens: &mut BTreeMap<String, Token>,
+    ) -> Result<(), Result<OutboundResponse, HttpError>> {
+        let names: Vec<String> = tokens.keys().cloned().collect();
+        for name in names {
+            let (Some(credential), Some(old)) =
+                (self.secrets.credential(&name), tokens.remove(&name))
+            else {
+                continue;
+            };
+            let token = credential
+                .rejected(old)
+                .await
+                .map_err(|e| credential_answer(&name, e))?;
+            redact::register(&name, &token.value);
+            tokens.insert(name, token);
+        }
+        Ok(())
+    }
+
     fn headers_for(
         &self,
         req: &OutboundRequest,
         origin: &Origin,
         with_credentials: bool,
+        tokens: &BTreeMap<String, Token>,
     ) -> Result<HeaderMap, HttpError> {
         let mut map = HeaderMap::new();
         for (name, value) in &req.headers {
@@ -259,7 +336,7 @@ impl OutboundHttp {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| HttpError::InvalidRequest(format!("bad header name `{name}`")))?;
             let filled = if has_secret {
-                self.secrets.substitute(value, origin)?
+                self.secrets.substitute_with(value, origin, tokens)?
             } else {
                 value.clone()
             };
@@ -298,7 +375,7 @@ impl OutboundHttp {
         // An encoded body (gzip, br…) cannot be searched for the secrets
         // the request carried; the plugin could decode it into the value.
         if let Some(encoding) = unsearchable_encoding(resp.headers())
-            && !self.secrets.redactor().is_empty()
+            && (!self.secrets.redactor().is_empty() || self.secrets.has_fresh())
         {
             let encoding = self.secrets.redact(&encoding);
             return Err(HttpError::InvalidRequest(format!(
@@ -327,6 +404,11 @@ impl OutboundHttp {
         };
         // A system that echoes credentials must not hand them to the plugin.
         self.secrets.redactor().scrub_response(&mut response);
+        if self.secrets.has_fresh() {
+            // Kept-fresh values (every access token handed out) are known
+            // to the process-wide redactor only.
+            redact::current().scrub_response(&mut response);
+        }
         Ok(response)
     }
 
@@ -345,6 +427,35 @@ impl OutboundHttp {
         }
         // reqwest's messages carry the URL, never header values.
         HttpError::ConnectionFailed(self.secrets.redact(&error_chain(&e)))
+    }
+}
+
+/// What the plugin gets when a kept-fresh secret has no value: with none
+/// until an admin authorizes the connection, the system's own answer to a
+/// missing credential — a `401` (which the SDK classes as `auth`), marked
+/// `x-nexo-credential: needs-authorization` to tell it apart, since WIT
+/// 1.0's `http-error` has no case for it; when the token endpoint cannot
+/// be reached, a failed connection (retryable).
+fn credential_answer(name: &str, e: CredentialError) -> Result<OutboundResponse, HttpError> {
+    match e {
+        CredentialError::NeedsAuthorization(why) => {
+            let body = serde_json::json!({
+                "error": "needs_authorization",
+                "secret": name,
+                "message": why,
+            });
+            Ok(OutboundResponse {
+                status: 401,
+                headers: vec![
+                    ("content-type".into(), "application/json".into()),
+                    ("x-nexo-credential".into(), "needs-authorization".into()),
+                ],
+                body: body.to_string().into_bytes(),
+            })
+        }
+        CredentialError::Unavailable(why) => Err(HttpError::ConnectionFailed(format!(
+            "could not get a fresh `{name}`: {why}"
+        ))),
     }
 }
 

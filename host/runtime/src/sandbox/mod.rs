@@ -3,6 +3,7 @@
 
 pub mod address;
 pub mod budget;
+pub mod credential;
 pub mod http;
 pub mod kv;
 pub mod log;

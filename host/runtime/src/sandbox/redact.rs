@@ -230,6 +230,9 @@ fn json_ascii(value: &str) -> String {
     out
 }
 
+/// Most values of one secret name the process-wide set keeps (the newest).
+pub const MAX_VALUES_PER_NAME: usize = 256;
+
 /// The process-wide set: every secret value this process opened.
 struct Registry {
     values: Vec<(String, SecretValue)>,
@@ -262,6 +265,15 @@ pub fn register(name: &str, value: &SecretValue) {
         return;
     }
     r.values.push((name.to_string(), value.clone()));
+    // A refreshed secret (an OAuth access token) gets a new value every
+    // half hour for as long as the process runs; its old values expire
+    // with it, so only the latest few of one name are kept searchable.
+    let same_name = r.values.iter().filter(|(n, _)| n == name).count();
+    if same_name > MAX_VALUES_PER_NAME
+        && let Some(oldest) = r.values.iter().position(|(n, _)| n == name)
+    {
+        r.values.remove(oldest);
+    }
     let redactor = Redactor::new(r.values.iter().map(|(n, v)| (n.as_str(), v)));
     r.redactor = Arc::new(redactor);
 }

@@ -8,8 +8,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
+use super::credential::{Credential, Token};
 use super::policy::{Origin, OriginPattern};
 use super::redact::Redactor;
 
@@ -44,10 +45,21 @@ pub struct BoundSecret {
     pub origins: Vec<OriginPattern>,
 }
 
+/// A secret whose value the host keeps fresh (an OAuth 2.0 access
+/// token), with the origins it may be sent to.
+#[derive(Debug, Clone)]
+pub struct FreshSecret {
+    /// Where its current value comes from.
+    pub credential: Arc<dyn Credential>,
+    /// Origins it is bound to, as for a [`BoundSecret`].
+    pub origins: Vec<OriginPattern>,
+}
+
 /// The secrets of one connection.
 #[derive(Debug, Clone, Default)]
 pub struct SecretSet {
     secrets: BTreeMap<String, BoundSecret>,
+    fresh: BTreeMap<String, FreshSecret>,
     /// Built on first use, dropped on insert.
     redactor: OnceLock<Redactor>,
 }
@@ -81,9 +93,55 @@ impl SecretSet {
         self.redactor = OnceLock::new();
     }
 
+    /// Add a secret whose value the host keeps fresh; it replaces a
+    /// static one of the same name.
+    pub fn insert_fresh(&mut self, name: impl Into<String>, secret: FreshSecret) {
+        let name = name.into();
+        self.secrets.remove(&name);
+        self.fresh.insert(name, secret);
+        self.redactor = OnceLock::new();
+    }
+
     /// Whether a secret of this name is configured.
     pub fn is_set(&self, name: &str) -> bool {
-        self.secrets.contains_key(name)
+        self.secrets.contains_key(name) || self.fresh.contains_key(name)
+    }
+
+    /// The credential of a kept-fresh secret.
+    pub fn credential(&self, name: &str) -> Option<&Arc<dyn Credential>> {
+        self.fresh.get(name).map(|f| &f.credential)
+    }
+
+    /// Whether any secret is kept fresh (its values are then scrubbed by
+    /// the process-wide redactor, which learns each new one).
+    pub fn has_fresh(&self) -> bool {
+        !self.fresh.is_empty()
+    }
+
+    /// The kept-fresh secrets that `texts` name and that may go to
+    /// `origin`: those whose current value a request to `origin` needs.
+    pub fn fresh_needed<'a>(
+        &'a self,
+        texts: impl IntoIterator<Item = &'a str>,
+        origin: &Origin,
+    ) -> Vec<(&'a str, &'a Arc<dyn Credential>)> {
+        let mut out: Vec<(&str, &Arc<dyn Credential>)> = Vec::new();
+        for text in texts {
+            let mut rest = text;
+            while let Some(start) = rest.find(OPEN) {
+                let after = &rest[start + OPEN.len()..];
+                let Some(end) = after.find(CLOSE) else { break };
+                let name = after[..end].trim();
+                if let Some((key, f)) = self.fresh.get_key_value(name)
+                    && f.origins.iter().any(|p| p.matches(origin))
+                    && !out.iter().any(|(n, _)| *n == key.as_str())
+                {
+                    out.push((key.as_str(), &f.credential));
+                }
+                rest = &after[end + CLOSE.len()..];
+            }
+        }
+        out
     }
 
     /// Whether `text` contains a secret template.
@@ -94,6 +152,17 @@ impl SecretSet {
     /// `text` with every `{{secret:NAME}}` replaced by the value, if each named
     /// secret is bound to `origin`.
     pub fn substitute(&self, text: &str, origin: &Origin) -> Result<String, SecretDenial> {
+        self.substitute_with(text, origin, &BTreeMap::new())
+    }
+
+    /// [`SecretSet::substitute`], with the current values of kept-fresh
+    /// secrets in `tokens` (see [`SecretSet::fresh_needed`]).
+    pub fn substitute_with(
+        &self,
+        text: &str,
+        origin: &Origin,
+        tokens: &BTreeMap<String, Token>,
+    ) -> Result<String, SecretDenial> {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         while let Some(start) = rest.find(OPEN) {
@@ -101,17 +170,19 @@ impl SecretSet {
             let after = &rest[start + OPEN.len()..];
             let end = after.find(CLOSE).ok_or(SecretDenial::Malformed)?;
             let name = after[..end].trim();
-            let secret = self
-                .secrets
-                .get(name)
-                .ok_or_else(|| SecretDenial::Unknown(name.to_string()))?;
-            if !secret.origins.iter().any(|p| p.matches(origin)) {
+            let (origins, value) = match (self.secrets.get(name), self.fresh.get(name)) {
+                (Some(secret), _) => (&secret.origins, Some(&secret.value)),
+                (None, Some(fresh)) => (&fresh.origins, tokens.get(name).map(|t| &t.value)),
+                (None, None) => return Err(SecretDenial::Unknown(name.to_string())),
+            };
+            if !origins.iter().any(|p| p.matches(origin)) {
                 return Err(SecretDenial::NotBound {
                     name: name.to_string(),
                     origin: origin.clone(),
                 });
             }
-            out.push_str(secret.value.expose());
+            let value = value.ok_or_else(|| SecretDenial::Unknown(name.to_string()))?;
+            out.push_str(value.expose());
             rest = &after[end + CLOSE.len()..];
         }
         out.push_str(rest);
