@@ -468,6 +468,7 @@ fn sandbox(id: &str) -> Sandbox {
         limits: Limits::default(),
         grants: Grants::default(),
         secrets: BTreeMap::new(),
+        credentials: Default::default(),
         kv: None,
     }
 }
