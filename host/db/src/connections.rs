@@ -233,7 +233,7 @@ pub enum Removal {
 }
 
 /// Pipelines whose source or destination is `connection`, sorted.
-fn pipelines_using(
+pub(crate) fn pipelines_using(
     conn: &rusqlite::Connection,
     connection: &str,
 ) -> Result<Vec<String>, StoreError> {
@@ -342,6 +342,10 @@ impl Database {
         }
         tx.execute(
             "DELETE FROM connection_secrets WHERE connection = ?1",
+            params![name],
+        )?;
+        tx.execute(
+            "DELETE FROM connection_oauth WHERE connection = ?1",
             params![name],
         )?;
         tx.execute("DELETE FROM connections WHERE name = ?1", params![name])?;

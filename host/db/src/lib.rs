@@ -17,6 +17,7 @@ use rusqlite::Connection;
 
 pub mod connections;
 pub mod kv;
+pub mod oauth;
 pub mod private;
 pub mod registry;
 pub mod schema;

@@ -67,6 +67,31 @@ const CONNECTIONS: &str = "CREATE TABLE connections (
          PRIMARY KEY (connection, name)
      );";
 
+/// The OAuth 2.0 authorization of a connection: its client, its tokens
+/// (sealed), their expiry and generation, the refresh claim, and the
+/// pipelines paused while it needs re-authorization.
+const CONNECTION_OAUTH: &str = "CREATE TABLE connection_oauth (
+         connection TEXT PRIMARY KEY REFERENCES connections(name) ON DELETE CASCADE,
+         flow TEXT NOT NULL CHECK (flow IN ('authorization-code', 'client-credentials')),
+         client_id TEXT NOT NULL,
+         client_secret_nonce BLOB,
+         client_secret BLOB,
+         access_nonce BLOB NOT NULL,
+         access_token BLOB NOT NULL,
+         refresh_nonce BLOB,
+         refresh_token BLOB,
+         issued_at_ms INTEGER NOT NULL,
+         expires_at_ms INTEGER NOT NULL,
+         generation INTEGER NOT NULL,
+         status TEXT NOT NULL CHECK (status IN ('authorized', 'needs-reauthorization')),
+         reason TEXT,
+         tenant TEXT,
+         refreshing_until_ms INTEGER,
+         paused_pipelines TEXT,
+         authorized_at TEXT NOT NULL,
+         refreshed_at TEXT
+     );";
+
 /// One component's part of the schema.
 #[derive(Debug)]
 pub struct Component {
@@ -95,7 +120,8 @@ pub const COMPONENTS: &[Component] = &[
     },
     Component {
         name: "connections",
-        migrations: &[CONNECTIONS],
+        // connections and their secrets; their OAuth authorizations
+        migrations: &[CONNECTIONS, CONNECTION_OAUTH],
     },
     Component {
         name: "sync",

@@ -15,6 +15,7 @@ use nexo_db::sealed::{SealError, Sealer};
 use nexo_runtime::limits::Limits;
 use nexo_runtime::plugin::{Approved, ConnectorPlugin, Grants, OpenError, Sandbox};
 use nexo_runtime::sandbox::budget::{Budget, RequestBudgets};
+use nexo_runtime::sandbox::credential::Credential;
 use nexo_runtime::sandbox::kv::KvStore;
 use nexo_runtime::sandbox::policy::HttpGrant;
 use nexo_runtime::sandbox::secrets::SecretValue;
@@ -78,6 +79,9 @@ pub enum ConnectionError {
     /// Bad origin text.
     #[error("{0}")]
     Origin(String),
+    /// An OAuth 2.0 flow or refresh failed.
+    #[error(transparent)]
+    OAuth(#[from] crate::oauth::OAuthError),
     /// Pipelines use the connection that was to be removed.
     #[error(
         "connection `{connection}` is used by pipeline(s) {}: point them at another connection \
@@ -114,6 +118,25 @@ pub fn request_budget(grants: &ConnectionGrants) -> Option<NonZeroU32> {
     }
 }
 
+/// The origin overrides of a sandbox connection, logical → physical.
+pub(crate) fn overrides_of(
+    _row: &ConnectionRow,
+) -> Result<crate::oauth::token_overrides::Overrides, ConnectionError> {
+    Ok(Vec::new())
+}
+
+/// Check `config` against `manifest`'s config schema.
+pub(crate) fn check_config_of(
+    manifest: &Manifest,
+    config: &serde_json::Value,
+) -> Result<(), ConnectionError> {
+    check_config(
+        &format!("{}@{}", manifest.id, manifest.version),
+        manifest,
+        config,
+    )
+}
+
 /// What `add` needs.
 #[derive(Debug, Clone)]
 pub struct NewConnection {
@@ -138,21 +161,28 @@ pub struct NewConnection {
 /// one `Connections`, so that all its runs share each connection's budget.
 #[derive(Debug, Clone)]
 pub struct Connections {
-    registry: Registry,
+    pub(crate) registry: Registry,
     sealer: Arc<Sealer>,
     kv: KvStore,
     budgets: RequestBudgets,
+    pub(crate) oauth: Arc<crate::oauth::Keeper>,
 }
 
 impl Connections {
     /// Connections over this registry, sealing with `sealer`.
     pub fn new(registry: Registry, sealer: Sealer) -> Self {
         let kv = registry.db().kv_store();
+        let sealer = Arc::new(sealer);
+        let oauth = Arc::new(crate::oauth::Keeper::new(
+            registry.db().clone(),
+            sealer.clone(),
+        ));
         Connections {
             registry,
-            sealer: Arc::new(sealer),
+            sealer,
             kv,
             budgets: RequestBudgets::new(),
+            oauth,
         }
     }
 
@@ -173,7 +203,7 @@ impl Connections {
         }
     }
 
-    fn manifest_for(
+    pub(crate) fn manifest_for(
         &self,
         plugin_id: &str,
         pinned: Option<&semver::Version>,
@@ -231,7 +261,17 @@ impl Connections {
         check_config(&plugin, &manifest, &new.config)?;
         let declared = declared_secrets(&manifest);
         check_given_secrets(&plugin, &declared, &new.secrets)?;
-        if let Some(missing) = declared.iter().find(|d| !new.secrets.contains_key(**d)) {
+        // The secret an OAuth credential fills comes from `nexo connection
+        // authorize`, unless the admin gives a static token for it.
+        let by_oauth = manifest
+            .capabilities
+            .oauth2
+            .as_ref()
+            .map(|o| o.secret.as_str());
+        if let Some(missing) = declared
+            .iter()
+            .find(|d| !new.secrets.contains_key(**d) && Some(**d) != by_oauth)
+        {
             return Err(missing_secret(&plugin, missing));
         }
         check_origins(&plugin, &version.grants.http_origins, &new.grants)?;
@@ -298,6 +338,28 @@ impl Connections {
                 .open(&format!("{name}/{}", s.name), &s.nonce, &s.sealed)?;
             secrets.insert(s.name, value);
         }
+        // The signed manifest, as granted at install, is the plugin's whole
+        // authority; what its live `spec()` says beyond it is ignored.
+        let manifest: Manifest = serde_json::from_str(&version.manifest)
+            .map_err(|e| StoreError::Corrupt(format!("manifest of {}: {e}", version.plugin_id)))?;
+        // An authorized OAuth credential fills its secret (over a static
+        // token of the same name); one not authorized yet answers the
+        // plugin's requests with a 401 that says how to authorize.
+        let mut credentials: BTreeMap<String, Arc<dyn Credential>> = BTreeMap::new();
+        if let Some(decl) = &manifest.capabilities.oauth2
+            && (!secrets.contains_key(&decl.secret) || self.registry.db().oauth(name)?.is_some())
+        {
+            secrets.remove(&decl.secret);
+            credentials.insert(
+                decl.secret.clone(),
+                Arc::new(crate::oauth::ConnectionCredential {
+                    keeper: self.oauth.clone(),
+                    connection: name.to_string(),
+                    decl: decl.clone(),
+                    overrides: overrides_of(&row)?,
+                }),
+            );
+        }
         let sandbox = Sandbox {
             plugin: PluginRef {
                 id: row.plugin_id.clone(),
@@ -309,7 +371,7 @@ impl Connections {
                 kv_bytes: version.grants.kv_bytes,
             },
             secrets,
-            credentials: BTreeMap::new(),
+            credentials,
             kv: Some((
                 self.kv.clone(),
                 format!(
@@ -320,10 +382,6 @@ impl Connections {
                 ),
             )),
         };
-        // The signed manifest, as granted at install, is the plugin's whole
-        // authority; what its live `spec()` says beyond it is ignored.
-        let manifest: Manifest = serde_json::from_str(&version.manifest)
-            .map_err(|e| StoreError::Corrupt(format!("manifest of {}: {e}", version.plugin_id)))?;
         let approved = Approved::of(&manifest.capabilities, &version.grants);
         let mut connector = ConnectorPlugin::open_approved(&plugin, sandbox, &approved).await?;
         if let Some(budget) = budget {

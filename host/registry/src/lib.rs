@@ -14,6 +14,7 @@
 pub mod connections;
 mod error;
 mod grants;
+pub mod oauth;
 mod plugins;
 
 pub use error::RegistryError;

@@ -1,0 +1,386 @@
+//! Rows of the OAuth 2.0 authorization of a connection: the client it
+//! authorized as, its tokens (sealed, like every secret), their expiry and
+//! generation, whether it needs an admin again, and the refresh claim that
+//! keeps one refresh at a time per connection across runs and processes.
+//!
+//! A refresh is claimed by generation: the process that moves the claim
+//! from empty (or expired) to itself for the generation it read is the only
+//! one that spends the refresh token; it stores the new pair and bumps the
+//! generation in one statement, so a rotating refresh token is never used
+//! twice and a reader sees either the old pair or the new one.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Database, StoreError};
+use crate::connections::pipelines_using;
+
+/// A value sealed by the host's [`crate::sealed::Sealer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    /// Nonce.
+    pub nonce: Vec<u8>,
+    /// Ciphertext.
+    pub sealed: Vec<u8>,
+}
+
+/// Where a connection's authorization stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthStatus {
+    /// Tokens are there and refresh.
+    Authorized,
+    /// The system refused the refresh token for good (revoked, expired):
+    /// an admin must authorize again. The connection's pipelines were
+    /// paused.
+    NeedsReauthorization,
+}
+
+impl OAuthStatus {
+    /// As stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OAuthStatus::Authorized => "authorized",
+            OAuthStatus::NeedsReauthorization => "needs-reauthorization",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "authorized" => Ok(OAuthStatus::Authorized),
+            "needs-reauthorization" => Ok(OAuthStatus::NeedsReauthorization),
+            other => Err(StoreError::Corrupt(format!("OAuth status `{other}`"))),
+        }
+    }
+}
+
+/// A connection's OAuth 2.0 authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthRow {
+    /// The connection.
+    pub connection: String,
+    /// `authorization-code` or `client-credentials`.
+    pub flow: String,
+    /// The OAuth client id (not a secret).
+    pub client_id: String,
+    /// The client secret, sealed (none for a public client).
+    pub client_secret: Option<Sealed>,
+    /// The access token, sealed.
+    pub access_token: Sealed,
+    /// The refresh token, sealed (none from the client-credentials flow).
+    pub refresh_token: Option<Sealed>,
+    /// When the access token was issued (ms since the epoch).
+    pub issued_at_ms: i64,
+    /// When it expires (ms since the epoch).
+    pub expires_at_ms: i64,
+    /// Bumped by every new pair.
+    pub generation: i64,
+    /// Where it stands.
+    pub status: OAuthStatus,
+    /// Why it needs an admin, when it does.
+    pub reason: Option<String>,
+    /// The tenant chosen after authorizing, when the system has tenants.
+    pub tenant: Option<String>,
+}
+
+/// What a refresh claim found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This caller holds the claim for the generation it read.
+    Won,
+    /// The generation moved on: someone stored a new pair.
+    Moved,
+    /// Someone else holds an unexpired claim on this generation.
+    Held,
+    /// The connection needs re-authorization (or has no authorization).
+    NotAuthorized,
+}
+
+const COLUMNS: &str =
+    "connection, flow, client_id, client_secret_nonce, client_secret, access_nonce,
+     access_token, refresh_nonce, refresh_token, issued_at_ms, expires_at_ms, generation, status,
+     reason, tenant";
+
+fn sealed_pair(nonce: Option<Vec<u8>>, sealed: Option<Vec<u8>>) -> Option<Sealed> {
+    match (nonce, sealed) {
+        (Some(nonce), Some(sealed)) => Some(Sealed { nonce, sealed }),
+        _ => None,
+    }
+}
+
+fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(OAuthRow, String)> {
+    let status: String = r.get(12)?;
+    Ok((
+        OAuthRow {
+            connection: r.get(0)?,
+            flow: r.get(1)?,
+            client_id: r.get(2)?,
+            client_secret: sealed_pair(r.get(3)?, r.get(4)?),
+            access_token: Sealed {
+                nonce: r.get(5)?,
+                sealed: r.get(6)?,
+            },
+            refresh_token: sealed_pair(r.get(7)?, r.get(8)?),
+            issued_at_ms: r.get(9)?,
+            expires_at_ms: r.get(10)?,
+            generation: r.get(11)?,
+            status: OAuthStatus::Authorized,
+            reason: r.get(13)?,
+            tenant: r.get(14)?,
+        },
+        status,
+    ))
+}
+
+impl Database {
+    /// The OAuth authorization of `connection`, if it has one.
+    pub fn oauth(&self, connection: &str) -> Result<Option<OAuthRow>, StoreError> {
+        let conn = self.lock()?;
+        let row = conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM connection_oauth WHERE connection = ?1"),
+                params![connection],
+                read_row,
+            )
+            .optional()?;
+        row.map(|(mut row, status)| {
+            row.status = OAuthStatus::parse(&status)?;
+            Ok(row)
+        })
+        .transpose()
+    }
+
+    /// Save a new authorization of `row.connection` (replacing any before:
+    /// its generation continues from the old one), with the connection's
+    /// config set to `config` when the authorization chose a tenant; and
+    /// resume the pipelines this host paused because the connection needed
+    /// re-authorization, if they are still paused for that reason. All in
+    /// one transaction. Returns the pipelines resumed.
+    pub fn save_oauth(
+        &self,
+        row: &OAuthRow,
+        config: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM connections WHERE name = ?1)",
+            params![row.connection],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Err(StoreError::Corrupt(format!(
+                "connection `{}` was removed while it was being authorized",
+                row.connection
+            )));
+        }
+        let previous: Option<(i64, Option<String>)> = tx
+            .query_row(
+                "SELECT generation, paused_pipelines FROM connection_oauth WHERE connection = ?1",
+                params![row.connection],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let generation = previous.as_ref().map_or(1, |(g, _)| g + 1);
+        let (client_secret_nonce, client_secret) = split(row.client_secret.as_ref());
+        let (refresh_nonce, refresh_token) = split(row.refresh_token.as_ref());
+        tx.execute(
+            "INSERT INTO connection_oauth (connection, flow, client_id, client_secret_nonce,
+                 client_secret, access_nonce, access_token, refresh_nonce, refresh_token,
+                 issued_at_ms, expires_at_ms, generation, status, reason, tenant,
+                 refreshing_until_ms, paused_pipelines, authorized_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'authorized', NULL, ?13,
+                 NULL, NULL, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+             ON CONFLICT (connection) DO UPDATE SET flow = excluded.flow,
+                 client_id = excluded.client_id, client_secret_nonce = excluded.client_secret_nonce,
+                 client_secret = excluded.client_secret, access_nonce = excluded.access_nonce,
+                 access_token = excluded.access_token, refresh_nonce = excluded.refresh_nonce,
+                 refresh_token = excluded.refresh_token, issued_at_ms = excluded.issued_at_ms,
+                 expires_at_ms = excluded.expires_at_ms, generation = excluded.generation,
+                 status = 'authorized', reason = NULL, tenant = excluded.tenant,
+                 refreshing_until_ms = NULL, paused_pipelines = NULL,
+                 authorized_at = excluded.authorized_at",
+            params![
+                row.connection,
+                row.flow,
+                row.client_id,
+                client_secret_nonce,
+                client_secret,
+                row.access_token.nonce,
+                row.access_token.sealed,
+                refresh_nonce,
+                refresh_token,
+                row.issued_at_ms,
+                row.expires_at_ms,
+                generation,
+                row.tenant,
+            ],
+        )?;
+        if let Some(config) = config {
+            tx.execute(
+                "UPDATE connections SET config = ?2 WHERE name = ?1",
+                params![row.connection, config],
+            )?;
+        }
+        let mut resumed = Vec::new();
+        if let Some((_, Some(paused))) = previous {
+            let paused: Vec<String> = serde_json::from_str(&paused)
+                .map_err(|e| StoreError::Corrupt(format!("paused pipelines: {e}")))?;
+            for pipeline in paused {
+                let n = tx.execute(
+                    "UPDATE pipelines SET paused = 0, paused_reason = NULL
+                      WHERE name = ?1 AND paused = 1 AND paused_reason LIKE ?2",
+                    params![pipeline, format!("{REAUTHORIZATION_REASON}%")],
+                )?;
+                if n > 0 {
+                    resumed.push(pipeline);
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(resumed)
+    }
+
+    /// Claim the refresh of `connection`'s tokens of `generation` until
+    /// `until_ms` (a claim older than `now_ms` is free again: its holder
+    /// died or gave up).
+    pub fn claim_oauth_refresh(
+        &self,
+        connection: &str,
+        generation: i64,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let found: Option<(i64, String, Option<i64>)> = tx
+            .query_row(
+                "SELECT generation, status, refreshing_until_ms FROM connection_oauth
+                  WHERE connection = ?1",
+                params![connection],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let claim = match found {
+            None => Claim::NotAuthorized,
+            Some((_, status, _)) if OAuthStatus::parse(&status)? != OAuthStatus::Authorized => {
+                Claim::NotAuthorized
+            }
+            Some((g, _, _)) if g != generation => Claim::Moved,
+            Some((_, _, Some(until))) if until > now_ms => Claim::Held,
+            Some(_) => {
+                tx.execute(
+                    "UPDATE connection_oauth SET refreshing_until_ms = ?2 WHERE connection = ?1",
+                    params![connection, until_ms],
+                )?;
+                Claim::Won
+            }
+        };
+        tx.commit()?;
+        Ok(claim)
+    }
+
+    /// Store the pair a refresh of `generation` got (the refresh token
+    /// unchanged when `refresh_token` is `None`: the system does not
+    /// rotate it), bump the generation and release the claim. False when
+    /// the generation had moved on (nothing stored).
+    pub fn store_oauth_refresh(
+        &self,
+        connection: &str,
+        generation: i64,
+        access_token: &Sealed,
+        refresh_token: Option<&Sealed>,
+        issued_at_ms: i64,
+        expires_at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let conn = self.lock()?;
+        let (refresh_nonce, refresh) = split(refresh_token);
+        let n = conn.execute(
+            "UPDATE connection_oauth SET access_nonce = ?3, access_token = ?4,
+                 refresh_nonce = COALESCE(?5, refresh_nonce), refresh_token = COALESCE(?6, refresh_token),
+                 issued_at_ms = ?7, expires_at_ms = ?8, generation = generation + 1,
+                 refreshing_until_ms = NULL, refreshed_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+              WHERE connection = ?1 AND generation = ?2 AND status = 'authorized'",
+            params![
+                connection,
+                generation,
+                access_token.nonce,
+                access_token.sealed,
+                refresh_nonce,
+                refresh,
+                issued_at_ms,
+                expires_at_ms
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Give up a refresh claim without a new pair (the token endpoint
+    /// failed for a passing reason).
+    pub fn release_oauth_refresh(&self, connection: &str) -> Result<(), StoreError> {
+        let conn = self.lock()?;
+        conn.execute(
+            "UPDATE connection_oauth SET refreshing_until_ms = NULL WHERE connection = ?1",
+            params![connection],
+        )?;
+        Ok(())
+    }
+
+    /// The system refused `connection`'s refresh token for good: mark it as
+    /// needing re-authorization with `reason`, and pause every pipeline
+    /// using it that is not paused already, saying why — in one
+    /// transaction. Returns the pipelines paused.
+    pub fn oauth_needs_reauthorization(
+        &self,
+        connection: &str,
+        reason: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let pause = format!("{REAUTHORIZATION_REASON}: {reason}");
+        let mut paused = Vec::new();
+        for pipeline in pipelines_using(&tx, connection)? {
+            let n = tx.execute(
+                "UPDATE pipelines SET paused = 1, paused_reason = ?2 WHERE name = ?1 AND paused = 0",
+                params![pipeline, pause],
+            )?;
+            if n > 0 {
+                paused.push(pipeline);
+            }
+        }
+        let previous: Option<Option<String>> = tx
+            .query_row(
+                "SELECT paused_pipelines FROM connection_oauth WHERE connection = ?1",
+                params![connection],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let mut all: Vec<String> = match previous.flatten() {
+            Some(p) => serde_json::from_str(&p)
+                .map_err(|e| StoreError::Corrupt(format!("paused pipelines: {e}")))?,
+            None => Vec::new(),
+        };
+        for p in &paused {
+            if !all.contains(p) {
+                all.push(p.clone());
+            }
+        }
+        let all = serde_json::to_string(&all).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute(
+            "UPDATE connection_oauth SET status = 'needs-reauthorization', reason = ?2,
+                 refreshing_until_ms = NULL, paused_pipelines = ?3
+              WHERE connection = ?1",
+            params![connection, reason, all],
+        )?;
+        tx.commit()?;
+        Ok(paused)
+    }
+}
+
+/// How every pause for a connection needing re-authorization begins.
+pub const REAUTHORIZATION_REASON: &str = "needs re-authorization";
+
+fn split(s: Option<&Sealed>) -> (Option<&[u8]>, Option<&[u8]>) {
+    match s {
+        Some(s) => (Some(s.nonce.as_slice()), Some(s.sealed.as_slice())),
+        None => (None, None),
+    }
+}
