@@ -8,6 +8,7 @@ const API = {
   overview: "/api/overview",
   plugins: "/api/plugins",
   connection: "/api/connections/{name}",
+  connectionAuthorize: "/api/connections/{name}/authorize",
   pipelines: "/api/pipelines",
   pipelineRun: "/api/pipelines/{name}/run",
   pipelinePause: "/api/pipelines/{name}/pause",
@@ -481,13 +482,76 @@ function connectionsTable(conns, refresh) {
       h("td", { class: "health" },
         h("span", { class: `dot st-${tok(hl.status)}` }), hl.status,
         hl.checked_at ? h("span", { class: "small muted" }, " · checked ", when(hl.checked_at, true)) : null,
-        hl.error ? h("div", { class: "error-text" }, hl.error) : null),
+        hl.error ? h("div", { class: "error-text" }, hl.error) : null,
+        c.oauth ? oauthState(c.oauth) : null),
       h("td", null, (c.used_by || []).length ? c.used_by.map((n) => h("span", { class: "chip" }, pipelineLink(n))) : muted("unused")),
       h("td", { class: "actions" },
+        c.oauth ? button(c.oauth.status === "authorized" ? "Re-authorize" : "Authorize",
+          { class: `btn btn-small authorize${c.oauth.status === "authorized" ? "" : " btn-primary"}`, title: "Sign in at the system with OAuth 2.0; the host keeps and refreshes the tokens" },
+          (b) => act(b, () => authorizeConnection(c.name))) : null,
         button("Replace secret", { class: "btn btn-small replace-secret", title: "Set a new value for one of this connection's secrets" },
           (b) => act(b, () => replaceSecret(c.name, refresh)))));
   });
   return table(["Name", "Plugin", "Environment", "Health", "Used by", ""], rows);
+}
+
+// A connection's OAuth authorization, as its row shows it (never a token).
+function oauthState(o) {
+  if (o.status === "authorized")
+    return h("div", { class: "small oauth-state" }, muted("OAuth: authorized"), o.tenant ? muted(` · tenant ${o.tenant}`) : null);
+  if (o.status === "needs-reauthorization")
+    return h("div", { class: "error-text oauth-state needs-reauthorization" }, "Needs re-authorization: ", o.reason || "the refresh token was refused", ". Its pipelines are paused until it is authorized again.");
+  return h("div", { class: "small oauth-state not-authorized" }, muted("OAuth: not authorized yet"));
+}
+
+// The OAuth client goes only into the POST body; the browser then leaves
+// for the system's sign-in page, which sends it back to /oauth/callback.
+async function authorizeConnection(name) {
+  const redirect = `${location.origin}/oauth/callback`;
+  const id = h("input", { id: "oauth-client-id", autocomplete: "off", spellcheck: "false" });
+  const secret = h("input", { id: "oauth-client-secret", type: "password", autocomplete: "new-password", spellcheck: "false" });
+  const error = h("div", { id: "oauth-error", class: "error-text", hidden: true });
+  const go = h("button", { id: "oauth-continue", type: "submit", class: "btn btn-primary" }, "Continue to sign in");
+  const cancel = button("Cancel", { id: "oauth-cancel" });
+  const form = h("form", { class: "secret-form" },
+    h("h2", null, "Authorize ", name),
+    field("Client id", id),
+    field("Client secret", secret),
+    h("p", { class: "small muted" }, "Leave both empty to reuse the client this connection last authorized with. Register this redirect URI at the vendor: ", mono(redirect)),
+    error,
+    h("div", { class: "dialog-actions" }, cancel, go));
+  const dialog = h("dialog", { id: "oauth-dialog" }, form);
+  const close = () => {
+    secret.value = "";
+    dialog.close();
+    dialog.remove();
+  };
+  cancel.addEventListener("click", close);
+  dialog.addEventListener("cancel", close);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    go.disabled = true;
+    try {
+      const body = { redirect_uri: redirect };
+      if (id.value.trim()) body.client_id = id.value.trim();
+      if (secret.value) body.client_secret = secret.value;
+      const started = await api("POST", path(API.connectionAuthorize, { name }), body);
+      close();
+      location.assign(started.url);
+    } catch (e) {
+      if (e.handled) {
+        close();
+        return;
+      }
+      error.textContent = e.message;
+      error.hidden = false;
+    } finally {
+      go.disabled = false;
+    }
+  });
+  document.body.append(dialog);
+  dialog.showModal();
+  id.focus();
 }
 
 // A dialog outside the view (the dashboard redraws every few seconds): the

@@ -117,6 +117,10 @@ pub fn routes(app: Arc<App>) -> Router {
                 .delete(remove_connection),
         )
         .route("/api/connections/{name}/test", post(test_connection))
+        .route(
+            "/api/connections/{name}/authorize",
+            post(crate::oauth::start),
+        )
         .route("/api/pipelines", get(pipelines))
         .route(
             "/api/pipelines/{name}",

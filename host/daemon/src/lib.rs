@@ -14,6 +14,7 @@
 pub mod api;
 pub mod clock;
 mod console;
+pub mod oauth;
 pub mod scheduler;
 mod views;
 pub mod webhook;
@@ -55,6 +56,8 @@ pub struct App {
     pub scheduler: Scheduler,
     /// Webhook deliveries accepted within the tolerance window.
     pub webhook_replays: webhook::ReplayCache,
+    /// OAuth authorizations started from the console, by state.
+    pub oauth_flows: oauth::PendingFlows,
 }
 
 /// How the daemon runs.
@@ -98,6 +101,7 @@ impl App {
             sealer,
             scheduler,
             webhook_replays: webhook::ReplayCache::default(),
+            oauth_flows: oauth::PendingFlows::default(),
         })
     }
 }
@@ -114,6 +118,8 @@ pub fn router(app: Arc<App>, metrics_public: bool) -> Router {
     }
     Router::new()
         .route("/hooks/{pipeline}", post(webhook::hook))
+        .route("/oauth/callback", get(oauth::callback))
+        .route("/oauth/tenant", post(oauth::tenant))
         .with_state(app.clone())
         .route("/api/openapi.json", get(openapi))
         .merge(metrics_route)

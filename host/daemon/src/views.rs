@@ -152,6 +152,9 @@ pub fn connection(app: &App, name: &str) -> Result<Option<Value>, StoreError> {
         "environment": c.environment.as_str(),
         "health": health,
         "used_by": used_by,
+        // Where its OAuth authorization stands (never a token); null when
+        // its plugin declares none.
+        "oauth": app.connections.oauth_status(name).ok().flatten(),
     })))
 }
 

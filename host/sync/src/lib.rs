@@ -83,6 +83,17 @@ impl SyncError {
             SyncError::Busy(_) | SyncError::Lock { .. } => "busy",
             SyncError::Connection { .. } => "connection",
             SyncError::Mapper { .. } => "mapper",
+            // A system that refused the credentials (or a connection
+            // needing re-authorization) is an `auth` failure: a person
+            // must act, retrying does not help.
+            SyncError::Plugin { source, .. }
+                if matches!(
+                    source.guest_error(),
+                    Some(nexo_runtime::GuestError::Auth(_))
+                ) =>
+            {
+                "auth"
+            }
             SyncError::Plugin { .. } => "plugin",
             SyncError::Outage { .. } => "outage",
             SyncError::Malformed { .. } => "malformed",

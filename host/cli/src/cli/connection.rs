@@ -88,6 +88,12 @@ pub(crate) enum ConnectionCommand {
         /// The connection.
         name: String,
     },
+    /// Authorize the connection with OAuth 2.0 (plugins that declare it):
+    /// prints the system's sign-in address and waits for its redirect on a
+    /// loopback address, or runs the client-credentials flow. The tokens
+    /// are sealed and refreshed by the host; pipelines paused because the
+    /// connection needed re-authorization resume.
+    Authorize(super::authorize::AuthorizeArgs),
     /// Run the plugin's check with the connection's config and secrets.
     Test {
         /// The connection.
@@ -248,11 +254,17 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
                 "  secrets      {} (values are sealed and never shown)",
                 connections.secret_names(&name)?.join(", ")
             );
+            if let Some(oauth) = connections.oauth_status(&name)? {
+                println!("  oauth        {}", oauth.describe());
+            }
             println!(
                 "  config       {}",
                 crate::safe_text::safe_json(serde_json::to_string_pretty(&config)?)
                     .replace('\n', "\n               ")
             );
+        }
+        ConnectionCommand::Authorize(args) => {
+            super::authorize::authorize(&connections, args).await?;
         }
         ConnectionCommand::Test { name } => {
             connections.test(&name).await?;

@@ -11,6 +11,7 @@ use clap::Parser;
 use crate::{LoadedPlugin, PluginRef, Runtime, RuntimeConfig};
 
 mod args;
+mod authorize;
 mod bundle;
 mod call;
 mod connection;

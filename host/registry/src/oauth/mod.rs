@@ -203,3 +203,78 @@ mod tests {
         assert!(refresh_due(10, 0, 0));
     }
 }
+
+/// Where a connection's OAuth authorization stands, for `connection show`,
+/// the API and the console (never a token).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OAuthState {
+    /// `authorized`, `needs-reauthorization` or `not-authorized`.
+    pub status: &'static str,
+    /// Why it needs an admin, when it does.
+    pub reason: Option<String>,
+    /// The flow it was authorized with.
+    pub flow: Option<String>,
+    /// The OAuth client id.
+    pub client_id: Option<String>,
+    /// The tenant chosen.
+    pub tenant: Option<String>,
+    /// When the current access token expires (RFC 3339, UTC).
+    pub expires_at: Option<String>,
+}
+
+impl OAuthState {
+    /// One line for a person.
+    pub fn describe(&self) -> String {
+        match self.status {
+            "authorized" => format!(
+                "authorized ({}, client {}{}); access token refreshed by the host, current one valid until {}",
+                self.flow.as_deref().unwrap_or("?"),
+                self.client_id.as_deref().unwrap_or("?"),
+                self.tenant
+                    .as_deref()
+                    .map(|t| format!(", tenant {t}"))
+                    .unwrap_or_default(),
+                self.expires_at.as_deref().unwrap_or("?")
+            ),
+            "needs-reauthorization" => format!(
+                "NEEDS RE-AUTHORIZATION: {}; its pipelines are paused until `nexo connection authorize` succeeds",
+                self.reason.as_deref().unwrap_or("the refresh token was refused")
+            ),
+            _ => "not authorized yet: run `nexo connection authorize` (or give the secret a static token)".into(),
+        }
+    }
+}
+
+impl crate::connections::Connections {
+    /// Where the connection's OAuth authorization stands; `None` when its
+    /// plugin declares no OAuth credential.
+    pub fn oauth_status(
+        &self,
+        name: &str,
+    ) -> Result<Option<OAuthState>, crate::connections::ConnectionError> {
+        let row = self.get(name)?;
+        let (_, manifest) = self.manifest_for(&row.plugin_id, row.pinned_version.as_ref())?;
+        if manifest.capabilities.oauth2.is_none() {
+            return Ok(None);
+        }
+        let Some(o) = self.registry.db().oauth(name)? else {
+            return Ok(Some(OAuthState {
+                status: "not-authorized",
+                reason: None,
+                flow: None,
+                client_id: None,
+                tenant: None,
+                expires_at: None,
+            }));
+        };
+        Ok(Some(OAuthState {
+            status: o.status.as_str(),
+            reason: o.reason,
+            flow: Some(o.flow),
+            client_id: Some(o.client_id),
+            tenant: o.tenant,
+            expires_at: chrono::DateTime::<chrono::Utc>::from_timestamp_millis(o.expires_at_ms)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        }))
+    }
+}
