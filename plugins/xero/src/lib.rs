@@ -73,7 +73,10 @@ pub struct Config {
     /// or a sandbox's `http://127.0.0.1:8080`; paths start at `/api.xro/2.0`.
     #[serde(default = "default_base_url")]
     pub base_url: String,
-    /// The organisation (`xero-tenant-id` header).
+    /// The organisation (`xero-tenant-id` header). Set by `nexo connection
+    /// authorize` from the organisations the sign-in reaches; empty until
+    /// then.
+    #[serde(default)]
     pub tenant_id: String,
     /// Name of this system in references (`PartyRef.system`).
     #[serde(default = "default_system")]
@@ -108,7 +111,9 @@ impl Config {
             )));
         }
         if self.tenant_id.trim().is_empty() {
-            return Err(Error::config("field `tenant_id`: must not be empty"));
+            return Err(Error::config(
+                "field `tenant_id` is not set: authorize the connection (`nexo connection authorize NAME`) to choose the organisation, or set it in the config",
+            ));
         }
         Ok(format!("{base}/api.xro/2.0/{path}"))
     }
