@@ -297,7 +297,15 @@ async fn consent(State(server): State<Arc<OAuthServer>>, body: Bytes) -> Respons
         Some("allow") => {
             let tenants: Vec<String> = match server.vendor {
                 Vendor::HubSpot => vec![server.home_tenant.clone()],
-                Vendor::Xero => form.all("tenant").to_vec(),
+                Vendor::Xero => {
+                    let mut chosen: Vec<String> = Vec::new();
+                    for t in form.all("tenant") {
+                        if !chosen.contains(t) {
+                            chosen.push(t.clone());
+                        }
+                    }
+                    chosen
+                }
             };
             let offered = &server.settings.tenants;
             let unknown = tenants

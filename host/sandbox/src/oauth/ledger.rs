@@ -222,6 +222,10 @@ impl Ledger {
         sign_in: &SignIn,
         now: Instant,
     ) -> Result<String, getrandom::Error> {
+        // A code past its lifetime can only be refused: forget it (a used
+        // one is kept as long, to catch its reuse).
+        self.codes
+            .retain(|_, c| now.duration_since(c.issued) < CODE_TTL);
         let code = random(32)?;
         self.codes.insert(
             code.clone(),

@@ -310,7 +310,8 @@ impl OAuthServer {
         self.ledger().revoke_refresh_tokens()
     }
 
-    /// The lifetime of access tokens issued from now on.
+    /// The lifetime of access tokens issued from now on (their
+    /// `expires_in` is in whole seconds, rounded down).
     pub fn set_access_ttl(&self, ttl: Duration) {
         self.ledger().access_ttl = ttl;
     }
