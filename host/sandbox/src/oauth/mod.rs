@@ -56,6 +56,8 @@
 mod http;
 mod ledger;
 pub mod pages;
+mod signin;
+mod token;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
