@@ -123,15 +123,20 @@ fn credentials(oauth: &OAuthServer) -> String {
         .first()
         .map(|u| format!("user {} / {}", u.email, u.password))
         .unwrap_or_default();
+    let needs = s
+        .refresh_scope
+        .as_ref()
+        .map(|scope| format!(" need scope {scope} and"))
+        .unwrap_or_default();
+    let rotate = if s.refresh_rotates {
+        "rotate"
+    } else {
+        "stay the same"
+    };
     format!(
-        "(client id {}, client secret {}, {user}, access tokens live {} s{})",
+        "(client id {}, client secret {}, {user}, access tokens live {} s, refresh tokens{needs} {rotate})",
         s.client_id,
         s.client_secret,
         s.access_ttl.as_secs(),
-        if s.refresh_rotates {
-            ", refresh tokens rotate"
-        } else {
-            ""
-        }
     )
 }
