@@ -2,7 +2,8 @@
 //!
 //! Stateful stand-ins for vendors' APIs on 127.0.0.1, following their
 //! official descriptions (HubSpot, Xero), and a launcher for a real,
-//! self-hosted Tryton ERP. They are the product's test environment —
+//! self-hosted Tryton ERP. The HubSpot-like and Xero-like services speak
+//! OAuth 2.0 as the vendors' identity servers do ([`oauth`]). They are the product's test environment —
 //! sandbox connections point at them — and the tests' fixtures. The
 //! `nexo-sandbox` binary starts them (`nexo-sandbox start`) and runs the
 //! demo (`nexo-sandbox demo`, what `cargo xtask demo` drives).
@@ -14,5 +15,6 @@
 //! drives the product through its public API as any embedding would).
 
 pub mod hubspot;
+pub mod oauth;
 pub mod tryton;
 pub mod xero;

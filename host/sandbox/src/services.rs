@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use nexo_sandbox::hubspot::{self, HubSpotConfig, RateLimit, SeedData};
+use nexo_sandbox::oauth::{OAuthServer, OAuthSettings};
 use nexo_sandbox::xero::{self, XeroConfig};
 
 /// Options of `nexo-sandbox start`.
@@ -34,6 +35,10 @@ pub struct SandboxArgs {
     /// Xero-like calls allowed per minute per tenant (Xero: 60); 0: no limit.
     #[arg(long, default_value_t = 60)]
     xero_rate: u32,
+    /// Lifetime in seconds of the OAuth access tokens both services issue
+    /// (Xero and HubSpot: 1800); a few seconds makes clients refresh often.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    token_ttl: Option<u64>,
 }
 
 /// The largest `--size`.
@@ -49,6 +54,12 @@ pub async fn sandbox(args: SandboxArgs) -> Result<()> {
             args.size
         );
     }
+    let ttl = |mut settings: OAuthSettings| {
+        if let Some(secs) = args.token_ttl {
+            settings.access_ttl = Duration::from_secs(secs);
+        }
+        settings
+    };
     let hub = hubspot::start(HubSpotConfig {
         rate_limit: (args.hubspot_rate > 0).then_some(RateLimit {
             requests: args.hubspot_rate,
@@ -56,6 +67,7 @@ pub async fn sandbox(args: SandboxArgs) -> Result<()> {
         }),
         seed: SeedData::of_size(args.size, args.seed),
         port: args.hubspot_port,
+        oauth: ttl(OAuthSettings::hubspot()),
         ..HubSpotConfig::default()
     })
     .await
@@ -65,6 +77,7 @@ pub async fn sandbox(args: SandboxArgs) -> Result<()> {
         rate_limit: (args.xero_rate > 0).then_some(args.xero_rate),
         seed: args.size,
         port: args.xero_port,
+        oauth: ttl(OAuthSettings::xero()),
         ..XeroConfig::default()
     })
     .await
@@ -82,6 +95,16 @@ pub async fn sandbox(args: SandboxArgs) -> Result<()> {
         xero_config.tenant_id
     );
     println!(
+        "HubSpot OAuth          authorize {hub}/oauth/authorize   token {hub}/oauth/v1/token   {}",
+        credentials(&hub.oauth()),
+        hub = hub.url(),
+    );
+    println!(
+        "Xero OAuth             authorize {books}/identity/connect/authorize   token {books}/connect/token   connections {books}/connections   {}",
+        credentials(&books.oauth()),
+        books = books.url(),
+    );
+    println!(
         "Seeded with generator seed {} at size {}. These are sandbox credentials for sandbox connections only. Ctrl-C stops both.",
         args.seed, args.size
     );
@@ -89,4 +112,31 @@ pub async fn sandbox(args: SandboxArgs) -> Result<()> {
     drop(books);
     drop(hub);
     Ok(())
+}
+
+/// The client and the user of an identity server, as `start` prints them:
+/// sandbox credentials, meant to be copied.
+fn credentials(oauth: &OAuthServer) -> String {
+    let s = oauth.settings();
+    let user = s
+        .users
+        .first()
+        .map(|u| format!("user {} / {}", u.email, u.password))
+        .unwrap_or_default();
+    let needs = s
+        .refresh_scope
+        .as_ref()
+        .map(|scope| format!(" need scope {scope} and"))
+        .unwrap_or_default();
+    let rotate = if s.refresh_rotates {
+        "rotate"
+    } else {
+        "stay the same"
+    };
+    format!(
+        "(client id {}, client secret {}, {user}, access tokens live {} s, refresh tokens{needs} {rotate})",
+        s.client_id,
+        s.client_secret,
+        s.access_ttl.as_secs(),
+    )
 }

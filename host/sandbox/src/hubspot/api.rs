@@ -19,7 +19,11 @@ use super::store::{ChangeError, Filter, ObjectType, PropertyError, Sort, Store, 
 use super::{App, Exchange, lock, now_ms};
 
 pub(super) fn router(app: Arc<App>) -> Router {
-    Router::new().fallback(handle).with_state(app)
+    let identity = crate::oauth::router(app.oauth.clone());
+    Router::new()
+        .fallback(handle)
+        .with_state(app)
+        .merge(identity)
 }
 
 /// A refusal, in HubSpot's error shape.
@@ -143,14 +147,24 @@ async fn handle(
     out
 }
 
-/// The token, then the rate limit (a refused token does not count).
+/// The token (the private-app one or an OAuth access token), then the
+/// rate limit (a refused token does not count).
 fn admit(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     let sent = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if sent != Some(app.token.as_str()) {
-        return Err(ApiError::Unauthorized);
+    match sent {
+        Some(token) if token == app.token => {}
+        // An access token of the identity server: any live one reaches the
+        // one hub.
+        Some(token) => {
+            if let Err(refusal) = app.oauth.tenants_of(token) {
+                tracing::debug!("hubspot sandbox refused a bearer token: {refusal}");
+                return Err(ApiError::Unauthorized);
+            }
+        }
+        None => return Err(ApiError::Unauthorized),
     }
     let Some(limit) = *lock(&app.limit) else {
         return Ok(());

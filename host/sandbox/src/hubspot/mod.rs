@@ -10,6 +10,12 @@
 //! (`POST /crm/v4/associations/{from}/{to}/batch/read`,
 //! `GET /crm/v4/objects/{type}/{id}/associations/{toType}`); the sandbox
 //! serves all three, as HubSpot does.
+//!
+//! OAuth: HubSpot's identity server on the same port (see
+//! [`crate::oauth`]): `/oauth/authorize`, `/oauth/v1/token`,
+//! `/oauth/v1/access-tokens/{token}`. An access token it issued works like
+//! the private-app token; an expired or unknown one gets the 401. Test
+//! hooks: [`HubSpotSandbox::oauth`].
 
 mod api;
 mod api_batch;
@@ -29,6 +35,8 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 pub use seed::SeedData;
+
+use crate::oauth::{OAuthServer, OAuthSettings};
 pub use store::{CrmObject, DEAL_STAGES, ObjectType, iso};
 
 /// How the sandbox is set up.
@@ -45,6 +53,8 @@ pub struct HubSpotConfig {
     pub port: u16,
     /// Keep every request and response (see [`HubSpotSandbox::exchanges`]).
     pub record: bool,
+    /// The identity server (always on; the static `token` keeps working).
+    pub oauth: OAuthSettings,
 }
 
 impl Default for HubSpotConfig {
@@ -55,6 +65,7 @@ impl Default for HubSpotConfig {
             seed: SeedData::EMPTY,
             port: 0,
             record: false,
+            oauth: OAuthSettings::hubspot(),
         }
     }
 }
@@ -114,6 +125,7 @@ pub struct Exchange {
 pub(crate) struct App {
     store: Mutex<store::Store>,
     token: String,
+    oauth: Arc<OAuthServer>,
     limit: Mutex<Option<RateLimit>>,
     window: Mutex<VecDeque<Instant>>,
     recording: Mutex<Option<Vec<Exchange>>>,
@@ -149,6 +161,7 @@ pub async fn start(config: HubSpotConfig) -> Result<HubSpotSandbox, SandboxError
     let app = Arc::new(App {
         store: Mutex::new(data),
         token: config.token,
+        oauth: OAuthServer::hubspot(config.oauth),
         limit: Mutex::new(config.rate_limit),
         window: Mutex::new(VecDeque::new()),
         recording: Mutex::new(config.record.then(Vec::new)),
@@ -250,6 +263,12 @@ impl HubSpotSandbox {
     /// Archive an object as a person would.
     pub fn archive(&self, ty: ObjectType, id: u64) -> bool {
         lock(&self.app.store).archive(ty, id, now_ms())
+    }
+
+    /// The identity server: its counts ([`OAuthServer::stats`]) and test
+    /// levers (revoking refresh tokens, the access-token lifetime).
+    pub fn oauth(&self) -> Arc<OAuthServer> {
+        self.app.oauth.clone()
     }
 
     /// Change the rate limit while running (`None`: unlimited).

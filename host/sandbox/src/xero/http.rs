@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use super::store::{Books, Collection, matches, ms_date, parse_date, parse_where};
 use super::{Exchange, XeroConfig, lock};
+use crate::oauth::{self, OAuthServer};
 
 /// Records per page.
 const PAGE_SIZE: usize = 100;
@@ -26,6 +27,7 @@ const PREFIX: &str = "/api.xro/2.0/";
 #[derive(Debug)]
 pub struct App {
     config: XeroConfig,
+    oauth: Arc<OAuthServer>,
     books: Mutex<Books>,
     rate: Mutex<RateState>,
     idempotency: Mutex<BTreeMap<String, (u16, Value)>>,
@@ -77,6 +79,7 @@ impl App {
     pub fn new(config: XeroConfig, books: Books) -> App {
         let limit = config.rate_limit;
         App {
+            oauth: OAuthServer::xero(config.oauth.clone(), &config.tenant_id),
             config,
             books: Mutex::new(books),
             rate: Mutex::new(RateState {
@@ -92,6 +95,10 @@ impl App {
 
     pub fn with_books<T>(&self, f: impl FnOnce(&mut Books) -> T) -> T {
         f(&mut lock(&self.books))
+    }
+
+    pub fn oauth(&self) -> &Arc<OAuthServer> {
+        &self.oauth
     }
 
     pub fn exchanges(&self) -> Vec<Exchange> {
@@ -112,21 +119,37 @@ impl App {
         rate.calls.clear();
     }
 
-    /// Xero's 401/403 when the token or tenant is missing or wrong.
+    /// Xero's 401/403 when the token or tenant is missing or wrong: the
+    /// static token reaches the configured tenant; an OAuth access token
+    /// reaches it when its consent chose it (any other organisation has no
+    /// data here, so it is refused as a wrong tenant).
     fn authenticate(&self, headers: &HeaderMap) -> Option<Answer> {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if bearer != Some(self.config.token.as_str()) {
-            return Some(problem(
+        let unauthorized = || {
+            Some(problem(
                 StatusCode::UNAUTHORIZED,
                 "Unauthorized",
                 "AuthenticationUnsuccessful",
-            ));
-        }
+            ))
+        };
+        let granted = match bearer {
+            None => return unauthorized(),
+            Some(token) if token == self.config.token => None,
+            Some(token) => match self.oauth.tenants_of(token) {
+                Ok(tenants) => Some(tenants),
+                Err(refusal) => {
+                    tracing::debug!("xero sandbox refused a bearer token: {refusal}");
+                    return unauthorized();
+                }
+            },
+        };
         let tenant = headers.get("xero-tenant-id").and_then(|v| v.to_str().ok());
-        if tenant != Some(self.config.tenant_id.as_str()) {
+        let reached = tenant == Some(self.config.tenant_id.as_str())
+            && granted.is_none_or(|t| t.iter().any(|t| t == &self.config.tenant_id));
+        if !reached {
             return Some(problem(
                 StatusCode::FORBIDDEN,
                 "Forbidden",
@@ -169,7 +192,11 @@ impl App {
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    Router::new().fallback(handle).with_state(app)
+    let identity = oauth::router(app.oauth.clone());
+    Router::new()
+        .fallback(handle)
+        .with_state(app)
+        .merge(identity)
 }
 
 async fn handle(

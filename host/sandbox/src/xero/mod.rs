@@ -36,7 +36,14 @@
 //!   `xero-tenant-id: <tenant>` (else 403), in Xero's problem shape; past
 //!   the configured rate the answer is 429 with `Retry-After` (seconds).
 //!
-//! Test hooks: [`XeroSandbox::exchanges`] records every request and
+//! - Xero's identity server on the same port (see [`crate::oauth`]):
+//!   `/identity/connect/authorize`, `/connect/token`, `/connections`. An
+//!   access token it issued works like the static token, for the
+//!   organisations chosen at consent; an expired or unknown one gets the
+//!   401 above.
+//!
+//! Test hooks: [`XeroSandbox::oauth`] (the identity server's counts and
+//! levers), [`XeroSandbox::exchanges`] records every request and
 //! response body (for schema validation), [`XeroSandbox::stall_next_write`]
 //! applies a write and then does not answer in time (a lost answer).
 
@@ -55,6 +62,8 @@ use tokio::sync::oneshot;
 pub use amount::{Amount, AmountError};
 pub use docs::TAX_RATES;
 pub use store::Collection;
+
+use crate::oauth::{OAuthServer, OAuthSettings};
 
 /// How a sandbox is set up.
 #[derive(Debug, Clone)]
@@ -75,6 +84,8 @@ pub struct XeroConfig {
     pub currency: String,
     /// Port on 127.0.0.1 (0: any free port).
     pub port: u16,
+    /// The identity server (always on; the static `token` keeps working).
+    pub oauth: OAuthSettings,
 }
 
 impl Default for XeroConfig {
@@ -87,6 +98,7 @@ impl Default for XeroConfig {
             seed: 0,
             currency: "EUR".into(),
             port: 0,
+            oauth: OAuthSettings::xero(),
         }
     }
 }
@@ -212,6 +224,12 @@ impl XeroSandbox {
     /// `delay` (past the client's timeout: its answer is lost).
     pub fn stall_next_write(&self, collection: Collection, delay: Duration) {
         self.state.stall_next_write(collection, delay);
+    }
+
+    /// The identity server: its counts ([`OAuthServer::stats`]) and test
+    /// levers (revoking refresh tokens, the access-token lifetime).
+    pub fn oauth(&self) -> Arc<OAuthServer> {
+        self.state.oauth().clone()
     }
 
     /// Changes the rate limit (calls per window; `None`: unlimited).
