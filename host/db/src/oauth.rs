@@ -384,3 +384,185 @@ fn split(s: Option<&Sealed>) -> (Option<&[u8]>, Option<&[u8]>) {
         None => (None, None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn db() -> Database {
+        let db = Database::in_memory().unwrap();
+        let conn = db.lock().unwrap();
+        conn.execute_batch(
+            "INSERT INTO plugins (plugin_id, active_version) VALUES ('nexo/xero', '1.0.0');
+             INSERT INTO connections (name, plugin_id, environment, config, grants)
+                 VALUES ('books', 'nexo/xero', 'sandbox', '{}', '{}');
+             INSERT INTO pipelines (name, definition) VALUES ('a',
+                 '{\"source\":{\"connection\":\"crm\"},\"destination\":{\"connection\":\"books\"}}');
+             INSERT INTO pipelines (name, definition, paused) VALUES ('b',
+                 '{\"source\":{\"connection\":\"books\"},\"destination\":{\"connection\":\"crm\"}}', 0);
+             INSERT INTO pipelines (name, definition, paused) VALUES ('c',
+                 '{\"source\":{\"connection\":\"books\"},\"destination\":{\"connection\":\"crm\"}}', 1);
+             INSERT INTO pipelines (name, definition) VALUES ('other',
+                 '{\"source\":{\"connection\":\"crm\"},\"destination\":{\"connection\":\"crm\"}}');",
+        )
+        .unwrap();
+        drop(conn);
+        db
+    }
+
+    fn sealed(b: u8) -> Sealed {
+        Sealed {
+            nonce: vec![b],
+            sealed: vec![b, b],
+        }
+    }
+
+    fn row() -> OAuthRow {
+        OAuthRow {
+            connection: "books".into(),
+            flow: "authorization-code".into(),
+            client_id: "client".into(),
+            client_secret: Some(sealed(9)),
+            access_token: sealed(1),
+            refresh_token: Some(sealed(2)),
+            issued_at_ms: 0,
+            expires_at_ms: 1_000,
+            generation: 0,
+            status: OAuthStatus::Authorized,
+            reason: None,
+            tenant: Some("t1".into()),
+        }
+    }
+
+    fn paused(db: &Database, name: &str) -> (bool, Option<String>) {
+        db.lock()
+            .unwrap()
+            .query_row(
+                "SELECT paused, paused_reason FROM pipelines WHERE name = ?1",
+                params![name],
+                |r| Ok((r.get::<_, i64>(0)? == 1, r.get(1)?)),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn one_claim_per_generation_and_a_store_moves_the_generation() {
+        let db = db();
+        assert_eq!(
+            db.claim_oauth_refresh("books", 1, 0, 100).unwrap(),
+            Claim::NotAuthorized
+        );
+        db.save_oauth(&row(), None).unwrap();
+        let g = db.oauth("books").unwrap().unwrap().generation;
+        assert_eq!(g, 1);
+        assert_eq!(
+            db.claim_oauth_refresh("books", g, 0, 100).unwrap(),
+            Claim::Won
+        );
+        // A second process, before the claim runs out: held.
+        assert_eq!(
+            db.claim_oauth_refresh("books", g, 50, 150).unwrap(),
+            Claim::Held
+        );
+        // The holder stores the new pair; the refresh token is kept when the
+        // system did not rotate it.
+        assert!(
+            db.store_oauth_refresh("books", g, &sealed(3), None, 10, 2_000)
+                .unwrap()
+        );
+        let now = db.oauth("books").unwrap().unwrap();
+        assert_eq!(now.generation, g + 1);
+        assert_eq!(now.access_token, sealed(3));
+        assert_eq!(now.refresh_token, Some(sealed(2)));
+        // The waiter sees the generation moved; a late store of the old
+        // generation changes nothing.
+        assert_eq!(
+            db.claim_oauth_refresh("books", g, 60, 160).unwrap(),
+            Claim::Moved
+        );
+        assert!(
+            !db.store_oauth_refresh("books", g, &sealed(4), Some(&sealed(5)), 10, 2_000)
+                .unwrap()
+        );
+        assert_eq!(db.oauth("books").unwrap().unwrap().access_token, sealed(3));
+        // A claim whose holder died runs out.
+        let g = g + 1;
+        assert_eq!(
+            db.claim_oauth_refresh("books", g, 0, 100).unwrap(),
+            Claim::Won
+        );
+        assert_eq!(
+            db.claim_oauth_refresh("books", g, 101, 201).unwrap(),
+            Claim::Won
+        );
+    }
+
+    #[test]
+    fn a_refused_refresh_pauses_the_connections_pipelines_and_a_new_authorization_resumes_them() {
+        let db = db();
+        db.save_oauth(&row(), None).unwrap();
+        let paused_now = db
+            .oauth_needs_reauthorization("books", "invalid_grant")
+            .unwrap();
+        assert_eq!(
+            paused_now,
+            vec!["a".to_string(), "b".to_string()],
+            "c was paused already"
+        );
+        let (p, reason) = paused(&db, "a");
+        assert!(p);
+        assert_eq!(reason.unwrap(), "needs re-authorization: invalid_grant");
+        assert!(!paused(&db, "other").0);
+        let r = db.oauth("books").unwrap().unwrap();
+        assert_eq!(r.status, OAuthStatus::NeedsReauthorization);
+        assert_eq!(
+            db.claim_oauth_refresh("books", r.generation, 0, 100)
+                .unwrap(),
+            Claim::NotAuthorized
+        );
+        // An admin pauses `b` for their own reason meanwhile: it stays paused.
+        db.lock()
+            .unwrap()
+            .execute(
+                "UPDATE pipelines SET paused_reason = 'maintenance' WHERE name = 'b'",
+                [],
+            )
+            .unwrap();
+        let resumed = db
+            .save_oauth(&row(), Some("{\"tenant_id\":\"t1\"}"))
+            .unwrap();
+        assert_eq!(resumed, vec!["a".to_string()]);
+        assert!(!paused(&db, "a").0);
+        assert!(paused(&db, "b").0);
+        assert!(paused(&db, "c").0);
+        let r = db.oauth("books").unwrap().unwrap();
+        assert_eq!(r.status, OAuthStatus::Authorized);
+        assert_eq!(
+            r.generation, 2,
+            "a new authorization continues the generations"
+        );
+        let config: String = db
+            .lock()
+            .unwrap()
+            .query_row(
+                "SELECT config FROM connections WHERE name = 'books'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(config, "{\"tenant_id\":\"t1\"}");
+    }
+
+    #[test]
+    fn removing_the_connection_removes_its_authorization() {
+        let db = db();
+        db.save_oauth(&row(), None).unwrap();
+        db.lock()
+            .unwrap()
+            .execute("DELETE FROM pipelines", [])
+            .unwrap();
+        db.remove_connection("books", None).unwrap();
+        assert_eq!(db.oauth("books").unwrap(), None);
+    }
+}

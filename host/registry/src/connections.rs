@@ -350,15 +350,7 @@ impl Connections {
             && (!secrets.contains_key(&decl.secret) || self.registry.db().oauth(name)?.is_some())
         {
             secrets.remove(&decl.secret);
-            credentials.insert(
-                decl.secret.clone(),
-                Arc::new(crate::oauth::ConnectionCredential {
-                    keeper: self.oauth.clone(),
-                    connection: name.to_string(),
-                    decl: decl.clone(),
-                    overrides: overrides_of(&row)?,
-                }),
-            );
+            credentials.insert(decl.secret.clone(), self.credential_of(&row, decl)?);
         }
         let sandbox = Sandbox {
             plugin: PluginRef {
@@ -388,6 +380,35 @@ impl Connections {
             connector = connector.with_request_budget(budget);
         }
         Ok((row, connector))
+    }
+
+    fn credential_of(
+        &self,
+        row: &ConnectionRow,
+        decl: &nexo_bundle::oauth::OAuth2,
+    ) -> Result<Arc<dyn Credential>, ConnectionError> {
+        Ok(Arc::new(crate::oauth::ConnectionCredential {
+            keeper: self.oauth.clone(),
+            connection: row.name.clone(),
+            decl: decl.clone(),
+            overrides: overrides_of(row)?,
+        }))
+    }
+
+    /// The OAuth access token of connection `name` as the host keeps it
+    /// fresh (what its plugin's `{{secret:NAME}}` is filled with); `None`
+    /// when its plugin declares no OAuth credential. Every connection
+    /// opened through this value and its clones shares one refresh at a
+    /// time.
+    pub fn credential(&self, name: &str) -> Result<Option<Arc<dyn Credential>>, ConnectionError> {
+        let row = self.get(name)?;
+        let (_, manifest) = self.manifest_for(&row.plugin_id, row.pinned_version.as_ref())?;
+        manifest
+            .capabilities
+            .oauth2
+            .as_ref()
+            .map(|decl| self.credential_of(&row, decl))
+            .transpose()
     }
 
     /// Run the plugin's `check` with the connection's config.
