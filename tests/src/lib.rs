@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod echo;
 pub mod greedy;
 pub mod loopback;
+pub mod oauth;
 pub mod shapes;
 pub mod synckit;
 pub mod tinycrm;
