@@ -239,6 +239,7 @@ async fn connect(host: &Host, hub: &HubSpotSandbox, books: &XeroSandbox) {
                     http: Vec::new(),
                     private_http: vec![origin],
                     requests_per_minute: None,
+                    ..Default::default()
                 },
             })
             .unwrap();

@@ -94,6 +94,7 @@ async fn data_dir(dir: &Path, sandbox: &HubSpotSandbox, wasm: &str) {
                 http: vec![],
                 private_http: vec![sandbox.url()],
                 requests_per_minute: Some(0),
+                ..Default::default()
             },
         })
         .unwrap();

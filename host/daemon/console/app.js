@@ -477,7 +477,9 @@ function connectionsTable(conns, refresh) {
     return h("tr", { "data-connection": c.name },
       h("td", null, h("strong", null, c.name)),
       h("td", null, mono(c.plugin), " ", muted(c.version ? `${c.version} (pinned)` : c.active_version || "")),
-      h("td", null, h("span", { class: `env env-${tok(c.environment)}` }, c.environment)),
+      h("td", null, h("span", { class: `env env-${tok(c.environment)}` }, c.environment),
+        Object.entries(c.origin_overrides || {}).map(([from, to]) =>
+          h("div", { class: "small override" }, muted("override "), mono(from), " → ", mono(to)))),
       h("td", { class: "health" },
         h("span", { class: `dot st-${tok(hl.status)}` }), hl.status,
         hl.checked_at ? h("span", { class: "small muted" }, " · checked ", when(hl.checked_at, true)) : null,

@@ -150,6 +150,8 @@ pub fn connection(app: &App, name: &str) -> Result<Option<Value>, StoreError> {
         "version": c.pinned_version.map(|v| v.to_string()),
         "active_version": active,
         "environment": c.environment.as_str(),
+        // Never hidden: where a sandbox connection's requests really go.
+        "origin_overrides": c.grants.origin_overrides,
         "health": health,
         "used_by": used_by,
     })))

@@ -399,6 +399,7 @@ fn connect(
                 http: Vec::new(),
                 private_http: vec![origin.clone()],
                 requests_per_minute: None,
+                ..Default::default()
             },
         })?;
         println!(

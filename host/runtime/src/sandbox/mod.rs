@@ -7,6 +7,7 @@ pub mod http;
 pub mod kv;
 pub mod log;
 pub mod outbound;
+pub mod overrides;
 pub mod policy;
 pub mod redact;
 pub mod secrets;
