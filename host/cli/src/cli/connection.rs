@@ -322,7 +322,7 @@ fn parse_new_requests_per_minute(s: &str) -> Result<RequestsPerMinute, String> {
 }
 
 /// `--origin-override FROM=TO`.
-fn parse_override(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_override(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((from, to)) if !from.trim().is_empty() && !to.trim().is_empty() => {
             Ok((from.trim().to_string(), to.trim().to_string()))
