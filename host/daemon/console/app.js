@@ -889,7 +889,8 @@ function versionBlock(v, active) {
       h("dt", null, "Capabilities"), h("dd", null, (v.capabilities || []).length
         ? h("ul", { class: "caps" }, v.capabilities.map((c) => h("li", null, richText(c)))) : muted("nothing beyond computing")),
       h("dt", null, "Granted"), h("dd", null,
-        h("div", null, muted("origins "), list(g.http_origins, "none")),
+        h("div", null, muted("origins "), list(g.http_origins, "none"),
+          g.connection_origins ? h("span", { class: "chip" }, "the server named on each connection") : null),
         h("div", null, muted("secrets "), list(g.secrets, "none")),
         h("div", null, muted("storage "), g.kv_bytes ? `${num(g.kv_bytes)} bytes` : "none"))));
 }

@@ -209,6 +209,7 @@ pub fn plugins(app: &App) -> Result<Vec<Value>, StoreError> {
                     "http_origins": v.grants.http_origins,
                     "secrets": v.grants.secrets,
                     "kv_bytes": v.grants.kv_bytes,
+                    "connection_origins": v.grants.connection_origins,
                 },
             }));
             if active.as_ref().is_some_and(|a| a.version == v.version) {

@@ -261,7 +261,14 @@ impl Connections {
         if let Some(missing) = declared.iter().find(|d| !new.secrets.contains_key(**d)) {
             return Err(missing_secret(&plugin, missing));
         }
-        check_origins(&plugin, &version.grants.http_origins, &new.grants)?;
+        let self_hosted =
+            manifest.capabilities.connection_origins && version.grants.connection_origins;
+        check_origins(
+            &plugin,
+            &version.grants.http_origins,
+            self_hosted,
+            &new.grants,
+        )?;
         let mut grants = new.grants;
         grants.origin_overrides = checked_overrides(&plugin, &manifest, new.environment, &grants)?;
 

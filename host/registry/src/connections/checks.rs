@@ -132,16 +132,19 @@ pub(super) fn check_given_secrets(
 }
 
 /// A connection's origins: each inside what the plugin was granted at
-/// install (`approved`), and each internal one exact.
+/// install (`approved`) — any, for a plugin approved to reach the server
+/// named on each connection (`connection_origins`) — and each internal one
+/// exact.
 pub(super) fn check_origins(
     plugin: &str,
     approved: &[String],
+    connection_origins: bool,
     grants: &ConnectionGrants,
 ) -> Result<(), ConnectionError> {
     for o in grants.http.iter().chain(&grants.private_http) {
         let pattern =
             OriginPattern::parse(o).map_err(|e| ConnectionError::Origin(e.to_string()))?;
-        if !covered(&pattern, approved) {
+        if !connection_origins && !covered(&pattern, approved) {
             return Err(ConnectionError::OriginNotGranted {
                 origin: o.clone(),
                 plugin: plugin.to_string(),

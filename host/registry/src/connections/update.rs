@@ -191,7 +191,9 @@ impl Connections {
             grants.origin_overrides =
                 checked_overrides(&plugin, &manifest, row.environment, &grants)?;
             if update.origins.is_some() {
-                check_origins(&plugin, &version.grants.http_origins, &grants)?;
+                let self_hosted =
+                    manifest.capabilities.connection_origins && version.grants.connection_origins;
+                check_origins(&plugin, &version.grants.http_origins, self_hosted, &grants)?;
                 changes.push("origins replaced".to_string());
             }
             if let Some(r) = update.requests_per_minute {

@@ -201,12 +201,15 @@ impl ConnectorPlugin {
                         "the plugin's spec() asks for more than was approved at install; ignored"
                     );
                 }
-                (
-                    a.http_origins.clone(),
-                    a.secrets.clone(),
-                    a.kv_bytes,
-                    excess,
-                )
+                // The connection's own origins, for a plugin approved to
+                // reach the server named on each connection.
+                let on: Vec<String> = sandbox
+                    .grants
+                    .http
+                    .iter()
+                    .map(|g| g.pattern.to_string())
+                    .collect();
+                (a.origins_on(&on), a.secrets_on(&on), a.kv_bytes, excess)
             }
             None => (
                 caps.http_origins.clone(),
