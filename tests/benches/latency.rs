@@ -209,21 +209,23 @@ fn nexo_bin() -> PathBuf {
 
 async fn connect(host: &Host, hub: &HubSpotSandbox, books: &XeroSandbox) {
     let xero = XeroConfig::default();
-    for (name, plugin, config, secret, token, origin) in [
+    for (name, plugin, config, secret, token, logical, origin) in [
         (
             "hubspot",
             "nexo/hubspot",
-            json!({"base_url": hub.url(), "page_size": 100}),
+            json!({"page_size": 100}),
             "api_token",
             HubSpotConfig::default().token,
+            "https://api.hubapi.com",
             hub.url(),
         ),
         (
             "xero",
             "nexo/xero",
-            json!({"base_url": books.url(), "tenant_id": xero.tenant_id}),
+            json!({"tenant_id": xero.tenant_id}),
             "access_token",
             xero.token.clone(),
+            "https://api.xero.com",
             books.url(),
         ),
     ] {
@@ -235,10 +237,10 @@ async fn connect(host: &Host, hub: &HubSpotSandbox, books: &XeroSandbox) {
                 environment: Environment::Sandbox,
                 config,
                 secrets: BTreeMap::from([(secret.to_string(), SecretValue::new(token))]),
+                // The sandbox is reached through the connection's override.
                 grants: ConnectionGrants {
-                    http: Vec::new(),
-                    private_http: vec![origin],
-                    requests_per_minute: None,
+                    origin_overrides: BTreeMap::from([(logical.to_string(), origin)]),
+                    ..Default::default()
                 },
             })
             .unwrap();

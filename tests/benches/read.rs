@@ -39,6 +39,9 @@ use nexo_tests::{programs, runtime, synckit};
 use serde::Deserialize;
 use serde_json::json;
 
+/// The origin the HubSpot connector calls; the sandbox is reached through
+/// an origin override.
+const HUBSPOT_API: &str = "https://api.hubapi.com";
 const TOKEN: &str = "pat-na1-read-bench";
 /// HubSpot's page size (and its batch limit).
 const PAGE: u32 = 100;
@@ -88,12 +91,12 @@ async fn data_dir(dir: &Path, sandbox: &HubSpotSandbox, wasm: &str) {
             plugin_id: "nexo/hubspot".into(),
             pinned_version: None,
             environment: Environment::Sandbox,
-            config: json!({"base_url": sandbox.url(), "page_size": PAGE}),
+            config: json!({"page_size": PAGE}),
             secrets: BTreeMap::from([("api_token".to_string(), SecretValue::new(TOKEN))]),
             grants: ConnectionGrants {
-                http: vec![],
-                private_http: vec![sandbox.url()],
                 requests_per_minute: Some(0),
+                origin_overrides: BTreeMap::from([(HUBSPOT_API.to_string(), sandbox.url())]),
+                ..Default::default()
             },
         })
         .unwrap();
@@ -433,11 +436,7 @@ async fn main() {
             exports.push(print_row("export", n, r, &m));
             if call {
                 let config = root.path().join("config.json");
-                std::fs::write(
-                    &config,
-                    json!({"base_url": sandbox.url(), "page_size": PAGE}).to_string(),
-                )
-                .unwrap();
+                std::fs::write(&config, json!({"page_size": PAGE}).to_string()).unwrap();
                 let doc = root.path().join("call.json");
                 // Never the limit: a search restarts every 10 000 results
                 // on a record already read, so pages hold 99 new ones.
@@ -456,8 +455,8 @@ async fn main() {
                     "--all-pages",
                     "--max-pages",
                     &pages.to_string(),
-                    "--grant-private-http",
-                    &sandbox.url(),
+                    "--origin-override",
+                    &format!("{HUBSPOT_API}={}", sandbox.url()),
                     "--secret",
                     "api_token=env:NEXO_BENCH_TOKEN",
                 ]

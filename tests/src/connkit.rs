@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use nexo::plugin::{Operation, Record, WriteOutcome, WriteResult};
+use nexo::sandbox::overrides::Overrides;
 use nexo::sandbox::policy::HttpGrant;
 use nexo::sandbox::secrets::SecretValue;
 use nexo::{ConnectorPlugin, Grants, GuestError, Limits, PluginError, PluginRef, Sandbox};
@@ -47,6 +48,43 @@ pub async fn open(
     };
     ConnectorPlugin::open(&load(component), sandbox)
         .await
+        .unwrap()
+}
+
+/// Opens the connector `component` as [`open`] does, but on a vendor's
+/// API: HTTP granted to the `logical` origin it declares (public addresses
+/// only) and sent, by the connection's origin override, to the sandbox at
+/// `physical` — as a sandbox connection (`--origin-override
+/// LOGICAL=PHYSICAL`) runs it.
+pub async fn open_overridden(
+    component: &str,
+    id: &str,
+    logical: &str,
+    physical: &str,
+    secrets: &[(&str, &str)],
+) -> ConnectorPlugin {
+    let sandbox = Sandbox {
+        plugin: PluginRef {
+            id: id.into(),
+            version: "0.1.0".into(),
+        },
+        limits: Limits::default(),
+        grants: Grants {
+            http: vec![HttpGrant::public(logical).unwrap()],
+            kv_bytes: 0,
+        },
+        secrets: secrets
+            .iter()
+            .map(|(name, value)| (name.to_string(), SecretValue::new(*value)))
+            .collect::<BTreeMap<_, _>>(),
+        credentials: Default::default(),
+        kv: None,
+    };
+    let pair = [(logical.to_string(), physical.to_string())];
+    ConnectorPlugin::open(&load(component), sandbox)
+        .await
+        .unwrap()
+        .with_origin_overrides(Overrides::parse(pair.iter().map(|(a, b)| (a, b))).unwrap())
         .unwrap()
 }
 

@@ -124,6 +124,7 @@ pub fn connection(name: &str, server: &tinycrm::Server, config: Value) -> NewCon
             // sync tests and the benchmark measure the engine, not the
             // default budget of 600 requests a minute.
             requests_per_minute: Some(0),
+            ..Default::default()
         },
     }
 }

@@ -124,6 +124,38 @@ impl Host {
             .unwrap();
     }
 
+    /// A sandbox connection `name` to a vendor's API (`logical`, e.g.
+    /// `https://api.xero.com`) whose origin override sends it to the
+    /// sandbox at `physical`, as `nexo connection add --origin-override
+    /// LOGICAL=PHYSICAL` makes it: no grant of its own, no private grant.
+    pub fn connect_overridden(
+        &self,
+        name: &str,
+        plugin: &str,
+        (logical, physical): (&str, &str),
+        config: Value,
+        secret: (&str, &str),
+    ) {
+        self.connections
+            .add(NewConnection {
+                name: name.into(),
+                plugin_id: plugin.into(),
+                pinned_version: None,
+                environment: Environment::Sandbox,
+                config,
+                secrets: [(secret.0.to_string(), SecretValue::new(secret.1))]
+                    .into_iter()
+                    .collect(),
+                grants: ConnectionGrants {
+                    origin_overrides: [(logical.to_string(), physical.to_string())]
+                        .into_iter()
+                        .collect(),
+                    ..Default::default()
+                },
+            })
+            .unwrap();
+    }
+
     /// A connection `name` to a Tryton server.
     pub fn connect_tryton(&self, name: &str, server: &Tryton, page_size: u32) {
         self.connect(

@@ -124,6 +124,7 @@ fn connection(name: &str, api: &Api, per_minute: Option<u32>) -> NewConnection {
             http: vec![],
             private_http: vec![api.url()],
             requests_per_minute: per_minute,
+            ..Default::default()
         },
     }
 }

@@ -50,6 +50,7 @@ async fn patch_replaces_what_is_given_and_delete_guards_pipelines() {
                 http: vec![],
                 private_http: vec![api.url()],
                 requests_per_minute: None,
+                ..Default::default()
             },
         })
         .unwrap();

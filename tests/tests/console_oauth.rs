@@ -115,7 +115,11 @@ async fn an_admin_authorizes_a_xero_connection_in_the_browser_and_picks_the_orga
     click(&c, "#oauth-continue").await;
 
     // The sandbox's sign-in page, reached through the connection's override.
-    wait(&c, "#email").await.send_keys(USER_EMAIL).await.unwrap();
+    wait(&c, "#email")
+        .await
+        .send_keys(USER_EMAIL)
+        .await
+        .unwrap();
     wait(&c, "#password")
         .await
         .send_keys(USER_PASSWORD)
@@ -144,10 +148,18 @@ async fn an_admin_authorizes_a_xero_connection_in_the_browser_and_picks_the_orga
     assert!(done.contains(XERO_ORGANISATION), "{done}");
     shots.step(&c, "authorized").await;
     let page = c.source().await.unwrap();
-    assert!(!page.contains(CLIENT_SECRET), "the client secret is in the page");
+    assert!(
+        !page.contains(CLIENT_SECRET),
+        "the client secret is in the page"
+    );
 
     // The console shows it, and the connection works on the new tokens.
-    c.find(Locator::Css("#back")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#back"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_text(&c, row, "OAuth: authorized").await;
     shots.step(&c, "console").await;
     let tested: Value = serde_json::from_str(

@@ -40,6 +40,7 @@ async fn an_operator_replaces_a_secret_and_the_next_call_carries_it() {
                 http: vec![],
                 private_http: vec![api.url()],
                 requests_per_minute: None,
+                ..Default::default()
             },
         })
         .unwrap();

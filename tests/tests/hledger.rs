@@ -519,11 +519,11 @@ async fn deals_into_the_journal_each_run_as_its_dry_run_predicted() {
     .await
     .unwrap();
     let deals = won_deals(&hub, 4);
-    host.connect(
+    host.connect_overridden(
         "hubspot",
         "nexo/hubspot",
-        &hub.url(),
-        json!({"base_url": hub.url(), "page_size": 50}),
+        ("https://api.hubapi.com", &hub.url()),
+        json!({"page_size": 50}),
         ("api_token", "pat-na1-hledger"),
     );
     let config: Value = serde_json::from_str(&server.config()).unwrap();

@@ -98,17 +98,18 @@ async fn sandbox(seed: SeedData) -> HubSpotSandbox {
 
 /// The connector, opened directly on one sandbox.
 async fn connector(server: &HubSpotSandbox) -> ConnectorPlugin {
-    connkit::open(
+    connkit::open_overridden(
         programs::HUBSPOT,
         PLUGIN,
+        "https://api.hubapi.com",
         &server.url(),
         &[("api_token", TOKEN)],
     )
     .await
 }
 
-fn config(server: &HubSpotSandbox, page_size: u32) -> String {
-    json!({"base_url": server.url(), "page_size": page_size}).to_string()
+fn config(_server: &HubSpotSandbox, page_size: u32) -> String {
+    json!({"page_size": page_size}).to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,11 +456,14 @@ impl Host {
                     plugin_id: PLUGIN.into(),
                     pinned_version: None,
                     environment: Environment::Sandbox,
-                    config: json!({"base_url": server.url(), "page_size": page_size}),
+                    config: json!({"page_size": page_size}),
                     secrets: BTreeMap::from([("api_token".to_string(), SecretValue::new(TOKEN))]),
+                    // Each connection's own sandbox, through its override.
                     grants: ConnectionGrants {
-                        http: vec![],
-                        private_http: vec![server.url()],
+                        origin_overrides: BTreeMap::from([(
+                            "https://api.hubapi.com".to_string(),
+                            server.url(),
+                        )]),
                         ..Default::default()
                     },
                 })

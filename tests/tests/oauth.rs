@@ -96,10 +96,7 @@ fn connect_crm(host: &Host, hub: &HubSpotSandbox) {
             pinned_version: None,
             environment: Environment::Sandbox,
             config: json!({"page_size": 5}),
-            secrets: BTreeMap::from([(
-                "api_token".to_string(),
-                SecretValue::new(HUBSPOT_TOKEN),
-            )]),
+            secrets: BTreeMap::from([("api_token".to_string(), SecretValue::new(HUBSPOT_TOKEN))]),
             grants: sandbox_grants(&["https://api.hubapi.com"], &hub.url(), Some(0)),
         })
         .unwrap();
@@ -128,7 +125,11 @@ async fn authorize(host: &Host, name: &str) -> Vec<String> {
         .await
         .unwrap();
     let ids: Vec<&str> = auth.tenants.iter().map(|t| t.id.as_str()).collect();
-    assert_eq!(ids, [TENANT, XERO_EMPTY_TENANT], "both organisations listed");
+    assert_eq!(
+        ids,
+        [TENANT, XERO_EMPTY_TENANT],
+        "both organisations listed"
+    );
     let saved = host
         .connections
         .save_authorization(auth, Some(TENANT))
@@ -193,7 +194,8 @@ fn assert_nowhere(dir: &Path, values: &[(&str, &str)]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_expiring_every_second_refresh_under_two_pipelines_at_once_and_match_a_static_token() {
+async fn tokens_expiring_every_second_refresh_under_two_pipelines_at_once_and_match_a_static_token()
+{
     let (hub, _) = crm(4).await;
     let books = books(Duration::from_secs(1)).await;
     let reference = xero::start(XeroConfig {
@@ -215,10 +217,7 @@ async fn tokens_expiring_every_second_refresh_under_two_pipelines_at_once_and_ma
             pinned_version: None,
             environment: Environment::Sandbox,
             config: json!({"tenant_id": TENANT, "timeout_ms": 5000}),
-            secrets: BTreeMap::from([(
-                "access_token".to_string(),
-                SecretValue::new(STATIC_TOKEN),
-            )]),
+            secrets: BTreeMap::from([("access_token".to_string(), SecretValue::new(STATIC_TOKEN))]),
             grants: sandbox_grants(&["https://api.xero.com"], &reference.url(), Some(0)),
         })
         .unwrap();
@@ -233,10 +232,7 @@ async fn tokens_expiring_every_second_refresh_under_two_pipelines_at_once_and_ma
         .await
         .unwrap();
     let why = refused.error.clone().unwrap_or_default();
-    assert!(
-        why.contains("nexo connection authorize books"),
-        "{why}"
-    );
+    assert!(why.contains("nexo connection authorize books"), "{why}");
     assert_eq!(books.records(Collection::Contacts).len(), 0);
 
     assert!(authorize(&host, "books").await.is_empty());
@@ -362,7 +358,11 @@ async fn a_revoked_refresh_token_fails_the_run_as_auth_pauses_the_pipelines_and_
     }
     let state = host.connections.oauth_status("books").unwrap().unwrap();
     assert_eq!(state.status, "needs-reauthorization");
-    assert!(state.describe().contains("invalid_grant"), "{}", state.describe());
+    assert!(
+        state.describe().contains("invalid_grant"),
+        "{}",
+        state.describe()
+    );
     let paused = host.engine.run("invoices", RunOptions::default()).await;
     assert!(paused.is_err(), "a paused pipeline does not run");
 

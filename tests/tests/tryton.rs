@@ -542,11 +542,11 @@ async fn won_hubspot_deals_become_tryton_customers_and_posted_invoices_once() {
     })
     .await
     .unwrap();
-    host.connect(
+    host.connect_overridden(
         "hubspot",
         "nexo/hubspot",
-        &hub.url(),
-        json!({"base_url": hub.url(), "page_size": 50}),
+        ("https://api.hubapi.com", &hub.url()),
+        json!({"page_size": 50}),
         ("api_token", HUBSPOT_TOKEN),
     );
     host.connect_tryton("tryton", &server, 20);
@@ -778,11 +778,11 @@ async fn deals_and_tryton(host: &Host) -> (Tryton, HubSpotSandbox, Vec<u64>) {
     .unwrap();
     // Five won deals without line items: one invoice line from `amount`.
     let deals = won_deals(&hub, 5);
-    host.connect(
+    host.connect_overridden(
         "hubspot",
         "nexo/hubspot",
-        &hub.url(),
-        json!({"base_url": hub.url(), "page_size": 50}),
+        ("https://api.hubapi.com", &hub.url()),
+        json!({"page_size": 50}),
         ("api_token", HUBSPOT_TOKEN),
     );
     host.connect_tryton("tryton", &server, 20);

@@ -59,19 +59,19 @@ async fn won_deals_reach_the_erp_and_the_books_each_once_through_pipelines_shari
     })
     .await
     .unwrap();
-    host.connect(
+    host.connect_overridden(
         "hubspot",
         "nexo/hubspot",
-        &hub.url(),
-        json!({"base_url": hub.url(), "page_size": 50}),
+        ("https://api.hubapi.com", &hub.url()),
+        json!({"page_size": 50}),
         ("api_token", HUBSPOT_TOKEN),
     );
     host.connect_tryton("tryton", &tryton, 20);
-    host.connect(
+    host.connect_overridden(
         "xero",
         "nexo/xero",
-        &books.url(),
-        json!({"base_url": books.url(), "tenant_id": TENANT}),
+        ("https://api.xero.com", &books.url()),
+        json!({"tenant_id": TENANT}),
         ("access_token", XERO_TOKEN),
     );
     let xero_account = ", account_code = \"200\"";

@@ -37,17 +37,18 @@ async fn sandbox(seed: usize, rate_limit: Option<u32>) -> XeroSandbox {
 }
 
 async fn connector(server: &XeroSandbox) -> ConnectorPlugin {
-    connkit::open(
+    connkit::open_overridden(
         programs::XERO,
         "nexo/xero",
+        "https://api.xero.com",
         &server.url(),
         &[("access_token", TOKEN)],
     )
     .await
 }
 
-fn config(server: &XeroSandbox) -> String {
-    json!({"base_url": server.url(), "tenant_id": TENANT, "timeout_ms": 1500}).to_string()
+fn config(_server: &XeroSandbox) -> String {
+    json!({"tenant_id": TENANT, "timeout_ms": 1500}).to_string()
 }
 
 fn company(name: &str, source_id: &str) -> Value {
@@ -714,18 +715,18 @@ async fn deals_into_xero_each_run_as_its_dry_run_predicted() {
     .await
     .unwrap();
     let deals = won_deals(&hub, 4);
-    host.connect(
+    host.connect_overridden(
         "hubspot",
         "nexo/hubspot",
-        &hub.url(),
-        json!({"base_url": hub.url(), "page_size": 50}),
+        ("https://api.hubapi.com", &hub.url()),
+        json!({"page_size": 50}),
         ("api_token", "pat-na1-xero"),
     );
-    host.connect(
+    host.connect_overridden(
         "xero",
         "nexo/xero",
-        &server.url(),
-        json!({"base_url": server.url(), "tenant_id": TENANT}),
+        ("https://api.xero.com", &server.url()),
+        json!({"tenant_id": TENANT}),
         ("access_token", TOKEN),
     );
     host.apply(&deals_pipeline(

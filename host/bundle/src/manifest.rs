@@ -48,7 +48,18 @@ pub struct SecretCapability {
     #[serde(default)]
     pub description: String,
     /// Origins it is bound to.
+    #[serde(default)]
     pub origins: Vec<String>,
+    /// Whether it also goes to the origins the admin names on each
+    /// connection (needs [`Capabilities::connection_origins`]): a
+    /// self-hosted system's credential. Not written when false, so
+    /// manifests packed before keep their bytes (and signatures).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub connection_origins: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// What a plugin asks for.
@@ -58,6 +69,12 @@ pub struct Capabilities {
     /// Origins it calls.
     #[serde(default)]
     pub http_origins: Vec<String>,
+    /// Whether it calls the server the admin names on each connection (a
+    /// self-hosted system: `--grant-http` / `--grant-private-http` on the
+    /// connection), instead of declaring a wildcard. Not written when
+    /// false, so manifests packed before keep their bytes.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub connection_origins: bool,
     /// Secrets it uses.
     #[serde(default)]
     pub secrets: Vec<SecretCapability>,
@@ -82,6 +99,7 @@ impl Default for Capabilities {
     fn default() -> Self {
         Capabilities {
             http_origins: Vec::new(),
+            connection_origins: false,
             secrets: Vec::new(),
             kv_bytes: 0,
             memory_bytes: default_memory(),
@@ -286,6 +304,11 @@ pub struct CapabilityGrant {
     pub secrets: Vec<String>,
     /// Key-value bytes.
     pub kv_bytes: u64,
+    /// Whether it may call the servers named on each of its connections
+    /// (and send its self-hosted secrets there); see
+    /// [`Capabilities::connection_origins`]. Absent in grants saved before.
+    #[serde(default)]
+    pub connection_origins: bool,
 }
 
 /// A plugin and version, as shown in messages: `acme/crm@1.2.0`.
@@ -350,6 +373,7 @@ mod tests {
             name: "token".into(),
             description: String::new(),
             origins: vec!["https://a.example".into(); MAX_SECRET_ORIGINS + 1],
+            connection_origins: false,
         }];
         let why = caps.over_limits().unwrap_or_default();
         assert!(

@@ -39,12 +39,67 @@ fn normalised_origins(origins: &[String]) -> Result<BTreeSet<String>, String> {
         .collect()
 }
 
-fn secrets_set(
-    secrets: &[SecretCapability],
-) -> Result<BTreeSet<(String, BTreeSet<String>)>, String> {
+/// How `connection_origins` reads in a comparison: a 1.0 component's
+/// `spec()` cannot say it, so a component that leaves the origin to the
+/// admin declares the any-host patterns instead.
+const CONNECTION_ORIGINS: &str = "the origins named on each connection";
+
+/// The patterns a 1.0 `spec()` says "any host" with, which a manifest's
+/// `connection_origins` stands for.
+const ANY_HOST: [&str; 2] = ["http://*:*", "https://*:*"];
+
+/// A spec's origins in normal form, its any-host patterns read as
+/// `connection_origins` when the manifest declares that (`as_connection`).
+fn spec_origins(origins: &[String], as_connection: bool) -> Result<BTreeSet<String>, String> {
+    let mut out = normalised_origins(origins)?;
+    if as_connection && ANY_HOST.iter().any(|p| out.contains(*p)) {
+        for p in ANY_HOST {
+            out.remove(p);
+        }
+        out.insert(CONNECTION_ORIGINS.to_string());
+    }
+    Ok(out)
+}
+
+/// The manifest's origins in normal form, plus `connection_origins`.
+fn manifest_origins(origins: &[String], connection: bool) -> Result<BTreeSet<String>, String> {
+    let mut out = normalised_origins(origins)?;
+    if connection {
+        out.insert(CONNECTION_ORIGINS.to_string());
+    }
+    Ok(out)
+}
+
+type SecretsSet = BTreeSet<(String, BTreeSet<String>)>;
+
+/// The manifest's secrets by name and origins (`connection_origins` as
+/// one origin).
+fn secrets_set(secrets: &[SecretCapability]) -> Result<SecretsSet, String> {
     secrets
         .iter()
-        .map(|s| Ok((s.name.clone(), normalised_origins(&s.origins)?)))
+        .map(|s| {
+            Ok((
+                s.name.clone(),
+                manifest_origins(&s.origins, s.connection_origins)?,
+            ))
+        })
+        .collect()
+}
+
+/// A spec's secrets as [`secrets_set`] reads them, a secret's any-host
+/// patterns read as `connection_origins` where the manifest marks it so.
+fn spec_secrets_set(
+    secrets: &[SecretCapability],
+    declared: &[SecretCapability],
+) -> Result<SecretsSet, String> {
+    secrets
+        .iter()
+        .map(|s| {
+            let marked = declared
+                .iter()
+                .any(|d| d.name == s.name && d.connection_origins);
+            Ok((s.name.clone(), spec_origins(&s.origins, marked)?))
+        })
         .collect()
 }
 
@@ -59,8 +114,10 @@ pub fn spec_differences(
     // comparison, whose cost grows with what is compared.
     check_limits(caps, "the component's spec")?;
     let mut differences = Vec::new();
-    let theirs = normalised_origins(&caps.http_origins).map_err(BundleError::InvalidManifest)?;
-    let ours = normalised_origins(&declared.http_origins).map_err(BundleError::InvalidManifest)?;
+    let theirs = spec_origins(&caps.http_origins, declared.connection_origins)
+        .map_err(BundleError::InvalidManifest)?;
+    let ours = manifest_origins(&declared.http_origins, declared.connection_origins)
+        .map_err(BundleError::InvalidManifest)?;
     if theirs != ours {
         differences.push(format!(
             "http_origins are {ours:?} but the component asks for {theirs:?}"
@@ -68,7 +125,7 @@ pub fn spec_differences(
     }
     let (a, b) = (
         secrets_set(&declared.secrets).map_err(BundleError::InvalidManifest)?,
-        secrets_set(&caps.secrets).map_err(BundleError::InvalidManifest)?,
+        spec_secrets_set(&caps.secrets, &declared.secrets).map_err(BundleError::InvalidManifest)?,
     );
     if a != b {
         differences.push(format!("secrets are {a:?} but the component uses {b:?}"));
@@ -113,6 +170,19 @@ pub fn check_source(source: &ManifestSource) -> Result<(), BundleError> {
         oauth
             .check(&source.capabilities)
             .map_err(BundleError::InvalidManifest)?;
+    }
+    let caps = &source.capabilities;
+    if let Some(s) = caps
+        .secrets
+        .iter()
+        .find(|s| s.connection_origins && !caps.connection_origins)
+    {
+        return Err(BundleError::InvalidManifest(format!(
+            "the secret `{}` goes to the connection's origins (connection_origins = true) but \
+             [capabilities] does not declare connection_origins = true; declare it or bind the \
+             secret to origins",
+            s.name
+        )));
     }
     Ok(())
 }
@@ -178,6 +248,7 @@ pub fn assemble(
         }
         (_, Kind::Mapper) => {
             if !declared.http_origins.is_empty()
+                || declared.connection_origins
                 || !declared.secrets.is_empty()
                 || declared.kv_bytes != 0
             {
@@ -232,4 +303,77 @@ pub fn assemble(
         component,
         signature,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn caps(text: &str) -> Capabilities {
+        toml::from_str::<ManifestSource>(&format!(
+            "id = \"a/b\"\nversion = \"1.0.0\"\nkind = \"connector\"\ndescription = \"d\"\nvendor = \"v\"\n[capabilities]\n{text}"
+        ))
+        .unwrap()
+        .capabilities
+    }
+
+    /// What a 1.0 self-hosted connector's `spec()` says.
+    fn any_host_spec() -> Capabilities {
+        caps(
+            r#"http_origins = ["https://*:*", "http://*:*"]
+            secrets = [{ name = "key", origins = ["https://*:*", "http://*:*"] }]"#,
+        )
+    }
+
+    #[test]
+    fn connection_origins_matches_a_specs_any_host_patterns() {
+        let declared = caps(
+            r#"connection_origins = true
+            secrets = [{ name = "key", connection_origins = true }]"#,
+        );
+        assert_eq!(
+            spec_differences(&declared, &any_host_spec()).unwrap(),
+            Vec::<String>::new()
+        );
+        // The wildcard manifest of another plugin compares as before.
+        let wildcard = any_host_spec();
+        assert!(
+            spec_differences(&wildcard, &any_host_spec())
+                .unwrap()
+                .is_empty()
+        );
+        // A secret not marked does not stand for the spec's any-host binding.
+        let unmarked = caps(
+            r#"connection_origins = true
+            secrets = [{ name = "key", origins = [] }]"#,
+        );
+        let d = spec_differences(&unmarked, &any_host_spec()).unwrap();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].starts_with("secrets are"), "{d:?}");
+        // A spec with exact origins only is not a self-hosted one.
+        let exact = caps(
+            r#"http_origins = ["https://api.example.com"]
+            secrets = [{ name = "key", origins = ["https://api.example.com"] }]"#,
+        );
+        let d = spec_differences(&declared, &exact).unwrap();
+        assert_eq!(d.len(), 2, "{d:?}");
+    }
+
+    #[test]
+    fn a_flag_left_false_is_not_written() {
+        let plain = caps(r#"http_origins = ["https://api.example.com"]"#);
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(!json.contains("connection_origins"), "{json}");
+        let marked = caps(
+            r#"connection_origins = true
+            secrets = [{ name = "key", connection_origins = true }]"#,
+        );
+        let json = serde_json::to_string(&marked).unwrap();
+        assert_eq!(
+            json.matches("\"connection_origins\":true").count(),
+            2,
+            "{json}"
+        );
+    }
 }

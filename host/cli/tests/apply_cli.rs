@@ -42,11 +42,11 @@ fn apply(dir: &Path, path: &Path, extra: &[&str]) -> Output {
 /// `tryton-prod`, neither reachable (nothing here calls them).
 async fn host() -> Host {
     let host = Host::new().await;
-    host.connect(
+    host.connect_overridden(
         "crm",
         "nexo/hubspot",
-        "http://127.0.0.1:9",
-        json!({"base_url": "http://127.0.0.1:9"}),
+        ("https://api.hubapi.com", "http://127.0.0.1:9"),
+        json!({}),
         ("api_token", "apply-test-token"),
     );
     host.connect(

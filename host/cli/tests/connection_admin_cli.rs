@@ -196,8 +196,7 @@ async fn update_replaces_what_is_given_with_the_checks_of_add() {
     assert!(!shown.contains("page_size"), "{shown}");
 
     // A grant wider than the install's approval is refused as on add: the
-    // Xero connector was approved for api.xero.com (and plain-HTTP
-    // sandboxes) only.
+    // Xero connector was approved for api.xero.com only.
     let xero = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/xero/nexo-plugin.toml");
     pack(d, &xero, programs::XERO, "xero.nexo");
     ok(nexo(
@@ -242,6 +241,70 @@ async fn update_replaces_what_is_given_with_the_checks_of_add() {
         shown.contains("may reach    https://api.xero.com\n"),
         "{shown}"
     );
+
+    // Origin overrides: only on sandbox connections, only of an origin the
+    // plugin names exactly, only to one exact origin; shown, and removable.
+    let err = fails(nexo(
+        d,
+        &[
+            "connection",
+            "add",
+            "books-prod",
+            "--plugin",
+            "nexo/xero",
+            "--env",
+            "production",
+            "--config",
+            &p("xero.json"),
+            "--secret",
+            "access_token=env:CRM_TOKEN",
+            "--origin-override",
+            "https://api.xero.com=http://127.0.0.1:9",
+        ],
+    ));
+    assert!(err.contains("only for sandbox connections"), "{err}");
+    let override_of = |from_to: &str| {
+        nexo(
+            d,
+            &[
+                "connection",
+                "update",
+                "books",
+                "--origin-override",
+                from_to,
+            ],
+        )
+    };
+    let err = fails(override_of("https://evil.example=http://127.0.0.1:9"));
+    assert!(
+        err.contains("does not declare the origin https://evil.example")
+            && err.contains("https://api.xero.com:443"),
+        "the refusal names the origins it may override: {err}"
+    );
+    let err = fails(override_of("https://api.xero.com=http://127.0.0.1:9/api"));
+    assert!(err.contains("scheme://host:port"), "{err}");
+    let err = fails(override_of("https://api.xero.com"));
+    assert!(err.contains("FROM=TO"), "{err}");
+    ok(override_of("https://api.xero.com=http://127.0.0.1:9"));
+    let shown = ok(nexo(d, &["connection", "show", "books"]));
+    assert!(
+        shown.contains(
+            "override     https://api.xero.com:443 is sent to http://127.0.0.1:9 (sandbox origin override)"
+        ),
+        "{shown}"
+    );
+    ok(nexo(
+        d,
+        &[
+            "connection",
+            "update",
+            "books",
+            "--remove-origin-override",
+            "https://api.xero.com",
+        ],
+    ));
+    let shown = ok(nexo(d, &["connection", "show", "books"]));
+    assert!(!shown.contains("override"), "{shown}");
 
     // A required secret cannot be removed; it can be replaced.
     let err = fails(nexo(

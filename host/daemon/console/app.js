@@ -478,7 +478,9 @@ function connectionsTable(conns, refresh) {
     return h("tr", { "data-connection": c.name },
       h("td", null, h("strong", null, c.name)),
       h("td", null, mono(c.plugin), " ", muted(c.version ? `${c.version} (pinned)` : c.active_version || "")),
-      h("td", null, h("span", { class: `env env-${tok(c.environment)}` }, c.environment)),
+      h("td", null, h("span", { class: `env env-${tok(c.environment)}` }, c.environment),
+        Object.entries(c.origin_overrides || {}).map(([from, to]) =>
+          h("div", { class: "small override" }, muted("override "), mono(from), " → ", mono(to)))),
       h("td", { class: "health" },
         h("span", { class: `dot st-${tok(hl.status)}` }), hl.status,
         hl.checked_at ? h("span", { class: "small muted" }, " · checked ", when(hl.checked_at, true)) : null,
@@ -951,7 +953,8 @@ function versionBlock(v, active) {
       h("dt", null, "Capabilities"), h("dd", null, (v.capabilities || []).length
         ? h("ul", { class: "caps" }, v.capabilities.map((c) => h("li", null, richText(c)))) : muted("nothing beyond computing")),
       h("dt", null, "Granted"), h("dd", null,
-        h("div", null, muted("origins "), list(g.http_origins, "none")),
+        h("div", null, muted("origins "), list(g.http_origins, "none"),
+          g.connection_origins ? h("span", { class: "chip" }, "the server named on each connection") : null),
         h("div", null, muted("secrets "), list(g.secrets, "none")),
         h("div", null, muted("storage "), g.kv_bytes ? `${num(g.kv_bytes)} bytes` : "none"))));
 }

@@ -150,6 +150,8 @@ pub fn connection(app: &App, name: &str) -> Result<Option<Value>, StoreError> {
         "version": c.pinned_version.map(|v| v.to_string()),
         "active_version": active,
         "environment": c.environment.as_str(),
+        // Never hidden: where a sandbox connection's requests really go.
+        "origin_overrides": c.grants.origin_overrides,
         "health": health,
         "used_by": used_by,
         // Where its OAuth authorization stands (never a token); null when
@@ -210,6 +212,7 @@ pub fn plugins(app: &App) -> Result<Vec<Value>, StoreError> {
                     "http_origins": v.grants.http_origins,
                     "secrets": v.grants.secrets,
                     "kv_bytes": v.grants.kv_bytes,
+                    "connection_origins": v.grants.connection_origins,
                 },
             }));
             if active.as_ref().is_some_and(|a| a.version == v.version) {

@@ -1,5 +1,7 @@
 //! Rows of connections and their sealed secrets.
 
+use std::collections::BTreeMap;
+
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +55,13 @@ pub struct ConnectionGrants {
     /// absent in rows saved before it existed, which get the default.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests_per_minute: Option<u32>,
+    /// Origin overrides of a sandbox connection, `FROM` → `TO`: requests
+    /// the plugin makes to `FROM` (one of the plugin's exact origins) are
+    /// checked as `FROM` and sent to `TO` (e.g. `https://api.xero.com` →
+    /// `http://127.0.0.1:7402`), which may be internal. Refused on
+    /// production connections. (Absent in rows saved before it existed.)
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub origin_overrides: BTreeMap<String, String>,
 }
 
 /// A stored connection (secrets are kept apart, sealed).
@@ -377,6 +386,24 @@ mod tests {
             serde_json::from_str::<ConnectionGrants>(&json).unwrap(),
             limited
         );
+        let overridden = ConnectionGrants {
+            origin_overrides: BTreeMap::from([(
+                "https://api.xero.com:443".to_string(),
+                "http://127.0.0.1:7402".to_string(),
+            )]),
+            ..limited
+        };
+        let json = serde_json::to_string(&overridden).unwrap();
+        assert!(
+            json.contains(
+                r#""origin_overrides":{"https://api.xero.com:443":"http://127.0.0.1:7402"}"#
+            ),
+            "{json}"
+        );
+        assert_eq!(
+            serde_json::from_str::<ConnectionGrants>(&json).unwrap(),
+            overridden
+        );
     }
 
     fn with_connection() -> Database {
@@ -398,6 +425,7 @@ mod tests {
                 http: vec!["https://crm.example".into()],
                 private_http: vec![],
                 requests_per_minute: Some(90),
+                ..Default::default()
             },
         };
         let secret = |name: &str, byte: u8| SealedSecret {

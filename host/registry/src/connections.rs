@@ -23,6 +23,7 @@ use nexo_runtime::{PluginError, PluginRef};
 
 mod checks;
 mod update;
+pub use checks::overrides_of;
 use checks::*;
 pub use update::{ConnectionUpdate, Origins, RequestsPerMinute};
 
@@ -95,10 +96,36 @@ pub enum ConnectionError {
         /// The pipelines using it, by name.
         pipelines: Vec<String>,
     },
+    /// An origin override on a production connection.
+    #[error(
+        "origin overrides ({overrides}) are only for sandbox connections: a production connection \
+         reaches the system's own hosts; remove the --origin-override or use --env sandbox"
+    )]
+    OverrideOnProduction {
+        /// The overridden origins.
+        overrides: String,
+    },
+    /// An origin override of an origin the plugin does not name exactly.
+    #[error(
+        "{plugin} does not declare the origin {from}, so it cannot be overridden; the origins it \
+         declares exactly are: {declared}"
+    )]
+    OverrideNotDeclared {
+        /// The origin to override.
+        from: String,
+        /// Plugin.
+        plugin: String,
+        /// Its exact origins.
+        declared: String,
+    },
+    /// An origin override that is not one exact origin on each side.
+    #[error(transparent)]
+    Override(#[from] nexo_runtime::sandbox::overrides::OverrideError),
     /// An update that names nothing to change.
     #[error(
         "nothing to update on connection `{0}`: give --config, --secret, --remove-secret, \
-         --grant-http / --grant-private-http or --requests-per-minute"
+         --grant-http / --grant-private-http, --origin-override / --remove-origin-override or \
+         --requests-per-minute"
     )]
     NothingToUpdate(String),
 }
@@ -116,13 +143,6 @@ pub fn request_budget(grants: &ConnectionGrants) -> Option<NonZeroU32> {
         None => Some(DEFAULT_REQUESTS_PER_MINUTE),
         Some(n) => NonZeroU32::new(n),
     }
-}
-
-/// The origin overrides of a sandbox connection, logical → physical.
-pub(crate) fn overrides_of(
-    _row: &ConnectionRow,
-) -> Result<crate::oauth::token_overrides::Overrides, ConnectionError> {
-    Ok(Vec::new())
 }
 
 /// Check `config` against `manifest`'s config schema.
@@ -274,7 +294,16 @@ impl Connections {
         {
             return Err(missing_secret(&plugin, missing));
         }
-        check_origins(&plugin, &version.grants.http_origins, &new.grants)?;
+        let self_hosted =
+            manifest.capabilities.connection_origins && version.grants.connection_origins;
+        check_origins(
+            &plugin,
+            &version.grants.http_origins,
+            self_hosted,
+            &new.grants,
+        )?;
+        let mut grants = new.grants;
+        grants.origin_overrides = checked_overrides(&plugin, &manifest, new.environment, &grants)?;
 
         let sealed = self.seal(&new.name, &new.secrets)?;
         let row = ConnectionRow {
@@ -283,7 +312,7 @@ impl Connections {
             pinned_version: new.pinned_version,
             environment: new.environment,
             config: new.config.to_string(),
-            grants: new.grants,
+            grants,
         };
         db.insert_connection(&row, &sealed)?;
         tracing::info!(connection = %row.name, plugin = %plugin, environment = row.environment.as_str(), "connection added");
@@ -330,6 +359,15 @@ impl Connections {
         }
         for o in &row.grants.private_http {
             http.push(HttpGrant::private(o).map_err(|e| ConnectionError::Origin(e.to_string()))?);
+        }
+        // An overridden origin is granted by its override: the admin named
+        // it, and it is still only reachable as far as the install approved.
+        let overrides = overrides_of(&row.grants)?;
+        for (logical, _) in overrides.iter() {
+            http.push(
+                HttpGrant::public(&logical.to_string())
+                    .map_err(|e| ConnectionError::Origin(e.to_string()))?,
+            );
         }
         let mut secrets = BTreeMap::new();
         for s in self.registry.db().connection_secrets(name)? {
@@ -379,6 +417,9 @@ impl Connections {
         if let Some(budget) = budget {
             connector = connector.with_request_budget(budget);
         }
+        if !overrides.is_empty() {
+            connector = connector.with_origin_overrides(overrides)?;
+        }
         Ok((row, connector))
     }
 
@@ -391,7 +432,7 @@ impl Connections {
             keeper: self.oauth.clone(),
             connection: row.name.clone(),
             decl: decl.clone(),
-            overrides: overrides_of(row)?,
+            overrides: overrides_of(&row.grants)?,
         }))
     }
 

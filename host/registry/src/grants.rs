@@ -12,6 +12,9 @@ use nexo_runtime::limits::human_bytes;
 pub enum Capability {
     /// Outbound HTTP to an origin pattern.
     Http(String),
+    /// Outbound HTTP to the origins the admin names on each connection (a
+    /// self-hosted system), instead of a wildcard.
+    ConnectionOrigins,
     /// Use of a secret, with where it is sent.
     Secret {
         /// Name.
@@ -20,6 +23,8 @@ pub enum Capability {
         description: String,
         /// Where it may be sent.
         origins: Vec<String>,
+        /// Whether it also goes to the origins named on each connection.
+        connection_origins: bool,
     },
     /// Key-value storage.
     Storage(u64),
@@ -33,15 +38,25 @@ impl fmt::Display for Capability {
                 "talk to any site matching {o} (you choose which when you connect it)"
             ),
             Capability::Http(o) => write!(f, "talk to {o}"),
+            Capability::ConnectionOrigins => {
+                f.write_str("talk to the server you name on each connection (a self-hosted system)")
+            }
             Capability::Secret {
                 name,
                 description,
                 origins,
-            } => write!(
-                f,
-                "use the secret `{name}` ({description}), sent only to {}",
-                origins.join(", ")
-            ),
+                connection_origins,
+            } => {
+                let mut to = origins.clone();
+                if *connection_origins {
+                    to.push("the server you name on each connection".into());
+                }
+                write!(
+                    f,
+                    "use the secret `{name}` ({description}), sent only to {}",
+                    to.join(", ")
+                )
+            }
             Capability::Storage(b) => write!(f, "store up to {} of its own data", human_bytes(*b)),
         }
     }
@@ -55,10 +70,15 @@ pub fn capabilities_of(c: &Capabilities) -> Vec<Capability> {
         .cloned()
         .map(Capability::Http)
         .collect();
+    if c.connection_origins {
+        out.push(Capability::ConnectionOrigins);
+    }
     out.extend(c.secrets.iter().map(|s| Capability::Secret {
         name: s.name.clone(),
         description: s.description.clone(),
         origins: s.origins.clone(),
+        // Only with the capability itself: it reaches nothing alone.
+        connection_origins: s.connection_origins && c.connection_origins,
     }));
     if c.kv_bytes > 0 {
         out.push(Capability::Storage(c.kv_bytes));
@@ -69,6 +89,7 @@ pub fn capabilities_of(c: &Capabilities) -> Vec<Capability> {
 pub(crate) fn granted(grant: &CapabilityGrant, cap: &Capability) -> bool {
     match cap {
         Capability::Http(o) => grant.http_origins.contains(o),
+        Capability::ConnectionOrigins => grant.connection_origins,
         Capability::Secret { name, .. } => grant.secrets.contains(name),
         Capability::Storage(b) => grant.kv_bytes >= *b,
     }
@@ -80,6 +101,7 @@ pub fn grant_all(caps: &[Capability]) -> CapabilityGrant {
     for c in caps {
         match c {
             Capability::Http(o) => g.http_origins.push(o.clone()),
+            Capability::ConnectionOrigins => g.connection_origins = true,
             Capability::Secret { name, .. } => g.secrets.push(name.clone()),
             Capability::Storage(b) => g.kv_bytes = g.kv_bytes.max(*b),
         }

@@ -207,6 +207,7 @@ impl Registry {
             .extend(grant.http_origins.iter().cloned());
         effective.secrets.extend(grant.secrets.iter().cloned());
         effective.kv_bytes = effective.kv_bytes.max(grant.kv_bytes);
+        effective.connection_origins |= grant.connection_origins;
         let missing: Vec<String> = review
             .requested
             .iter()
@@ -230,6 +231,7 @@ impl Registry {
         effective.secrets.sort();
         effective.secrets.dedup();
         effective.kv_bytes = effective.kv_bytes.min(asked.kv_bytes);
+        effective.connection_origins &= asked.connection_origins;
 
         let path = self
             .bundles

@@ -47,6 +47,7 @@ fn declared(caps: &plugin::Capabilities) -> Capabilities {
                 name: s.name.clone(),
                 description: String::new(),
                 origins: s.origins.clone(),
+                connection_origins: false,
             })
             .collect(),
         kv_bytes: caps.kv_bytes,

@@ -360,21 +360,25 @@ fn connect(
             "nexo/hubspot",
             // Deals are read with the properties Nexo writes back, so its own
             // writes are recognised when read again.
-            json!({"base_url": hub.url(), "page_size": 50, "properties": {"deals": [
+            json!({"page_size": 50, "properties": {"deals": [
                 "dealname", "amount", "dealstage", "pipeline", "closedate", "deal_currency_code",
                 "nexo_invoice_number", "nexo_invoice_status", "nexo_amount_due"
             ]}}),
             "api_token",
             HubSpotConfig::default().token,
             hub.url(),
+            // The connector calls HubSpot's API only: the sandbox is
+            // reached through the connection's origin override.
+            Some("https://api.hubapi.com"),
         ),
         (
             XERO,
             "nexo/xero",
-            json!({"base_url": books.url(), "tenant_id": xero_config.tenant_id}),
+            json!({"tenant_id": xero_config.tenant_id}),
             "access_token",
             xero_config.token.clone(),
             books.url(),
+            Some("https://api.xero.com"),
         ),
     ];
     if let Some(erp) = erp {
@@ -385,9 +389,21 @@ fn connect(
             "application_key",
             erp.application_key().to_string(),
             erp.origin().to_string(),
+            // Self-hosted: the connection names the server's origin.
+            None,
         ));
     }
-    for (name, plugin, config, secret, token, origin) in ends {
+    for (name, plugin, config, secret, token, origin, logical) in ends {
+        let grants = match logical {
+            Some(logical) => ConnectionGrants {
+                origin_overrides: BTreeMap::from([(logical.to_string(), origin.clone())]),
+                ..Default::default()
+            },
+            None => ConnectionGrants {
+                private_http: vec![origin.clone()],
+                ..Default::default()
+            },
+        };
         let row = connections.add(NewConnection {
             name: name.into(),
             plugin_id: plugin.into(),
@@ -395,16 +411,18 @@ fn connect(
             environment: Environment::Sandbox,
             config,
             secrets: BTreeMap::from([(secret.to_string(), SecretValue::new(token))]),
-            grants: ConnectionGrants {
-                http: Vec::new(),
-                private_http: vec![origin.clone()],
-                requests_per_minute: None,
-            },
+            grants,
         })?;
-        println!(
-            "{} → {origin} ({}, secret `{secret}` sealed)",
-            row.name, row.plugin_id
-        );
+        match logical {
+            Some(logical) => println!(
+                "{} → {logical}, overridden to {origin} ({}, secret `{secret}` sealed)",
+                row.name, row.plugin_id
+            ),
+            None => println!(
+                "{} → {origin} ({}, secret `{secret}` sealed)",
+                row.name, row.plugin_id
+            ),
+        }
     }
     Ok(())
 }

@@ -263,7 +263,9 @@ impl Connector for Hledger {
     type Config = Config;
 
     fn spec() -> ConnectorSpec {
-        // hledger-web is self-hosted: the admin's grant names the origin.
+        // hledger-web is self-hosted: the admin names the origin on each
+        // connection. A 1.0 spec() cannot say so; its any-host patterns are
+        // what the manifest's `connection_origins = true` stands for.
         ConnectorSpec::new(STREAMS)
             .http_origin("https://*:*")
             .http_origin("http://*:*")

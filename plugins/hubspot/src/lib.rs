@@ -39,9 +39,6 @@ use serde_json::{Value, json};
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// API base URL; `https://api.hubapi.com` unless pointing at a sandbox.
-    #[serde(default = "default_base_url")]
-    pub base_url: String,
     /// Records per request (1-100; HubSpot's batch limit is 100).
     #[serde(default = "default_page_size")]
     pub page_size: u32,
@@ -65,9 +62,10 @@ fn default_true() -> bool {
     true
 }
 
-fn default_base_url() -> String {
-    "https://api.hubapi.com".into()
-}
+/// HubSpot's API, the one origin the connector calls. A sandbox is reached
+/// through the connection's origin override (`--origin-override
+/// https://api.hubapi.com=http://127.0.0.1:PORT`), which the host applies.
+pub const API: &str = "https://api.hubapi.com";
 
 fn default_page_size() -> u32 {
     100
@@ -105,14 +103,7 @@ impl Config {
                 "field `page_size`: must be between 1 and 100",
             ));
         }
-        let base = self.base_url.trim_end_matches('/');
-        if !(base.starts_with("https://") || base.starts_with("http://")) {
-            return Err(Error::config(format!(
-                "field `base_url`: `{}` is not an http(s) URL",
-                self.base_url
-            )));
-        }
-        Ok(base)
+        Ok(API)
     }
 
     /// A request to `path` with the token and the configured timeout.
@@ -291,15 +282,11 @@ impl Connector for HubSpot {
     type Config = Config;
 
     fn spec() -> ConnectorSpec {
-        ConnectorSpec::new(STREAMS)
-            .http_origin("https://api.hubapi.com")
-            .http_origin("https://*:*")
-            .http_origin("http://*:*")
-            .secret(
-                "api_token",
-                "HubSpot private app access token (Settings → Integrations → Private apps)",
-                ["https://api.hubapi.com", "https://*:*", "http://*:*"],
-            )
+        ConnectorSpec::new(STREAMS).http_origin(API).secret(
+            "api_token",
+            "HubSpot private app access token (Settings → Integrations → Private apps)",
+            [API],
+        )
     }
 
     fn check(config: &Config) -> Result<(), Error> {
@@ -308,7 +295,7 @@ impl Connector for HubSpot {
             .query("limit", "1")
             .send()?;
         success(response, "reading one contact")?;
-        nexo_sdk::info!("connected to HubSpot at {}", config.base_url);
+        nexo_sdk::info!("connected to HubSpot at {API}");
         Ok(())
     }
 

@@ -69,10 +69,6 @@ pub const TOKEN_SECRET: &str = "access_token";
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Base URL of the API host, e.g. `https://api.xero.com` (the default)
-    /// or a sandbox's `http://127.0.0.1:8080`; paths start at `/api.xro/2.0`.
-    #[serde(default = "default_base_url")]
-    pub base_url: String,
     /// The organisation (`xero-tenant-id` header). Set by `nexo connection
     /// authorize` from the organisations the sign-in reaches; empty until
     /// then.
@@ -94,28 +90,23 @@ pub struct Config {
     pub timeout_ms: Option<u32>,
 }
 
-fn default_base_url() -> String {
-    "https://api.xero.com".into()
-}
+/// Xero's API, the one origin the connector calls. A sandbox is reached
+/// through the connection's origin override (`--origin-override
+/// https://api.xero.com=http://127.0.0.1:PORT`), which the host applies.
+pub const API: &str = "https://api.xero.com";
+
 fn default_system() -> String {
     "xero".into()
 }
 
 impl Config {
     fn api(&self, path: &str) -> Result<String, Error> {
-        let base = self.base_url.trim_end_matches('/');
-        if !(base.starts_with("https://") || base.starts_with("http://")) {
-            return Err(Error::config(format!(
-                "field `base_url`: `{}` is not an http(s) URL",
-                self.base_url
-            )));
-        }
         if self.tenant_id.trim().is_empty() {
             return Err(Error::config(
                 "field `tenant_id` is not set: authorize the connection (`nexo connection authorize NAME`) to choose the organisation, or set it in the config",
             ));
         }
-        Ok(format!("{base}/api.xro/2.0/{path}"))
+        Ok(format!("{API}/api.xro/2.0/{path}"))
     }
 
     /// A request with Xero's auth headers.
@@ -167,14 +158,11 @@ impl Connector for Xero {
     type Config = Config;
 
     fn spec() -> ConnectorSpec {
-        ConnectorSpec::new(STREAMS)
-            .http_origin("https://api.xero.com")
-            .http_origin("http://*:*")
-            .secret(
-                TOKEN_SECRET,
-                "Xero OAuth 2.0 access token (Bearer)",
-                ["https://api.xero.com", "http://*:*"],
-            )
+        ConnectorSpec::new(STREAMS).http_origin(API).secret(
+            TOKEN_SECRET,
+            "Xero OAuth 2.0 access token (Bearer)",
+            [API],
+        )
     }
 
     fn check(config: &Config) -> Result<(), Error> {

@@ -266,6 +266,12 @@ pub(crate) struct CallArgs {
     /// addresses (on-premises systems, local test servers). Repeatable.
     #[arg(long = "grant-private-http", value_name = "ORIGIN")]
     pub(crate) grant_private_http: Vec<String>,
+    /// Send the plugin's requests to the origin FROM (one it declares,
+    /// e.g. `https://api.hubapi.com`) to TO instead (e.g. a sandbox on
+    /// `http://127.0.0.1:PORT`), as a sandbox connection's override does;
+    /// FROM needs no --grant-http. Repeatable.
+    #[arg(long = "origin-override", value_name = "FROM=TO", value_parser = super::connection::parse_override)]
+    pub(crate) origin_overrides: Vec<(String, String)>,
     /// Key-value bytes granted.
     #[arg(long, default_value_t = 0)]
     pub(crate) grant_kv: u64,

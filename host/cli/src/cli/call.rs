@@ -168,6 +168,10 @@ fn sandbox_for(
     for o in &args.grant_private_http {
         http.push(HttpGrant::private(o).with_context(|| format!("--grant-private-http {o}"))?);
     }
+    // An overridden origin is granted by its override, as on a connection.
+    for (from, _) in &args.origin_overrides {
+        http.push(HttpGrant::public(from).with_context(|| format!("--origin-override {from}"))?);
+    }
     let secrets = args
         .secrets
         .iter()
@@ -224,7 +228,12 @@ pub(crate) async fn call(runtime: &Runtime, data_dir: &Path, args: CallArgs) -> 
         );
         return Ok(());
     }
-    let connector = ConnectorPlugin::open(&plugin, sandbox).await?;
+    let overrides = crate::sandbox::overrides::Overrides::parse(
+        args.origin_overrides.iter().map(|(from, to)| (from, to)),
+    )?;
+    let connector = ConnectorPlugin::open(&plugin, sandbox)
+        .await?
+        .with_origin_overrides(overrides)?;
     let output = match args.op {
         Op::Spec => spec_json(connector.spec()),
         Op::Check => {

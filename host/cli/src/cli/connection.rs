@@ -49,6 +49,12 @@ pub(crate) enum ConnectionCommand {
         /// 600. `unlimited` lifts the limit.
         #[arg(long, value_name = "N|unlimited", value_parser = parse_requests_per_minute)]
         requests_per_minute: Option<u32>,
+        /// Sandbox connections: send the plugin's requests to the origin
+        /// FROM (one it declares, e.g. `https://api.xero.com`) to TO
+        /// instead (e.g. `http://127.0.0.1:7402`, which may be internal).
+        /// FROM needs no --grant-http. Repeatable.
+        #[arg(long = "origin-override", value_name = "FROM=TO", value_parser = parse_override)]
+        origin_overrides: Vec<(String, String)>,
     },
     /// Change a connection in place: only what is given changes, checked
     /// as `add` checks it; on any error nothing changes. A replaced secret
@@ -80,6 +86,13 @@ pub(crate) enum ConnectionCommand {
         /// limit, `default` goes back to the default of 600.
         #[arg(long, value_name = "N|unlimited|default", value_parser = parse_new_requests_per_minute)]
         requests_per_minute: Option<RequestsPerMinute>,
+        /// Set an origin override FROM=TO (sandbox connections), replacing
+        /// one of the same FROM. Repeatable.
+        #[arg(long = "origin-override", value_name = "FROM=TO", value_parser = parse_override)]
+        origin_overrides: Vec<(String, String)>,
+        /// Delete the origin override of FROM. Repeatable.
+        #[arg(long = "remove-origin-override", value_name = "FROM")]
+        remove_origin_overrides: Vec<String>,
     },
     /// List connections.
     List,
@@ -125,6 +138,7 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
             grant_http,
             grant_private_http,
             requests_per_minute,
+            origin_overrides,
         } => {
             let text = read_text(&config)?;
             let config: serde_json::Value = serde_json::from_str(&text)
@@ -144,6 +158,7 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
                     http: grant_http,
                     private_http: grant_private_http,
                     requests_per_minute,
+                    origin_overrides: origin_overrides.into_iter().collect(),
                 },
             })?;
             println!(
@@ -161,6 +176,8 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
             grant_http,
             grant_private_http,
             requests_per_minute,
+            origin_overrides,
+            remove_origin_overrides,
         } => {
             let config = config
                 .map(|path| {
@@ -186,6 +203,8 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
                     remove_secrets,
                     origins,
                     requests_per_minute,
+                    origin_overrides: origin_overrides.into_iter().collect(),
+                    remove_origin_overrides,
                 },
             )?;
             println!("updated connection {}: {}", row.name, changes.join(", "));
@@ -235,6 +254,9 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
                     origins.join(", ")
                 }
             );
+            for (from, to) in &c.grants.origin_overrides {
+                println!("  override     {from} is sent to {to} (sandbox origin override)");
+            }
             println!(
                 "  requests     {}",
                 match request_budget(&c.grants) {
@@ -308,5 +330,17 @@ fn parse_new_requests_per_minute(s: &str) -> Result<RequestsPerMinute, String> {
     match std::num::NonZeroU32::new(parse_requests_per_minute(s)?) {
         Some(n) => Ok(RequestsPerMinute::Limit(n)),
         None => Ok(RequestsPerMinute::Unlimited),
+    }
+}
+
+/// `--origin-override FROM=TO`.
+pub(crate) fn parse_override(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((from, to)) if !from.trim().is_empty() && !to.trim().is_empty() => {
+            Ok((from.trim().to_string(), to.trim().to_string()))
+        }
+        _ => Err(format!(
+            "must be FROM=TO, e.g. https://api.xero.com=http://127.0.0.1:7402, not `{s}`"
+        )),
     }
 }

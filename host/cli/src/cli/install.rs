@@ -83,7 +83,9 @@ fn parse_grants(args: &[String], asked: &[Capability]) -> Result<CapabilityGrant
                 grant.http_origins.extend(all.http_origins);
                 grant.secrets.extend(all.secrets);
                 grant.kv_bytes = grant.kv_bytes.max(all.kv_bytes);
+                grant.connection_origins |= all.connection_origins;
             }
+            _ if g == "connection-origins" => grant.connection_origins = true,
             Some(("http", origin)) => grant.http_origins.push(origin.to_string()),
             Some(("secret", name)) => grant.secrets.push(name.to_string()),
             Some(("kv", bytes)) => {
@@ -91,7 +93,9 @@ fn parse_grants(args: &[String], asked: &[Capability]) -> Result<CapabilityGrant
                     .parse()
                     .with_context(|| format!("--grant kv:{bytes}: not a number of bytes"))?;
             }
-            _ => bail!("--grant {g}: expected all, http:ORIGIN, secret:NAME or kv:BYTES"),
+            _ => bail!(
+                "--grant {g}: expected all, http:ORIGIN, connection-origins, secret:NAME or kv:BYTES"
+            ),
         }
     }
     Ok(grant)
@@ -132,7 +136,7 @@ pub(crate) async fn install(
         grant_all(&asked)
     } else {
         bail!(
-            "not installed: capabilities need an explicit grant; answer at the prompt or pass --grant all (or each: --grant http:ORIGIN, --grant secret:NAME, --grant kv:BYTES)"
+            "not installed: capabilities need an explicit grant; answer at the prompt or pass --grant all (or each: --grant http:ORIGIN, --grant connection-origins, --grant secret:NAME, --grant kv:BYTES)"
         );
     };
     let row = registry.install(review, &grant)?;

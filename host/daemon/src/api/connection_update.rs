@@ -41,6 +41,10 @@ struct ConnectionPatch {
     remove_secrets: Vec<String>,
     #[serde(default)]
     grants: Option<OriginsBody>,
+    #[serde(default)]
+    origin_overrides: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    remove_origin_overrides: Vec<String>,
     // `Some(None)` is an explicit `null`: back to the default.
     #[serde(default, deserialize_with = "present")]
     requests_per_minute: Option<Option<RequestsPerMinuteBody>>,
@@ -82,6 +86,9 @@ fn field_of(e: &ConnectionError) -> Option<&'static str> {
         ConnectionError::InvalidConfig { .. } => Some("config"),
         ConnectionError::Secrets(_) => Some("secrets"),
         ConnectionError::OriginNotGranted { .. } | ConnectionError::Origin(_) => Some("grants"),
+        ConnectionError::OverrideOnProduction { .. }
+        | ConnectionError::OverrideNotDeclared { .. }
+        | ConnectionError::Override(_) => Some("origin_overrides"),
         _ => None,
     }
 }
@@ -108,12 +115,14 @@ pub(super) async fn update_connection(
             .requests_per_minute
             .map(requests_per_minute)
             .transpose()?,
+        origin_overrides: body.origin_overrides,
+        remove_origin_overrides: body.remove_origin_overrides,
     };
     match app.connections.update(&name, update) {
         Ok(_) => {}
         Err(ConnectionError::NothingToUpdate(_)) => {
             return Err(ApiError::bad(
-                "the body changes nothing: give config, secrets, remove_secrets, grants or requests_per_minute",
+                "the body changes nothing: give config, secrets, remove_secrets, grants, origin_overrides, remove_origin_overrides or requests_per_minute",
             ));
         }
         Err(e) => {

@@ -3,7 +3,8 @@
 //! declares, and origins inside what the plugin was granted.
 
 use nexo_bundle::manifest::Manifest;
-use nexo_db::connections::ConnectionGrants;
+use nexo_db::connections::{ConnectionGrants, Environment};
+use nexo_runtime::sandbox::overrides::{Overrides, exact_origin};
 use nexo_runtime::sandbox::policy::{HttpGrant, Origin, OriginPattern};
 use nexo_runtime::sandbox::redact::MIN_SECRET_BYTES;
 use nexo_runtime::sandbox::secrets::SecretValue;
@@ -131,16 +132,19 @@ pub(super) fn check_given_secrets(
 }
 
 /// A connection's origins: each inside what the plugin was granted at
-/// install (`approved`), and each internal one exact.
+/// install (`approved`) — any, for a plugin approved to reach the server
+/// named on each connection (`connection_origins`) — and each internal one
+/// exact.
 pub(super) fn check_origins(
     plugin: &str,
     approved: &[String],
+    connection_origins: bool,
     grants: &ConnectionGrants,
 ) -> Result<(), ConnectionError> {
     for o in grants.http.iter().chain(&grants.private_http) {
         let pattern =
             OriginPattern::parse(o).map_err(|e| ConnectionError::Origin(e.to_string()))?;
-        if !covered(&pattern, approved) {
+        if !connection_origins && !covered(&pattern, approved) {
             return Err(ConnectionError::OriginNotGranted {
                 origin: o.clone(),
                 plugin: plugin.to_string(),
@@ -152,4 +156,65 @@ pub(super) fn check_origins(
         HttpGrant::private(o).map_err(|e| ConnectionError::Origin(e.to_string()))?;
     }
     Ok(())
+}
+
+/// A connection's origin overrides, normalised (`FROM` and `TO` each as
+/// one exact origin): only on a sandbox connection, each `FROM` one of the
+/// plugin's exact origins (its exact HTTP origins and OAuth endpoints),
+/// each `TO` one exact `scheme://host:port`.
+pub(super) fn checked_overrides(
+    plugin: &str,
+    manifest: &Manifest,
+    environment: Environment,
+    grants: &ConnectionGrants,
+) -> Result<BTreeMap<String, String>, ConnectionError> {
+    if grants.origin_overrides.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    if environment == Environment::Production {
+        return Err(ConnectionError::OverrideOnProduction {
+            overrides: grants
+                .origin_overrides
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    let exact = manifest.capabilities.exact_origins();
+    let mut out = BTreeMap::new();
+    for (from, to) in &grants.origin_overrides {
+        let logical = exact_origin("FROM", from)?;
+        if !exact.contains(&logical) {
+            return Err(ConnectionError::OverrideNotDeclared {
+                from: from.clone(),
+                plugin: plugin.to_string(),
+                declared: if exact.is_empty() {
+                    "none: it declares no exact origin".to_string()
+                } else {
+                    exact
+                        .iter()
+                        .map(|o| o.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            });
+        }
+        let physical = exact_origin("TO", to)?;
+        if out
+            .insert(logical.to_string(), physical.to_string())
+            .is_some()
+        {
+            return Err(ConnectionError::Override(
+                nexo_runtime::sandbox::overrides::OverrideError::Twice(logical.to_string()),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The overrides stored on a connection, ready for the runtime (and for
+/// the host's own requests on its behalf).
+pub fn overrides_of(grants: &ConnectionGrants) -> Result<Overrides, ConnectionError> {
+    Ok(Overrides::parse(grants.origin_overrides.iter())?)
 }

@@ -9,9 +9,10 @@ use std::num::NonZeroU32;
 
 use super::{
     ConnectionError, Connections, check_config, check_given_secrets, check_origins,
-    declared_secrets, missing_secret,
+    checked_overrides, declared_secrets, missing_secret,
 };
 use nexo_db::connections::{ConnectionChange, ConnectionGrants, ConnectionRow};
+use nexo_runtime::sandbox::overrides::exact_origin;
 use nexo_runtime::sandbox::secrets::SecretValue;
 
 /// The origins of this system a connection may reach, replacing both
@@ -62,6 +63,11 @@ pub struct ConnectionUpdate {
     pub origins: Option<Origins>,
     /// A new request budget.
     pub requests_per_minute: Option<RequestsPerMinute>,
+    /// Origin overrides to set, `FROM` → `TO` (replacing one of the same
+    /// `FROM`); checked as `add` checks them (sandbox connections only).
+    pub origin_overrides: BTreeMap<String, String>,
+    /// Overridden origins (`FROM`) whose override to delete.
+    pub remove_origin_overrides: Vec<String>,
 }
 
 impl ConnectionUpdate {
@@ -71,6 +77,8 @@ impl ConnectionUpdate {
             && self.remove_secrets.is_empty()
             && self.origins.is_none()
             && self.requests_per_minute.is_none()
+            && self.origin_overrides.is_empty()
+            && self.remove_origin_overrides.is_empty()
     }
 }
 
@@ -140,21 +148,52 @@ impl Connections {
             return Err(missing_secret(&plugin, missing));
         }
 
-        if update.origins.is_some() || update.requests_per_minute.is_some() {
+        let overrides_change =
+            !update.origin_overrides.is_empty() || !update.remove_origin_overrides.is_empty();
+        if update.origins.is_some() || update.requests_per_minute.is_some() || overrides_change {
             let origins = update.origins.clone().unwrap_or_else(|| Origins {
                 http: row.grants.http.clone(),
                 private_http: row.grants.private_http.clone(),
             });
-            let grants = ConnectionGrants {
+            let mut grants = ConnectionGrants {
                 http: origins.http,
                 private_http: origins.private_http,
                 requests_per_minute: match update.requests_per_minute {
                     Some(r) => r.stored(),
                     None => row.grants.requests_per_minute,
                 },
+                origin_overrides: row.grants.origin_overrides.clone(),
             };
+            for from in &update.remove_origin_overrides {
+                let key = exact_origin("FROM", from)?.to_string();
+                if grants.origin_overrides.remove(&key).is_none() {
+                    return Err(ConnectionError::Origin(format!(
+                        "connection `{name}` has no origin override of {from} (it has: {}); see `nexo connection show {name}`",
+                        if grants.origin_overrides.is_empty() {
+                            "none".to_string()
+                        } else {
+                            grants
+                                .origin_overrides
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        }
+                    )));
+                }
+                changes.push(format!("origin override of {key} removed"));
+            }
+            for (from, to) in &update.origin_overrides {
+                let key = exact_origin("FROM", from)?.to_string();
+                grants.origin_overrides.insert(key.clone(), to.clone());
+                changes.push(format!("origin {key} overridden to {to}"));
+            }
+            grants.origin_overrides =
+                checked_overrides(&plugin, &manifest, row.environment, &grants)?;
             if update.origins.is_some() {
-                check_origins(&plugin, &version.grants.http_origins, &grants)?;
+                let self_hosted =
+                    manifest.capabilities.connection_origins && version.grants.connection_origins;
+                check_origins(&plugin, &version.grants.http_origins, self_hosted, &grants)?;
                 changes.push("origins replaced".to_string());
             }
             if let Some(r) = update.requests_per_minute {

@@ -115,7 +115,7 @@ impl Connections {
             }
             .into());
         };
-        let overrides = crate::connections::overrides_of(&row)?;
+        let overrides = crate::connections::overrides_of(&row.grants)?;
         Ok((decl, manifest, overrides))
     }
 

@@ -23,29 +23,23 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 /// Largest answer read from an OAuth endpoint.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
 
-/// Logical origin → the physical one a sandbox connection's admin chose.
-pub type Overrides = Vec<(Origin, Origin)>;
+pub use nexo_runtime::sandbox::overrides::Overrides;
 
-/// Where `url` really goes under `overrides`, and whether that target was
-/// named by the admin (and so may be an internal address).
+/// Where `url` really goes under a sandbox connection's `overrides`, and
+/// whether that target was named by the admin (and so may be an internal
+/// address).
 pub(crate) fn route(overrides: &Overrides, url: &str) -> Result<(Url, bool), OAuthError> {
-    let mut parsed =
+    let parsed =
         Url::parse(url).map_err(|e| OAuthError::Endpoint(format!("`{url}` is not a URL: {e}")))?;
     let Some(origin) = Origin::of(&parsed) else {
         return Err(OAuthError::Endpoint(format!(
             "`{url}` is not an http(s) URL with a host"
         )));
     };
-    let Some((_, to)) = overrides.iter().find(|(from, _)| *from == origin) else {
+    if overrides.physical_origin(&origin).is_none() {
         return Ok((parsed, false));
-    };
-    let bad = |_| OAuthError::Endpoint(format!("cannot point `{url}` at {to}"));
-    parsed.set_scheme(&to.scheme).map_err(bad)?;
-    parsed
-        .set_host(Some(&to.host))
-        .map_err(|e| OAuthError::Endpoint(format!("cannot point `{url}` at {to}: {e}")))?;
-    parsed.set_port(Some(to.port)).map_err(bad)?;
-    Ok((parsed, true))
+    }
+    Ok((overrides.physical(&parsed), true))
 }
 
 /// A token endpoint's answer (RFC 6749 §5.1).

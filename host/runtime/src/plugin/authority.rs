@@ -6,7 +6,7 @@
 //! reported, so a manifest that lies, or a component whose `spec()` changes
 //! after install, reaches nothing the install screen did not show.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use nexo_bundle::manifest::Capabilities as Declared;
 use nexo_bundle::manifest::CapabilityGrant;
@@ -26,7 +26,17 @@ pub struct Approved {
     /// Memory the manifest asks for: the plugin's memory never exceeds it
     /// (`None`: an older manifest that does not say).
     pub memory_bytes: Option<u64>,
+    /// Whether it may call the origins granted on each connection (a
+    /// self-hosted system), declared and granted.
+    pub connection_origins: bool,
+    /// The granted secrets that go to those origins too (marked in the
+    /// manifest; empty unless [`Approved::connection_origins`]).
+    pub connection_secrets: BTreeSet<String>,
 }
+
+/// The patterns a 1.0 `spec()` says "any host" with: a plugin approved for
+/// the connection's origins asks for them, and is not reported for it.
+const ANY_HOST: [&str; 2] = ["http://*:*", "https://*:*"];
 
 impl Approved {
     /// The manifest's capabilities intersected with the install's grant.
@@ -46,17 +56,56 @@ impl Approved {
                 .collect(),
             kv_bytes: declared.kv_bytes.min(grant.kv_bytes),
             memory_bytes: declared.memory_asked(),
+            connection_origins: declared.connection_origins && grant.connection_origins,
+            connection_secrets: if declared.connection_origins && grant.connection_origins {
+                declared
+                    .secrets
+                    .iter()
+                    .filter(|s| s.connection_origins && grant.secrets.contains(&s.name))
+                    .map(|s| s.name.clone())
+                    .collect()
+            } else {
+                BTreeSet::new()
+            },
         }
+    }
+
+    /// The origins the plugin may call on a connection whose grants name
+    /// `connection` (its `--grant-http` / `--grant-private-http` origins and
+    /// overridden ones): the approved ones, and with
+    /// [`Approved::connection_origins`] exactly the connection's too.
+    pub fn origins_on(&self, connection: &[String]) -> Vec<String> {
+        let mut out = self.http_origins.clone();
+        if self.connection_origins {
+            out.extend(connection.iter().cloned());
+        }
+        out
+    }
+
+    /// Each granted secret and the origins it may go to on a connection
+    /// whose grants name `connection`: as the manifest binds it, and a
+    /// marked one (with [`Approved::connection_origins`]) exactly the
+    /// connection's origins too.
+    pub fn secrets_on(&self, connection: &[String]) -> BTreeMap<String, Vec<String>> {
+        let mut out = self.secrets.clone();
+        for name in &self.connection_secrets {
+            if let Some(origins) = out.get_mut(name) {
+                origins.extend(connection.iter().cloned());
+            }
+        }
+        out
     }
 
     /// Where `spec` asks for more than (or other than) this: one sentence
     /// each, for the admin's log. Asking for less is not reported.
     pub fn excess(&self, spec: &SpecCapabilities) -> Vec<String> {
         let mut out = Vec::new();
+        let any_host = |o: &String| ANY_HOST.contains(&o.as_str());
         let extra: Vec<&String> = spec
             .http_origins
             .iter()
             .filter(|o| !self.http_origins.contains(o))
+            .filter(|o| !(self.connection_origins && any_host(o)))
             .collect();
         if !extra.is_empty() {
             out.push(format!("origins {extra:?} it was not approved for"));
@@ -65,8 +114,13 @@ impl Approved {
             match self.secrets.get(&s.name) {
                 None => out.push(format!("the secret `{}` it was not granted", s.name)),
                 Some(approved) => {
-                    let extra: Vec<&String> =
-                        s.origins.iter().filter(|o| !approved.contains(o)).collect();
+                    let marked = self.connection_secrets.contains(&s.name);
+                    let extra: Vec<&String> = s
+                        .origins
+                        .iter()
+                        .filter(|o| !approved.contains(o))
+                        .filter(|o| !(marked && any_host(o)))
+                        .collect();
                     if !extra.is_empty() {
                         out.push(format!(
                             "to send the secret `{}` to {extra:?}, beyond the approved {approved:?}",
@@ -103,10 +157,12 @@ mod tests {
                 name: "token".into(),
                 description: String::new(),
                 origins: vec!["https://api.crm.test".into()],
+                connection_origins: false,
             }],
             kv_bytes: 4096,
             memory_bytes: 32 << 20,
             oauth2: None,
+            connection_origins: false,
         }
     }
 
@@ -116,6 +172,7 @@ mod tests {
             http_origins: vec!["https://api.crm.test".into(), "https://evil.test".into()],
             secrets: vec!["token".into(), "other".into()],
             kv_bytes: 1024,
+            connection_origins: false,
         };
         let a = Approved::of(&declared(), &grant);
         assert_eq!(a.http_origins, vec!["https://api.crm.test".to_string()]);
@@ -136,6 +193,7 @@ mod tests {
                 http_origins: declared().http_origins,
                 secrets: vec!["token".into()],
                 kv_bytes: 4096,
+                connection_origins: false,
             },
         );
         let honest = SpecCapabilities {
@@ -170,5 +228,59 @@ mod tests {
         assert!(excess[1].contains("http://*:*"));
         assert!(excess[2].contains("`admin`"));
         assert!(excess[3].contains("key-value"));
+    }
+
+    fn self_hosted() -> Declared {
+        Declared {
+            http_origins: vec![],
+            connection_origins: true,
+            secrets: vec![SecretCapability {
+                name: "key".into(),
+                description: String::new(),
+                origins: vec![],
+                connection_origins: true,
+            }],
+            ..Declared::default()
+        }
+    }
+
+    #[test]
+    fn connection_origins_reach_exactly_the_connections_grants_when_granted() {
+        let on = vec!["http://10.0.0.5:8000".to_string()];
+        let granted = CapabilityGrant {
+            secrets: vec!["key".into()],
+            connection_origins: true,
+            ..CapabilityGrant::default()
+        };
+        let a = Approved::of(&self_hosted(), &granted);
+        assert_eq!(a.origins_on(&on), on);
+        assert_eq!(a.secrets_on(&on).get("key"), Some(&on));
+        assert_eq!(
+            a.origins_on(&[]),
+            Vec::<String>::new(),
+            "none named: none reached"
+        );
+        // Not granted at install: nothing beyond declared ∩ granted (none).
+        let refused = Approved::of(
+            &self_hosted(),
+            &CapabilityGrant {
+                connection_origins: false,
+                ..granted
+            },
+        );
+        assert!(refused.origins_on(&on).is_empty());
+        assert_eq!(refused.secrets_on(&on).get("key"), Some(&vec![]));
+        // Its 1.0 spec's any-host patterns are what it was approved for.
+        let spec = SpecCapabilities {
+            http_origins: vec!["https://*:*".into(), "http://*:*".into()],
+            secrets: vec![SecretRequirement {
+                name: "key".into(),
+                description: "d".into(),
+                origins: vec!["https://*:*".into(), "http://*:*".into()],
+            }],
+            kv_bytes: 0,
+        };
+        assert!(a.excess(&spec).is_empty(), "{:?}", a.excess(&spec));
+        assert_eq!(refused.excess(&spec).len(), 2);
     }
 }

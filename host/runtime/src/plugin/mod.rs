@@ -15,6 +15,7 @@ use crate::sandbox::budget::Budget;
 use crate::sandbox::credential::Credential;
 use crate::sandbox::http::{HttpSettings, OutboundHttp};
 use crate::sandbox::kv::KvStore;
+use crate::sandbox::overrides::Overrides;
 use crate::sandbox::policy::{HttpGrant, OriginPattern, OutboundPolicy, PatternError};
 use crate::sandbox::redact;
 use crate::sandbox::secrets::{BoundSecret, FreshSecret, SecretSet, SecretValue};
@@ -204,12 +205,15 @@ impl ConnectorPlugin {
                         "the plugin's spec() asks for more than was approved at install; ignored"
                     );
                 }
-                (
-                    a.http_origins.clone(),
-                    a.secrets.clone(),
-                    a.kv_bytes,
-                    excess,
-                )
+                // The connection's own origins, for a plugin approved to
+                // reach the server named on each connection.
+                let on: Vec<String> = sandbox
+                    .grants
+                    .http
+                    .iter()
+                    .map(|g| g.pattern.to_string())
+                    .collect();
+                (a.origins_on(&on), a.secrets_on(&on), a.kv_bytes, excess)
             }
             None => (
                 caps.http_origins.clone(),
@@ -300,6 +304,22 @@ impl ConnectorPlugin {
     pub fn with_request_budget(mut self, budget: Arc<Budget>) -> Self {
         self.core.http = self.core.http.map(|http| http.with_budget(budget));
         self
+    }
+
+    /// The same plugin, with each request to an origin `overrides` names
+    /// sent to that override's physical origin (a sandbox connection's
+    /// `--origin-override`); checks and secrets stay on the logical origin.
+    pub fn with_origin_overrides(mut self, overrides: Overrides) -> Result<Self, OpenError> {
+        if let Some(http) = self.core.http.take() {
+            self.core.http = Some(
+                http.with_overrides(overrides)
+                    .map_err(|e| OpenError::Http {
+                        plugin: self.core.sandbox.plugin.clone(),
+                        reason: e.to_string(),
+                    })?,
+            );
+        }
+        Ok(self)
     }
 
     /// The spec returned at open.

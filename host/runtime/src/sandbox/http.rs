@@ -13,7 +13,9 @@
 //! redirect, credential headers are dropped as browsers do. 429/503 answers
 //! are retried a bounded number of times, honouring `Retry-After`. With a
 //! connection's [`Budget`], every request that goes out (redirect hops and
-//! retries included) first waits for a token of it.
+//! retries included) first waits for a token of it. A sandbox connection's
+//! [`Overrides`] send a hop whose (logical) origin is overridden to the
+//! physical origin instead, after every check was made on the logical one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use std::collections::BTreeMap;
 
 use super::budget::Budget;
 use super::credential::{CredentialError, Token};
+use super::overrides::Overrides;
 use super::policy::{AddressScope, Origin, OutboundPolicy};
 use super::redact;
 use super::secrets::SecretSet;
@@ -70,6 +73,30 @@ impl reqwest::dns::Resolve for PolicyResolver {
     }
 }
 
+/// Resolves the hosts of a connection's override targets to whatever
+/// addresses they have (a sandbox on loopback), and every other host to
+/// public addresses only. Only hops that an override sends to a target go
+/// through the client that uses it.
+#[derive(Debug)]
+struct TargetResolver {
+    hosts: Vec<String>,
+}
+
+impl reqwest::dns::Resolve for TargetResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        let target = self.hosts.contains(&host.to_ascii_lowercase());
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if !target && let Some(a) = addrs.iter().find(|a| !super::policy::is_public(a.ip())) {
+                return Err(Box::new(AddressRefused { host, ip: a.ip() }) as _);
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 /// Time a request needs at least once its budget lets it go: a turn later
 /// than this before the call's deadline is refused rather than waited for,
 /// since the request could not be answered anyway.
@@ -94,6 +121,9 @@ pub struct OutboundHttp {
     secrets: Arc<SecretSet>,
     settings: HttpSettings,
     budget: Option<Arc<Budget>>,
+    overrides: Arc<Overrides>,
+    /// Sends the hops an override redirects (built with the overrides).
+    overridden: Option<reqwest::Client>,
 }
 
 impl OutboundHttp {
@@ -127,7 +157,39 @@ impl OutboundHttp {
             secrets: Arc::new(secrets),
             settings,
             budget: None,
+            overrides: Arc::new(Overrides::none()),
+            overridden: None,
         })
+    }
+
+    /// The same client, sending every hop whose origin `overrides` names to
+    /// its physical origin (which may be an internal address: the override
+    /// is the admin's grant of that one target). Policy and secrets keep
+    /// working on the logical origin.
+    pub fn with_overrides(mut self, overrides: Overrides) -> Result<Self, reqwest::Error> {
+        self.overridden = if overrides.is_empty() {
+            None
+        } else {
+            Some(
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .no_proxy()
+                    .dns_resolver(TargetResolver {
+                        hosts: overrides.target_hosts(),
+                    })
+                    .connect_timeout(self.settings.timeout)
+                    .user_agent(concat!("nexo/", env!("CARGO_PKG_VERSION")))
+                    .build()?,
+            )
+        };
+        self.overrides = Arc::new(overrides);
+        Ok(self)
+    }
+
+    /// The connection's origin overrides (none unless a sandbox
+    /// connection set some).
+    pub fn overrides(&self) -> &Overrides {
+        &self.overrides
     }
 
     /// The same client, with every request it sends (redirect hops and
@@ -175,15 +237,16 @@ impl OutboundHttp {
                 return answer;
             }
             let headers = self.headers_for(&req, &origin, with_credentials, &tokens)?;
-            let client = match (self.policy.scope_for(&origin), &self.private) {
-                (AddressScope::PrivateGrant, Some(private)) => private,
-                // Without a private grant there is no private client: the
-                // stricter one is the only one.
-                _ => &self.public,
+            let (client, target) = match self.overridden_hop(&origin, &url) {
+                Some(hop) => hop,
+                None => match (self.policy.scope_for(&origin), &self.private) {
+                    (AddressScope::PrivateGrant, Some(private)) => (private, url.clone()),
+                    // Without a private grant there is no private client: the
+                    // stricter one is the only one.
+                    _ => (&self.public, url.clone()),
+                },
             };
-            let mut builder = client
-                .request(method.as_reqwest(), url.clone())
-                .headers(headers);
+            let mut builder = client.request(method.as_reqwest(), target).headers(headers);
             if with_credentials && let Some((user, pass)) = &req.basic_auth {
                 let user = self.secrets.substitute_with(user, &origin, &tokens)?;
                 let pass = self.secrets.substitute_with(pass, &origin, &tokens)?;
@@ -219,6 +282,9 @@ impl OutboundHttp {
                 let next = url.join(loc).map_err(|e| {
                     HttpError::ConnectionFailed(format!("bad redirect Location: {e}"))
                 })?;
+                // A sandbox naming its own (physical) address means the
+                // logical origin it stands for.
+                let next = self.overrides.logical(&origin, &next);
                 let next_origin = origin_of(&next).map_err(|_| {
                     HttpError::RedirectNotAllowed(format!(
                         "redirect to a non-HTTP URL from {origin}"
@@ -315,6 +381,14 @@ impl OutboundHttp {
             tokens.insert(name, token);
         }
         Ok(())
+    }
+
+    /// The client and physical URL of a hop to the logical `origin`, when
+    /// an override sends it elsewhere.
+    fn overridden_hop(&self, origin: &Origin, url: &Url) -> Option<(&reqwest::Client, Url)> {
+        let client = self.overridden.as_ref()?;
+        self.overrides.physical_origin(origin)?;
+        Some((client, self.overrides.physical(url)))
     }
 
     fn headers_for(

@@ -8,6 +8,7 @@ pub mod http;
 pub mod kv;
 pub mod log;
 pub mod outbound;
+pub mod overrides;
 pub mod policy;
 pub mod redact;
 pub mod secrets;
