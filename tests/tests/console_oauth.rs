@@ -209,6 +209,15 @@ async fn an_admin_authorizes_a_xero_connection_in_the_browser_and_picks_the_orga
 
 /// A sandbox connection reaching Xero's hosts at `url`.
 fn sandbox_grants(url: &str) -> ConnectionGrants {
-    let _ = url;
-    ConnectionGrants::default()
+    ConnectionGrants {
+        origin_overrides: [
+            "https://api.xero.com",
+            "https://login.xero.com",
+            "https://identity.xero.com",
+        ]
+        .iter()
+        .map(|o| (o.to_string(), url.to_string()))
+        .collect(),
+        ..ConnectionGrants::default()
+    }
 }

@@ -68,7 +68,7 @@ pub enum OAuthError {
     #[error("the authorization redirect has no `code`: {0}")]
     NoCode(String),
     /// The token endpoint refused.
-    #[error("the token endpoint {endpoint} refused: {error}{}", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    #[error("the identity server at {endpoint} refused the request: {error}{}", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
     Refused {
         /// The endpoint (its origin and path).
         endpoint: String,
