@@ -29,6 +29,22 @@ fn form_action(html: &str) -> Option<String> {
 /// (for the `tenants` given, else every one offered); the parameters of
 /// the redirect the system answers with (not followed).
 pub async fn consent(authorize_url: &str, tenants: Option<&[&str]>) -> CallbackParams {
+    let location = consent_redirect(authorize_url, tenants).await;
+    let back = url::Url::parse(&location).unwrap();
+    let mut params = CallbackParams::default();
+    for (k, v) in back.query_pairs() {
+        match k.as_ref() {
+            "code" => params.code = Some(v.into_owned()),
+            "state" => params.state = Some(v.into_owned()),
+            "error" => params.error = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    params
+}
+
+/// [`consent`], giving the whole address the system redirects to.
+pub async fn consent_redirect(authorize_url: &str, tenants: Option<&[&str]>) -> String {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -79,16 +95,5 @@ pub async fn consent(authorize_url: &str, tenants: Option<&[&str]>) -> CallbackP
         .await
         .unwrap();
     assert_eq!(redirect.status(), 302, "the redirect back");
-    let location = redirect.headers()["location"].to_str().unwrap().to_string();
-    let back = url::Url::parse(&location).unwrap();
-    let mut params = CallbackParams::default();
-    for (k, v) in back.query_pairs() {
-        match k.as_ref() {
-            "code" => params.code = Some(v.into_owned()),
-            "state" => params.state = Some(v.into_owned()),
-            "error" => params.error = Some(v.into_owned()),
-            _ => {}
-        }
-    }
-    params
+    redirect.headers()["location"].to_str().unwrap().to_string()
 }
