@@ -305,7 +305,12 @@ async fn a_self_hosted_connector_reaches_exactly_the_server_its_connection_names
         .add(tryton_connection("nowhere", &erp, &[]))
         .unwrap();
     let err = host.connections.test("nowhere").await.unwrap_err();
-    assert!(err.to_string().contains("is not declared"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("is not the server this connection names")
+            && err.to_string().contains("--grant-http"),
+        "{err}"
+    );
     assert!(
         erp_seen.lock().unwrap().is_empty(),
         "{:?}",
