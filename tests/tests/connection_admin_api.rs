@@ -240,3 +240,98 @@ async fn patch_replaces_what_is_given_and_delete_guards_pipelines() {
     let _ = stop.send(());
     handle.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_connections_origin_override_is_shown_and_checked_by_the_api() {
+    let kit = Kit::new(tinycrm::seed(1), Default::default(), 10).await;
+    nexo_tests::synckit::install_shipped(
+        &kit.registry,
+        &kit.key,
+        "hubspot",
+        nexo_tests::programs::HUBSPOT,
+    )
+    .await;
+    kit.connections
+        .add(NewConnection {
+            name: "hs".into(),
+            plugin_id: "nexo/hubspot".into(),
+            pinned_version: None,
+            environment: Environment::Sandbox,
+            config: json!({}),
+            secrets: BTreeMap::from([("api_token".to_string(), SecretValue::new(OLD_TOKEN))]),
+            grants: ConnectionGrants {
+                origin_overrides: BTreeMap::from([(
+                    "https://api.hubapi.com".to_string(),
+                    "http://127.0.0.1:9".to_string(),
+                )]),
+                ..Default::default()
+            },
+        })
+        .unwrap();
+    let app = app(&kit, Arc::new(SystemClock));
+    kit.db.insert_token("admin", API_TOKEN).unwrap();
+    let (url, stop, handle) = serve(app, ServeConfig::default()).await;
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        http.get(format!("{url}{path}"))
+            .bearer_auth(API_TOKEN)
+            .send()
+    };
+    let patch = |body: Value| {
+        http.patch(format!("{url}/api/connections/hs"))
+            .bearer_auth(API_TOKEN)
+            .json(&body)
+            .send()
+    };
+    let shown = json!({"https://api.hubapi.com:443": "http://127.0.0.1:9"});
+
+    // Shown in the connection's view and in the list, never hidden.
+    let view: Value = get("/api/connections/hs".into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["origin_overrides"], shown, "{view}");
+    assert_eq!(view["grants"]["origin_overrides"], shown, "{view}");
+    let list: Value = get("/api/connections".into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hs = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "hs")
+        .unwrap();
+    assert_eq!(hs["origin_overrides"], shown, "{list}");
+
+    // An origin the plugin does not declare: 400 naming the field and the
+    // origins it may override; nothing changes.
+    let resp = patch(json!({"origin_overrides": {"https://evil.example": "http://127.0.0.1:9"}}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let err = resp.text().await.unwrap();
+    assert!(
+        err.contains("origin_overrides: ") && err.contains("https://api.hubapi.com:443"),
+        "{err}"
+    );
+    // Removed through the API: gone from the view.
+    let resp = patch(json!({"remove_origin_overrides": ["https://api.hubapi.com"]}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let view: Value = get("/api/connections/hs".into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["origin_overrides"], json!({}), "{view}");
+
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+}

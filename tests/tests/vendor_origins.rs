@@ -207,6 +207,26 @@ async fn overrides_are_for_sandbox_connections_and_the_plugins_own_origins_only(
         )])
     );
     assert_eq!(host.connections.get("books").unwrap(), row);
+
+    // A row turned production behind the registry's back is not obeyed.
+    host.db
+        .lock()
+        .unwrap()
+        .execute(
+            "UPDATE connections SET environment = 'production' WHERE name = 'books'",
+            [],
+        )
+        .unwrap();
+    let err = host
+        .connections
+        .open("books", nexo::Limits::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("only for sandbox connections"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,7 +305,12 @@ async fn a_self_hosted_connector_reaches_exactly_the_server_its_connection_names
         .add(tryton_connection("nowhere", &erp, &[]))
         .unwrap();
     let err = host.connections.test("nowhere").await.unwrap_err();
-    assert!(err.to_string().contains("is not declared"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("is not the server this connection names")
+            && err.to_string().contains("--grant-http"),
+        "{err}"
+    );
     assert!(
         erp_seen.lock().unwrap().is_empty(),
         "{:?}",

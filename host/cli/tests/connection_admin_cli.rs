@@ -290,7 +290,7 @@ async fn update_replaces_what_is_given_with_the_checks_of_add() {
     assert!(
         shown.contains(
             "override     https://api.xero.com:443 is sent to http://127.0.0.1:9 (sandbox origin override)"
-        ),
+        ) && shown.contains("https://api.xero.com:443 (through its override)"),
         "{shown}"
     );
     ok(nexo(

@@ -140,3 +140,48 @@ async fn install_connect_test_and_guarded_remove() {
     assert!(ok(nexo(d, &["plugin", "remove", id])).contains("removed nexo-examples/tinycrm"));
     assert!(ok(nexo(d, &["plugin", "list"])).contains("no plugins installed"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_call_reaches_a_sandbox_only_through_an_origin_override() {
+    let sandbox = nexo_tests::echo::start_echo().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let config = d.join("hubspot.json");
+    std::fs::write(&config, "{}").unwrap();
+    let call = |extra: &[&str]| {
+        let mut args = vec![
+            "plugin",
+            "call",
+            programs::HUBSPOT,
+            "check",
+            "--config",
+            config.to_str().unwrap(),
+            "--secret",
+            "api_token=env:CRM_TOKEN",
+        ];
+        args.extend_from_slice(extra);
+        nexo(d, &args)
+    };
+    // The connector names only https://api.hubapi.com: the sandbox's own
+    // address, granted as a private origin, is not what it calls.
+    let _ = call(&["--grant-private-http", &sandbox.url()]);
+    assert!(
+        sandbox.received_text().is_empty(),
+        "{}",
+        sandbox.received_text()
+    );
+    // Through the override, the sandbox gets the request and the token.
+    let over = format!("https://api.hubapi.com={}", sandbox.url());
+    let out = call(&["--origin-override", &over]);
+    assert!(
+        sandbox.received_text().contains(TOKEN),
+        "{}",
+        sandbox.received_text()
+    );
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!printed.contains(TOKEN), "{printed}");
+}

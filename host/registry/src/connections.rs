@@ -362,6 +362,19 @@ impl Connections {
         }
         // An overridden origin is granted by its override: the admin named
         // it, and it is still only reachable as far as the install approved.
+        // A production row with overrides is never saved by `add` or
+        // `update`; one written behind their back is refused, not obeyed.
+        if row.environment == Environment::Production && !row.grants.origin_overrides.is_empty() {
+            return Err(ConnectionError::OverrideOnProduction {
+                overrides: row
+                    .grants
+                    .origin_overrides
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
         let overrides = overrides_of(&row.grants)?;
         for (logical, _) in overrides.iter() {
             http.push(

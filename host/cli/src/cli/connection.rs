@@ -246,6 +246,12 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
                     .iter()
                     .map(|o| format!("{o} (internal allowed)")),
             );
+            origins.extend(
+                c.grants
+                    .origin_overrides
+                    .keys()
+                    .map(|o| format!("{o} (through its override)")),
+            );
             println!(
                 "  may reach    {}",
                 if origins.is_empty() {

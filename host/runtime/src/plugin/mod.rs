@@ -264,7 +264,10 @@ impl ConnectorPlugin {
                 );
             }
         }
-        let policy = OutboundPolicy::new(declared, sandbox.grants.http.clone());
+        let mut policy = OutboundPolicy::new(declared, sandbox.grants.http.clone());
+        if approved.is_some_and(|a| a.connection_origins) {
+            policy = policy.for_connection_origins();
+        }
         let settings = HttpSettings {
             timeout: sandbox.limits.http_timeout(),
             max_response_bytes: sandbox.limits.http_response_bytes,

@@ -63,6 +63,12 @@ pub enum Denial {
     /// The admin did not grant the origin.
     #[error("origin {0} is not granted to this plugin (grant it with --grant-http)")]
     NotGranted(Origin),
+    /// A self-hosted system's plugin called an origin its connection does
+    /// not name.
+    #[error(
+        "origin {0} is not the server this connection names (name it with `nexo connection update NAME --grant-http {0}`, or --grant-private-http for an internal address)"
+    )]
+    NotNamedOnConnection(Origin),
     /// The origin resolves to (or is) an internal address not allowed.
     #[error(
         "{origin} resolves to internal address {ip}, which is not granted (grant this exact origin with --grant-private-http {origin})"
@@ -93,18 +99,38 @@ pub enum AddressScope {
 pub struct OutboundPolicy {
     declared: Vec<OriginPattern>,
     granted: Vec<HttpGrant>,
+    /// The plugin reaches the servers its connection names (so an origin
+    /// outside them is the connection's to name, not the plugin's to
+    /// declare).
+    connection_origins: bool,
 }
 
 impl OutboundPolicy {
     /// The policy for a plugin that declared `declared` and was granted `granted`.
     pub fn new(declared: Vec<OriginPattern>, granted: Vec<HttpGrant>) -> Self {
-        OutboundPolicy { declared, granted }
+        OutboundPolicy {
+            declared,
+            granted,
+            connection_origins: false,
+        }
+    }
+
+    /// The same policy for a plugin approved to reach the servers its
+    /// connection names: a refused origin is reported as one the
+    /// connection does not name, with the fix.
+    pub fn for_connection_origins(mut self) -> Self {
+        self.connection_origins = true;
+        self
     }
 
     /// Whether a request to `origin` may be sent at all.
     pub fn check_origin(&self, origin: &Origin) -> Result<(), Denial> {
         if !self.declared.iter().any(|p| p.matches(origin)) {
-            return Err(Denial::NotDeclared(origin.clone()));
+            return Err(if self.connection_origins {
+                Denial::NotNamedOnConnection(origin.clone())
+            } else {
+                Denial::NotDeclared(origin.clone())
+            });
         }
         if !self.granted.iter().any(|g| g.pattern.matches(origin)) {
             return Err(Denial::NotGranted(origin.clone()));

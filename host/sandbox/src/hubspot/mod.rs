@@ -200,7 +200,8 @@ pub async fn start(config: HubSpotConfig) -> Result<HubSpotSandbox, SandboxError
 }
 
 impl HubSpotSandbox {
-    /// Base URL, e.g. `http://127.0.0.1:41234` (what `base_url` points to).
+    /// Base URL, e.g. `http://127.0.0.1:41234` (what a connection's origin override
+    /// points `https://api.hubapi.com` to).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
