@@ -78,9 +78,17 @@ async fn an_admin_authorizes_at_the_terminal_and_the_host_refreshes_until_revoke
         outputs.borrow_mut().push_str(&text(&out));
         out
     };
-    ok(run(&["plugin", "keygen", "--name", "Vendor", "--out", &p("v.key")]));
+    ok(run(&[
+        "plugin",
+        "keygen",
+        "--name",
+        "Vendor",
+        "--out",
+        &p("v.key"),
+    ]));
     ok(run(&["trust", "add", &p("v.key.pub")]));
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/xero/nexo-plugin.toml");
+    let manifest =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/xero/nexo-plugin.toml");
     ok(run(&[
         "plugin",
         "pack",
@@ -93,8 +101,17 @@ async fn an_admin_authorizes_at_the_terminal_and_the_host_refreshes_until_revoke
         "--out",
         &p("xero.nexo"),
     ]));
-    let installed = ok(run(&["plugin", "install", &p("xero.nexo"), "--grant", "all"]));
-    assert!(!installed.contains('*'), "only Xero's own hosts: {installed}");
+    let installed = ok(run(&[
+        "plugin",
+        "install",
+        &p("xero.nexo"),
+        "--grant",
+        "all",
+    ]));
+    assert!(
+        !installed.contains('*'),
+        "only Xero's own hosts: {installed}"
+    );
     std::fs::write(work.path().join("xero.json"), "{}").unwrap();
     let sandbox = books.url();
     let overrides: Vec<String> = [
@@ -150,7 +167,10 @@ async fn an_admin_authorizes_at_the_terminal_and_the_host_refreshes_until_revoke
     let mut printed = String::new();
     let address = loop {
         let mut line = String::new();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "no address: {printed}");
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "no address: {printed}"
+        );
         printed.push_str(&line);
         if let Some(url) = line.trim().strip_prefix("http://") {
             break format!("http://{url}");
@@ -172,7 +192,11 @@ async fn an_admin_authorizes_at_the_terminal_and_the_host_refreshes_until_revoke
     outputs
         .borrow_mut()
         .push_str(&String::from_utf8_lossy(&done.stderr));
-    assert!(done.status.success(), "{printed}{}", String::from_utf8_lossy(&done.stderr));
+    assert!(
+        done.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
     assert!(
         printed.contains("authorized connection books for Nexo Sandbox Trading Ltd"),
         "{printed}"
@@ -180,12 +204,19 @@ async fn an_admin_authorizes_at_the_terminal_and_the_host_refreshes_until_revoke
 
     // It works, and keeps working past the token's one-second life.
     let shown = ok(run(&["connection", "show", "books"]));
-    assert!(shown.contains("oauth        authorized (authorization-code"), "{shown}");
+    assert!(
+        shown.contains("oauth        authorized (authorization-code"),
+        "{shown}"
+    );
     assert!(shown.contains(TENANT), "{shown}");
     ok(run(&["connection", "test", "books"]));
     tokio::time::sleep(Duration::from_millis(1200)).await;
     ok(run(&["connection", "test", "books"]));
-    assert!(books.oauth().stats().refreshes >= 1, "{:?}", books.oauth().stats());
+    assert!(
+        books.oauth().stats().refreshes >= 1,
+        "{:?}",
+        books.oauth().stats()
+    );
 
     // What the host holds, to look for in every output and file.
     let db = Database::open(&data.join("nexo.db")).unwrap();

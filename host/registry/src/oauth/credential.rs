@@ -41,12 +41,13 @@ fn store_err(e: impl std::fmt::Display) -> CredentialError {
 impl ConnectionCredential {
     fn fix(&self) -> String {
         format!(
-            "run `nexo connection authorize {}` (or authorize it from its page in the console); its pipelines resume once it is authorized",
+            "run `nexo connection authorize {}` (or Authorize in the console); its pipelines resume once it is authorized",
             self.connection
         )
     }
 
     fn row(&self) -> Result<OAuthRow, CredentialError> {
+        // The fix first: the plugin quotes the start of this text.
         match self.keeper.db.oauth(&self.connection).map_err(store_err)? {
             None => Err(CredentialError::NeedsAuthorization(format!(
                 "connection `{}` is not authorized yet: {}",
@@ -55,12 +56,12 @@ impl ConnectionCredential {
             ))),
             Some(row) if row.status == OAuthStatus::NeedsReauthorization => {
                 Err(CredentialError::NeedsAuthorization(format!(
-                    "connection `{}` needs re-authorization ({}): {}",
+                    "connection `{}` needs re-authorization: {}. Why: {}",
                     self.connection,
+                    self.fix(),
                     row.reason
                         .as_deref()
-                        .unwrap_or("its refresh token was refused"),
-                    self.fix()
+                        .unwrap_or("its refresh token was refused")
                 )))
             }
             Some(row) => Ok(row),
@@ -221,7 +222,7 @@ impl ConnectionCredential {
             }
         }
         CredentialError::NeedsAuthorization(format!(
-            "connection `{}` needs re-authorization: {why}; {}",
+            "connection `{}` needs re-authorization: {}. Why: {why}",
             self.connection,
             self.fix()
         ))
