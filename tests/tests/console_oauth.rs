@@ -142,6 +142,11 @@ async fn an_admin_authorizes_a_xero_connection_in_the_browser_and_picks_the_orga
     let page = c.source().await.unwrap();
     assert!(page.contains(XERO_ORGANISATION), "{page}");
     assert!(page.contains(XERO_EMPTY_TENANT), "{page}");
+    let callback = c.current_url().await.unwrap().to_string();
+    assert!(
+        callback.starts_with(&format!("{url}/oauth/callback?")),
+        "{callback}"
+    );
     click(&c, &format!(r#"input[name="tenant"][value="{TENANT}"]"#)).await;
     shots.step(&c, "tenant").await;
     click(&c, "#choose-tenant").await;
@@ -153,6 +158,35 @@ async fn an_admin_authorizes_a_xero_connection_in_the_browser_and_picks_the_orga
         !page.contains(CLIENT_SECRET),
         "the client secret is in the page"
     );
+
+    // The redirect replayed, a forged one, and the choice posted again are
+    // each refused, changing nothing.
+    let http = reqwest::Client::new();
+    let forged = callback.replace("state=", "state=forged");
+    for (what, address) in [("replayed", callback.as_str()), ("forged", forged.as_str())] {
+        let answer = http.get(address).send().await.unwrap();
+        assert_eq!(answer.status(), 400, "{what}");
+        let page = answer.text().await.unwrap();
+        assert!(
+            page.contains("does not belong to an authorization in progress"),
+            "{what}: {page}"
+        );
+    }
+    let state = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let again = http
+        .post(format!("{url}/oauth/tenant"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("state={state}&tenant={XERO_EMPTY_TENANT}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 400, "a tenant choice made twice");
 
     // The console shows it, and the connection works on the new tokens.
     c.find(Locator::Css("#back"))

@@ -396,3 +396,96 @@ async fn a_revoked_refresh_token_fails_the_run_as_auth_pauses_the_pipelines_and_
     );
     assert_eq!(oauth.stats().refresh_reuses, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_refreshing_one_connection_spend_its_refresh_token_once() {
+    let books = books(Duration::from_secs(1800)).await;
+    let host = Host::new().await;
+    connect_books(&host, "books", &books, None);
+    authorize(&host, "books").await;
+    // A second process on the same database: its own connections, locks
+    // and token client; only the database is shared.
+    let db = nexo::store::Database::open(&host.dir.path().join("nexo.db")).unwrap();
+    let registry = nexo::registry::Registry::new(
+        db,
+        nexo_tests::runtime().clone(),
+        host.dir.path().join("bundles"),
+    );
+    let other = nexo::connections::Connections::new(
+        registry,
+        nexo::store::sealed::Sealer::from_env_or_file(&host.dir.path().join("secret.key")).unwrap(),
+    );
+    let ours = host.connections.credential("books").unwrap().unwrap();
+    let theirs = other.credential("books").unwrap().unwrap();
+    let token = ours.current().await.unwrap();
+    assert_eq!(theirs.current().await.unwrap(), token);
+    // Both see the system refuse the same token (a 401 in each process) and
+    // refresh at once.
+    let refreshes = books.oauth().stats().refreshes;
+    let (a, b) = tokio::join!(ours.rejected(token.clone()), theirs.rejected(token.clone()));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a, b, "both end with the one new token");
+    assert_eq!(a.generation, token.generation + 1);
+    let stats = books.oauth().stats();
+    assert_eq!(stats.refreshes, refreshes + 1, "{stats:?}");
+    assert_eq!(stats.refresh_reuses, 0, "{stats:?}");
+    // And the new token works.
+    host.connections.test("books").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hubspot_public_app_authorizes_with_its_secret_in_the_body_and_refreshes() {
+    let hub = hubspot::start(HubSpotConfig {
+        token: HUBSPOT_TOKEN.into(),
+        seed: SeedData::of_size(4, 0),
+        oauth: OAuthSettings {
+            access_ttl: Duration::from_secs(1),
+            ..OAuthSettings::hubspot()
+        },
+        ..HubSpotConfig::default()
+    })
+    .await
+    .unwrap();
+    let host = Host::new().await;
+    host.connections
+        .add(NewConnection {
+            name: "crm".into(),
+            plugin_id: "nexo/hubspot".into(),
+            pinned_version: None,
+            environment: Environment::Sandbox,
+            config: json!({}),
+            secrets: BTreeMap::new(),
+            grants: sandbox_grants(
+                &["https://api.hubapi.com", "https://app.hubspot.com"],
+                &hub.url(),
+                None,
+            ),
+        })
+        .unwrap();
+    let pending = host
+        .connections
+        .begin_authorization(
+            "crm",
+            OAuthClient {
+                id: CLIENT_ID.into(),
+                secret: Some(SecretValue::new(CLIENT_SECRET)),
+            },
+            "http://localhost:7459/callback",
+        )
+        .unwrap();
+    let back = nexo_tests::oauth::consent(&pending.url, None).await;
+    let auth = host
+        .connections
+        .finish_authorization(pending, &back)
+        .await
+        .unwrap();
+    assert!(auth.tenants.is_empty(), "HubSpot has no tenant list");
+    let saved = host.connections.save_authorization(auth, None).unwrap();
+    assert!(saved.tenant.is_none());
+    host.connections.test("crm").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    host.connections.test("crm").await.unwrap();
+    let stats = hub.oauth().stats();
+    assert!(stats.refreshes >= 1, "{stats:?}");
+    assert_eq!(stats.refresh_reuses, 0, "{stats:?}");
+}

@@ -446,6 +446,7 @@ impl Connections {
             connection: row.name.clone(),
             decl: decl.clone(),
             overrides: overrides_of(&row.grants)?,
+            last: std::sync::Mutex::new(None),
         }))
     }
 

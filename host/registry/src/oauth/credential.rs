@@ -26,12 +26,16 @@ const POLL: Duration = Duration::from_millis(100);
 const DEFAULT_LIFETIME_S: i64 = 3600;
 
 /// The OAuth access token of one connection.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnectionCredential {
     pub(crate) keeper: Arc<Keeper>,
     pub(crate) connection: String,
     pub(crate) decl: OAuth2,
     pub(crate) overrides: Overrides,
+    /// The token last handed out, with when it was issued and expires: used
+    /// without reading the database until a refresh is due (an access token
+    /// stays valid until its expiry even after another process refreshed).
+    pub(crate) last: std::sync::Mutex<Option<(Token, i64, i64)>>,
 }
 
 fn store_err(e: impl std::fmt::Display) -> CredentialError {
@@ -229,22 +233,48 @@ impl ConnectionCredential {
     }
 }
 
+impl ConnectionCredential {
+    fn remembered(&self) -> Option<Token> {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match &*last {
+            Some((token, issued, expires)) if !refresh_due(now_ms(), *issued, *expires) => {
+                Some(token.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// The token of the stored pair now, remembered with its lifetime.
+    fn remember(&self) -> Result<Token, CredentialError> {
+        let row = self.row()?;
+        let token = self.token_of(&row)?;
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((token.clone(), row.issued_at_ms, row.expires_at_ms));
+        Ok(token)
+    }
+}
+
 impl Credential for ConnectionCredential {
     fn current(&self) -> CredentialFuture<'_> {
         Box::pin(async move {
+            if let Some(token) = self.remembered() {
+                return Ok(token);
+            }
             let row = self.row()?;
             if refresh_due(now_ms(), row.issued_at_ms, row.expires_at_ms) {
-                return self.refresh(row.generation).await;
+                self.refresh(row.generation).await?;
             }
-            self.token_of(&row)
+            self.remember()
         })
     }
 
     fn rejected(&self, token: Token) -> CredentialFuture<'_> {
         Box::pin(async move {
+            *self.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
             let generation = i64::try_from(token.generation).unwrap_or(i64::MAX);
             tracing::debug!(connection = %self.connection, generation, "access token refused by the system");
-            self.refresh(generation).await
+            self.refresh(generation).await?;
+            self.remember()
         })
     }
 }

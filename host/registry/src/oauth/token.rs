@@ -317,3 +317,57 @@ fn chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn overrides(from: &str, to: &str) -> Overrides {
+        let (from, to) = (from.to_string(), to.to_string());
+        Overrides::parse([(&from, &to)]).unwrap()
+    }
+
+    #[test]
+    fn an_endpoint_on_an_internal_address_is_refused_unless_an_override_names_it() {
+        let tokens = TokenClient::new();
+        // A manifest whose token endpoint is an internal address (a lying
+        // manifest aiming the client secret at the host's network).
+        for url in [
+            "https://127.0.0.1/token",
+            "https://10.0.0.5:8443/token",
+            "https://[::1]/token",
+            "https://169.254.169.254/latest",
+        ] {
+            let (routed, overridden) = route(&Overrides::none(), url).unwrap();
+            assert!(!overridden);
+            let why = tokens.client(&routed, overridden).unwrap_err().to_string();
+            assert!(why.contains("internal address"), "{url}: {why}");
+        }
+        // The admin's override of a declared endpoint may point at loopback.
+        let o = overrides("https://identity.xero.com", "http://127.0.0.1:7402");
+        let (routed, overridden) = route(&o, "https://identity.xero.com/connect/token").unwrap();
+        assert!(overridden);
+        assert_eq!(routed.as_str(), "http://127.0.0.1:7402/connect/token");
+        assert!(tokens.client(&routed, overridden).is_ok());
+        // Another endpoint is not moved by it.
+        let (routed, overridden) =
+            route(&o, "https://login.xero.com/identity/connect/authorize").unwrap();
+        assert!(!overridden);
+        assert_eq!(routed.host_str(), Some("login.xero.com"));
+    }
+
+    #[test]
+    fn token_answers_accept_numbers_or_text_for_the_lifetime() {
+        let a: TokenAnswer = serde_json::from_str(
+            r#"{"access_token":"a","expires_in":"1800","token_type":"bearer"}"#,
+        )
+        .unwrap();
+        assert_eq!(a.expires_in, Some(1800));
+        let a: TokenAnswer =
+            serde_json::from_str(r#"{"access_token":"a","expires_in":1799.6}"#).unwrap();
+        assert_eq!(a.expires_in, Some(1799));
+        let a: TokenAnswer = serde_json::from_str(r#"{"access_token":"a"}"#).unwrap();
+        assert_eq!(a.expires_in, None);
+    }
+}
