@@ -29,24 +29,8 @@ pub async fn open(
     origin: &str,
     secrets: &[(&str, &str)],
 ) -> ConnectorPlugin {
-    let sandbox = Sandbox {
-        plugin: PluginRef {
-            id: id.into(),
-            version: "0.1.0".into(),
-        },
-        limits: Limits::default(),
-        grants: Grants {
-            http: vec![HttpGrant::private(origin).unwrap()],
-            kv_bytes: 0,
-        },
-        secrets: secrets
-            .iter()
-            .map(|(name, value)| (name.to_string(), SecretValue::new(*value)))
-            .collect::<BTreeMap<_, _>>(),
-        credentials: Default::default(),
-        kv: None,
-    };
-    ConnectorPlugin::open(&load(component), sandbox)
+    let grant = HttpGrant::private(origin).unwrap();
+    ConnectorPlugin::open(&load(component), sandbox(id, grant, secrets))
         .await
         .unwrap()
 }
@@ -63,14 +47,26 @@ pub async fn open_overridden(
     physical: &str,
     secrets: &[(&str, &str)],
 ) -> ConnectorPlugin {
-    let sandbox = Sandbox {
+    let grant = HttpGrant::public(logical).unwrap();
+    let pair = [(logical.to_string(), physical.to_string())];
+    ConnectorPlugin::open(&load(component), sandbox(id, grant, secrets))
+        .await
+        .unwrap()
+        .with_origin_overrides(Overrides::parse(pair.iter().map(|(a, b)| (a, b))).unwrap())
+        .unwrap()
+}
+
+/// The sandbox of plugin `id`@0.1.0: default limits, one HTTP grant, and
+/// `secrets` as name → value.
+fn sandbox(id: &str, grant: HttpGrant, secrets: &[(&str, &str)]) -> Sandbox {
+    Sandbox {
         plugin: PluginRef {
             id: id.into(),
             version: "0.1.0".into(),
         },
         limits: Limits::default(),
         grants: Grants {
-            http: vec![HttpGrant::public(logical).unwrap()],
+            http: vec![grant],
             kv_bytes: 0,
         },
         secrets: secrets
@@ -79,13 +75,7 @@ pub async fn open_overridden(
             .collect::<BTreeMap<_, _>>(),
         credentials: Default::default(),
         kv: None,
-    };
-    let pair = [(logical.to_string(), physical.to_string())];
-    ConnectorPlugin::open(&load(component), sandbox)
-        .await
-        .unwrap()
-        .with_origin_overrides(Overrides::parse(pair.iter().map(|(a, b)| (a, b))).unwrap())
-        .unwrap()
+    }
 }
 
 /// An upsert in the write protocol: `id` is the destination's id (empty for

@@ -506,25 +506,23 @@ function oauthState(o) {
   return h("div", { class: "small oauth-state not-authorized" }, muted("OAuth: not authorized yet"));
 }
 
-// The OAuth client goes only into the POST body; the browser then leaves
-// for the system's sign-in page, which sends it back to /oauth/callback.
-async function authorizeConnection(name) {
-  const redirect = `${location.origin}/oauth/callback`;
-  const id = h("input", { id: "oauth-client-id", autocomplete: "off", spellcheck: "false" });
-  const secret = h("input", { id: "oauth-client-secret", type: "password", autocomplete: "new-password", spellcheck: "false" });
-  const error = h("div", { id: "oauth-error", class: "error-text", hidden: true });
-  const go = h("button", { id: "oauth-continue", type: "submit", class: "btn btn-primary" }, "Continue to sign in");
-  const cancel = button("Cancel", { id: "oauth-cancel" });
+// A form in a dialog outside the view (the dashboard redraws every few
+// seconds). `secrets` are the inputs cleared whenever it closes, so a value
+// typed into it lives only until it is sent; `submit` gets `close`, and its
+// error is shown in the dialog (an expired session closes it instead).
+function formDialog({ prefix, title, fields, note, submitId, submitText, secrets, focus, submit }) {
+  const error = h("div", { id: `${prefix}-error`, class: "error-text", hidden: true });
+  const go = h("button", { id: submitId, type: "submit", class: "btn btn-primary" }, submitText);
+  const cancel = button("Cancel", { id: `${prefix}-cancel` });
   const form = h("form", { class: "secret-form" },
-    h("h2", null, "Authorize ", name),
-    field("Client id", id),
-    field("Client secret", secret),
-    h("p", { class: "small muted" }, "Leave both empty to reuse the client this connection last authorized with. Register this redirect URI at the vendor: ", mono(redirect)),
+    h("h2", null, ...title),
+    ...fields,
+    h("p", { class: "small muted" }, ...note),
     error,
     h("div", { class: "dialog-actions" }, cancel, go));
-  const dialog = h("dialog", { id: "oauth-dialog" }, form);
+  const dialog = h("dialog", { id: `${prefix}-dialog` }, form);
   const close = () => {
-    secret.value = "";
+    for (const input of secrets) input.value = "";
     dialog.close();
     dialog.remove();
   };
@@ -534,12 +532,7 @@ async function authorizeConnection(name) {
     ev.preventDefault();
     go.disabled = true;
     try {
-      const body = { redirect_uri: redirect };
-      if (id.value.trim()) body.client_id = id.value.trim();
-      if (secret.value) body.client_secret = secret.value;
-      const started = await api("POST", path(API.connectionAuthorize, { name }), body);
-      close();
-      location.assign(started.url);
+      await submit(close);
     } catch (e) {
       if (e.handled) {
         close();
@@ -553,11 +546,37 @@ async function authorizeConnection(name) {
   });
   document.body.append(dialog);
   dialog.showModal();
-  id.focus();
+  focus.focus();
 }
 
-// A dialog outside the view (the dashboard redraws every few seconds): the
-// new value goes only into the PATCH body and is cleared when it closes.
+// The OAuth client goes only into the POST body; the browser then leaves
+// for the system's sign-in page, which sends it back to /oauth/callback.
+function authorizeConnection(name) {
+  const redirect = `${location.origin}/oauth/callback`;
+  const id = h("input", { id: "oauth-client-id", autocomplete: "off", spellcheck: "false" });
+  const secret = h("input", { id: "oauth-client-secret", type: "password", autocomplete: "new-password", spellcheck: "false" });
+  formDialog({
+    prefix: "oauth",
+    title: ["Authorize ", name],
+    fields: [field("Client id", id), field("Client secret", secret)],
+    note: ["Leave both empty to reuse the client this connection last authorized with. Register this redirect URI at the vendor: ", mono(redirect)],
+    submitId: "oauth-continue",
+    submitText: "Continue to sign in",
+    secrets: [secret],
+    focus: id,
+    submit: async (close) => {
+      const body = { redirect_uri: redirect };
+      if (id.value.trim()) body.client_id = id.value.trim();
+      if (secret.value) body.client_secret = secret.value;
+      const started = await api("POST", path(API.connectionAuthorize, { name }), body);
+      close();
+      location.assign(started.url);
+    },
+  });
+}
+
+// The new value goes only into the PATCH body and is cleared when the
+// dialog closes.
 async function replaceSecret(name, refresh) {
   const detail = await get(path(API.connection, { name }));
   const names = (detail && detail.secrets) || [];
@@ -567,46 +586,22 @@ async function replaceSecret(name, refresh) {
   }
   const which = select("secret-name", names.map((n) => [n, n]), names[0], () => {});
   const value = h("input", { id: "secret-value", type: "password", autocomplete: "new-password", spellcheck: "false", required: true });
-  const error = h("div", { id: "secret-error", class: "error-text", hidden: true });
-  const save = h("button", { id: "secret-save", type: "submit", class: "btn btn-primary" }, "Replace");
-  const cancel = button("Cancel", { id: "secret-cancel" });
-  const form = h("form", { class: "secret-form" },
-    h("h2", null, "Replace a secret of ", name),
-    field("Secret", which),
-    field("New value", value),
-    h("p", { class: "small muted" }, "Sealed when saved and never shown again; the connection uses it from its next run or test."),
-    error,
-    h("div", { class: "dialog-actions" }, cancel, save));
-  const dialog = h("dialog", { id: "secret-dialog" }, form);
-  const close = () => {
-    value.value = "";
-    dialog.close();
-    dialog.remove();
-  };
-  cancel.addEventListener("click", close);
-  dialog.addEventListener("cancel", close);
-  form.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    save.disabled = true;
-    try {
+  formDialog({
+    prefix: "secret",
+    title: ["Replace a secret of ", name],
+    fields: [field("Secret", which), field("New value", value)],
+    note: ["Sealed when saved and never shown again; the connection uses it from its next run or test."],
+    submitId: "secret-save",
+    submitText: "Replace",
+    secrets: [value],
+    focus: value,
+    submit: async (close) => {
       await api("PATCH", path(API.connection, { name }), { secrets: { [which.value]: value.value } });
       close();
       notify(`Secret ${which.value} of ${name} replaced; it is used from the connection's next run or test.`);
       refresh();
-    } catch (e) {
-      if (e.handled) {
-        close();
-        return;
-      }
-      error.textContent = e.message;
-      error.hidden = false;
-    } finally {
-      save.disabled = false;
-    }
+    },
   });
-  document.body.append(dialog);
-  dialog.showModal();
-  value.focus();
 }
 
 /* ---------- runs ---------- */

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nexo_bundle::oauth::{ClientAuth, OAuth2};
+use nexo_runtime::sandbox::http::error_chain;
 use nexo_runtime::sandbox::policy::{Origin, is_public};
 use nexo_runtime::sandbox::secrets::SecretValue;
 use serde::Deserialize;
@@ -182,7 +183,7 @@ impl TokenClient {
             .map_err(|e| {
                 OAuthError::Unavailable(format!(
                     "the token endpoint {endpoint} could not be reached: {}",
-                    chain(&e)
+                    error_chain(&e)
                 ))
             })?;
         let status = response.status().as_u16();
@@ -250,7 +251,7 @@ impl TokenClient {
                 OAuthError::Unavailable(format!(
                     "the tenants list {} could not be reached: {}",
                     t.url,
-                    chain(&e)
+                    error_chain(&e)
                 ))
             })?;
         let status = response.status().as_u16();
@@ -288,7 +289,10 @@ async fn read_capped(
 ) -> Result<Vec<u8>, OAuthError> {
     let mut bytes = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| {
-        OAuthError::Unavailable(format!("reading the answer of {endpoint}: {}", chain(&e)))
+        OAuthError::Unavailable(format!(
+            "reading the answer of {endpoint}: {}",
+            error_chain(&e)
+        ))
     })? {
         if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
             return Err(OAuthError::BadResponse {
@@ -305,17 +309,6 @@ async fn read_capped(
 /// the same of the Basic credentials).
 pub(crate) fn form_encode(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]
