@@ -152,6 +152,7 @@ async fn an_admin_authorizes_a_xero_connection_in_the_browser_and_picks_the_orga
     click(&c, "#choose-tenant").await;
     let done = wait_text(&c, "#oauth-message", "books is authorized").await;
     assert!(done.contains(XERO_ORGANISATION), "{done}");
+    assert!(done.contains("Its check passed"), "{done}");
     shots.step(&c, "authorized").await;
     let page = c.source().await.unwrap();
     assert!(
@@ -196,6 +197,8 @@ async fn an_admin_authorizes_a_xero_connection_in_the_browser_and_picks_the_orga
         .await
         .unwrap();
     wait_text(&c, row, "OAuth: authorized").await;
+    // Checked when it was authorized, not hours later.
+    wait(&c, &format!("{row} td.health .dot.st-ok")).await;
     shots.step(&c, "console").await;
     let tested: Value = serde_json::from_str(
         &reqwest::Client::new()

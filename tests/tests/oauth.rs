@@ -489,3 +489,59 @@ async fn a_hubspot_public_app_authorizes_with_its_secret_in_the_body_and_refresh
     assert!(stats.refreshes >= 1, "{stats:?}");
     assert_eq!(stats.refresh_reuses, 0, "{stats:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_connection_uses_client_credentials_and_gets_a_new_token_when_it_expires() {
+    let books = books(Duration::from_secs(1)).await;
+    let host = Host::new().await;
+    connect_books(&host, "books", &books, None);
+    let client = OAuthClient {
+        id: CLIENT_ID.into(),
+        secret: Some(SecretValue::new(CLIENT_SECRET)),
+    };
+    let auth = host
+        .connections
+        .authorize_client_credentials("books", client)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = auth.tenants.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [TENANT],
+        "a custom connection reaches its one organisation"
+    );
+    let saved = host.connections.save_authorization(auth, None).unwrap();
+    assert_eq!(saved.tenant.unwrap().id, TENANT, "chosen alone");
+    host.connections.test("books").await.unwrap();
+    let issued = books.oauth().stats().access_tokens_issued;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    host.connections.test("books").await.unwrap();
+    let stats = books.oauth().stats();
+    assert!(
+        stats.access_tokens_issued > issued,
+        "no refresh token: a new client-credentials token instead ({stats:?})"
+    );
+    // A wrong client secret is refused, naming the error, and saves nothing.
+    let err = host
+        .connections
+        .authorize_client_credentials(
+            "books",
+            OAuthClient {
+                id: CLIENT_ID.into(),
+                secret: Some(SecretValue::new("not-the-secret-1234")),
+            },
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("invalid_client"), "{err}");
+    assert!(!err.contains("not-the-secret-1234"), "{err}");
+    assert_eq!(
+        host.connections
+            .oauth_status("books")
+            .unwrap()
+            .unwrap()
+            .status,
+        "authorized"
+    );
+}

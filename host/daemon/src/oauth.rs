@@ -139,7 +139,7 @@ pub(crate) async fn callback(
                 Some(form),
             )
         }
-        Ok(auth) => saved(&app, auth, None),
+        Ok(auth) => saved(&app, auth, None).await,
         Err(e) => page(
             StatusCode::BAD_REQUEST,
             "Not authorized",
@@ -168,10 +168,12 @@ pub(crate) async fn tenant(State(app): State<Arc<App>>, body: Bytes) -> Response
             None,
         );
     };
-    saved(&app, auth, tenant.as_deref())
+    saved(&app, auth, tenant.as_deref()).await
 }
 
-fn saved(app: &App, auth: Authorization, tenant: Option<&str>) -> Response {
+/// Save the authorization, then check the connection at once, so the
+/// dashboard's health reflects the new tokens rather than the last check.
+async fn saved(app: &App, auth: Authorization, tenant: Option<&str>) -> Response {
     let connection = auth.connection.clone();
     match app.connections.save_authorization(auth, tenant) {
         Ok(saved) => {
@@ -180,6 +182,19 @@ fn saved(app: &App, auth: Authorization, tenant: Option<&str>) -> Response {
                 text.push_str(&format!(" for {}", t.name));
             }
             text.push('.');
+            let check = app
+                .connections
+                .test(&connection)
+                .await
+                .err()
+                .map(|e| e.to_string());
+            if let Err(e) = app.registry.db().set_health(&connection, check.as_deref()) {
+                tracing::warn!(connection = %connection, error = %e, "cannot save a health check");
+            }
+            match &check {
+                None => text.push_str(" Its check passed."),
+                Some(e) => text.push_str(&format!(" Its check failed: {e}.")),
+            }
             if !saved.resumed.is_empty() {
                 text.push_str(&format!(
                     " Pipelines resumed: {}.",
