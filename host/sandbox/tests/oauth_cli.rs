@@ -201,6 +201,10 @@ async fn an_admin_authorizes_at_the_terminal_and_the_host_refreshes_until_revoke
         printed.contains("authorized connection books for Nexo Sandbox Trading Ltd"),
         "{printed}"
     );
+    assert!(
+        printed.contains("connection books: check passed"),
+        "{printed}"
+    );
 
     // It works, and keeps working past the token's one-second life.
     let shown = ok(run(&["connection", "show", "books"]));

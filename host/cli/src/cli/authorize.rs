@@ -76,7 +76,15 @@ pub(crate) async fn authorize(connections: &Connections, args: AuthorizeArgs) ->
     } else {
         code_flow(connections, &name, client, &args).await?
     };
-    save(connections, auth, args.tenant.as_deref())
+    save(connections, auth, args.tenant.as_deref())?;
+    // The check on the new tokens now, rather than at the first run.
+    match connections.test(&name).await {
+        Ok(()) => println!("connection {name}: check passed"),
+        Err(e) => println!(
+            "connection {name}: authorized, but its check failed: {e} (fix the config with `nexo connection update {name} --config FILE`, then `nexo connection test {name}`)"
+        ),
+    }
+    Ok(())
 }
 
 async fn code_flow(
