@@ -274,6 +274,7 @@ async fn tokens_expiring_every_second_refresh_under_two_pipelines_at_once_and_ma
         }
     }
     let stats = oauth.stats();
+    eprintln!("{rounds} rounds of two pipelines at once: {stats:?}");
     assert_eq!(
         stats.refresh_reuses, 0,
         "a rotating refresh token was used twice: {stats:?}"
