@@ -213,3 +213,44 @@ async fn an_echoing_server_never_hands_a_fresh_token_back() {
     assert!(!all.contains("echoed-fresh-token-4242"), "{all}");
     assert!(all.contains("[redacted:access_token]"), "{all}");
 }
+
+/// A credential whose refresh never finishes (another process holding the
+/// claim, a token endpoint that never answers).
+#[derive(Debug)]
+struct Stuck;
+
+impl Credential for Stuck {
+    fn current(&self) -> CredentialFuture<'_> {
+        Box::pin(std::future::pending())
+    }
+    fn rejected(&self, _: Token) -> CredentialFuture<'_> {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_that_never_ends_does_not_outlast_the_call() {
+    let crm = tinycrm::start(tinycrm::seed(1), "tok-whatever-1").await;
+    let policy = OutboundPolicy::new(
+        vec![OriginPattern::parse("http://*:*").unwrap()],
+        vec![HttpGrant::private(&crm.url()).unwrap()],
+    );
+    let mut set = SecretSet::default();
+    set.insert_fresh(
+        "access_token",
+        FreshSecret {
+            credential: Arc::new(Stuck),
+            origins: vec![OriginPattern::parse(&crm.url()).unwrap()],
+        },
+    );
+    let http = OutboundHttp::new(policy, set, HttpSettings::default()).unwrap();
+    let err = http
+        .send(
+            get(format!("{}/api/contacts", crm.url())),
+            Instant::now() + Duration::from_millis(300),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HttpError::Timeout), "{err:?}");
+    assert!(crm.crm.lock().unwrap().auth_headers.is_empty());
+}

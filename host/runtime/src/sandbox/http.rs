@@ -232,7 +232,9 @@ impl OutboundHttp {
             let origin = origin_of(&url)?;
             if with_credentials
                 && self.secrets.has_fresh()
-                && let Err(answer) = self.fetch_tokens(&req, &origin, &mut tokens).await
+                && let Err(answer) = self
+                    .fetch_tokens(&req, &origin, &mut tokens, deadline)
+                    .await
             {
                 return answer;
             }
@@ -310,7 +312,7 @@ impl OutboundHttp {
             if status == 401 && with_credentials && !tokens.is_empty() && !refreshed_on_401 {
                 refreshed_on_401 = true;
                 drop(resp);
-                if let Err(answer) = self.refresh_tokens(&mut tokens).await {
+                if let Err(answer) = self.refresh_tokens(&mut tokens, deadline).await {
                     return answer;
                 }
                 tracing::debug!(%origin, "access token refused; sending again with a fresh one");
@@ -341,6 +343,7 @@ impl OutboundHttp {
         req: &OutboundRequest,
         origin: &Origin,
         tokens: &mut BTreeMap<String, Token>,
+        deadline: Instant,
     ) -> Result<(), Result<OutboundResponse, HttpError>> {
         let texts = req.headers.iter().map(|(_, v)| v.as_str()).chain(
             req.basic_auth
@@ -351,9 +354,8 @@ impl OutboundHttp {
             if tokens.contains_key(name) {
                 continue;
             }
-            let token = credential
-                .current()
-                .await
+            let token = within(deadline, credential.current())
+                .await?
                 .map_err(|e| credential_answer(name, e))?;
             redact::register(name, &token.value);
             tokens.insert(name.to_string(), token);
@@ -365,6 +367,7 @@ impl OutboundHttp {
     async fn refresh_tokens(
         &self,
         tokens: &mut BTreeMap<String, Token>,
+        deadline: Instant,
     ) -> Result<(), Result<OutboundResponse, HttpError>> {
         let names: Vec<String> = tokens.keys().cloned().collect();
         for name in names {
@@ -373,9 +376,8 @@ impl OutboundHttp {
             else {
                 continue;
             };
-            let token = credential
-                .rejected(old)
-                .await
+            let token = within(deadline, credential.rejected(old))
+                .await?
                 .map_err(|e| credential_answer(&name, e))?;
             redact::register(&name, &token.value);
             tokens.insert(name, token);
@@ -502,6 +504,17 @@ impl OutboundHttp {
         // reqwest's messages carry the URL, never header values.
         HttpError::ConnectionFailed(self.secrets.redact(&error_chain(&e)))
     }
+}
+
+/// `fut` unless the call's deadline comes first (a refresh waiting on
+/// another process's must not outlast the call).
+async fn within<T>(
+    deadline: Instant,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, Result<OutboundResponse, HttpError>> {
+    tokio::time::timeout_at(deadline.into(), fut)
+        .await
+        .map_err(|_| Err(HttpError::Timeout))
 }
 
 /// What the plugin gets when a kept-fresh secret has no value: with none
