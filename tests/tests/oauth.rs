@@ -546,3 +546,66 @@ async fn a_custom_connection_uses_client_credentials_and_gets_a_new_token_when_i
         "authorized"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oauth_connection_is_updated_without_a_static_token_and_a_static_one_can_give_way() {
+    let books = books(Duration::from_secs(1800)).await;
+    let host = Host::new().await;
+    connect_books(&host, "books", &books, None);
+    authorize(&host, "books").await;
+    // Before: "nexo/xero@0.1.0 needs the secret `access_token`", since the
+    // update required every declared secret to be stored.
+    let (_, changes) = host
+        .connections
+        .update(
+            "books",
+            nexo::connections::ConnectionUpdate {
+                config: Some(json!({"tenant_id": TENANT, "timeout_ms": 4000})),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(changes, ["config replaced"]);
+    host.connections.test("books").await.unwrap();
+
+    // A connection that started on a static token moves to OAuth: the
+    // static token can be removed, and authorizing fills the secret.
+    host.connections
+        .add(NewConnection {
+            name: "books-static".into(),
+            plugin_id: "nexo/xero".into(),
+            pinned_version: None,
+            environment: Environment::Sandbox,
+            config: json!({"tenant_id": TENANT}),
+            secrets: BTreeMap::from([("access_token".to_string(), SecretValue::new(STATIC_TOKEN))]),
+            grants: sandbox_grants(
+                &[
+                    "https://api.xero.com",
+                    "https://login.xero.com",
+                    "https://identity.xero.com",
+                ],
+                &books.url(),
+                None,
+            ),
+        })
+        .unwrap();
+    host.connections.test("books-static").await.unwrap();
+    host.connections
+        .update(
+            "books-static",
+            nexo::connections::ConnectionUpdate {
+                remove_secrets: vec!["access_token".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let refused = host.connections.test("books-static").await.unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("nexo connection authorize books-static"),
+        "{refused}"
+    );
+    authorize(&host, "books-static").await;
+    host.connections.test("books-static").await.unwrap();
+}

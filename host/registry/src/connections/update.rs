@@ -56,8 +56,10 @@ pub struct ConnectionUpdate {
     /// stored value of the same name.
     pub secrets: BTreeMap<String, SecretValue>,
     /// Secrets to delete: only ones the plugin no longer declares (left
-    /// over from an older version); a declared secret is required, and
-    /// replaced with `secrets` instead.
+    /// over from an older version), or the static token of the secret its
+    /// OAuth credential fills (the connection then uses its authorization);
+    /// any other declared secret is required, and replaced with `secrets`
+    /// instead.
     pub remove_secrets: Vec<String>,
     /// New origins (both lists are replaced).
     pub origins: Option<Origins>,
@@ -108,6 +110,13 @@ impl Connections {
 
         let declared = declared_secrets(&manifest);
         check_given_secrets(&plugin, &declared, &update.secrets)?;
+        // The secret an OAuth credential fills is not required: without a
+        // static token it comes from `nexo connection authorize`.
+        let by_oauth = manifest
+            .capabilities
+            .oauth2
+            .as_ref()
+            .map(|o| o.secret.as_str());
         let mut held: BTreeSet<String> = self
             .registry
             .db()
@@ -116,7 +125,7 @@ impl Connections {
             .map(|s| s.name)
             .collect();
         for secret in &update.remove_secrets {
-            if declared.contains(&secret.as_str()) {
+            if declared.contains(&secret.as_str()) && Some(secret.as_str()) != by_oauth {
                 return Err(ConnectionError::Secrets(format!(
                     "{plugin} needs the secret `{secret}`, so it cannot be removed: replace it with \
                      --secret {secret}=env:VAR (or file:PATH)"
@@ -144,7 +153,10 @@ impl Connections {
         }
         // A plugin upgraded since the connection was added may declare a
         // secret it does not have yet: the update must bring it.
-        if let Some(missing) = declared.iter().find(|d| !held.contains(**d)) {
+        if let Some(missing) = declared
+            .iter()
+            .find(|d| !held.contains(**d) && Some(**d) != by_oauth)
+        {
             return Err(missing_secret(&plugin, missing));
         }
 
