@@ -113,16 +113,20 @@ fn connect_crm(host: &Host, hub: &HubSpotSandbox) {
         .unwrap();
 }
 
+/// The OAuth client the sandboxes know.
+fn sandbox_client() -> OAuthClient {
+    OAuthClient {
+        id: CLIENT_ID.into(),
+        secret: Some(SecretValue::new(CLIENT_SECRET)),
+    }
+}
+
 /// An admin authorizes `name`: sign in, consent for both organisations,
 /// the redirect, then the organisation with the books.
 async fn authorize(host: &Host, name: &str) -> Vec<String> {
-    let client = OAuthClient {
-        id: CLIENT_ID.into(),
-        secret: Some(SecretValue::new(CLIENT_SECRET)),
-    };
     let pending = host
         .connections
-        .begin_authorization(name, client, "http://127.0.0.1:7459/callback")
+        .begin_authorization(name, sandbox_client(), "http://127.0.0.1:7459/callback")
         .unwrap();
     assert!(
         pending.url.starts_with("http://127.0.0.1:"),
@@ -465,14 +469,7 @@ async fn a_hubspot_public_app_authorizes_with_its_secret_in_the_body_and_refresh
         .unwrap();
     let pending = host
         .connections
-        .begin_authorization(
-            "crm",
-            OAuthClient {
-                id: CLIENT_ID.into(),
-                secret: Some(SecretValue::new(CLIENT_SECRET)),
-            },
-            "http://localhost:7459/callback",
-        )
+        .begin_authorization("crm", sandbox_client(), "http://localhost:7459/callback")
         .unwrap();
     let back = nexo_tests::oauth::consent(&pending.url, None).await;
     let auth = host
@@ -496,13 +493,9 @@ async fn a_custom_connection_uses_client_credentials_and_gets_a_new_token_when_i
     let books = books(Duration::from_secs(1)).await;
     let host = Host::new().await;
     connect_books(&host, "books", &books, None);
-    let client = OAuthClient {
-        id: CLIENT_ID.into(),
-        secret: Some(SecretValue::new(CLIENT_SECRET)),
-    };
     let auth = host
         .connections
-        .authorize_client_credentials("books", client)
+        .authorize_client_credentials("books", sandbox_client())
         .await
         .unwrap();
     let ids: Vec<&str> = auth.tenants.iter().map(|t| t.id.as_str()).collect();

@@ -83,16 +83,17 @@ impl ConnectionCredential {
         })
     }
 
-    /// A new pair for the tokens of `generation`, unless someone already
-    /// got one: waits for this process's other refreshes, then claims the
-    /// refresh in the database (waiting out another process's claim).
-    async fn refresh(&self, generation: i64) -> Result<Token, CredentialError> {
+    /// A new pair for the tokens of `generation` in the store, unless
+    /// someone already got one: waits for this process's other refreshes,
+    /// then claims the refresh in the database (waiting out another
+    /// process's claim).
+    async fn refresh(&self, generation: i64) -> Result<(), CredentialError> {
         let lock = self.keeper.lock_of(&self.connection);
         let _held = lock.lock().await;
         loop {
             let row = self.row()?;
             if row.generation != generation {
-                return self.token_of(&row);
+                return Ok(());
             }
             let now = now_ms();
             match self
@@ -108,7 +109,7 @@ impl ConnectionCredential {
         }
     }
 
-    async fn refresh_claimed(&self, row: &OAuthRow) -> Result<Token, CredentialError> {
+    async fn refresh_claimed(&self, row: &OAuthRow) -> Result<(), CredentialError> {
         let client = OAuthClient {
             id: row.client_id.clone(),
             secret: row
@@ -191,7 +192,7 @@ impl ConnectionCredential {
         if !stored {
             // Only a new authorization moves the generation under a held
             // claim; its tokens win.
-            return self.token_of(&self.row()?);
+            return Ok(());
         }
         tracing::info!(
             connection = %self.connection,
@@ -200,10 +201,7 @@ impl ConnectionCredential {
             rotated = refresh.is_some(),
             "access token refreshed"
         );
-        Ok(Token {
-            value: access,
-            generation: u64::try_from(row.generation + 1).unwrap_or_default(),
-        })
+        Ok(())
     }
 
     /// Mark the connection as needing re-authorization and pause its

@@ -15,7 +15,7 @@ use nexo_runtime::sandbox::redact;
 use nexo_runtime::sandbox::secrets::SecretValue;
 use sha2::Digest as _;
 
-use super::token::{Overrides, TokenAnswer, route};
+use super::token::{Overrides, TokenAnswer, browser_url};
 use super::{OAuthClient, OAuthError, now_ms};
 use crate::connections::{ConnectionError, Connections};
 
@@ -160,7 +160,7 @@ impl Connections {
         let Some(authorize) = &decl.authorization_url else {
             return Err(not_offered(&plugin, &decl, Flow::AuthorizationCode).into());
         };
-        let (mut url, _) = route(&overrides, authorize)?;
+        let mut url = browser_url(&overrides, authorize)?;
         let state = random_token(24)?;
         let verifier = decl.pkce.then(|| random_token(48)).transpose()?;
         {

@@ -1,19 +1,20 @@
 //! The host's own requests to an OAuth system: the token endpoint (code
 //! exchange, refresh, client credentials) and the tenants list. They carry
-//! the client secret and tokens, so they go only where the signed manifest
-//! says (or, for a sandbox connection, where the admin's origin override
-//! points), never follow redirects, and never reach an internal address
-//! unless the admin's override names it.
+//! the client secret and tokens, so they go out through the same
+//! [`OutboundHttp`] as a plugin's requests, under a policy of exactly the
+//! endpoint's origin: only where the signed manifest says (or, for a sandbox
+//! connection, where the admin's origin override points), no redirect, and
+//! no internal address unless the admin's override names it.
 
-use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use nexo_bundle::oauth::{ClientAuth, OAuth2};
-use nexo_runtime::sandbox::http::error_chain;
-use nexo_runtime::sandbox::policy::{Origin, is_public};
-use nexo_runtime::sandbox::secrets::SecretValue;
+use nexo_runtime::sandbox::http::{
+    HttpError, HttpSettings, Method, OutboundHttp, OutboundRequest, OutboundResponse,
+};
+use nexo_runtime::sandbox::policy::{HttpGrant, Origin, OriginPattern, OutboundPolicy};
+use nexo_runtime::sandbox::secrets::{SecretSet, SecretValue};
 use serde::Deserialize;
 use url::Url;
 
@@ -22,25 +23,82 @@ use super::{OAuthClient, OAuthError, Tenant};
 /// How long one request to an OAuth endpoint may take.
 const TIMEOUT: Duration = Duration::from_secs(20);
 /// Largest answer read from an OAuth endpoint.
-const MAX_ANSWER_BYTES: usize = 1 << 20;
+const MAX_ANSWER_BYTES: u64 = 1 << 20;
 
 pub use nexo_runtime::sandbox::overrides::Overrides;
 
-/// Where `url` really goes under a sandbox connection's `overrides`, and
-/// whether that target was named by the admin (and so may be an internal
-/// address).
-pub(crate) fn route(overrides: &Overrides, url: &str) -> Result<(Url, bool), OAuthError> {
+/// Where the admin's browser goes for `url` under a sandbox connection's
+/// `overrides`.
+pub(crate) fn browser_url(overrides: &Overrides, url: &str) -> Result<Url, OAuthError> {
     let parsed =
         Url::parse(url).map_err(|e| OAuthError::Endpoint(format!("`{url}` is not a URL: {e}")))?;
-    let Some(origin) = Origin::of(&parsed) else {
-        return Err(OAuthError::Endpoint(format!(
-            "`{url}` is not an http(s) URL with a host"
-        )));
+    Ok(overrides.physical(&parsed))
+}
+
+/// Send `req` to the OAuth endpoint `url` (its origin the only one
+/// allowed), following `overrides`.
+async fn send(
+    overrides: &Overrides,
+    url: &str,
+    mut req: OutboundRequest,
+) -> Result<OutboundResponse, OAuthError> {
+    let parsed =
+        Url::parse(url).map_err(|e| OAuthError::Endpoint(format!("`{url}` is not a URL: {e}")))?;
+    let origin = Origin::of(&parsed).ok_or_else(|| {
+        OAuthError::Endpoint(format!("`{url}` is not an http(s) URL with a host"))
+    })?;
+    let pattern = OriginPattern::parse(&origin.to_string())
+        .map_err(|e| OAuthError::Endpoint(e.to_string()))?;
+    let policy = OutboundPolicy::new(
+        vec![pattern.clone()],
+        vec![HttpGrant {
+            pattern,
+            allow_private: false,
+        }],
+    );
+    let settings = HttpSettings {
+        timeout: TIMEOUT,
+        max_response_bytes: MAX_ANSWER_BYTES,
+        max_redirects: 0,
+        ..HttpSettings::default()
     };
-    if overrides.physical_origin(&origin).is_none() {
-        return Ok((parsed, false));
+    let http = OutboundHttp::new(policy, SecretSet::default(), settings)
+        .and_then(|h| h.with_overrides(overrides.clone()))
+        .map_err(|e| OAuthError::Unavailable(format!("cannot set up HTTP: {e}")))?;
+    req.url = parsed.to_string();
+    http.send(req, Instant::now() + TIMEOUT)
+        .await
+        .map_err(|e| match e {
+            HttpError::OriginNotAllowed(m)
+            | HttpError::AddressNotAllowed(m)
+            | HttpError::RedirectNotAllowed(m)
+            | HttpError::SecretNotAllowed(m)
+            | HttpError::InvalidRequest(m) => OAuthError::Endpoint(format!(
+                "OAuth endpoint {url} refused by the host: {m} (only a sandbox connection's origin override may point an endpoint elsewhere)"
+            )),
+            HttpError::ResponseTooLarge(cap) => OAuthError::BadResponse {
+                endpoint: url.to_string(),
+                reason: format!("larger than {} KiB", cap >> 10),
+            },
+            e @ (HttpError::Timeout | HttpError::ConnectionFailed(_) | HttpError::RateLimited(_)) => {
+                OAuthError::Unavailable(format!("{url} could not be reached: {e}"))
+            }
+        })
+}
+
+fn request(
+    method: Method,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+) -> OutboundRequest {
+    OutboundRequest {
+        method,
+        url: String::new(),
+        headers,
+        basic_auth: None,
+        body,
+        timeout_ms: None,
     }
-    Ok((overrides.physical(&parsed), true))
 }
 
 /// A token endpoint's answer (RFC 6749 §5.1).
@@ -79,34 +137,6 @@ struct Refusal {
     error_description: Option<String>,
 }
 
-/// Resolves names and refuses internal addresses, except for the hosts
-/// the admin's overrides name.
-#[derive(Debug)]
-struct PublicResolver {
-    allowed: Arc<BTreeSet<String>>,
-}
-
-impl reqwest::dns::Resolve for PublicResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_string();
-        let allowed = self.allowed.clone();
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if !allowed.contains(&host)
-                && let Some(a) = addrs.iter().find(|a| !is_public(a.ip()))
-            {
-                return Err(format!(
-                    "{host} resolves to internal address {}, which an OAuth endpoint may not reach",
-                    a.ip()
-                )
-                .into());
-            }
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
 /// Sends the host's OAuth requests.
 #[derive(Debug, Default)]
 pub(crate) struct TokenClient;
@@ -114,36 +144,6 @@ pub(crate) struct TokenClient;
 impl TokenClient {
     pub(crate) fn new() -> Self {
         TokenClient
-    }
-
-    fn client(&self, url: &Url, overridden: bool) -> Result<reqwest::Client, OAuthError> {
-        let host = url.host_str().unwrap_or_default().to_string();
-        if !overridden
-            && let Ok(ip) = host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-            && !is_public(ip)
-        {
-            return Err(OAuthError::Endpoint(format!(
-                "OAuth endpoint {url} is an internal address; only a sandbox connection's origin override may point there"
-            )));
-        }
-        let allowed: BTreeSet<String> = if overridden {
-            [host].into_iter().collect()
-        } else {
-            BTreeSet::new()
-        };
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(TIMEOUT)
-            .dns_resolver(Arc::new(PublicResolver {
-                allowed: Arc::new(allowed),
-            }))
-            .user_agent(concat!("nexo/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| OAuthError::Unavailable(format!("cannot set up HTTP: {e}")))
     }
 
     /// POST `form` to the token endpoint, authenticating as `client` the
@@ -155,14 +155,29 @@ impl TokenClient {
         client: &OAuthClient,
         mut form: Vec<(&'static str, String)>,
     ) -> Result<TokenAnswer, OAuthError> {
-        let (url, overridden) = route(overrides, &decl.token_url)?;
         let endpoint = decl.token_url.clone();
-        let http = self.client(&url, overridden)?;
-        let mut request = http.post(url).header("accept", "application/json");
+        let mut headers = vec![
+            ("accept".to_string(), "application/json".to_string()),
+            (
+                "content-type".to_string(),
+                "application/x-www-form-urlencoded".to_string(),
+            ),
+        ];
         match (decl.client_auth, &client.secret) {
             (ClientAuth::Basic, Some(secret)) => {
-                request =
-                    request.basic_auth(form_encode(&client.id), Some(form_encode(secret.expose())));
+                // RFC 6749 §2.3.1: both parts form-encoded, then Basic.
+                let pair = format!(
+                    "{}:{}",
+                    form_encode(&client.id),
+                    form_encode(secret.expose())
+                );
+                headers.push((
+                    "authorization".to_string(),
+                    format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(pair)
+                    ),
+                ));
             }
             (ClientAuth::Post, Some(secret)) => {
                 form.push(("client_id", client.id.clone()));
@@ -175,22 +190,16 @@ impl TokenClient {
             .map(|(k, v)| format!("{k}={}", form_encode(v)))
             .collect::<Vec<_>>()
             .join("&");
-        let response = request
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| {
-                OAuthError::Unavailable(format!(
-                    "the token endpoint {endpoint} could not be reached: {}",
-                    error_chain(&e)
-                ))
-            })?;
-        let status = response.status().as_u16();
-        let bytes = read_capped(response, &endpoint).await?;
+        let answer = send(
+            overrides,
+            &endpoint,
+            request(Method::Post, headers, Some(body.into_bytes())),
+        )
+        .await?;
+        let status = answer.status;
         if (200..300).contains(&status) {
             let answer: TokenAnswer =
-                serde_json::from_slice(&bytes).map_err(|e| OAuthError::BadResponse {
+                serde_json::from_slice(&answer.body).map_err(|e| OAuthError::BadResponse {
                     endpoint: endpoint.clone(),
                     reason: format!("not a token response: {e}"),
                 })?;
@@ -215,7 +224,7 @@ impl TokenClient {
                 "the token endpoint {endpoint} answered HTTP {status}; it will be tried again"
             )));
         }
-        match serde_json::from_slice::<Refusal>(&bytes) {
+        match serde_json::from_slice::<Refusal>(&answer.body) {
             Ok(r) => Err(OAuthError::Refused {
                 endpoint,
                 error: r.error,
@@ -239,30 +248,21 @@ impl TokenClient {
         let Some(t) = &decl.tenants else {
             return Ok(Vec::new());
         };
-        let (url, overridden) = route(overrides, &t.url)?;
-        let http = self.client(&url, overridden)?;
-        let response = http
-            .get(url)
-            .bearer_auth(access.expose())
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| {
-                OAuthError::Unavailable(format!(
-                    "the tenants list {} could not be reached: {}",
-                    t.url,
-                    error_chain(&e)
-                ))
-            })?;
-        let status = response.status().as_u16();
-        let bytes = read_capped(response, &t.url).await?;
-        if !(200..300).contains(&status) {
+        let headers = vec![
+            ("accept".to_string(), "application/json".to_string()),
+            (
+                "authorization".to_string(),
+                format!("Bearer {}", access.expose()),
+            ),
+        ];
+        let answer = send(overrides, &t.url, request(Method::Get, headers, None)).await?;
+        if !(200..300).contains(&answer.status) {
             return Err(OAuthError::Tenant(format!(
-                "the tenants list {} answered HTTP {status}",
-                t.url
+                "the tenants list {} answered HTTP {}",
+                t.url, answer.status
             )));
         }
-        let list: Vec<serde_json::Value> = serde_json::from_slice(&bytes).map_err(|e| {
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&answer.body).map_err(|e| {
             OAuthError::Tenant(format!(
                 "the tenants list {} is not a JSON array: {e}",
                 t.url
@@ -283,28 +283,6 @@ impl TokenClient {
     }
 }
 
-async fn read_capped(
-    mut response: reqwest::Response,
-    endpoint: &str,
-) -> Result<Vec<u8>, OAuthError> {
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| {
-        OAuthError::Unavailable(format!(
-            "reading the answer of {endpoint}: {}",
-            error_chain(&e)
-        ))
-    })? {
-        if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(OAuthError::BadResponse {
-                endpoint: endpoint.to_string(),
-                reason: format!("larger than {} KiB", MAX_ANSWER_BYTES >> 10),
-            });
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(bytes)
-}
-
 /// `application/x-www-form-urlencoded` of one value (RFC 6749 §2.3.1 asks
 /// the same of the Basic credentials).
 pub(crate) fn form_encode(value: &str) -> String {
@@ -321,9 +299,37 @@ mod tests {
         Overrides::parse([(&from, &to)]).unwrap()
     }
 
-    #[test]
-    fn an_endpoint_on_an_internal_address_is_refused_unless_an_override_names_it() {
-        let tokens = TokenClient::new();
+    fn decl(token_url: &str) -> OAuth2 {
+        OAuth2 {
+            secret: "access_token".into(),
+            flows: vec![nexo_bundle::oauth::Flow::ClientCredentials],
+            authorization_url: None,
+            token_url: token_url.into(),
+            scopes: vec![],
+            client_auth: ClientAuth::Basic,
+            pkce: false,
+            tenants: None,
+        }
+    }
+
+    async fn ask(url: &str, overrides: &Overrides) -> OAuthError {
+        let client = OAuthClient {
+            id: "client".into(),
+            secret: Some(SecretValue::new("client-secret-1234")),
+        };
+        TokenClient::new()
+            .token(
+                &decl(url),
+                overrides,
+                &client,
+                vec![("grant_type", "client_credentials".into())],
+            )
+            .await
+            .unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_on_an_internal_address_is_refused_unless_an_override_names_it() {
         // A manifest whose token endpoint is an internal address (a lying
         // manifest aiming the client secret at the host's network).
         for url in [
@@ -332,21 +338,23 @@ mod tests {
             "https://[::1]/token",
             "https://169.254.169.254/latest",
         ] {
-            let (routed, overridden) = route(&Overrides::none(), url).unwrap();
-            assert!(!overridden);
-            let why = tokens.client(&routed, overridden).unwrap_err().to_string();
+            let why = ask(url, &Overrides::none()).await.to_string();
             assert!(why.contains("internal address"), "{url}: {why}");
         }
-        // The admin's override of a declared endpoint may point at loopback.
-        let o = overrides("https://identity.xero.com", "http://127.0.0.1:7402");
-        let (routed, overridden) = route(&o, "https://identity.xero.com/connect/token").unwrap();
-        assert!(overridden);
-        assert_eq!(routed.as_str(), "http://127.0.0.1:7402/connect/token");
-        assert!(tokens.client(&routed, overridden).is_ok());
-        // Another endpoint is not moved by it.
-        let (routed, overridden) =
-            route(&o, "https://login.xero.com/identity/connect/authorize").unwrap();
-        assert!(!overridden);
+        // The admin's override of a declared endpoint may point at loopback
+        // (here a closed port: the request goes out and finds nobody).
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let o = overrides("https://identity.xero.com", &target);
+        let why = ask("https://identity.xero.com/connect/token", &o).await;
+        assert!(matches!(why, OAuthError::Unavailable(_)), "{why}");
+        assert!(!why.to_string().contains("internal address"), "{why}");
+        // The browser's address follows the override; another endpoint is
+        // not moved by it.
+        let routed = browser_url(&o, "https://identity.xero.com/connect/token").unwrap();
+        assert_eq!(routed.as_str(), format!("{target}/connect/token"));
+        let routed = browser_url(&o, "https://login.xero.com/identity/connect/authorize").unwrap();
         assert_eq!(routed.host_str(), Some("login.xero.com"));
     }
 
