@@ -13,6 +13,7 @@ pub fn command(bin: &str, dir: &Path, log: &str) -> Command {
     c.arg("--data-dir")
         .arg(dir)
         .env("NEXO_LOG", log)
+        .env("NEXO_CACHE_DIR", crate::cache_dir())
         .env_remove("NEXO_SECRET_KEY");
     c
 }

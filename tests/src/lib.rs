@@ -25,15 +25,21 @@ pub mod programs {
     include!(concat!(env!("OUT_DIR"), "/programs.rs"));
 }
 
+/// The compile cache every test shares (the runtimes here and the `nexo`
+/// processes the tests start, through `NEXO_CACHE_DIR`): each component is
+/// compiled once per engine build, not once per test.
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/nexo-test-cache")
+}
+
 /// The one runtime of a test process (one engine, as in production), with
 /// its compile cache under the target directory so each component is
 /// compiled once per engine build.
 pub fn runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
     RT.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/nexo-test-cache");
         Runtime::new(RuntimeConfig {
-            cache_dir: Some(dir),
+            cache_dir: Some(cache_dir()),
             ..RuntimeConfig::default()
         })
         .expect("runtime starts")
@@ -45,9 +51,8 @@ pub fn runtime() -> &'static Runtime {
 pub fn runtime_with_fuel() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
     RT.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/nexo-test-cache");
         Runtime::new(RuntimeConfig {
-            cache_dir: Some(dir),
+            cache_dir: Some(cache_dir()),
             max_instances: 8,
             consume_fuel: true,
             ..RuntimeConfig::default()

@@ -85,8 +85,14 @@ pub fn open_host(explicit: Option<PathBuf>) -> Result<(PathBuf, Runtime)> {
             dir.display()
         )
     })?;
+    // `NEXO_CACHE_DIR` lets several installations (or test runs) share
+    // compiled plugins: an interpreter-sized component takes seconds to
+    // compile, and the artefact depends only on its bytes and the engine.
+    let cache = std::env::var_os("NEXO_CACHE_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| dir.join("cache"), PathBuf::from);
     let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: Some(dir.join("cache")),
+        cache_dir: Some(cache),
         ..RuntimeConfig::default()
     })?;
     Ok((dir, runtime))
