@@ -176,6 +176,7 @@ pub(crate) fn parse_config<C: DeserializeOwned>(config: &str) -> Result<C, Error
 pub mod glue {
     //! Adapts a [`Connector`] to the generated `connector` world.
     use super::*;
+    use crate::wit::connector::exports::nexo::connector::operations::WriteRecord;
     use crate::wit::connector::nexo::connector::types as wit;
 
     pub fn spec<C: Connector>() -> wit::PluginSpec {
@@ -232,10 +233,10 @@ pub mod glue {
     pub fn write<C: Connector>(
         config: String,
         stream: String,
-        batch: Vec<wit::Record>,
+        batch: Vec<WriteRecord>,
     ) -> Result<Vec<wit::WriteResult>, wit::Error> {
         let config = parse_config::<C::Config>(&config)?;
-        let batch = batch.into_iter().map(Into::into).collect();
+        let batch = batch.into_iter().map(Record::from_write).collect();
         Ok(C::write(&config, &stream, batch)?
             .into_iter()
             .map(Into::into)
@@ -286,7 +287,7 @@ macro_rules! export_connector {
                 fn write(
                     config: ::std::string::String,
                     stream: ::std::string::String,
-                    batch: ::std::vec::Vec<$crate::wit::connector::nexo::connector::types::Record>,
+                    batch: ::std::vec::Vec<$crate::wit::connector::exports::nexo::connector::operations::WriteRecord>,
                 ) -> ::std::result::Result<
                     ::std::vec::Vec<$crate::wit::connector::nexo::connector::types::WriteResult>,
                     $crate::wit::connector::nexo::connector::types::Error,

@@ -347,6 +347,11 @@ mod imp {
                 }
                 wit::HttpError::Timeout => Error::Transient("request timed out".into()),
                 wit::HttpError::ConnectionFailed(m) => Error::Transient(m),
+                // The host's own refusals (contract 1.1): the connection's
+                // request budget is used up for now; a credential needs an
+                // admin to authorize the connection again.
+                wit::HttpError::BudgetExhausted(ms) => Error::RateLimited(ms),
+                wit::HttpError::NeedsAuthorization(m) => Error::Auth(m),
             }),
         }
     }

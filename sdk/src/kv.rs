@@ -12,6 +12,9 @@ fn to_error(e: wit::KvError) -> Error {
         }
         wit::KvError::InvalidKey(m) => Error::Internal(format!("key-value: {m}")),
         wit::KvError::Storage(m) => Error::Transient(format!("key-value storage: {m}")),
+        wit::KvError::NotGranted => Error::AccessDenied(
+            "this plugin has no key-value storage: declare it with `ConnectorSpec::kv_bytes` and have the admin grant it".into(),
+        ),
     }
 }
 

@@ -90,7 +90,7 @@ pub mod wit;
 
 pub use connector::{Connector, ConnectorSpec, StreamInfo};
 pub use error::Error;
-pub use mapper::Mapper;
+pub use mapper::{MapOutcome, Mapper};
 pub use record::{Operation, Page, Record, WriteOutcome, WriteResult};
 pub use schema::{StreamSchema, check_shipped_schema, schema_of};
 pub use state::Cursor;
@@ -107,7 +107,7 @@ pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// `wit/<this version>/` (see `wit.rs`).
 macro_rules! wit_version {
     () => {
-        "1.0.0"
+        "1.1.0"
     };
 }
 
@@ -118,8 +118,8 @@ pub const WIT_VERSION: &str = wit_version!();
 pub mod prelude {
     pub use crate::http::{Request, Response};
     pub use crate::{
-        Connector, ConnectorSpec, Cursor, Error, Mapper, Operation, Page, Record, StreamInfo,
-        StreamSchema, WriteOutcome, WriteResult, schema_of,
+        Connector, ConnectorSpec, Cursor, Error, MapOutcome, Mapper, Operation, Page, Record,
+        StreamInfo, StreamSchema, WriteOutcome, WriteResult, schema_of,
     };
     pub use schemars::JsonSchema;
 }

@@ -4,12 +4,52 @@ use serde::de::DeserializeOwned;
 
 use crate::{Error, Record};
 
-/// Mapping logic: turns a batch of records into another batch.
+/// What a mapper made of one input record: the records to write (none:
+/// left out on purpose), or why this record alone cannot be mapped — the
+/// host quarantines it with that reason and the batch goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapOutcome {
+    /// Mapped to these records (in a pipeline: one, or none to leave the
+    /// record out).
+    Mapped(Vec<Record>),
+    /// This record alone failed; usually [`Error::Rejected`] with the field
+    /// at fault.
+    Failed(Error),
+}
+
+impl MapOutcome {
+    /// Mapped to one record.
+    pub fn one(record: Record) -> Self {
+        MapOutcome::Mapped(vec![record])
+    }
+
+    /// Left out on purpose (counted by the host, not lost).
+    pub fn skipped() -> Self {
+        MapOutcome::Mapped(Vec::new())
+    }
+}
+
+impl From<Result<Option<Record>, Error>> for MapOutcome {
+    /// A per-record mapping function's answer: mapped, left out, or failed.
+    fn from(r: Result<Option<Record>, Error>) -> Self {
+        match r {
+            Ok(Some(record)) => MapOutcome::one(record),
+            Ok(None) => MapOutcome::skipped(),
+            Err(e) => MapOutcome::Failed(e),
+        }
+    }
+}
+
+/// Mapping logic: one [`MapOutcome`] per record of a batch, in order.
 ///
 /// A mapper runs with no network and no storage; it may only log. Export it
-/// with [`export_mapper!`](crate::export_mapper). Return
-/// [`Error::Rejected`] from `map` only when the whole batch is unusable; to
-/// drop one bad record, leave it out and log why.
+/// with [`export_mapper!`](crate::export_mapper). Return an `Err` from
+/// `map` only when the whole batch is unusable (a bad config, a bug); a
+/// record that alone cannot be mapped is a [`MapOutcome::Failed`], which
+/// the host quarantines with its reason while the others are written.
+/// A mapper that maps each record on its own writes
+/// `batch.iter().map(|r| my_map(config, r).into()).collect()` with a
+/// `my_map` returning `Result<Option<Record>, Error>`.
 ///
 /// # Config schema, checked at `pipeline apply`
 ///
@@ -35,25 +75,31 @@ pub trait Mapper {
     /// The mapper's configuration (JSON), parsed before `map` runs.
     type Config: DeserializeOwned;
 
-    /// Map `batch` into the destination's records.
-    fn map(config: &Self::Config, batch: Vec<Record>) -> Result<Vec<Record>, Error>;
+    /// Map `batch`: one outcome per record, in order.
+    fn map(config: &Self::Config, batch: Vec<Record>) -> Result<Vec<MapOutcome>, Error>;
 }
 
 #[doc(hidden)]
 pub mod glue {
     //! Adapts a [`Mapper`] to the generated `mapper` world.
     use super::*;
+    use crate::wit::mapper::exports::nexo::connector::mapping as wit_mapping;
     use crate::wit::mapper::nexo::connector::types as wit;
 
     pub fn map<M: Mapper>(
         config: String,
         batch: Vec<wit::Record>,
-    ) -> Result<Vec<wit::Record>, wit::Error> {
+    ) -> Result<Vec<wit_mapping::MapOutcome>, wit::Error> {
         let config = crate::connector::parse_config::<M::Config>(&config)?;
         let batch = batch.into_iter().map(Into::into).collect();
         Ok(M::map(&config, batch)?
             .into_iter()
-            .map(Into::into)
+            .map(|o| match o {
+                MapOutcome::Mapped(records) => {
+                    wit_mapping::MapOutcome::Mapped(records.into_iter().map(Into::into).collect())
+                }
+                MapOutcome::Failed(e) => wit_mapping::MapOutcome::Failed(e.into()),
+            })
             .collect())
     }
 }
@@ -75,7 +121,7 @@ macro_rules! export_mapper {
                     config: ::std::string::String,
                     batch: ::std::vec::Vec<$crate::wit::mapper::nexo::connector::types::Record>,
                 ) -> ::std::result::Result<
-                    ::std::vec::Vec<$crate::wit::mapper::nexo::connector::types::Record>,
+                    ::std::vec::Vec<$crate::wit::mapper::exports::nexo::connector::mapping::MapOutcome>,
                     $crate::wit::mapper::nexo::connector::types::Error,
                 > {
                     $crate::__private::mapper::map::<$ty>(config, batch)

@@ -27,7 +27,8 @@ pub struct Record {
     /// The record as a JSON object, as text.
     pub payload: String,
     /// The record's cursor value, if the stream has a cursor; in a write
-    /// batch, the idempotency key (see [`Record::idempotency_key`]).
+    /// batch, the write's idempotency key, which the host sends in its own
+    /// field (read it with [`Record::idempotency_key`]).
     pub cursor: Option<String>,
 }
 
@@ -83,7 +84,7 @@ impl Record {
     /// destination can recognise a retry of a create it already applied
     /// (e.g. as an `Idempotency-Key` header or an external-id field). The
     /// host keeps it identical across retries and re-runs for the same
-    /// entity, and carries it in `cursor`. `None` when the host sent none.
+    /// entity. `None` when the host sent none.
     pub fn idempotency_key(&self) -> Option<&str> {
         self.cursor.as_deref().filter(|k| !k.is_empty())
     }
@@ -220,6 +221,27 @@ macro_rules! wit_record_conversions {
 }
 
 wit_record_conversions!(crate::wit::connector::nexo::connector::types);
+
+impl Record {
+    /// A record of a write batch as the host sends it (contract 1.1: the
+    /// idempotency key in its own field).
+    #[doc(hidden)]
+    pub fn from_write(
+        r: crate::wit::connector::exports::nexo::connector::operations::WriteRecord,
+    ) -> Self {
+        use crate::wit::connector::nexo::connector::types::Operation as W;
+        Record {
+            stream: r.stream,
+            id: r.id,
+            operation: match r.operation {
+                W::Upsert => Operation::Upsert,
+                W::Delete => Operation::Delete,
+            },
+            payload: r.payload,
+            cursor: (!r.idempotency_key.is_empty()).then_some(r.idempotency_key),
+        }
+    }
+}
 wit_record_conversions!(crate::wit::mapper::nexo::connector::types);
 
 mod connector_types {

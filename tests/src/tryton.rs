@@ -57,12 +57,18 @@ impl Host {
     /// A fresh host with the Tryton, hledger, HubSpot and Xero connectors
     /// and the deal-to-invoice and field-mapper mappers installed.
     pub async fn new() -> Host {
+        Host::with_plugins(PLUGINS).await
+    }
+
+    /// A fresh host with `plugins` installed, each as (folder under
+    /// `plugins/` whose manifest it is packed with, component path).
+    pub async fn with_plugins(plugins: &[(&str, &str)]) -> Host {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open(&dir.path().join("nexo.db")).unwrap();
         let registry = Registry::new(db.clone(), runtime().clone(), dir.path().join("bundles"));
         let key = SecretKey::generate("Nexo").unwrap();
         db.trust_key(&key.public()).unwrap();
-        for (folder, wasm) in PLUGINS {
+        for (folder, wasm) in plugins {
             synckit::install_shipped(&registry, &key, folder, wasm).await;
         }
         let sealer = Sealer::from_env_or_file(&dir.path().join("secret.key")).unwrap();

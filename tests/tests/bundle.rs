@@ -44,7 +44,7 @@ async fn a_signed_bundle_round_trips_and_verifies() {
         (m.id.as_str(), m.version.to_string().as_str()),
         ("acme/tinycrm", "1.2.0")
     );
-    assert_eq!(m.wit_version.to_string(), "1.0.0");
+    assert_eq!(m.wit_version.to_string(), nexo_sdk::WIT_VERSION);
     assert_eq!(m.sdk_version.as_deref(), Some("0.1.0"));
     assert!(m.config_schema.as_ref().unwrap()["properties"]["base_url"].is_object());
     let bytes = bundle.to_bytes().unwrap();

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use nexo::plugin::{Operation, Record};
+use nexo::plugin::{MapOutcome, Operation, Record};
 use nexo::{Grants, Limits, MapperPlugin, PluginRef, Sandbox};
 use nexo_tests::connkit::mapped;
 use nexo_tests::{load, programs};
@@ -158,19 +158,20 @@ async fn deal_to_invoice_names_the_deal_and_field_it_cannot_map() {
         ),
         deal("22", "closedwon", "ZZZ", json!([])),
     ];
-    let err = m.map("{}", &batch).await.into_result().unwrap_err();
-    let msg = err.to_string();
+    // Each deal refused alone, naming the deal and the field (contract 1.1).
+    let out = m.map("{}", &batch).await.into_result().unwrap();
+    let [MapOutcome::Failed(first), MapOutcome::Failed(second)] = &out[..] else {
+        panic!("{out:?}")
+    };
     assert!(
-        msg.contains("rejected: 2 of 2 deals cannot be mapped"),
-        "{msg}"
+        first.to_string().contains("deal 21: associations.line_items[0].properties.quantity: \"two\" is not a decimal number"),
+        "{first}"
     );
     assert!(
-        msg.contains("deal 21: associations.line_items[0].properties.quantity: \"two\" is not a decimal number"),
-        "{msg}"
-    );
-    assert!(
-        msg.contains("deal 22: properties.deal_currency_code: currency code \"ZZZ\""),
-        "{msg}"
+        second
+            .to_string()
+            .contains("deal 22: properties.deal_currency_code: currency code \"ZZZ\""),
+        "{second}"
     );
     let skipped = mapped(
         m.map(r#"{"on_error": "skip"}"#, &batch)
@@ -247,14 +248,18 @@ async fn field_mapper_applies_admin_rules_in_the_sandbox() {
         json!({"Kunde": "Acme", "deal": {"status": "offen"}})
     );
 
-    let err = m
+    // A rule failing on one record refuses that record alone (contract 1.1).
+    let out = m
         .map(r#"{"convert": {"Betrag": "integer"}}"#, &batch[..1])
         .await
         .into_result()
-        .unwrap_err();
+        .unwrap();
+    let [MapOutcome::Failed(err)] = &out[..] else {
+        panic!("{out:?}")
+    };
     assert!(
         err.to_string()
-            .contains("rejected: 1 of 1 records failed a rule (fix the data or the rules, or set on_error = \"skip\"): record r1: convert `Betrag`"),
+            .contains("rejected: record r1: convert `Betrag`"),
         "{err}"
     );
     let err = m

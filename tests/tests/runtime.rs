@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use nexo::plugin::{OpenError, Operation, Record};
+use nexo::plugin::{MapOutcome, OpenError, Operation, Record};
 use nexo::{
     ConnectorPlugin, Grants, Limits, LoadError, MapperPlugin, PluginRef, Runtime, RuntimeConfig,
     Sandbox,
@@ -165,10 +165,13 @@ async fn mapper_rejects_a_bad_record_with_its_id() {
             .into(),
         cursor: None,
     };
-    let err = mapper.map("{}", &[bad]).await.into_result().unwrap_err();
+    // The record alone is refused (contract 1.1), with the mapper's reason.
+    let out = mapper.map("{}", &[bad]).await.into_result().unwrap();
     assert_eq!(
-        err.to_string(),
-        "plugin x/map@1.0.0 failed in map(1 records): rejected: contact c9: `nope` is not an e-mail address"
+        out,
+        [MapOutcome::Failed(nexo::GuestError::Rejected(
+            "contact c9: `nope` is not an e-mail address".into()
+        ))]
     );
     let err = mapper
         .map(r#"{"stream": 5}"#, &[])

@@ -114,14 +114,6 @@ impl Capabilities {
     pub fn memory_asked(&self) -> Option<u64> {
         (self.memory_bytes > 0).then_some(self.memory_bytes)
     }
-
-    /// The memory an instance really gets under a host limit of
-    /// `host_limit` bytes: what the manifest asks for, capped by that
-    /// limit (the limit itself when the manifest does not say).
-    pub fn memory_granted(&self, host_limit: u64) -> u64 {
-        self.memory_asked()
-            .map_or(host_limit, |asked| asked.min(host_limit))
-    }
 }
 
 impl Capabilities {
@@ -344,18 +336,6 @@ mod tests {
         ] {
             assert!(check_id(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn the_memory_granted_is_the_ask_capped_by_the_host_limit() {
-        let asking = |memory_bytes| Capabilities {
-            memory_bytes,
-            ..Capabilities::default()
-        };
-        assert_eq!(asking(16 << 20).memory_granted(64 << 20), 16 << 20);
-        assert_eq!(asking(256 << 20).memory_granted(64 << 20), 64 << 20);
-        assert_eq!(asking(0).memory_granted(64 << 20), 64 << 20, "not stated");
-        assert_eq!(Capabilities::default().memory_granted(64 << 20), 64 << 20);
     }
 
     #[test]

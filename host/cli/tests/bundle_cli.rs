@@ -69,7 +69,7 @@ fn keygen_pack_verify_and_trust() {
         &bundle,
     ]));
     assert!(
-        text.contains("packed nexo-examples/tinycrm@0.1.0 (connector, nexo:connector 1.0.0)"),
+        text.contains("packed nexo-examples/tinycrm@0.1.0 (connector, nexo:connector 1.1.0)"),
         "{text}"
     );
 
@@ -235,4 +235,75 @@ fn install_shows_the_capabilities_and_needs_a_grant() {
     assert!(err.contains("is not newer than the active 0.1.0"), "{err}");
     let err = fails(env.nexo(&["plugin", "rollback", "nexo-examples/tinycrm"]));
     assert!(err.contains("no version older"), "{err}");
+}
+
+/// An interpreter-based plugin asks for more than the default 64 MiB: it is
+/// granted its ask within the admin's cap (shown at install), refused when
+/// the ask is above the cap (naming the setting that raises it), and a
+/// cap the admin mistyped is named, not ignored.
+#[test]
+fn declared_memory_is_granted_only_within_the_admins_cap_and_shown_at_install() {
+    let env = Env {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let manifest = env.path("nexo-plugin.toml");
+    std::fs::write(
+        &manifest,
+        "id = \"acme/big-mapper\"\nversion = \"1.0.0\"\nkind = \"mapper\"\n\
+         description = \"a mapper run by an interpreter\"\nvendor = \"Acme\"\n\
+         [capabilities]\nmemory_bytes = 134217728\n",
+    )
+    .unwrap();
+    let bundle = env.path("big.nexo");
+    ok(env.nexo(&[
+        "plugin",
+        "pack",
+        "--manifest",
+        &manifest,
+        "--component",
+        programs::TEST_MAPPER,
+        "--unsigned",
+        "--out",
+        &bundle,
+    ]));
+    let install = |cap: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_nexo"));
+        c.arg("--data-dir")
+            .arg(env.dir.path().join("data"))
+            .args([
+                "plugin",
+                "install",
+                &bundle,
+                "--allow-unsigned",
+                "--grant",
+                "all",
+            ])
+            .env("NEXO_LOG", "warn");
+        match cap {
+            Some(cap) => c.env("NEXO_PLUGIN_MEMORY_CAP", cap),
+            None => c.env_remove("NEXO_PLUGIN_MEMORY_CAP"),
+        };
+        c.output().unwrap()
+    };
+
+    let err = fails(install(Some("64MiB")));
+    assert!(
+        err.contains("acme/big-mapper@1.0.0 is refused: it asks for 128 MiB of memory, more than this host's cap of 64 MiB")
+            && err.contains("NEXO_PLUGIN_MEMORY_CAP=128MiB"),
+        "{err}"
+    );
+    assert!(ok(env.nexo(&["plugin", "list"])).contains("no plugins installed"));
+
+    let err = fails(install(Some("lots")));
+    assert!(
+        err.contains("NEXO_PLUGIN_MEMORY_CAP=lots: expected a size such as 512MiB"),
+        "{err}"
+    );
+
+    let text = ok(install(None));
+    assert!(
+        text.contains("up to 128 MiB of memory while it runs; this host's cap is 256 MiB"),
+        "{text}"
+    );
+    assert!(text.contains("installed acme/big-mapper@1.0.0"), "{text}");
 }

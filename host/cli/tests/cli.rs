@@ -79,7 +79,7 @@ async fn inspect_shows_world_versions_streams_and_capabilities() {
     for needle in [
         "local/example-crm@0.1.0",
         "world        nexo:connector/connector",
-        "WIT version  1.0.0",
+        "WIT version  1.1.0",
         "SDK          nexo-sdk 0.1.0",
         "streams      contacts",
         "api_token - TinyCRM API token",

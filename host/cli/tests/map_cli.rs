@@ -136,14 +136,13 @@ fn preview_of_an_installed_mapper_names_the_failing_records() {
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let err = fails(out);
-    assert!(
-        err.contains("the mapper fails this batch (1 of 2 records fail on their own)"),
-        "{err}"
-    );
+    // Contract 1.1: the mapper refuses the one deal, not the batch.
+    assert!(err.contains("1 of 2 records fail"), "{err}");
     let v: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["plugin"], "nexo/deal-to-invoice@0.1.0");
+    assert_eq!(v["batch_error"], Value::Null, "{v}");
     assert!(
-        v["batch_error"]
+        v["records"][1]["error"]
             .as_str()
             .unwrap()
             .contains("deal 2: properties.deal_currency_code"),

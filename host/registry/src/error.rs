@@ -32,6 +32,14 @@ pub enum RegistryError {
         /// Its active version.
         active: String,
     },
+    /// The manifest asks for more memory than the admin's cap.
+    #[error("{plugin} is refused: {source}")]
+    MemoryOverCap {
+        /// Plugin and version.
+        plugin: String,
+        /// The ask and the cap.
+        source: nexo_runtime::limits::MemoryOverCap,
+    },
     /// Upgrading or rolling back something not installed.
     #[error("{0} is not installed; see `nexo plugin list`")]
     NotInstalled(String),

@@ -17,6 +17,7 @@ use nexo_bundle::sha256_hex;
 use nexo_bundle::{Bundle, BundleError, Signer};
 use nexo_db::registry::{CapabilityGrant, VersionRow};
 use nexo_db::{Database, StoreError};
+use nexo_runtime::limits::Limits;
 use nexo_runtime::{LoadedPlugin, Runtime};
 
 use crate::error::RegistryError;
@@ -120,6 +121,14 @@ impl Registry {
             }
             .into());
         }
+        // Memory is granted as asked, within the admin's cap: an ask above
+        // it is refused here, before anything is installed.
+        Limits::default()
+            .memory_for(m.capabilities.memory_asked())
+            .map_err(|source| RegistryError::MemoryOverCap {
+                plugin: plugin_ref.clone(),
+                source,
+            })?;
         let active = self.db.active_version(&m.id)?;
         let upgrade = match (upgrade_of, active) {
             (None, Some(active)) => {

@@ -12,8 +12,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Linear memory a plugin instance may grow to, in bytes.
+    /// Linear memory a plugin instance may grow to, in bytes, unless its
+    /// signed manifest asks for another amount (see [`Limits::memory_for`]).
     pub memory_bytes: u64,
+    /// The admin's cap: the most memory a plugin's manifest may ask for
+    /// (an interpreter-based plugin needs more than the default). A plugin
+    /// asking for more is refused at install.
+    pub memory_cap_bytes: u64,
     /// CPU budget per call, in wasmtime fuel units (about one per
     /// instruction); applies when the runtime counts fuel
     /// (`RuntimeConfig::consume_fuel`). The time limit applies always.
@@ -35,6 +40,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             memory_bytes: 64 << 20,
+            memory_cap_bytes: memory_cap(),
             fuel_per_call: 20_000_000_000,
             call_timeout_ms: 60_000,
             http_timeout_ms: 30_000,
@@ -45,7 +51,53 @@ impl Default for Limits {
     }
 }
 
+/// The cap when the process sets none ([`set_memory_cap`]).
+pub const DEFAULT_MEMORY_CAP: u64 = 256 << 20;
+
+static MEMORY_CAP: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// Set this process's memory cap ([`Limits::memory_cap_bytes`] of every
+/// [`Limits::default`]), once, before any plugin runs: the `nexo` binary
+/// sets it from `NEXO_PLUGIN_MEMORY_CAP`. Later calls change nothing and
+/// return `false`.
+pub fn set_memory_cap(bytes: u64) -> bool {
+    MEMORY_CAP.set(bytes).is_ok()
+}
+
+fn memory_cap() -> u64 {
+    MEMORY_CAP.get().copied().unwrap_or(DEFAULT_MEMORY_CAP)
+}
+
+/// A plugin's manifest asks for more memory than the admin's cap.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "it asks for {} of memory, more than this host's cap of {}; an admin who trusts it raises the cap with NEXO_PLUGIN_MEMORY_CAP (e.g. NEXO_PLUGIN_MEMORY_CAP={})",
+    human_bytes(*asked),
+    human_bytes(*cap),
+    human_bytes(*asked).replace(' ', "")
+)]
+pub struct MemoryOverCap {
+    /// What the manifest asks for, in bytes.
+    pub asked: u64,
+    /// The cap, in bytes.
+    pub cap: u64,
+}
+
 impl Limits {
+    /// The memory an instance of a plugin whose signed manifest asks for
+    /// `asked` gets: its ask, within the admin's cap; without an ask, the
+    /// default.
+    pub fn memory_for(&self, asked: Option<u64>) -> Result<u64, MemoryOverCap> {
+        match asked {
+            None => Ok(self.memory_bytes),
+            Some(asked) if asked <= self.memory_cap_bytes => Ok(asked),
+            Some(asked) => Err(MemoryOverCap {
+                asked,
+                cap: self.memory_cap_bytes,
+            }),
+        }
+    }
+
     /// The wall-clock limit of a call.
     pub fn call_timeout(&self) -> Duration {
         Duration::from_millis(self.call_timeout_ms)
@@ -326,5 +378,23 @@ mod tests {
         };
         let l = StoreLimiter::new(&Limits::default(), caps);
         assert_eq!((l.memories(), l.tables(), l.instances()), (2, 3, 5));
+    }
+
+    #[test]
+    fn a_plugin_gets_the_memory_it_asks_for_within_the_cap_and_the_default_otherwise() {
+        let limits = Limits {
+            memory_bytes: 64 << 20,
+            memory_cap_bytes: 256 << 20,
+            ..Limits::default()
+        };
+        assert_eq!(limits.memory_for(None), Ok(64 << 20));
+        assert_eq!(limits.memory_for(Some(16 << 20)), Ok(16 << 20));
+        assert_eq!(limits.memory_for(Some(256 << 20)), Ok(256 << 20));
+        let over = limits.memory_for(Some(512 << 20)).unwrap_err();
+        assert_eq!(over.asked, 512 << 20);
+        assert!(
+            over.to_string().contains("NEXO_PLUGIN_MEMORY_CAP=512MiB"),
+            "{over}"
+        );
     }
 }

@@ -183,8 +183,8 @@ impl Engine {
             None => self.registry.load_active(&step.plugin)?,
         };
         // A mapper gets no network, secrets or storage whatever it asks;
-        // its memory is the smaller of the engine's limit and what its
-        // signed manifest asked for.
+        // its memory is what its signed manifest asked for, within the
+        // admin's cap.
         let manifest: nexo_bundle::manifest::Manifest = serde_json::from_str(&row.manifest)
             .map_err(|e| SyncError::Mapper {
                 pipeline: pipeline.to_string(),
@@ -192,9 +192,13 @@ impl Engine {
                 reason: format!("its installed manifest does not parse: {e}"),
             })?;
         let mut limits = self.limits.clone();
-        if let Some(asked) = manifest.capabilities.memory_asked() {
-            limits.memory_bytes = limits.memory_bytes.min(asked);
-        }
+        limits.memory_bytes = limits
+            .memory_for(manifest.capabilities.memory_asked())
+            .map_err(|e| SyncError::Mapper {
+                pipeline: pipeline.to_string(),
+                plugin: step.plugin.clone(),
+                reason: e.to_string(),
+            })?;
         let sandbox = Sandbox {
             plugin: PluginRef {
                 id: row.plugin_id.clone(),

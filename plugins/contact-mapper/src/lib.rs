@@ -104,14 +104,11 @@ pub struct CrmContactToContact;
 impl Mapper for CrmContactToContact {
     type Config = Config;
 
-    fn map(config: &Config, batch: Vec<Record>) -> Result<Vec<Record>, Error> {
-        let mut out = Vec::with_capacity(batch.len());
-        for record in &batch {
-            if let Some(r) = map_contact(config, record)? {
-                out.push(r);
-            }
-        }
-        Ok(out)
+    fn map(config: &Config, batch: Vec<Record>) -> Result<Vec<MapOutcome>, Error> {
+        Ok(batch
+            .iter()
+            .map(|r| map_contact(config, r).into())
+            .collect())
     }
 }
 

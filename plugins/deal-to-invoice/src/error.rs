@@ -1,5 +1,5 @@
 //! Why one deal cannot be mapped, naming the deal and the field, and how a
-//! batch's failures become the one error a mapper can return.
+//! batch's failures become one error in the batch form.
 
 use nexo_sdk::Error;
 
@@ -27,10 +27,9 @@ impl DealError {
     }
 }
 
-/// The mapper protocol has no per-record failure: `map` returns records or
-/// one error for the whole batch. So every unmappable deal of the batch is
-/// named in one `Rejected` error (not only the first), and the admin can fix
-/// them all before the re-run.
+/// The batch form's one error ([`crate::map_deals`], used natively; the
+/// plugin itself refuses each deal alone): every unmappable deal of the
+/// batch named in one `Rejected` error, not only the first.
 pub fn batch_error(failures: &[DealError], batch_len: usize) -> Error {
     let list: Vec<String> = failures.iter().map(ToString::to_string).collect();
     Error::rejected(format!(

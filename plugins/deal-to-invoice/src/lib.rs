@@ -174,21 +174,12 @@ pub struct Mapped {
 
 /// Map a batch of deal records (the mapper, without the Wasm glue).
 pub fn map_deals(config: &Config, batch: &[Record]) -> Result<Mapped, Error> {
-    if config.system.trim().is_empty() {
-        return Err(Error::config("`system` must not be empty"));
-    }
+    check_config(config)?;
     let mut out = Mapped::default();
     let mut companies_seen = HashSet::new();
     for record in batch {
         if record.operation == Operation::Delete {
-            // Nothing to derive; the destination decides what a delete means.
-            let stream = match config.emit {
-                Emit::Invoice => "invoices",
-                Emit::Customer => "companies",
-            };
-            let mut r = record.clone();
-            r.stream = stream.into();
-            out.records.push(r);
+            out.records.push(delete_of(config, record));
             continue;
         }
         match map_deal(config, record, &mut companies_seen) {
@@ -201,6 +192,25 @@ pub fn map_deals(config: &Config, batch: &[Record]) -> Result<Mapped, Error> {
         return Err(error::batch_error(&out.failed, batch.len()));
     }
     Ok(out)
+}
+
+fn check_config(config: &Config) -> Result<(), Error> {
+    if config.system.trim().is_empty() {
+        return Err(Error::config("`system` must not be empty"));
+    }
+    Ok(())
+}
+
+/// A deleted deal: nothing to derive; the destination decides what a
+/// delete means.
+fn delete_of(config: &Config, record: &Record) -> Record {
+    let mut r = record.clone();
+    r.stream = match config.emit {
+        Emit::Invoice => "invoices",
+        Emit::Customer => "companies",
+    }
+    .into();
+    r
 }
 
 /// One deal record → its output record, or `None` when it is not won (or,
@@ -247,13 +257,30 @@ pub struct DealToInvoice;
 impl Mapper for DealToInvoice {
     type Config = Config;
 
-    fn map(config: &Config, batch: Vec<Record>) -> Result<Vec<Record>, Error> {
-        let mapped = map_deals(config, &batch)?;
-        #[cfg(target_arch = "wasm32")]
-        for e in &mapped.failed {
-            nexo_sdk::log::log(nexo_sdk::log::Level::Warn, &format!("skipped: {e}"));
-        }
-        Ok(mapped.records)
+    /// Each deal on its own: one that cannot be mapped is refused alone
+    /// (the host quarantines it, naming the deal and field), or with
+    /// `on_error = "skip"` left out and logged.
+    fn map(config: &Config, batch: Vec<Record>) -> Result<Vec<MapOutcome>, Error> {
+        check_config(config)?;
+        let mut companies_seen = HashSet::new();
+        Ok(batch
+            .iter()
+            .map(|record| {
+                if record.operation == Operation::Delete {
+                    return MapOutcome::one(delete_of(config, record));
+                }
+                match map_deal(config, record, &mut companies_seen) {
+                    Ok(r) => MapOutcome::from(Ok(r)),
+                    Err(e) if config.on_error == OnError::Skip => {
+                        #[cfg(target_arch = "wasm32")]
+                        nexo_sdk::log::log(nexo_sdk::log::Level::Warn, &format!("skipped: {e}"));
+                        drop(e);
+                        MapOutcome::skipped()
+                    }
+                    Err(e) => MapOutcome::Failed(Error::rejected(e.to_string())),
+                }
+            })
+            .collect())
     }
 }
 

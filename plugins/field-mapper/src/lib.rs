@@ -128,24 +128,29 @@ pub struct Mapped {
     pub failed: Vec<RuleError>,
 }
 
+/// One record through the rules: the output record, `None` when the
+/// filters leave it out, or the rule that failed. A delete passes through.
+fn map_one(config: &Config, record: &Record) -> Result<Option<Record>, RuleError> {
+    let mut r = record.clone();
+    if let Some(stream) = &config.stream {
+        r.stream = stream.clone();
+    }
+    if record.operation == Operation::Delete {
+        return Ok(Some(r));
+    }
+    Ok(rules::apply(config, record)?.map(|payload| {
+        r.payload = payload.to_string();
+        r
+    }))
+}
+
 /// Map a batch (the mapper without the Wasm glue).
 pub fn map_records(config: &Config, batch: &[Record]) -> Result<Mapped, Error> {
     rules::check_config(config).map_err(Error::config)?;
     let mut out = Mapped::default();
     for record in batch {
-        let mut r = record.clone();
-        if let Some(stream) = &config.stream {
-            r.stream = stream.clone();
-        }
-        if record.operation == Operation::Delete {
-            out.records.push(r);
-            continue;
-        }
-        match rules::apply(config, record) {
-            Ok(Some(payload)) => {
-                r.payload = payload.to_string();
-                out.records.push(r);
-            }
+        match map_one(config, record) {
+            Ok(Some(r)) => out.records.push(r),
             Ok(None) => out.filtered.push(record.id.clone()),
             Err(e) => out.failed.push(e),
         }
@@ -169,13 +174,24 @@ pub struct FieldMapper;
 impl Mapper for FieldMapper {
     type Config = Config;
 
-    fn map(config: &Config, batch: Vec<Record>) -> Result<Vec<Record>, Error> {
-        let mapped = map_records(config, &batch)?;
-        #[cfg(target_arch = "wasm32")]
-        for e in &mapped.failed {
-            nexo_sdk::log::log(nexo_sdk::log::Level::Warn, &format!("skipped: {e}"));
-        }
-        Ok(mapped.records)
+    /// Each record on its own: a record a rule fails on is refused alone
+    /// (the host quarantines it with the rule's message), or with
+    /// `on_error = "skip"` left out and logged.
+    fn map(config: &Config, batch: Vec<Record>) -> Result<Vec<MapOutcome>, Error> {
+        rules::check_config(config).map_err(Error::config)?;
+        Ok(batch
+            .iter()
+            .map(|record| match map_one(config, record) {
+                Ok(r) => MapOutcome::from(Ok(r)),
+                Err(e) if config.on_error == OnError::Skip => {
+                    #[cfg(target_arch = "wasm32")]
+                    nexo_sdk::log::log(nexo_sdk::log::Level::Warn, &format!("skipped: {e}"));
+                    drop(e);
+                    MapOutcome::skipped()
+                }
+                Err(e) => MapOutcome::Failed(Error::rejected(e.to_string())),
+            })
+            .collect())
     }
 }
 

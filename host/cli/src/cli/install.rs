@@ -57,20 +57,16 @@ fn describe(review: &Review) {
     for c in ask {
         println!("  - {}", SafeText::line(&c.to_string()));
     }
-    // What the engine gives an instance: the ask, capped by its limit.
-    let limit = Limits::default().memory_bytes;
-    let granted = m.capabilities.memory_granted(limit);
-    match m.capabilities.memory_asked() {
-        Some(asked) if asked > granted => println!(
-            "  (and up to {} of memory while it runs: it asks for {}, the host's limit is {})",
+    // What the engine gives an instance: the ask, within the admin's cap
+    // (an ask above it was refused at review).
+    let limits = Limits::default();
+    match limits.memory_for(m.capabilities.memory_asked()) {
+        Ok(granted) => println!(
+            "  (and up to {} of memory while it runs; this host's cap is {})",
             human_bytes(granted),
-            human_bytes(asked),
-            human_bytes(limit)
+            human_bytes(limits.memory_cap_bytes)
         ),
-        _ => println!(
-            "  (and up to {} of memory while it runs)",
-            human_bytes(granted)
-        ),
+        Err(e) => println!("  (memory: {e})"),
     }
 }
 

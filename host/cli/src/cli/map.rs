@@ -88,6 +88,12 @@ pub(crate) async fn run(dir: &Path, runtime: &Runtime, cmd: MapCommand) -> Resul
             batch.len()
         );
     }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} records fail (a pipeline quarantines each with its reason and writes the others)",
+            batch.len()
+        );
+    }
     Ok(())
 }
 

@@ -98,7 +98,38 @@ pub fn open_host(explicit: Option<PathBuf>) -> Result<(PathBuf, Runtime)> {
     Ok((dir, runtime))
 }
 
+/// `NEXO_PLUGIN_MEMORY_CAP` (`512MiB`, `1 GiB`, `268435456`): the most
+/// memory a plugin's manifest may ask for, set once for the process.
+fn set_memory_cap_from_env() -> Result<()> {
+    let Some(text) = std::env::var_os("NEXO_PLUGIN_MEMORY_CAP").filter(|v| !v.is_empty()) else {
+        return Ok(());
+    };
+    let text = text.to_string_lossy();
+    let bytes = parse_bytes(&text).with_context(|| {
+        format!("NEXO_PLUGIN_MEMORY_CAP={text}: expected a size such as 512MiB, 1GiB or a number of bytes")
+    })?;
+    crate::limits::set_memory_cap(bytes);
+    Ok(())
+}
+
+/// `512MiB`, `512 MiB`, `1GiB`, `64KiB`, `1048576`.
+fn parse_bytes(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
+}
+
 async fn run(cli: Cli) -> Result<()> {
+    set_memory_cap_from_env()?;
     let (dir, runtime) = open_host(cli.data_dir)?;
     match cli.command {
         Command::Plugin(PluginCommand::Inspect { file, json }) => {

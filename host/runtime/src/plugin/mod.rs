@@ -126,6 +126,15 @@ pub enum OpenError {
         /// Why.
         reason: String,
     },
+    /// Its manifest asks for more memory than the admin's cap (lowered
+    /// since it was installed).
+    #[error("plugin {plugin}: {source}")]
+    MemoryOverCap {
+        /// Plugin.
+        plugin: PluginRef,
+        /// The ask and the cap.
+        source: crate::limits::MemoryOverCap,
+    },
 }
 
 mod authority;
@@ -161,9 +170,14 @@ impl ConnectorPlugin {
         mut sandbox: Sandbox,
         approved: &Approved,
     ) -> Result<Self, OpenError> {
-        if let Some(asked) = approved.memory_bytes {
-            sandbox.limits.memory_bytes = sandbox.limits.memory_bytes.min(asked);
-        }
+        sandbox.limits.memory_bytes =
+            sandbox
+                .limits
+                .memory_for(approved.memory_bytes)
+                .map_err(|source| OpenError::MemoryOverCap {
+                    plugin: sandbox.plugin.clone(),
+                    source,
+                })?;
         Self::open_with(plugin, sandbox, Some(approved)).await
     }
 

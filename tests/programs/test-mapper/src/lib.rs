@@ -4,7 +4,8 @@
 //!
 //! Config (every field optional):
 //! `{"set": {"field": value, ...}, "drop": ["field", ...], "malformed": false,
-//! "filter_field": null, "patch": {"record-id": {"field": value}}}`.
+//! "filter_field": null, "patch": {"record-id": {"field": value}},
+//! "fail": {"record-id": "reason"}, "split": ["record-id"]}`.
 //! - `set`: fields written over each upsert's payload;
 //! - `patch`: fields written over the payload of one record, by id (to make
 //!   one record of a batch dirty);
@@ -12,7 +13,10 @@
 //! - `filter_field`: when given, an upsert whose payload lacks this field or
 //!   has it `null` or `false` is left out of the output;
 //! - `malformed`: return, for every record, one with an empty id and the JSON
-//!   string `"oops"` as payload, which is not an object.
+//!   string `"oops"` as payload, which is not an object;
+//! - `fail`: records (by id) this mapper refuses alone, with the reason
+//!   (a `failed(rejected)` outcome);
+//! - `split`: records (by id) mapped to two records instead of one.
 //!
 //! Records keep their `stream`, `id`, `operation` and `cursor`; deletes pass
 //! through unchanged.
@@ -40,6 +44,12 @@ pub struct Config {
     /// Per-record fields to set, by record id.
     #[serde(default)]
     pub patch: Map<String, Value>,
+    /// Records refused alone, by id, with the reason.
+    #[serde(default)]
+    pub fail: Map<String, Value>,
+    /// Records mapped to two records, by id.
+    #[serde(default)]
+    pub split: Vec<String>,
 }
 
 /// The mapper.
@@ -49,48 +59,61 @@ pub struct TestMapper;
 impl Mapper for TestMapper {
     type Config = Config;
 
-    fn map(config: &Config, batch: Vec<Record>) -> Result<Vec<Record>, Error> {
-        let mut out = Vec::with_capacity(batch.len());
-        for record in batch {
-            if config.malformed {
-                out.push(Record {
-                    id: String::new(),
-                    payload: "\"oops\"".to_string(),
-                    ..record
-                });
-                continue;
-            }
-            if record.operation == Operation::Delete {
-                out.push(record);
-                continue;
-            }
-            let mut payload: Map<String, Value> = record.payload_as()?;
-            if let Some(field) = &config.filter_field
-                && matches!(
-                    payload.get(field),
-                    None | Some(Value::Null | Value::Bool(false))
-                )
-            {
-                continue;
-            }
-            for (field, value) in &config.set {
-                payload.insert(field.clone(), value.clone());
-            }
-            for field in &config.drop {
-                payload.remove(field);
-            }
-            if let Some(Value::Object(fields)) = config.patch.get(&record.id) {
-                for (field, value) in fields {
-                    payload.insert(field.clone(), value.clone());
+    fn map(config: &Config, batch: Vec<Record>) -> Result<Vec<MapOutcome>, Error> {
+        Ok(batch
+            .into_iter()
+            .map(|record| {
+                let twice = config.split.contains(&record.id);
+                match map_one(config, record) {
+                    Ok(Some(r)) if twice => MapOutcome::Mapped(vec![r.clone(), r]),
+                    other => other.into(),
                 }
-            }
-            out.push(Record {
-                payload: Value::Object(payload).to_string(),
-                ..record
-            });
-        }
-        Ok(out)
+            })
+            .collect())
     }
+}
+
+fn map_one(config: &Config, record: Record) -> Result<Option<Record>, Error> {
+    if config.malformed {
+        return Ok(Some(Record {
+            id: String::new(),
+            payload: "\"oops\"".to_string(),
+            ..record
+        }));
+    }
+    if let Some(reason) = config.fail.get(&record.id) {
+        return Err(Error::rejected(match reason {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }));
+    }
+    if record.operation == Operation::Delete {
+        return Ok(Some(record));
+    }
+    let mut payload: Map<String, Value> = record.payload_as()?;
+    if let Some(field) = &config.filter_field
+        && matches!(
+            payload.get(field),
+            None | Some(Value::Null | Value::Bool(false))
+        )
+    {
+        return Ok(None);
+    }
+    for (field, value) in &config.set {
+        payload.insert(field.clone(), value.clone());
+    }
+    for field in &config.drop {
+        payload.remove(field);
+    }
+    if let Some(Value::Object(fields)) = config.patch.get(&record.id) {
+        for (field, value) in fields {
+            payload.insert(field.clone(), value.clone());
+        }
+    }
+    Ok(Some(Record {
+        payload: Value::Object(payload).to_string(),
+        ..record
+    }))
 }
 
 nexo_sdk::export_mapper!(TestMapper);
