@@ -67,3 +67,37 @@ fn the_js_plugins_are_components_that_name_their_sdk_and_plugin() {
         );
     }
 }
+
+#[test]
+fn the_build_tool_says_what_is_missing_and_how_to_fix_it() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let build = |plugin: &str, js_home: &str| {
+        let out = Command::new("node")
+            .arg(sdk_dir().join("build.mjs"))
+            .arg(plugin)
+            .arg("-o")
+            .arg(out_dir.path().join("x.wasm"))
+            .env("NEXO_JS_HOME", js_home)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let plugin = root.join("plugins/js-hubspot");
+    let missing = build(plugin.to_str().unwrap(), "/nonexistent/js-toolchain");
+    assert!(
+        missing.contains("componentize-qjs is not installed")
+            && missing.contains("run `cargo xtask setup`"),
+        "{missing}"
+    );
+    let toolchain = root.join("target/js");
+    let no_manifest = build(
+        out_dir.path().to_str().unwrap(),
+        toolchain.to_str().unwrap(),
+    );
+    assert!(
+        no_manifest.contains("nexo-plugin.toml is missing"),
+        "{no_manifest}"
+    );
+}
