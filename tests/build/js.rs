@@ -10,6 +10,7 @@ use std::process::Command;
 const JS_GUESTS: &[(&str, &str, &str)] = &[
     ("plugins/js-hubspot", "js-hubspot", "JS_HUBSPOT"),
     ("tests/programs/js-hostile", "js-hostile", "JS_HOSTILE"),
+    ("tests/programs/js-mapper", "js-mapper", "JS_MAPPER"),
 ];
 
 /// Builds the JS guests; the `programs.rs` lines for them. Exits the build

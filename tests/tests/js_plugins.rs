@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use nexo::bundle::keys::SecretKey;
 use nexo::connections::{Connections, NewConnection};
-use nexo::plugin::{Operation, Record, WriteOutcome};
+use nexo::plugin::{MapOutcome, Operation, Record, WriteOutcome};
 use nexo::registry::Registry;
 use nexo::sandbox::secrets::SecretValue;
 use nexo::store::Database;
@@ -23,6 +23,7 @@ use nexo::store::connections::{ConnectionGrants, Environment};
 use nexo::store::sealed::Sealer;
 use nexo::sync::store::SyncStore;
 use nexo::sync::{Engine, Pipeline, RunReport};
+use nexo::{GuestError, Limits, MapperPlugin, PluginRef, Sandbox};
 use nexo_sandbox::hubspot::openapi::{Checked, SpecValidator};
 use nexo_sandbox::hubspot::{self, Exchange, HubSpotConfig, HubSpotSandbox, ObjectType, SeedData};
 use nexo_tests::connkit::{self, payload, read_all};
@@ -306,4 +307,74 @@ async fn the_installed_js_connector_syncs_hubspot_to_hubspot_once_then_only_chan
     ] {
         assert!(b.contains(op), "{op}: {b:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_js_mapper_answers_per_record_and_a_bad_record_fails_alone() {
+    let m = MapperPlugin::open(
+        &nexo_tests::load(programs::JS_MAPPER),
+        Sandbox {
+            plugin: PluginRef {
+                id: "test/js-mapper".into(),
+                version: "0.1.0".into(),
+            },
+            limits: Limits::default(),
+            grants: Default::default(),
+            secrets: BTreeMap::new(),
+            credentials: Default::default(),
+            kv: None,
+        },
+    )
+    .unwrap();
+    let input = |id: &str, payload: serde_json::Value| Record {
+        stream: "contacts".into(),
+        id: id.into(),
+        operation: Operation::Upsert,
+        payload: payload.to_string(),
+        cursor: Some(format!("c{id}")),
+    };
+    let batch = [
+        input("1", json!({"email": "a@x.test", "lastname": "Lovelace"})),
+        input("2", json!({"lastname": "Nomail"})),
+        input("3", json!({"email": "c@x.test", "skip": true})),
+        input(
+            "4",
+            json!({"email": "d@x.test", "lastname": "Byron", "split": true}),
+        ),
+    ];
+    let out = m
+        .map(r#"{"field": "lastname"}"#, &batch)
+        .await
+        .into_result()
+        .unwrap();
+    assert_eq!(out.len(), 4, "{out:?}");
+    let MapOutcome::Mapped(first) = &out[0] else {
+        panic!("{:?}", out[0])
+    };
+    assert_eq!(first.len(), 1);
+    assert_eq!(payload(&first[0])["lastname"], "LOVELACE");
+    assert_eq!(first[0].cursor.as_deref(), Some("c1"));
+    assert!(
+        matches!(&out[1], MapOutcome::Failed(GuestError::Rejected(m)) if m == "contact 2 has no email"),
+        "{:?}",
+        out[1]
+    );
+    assert!(
+        matches!(&out[2], MapOutcome::Mapped(r) if r.is_empty()),
+        "{:?}",
+        out[2]
+    );
+    let MapOutcome::Mapped(split) = &out[3] else {
+        panic!("{:?}", out[3])
+    };
+    assert_eq!(split.len(), 2);
+    assert_eq!(split[1].stream, "notes");
+    // A config the schema refuses fails the batch, naming the field.
+    let err = m
+        .map("{}", &batch)
+        .await
+        .into_result()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("$.field: is required"), "{err}");
 }

@@ -69,6 +69,25 @@ fn the_js_plugins_are_components_that_name_their_sdk_and_plugin() {
 }
 
 #[test]
+fn a_js_mapper_imports_nothing_of_the_connector_world() {
+    let bytes = std::fs::read(programs::JS_MAPPER).unwrap();
+    let info = ComponentInfo::parse(&bytes, programs::JS_MAPPER).unwrap();
+    assert_eq!(info.world, WorldKind::Mapper);
+    assert_eq!(info.embedded("plugin"), Some("test/js-mapper"));
+    let nexo: Vec<&String> = info
+        .imports
+        .iter()
+        .filter(|i| i.starts_with("nexo:connector/"))
+        .collect();
+    assert_eq!(
+        nexo,
+        ["nexo:connector/log@1.1.0", "nexo:connector/types@1.1.0"],
+        "{:?}",
+        info.imports
+    );
+}
+
+#[test]
 fn the_build_tool_says_what_is_missing_and_how_to_fix_it() {
     let out_dir = tempfile::tempdir().unwrap();
     let build = |plugin: &str, js_home: &str| {
