@@ -20,6 +20,7 @@ pub fn build(root: &Path, guests_dir: &Path) -> String {
         "sdk/js/src",
         "sdk/js/build.mjs",
         "sdk/js/package.json",
+        "sdk/js/toolchain/package-lock.json",
         "wit/1.1.0",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());

@@ -1,7 +1,7 @@
 // Types of nexo-sdk's public API (src/index.js). The contract's own types
 // are in ../types/wit.d.ts.
 
-import type * as Wit from '../types/wit.d.ts';
+import type * as Wit from '../types/wit.js';
 
 export type { Wit };
 
