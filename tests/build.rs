@@ -10,6 +10,9 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "build/python.rs"]
+mod python;
+
 /// (package, constant name). Every guest must have a test that uses it.
 const GUESTS: &[(&str, &str)] = &[
     ("example-crm", "EXAMPLE_CRM"),
@@ -110,6 +113,7 @@ fn main() {
             file.display().to_string()
         ));
     }
+    code.push_str(&python::build(&root, &target_dir));
     if let Err(e) = std::fs::write(out_dir.join("programs.rs"), code) {
         fail(&format!("cannot write programs.rs: {e}"));
     }

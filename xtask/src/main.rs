@@ -20,6 +20,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 mod demo;
+mod python;
 mod tryton;
 
 fn main() -> Result<()> {
@@ -90,11 +91,13 @@ const TEST_PACKAGES: [(&str, &str); 4] = [
 
 /// Install what the tests run for real, unless it is already there: from
 /// Debian's packages headless Chromium and its WebDriver (the console test),
-/// hledger and hledger-web (the hledger connector's tests); from PyPI, in a
-/// virtualenv, Tryton ERP (the Tryton connector's tests and the demo).
+/// hledger and hledger-web (the hledger connector's tests); from PyPI, in
+/// virtualenvs, Tryton ERP (the Tryton connector's tests and the demo) and
+/// componentize-py (building the Python plugins).
 fn setup() -> Result<()> {
     debian_packages()?;
-    tryton::setup()
+    tryton::setup()?;
+    python::setup()
 }
 
 /// The Debian half of [`setup`].
