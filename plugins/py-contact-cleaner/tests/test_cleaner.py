@@ -75,6 +75,13 @@ class Mapping(unittest.TestCase):
             "first_name": "Ada", "last_name": "Lovelace", "phone": "+49301234567",
             "email": "ada@example.com", "roles": ["customer"], "stage": "won"})
 
+    def test_a_flat_crm_contact_keeps_its_other_fields(self) -> None:
+        out = self.run_one({"id": "c1", "first_name": "ada", "last_name": "BYRON", "company": "Engines Ltd",
+                            "phone": "+44 20 7946 0000", "lifecycle_stage": "lead"})
+        self.assertEqual(json.loads(out.records[0].payload), {  # type: ignore[attr-defined]
+            "id": "c1", "first_name": "Ada", "last_name": "Byron", "company": "Engines Ltd",
+            "phone": "+442079460000", "lifecycle_stage": "lead"})
+
     def test_a_full_name_field_is_split(self) -> None:
         out = self.run_one({"name": "BYRON, augusta ada"})
         payload = json.loads(out.records[0].payload)  # type: ignore[attr-defined]
