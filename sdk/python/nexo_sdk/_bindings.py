@@ -182,7 +182,10 @@ def guarded(what: str, call: Callable[[], T]) -> T:
     except PluginError as e:
         raise Err(wit_error(e)) from None
     except Exception as e:  # noqa: BLE001 - the boundary must not trap
-        _log.error(f"{what} failed: {''.join(traceback.format_exception(e)).strip()}")
+        try:
+            _log.error(f"{what} failed: {''.join(traceback.format_exception(e)).strip()}")
+        except Exception:  # noqa: BLE001 - a log the host refuses must not hide the error
+            pass
         raise Err(wit_error(from_exception(e))) from None
 
 
