@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nexo::bindings::mapper::MapperPre;
-use nexo::bindings::v1_0::convert;
+use nexo::bindings::v1_1::convert;
 use nexo::limits::StoreLimiter;
-use nexo::plugin::{Operation, Record as HostRecord};
+use nexo::plugin::{MapOutcome, Operation, Record as HostRecord};
 use nexo::runtime::EPOCH_TICK;
 use nexo::{
     ConnectorPlugin, Grants, Limits, MapperPlugin, PluginRef, Runtime, RuntimeConfig, Sandbox,
@@ -409,7 +409,13 @@ fn sdk_record(contact: &serde_json::Value) -> nexo_sdk::Record {
 /// the benchmark on any difference.
 async fn verify_same_output(mapper: &MapperPlugin, host: &[HostRecord], sdk: &[nexo_sdk::Record]) {
     let wasm = match mapper.map(MAPPER_CONFIG, host).await.result {
-        Ok(w) => w,
+        Ok(w) => w
+            .into_iter()
+            .flat_map(|o| match o {
+                MapOutcome::Mapped(records) => records,
+                MapOutcome::Failed(e) => abort(&format!("the Wasm mapper failed a record: {e}")),
+            })
+            .collect::<Vec<_>>(),
         Err(e) => abort(&format!(
             "the Wasm mapper failed on the verification batch of {}: {e}",
             host.len()
@@ -556,7 +562,7 @@ impl RawMapper {
         }
     }
 
-    async fn map(&self, config: &str, batch: &[HostRecord]) -> Vec<HostRecord> {
+    async fn map(&self, config: &str, batch: &[HostRecord]) -> Vec<MapOutcome> {
         let limits = Limits::default();
         let state = RawState {
             wasi: WasiCtx::builder().build(),
@@ -577,10 +583,10 @@ impl RawMapper {
             .instantiate_async(&mut store)
             .await
             .expect("instantiates");
-        // The same edge conversions the engine makes: the batch borrowed,
-        // the answer moved.
-        let batch = convert::record_params(batch);
-        convert::records(
+        // The same edge conversions the engine makes (contract 1.1): the
+        // batch as owned records, the answer moved.
+        let batch = convert::owned_records(batch);
+        convert::map_outcomes(
             bindings
                 .nexo_connector_mapping()
                 .call_map(&mut store, config, &batch)

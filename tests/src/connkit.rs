@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use nexo::plugin::{Operation, Record, WriteOutcome, WriteResult};
+use nexo::plugin::{MapOutcome, Operation, Record, WriteOutcome, WriteResult};
 use nexo::sandbox::overrides::Overrides;
 use nexo::sandbox::policy::HttpGrant;
 use nexo::sandbox::secrets::SecretValue;
@@ -224,6 +224,19 @@ pub async fn read_payloads(
 ) -> (Vec<Value>, Option<String>) {
     let (records, state) = read_all(c, config, stream, state).await;
     (records.iter().map(payload).collect(), state)
+}
+
+/// The records a mapper's outcomes hold, in input order (skipped inputs
+/// add none); panics on a failed outcome, naming it — for tests of mappers
+/// that must map everything they are given.
+pub fn mapped(outcomes: Vec<MapOutcome>) -> Vec<Record> {
+    outcomes
+        .into_iter()
+        .flat_map(|o| match o {
+            MapOutcome::Mapped(records) => records,
+            MapOutcome::Failed(e) => panic!("a record failed to map: {e}"),
+        })
+        .collect()
 }
 
 /// A record's payload as JSON.

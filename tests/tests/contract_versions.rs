@@ -21,10 +21,16 @@ use wit_parser::{ManglingAndAbi, Resolve};
 /// Every released `wit/` folder and the SHA-256 of its `nexo.wit`. A
 /// released folder is never edited: a new version is a new folder, added
 /// here when it is released.
-const RELEASED: &[(&str, &str)] = &[(
-    "1.0.0",
-    "df06f5a604f72e3e56ea6319d0d29cba0a138e6838345361d5c41ae59feba78b",
-)];
+const RELEASED: &[(&str, &str)] = &[
+    (
+        "1.0.0",
+        "df06f5a604f72e3e56ea6319d0d29cba0a138e6838345361d5c41ae59feba78b",
+    ),
+    (
+        "1.1.0",
+        "3ea85d65bd2d53115271c33242742b3ade4820239d94ddd55e7de585f3944aeb",
+    ),
+];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -158,7 +164,7 @@ async fn a_version_the_host_does_not_serve_is_refused_by_name() {
     let served = runtime().load(&connector_at("1.0.0"), "acme/now@1.0.0");
     assert!(served.is_ok(), "{:?}", served.err());
 
-    for (version, why) in [("2.0.0", "another major"), ("1.1.0", "a newer minor")] {
+    for (version, why) in [("2.0.0", "another major"), ("1.2.0", "a newer minor")] {
         let what = format!("acme/future@{version}");
         let err = runtime()
             .load(&connector_at(version), &what)
@@ -171,6 +177,15 @@ async fn a_version_the_host_does_not_serve_is_refused_by_name() {
             "{why}: {err}"
         );
     }
+
+    // A component that claims 1.1 but carries 1.0's types (a `write` of
+    // plain records, a `map` returning records) is refused at link time:
+    // each version is served with exactly its own types.
+    let err = runtime()
+        .load(&connector_at("1.1.0"), "acme/liar@1.1.0")
+        .expect_err("1.0 types under a 1.1 name")
+        .to_string();
+    assert!(err.contains("acme/liar@1.1.0"), "{err}");
 
     // Packing one is refused the same way: the runtime decides what is served.
     let src: ManifestSource = toml::from_str(

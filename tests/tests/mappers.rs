@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use nexo::plugin::{Operation, Record};
 use nexo::{Grants, Limits, MapperPlugin, PluginRef, Sandbox};
+use nexo_tests::connkit::mapped;
 use nexo_tests::{load, programs};
 use serde_json::{Value, json};
 
@@ -84,7 +85,7 @@ async fn deal_to_invoice_maps_won_deals_to_canonical_invoices() {
         deal("13", "closedwon", "JPY", json!([])),
     ];
     let config = json!({"account_code": "4000", "status": "authorised"}).to_string();
-    let out = m.map(&config, &batch).await.into_result().unwrap();
+    let out = mapped(m.map(&config, &batch).await.into_result().unwrap());
     assert_eq!(out[0].cursor.as_deref(), Some("cursor-11"));
     // 149.995 → 150.00 (half away), tax 30.00; 12 × 9.90 = 118.80, −15 %
     // = 17.82 → 100.98, tax 20.196 → 20.20.
@@ -127,11 +128,12 @@ async fn deal_to_invoice_maps_won_deals_to_canonical_invoices() {
         "deal 12 is not won and is left out"
     );
 
-    let customers = m
-        .map(r#"{"emit": "customer"}"#, &batch)
-        .await
-        .into_result()
-        .unwrap();
+    let customers = mapped(
+        m.map(r#"{"emit": "customer"}"#, &batch)
+            .await
+            .into_result()
+            .unwrap(),
+    );
     assert_eq!(
         payloads(&customers),
         [(
@@ -170,11 +172,12 @@ async fn deal_to_invoice_names_the_deal_and_field_it_cannot_map() {
         msg.contains("deal 22: properties.deal_currency_code: currency code \"ZZZ\""),
         "{msg}"
     );
-    let skipped = m
-        .map(r#"{"on_error": "skip"}"#, &batch)
-        .await
-        .into_result()
-        .unwrap();
+    let skipped = mapped(
+        m.map(r#"{"on_error": "skip"}"#, &batch)
+            .await
+            .into_result()
+            .unwrap(),
+    );
     assert!(skipped.is_empty());
     let err = m
         .map(r#"{"rounding": "bankers"}"#, &batch)
@@ -212,11 +215,12 @@ async fn field_mapper_applies_admin_rules_in_the_sandbox() {
         "drop": ["Notiz", "Status"],
         "stream": "companies"
     });
-    let out = m
-        .map(&config.to_string(), &batch)
-        .await
-        .into_result()
-        .unwrap();
+    let out = mapped(
+        m.map(&config.to_string(), &batch)
+            .await
+            .into_result()
+            .unwrap(),
+    );
     assert_eq!(
         payloads(&out),
         [(
@@ -229,14 +233,15 @@ async fn field_mapper_applies_admin_rules_in_the_sandbox() {
     assert_eq!(out[0].cursor.as_deref(), Some("cursor-r1"));
 
     // `keep`: only the fields a status update carries back.
-    let out = m
-        .map(
+    let out = mapped(
+        m.map(
             r#"{"rename": {"Status": "deal.status"}, "keep": ["Kunde", "deal.status", "absent"]}"#,
             &batch,
         )
         .await
         .into_result()
-        .unwrap();
+        .unwrap(),
+    );
     assert_eq!(
         payloads(&out)[0].2,
         json!({"Kunde": "Acme", "deal": {"status": "offen"}})

@@ -9,6 +9,7 @@ use nexo::{
     ConnectorPlugin, Grants, Limits, LoadError, MapperPlugin, PluginRef, Runtime, RuntimeConfig,
     Sandbox,
 };
+use nexo_tests::connkit::mapped;
 use nexo_tests::{load, programs, runtime};
 
 fn sandbox(id: &str) -> Sandbox {
@@ -238,11 +239,13 @@ async fn test_mapper_sets_drops_filters_and_its_malformed_output_is_refused() {
         "drop": ["phone"],
         "filter_field": "vip",
     });
-    let out = mapper
-        .map(&config.to_string(), &batch)
-        .await
-        .into_result()
-        .unwrap();
+    let out = mapped(
+        mapper
+            .map(&config.to_string(), &batch)
+            .await
+            .into_result()
+            .unwrap(),
+    );
     let kept: Vec<(&str, Operation, Option<&str>)> = out
         .iter()
         .map(|r| (r.id.as_str(), r.operation, r.cursor.as_deref()))

@@ -273,8 +273,20 @@ async fn a_mapper_maps_records_from_a_file() {
         "--input",
         input.to_str().unwrap(),
     ]));
-    let out = out.as_array().unwrap();
-    assert_eq!(out.len(), 2, "only the two customers");
+    // One outcome per input: the customers mapped, the others skipped.
+    let outcomes = out.as_array().unwrap();
+    assert_eq!(outcomes.len(), 4, "{out}");
+    let out: Vec<&Value> = outcomes
+        .iter()
+        .filter(|o| o["outcome"] == "mapped")
+        .map(|o| &o["records"][0])
+        .collect();
+    assert_eq!(out.len(), 2, "only the two customers: {outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| o["outcome"] == "mapped" || o["outcome"] == "skipped")
+    );
     assert_eq!(out[0]["stream"], "contacts");
     assert_eq!(out[0]["payload"]["roles"], serde_json::json!(["customer"]));
     assert_eq!(out[0]["payload"]["external_refs"][0]["system"], "tinycrm");

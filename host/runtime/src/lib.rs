@@ -18,7 +18,6 @@
 pub mod bindings;
 pub mod cache;
 pub mod error;
-mod host_impl;
 pub mod inspect;
 pub mod limits;
 pub mod metrics;

@@ -13,17 +13,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::bindings::v1_0::{self, Pre};
 use crate::bindings::{self as contract};
+use crate::bindings::{Linkers, Pre};
 use crate::cache::{CompileCache, sha256_hex};
 use crate::error::{LoadError, RuntimeError};
 use crate::inspect::{ComponentInfo, WorldKind};
 use crate::limits::InstanceCaps;
 use crate::slots::Slots;
-use crate::state::PluginState;
 
 /// Epoch tick: the granularity of time limits and of cooperative yields.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -82,8 +81,7 @@ impl std::fmt::Debug for Runtime {
 
 struct Inner {
     engine: Engine,
-    connector_linker: Linker<PluginState>,
-    mapper_linker: Linker<PluginState>,
+    linkers: Linkers,
     cache: Option<CompileCache>,
     ticker_stop: Arc<AtomicBool>,
     fuel: bool,
@@ -136,8 +134,7 @@ impl Runtime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(err)?;
 
-        let connector_linker = v1_0::linker(&engine, WorldKind::Connector).map_err(err)?;
-        let mapper_linker = v1_0::linker(&engine, WorldKind::Mapper).map_err(err)?;
+        let linkers = Linkers::new(&engine).map_err(err)?;
 
         let cache = match &config.cache_dir {
             Some(dir) => {
@@ -164,8 +161,7 @@ impl Runtime {
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,
-                connector_linker,
-                mapper_linker,
+                linkers,
                 cache,
                 ticker_stop,
                 fuel: config.consume_fuel,
@@ -256,12 +252,8 @@ impl Runtime {
         self.check_contract(&info, what)?;
         let (component, sha256) = self.compile_digested(bytes, sha, what)?;
         self.check_resources(&component, what)?;
-        let linker = match info.world {
-            WorldKind::Connector => &self.inner.connector_linker,
-            WorldKind::Mapper => &self.inner.mapper_linker,
-        };
-        let pre =
-            Pre::new(linker, &component, info.world).map_err(|e| link_error(what, &info, e))?;
+        let pre = Pre::new(&self.inner.linkers, &component, &info)
+            .map_err(|e| link_error(what, &info, e))?;
         Ok(LoadedPlugin {
             inner: Arc::new(LoadedInner {
                 runtime: self.clone(),

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::SyncError;
 use super::content::{Content, idempotency_key};
+use super::mapping::Mapped;
 use super::page::{Item, PageContext};
 use super::plan::{self, Decision};
 use super::store::{DeadLetterKind, Link, NewConflict, NewDeadLetter, PageCommit, RecordOutcome};
@@ -93,7 +94,7 @@ fn merged_known(dest: &Link, payload: &Content) -> Option<String> {
 pub(super) fn decide_all(
     ctx: PageContext<'_>,
     items: &[Item],
-    mapped: &HashMap<String, Record>,
+    mapped: &Mapped,
     dest_links: &HashMap<i64, Link>,
     commit: &mut PageCommit,
 ) -> Result<Vec<Step>, SyncError> {
@@ -137,7 +138,25 @@ pub(super) fn decide_all(
             });
             continue;
         }
-        let Some(record) = mapped.get(&item.source_id) else {
+        if let Some(failure) = mapped.failed.get(&item.source_id) {
+            // Kept as the source sent it: a replay maps it again.
+            let source = serde_json::from_str(&failure.source.payload).unwrap_or(Value::Null);
+            steps.push(Step::Quarantine(NewDeadLetter {
+                kind: DeadLetterKind::Unmapped,
+                source_id: item.source_id.clone(),
+                record: queue_json(
+                    &pending(source, false, dest.map(|l| l.record_id.clone())),
+                    name,
+                    &item.source_id,
+                )?,
+                error: failure.message(),
+                class: failure.error.class().to_string(),
+                field: None,
+                attempts: 0,
+            }));
+            continue;
+        }
+        let Some(record) = mapped.records.get(&item.source_id) else {
             steps.push(Step::Done(
                 RecordOutcome::Unchanged,
                 dest.map(|l| l.record_id.clone()),

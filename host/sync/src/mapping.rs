@@ -1,14 +1,60 @@
 //! Running a page's records through the pipeline's mappers: in two halves
 //! on two threads for large pages (a mapper is pure and each call gets its
-//! own instance), with the output checked to keep the source ids.
+//! own instance), one outcome per record — mapped, left out, or refused
+//! alone (quarantined by the page, the rest goes on).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::SyncError;
-use nexo_runtime::plugin::{MapperPlugin, Operation, Record};
+use nexo_runtime::plugin::{MapOutcome, MapperPlugin, Operation, Record};
+use nexo_runtime::{GuestError, PluginRef};
 
 /// Records below which a page is mapped in one call.
 const PARALLEL_MAP_MIN: usize = 512;
+
+/// What the pipeline's mappers made of a page's upserts, by source id: the
+/// record to write, or why a mapper refused it. A source record in neither
+/// was left out on purpose.
+#[derive(Debug, Default)]
+pub(crate) struct Mapped {
+    /// The mapped record of each source record that has one.
+    pub records: HashMap<String, Record>,
+    /// Source records a mapper refused, each alone: which mapper and why.
+    pub failed: HashMap<String, MapFailure>,
+}
+
+/// Why a mapper refused one record.
+#[derive(Debug, Clone)]
+pub(crate) struct MapFailure {
+    /// The mapper.
+    pub mapper: PluginRef,
+    /// What it said.
+    pub error: GuestError,
+    /// The record as the source sent it (what a replay maps again).
+    pub source: Record,
+}
+
+impl MapFailure {
+    /// The dead letter's message: who refused the record and why.
+    pub fn message(&self) -> String {
+        format!("mapper {} refused the record: {}", self.mapper, self.error)
+    }
+}
+
+impl Mapped {
+    /// `records` as they are: a pipeline without mappers.
+    pub fn passing(records: Vec<Record>) -> Mapped {
+        Mapped {
+            records: records.into_iter().map(|r| (r.id.clone(), r)).collect(),
+            failed: HashMap::new(),
+        }
+    }
+
+    fn extend(&mut self, other: Mapped) {
+        self.records.extend(other.records);
+        self.failed.extend(other.failed);
+    }
+}
 
 /// Map a page's records in two halves at once, on two worker threads: a
 /// mapper is pure and each call gets its own instance.
@@ -16,7 +62,7 @@ pub(super) async fn map_parallel(
     mappers: &[(MapperPlugin, String)],
     name: &str,
     mut records: Vec<Record>,
-) -> Result<HashMap<String, Record>, SyncError> {
+) -> Result<Mapped, SyncError> {
     if records.len() < PARALLEL_MAP_MIN {
         return map_records(mappers, name, &records).await;
     }
@@ -32,37 +78,30 @@ pub(super) async fn map_parallel(
     Ok(mapped)
 }
 
-/// Run records' upserts through the mappers; output keyed by source id.
+/// Run records' upserts through the mappers in order, each mapper given
+/// what the one before made. A record refused by a mapper goes no further;
+/// one turned into more than one record is refused too (a pipeline writes
+/// one destination record per source record).
 pub(super) async fn map_records(
     mappers: &[(MapperPlugin, String)],
     name: &str,
     records: &[Record],
-) -> Result<HashMap<String, Record>, SyncError> {
+) -> Result<Mapped, SyncError> {
     let name = &name.to_string();
-    let inputs: HashSet<&str> = records
+    // Deletes are not mapped: they carry no payload to transform.
+    let mut batch: Vec<Record> = records
         .iter()
         .filter(|r| r.operation == Operation::Upsert)
-        .map(|r| r.id.as_str())
+        .cloned()
         .collect();
-    // Deletes are not mapped: they carry no payload to transform.
-    let owned: Vec<Record>;
-    let mut input: &[Record] = records;
-    if records.iter().any(|r| r.operation == Operation::Delete) {
-        owned = records
-            .iter()
-            .filter(|r| r.operation == Operation::Upsert)
-            .cloned()
-            .collect();
-        input = &owned;
-    }
-    let mut batch: Vec<Record> = Vec::new();
-    for (i, (mapper, config)) in mappers.iter().enumerate() {
-        let given = if i == 0 { input } else { &batch[..] };
-        if given.is_empty() {
+    let sources: HashMap<&str, &Record> = records.iter().map(|r| (r.id.as_str(), r)).collect();
+    let mut failed = HashMap::new();
+    for (mapper, config) in mappers {
+        if batch.is_empty() {
             break;
         }
-        batch = mapper
-            .map(config, given)
+        let outcomes = mapper
+            .map(config, &batch)
             .await
             .into_result()
             .map_err(|source| SyncError::Plugin {
@@ -70,29 +109,38 @@ pub(super) async fn map_records(
                 step: "map",
                 source: Box::new(source),
             })?;
-        let mut seen = HashSet::new();
-        for r in &batch {
-            if !inputs.contains(r.id.as_str()) {
-                return Err(SyncError::Malformed {
-                    pipeline: name.clone(),
-                    message: format!(
-                        "mapper {} returned a record with id `{}`, which is not the id of any record it was given; a mapper must keep the source id",
-                        mapper.plugin(),
-                        r.id
-                    ),
-                });
-            }
-            if !seen.insert(r.id.clone()) {
-                return Err(SyncError::Malformed {
-                    pipeline: name.clone(),
-                    message: format!(
-                        "mapper {} returned record `{}` twice",
-                        mapper.plugin(),
-                        r.id
-                    ),
-                });
+        let mut next = Vec::with_capacity(batch.len());
+        for (input, outcome) in batch.into_iter().zip(outcomes) {
+            let refuse = |error| MapFailure {
+                mapper: mapper.plugin().clone(),
+                error,
+                source: sources
+                    .get(input.id.as_str())
+                    .map_or_else(|| input.clone(), |r| (*r).clone()),
+            };
+            match outcome {
+                MapOutcome::Failed(error) => {
+                    let f = refuse(error);
+                    failed.insert(input.id, f);
+                }
+                MapOutcome::Mapped(mut out) => match out.len() {
+                    0 => {}
+                    1 => next.extend(out.pop()),
+                    n => {
+                        let why = format!(
+                            "it made {n} records from source record `{}`; a pipeline writes one destination record per source record",
+                            input.id
+                        );
+                        let f = refuse(GuestError::Rejected(why));
+                        failed.insert(input.id, f);
+                    }
+                },
             }
         }
+        batch = next;
     }
-    Ok(batch.into_iter().map(|r| (r.id.clone(), r)).collect())
+    Ok(Mapped {
+        records: batch.into_iter().map(|r| (r.id.clone(), r)).collect(),
+        failed,
+    })
 }

@@ -6,12 +6,11 @@
 //! ([`ConnectorEnd`], [`MapperChain`]). Calls are per page or per batch,
 //! never per record, so the dynamic dispatch costs nothing measurable.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
 use super::SyncError;
-use super::mapping::map_parallel;
+use super::mapping::{Mapped, map_parallel};
 use nexo_runtime::PluginError;
 use nexo_runtime::plugin::{CheckedPage, ConnectorPlugin, MapperPlugin, Record, WriteResult};
 
@@ -36,12 +35,12 @@ pub(crate) trait Destination: Send + Sync {
 /// The pipeline's mappers, as one step.
 pub(crate) trait Mapping: Send + Sync {
     /// Map the page's changed records; the output keyed by source id (a
-    /// record left out is not written).
+    /// record left out is not written, one refused is quarantined).
     fn map<'a>(
         &'a self,
         pipeline: &'a str,
         records: Vec<Record>,
-    ) -> Call<'a, Result<HashMap<String, Record>, SyncError>>;
+    ) -> Call<'a, Result<Mapped, SyncError>>;
 }
 
 /// One end of a pipeline: a connector plugin with its connection's config
@@ -86,10 +85,10 @@ impl Mapping for MapperChain {
         &'a self,
         pipeline: &'a str,
         records: Vec<Record>,
-    ) -> Call<'a, Result<HashMap<String, Record>, SyncError>> {
+    ) -> Call<'a, Result<Mapped, SyncError>> {
         Box::pin(async move {
             if self.0.is_empty() {
-                return Ok(records.into_iter().map(|r| (r.id.clone(), r)).collect());
+                return Ok(Mapped::passing(records));
             }
             map_parallel(&self.0, pipeline, records).await
         })

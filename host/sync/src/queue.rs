@@ -2,6 +2,8 @@
 //! held conflicts (resolve by taking one side). Each action is recorded as
 //! a small run, so the history shows who fixed what and when.
 
+use serde_json::Value;
+
 use super::SyncError;
 use super::content::Content;
 use super::decide::PendingWrite;
@@ -13,6 +15,7 @@ use super::store::{
     ConflictStatus, DeadLetterKind, DeadLetterStatus, LinkUpdate, LogLevel, PageCommit, RunId,
     RunStatus,
 };
+use nexo_runtime::plugin::{Operation, Record};
 
 /// Which side of a conflict to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +134,9 @@ impl Engine {
         let mut w: PendingWrite = serde_json::from_str(&letter.letter.record)
             .map_err(|e| SyncError::Queue(format!("dead letter {id} is unreadable: {e}")))?;
         self.refresh_target(&row.pipeline, &mut w)?;
+        if letter.letter.kind == DeadLetterKind::Unmapped {
+            self.map_again(id, &row.pipeline, &mut w).await?;
+        }
         if letter.letter.kind == DeadLetterKind::Quarantined {
             let prepared = self.prepare(&row.pipeline).await?;
             if let Err(failure) = prepared.gate.check(&w.payload) {
@@ -148,6 +154,55 @@ impl Engine {
             what,
         )
         .await
+    }
+
+    /// A record a mapper refused, mapped again by the pipeline's mappers as
+    /// they are now (upgraded, or given a fixed config), and checked by the
+    /// gate: `w`'s payload becomes what the run would have written.
+    async fn map_again(
+        &self,
+        id: i64,
+        pipeline: &super::Pipeline,
+        w: &mut PendingWrite,
+    ) -> Result<(), SyncError> {
+        let prepared = self.prepare(pipeline).await?;
+        let record = Record {
+            stream: pipeline.source.stream.clone(),
+            id: w.source_id.clone(),
+            operation: Operation::Upsert,
+            payload: w.payload.to_string(),
+            cursor: w.source_version.clone(),
+        };
+        let mut mapped = prepared.mapping.map(&pipeline.name, vec![record]).await?;
+        if let Some(failure) = mapped.failed.get(&w.source_id) {
+            return Err(SyncError::Queue(format!(
+                "dead letter {id} (record {}) is still refused: {}; fix the mapper (upgrade it or its config) or the source record first",
+                w.source_id,
+                failure.message()
+            )));
+        }
+        let Some(out) = mapped.records.remove(&w.source_id) else {
+            return Err(SyncError::Queue(format!(
+                "dead letter {id} (record {}): the pipeline's mappers now leave it out, so there is nothing to write; discard it with `nexo dlq discard {id}`",
+                w.source_id
+            )));
+        };
+        let Ok(Value::Object(m)) = serde_json::from_str::<Value>(&out.payload) else {
+            return Err(SyncError::Malformed {
+                pipeline: pipeline.name.clone(),
+                message: format!("mapper output for {} is not a JSON object", w.source_id),
+            });
+        };
+        let mut content = Content::from_map(m, &prepared.dest_system);
+        if let Err(failure) = prepared.gate.check_content(&mut content) {
+            return Err(SyncError::Queue(format!(
+                "dead letter {id} (record {}) maps now but fails the quality gate: {failure}; fix the data or the pipeline first",
+                w.source_id
+            )));
+        }
+        prepared.dest_compare.strip_read_only(&mut content);
+        w.payload = Value::Object(content.0);
+        Ok(())
     }
 
     /// Discard a dead letter (a person decided it must not be delivered).

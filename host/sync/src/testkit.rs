@@ -15,6 +15,7 @@ use super::compare::Comparison;
 use super::content::SystemFields;
 use super::driver::{Driver, RunSetup};
 use super::gate::Gate;
+use super::mapping::Mapped;
 use super::pipeline::{Endpoint, Pipeline};
 use super::ports::{Call, Destination, Mapping, Source};
 use super::prepared::Prepared;
@@ -757,8 +758,8 @@ impl Mapping for Identity {
         &'a self,
         _pipeline: &'a str,
         records: Vec<Record>,
-    ) -> Call<'a, Result<HashMap<String, Record>, SyncError>> {
-        Box::pin(async move { Ok(records.into_iter().map(|r| (r.id.clone(), r)).collect()) })
+    ) -> Call<'a, Result<Mapped, SyncError>> {
+        Box::pin(async move { Ok(Mapped::passing(records)) })
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::plugin::{Operation, Record, Spec, StreamInfo, WriteOutcome};
+use crate::plugin::{MapOutcome, Operation, Record, Spec, StreamInfo, WriteOutcome};
 use crate::safe_text::{SafeText, safe_json};
 
 use crate::sandbox::policy::HttpGrant;
@@ -220,12 +220,27 @@ pub(crate) async fn call(runtime: &Runtime, data_dir: &Path, args: CallArgs) -> 
             .context("--input is required for map")?;
         let batch = load_records(input, args.stream.as_deref().unwrap_or("records"))?;
         let out = mapper.map(&config, &batch).await.into_result()?;
-        println!(
-            "{}",
-            safe_json(serde_json::to_string_pretty(
-                &out.iter().map(record_json).collect::<Vec<_>>()
-            )?)
-        );
+        // One entry per input, in order: what the mapper made of it.
+        let outcomes: Vec<Value> = batch
+            .iter()
+            .zip(&out)
+            .map(|(input, outcome)| match outcome {
+                MapOutcome::Mapped(records) if records.is_empty() => {
+                    json!({"id": input.id, "outcome": "skipped"})
+                }
+                MapOutcome::Mapped(records) => json!({
+                    "id": input.id,
+                    "outcome": "mapped",
+                    "records": records.iter().map(record_json).collect::<Vec<_>>(),
+                }),
+                MapOutcome::Failed(e) => json!({
+                    "id": input.id,
+                    "outcome": "failed",
+                    "error": {"class": e.class(), "message": e.to_string()},
+                }),
+            })
+            .collect();
+        println!("{}", safe_json(serde_json::to_string_pretty(&outcomes)?));
         return Ok(());
     }
     let overrides = crate::sandbox::overrides::Overrides::parse(

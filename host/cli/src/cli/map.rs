@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::{Value, json};
 
-use crate::plugin::Record;
+use crate::plugin::{MapOutcome, Record};
 use crate::safe_text::{SafeText, safe_json};
 use crate::{Limits, MapperPlugin, PluginRef, Runtime, Sandbox};
 
@@ -122,9 +122,9 @@ fn open(dir: &Path, runtime: &Runtime, args: &PreviewArgs) -> Result<MapperPlugi
     Ok(MapperPlugin::open(&loaded, sandbox(who))?)
 }
 
-/// Map the batch as a pipeline would (one call). A mapper can only fail a
-/// whole batch, so when it does, each record is mapped on its own to show
-/// which ones fail and what the others become.
+/// Map the batch as a pipeline would (one call). When the mapper fails the
+/// whole batch (a 1.0 mapper can fail no other way), each record is mapped
+/// on its own to show which ones fail and what the others become.
 async fn preview(
     mapper: &MapperPlugin,
     config: &str,
@@ -146,23 +146,30 @@ async fn preview(
     }
 }
 
-/// Match outputs to inputs by id, as the sync engine does (a mapper must
-/// keep the source id).
-fn pair(batch: &[Record], out: Vec<Record>) -> Result<Vec<Fate>> {
-    let mut fates: Vec<Fate> = batch.iter().map(|_| Fate::LeftOut).collect();
-    for r in out {
-        let Some(i) = batch.iter().position(|b| b.id == r.id) else {
-            bail!(
-                "the mapper returned a record with id `{}`, which is not the id of any sample record; a mapper must keep the source id",
-                r.id
-            );
-        };
-        if matches!(fates[i], Fate::Mapped(_)) {
-            bail!("the mapper returned record `{}` twice", r.id);
-        }
-        fates[i] = Fate::Mapped(r);
+/// What became of each input, as the sync engine takes it: one record
+/// mapped, none (left out), or refused — by the mapper, or for making more
+/// than one record of one input.
+fn pair(batch: &[Record], out: Vec<MapOutcome>) -> Result<Vec<Fate>> {
+    if out.len() != batch.len() {
+        bail!(
+            "the mapper answered {} outcomes for {} records",
+            out.len(),
+            batch.len()
+        );
     }
-    Ok(fates)
+    Ok(out
+        .into_iter()
+        .map(|outcome| match outcome {
+            MapOutcome::Failed(e) => Fate::Failed(e.to_string()),
+            MapOutcome::Mapped(mut records) => match records.len() {
+                0 => Fate::LeftOut,
+                1 => records.pop().map_or(Fate::LeftOut, Fate::Mapped),
+                n => Fate::Failed(format!(
+                    "the mapper made {n} records of it; a pipeline writes one destination record per source record"
+                )),
+            },
+        })
+        .collect())
 }
 
 fn as_json(

@@ -80,7 +80,10 @@ async fn send(
                 endpoint: url.to_string(),
                 reason: format!("larger than {} KiB", cap >> 10),
             },
-            e @ (HttpError::Timeout | HttpError::ConnectionFailed(_) | HttpError::RateLimited(_)) => {
+            e @ (HttpError::Timeout
+            | HttpError::ConnectionFailed(_)
+            | HttpError::RateLimited(_)
+            | HttpError::NeedsAuthorization { .. }) => {
                 OAuthError::Unavailable(format!("{url} could not be reached: {e}"))
             }
         })

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::{Core, Outcome, Page, Record, Spec, StreamInfo, WriteResult};
+use super::{Core, MapOutcome, Outcome, Page, Record, Spec, StreamInfo, WriteResult};
 use crate::error::{CallRef, GuestError, PluginError};
 use crate::limits::{Limit, LimitHit, StoreLimiter};
 use crate::sandbox::log::{Level, PluginLog};
@@ -41,7 +41,10 @@ pub(crate) enum Reply {
     Discover(Result<Vec<StreamInfo>, GuestError>),
     Read(Result<Page, GuestError>),
     Write(Result<Vec<WriteResult>, GuestError>),
-    Map(Result<Vec<Record>, GuestError>),
+    /// A 1.1 mapper's answer: one outcome per input.
+    Map(Result<Vec<MapOutcome>, GuestError>),
+    /// A 1.0 mapper's answer: one flat batch, tied to the inputs by id.
+    MapBatch(Result<Vec<Record>, GuestError>),
 }
 
 impl Op<'_> {

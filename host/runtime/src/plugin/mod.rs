@@ -22,8 +22,8 @@ use crate::sandbox::secrets::{BoundSecret, FreshSecret, SecretSet, SecretValue};
 use crate::state::SandboxEvent;
 
 pub use types::{
-    Capabilities, Operation, Page, Record, SecretRequirement, Spec, StreamInfo, WriteOutcome,
-    WriteResult,
+    Capabilities, MapOutcome, Operation, Page, Record, SecretRequirement, Spec, StreamInfo,
+    WriteOutcome, WriteResult,
 };
 
 /// What the admin granted one plugin for one connection.

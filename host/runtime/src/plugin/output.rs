@@ -21,6 +21,19 @@ impl Core {
         Ok(())
     }
 
+    /// The plugin answered `call` with something the contract rules out.
+    pub(super) fn invalid_output(
+        &self,
+        call: crate::error::CallRef,
+        reason: String,
+    ) -> PluginError {
+        PluginError::InvalidOutput {
+            plugin: self.sandbox.plugin.clone(),
+            call,
+            reason,
+        }
+    }
+
     /// The error for a record whose payload failed [`check_payload`].
     pub(super) fn invalid_payload(
         &self,

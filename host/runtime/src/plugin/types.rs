@@ -110,6 +110,16 @@ pub enum WriteOutcome {
     Failed(GuestError),
 }
 
+/// What a mapper made of one input record (one per input, in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapOutcome {
+    /// These records (none: skipped on purpose), each keyed by the input's
+    /// id whatever id the mapper gave it.
+    Mapped(Vec<Record>),
+    /// This record alone could not be mapped; the rest of the batch goes on.
+    Failed(GuestError),
+}
+
 /// The result of writing one record of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteResult {

@@ -517,33 +517,20 @@ async fn within<T>(
         .map_err(|_| Err(HttpError::Timeout))
 }
 
-/// What the plugin gets when a kept-fresh secret has no value: with none
-/// until an admin authorizes the connection, the system's own answer to a
-/// missing credential — a `401` (which the SDK classes as `auth`), marked
-/// `x-nexo-credential: needs-authorization` to tell it apart, since WIT
-/// 1.0's `http-error` has no case for it; when the token endpoint cannot
-/// be reached, a failed connection (retryable).
+/// What the plugin gets when a kept-fresh secret has no value: until an
+/// admin authorizes the connection, a refusal of its own (nothing is sent);
+/// when the token endpoint cannot be reached, a failed connection
+/// (retryable).
 fn credential_answer(name: &str, e: CredentialError) -> Result<OutboundResponse, HttpError> {
-    match e {
-        CredentialError::NeedsAuthorization(why) => {
-            let body = serde_json::json!({
-                "error": "needs_authorization",
-                "secret": name,
-                "message": why,
-            });
-            Ok(OutboundResponse {
-                status: 401,
-                headers: vec![
-                    ("content-type".into(), "application/json".into()),
-                    ("x-nexo-credential".into(), "needs-authorization".into()),
-                ],
-                body: body.to_string().into_bytes(),
-            })
+    Err(match e {
+        CredentialError::NeedsAuthorization(why) => HttpError::NeedsAuthorization {
+            secret: name.to_string(),
+            why,
+        },
+        CredentialError::Unavailable(why) => {
+            HttpError::ConnectionFailed(format!("could not get a fresh `{name}`: {why}"))
         }
-        CredentialError::Unavailable(why) => Err(HttpError::ConnectionFailed(format!(
-            "could not get a fresh `{name}`: {why}"
-        ))),
-    }
+    })
 }
 
 /// Statuses whose `Location` the host follows. Any other status (a 304 or
@@ -650,6 +637,10 @@ impl HttpError {
             HttpError::SecretNotAllowed(m) => HttpError::SecretNotAllowed(r(m)),
             HttpError::InvalidRequest(m) => HttpError::InvalidRequest(r(m)),
             HttpError::ConnectionFailed(m) => HttpError::ConnectionFailed(r(m)),
+            HttpError::NeedsAuthorization { secret, why } => HttpError::NeedsAuthorization {
+                secret,
+                why: r(why),
+            },
             e @ (HttpError::ResponseTooLarge(_)
             | HttpError::Timeout
             | HttpError::RateLimited(_)) => e,

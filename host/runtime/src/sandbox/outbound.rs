@@ -98,6 +98,15 @@ pub enum HttpError {
     /// the call's deadline; nothing was sent. Retryable.
     #[error(transparent)]
     RateLimited(#[from] BudgetExhausted),
+    /// A kept-fresh credential the request uses has no value until an
+    /// admin authorizes the connection again; nothing was sent.
+    #[error("`{secret}` needs an admin to authorize the connection again: {why}")]
+    NeedsAuthorization {
+        /// The secret's name.
+        secret: String,
+        /// Why, as the credential said.
+        why: String,
+    },
 }
 
 impl From<Denial> for HttpError {

@@ -12,6 +12,10 @@ pub enum DeadLetterKind {
     Failed,
     /// The quality gate refused the mapped record.
     Quarantined,
+    /// A mapper refused this record alone (a contract 1.1 `failed`
+    /// outcome). The letter keeps the record as the source sent it; a
+    /// replay maps it again with the pipeline's current mappers.
+    Unmapped,
     /// The source sent a record whose payload the engine cannot use (not a
     /// JSON object, too large, nested too deep, a number out of range). It
     /// cannot be replayed: it is fixed in the source, then read again.
@@ -24,6 +28,7 @@ impl DeadLetterKind {
         match self {
             DeadLetterKind::Failed => "failed",
             DeadLetterKind::Quarantined => "quarantined",
+            DeadLetterKind::Unmapped => "unmapped",
             DeadLetterKind::Malformed => "malformed",
         }
     }
@@ -33,6 +38,7 @@ impl DeadLetterKind {
         Some(match s {
             "failed" => DeadLetterKind::Failed,
             "quarantined" => DeadLetterKind::Quarantined,
+            "unmapped" => DeadLetterKind::Unmapped,
             "malformed" => DeadLetterKind::Malformed,
             _ => return None,
         })

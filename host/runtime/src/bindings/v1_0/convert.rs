@@ -4,45 +4,13 @@
 //! borrowed (`RecordParam<'_>` points at the engine's strings).
 
 use super::wit_types as wit;
-use crate::error::GuestError;
-use crate::plugin::types::{
-    Capabilities, Operation, Page, Record, SecretRequirement, Spec, StreamInfo, WriteOutcome,
-    WriteResult,
-};
-use crate::sandbox::redact;
+use crate::plugin::types::Record;
 
-impl From<wit::Operation> for Operation {
-    fn from(o: wit::Operation) -> Self {
-        match o {
-            wit::Operation::Upsert => Operation::Upsert,
-            wit::Operation::Delete => Operation::Delete,
-        }
-    }
-}
-
-impl From<Operation> for wit::Operation {
-    fn from(o: Operation) -> Self {
-        match o {
-            Operation::Upsert => wit::Operation::Upsert,
-            Operation::Delete => wit::Operation::Delete,
-        }
-    }
-}
-
-impl From<wit::RecordResult> for Record {
-    fn from(r: wit::RecordResult) -> Self {
-        Record {
-            stream: r.stream,
-            id: r.id,
-            operation: r.operation.into(),
-            payload: r.payload,
-            cursor: r.cursor,
-        }
-    }
-}
+crate::bindings::conversions!(wit, RecordResult);
 
 /// A batch for the guest, borrowing the engine's records: one small struct
-/// of references per record, no string copied.
+/// of references per record, no string copied. (1.0 has one record type:
+/// the write's idempotency key travels in `cursor`.)
 pub fn record_params(batch: &[Record]) -> Vec<wit::RecordParam<'_>> {
     batch
         .iter()
@@ -54,114 +22,6 @@ pub fn record_params(batch: &[Record]) -> Vec<wit::RecordParam<'_>> {
             cursor: r.cursor.as_deref(),
         })
         .collect()
-}
-
-/// Records from the guest, moved into the engine's type.
-pub fn records(records: Vec<wit::RecordResult>) -> Vec<Record> {
-    records.into_iter().map(Record::from).collect()
-}
-
-impl From<wit::Page> for Page {
-    fn from(p: wit::Page) -> Self {
-        Page {
-            records: records(p.records),
-            state: p.state,
-            has_more: p.has_more,
-        }
-    }
-}
-
-impl From<wit::SecretRequirement> for SecretRequirement {
-    fn from(s: wit::SecretRequirement) -> Self {
-        SecretRequirement {
-            name: s.name,
-            description: s.description,
-            origins: s.origins,
-        }
-    }
-}
-
-impl From<wit::Capabilities> for Capabilities {
-    fn from(c: wit::Capabilities) -> Self {
-        Capabilities {
-            http_origins: c.http_origins,
-            secrets: c.secrets.into_iter().map(Into::into).collect(),
-            kv_bytes: c.kv_bytes,
-        }
-    }
-}
-
-impl From<wit::PluginSpec> for Spec {
-    fn from(s: wit::PluginSpec) -> Self {
-        Spec {
-            sdk_version: s.sdk_version,
-            config_schema: s.config_schema,
-            streams: s.streams,
-            capabilities: s.capabilities.into(),
-        }
-    }
-}
-
-impl From<wit::StreamInfo> for StreamInfo {
-    fn from(s: wit::StreamInfo) -> Self {
-        StreamInfo {
-            name: s.name,
-            json_schema: s.json_schema,
-            primary_key: s.primary_key,
-            cursor_field: s.cursor_field,
-            can_read: s.can_read,
-            can_write: s.can_write,
-        }
-    }
-}
-
-/// Streams from `discover`, moved into the engine's type.
-pub(crate) fn streams(streams: Vec<wit::StreamInfo>) -> Vec<StreamInfo> {
-    streams.into_iter().map(Into::into).collect()
-}
-
-impl From<wit::WriteOutcome> for WriteOutcome {
-    fn from(o: wit::WriteOutcome) -> Self {
-        match o {
-            wit::WriteOutcome::Created(id) => WriteOutcome::Created(id),
-            wit::WriteOutcome::Updated(id) => WriteOutcome::Updated(id),
-            wit::WriteOutcome::Unchanged(id) => WriteOutcome::Unchanged(id),
-            wit::WriteOutcome::Deleted(id) => WriteOutcome::Deleted(id),
-            wit::WriteOutcome::Failed(e) => WriteOutcome::Failed(e.into()),
-        }
-    }
-}
-
-impl From<wit::WriteResult> for WriteResult {
-    fn from(r: wit::WriteResult) -> Self {
-        WriteResult {
-            id: r.id,
-            outcome: r.outcome.into(),
-        }
-    }
-}
-
-/// A `write`'s results, moved into the engine's type.
-pub(crate) fn write_results(results: Vec<wit::WriteResult>) -> Vec<WriteResult> {
-    results.into_iter().map(Into::into).collect()
-}
-
-impl From<wit::Error> for GuestError {
-    /// The plugin's error, with secret values replaced: its text often
-    /// quotes what a system answered.
-    fn from(e: wit::Error) -> Self {
-        use GuestError as G;
-        let s = redact::scrub_string;
-        match e {
-            wit::Error::InvalidConfig(m) => G::InvalidConfig(s(m)),
-            wit::Error::Auth(m) => G::Auth(s(m)),
-            wit::Error::AccessDenied(m) => G::AccessDenied(s(m)),
-            wit::Error::RateLimited(ms) => G::RateLimited { retry_after_ms: ms },
-            wit::Error::Transient(m) => G::Transient(s(m)),
-            wit::Error::Rejected(m) => G::Rejected(s(m)),
-            wit::Error::Internal(m) => G::Internal(s(m)),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `nexo:connector@1.0.0` (`wit/1.0.0/`): its generated bindings, the
 //! linkers and pre-instances of its two worlds, and the one function that
 //! calls its exports. The generated `Host` traits are implemented in
-//! `host_impl.rs` as thin adapters over the sandbox capabilities; every value
+//! `host.rs` as thin adapters over the sandbox capabilities; every value
 //! crosses into the engine's own types in [`convert`].
 //!
 //! Export parameters are generated borrowing (`RecordParam<'a>` holds
@@ -9,6 +9,7 @@
 //! engine's records, without copying a string.
 
 pub mod convert;
+mod host;
 
 use wasmtime::component::{Component, HasSelf, Linker};
 
@@ -151,7 +152,7 @@ impl Pre {
                     Op::Instantiate => Ok(Reply::Instantiated),
                     Op::Map { config, batch } => {
                         let batch = convert::record_params(batch);
-                        Ok(Reply::Map(
+                        Ok(Reply::MapBatch(
                             m.call_map(&mut *store, config, &batch)
                                 .await?
                                 .map(convert::records)
