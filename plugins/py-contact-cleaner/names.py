@@ -21,15 +21,20 @@ def _strip_titles(words: list[str]) -> list[str]:
     return words
 
 
-def _case_word(word: str, particle_allowed: bool) -> str:
-    """Title-case a word written all upper or all lower; keep mixed case
+def _case_part(part: str) -> str:
+    """Title-case a part written all upper or all lower; keep mixed case
     ("McDonald", "DeVries") as the person wrote it."""
-    if not (word.isupper() or word.islower()):
-        return word
-    if particle_allowed and word.lower() in PARTICLES:
+    if part.isupper() or part.islower():
+        return part[:1].upper() + part[1:].lower()
+    return part
+
+
+def _case_word(word: str, particle_allowed: bool) -> str:
+    """Case each part of a word between hyphens and apostrophes on its own
+    ("BYRON-king" → "Byron-King", "o'neil" → "O'Neil")."""
+    if particle_allowed and word.lower() in PARTICLES and (word.isupper() or word.islower()):
         return word.lower()
-    parts = re.split(r"([-'’])", word.lower())
-    return "".join(p[:1].upper() + p[1:] for p in parts)
+    return "".join(_case_part(p) for p in re.split(r"([-'’])", word))
 
 
 def case_name(name: str, is_last: bool = False) -> str:

@@ -29,8 +29,8 @@ from nexo_sdk import (
 from nexo_sdk.errors import Rejected
 from nexo_sdk.records import Failed
 
-# Read at build time (componentize-py pre-initialises the module): the
-# component and the signed bundle carry the same schema file.
+# Read at build time (componentize-py pre-initialises the module); `spec`
+# hands it to the host, which signs it into the bundle at `pack`.
 CONFIG_SCHEMA: dict[str, Any] = json.loads((Path(__file__).parent / "config.schema.json").read_text())
 
 INVOICES = StreamInfo(
@@ -46,6 +46,10 @@ INVOICES = StreamInfo(
 class Hledger(Connector):
     config_schema = CONFIG_SCHEMA
     streams = [INVOICES]
+    # hledger-web is self-hosted: the admin names the origin on each
+    # connection; these any-host patterns are what the manifest's
+    # `connection_origins = true` stands for.
+    http_origins = ["https://*:*", "http://*:*"]
 
     def check(self, config: dict[str, Any]) -> None:
         version = Api(config).version()

@@ -25,6 +25,7 @@ class Names(unittest.TestCase):
             (("ludwig van beethoven", None, None), ("Ludwig", "van Beethoven")),
             ((None, "o'neil, SHAQUILLE", None), ("Shaquille", "O'Neil")),
             (("jean-luc", "picard", None), ("Jean-Luc", "Picard")),
+            (("ada", "BYRON-king", None), ("Ada", "Byron-King")),
             (("Ronald", "McDonald", None), ("Ronald", "McDonald")),
             ((None, None, "Ms. Cher"), ("", "Cher")),
         ]

@@ -8,13 +8,13 @@ Only importable inside a component build (where `wit_world` exists).
 
 from __future__ import annotations
 
+import importlib
 import re
 import traceback
 from typing import Any, Callable, TypeVar
 
 from componentize_py_types import Err
 from wit_world.imports import log as wit_log
-from wit_world.imports import types as wit
 
 from . import host as _host
 from . import log as _log
@@ -45,6 +45,42 @@ except ImportError:  # a mapper: no network, no storage
     wit_http = wit_kv = wit_secrets = None  # type: ignore[assignment]
 
 T = TypeVar("T")
+
+
+class _WitTypes:
+    """The generated WIT types by name. componentize-py does not put every
+    type in `wit_world.imports.types`: inside a component build, types only
+    an export uses (1.1's `map-outcome`) land in that export's module
+    (`wit_world.exports.mapping`), while `componentize-py bindings` puts them
+    all in `types`. So look in each, once per name."""
+
+    MODULES = ("wit_world.imports.types", "wit_world.exports.mapping", "wit_world.exports.operations")
+
+    def __init__(self) -> None:
+        self._found: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self._found:
+            self._found[name] = self._lookup(name)
+        return self._found[name]
+
+    def _lookup(self, name: str) -> Any:
+        for module_name in self.MODULES:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                continue
+            if hasattr(module, name):
+                return getattr(module, name)
+        raise AttributeError(
+            f"the generated bindings have no {name} (looked in {', '.join(self.MODULES)}); "
+            "build the plugin with `python -m nexo_sdk.build` (componentize-py 0.25.1)"
+        )
+
+
+wit = _WitTypes()
 
 _LEVELS = {
     "trace": wit_log.Level.TRACE,

@@ -55,11 +55,13 @@ def read_file(config: dict[str, Any]) -> list[Record]:
 
 
 def socket_connect(config: dict[str, Any]) -> list[Record]:
-    import socket
-
+    """componentize-py's CPython has no `_socket`: the import itself fails;
+    were it there, WASI sockets are denied by the host."""
     try:
+        import socket
+
         socket.create_connection(("127.0.0.1", int(config.get("port", 22))), timeout=2).close()
-    except OSError as e:
+    except (ImportError, OSError) as e:
         raise AccessDenied(f"socket: {e}") from None
     return [Record.of("attack", "socket", "connected")]
 
