@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,11 +108,19 @@ def build(plugin_dir: Path, out: Path, wit_dir: Path | None = None) -> Path:
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
-    cmd = [
-        componentize_py(), "-d", str(wit), "-w", WORLDS[manifest.kind],
-        "componentize", "app", "-p", str(plugin_dir), "-p", str(SDK_DIR), "-o", str(tmp),
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="nexo-py-build-") as staging:
+        # Build from a copy: only what ships (no tests, no bytecode caches),
+        # and the build's own bytecode lands there, not in the sources.
+        app_dir = Path(staging) / "app"
+        sdk_dir = Path(staging) / "sdk"
+        skip = shutil.ignore_patterns("__pycache__", "*.pyc", "tests", "*.wasm")
+        shutil.copytree(plugin_dir, app_dir, ignore=skip)
+        shutil.copytree(SDK_DIR / "nexo_sdk", sdk_dir / "nexo_sdk", ignore=skip)
+        cmd = [
+            componentize_py(), "-d", str(wit), "-w", WORLDS[manifest.kind],
+            "componentize", "app", "-p", str(app_dir), "-p", str(sdk_dir), "-o", str(tmp),
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         tmp.unlink(missing_ok=True)
         raise BuildError(
