@@ -5,19 +5,30 @@
 //! granted or a secret template toward an origin the secret is not bound to
 //! is refused before anything is sent, the environment, files and sockets
 //! hold nothing, and what an echoing API returns reaches the plugin with the
-//! secret redacted. A Python exception is the plugin's `internal` error, not
-//! a trap. After each, the same plugin still answers.
+//! secret redacted; key-value storage not granted is `access-denied` saying
+//! so (1.1's `kv-error.not-granted`), and a connection's used-up request
+//! budget is `rate-limited` with the host's delay (1.1's
+//! `http-error.budget-exhausted`), nothing sent. A Python exception is the plugin's
+//! `internal` error, not a trap. After each, the same plugin still answers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 
+use nexo::bundle::keys::SecretKey;
+use nexo::bundle::manifest::ManifestSource;
+use nexo::bundle::pack;
+use nexo::connections::{Connections, NewConnection};
 use nexo::limits::Limit;
+use nexo::registry::{Registry, grant_all};
 use nexo::sandbox::http::HttpError;
 use nexo::sandbox::policy::HttpGrant;
 use nexo::sandbox::secrets::SecretValue;
 use nexo::state::SandboxEvent;
+use nexo::store::Database;
+use nexo::store::connections::{ConnectionGrants, Environment};
+use nexo::store::sealed::Sealer;
 use nexo::{ConnectorPlugin, Grants, GuestError, Limits, PluginError, PluginRef, Sandbox};
-use nexo_tests::{echo, load, programs, tinycrm};
+use nexo_tests::{echo, load, programs, runtime, tinycrm};
 use serde_json::{Value, json};
 
 const VALUE: &str = "py-hostile-secret-81c2";
@@ -238,4 +249,103 @@ async fn what_an_api_echoes_reaches_the_plugin_without_the_secret() {
     }
     let page = out.result.unwrap();
     assert!(!format!("{page:?}").contains(VALUE));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_value_storage_not_granted_is_access_denied_saying_so() {
+    // 1.1's `kv-error.not-granted`, as the SDK reports it.
+    let p = hostile(Limits::default(), vec![]).await;
+    match guest_error(attack(&p, json!({"mode": "kv"})).await.result) {
+        GuestError::AccessDenied(m) => assert!(
+            m.starts_with("no key-value storage: the plugin declares none (kv_bytes)"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    still_serves(&p).await;
+}
+
+/// The hostile connector installed (packed with the capabilities its spec
+/// asks for) with a connection of `per_minute` requests to `origin`.
+async fn installed(
+    origin: &str,
+    per_minute: u32,
+    config: Value,
+) -> (tempfile::TempDir, Connections) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(&dir.path().join("nexo.db")).unwrap();
+    let key = SecretKey::generate("Hostile").unwrap();
+    db.trust_key(&key.public()).unwrap();
+    let registry = Registry::new(db, runtime().clone(), dir.path().join("bundles"));
+    let src: ManifestSource = toml::from_str(
+        "id = \"hostile/py\"\nversion = \"0.1.0\"\nkind = \"connector\"\ndescription = \"d\"\nvendor = \"Hostile\"\n\
+         [capabilities]\nhttp_origins = [\"http://*:*\"]\n\
+         secrets = [{ name = \"token\", description = \"the API token\", origins = [\"http://localhost:*\"] }]\n",
+    )
+    .unwrap();
+    let wasm = std::fs::read(programs::PY_HOSTILE).unwrap();
+    let bundle = pack(runtime(), src, wasm, Some(&key))
+        .await
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    let review = registry.review(bundle, "b", false, None).await.unwrap();
+    let grant = grant_all(review.to_grant());
+    registry.install(review, &grant).unwrap();
+    let connections = Connections::new(registry, Sealer::from_key(&[7; 32]));
+    connections
+        .add(NewConnection {
+            name: "slow".into(),
+            plugin_id: "hostile/py".into(),
+            pinned_version: None,
+            environment: Environment::Sandbox,
+            config,
+            secrets: BTreeMap::from([("token".to_string(), SecretValue::new(VALUE))]),
+            grants: ConnectionGrants {
+                private_http: vec![origin.to_string()],
+                requests_per_minute: Some(per_minute),
+                ..Default::default()
+            },
+        })
+        .unwrap();
+    (dir, connections)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_used_up_request_budget_reaches_python_as_rate_limited() {
+    // 1.1's `http-error.budget-exhausted`, as the SDK reports it.
+    let crm = tinycrm::start(tinycrm::seed(1), "t").await;
+    let config = json!({"mode": "http", "url": format!("{}/api/ping", crm.url())});
+    let (_dir, connections) = installed(&crm.url(), 1, config).await;
+    let limits = Limits {
+        call_timeout_ms: 5_000,
+        ..Limits::default()
+    };
+    let (row, a) = connections.open("slow", limits.clone()).await.unwrap();
+    let (_, b) = connections.open("slow", limits).await.unwrap();
+    let first = a.read(&row.config, "attack", None).await;
+    assert!(first.result.is_ok(), "{:?}", first.result);
+    let second = b.read(&row.config, "attack", None).await;
+    match guest_error(second.result) {
+        GuestError::RateLimited { retry_after_ms } => {
+            assert!(
+                (50_000..=60_000).contains(&retry_after_ms),
+                "{retry_after_ms}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(
+            second.events.as_slice(),
+            [SandboxEvent::HttpRefused(HttpError::RateLimited(_))]
+        ),
+        "{:?}",
+        second.events
+    );
+    assert_eq!(
+        crm.crm.lock().unwrap().requests.len(),
+        1,
+        "the refused request was not sent"
+    );
 }
