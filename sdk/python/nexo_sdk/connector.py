@@ -7,11 +7,10 @@ plugin's `app.py` with `Operations = nexo_sdk.export_connector(MyConnector)`.
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar
 
 from . import __version__
-from .errors import PluginError, Rejected
+from .errors import InvalidConfig, Rejected
 from .records import Failed, WriteRecord, WriteResult
 from .schema import parse_config
 from .spec import Page, SecretRequirement, StreamInfo
@@ -48,7 +47,7 @@ class Connector:
 
     def read(self, config: dict[str, Any], stream: str, state: str | None) -> Page:
         """One page of `stream` from `state`."""
-        raise Rejected(f"stream {stream!r} cannot be read by this connector")
+        raise InvalidConfig(f"stream {stream!r} cannot be read by this connector")
 
     def write(self, config: dict[str, Any], stream: str, batch: list[WriteRecord]) -> list[WriteResult]:
         """Apply a batch. Default: `write_record` per record; a `Rejected`
@@ -67,7 +66,7 @@ class Connector:
 
     def write_record(self, config: dict[str, Any], stream: str, record: WriteRecord) -> Any:
         """Apply one record; return `Created`/`Updated`/`Unchanged`/`Deleted`."""
-        raise Rejected(f"stream {stream!r} cannot be written by this connector")
+        raise InvalidConfig(f"stream {stream!r} cannot be written by this connector")
 
     def stream_names(self) -> list[str]:
         return [s.name for s in self.streams]
@@ -77,13 +76,4 @@ class Connector:
         for s in self.streams:
             if s.name == name:
                 return s
-        from .errors import InvalidConfig
-
         raise InvalidConfig(f"unknown stream {name!r}; this connector has {', '.join(self.stream_names())}")
-
-
-def schema_text(schema: dict[str, Any]) -> str:
-    return json.dumps(schema, separators=(",", ":"))
-
-
-__all__ = ["Connector", "PluginError", "schema_text"]
