@@ -12,6 +12,8 @@ use std::process::Command;
 
 #[path = "build/js.rs"]
 mod js;
+#[path = "build/python.rs"]
+mod python;
 
 /// (package, constant name). Every guest must have a test that uses it.
 const GUESTS: &[(&str, &str)] = &[
@@ -114,6 +116,7 @@ fn main() {
         ));
     }
     code.push_str(&js::build(&root, &target_dir));
+    code.push_str(&python::build(&root, &target_dir));
     if let Err(e) = std::fs::write(out_dir.join("programs.rs"), code) {
         fail(&format!("cannot write programs.rs: {e}"));
     }

@@ -8,6 +8,7 @@ pub mod connkit;
 pub mod daemon;
 pub mod echo;
 pub mod greedy;
+pub mod hledger;
 pub mod loopback;
 pub mod oauth;
 pub mod shapes;

@@ -21,6 +21,7 @@ use serde_json::Value;
 
 mod demo;
 mod js;
+mod python;
 mod tryton;
 
 fn main() -> Result<()> {
@@ -91,12 +92,14 @@ const TEST_PACKAGES: [(&str, &str); 4] = [
 
 /// Install what the tests run for real, unless it is already there: from
 /// Debian's packages headless Chromium and its WebDriver (the console test),
-/// hledger and hledger-web (the hledger connector's tests); from PyPI, in a
-/// virtualenv, Tryton ERP (the Tryton connector's tests and the demo); from
-/// npm, componentize-qjs (builds the JavaScript plugins, `target/js`).
+/// hledger and hledger-web (the hledger connector's tests); from PyPI, in
+/// virtualenvs, Tryton ERP (the Tryton connector's tests and the demo) and
+/// componentize-py (building the Python plugins, `target/py`); from npm,
+/// componentize-qjs (building the JavaScript plugins, `target/js`).
 fn setup() -> Result<()> {
     debian_packages()?;
     tryton::setup()?;
+    python::setup()?;
     js::setup()
 }
 
