@@ -6,7 +6,7 @@
 //! record, which was counted as unchanged and lost from view.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use nexo::sync::store::{DeadLetterKind, DeadLetterStatus, QueueStore};
+use nexo::sync::store::{DeadLetterKind, DeadLetterStatus, QueueStore, RunStore};
 use nexo_tests::synckit::{Kit, pipeline};
 use nexo_tests::tinycrm;
 
@@ -95,17 +95,21 @@ async fn a_record_a_mapper_turns_into_two_is_refused_alone_and_a_skipped_one_is_
     ))
     .await;
     let run = kit.run("a-to-b").await;
-    // c0003, c0006 and c0009 have no company: left out by the filter.
+    // c0003, c0006 and c0009 have no company: left out by the filter,
+    // counted as skipped (not as unchanged, nor lost).
     assert_eq!(
         (
             run.counts.created,
             run.counts.quarantined,
+            run.counts.skipped,
             run.counts.unchanged
         ),
-        (6, 1, 3),
+        (6, 1, 3, 0),
         "{:?}",
         run.counts
     );
+    let stored = kit.db.run(run.run_id.unwrap()).unwrap().unwrap();
+    assert_eq!(stored.counts.skipped, 3, "stored with the run");
     let letters = kit.db.dead_letters(Some("a-to-b"), None).unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].letter.source_id, "c0007");

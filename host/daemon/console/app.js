@@ -31,7 +31,7 @@ const TOKEN_KEY = "nexo.token";
 const REFRESH_MS = 5000;
 const RUN_STATUSES = ["running", "succeeded", "failed", "interrupted", "cancelled"];
 // Record outcomes in the order a sync produces them; `conflicts` is the Counts key of `conflict`.
-const OUTCOMES = ["created", "matched", "updated", "unchanged", "deleted", "failed", "quarantined", "conflict"];
+const OUTCOMES = ["created", "matched", "updated", "unchanged", "skipped", "deleted", "failed", "quarantined", "conflict"];
 const COUNT_OF = { conflict: "conflicts" };
 
 /* ---------- requests ---------- */

@@ -137,6 +137,8 @@ pub const COMPONENTS: &[Component] = &[
             // retry windows, run progress and matched counts, dead letters
             // resolved by delivery, conflicts auto-resolved
             sync::RUN_OUTAGES,
+            // records the mappers left out, counted apart
+            sync::RUN_SKIPPED,
         ],
     },
     Component {

@@ -227,3 +227,10 @@ pub(crate) const RUN_OUTAGES: &str = "
     UPDATE pipelines SET definition = json_remove(definition, '$.retry.max_attempts')
      WHERE json_extract(definition, '$.retry.max_attempts') = 5;
 ";
+
+/// Sync's sixth migration (the first after versions became per
+/// component): runs count the records their mappers left out on purpose
+/// (a contract 1.1 mapper's empty outcome), apart from the unchanged.
+pub(crate) const RUN_SKIPPED: &str = "
+    ALTER TABLE runs ADD COLUMN skipped INTEGER NOT NULL DEFAULT 0;
+";

@@ -158,7 +158,7 @@ pub(super) fn decide_all(
         }
         let Some(record) = mapped.records.get(&item.source_id) else {
             steps.push(Step::Done(
-                RecordOutcome::Unchanged,
+                RecordOutcome::Skipped,
                 dest.map(|l| l.record_id.clone()),
                 "left out by the pipeline's mappers".into(),
             ));

@@ -245,6 +245,10 @@ pub fn counts_line(c: &Counts) -> String {
     if c.superseded > 0 {
         line.push_str(&format!(", superseded {}", c.superseded));
     }
+    // Only when a mapper left records out on purpose.
+    if c.skipped > 0 {
+        line.push_str(&format!(", skipped {}", c.skipped));
+    }
     line
 }
 

@@ -325,7 +325,7 @@ fn apply_page(
                  updated = updated + ?4, unchanged = unchanged + ?5, deleted = deleted + ?6,
                  failed = failed + ?7, quarantined = quarantined + ?8, conflicts = conflicts + ?9,
                  superseded = superseded + ?11, last_progress_at = ?12,
-                 matched = matched + ?13
+                 matched = matched + ?13, skipped = skipped + ?14
              WHERE run_id = ?1",
         params![
             run,
@@ -340,7 +340,8 @@ fn apply_page(
             i64::from(!log_only),
             c.superseded as i64,
             now,
-            c.matched as i64
+            c.matched as i64,
+            c.skipped as i64
         ],
     )?;
     Ok(())

@@ -62,7 +62,7 @@ pub(super) fn link_row(r: &Row<'_>) -> rusqlite::Result<Link> {
 
 pub(super) const RUN_COLUMNS: &str = "run_id, pipeline, status, started_at, finished_at, duration_ms, pages, \
      read, created, updated, unchanged, deleted, failed, quarantined, conflicts, error, superseded, \
-     matched";
+     matched, skipped";
 
 pub(super) fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
     let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
@@ -85,6 +85,7 @@ pub(super) fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
             conflicts: n(14)?,
             superseded: n(16)?,
             matched: n(17)?,
+            skipped: n(18)?,
         },
         error: r.get(15)?,
     })

@@ -32,6 +32,8 @@ pub enum RecordOutcome {
     Quarantined,
     /// Both sides changed; held or resolved by policy.
     Conflict,
+    /// Left out on purpose by the pipeline's mappers.
+    Skipped,
 }
 
 impl RecordOutcome {
@@ -46,6 +48,7 @@ impl RecordOutcome {
             RecordOutcome::Failed => "failed",
             RecordOutcome::Quarantined => "quarantined",
             RecordOutcome::Conflict => "conflict",
+            RecordOutcome::Skipped => "skipped",
         }
     }
 
@@ -60,6 +63,7 @@ impl RecordOutcome {
             "failed" => RecordOutcome::Failed,
             "quarantined" => RecordOutcome::Quarantined,
             "conflict" => RecordOutcome::Conflict,
+            "skipped" => RecordOutcome::Skipped,
             _ => return None,
         })
     }
@@ -104,6 +108,9 @@ pub struct Counts {
     /// has the same id (the last one wins).
     #[serde(default)]
     pub superseded: u64,
+    /// Records the pipeline's mappers left out on purpose.
+    #[serde(default)]
+    pub skipped: u64,
 }
 
 impl Counts {
@@ -118,6 +125,7 @@ impl Counts {
             RecordOutcome::Failed => self.failed += 1,
             RecordOutcome::Quarantined => self.quarantined += 1,
             RecordOutcome::Conflict => self.conflicts += 1,
+            RecordOutcome::Skipped => self.skipped += 1,
         }
     }
 
@@ -133,6 +141,7 @@ impl Counts {
         self.conflicts += other.conflicts;
         self.superseded += other.superseded;
         self.matched += other.matched;
+        self.skipped += other.skipped;
     }
 
     /// Records written to the destination (a matched create was sent).
