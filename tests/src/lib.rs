@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod echo;
 pub mod greedy;
 pub mod hledger;
+pub mod hostile;
 pub mod loopback;
 pub mod oauth;
 pub mod shapes;

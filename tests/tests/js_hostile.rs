@@ -8,36 +8,24 @@
 //! host then still serves the plugin.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
-
 use nexo::limits::Limit;
 use nexo::sandbox::http::HttpError;
 use nexo::sandbox::policy::HttpGrant;
-use nexo::sandbox::secrets::SecretValue;
 use nexo::state::SandboxEvent;
-use nexo::{ConnectorPlugin, Grants, GuestError, Limits, PluginError, PluginRef, Sandbox};
-use nexo_tests::{echo, load, programs};
+use nexo::{ConnectorPlugin, GuestError, Limits, PluginError};
+use nexo_tests::{echo, programs};
 
 const SECRET: &str = "js-hostile-secret-91c3";
 
-fn sandbox(limits: Limits, http: Vec<HttpGrant>) -> Sandbox {
-    Sandbox {
-        plugin: PluginRef {
-            id: "test/js-hostile".into(),
-            version: "6.6.6".into(),
-        },
-        limits,
-        grants: Grants { http, kv_bytes: 0 },
-        secrets: BTreeMap::from([("token".to_string(), SecretValue::new(SECRET))]),
-        credentials: Default::default(),
-        kv: None,
-    }
-}
-
 async fn hostile(limits: Limits, http: Vec<HttpGrant>) -> ConnectorPlugin {
-    ConnectorPlugin::open(&load(programs::JS_HOSTILE), sandbox(limits, http))
-        .await
-        .unwrap()
+    nexo_tests::hostile::open(
+        programs::JS_HOSTILE,
+        "test/js-hostile",
+        SECRET,
+        limits,
+        http,
+    )
+    .await
 }
 
 /// After a hostile call, the same plugin answers a well-behaved one.
@@ -105,7 +93,7 @@ async fn memory_growth_hits_the_memory_cap() {
     assert_eq!(limit, Limit::Memory(32 << 20));
     assert_eq!(
         msg,
-        "plugin test/js-hostile@6.6.6 exceeded its 32 MiB memory limit in read(memory-bomb)"
+        "plugin test/js-hostile@0.1.0 exceeded its 32 MiB memory limit in read(memory-bomb)"
     );
     still_serves(&p).await;
 }

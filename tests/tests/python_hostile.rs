@@ -27,30 +27,14 @@ use nexo::state::SandboxEvent;
 use nexo::store::Database;
 use nexo::store::connections::{ConnectionGrants, Environment};
 use nexo::store::sealed::Sealer;
-use nexo::{ConnectorPlugin, Grants, GuestError, Limits, PluginError, PluginRef, Sandbox};
-use nexo_tests::{echo, load, programs, runtime, tinycrm};
+use nexo::{ConnectorPlugin, GuestError, Limits, PluginError};
+use nexo_tests::{echo, programs, runtime, tinycrm};
 use serde_json::{Value, json};
 
 const VALUE: &str = "py-hostile-secret-81c2";
 
-fn sandbox(limits: Limits, http: Vec<HttpGrant>) -> Sandbox {
-    Sandbox {
-        plugin: PluginRef {
-            id: "hostile/py".into(),
-            version: "0.1.0".into(),
-        },
-        limits,
-        grants: Grants { http, kv_bytes: 0 },
-        secrets: BTreeMap::from([("token".to_string(), SecretValue::new(VALUE))]),
-        credentials: Default::default(),
-        kv: None,
-    }
-}
-
 async fn hostile(limits: Limits, http: Vec<HttpGrant>) -> ConnectorPlugin {
-    ConnectorPlugin::open(&load(programs::PY_HOSTILE), sandbox(limits, http))
-        .await
-        .unwrap()
+    nexo_tests::hostile::open(programs::PY_HOSTILE, "hostile/py", VALUE, limits, http).await
 }
 
 async fn attack(p: &ConnectorPlugin, config: Value) -> nexo::Outcome<nexo::plugin::Page> {

@@ -23,6 +23,7 @@ mod demo;
 mod js;
 mod python;
 mod tryton;
+mod venv;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

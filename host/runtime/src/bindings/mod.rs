@@ -296,6 +296,150 @@ macro_rules! conversions {
 }
 pub(crate) use conversions;
 
+/// The linker, pre-instance and calls of one version, whose generated
+/// `connector` and `mapper` modules and `convert` module are in scope:
+/// the same for every version but for how a write batch goes in (`write`),
+/// how a map batch goes in (`map_in`) and which reply its answer makes
+/// (`reply`, from `map_out`).
+macro_rules! world_calls {
+    (write: $write:path, map_in: $map_in:path, reply: $reply:ident, map_out: $map_out:path) => {
+        /// The linker of `world` at this version: WASI 0.2 (which grants nothing by
+        /// default) and the world's `nexo:connector` imports.
+        pub(crate) fn linker(
+            engine: &wasmtime::Engine,
+            world: WorldKind,
+        ) -> wasmtime::Result<Linker<PluginState>> {
+            let mut linker = Linker::new(engine);
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+            match world {
+                WorldKind::Connector => connector::Connector::add_to_linker::<
+                    _,
+                    HasSelf<PluginState>,
+                >(&mut linker, |s| s)?,
+                WorldKind::Mapper => {
+                    mapper::Mapper::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?
+                }
+            }
+            Ok(linker)
+        }
+
+        /// A component linked and type-checked against one world, ready to
+        /// instantiate.
+        pub(crate) enum Pre {
+            Connector(connector::ConnectorPre<PluginState>),
+            Mapper(mapper::MapperPre<PluginState>),
+        }
+
+        impl Pre {
+            /// Link `component` as a `world` with `linker` (made by [`linker`]).
+            pub(crate) fn new(
+                linker: &Linker<PluginState>,
+                component: &Component,
+                world: WorldKind,
+            ) -> wasmtime::Result<Self> {
+                let pre = linker.instantiate_pre(component)?;
+                Ok(match world {
+                    WorldKind::Connector => Pre::Connector(connector::ConnectorPre::new(pre)?),
+                    WorldKind::Mapper => Pre::Mapper(mapper::MapperPre::new(pre)?),
+                })
+            }
+
+            /// An instance in `store`.
+            pub(crate) async fn instantiate(
+                &self,
+                store: &mut wasmtime::Store<PluginState>,
+            ) -> wasmtime::Result<Instance> {
+                Ok(match self {
+                    Pre::Connector(pre) => {
+                        Instance::Connector(pre.instantiate_async(&mut *store).await?)
+                    }
+                    Pre::Mapper(pre) => Instance::Mapper(pre.instantiate_async(&mut *store).await?),
+                })
+            }
+        }
+
+        /// An instance of a component in one store, ready for calls.
+        pub(crate) enum Instance {
+            Connector(connector::Connector),
+            Mapper(mapper::Mapper),
+        }
+
+        impl Instance {
+            /// Make the call `op`, its reply in the engine's types. A trap or limit
+            /// hit is the `Err`; an error the guest returned is a value inside the
+            /// reply.
+            pub(crate) async fn call(
+                &self,
+                store: &mut wasmtime::Store<PluginState>,
+                op: Op<'_>,
+            ) -> wasmtime::Result<Reply> {
+                let guest = |e: wit_types::Error| GuestError::from(e);
+                match self {
+                    Instance::Connector(bindings) => {
+                        let c = bindings.nexo_connector_operations();
+                        Ok(match op {
+                            Op::Instantiate => Reply::Instantiated,
+                            Op::Spec => Reply::Spec(c.call_spec(&mut *store).await?.into()),
+                            Op::Check(config) => Reply::Check(
+                                c.call_check(&mut *store, config).await?.map_err(guest),
+                            ),
+                            Op::Discover(config) => Reply::Discover(
+                                c.call_discover(&mut *store, config)
+                                    .await?
+                                    .map(convert::streams)
+                                    .map_err(guest),
+                            ),
+                            Op::Read {
+                                config,
+                                stream,
+                                state,
+                            } => Reply::Read(
+                                c.call_read(&mut *store, config, stream, state)
+                                    .await?
+                                    .map(Into::into)
+                                    .map_err(guest),
+                            ),
+                            Op::Write {
+                                config,
+                                stream,
+                                batch,
+                            } => {
+                                let batch = $write(batch);
+                                Reply::Write(
+                                    c.call_write(&mut *store, config, stream, &batch)
+                                        .await?
+                                        .map(convert::write_results)
+                                        .map_err(guest),
+                                )
+                            }
+                            Op::Map { .. } => {
+                                return Err(wasmtime::Error::msg("a connector has no map"));
+                            }
+                        })
+                    }
+                    Instance::Mapper(bindings) => {
+                        let m = bindings.nexo_connector_mapping();
+                        match op {
+                            Op::Instantiate => Ok(Reply::Instantiated),
+                            Op::Map { config, batch } => {
+                                let batch = $map_in(batch);
+                                Ok(Reply::$reply(
+                                    m.call_map(&mut *store, config, &batch)
+                                        .await?
+                                        .map($map_out)
+                                        .map_err(guest),
+                                ))
+                            }
+                            _ => Err(wasmtime::Error::msg("a mapper only has map")),
+                        }
+                    }
+                }
+            }
+        }
+    };
+}
+pub(crate) use world_calls;
+
 pub mod v1_0;
 pub mod v1_1;
 
