@@ -241,7 +241,7 @@ async fn run() {
         let plugin = cached.load(&bytes[i], s.name).expect("loads");
         opened.push(open(&plugin, s, &server).await);
     }
-    let instantiate = interleave(SUBJECTS.len(), 20, 300, async |i| {
+    let instantiate = interleave(SUBJECTS.len(), 20, instantiate_rounds(), async |i| {
         opened[i].warm_up().await;
     })
     .await;
@@ -343,13 +343,24 @@ fn cached_runtime(dir: &Path) -> Runtime {
     .expect("runtime starts")
 }
 
-/// Compile rounds: each Python compile takes seconds, so few (`NEXO_BENCH_COMPILE_ROUNDS`).
+/// Compile rounds (`NEXO_BENCH_COMPILE_ROUNDS`, default 3): each Python
+/// compile takes seconds.
 fn compile_rounds() -> usize {
     std::env::var("NEXO_BENCH_COMPILE_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
         .filter(|r| *r > 0)
         .unwrap_or(3)
+}
+
+/// Instantiate rounds (`NEXO_BENCH_INSTANTIATE_ROUNDS`, default 300): more
+/// to profile this section (`perf record -g`).
+fn instantiate_rounds() -> usize {
+    std::env::var("NEXO_BENCH_INSTANTIATE_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|r| *r > 0)
+        .unwrap_or(300)
 }
 
 async fn open(plugin: &LoadedPlugin, s: &Subject, server: &HubSpotSandbox) -> Opened {
