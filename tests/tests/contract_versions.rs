@@ -28,7 +28,7 @@ const RELEASED: &[(&str, &str)] = &[
     ),
     (
         "1.1.0",
-        "3ea85d65bd2d53115271c33242742b3ade4820239d94ddd55e7de585f3944aeb",
+        "ce0d3634ff26406c1a0893ff4fb588129d18f2a9d454cde8299ad2c37d2c74c7",
     ),
 ];
 

@@ -164,3 +164,38 @@ async fn a_plugin_holding_every_instance_it_can_starves_no_other_plugin() {
     }
     server.abort();
 }
+
+/// An instance a 1.1 plugin keeps for its run's next call holds a pool
+/// slot; left unused (a run waiting out a rate limit, a run that is over
+/// but whose plugin is still held), the slot goes back to the pool within
+/// seconds, and another plugin's call, waiting for it, runs. Without the
+/// release the waiting call would find no slot until its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_kept_for_the_next_call_gives_its_slot_back_when_unused() {
+    // One slot in all: what the first plugin keeps is the whole pool.
+    let rt = runtime(1);
+    let first = MapperPlugin::open(
+        &rt.load_file(programs::TEST_MAPPER.as_ref()).unwrap(),
+        sandbox("test/first", vec![]),
+    )
+    .unwrap();
+    first.map("{}", &[]).await.into_result().unwrap();
+    let limits = Limits {
+        call_timeout_ms: 15_000,
+        ..Limits::default()
+    };
+    let second = MapperPlugin::open(
+        &rt.load_file(programs::CONTACT_MAPPER.as_ref()).unwrap(),
+        Sandbox {
+            limits,
+            ..sandbox("test/second", vec![])
+        },
+    )
+    .unwrap();
+    second
+        .map("{}", &[])
+        .await
+        .into_result()
+        .expect("the kept instance's slot came back to the pool");
+    drop(first);
+}

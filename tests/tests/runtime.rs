@@ -279,3 +279,45 @@ async fn test_mapper_sets_drops_filters_and_its_malformed_output_is_refused() {
     );
     assert!(err.to_string().contains("not a JSON object"), "{err}");
 }
+
+/// Contract 1.1 lets the host call one instance more than once within a
+/// run: a mapper opened once (a run) serves its calls from a kept instance,
+/// a plugin opened again (the next run) starts fresh, and an instance that
+/// trapped is never called again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1_1_instance_serves_the_calls_of_a_run_and_never_outlives_a_trap() {
+    let open = || MapperPlugin::open(&load(programs::TEST_MAPPER), sandbox("x/reuse")).unwrap();
+    let batch = [Record {
+        stream: "contacts".into(),
+        id: "c1".into(),
+        operation: Operation::Upsert,
+        payload: r#"{"id":"c1"}"#.into(),
+        cursor: None,
+    }];
+    let stamp = async |m: &MapperPlugin, config: &str| -> Result<i64, String> {
+        let out = m.map(config, &batch).await.into_result();
+        let out = mapped(out.map_err(|e| e.to_string())?);
+        let payload: serde_json::Value = serde_json::from_str(&out[0].payload).unwrap();
+        Ok(payload["calls"].as_i64().unwrap())
+    };
+    let config = r#"{"stamp_calls": "calls"}"#;
+    let run = open();
+    assert_eq!(stamp(&run, config).await, Ok(1));
+    assert_eq!(stamp(&run, config).await, Ok(2), "the run's instance, kept");
+    assert_eq!(stamp(&run.clone(), config).await, Ok(3), "shared by clones");
+
+    let next_run = open();
+    assert_eq!(
+        stamp(&next_run, config).await,
+        Ok(1),
+        "a new run starts fresh"
+    );
+
+    let err = stamp(&run, r#"{"trap": true}"#).await.unwrap_err();
+    assert!(err.contains("trapping on purpose"), "{err}");
+    assert_eq!(
+        stamp(&run, config).await,
+        Ok(1),
+        "the trapped instance is gone"
+    );
+}

@@ -402,17 +402,45 @@ impl Pre {
         }
     }
 
-    /// Instantiate in `store` and make the call `op`, its reply in the
-    /// engine's types. A trap or limit hit is the `Err`; an error the guest
-    /// returned is a value inside the reply.
+    /// Whether the contract lets the host call one instance more than
+    /// once: 1.1 says a plugin must not rely on its memory surviving, or
+    /// not surviving, from one call to the next within a run; 1.0 says
+    /// nothing, so a 1.0 plugin gets a fresh instance for every call.
+    pub(crate) fn reusable(&self) -> bool {
+        matches!(self, Pre::V1_1(_))
+    }
+
+    /// An instance in `store`.
+    pub(crate) async fn instantiate(
+        &self,
+        store: &mut wasmtime::Store<PluginState>,
+    ) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Pre::V1_0(pre) => Instance::V1_0(pre.instantiate(store).await?),
+            Pre::V1_1(pre) => Instance::V1_1(pre.instantiate(store).await?),
+        })
+    }
+}
+
+/// An instance of a component in one store, through its version's
+/// bindings.
+pub(crate) enum Instance {
+    V1_0(v1_0::Instance),
+    V1_1(v1_1::Instance),
+}
+
+impl Instance {
+    /// Make the call `op`, its reply in the engine's types. A trap or limit
+    /// hit is the `Err`; an error the guest returned is a value inside the
+    /// reply.
     pub(crate) async fn call(
         &self,
         store: &mut wasmtime::Store<PluginState>,
         op: Op<'_>,
     ) -> wasmtime::Result<Reply> {
         match self {
-            Pre::V1_0(pre) => pre.call(store, op).await,
-            Pre::V1_1(pre) => pre.call(store, op).await,
+            Instance::V1_0(i) => i.call(store, op).await,
+            Instance::V1_1(i) => i.call(store, op).await,
         }
     }
 }

@@ -2,16 +2,104 @@
 //! capabilities and log; traps and limit hits classified into a
 //! [`PluginError`] naming the plugin, the call and the limit.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::{Core, MapOutcome, Outcome, Page, Record, Spec, StreamInfo, WriteResult};
+use crate::bindings::Instance;
 use crate::error::{CallRef, GuestError, PluginError};
 use crate::limits::{Limit, LimitHit, StoreLimiter};
 use crate::sandbox::log::{Level, PluginLog};
+use crate::slots::Slot;
 use crate::state::{PluginState, SandboxEvent};
+
+/// Calls one kept instance serves before a fresh one takes its place (its
+/// output pipes hold this many calls' output).
+const WARM_CALLS: u32 = 64;
+
+/// Kept instances per plugin: as many as a run calls at once (a page mapped
+/// in two halves), so idle ones hold few of the pool's slots.
+const WARM_IDLE: usize = 2;
+
+/// How long an instance is kept unused before its slot goes back to the
+/// pool: long enough for the next page of a run, short enough that a run
+/// waiting out a rate limit holds no slot.
+const WARM_FOR: Duration = Duration::from_secs(2);
+
+/// An instance kept between calls, with its store and pool slot.
+pub(crate) struct Warm {
+    store: Store<PluginState>,
+    slot: Slot,
+    instance: Instance,
+    calls: u32,
+}
+
+/// A plugin's kept instances (contract 1.1 lets the host call one instance
+/// more than once within a run). Shared by the plugin's clones; the last
+/// clone's drop releases them and their slots.
+#[derive(Clone, Default)]
+pub(crate) struct WarmPool(Arc<WarmInner>);
+
+#[derive(Default)]
+struct WarmInner {
+    idle: Mutex<Vec<(Instant, Warm)>>,
+    /// Told when an instance is kept: a call of this plugin waiting for a
+    /// pool slot takes it instead (the slots its share allows may be the
+    /// ones the kept instances hold).
+    kept: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for WarmPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle = self.0.idle.lock().map(|v| v.len()).unwrap_or_default();
+        f.debug_struct("WarmPool").field("idle", &idle).finish()
+    }
+}
+
+impl WarmPool {
+    fn take(&self) -> Option<Warm> {
+        let mut idle = self.0.idle.lock().ok()?;
+        idle.retain(|(since, _)| since.elapsed() < WARM_FOR);
+        idle.pop().map(|(_, w)| w)
+    }
+
+    fn keep(&self, warm: Warm) {
+        let Ok(mut idle) = self.0.idle.lock() else {
+            return;
+        };
+        if idle.len() >= WARM_IDLE {
+            return;
+        }
+        idle.push((Instant::now(), warm));
+        drop(idle);
+        self.0.kept.notify_one();
+        // Released once unused for WARM_FOR, even if no call comes again.
+        let pool = Arc::downgrade(&self.0);
+        tokio::spawn(async move {
+            tokio::time::sleep(WARM_FOR).await;
+            if let Some(pool) = pool.upgrade()
+                && let Ok(mut idle) = pool.idle.lock()
+            {
+                idle.retain(|(since, _)| since.elapsed() < WARM_FOR);
+            }
+        });
+    }
+
+    /// Until an instance is kept.
+    async fn kept(&self) {
+        self.0.kept.notified().await;
+    }
+}
+
+/// How a call gets its instance: one kept from an earlier call, or a slot
+/// of the pool for a new one.
+enum Start {
+    Warm(Warm),
+    Slot(Slot),
+}
 
 pub(crate) enum Op<'a> {
     Instantiate,
@@ -127,46 +215,68 @@ impl Core {
             limits.log_bytes_per_call,
             limits.log_lines_per_second,
         );
-        // A slot of the pool, within the plugin's share, before the store
-        // exists: a plugin whose other calls hold its whole share waits for
-        // one of them, never for (or instead of) another plugin's.
-        let slot = match self
-            .plugin
-            .runtime()
-            .slots()
-            .acquire(self.plugin.sha256(), deadline)
-            .instrument(span.clone())
-            .await
-        {
-            Ok(slot) => slot,
-            Err(busy) => {
-                let _enter = span.enter();
-                let e = PluginError::Busy {
-                    plugin: self.sandbox.plugin.clone(),
-                    call: call.clone(),
-                    reason: busy.to_string(),
-                };
-                tracing::warn!(error = %e, "plugin call found no instance slot");
-                return Raw {
-                    result: Err(e),
-                    events: Vec::new(),
-                    elapsed: started.elapsed(),
-                    call,
-                };
+        let reusable = self.plugin.inner.pre.reusable();
+        // An instance kept from an earlier call of this plugin (1.1), its
+        // slot and store with it; otherwise a new one.
+        let start = match self.warm.take() {
+            Some(w) => Start::Warm(w),
+            // A slot of the pool, within the plugin's share, before the
+            // store exists: a plugin whose other calls hold its whole share
+            // waits for one of them (or the instance one of them keeps),
+            // never for (or instead of) another plugin's.
+            None => match self.start(deadline).instrument(span.clone()).await {
+                Ok(start) => start,
+                Err(busy) => {
+                    let _enter = span.enter();
+                    let e = PluginError::Busy {
+                        plugin: self.sandbox.plugin.clone(),
+                        call: call.clone(),
+                        reason: busy.to_string(),
+                    };
+                    tracing::warn!(error = %e, "plugin call found no instance slot");
+                    return Raw {
+                        result: Err(e),
+                        events: Vec::new(),
+                        elapsed: started.elapsed(),
+                        call,
+                    };
+                }
+            },
+        };
+        let (mut store, slot, instance, calls) = match start {
+            Start::Warm(w) => {
+                let mut store = w.store;
+                let data = store.data_mut();
+                data.log = log;
+                data.deadline = deadline;
+                data.events.clear();
+                (store, w.slot, Some(w.instance), w.calls)
+            }
+            Start::Slot(slot) => {
+                // One byte past the cap per call, so a plugin that tries
+                // to write more than the cap is seen to have done so; a
+                // kept instance's output pipes hold all its calls'.
+                let per_call = limits.log_bytes_per_call.saturating_add(1);
+                let calls = if reusable { WARM_CALLS } else { 1 };
+                let state = PluginState::new(
+                    StoreLimiter::new(limits, self.plugin.runtime().caps()),
+                    log,
+                    self.http.clone(),
+                    self.kv.clone(),
+                    deadline,
+                    usize::try_from(per_call.saturating_mul(u64::from(calls)))
+                        .unwrap_or(usize::MAX),
+                );
+                let mut store = Store::new(self.plugin.engine(), state);
+                store.limiter(|s| &mut s.limiter);
+                (store, slot, None, 0)
             }
         };
-        let state = PluginState::new(
-            StoreLimiter::new(limits, self.plugin.runtime().caps()),
-            log,
-            self.http.clone(),
-            self.kv.clone(),
-            deadline,
-            // One byte past the cap, so a plugin that tries to write more
-            // than the cap is seen to have done so.
-            usize::try_from(limits.log_bytes_per_call.saturating_add(1)).unwrap_or(usize::MAX),
+        // What the instance printed before this call is not this call's.
+        let printed = (
+            store.data().stdout.contents().len(),
+            store.data().stderr.contents().len(),
         );
-        let mut store = Store::new(self.plugin.engine(), state);
-        store.limiter(|s| &mut s.limiter);
         // Fuel exists only when the runtime counts it (an engine-wide choice
         // that costs throughput); otherwise the epoch deadline bounds CPU.
         let fuel_ok = if self.plugin.runtime().fuel_enabled() {
@@ -184,27 +294,30 @@ impl Core {
             }
         });
 
-        let result = match fuel_ok {
-            Err(e) => Err(e),
+        let (instance, result) = match fuel_ok {
+            Err(e) => (None, Err(e)),
             Ok(()) => {
                 // The epoch callback stops guest code at the deadline; this
                 // timeout also covers time spent in host calls.
                 let grace = time_limit + Duration::from_millis(500);
                 match tokio::time::timeout(
                     grace,
-                    self.call(&mut store, op).instrument(span.clone()),
+                    self.call(&mut store, instance, op).instrument(span.clone()),
                 )
                 .await
                 {
                     Ok(r) => r,
-                    Err(_) => Err(wasmtime::Error::new(LimitHit(Limit::Time(time_limit)))),
+                    Err(_) => (
+                        None,
+                        Err(wasmtime::Error::new(LimitHit(Limit::Time(time_limit)))),
+                    ),
                 }
             }
         };
 
         let data = store.data_mut();
-        let stderr = data.stderr.contents();
-        let stdout = data.stdout.contents();
+        let stderr = data.stderr.contents().slice(printed.1..);
+        let stdout = data.stdout.contents().slice(printed.0..);
         let _enter = span.enter();
         let mut result = result.map_err(|e| self.classify(e, &call, &stderr));
         // Output counts against the log cap too. A plugin that printed past
@@ -236,8 +349,22 @@ impl Core {
         if let Err(PluginError::LimitExceeded { limit, .. }) = &result {
             metrics.limit_hit(&plugin, limit.kind());
         }
-        drop(store);
-        drop(slot);
+        // Kept for the next call only after a call that went through: a
+        // trap or a limit hit may leave the instance in any state.
+        match instance {
+            Some(instance) if reusable && result.is_ok() && calls + 1 < WARM_CALLS => {
+                self.warm.keep(Warm {
+                    store,
+                    slot,
+                    instance,
+                    calls: calls + 1,
+                });
+            }
+            _ => {
+                drop(store);
+                drop(slot);
+            }
+        }
         Raw {
             result,
             events,
@@ -246,10 +373,42 @@ impl Core {
         }
     }
 
-    /// The call itself, through the bindings of the contract version the
-    /// plugin was linked against.
-    async fn call(&self, store: &mut Store<PluginState>, op: Op<'_>) -> wasmtime::Result<Reply> {
-        self.plugin.inner.pre.call(store, op).await
+    /// A pool slot for a new instance, or, if one of this plugin's calls
+    /// keeps its instance meanwhile, that instance.
+    async fn start(&self, deadline: Instant) -> Result<Start, crate::slots::NoSlot> {
+        let slots = self.plugin.runtime().slots();
+        loop {
+            tokio::select! {
+                slot = slots.acquire(self.plugin.sha256(), deadline) => {
+                    return slot.map(Start::Slot);
+                }
+                () = self.warm.kept() => {
+                    if let Some(w) = self.warm.take() {
+                        return Ok(Start::Warm(w));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The call itself, in `instance` or a new instance, through the
+    /// bindings of the contract version the plugin was linked against; the
+    /// instance comes back unless instantiating failed.
+    async fn call(
+        &self,
+        store: &mut Store<PluginState>,
+        instance: Option<Instance>,
+        op: Op<'_>,
+    ) -> (Option<Instance>, wasmtime::Result<Reply>) {
+        let instance = match instance {
+            Some(i) => i,
+            None => match self.plugin.inner.pre.instantiate(store).await {
+                Ok(i) => i,
+                Err(e) => return (None, Err(e)),
+            },
+        };
+        let reply = instance.call(store, op).await;
+        (Some(instance), reply)
     }
 
     fn classify(&self, e: wasmtime::Error, call: &CallRef, stderr: &[u8]) -> PluginError {

@@ -24,6 +24,7 @@ impl MapperPlugin {
                 sandbox,
                 http: None,
                 kv: None,
+                warm: Default::default(),
             },
         })
     }

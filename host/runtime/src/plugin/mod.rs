@@ -92,6 +92,9 @@ pub(crate) struct Core {
     sandbox: Sandbox,
     http: Option<OutboundHttp>,
     kv: Option<crate::sandbox::kv::KvNamespace>,
+    /// Instances kept between calls (contract 1.1 only), shared by this
+    /// plugin's clones and dropped with the last: within a run.
+    warm: call::WarmPool,
 }
 
 /// Opening a plugin failed.
@@ -203,6 +206,7 @@ impl ConnectorPlugin {
             sandbox: sandbox.clone(),
             http: None,
             kv: None,
+            warm: Default::default(),
         };
         let spec = match bare.invoke(Op::Spec).await.result? {
             Reply::Spec(s) => s,
@@ -302,6 +306,7 @@ impl ConnectorPlugin {
                 sandbox,
                 http: Some(http),
                 kv,
+                warm: Default::default(),
             },
             spec,
             beyond_approval,

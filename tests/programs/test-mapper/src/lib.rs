@@ -16,7 +16,11 @@
 //!   string `"oops"` as payload, which is not an object;
 //! - `fail`: records (by id) this mapper refuses alone, with the reason
 //!   (a `failed(rejected)` outcome);
-//! - `split`: records (by id) mapped to two records instead of one.
+//! - `split`: records (by id) mapped to two records instead of one;
+//! - `stamp_calls`: a field set on each output to the number of `map`
+//!   calls this instance has served (1 in a fresh instance), to see the
+//!   host reuse instances;
+//! - `trap`: panic (the instance traps).
 //!
 //! Records keep their `stream`, `id`, `operation` and `cursor`; deletes pass
 //! through unchanged.
@@ -26,7 +30,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// What the mapper does to each record.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Fields to set (overwriting).
@@ -50,7 +54,16 @@ pub struct Config {
     /// Records mapped to two records, by id.
     #[serde(default)]
     pub split: Vec<String>,
+    /// Field to stamp with this instance's call count.
+    #[serde(default)]
+    pub stamp_calls: Option<String>,
+    /// Trap on purpose.
+    #[serde(default)]
+    pub trap: bool,
 }
+
+/// `map` calls this instance has served.
+static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The mapper.
 #[derive(Debug)]
@@ -60,6 +73,18 @@ impl Mapper for TestMapper {
     type Config = Config;
 
     fn map(config: &Config, batch: Vec<Record>) -> Result<Vec<MapOutcome>, Error> {
+        let calls = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        assert!(!config.trap, "trapping on purpose");
+        let stamped;
+        let config = match &config.stamp_calls {
+            Some(field) => {
+                let mut c = config.clone();
+                c.set.insert(field.clone(), Value::from(calls));
+                stamped = c;
+                &stamped
+            }
+            None => config,
+        };
         Ok(batch
             .into_iter()
             .map(|record| {

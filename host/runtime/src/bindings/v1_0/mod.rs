@@ -74,7 +74,7 @@ pub(crate) fn linker(
 }
 
 /// A component linked and type-checked against one world, ready to
-/// instantiate once per call.
+/// instantiate.
 pub(crate) enum Pre {
     Connector(connector::ConnectorPre<PluginState>),
     Mapper(mapper::MapperPre<PluginState>),
@@ -94,9 +94,28 @@ impl Pre {
         })
     }
 
-    /// Instantiate in `store` and make the call `op`, its reply in the
-    /// engine's types. A trap or limit hit is the `Err`; an error the guest
-    /// returned is a value inside the reply.
+    /// An instance in `store`.
+    pub(crate) async fn instantiate(
+        &self,
+        store: &mut wasmtime::Store<PluginState>,
+    ) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Pre::Connector(pre) => Instance::Connector(pre.instantiate_async(&mut *store).await?),
+            Pre::Mapper(pre) => Instance::Mapper(pre.instantiate_async(&mut *store).await?),
+        })
+    }
+}
+
+/// An instance of a component in one store, ready for calls.
+pub(crate) enum Instance {
+    Connector(connector::Connector),
+    Mapper(mapper::Mapper),
+}
+
+impl Instance {
+    /// Make the call `op`, its reply in the engine's types. A trap or limit
+    /// hit is the `Err`; an error the guest returned is a value inside the
+    /// reply.
     pub(crate) async fn call(
         &self,
         store: &mut wasmtime::Store<PluginState>,
@@ -104,8 +123,7 @@ impl Pre {
     ) -> wasmtime::Result<Reply> {
         let guest = |e: wit_types::Error| GuestError::from(e);
         match self {
-            Pre::Connector(pre) => {
-                let bindings = pre.instantiate_async(&mut *store).await?;
+            Instance::Connector(bindings) => {
                 let c = bindings.nexo_connector_operations();
                 Ok(match op {
                     Op::Instantiate => Reply::Instantiated,
@@ -145,8 +163,7 @@ impl Pre {
                     Op::Map { .. } => return Err(wasmtime::Error::msg("a connector has no map")),
                 })
             }
-            Pre::Mapper(pre) => {
-                let bindings = pre.instantiate_async(&mut *store).await?;
+            Instance::Mapper(bindings) => {
                 let m = bindings.nexo_connector_mapping();
                 match op {
                     Op::Instantiate => Ok(Reply::Instantiated),
