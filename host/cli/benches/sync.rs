@@ -9,6 +9,8 @@
 //! by default 100 and 5 000 records per page; `--commit-records 1` commits
 //! every page alone, as before grouped commits). Each size runs several rounds, and a
 //! summary gives the median and range, since the machine is shared.
+//! `NEXO_BIN` runs another `nexo` binary (e.g. a copy of an earlier
+//! build) against the same setup.
 //! `--mapper rust|python|js` picks the pipeline's mapper (default `rust`,
 //! the test mapper): `python` is the Python contact cleaner
 //! (`plugins/py-contact-cleaner`), `js` the JavaScript test mapper
@@ -20,6 +22,12 @@ use std::process::Command;
 use nexo_tests::synckit::{Kit, MAPPER_PLUGIN, install_shipped, pipeline};
 use nexo_tests::{programs, tinycrm};
 use serde_json::{Value, json};
+
+/// The `nexo` binary: this build's, or `NEXO_BIN` (another build, to
+/// compare two in turn).
+fn nexo_bin() -> std::ffi::OsString {
+    std::env::var_os("NEXO_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_nexo").into())
+}
 
 /// `NEXO_BENCH_WRAP` (e.g. `perf record -g -o nexo-{}.perf --`) runs each
 /// `pipeline run` under a profiler; `{}` becomes the run's number.
@@ -37,10 +45,10 @@ fn nexo(kit: &Kit, args: &[&str]) -> Vec<u8> {
     let mut cmd = match wrap.split_first() {
         Some((tool, rest)) => {
             let mut c = Command::new(tool);
-            c.args(rest).arg(env!("CARGO_BIN_EXE_nexo"));
+            c.args(rest).arg(nexo_bin());
             c
         }
-        None => Command::new(env!("CARGO_BIN_EXE_nexo")),
+        None => Command::new(nexo_bin()),
     };
     let out = cmd
         .arg("--data-dir")
