@@ -320,4 +320,13 @@ async fn a_1_1_instance_serves_the_calls_of_a_run_and_never_outlives_a_trap() {
         Ok(1),
         "the trapped instance is gone"
     );
+
+    // Warming up starts a new instance (proving the plugin starts under its
+    // limits) instead of taking the kept one; the next call gets it.
+    run.warm_up().await.into_result().unwrap();
+    assert_eq!(
+        stamp(&run, config).await,
+        Ok(1),
+        "warm_up started a new instance"
+    );
 }

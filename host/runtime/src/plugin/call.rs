@@ -217,14 +217,18 @@ impl Core {
         );
         let reusable = self.plugin.inner.pre.reusable();
         // An instance kept from an earlier call of this plugin (1.1), its
-        // slot and store with it; otherwise a new one.
-        let start = match self.warm.take() {
+        // slot and store with it; otherwise a new one. Warming up always
+        // starts a new one (it proves the plugin starts under its limits),
+        // which is then kept for the next call.
+        let fresh = matches!(op, Op::Instantiate);
+        let kept = if fresh { None } else { self.warm.take() };
+        let start = match kept {
             Some(w) => Start::Warm(w),
             // A slot of the pool, within the plugin's share, before the
             // store exists: a plugin whose other calls hold its whole share
             // waits for one of them (or the instance one of them keeps),
             // never for (or instead of) another plugin's.
-            None => match self.start(deadline).instrument(span.clone()).await {
+            None => match self.start(deadline, fresh).instrument(span.clone()).await {
                 Ok(start) => start,
                 Err(busy) => {
                     let _enter = span.enter();
@@ -373,10 +377,16 @@ impl Core {
         }
     }
 
-    /// A pool slot for a new instance, or, if one of this plugin's calls
-    /// keeps its instance meanwhile, that instance.
-    async fn start(&self, deadline: Instant) -> Result<Start, crate::slots::NoSlot> {
+    /// A pool slot for a new instance, or, unless `fresh` (a new instance
+    /// asked for), an instance one of this plugin's calls keeps meanwhile.
+    async fn start(&self, deadline: Instant, fresh: bool) -> Result<Start, crate::slots::NoSlot> {
         let slots = self.plugin.runtime().slots();
+        if fresh {
+            return slots
+                .acquire(self.plugin.sha256(), deadline)
+                .await
+                .map(Start::Slot);
+        }
         loop {
             tokio::select! {
                 slot = slots.acquire(self.plugin.sha256(), deadline) => {

@@ -31,7 +31,8 @@ impl MapperPlugin {
 
     /// Instantiate in a fresh store without calling anything: proves the
     /// plugin starts under its limits (and measures what a call costs
-    /// before the plugin's own code runs).
+    /// before the plugin's own code runs). A 1.1 plugin's instance is then
+    /// kept for its next call.
     pub async fn warm_up(&self) -> Outcome<()> {
         self.core.warm_up().await
     }

@@ -354,7 +354,8 @@ impl ConnectorPlugin {
         &self.core.sandbox.plugin
     }
 
-    /// Instantiate in a fresh store without calling anything.
+    /// Instantiate in a fresh store without calling anything (a 1.1
+    /// plugin's instance is then kept for its next call).
     pub async fn warm_up(&self) -> Outcome<()> {
         self.core.warm_up().await
     }
