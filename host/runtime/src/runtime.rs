@@ -126,6 +126,12 @@ impl Runtime {
             // re-faulting every page of a fresh instance costs more than zeroing.
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(KEEP_RESIDENT);
+        // And reset only the pages an instance wrote (Linux 6.7+, else the
+        // whole kept region): an interpreter's pre-initialised heap is
+        // megabytes (CPython's ≈ 13 MiB), of which one instantiation
+        // touches little; copying all of it back cost a Python plugin
+        // ≈ 2 ms per instance, this ≈ 0.6 ms (docs/BENCHMARKS.md).
+        pool.pagemap_scan(wasmtime::Enabled::Auto);
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
             .consume_fuel(config.consume_fuel)
