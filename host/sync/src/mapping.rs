@@ -9,8 +9,13 @@ use super::SyncError;
 use nexo_runtime::plugin::{MapOutcome, MapperPlugin, Operation, Record};
 use nexo_runtime::{GuestError, PluginRef};
 
-/// Records below which a page is mapped in one call.
-const PARALLEL_MAP_MIN: usize = 512;
+/// Records below which a page is mapped in one call. Splitting costs one
+/// more call (an instance kept from the run's earlier calls, for a 1.1
+/// mapper), while an interpreted mapper spends ≈ 50 µs a record: a
+/// 100-record page in two halves took a Python mapper's pipeline from
+/// ≈ 13 000 to ≈ 16 500 records/s and left a Rust mapper's unchanged
+/// (docs/BENCHMARKS.md).
+const PARALLEL_MAP_MIN: usize = 50;
 
 /// What the pipeline's mappers made of a page's upserts, by source id: the
 /// record to write, or why a mapper refused it. A source record in neither
