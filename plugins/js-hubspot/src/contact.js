@@ -15,6 +15,9 @@ const ENVELOPE = ['id', 'updatedAt', 'createdAt', 'archived', 'archivedAt', 'ass
 /** Properties read when the config names none. */
 export const DEFAULT_PROPERTIES = ['firstname', 'lastname', 'email', 'phone', 'company', 'city', 'country', 'lifecyclestage'];
 
+/** {@link MANAGED} as a set, for the per-property test of a read. */
+const MANAGED_SET = new Set(MANAGED);
+
 /**
  * A search result as the flat payload, keys sorted (as the Rust connector
  * writes it, so both compare equal).
@@ -22,16 +25,20 @@ export const DEFAULT_PROPERTIES = ['firstname', 'lastname', 'email', 'phone', 'c
  * @returns {Record<string, unknown>}
  */
 export function payload(object) {
-  /** @type {Record<string, unknown>} */
-  const fields = { id: String(object.id), updatedAt: object.updatedAt ?? '' };
-  for (const [k, v] of Object.entries(object.properties ?? {})) {
-    if (!MANAGED.includes(k) && v !== null && v !== undefined && k !== 'id' && k !== 'updatedAt') {
-      fields[k] = v;
+  const properties = object.properties ?? {};
+  const keys = ['id', 'updatedAt'];
+  for (const k of Object.keys(properties)) {
+    const v = properties[k];
+    if (v !== null && v !== undefined && k !== 'id' && k !== 'updatedAt' && !MANAGED_SET.has(k)) {
+      keys.push(k);
     }
   }
+  keys.sort();
   /** @type {Record<string, unknown>} */
   const sorted = {};
-  for (const k of Object.keys(fields).sort()) sorted[k] = fields[k];
+  for (const k of keys) {
+    sorted[k] = k === 'id' ? String(object.id) : k === 'updatedAt' ? (object.updatedAt ?? '') : properties[k];
+  }
   return sorted;
 }
 
