@@ -15,7 +15,9 @@
 //! records, since timing a wrong answer would be worthless. The end-to-end
 //! figures (records/s through `nexo pipeline run` / `nexo stream export`)
 //! come from the `sync` bench (`--mapper`) and the `read` bench
-//! (`--connector`). Results: `docs/BENCHMARKS.md`.
+//! (`--connector`). `NEXO_BENCH_VS=js-hubspot=/path/other.wasm` adds that
+//! subject again from another build of its component, in the same rounds
+//! (an interleaved A/B of two builds). Results: `docs/BENCHMARKS.md`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -48,10 +50,11 @@ enum Kind {
 }
 
 /// One component under test.
+#[derive(Clone)]
 struct Subject {
     language: &'static str,
-    name: &'static str,
-    path: &'static str,
+    name: String,
+    path: String,
     kind: Kind,
     /// The mapper's config (TinyCRM contacts pass through it unrejected), or
     /// the connector's.
@@ -60,56 +63,88 @@ struct Subject {
     reads_hubspot: bool,
 }
 
-const SUBJECTS: [Subject; 6] = [
-    Subject {
-        language: "Rust",
-        name: "contact-mapper",
-        path: programs::CONTACT_MAPPER,
-        kind: Kind::Mapper,
-        config: "{}",
-        reads_hubspot: false,
-    },
-    Subject {
-        language: "Python",
-        name: "py-contact-cleaner",
-        path: programs::PY_CONTACT_CLEANER,
-        kind: Kind::Mapper,
-        config: r#"{"default_country_code": "44"}"#,
-        reads_hubspot: false,
-    },
-    Subject {
-        language: "JS",
-        name: "js-mapper",
-        path: programs::JS_MAPPER,
-        kind: Kind::Mapper,
-        config: r#"{"field": "last_name"}"#,
-        reads_hubspot: false,
-    },
-    Subject {
-        language: "Rust",
-        name: "hubspot",
-        path: programs::HUBSPOT,
-        kind: Kind::Connector,
-        config: r#"{"page_size": 100}"#,
-        reads_hubspot: true,
-    },
-    Subject {
-        language: "Python",
-        name: "py-hledger",
-        path: programs::PY_HLEDGER,
-        kind: Kind::Connector,
-        config: "{}",
-        reads_hubspot: false,
-    },
-    Subject {
-        language: "JS",
-        name: "js-hubspot",
-        path: programs::JS_HUBSPOT,
-        kind: Kind::Connector,
-        config: r#"{"page_size": 100}"#,
-        reads_hubspot: true,
-    },
-];
+/// The six subjects: each language's mapper and connector.
+fn subjects() -> Vec<Subject> {
+    let subject = |language, name: &str, path: &str, kind, config, reads_hubspot| Subject {
+        language,
+        name: name.into(),
+        path: path.into(),
+        kind,
+        config,
+        reads_hubspot,
+    };
+    let mut all = vec![
+        subject(
+            "Rust",
+            "contact-mapper",
+            programs::CONTACT_MAPPER,
+            Kind::Mapper,
+            "{}",
+            false,
+        ),
+        subject(
+            "Python",
+            "py-contact-cleaner",
+            programs::PY_CONTACT_CLEANER,
+            Kind::Mapper,
+            r#"{"default_country_code": "44"}"#,
+            false,
+        ),
+        subject(
+            "JS",
+            "js-mapper",
+            programs::JS_MAPPER,
+            Kind::Mapper,
+            r#"{"field": "last_name"}"#,
+            false,
+        ),
+        subject(
+            "Rust",
+            "hubspot",
+            programs::HUBSPOT,
+            Kind::Connector,
+            r#"{"page_size": 100}"#,
+            true,
+        ),
+        subject(
+            "Python",
+            "py-hledger",
+            programs::PY_HLEDGER,
+            Kind::Connector,
+            "{}",
+            false,
+        ),
+        subject(
+            "JS",
+            "js-hubspot",
+            programs::JS_HUBSPOT,
+            Kind::Connector,
+            r#"{"page_size": 100}"#,
+            true,
+        ),
+    ];
+    // `NEXO_BENCH_VS=NAME=PATH,…`: subject NAME again, from another build of
+    // its component, run in the same rounds (an A/B of two builds).
+    for pair in std::env::var("NEXO_BENCH_VS")
+        .unwrap_or_default()
+        .split(',')
+    {
+        let Some((name, path)) = pair.split_once('=') else {
+            continue;
+        };
+        let base = all
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("NEXO_BENCH_VS: no subject named {name}"))
+            .clone();
+        all.push(Subject {
+            name: format!("{name} (vs)"),
+            path: path.into(),
+            ..base
+        });
+    }
+    all
+}
 
 /// A subject opened in the cached runtime.
 enum Opened {
@@ -144,23 +179,24 @@ fn main() {
 
 async fn run() {
     header();
-    let bytes: Vec<Vec<u8>> = SUBJECTS
+    let subjects = subjects();
+    let bytes: Vec<Vec<u8>> = subjects
         .iter()
-        .map(|s| std::fs::read(s.path).unwrap_or_else(|e| panic!("{}: {e}", s.path)))
+        .map(|s| std::fs::read(&s.path).unwrap_or_else(|e| panic!("{}: {e}", s.path)))
         .collect();
 
     // 1. Compile with nothing cached: a fresh Runtime per run, its cache a
     // throw-away directory (what installing a new plugin version pays; the
     // .cwasm is written too, as at install).
     let rounds = compile_rounds();
-    let mut compile: Vec<Vec<Duration>> = vec![Vec::new(); SUBJECTS.len()];
-    let mut cwasm = vec![0u64; SUBJECTS.len()];
+    let mut compile: Vec<Vec<Duration>> = vec![Vec::new(); subjects.len()];
+    let mut cwasm = vec![0u64; subjects.len()];
     for _ in 0..rounds {
-        for (i, s) in SUBJECTS.iter().enumerate() {
+        for (i, s) in subjects.iter().enumerate() {
             let dir = tempfile::tempdir().expect("temp dir");
             let fresh = cached_runtime(dir.path());
             let t = Instant::now();
-            black_box(fresh.compile(&bytes[i], s.name).expect("compiles"));
+            black_box(fresh.compile(&bytes[i], &s.name).expect("compiles"));
             compile[i].push(t.elapsed());
             cwasm[i] = cwasm_size(dir.path(), &bytes[i]);
         }
@@ -172,20 +208,20 @@ async fn run() {
     // `Runtime::load` (+ inspect, link, pre-instantiate).
     let cache_dir = tempfile::tempdir().expect("temp dir");
     let cached = cached_runtime(cache_dir.path());
-    for (i, s) in SUBJECTS.iter().enumerate() {
-        cached.compile(&bytes[i], s.name).expect("fills the cache");
+    for (i, s) in subjects.iter().enumerate() {
+        cached.compile(&bytes[i], &s.name).expect("fills the cache");
     }
     let load_rounds = 15;
-    let hash = interleave(SUBJECTS.len(), 2, load_rounds, async |i| {
+    let hash = interleave(subjects.len(), 2, load_rounds, async |i| {
         black_box(nexo::cache::sha256_hex(&bytes[i]));
     })
     .await;
-    let from_cache = interleave(SUBJECTS.len(), 2, load_rounds, async |i| {
-        black_box(cached.compile(&bytes[i], SUBJECTS[i].name).expect("loads"));
+    let from_cache = interleave(subjects.len(), 2, load_rounds, async |i| {
+        black_box(cached.compile(&bytes[i], &subjects[i].name).expect("loads"));
     })
     .await;
-    let full_load = interleave(SUBJECTS.len(), 2, load_rounds, async |i| {
-        black_box(cached.load(&bytes[i], SUBJECTS[i].name).expect("loads"));
+    let full_load = interleave(subjects.len(), 2, load_rounds, async |i| {
+        black_box(cached.load(&bytes[i], &subjects[i].name).expect("loads"));
     })
     .await;
 
@@ -204,7 +240,7 @@ async fn run() {
         "compile()",
         "load()"
     );
-    for (i, s) in SUBJECTS.iter().enumerate() {
+    for (i, s) in subjects.iter().enumerate() {
         println!(
             "{:<8} {:<20} {:>10} {:>10} │ {:>9} {:>9} {:>5} │ {:>10} {:>10} {:>12}",
             s.language,
@@ -237,11 +273,11 @@ async fn run() {
     .await
     .expect("HubSpot sandbox starts");
     let mut opened = Vec::new();
-    for (i, s) in SUBJECTS.iter().enumerate() {
-        let plugin = cached.load(&bytes[i], s.name).expect("loads");
+    for (i, s) in subjects.iter().enumerate() {
+        let plugin = cached.load(&bytes[i], &s.name).expect("loads");
         opened.push(open(&plugin, s, &server).await);
     }
-    let instantiate = interleave(SUBJECTS.len(), 20, instantiate_rounds(), async |i| {
+    let instantiate = interleave(subjects.len(), 20, instantiate_rounds(), async |i| {
         opened[i].warm_up().await;
     })
     .await;
@@ -253,7 +289,7 @@ async fn run() {
         "{:<8} {:<20} {:>10} {:>10} {:>6} │ {:>9} {:>7} │ {:>14}",
         "language", "component", "median", "p90", "runs", "target", "verdict", "+ load() above"
     );
-    for (i, s) in SUBJECTS.iter().enumerate() {
+    for (i, s) in subjects.iter().enumerate() {
         let m = instantiate[i].median();
         println!(
             "{:<8} {:<20} {:>10} {:>10} {:>6} │ {:>9} {:>7} │ {:>14}",
@@ -271,28 +307,28 @@ async fn run() {
     // 4. One call: a mapper's map of 100 contacts (and of none: the fixed
     // cost), a connector's read of one 100-contact page.
     let contacts: Vec<Record> = tinycrm::seed(PAGE).values().map(record).collect();
-    let mappers: Vec<usize> = (0..SUBJECTS.len())
-        .filter(|&i| SUBJECTS[i].kind == Kind::Mapper)
+    let mappers: Vec<usize> = (0..subjects.len())
+        .filter(|&i| subjects[i].kind == Kind::Mapper)
         .collect();
     for &i in &mappers {
-        verify_map(&opened[i], &SUBJECTS[i], &contacts).await;
+        verify_map(&opened[i], &subjects[i], &contacts).await;
     }
-    let readers: Vec<usize> = (0..SUBJECTS.len())
-        .filter(|&i| SUBJECTS[i].reads_hubspot)
+    let readers: Vec<usize> = (0..subjects.len())
+        .filter(|&i| subjects[i].reads_hubspot)
         .collect();
     for &i in &readers {
-        verify_read(&opened[i], &SUBJECTS[i]).await;
+        verify_read(&opened[i], &subjects[i]).await;
     }
     let empty = interleave(mappers.len(), 10, 200, async |j| {
-        map(&opened[mappers[j]], &SUBJECTS[mappers[j]], &[]).await;
+        map(&opened[mappers[j]], &subjects[mappers[j]], &[]).await;
     })
     .await;
     let full = interleave(mappers.len(), 5, 60, async |j| {
-        map(&opened[mappers[j]], &SUBJECTS[mappers[j]], &contacts).await;
+        map(&opened[mappers[j]], &subjects[mappers[j]], &contacts).await;
     })
     .await;
     let reads = interleave(readers.len(), 5, 60, async |j| {
-        read_page(&opened[readers[j]], &SUBJECTS[readers[j]]).await;
+        read_page(&opened[readers[j]], &subjects[readers[j]]).await;
     })
     .await;
     println!(
@@ -306,8 +342,8 @@ async fn run() {
     for (j, &i) in mappers.iter().enumerate() {
         println!(
             "{:<8} {:<20} {:>12} {:>12} {:>12} {:>12} {:>8}",
-            SUBJECTS[i].language,
-            SUBJECTS[i].name,
+            subjects[i].language,
+            subjects[i].name,
             dur(empty[j].median()),
             dur(full[j].median()),
             dur(full[j].p90()),
@@ -318,8 +354,8 @@ async fn run() {
     for (j, &i) in readers.iter().enumerate() {
         println!(
             "{:<8} {:<20} {:>12} {:>12} {:>12} {:>12} {:>8}",
-            SUBJECTS[i].language,
-            SUBJECTS[i].name,
+            subjects[i].language,
+            subjects[i].name,
             "",
             dur(reads[j].median()),
             dur(reads[j].p90()),
