@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use nexo::limits::Limit;
 use nexo::sandbox::policy::HttpGrant;
 use nexo::sandbox::secrets::SecretValue;
-use nexo::{ConnectorPlugin, Grants, Limits, PluginRef, Sandbox};
+use nexo::{ConnectorPlugin, Grants, GuestError, Limits, PluginError, PluginRef, Sandbox};
 
 use crate::load;
 
@@ -38,4 +39,25 @@ pub async fn open(
     ConnectorPlugin::open(&load(path), sandbox(id, secret, limits, http))
         .await
         .unwrap()
+}
+
+/// The limit a call hit and its message; any other result fails the test.
+pub fn limit_of(r: Result<impl std::fmt::Debug, PluginError>) -> (Limit, String) {
+    match r {
+        Err(e) => (
+            e.limit()
+                .unwrap_or_else(|| panic!("expected a limit error, got {e}")),
+            e.to_string(),
+        ),
+        Ok(v) => panic!("expected a limit error, got {v:?}"),
+    }
+}
+
+/// The plugin's own error value a call returned; any other result fails
+/// the test.
+pub fn guest_error(r: Result<impl std::fmt::Debug, PluginError>) -> GuestError {
+    match r {
+        Err(PluginError::Guest { error, .. }) => error,
+        other => panic!("expected the plugin's own error value, got {other:?}"),
+    }
 }

@@ -12,7 +12,8 @@ use nexo::limits::Limit;
 use nexo::sandbox::http::HttpError;
 use nexo::sandbox::policy::HttpGrant;
 use nexo::state::SandboxEvent;
-use nexo::{ConnectorPlugin, GuestError, Limits, PluginError};
+use nexo::{ConnectorPlugin, GuestError, Limits};
+use nexo_tests::hostile::{guest_error, limit_of};
 use nexo_tests::{echo, programs};
 
 const SECRET: &str = "js-hostile-secret-91c3";
@@ -36,24 +37,6 @@ async fn still_serves(plugin: &ConnectorPlugin) {
         .result
         .expect("the plugin answers the next call");
     assert_eq!(page.records.len(), 1);
-}
-
-fn limit_of<T: std::fmt::Debug>(r: Result<T, PluginError>) -> (Limit, String) {
-    match r {
-        Err(e) => (
-            e.limit()
-                .unwrap_or_else(|| panic!("expected a limit error, got {e}")),
-            e.to_string(),
-        ),
-        Ok(v) => panic!("expected a limit error, got {v:?}"),
-    }
-}
-
-fn guest_error<T: std::fmt::Debug>(r: Result<T, PluginError>) -> GuestError {
-    match r {
-        Err(PluginError::Guest { error, .. }) => error,
-        other => panic!("expected a guest error, got {other:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,7 +27,8 @@ use nexo::state::SandboxEvent;
 use nexo::store::Database;
 use nexo::store::connections::{ConnectionGrants, Environment};
 use nexo::store::sealed::Sealer;
-use nexo::{ConnectorPlugin, GuestError, Limits, PluginError};
+use nexo::{ConnectorPlugin, GuestError, Limits};
+use nexo_tests::hostile::{guest_error, limit_of};
 use nexo_tests::{echo, programs, runtime, tinycrm};
 use serde_json::{Value, json};
 
@@ -48,24 +49,6 @@ async fn still_serves(p: &ConnectorPlugin) {
         .result
         .expect("the plugin answers the next call");
     assert_eq!(page.records.len(), 1);
-}
-
-fn limit_of<T: std::fmt::Debug>(r: Result<T, PluginError>) -> (Limit, String) {
-    match r {
-        Err(e) => (
-            e.limit()
-                .unwrap_or_else(|| panic!("expected a limit error, got {e}")),
-            e.to_string(),
-        ),
-        Ok(v) => panic!("expected a limit error, got {v:?}"),
-    }
-}
-
-fn guest_error<T: std::fmt::Debug>(r: Result<T, PluginError>) -> GuestError {
-    match r {
-        Err(PluginError::Guest { error, .. }) => error,
-        other => panic!("expected the plugin's own error value, got {other:?}"),
-    }
 }
 
 fn refused(events: &[SandboxEvent]) -> &HttpError {

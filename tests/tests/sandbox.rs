@@ -11,6 +11,7 @@ use nexo::sandbox::policy::HttpGrant;
 use nexo::sandbox::secrets::SecretValue;
 use nexo::state::SandboxEvent;
 use nexo::{ConnectorPlugin, Grants, GuestError, Limits, PluginError, PluginRef, Sandbox};
+use nexo_tests::hostile::{guest_error, limit_of};
 use nexo_tests::{load, programs, tinycrm};
 
 fn sandbox(limits: Limits, http: Vec<HttpGrant>) -> Sandbox {
@@ -59,17 +60,6 @@ async fn host_still_serves(plugin: &ConnectorPlugin) {
         .result
         .expect("another plugin answers");
     assert!(out.is_empty());
-}
-
-fn limit_of(r: Result<impl std::fmt::Debug, PluginError>) -> (Limit, String) {
-    match r {
-        Err(e) => (
-            e.limit()
-                .unwrap_or_else(|| panic!("expected a limit error, got {e}")),
-            e.to_string(),
-        ),
-        Ok(v) => panic!("expected a limit error, got {v:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,13 +188,6 @@ async fn stdout_flood_is_capped_and_stopped() {
     // the call fails with the log volume limit.
     assert_eq!(limit_of(out.result).0, Limit::LogVolume(64 << 10));
     host_still_serves(&p).await;
-}
-
-fn guest_error(r: Result<impl std::fmt::Debug, PluginError>) -> GuestError {
-    match r {
-        Err(PluginError::Guest { error, .. }) => error,
-        other => panic!("expected the plugin's own error value, got {other:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
