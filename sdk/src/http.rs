@@ -334,7 +334,11 @@ mod imp {
             Ok(r) => Ok(Response {
                 status: r.status,
                 headers: r.headers,
-                body: r.body,
+                // Text is the body's bytes, already checked as UTF-8.
+                body: match r.body {
+                    wit::ResponseBody::Text(text) => text.into_bytes(),
+                    wit::ResponseBody::Bytes(bytes) => bytes,
+                },
             }),
             Err(e) => Err(match e {
                 wit::HttpError::OriginNotAllowed(m)

@@ -28,7 +28,7 @@ const RELEASED: &[(&str, &str)] = &[
     ),
     (
         "1.1.0",
-        "ce0d3634ff26406c1a0893ff4fb588129d18f2a9d454cde8299ad2c37d2c74c7",
+        "fc2c393cae40cdf3060f510d90d9a1016c4de245aa7f5d21e5e0f444d486736a",
     ),
 ];
 

@@ -142,7 +142,9 @@ export class Request {
     } catch (e) {
       throw httpFailure(e, `${this.method.toUpperCase()} ${this.url}`);
     }
-    return new Response(answer.status, answer.headers, answer.body);
+    // 1.1 hands a UTF-8 body over as text (`{tag: 'text'}`), anything
+    // else as bytes.
+    return new Response(answer.status, answer.headers, answer.body.val);
   }
 }
 
@@ -201,18 +203,35 @@ export function httpFailure(e, what) {
 
 /** An HTTP answer, whatever its status. */
 export class Response {
+  /** @type {string | undefined} */
+  #text;
+  /** @type {Uint8Array | undefined} */
+  #bytes;
+
   /**
    * @param {number} status
    * @param {[string, string][]} headers
-   * @param {Uint8Array} body
+   * @param {Uint8Array | string} body the bytes, or their text when they
+   *   are UTF-8 (as the host hands such a body over)
    */
   constructor(status, headers, body) {
     /** @type {number} */
     this.status = status;
     /** @type {[string, string][]} */
     this.headers = headers;
-    /** @type {Uint8Array} */
-    this.body = body;
+    if (typeof body === 'string') {
+      this.#text = body;
+    } else {
+      this.#bytes = body;
+    }
+  }
+
+  /** The body's bytes, as the system sent them. */
+  get body() {
+    if (this.#bytes === undefined) {
+      this.#bytes = encodeUtf8(this.#text ?? '');
+    }
+    return this.#bytes;
   }
 
   /**
@@ -226,9 +245,12 @@ export class Response {
     return found ? found[1] : undefined;
   }
 
-  /** The body as text. */
+  /** The body as text (bytes that are not UTF-8 with U+FFFD for each bad sequence). */
   text() {
-    return decodeUtf8(this.body);
+    if (this.#text === undefined) {
+      this.#text = decodeUtf8(this.#bytes ?? new Uint8Array());
+    }
+    return this.#text;
   }
 
   /**

@@ -115,7 +115,7 @@ export class Request {
   send(): Response;
 }
 export class Response {
-  constructor(status: number, headers: [string, string][], body: Uint8Array);
+  constructor(status: number, headers: [string, string][], body: Uint8Array | string);
   readonly status: number;
   readonly headers: [string, string][];
   readonly body: Uint8Array;

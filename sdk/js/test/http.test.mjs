@@ -32,7 +32,7 @@ test('error excerpts are one short line with credentials masked', () => {
 });
 
 test('a request reaches the host with secret templates, query and JSON body', () => {
-  host.handler = () => ({ status: 200, headers: [['Content-Type', 'application/json']], body: encodeUtf8('{"ok":true,"name":"Zoë"}') });
+  host.handler = () => ({ status: 200, headers: [['Content-Type', 'application/json']], body: { tag: 'text', val: '{"ok":true,"name":"Zoë"}' } });
   const r = http.post('https://api.example.test/a?x=1').bearerSecret('api_token').query('after', '2026-01-01T00:00:00+01:00').query('empty', '').json({ n: 'é' }).timeoutMs(500).send();
   assert.deepEqual(r.json(), { ok: true, name: 'Zoë' });
   assert.equal(r.header('content-type'), 'application/json');
@@ -44,6 +44,20 @@ test('a request reaches the host with secret templates, query and JSON body', ()
   assert.equal(sent.timeoutMs, 500);
   assert.equal(sent.basicAuth, undefined);
   assert.equal(secret('x'), '{{secret:x}}');
+});
+
+test('a body is the text the host hands over for UTF-8, else the bytes; each gives the other on demand', () => {
+  host.handler = () => ({ status: 200, headers: [], body: { tag: 'text', val: 'Zoë €' } });
+  const text = http.get('https://api.example.test/t').send();
+  assert.equal(text.text(), 'Zoë €');
+  assert.deepEqual(text.body, new TextEncoder().encode('Zoë €'));
+  const latin1 = Uint8Array.from([0x5a, 0x6f, 0xeb]);
+  host.handler = () => ({ status: 200, headers: [], body: { tag: 'bytes', val: latin1 } });
+  const bytes = http.get('https://api.example.test/b').send();
+  assert.deepEqual(bytes.body, latin1);
+  assert.equal(bytes.text(), 'Zo\ufffd');
+  assert.equal(new Response(200, [], '').text(), '');
+  assert.deepEqual(new Response(200, [], '{}').json(), {});
 });
 
 test("the host's refusals become the SDK's errors", () => {

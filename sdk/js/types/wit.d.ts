@@ -104,10 +104,14 @@ export interface Request {
   timeoutMs: number | undefined;
 }
 
+export type ResponseBody =
+  | { tag: 'text'; val: string }
+  | { tag: 'bytes'; val: Uint8Array };
+
 export interface Response {
   status: number;
   headers: [string, string][];
-  body: Uint8Array;
+  body: ResponseBody;
 }
 
 export type HttpError =

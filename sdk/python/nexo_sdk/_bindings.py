@@ -118,7 +118,9 @@ class WitHost:
             r = wit_http.send(req)
         except Err as e:
             raise _host.HttpRefusal(_case(e.value, "HttpError_"), getattr(e.value, "value", None)) from None
-        return Response(r.status, list(r.headers), bytes(r.body))
+        # 1.1 hands a UTF-8 body over as text, anything else as bytes.
+        body = r.body.value
+        return Response(r.status, list(r.headers), body.encode() if isinstance(body, str) else bytes(body))
 
     def secret_is_set(self, name: str) -> bool:
         return wit_secrets is not None and wit_secrets.is_set(name)

@@ -108,9 +108,15 @@ class Adapter(unittest.TestCase):
                     http.send(Request.get("https://x.example/y"))
                 if not isinstance(expected, type):
                     self.assertEqual(caught.exception, expected)
-            self.wit_http.send = lambda req: self.wit_http.Response(200, [("a", "b")], b"ok")
-            r = http.send(Request.get("https://x.example/y"))
-            self.assertEqual((r.status, r.headers, r.body), (200, [("a", "b")], b"ok"))
+            # A UTF-8 body comes as text, any other as bytes: the SDK gives
+            # the bytes the system sent either way.
+            for body, sent in [
+                (self.wit_http.ResponseBody_Text("Zoë"), "Zoë".encode()),
+                (self.wit_http.ResponseBody_Bytes(b"Zo\xeb"), b"Zo\xeb"),
+            ]:
+                self.wit_http.send = lambda req, body=body: self.wit_http.Response(200, [("a", "b")], body)
+                r = http.send(Request.get("https://x.example/y"))
+                self.assertEqual((r.status, r.headers, r.body), (200, [("a", "b")], sent))
         finally:
             self.wit_http.send = original
 

@@ -61,7 +61,7 @@ macro_rules! host_adapters {
                     Ok(r) => Ok(Ok($http::Response {
                         status: r.status,
                         headers: r.headers,
-                        body: r.body,
+                        body: to_wit_body(r.body),
                     })),
                     Err(e) => {
                         let e = e.redacted(http.secrets());

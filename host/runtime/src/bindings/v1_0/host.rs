@@ -17,6 +17,11 @@ use crate::state::{PluginState, SandboxEvent};
 
 crate::bindings::host_adapters!(wit_types, wit_log, wit_http, wit_secrets, wit_kv);
 
+/// A response body as 1.0 carries it: the bytes.
+fn to_wit_body(body: Vec<u8>) -> Vec<u8> {
+    body
+}
+
 /// The guest's view of a used-up request budget: the answer a rate-limited
 /// system gives, `429` with `Retry-After` (whole seconds, rounded up), which
 /// the SDK's `error_for_status` turns into `rate-limited(ms)` as for the

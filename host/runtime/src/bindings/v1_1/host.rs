@@ -12,6 +12,16 @@ use crate::state::{PluginState, SandboxEvent};
 
 crate::bindings::host_adapters!(wit_types, wit_log, wit_http, wit_secrets, wit_kv);
 
+/// A response body as 1.1 carries it: the text when the bytes are UTF-8
+/// (checking costs the host microseconds; an interpreted guest decoding
+/// byte by byte, milliseconds a page), else the bytes.
+fn to_wit_body(body: Vec<u8>) -> wit_http::ResponseBody {
+    match String::from_utf8(body) {
+        Ok(text) => wit_http::ResponseBody::Text(text),
+        Err(e) => wit_http::ResponseBody::Bytes(e.into_bytes()),
+    }
+}
+
 /// What the guest gets for a request that got no response from the system.
 fn to_wit_http_result(e: HttpError) -> Result<wit_http::Response, wit_http::HttpError> {
     use wit_http::HttpError as W;
@@ -51,6 +61,23 @@ mod tests {
 
     use super::*;
     use crate::sandbox::budget::BudgetExhausted;
+
+    #[test]
+    fn a_utf8_body_is_text_and_any_other_the_bytes_as_received() {
+        match to_wit_body("{\"name\":\"Zoë\"}".as_bytes().to_vec()) {
+            wit_http::ResponseBody::Text(t) => assert_eq!(t, "{\"name\":\"Zoë\"}"),
+            other => panic!("{other:?}"),
+        }
+        let latin1 = vec![b'Z', b'o', 0xeb];
+        match to_wit_body(latin1.clone()) {
+            wit_http::ResponseBody::Bytes(b) => assert_eq!(b, latin1),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            to_wit_body(Vec::new()),
+            wit_http::ResponseBody::Text(t) if t.is_empty()
+        ));
+    }
 
     #[test]
     fn the_hosts_own_refusals_are_their_own_cases_not_made_up_answers() {
