@@ -20,6 +20,7 @@
 //! (an interleaved A/B of two builds). Results: `docs/BENCHMARKS.md`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use nexo_tests::benchkit::{Samples, cwasm_size, dur, load_average, rate, verdict};
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::Path;
@@ -511,45 +512,8 @@ fn record(contact: &serde_json::Value) -> Record {
     }
 }
 
-/// Size of the cached artefact of `bytes` in `dir`.
-fn cwasm_size(dir: &Path, bytes: &[u8]) -> u64 {
-    let sha = nexo::cache::sha256_hex(bytes);
-    std::fs::read_dir(dir)
-        .expect("cache dir")
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&sha))
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
-}
-
 // ---------------------------------------------------------------------------
-// Timing and printing (as in `runtime.rs`).
-
-struct Samples(Vec<Duration>);
-
-impl Samples {
-    fn sorted(mut v: Vec<Duration>) -> Self {
-        v.sort_unstable();
-        Samples(v)
-    }
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn quantile(&self, q: f64) -> Duration {
-        let i = ((self.0.len().saturating_sub(1)) as f64 * q).round() as usize;
-        self.0.get(i).copied().unwrap_or_default()
-    }
-    fn median(&self) -> Duration {
-        self.quantile(0.5)
-    }
-    fn p90(&self) -> Duration {
-        self.quantile(0.9)
-    }
-    fn min(&self) -> Duration {
-        self.quantile(0.0)
-    }
-}
+// Timing (the rest is in `nexo_tests::benchkit`).
 
 /// Runs `variants` round-robin, one run of each per round, `warmup` rounds
 /// untimed, then `rounds` timed.
@@ -604,46 +568,10 @@ fn header() {
     );
 }
 
-fn load_average() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    load.split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met { "PASS" } else { "MISS" }
-}
-
 fn size(bytes: u64) -> String {
     if bytes >= 1 << 20 {
         format!("{:.1} MB", bytes as f64 / 1e6)
     } else {
         format!("{} KB", bytes / 1024)
-    }
-}
-
-fn dur(d: Duration) -> String {
-    let ns = d.as_nanos() as f64;
-    if ns < 1e3 {
-        format!("{ns:.0} ns")
-    } else if ns < 1e6 {
-        format!("{:.1} µs", ns / 1e3)
-    } else if ns < 1e9 {
-        format!("{:.2} ms", ns / 1e6)
-    } else {
-        format!("{:.2} s", ns / 1e9)
-    }
-}
-
-fn rate(n: usize, per_batch: Duration) -> String {
-    let r = n as f64 / per_batch.as_secs_f64();
-    if r >= 1e6 {
-        format!("{:.2} M/s", r / 1e6)
-    } else if r >= 1e3 {
-        format!("{:.1} k/s", r / 1e3)
-    } else {
-        format!("{r:.0} /s")
     }
 }

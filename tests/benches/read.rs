@@ -26,6 +26,7 @@
 //!   record -g -o read-{}.perf --`) runs each export under a profiler.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use nexo_tests::benchkit::{load_average, spread};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -348,18 +349,6 @@ async fn sandbox(n: usize) -> (HubSpotSandbox, f64, f64) {
     let secs = t0.elapsed().as_secs_f64();
     let rss = vm_kib(std::process::id(), "VmRSS:").unwrap_or(0);
     (sandbox, secs, rss.saturating_sub(rss0) as f64 / 1024.0)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// Median, minimum and maximum.
-fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
 struct Row {

@@ -10,6 +10,7 @@
 //! would be worthless. Results and their reading: `docs/BENCHMARKS.md`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use nexo_tests::benchkit::{Samples, cwasm_size, dur, load_average, rate, verdict};
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -355,18 +356,6 @@ async fn run() {
     );
 }
 
-/// Size of the cached artefact of `bytes` in `dir`.
-fn cwasm_size(dir: &std::path::Path, bytes: &[u8]) -> u64 {
-    let sha = nexo::cache::sha256_hex(bytes);
-    std::fs::read_dir(dir)
-        .expect("cache dir")
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&sha))
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
-}
-
 // ---------------------------------------------------------------------------
 // The mapping, natively and in Wasm.
 
@@ -598,32 +587,7 @@ impl RawMapper {
 }
 
 // ---------------------------------------------------------------------------
-// Timing and printing.
-
-struct Samples(Vec<Duration>);
-
-impl Samples {
-    fn sorted(mut v: Vec<Duration>) -> Self {
-        v.sort_unstable();
-        Samples(v)
-    }
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn quantile(&self, q: f64) -> Duration {
-        let i = ((self.0.len().saturating_sub(1)) as f64 * q).round() as usize;
-        self.0.get(i).copied().unwrap_or_default()
-    }
-    fn median(&self) -> Duration {
-        self.quantile(0.5)
-    }
-    fn p90(&self) -> Duration {
-        self.quantile(0.9)
-    }
-    fn min(&self) -> Duration {
-        self.quantile(0.0)
-    }
-}
+// Timing and printing (the shared part is in `nexo_tests::benchkit`).
 
 /// Runs `variants` round-robin, one run of each per round, so that
 /// background load (this is a shared 2-core machine) and cache state hit
@@ -724,16 +688,6 @@ fn header() {
     println!("figures: medians unless said otherwise; targets are printed, never asserted");
 }
 
-/// The 1, 5 and 15 minute load averages: above ~1 on this 2-core machine,
-/// something else competed with the bench.
-fn load_average() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    load.split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn section(title: &str) {
     println!("\n{title}");
     println!("{}", "─".repeat(title.chars().count().min(110)));
@@ -757,39 +711,11 @@ fn row(label: &str, cols: &[String]) {
     println!();
 }
 
-fn verdict(met: bool) -> &'static str {
-    if met { "PASS" } else { "MISS" }
-}
-
-fn dur(d: Duration) -> String {
-    let ns = d.as_nanos() as f64;
-    if ns < 1e3 {
-        format!("{ns:.0} ns")
-    } else if ns < 1e6 {
-        format!("{:.1} µs", ns / 1e3)
-    } else if ns < 1e9 {
-        format!("{:.2} ms", ns / 1e6)
-    } else {
-        format!("{:.2} s", ns / 1e9)
-    }
-}
-
 /// `a − b`, signed.
 fn signed_dur(a: Duration, b: Duration) -> String {
     if a >= b {
         format!("+{}", dur(a - b))
     } else {
         format!("−{}", dur(b - a))
-    }
-}
-
-fn rate(n: usize, per_batch: Duration) -> String {
-    let r = n as f64 / per_batch.as_secs_f64();
-    if r >= 1e6 {
-        format!("{:.2} M/s", r / 1e6)
-    } else if r >= 1e3 {
-        format!("{:.0} k/s", r / 1e3)
-    } else {
-        format!("{r:.0} /s")
     }
 }

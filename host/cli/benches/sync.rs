@@ -17,6 +17,7 @@
 //! (`tests/programs/js-mapper`), each installed as its vendor packs it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use nexo_tests::benchkit::{load_average, spread};
 use std::process::Command;
 
 use nexo_tests::synckit::{Kit, MAPPER_PLUGIN, install_shipped, pipeline};
@@ -230,18 +231,6 @@ async fn round(n: usize, page_size: usize, commit: Option<u64>, mapper: Mapper) 
         cpu1,
         cpu2,
     }
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// Median, minimum and maximum.
-fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
 /// Targets (issue 17): a first sync at ≥ 50 000 records/s at 100 records
