@@ -22,6 +22,8 @@ pub mod bundle {
 }
 pub use nexo_daemon as serve;
 pub use nexo_db as store;
+/// The conformance kit behind `nexo plugin test`.
+pub use nexo_kit as kit;
 pub use nexo_registry::{self as registry, connections};
 pub use nexo_runtime::{
     bindings, cache, error, inspect, limits, metrics, plugin, runtime, safe_text, sandbox, state,

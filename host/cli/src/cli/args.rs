@@ -137,6 +137,11 @@ pub(super) enum PluginCommand {
     },
     /// Run one operation of a component under the sandbox.
     Call(Box<CallArgs>),
+    /// Run the conformance kit on a component: spec, check, reads resumed
+    /// from every state, idempotent writes, injected faults, the sandbox;
+    /// each check named, as text, JSON or JUnit XML. Exits non-zero when a
+    /// check fails.
+    Test(Box<TestArgs>),
     /// Create a vendor signing key pair: KEY (secret, mode 0600) and KEY.pub.
     Keygen {
         /// Who the key belongs to, e.g. "Acme Inc".
@@ -259,6 +264,15 @@ pub(crate) struct CallArgs {
     /// {"id", "payload", "stream"?, "operation"?, "cursor"?}.
     #[arg(long)]
     pub(crate) input: Option<PathBuf>,
+    /// Grants, secrets and limits.
+    #[command(flatten)]
+    pub(crate) sandbox: SandboxArgs,
+}
+
+/// What the sandbox of `plugin call`, `plugin test` and `plugin dev`
+/// allows: the admin's grants, secrets and limits, as flags.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct SandboxArgs {
     /// Allow HTTP to this origin (public addresses only). Repeatable.
     #[arg(long = "grant-http", value_name = "ORIGIN")]
     pub(crate) grant_http: Vec<String>,
@@ -294,6 +308,49 @@ pub(crate) struct CallArgs {
     /// component (or a rebuild) with the same id starts empty.
     #[arg(long)]
     pub(crate) id: Option<String>,
+}
+
+/// Output formats of `plugin test`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum ReportFormat {
+    /// One line per check.
+    Text,
+    /// One JSON document.
+    Json,
+    /// JUnit XML, for CI servers.
+    Junit,
+}
+
+/// `nexo plugin test`.
+#[derive(Debug, Args)]
+pub(crate) struct TestArgs {
+    /// The component (`.wasm`).
+    pub(crate) file: PathBuf,
+    /// Config JSON file (`-` for stdin). Default: `{}`.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// The suite file: sample records for the write checks, the mapper's
+    /// input (default: `nexo-test.toml` next to the component or in the
+    /// current directory, if there is one).
+    #[arg(long)]
+    pub(crate) suite: Option<PathBuf>,
+    /// Report format on stdout.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub(crate) format: ReportFormat,
+    /// Also write the report to this file (in --format).
+    #[arg(long)]
+    pub(crate) report: Option<PathBuf>,
+    /// Save every HTTP exchange (secret values redacted) to this folder,
+    /// for --replay.
+    #[arg(long, value_name = "DIR", conflicts_with = "replay")]
+    pub(crate) record: Option<PathBuf>,
+    /// Answer from a folder written by --record, with no system running
+    /// (a vendor's CI needs no account).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) replay: Option<PathBuf>,
+    /// Grants, secrets and limits.
+    #[command(flatten)]
+    pub(crate) sandbox: SandboxArgs,
 }
 
 /// `nexo stream …`.

@@ -15,7 +15,7 @@ use crate::sandbox::policy::HttpGrant;
 use crate::sandbox::secrets::SecretValue;
 use crate::{ConnectorPlugin, Grants, Limits, MapperPlugin, PluginRef, Runtime, Sandbox};
 
-use super::{CallArgs, Op, plugin_ref};
+use super::{CallArgs, Op, SandboxArgs, plugin_ref};
 
 pub(crate) fn spec_json(spec: &Spec) -> Value {
     json!({
@@ -144,12 +144,8 @@ pub(crate) fn parse_secret(spec: &str) -> Result<(String, SecretValue)> {
     Ok((name.to_string(), SecretValue::new(value)))
 }
 
-fn sandbox_for(
-    args: &CallArgs,
-    who: PluginRef,
-    component_sha256: &str,
-    data_dir: &Path,
-) -> Result<Sandbox> {
+/// The limits `args` set (a limits file, then the flags over it).
+pub(crate) fn limits_of(args: &SandboxArgs) -> Result<Limits> {
     let mut limits = match &args.limits {
         Some(p) => serde_json::from_str(&read_text(p)?)
             .with_context(|| format!("limits file {}", p.display()))?,
@@ -161,6 +157,12 @@ fn sandbox_for(
     if let Some(t) = args.timeout_ms {
         limits.call_timeout_ms = t;
     }
+    Ok(limits)
+}
+
+/// The HTTP grants `args` give; an overridden origin is granted by its
+/// override, as on a connection.
+pub(crate) fn http_grants(args: &SandboxArgs) -> Result<Vec<HttpGrant>> {
     let mut http = Vec::new();
     for o in &args.grant_http {
         http.push(HttpGrant::public(o).with_context(|| format!("--grant-http {o}"))?);
@@ -168,15 +170,23 @@ fn sandbox_for(
     for o in &args.grant_private_http {
         http.push(HttpGrant::private(o).with_context(|| format!("--grant-private-http {o}"))?);
     }
-    // An overridden origin is granted by its override, as on a connection.
     for (from, _) in &args.origin_overrides {
         http.push(HttpGrant::public(from).with_context(|| format!("--origin-override {from}"))?);
     }
-    let secrets = args
-        .secrets
-        .iter()
-        .map(|s| parse_secret(s))
-        .collect::<Result<BTreeMap<_, _>>>()?;
+    Ok(http)
+}
+
+/// The secrets `args` name, read from their sources.
+pub(crate) fn secrets_of(args: &SandboxArgs) -> Result<BTreeMap<String, SecretValue>> {
+    args.secrets.iter().map(|s| parse_secret(s)).collect()
+}
+
+fn sandbox_for(
+    args: &SandboxArgs,
+    who: PluginRef,
+    component_sha256: &str,
+    data_dir: &Path,
+) -> Result<Sandbox> {
     let kv = if args.grant_kv > 0 {
         let db = crate::store::Database::open(&data_dir.join("nexo.db"))
             .context("opening the database")?;
@@ -190,12 +200,12 @@ fn sandbox_for(
     };
     Ok(Sandbox {
         plugin: who,
-        limits,
+        limits: limits_of(args)?,
         grants: Grants {
-            http,
+            http: http_grants(args)?,
             kv_bytes: args.grant_kv,
         },
-        secrets,
+        secrets: secrets_of(args)?,
         credentials: Default::default(),
         kv,
     })
@@ -203,8 +213,8 @@ fn sandbox_for(
 
 pub(crate) async fn call(runtime: &Runtime, data_dir: &Path, args: CallArgs) -> Result<()> {
     let plugin = runtime.load_file(&args.file)?;
-    let who = plugin_ref(&plugin, &args.file, args.id.clone());
-    let sandbox = sandbox_for(&args, who, plugin.sha256(), data_dir)?;
+    let who = plugin_ref(&plugin, &args.file, args.sandbox.id.clone());
+    let sandbox = sandbox_for(&args.sandbox, who, plugin.sha256(), data_dir)?;
     let config = load_config(args.config.as_deref())?;
     let stream = || {
         args.stream
@@ -244,7 +254,10 @@ pub(crate) async fn call(runtime: &Runtime, data_dir: &Path, args: CallArgs) -> 
         return Ok(());
     }
     let overrides = crate::sandbox::overrides::Overrides::parse(
-        args.origin_overrides.iter().map(|(from, to)| (from, to)),
+        args.sandbox
+            .origin_overrides
+            .iter()
+            .map(|(from, to)| (from, to)),
     )?;
     let connector = ConnectorPlugin::open(&plugin, sandbox)
         .await?

@@ -25,9 +25,10 @@ mod queues;
 mod runs;
 pub mod serve;
 pub mod sync;
+mod test;
 
 pub use args::LogFormat;
-pub(crate) use args::{CallArgs, GrantArgs, Op};
+pub(crate) use args::{CallArgs, GrantArgs, Op, SandboxArgs};
 /// Run the CLI; errors are printed with their causes and give exit code 1.
 use args::{Cli, Command, PluginCommand, StreamCommand, TrustCommand};
 use output::quiet_on_broken_pipe;
@@ -136,6 +137,7 @@ async fn run(cli: Cli) -> Result<()> {
             inspect::inspect(&runtime, &file, json).await
         }
         Command::Plugin(PluginCommand::Call(args)) => call::call(&runtime, &dir, *args).await,
+        Command::Plugin(PluginCommand::Test(args)) => test::test(&runtime, *args).await,
         Command::Plugin(PluginCommand::Keygen { name, out }) => bundle::keygen(&name, &out),
         Command::Plugin(PluginCommand::Pack {
             manifest,
