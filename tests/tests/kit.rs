@@ -149,3 +149,111 @@ async fn recorded_fixtures_replay_the_same_verdicts_with_the_system_stopped() {
         .to_string();
     assert!(e.contains("--record"), "{e}");
 }
+
+fn overridden(
+    component: &str,
+    logical: &str,
+    physical: &str,
+    secrets: &[(&str, &str)],
+    config: serde_json::Value,
+) -> Target {
+    Target {
+        component: load(component),
+        plugin: PluginRef {
+            id: "test/kit".into(),
+            version: "0.1.0".into(),
+        },
+        limits: Limits::default(),
+        grants: vec![HttpGrant::public(logical).unwrap()],
+        overrides: vec![(logical.to_string(), physical.to_string())],
+        secrets: secrets
+            .iter()
+            .map(|(k, v)| (k.to_string(), SecretValue::new(*v)))
+            .collect(),
+        config: config.to_string(),
+    }
+}
+
+async fn hubspot_sandbox(token: &str) -> nexo_sandbox::hubspot::HubSpotSandbox {
+    use nexo_sandbox::hubspot::{self, HubSpotConfig, SeedData};
+    hubspot::start(HubSpotConfig {
+        token: token.into(),
+        seed: SeedData::of_size(30, 3),
+        ..HubSpotConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_connectors_in_rust_and_js_pass_every_check() {
+    for (component, suite_file) in [
+        (programs::HUBSPOT, "plugins/hubspot/nexo-test.toml"),
+        (programs::JS_HUBSPOT, "plugins/js-hubspot/nexo-test.toml"),
+    ] {
+        let server = hubspot_sandbox("pat-kit-1").await;
+        let t = overridden(
+            component,
+            "https://api.hubapi.com",
+            &server.url(),
+            &[("api_token", "pat-kit-1")],
+            json!({"page_size": 7}),
+        );
+        let report = kit::run(&t, &suite(suite_file), &Mode::Live).await.unwrap();
+        assert_passed(&report);
+        for name in [
+            "write.contacts.idempotent-create",
+            "write.contacts.refused-alone",
+            "faults.contacts.write-lost-answer",
+        ] {
+            assert_eq!(verdict(&report, name), &Verdict::Pass, "{name}");
+        }
+    }
+}
+
+fn mapper_target(component: &str, memory_mib: u64, config: serde_json::Value) -> Target {
+    let mut limits = Limits::default();
+    limits.memory_bytes = memory_mib << 20;
+    Target {
+        component: load(component),
+        plugin: PluginRef {
+            id: "test/kit-mapper".into(),
+            version: "0.1.0".into(),
+        },
+        limits,
+        grants: Vec::new(),
+        overrides: Vec::new(),
+        secrets: BTreeMap::new(),
+        config: config.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_mappers_in_rust_and_python_pass_every_check() {
+    for (component, memory, config, suite_file) in [
+        (
+            programs::DEAL_TO_INVOICE,
+            64,
+            json!({}),
+            "plugins/deal-to-invoice/nexo-test.toml",
+        ),
+        (
+            programs::PY_CONTACT_CLEANER,
+            256,
+            json!({"default_country_code": "44"}),
+            "plugins/py-contact-cleaner/nexo-test.toml",
+        ),
+    ] {
+        let report = kit::run(
+            &mapper_target(component, memory, config),
+            &suite(suite_file),
+            &Mode::Live,
+        )
+        .await
+        .unwrap();
+        assert_passed(&report);
+        for name in ["mapper.total", "mapper.deterministic", "mapper.budget"] {
+            assert_eq!(verdict(&report, name), &Verdict::Pass, "{name}");
+        }
+    }
+}

@@ -796,8 +796,29 @@ async fn write(
     // Deletes, as declared.
     let t = Timer::start();
     let verdict = match (&id, samples.deletes) {
-        (_, false) => Verdict::Skip(format!("deletes = false in [streams.{name}]")),
-        (None, true) => Verdict::Skip("no record was created to delete".into()),
+        (None, _) => Verdict::Skip("no record was created to delete".into()),
+        (Some(id), false) => {
+            // Declared as not deleting: a delete must fail alone, saying so.
+            let record = delete(name, id, w.key());
+            match w.send(&[record], seen).await {
+                Err(e) => Verdict::Fail(format!(
+                    "a delete the connector does not support failed the whole call ({e}): refuse it per record as `rejected`"
+                )),
+                Ok((r, _)) => match &r[0].outcome {
+                    WriteOutcome::Failed(GuestError::Rejected(_)) => Verdict::Pass,
+                    WriteOutcome::Deleted(_) => {
+                        created.retain(|x| x != id);
+                        Verdict::Fail(format!(
+                            "the suite says deletes = false but the delete of {id} succeeded: set deletes = true in [streams.{name}]"
+                        ))
+                    }
+                    _ => Verdict::Fail(format!(
+                        "a delete the connector does not support gave `{}`; refuse it per record as `rejected`",
+                        outcome_line(&r[0])
+                    )),
+                },
+            }
+        }
         (Some(id), true) => {
             let record = delete(name, id, w.key());
             match w.send(&[record], seen).await {
