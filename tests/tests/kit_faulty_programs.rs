@@ -49,6 +49,29 @@ async fn the_control_reads_incrementally_and_writes_in_the_protocol() {
     let (crm, c) = crm(programs::KIT_FAULTY_CONNECTOR, 7, TOKEN).await;
     let config = config(&crm, "none");
     c.check(&config).await.into_result().unwrap();
+    let streams = c.discover(&config).await.into_result().unwrap();
+    let shape: Vec<_> = streams
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.primary_key.clone(),
+                s.cursor_field.as_deref(),
+                s.can_read,
+                s.can_write,
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [(
+            STREAM,
+            vec!["id".to_string()],
+            Some("updated_at"),
+            true,
+            true
+        )]
+    );
     let schema: Value = serde_json::from_str(&c.spec().config_schema).unwrap();
     assert_eq!(schema["required"], json!(["base_url"]));
     assert_eq!(schema["properties"]["page_size"]["default"], 50);

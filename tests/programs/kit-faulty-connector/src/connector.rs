@@ -165,12 +165,9 @@ impl Connector for KitCrm {
     }
 
     fn discover(_config: &Config) -> Result<Vec<StreamInfo>, Error> {
-        Ok(vec![
-            StreamInfo::new(STREAM, contact_schema())
-                .primary_key(["id"])
-                .cursor_field("updated_at")
-                .writable(),
-        ])
+        // The primary key is `id`, StreamInfo's default.
+        let contacts = StreamInfo::new(STREAM, contact_schema());
+        Ok(vec![contacts.cursor_field("updated_at").writable()])
     }
 
     fn read(config: &Config, stream: &str, state: Option<&str>) -> Result<Page, Error> {
