@@ -114,10 +114,16 @@ async fn the_control_reads_incrementally_and_writes_in_the_protocol() {
     let replayed = write_upsert(&c, &config, STREAM, "", "key-1", &ada).await;
     assert_eq!(replayed, [format!("unchanged {id}")]);
     assert_eq!(crm.crm.lock().unwrap().creates, 1, "the key made it one");
+    // A replay whose record changed since brings the contact up to date.
     let moved = json!({"first_name": "Ada", "last_name": "King", "email": "ada@example.com", "city": "Bath"});
+    let replayed = write_upsert(&c, &config, STREAM, "", "key-1", &moved).await;
+    assert_eq!(replayed, [format!("updated {id}")]);
+    assert_eq!(crm.contact(&id).unwrap()["city"], "Bath");
+    let moved = json!({"first_name": "Ada", "last_name": "King", "email": "ada@example.com", "city": "York"});
     let updated = write_upsert(&c, &config, STREAM, &id, "key-2", &moved).await;
     assert_eq!(updated, [format!("updated {id}")]);
-    assert_eq!(crm.contact(&id).unwrap()["city"], "Bath");
+    assert_eq!(crm.contact(&id).unwrap()["city"], "York");
+    assert_eq!(crm.crm.lock().unwrap().creates, 1);
     let deleted = connkit::write(&c, &config, STREAM, &[connkit::delete(STREAM, &id, "k3")]).await;
     assert_eq!(deleted, [format!("deleted {id}")]);
     assert!(crm.contact(&id).is_none());
