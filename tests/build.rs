@@ -33,6 +33,9 @@ const GUESTS: &[(&str, &str)] = &[
     ("deal-to-invoice", "DEAL_TO_INVOICE"),
     ("field-mapper", "FIELD_MAPPER"),
     ("tryton", "TRYTON"),
+    ("kit-faulty-connector", "KIT_FAULTY_CONNECTOR"),
+    ("kit-wide-connector", "KIT_WIDE_CONNECTOR"),
+    ("kit-faulty-mapper", "KIT_FAULTY_MAPPER"),
 ];
 
 fn main() {

@@ -12,7 +12,9 @@ use nexo::plugin::{MapOutcome, Operation, Record, WriteOutcome, WriteResult};
 use nexo::sandbox::overrides::Overrides;
 use nexo::sandbox::policy::HttpGrant;
 use nexo::sandbox::secrets::SecretValue;
-use nexo::{ConnectorPlugin, Grants, GuestError, Limits, PluginError, PluginRef, Sandbox};
+use nexo::{
+    ConnectorPlugin, Grants, GuestError, Limits, MapperPlugin, PluginError, PluginRef, Sandbox,
+};
 use serde_json::Value;
 
 use crate::load;
@@ -30,7 +32,7 @@ pub async fn open(
     secrets: &[(&str, &str)],
 ) -> ConnectorPlugin {
     let grant = HttpGrant::private(origin).unwrap();
-    ConnectorPlugin::open(&load(component), sandbox(id, grant, secrets))
+    ConnectorPlugin::open(&load(component), sandbox(id, vec![grant], secrets))
         .await
         .unwrap()
 }
@@ -49,26 +51,29 @@ pub async fn open_overridden(
 ) -> ConnectorPlugin {
     let grant = HttpGrant::public(logical).unwrap();
     let pair = [(logical.to_string(), physical.to_string())];
-    ConnectorPlugin::open(&load(component), sandbox(id, grant, secrets))
+    ConnectorPlugin::open(&load(component), sandbox(id, vec![grant], secrets))
         .await
         .unwrap()
         .with_origin_overrides(Overrides::parse(pair.iter().map(|(a, b)| (a, b))).unwrap())
         .unwrap()
 }
 
-/// The sandbox of plugin `id`@0.1.0: default limits, one HTTP grant, and
+/// Opens the mapper `component` (a path constant of [`crate::programs`]) as
+/// plugin `id`@0.1.0 with default limits and no grants (a mapper gets none).
+pub fn open_mapper(component: &str, id: &str) -> MapperPlugin {
+    MapperPlugin::open(&load(component), sandbox(id, vec![], &[])).unwrap()
+}
+
+/// The sandbox of plugin `id`@0.1.0: default limits, the `http` grants, and
 /// `secrets` as name → value.
-fn sandbox(id: &str, grant: HttpGrant, secrets: &[(&str, &str)]) -> Sandbox {
+fn sandbox(id: &str, http: Vec<HttpGrant>, secrets: &[(&str, &str)]) -> Sandbox {
     Sandbox {
         plugin: PluginRef {
             id: id.into(),
             version: "0.1.0".into(),
         },
         limits: Limits::default(),
-        grants: Grants {
-            http: vec![grant],
-            kv_bytes: 0,
-        },
+        grants: Grants { http, kv_bytes: 0 },
         secrets: secrets
             .iter()
             .map(|(name, value)| (name.to_string(), SecretValue::new(*value)))

@@ -3,28 +3,10 @@
 //! compared with the expected canonical JSON.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
-
 use nexo::plugin::{MapOutcome, Operation, Record};
-use nexo::{Grants, Limits, MapperPlugin, PluginRef, Sandbox};
-use nexo_tests::connkit::mapped;
-use nexo_tests::{load, programs};
+use nexo_tests::connkit::{mapped, open_mapper as mapper};
+use nexo_tests::programs;
 use serde_json::{Value, json};
-
-fn mapper(path: &str, id: &str) -> MapperPlugin {
-    let sandbox = Sandbox {
-        plugin: PluginRef {
-            id: id.into(),
-            version: "0.1.0".into(),
-        },
-        limits: Limits::default(),
-        grants: Grants::default(),
-        secrets: BTreeMap::new(),
-        credentials: Default::default(),
-        kv: None,
-    };
-    MapperPlugin::open(&load(path), sandbox).unwrap()
-}
 
 fn record(stream: &str, id: &str, payload: Value) -> Record {
     Record {
