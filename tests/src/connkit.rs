@@ -6,8 +6,8 @@
 //! tests can use it the same way.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
+use nexo::kit::drive::{self, Retry};
 use nexo::plugin::{MapOutcome, Operation, Record, WriteOutcome, WriteResult};
 use nexo::sandbox::overrides::Overrides;
 use nexo::sandbox::policy::HttpGrant;
@@ -18,9 +18,6 @@ use nexo::{
 use serde_json::Value;
 
 use crate::load;
-
-/// How long [`write_retrying`] and [`read_all`] keep at it.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Opens the connector `component` (a path constant of [`crate::programs`])
 /// as plugin `id`@0.1.0 with default limits, HTTP granted to the private
@@ -159,65 +156,49 @@ pub async fn write_upsert(
 
 /// Writes a batch, sending the same batch again after a rate limit (once
 /// `Retry-After` has passed) or a transient failure (a time-out, a 5xx), as
-/// the engine does; one line per record.
+/// the engine does — the conformance kit's own driver
+/// ([`nexo::kit::drive::write_retrying`]); one line per record.
 pub async fn write_retrying(
     c: &ConnectorPlugin,
     config: &str,
     stream: &str,
     batch: &[Record],
 ) -> Vec<String> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "write to {stream} did not finish"
-        );
-        match c.write(config, stream, batch).await.into_result() {
-            Ok(results) => {
-                assert_eq!(results.len(), batch.len(), "one result per record");
-                return results.iter().map(outcome).collect();
-            }
-            Err(e) => match guest_error(&e) {
-                Some(GuestError::RateLimited { retry_after_ms }) => {
-                    tokio::time::sleep(Duration::from_millis(*retry_after_ms)).await;
-                }
-                Some(GuestError::Transient(_)) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await
-                }
-                _ => panic!("write {stream}: {e}"),
-            },
-        }
-    }
+    let retry = Retry {
+        attempts: 200,
+        ..Retry::default()
+    };
+    let (_, result) = drive::write_retrying(c, config, stream, batch, retry).await;
+    let results = result.unwrap_or_else(|e| panic!("write {stream}: {e}"));
+    assert_eq!(results.len(), batch.len(), "one result per record");
+    results.iter().map(outcome).collect()
 }
 
 /// Reads `stream` from `state` to its end, waiting out rate limits as the
-/// engine does; the records and the last state.
+/// engine does (the kit's driver, [`nexo::kit::drive::read_to_end`]); the
+/// records and the last state.
 pub async fn read_all(
     c: &ConnectorPlugin,
     config: &str,
     stream: &str,
-    mut state: Option<String>,
+    state: Option<String>,
 ) -> (Vec<Record>, Option<String>) {
-    let mut records = Vec::new();
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        assert!(Instant::now() < deadline, "read of {stream} did not finish");
-        match c.read(config, stream, state.as_deref()).await.into_result() {
-            Ok(page) => {
-                records.extend(page.records);
-                state = page.state;
-                if !page.has_more {
-                    return (records, state);
-                }
-            }
-            Err(e) => match guest_error(&e) {
-                Some(GuestError::RateLimited { retry_after_ms }) => {
-                    tokio::time::sleep(Duration::from_millis(*retry_after_ms)).await;
-                }
-                _ => panic!("read {stream}: {e}"),
-            },
-        }
+    let retry = Retry {
+        attempts: 200,
+        ..Retry::default()
+    };
+    let (reading, result) =
+        drive::read_to_end(c, config, stream, state.clone(), 100_000, retry).await;
+    if let Err(e) = result {
+        panic!("read {stream}: {e}");
     }
+    let last = if reading.pages.is_empty() {
+        state
+    } else {
+        reading.state()
+    };
+    let records = reading.pages.into_iter().flat_map(|p| p.records).collect();
+    (records, last)
 }
 
 /// [`read_all`], with each record's payload parsed.

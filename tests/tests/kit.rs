@@ -212,8 +212,10 @@ async fn hubspot_connectors_in_rust_and_js_pass_every_check() {
 }
 
 fn mapper_target(component: &str, memory_mib: u64, config: serde_json::Value) -> Target {
-    let mut limits = Limits::default();
-    limits.memory_bytes = memory_mib << 20;
+    let limits = Limits {
+        memory_bytes: memory_mib << 20,
+        ..Limits::default()
+    };
     Target {
         component: load(component),
         plugin: PluginRef {
@@ -256,4 +258,92 @@ async fn reference_mappers_in_rust_and_python_pass_every_check() {
             assert_eq!(verdict(&report, name), &Verdict::Pass, "{name}");
         }
     }
+}
+
+/// Each seeded fault fails the check named for it — and the same
+/// connector without the fault passes every check, so the failure is the
+/// fault's and nothing else's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeded_faults_are_each_caught_by_their_check() {
+    let suite = suite("plugins/example-crm/nexo-test.toml");
+    for (component, fault, check) in [
+        (programs::KIT_FAULTY_CONNECTOR, "none", None),
+        (
+            programs::KIT_FAULTY_CONNECTOR,
+            "duplicate-on-lost-answer",
+            Some("faults.contacts.write-lost-answer"),
+        ),
+        (
+            programs::KIT_FAULTY_CONNECTOR,
+            "ignores-state",
+            Some("read.contacts.incremental"),
+        ),
+        (
+            programs::KIT_FAULTY_CONNECTOR,
+            "non-granted-origin",
+            Some("sandbox.granted-origins"),
+        ),
+        (
+            programs::KIT_FAULTY_CONNECTOR,
+            "auth-as-internal",
+            Some("check.wrong-credentials"),
+        ),
+        (
+            programs::KIT_WIDE_CONNECTOR,
+            "none",
+            Some("spec.capabilities"),
+        ),
+    ] {
+        let crm = tinycrm::start(tinycrm::seed(35), TOKEN).await;
+        let t = target(
+            component,
+            &crm.url(),
+            json!({"base_url": crm.url(), "page_size": 10, "fault": fault}),
+        );
+        let report = kit::run(&t, &suite, &Mode::Live).await.unwrap();
+        let text = report.render(kit::Format::Text);
+        match check {
+            None => assert_passed(&report),
+            Some(check) => {
+                assert!(
+                    matches!(verdict(&report, check), Verdict::Fail(_)),
+                    "{fault}: {check} did not fail:\n{text}"
+                );
+            }
+        }
+    }
+    let report = kit::run(
+        &mapper_target(programs::KIT_FAULTY_MAPPER, 64, json!({"fault": "none"})),
+        &mapper_suite(),
+        &Mode::Live,
+    )
+    .await
+    .unwrap();
+    assert_passed(&report);
+    let report = kit::run(
+        &mapper_target(
+            programs::KIT_FAULTY_MAPPER,
+            64,
+            json!({"fault": "non-deterministic"}),
+        ),
+        &mapper_suite(),
+        &Mode::Live,
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(verdict(&report, "mapper.deterministic"), Verdict::Fail(_)),
+        "{}",
+        report.render(kit::Format::Text)
+    );
+}
+
+fn mapper_suite() -> Suite {
+    Suite::parse(
+        "[mapper]\nstream = \"contacts\"\n\
+         [[mapper.input]]\nid = \"1\"\npayload = { name = \"Ada\" }\n\
+         [[mapper.input]]\nid = \"2\"\npayload = { name = \"Skip\", skip = true }\n\
+         [[mapper.input]]\nid = \"3\"\npayload = { name = \"Bad\", fail = true }\n",
+    )
+    .unwrap()
 }
