@@ -31,6 +31,7 @@ fn target(component: &str, origin: &str, config: serde_json::Value) -> Target {
         overrides: Vec::new(),
         secrets: BTreeMap::from([("api_token".to_string(), SecretValue::new(TOKEN))]),
         config: config.to_string(),
+        kv_bytes: 0,
     }
 }
 
@@ -79,7 +80,9 @@ async fn tinycrm_connector_passes_every_check() {
         "faults.contacts.read-503",
         "faults.contacts.read-dropped-connection",
         "faults.contacts.read-slow-answer",
+        "faults.contacts.write-500",
         "faults.contacts.write-lost-answer",
+        "read.contacts.schema",
         "sandbox.granted-origins",
         "sandbox.secrets",
         "spec.capabilities",
@@ -171,6 +174,7 @@ fn overridden(
             .map(|(k, v)| (k.to_string(), SecretValue::new(*v)))
             .collect(),
         config: config.to_string(),
+        kv_bytes: 0,
     }
 }
 
@@ -227,6 +231,7 @@ fn mapper_target(component: &str, memory_mib: u64, config: serde_json::Value) ->
         overrides: Vec::new(),
         secrets: BTreeMap::new(),
         config: config.to_string(),
+        kv_bytes: 0,
     }
 }
 
@@ -346,4 +351,47 @@ fn mapper_suite() -> Suite {
          [[mapper.input]]\nid = \"3\"\npayload = { name = \"Bad\", fail = true }\n",
     )
     .unwrap()
+}
+
+/// A connector that carries a secret out (an echoing API's answer put into
+/// records and its log) fails `sandbox.secrets`, which names where.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_carried_into_records_and_logs_is_caught() {
+    let api = nexo_tests::echo::start_echo().await;
+    let drop_box = nexo_tests::echo::start_collector().await;
+    let api_origin = format!("http://localhost:{}", api.port());
+    let t = Target {
+        component: load(programs::HOSTILE_SECRETS),
+        plugin: PluginRef {
+            id: "test/kit-leak".into(),
+            version: "0.1.0".into(),
+        },
+        limits: Limits::default(),
+        grants: vec![
+            HttpGrant::private(&api_origin).unwrap(),
+            HttpGrant::private(&drop_box.url()).unwrap(),
+        ],
+        overrides: Vec::new(),
+        secrets: BTreeMap::from([(
+            "token".to_string(),
+            SecretValue::new("s3cr3t-kit-leak-value"),
+        )]),
+        config: json!({"api": api_origin, "drop": drop_box.url(), "user": "ada"}).to_string(),
+        kv_bytes: 1 << 20,
+    };
+    let report = kit::run(&t, &Suite::default(), &Mode::Live).await.unwrap();
+    let Verdict::Fail(reason) = verdict(&report, "sandbox.secrets") else {
+        panic!("{}", report.render(kit::Format::Text));
+    };
+    assert!(
+        reason.contains("a record of leads"),
+        "{}",
+        report.render(kit::Format::Text)
+    );
+    assert!(reason.contains("a log line"), "{reason}");
+    assert!(
+        !report
+            .render(kit::Format::Json)
+            .contains("s3cr3t-kit-leak-value")
+    );
 }

@@ -81,7 +81,12 @@ fn push(report: &mut Report, name: String, t: Timer, verdict: Verdict, detail: i
     report.push(name, verdict, detail, t.0.elapsed());
 }
 
-pub(crate) async fn run(env: &mut Env, suite: &Suite, report: &mut Report) -> Result<(), KitError> {
+pub(crate) async fn run(
+    env: &mut Env,
+    suite: &Suite,
+    report: &mut Report,
+    logs: &crate::logs::Captured,
+) -> Result<(), KitError> {
     let c = env.connector(env.target().secrets.clone()).await?;
     let config = env.target().config.clone();
     let mut seen = Seen::default();
@@ -109,6 +114,9 @@ pub(crate) async fn run(env: &mut Env, suite: &Suite, report: &mut Report) -> Re
                 .is_some_and(|x| x.create.is_some())
     }) {
         write_faults(env, &c, &config, s, suite, report, &mut seen).await;
+    }
+    for (level, line) in logs.take() {
+        seen.texts.push((format!("a log line ({level})"), line));
     }
     sandbox(env, &c, report, &seen);
     Ok(())
@@ -344,9 +352,49 @@ async fn read(
         format!("{n} records in {} pages", base.pages.len()),
     );
 
+    schema_of_records(s, &base, report);
     resume(c, config, name, &base, suite, report, seen).await;
     incremental(c, config, s, &base, suite, report, seen).await;
     Some(base)
+}
+
+/// Every upserted record's payload matches the stream's JSON Schema.
+fn schema_of_records(s: &StreamInfo, base: &Reading, report: &mut Report) {
+    let t = Timer::start();
+    let check = format!("read.{}.schema", s.name);
+    let validator = serde_json::from_str::<Value>(&s.json_schema)
+        .ok()
+        .and_then(|v| jsonschema::validator_for(&v).ok());
+    let Some(validator) = validator else {
+        push(
+            report,
+            check,
+            t,
+            Verdict::Skip("the stream schema is not valid (see spec.stream-schemas)".into()),
+            "",
+        );
+        return;
+    };
+    let mut bad = Vec::new();
+    let mut n = 0;
+    for r in base.records().filter(|r| r.operation == Operation::Upsert) {
+        n += 1;
+        let payload: Value = serde_json::from_str(&r.payload).unwrap_or(Value::Null);
+        if let Some(e) = validator.iter_errors(&payload).next() {
+            bad.push(format!("record {}: {} at `{}`", r.id, e, e.instance_path()));
+        }
+    }
+    let verdict = if bad.is_empty() {
+        Verdict::Pass
+    } else {
+        let count = bad.len();
+        bad.truncate(3);
+        Verdict::Fail(format!(
+            "{count} record(s) do not match the stream's JSON Schema — {}: fix the records or the schema discover returns",
+            bad.join("; ")
+        ))
+    };
+    push(report, check, t, verdict, format!("{n} records checked"));
 }
 
 fn read_failure(e: &DriveError) -> String {
@@ -975,52 +1023,56 @@ async fn write_faults(
         run_id: &env.run_id,
         next: 1000,
     };
-    let t = Timer::start();
-    let before = live(c, config, s, seen).await;
-    env.arm(Fault::LostAnswer, Only::Writes);
-    let record = upsert(name, "", w.key(), &w.unique(create));
-    let result = w.send(std::slice::from_ref(&record), seen).await;
-    let fired = env.disarm();
-    let after = live(c, config, s, seen).await;
-    let new = new_ids(&before, &after);
-    let mut made: Vec<String> = new.clone().unwrap_or_default();
-    let verdict = match result {
-        _ if !fired => Verdict::Skip("the write sent no request to inject into".into()),
-        Err(e) => Verdict::Fail(match e.guest() {
-            Some(g) => format!(
-                "a write whose answer was lost came back as `{}` ({g}): report it as `transient` so the same record (same idempotency key) is sent again",
-                g.class()
-            ),
-            None => format!("a write whose answer was lost failed: {e}"),
-        }),
-        Ok((r, trace)) => {
-            if let Some(id) = written_id(&r[0]) {
-                made.push(id.to_string());
-            }
-            match &new {
-                Some(n) if n.len() > 1 => Verdict::Fail(format!(
-                    "the create was made {} times after its answer was lost (ids {}): send the record's idempotency key so the system makes it once",
-                    n.len(),
-                    n.join(", ")
-                )),
-                Some(n) if n.is_empty() => Verdict::Fail(format!(
-                    "the write reported `{}` but no new record is there",
-                    outcome_line(&r[0])
-                )),
-                _ if trace.retried.is_empty() => Verdict::Fail(
-                    "the write reported success although its answer was lost: it cannot know the record's id".into(),
+    let mut made: Vec<String> = Vec::new();
+    for fault in [Fault::ServerError, Fault::LostAnswer] {
+        let what = describe(fault);
+        let t = Timer::start();
+        let before = live(c, config, s, seen).await;
+        env.arm(fault, Only::Writes);
+        let record = upsert(name, "", w.key(), &w.unique(create));
+        let result = w.send(std::slice::from_ref(&record), seen).await;
+        let fired = env.disarm();
+        let after = live(c, config, s, seen).await;
+        let new = new_ids(&before, &after);
+        made.extend(new.clone().unwrap_or_default());
+        let verdict = match result {
+            _ if !fired => Verdict::Skip("the write sent no request to inject into".into()),
+            Err(e) => Verdict::Fail(match e.guest() {
+                Some(g) => format!(
+                    "a write that met a {what} came back as `{}` ({g}): report it as `transient` so the same record (same idempotency key) is sent again",
+                    g.class()
                 ),
-                _ => Verdict::Pass,
+                None => format!("a write that met a {what} failed: {e}"),
+            }),
+            Ok((r, trace)) => {
+                if let Some(id) = written_id(&r[0]) {
+                    made.push(id.to_string());
+                }
+                match &new {
+                    Some(n) if n.len() > 1 => Verdict::Fail(format!(
+                        "the create was made {} times after a {what} (ids {}): send the record's idempotency key so the system makes it once",
+                        n.len(),
+                        n.join(", ")
+                    )),
+                    Some(n) if n.is_empty() => Verdict::Fail(format!(
+                        "the write reported `{}` but no new record is there",
+                        outcome_line(&r[0])
+                    )),
+                    _ if trace.retried.is_empty() => Verdict::Fail(format!(
+                        "the write reported success although it met a {what}: it cannot know the record was made"
+                    )),
+                    _ => Verdict::Pass,
+                }
             }
-        }
-    };
-    push(
-        report,
-        format!("faults.{name}.write-lost-answer"),
-        t,
-        verdict,
-        "",
-    );
+        };
+        push(
+            report,
+            format!("faults.{name}.write-{}", fault.label()),
+            t,
+            verdict,
+            "",
+        );
+    }
     if samples.deletes {
         made.sort();
         made.dedup();
@@ -1118,6 +1170,6 @@ fn sandbox(env: &Env, c: &ConnectorPlugin, report: &mut Report, seen: &Seen) {
                 .map(|l| format!("{l}: a plugin must never hand a secret back to the host"))
                 .collect(),
         ),
-        format!("{n} records and errors searched"),
+        format!("{n} records, errors and log lines searched"),
     );
 }

@@ -16,6 +16,7 @@
 
 mod connector;
 pub mod drive;
+pub mod logs;
 mod mapper;
 pub mod proxy;
 pub mod report;
@@ -24,7 +25,10 @@ pub mod suite;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use tracing::instrument::WithSubscriber as _;
+
 use nexo_runtime::inspect::WorldKind;
+use nexo_runtime::sandbox::kv::KvStore;
 use nexo_runtime::sandbox::overrides::{Overrides, exact_origin};
 use nexo_runtime::sandbox::policy::HttpGrant;
 use nexo_runtime::sandbox::secrets::SecretValue;
@@ -56,6 +60,9 @@ pub struct Target {
     pub secrets: BTreeMap<String, SecretValue>,
     /// The plugin's config (a JSON object).
     pub config: String,
+    /// Key-value bytes granted (kept in memory for the suite, empty at its
+    /// start).
+    pub kv_bytes: u64,
 }
 
 impl std::fmt::Debug for Target {
@@ -145,9 +152,18 @@ pub async fn run(target: &Target, suite: &Suite, mode: &Mode) -> Result<Report, 
                 .or_insert_with(|| SecretValue::new(format!("nexo-kit-replay-{}", s.name)));
         }
     }
+    let (dispatch, captured) = logs::capture();
     match target.component.info().world {
-        WorldKind::Mapper => mapper::run(&env, suite, &mut report).await?,
-        _ => connector::run(&mut env, suite, &mut report).await?,
+        WorldKind::Mapper => {
+            mapper::run(&env, suite, &mut report)
+                .with_subscriber(dispatch)
+                .await?
+        }
+        _ => {
+            connector::run(&mut env, suite, &mut report, &captured)
+                .with_subscriber(dispatch)
+                .await?
+        }
     }
     env.finish(mode, &mut report)?;
     Ok(report)
@@ -161,6 +177,8 @@ pub(crate) struct Env {
     proxies: Vec<(String, Proxy)>,
     /// Unique part of sample values (`{{run}}`).
     pub(crate) run_id: String,
+    /// The suite's key-value data, shared by every open of the plugin.
+    kv: KvStore,
 }
 
 impl Env {
@@ -213,6 +231,7 @@ impl Env {
             target: target.clone(),
             proxies,
             run_id,
+            kv: KvStore::in_memory(),
         })
     }
 
@@ -222,11 +241,12 @@ impl Env {
             limits: self.target.limits.clone(),
             grants: Grants {
                 http: self.target.grants.clone(),
-                kv_bytes: 0,
+                kv_bytes: self.target.kv_bytes,
             },
             secrets,
             credentials: Default::default(),
-            kv: None,
+            kv: (self.target.kv_bytes > 0)
+                .then(|| (self.kv.clone(), format!("{}/kit", self.target.plugin.id))),
         }
     }
 

@@ -39,10 +39,8 @@ pub(crate) async fn test(runtime: &Runtime, args: TestArgs) -> Result<()> {
         overrides: args.sandbox.origin_overrides.clone(),
         secrets: secrets_of(&args.sandbox)?,
         config: load_config(args.config.as_deref())?,
+        kv_bytes: args.sandbox.grant_kv,
     };
-    if args.sandbox.grant_kv > 0 {
-        bail!("--grant-kv: the kit runs plugins without key-value storage; leave it out");
-    }
     let mode = match (&args.record, &args.replay) {
         (Some(dir), _) => Mode::Record(dir.clone()),
         (_, Some(dir)) => Mode::Replay(dir.clone()),
