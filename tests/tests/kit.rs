@@ -395,3 +395,51 @@ async fn a_secret_carried_into_records_and_logs_is_caught() {
             .contains("s3cr3t-kit-leak-value")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xero_connector_passes_every_check() {
+    use nexo_sandbox::xero::{self, XeroConfig};
+    const TENANT: &str = "7a0c1f2e-0000-4000-8000-0000000000aa";
+    let server = xero::start(XeroConfig {
+        token: "xero-kit-token".into(),
+        tenant_id: TENANT.into(),
+        seed: 12,
+        ..XeroConfig::default()
+    })
+    .await
+    .unwrap();
+    let t = overridden(
+        programs::XERO,
+        "https://api.xero.com",
+        &server.url(),
+        &[("access_token", "xero-kit-token")],
+        json!({"tenant_id": TENANT, "timeout_ms": 1500}),
+    );
+    let report = kit::run(&t, &suite("plugins/xero/nexo-test.toml"), &Mode::Live)
+        .await
+        .unwrap();
+    assert_passed(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hledger_connectors_in_rust_and_python_pass_every_check() {
+    for (component, memory, suite_file) in [
+        (programs::HLEDGER, 64, "plugins/hledger/nexo-test.toml"),
+        (
+            programs::PY_HLEDGER,
+            256,
+            "plugins/py-hledger/nexo-test.toml",
+        ),
+    ] {
+        let web = nexo_tests::hledger::HledgerWeb::start().await;
+        let mut t = target(
+            component,
+            &web.url,
+            serde_json::from_str(&web.config()).unwrap(),
+        );
+        t.secrets.clear();
+        t.limits.memory_bytes = memory << 20;
+        let report = kit::run(&t, &suite(suite_file), &Mode::Live).await.unwrap();
+        assert_passed(&report);
+    }
+}

@@ -71,12 +71,52 @@ pub struct StreamSuite {
     pub update: Option<Value>,
     /// A record the system must refuse (`rejected`), alone.
     pub invalid: Option<Value>,
-    /// Whether the connector deletes records of this stream.
+    /// What a delete does: `true` (the record is gone), `false` (the
+    /// connector refuses deletes, per record), or `"archive"` (the record
+    /// stays, archived, and may still be read).
     #[serde(default)]
-    pub deletes: bool,
+    pub deletes: Deletes,
     /// Records an incremental read may return again after no change (a
     /// look-back window); by default those of the last page.
     pub lookback: Option<usize>,
+}
+
+/// What a connector does with a delete.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Deletes {
+    /// Refuses it, per record (`rejected`).
+    #[default]
+    No,
+    /// Removes the record.
+    Yes,
+    /// Archives the record: it stays, and may still be read.
+    Archive,
+}
+
+impl Deletes {
+    /// Whether a delete succeeds.
+    pub fn supported(self) -> bool {
+        self != Deletes::No
+    }
+}
+
+impl<'de> Deserialize<'de> for Deletes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Flag(true) => Ok(Deletes::Yes),
+            Raw::Flag(false) => Ok(Deletes::No),
+            Raw::Word(w) if w == "archive" => Ok(Deletes::Archive),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "deletes = \"{w}\": expected true, false or \"archive\""
+            ))),
+        }
+    }
 }
 
 /// Bounds on a read.
@@ -221,6 +261,23 @@ mod tests {
         assert!(e.contains("need a `create`"), "{e}");
         let e = Suite::parse("[mapper]\ninput = []\n").unwrap_err();
         assert!(e.contains("at least one"), "{e}");
+    }
+
+    #[test]
+    fn deletes_are_true_false_or_archive() {
+        let d = |t: &str| {
+            Suite::parse(&format!(
+                "[streams.c]\ncreate = {{ a = 1 }}\ndeletes = {t}\n"
+            ))
+        };
+        assert_eq!(d("true").unwrap().streams["c"].deletes, Deletes::Yes);
+        assert_eq!(d("false").unwrap().streams["c"].deletes, Deletes::No);
+        assert_eq!(
+            d("\"archive\"").unwrap().streams["c"].deletes,
+            Deletes::Archive
+        );
+        let e = d("\"soft\"").unwrap_err();
+        assert!(e.contains("\"archive\""), "{e}");
     }
 
     #[test]
