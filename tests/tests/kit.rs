@@ -236,7 +236,7 @@ fn mapper_target(component: &str, memory_mib: u64, config: serde_json::Value) ->
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reference_mappers_in_rust_and_python_pass_every_check() {
+async fn reference_mappers_in_rust_python_and_js_pass_every_check() {
     for (component, memory, config, suite_file) in [
         (
             programs::DEAL_TO_INVOICE,
@@ -249,6 +249,32 @@ async fn reference_mappers_in_rust_and_python_pass_every_check() {
             256,
             json!({"default_country_code": "44"}),
             "plugins/py-contact-cleaner/nexo-test.toml",
+        ),
+        (
+            programs::CONTACT_MAPPER,
+            64,
+            json!({"system": "crm"}),
+            "plugins/contact-mapper/nexo-test.toml",
+        ),
+        (
+            programs::FIELD_MAPPER,
+            64,
+            json!({
+                "filters": [{"field": "Status", "not_equals": "archiviert"}],
+                "rename": {"Kunde": "name", "Land": "address.country", "Betrag": "amount", "Datum": "date", "Aktiv": "active"},
+                "lookups": {"address.country": {"table": {"Deutschland": "DE"}}, "active": {"table": {"ja": true, "nein": false}}},
+                "convert": {"amount": {"to": "decimal_string", "decimal_separator": ","},
+                            "date": {"to": "date", "formats": ["DD.MM.YYYY"]}},
+                "drop": ["Status"],
+                "stream": "companies"
+            }),
+            "plugins/field-mapper/nexo-test.toml",
+        ),
+        (
+            programs::JS_MAPPER,
+            64,
+            json!({"field": "lastname"}),
+            "tests/programs/js-mapper/nexo-test.toml",
         ),
     ] {
         let report = kit::run(
@@ -442,4 +468,24 @@ async fn hledger_connectors_in_rust_and_python_pass_every_check() {
         let report = kit::run(&t, &suite(suite_file), &Mode::Live).await.unwrap();
         assert_passed(&report);
     }
+}
+
+/// Against a real trytond (installed by `cargo xtask setup`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tryton_connector_passes_every_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = nexo_tests::tryton::start(dir.path()).await;
+    let mut t = target(
+        programs::TRYTON,
+        server.origin(),
+        server.connector_config(5),
+    );
+    t.secrets = BTreeMap::from([(
+        "application_key".to_string(),
+        SecretValue::new(server.application_key()),
+    )]);
+    let report = kit::run(&t, &suite("plugins/tryton/nexo-test.toml"), &Mode::Live)
+        .await
+        .unwrap();
+    assert_passed(&report);
 }

@@ -985,8 +985,34 @@ fn within(sent: &Value, read: &Value) -> bool {
         (Value::Array(s), Value::Array(r)) => {
             s.len() == r.len() && s.iter().zip(r).all(|(a, b)| within(a, b))
         }
+        (Value::String(a), Value::String(b)) => {
+            a == b || decimal(a).is_some_and(|x| decimal(b) == Some(x))
+        }
+        (Value::Number(a), Value::String(b)) | (Value::String(b), Value::Number(a)) => {
+            decimal(&a.to_string()).is_some_and(|x| decimal(b) == Some(x))
+        }
         _ => sent == read,
     }
+}
+
+/// A decimal number's text in one spelling (`12.50`, `+12.5` → `12.5`),
+/// when `text` is one.
+fn decimal(text: &str) -> Option<String> {
+    let t = text.trim().trim_start_matches('+');
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    let digits = int.strip_prefix('-').unwrap_or(int);
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let frac = frac.trim_end_matches('0');
+    Some(if frac.is_empty() {
+        int.to_string()
+    } else {
+        format!("{int}.{frac}")
+    })
 }
 
 // -------------------------------------------------------------- faults ---
@@ -1230,4 +1256,23 @@ fn sandbox(env: &Env, c: &ConnectorPlugin, report: &mut Report, seen: &Seen) {
         ),
         format!("{n} records, errors and log lines searched"),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_update_is_found_within_what_is_read_back() {
+        let sent = json!({"price": "12.50", "lines": [{"qty": "2"}], "name": "A"});
+        let read = json!({"price": "12.5", "lines": [{"qty": "2.0", "discount": "0"}], "name": "A", "id": 7});
+        assert!(differences(&sent, &read).is_empty());
+        let read = json!({"price": "12.51", "lines": [{"qty": "2"}], "name": "A"});
+        assert_eq!(differences(&sent, &read).len(), 1);
+        let read = json!({"price": "12.5", "lines": [{"qty": "2"}, {"qty": "1"}], "name": "A"});
+        assert_eq!(differences(&sent, &read).len(), 1);
+        assert_eq!(decimal("1e5"), None);
+        assert_eq!(decimal("-0.50"), Some("-0.5".into()));
+    }
 }
