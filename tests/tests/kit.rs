@@ -331,8 +331,21 @@ async fn seeded_faults_are_each_caught_by_their_check() {
             &crm.url(),
             json!({"base_url": crm.url(), "page_size": 10, "fault": fault}),
         );
+        let mut t = t;
+        if component == programs::KIT_WIDE_CONNECTOR {
+            t.secrets
+                .insert("analytics_key".into(), SecretValue::new("ak-never-sent-1"));
+        }
         let report = kit::run(&t, &suite, &Mode::Live).await.unwrap();
         let text = report.render(kit::Format::Text);
+        if component == programs::KIT_WIDE_CONNECTOR {
+            let reason = format!("{:?}", verdict(&report, "spec.capabilities"));
+            assert!(
+                reason.contains("https://analytics.example.com")
+                    && reason.contains("analytics_key"),
+                "{reason}"
+            );
+        }
         match check {
             None => assert_passed(&report),
             Some(check) => {

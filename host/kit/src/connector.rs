@@ -1197,14 +1197,34 @@ fn sandbox(env: &Env, c: &ConnectorPlugin, report: &mut Report, seen: &Seen) {
             Err(e) => unused.push(format!("{declared} ({e})")),
         }
     }
-    let verdict = if unused.is_empty() {
-        Verdict::Pass
-    } else {
-        Verdict::Fail(format!(
+    // Every declared secret went out in some request.
+    let sent: BTreeSet<String> = env
+        .proxies()
+        .iter()
+        .flat_map(|(_, p)| p.secrets_sent())
+        .collect();
+    let unsent: Vec<String> = c
+        .spec()
+        .capabilities
+        .secrets
+        .iter()
+        .filter(|s| env.target().secrets.contains_key(&s.name) && !sent.contains(&s.name))
+        .map(|s| s.name.clone())
+        .collect();
+    let mut problems = Vec::new();
+    if !unused.is_empty() {
+        problems.push(format!(
             "declares origin(s) it sent no request to during the suite: {} — remove them from the manifest, or grant them to the test if the plugin uses them",
             unused.join(", ")
-        ))
-    };
+        ));
+    }
+    if !unsent.is_empty() {
+        problems.push(format!(
+            "declares secret(s) no request carried during the suite: {} — remove them from the manifest if the plugin does not use them",
+            unsent.join(", ")
+        ));
+    }
+    let verdict = fail_if(problems);
     let mut detail = format!(
         "used {}",
         used.iter()

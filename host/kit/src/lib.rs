@@ -121,6 +121,39 @@ const RUN: &str = "run.json";
 
 /// Runs the suite on `target`; every check's verdict.
 pub async fn run(target: &Target, suite: &Suite, mode: &Mode) -> Result<Report, KitError> {
+    let mut target = target.clone();
+    if let Mode::Replay(_) = mode
+        && target.component.info().world == WorldKind::Connector
+    {
+        // A vendor's CI replays without the account's secrets: each one the
+        // plugin declares and the flags leave out gets a stand-in (the
+        // recording holds none of the real ones anyway).
+        let plain = Sandbox {
+            plugin: target.plugin.clone(),
+            limits: target.limits.clone(),
+            grants: Grants::default(),
+            secrets: BTreeMap::new(),
+            credentials: Default::default(),
+            kv: None,
+        };
+        let declared = ConnectorPlugin::open(&target.component, plain)
+            .await
+            .map_err(|e| KitError::Open {
+                plugin: target.plugin.to_string(),
+                reason: e.to_string(),
+            })?
+            .spec()
+            .capabilities
+            .secrets
+            .clone();
+        for s in declared {
+            target
+                .secrets
+                .entry(s.name.clone())
+                .or_insert_with(|| SecretValue::new(format!("nexo-kit-replay-{}", s.name)));
+        }
+    }
+    let target = &target;
     let mut env = Env::start(target, mode).await?;
     let mut report = Report {
         plugin: target.plugin.to_string(),
@@ -132,26 +165,6 @@ pub async fn run(target: &Target, suite: &Suite, mode: &Mode) -> Result<Report, 
         .into(),
         checks: Vec::new(),
     };
-    if let Mode::Replay(_) = mode
-        && target.component.info().world == WorldKind::Connector
-    {
-        // A vendor's CI replays without the account's secrets: each one the
-        // plugin declares and the flags leave out gets a stand-in (the
-        // recording holds none of the real ones anyway).
-        let declared = env
-            .connector(target.secrets.clone())
-            .await?
-            .spec()
-            .capabilities
-            .secrets
-            .clone();
-        for s in declared {
-            env.target
-                .secrets
-                .entry(s.name.clone())
-                .or_insert_with(|| SecretValue::new(format!("nexo-kit-replay-{}", s.name)));
-        }
-    }
     let (dispatch, captured) = logs::capture();
     match target.component.info().world {
         WorldKind::Mapper => {
@@ -210,7 +223,10 @@ impl Env {
                 let mut by = proxy::by_origin(recorded.exchanges);
                 for origin in upstreams.keys() {
                     let ex = by.remove(origin).unwrap_or_default();
-                    proxies.push((origin.clone(), Proxy::replay(origin, ex).await?));
+                    proxies.push((
+                        origin.clone(),
+                        Proxy::replay(origin, ex, secrets.clone()).await?,
+                    ));
                 }
                 recorded.run_id
             }

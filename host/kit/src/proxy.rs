@@ -113,6 +113,8 @@ struct Shared {
     exchanges: Vec<Exchange>,
     record: bool,
     secrets: Vec<(String, String)>,
+    /// Names of the secrets whose value requests carried.
+    sent: std::collections::BTreeSet<String>,
 }
 
 /// A running proxy for one origin; stops when dropped.
@@ -175,13 +177,18 @@ impl Proxy {
             exchanges: Vec::new(),
             record,
             secrets,
+            sent: Default::default(),
         })
         .await
     }
 
     /// A proxy for `origin` answering from `exchanges` (those of this
     /// origin), with no system behind it.
-    pub async fn replay(origin: &str, exchanges: Vec<Exchange>) -> Result<Proxy, ProxyError> {
+    pub async fn replay(
+        origin: &str,
+        exchanges: Vec<Exchange>,
+        secrets: Vec<(String, String)>,
+    ) -> Result<Proxy, ProxyError> {
         let used = vec![false; exchanges.len()];
         Self::start(Shared {
             origin: origin.to_string(),
@@ -190,7 +197,8 @@ impl Proxy {
             fired: Vec::new(),
             exchanges,
             record: false,
-            secrets: Vec::new(),
+            secrets,
+            sent: Default::default(),
         })
         .await
     }
@@ -248,6 +256,12 @@ impl Proxy {
         !std::mem::take(&mut s.fired).is_empty()
     }
 
+    /// Names of the secrets whose value a request carried (in a header,
+    /// basic auth, the URL or the body).
+    pub fn secrets_sent(&self) -> std::collections::BTreeSet<String> {
+        self.lock().sent.clone()
+    }
+
     /// The exchanges recorded (live) so far.
     pub fn recorded(&self) -> Vec<Exchange> {
         self.lock().exchanges.clone()
@@ -293,6 +307,8 @@ async fn serve(
     requests.fetch_add(1, Ordering::SeqCst);
     let fault = {
         let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let carried = carried(&req, &s.secrets);
+        s.sent.extend(carried);
         let applies = match s.armed {
             Some((_, Only::Any)) => true,
             Some((_, Only::Writes)) => !matches!(req.method.as_str(), "GET" | "HEAD" | "OPTIONS"),
@@ -476,6 +492,29 @@ fn missing(req: &Request) -> Answer {
         )
         .into_bytes(),
     }
+}
+
+/// Names of the secrets whose value `req` carries: in a header (a basic
+/// auth header decoded), the target or the body.
+fn carried(req: &Request, secrets: &[(String, String)]) -> Vec<String> {
+    let mut texts: Vec<String> = vec![
+        req.target.clone(),
+        String::from_utf8_lossy(&req.body).into_owned(),
+    ];
+    for (k, v) in &req.headers {
+        texts.push(v.clone());
+        if k.eq_ignore_ascii_case("authorization")
+            && let Some(b) = v.strip_prefix("Basic ")
+            && let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b.trim())
+        {
+            texts.push(String::from_utf8_lossy(&raw).into_owned());
+        }
+    }
+    secrets
+        .iter()
+        .filter(|(_, value)| !value.is_empty() && texts.iter().any(|t| t.contains(value.as_str())))
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// `text` with every secret value replaced by `[redacted:NAME]`.

@@ -149,9 +149,12 @@ impl Connector for KitCrm {
                 "TinyCRM API token",
                 ["http://*:*", "https://*:*"],
             );
-        crate::UNUSED_ORIGINS
+        let spec = crate::UNUSED_ORIGINS
             .iter()
-            .fold(spec, |spec, origin| spec.http_origin(*origin))
+            .fold(spec, |spec, origin| spec.http_origin(*origin));
+        crate::UNUSED_SECRETS.iter().fold(spec, |spec, name| {
+            spec.secret(*name, "never sent", ["http://*:*", "https://*:*"])
+        })
     }
 
     fn check(config: &Config) -> Result<(), Error> {

@@ -15,4 +15,8 @@ pub mod connector;
 /// here (`kit-wide-connector` names one).
 const UNUSED_ORIGINS: &[&str] = &[];
 
+/// Secrets the spec asks for on top of the one the connector sends: none
+/// here (`kit-wide-connector` names one).
+const UNUSED_SECRETS: &[&str] = &[];
+
 nexo_sdk::export_connector!(connector::KitCrm);
