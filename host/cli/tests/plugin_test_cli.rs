@@ -126,3 +126,49 @@ async fn a_typo_in_the_suite_file_is_named_before_anything_runs() {
     assert!(out.stdout.is_empty(), "nothing ran");
     assert_eq!(crm.contacts().len(), 1, "nothing was written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packed_bundle_is_tested_as_its_manifest_names_it() {
+    let crm = tinycrm::start(tinycrm::seed(12), TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("tinycrm.nexo");
+    let manifest =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/example-crm/nexo-plugin.toml");
+    let packed = Command::new(env!("CARGO_BIN_EXE_nexo"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["plugin", "pack", "--unsigned", "--manifest"])
+        .arg(&manifest)
+        .args(["--component", programs::EXAMPLE_CRM, "--out"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        packed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&packed.stderr)
+    );
+    let out = nexo_test(
+        dir.path(),
+        bundle.to_str().unwrap(),
+        &crm,
+        json!({"base_url": crm.url(), "page_size": 5}),
+        &["--suite", suite().to_str().unwrap(), "--format", "json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["plugin"], "nexo-examples/tinycrm@0.1.0");
+    assert_eq!(report["failed"], 0);
+
+    // Neither a component nor a bundle: named, nothing run.
+    let junk = dir.path().join("junk.nexo");
+    std::fs::write(&junk, b"not a bundle").unwrap();
+    let out = nexo_test(dir.path(), junk.to_str().unwrap(), &crm, json!({}), &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("junk.nexo"), "{stderr}");
+}

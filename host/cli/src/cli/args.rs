@@ -324,7 +324,8 @@ pub(crate) enum ReportFormat {
 /// `nexo plugin test`.
 #[derive(Debug, Args)]
 pub(crate) struct TestArgs {
-    /// The component (`.wasm`).
+    /// The component (`.wasm`), or a bundle (`nexo plugin pack`'s output:
+    /// its manifest's id, version and memory apply).
     pub(crate) file: PathBuf,
     /// Config JSON file (`-` for stdin). Default: `{}`.
     #[arg(long)]

@@ -1,12 +1,14 @@
 //! `nexo plugin test`: the conformance kit (`nexo-kit`) run on a component
-//! with the same config, secrets and grants flags as `plugin call`.
+//! or a bundle, with the same config, secrets and grants flags as `plugin
+//! call`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use nexo_kit::{Format, Mode, Suite, Target};
 
-use crate::Runtime;
+use crate::bundle::Bundle;
+use crate::{Limits, LoadedPlugin, PluginRef, Runtime};
 
 use super::args::{ReportFormat, TestArgs};
 use super::call::{http_grants, limits_of, load_config, secrets_of};
@@ -25,16 +27,45 @@ fn suite_path(args: &TestArgs) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The component `file` holds — a `.wasm`, or a bundle as `plugin pack`
+/// writes it (then with the id, version and memory its manifest gives) —
+/// and who it is.
+fn load(runtime: &Runtime, args: &TestArgs) -> Result<(LoadedPlugin, PluginRef, Limits)> {
+    let mut limits = limits_of(&args.sandbox)?;
+    let what = args.file.display().to_string();
+    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {what}"))?;
+    if !bytes.starts_with(b"\0asm") {
+        let bundle = Bundle::parse(&bytes, &what)?;
+        let m = &bundle.manifest;
+        let who = PluginRef {
+            id: m.id.clone(),
+            version: m.version.to_string(),
+        };
+        if args.sandbox.memory_mib.is_none() {
+            limits.memory_bytes = limits
+                .memory_for(m.capabilities.memory_asked())
+                .with_context(|| {
+                    format!("{what}: its manifest asks for more memory than this host allows")
+                })?;
+        }
+        let plugin = runtime.load(&bundle.component, &who.to_string())?;
+        return Ok((plugin, who, limits));
+    }
+    let plugin = runtime.load(&bytes, &what)?;
+    let who = plugin_ref(&plugin, &args.file, args.sandbox.id.clone());
+    Ok((plugin, who, limits))
+}
+
 pub(crate) async fn test(runtime: &Runtime, args: TestArgs) -> Result<()> {
-    let component = runtime.load_file(&args.file)?;
+    let (component, plugin, limits) = load(runtime, &args)?;
     let suite = match suite_path(&args) {
         Some(p) => Suite::load(&p)?,
         None => Suite::default(),
     };
     let target = Target {
-        plugin: plugin_ref(&component, &args.file, args.sandbox.id.clone()),
+        plugin,
         component,
-        limits: limits_of(&args.sandbox)?,
+        limits,
         grants: http_grants(&args.sandbox)?,
         overrides: args.sandbox.origin_overrides.clone(),
         secrets: secrets_of(&args.sandbox)?,
