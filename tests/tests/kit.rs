@@ -418,7 +418,22 @@ async fn a_secret_carried_into_records_and_logs_is_caught() {
         config: json!({"api": api_origin, "drop": drop_box.url(), "user": "ada"}).to_string(),
         kv_bytes: 1 << 20,
     };
+    // Without its storage granted, the use is refused and named.
+    let mut ungranted = t.clone();
+    ungranted.kv_bytes = 0;
+    let report = kit::run(&ungranted, &Suite::default(), &Mode::Live)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            verdict(&report, "sandbox.granted-storage"),
+            Verdict::Fail(_)
+        ),
+        "{}",
+        report.render(kit::Format::Text)
+    );
     let report = kit::run(&t, &Suite::default(), &Mode::Live).await.unwrap();
+    assert_eq!(verdict(&report, "sandbox.granted-storage"), &Verdict::Pass);
     let Verdict::Fail(reason) = verdict(&report, "sandbox.secrets") else {
         panic!("{}", report.render(kit::Format::Text));
     };

@@ -26,6 +26,8 @@ use crate::{Env, KitError};
 struct Seen {
     /// Origins the sandbox refused, with the message.
     refused: BTreeSet<String>,
+    /// Whether the plugin used key-value storage it was not granted.
+    kv_refused: bool,
     /// Text the plugin produced (records, errors), with where it came from.
     texts: Vec<(String, String)>,
 }
@@ -40,6 +42,9 @@ impl Seen {
             ) = e
             {
                 self.refused.insert(e.to_string());
+            }
+            if let SandboxEvent::KvNotGranted = e {
+                self.kv_refused = true;
             }
         }
     }
@@ -1176,6 +1181,22 @@ fn sandbox(env: &Env, c: &ConnectorPlugin, report: &mut Report, seen: &Seen) {
     );
     push(report, "sandbox.granted-origins".into(), t, verdict, "");
 
+    let t = Timer::start();
+    let verdict = if seen.kv_refused {
+        Verdict::Fail(
+            "the plugin used key-value storage it was not granted: declare kv_bytes in the spec (and grant it to the test with --grant-kv)".into(),
+        )
+    } else {
+        Verdict::Pass
+    };
+    push(
+        report,
+        "sandbox.granted-storage".into(),
+        t,
+        verdict,
+        format!("{} key-value operations", env.kv_ops()),
+    );
+
     // Every declared origin was used.
     let t = Timer::start();
     let used: Vec<Origin> = env
@@ -1222,6 +1243,12 @@ fn sandbox(env: &Env, c: &ConnectorPlugin, report: &mut Report, seen: &Seen) {
         problems.push(format!(
             "declares secret(s) no request carried during the suite: {} — remove them from the manifest if the plugin does not use them",
             unsent.join(", ")
+        ));
+    }
+    let kv = c.spec().capabilities.kv_bytes;
+    if kv > 0 && env.target().kv_bytes > 0 && env.kv_ops() == 0 {
+        problems.push(format!(
+            "declares {kv} bytes of key-value storage it never used during the suite — remove kv_bytes from the spec if the plugin does not need it"
         ));
     }
     let verdict = fail_if(problems);

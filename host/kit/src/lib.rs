@@ -28,13 +28,15 @@ use std::path::{Path, PathBuf};
 use tracing::instrument::WithSubscriber as _;
 
 use nexo_runtime::inspect::WorldKind;
-use nexo_runtime::sandbox::kv::KvStore;
+use nexo_runtime::sandbox::kv::{KvBackend, KvError, KvStore, MemoryKv};
 use nexo_runtime::sandbox::overrides::{Overrides, exact_origin};
 use nexo_runtime::sandbox::policy::HttpGrant;
 use nexo_runtime::sandbox::secrets::SecretValue;
 use nexo_runtime::{
     ConnectorPlugin, Grants, Limits, LoadedPlugin, MapperPlugin, PluginRef, Sandbox,
 };
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use report::{Check, Format, Report, Verdict};
 pub use suite::Suite;
@@ -192,6 +194,55 @@ pub(crate) struct Env {
     pub(crate) run_id: String,
     /// The suite's key-value data, shared by every open of the plugin.
     kv: KvStore,
+    /// Its operations, counted.
+    kv_used: Arc<CountingKv>,
+}
+
+/// An in-memory key-value backend that counts the operations made on it,
+/// so the kit can tell whether a plugin used the storage it asked for.
+#[derive(Debug, Default)]
+pub(crate) struct CountingKv {
+    inner: MemoryKv,
+    ops: AtomicU64,
+}
+
+impl CountingKv {
+    fn count(&self) {
+        self.ops.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Operations so far.
+    pub(crate) fn ops(&self) -> u64 {
+        self.ops.load(Ordering::SeqCst)
+    }
+}
+
+impl KvBackend for CountingKv {
+    fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.count();
+        self.inner.get(namespace, key)
+    }
+
+    fn set_within(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &[u8],
+        quota: u64,
+    ) -> Result<(), KvError> {
+        self.count();
+        self.inner.set_within(namespace, key, value, quota)
+    }
+
+    fn delete(&self, namespace: &str, key: &str) -> Result<(), KvError> {
+        self.count();
+        self.inner.delete(namespace, key)
+    }
+
+    fn list_keys(&self, namespace: &str, prefix: &str) -> Result<Vec<String>, KvError> {
+        self.count();
+        self.inner.list_keys(namespace, prefix)
+    }
 }
 
 impl Env {
@@ -216,6 +267,7 @@ impl Env {
             .iter()
             .map(|(k, v)| (k.clone(), v.expose().to_string()))
             .collect();
+        let kv_used = Arc::new(CountingKv::default());
         let mut proxies = Vec::new();
         let run_id = match mode {
             Mode::Replay(dir) => {
@@ -247,7 +299,8 @@ impl Env {
             target: target.clone(),
             proxies,
             run_id,
-            kv: KvStore::in_memory(),
+            kv: KvStore::new(kv_used.clone()),
+            kv_used,
         })
     }
 
@@ -304,6 +357,11 @@ impl Env {
 
     pub(crate) fn target(&self) -> &Target {
         &self.target
+    }
+
+    /// Key-value operations the plugin made.
+    pub(crate) fn kv_ops(&self) -> u64 {
+        self.kv_used.ops()
     }
 
     /// The proxies, by logical origin.

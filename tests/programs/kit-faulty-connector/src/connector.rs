@@ -152,9 +152,14 @@ impl Connector for KitCrm {
         let spec = crate::UNUSED_ORIGINS
             .iter()
             .fold(spec, |spec, origin| spec.http_origin(*origin));
-        crate::UNUSED_SECRETS.iter().fold(spec, |spec, name| {
+        let spec = crate::UNUSED_SECRETS.iter().fold(spec, |spec, name| {
             spec.secret(*name, "never sent", ["http://*:*", "https://*:*"])
-        })
+        });
+        if crate::UNUSED_KV_BYTES > 0 {
+            spec.kv_bytes(crate::UNUSED_KV_BYTES)
+        } else {
+            spec
+        }
     }
 
     fn check(config: &Config) -> Result<(), Error> {

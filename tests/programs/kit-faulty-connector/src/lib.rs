@@ -19,4 +19,8 @@ const UNUSED_ORIGINS: &[&str] = &[];
 /// here (`kit-wide-connector` names one).
 const UNUSED_SECRETS: &[&str] = &[];
 
+/// Key-value bytes the spec asks for and the connector never uses: none
+/// here (`kit-wide-connector` asks for some).
+const UNUSED_KV_BYTES: u64 = 0;
+
 nexo_sdk::export_connector!(connector::KitCrm);
