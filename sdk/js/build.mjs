@@ -20,7 +20,7 @@
 // checkout's target/js (`cargo xtask setup`).
 
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -154,6 +154,7 @@ export function build({ plugin, out, optSize }) {
   const wit = join(SDK_DIR, 'wit', '1.1.0');
   const bin = componentizer(plugin);
 
+  mkdirSync(dirname(out), { recursive: true });
   const stage = mkdtempSync(join(tmpdir(), 'nexo-js-build-'));
   try {
     cpSync(join(plugin, 'src'), join(stage, 'plugin'), { recursive: true });
@@ -192,7 +193,9 @@ export function build({ plugin, out, optSize }) {
   return statSync(out).size;
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+// Run as a script: directly, or through npm's `nexo-build` link (a symlink
+// in node_modules/.bin, hence the real path).
+if (process.argv[1] && realpathSync(resolve(process.argv[1])) === realpathSync(fileURLToPath(import.meta.url))) {
   try {
     const args = parseArgs(process.argv.slice(2));
     const size = build(args);
