@@ -31,6 +31,7 @@ fn repo() -> PathBuf {
 fn nexo(data: &Path, args: &[&str]) -> Output {
     cli::command(env!("CARGO_BIN_EXE_nexo"), data, "warn")
         .env("ACME_TOKEN", TOKEN)
+        .env("ACME_WRONG_TOKEN", "not-the-token")
         .args(args)
         .output()
         .unwrap()
@@ -335,6 +336,49 @@ async fn vendor_path(lang: Lang) {
     assert_eq!(b.contacts().len(), 22);
     assert_eq!(b.crm.lock().unwrap().creates, 23, "no create repeated");
     assert_eq!(contents(&a), contents(&b));
+
+    // A contact the destination refuses (422) fails alone; a 500 is retried.
+    a.insert(json!({"first_name": "No", "last_name": "Mail", "email": "not-an-e-mail"}));
+    a.edit("c0005", "city", "Rome");
+    b.crm.lock().unwrap().fail_writes = 1;
+    let refused = report(&data);
+    assert_eq!(refused["counts"]["failed"], 1, "{refused}");
+    assert_eq!(refused["counts"]["updated"], 1, "{refused}");
+    assert_eq!(b.contacts().len(), 22);
+    assert_eq!(b.crm.lock().unwrap().fail_writes, 0, "the 500 was met");
+
+    // A wrong token is an authentication failure, said as such.
+    let config = dir.join("crm-a.json");
+    ok(nexo(
+        &data,
+        &[
+            "connection",
+            "add",
+            "crm-wrong",
+            "--plugin",
+            "acme/acme",
+            "--config",
+            s(&config),
+            "--secret",
+            "api_token=env:ACME_WRONG_TOKEN",
+            "--grant-private-http",
+            &a.url(),
+        ],
+    ));
+    ok(nexo(&data, &["connection", "test", "crm-a"]));
+    let out = nexo(&data, &["connection", "test", "crm-wrong"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{said}");
+    // The plugin's error class, not `internal`: what the kit checks too.
+    assert!(
+        said.contains("failed in check: authentication failed"),
+        "{lang:?}: {said}"
+    );
+    assert!(!said.contains("not-the-token"), "{said}");
 
     mapper(lang, &sdk, &data, dir);
 }
