@@ -227,6 +227,21 @@ fn new_and_build(
         }
     }
     run(&format!("scripts/build.sh of {name}"), &mut build);
+    if let Sdk::Rust { unpacked } = sdk {
+        // The unit tests the generated CI runs first.
+        let tested = run(
+            &format!("cargo test of {name}"),
+            Command::new("cargo")
+                .current_dir(&project)
+                .env("CARGO_TARGET_DIR", repo().join("target/vendor"))
+                .args(["test", "--offline", "--config"])
+                .arg(format!(
+                    "patch.crates-io.nexo-sdk.path={:?}",
+                    unpacked.to_str().unwrap()
+                )),
+        );
+        assert!(tested.contains("test result: ok"), "{tested}");
+    }
     let wasm = project.join("build").join(format!("{name}.wasm"));
     assert!(wasm.is_file(), "{} was not built", wasm.display());
     wasm
