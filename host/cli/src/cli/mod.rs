@@ -231,6 +231,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Conflict(cmd) => {
             sync::conflict(&sync::engine(&dir, &registry(&dir, &runtime)?)?, cmd).await
         }
+        // Handled above, before a data directory is opened.
         Command::New(_) => Ok(()),
         Command::Trust(TrustCommand::Add { file }) => bundle::trust_add(&open_db(&dir)?, &file),
         Command::Trust(TrustCommand::List) => bundle::trust_list(&open_db(&dir)?),

@@ -172,6 +172,17 @@ impl Lang {
         }
     }
 
+    /// What to run in the new project before `scripts/build.sh`.
+    fn toolchain_step(self) -> &'static str {
+        match self {
+            Lang::Rust => "rustup target add wasm32-wasip2",
+            Lang::Python => {
+                "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt -r requirements-build.txt"
+            }
+            Lang::Js => "npm install",
+        }
+    }
+
     fn code_files(self, kind: Kind) -> &'static str {
         match (self, kind) {
             (Lang::Rust, _) => "`src/lib.rs`",
@@ -288,10 +299,10 @@ pub(crate) fn new(args: &NewArgs) -> Result<()> {
         dir.display(),
         files.len()
     );
-    println!(
-        "next: cd {} && sh scripts/build.sh && sh scripts/test.sh   (README.md has the rest)",
-        dir.display()
-    );
+    println!("next, in {}:", dir.display());
+    println!("  {}", args.lang.toolchain_step());
+    println!("  sh scripts/build.sh    # → build/{}.wasm", args.name);
+    println!("  sh scripts/test.sh     # the conformance kit (README.md has the rest)");
     Ok(())
 }
 
