@@ -2,6 +2,7 @@
 // Builds a JavaScript Nexo plugin into a WebAssembly component:
 //
 //   node sdk/js/build.mjs PLUGIN_DIR -o OUT.wasm
+//   npx nexo-build PLUGIN_DIR -o OUT.wasm      (the SDK installed from npm)
 //
 // PLUGIN_DIR holds `nexo-plugin.toml` (id, version, kind) and the ES module
 // `src/index.js` (more modules beside it are fine: imports are resolved at
@@ -10,14 +11,16 @@
 // `plugin/`, the SDK as `node_modules/nexo-sdk/`, the plugin's own
 // `node_modules/` beside it), runs componentize-qjs with the synchronous
 // ABI (`--sync`: the host does not enable component-model async) against
-// the WIT `wit/1.1.0` for the manifest's kind, and appends the `nexo-sdk`
+// the WIT `wit/1.1.0` shipped in this package for the manifest's kind, and appends the `nexo-sdk`
 // custom section (`sdk=js-X;wit=1.1.0;plugin=ID;version=V`) that
 // `nexo plugin inspect`/`pack` read.
 //
-// The toolchain comes from `cargo xtask setup` (target/js, or $NEXO_JS_HOME).
+// componentize-qjs comes from $NEXO_JS_HOME, else the plugin's own
+// node_modules (a devDependency of a project `nexo new` wrote), else a Nexo
+// checkout's target/js (`cargo xtask setup`).
 
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -94,14 +97,20 @@ function readManifest(dir) {
   return { id: f.id, version: f.version, kind: f.kind };
 }
 
-/** The componentize-qjs executable from the pinned toolchain. */
-function componentizer() {
-  const home = process.env.NEXO_JS_HOME ? resolve(process.env.NEXO_JS_HOME) : join(ROOT, 'target', 'js');
-  const bin = join(home, 'node_modules', '.bin', 'componentize-qjs');
-  if (!existsSync(bin)) {
-    throw new BuildError(`componentize-qjs is not installed at ${bin}; run \`cargo xtask setup\` (it installs the pinned JS toolchain into target/js, or into $NEXO_JS_HOME)`);
+/**
+ * The componentize-qjs executable: $NEXO_JS_HOME's, else the plugin's
+ * (`npm install` of its devDependencies), else a Nexo checkout's.
+ * @param {string} plugin
+ */
+function componentizer(plugin) {
+  const homes = process.env.NEXO_JS_HOME
+    ? [resolve(process.env.NEXO_JS_HOME)]
+    : [plugin, join(ROOT, 'target', 'js')];
+  for (const home of homes) {
+    const bin = join(home, 'node_modules', '.bin', 'componentize-qjs');
+    if (existsSync(bin)) return bin;
   }
-  return bin;
+  throw new BuildError(`componentize-qjs is not installed (looked in ${homes.map((h) => join(h, 'node_modules', '.bin')).join(', ')}); run \`npm install --save-dev componentize-qjs@0.4.5\` in the plugin, or \`cargo xtask setup\` in a Nexo checkout`);
 }
 
 /**
@@ -142,14 +151,21 @@ export function build({ plugin, out, optSize }) {
     throw new BuildError(`${entry} is missing: a JS plugin's entry module is src/index.js`);
   }
   const sdk = JSON.parse(readFileSync(join(SDK_DIR, 'package.json'), 'utf8'));
-  const wit = join(ROOT, 'wit', '1.1.0');
-  const bin = componentizer();
+  const wit = join(SDK_DIR, 'wit', '1.1.0');
+  const bin = componentizer(plugin);
 
+  mkdirSync(dirname(out), { recursive: true });
   const stage = mkdtempSync(join(tmpdir(), 'nexo-js-build-'));
   try {
     cpSync(join(plugin, 'src'), join(stage, 'plugin'), { recursive: true });
     if (existsSync(join(plugin, 'node_modules'))) {
-      cpSync(join(plugin, 'node_modules'), join(stage, 'node_modules'), { recursive: true });
+      // The plugin's dependencies, without the toolchain (tens of MB) and
+      // the SDK (staged below from this copy).
+      const skip = /[\\/]node_modules[\\/](\.bin|componentize-qjs|@andreiltd|nexo-sdk)([\\/]|$)/;
+      cpSync(join(plugin, 'node_modules'), join(stage, 'node_modules'), {
+        recursive: true,
+        filter: (src) => !skip.test(src),
+      });
     }
     const sdkStage = join(stage, 'node_modules', 'nexo-sdk');
     cpSync(join(SDK_DIR, 'package.json'), join(sdkStage, 'package.json'));
@@ -177,7 +193,9 @@ export function build({ plugin, out, optSize }) {
   return statSync(out).size;
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+// Run as a script: directly, or through npm's `nexo-build` link (a symlink
+// in node_modules/.bin, hence the real path).
+if (process.argv[1] && realpathSync(resolve(process.argv[1])) === realpathSync(fileURLToPath(import.meta.url))) {
   try {
     const args = parseArgs(process.argv.slice(2));
     const size = build(args);

@@ -10,7 +10,7 @@
 pub mod connector {
     wit_bindgen::generate!({
         world: "connector",
-        path: "../wit/1.1.0",
+        path: "wit/1.1.0",
         pub_export_macro: true,
         export_macro_name: "__export_connector_world",
         default_bindings_module: "::nexo_sdk::wit::connector",
@@ -21,7 +21,7 @@ pub mod connector {
 pub mod mapper {
     wit_bindgen::generate!({
         world: "mapper",
-        path: "../wit/1.1.0",
+        path: "wit/1.1.0",
         pub_export_macro: true,
         export_macro_name: "__export_mapper_world",
         default_bindings_module: "::nexo_sdk::wit::mapper",

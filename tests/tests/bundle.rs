@@ -45,7 +45,7 @@ async fn a_signed_bundle_round_trips_and_verifies() {
         ("acme/tinycrm", "1.2.0")
     );
     assert_eq!(m.wit_version.to_string(), nexo_sdk::WIT_VERSION);
-    assert_eq!(m.sdk_version.as_deref(), Some("0.1.0"));
+    assert_eq!(m.sdk_version.as_deref(), Some(nexo_sdk::SDK_VERSION));
     assert!(m.config_schema.as_ref().unwrap()["properties"]["base_url"].is_object());
     let bytes = bundle.to_bytes().unwrap();
     let back = Bundle::parse(&bytes, "b.nexo").unwrap();

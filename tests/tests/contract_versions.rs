@@ -102,13 +102,55 @@ fn the_host_serves_every_released_folder_and_the_sdk_targets_one_of_them() {
     }
     let sdk = nexo_sdk::WIT_VERSION;
     assert!(nexo::bindings::serves(sdk), "the SDK targets {sdk}");
-    // wit-bindgen needs a literal path: it must name the SDK's version.
+    // wit-bindgen needs a literal path: it must name the SDK's version (the
+    // copy inside the crate, so that the packaged crate builds on its own).
     let bindings = std::fs::read_to_string(repo().join("sdk/src/wit.rs")).unwrap();
     assert_eq!(
-        bindings.matches(&format!("path: \"../wit/{sdk}\"")).count(),
+        bindings.matches(&format!("path: \"wit/{sdk}\"")).count(),
         2,
-        "both worlds of sdk/src/wit.rs are generated from wit/{sdk}/"
+        "both worlds of sdk/src/wit.rs are generated from sdk/wit/{sdk}/"
     );
+}
+
+#[test]
+fn the_packaged_sdks_carry_the_released_contract_they_target() {
+    // A vendor builds from the packaged SDKs (crate, wheel, npm tarball),
+    // which cannot reach this repository's wit/: each carries a copy, and
+    // the copy must be the released bytes, at the version the SDK names.
+    let sdk = nexo_sdk::WIT_VERSION;
+    let released = wit_of(sdk);
+    for copy in [
+        format!("sdk/wit/{sdk}/nexo.wit"),
+        format!("sdk/python/nexo_sdk/wit/{sdk}/nexo.wit"),
+        format!("sdk/js/wit/{sdk}/nexo.wit"),
+    ] {
+        let text = std::fs::read_to_string(repo().join(&copy))
+            .unwrap_or_else(|e| panic!("{copy}: {e} (copy wit/{sdk}/nexo.wit there)"));
+        assert!(
+            text == released,
+            "{copy} differs from wit/{sdk}/nexo.wit: copy the released file again"
+        );
+    }
+    // Each SDK is versioned with the contract: major.minor of the one = the other's.
+    let minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
+    let python = std::fs::read_to_string(repo().join("sdk/python/pyproject.toml")).unwrap();
+    let js = std::fs::read_to_string(repo().join("sdk/js/package.json")).unwrap();
+    let python: toml::Value = toml::from_str(&python).unwrap();
+    let js: serde_json::Value = serde_json::from_str(&js).unwrap();
+    for (sdk_name, version) in [
+        ("nexo-sdk (Rust)", nexo_sdk::SDK_VERSION),
+        (
+            "nexo-sdk (Python)",
+            python["project"]["version"].as_str().unwrap(),
+        ),
+        ("nexo-sdk (JS)", js["version"].as_str().unwrap()),
+    ] {
+        assert_eq!(
+            minor(version),
+            minor(sdk),
+            "{sdk_name} {version} targets contract {sdk}"
+        );
+    }
 }
 
 /// `text` without its `///` documentation lines.

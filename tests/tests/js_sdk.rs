@@ -107,7 +107,8 @@ fn the_build_tool_says_what_is_missing_and_how_to_fix_it() {
     let missing = build(plugin.to_str().unwrap(), "/nonexistent/js-toolchain");
     assert!(
         missing.contains("componentize-qjs is not installed")
-            && missing.contains("run `cargo xtask setup`"),
+            && missing.contains("npm install --save-dev componentize-qjs@0.4.5")
+            && missing.contains("`cargo xtask setup`"),
         "{missing}"
     );
     let toolchain = root.join("target/js");

@@ -53,7 +53,7 @@ fn the_components_name_their_sdk_plugin_and_contract() {
             started.elapsed()
         );
         let info = plugin.info();
-        assert_eq!(info.embedded("sdk"), Some("python-0.1.0"));
+        assert_eq!(info.embedded("sdk"), Some("python-1.1.0"));
         assert_eq!(info.embedded("plugin"), Some(id));
         assert_eq!(info.embedded("version"), Some("0.1.0"));
         assert_eq!(info.wit_version(), Some("1.1.0"));

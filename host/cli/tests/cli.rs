@@ -80,7 +80,7 @@ async fn inspect_shows_world_versions_streams_and_capabilities() {
         "local/example-crm@0.1.0",
         "world        nexo:connector/connector",
         "WIT version  1.1.0",
-        "SDK          nexo-sdk 0.1.0",
+        "SDK          nexo-sdk 1.1.0",
         "streams      contacts",
         "api_token - TinyCRM API token",
         "\"base_url\"",

@@ -2,7 +2,7 @@
 // same values from package.json and embeds them in the component.
 
 /** Version of this SDK (package.json `version`). */
-export const SDK_VERSION = '0.1.0';
+export const SDK_VERSION = '1.1.0';
 
 /** The `nexo:connector` WIT version the SDK binds. */
 export const WIT_VERSION = '1.1.0';

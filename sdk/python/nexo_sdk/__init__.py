@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+#: Versioned with the contract: 1.1.x builds against nexo:connector 1.1.0.
+__version__ = "1.1.0"
 #: The `nexo:connector` contract version this SDK targets.
 WIT_VERSION = "1.1.0"
 

@@ -4,7 +4,7 @@
 
 Reads `PLUGIN_DIR/nexo-plugin.toml` (`id`, `version`, `kind` = connector or
 mapper), runs componentize-py on `PLUGIN_DIR/app.py` against the contract
-(`wit/1.1.0` of the Nexo checkout by default) with the SDK and the plugin
+(the copy of `wit/1.1.0` shipped inside this package by default) with the SDK and the plugin
 folder on the Python path, then appends the `nexo-sdk` custom section
 (`sdk=python-X;wit=1.1.0;plugin=ID;version=V`) that `nexo plugin inspect`,
 `pack` and the install summary show.
@@ -57,10 +57,12 @@ def read_manifest(plugin_dir: Path) -> Manifest:
 
 
 def default_wit_dir() -> Path:
+    """`$NEXO_WIT_DIR`, else the contract shipped inside the package (a copy
+    of Nexo's `wit/<WIT_VERSION>/`, checked against it by Nexo's tests)."""
     env = os.environ.get("NEXO_WIT_DIR")
     if env:
         return Path(env)
-    return SDK_DIR.parent.parent / "wit" / WIT_VERSION
+    return Path(__file__).resolve().parent / "wit" / WIT_VERSION
 
 
 def componentize_py() -> str:
@@ -115,7 +117,9 @@ def build(plugin_dir: Path, out: Path, wit_dir: Path | None = None) -> Path:
         sdk_dir = Path(staging) / "sdk"
         skip = shutil.ignore_patterns("__pycache__", "*.pyc", "tests", "*.wasm")
         shutil.copytree(plugin_dir, app_dir, ignore=skip)
-        shutil.copytree(SDK_DIR / "nexo_sdk", sdk_dir / "nexo_sdk", ignore=skip)
+        # The contract copy is build input, not code the component runs.
+        sdk_skip = shutil.ignore_patterns("__pycache__", "*.pyc", "tests", "*.wasm", "wit")
+        shutil.copytree(SDK_DIR / "nexo_sdk", sdk_dir / "nexo_sdk", ignore=sdk_skip)
         cmd = [
             componentize_py(), "-d", str(wit), "-w", WORLDS[manifest.kind],
             "componentize", "app", "-p", str(app_dir), "-p", str(sdk_dir), "-o", str(tmp),
@@ -136,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nexo_sdk.build", description="Build a Python plugin into a Nexo component.")
     parser.add_argument("plugin_dir", type=Path, help="folder with app.py and nexo-plugin.toml")
     parser.add_argument("-o", "--output", type=Path, required=True, help="the .wasm to write")
-    parser.add_argument("--wit", type=Path, default=None, help=f"the contract folder (default: Nexo's wit/{WIT_VERSION})")
+    parser.add_argument("--wit", type=Path, default=None, help=f"the contract folder (default: the copy of wit/{WIT_VERSION} in this package)")
     args = parser.parse_args(argv)
     try:
         out = build(args.plugin_dir, args.output, args.wit)

@@ -32,6 +32,9 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub(super) enum Command {
+    /// Start a plugin project: code with one stream, manifest, README,
+    /// conformance kit suite and CI, ready to build, pack and install.
+    New(super::new::NewArgs),
     /// Work with plugin components and bundles.
     #[command(subcommand)]
     Plugin(PluginCommand),

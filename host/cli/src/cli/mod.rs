@@ -19,6 +19,7 @@ mod export;
 mod inspect;
 mod install;
 mod map;
+mod new;
 mod output;
 mod pipeline;
 mod queues;
@@ -130,6 +131,10 @@ fn parse_bytes(text: &str) -> Option<u64> {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    // Needs no data directory: it writes a project and nothing else.
+    if let Command::New(args) = &cli.command {
+        return new::new(args);
+    }
     set_memory_cap_from_env()?;
     let (dir, runtime) = open_host(cli.data_dir)?;
     match cli.command {
@@ -228,6 +233,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Conflict(cmd) => {
             sync::conflict(&sync::engine(&dir, &registry(&dir, &runtime)?)?, cmd).await
         }
+        // Handled above, before a data directory is opened.
+        Command::New(_) => Ok(()),
         Command::Trust(TrustCommand::Add { file }) => bundle::trust_add(&open_db(&dir)?, &file),
         Command::Trust(TrustCommand::List) => bundle::trust_list(&open_db(&dir)?),
         Command::Trust(TrustCommand::Remove { key_id }) => {
