@@ -256,9 +256,7 @@ async fn vendor_path(lang: Lang) {
 
     let component = new_and_build(&data, &sdk, lang, "connector", "acme", dir);
     let project = dir.join("acme");
-    // TODO(kit): run the generated `scripts/test.sh` (`nexo plugin test
-    // build/acme.wasm --suite nexo-test.toml …`) against a TinyCRM here,
-    // once `nexo plugin test` lands.
+    kit(&project, &component, lang).await;
 
     let key = dir.join("acme.key");
     ok(nexo(
@@ -400,6 +398,78 @@ async fn vendor_path(lang: Lang) {
     mapper(lang, &sdk, &data, dir);
 }
 
+/// The generated `scripts/test.sh` (the conformance kit) against a sandbox
+/// TinyCRM: every check passes, live and recording; then, with the system
+/// stopped and no token, the recording replays to the same verdicts.
+async fn kit(project: &Path, component: &Path, lang: Lang) {
+    let crm = tinycrm::start(tinycrm::seed(17), TOKEN).await;
+    std::fs::write(
+        project.join("config.json"),
+        json!({"base_url": crm.url(), "page_size": 5}).to_string(),
+    )
+    .unwrap();
+    assert!(component.is_file());
+    let test = |extra: &[&str], token: Option<&str>| {
+        let mut c = Command::new("sh");
+        c.current_dir(project)
+            .arg("scripts/test.sh")
+            .args(extra)
+            .args(["--format", "json"])
+            .env("NEXO", env!("CARGO_BIN_EXE_nexo"))
+            .env("NEXO_DATA_DIR", project.join(".nexo-data"))
+            .env("NEXO_LOG", "warn")
+            .env_remove("API_TOKEN");
+        if let Some(t) = token {
+            c.env("API_TOKEN", t);
+        }
+        c
+    };
+    let verdicts = |out: &str| -> Vec<(String, String)> {
+        let report: Value = serde_json::from_str(out).unwrap();
+        assert_eq!(report["failed"], 0, "{lang:?}: {report:#}");
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_string(),
+                    c["verdict"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let live = verdicts(&run(
+        &format!("{lang:?}: scripts/test.sh --record"),
+        &mut test(&["--record", "fixtures"], Some(TOKEN)),
+    ));
+    for check in [
+        "check.wrong-credentials",
+        "read.contacts.resume",
+        "read.contacts.incremental",
+        "write.contacts.idempotent-create",
+        "write.contacts.refused-alone",
+        "faults.contacts.write-lost-answer",
+        "sandbox.secrets",
+    ] {
+        assert!(
+            live.contains(&(check.to_string(), "pass".to_string())),
+            "{lang:?}: {check} did not pass: {live:?}"
+        );
+    }
+    assert_eq!(
+        crm.contacts().len(),
+        17,
+        "the suite cleaned up after itself"
+    );
+    drop(crm);
+    let replayed = verdicts(&run(
+        &format!("{lang:?}: scripts/test.sh --replay"),
+        &mut test(&["--replay", "fixtures"], None),
+    ));
+    assert_eq!(replayed, live, "{lang:?}: the replay's verdicts");
+}
+
 /// `nexo new mapper` builds, and maps a sample through `nexo plugin call`.
 fn mapper(lang: Lang, sdk: &Sdk, data: &Path, dir: &Path) {
     let component = new_and_build(data, sdk, lang, "mapper", "acme-mapper", dir);
@@ -435,6 +505,21 @@ fn mapper(lang: Lang, sdk: &Sdk, data: &Path, dir: &Path) {
         ],
         "{lang:?}"
     );
+
+    // Its generated kit script: deterministic, total, within budget.
+    let project = dir.join("acme-mapper");
+    let out = run(
+        &format!("{lang:?}: the mapper's scripts/test.sh"),
+        Command::new("sh")
+            .current_dir(&project)
+            .args(["scripts/test.sh", "--format", "json"])
+            .env("NEXO", env!("CARGO_BIN_EXE_nexo"))
+            .env("NEXO_DATA_DIR", project.join(".nexo-data"))
+            .env("NEXO_LOG", "warn"),
+    );
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["failed"], 0, "{lang:?}: {report:#}");
+    assert_eq!(report["passed"], 3, "{lang:?}: {report:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

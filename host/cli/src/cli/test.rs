@@ -10,9 +10,12 @@ use nexo_kit::{Format, Mode, Suite, Target};
 use crate::bundle::Bundle;
 use crate::{Limits, LoadedPlugin, PluginRef, Runtime};
 
+use super::SandboxArgs;
 use super::args::{ReportFormat, TestArgs};
-use super::call::{http_grants, limits_of, load_config, secrets_of};
+use super::call::{http_grants, limits_of, load_config, parse_secret, secrets_of};
 use super::plugin_ref;
+use crate::sandbox::secrets::SecretValue;
+use std::collections::BTreeMap;
 
 /// The suite file a run uses: `--suite`, else `nexo-test.toml` in the
 /// current directory or beside the component, else none.
@@ -68,7 +71,11 @@ pub(crate) async fn test(runtime: &Runtime, args: TestArgs) -> Result<()> {
         limits,
         grants: http_grants(&args.sandbox)?,
         overrides: args.sandbox.origin_overrides.clone(),
-        secrets: secrets_of(&args.sandbox)?,
+        secrets: if args.replay.is_some() {
+            replay_secrets(&args.sandbox)
+        } else {
+            secrets_of(&args.sandbox)?
+        },
         config: load_config(args.config.as_deref())?,
         kv_bytes: args.sandbox.grant_kv,
     };
@@ -100,6 +107,22 @@ pub(crate) async fn test(runtime: &Runtime, args: TestArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The secrets of a replay: those whose source can be read. A recording
+/// holds no secret value, so CI replays without the account's secrets; the
+/// kit gives each one left out a stand-in.
+fn replay_secrets(args: &SandboxArgs) -> BTreeMap<String, SecretValue> {
+    args.secrets
+        .iter()
+        .filter_map(|spec| match parse_secret(spec) {
+            Ok(pair) => Some(pair),
+            Err(e) => {
+                eprintln!("note: {e:#}; the replay uses a stand-in");
+                None
+            }
+        })
+        .collect()
 }
 
 fn write_report(path: &Path, text: &str) -> Result<()> {
