@@ -155,10 +155,9 @@ impl Connector for KitCrm {
         let spec = crate::UNUSED_SECRETS.iter().fold(spec, |spec, name| {
             spec.secret(*name, "never sent", ["http://*:*", "https://*:*"])
         });
-        if crate::UNUSED_KV_BYTES > 0 {
-            spec.kv_bytes(crate::UNUSED_KV_BYTES)
-        } else {
-            spec
+        match crate::UNUSED_KV_BYTES {
+            Some(bytes) => spec.kv_bytes(bytes),
+            None => spec,
         }
     }
 

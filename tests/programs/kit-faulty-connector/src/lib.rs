@@ -21,6 +21,6 @@ const UNUSED_SECRETS: &[&str] = &[];
 
 /// Key-value bytes the spec asks for and the connector never uses: none
 /// here (`kit-wide-connector` asks for some).
-const UNUSED_KV_BYTES: u64 = 0;
+const UNUSED_KV_BYTES: Option<u64> = None;
 
 nexo_sdk::export_connector!(connector::KitCrm);

@@ -14,6 +14,6 @@ const UNUSED_ORIGINS: &[&str] = &["https://analytics.example.com"];
 const UNUSED_SECRETS: &[&str] = &["analytics_key"];
 
 /// Key-value storage asked for and never used.
-const UNUSED_KV_BYTES: u64 = 4096;
+const UNUSED_KV_BYTES: Option<u64> = Some(4096);
 
 nexo_sdk::export_connector!(connector::KitCrm);
