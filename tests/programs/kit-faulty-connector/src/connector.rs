@@ -240,6 +240,12 @@ fn read_page(config: &Config, state: Option<&str>) -> Result<Page, Error> {
         };
         records.push(record.with_cursor(updated_at));
     }
+    // One line per page, so `nexo plugin dev` has a plugin log to show.
+    nexo_sdk::info!(
+        "page of {} contact(s) after {}",
+        records.len(),
+        from.as_deref().unwrap_or("the start")
+    );
     let has_more = page.next_page_token.is_some();
     next.set_page(page.next_page_token, from.as_deref());
     Ok(Page {
