@@ -294,3 +294,39 @@ async fn a_failing_build_is_shown_and_the_loop_goes_on() {
         "{round2:?}"
     );
 }
+
+#[test]
+fn a_trapping_plugin_is_shown_and_an_edited_config_runs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    let input = dir.path().join("input.json");
+    std::fs::write(&config, r#"{"trap": true}"#).unwrap();
+    let records = json!([
+        {"id": "1", "payload": {"email": "a@example.com"}},
+        {"id": "2", "payload": {"email": "b@example.com"}},
+    ]);
+    std::fs::write(&input, records.to_string()).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexo"));
+    cmd.arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["plugin", "dev", programs::TEST_MAPPER, "--op", "map"])
+        .arg("--config")
+        .arg(&config)
+        .arg("--input")
+        .arg(&input)
+        .env("NEXO_LOG", "warn");
+    let mut dev = Watching::start(cmd);
+    let round1 = dev.until("watching");
+    let error = round1.iter().find(|l| l.starts_with("error: ")).unwrap();
+    assert!(error.contains("trap"), "{round1:?}");
+    assert!(round1.last().unwrap().contains("config.json"), "{round1:?}");
+
+    // The loop goes on; a new config is a new round.
+    std::fs::write(&config, r#"{"set": {"city": "Paris"}}"#).unwrap();
+    let round2 = dev.until("watching");
+    assert!(round2[0].starts_with("── round 2 · "), "{round2:?}");
+    assert!(!round2.iter().any(|l| l.starts_with("error")), "{round2:?}");
+    let mapped: Vec<&String> = round2.iter().filter(|l| l.contains(" → ")).collect();
+    assert_eq!(mapped.len(), 2, "{round2:?}");
+    assert!(mapped[0].starts_with("1 → [") && mapped[0].contains(r#""city":"Paris""#));
+}

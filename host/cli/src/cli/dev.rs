@@ -1,5 +1,6 @@
 //! `nexo plugin dev`: a vendor's inner loop. Optionally rebuild, reload the
-//! component whenever it changes, re-run one operation or the whole kit,
+//! component whenever it (or the config, input or suite file) changes,
+//! re-run one operation or the whole kit,
 //! and show each round's records, plugin log and error — then keep
 //! watching: a failing build or a trapping plugin never ends the loop.
 
@@ -68,7 +69,8 @@ pub(crate) struct DevArgs {
     /// or beside the component, if there is one).
     #[arg(long, value_name = "FILE", num_args = 0..=1)]
     suite: Option<Option<PathBuf>>,
-    /// Config JSON file, read again each round. Default: `{}`.
+    /// Config JSON file, read again each round (a change starts one).
+    /// Default: `{}`.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Stream, for read and write.
@@ -77,7 +79,8 @@ pub(crate) struct DevArgs {
     /// State to read from (JSON text as returned by a previous page).
     #[arg(long)]
     state: Option<String>,
-    /// Records JSON file for write and map (as `plugin call --input`).
+    /// Records JSON file for write and map (as `plugin call --input`),
+    /// read again each round (a change starts one).
     #[arg(long)]
     input: Option<PathBuf>,
     /// Records shown per round (one line each).
@@ -95,11 +98,16 @@ pub(crate) async fn dev(runtime: &Runtime, data_dir: &Path, args: DevArgs) -> Re
     if args.suite.is_some() && args.sandbox.grant_kv > 0 {
         bail!("--grant-kv: the kit runs plugins without key-value storage; leave it out");
     }
+    for (flag, path) in [("--config", &args.config), ("--input", &args.input)] {
+        if path.as_deref() == Some(Path::new("-")) {
+            bail!("{flag} -: plugin dev reads it again each round; give a file");
+        }
+    }
     let watched = watched_dirs(&args);
     let capture = Capture::default();
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(capture.clone()));
     let mut sources = Changes::new(scan(&watched, &args.file));
-    let mut component = Changes::new(stamp(&args.file));
+    let mut inputs = Changes::new(stamp(&round_files(&args)));
     let mut build_due = args.build.is_some();
     let mut run_due = true;
     let mut round = 0u32;
@@ -120,28 +128,42 @@ pub(crate) async fn dev(runtime: &Runtime, data_dir: &Path, args: DevArgs) -> Re
             // What the round itself changed (a build writes the component)
             // is not a reason for another round.
             sources.reset(scan(&watched, &args.file));
-            component.reset(stamp(&args.file));
+            inputs.reset(stamp(&round_files(&args)));
             (build_due, run_due) = (false, false);
-            println!(
-                "watching {}{} (Ctrl-C to stop)",
-                args.file.display(),
-                if watched.is_empty() {
-                    String::new()
-                } else {
-                    let dirs: Vec<String> =
-                        watched.iter().map(|d| d.display().to_string()).collect();
-                    format!(" and {}", dirs.join(", "))
-                }
-            );
+            let names: Vec<String> = round_files(&args)
+                .iter()
+                .chain(&watched)
+                .map(|p| p.display().to_string())
+                .collect();
+            println!("watching {} (Ctrl-C to stop)", names.join(", "));
         }
         tokio::time::sleep(POLL).await;
         if args.build.is_some() && sources.settled(scan(&watched, &args.file)) {
             build_due = true;
         }
-        if component.settled(stamp(&args.file)) {
+        if inputs.settled(stamp(&round_files(&args))) {
             run_due = true;
         }
     }
+}
+
+/// The files a round reads, each change of which starts a new round: the
+/// component, the config, the input records and the suite file.
+fn round_files(args: &DevArgs) -> Vec<PathBuf> {
+    let suite = match &args.suite {
+        Some(Some(file)) => Some(file.clone()),
+        Some(None) => super::test::default_suite(&args.file),
+        None => None,
+    };
+    [
+        Some(args.file.clone()),
+        args.config.clone(),
+        args.input.clone(),
+        suite,
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// The folders whose changes trigger a build: `--watch`, else `src` when

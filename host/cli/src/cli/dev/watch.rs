@@ -56,14 +56,16 @@ pub(super) async fn build(command: &str) -> Built {
 /// Modification time and size of each file watched.
 pub(super) type Stamps = BTreeMap<PathBuf, (SystemTime, u64)>;
 
-/// The component's stamp (empty when it does not exist).
-pub(super) fn stamp(file: &Path) -> Stamps {
+/// The stamps of `files` (those that exist).
+pub(super) fn stamp(files: &[PathBuf]) -> Stamps {
     let mut s = Stamps::new();
-    if let Ok(m) = std::fs::metadata(file) {
-        s.insert(
-            file.to_path_buf(),
-            (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()),
-        );
+    for file in files {
+        if let Ok(m) = std::fs::metadata(file) {
+            s.insert(
+                file.clone(),
+                (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()),
+            );
+        }
     }
     s
 }
