@@ -246,6 +246,22 @@ async fn a_new_component_starts_a_new_round() {
             .any(|l| l.contains("INFO page of 5 contact(s) after the start")),
         "{round2:?}"
     );
+
+    // A file that is no component is an error of that round, not the end.
+    std::fs::write(&component, b"not a component").unwrap();
+    let round3 = dev.until("watching");
+    assert!(
+        round3[0].starts_with("── round 3 · ") && round3[0].contains(" · component ? ──"),
+        "{round3:?}"
+    );
+    assert!(round3[1].starts_with("error: "), "{round3:?}");
+    replace(programs::EXAMPLE_CRM, &component);
+    let round4 = dev.until("watching");
+    assert_eq!(digest(&round4[0]), digest(&round1[0]), "{round4:?}");
+    assert!(
+        round4.iter().any(|l| l.starts_with("5 record(s)")),
+        "{round4:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

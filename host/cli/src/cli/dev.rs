@@ -205,11 +205,23 @@ async fn one_round(
         }
     }
     capture.take();
-    let mut out = Vec::new();
-    let run = run(runtime, data_dir, args, &mut out).with_subscriber(dispatch.clone());
-    let (sha, result) = run.await;
-    let short = sha.as_deref().map_or("?", |s| s.get(..12).unwrap_or(s));
+    // The header first (the suite takes a while), so the component is
+    // loaded before the rest of the round.
+    let loaded = tracing::dispatcher::with_default(dispatch, || runtime.load_file(&args.file));
+    let short = match &loaded {
+        Ok(p) => p.sha256().get(..12).unwrap_or(p.sha256()).to_string(),
+        Err(_) => "?".to_string(),
+    };
     println!("── round {round} · {time} · component {short}{build_note} ──");
+    let mut out = Vec::new();
+    let result = match loaded {
+        Ok(plugin) => {
+            run(plugin, data_dir, args, &mut out)
+                .with_subscriber(dispatch.clone())
+                .await
+        }
+        Err(e) => Err(e.into()),
+    };
     for line in &out {
         println!("{line}");
     }
@@ -233,44 +245,34 @@ async fn one_round(
     }
 }
 
-/// Loads the component and runs the round's work, writing what it shows
-/// to `out`; the component's SHA-256 once loaded, and whether the work
-/// passed (a suite with failed checks did not).
+/// Runs the round's work on the loaded component, writing what it shows
+/// to `out`; whether it passed (a suite with failed checks did not).
 async fn run(
-    runtime: &Runtime,
+    plugin: crate::LoadedPlugin,
     data_dir: &Path,
     args: &DevArgs,
     out: &mut Vec<String>,
-) -> (Option<String>, Result<bool>) {
-    let plugin = match runtime.load_file(&args.file) {
-        Ok(p) => p,
-        Err(e) => return (None, Err(e.into())),
-    };
-    let sha = Some(plugin.sha256().to_string());
-    let result = async {
-        let config = load_config(args.config.as_deref())?;
-        let who = plugin_ref(&plugin, &args.file, args.sandbox.id.clone());
-        if let Some(suite) = &args.suite {
-            return run_suite(plugin, who, config, suite.as_deref(), args, out).await;
-        }
-        let sandbox = sandbox_for(&args.sandbox, who, plugin.sha256(), data_dir)?;
-        let op = args.op.context("--op or --suite is required")?;
-        if op == DevOp::Map {
-            let mapper = MapperPlugin::open(&plugin, sandbox)?;
-            return map(&mapper, &config, args, out).await.map(|()| true);
-        }
-        let overrides = crate::sandbox::overrides::Overrides::parse(
-            args.sandbox.origin_overrides.iter().map(|(f, t)| (f, t)),
-        )?;
-        let connector = ConnectorPlugin::open(&plugin, sandbox)
-            .await?
-            .with_origin_overrides(overrides)?;
-        connector_op(&connector, op, &config, args, out)
-            .await
-            .map(|()| true)
+) -> Result<bool> {
+    let config = load_config(args.config.as_deref())?;
+    let who = plugin_ref(&plugin, &args.file, args.sandbox.id.clone());
+    if let Some(suite) = &args.suite {
+        return run_suite(plugin, who, config, suite.as_deref(), args, out).await;
     }
-    .await;
-    (sha, result)
+    let sandbox = sandbox_for(&args.sandbox, who, plugin.sha256(), data_dir)?;
+    let op = args.op.context("--op or --suite is required")?;
+    if op == DevOp::Map {
+        let mapper = MapperPlugin::open(&plugin, sandbox)?;
+        return map(&mapper, &config, args, out).await.map(|()| true);
+    }
+    let overrides = crate::sandbox::overrides::Overrides::parse(
+        args.sandbox.origin_overrides.iter().map(|(f, t)| (f, t)),
+    )?;
+    let connector = ConnectorPlugin::open(&plugin, sandbox)
+        .await?
+        .with_origin_overrides(overrides)?;
+    connector_op(&connector, op, &config, args, out)
+        .await
+        .map(|()| true)
 }
 
 async fn run_suite(
