@@ -87,7 +87,7 @@ async fn once_read_shows_the_records_and_the_plugin_log() {
     // The plugin's own log line of that round.
     assert_eq!(lines[7], "log:");
     assert!(
-        lines[8].contains("INFO page of 5 contact(s) after the start"),
+        lines[8].ends_with("INFO read(contacts): page of 5 contact(s) after the start"),
         "{stdout}"
     );
     assert!(!stdout.contains(TOKEN) && !stderr.contains(TOKEN));
@@ -243,7 +243,7 @@ async fn a_new_component_starts_a_new_round() {
     assert!(
         round2
             .iter()
-            .any(|l| l.contains("INFO page of 5 contact(s) after the start")),
+            .any(|l| l.contains("INFO read(contacts): page of 5 contact(s) after the start")),
         "{round2:?}"
     );
 
@@ -306,7 +306,9 @@ async fn a_failing_build_is_shown_and_the_loop_goes_on() {
         "{round2:?}"
     );
     assert!(
-        round2.iter().any(|l| l.contains("INFO page of 5")),
+        round2
+            .iter()
+            .any(|l| l.contains("INFO read(contacts): page of 5")),
         "{round2:?}"
     );
 }

@@ -314,9 +314,14 @@ fn read_page(config: &Config, state: Option<&str>) -> Result<Page, Error> {
     }
     // One line per page, so `nexo plugin dev` has a plugin log to show.
     nexo_sdk::info!(
-        "page of {} contact(s) after {}",
+        "page of {} contact(s) after {}{}",
         records.len(),
-        from.as_deref().unwrap_or("the start")
+        from.as_deref().unwrap_or("the start"),
+        if cursor.page_token().is_some() {
+            ", following the page token"
+        } else {
+            ""
+        }
     );
     let has_more = page.next_page_token.is_some();
     next.set_page(page.next_page_token, from.as_deref());
