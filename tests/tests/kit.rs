@@ -320,6 +320,11 @@ async fn seeded_faults_are_each_caught_by_their_check() {
             Some("check.wrong-credentials"),
         ),
         (
+            programs::KIT_FAULTY_CONNECTOR,
+            "loses-ties",
+            Some("read.contacts.resume"),
+        ),
+        (
             programs::KIT_WIDE_CONNECTOR,
             "none",
             Some("spec.capabilities"),

@@ -84,7 +84,8 @@ async fn the_control_reads_incrementally_and_writes_in_the_protocol() {
             "duplicate-on-lost-answer",
             "ignores-state",
             "non-granted-origin",
-            "auth-as-internal"
+            "auth-as-internal",
+            "loses-ties"
         ])
     );
 
@@ -190,6 +191,29 @@ async fn ignores_state_reads_everything_again_from_the_final_state() {
     }
     assert_eq!(reread["none"], 0);
     assert_eq!(reread["ignores-state"], 7, "every contact again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loses_ties_drops_a_record_sharing_its_timestamp_across_a_page_boundary() {
+    let mut read = BTreeMap::new();
+    for fault in ["none", "loses-ties"] {
+        // `seed` gives c0002k and c0002k+1 the same `updated_at`.
+        let (crm, c) = crm(programs::KIT_FAULTY_CONNECTOR, 12, TOKEN).await;
+        let config = json!({"base_url": crm.url(), "page_size": 5, "fault": fault}).to_string();
+        let (records, state) = connkit::read_all(&c, &config, STREAM, None).await;
+        assert_eq!(ids(&records).len(), records.len(), "{fault}: each once");
+        let (again, _) = connkit::read_all(&c, &config, STREAM, state).await;
+        assert!(again.is_empty(), "{fault}: the read ends: {again:?}");
+        read.insert(fault, ids(&records));
+    }
+    assert_eq!(read["none"].len(), 12);
+    // Page 1: c0001-c0005, ending on a whole pair. Page 2 asks for rows at
+    // or after c0005's second, drops the two it has seen and keeps
+    // c0006-c0008, ending between c0008 and c0009 (the same second). Page 3
+    // drops every row at that second: c0009 too.
+    let lost: Vec<&String> = read["none"].difference(&read["loses-ties"]).collect();
+    assert_eq!(lost, ["c0009"]);
+    assert!(read["loses-ties"].is_subset(&read["none"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

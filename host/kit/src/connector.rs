@@ -479,10 +479,29 @@ async fn resume(
         return;
     }
     let all = ids(base.records());
+    let mut problems = Vec::new();
+    let mut detail = String::new();
+    if let Some(patch) = &suite.read.reference_config {
+        match reference_read(c, config, name, patch, suite, seen).await {
+            Ok(reference) => {
+                let missed: Vec<&String> = reference.difference(&all).collect();
+                if !missed.is_empty() {
+                    problems.push(format!(
+                        "the read from the start lost {} record(s) that a read with read.reference_config (pages ending elsewhere) returned (ids {}): each page's state must point just past the last record handed over, ties on the cursor included",
+                        missed.len(),
+                        sample(&missed)
+                    ));
+                }
+                detail = format!(", {} record(s) in the reference read", reference.len());
+            }
+            Err(e) => problems.push(format!(
+                "the reference read (read.reference_config) failed: {e}"
+            )),
+        }
+    }
     // The states after pages 1..pages-1, spread evenly over the read.
     let points = suite.read.resume_points.max(1).min(pages - 1);
     let picks: BTreeSet<usize> = (0..points).map(|k| k * (pages - 1) / points).collect();
-    let mut problems = Vec::new();
     let mut ties = 0;
     for i in picks {
         let state = base.pages[i].state.clone();
@@ -526,8 +545,43 @@ async fn resume(
         check,
         t,
         fail_if(problems),
-        format!("{points} saved states, {ties} record(s) seen again at page boundaries"),
+        format!("{points} saved states, {ties} record(s) seen again at page boundaries{detail}"),
     );
+}
+
+/// The ids a read from the start returns with `patch` set over `config`
+/// (the suite's `read.reference_config`).
+async fn reference_read(
+    c: &ConnectorPlugin,
+    config: &str,
+    name: &str,
+    patch: &Value,
+    suite: &Suite,
+    seen: &mut Seen,
+) -> Result<BTreeSet<String>, String> {
+    let mut merged: Value =
+        serde_json::from_str(config).map_err(|e| format!("the config is not JSON: {e}"))?;
+    let (Some(fields), Some(patch)) = (merged.as_object_mut(), patch.as_object()) else {
+        return Err("the config and read.reference_config must both be objects".into());
+    };
+    for (k, v) in patch {
+        fields.insert(k.clone(), v.clone());
+    }
+    let (reading, result) = drive::read_to_end(
+        c,
+        &merged.to_string(),
+        name,
+        None,
+        suite.read.max_pages,
+        Retry::default(),
+    )
+    .await;
+    seen.reading(name, &reading);
+    if let Err(e) = result {
+        seen.error(&format!("the reference read of {name}"), &e);
+        return Err(read_failure(&e));
+    }
+    Ok(ids(reading.records()))
 }
 
 async fn incremental(

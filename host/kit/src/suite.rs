@@ -11,6 +11,9 @@
 //! deletes = true
 //! lookback = 0
 //!
+//! [read]
+//! reference_config = { page_size = 5000 }
+//!
 //! [mapper]
 //! stream = "contacts"
 //! input = [{ id = "1", payload = { name = "Ada" } }]
@@ -129,6 +132,12 @@ pub struct ReadBounds {
     /// Saved states the resume check starts from (spread over the read).
     #[serde(default = "default_resume_points")]
     pub resume_points: usize,
+    /// Config fields that make a read's pages end elsewhere (e.g.
+    /// `{ page_size = 5000 }`), set over the config for one more read: a
+    /// record it returns that the read from the start did not is one lost
+    /// at a page boundary — often a tie on the cursor. Without it, a record
+    /// every read loses the same way cannot be seen.
+    pub reference_config: Option<Value>,
 }
 
 impl Default for ReadBounds {
@@ -136,6 +145,7 @@ impl Default for ReadBounds {
         ReadBounds {
             max_pages: default_max_pages(),
             resume_points: default_resume_points(),
+            reference_config: None,
         }
     }
 }
@@ -228,6 +238,11 @@ impl Suite {
                 ));
             }
         }
+        if let Some(c) = &suite.read.reference_config
+            && !c.is_object()
+        {
+            return Err("read.reference_config must be a table (config fields)".into());
+        }
         if suite.read.max_pages == 0 {
             return Err("read.max_pages must be at least 1".into());
         }
@@ -261,6 +276,13 @@ mod tests {
         assert!(e.contains("need a `create`"), "{e}");
         let e = Suite::parse("[mapper]\ninput = []\n").unwrap_err();
         assert!(e.contains("at least one"), "{e}");
+        let e = Suite::parse("[read]\nreference_config = 5000\n").unwrap_err();
+        assert!(e.contains("read.reference_config must be a table"), "{e}");
+        let s = Suite::parse("[read]\nreference_config = { page_size = 5000 }\n").unwrap();
+        assert_eq!(
+            s.read.reference_config,
+            Some(serde_json::json!({"page_size": 5000}))
+        );
     }
 
     #[test]

@@ -145,6 +145,11 @@ pub(super) enum PluginCommand {
     /// each check named, as text, JSON or JUnit XML. Exits non-zero when a
     /// check fails.
     Test(Box<TestArgs>),
+    /// The vendor's inner loop: watch the component (and rebuild it with
+    /// --build when sources change), re-run one operation or the kit each
+    /// time, show the records, the plugin's log and any error, and keep
+    /// watching until Ctrl-C (--once: one round, its status).
+    Dev(Box<super::dev::DevArgs>),
     /// Create a vendor signing key pair: KEY (secret, mode 0600) and KEY.pub.
     Keygen {
         /// Who the key belongs to, e.g. "Acme Inc".

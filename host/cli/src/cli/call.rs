@@ -181,7 +181,9 @@ pub(crate) fn secrets_of(args: &SandboxArgs) -> Result<BTreeMap<String, SecretVa
     args.secrets.iter().map(|s| parse_secret(s)).collect()
 }
 
-fn sandbox_for(
+/// The sandbox `args` describe for the component `who` (key-value data,
+/// when granted, kept per id and component digest in `data_dir`).
+pub(crate) fn sandbox_for(
     args: &SandboxArgs,
     who: PluginRef,
     component_sha256: &str,

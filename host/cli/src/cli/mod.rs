@@ -15,6 +15,7 @@ mod authorize;
 mod bundle;
 mod call;
 mod connection;
+mod dev;
 mod export;
 mod inspect;
 mod install;
@@ -143,6 +144,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Plugin(PluginCommand::Call(args)) => call::call(&runtime, &dir, *args).await,
         Command::Plugin(PluginCommand::Test(args)) => test::test(&runtime, *args).await,
+        Command::Plugin(PluginCommand::Dev(args)) => dev::dev(&runtime, &dir, *args).await,
         Command::Plugin(PluginCommand::Keygen { name, out }) => bundle::keygen(&name, &out),
         Command::Plugin(PluginCommand::Pack {
             manifest,

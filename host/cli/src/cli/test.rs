@@ -23,7 +23,13 @@ fn suite_path(args: &TestArgs) -> Option<PathBuf> {
     if let Some(p) = &args.suite {
         return Some(p.clone());
     }
-    let beside = args.file.parent().map(|d| d.join("nexo-test.toml"));
+    default_suite(&args.file)
+}
+
+/// `nexo-test.toml` in the current directory or beside `component`, if
+/// there is one (`plugin dev --suite` without a file uses it too).
+pub(crate) fn default_suite(component: &Path) -> Option<PathBuf> {
+    let beside = component.parent().map(|d| d.join("nexo-test.toml"));
     [Some(PathBuf::from("nexo-test.toml")), beside]
         .into_iter()
         .flatten()

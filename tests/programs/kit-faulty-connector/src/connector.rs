@@ -39,6 +39,11 @@ pub enum Fault {
     NonGrantedOrigin,
     /// A 401 is reported as `internal` instead of `auth`.
     AuthAsInternal,
+    /// The state keeps only the last record's `updated_at`, and the next
+    /// read asks for the records strictly after it (TinyCRM's page token
+    /// dropped): records sharing a timestamp across a page boundary are
+    /// lost.
+    LosesTies,
 }
 
 /// Configuration of a connection.
@@ -72,6 +77,7 @@ fn fault_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
             "ignores-state",
             "non-granted-origin",
             "auth-as-internal",
+            "loses-ties",
         ],
         "default": "none",
         "description": "The deliberate bug to run with (`none` for a correct connector).",
@@ -208,10 +214,76 @@ impl Connector for KitCrm {
     }
 }
 
+/// The `loses-ties` fault's state: the last `updated_at` handed over.
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+struct LastSeen {
+    after: Option<String>,
+}
+
+/// One page of the `loses-ties` fault: the rows strictly after the last
+/// `updated_at` handed over, so a page that ended in the middle of a tie
+/// loses the rest of it.
+fn read_page_losing_ties(config: &Config, state: Option<&str>) -> Result<Page, Error> {
+    let last: LastSeen = match state {
+        Some(s) => serde_json::from_str(s)
+            .map_err(|e| Error::config(format!("state is not this connector's: {e}")))?,
+        None => LastSeen::default(),
+    };
+    let after = last.after.unwrap_or_default();
+    let response = config
+        .request(Request::get, "/api/contacts")?
+        .query("updated_after", &after)
+        .query("limit", config.page_size.to_string())
+        .send()?
+        .error_for_status()?;
+    let page: ChangePage = response.json()?;
+    let mut next = after.clone();
+    let mut records = Vec::with_capacity(page.results.len());
+    for row in page.results {
+        let (Some(id), Some(updated_at)) = (text(&row, "id"), text(&row, "updated_at")) else {
+            return Err(Error::internal(
+                "TinyCRM listed a contact without `id` or `updated_at`",
+            ));
+        };
+        // The bug: `updated_after` is inclusive, and every row at the
+        // cursor is taken for one already handed over.
+        if !after.is_empty() && updated_at == after {
+            continue;
+        }
+        next.clone_from(&updated_at);
+        let record = if row.get("deleted") == Some(&Value::Bool(true)) {
+            Record::delete(STREAM, id)
+        } else {
+            Record::upsert(STREAM, id, &row)?
+        };
+        records.push(record.with_cursor(updated_at));
+    }
+    nexo_sdk::info!(
+        "page of {} contact(s) after {}",
+        records.len(),
+        if after.is_empty() {
+            "the start"
+        } else {
+            &after
+        }
+    );
+    let state = LastSeen {
+        after: (!next.is_empty()).then_some(next),
+    };
+    Ok(Page {
+        records,
+        state: Some(serde_json::to_string(&state).map_err(|e| Error::internal(e.to_string()))?),
+        has_more: page.next_page_token.is_some(),
+    })
+}
+
 /// One page after `state`: a [`Cursor`] holding the newest `updated_at`
 /// seen (and the ids seen at it) and TinyCRM's page token while a pass is
 /// under way.
 fn read_page(config: &Config, state: Option<&str>) -> Result<Page, Error> {
+    if config.fault == Fault::LosesTies {
+        return read_page_losing_ties(config, state);
+    }
     let mut cursor = Cursor::from_state(state)?;
     if config.fault == Fault::IgnoresState && cursor.page_token().is_none() {
         // The bug: a new pass starts from scratch. The page token is still
@@ -247,6 +319,17 @@ fn read_page(config: &Config, state: Option<&str>) -> Result<Page, Error> {
         };
         records.push(record.with_cursor(updated_at));
     }
+    // One line per page, so `nexo plugin dev` has a plugin log to show.
+    nexo_sdk::info!(
+        "page of {} contact(s) after {}{}",
+        records.len(),
+        from.as_deref().unwrap_or("the start"),
+        if cursor.page_token().is_some() {
+            ", following the page token"
+        } else {
+            ""
+        }
+    );
     let has_more = page.next_page_token.is_some();
     next.set_page(page.next_page_token, from.as_deref());
     Ok(Page {
