@@ -159,8 +159,12 @@ pub(crate) async fn run(
     }) {
         write_faults(env, &c, &config, s, suite, report, &mut seen).await;
     }
-    for (level, line) in logs.take() {
-        seen.texts.push((format!("a log line ({level})"), line));
+    for line in logs.take() {
+        if line.plugin {
+            seen.texts
+                .push(("a log line".to_string(), line.text.clone()));
+        }
+        report.log.push(line.text);
     }
     sandbox(env, &c, report, &seen);
     Ok(())

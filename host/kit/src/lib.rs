@@ -166,13 +166,17 @@ pub async fn run(target: &Target, suite: &Suite, mode: &Mode) -> Result<Report, 
         }
         .into(),
         checks: Vec::new(),
+        log: Vec::new(),
     };
     let (dispatch, captured) = logs::capture();
     match target.component.info().world {
         WorldKind::Mapper => {
             mapper::run(&env, suite, &mut report)
                 .with_subscriber(dispatch)
-                .await?
+                .await?;
+            report
+                .log
+                .extend(captured.take().into_iter().map(|l| l.text));
         }
         _ => {
             connector::run(&mut env, suite, &mut report, &captured)

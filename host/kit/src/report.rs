@@ -49,6 +49,9 @@ pub struct Report {
     pub mode: String,
     /// Every check, in the order run.
     pub checks: Vec<Check>,
+    /// The plugin's log lines and the host's warnings during the suite
+    /// (secret values scrubbed), in order.
+    pub log: Vec<String>,
 }
 
 /// The output formats of [`Report::render`].
@@ -119,6 +122,7 @@ impl Report {
                     "failed": failed,
                     "skipped": skipped,
                     "checks": self.checks,
+                    "log": self.log,
                 });
                 serde_json::to_string_pretty(&doc).unwrap_or_default()
             }
@@ -231,6 +235,7 @@ mod tests {
             plugin: "acme/crm@0.1.0".into(),
             mode: "live".into(),
             checks: Vec::new(),
+            log: Vec::new(),
         };
         r.push(
             "spec.streams",

@@ -11,7 +11,6 @@ use anyhow::{Context, Result, bail};
 use clap::{ArgGroup, Args, ValueEnum};
 use serde_json::{Value, json};
 use tracing::instrument::WithSubscriber;
-use tracing_subscriber::layer::SubscriberExt;
 
 use crate::plugin::{MapOutcome, WriteOutcome};
 use crate::safe_text::{SafeText, safe_json};
@@ -23,10 +22,9 @@ use super::call::{load_config, load_records, record_json, sandbox_for};
 use super::output::safe_error;
 use super::plugin_ref;
 
-mod capture;
 mod watch;
 
-use capture::Capture;
+use nexo_kit::logs::Captured;
 use watch::{Changes, build, scan, stamp};
 
 /// How often the component and the watched folders are looked at.
@@ -95,17 +93,13 @@ pub(crate) struct DevArgs {
 }
 
 pub(crate) async fn dev(runtime: &Runtime, data_dir: &Path, args: DevArgs) -> Result<()> {
-    if args.suite.is_some() && args.sandbox.grant_kv > 0 {
-        bail!("--grant-kv: the kit runs plugins without key-value storage; leave it out");
-    }
     for (flag, path) in [("--config", &args.config), ("--input", &args.input)] {
         if path.as_deref() == Some(Path::new("-")) {
             bail!("{flag} -: plugin dev reads it again each round; give a file");
         }
     }
     let watched = watched_dirs(&args);
-    let capture = Capture::default();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(capture.clone()));
+    let (dispatch, capture) = nexo_kit::logs::capture();
     let mut sources = Changes::new(scan(&watched, &args.file));
     let mut inputs = Changes::new(stamp(&round_files(&args)));
     let mut build_due = args.build.is_some();
@@ -187,7 +181,7 @@ async fn one_round(
     args: &DevArgs,
     round: u32,
     build_due: bool,
-    capture: &Capture,
+    capture: &Captured,
     dispatch: &tracing::Dispatch,
 ) -> bool {
     let time = chrono::Utc::now().format("%H:%M:%S");
@@ -225,7 +219,7 @@ async fn one_round(
     for line in &out {
         println!("{line}");
     }
-    let logs = capture.take();
+    let logs: Vec<String> = capture.take().into_iter().map(|l| l.text).collect();
     if !logs.is_empty() {
         println!("log:");
         for line in logs.iter().take(LOG_LINES) {
@@ -298,10 +292,20 @@ async fn run_suite(
         overrides: args.sandbox.origin_overrides.clone(),
         secrets: super::call::secrets_of(&args.sandbox)?,
         config,
+        kv_bytes: args.sandbox.grant_kv,
     };
     let report = nexo_kit::run(&target, &suite, &nexo_kit::Mode::Live).await?;
     let text = safe_json(report.render(nexo_kit::Format::Text));
     out.extend(text.lines().map(str::to_string));
+    // The kit captures the suite's log itself (its sandbox.secrets check
+    // reads it); the round shows it like any other.
+    if !report.log.is_empty() {
+        out.push("log:".into());
+        out.extend(report.log.iter().take(LOG_LINES).map(|l| format!("  {l}")));
+        if report.log.len() > LOG_LINES {
+            out.push(format!("  … {} more line(s)", report.log.len() - LOG_LINES));
+        }
+    }
     Ok(report.passed())
 }
 
