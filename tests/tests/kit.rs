@@ -19,7 +19,9 @@ fn suite(path: &str) -> Suite {
     Suite::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)).unwrap()
 }
 
-fn target(component: &str, origin: &str, config: serde_json::Value) -> Target {
+/// `component` as plugin `test/kit`@0.1.0 with default limits, no grants
+/// and no secrets.
+fn bare(component: &str, config: serde_json::Value) -> Target {
     Target {
         component: load(component),
         plugin: PluginRef {
@@ -27,11 +29,20 @@ fn target(component: &str, origin: &str, config: serde_json::Value) -> Target {
             version: "0.1.0".into(),
         },
         limits: Limits::default(),
-        grants: vec![HttpGrant::private(origin).unwrap()],
+        grants: Vec::new(),
         overrides: Vec::new(),
-        secrets: BTreeMap::from([("api_token".to_string(), SecretValue::new(TOKEN))]),
+        secrets: BTreeMap::new(),
         config: config.to_string(),
         kv_bytes: 0,
+    }
+}
+
+/// A connector granted the private `origin`, with TinyCRM's token.
+fn target(component: &str, origin: &str, config: serde_json::Value) -> Target {
+    Target {
+        grants: vec![HttpGrant::private(origin).unwrap()],
+        secrets: BTreeMap::from([("api_token".to_string(), SecretValue::new(TOKEN))]),
+        ..bare(component, config)
     }
 }
 
@@ -153,6 +164,8 @@ async fn recorded_fixtures_replay_the_same_verdicts_with_the_system_stopped() {
     assert!(e.contains("--record"), "{e}");
 }
 
+/// A connector on a vendor's API (`logical`), sent to a sandbox
+/// (`physical`) by an origin override.
 fn overridden(
     component: &str,
     logical: &str,
@@ -161,20 +174,13 @@ fn overridden(
     config: serde_json::Value,
 ) -> Target {
     Target {
-        component: load(component),
-        plugin: PluginRef {
-            id: "test/kit".into(),
-            version: "0.1.0".into(),
-        },
-        limits: Limits::default(),
         grants: vec![HttpGrant::public(logical).unwrap()],
         overrides: vec![(logical.to_string(), physical.to_string())],
         secrets: secrets
             .iter()
             .map(|(k, v)| (k.to_string(), SecretValue::new(*v)))
             .collect(),
-        config: config.to_string(),
-        kv_bytes: 0,
+        ..bare(component, config)
     }
 }
 
@@ -216,22 +222,12 @@ async fn hubspot_connectors_in_rust_and_js_pass_every_check() {
 }
 
 fn mapper_target(component: &str, memory_mib: u64, config: serde_json::Value) -> Target {
-    let limits = Limits {
-        memory_bytes: memory_mib << 20,
-        ..Limits::default()
-    };
     Target {
-        component: load(component),
-        plugin: PluginRef {
-            id: "test/kit-mapper".into(),
-            version: "0.1.0".into(),
+        limits: Limits {
+            memory_bytes: memory_mib << 20,
+            ..Limits::default()
         },
-        limits,
-        grants: Vec::new(),
-        overrides: Vec::new(),
-        secrets: BTreeMap::new(),
-        config: config.to_string(),
-        kv_bytes: 0,
+        ..bare(component, config)
     }
 }
 
@@ -405,23 +401,19 @@ async fn a_secret_carried_into_records_and_logs_is_caught() {
     let drop_box = nexo_tests::echo::start_collector().await;
     let api_origin = format!("http://localhost:{}", api.port());
     let t = Target {
-        component: load(programs::HOSTILE_SECRETS),
-        plugin: PluginRef {
-            id: "test/kit-leak".into(),
-            version: "0.1.0".into(),
-        },
-        limits: Limits::default(),
         grants: vec![
             HttpGrant::private(&api_origin).unwrap(),
             HttpGrant::private(&drop_box.url()).unwrap(),
         ],
-        overrides: Vec::new(),
         secrets: BTreeMap::from([(
             "token".to_string(),
             SecretValue::new("s3cr3t-kit-leak-value"),
         )]),
-        config: json!({"api": api_origin, "drop": drop_box.url(), "user": "ada"}).to_string(),
         kv_bytes: 1 << 20,
+        ..bare(
+            programs::HOSTILE_SECRETS,
+            json!({"api": api_origin, "drop": drop_box.url(), "user": "ada"}),
+        )
     };
     // Without its storage granted, the use is refused and named.
     let mut ungranted = t.clone();

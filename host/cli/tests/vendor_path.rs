@@ -284,6 +284,30 @@ async fn vendor_path(lang: Lang) {
         "{packed}"
     );
     assert!(packed.contains("signed by key"), "{packed}");
+    // The signed bundle itself passes the kit (its manifest's id and
+    // memory apply), through the generated script.
+    {
+        let crm = tinycrm::start(tinycrm::seed(11), TOKEN).await;
+        std::fs::write(
+            project.join("config.json"),
+            json!({"base_url": crm.url(), "page_size": 4}).to_string(),
+        )
+        .unwrap();
+        let out = run(
+            &format!("{lang:?}: scripts/test.sh on the bundle"),
+            Command::new("sh")
+                .current_dir(&project)
+                .args(["scripts/test.sh", "--format", "json"])
+                .env("COMPONENT", &bundle)
+                .env("API_TOKEN", TOKEN)
+                .env("NEXO", env!("CARGO_BIN_EXE_nexo"))
+                .env("NEXO_DATA_DIR", project.join(".nexo-data"))
+                .env("NEXO_LOG", "warn"),
+        );
+        let report: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["plugin"], "acme/acme@0.1.0", "{report:#}");
+        assert_eq!(report["failed"], 0, "{lang:?}: {report:#}");
+    }
     ok(nexo(&data, &["trust", "add", &format!("{}.pub", s(&key))]));
     ok(nexo(
         &data,

@@ -738,7 +738,25 @@ struct Writer<'a> {
     next: u32,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    /// Writes to stream `s` of `env`'s run; keys and samples numbered from
+    /// `first` (each check's own range, so no two share a key).
+    fn new(
+        env: &'a Env,
+        c: &'a ConnectorPlugin,
+        config: &'a str,
+        stream: &'a str,
+        first: u32,
+    ) -> Self {
+        Writer {
+            c,
+            config,
+            stream,
+            run_id: &env.run_id,
+            next: first,
+        }
+    }
+
     fn key(&mut self) -> String {
         self.next += 1;
         format!("nexo-kit-{}-{}", self.run_id, self.next)
@@ -801,13 +819,7 @@ async fn write(
     let Some(create) = samples.create.as_ref() else {
         return;
     };
-    let mut w = Writer {
-        c,
-        config,
-        stream: name,
-        run_id: &env.run_id,
-        next: 0,
-    };
+    let mut w = Writer::new(env, c, config, name, 0);
     let mut created: Vec<String> = Vec::new();
 
     // The same create twice, with the same key: one record.
@@ -1163,13 +1175,7 @@ async fn write_faults(
     let Some(create) = samples.create.as_ref() else {
         return;
     };
-    let mut w = Writer {
-        c,
-        config,
-        stream: name,
-        run_id: &env.run_id,
-        next: 1000,
-    };
+    let mut w = Writer::new(env, c, config, name, 1000);
     let mut made: Vec<String> = Vec::new();
     for fault in [Fault::ServerError, Fault::LostAnswer] {
         let what = describe(fault);

@@ -12,7 +12,8 @@ NEXO="${NEXO:-nexo}"
 CONFIG="${CONFIG:-config.json}"
 [ -f "$CONFIG" ] || CONFIG=config.example.json
 ORIGIN="${ORIGIN:-$(sed -n 's/.*"base_url": *"\([^"]*\)".*/\1/p' "$CONFIG")}"
-exec "$NEXO" plugin test build/{{name}}.wasm --suite nexo-test.toml \
+# COMPONENT: what to test (default the build; the packed bundle works too).
+exec "$NEXO" plugin test "${COMPONENT:-build/{{name}}.wasm}" --suite nexo-test.toml \
     --config "$CONFIG" \
     --secret api_token=env:API_TOKEN \
     --grant-private-http "$ORIGIN" \

@@ -5,4 +5,5 @@
 set -eu
 cd "$(dirname "$0")/.."
 NEXO="${NEXO:-nexo}"
-exec "$NEXO" plugin test build/{{name}}.wasm --suite nexo-test.toml --config config.example.json "$@"
+# COMPONENT: what to test (default the build; the packed bundle works too).
+exec "$NEXO" plugin test "${COMPONENT:-build/{{name}}.wasm}" --suite nexo-test.toml --config config.example.json "$@"
