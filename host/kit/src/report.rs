@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+/// Log lines the text report shows after a failure.
+const LOG_TAIL: usize = 20;
+
 /// How one check ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "verdict", content = "reason", rename_all = "lowercase")]
@@ -149,6 +152,14 @@ impl Report {
             }
         }
         let (passed, failed, skipped) = self.counts();
+        // What the plugin said helps most when something failed.
+        if failed > 0 && !self.log.is_empty() {
+            let shown = self.log.len().min(LOG_TAIL);
+            let _ = writeln!(out, "log (last {shown} of {} lines):", self.log.len());
+            for line in &self.log[self.log.len() - shown..] {
+                let _ = writeln!(out, "      {line}");
+            }
+        }
         let _ = writeln!(
             out,
             "{passed} passed, {failed} failed, {skipped} skipped{}",
@@ -286,6 +297,14 @@ mod tests {
         assert_eq!(j["checks"][1]["reason"], "lost <2> records & more");
         let t = r.render(Format::Text);
         assert!(t.contains("FAIL  read.contacts.resume"), "{t}");
+        assert!(!t.contains("log ("), "no log, no log section: {t}");
+        let mut r = r;
+        r.log = (0..30)
+            .map(|i| format!("INFO read(contacts): line {i}"))
+            .collect();
+        let t = r.render(Format::Text);
+        assert!(t.contains("log (last 20 of 30 lines):"), "{t}");
+        assert!(t.contains("line 29") && !t.contains("line 9\n"), "{t}");
         assert!(t.contains("1 passed, 1 failed, 1 skipped"), "{t}");
     }
 }
