@@ -446,21 +446,25 @@ fn replay(shared: &Mutex<Shared>, req: &Request) -> Answer {
     let Shared {
         upstream,
         exchanges,
+        secrets,
         ..
     } = &mut *s;
     let Upstream::Replay { used } = upstream else {
         return missing(req);
     };
-    let body = String::from_utf8_lossy(&req.body);
+    // The recording has `[redacted:NAME]` where a secret went out; the
+    // replay's stand-in values read the same.
+    let target = redact(&req.target, secrets);
+    let body = redact(&String::from_utf8_lossy(&req.body), secrets);
     let path = |t: &str| t.split('?').next().unwrap_or_default().to_string();
     let free = |i: &usize| !used[*i];
     let exact = (0..exchanges.len()).filter(free).find(|&i| {
         let e = &exchanges[i];
-        e.method == req.method && e.target == req.target && e.body == body
+        e.method == req.method && e.target == target && e.body == body
     });
     let found = exact.or_else(|| {
         (0..exchanges.len()).filter(free).find(|&i| {
-            exchanges[i].method == req.method && path(&exchanges[i].target) == path(&req.target)
+            exchanges[i].method == req.method && path(&exchanges[i].target) == path(&target)
         })
     });
     let Some(i) = found else {
@@ -639,4 +643,80 @@ pub fn by_origin(exchanges: Vec<Exchange>) -> BTreeMap<String, Vec<Exchange>> {
         map.entry(e.origin.clone()).or_default().push(e);
     }
     map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(target: &str, response: &str) -> Exchange {
+        Exchange {
+            origin: "https://api.example.com:443".into(),
+            method: "GET".into(),
+            target: target.into(),
+            body: String::new(),
+            status: 200,
+            headers: Vec::new(),
+            response: response.into(),
+            binary: false,
+        }
+    }
+
+    fn get(target: &str) -> Request {
+        Request {
+            method: "GET".into(),
+            target: target.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_replay_matches_requests_whose_secret_was_redacted_from_the_recording() {
+        let recorded = vec![
+            exchange("/a?key=[redacted:key]", "first"),
+            exchange("/a?key=[redacted:key]&page=2", "second"),
+        ];
+        let shared = Mutex::new(Shared {
+            origin: "https://api.example.com:443".into(),
+            upstream: Upstream::Replay {
+                used: vec![false; recorded.len()],
+            },
+            armed: None,
+            fired: Vec::new(),
+            exchanges: recorded,
+            record: false,
+            secrets: vec![("key".into(), "stand-in-value".into())],
+            sent: Default::default(),
+        });
+        // Asked out of order: the exact match wins over the first free one.
+        let a = replay(&shared, &get("/a?key=stand-in-value&page=2"));
+        assert_eq!(a.body, b"second");
+        let a = replay(&shared, &get("/a?key=stand-in-value"));
+        assert_eq!(a.body, b"first");
+        // Each answer once; then the request is named.
+        let a = replay(&shared, &get("/a?key=stand-in-value"));
+        assert_eq!(a.status, 599);
+        assert!(String::from_utf8_lossy(&a.body).contains("GET /a?key="));
+    }
+
+    #[test]
+    fn secrets_are_found_in_headers_basic_auth_and_bodies() {
+        let secrets = vec![
+            ("token".to_string(), "tok-123456".to_string()),
+            ("password".to_string(), "pw-abcdef".to_string()),
+            ("unused".to_string(), "never-sent".to_string()),
+        ];
+        let basic = base64::engine::general_purpose::STANDARD.encode("ada:pw-abcdef");
+        let req = Request {
+            method: "POST".into(),
+            target: "/x".into(),
+            headers: vec![
+                ("x-api-key".into(), "tok-123456".into()),
+                ("Authorization".into(), format!("Basic {basic}")),
+            ],
+            body: b"{}".to_vec(),
+        };
+        assert_eq!(carried(&req, &secrets), ["token", "password"]);
+    }
 }
