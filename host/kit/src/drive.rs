@@ -78,8 +78,6 @@ pub struct Trace {
     pub events: Vec<SandboxEvent>,
     /// The class of each failure that was retried, in order.
     pub retried: Vec<&'static str>,
-    /// Calls made.
-    pub calls: u32,
 }
 
 /// A read to its end.
@@ -190,7 +188,6 @@ where
     let mut attempt = 0;
     loop {
         attempt += 1;
-        trace.calls += 1;
         let outcome = call().await;
         trace.events.extend(outcome.events);
         match outcome.result {

@@ -184,7 +184,7 @@ pub async fn run(target: &Target, suite: &Suite, mode: &Mode) -> Result<Report, 
                 .await?
         }
     }
-    env.finish(mode, &mut report)?;
+    env.finish(mode)?;
     Ok(report)
 }
 
@@ -390,7 +390,7 @@ impl Env {
         fired
     }
 
-    fn finish(&self, mode: &Mode, report: &mut Report) -> Result<(), KitError> {
+    fn finish(&self, mode: &Mode) -> Result<(), KitError> {
         match mode {
             Mode::Record(dir) => {
                 let exchanges: Vec<Exchange> = self
@@ -405,7 +405,6 @@ impl Env {
                 if unused > 0 {
                     tracing::info!(unused, "recorded exchanges the replay did not ask for");
                 }
-                let _ = report;
             }
             Mode::Live => {}
         }
@@ -433,11 +432,10 @@ fn write_fixtures(dir: &Path, run_id: &str, exchanges: &[Exchange]) -> Result<()
         let path = dir.join(name);
         std::fs::write(&path, text + "\n").map_err(|e| fail(&path, &e))
     };
-    let json = |v: &dyn erased::Json| v.pretty();
-    write(EXCHANGES, json(&exchanges))?;
+    write(EXCHANGES, pretty(&exchanges))?;
     write(
         RUN,
-        json(&RunFile {
+        pretty(&RunFile {
             run_id: run_id.to_string(),
         }),
     )
@@ -466,16 +464,9 @@ fn read_fixtures(dir: &Path) -> Result<Recorded, KitError> {
     })
 }
 
-/// Pretty JSON of anything serializable, behind one object-safe trait.
-mod erased {
-    pub(crate) trait Json {
-        fn pretty(&self) -> String;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn pretty(&self) -> String {
-            serde_json::to_string_pretty(self).unwrap_or_default()
-        }
-    }
+/// `value` as pretty JSON (what serde_json cannot print is no fixture).
+fn pretty<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
 }
 
 fn random_id() -> String {

@@ -5,7 +5,7 @@
 use nexo_runtime::ConnectorPlugin;
 use nexo_runtime::plugin::StreamInfo;
 
-use super::write::{Writer, clean_up, live, new_ids, outcome_line, upsert, written_id};
+use super::write::{Writer, clean_up, live, new_ids, outcome_line, samples, upsert, written_id};
 use super::{Seen, Timer, ids, push};
 use crate::Env;
 use crate::drive::{self, DriveError, Reading, Retry};
@@ -90,10 +90,7 @@ pub(super) async fn write_faults(
     seen: &mut Seen,
 ) {
     let name = &s.name;
-    let Some(samples) = suite.streams.get(name.as_str()) else {
-        return;
-    };
-    let Some(create) = samples.create.as_ref() else {
+    let Some((samples, create)) = samples(suite, name) else {
         return;
     };
     let mut w = Writer::new(env, c, config, name, 1000);

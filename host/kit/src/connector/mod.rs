@@ -34,7 +34,12 @@ pub(super) struct Seen {
 
 impl Seen {
     fn trace(&mut self, t: &Trace) {
-        for e in &t.events {
+        self.events(&t.events);
+    }
+
+    /// Notes what the sandbox refused.
+    fn events(&mut self, events: &[SandboxEvent]) {
+        for e in events {
             if let SandboxEvent::HttpRefused(
                 e @ (HttpError::OriginNotAllowed(_)
                 | HttpError::AddressNotAllowed(_)
@@ -156,13 +161,10 @@ pub(crate) async fn run(
             std::time::Duration::ZERO,
         ),
     }
-    if let Some(s) = streams.iter().find(|s| {
-        s.can_write
-            && suite
-                .streams
-                .get(&s.name)
-                .is_some_and(|x| x.create.is_some())
-    }) {
+    if let Some(s) = streams
+        .iter()
+        .find(|s| s.can_write && write::samples(suite, &s.name).is_some())
+    {
         faults::write_faults(env, &c, &config, s, suite, report, &mut seen).await;
     }
     for line in logs.take() {

@@ -9,7 +9,6 @@ use nexo_runtime::{ConnectorPlugin, GuestError, PluginError};
 use serde_json::Value;
 
 use super::{Seen, Timer, fail_if, push};
-use crate::drive::Trace;
 use crate::report::{Report, Verdict};
 use crate::suite::Suite;
 use crate::{Env, KitError};
@@ -133,10 +132,7 @@ pub(super) async fn check(
 ) -> Result<(), KitError> {
     let t = Timer::start();
     let out = c.check(config).await;
-    seen.trace(&Trace {
-        events: out.events,
-        ..Trace::default()
-    });
+    seen.events(&out.events);
     let verdict = match out.result {
         Ok(()) => Verdict::Pass,
         Err(e) => {
@@ -170,10 +166,7 @@ pub(super) async fn check(
         .collect();
     let w = env.connector(wrong).await?;
     let out = w.check(config).await;
-    seen.trace(&Trace {
-        events: out.events,
-        ..Trace::default()
-    });
+    seen.events(&out.events);
     let names = declared.join(", ");
     let verdict = match out.result {
         Ok(()) => Verdict::Fail(format!(

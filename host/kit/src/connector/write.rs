@@ -12,7 +12,7 @@ use super::{Seen, Timer, fail_if, push};
 use crate::Env;
 use crate::drive::{self, DriveError, Retry, Trace};
 use crate::report::{Report, Verdict};
-use crate::suite::{Deletes, Suite, instantiate};
+use crate::suite::{Deletes, StreamSuite, Suite, instantiate};
 
 /// A write-protocol record.
 pub(super) fn upsert(stream: &str, id: &str, key: String, payload: &Value) -> Record {
@@ -143,6 +143,13 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// The suite's samples for `stream` and its `create` sample, when it has
+/// one (the write checks and write faults need it).
+pub(super) fn samples<'a>(suite: &'a Suite, stream: &str) -> Option<(&'a StreamSuite, &'a Value)> {
+    let samples = suite.streams.get(stream)?;
+    Some((samples, samples.create.as_ref()?))
+}
+
 pub(super) async fn write(
     env: &Env,
     c: &ConnectorPlugin,
@@ -154,11 +161,7 @@ pub(super) async fn write(
 ) {
     let name = &s.name;
     let checks = ["idempotent-create", "update", "refused-alone", "delete"];
-    let Some(samples) = suite
-        .streams
-        .get(name.as_str())
-        .filter(|x| x.create.is_some())
-    else {
+    let Some((samples, create)) = samples(suite, name) else {
         for check in checks {
             report.push(
                 format!("write.{name}.{check}"),
@@ -169,9 +172,6 @@ pub(super) async fn write(
                 std::time::Duration::ZERO,
             );
         }
-        return;
-    };
-    let Some(create) = samples.create.as_ref() else {
         return;
     };
     let mut w = Writer::new(env, c, config, name, 0);
