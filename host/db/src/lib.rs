@@ -18,6 +18,7 @@ use rusqlite::Connection;
 pub mod connections;
 pub mod kv;
 pub mod oauth;
+pub mod postgres;
 pub mod private;
 pub mod registry;
 pub mod schema;
@@ -52,6 +53,21 @@ pub enum StoreError {
     /// The connection lock was poisoned by a panic elsewhere.
     #[error("database lock poisoned")]
     Poisoned,
+    /// PostgreSQL (or the pool in front of it) failed.
+    #[error("database error: {0}")]
+    Postgres(String),
+    /// A PostgreSQL database whose schema is older than this build (or
+    /// empty): hosts never change a shared schema by themselves.
+    #[error(
+        "the database at {target} needs migrating to this nexo's schema: run `nexo db migrate --database URL` once (it is safe while other hosts run)"
+    )]
+    NotMigrated {
+        /// `host:port/database`.
+        target: String,
+    },
+    /// An operation that only the embedded SQLite database has.
+    #[error("{0} works on the embedded SQLite database only")]
+    SqliteOnly(&'static str),
     /// The database file cannot be created or made private (mode 0600).
     #[error(
         "cannot create the database {path} with owner-only permissions (mode 0600), or tighten it: {source}; check that its directory exists and who owns it"
@@ -64,17 +80,123 @@ pub enum StoreError {
     },
 }
 
-/// The database. Cheap to clone.
+/// The database: the embedded SQLite file, or a PostgreSQL database that
+/// several hosts share. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Database {
-    conn: Arc<Mutex<Connection>>,
-    /// A second connection to a database file, for reads that need only
-    /// committed data (the sync's identity-map lookups): WAL lets it read
-    /// while the first one commits a group of pages. None in memory.
-    reader: Option<Arc<Mutex<Connection>>>,
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite {
+        conn: Arc<Mutex<Connection>>,
+        /// A second connection to a database file, for reads that need
+        /// only committed data (the sync's identity-map lookups): WAL lets
+        /// it read while the first one commits a group of pages. None in
+        /// memory.
+        reader: Option<Arc<Mutex<Connection>>>,
+    },
+    Postgres(Arc<postgres::Postgres>),
+}
+
+/// Where the database is, as `--database` / `NEXO_DATABASE_URL` name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file (`sqlite:PATH`, or a plain path).
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL URL (`postgres://…`, `postgresql://…`).
+    Postgres(String),
+}
+
+impl Location {
+    /// Read a `--database` value: a PostgreSQL URL, `sqlite:PATH`, or a
+    /// path; anything else that looks like a URL is refused by name.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if postgres::is_postgres_url(text) {
+            return Ok(Location::Postgres(text.to_string()));
+        }
+        if let Some(path) = text.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err(
+                    "`sqlite:` needs a file path, as in sqlite:/var/lib/nexo/nexo.db".into(),
+                );
+            }
+            return Ok(Location::Sqlite(path.into()));
+        }
+        if let Some((scheme, _)) = text.split_once("://") {
+            return Err(format!(
+                "database URL scheme `{scheme}` is not supported: use postgres://USER:PASSWORD@HOST:PORT/DATABASE, or sqlite:PATH"
+            ));
+        }
+        Ok(Location::Sqlite(text.into()))
+    }
+}
+
+impl std::fmt::Display for Location {
+    /// Without the password of a PostgreSQL URL.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            Location::Postgres(url) => match std::str::FromStr::from_str(url) {
+                Ok(config) => write!(f, "postgres://{}", postgres::describe(&config)),
+                Err(_) => f.write_str("postgres://(unparsable URL)"),
+            },
+        }
+    }
 }
 
 impl Database {
+    /// Open the database at `location`: a SQLite file is created and
+    /// migrated as [`Database::open`] does; a PostgreSQL database must
+    /// already be migrated ([`Database::connect`]).
+    pub fn at(location: &Location) -> Result<Self, StoreError> {
+        match location {
+            Location::Sqlite(path) => Self::open(path),
+            Location::Postgres(url) => Self::connect(url),
+        }
+    }
+
+    /// Connect to a PostgreSQL database whose schema is this build's. An
+    /// older (or empty) one is refused with how to migrate it: with
+    /// several hosts sharing it, the schema changes when an operator says
+    /// so ([`Database::migrate_postgres`]), not when some host starts.
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        let pg = postgres::Postgres::connect(url)?;
+        let found = pg.with(async |c| postgres::schema::versions(&*c).await)?;
+        match postgres::schema::check(&found, pg.target())? {
+            postgres::schema::State::Current => Ok(Database {
+                backend: Backend::Postgres(Arc::new(pg)),
+            }),
+            postgres::schema::State::Behind => Err(StoreError::NotMigrated {
+                target: pg.target().to_string(),
+            }),
+        }
+    }
+
+    /// Bring the PostgreSQL database at `url` to this build's schema (the
+    /// components and versions applied), then connect to it.
+    pub fn migrate_postgres(url: &str) -> Result<(Self, Vec<(String, i64)>), StoreError> {
+        let pg = postgres::Postgres::connect(url)?;
+        let applied = postgres::schema::migrate(&pg)?;
+        Ok((
+            Database {
+                backend: Backend::Postgres(Arc::new(pg)),
+            },
+            applied,
+        ))
+    }
+
+    /// The PostgreSQL pool, when the database is PostgreSQL: each store
+    /// runs its PostgreSQL statements there instead of SQLite's.
+    pub fn postgres(&self) -> Option<&postgres::Postgres> {
+        match &self.backend {
+            Backend::Postgres(pg) => Some(pg),
+            Backend::Sqlite { .. } => None,
+        }
+    }
+
     /// Open (creating if needed, mode 0600) and migrate the database at
     /// `path`; a database readable by others is tightened first.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -90,7 +212,9 @@ impl Database {
              PRAGMA busy_timeout = 5000;
              PRAGMA cache_size = -16384;",
         )?;
-        db.reader = Some(Arc::new(Mutex::new(reader)));
+        if let Backend::Sqlite { reader: slot, .. } = &mut db.backend {
+            *slot = Some(Arc::new(Mutex::new(reader)));
+        }
         Ok(db)
     }
 
@@ -112,14 +236,20 @@ impl Database {
         )?;
         schema::migrate(&mut conn, path)?;
         Ok(Database {
-            conn: Arc::new(Mutex::new(conn)),
-            reader: None,
+            backend: Backend::Sqlite {
+                conn: Arc::new(Mutex::new(conn)),
+                reader: None,
+            },
         })
     }
 
-    /// The connection, locked. Keep the guard short.
+    /// The SQLite connection, locked. Keep the guard short. On PostgreSQL
+    /// there is none: each store checks [`Database::postgres`] first.
     pub fn lock(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
-        self.conn.lock().map_err(|_| StoreError::Poisoned)
+        match &self.backend {
+            Backend::Sqlite { conn, .. } => conn.lock().map_err(|_| StoreError::Poisoned),
+            Backend::Postgres(_) => Err(StoreError::SqliteOnly("a SQLite connection")),
+        }
     }
 
     /// A connection for reads that need only what is committed, locked:
@@ -127,14 +257,20 @@ impl Database {
     /// commits), else the one connection. It refuses writes. Keep the
     /// guard short.
     pub fn read(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
-        match &self.reader {
-            Some(reader) => reader.lock().map_err(|_| StoreError::Poisoned),
-            None => self.lock(),
+        match &self.backend {
+            Backend::Sqlite {
+                reader: Some(reader),
+                ..
+            } => reader.lock().map_err(|_| StoreError::Poisoned),
+            _ => self.lock(),
         }
     }
 
     /// Each schema component's version (see [`schema`]).
     pub fn schema_versions(&self) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return pg.with(async |c| postgres::schema::versions(&*c).await);
+        }
         let conn = self.lock()?;
         schema::versions(&conn)
     }
