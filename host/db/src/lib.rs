@@ -65,6 +65,16 @@ pub enum StoreError {
         /// `host:port/database`.
         target: String,
     },
+    /// A run's commit found that its host no longer holds the run: the
+    /// run was ended (marked interrupted, taken over by another host)
+    /// or its lease ran out. Nothing of the commit was written.
+    #[error(
+        "run {run} no longer holds its lease (its host lost the database or stalled past the lease, and the run was taken over or ended); nothing of this commit was written, and the run that takes over resumes from the last committed page"
+    )]
+    LeaseLost {
+        /// The run.
+        run: i64,
+    },
     /// An operation that only the embedded SQLite database has.
     #[error("{0} works on the embedded SQLite database only")]
     SqliteOnly(&'static str),

@@ -139,6 +139,8 @@ pub const COMPONENTS: &[Component] = &[
             sync::RUN_OUTAGES,
             // records the mappers left out, counted apart
             sync::RUN_SKIPPED,
+            // the host holding a run, its lease, checked by each commit
+            sync::RUN_LEASES,
         ],
     },
     Component {

@@ -234,3 +234,13 @@ pub(crate) const RUN_OUTAGES: &str = "
 pub(crate) const RUN_SKIPPED: &str = "
     ALTER TABLE runs ADD COLUMN skipped INTEGER NOT NULL DEFAULT 0;
 ";
+
+/// Sync's seventh migration: a run names the host that holds it and until
+/// when (milliseconds since the epoch, by the database's clock). A page
+/// commit checks that the run still holds itself — still `running`, its
+/// lease, when it has one, not run out — so a host cut off from the
+/// database cannot commit after another took its run over.
+pub(crate) const RUN_LEASES: &str = "
+    ALTER TABLE runs ADD COLUMN host TEXT;
+    ALTER TABLE runs ADD COLUMN lease_until_ms INTEGER;
+";

@@ -26,6 +26,8 @@ const CLOCK: &str = r#"
       $$ SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') $$;
     CREATE OR REPLACE FUNCTION nexo_now_s() RETURNS text LANGUAGE sql STABLE AS
       $$ SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') $$;
+    CREATE OR REPLACE FUNCTION nexo_epoch_ms() RETURNS bigint LANGUAGE sql VOLATILE AS
+      $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint $$;
     CREATE OR REPLACE FUNCTION nexo_time(t text) RETURNS timestamptz LANGUAGE sql IMMUTABLE AS
       $$ SELECT (t::timestamp) AT TIME ZONE 'UTC' $$;
 "#;
@@ -160,7 +162,9 @@ const SYNC: &str = "
         stop_requested BIGINT NOT NULL DEFAULT 0,
         last_progress_at TEXT,
         matched BIGINT NOT NULL DEFAULT 0,
-        skipped BIGINT NOT NULL DEFAULT 0
+        skipped BIGINT NOT NULL DEFAULT 0,
+        host TEXT,
+        lease_until_ms BIGINT
     );
     CREATE INDEX runs_by_pipeline ON runs(pipeline, run_id);
     CREATE TABLE run_records (

@@ -3,7 +3,7 @@
 //! transaction, so a run killed at any instant resumes from its last
 //! committed page with nothing lost and nothing written twice.
 
-use rusqlite::{params, params_from_iter};
+use rusqlite::{OptionalExtension, params, params_from_iter};
 
 use super::corrupt;
 use crate::store::{ConflictStatus, LinkUpdate, PageCommit, RecordOutcome, RecordResult, RunId};
@@ -76,6 +76,20 @@ pub(super) fn commit_in_one_transaction(
 ) -> Result<(), StoreError> {
     let mut conn = db.lock()?;
     let tx = conn.transaction()?;
+    // The fence: only a run that still holds itself commits (see
+    // `RUN_LEASES`); checked inside the transaction that writes.
+    let holds = tx
+        .query_row(
+            "SELECT 1 FROM runs WHERE run_id = ?1 AND status = 'running'
+                AND (lease_until_ms IS NULL
+                     OR lease_until_ms > CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))",
+            [run],
+            |_| Ok(()),
+        )
+        .optional()?;
+    if holds.is_none() {
+        return Err(StoreError::LeaseLost { run });
+    }
     // Once per transaction, not once per row.
     let now: String = tx.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| {
         r.get(0)

@@ -105,7 +105,7 @@ impl RunStore for Database {
             "UPDATE runs SET status = ?2, error = ?3,
                  finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
                  duration_ms = CAST((julianday('now') - julianday(started_at)) * 86400000 AS INTEGER)
-             WHERE run_id = ?1",
+             WHERE run_id = ?1 AND status = 'running'",
             params![run, status.as_str(), error],
         )?;
         Ok(())

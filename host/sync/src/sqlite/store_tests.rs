@@ -670,4 +670,67 @@ mod tests {
         db.save_pipeline(&p).unwrap();
         assert_eq!(db.pipeline("p").unwrap().unwrap().state, None);
     }
+
+    /// The fence: a run that no longer holds itself — ended as
+    /// interrupted because another process took its pipeline over, or
+    /// past its lease — commits nothing, and says why; a run finished by
+    /// someone else keeps the status they gave it.
+    #[test]
+    fn a_run_that_lost_its_lease_commits_nothing() {
+        let db = Database::in_memory().unwrap();
+        db.save_pipeline(&pipeline("p")).unwrap();
+        let page = |state: &str| PageCommit {
+            state: Some(state.into()),
+            links: vec![link("a", "a1", None, 1)],
+            ..PageCommit::default()
+        };
+        let taken = db.begin_run("p").unwrap();
+        db.commit_page("p", taken, &page("1")).unwrap();
+        assert!(db.interrupt_run(taken).unwrap());
+        let err = db.commit_page("p", taken, &page("2")).unwrap_err();
+        assert!(
+            matches!(err, nexo_db::StoreError::LeaseLost { run } if run == taken),
+            "{err}"
+        );
+        assert_eq!(
+            db.pipeline("p").unwrap().unwrap().state.as_deref(),
+            Some("1")
+        );
+        db.finish_run(taken, RunStatus::Failed, Some("late"))
+            .unwrap();
+        assert_eq!(
+            db.run(taken).unwrap().unwrap().status,
+            RunStatus::Interrupted
+        );
+
+        let leased = db.begin_run("p").unwrap();
+        db.lock()
+            .unwrap()
+            .execute(
+                "UPDATE runs SET lease_until_ms = ?2 WHERE run_id = ?1",
+                params![leased, 1_000_i64],
+            )
+            .unwrap();
+        let err = db.commit_page("p", leased, &page("3")).unwrap_err();
+        assert!(
+            matches!(err, nexo_db::StoreError::LeaseLost { .. }),
+            "{err}"
+        );
+        assert_eq!(
+            db.pipeline("p").unwrap().unwrap().state.as_deref(),
+            Some("1")
+        );
+        db.lock()
+            .unwrap()
+            .execute(
+                "UPDATE runs SET lease_until_ms = ?2 WHERE run_id = ?1",
+                params![leased, i64::MAX],
+            )
+            .unwrap();
+        db.commit_page("p", leased, &page("3")).unwrap();
+        assert_eq!(
+            db.pipeline("p").unwrap().unwrap().state.as_deref(),
+            Some("3")
+        );
+    }
 }
