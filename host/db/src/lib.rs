@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+pub mod cluster;
 pub mod connections;
 pub mod kv;
 pub mod oauth;
@@ -75,6 +76,11 @@ pub enum StoreError {
         /// The run.
         run: i64,
     },
+    /// An operation of several hosts, which share PostgreSQL.
+    #[error(
+        "{0} needs PostgreSQL (--database postgres://… or NEXO_DATABASE_URL); the embedded SQLite database serves one host"
+    )]
+    PostgresOnly(&'static str),
     /// An operation that only the embedded SQLite database has.
     #[error("{0} works on the embedded SQLite database only")]
     SqliteOnly(&'static str),

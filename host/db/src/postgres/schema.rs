@@ -268,6 +268,11 @@ pub const COMPONENTS: &[crate::schema::Component] = &[
         name: "daemon",
         migrations: &[DAEMON],
     },
+    crate::schema::Component {
+        name: "cluster",
+        // hosts, pipeline leases and run requests, plugin bundles
+        migrations: &[crate::cluster::MIGRATION],
+    },
 ];
 
 /// Each component's version (empty: a database nexo never migrated).
