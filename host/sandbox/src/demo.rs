@@ -245,7 +245,15 @@ pub async fn demo(dir: &Path, registry: Registry, args: DemoArgs) -> Result<()> 
         hub_token = HubSpotConfig::default().token,
         hub_url = hub.url(),
     );
-    nexo::cli::serve::serve_on(dir, registry, listener, 4, false).await?;
+    nexo::cli::serve::serve_on(
+        dir,
+        registry,
+        listener,
+        4,
+        false,
+        std::time::Duration::from_secs(30),
+    )
+    .await?;
     drop(erp);
     drop(books);
     drop(hub);

@@ -15,6 +15,7 @@ use super::driver::{Driver, RunSetup};
 pub use super::dry_run::PlannedChange;
 use super::dry_run::{DryDestination, DryRun};
 use super::gate::Gate;
+use super::lease::{Hold, HostLease};
 use super::locks::{RunLock, lock_pipeline, reap_interrupted};
 use super::pipeline::Pipeline;
 use super::ports::{ConnectorEnd, MapperChain};
@@ -37,6 +38,9 @@ pub struct RunOptions {
     /// Stop at the next page boundary (a shutdown): the run ends
     /// `interrupted` and the next one resumes from its last page.
     pub stop: Option<StopSignal>,
+    /// Several hosts: this host's scheduler has claimed the pipeline for
+    /// this run already (otherwise the run claims it, or is `Busy`).
+    pub claimed: bool,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -82,6 +86,9 @@ pub struct Engine {
     pub(super) connections: Connections,
     pub(super) registry: Registry,
     locks: Option<PathBuf>,
+    /// Several hosts share the database: runs hold their pipeline by a
+    /// lease instead of a lock file.
+    shared: Option<HostLease>,
     pub(super) limits: Limits,
 }
 
@@ -144,8 +151,23 @@ impl Engine {
             connections,
             registry,
             locks,
+            shared: None,
             limits: Limits::default(),
         }
+    }
+
+    /// Share the database with other hosts: each run holds its pipeline
+    /// by a lease of `lease.host` (claimed, tied to the run, renewed,
+    /// released) instead of a lock file, and runs whose lease ran out are
+    /// the interrupted ones.
+    pub fn shared(mut self, lease: HostLease) -> Self {
+        self.shared = Some(lease);
+        self
+    }
+
+    /// This host's lease settings, when the database is shared.
+    pub fn host_lease(&self) -> Option<&HostLease> {
+        self.shared.as_ref()
     }
 
     /// Use these limits for every plugin call.
@@ -229,6 +251,9 @@ impl Engine {
     /// [`reap_interrupted`]); nothing without lock files, where a run
     /// cannot be told from a dead one.
     pub fn reap_interrupted(&self) -> Result<Vec<RunId>, SyncError> {
+        if self.shared.is_some() {
+            return Ok(self.registry.db().interrupt_expired_runs()?);
+        }
         match &self.locks {
             Some(dir) => reap_interrupted(self.store.as_ref(), dir),
             None => Ok(Vec::new()),
@@ -372,7 +397,14 @@ impl Engine {
         if row.paused && !dry {
             return Err(SyncError::Paused(name.to_string()));
         }
-        let _lock = if dry {
+        let mut hold = match (&self.shared, dry) {
+            (Some(lease), false) if opts.claimed => {
+                Some(Hold::claimed(self.registry.db(), lease, name))
+            }
+            (Some(lease), false) => Some(Hold::claim(self.registry.db(), lease, name)?),
+            _ => None,
+        };
+        let _lock = if dry || hold.is_some() {
             RunLock::none()
         } else {
             self.lock(name)?
@@ -386,6 +418,17 @@ impl Engine {
         // A dry run's metrics are nobody's.
         let metrics = (!dry).then(nexo_runtime::metrics::Metrics::global);
         let run_id = store.begin_run(name)?;
+        let mut stop = opts.stop.clone();
+        if let Some(hold) = &mut hold {
+            let own = stop
+                .as_ref()
+                .map_or_else(StopSignal::default, StopSignal::child);
+            if let Err(e) = hold.attach(run_id, own.clone()) {
+                store.finish_run(run_id, RunStatus::Interrupted, Some(&e.to_string()))?;
+                return Err(e);
+            }
+            stop = Some(own);
+        }
         // A run that cannot even open its connections and plugins is a
         // failed run in the history, not just an error on someone's screen.
         let mut prepared = match self.prepare(&row.pipeline).await {
@@ -403,7 +446,7 @@ impl Engine {
             prepared.dest = Arc::new(DryDestination);
         }
         let setup = RunSetup {
-            stop: opts.stop.clone(),
+            stop,
             progress: opts.progress.clone(),
             metrics,
             plan: dry,
@@ -414,9 +457,20 @@ impl Engine {
         let outcome = driver
             .drive(&row)
             .await
+            .map_err(|e| match e {
+                SyncError::Stopped { pipeline, pages } if hold.as_ref().is_some_and(Hold::lost) => {
+                    SyncError::LeaseLost { pipeline, pages }
+                }
+                e => e,
+            })
             .map_err(|e| e.with_pages(driver.pages()));
         if let Err(e) = &outcome {
-            let level = if matches!(e, SyncError::Stopped { .. } | SyncError::Cancelled { .. }) {
+            let level = if matches!(
+                e,
+                SyncError::Stopped { .. }
+                    | SyncError::LeaseLost { .. }
+                    | SyncError::Cancelled { .. }
+            ) {
                 LogLevel::Warn
             } else {
                 LogLevel::Error
@@ -427,7 +481,9 @@ impl Engine {
         }
         let (status, error) = match &outcome {
             Ok(()) => (RunStatus::Succeeded, None),
-            Err(e @ SyncError::Stopped { .. }) => (RunStatus::Interrupted, Some(e.to_string())),
+            Err(e @ (SyncError::Stopped { .. } | SyncError::LeaseLost { .. })) => {
+                (RunStatus::Interrupted, Some(e.to_string()))
+            }
             Err(e @ SyncError::Cancelled { .. }) => (RunStatus::Cancelled, Some(e.to_string())),
             Err(e) => (RunStatus::Failed, Some(e.to_string())),
         };

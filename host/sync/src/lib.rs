@@ -25,6 +25,7 @@ mod driver;
 mod dry_run;
 mod engine;
 pub mod gate;
+mod lease;
 mod locks;
 pub mod lookback;
 mod mapping;
@@ -46,6 +47,7 @@ pub use bounds::{LimitHit, RunLimits};
 pub use engine::{
     ApplyOptions, Engine, PlannedChange, Progress, RunOptions, RunReport, StopSignal,
 };
+pub use lease::HostLease;
 pub use locks::{reap_interrupted, request_stop};
 pub use pipeline::{ConflictPolicy, DeletePolicy, Pipeline, PipelineError, SyncMode};
 pub use queue::Side;
@@ -64,6 +66,7 @@ impl SyncError {
     /// (the count when the stop was seen can miss the page in hand).
     pub(crate) fn with_pages(mut self, committed: u64) -> Self {
         if let SyncError::Stopped { pages, .. }
+        | SyncError::LeaseLost { pages, .. }
         | SyncError::Cancelled { pages, .. }
         | SyncError::Limit { pages, .. } = &mut self
         {
@@ -98,7 +101,9 @@ impl SyncError {
             SyncError::Outage { .. } => "outage",
             SyncError::Malformed { .. } => "malformed",
             SyncError::Stream { .. } => "stream",
-            SyncError::Stopped { .. } | SyncError::Cancelled { .. } => "stopped",
+            SyncError::Stopped { .. }
+            | SyncError::LeaseLost { .. }
+            | SyncError::Cancelled { .. } => "stopped",
             SyncError::Limit { .. } => "limit",
             SyncError::Queue(_) => "queue",
             SyncError::Store(_) => "storage",
@@ -194,6 +199,18 @@ pub enum SyncError {
         "pipeline `{pipeline}` stopped after {pages} committed pages because the host is shutting down; the next run resumes from there"
     )]
     Stopped {
+        /// Pipeline.
+        pipeline: String,
+        /// Pages committed before stopping.
+        pages: u64,
+    },
+    /// The run stopped at a page boundary because its host lost its lease
+    /// on the pipeline (cut off from the database past it): another host
+    /// took the pipeline over.
+    #[error(
+        "pipeline `{pipeline}` stopped after {pages} committed pages because this host lost its lease on it (cut off from the database for longer than the lease) and another host took it over, resuming from the last committed page"
+    )]
+    LeaseLost {
         /// Pipeline.
         pipeline: String,
         /// Pages committed before stopping.

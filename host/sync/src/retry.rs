@@ -21,17 +21,35 @@ const STOP_POLL: Duration = Duration::from_millis(500);
 /// Asks runs to stop after the page in hand is committed. Cheap to clone;
 /// every clone sees the same request.
 #[derive(Debug, Clone, Default)]
-pub struct StopSignal(Arc<AtomicBool>);
+pub struct StopSignal {
+    own: Arc<AtomicBool>,
+    /// The signal this one was made from: stopping it stops this one too.
+    parent: Option<Arc<AtomicBool>>,
+}
 
 impl StopSignal {
     /// Ask every run holding this signal to stop.
     pub fn stop(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.own.store(true, Ordering::SeqCst);
     }
 
-    /// Whether a stop was asked for.
+    /// Whether a stop was asked for (of this signal or the one it was made
+    /// from).
     pub fn is_stopped(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.own.load(Ordering::SeqCst)
+            || self
+                .parent
+                .as_ref()
+                .is_some_and(|p| p.load(Ordering::SeqCst))
+    }
+
+    /// A signal of one run: stopped with this one (a shutdown), or alone
+    /// (its lease was lost).
+    pub fn child(&self) -> StopSignal {
+        StopSignal {
+            own: Arc::new(AtomicBool::new(false)),
+            parent: Some(self.own.clone()),
+        }
     }
 }
 

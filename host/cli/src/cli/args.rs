@@ -16,6 +16,14 @@ pub(super) struct Cli {
     /// else $XDG_DATA_HOME/nexo, else ~/.local/share/nexo.
     #[arg(long, global = true, env = "NEXO_DATA_DIR")]
     pub(super) data_dir: Option<PathBuf>,
+    /// The database: postgres://USER:PASSWORD@HOST:PORT/DATABASE for
+    /// several hosts sharing one PostgreSQL (migrate it first with `nexo
+    /// db migrate`), or sqlite:PATH. Default: nexo.db in the data
+    /// directory. The data directory still holds this host's compile
+    /// cache and, unless NEXO_SECRET_KEY is set, the secret key — which
+    /// every host sharing a database must have the same of.
+    #[arg(long, global = true, env = "NEXO_DATABASE_URL", hide_env_values = true)]
+    pub(super) database: Option<String>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub(super) log_format: LogFormat,
@@ -89,7 +97,15 @@ pub(super) enum Command {
         /// pipelines, plugins and versions, never secrets.
         #[arg(long)]
         metrics_public: bool,
+        /// With a shared PostgreSQL: how long this host's hold on a
+        /// pipeline lasts unrenewed, in seconds. A host that dies has its
+        /// runs taken over this long after; renewed every third of it.
+        #[arg(long, env = "NEXO_LEASE_SECS", default_value_t = 30)]
+        lease_secs: u64,
     },
+    /// The database: migrate a shared PostgreSQL, move an installation to it.
+    #[command(subcommand)]
+    Db(super::db::DbCommand),
     /// Tokens for the admin API and the console.
     #[command(subcommand)]
     Token(serve::TokenCommand),

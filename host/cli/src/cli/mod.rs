@@ -15,6 +15,7 @@ mod authorize;
 mod bundle;
 mod call;
 mod connection;
+mod db;
 mod dev;
 mod export;
 mod inspect;
@@ -138,7 +139,16 @@ async fn run(cli: Cli) -> Result<()> {
     }
     set_memory_cap_from_env()?;
     let (dir, runtime) = open_host(cli.data_dir)?;
+    let location = match &cli.database {
+        Some(text) => crate::store::Location::parse(text)
+            .map_err(|e| anyhow::anyhow!("--database / NEXO_DATABASE_URL: {e}"))?,
+        None => crate::store::Location::Sqlite(dir.join("nexo.db")),
+    };
+    if DATABASE.set(location.clone()).is_err() {
+        bail!("internal: the database was chosen twice");
+    }
     match cli.command {
+        Command::Db(cmd) => db::run(&location, cmd),
         Command::Plugin(PluginCommand::Inspect { file, json }) => {
             inspect::inspect(&runtime, &file, json).await
         }
@@ -187,7 +197,11 @@ async fn run(cli: Cli) -> Result<()> {
             addr,
             max_concurrent_runs,
             metrics_public,
+            lease_secs,
         } => {
+            if lease_secs < 3 {
+                bail!("--lease-secs must be at least 3 (a lease is renewed every third of it)");
+            }
             if max_concurrent_runs == 0 {
                 bail!("--max-concurrent-runs must be at least 1");
             }
@@ -197,6 +211,7 @@ async fn run(cli: Cli) -> Result<()> {
                 addr,
                 max_concurrent_runs,
                 metrics_public,
+                std::time::Duration::from_secs(lease_secs),
             )
             .await
         }
@@ -245,10 +260,49 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The database this process was told to use (`--database`,
+/// `NEXO_DATABASE_URL`); unset, each data directory's `nexo.db`.
+static DATABASE: std::sync::OnceLock<crate::store::Location> = std::sync::OnceLock::new();
+
+/// The installation's database: the one `--database` named, else the
+/// SQLite file in `dir`. A PostgreSQL pool is opened once per process and
+/// shared by every caller.
 pub fn open_db(dir: &Path) -> Result<crate::store::Database> {
-    let path = dir.join("nexo.db");
-    crate::store::Database::open(&path)
-        .with_context(|| format!("opening the database {}", path.display()))
+    static SHARED: std::sync::OnceLock<crate::store::Database> = std::sync::OnceLock::new();
+    match DATABASE.get() {
+        Some(location @ crate::store::Location::Postgres(url)) => {
+            if let Some(db) = SHARED.get() {
+                return Ok(db.clone());
+            }
+            let db = crate::store::Database::connect(url)
+                .with_context(|| format!("opening the database {location}"))?;
+            Ok(SHARED.get_or_init(|| db).clone())
+        }
+        Some(crate::store::Location::Sqlite(path)) => crate::store::Database::open(path)
+            .with_context(|| format!("opening the database {}", path.display())),
+        None => {
+            let path = dir.join("nexo.db");
+            crate::store::Database::open(&path)
+                .with_context(|| format!("opening the database {}", path.display()))
+        }
+    }
+}
+
+/// This host's id among the hosts sharing a database: `NEXO_HOST_ID`, else
+/// the machine's name, the process id and a random suffix (a restarted
+/// host is a new one; its old runs are taken over by lease).
+pub fn host_id() -> String {
+    if let Some(id) = std::env::var_os("NEXO_HOST_ID").filter(|v| !v.is_empty()) {
+        return id.to_string_lossy().into_owned();
+    }
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let mut suffix = [0u8; 3];
+    let _ = getrandom::fill(&mut suffix);
+    format!("{name}-{}-{}", std::process::id(), hex::encode(suffix))
 }
 
 pub fn registry(dir: &Path, runtime: &Runtime) -> Result<crate::registry::Registry> {

@@ -172,6 +172,7 @@ async fn run(engine: &Engine, name: &str, dry_run: bool, json: bool) -> Result<(
                 dry_run,
                 progress,
                 stop: Some(stop),
+                claimed: false,
             },
         )
         .await;

@@ -107,9 +107,18 @@ pub(crate) async fn serve(
     addr: SocketAddr,
     max_concurrent_runs: usize,
     metrics_public: bool,
+    lease: std::time::Duration,
 ) -> Result<()> {
     let listener = bind(addr).await?;
-    serve_on(dir, registry, listener, max_concurrent_runs, metrics_public).await
+    serve_on(
+        dir,
+        registry,
+        listener,
+        max_concurrent_runs,
+        metrics_public,
+        lease,
+    )
+    .await
 }
 
 /// Listen on `addr`, with an error that says what to do when it is taken.
@@ -126,9 +135,11 @@ pub async fn serve_on(
     listener: tokio::net::TcpListener,
     max_concurrent_runs: usize,
     metrics_public: bool,
+    lease: std::time::Duration,
 ) -> Result<()> {
     let sealer = Sealer::from_env_or_file(&dir.join("secret.key"))?;
-    let engine = super::sync::engine(dir, &registry)?;
+    let host = super::host_id();
+    let engine = super::sync::serve_engine(dir, &registry, &host, lease)?;
     // One set of connections for runs, health checks and the API, so every
     // use of a connection shares its request budget.
     let connections = engine.connections().clone();

@@ -167,20 +167,48 @@ pub fn engine(dir: &Path, registry: &Registry) -> Result<Engine> {
     let sealer = Sealer::from_env_or_file(&dir.join("secret.key"))?;
     let connections = Connections::new(registry.clone(), sealer);
     let store: Arc<dyn SyncStore> = Arc::new(registry.db().clone());
-    let engine = Engine::new(
+    let mut engine = Engine::new(
         store,
         connections,
         registry.clone(),
         Some(dir.join("locks")),
     );
+    if registry.db().postgres().is_some() {
+        engine = engine.shared(crate::sync::HostLease {
+            host: super::host_id(),
+            lease: std::time::Duration::from_secs(30),
+        });
+    }
     engine.reap_interrupted()?;
+    Ok(engine)
+}
+
+/// The engine of `nexo serve`: on a shared PostgreSQL, as host `host`
+/// with leases of `lease`.
+pub fn serve_engine(
+    dir: &Path,
+    registry: &Registry,
+    host: &str,
+    lease: std::time::Duration,
+) -> Result<Engine> {
+    let mut engine = engine(dir, registry)?;
+    if engine.host_lease().is_some() {
+        engine = engine.shared(crate::sync::HostLease {
+            host: host.to_string(),
+            lease,
+        });
+    }
     Ok(engine)
 }
 
 /// End the runs whose process died before the history is shown (see
 /// [`crate::sync::reap_interrupted`]).
-pub(crate) fn reap(dir: &Path, store: &dyn SyncStore) -> Result<()> {
-    crate::sync::reap_interrupted(store, &dir.join("locks"))?;
+pub(crate) fn reap(dir: &Path, db: &crate::store::Database) -> Result<()> {
+    if db.postgres().is_some() {
+        db.interrupt_expired_runs()?;
+        return Ok(());
+    }
+    crate::sync::reap_interrupted(db, &dir.join("locks"))?;
     Ok(())
 }
 
