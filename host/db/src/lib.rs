@@ -15,6 +15,25 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+/// Each named test function (taking a [`Database`]) as two tests, one on
+/// SQLite in memory and one on a fresh PostgreSQL database: `mod NAME {
+/// sqlite, postgres }`.
+#[cfg(test)]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => { $(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(crate::Database::in_memory().unwrap())
+            }
+            #[test]
+            fn postgres() {
+                super::$name(crate::test_sql::postgres())
+            }
+        }
+    )* };
+}
+
 pub mod connections;
 pub mod kv;
 pub mod oauth;
@@ -283,6 +302,57 @@ impl Database {
         }
         let conn = self.lock()?;
         schema::versions(&conn)
+    }
+}
+
+/// Raw SQL for tests that run on both databases: statements written in
+/// the SQL both understand (`CAST(x AS TEXT)` to read any column).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod test_sql {
+    use super::Database;
+
+    /// A migrated database on this test process's PostgreSQL server.
+    pub fn postgres() -> Database {
+        let url = crate::postgres::testing::database().unwrap();
+        Database::migrate_postgres(&url).unwrap().0
+    }
+
+    /// Run `sql` (several statements).
+    pub fn exec(db: &Database, sql: &str) {
+        match db.postgres() {
+            Some(pg) => pg.with(async |c| Ok(c.batch_execute(sql).await?)).unwrap(),
+            None => db.lock().unwrap().execute_batch(sql).unwrap(),
+        }
+    }
+
+    /// The rows of `sql`, every column read as text (cast it).
+    pub fn texts(db: &Database, sql: &str) -> Vec<Vec<Option<String>>> {
+        match db.postgres() {
+            Some(pg) => pg
+                .with(async |c| {
+                    let rows = c.query(sql, &[]).await?;
+                    Ok(rows
+                        .iter()
+                        .map(|r| (0..r.len()).map(|i| r.get(i)).collect())
+                        .collect())
+                })
+                .unwrap(),
+            None => {
+                let conn = db.lock().unwrap();
+                let mut st = conn.prepare(sql).unwrap();
+                let n = st.column_count();
+                st.query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            }
+        }
+    }
+
+    /// The one text value `sql` selects.
+    pub fn text(db: &Database, sql: &str) -> Option<String> {
+        texts(db, sql).remove(0).remove(0)
     }
 }
 
