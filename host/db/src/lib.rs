@@ -35,6 +35,7 @@ macro_rules! on_both {
 }
 
 pub mod connections;
+pub mod copy;
 pub mod kv;
 pub mod oauth;
 pub mod postgres;
@@ -94,6 +95,10 @@ pub enum StoreError {
         /// The run.
         run: i64,
     },
+    /// `nexo db copy` refused its source or target (or a value in it),
+    /// before anything was written: the message says what and what to do.
+    #[error("cannot copy the database: {0}")]
+    CopyRefused(String),
     /// An operation that only the embedded SQLite database has.
     #[error("{0} works on the embedded SQLite database only")]
     SqliteOnly(&'static str),
