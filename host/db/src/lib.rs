@@ -1,7 +1,9 @@
-//! The host's SQLite database: one file under the data directory, WAL mode,
-//! schema changed only by numbered migrations. Everything that must survive
-//! a restart (trusted keys, the plugin registry, key-value data) lives here,
-//! behind small typed APIs so another backend can replace SQLite later.
+//! The host's database: one SQLite file under the data directory (WAL
+//! mode), or a PostgreSQL database several hosts share; schema changed only
+//! by numbered migrations. Everything that must survive a restart (trusted
+//! keys, the plugin registry, key-value data) lives here, behind small typed
+//! APIs whose methods run SQLite's statements or, on PostgreSQL, those of
+//! `postgres/` ([`copy`] moves an installation from the one to the other).
 //!
 //! **Owns** the SQLite connection, the migrations, sealing secrets at rest,
 //! trusted keys, the rows of the plugin registry, connections and the

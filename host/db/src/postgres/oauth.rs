@@ -58,6 +58,9 @@ pub(crate) fn save_oauth(
     let (client_secret_nonce, client_secret) = split(row.client_secret.as_ref());
     let (refresh_nonce, refresh_token) = split(row.refresh_token.as_ref());
     pg.transaction(async |tx| {
+        // Pipelines first, then the connection's rows: the order
+        // remove_connection takes them in, so the two never deadlock.
+        lock_pipelines(tx).await?;
         let exists = tx
             .query_opt(
                 "SELECT 1 FROM connections WHERE name = $1 FOR SHARE",

@@ -104,7 +104,8 @@ pub(crate) fn webhook_secret(
 /// [`crate::Database::error_days`]. SQLite takes the last error's message
 /// from the row holding `MAX`; here a window picks that row.
 pub(crate) fn error_days(pg: &Postgres, days: u32) -> Result<Vec<ErrorDay>, StoreError> {
-    let days = i32::try_from(days).unwrap_or(i32::MAX);
+    // Past any stored time, within PostgreSQL's range of dates.
+    let days = days.min(1_000_000) as i32;
     let rows = pg.with(async |c| {
         Ok(c.query(
             "WITH since AS (
