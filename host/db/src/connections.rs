@@ -92,8 +92,33 @@ pub struct SealedSecret {
     pub sealed: Vec<u8>,
 }
 
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
+}
+
+/// A connection from its stored columns (name, plugin, pinned version,
+/// environment, config, grants).
+pub(crate) fn connection_row(
+    (name, plugin_id, pinned, env, config, grants): (
+        String,
+        String,
+        Option<String>,
+        String,
+        String,
+        String,
+    ),
+) -> Result<ConnectionRow, StoreError> {
+    Ok(ConnectionRow {
+        pinned_version: pinned
+            .map(|v| semver::Version::parse(&v))
+            .transpose()
+            .map_err(corrupt)?,
+        environment: env.parse().map_err(corrupt)?,
+        grants: serde_json::from_str(&grants).map_err(corrupt)?,
+        name,
+        plugin_id,
+        config,
+    })
 }
 
 impl Database {
@@ -103,6 +128,9 @@ impl Database {
         row: &ConnectionRow,
         secrets: &[SealedSecret],
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::connections::insert_connection(pg, row, secrets);
+        }
         let grants = serde_json::to_string(&row.grants).map_err(corrupt)?;
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
@@ -130,6 +158,9 @@ impl Database {
 
     /// A connection by name.
     pub fn connection(&self, name: &str) -> Result<Option<ConnectionRow>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::connections::connection(pg, name);
+        }
         let raw = self
             .lock()?
             .query_row(
@@ -147,24 +178,14 @@ impl Database {
                 },
             )
             .optional()?;
-        raw.map(|(name, plugin_id, pinned, env, config, grants)| {
-            Ok(ConnectionRow {
-                pinned_version: pinned
-                    .map(|v| semver::Version::parse(&v))
-                    .transpose()
-                    .map_err(corrupt)?,
-                environment: env.parse().map_err(corrupt)?,
-                grants: serde_json::from_str(&grants).map_err(corrupt)?,
-                name,
-                plugin_id,
-                config,
-            })
-        })
-        .transpose()
+        raw.map(connection_row).transpose()
     }
 
     /// Names of all connections (optionally of one plugin), sorted.
     pub fn connection_names(&self, plugin_id: Option<&str>) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::connections::connection_names(pg, plugin_id);
+        }
         let conn = self.lock()?;
         let mut stmt = conn.prepare(
             "SELECT name FROM connections WHERE ?1 IS NULL OR plugin_id = ?1 ORDER BY name",
@@ -175,6 +196,9 @@ impl Database {
 
     /// The sealed secrets of a connection.
     pub fn connection_secrets(&self, name: &str) -> Result<Vec<SealedSecret>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::connections::connection_secrets(pg, name);
+        }
         let conn = self.lock()?;
         let mut stmt =
             conn.prepare("SELECT name, nonce, sealed FROM connection_secrets WHERE connection = ?1 ORDER BY name")?;
@@ -190,6 +214,9 @@ impl Database {
 
     /// Delete a connection and its secrets. Returns false when unknown.
     pub fn delete_connection(&self, name: &str) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::connections::delete_connection(pg, name);
+        }
         Ok(self
             .lock()?
             .execute("DELETE FROM connections WHERE name = ?1", params![name])?
@@ -198,6 +225,9 @@ impl Database {
 
     /// Delete a plugin with all its versions, in one transaction.
     pub fn delete_plugin(&self, plugin_id: &str) -> Result<(), StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::connections::delete_plugin(pg, plugin_id);
+        }
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         tx.execute(
@@ -261,12 +291,18 @@ pub(crate) fn pipelines_using(
 impl Database {
     /// Pipelines whose source or destination is `connection`, sorted.
     pub fn pipelines_using_connection(&self, connection: &str) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::connections::pipelines_using_connection(pg, connection);
+        }
         let conn = self.lock()?;
         pipelines_using(&conn, connection)
     }
 
     /// Pipelines with the plugin `id` among their mappers, sorted.
     pub fn pipelines_using_mapper(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::connections::pipelines_using_mapper(pg, id);
+        }
         let conn = self.lock()?;
         let mut st = conn.prepare_cached(
             "SELECT name FROM pipelines
@@ -285,6 +321,9 @@ impl Database {
         name: &str,
         change: &ConnectionChange,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::connections::update_connection(pg, name, change);
+        }
         let grants = change
             .grants
             .as_ref()
@@ -327,6 +366,9 @@ impl Database {
         name: &str,
         pause_reason: Option<&str>,
     ) -> Result<Removal, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::connections::remove_connection(pg, name, pause_reason);
+        }
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let exists: bool = tx.query_row(
@@ -406,15 +448,20 @@ mod tests {
         );
     }
 
-    fn with_connection() -> Database {
-        let db = Database::in_memory().unwrap();
-        db.lock()
-            .unwrap()
-            .execute(
-                "INSERT INTO plugins (plugin_id, active_version) VALUES ('acme/crm', '1.0.0')",
-                [],
-            )
-            .unwrap();
+    use crate::test_sql::{exec, texts};
+
+    on_both!(
+        an_update_changes_only_what_it_names,
+        removal_names_the_pipelines_using_it_and_force_pauses_them,
+        connections_are_listed_read_and_deleted_with_their_secrets,
+        pipelines_using_a_mapper_are_found_by_the_plugin,
+    );
+
+    fn with_connection(db: Database) -> Database {
+        exec(
+            &db,
+            "INSERT INTO plugins (plugin_id, active_version) VALUES ('acme/crm', '1.0.0')",
+        );
         let row = ConnectionRow {
             name: "crm".into(),
             plugin_id: "acme/crm".into(),
@@ -442,18 +489,14 @@ mod tests {
         let definition = format!(
             r#"{{"name":"{name}","source":{{"connection":"{source}","stream":"s"}},"destination":{{"connection":"{destination}","stream":"s"}}}}"#
         );
-        db.lock()
-            .unwrap()
-            .execute(
-                "INSERT INTO pipelines (name, definition) VALUES (?1, ?2)",
-                params![name, definition],
-            )
-            .unwrap();
+        exec(
+            db,
+            &format!("INSERT INTO pipelines (name, definition) VALUES ('{name}', '{definition}')"),
+        );
     }
 
-    #[test]
-    fn an_update_changes_only_what_it_names() {
-        let db = with_connection();
+    fn an_update_changes_only_what_it_names(db: Database) {
+        let db = with_connection(db);
         let change = ConnectionChange {
             set_secrets: vec![SealedSecret {
                 name: "token".into(),
@@ -484,9 +527,8 @@ mod tests {
         assert!(!db.update_connection("nope", &config_only).unwrap());
     }
 
-    #[test]
-    fn removal_names_the_pipelines_using_it_and_force_pauses_them() {
-        let db = with_connection();
+    fn removal_names_the_pipelines_using_it_and_force_pauses_them(db: Database) {
+        let db = with_connection(db);
         pipeline(&db, "out", "crm", "erp");
         pipeline(&db, "in", "erp", "crm");
         pipeline(&db, "other", "erp", "books");
@@ -508,23 +550,75 @@ mod tests {
         );
         assert!(db.connection("crm").unwrap().is_none());
         assert!(db.connection_secrets("crm").unwrap().is_empty());
-        let paused: Vec<(String, bool, Option<String>)> = {
-            let conn = db.lock().unwrap();
-            let mut st = conn
-                .prepare("SELECT name, paused, paused_reason FROM pipelines ORDER BY name")
-                .unwrap();
-            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap()
-        };
+        let paused = texts(
+            &db,
+            "SELECT name, CAST(paused AS TEXT), paused_reason FROM pipelines ORDER BY name",
+        );
+        let s = |t: &str| Some(t.to_string());
         assert_eq!(
             paused,
             vec![
-                ("in".into(), true, Some("crm was removed".into())),
-                ("other".into(), false, None),
-                ("out".into(), true, Some("crm was removed".into())),
+                vec![s("in"), s("1"), s("crm was removed")],
+                vec![s("other"), s("0"), None],
+                vec![s("out"), s("1"), s("crm was removed")],
             ]
         );
+    }
+
+    fn connections_are_listed_read_and_deleted_with_their_secrets(db: Database) {
+        let db = with_connection(db);
+        exec(
+            &db,
+            "INSERT INTO plugins (plugin_id, active_version) VALUES ('acme/erp', '2.0.0')",
+        );
+        let erp = ConnectionRow {
+            name: "erp".into(),
+            plugin_id: "acme/erp".into(),
+            pinned_version: Some(semver::Version::new(2, 0, 0)),
+            environment: Environment::Production,
+            config: "{}".into(),
+            grants: ConnectionGrants::default(),
+        };
+        db.insert_connection(&erp, &[]).unwrap();
+        assert_eq!(db.connection("erp").unwrap(), Some(erp));
+        assert_eq!(db.connection("nope").unwrap(), None);
+        assert_eq!(db.connection_names(None).unwrap(), vec!["crm", "erp"]);
+        assert_eq!(db.connection_names(Some("acme/erp")).unwrap(), vec!["erp"]);
+        let names: Vec<String> = db
+            .connection_secrets("crm")
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, vec!["stale", "token"]);
+        // A plugin with connections cannot go; without, it goes whole.
+        assert!(db.delete_plugin("acme/erp").is_err());
+        assert!(db.delete_connection("erp").unwrap());
+        assert!(!db.delete_connection("erp").unwrap());
+        db.delete_plugin("acme/erp").unwrap();
+        assert_eq!(
+            texts(&db, "SELECT plugin_id FROM plugins"),
+            vec![vec![Some("acme/crm".to_string())]]
+        );
+        assert!(db.delete_connection("crm").unwrap());
+        assert!(db.connection_secrets("crm").unwrap().is_empty());
+    }
+
+    fn pipelines_using_a_mapper_are_found_by_the_plugin(db: Database) {
+        exec(
+            &db,
+            r#"INSERT INTO pipelines (name, definition) VALUES
+                 ('b', '{"mappers": [{"plugin": "acme/map"}, {"plugin": "acme/other"}]}'),
+                 ('a', '{"mappers": [{"plugin": "acme/map"}]}'),
+                 ('c', '{"mappers": []}'),
+                 ('d', '{"source": {"connection": "crm"}}')"#,
+        );
+        assert_eq!(
+            db.pipelines_using_mapper("acme/map").unwrap(),
+            vec!["a", "b"]
+        );
+        assert_eq!(db.pipelines_using_mapper("acme/other").unwrap(), vec!["b"]);
+        assert!(db.pipelines_using_mapper("acme/none").unwrap().is_empty());
+        assert_eq!(db.pipelines_using_connection("crm").unwrap(), vec!["d"]);
     }
 }

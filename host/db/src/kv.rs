@@ -1,6 +1,7 @@
 //! Plugins' key-value data in the `plugin_kv` table: the SQLite
-//! [`KvBackend`]. The quota is checked and the value written in one
-//! transaction, so two writers cannot both pass the check.
+//! [`KvBackend`] (on PostgreSQL too: `postgres::kv`). The quota is
+//! checked and the value written in one transaction, so two writers cannot
+//! both pass the check.
 
 use std::sync::Arc;
 
@@ -39,6 +40,9 @@ impl Database {
 
 impl KvBackend for SqliteKv {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        if let Some(pg) = self.db.postgres() {
+            return crate::postgres::kv::get(pg, namespace, key);
+        }
         self.conn()?
             .query_row(
                 "SELECT value FROM plugin_kv WHERE namespace = ?1 AND key = ?2",
@@ -56,6 +60,9 @@ impl KvBackend for SqliteKv {
         value: &[u8],
         quota: u64,
     ) -> Result<(), KvError> {
+        if let Some(pg) = self.db.postgres() {
+            return crate::postgres::kv::set_within(pg, namespace, key, value, quota);
+        }
         let mut conn = self.conn()?;
         let tx = conn.transaction().map_err(storage)?;
         let used: i64 = tx
@@ -80,6 +87,9 @@ impl KvBackend for SqliteKv {
     }
 
     fn delete(&self, namespace: &str, key: &str) -> Result<(), KvError> {
+        if let Some(pg) = self.db.postgres() {
+            return crate::postgres::kv::delete(pg, namespace, key);
+        }
         self.conn()?
             .execute(
                 "DELETE FROM plugin_kv WHERE namespace = ?1 AND key = ?2",
@@ -90,6 +100,9 @@ impl KvBackend for SqliteKv {
     }
 
     fn list_keys(&self, namespace: &str, prefix: &str) -> Result<Vec<String>, KvError> {
+        if let Some(pg) = self.db.postgres() {
+            return crate::postgres::kv::list_keys(pg, namespace, prefix);
+        }
         let conn = self.conn()?;
         let mut stmt = conn
             .prepare(
@@ -111,10 +124,13 @@ mod tests {
     use super::*;
     use nexo_runtime::sandbox::kv::KvError;
 
-    /// The same rules as the in-memory backend, on the SQLite one.
-    #[test]
-    fn the_database_backend_keeps_namespaces_apart_and_holds_the_quota() {
-        let db = Database::in_memory().unwrap();
+    on_both!(
+        the_database_backend_keeps_namespaces_apart_and_holds_the_quota,
+        writers_of_one_namespace_at_once_cannot_both_pass_the_quota,
+    );
+
+    /// The same rules as the in-memory backend, on the database's.
+    fn the_database_backend_keeps_namespaces_apart_and_holds_the_quota(db: Database) {
         let store = db.kv_store();
         let a = store.namespace("acme/crm/conn1", 20);
         let b = store.namespace("acme/crm/conn2", 20);
@@ -131,5 +147,37 @@ mod tests {
         assert_eq!(b.list_keys("a/").unwrap(), vec!["a/1", "a/2"]);
         b.delete("a/1").unwrap();
         assert_eq!(b.list_keys("a").unwrap(), vec!["a%", "a/2"]);
+        // Multi-byte keys: the prefix is compared by characters, the quota
+        // counts bytes.
+        let c = store.namespace("acme/crm/conn3", 12);
+        c.set("é1", b"vv").unwrap();
+        c.set("é2", b"vv").unwrap();
+        assert_eq!(c.list_keys("é").unwrap(), vec!["é1", "é2"]);
+        assert_eq!(
+            c.set("é3", b"vv"),
+            Err(KvError::QuotaExceeded { quota: 12 })
+        );
+    }
+
+    /// Eight writers of new keys in one namespace at once: the quota
+    /// holds (each sees the others' committed keys).
+    fn writers_of_one_namespace_at_once_cannot_both_pass_the_quota(db: Database) {
+        let store = db.kv_store();
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let store = store.clone();
+                s.spawn(move || {
+                    let _ = store
+                        .namespace("acme/crm/race", 30)
+                        .set(&format!("k{i}"), &[0; 8]);
+                });
+            }
+        });
+        let ns = store.namespace("acme/crm/race", 30);
+        assert_eq!(
+            ns.list_keys("").unwrap().len(),
+            3,
+            "3 × (2 + 8) bytes fit in 30"
+        );
     }
 }

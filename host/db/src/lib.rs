@@ -1,7 +1,9 @@
-//! The host's SQLite database: one file under the data directory, WAL mode,
-//! schema changed only by numbered migrations. Everything that must survive
-//! a restart (trusted keys, the plugin registry, key-value data) lives here,
-//! behind small typed APIs so another backend can replace SQLite later.
+//! The host's database: one SQLite file under the data directory (WAL
+//! mode), or a PostgreSQL database several hosts share; schema changed only
+//! by numbered migrations. Everything that must survive a restart (trusted
+//! keys, the plugin registry, key-value data) lives here, behind small typed
+//! APIs whose methods run SQLite's statements or, on PostgreSQL, those of
+//! `postgres/` ([`copy`] moves an installation from the one to the other).
 //!
 //! **Owns** the SQLite connection, the migrations, sealing secrets at rest,
 //! trusted keys, the rows of the plugin registry, connections and the
@@ -15,8 +17,28 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+/// Each named test function (taking a [`Database`]) as two tests, one on
+/// SQLite in memory and one on a fresh PostgreSQL database: `mod NAME {
+/// sqlite, postgres }`.
+#[cfg(test)]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => { $(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(crate::Database::in_memory().unwrap())
+            }
+            #[test]
+            fn postgres() {
+                super::$name(crate::test_sql::postgres())
+            }
+        }
+    )* };
+}
+
 pub mod cluster;
 pub mod connections;
+pub mod copy;
 pub mod kv;
 pub mod oauth;
 pub mod postgres;
@@ -81,6 +103,10 @@ pub enum StoreError {
         "{0} needs PostgreSQL (--database postgres://… or NEXO_DATABASE_URL); the embedded SQLite database serves one host"
     )]
     PostgresOnly(&'static str),
+    /// `nexo db copy` refused its source or target (or a value in it),
+    /// before anything was written: the message says what and what to do.
+    #[error("cannot copy the database: {0}")]
+    CopyRefused(String),
     /// An operation that only the embedded SQLite database has.
     #[error("{0} works on the embedded SQLite database only")]
     SqliteOnly(&'static str),
@@ -289,6 +315,57 @@ impl Database {
         }
         let conn = self.lock()?;
         schema::versions(&conn)
+    }
+}
+
+/// Raw SQL for tests that run on both databases: statements written in
+/// the SQL both understand (`CAST(x AS TEXT)` to read any column).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod test_sql {
+    use super::Database;
+
+    /// A migrated database on this test process's PostgreSQL server.
+    pub fn postgres() -> Database {
+        let url = crate::postgres::testing::database().unwrap();
+        Database::migrate_postgres(&url).unwrap().0
+    }
+
+    /// Run `sql` (several statements).
+    pub fn exec(db: &Database, sql: &str) {
+        match db.postgres() {
+            Some(pg) => pg.with(async |c| Ok(c.batch_execute(sql).await?)).unwrap(),
+            None => db.lock().unwrap().execute_batch(sql).unwrap(),
+        }
+    }
+
+    /// The rows of `sql`, every column read as text (cast it).
+    pub fn texts(db: &Database, sql: &str) -> Vec<Vec<Option<String>>> {
+        match db.postgres() {
+            Some(pg) => pg
+                .with(async |c| {
+                    let rows = c.query(sql, &[]).await?;
+                    Ok(rows
+                        .iter()
+                        .map(|r| (0..r.len()).map(|i| r.get(i)).collect())
+                        .collect())
+                })
+                .unwrap(),
+            None => {
+                let conn = db.lock().unwrap();
+                let mut st = conn.prepare(sql).unwrap();
+                let n = st.column_count();
+                st.query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            }
+        }
+    }
+
+    /// The one text value `sql` selects.
+    pub fn text(db: &Database, sql: &str) -> Option<String> {
+        texts(db, sql).remove(0).remove(0)
     }
 }
 

@@ -43,7 +43,7 @@ impl OAuthStatus {
         }
     }
 
-    fn parse(s: &str) -> Result<Self, StoreError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, StoreError> {
         match s {
             "authorized" => Ok(OAuthStatus::Authorized),
             "needs-reauthorization" => Ok(OAuthStatus::NeedsReauthorization),
@@ -94,12 +94,12 @@ pub enum Claim {
     NotAuthorized,
 }
 
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "connection, flow, client_id, client_secret_nonce, client_secret, access_nonce,
      access_token, refresh_nonce, refresh_token, issued_at_ms, expires_at_ms, generation, status,
      reason, tenant";
 
-fn sealed_pair(nonce: Option<Vec<u8>>, sealed: Option<Vec<u8>>) -> Option<Sealed> {
+pub(crate) fn sealed_pair(nonce: Option<Vec<u8>>, sealed: Option<Vec<u8>>) -> Option<Sealed> {
     match (nonce, sealed) {
         (Some(nonce), Some(sealed)) => Some(Sealed { nonce, sealed }),
         _ => None,
@@ -133,6 +133,9 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(OAuthRow, String)> {
 impl Database {
     /// The OAuth authorization of `connection`, if it has one.
     pub fn oauth(&self, connection: &str) -> Result<Option<OAuthRow>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::oauth::oauth(pg, connection);
+        }
         let conn = self.lock()?;
         let row = conn
             .query_row(
@@ -159,6 +162,9 @@ impl Database {
         row: &OAuthRow,
         config: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::oauth::save_oauth(pg, row, config);
+        }
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let exists: bool = tx.query_row(
@@ -249,6 +255,11 @@ impl Database {
         now_ms: i64,
         until_ms: i64,
     ) -> Result<Claim, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::oauth::claim_oauth_refresh(
+                pg, connection, generation, now_ms, until_ms,
+            );
+        }
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let found: Option<(i64, String, Option<i64>)> = tx
@@ -291,6 +302,17 @@ impl Database {
         issued_at_ms: i64,
         expires_at_ms: i64,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::oauth::store_oauth_refresh(
+                pg,
+                connection,
+                generation,
+                access_token,
+                refresh_token,
+                issued_at_ms,
+                expires_at_ms,
+            );
+        }
         let conn = self.lock()?;
         let (refresh_nonce, refresh) = split(refresh_token);
         let n = conn.execute(
@@ -316,6 +338,9 @@ impl Database {
     /// Give up a refresh claim without a new pair (the token endpoint
     /// failed for a passing reason).
     pub fn release_oauth_refresh(&self, connection: &str) -> Result<(), StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::oauth::release_oauth_refresh(pg, connection);
+        }
         let conn = self.lock()?;
         conn.execute(
             "UPDATE connection_oauth SET refreshing_until_ms = NULL WHERE connection = ?1",
@@ -333,6 +358,9 @@ impl Database {
         connection: &str,
         reason: &str,
     ) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::oauth::oauth_needs_reauthorization(pg, connection, reason);
+        }
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let pause = format!("{REAUTHORIZATION_REASON}: {reason}");
@@ -378,7 +406,7 @@ impl Database {
 /// How every pause for a connection needing re-authorization begins.
 pub const REAUTHORIZATION_REASON: &str = "needs re-authorization";
 
-fn split(s: Option<&Sealed>) -> (Option<&[u8]>, Option<&[u8]>) {
+pub(crate) fn split(s: Option<&Sealed>) -> (Option<&[u8]>, Option<&[u8]>) {
     match s {
         Some(s) => (Some(s.nonce.as_slice()), Some(s.sealed.as_slice())),
         None => (None, None),
@@ -390,10 +418,17 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn db() -> Database {
-        let db = Database::in_memory().unwrap();
-        let conn = db.lock().unwrap();
-        conn.execute_batch(
+    use crate::test_sql::{exec, text};
+
+    on_both!(
+        one_claim_per_generation_and_a_store_moves_the_generation,
+        a_refused_refresh_pauses_the_connections_pipelines_and_a_new_authorization_resumes_them,
+        removing_the_connection_removes_its_authorization,
+    );
+
+    fn setup(db: Database) -> Database {
+        exec(
+            &db,
             "INSERT INTO plugins (plugin_id, active_version) VALUES ('nexo/xero', '1.0.0');
              INSERT INTO connections (name, plugin_id, environment, config, grants)
                  VALUES ('books', 'nexo/xero', 'sandbox', '{}', '{}');
@@ -405,9 +440,7 @@ mod tests {
                  '{\"source\":{\"connection\":\"books\"},\"destination\":{\"connection\":\"crm\"}}', 1);
              INSERT INTO pipelines (name, definition) VALUES ('other',
                  '{\"source\":{\"connection\":\"crm\"},\"destination\":{\"connection\":\"crm\"}}');",
-        )
-        .unwrap();
-        drop(conn);
+        );
         db
     }
 
@@ -436,19 +469,18 @@ mod tests {
     }
 
     fn paused(db: &Database, name: &str) -> (bool, Option<String>) {
-        db.lock()
-            .unwrap()
-            .query_row(
-                "SELECT paused, paused_reason FROM pipelines WHERE name = ?1",
-                params![name],
-                |r| Ok((r.get::<_, i64>(0)? == 1, r.get(1)?)),
-            )
-            .unwrap()
+        let row = crate::test_sql::texts(
+            db,
+            &format!(
+                "SELECT CAST(paused AS TEXT), paused_reason FROM pipelines WHERE name = '{name}'"
+            ),
+        )
+        .remove(0);
+        (row[0].as_deref() == Some("1"), row[1].clone())
     }
 
-    #[test]
-    fn one_claim_per_generation_and_a_store_moves_the_generation() {
-        let db = db();
+    fn one_claim_per_generation_and_a_store_moves_the_generation(db: Database) {
+        let db = setup(db);
         assert_eq!(
             db.claim_oauth_refresh("books", 1, 0, 100).unwrap(),
             Claim::NotAuthorized
@@ -498,9 +530,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_refused_refresh_pauses_the_connections_pipelines_and_a_new_authorization_resumes_them() {
-        let db = db();
+    fn a_refused_refresh_pauses_the_connections_pipelines_and_a_new_authorization_resumes_them(
+        db: Database,
+    ) {
+        let db = setup(db);
         db.save_oauth(&row(), None).unwrap();
         let paused_now = db
             .oauth_needs_reauthorization("books", "invalid_grant")
@@ -522,13 +555,10 @@ mod tests {
             Claim::NotAuthorized
         );
         // An admin pauses `b` for their own reason meanwhile: it stays paused.
-        db.lock()
-            .unwrap()
-            .execute(
-                "UPDATE pipelines SET paused_reason = 'maintenance' WHERE name = 'b'",
-                [],
-            )
-            .unwrap();
+        exec(
+            &db,
+            "UPDATE pipelines SET paused_reason = 'maintenance' WHERE name = 'b'",
+        );
         let resumed = db
             .save_oauth(&row(), Some("{\"tenant_id\":\"t1\"}"))
             .unwrap();
@@ -542,27 +572,53 @@ mod tests {
             r.generation, 2,
             "a new authorization continues the generations"
         );
-        let config: String = db
-            .lock()
-            .unwrap()
-            .query_row(
-                "SELECT config FROM connections WHERE name = 'books'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let config = text(&db, "SELECT config FROM connections WHERE name = 'books'").unwrap();
         assert_eq!(config, "{\"tenant_id\":\"t1\"}");
     }
 
-    #[test]
-    fn removing_the_connection_removes_its_authorization() {
-        let db = db();
+    fn removing_the_connection_removes_its_authorization(db: Database) {
+        let db = setup(db);
         db.save_oauth(&row(), None).unwrap();
-        db.lock()
-            .unwrap()
-            .execute("DELETE FROM pipelines", [])
-            .unwrap();
+        exec(&db, "DELETE FROM pipelines");
         db.remove_connection("books", None).unwrap();
         assert_eq!(db.oauth("books").unwrap(), None);
+    }
+
+    /// Eight hosts' threads claim the same refresh at once on PostgreSQL:
+    /// exactly one wins, the others see it held.
+    #[test]
+    fn hosts_claiming_one_refresh_at_once_on_postgres_leave_one_winner() {
+        let url = crate::postgres::testing::database().unwrap();
+        let db = setup(Database::migrate_postgres(&url).unwrap().0);
+        db.save_oauth(&row(), None).unwrap();
+        for round in 0..5 {
+            let generation = db.oauth("books").unwrap().unwrap().generation;
+            let barrier = std::sync::Barrier::new(8);
+            let claims: Vec<Claim> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| {
+                        // Each its own pool, as separate hosts have.
+                        let host = Database::connect(&url).unwrap();
+                        let barrier = &barrier;
+                        s.spawn(move || {
+                            barrier.wait();
+                            host.claim_oauth_refresh("books", generation, 1_000, 2_000)
+                                .unwrap()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let won = claims.iter().filter(|c| **c == Claim::Won).count();
+            assert_eq!(won, 1, "round {round}: {claims:?}");
+            assert!(
+                claims.iter().all(|c| matches!(c, Claim::Won | Claim::Held)),
+                "{claims:?}"
+            );
+            assert!(
+                db.store_oauth_refresh("books", generation, &sealed(3), None, 10, 2_000)
+                    .unwrap()
+            );
+        }
     }
 }

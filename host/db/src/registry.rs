@@ -52,7 +52,7 @@ fn row_to_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<(VersionRow, String
     ))
 }
 
-fn finish(parts: (VersionRow, String, String)) -> Result<VersionRow, StoreError> {
+pub(crate) fn finish(parts: (VersionRow, String, String)) -> Result<VersionRow, StoreError> {
     let (mut row, version, grants) = parts;
     row.version = semver::Version::parse(&version).map_err(|e| {
         StoreError::Corrupt(format!("version `{version}` of {}: {e}", row.plugin_id))
@@ -62,11 +62,14 @@ fn finish(parts: (VersionRow, String, String)) -> Result<VersionRow, StoreError>
     Ok(row)
 }
 
-const COLUMNS: &str = "plugin_id, version, kind, wit_version, manifest, bundle_sha256, component_sha256, signer_key_id, grants, installed_at";
+pub(crate) const COLUMNS: &str = "plugin_id, version, kind, wit_version, manifest, bundle_sha256, component_sha256, signer_key_id, grants, installed_at";
 
 impl Database {
     /// Record a new version and make it active, in one transaction.
     pub fn insert_version(&self, row: &VersionRow) -> Result<(), StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::registry::insert_version(pg, row);
+        }
         let grants =
             serde_json::to_string(&row.grants).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut conn = self.lock()?;
@@ -100,6 +103,9 @@ impl Database {
         plugin_id: &str,
         version: &semver::Version,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::registry::set_active_version(pg, plugin_id, version);
+        }
         self.lock()?.execute(
             "UPDATE plugins SET active_version = ?2 WHERE plugin_id = ?1",
             params![plugin_id, version.to_string()],
@@ -109,6 +115,9 @@ impl Database {
 
     /// The active version of a plugin.
     pub fn active_version(&self, plugin_id: &str) -> Result<Option<VersionRow>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::registry::active_version(pg, plugin_id);
+        }
         let parts = self
             .lock()?
             .query_row(
@@ -131,6 +140,9 @@ impl Database {
 
     /// Every installed version of a plugin, oldest version first.
     pub fn plugin_versions(&self, plugin_id: &str) -> Result<Vec<VersionRow>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::registry::plugin_versions(pg, plugin_id);
+        }
         let conn = self.lock()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM plugin_versions WHERE plugin_id = ?1"
@@ -145,9 +157,62 @@ impl Database {
 
     /// Ids of all installed plugins, sorted.
     pub fn plugin_ids(&self) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::registry::plugin_ids(pg);
+        }
         let conn = self.lock()?;
         let mut stmt = conn.prepare("SELECT plugin_id FROM plugins ORDER BY plugin_id")?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    on_both!(versions_are_recorded_activated_and_listed_oldest_first);
+
+    fn version(id: &str, v: &str) -> VersionRow {
+        VersionRow {
+            plugin_id: id.into(),
+            version: semver::Version::parse(v).unwrap(),
+            kind: "connector".into(),
+            wit_version: "1.0.0".into(),
+            manifest: "{}".into(),
+            bundle_sha256: "b".into(),
+            component_sha256: "c".into(),
+            signer_key_id: Some("k1".into()),
+            grants: CapabilityGrant::default(),
+            installed_at: String::new(),
+        }
+    }
+
+    fn versions_are_recorded_activated_and_listed_oldest_first(db: Database) {
+        assert_eq!(db.active_version("acme/crm").unwrap(), None);
+        for v in ["1.10.0", "1.2.0", "1.9.0"] {
+            db.insert_version(&version("acme/crm", v)).unwrap();
+        }
+        db.insert_version(&version("acme/books", "0.1.0")).unwrap();
+        assert!(db.insert_version(&version("acme/crm", "1.2.0")).is_err());
+        let active = db.active_version("acme/crm").unwrap().unwrap();
+        assert_eq!(active.version.to_string(), "1.9.0");
+        assert_eq!(active.installed_at.len(), "2026-01-01T00:00:00Z".len());
+        assert_eq!(active.signer_key_id.as_deref(), Some("k1"));
+        db.set_active_version("acme/crm", &semver::Version::new(1, 2, 0))
+            .unwrap();
+        assert_eq!(
+            db.active_version("acme/crm").unwrap().unwrap().version,
+            semver::Version::new(1, 2, 0)
+        );
+        let listed: Vec<String> = db
+            .plugin_versions("acme/crm")
+            .unwrap()
+            .iter()
+            .map(|r| r.version.to_string())
+            .collect();
+        assert_eq!(listed, vec!["1.2.0", "1.9.0", "1.10.0"]);
+        assert_eq!(db.plugin_ids().unwrap(), vec!["acme/books", "acme/crm"]);
     }
 }

@@ -84,6 +84,9 @@ fn digest(token: &str) -> String {
 impl Database {
     /// Store a new token under `name`. Returns false when the name is taken.
     pub fn insert_token(&self, name: &str, token: &str) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::service::insert_token(pg, name, &digest(token));
+        }
         Ok(self.lock()?.execute(
             "INSERT INTO api_tokens (name, sha256) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
             params![name, digest(token)],
@@ -92,6 +95,9 @@ impl Database {
 
     /// The name of the token, if it is a known one (and note its use).
     pub fn check_token(&self, token: &str) -> Result<Option<String>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::service::check_token(pg, &digest(token));
+        }
         let conn = self.lock()?;
         let name: Option<String> = conn
             .query_row(
@@ -112,6 +118,9 @@ impl Database {
 
     /// Every token, by name.
     pub fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::service::tokens(pg);
+        }
         let conn = self.lock()?;
         let mut st =
             conn.prepare("SELECT name, created_at, last_used_at FROM api_tokens ORDER BY name")?;
@@ -128,6 +137,9 @@ impl Database {
 
     /// Revoke a token. Returns false when there was none by that name.
     pub fn revoke_token(&self, name: &str) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::service::revoke_token(pg, name);
+        }
         Ok(self
             .lock()?
             .execute("DELETE FROM api_tokens WHERE name = ?1", [name])?
@@ -141,6 +153,9 @@ impl Database {
         nonce: &[u8],
         sealed: &[u8],
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::service::set_webhook_secret(pg, pipeline, nonce, sealed);
+        }
         self.lock()?.execute(
             "INSERT INTO webhook_secrets (pipeline, nonce, sealed) VALUES (?1, ?2, ?3)
              ON CONFLICT (pipeline) DO UPDATE SET nonce = excluded.nonce, sealed = excluded.sealed",
@@ -151,6 +166,9 @@ impl Database {
 
     /// A pipeline's sealed webhook secret.
     pub fn webhook_secret(&self, pipeline: &str) -> Result<Option<SealedWebhook>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::service::webhook_secret(pg, pipeline);
+        }
         Ok(self
             .lock()?
             .query_row(
@@ -170,6 +188,9 @@ impl Database {
     /// class and day (SQLite's bare columns beside `MAX` come from the row
     /// holding the maximum: the last error's message).
     pub fn error_days(&self, days: u32) -> Result<Vec<ErrorDay>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::service::error_days(pg, days);
+        }
         let conn = self.lock()?;
         let since = format!("-{days} days");
         let mut st = conn.prepare(
@@ -202,6 +223,9 @@ impl Database {
 
     /// Record a health check.
     pub fn set_health(&self, connection: &str, error: Option<&str>) -> Result<(), StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::service::set_health(pg, connection, error);
+        }
         self.lock()?.execute(
             "INSERT INTO connection_health (connection, ok, error) VALUES (?1, ?2, ?3)
              ON CONFLICT (connection) DO UPDATE SET ok = excluded.ok, error = excluded.error,
@@ -213,6 +237,9 @@ impl Database {
 
     /// The last health check of a connection.
     pub fn health(&self, connection: &str) -> Result<Option<Health>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::service::health(pg, connection);
+        }
         Ok(self
             .lock()?
             .query_row(
@@ -235,9 +262,15 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    #[test]
-    fn a_token_is_known_by_its_digest_only_and_can_be_revoked() {
-        let db = Database::in_memory().unwrap();
+    use crate::test_sql::{exec, text};
+
+    on_both!(
+        a_token_is_known_by_its_digest_only_and_can_be_revoked,
+        webhook_secrets_and_health_are_replaced_in_place,
+        error_days_count_per_pipeline_class_and_day_with_the_last_message,
+    );
+
+    fn a_token_is_known_by_its_digest_only_and_can_be_revoked(db: Database) {
         assert!(db.insert_token("ci", "nexo_secret_1").unwrap());
         assert!(!db.insert_token("ci", "nexo_other").unwrap(), "name taken");
         assert_eq!(
@@ -245,14 +278,80 @@ mod tests {
             Some("ci")
         );
         assert_eq!(db.check_token("nexo_secret_2").unwrap(), None);
-        let stored: String = db
-            .lock()
-            .unwrap()
-            .query_row("SELECT sha256 FROM api_tokens", [], |r| r.get(0))
-            .unwrap();
+        let stored = text(&db, "SELECT sha256 FROM api_tokens").unwrap();
         assert!(!stored.contains("secret"), "only the digest is stored");
         assert!(db.tokens().unwrap()[0].last_used_at.is_some());
         assert!(db.revoke_token("ci").unwrap());
         assert_eq!(db.check_token("nexo_secret_1").unwrap(), None);
+    }
+
+    fn webhook_secrets_and_health_are_replaced_in_place(db: Database) {
+        exec(
+            &db,
+            "INSERT INTO plugins (plugin_id, active_version) VALUES ('a/b', '1.0.0');
+             INSERT INTO connections (name, plugin_id, environment, config, grants)
+                 VALUES ('crm', 'a/b', 'sandbox', '{}', '{}');
+             INSERT INTO pipelines (name, definition) VALUES ('p', '{}');",
+        );
+        assert_eq!(db.webhook_secret("p").unwrap(), None);
+        db.set_webhook_secret("p", &[1], &[2, 3]).unwrap();
+        db.set_webhook_secret("p", &[4], &[5]).unwrap();
+        assert_eq!(
+            db.webhook_secret("p").unwrap(),
+            Some(SealedWebhook {
+                nonce: vec![4],
+                sealed: vec![5]
+            })
+        );
+        assert_eq!(db.health("crm").unwrap(), None);
+        db.set_health("crm", Some("401 from the API")).unwrap();
+        let h = db.health("crm").unwrap().unwrap();
+        assert!(!h.ok);
+        assert_eq!(h.error.as_deref(), Some("401 from the API"));
+        assert_eq!(h.checked_at.len(), "2026-01-01T00:00:00Z".len());
+        db.set_health("crm", None).unwrap();
+        let h = db.health("crm").unwrap().unwrap();
+        assert!(h.ok);
+        assert_eq!(h.error, None);
+    }
+
+    fn error_days_count_per_pipeline_class_and_day_with_the_last_message(db: Database) {
+        // Failed runs today and long ago (outside the window); dead letters
+        // on a later day, the last of them not the last inserted.
+        exec(
+            &db,
+            "INSERT INTO runs (run_id, pipeline, status, started_at, error)
+                 VALUES (1, 'p', 'failed', '2000-01-01T00:00:00.000Z', 'old');
+             INSERT INTO runs (run_id, pipeline, status, error) VALUES (2, 'p', 'failed', 'boom');
+             INSERT INTO runs (run_id, pipeline, status) VALUES (3, 'p', 'failed');
+             INSERT INTO runs (run_id, pipeline, status) VALUES (4, 'p', 'succeeded');",
+        );
+        for (id, at, error) in [
+            (1, "00:00:01", "first"),
+            (2, "00:00:03", "last"),
+            (3, "00:00:02", "middle"),
+        ] {
+            exec(
+                &db,
+                &format!(
+                    "INSERT INTO dead_letters (id, pipeline, run_id, kind, source_id, record, error, class, attempts, created_at)
+                     VALUES ({id}, 'p', 2, 'k', 's', '{{}}', '{error}', 'rejected', 1, '2999-01-01T{at}.000Z')"
+                ),
+            );
+        }
+        let days = db.error_days(7).unwrap();
+        assert_eq!(days.len(), 2, "{days:?}");
+        assert_eq!((days[0].class.as_str(), days[0].count), ("run failed", 2));
+        assert!(days[0].day.starts_with("20"), "{days:?}");
+        assert_eq!(
+            (
+                days[1].class.as_str(),
+                days[1].day.as_str(),
+                days[1].count,
+                days[1].last_error.as_str()
+            ),
+            ("rejected", "2999-01-01", 3, "last")
+        );
+        assert_eq!(days[1].last_at, "2999-01-01T00:00:03.000Z");
     }
 }

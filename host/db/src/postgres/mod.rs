@@ -21,8 +21,15 @@ use tokio_postgres::NoTls;
 use crate::StoreError;
 
 pub mod schema;
+
+pub(crate) mod connections;
+pub(crate) mod kv;
+pub(crate) mod oauth;
+pub(crate) mod registry;
+pub(crate) mod service;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub(crate) mod trust;
 
 pub use deadpool_postgres::{Client, GenericClient, Transaction};
 pub use tokio_postgres::Row;
