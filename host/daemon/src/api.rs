@@ -141,6 +141,7 @@ pub fn routes(app: Arc<App>) -> Router {
         .route("/api/conflicts/{id}", get(conflict))
         .route("/api/conflicts/{id}/resolve", post(resolve))
         .route("/api/identity", get(identity))
+        .route("/api/hosts", get(hosts))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             require_token,
@@ -204,4 +205,42 @@ async fn overview(State(app): State<Arc<App>>) -> ApiResult {
         pipes.push(views::pipeline(&app, &row)?);
     }
     Ok(Json(json!({"connections": conns, "pipelines": pipes})))
+}
+
+/// The hosts sharing the database (none on SQLite).
+async fn hosts(State(app): State<Arc<App>>) -> ApiResult {
+    let db = app.registry.db();
+    let Some(pg) = db.postgres() else {
+        return Ok(Json(
+            json!({"shared": false, "database": "sqlite", "lease_ms": null, "hosts": []}),
+        ));
+    };
+    let lease = app.engine.host_lease();
+    let lease_ms = lease.map(|l| l.lease.as_millis() as i64);
+    let me = lease.map(|l| l.host.as_str());
+    let hosts: Vec<Value> = db
+        .hosts()?
+        .into_iter()
+        .map(|h| {
+            let alive = h.stopped_at.is_none() && h.seen_ago_ms <= lease_ms.unwrap_or(30_000);
+            json!({
+                "id": h.id,
+                "version": h.version,
+                "address": h.address,
+                "max_concurrent_runs": h.max_concurrent_runs,
+                "started_at": h.started_at,
+                "seen_ago_ms": h.seen_ago_ms,
+                "alive": alive,
+                "stopped_at": h.stopped_at,
+                "holding": h.holding,
+                "this_host": Some(h.id.as_str()) == me,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "shared": true,
+        "database": format!("postgres://{}", pg.target()),
+        "lease_ms": lease_ms,
+        "hosts": hosts,
+    })))
 }

@@ -148,6 +148,19 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
+    let host = app.engine.host_lease().map(|l| l.host.clone());
+    if let Some(host) = &host {
+        app.registry
+            .db()
+            .register_host(
+                host,
+                env!("CARGO_PKG_VERSION"),
+                Some(&addr.to_string()),
+                config.scheduler.max_concurrent_runs,
+            )
+            .map_err(std::io::Error::other)?;
+        tracing::info!(%host, "joined the hosts sharing the database");
+    }
     match app.scheduler.resume_interrupted() {
         Ok(resumed) if !resumed.is_empty() => {
             tracing::info!(pipelines = ?resumed, "resuming runs left interrupted")
@@ -173,6 +186,11 @@ pub async fn serve(
         .await;
     health.abort();
     let _ = scheduler.await;
+    if let Some(host) = &host
+        && let Err(e) = app.registry.db().host_stopped(host)
+    {
+        tracing::warn!(%host, error = %e, "cannot mark this host stopped; its leases run out by themselves");
+    }
     tracing::info!("stopped");
     server
 }

@@ -4,6 +4,13 @@
 //! `max_concurrent_runs` run in all (the rest wait for a slot instead of
 //! failing), bursts of triggers coalesce, and a pipeline that keeps failing
 //! is paused with the reason.
+//!
+//! On a PostgreSQL that several hosts share, what is due is decided in the
+//! database instead (`nexo_db::cluster`): a host claims a pipeline for a
+//! scheduled fire (compare-and-set on its last fire, so it fires once
+//! across the hosts), for a run asked for through any host (requests
+//! coalesce in the database), or to resume a run whose host died, and
+//! only while it has a free slot of its own `max_concurrent_runs`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -140,6 +147,10 @@ impl Scheduler {
     /// Queue a run of every pipeline whose last run was cut short (a
     /// shutdown or a crash): it resumes from its last committed page.
     pub fn resume_interrupted(&self) -> Result<Vec<String>, SyncError> {
+        if self.inner.engine.host_lease().is_some() {
+            // Every tick resumes what a host left: see `tick_shared`.
+            return Ok(Vec::new());
+        }
         let store = self.inner.engine.store();
         let mut resumed = Vec::new();
         for row in store.pipelines()? {
@@ -182,6 +193,20 @@ impl Scheduler {
             .ok_or_else(|| TriggerError::Unknown(name.to_string()))?;
         if row.paused {
             return Err(TriggerError::Paused(name.to_string()));
+        }
+        if self.inner.engine.host_lease().is_some() {
+            let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+            let asked = self
+                .inner
+                .engine
+                .registry()
+                .db()
+                .request_run(name, delay_ms)?;
+            self.inner.wake.notify_one();
+            return Ok(match asked {
+                nexo_db::cluster::Asked::Queued => Triggered::Queued,
+                nexo_db::cluster::Asked::Coalesced => Triggered::Coalesced,
+            });
         }
         let due = self.inner.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
         let outcome = {
@@ -279,6 +304,10 @@ impl Scheduler {
 
     /// Start what is due at `now`; return when the next thing is due.
     fn tick(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, SyncError> {
+        if let Some(lease) = self.inner.engine.host_lease() {
+            let host = lease.host.clone();
+            return self.tick_shared(now, &host);
+        }
         let store = self.inner.engine.store();
         // Runs left `running` by a process that died end `interrupted`.
         self.inner.engine.reap_interrupted()?;
@@ -355,16 +384,132 @@ impl Scheduler {
             }
         }
         for name in start {
-            self.spawn_run(name);
+            self.spawn_run(name, false);
         }
         Ok(earliest)
     }
 
-    fn spawn_run(&self, name: String) {
+    /// `tick` on a shared database: claim what is due at `now` in the
+    /// database, as host `host`, while this host has free slots; return
+    /// when the next scheduled fire is due (requests and other hosts'
+    /// leases are seen at the next rescan or wake).
+    fn tick_shared(
+        &self,
+        now: DateTime<Utc>,
+        host: &str,
+    ) -> Result<Option<DateTime<Utc>>, SyncError> {
+        let engine = &self.inner.engine;
+        let db = engine.registry().db();
+        db.host_seen(host)?;
+        // Runs whose host stopped renewing their lease end `interrupted`.
+        let ended = engine.reap_interrupted()?;
+        if !ended.is_empty() {
+            tracing::warn!(runs = ?ended, "runs whose host stopped renewing their lease ended interrupted; they resume on the next claim");
+        }
+        let rows = engine.store().pipelines()?;
+        let leases: HashMap<String, nexo_db::cluster::LeaseRow> = db
+            .leases()?
+            .into_iter()
+            .map(|l| (l.pipeline.clone(), l))
+            .collect();
+        let lease_ms = engine.host_lease().map_or(30_000, |l| {
+            i64::try_from(l.lease.as_millis()).unwrap_or(i64::MAX)
+        });
+        let mut free = self.inner.permits.available_permits();
+        let mut earliest: Option<DateTime<Utc>> = None;
+        let mut start = Vec::new();
+        for row in &rows {
+            let name = &row.pipeline.name;
+            if row.paused {
+                let mut slots = self.slots();
+                let slot = slots.entry(name.clone()).or_default();
+                slot.next = None;
+                continue;
+            }
+            let lease = leases.get(name);
+            let seen = lease.and_then(|l| l.last_started.clone());
+            let last = match &seen {
+                Some(text) => DateTime::parse_from_rfc3339(text)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc)),
+                // Never fired through a lease: the run history says when
+                // it last started (a database copied from one host).
+                None => self.last_start_in_history(name)?,
+            };
+            let schedule = row.pipeline.schedule().ok();
+            let next = schedule.as_ref().and_then(|s| s.next_run(name, last, now));
+            let running = self.slots().get(name).is_some_and(|s| s.running);
+            {
+                let mut slots = self.slots();
+                let slot = slots.entry(name.clone()).or_default();
+                slot.next = next;
+                slot.last_start = last;
+                slot.seeded = true;
+            }
+            if let Some(t) = next.filter(|t| *t > now) {
+                earliest = Some(earliest.map_or(t, |e: DateTime<Utc>| e.min(t)));
+            }
+            if running || lease.is_some_and(|l| l.held) || free == 0 {
+                continue;
+            }
+            let cut = lease
+                .and_then(|l| l.run.as_ref())
+                .is_some_and(|(_, status)| status == RunStatus::Interrupted.as_str());
+            let claim = if next.is_some_and(|t| t <= now) {
+                nexo_db::cluster::Claim::Schedule {
+                    seen,
+                    now: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                }
+            } else if cut {
+                nexo_db::cluster::Claim::Resume
+            } else if lease.is_some_and(|l| l.requested_due) {
+                nexo_db::cluster::Claim::Asked
+            } else {
+                continue;
+            };
+            match db.claim_pipeline(name, host, lease_ms, &claim)? {
+                Some(granted) => {
+                    if let Some(run) = granted.interrupted {
+                        tracing::warn!(pipeline = %name, run, "took over a run whose host stopped renewing its lease");
+                    }
+                    tracing::info!(pipeline = %name, ?claim, "claimed");
+                    free -= 1;
+                    let mut slots = self.slots();
+                    let slot = slots.entry(name.clone()).or_default();
+                    slot.running = true;
+                    start.push(name.clone());
+                }
+                None => tracing::debug!(pipeline = %name, "claimed by another host first"),
+            }
+        }
+        {
+            let mut slots = self.slots();
+            slots.retain(|name, _| rows.iter().any(|r| &r.pipeline.name == name));
+        }
+        for name in start {
+            self.spawn_run(name, true);
+        }
+        Ok(earliest)
+    }
+
+    /// When `name`'s newest run started, from the history.
+    fn last_start_in_history(&self, name: &str) -> Result<Option<DateTime<Utc>>, SyncError> {
+        let last = self.inner.engine.store().runs(&RunFilter {
+            pipeline: Some(name.to_string()),
+            status: None,
+            limit: 1,
+        })?;
+        Ok(last
+            .first()
+            .and_then(|r| DateTime::parse_from_rfc3339(&r.started_at).ok())
+            .map(|t| t.with_timezone(&Utc)))
+    }
+
+    fn spawn_run(&self, name: String, claimed: bool) {
         self.inner.in_flight.send_modify(|n| *n += 1);
         let this = self.clone();
         tokio::spawn(async move {
-            this.run_one(&name).await;
+            this.run_one(&name, claimed).await;
             let again = {
                 let mut slots = this.slots();
                 match slots.get_mut(&name) {
@@ -389,7 +534,7 @@ impl Scheduler {
         });
     }
 
-    async fn run_one(&self, name: &str) {
+    async fn run_one(&self, name: &str, claimed: bool) {
         // Backpressure: wait for a slot rather than fail.
         let Ok(_permit) = self.inner.permits.clone().acquire_owned().await else {
             return;
@@ -399,6 +544,7 @@ impl Scheduler {
         }
         let opts = RunOptions {
             stop: Some(self.inner.stop.clone()),
+            claimed,
             ..RunOptions::default()
         };
         tracing::info!(pipeline = name, "run starting");

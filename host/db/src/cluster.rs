@@ -273,7 +273,7 @@ impl Database {
             let Some(row) = tx
                 .query_opt(
                     "SELECT host IS NOT NULL AND lease_until_ms > nexo_epoch_ms(), run_id,
-                            last_started, requested_ms IS NOT NULL
+                            last_started, COALESCE(requested_ms <= nexo_epoch_ms(), false)
                        FROM pipeline_leases WHERE pipeline = $1
                      FOR UPDATE SKIP LOCKED",
                     &[&pipeline],
@@ -317,18 +317,20 @@ impl Database {
                     interrupted = Some(run);
                 }
             }
-            let (fire, take_request): (Option<&str>, bool) = match claim {
-                Claim::Schedule { now, .. } => (Some(now.as_str()), false),
-                Claim::Asked => (None, true),
-                Claim::Resume | Claim::Manual => (None, false),
+            let fire: Option<&str> = match claim {
+                Claim::Schedule { now, .. } => Some(now.as_str()),
+                Claim::Asked | Claim::Resume | Claim::Manual => None,
             };
+            // Whatever the claim is for, the run it starts answers the
+            // requests due by now (a later one waits for its window).
             tx.execute(
                 "UPDATE pipeline_leases
                     SET host = $2, lease_until_ms = nexo_epoch_ms() + $3, run_id = NULL,
                         last_started = COALESCE($4, last_started),
-                        requested_ms = CASE WHEN $5 THEN NULL ELSE requested_ms END
+                        requested_ms = CASE WHEN requested_ms <= nexo_epoch_ms() THEN NULL
+                                            ELSE requested_ms END
                   WHERE pipeline = $1",
-                &[&pipeline, &host, &lease_ms, &fire, &take_request],
+                &[&pipeline, &host, &lease_ms, &fire],
             )
             .await?;
             Ok(Some(Granted { interrupted }))

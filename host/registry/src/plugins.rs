@@ -255,6 +255,11 @@ impl Registry {
             std::fs::write(&tmp, &review.bundle_bytes).map_err(io)?;
             std::fs::rename(&tmp, &path).map_err(io)?;
         }
+        // Several hosts: every one of them loads it from the database.
+        if self.db.postgres().is_some() {
+            self.db
+                .put_bundle(&review.bundle_bytes_sha256, &review.bundle_bytes)?;
+        }
         let row = VersionRow {
             plugin_id: m.id.clone(),
             version: m.version.clone(),
@@ -381,12 +386,8 @@ impl Registry {
     }
 
     fn load_row(&self, row: VersionRow) -> Result<(VersionRow, LoadedPlugin), RegistryError> {
-        let path = self.bundles.join(format!("{}.nexo", row.bundle_sha256));
-        let bytes = std::fs::read(&path).map_err(|e| RegistryError::Io {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
         let what = format!("{}@{}", row.plugin_id, row.version);
+        let bytes = self.bundle_bytes(&row, &what)?;
         // The stored bundle is checked again: the data directory is not
         // trusted more than the bundle was.
         let bundle = Bundle::parse(&bytes, &what)?;
@@ -395,6 +396,45 @@ impl Registry {
             .load_verified(&bundle, &what)
             .map_err(RegistryError::from)?;
         Ok((row, plugin))
+    }
+
+    /// The bytes of a version's bundle: from this host's content-addressed
+    /// store, else (several hosts) from the database, checked against the
+    /// digest it was installed with and kept here for the next load.
+    fn bundle_bytes(&self, row: &VersionRow, what: &str) -> Result<Vec<u8>, RegistryError> {
+        let path = self.bundles.join(format!("{}.nexo", row.bundle_sha256));
+        let io = |e: std::io::Error| RegistryError::Io {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        match std::fs::read(&path) {
+            Ok(bytes) => return Ok(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.db.postgres().is_some() => {}
+            Err(e) => return Err(io(e)),
+        }
+        let bytes = self
+            .db
+            .bundle(&row.bundle_sha256)?
+            .ok_or_else(|| RegistryError::Io {
+                path: format!("the database's bundle {}", row.bundle_sha256),
+                reason: format!(
+                    "{what} is installed but its bundle is not stored; install it again"
+                ),
+            })?;
+        if sha256_hex(&bytes) != row.bundle_sha256 {
+            return Err(RegistryError::Io {
+                path: format!("the database's bundle {}", row.bundle_sha256),
+                reason: format!(
+                    "the stored bundle of {what} does not match the digest it was installed with; install it again"
+                ),
+            });
+        }
+        std::fs::create_dir_all(&self.bundles).map_err(io)?;
+        let tmp = path.with_extension(format!("partial-{}", std::process::id()));
+        std::fs::write(&tmp, &bytes).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        tracing::info!(plugin = what, "bundle fetched from the shared database");
+        Ok(bytes)
     }
 
     /// The database.

@@ -165,6 +165,11 @@ impl Engine {
         self
     }
 
+    /// The plugin registry runs load plugins from (and its database).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// This host's lease settings, when the database is shared.
     pub fn host_lease(&self) -> Option<&HostLease> {
         self.shared.as_ref()
