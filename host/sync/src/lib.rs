@@ -32,6 +32,7 @@ mod page;
 pub mod pipeline;
 pub mod plan;
 mod ports;
+mod postgres;
 mod prepared;
 mod queue;
 pub mod retry;
@@ -39,6 +40,8 @@ pub mod schedule;
 mod settle;
 pub(crate) mod sqlite;
 pub mod store;
+#[cfg(test)]
+mod store_tests;
 #[cfg(test)]
 mod testkit;
 

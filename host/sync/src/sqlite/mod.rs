@@ -158,6 +158,3 @@ pub(super) fn conflict_row(r: &Row<'_>) -> rusqlite::Result<Conflict> {
 pub(super) fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
-
-#[cfg(test)]
-mod store_tests;

@@ -1,0 +1,745 @@
+//! Tests of the sync engine's stores: every test of the store's behaviour
+//! runs on SQLite (`crate::sqlite`) and on PostgreSQL (`crate::postgres`),
+//! a real server per test process (`on_both!`); those of SQLite's own past
+//! (databases built from the schema's old single list of migrations) on
+//! SQLite alone; those of hosts committing at once on PostgreSQL alone.
+
+use rusqlite::params;
+
+use crate::pipeline::{Endpoint, Pipeline};
+use crate::store::*;
+use nexo_db::Database;
+
+/// A migrated PostgreSQL database of its own.
+fn postgres_database() -> Database {
+    let url = nexo_db::postgres::testing::database().unwrap();
+    Database::migrate_postgres(&url).unwrap().0
+}
+
+/// Each named test, once on an in-memory SQLite database and once on
+/// a fresh PostgreSQL one: `NAME::sqlite` and `NAME::postgres`.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(nexo_db::Database::in_memory().unwrap());
+            }
+            #[test]
+            fn postgres() {
+                super::$name(super::postgres_database());
+            }
+        }
+    )*};
+}
+
+on_both!(
+    a_page_commits_links_results_and_queues_together,
+    a_record_is_synced_with_each_peer_on_its_own,
+    a_record_linked_meanwhile_by_another_run_keeps_one_entity,
+    one_record_links_to_an_entity_of_each_type,
+    a_stop_is_asked_of_running_runs_only_and_a_pause_stops_too,
+    superseded_records_are_counted_with_the_run,
+    a_killed_run_found_with_its_lock_free_ends_at_its_last_progress,
+    a_run_left_running_is_marked_interrupted_by_the_next,
+    a_group_of_pages_commits_each_in_turn_in_one_transaction,
+    a_failing_commit_leaves_nothing_behind,
+    old_runs_are_pruned_with_their_records,
+    changing_the_source_resets_the_cursor,
+    a_run_that_lost_its_lease_commits_nothing,
+);
+
+/// Raw SQL both databases read alike (values written into it).
+fn exec(db: &Database, sql: &str) {
+    match db.postgres() {
+        Some(pg) => pg.with(async |c| Ok(c.batch_execute(sql).await?)).unwrap(),
+        None => db.lock().unwrap().execute_batch(sql).unwrap(),
+    }
+}
+
+fn pipeline(name: &str) -> Pipeline {
+    Pipeline::from_toml(
+        &format!(
+            "name = \"{name}\"\nentity = \"contact\"\n[source]\nconnection = \"a\"\nstream = \"s\"\n[destination]\nconnection = \"b\"\nstream = \"s\"\n"
+        ),
+        "t",
+    )
+    .unwrap()
+}
+
+fn link(conn: &str, id: &str, entity_id: Option<i64>, group: usize) -> LinkUpdate {
+    LinkUpdate {
+        entity_id,
+        entity: "contact".into(),
+        group,
+        connection: conn.into(),
+        stream: "s".into(),
+        record_id: id.into(),
+        known: Some(format!("{{\"id\":\"{id}\"}}")),
+        synced_hash: Some(format!("h-{id}")),
+        peer: std::sync::Arc::new(Endpoint {
+            connection: if conn == "a" { "b" } else { "a" }.into(),
+            stream: "s".into(),
+        }),
+        version: None,
+        deleted: false,
+    }
+}
+
+fn a_page_commits_links_results_and_queues_together(db: Database) {
+    db.save_pipeline(&pipeline("p")).unwrap();
+    let run = db.begin_run("p").unwrap();
+    let page = PageCommit {
+        state: Some("cursor-1".into()),
+        links: vec![
+            link("a", "a1", None, 1),
+            link("b", "b1", None, 1),
+            link("a", "a2", None, 2),
+        ],
+        results: vec![RecordResult {
+            source_id: "a1".into(),
+            destination_id: Some("b1".into()),
+            outcome: RecordOutcome::Created,
+            detail: None,
+        }],
+        counts: Counts {
+            read: 2,
+            created: 1,
+            quarantined: 1,
+            ..Counts::default()
+        },
+        dead_letters: vec![NewDeadLetter {
+            kind: DeadLetterKind::Quarantined,
+            source_id: "a2".into(),
+            record: "{}".into(),
+            error: "field `email`: bad".into(),
+            class: "schema".into(),
+            field: Some("email".into()),
+            attempts: 0,
+        }],
+        log: vec![(LogLevel::Info, "page 1".into())],
+        ..PageCommit::default()
+    };
+    db.commit_page("p", run, &page).unwrap();
+
+    assert_eq!(
+        db.pipeline("p").unwrap().unwrap().state.as_deref(),
+        Some("cursor-1")
+    );
+    let a1 = &db.links("contact", "a", "s", &["a1"], None).unwrap()[0];
+    let b1 = &db.links("contact", "b", "s", &["b1"], None).unwrap()[0];
+    let a2 = &db.links("contact", "a", "s", &["a2"], None).unwrap()[0];
+    assert_eq!(a1.entity_id, b1.entity_id, "one group, one entity");
+    assert_ne!(a1.entity_id, a2.entity_id);
+    assert_eq!(
+        db.links_of_entities(&[a1.entity_id], "b", "s", None)
+            .unwrap()[0]
+            .record_id,
+        "b1"
+    );
+    let r = db.run(run).unwrap().unwrap();
+    assert_eq!((r.pages, r.counts.read, r.counts.created), (1, 2, 1));
+    assert_eq!(db.run_records(run).unwrap().len(), 1);
+    assert_eq!(
+        db.dead_letters(Some("p"), Some(DeadLetterStatus::Open))
+            .unwrap()[0]
+            .letter
+            .field
+            .as_deref(),
+        Some("email")
+    );
+    assert_eq!(db.run_log(run).unwrap()[0].2, "page 1");
+
+    // The full refresh's sweep candidates for peer b: records whose
+    // delete is not settled for b.
+    db.finish_run(run, RunStatus::Succeeded, None).unwrap();
+    let run2 = db.begin_run("p").unwrap();
+    db.commit_page(
+        "p",
+        run2,
+        &PageCommit {
+            links: vec![LinkUpdate {
+                deleted: true,
+                ..link("a", "a1", Some(a1.entity_id), 0)
+            }],
+            ..PageCommit::default()
+        },
+    )
+    .unwrap();
+    let b = Endpoint {
+        connection: "b".into(),
+        stream: "s".into(),
+    };
+    let unswept = |db: &Database| -> Vec<String> {
+        db.unswept_links("contact", "a", "s", &b)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.record_id)
+            .collect()
+    };
+    // Deleted, but the delete is not settled for b yet.
+    assert_eq!(unswept(&db), ["a1", "a2"]);
+    db.commit_page(
+        "p",
+        run2,
+        &PageCommit {
+            links: vec![LinkUpdate {
+                deleted: true,
+                synced_hash: Some(crate::store::DELETED_IN_STEP.into()),
+                ..link("a", "a1", Some(a1.entity_id), 0)
+            }],
+            ..PageCommit::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(unswept(&db), ["a2"]);
+}
+
+fn a_record_is_synced_with_each_peer_on_its_own(db: Database) {
+    db.save_pipeline(&pipeline("p")).unwrap();
+    let run = db.begin_run("p").unwrap();
+    // a1 delivered to b: in step with b, not with c.
+    let page = PageCommit {
+        links: vec![link("a", "a1", None, 1), link("b", "b1", None, 1)],
+        ..PageCommit::default()
+    };
+    db.commit_page("p", run, &page).unwrap();
+    let peer = |c: &str| Endpoint {
+        connection: c.into(),
+        stream: "s".into(),
+    };
+    let with = |p: Option<&Endpoint>| {
+        db.links("contact", "a", "s", &["a1"], p).unwrap()[0]
+            .synced_hash
+            .clone()
+    };
+    assert_eq!(with(Some(&peer("b"))).as_deref(), Some("h-a1"));
+    assert_eq!(with(Some(&peer("c"))), None, "never synced with c");
+    assert_eq!(with(None), None);
+    // Synced with c later: each peer keeps its own state.
+    let to_c = LinkUpdate {
+        entity_id: Some(db.links("contact", "a", "s", &["a1"], None).unwrap()[0].entity_id),
+        synced_hash: Some("h-a1-for-c".into()),
+        peer: peer("c").into(),
+        ..link("a", "a1", None, 0)
+    };
+    db.commit_page(
+        "p",
+        run,
+        &PageCommit {
+            links: vec![to_c],
+            ..PageCommit::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(with(Some(&peer("b"))).as_deref(), Some("h-a1"));
+    assert_eq!(with(Some(&peer("c"))).as_deref(), Some("h-a1-for-c"));
+    let b1 = &db
+        .links_of_entities(&[1], "b", "s", Some(&peer("a")))
+        .unwrap()[0];
+    assert_eq!(b1.synced_hash.as_deref(), Some("h-b1"));
+}
+
+fn a_record_linked_meanwhile_by_another_run_keeps_one_entity(db: Database) {
+    db.save_pipeline(&pipeline("p")).unwrap();
+    let run = db.begin_run("p").unwrap();
+    let commit = |links| {
+        db.commit_page(
+            "p",
+            run,
+            &PageCommit {
+                links,
+                ..PageCommit::default()
+            },
+        )
+        .unwrap()
+    };
+    // Two runs looked a1 up before either committed: both take it for
+    // new. The second to commit joins the entity the first made.
+    commit(vec![link("a", "a1", None, 1), link("b", "b1", None, 1)]);
+    commit(vec![link("a", "a1", None, 1), link("c", "c1", None, 1)]);
+    let entity =
+        |conn: &str, id: &str| db.links("contact", conn, "s", &[id], None).unwrap()[0].entity_id;
+    assert_eq!(entity("a", "a1"), entity("b", "b1"));
+    assert_eq!(entity("a", "a1"), entity("c", "c1"));
+    // A destination record answering for a second source record (two
+    // deals of one company, one party) does not merge their entities.
+    commit(vec![link("a", "a2", None, 1), link("b", "b1", None, 1)]);
+    assert_ne!(entity("a", "a2"), entity("a", "a1"));
+}
+
+/// A database of schema 8 (one synced hash per link) with two
+/// pipelines sharing a source and an entity, and a two-way pair.
+fn schema_8_database(path: &std::path::Path) {
+    let mut conn = rusqlite::Connection::open(path).unwrap();
+    for sql in &nexo_db::MIGRATIONS[..8] {
+        let tx = conn.transaction().unwrap();
+        tx.execute_batch(sql).unwrap();
+        tx.commit().unwrap();
+    }
+    conn.pragma_update(None, "user_version", 8).unwrap();
+    let save = |p: &str, entity: &str, from: (&str, &str), to: (&str, &str)| {
+        let def = serde_json::json!({
+            "name": p, "entity": entity,
+            "source": {"connection": from.0, "stream": from.1},
+            "destination": {"connection": to.0, "stream": to.1},
+        });
+        conn.execute(
+            "INSERT INTO pipelines (name, definition) VALUES (?1, ?2)",
+            params![p, def.to_string()],
+        )
+        .unwrap();
+    };
+    save("to-erp", "invoice", ("crm", "deals"), ("erp", "invoices"));
+    save(
+        "to-books",
+        "invoice",
+        ("crm", "deals"),
+        ("books", "journal"),
+    );
+    save("a-to-b", "contact", ("a", "s"), ("b", "s"));
+    save("b-to-a", "contact", ("b", "s"), ("a", "s"));
+    let links = [
+        ("crm", "deals", "d1", 1, "invoice"),
+        ("erp", "invoices", "t1", 1, "invoice"),
+        ("books", "journal", "j1", 1, "invoice"),
+        ("crm", "deals", "d2", 2, "invoice"),
+        ("erp", "invoices", "t2", 2, "invoice"),
+        ("a", "s", "a1", 3, "contact"),
+        ("b", "s", "b1", 3, "contact"),
+        ("a", "s", "a2", 4, "contact"),
+    ];
+    for (c, st, id, e, entity) in links {
+        conn.execute(
+            "INSERT INTO entity_links (connection, stream, record_id, entity_id, entity, known, synced_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, '{}', ?6)",
+            params![c, st, id, e, entity, format!("h-{id}")],
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn the_migration_keeps_every_link_and_only_unambiguous_sync_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nexo.db");
+    schema_8_database(&path);
+    let db = Database::open(&path).unwrap();
+    let end = |c: &str, s: &str| Endpoint {
+        connection: c.into(),
+        stream: s.into(),
+    };
+    let synced = |entity: &str, at: (&str, &str), id: &str, peer: (&str, &str)| {
+        let found = db
+            .links(entity, at.0, at.1, &[id], Some(&end(peer.0, peer.1)))
+            .unwrap();
+        assert_eq!(found.len(), 1, "link {id} lost");
+        found[0].synced_hash.clone()
+    };
+    // The deals feed two destinations: which one their hash was for
+    // is unknown, so both compare again (no skip).
+    for peer in [("erp", "invoices"), ("books", "journal")] {
+        assert_eq!(synced("invoice", ("crm", "deals"), "d1", peer), None);
+        assert_eq!(synced("invoice", ("crm", "deals"), "d2", peer), None);
+    }
+    // Each destination's record was synced with the one source.
+    let crm = ("crm", "deals");
+    assert_eq!(
+        synced("invoice", ("erp", "invoices"), "t1", crm).as_deref(),
+        Some("h-t1")
+    );
+    assert_eq!(
+        synced("invoice", ("books", "journal"), "j1", crm).as_deref(),
+        Some("h-j1")
+    );
+    // A two-way pair: each side has one peer.
+    assert_eq!(
+        synced("contact", ("a", "s"), "a1", ("b", "s")).as_deref(),
+        Some("h-a1")
+    );
+    assert_eq!(
+        synced("contact", ("b", "s"), "b1", ("a", "s")).as_deref(),
+        Some("h-b1")
+    );
+    // Never delivered to b: compared again.
+    assert_eq!(synced("contact", ("a", "s"), "a2", ("b", "s")), None);
+    let all: i64 = db
+        .lock()
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM entity_links", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(all, 8, "every link carried over");
+}
+
+fn one_record_links_to_an_entity_of_each_type(db: Database) {
+    db.save_pipeline(&pipeline("p")).unwrap();
+    let run = db.begin_run("p").unwrap();
+    let typed = |entity: &str, conn: &str, id: &str, group| LinkUpdate {
+        entity: entity.into(),
+        ..link(conn, id, None, group)
+    };
+    // A won deal is the source of a customer and of an invoice.
+    let page = PageCommit {
+        links: vec![
+            typed("customer", "a", "deal-1", 1),
+            typed("customer", "b", "contact-9", 1),
+            typed("invoice", "a", "deal-1", 2),
+            typed("invoice", "b", "inv-4", 2),
+        ],
+        ..PageCommit::default()
+    };
+    db.commit_page("p", run, &page).unwrap();
+    let customer = &db.links("customer", "a", "s", &["deal-1"], None).unwrap()[0];
+    let invoice = &db.links("invoice", "a", "s", &["deal-1"], None).unwrap()[0];
+    assert_ne!(customer.entity_id, invoice.entity_id);
+    assert_eq!(
+        db.links_of_entities(&[invoice.entity_id], "b", "s", None)
+            .unwrap()[0]
+            .record_id,
+        "inv-4"
+    );
+    assert!(
+        db.links("payment", "a", "s", &["deal-1"], None)
+            .unwrap()
+            .is_empty()
+    );
+    let both: Vec<i64> = db
+        .record_links("a", "s", "deal-1")
+        .unwrap()
+        .iter()
+        .map(|l| l.entity_id)
+        .collect();
+    assert_eq!(both, [customer.entity_id, invoice.entity_id]);
+}
+
+fn a_stop_is_asked_of_running_runs_only_and_a_pause_stops_too(db: Database) {
+    db.save_pipeline(&pipeline("p")).unwrap();
+    let run = db.begin_run("p").unwrap();
+    assert_eq!(db.cancel_reason(run).unwrap(), None);
+    db.set_paused("p", true, None).unwrap();
+    assert_eq!(db.cancel_reason(run).unwrap(), Some(CancelReason::Paused));
+    assert!(db.request_stop(run).unwrap());
+    assert_eq!(
+        db.cancel_reason(run).unwrap(),
+        Some(CancelReason::Requested)
+    );
+    db.finish_run(run, RunStatus::Cancelled, Some("stopped"))
+        .unwrap();
+    assert!(!db.request_stop(run).unwrap());
+    assert!(!db.request_stop(run + 1).unwrap());
+    assert_eq!(db.run(run).unwrap().unwrap().status, "cancelled");
+}
+
+fn superseded_records_are_counted_with_the_run(db: Database) {
+    db.save_pipeline(&pipeline("p")).unwrap();
+    let run = db.begin_run("p").unwrap();
+    let page = PageCommit {
+        state: Some("1".into()),
+        counts: Counts {
+            read: 10,
+            superseded: 9,
+            ..Counts::default()
+        },
+        ..PageCommit::default()
+    };
+    db.commit_page("p", run, &page).unwrap();
+    let row = db.run(run).unwrap().unwrap();
+    assert_eq!((row.counts.read, row.counts.superseded), (10, 9));
+}
+
+#[test]
+fn upgrading_drops_the_old_attempts_cap_and_sorts_out_settled_conflicts() {
+    // A database as the release before it left it.
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    let before = nexo_db::MIGRATIONS.len() - 1;
+    for sql in &nexo_db::MIGRATIONS[..before] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", before as i64)
+        .unwrap();
+    let mut old = serde_json::to_value(pipeline("old")).unwrap();
+    old["retry"] =
+        serde_json::json!({"max_attempts": 5, "initial_backoff_ms": 200, "max_backoff_ms": 30000});
+    let mut kept = old.clone();
+    kept["name"] = "kept".into();
+    kept["retry"]["max_attempts"] = 3.into();
+    for p in [&old, &kept] {
+        conn.execute(
+            "INSERT INTO pipelines (name, definition) VALUES (?1, ?2)",
+            params![p["name"].as_str(), p.to_string()],
+        )
+        .unwrap();
+    }
+    for (resolution, status) in [
+        ("source written by policy", "resolved"),
+        ("source written by a person", "resolved"),
+    ] {
+        conn.execute(
+            "INSERT INTO conflicts (pipeline, run_id, entity_id, source_id, destination_id,
+                 source_record, destination_payload, fields, status, resolution)
+             VALUES ('old', 1, 1, 's', 'd', '{}', '{}', '[]', ?1, ?2)",
+            params![status, resolution],
+        )
+        .unwrap();
+    }
+    let db = Database::init(conn, ":memory:").unwrap();
+    let old = db.pipeline("old").unwrap().unwrap().pipeline.retry;
+    assert_eq!(
+        old.max_attempts, None,
+        "the old default would cap the window"
+    );
+    assert_eq!(old.window(), std::time::Duration::from_secs(600));
+    let kept = db.pipeline("kept").unwrap().unwrap().pipeline.retry;
+    assert_eq!(kept.max_attempts, Some(3), "a chosen cap stays");
+    let statuses: Vec<ConflictStatus> = db
+        .conflicts(None, None)
+        .unwrap()
+        .iter()
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [ConflictStatus::AutoResolved, ConflictStatus::Resolved]
+    );
+}
+
+fn a_killed_run_found_with_its_lock_free_ends_at_its_last_progress(db: Database) {
+    db.save_pipeline(&pipeline("p")).unwrap();
+    let run = db.begin_run("p").unwrap();
+    exec(
+        &db,
+        &format!("UPDATE runs SET started_at = '2026-01-01T10:00:00.000Z' WHERE run_id = {run}"),
+    );
+    let page = PageCommit {
+        log: vec![(LogLevel::Info, "a page".into())],
+        state: Some("c1".into()),
+        ..PageCommit::default()
+    };
+    db.commit_page("p", run, &page).unwrap();
+    exec(
+        &db,
+        &format!(
+            "UPDATE runs SET last_progress_at = '2026-01-01T10:00:42.000Z' WHERE run_id = {run}"
+        ),
+    );
+    assert!(db.interrupt_run(run).unwrap());
+    let row = db.run(run).unwrap().unwrap();
+    assert_eq!(row.status, "interrupted");
+    assert_eq!(row.duration_ms, Some(42_000));
+    assert_eq!(row.finished_at.as_deref(), Some("2026-01-01T10:00:42.000Z"));
+    assert!(!db.interrupt_run(run).unwrap(), "only a running run");
+}
+
+fn a_run_left_running_is_marked_interrupted_by_the_next(db: Database) {
+    db.save_pipeline(&pipeline("p")).unwrap();
+    let first = db.begin_run("p").unwrap();
+    let second = db.begin_run("p").unwrap();
+    assert_eq!(db.run(first).unwrap().unwrap().status, "interrupted");
+    assert_eq!(db.run(second).unwrap().unwrap().status, "running");
+    assert!(db.previous_run_start("p", second).unwrap().is_some());
+}
+
+fn a_group_of_pages_commits_each_in_turn_in_one_transaction(db: Database) {
+    db.save_pipeline(&pipeline("p")).unwrap();
+    let run = db.begin_run("p").unwrap();
+    let result = |id: &str, outcome| RecordResult {
+        source_id: id.into(),
+        destination_id: None,
+        outcome,
+        detail: None,
+    };
+    // Page 1 fails a2 (a dead letter) and creates a1 as a new entity
+    // (group 1); page 2 delivers a2 and creates a3, also group 1 of
+    // its own page: a different entity.
+    let pages = [
+        PageCommit {
+            state: Some("cursor-1".into()),
+            links: vec![link("a", "a1", None, 1)],
+            results: vec![
+                result("a1", RecordOutcome::Created),
+                result("a2", RecordOutcome::Failed),
+            ],
+            dead_letters: vec![NewDeadLetter {
+                kind: DeadLetterKind::Failed,
+                source_id: "a2".into(),
+                record: "{}".into(),
+                error: "refused".into(),
+                class: "validation".into(),
+                field: None,
+                attempts: 1,
+            }],
+            log: vec![(LogLevel::Info, "page 1".into())],
+            ..PageCommit::default()
+        },
+        PageCommit {
+            state: Some("cursor-2".into()),
+            links: vec![link("a", "a3", None, 1)],
+            results: vec![
+                result("a2", RecordOutcome::Created),
+                result("a3", RecordOutcome::Created),
+            ],
+            log: vec![(LogLevel::Info, "page 2".into())],
+            ..PageCommit::default()
+        },
+    ];
+    db.commit_pages("p", run, &pages).unwrap();
+    assert_eq!(
+        db.pipeline("p").unwrap().unwrap().state.as_deref(),
+        Some("cursor-2"),
+        "the last page's cursor"
+    );
+    let a1 = &db.links("contact", "a", "s", &["a1"], None).unwrap()[0];
+    let a3 = &db.links("contact", "a", "s", &["a3"], None).unwrap()[0];
+    assert_ne!(a1.entity_id, a3.entity_id, "groups are per page");
+    // As if committed one after the other: page 2 resolved page 1's
+    // dead letter.
+    assert!(
+        db.dead_letters(Some("p"), Some(DeadLetterStatus::Open))
+            .unwrap()
+            .is_empty()
+    );
+    let r = db.run(run).unwrap().unwrap();
+    assert_eq!(r.pages, 2, "each page counted");
+    assert_eq!(db.run_records(run).unwrap().len(), 4);
+    let log: Vec<String> = db.run_log(run).unwrap().into_iter().map(|l| l.2).collect();
+    assert_eq!(log, ["page 1", "page 2"]);
+}
+
+fn a_failing_commit_leaves_nothing_behind(db: Database) {
+    db.save_pipeline(&pipeline("p")).unwrap();
+    let run = db.begin_run("p").unwrap();
+    // Results for a run that does not exist: the foreign key fails
+    // after the state and the links were written, inside the same
+    // transaction.
+    let page = PageCommit {
+        state: Some("cursor-2".into()),
+        links: vec![link("a", "a1", None, 1)],
+        results: vec![RecordResult {
+            source_id: "a1".into(),
+            destination_id: None,
+            outcome: RecordOutcome::Created,
+            detail: None,
+        }],
+        ..PageCommit::default()
+    };
+    assert!(db.commit_page("p", run + 1000, &page).is_err());
+    assert_eq!(db.pipeline("p").unwrap().unwrap().state, None);
+    assert!(
+        db.links("contact", "a", "s", &["a1"], None)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(db.run(run).unwrap().unwrap().pages, 0);
+}
+
+fn old_runs_are_pruned_with_their_records(db: Database) {
+    db.save_pipeline(&pipeline("p")).unwrap();
+    let old = db.begin_run("p").unwrap();
+    db.commit_page(
+        "p",
+        old,
+        &PageCommit {
+            results: vec![RecordResult {
+                source_id: "a1".into(),
+                destination_id: None,
+                outcome: RecordOutcome::Unchanged,
+                detail: None,
+            }],
+            ..PageCommit::default()
+        },
+    )
+    .unwrap();
+    db.finish_run(old, RunStatus::Succeeded, None).unwrap();
+    exec(
+        &db,
+        &format!("UPDATE runs SET finished_at = '2020-01-01T00:00:00Z' WHERE run_id = {old}"),
+    );
+    let recent = db.begin_run("p").unwrap();
+    db.finish_run(recent, RunStatus::Succeeded, None).unwrap();
+    assert_eq!(db.prune_runs(30).unwrap(), 1);
+    assert!(db.run(old).unwrap().is_none());
+    assert!(db.run_records(old).unwrap().is_empty(), "records cascade");
+    assert!(db.run(recent).unwrap().is_some());
+}
+
+fn changing_the_source_resets_the_cursor(db: Database) {
+    let mut p = pipeline("p");
+    db.save_pipeline(&p).unwrap();
+    let run = db.begin_run("p").unwrap();
+    db.commit_page(
+        "p",
+        run,
+        &PageCommit {
+            state: Some("c".into()),
+            ..PageCommit::default()
+        },
+    )
+    .unwrap();
+    p.batch_size = 7;
+    db.save_pipeline(&p).unwrap();
+    assert_eq!(
+        db.pipeline("p").unwrap().unwrap().state.as_deref(),
+        Some("c")
+    );
+    p.source.stream = "other".into();
+    db.save_pipeline(&p).unwrap();
+    assert_eq!(db.pipeline("p").unwrap().unwrap().state, None);
+}
+
+/// The fence: a run that no longer holds itself — ended as
+/// interrupted because another process took its pipeline over, or
+/// past its lease — commits nothing, and says why; a run finished by
+/// someone else keeps the status they gave it.
+fn a_run_that_lost_its_lease_commits_nothing(db: Database) {
+    db.save_pipeline(&pipeline("p")).unwrap();
+    let page = |state: &str| PageCommit {
+        state: Some(state.into()),
+        links: vec![link("a", "a1", None, 1)],
+        ..PageCommit::default()
+    };
+    let taken = db.begin_run("p").unwrap();
+    db.commit_page("p", taken, &page("1")).unwrap();
+    assert!(db.interrupt_run(taken).unwrap());
+    let err = db.commit_page("p", taken, &page("2")).unwrap_err();
+    assert!(
+        matches!(err, nexo_db::StoreError::LeaseLost { run } if run == taken),
+        "{err}"
+    );
+    assert_eq!(
+        db.pipeline("p").unwrap().unwrap().state.as_deref(),
+        Some("1")
+    );
+    db.finish_run(taken, RunStatus::Failed, Some("late"))
+        .unwrap();
+    assert_eq!(
+        db.run(taken).unwrap().unwrap().status,
+        RunStatus::Interrupted
+    );
+
+    let leased = db.begin_run("p").unwrap();
+    exec(
+        &db,
+        &format!("UPDATE runs SET lease_until_ms = 1000 WHERE run_id = {leased}"),
+    );
+    let err = db.commit_page("p", leased, &page("3")).unwrap_err();
+    assert!(
+        matches!(err, nexo_db::StoreError::LeaseLost { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        db.pipeline("p").unwrap().unwrap().state.as_deref(),
+        Some("1")
+    );
+    exec(
+        &db,
+        &format!(
+            "UPDATE runs SET lease_until_ms = {} WHERE run_id = {leased}",
+            i64::MAX
+        ),
+    );
+    db.commit_page("p", leased, &page("3")).unwrap();
+    assert_eq!(
+        db.pipeline("p").unwrap().unwrap().state.as_deref(),
+        Some("3")
+    );
+}
