@@ -743,3 +743,394 @@ fn a_run_that_lost_its_lease_commits_nothing(db: Database) {
         Some("3")
     );
 }
+
+on_both!(
+    a_page_naming_one_record_twice_keeps_its_first_entity,
+    queues_are_read_and_settled_alike,
+    pipelines_and_settings_read_back_alike,
+    search_finds_ids_first_then_content_in_any_case,
+    runs_are_listed_newest_first_by_pipeline_and_status,
+    secrets_are_scrubbed_from_what_a_commit_stores,
+);
+
+/// One destination record answering for two source records of one page
+/// (two deals, one company's party): it keeps the entity of the first,
+/// the second source record keeps its own, and the record's sync state
+/// is the last one written.
+fn a_page_naming_one_record_twice_keeps_its_first_entity(db: Database) {
+    db.save_pipeline(&pipeline("p")).unwrap();
+    let run = db.begin_run("p").unwrap();
+    let mut second = link("b", "b1", None, 2);
+    second.synced_hash = Some("h-b1-again".into());
+    let page = PageCommit {
+        links: vec![
+            link("a", "d1", None, 1),
+            link("b", "b1", None, 1),
+            link("a", "d2", None, 2),
+            second,
+        ],
+        ..PageCommit::default()
+    };
+    db.commit_page("p", run, &page).unwrap();
+    let entity = |conn: &str, id: &str| {
+        let found = db.links("contact", conn, "s", &[id], None).unwrap();
+        assert_eq!(found.len(), 1, "one link of {id}");
+        found[0].entity_id
+    };
+    assert_eq!(entity("b", "b1"), entity("a", "d1"));
+    assert_ne!(entity("a", "d2"), entity("a", "d1"));
+    let a = Endpoint {
+        connection: "a".into(),
+        stream: "s".into(),
+    };
+    let b1 = &db.links("contact", "b", "s", &["b1"], Some(&a)).unwrap()[0];
+    assert_eq!(b1.synced_hash.as_deref(), Some("h-b1-again"));
+}
+
+fn queues_are_read_and_settled_alike(db: Database) {
+    db.save_pipeline(&pipeline("p")).unwrap();
+    db.save_pipeline(&pipeline("q")).unwrap();
+    let run = db.begin_run("p").unwrap();
+    let letter = |id: &str, kind| NewDeadLetter {
+        kind,
+        source_id: id.into(),
+        record: format!("{{\"id\":\"{id}\"}}"),
+        error: "refused".into(),
+        class: "rejected".into(),
+        field: None,
+        attempts: 4,
+    };
+    let conflict = |id: &str, resolution: Option<&str>| NewConflict {
+        entity_id: 7,
+        source_id: id.into(),
+        destination_id: format!("d-{id}"),
+        source_record: "{}".into(),
+        destination_payload: "{\"n\":1}".into(),
+        fields: vec!["n".into(), "m".into()],
+        resolution: resolution.map(str::to_string),
+    };
+    db.commit_page(
+        "p",
+        run,
+        &PageCommit {
+            dead_letters: vec![
+                letter("x1", DeadLetterKind::Failed),
+                letter("x2", DeadLetterKind::Malformed),
+                letter("x3", DeadLetterKind::Unmapped),
+            ],
+            conflicts: vec![
+                conflict("c1", None),
+                conflict("c2", Some("source written by policy")),
+            ],
+            ..PageCommit::default()
+        },
+    )
+    .unwrap();
+    let letters = db.dead_letters(Some("p"), None).unwrap();
+    let ids: Vec<&str> = letters
+        .iter()
+        .map(|d| d.letter.source_id.as_str())
+        .collect();
+    assert_eq!(ids, ["x1", "x2", "x3"], "in the order written");
+    assert_eq!(letters[1].letter.kind, DeadLetterKind::Malformed);
+    assert_eq!(letters[0].letter.attempts, 4);
+    assert_eq!(letters[0].run_id, run);
+    assert!(db.dead_letters(Some("q"), None).unwrap().is_empty());
+    let one = db.dead_letter(letters[0].id).unwrap().unwrap();
+    assert_eq!(one, letters[0]);
+    assert!(db.dead_letter(letters[2].id + 100).unwrap().is_none());
+    assert!(db.discard_dead_letter(letters[0].id).unwrap());
+    assert!(!db.discard_dead_letter(letters[0].id).unwrap(), "only open");
+    assert_eq!(
+        db.dead_letters(None, Some(DeadLetterStatus::Discarded))
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let held = db.conflicts(Some("p"), Some(ConflictStatus::Open)).unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].conflict.fields, ["n", "m"]);
+    assert_eq!(held[0].conflict.destination_id, "d-c1");
+    let auto = db
+        .conflicts(None, Some(ConflictStatus::AutoResolved))
+        .unwrap();
+    assert_eq!(
+        auto[0].conflict.resolution.as_deref(),
+        Some("source written by policy")
+    );
+    assert_eq!(db.conflict(held[0].id).unwrap().unwrap(), held[0]);
+    assert!(db.has_open_conflict(7, "p").unwrap());
+    assert!(!db.has_open_conflict(7, "q").unwrap(), "another pipeline");
+    assert!(!db.has_open_conflict(8, "p").unwrap());
+
+    // A replay and a resolve settle them in a page; a delivered record
+    // resolves its open letter.
+    db.commit_page(
+        "p",
+        run,
+        &PageCommit {
+            settle_dead_letters: vec![(letters[1].id, DeadLetterStatus::Replayed)],
+            settle_conflicts: vec![(held[0].id, "destination kept".into())],
+            results: vec![RecordResult {
+                source_id: "x3".into(),
+                destination_id: Some("d9".into()),
+                outcome: RecordOutcome::Updated,
+                detail: None,
+            }],
+            ..PageCommit::default()
+        },
+    )
+    .unwrap();
+    let statuses: Vec<DeadLetterStatus> = db
+        .dead_letters(Some("p"), None)
+        .unwrap()
+        .iter()
+        .map(|d| d.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            DeadLetterStatus::Discarded,
+            DeadLetterStatus::Replayed,
+            DeadLetterStatus::Resolved
+        ]
+    );
+    let resolved = db.conflict(held[0].id).unwrap().unwrap();
+    assert_eq!(resolved.status, ConflictStatus::Resolved);
+    assert_eq!(
+        resolved.conflict.resolution.as_deref(),
+        Some("destination kept")
+    );
+    assert!(!db.has_open_conflict(7, "p").unwrap());
+}
+
+fn pipelines_and_settings_read_back_alike(db: Database) {
+    for name in ["b", "a", "c"] {
+        db.save_pipeline(&pipeline(name)).unwrap();
+    }
+    let names: Vec<String> = db
+        .pipelines()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.pipeline.name)
+        .collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert!(db.set_paused("a", true, Some("3 runs failed")).unwrap());
+    let a = db.pipeline("a").unwrap().unwrap();
+    assert!(a.paused);
+    assert_eq!(a.paused_reason.as_deref(), Some("3 runs failed"));
+    assert!(db.set_paused("a", false, Some("ignored")).unwrap());
+    let a = db.pipeline("a").unwrap().unwrap();
+    assert!(!a.paused);
+    assert_eq!(a.paused_reason, None, "a resumed pipeline has no reason");
+    assert!(!db.set_paused("nope", true, None).unwrap());
+
+    let run = db.begin_run("a").unwrap();
+    db.commit_page(
+        "a",
+        run,
+        &PageCommit {
+            state: Some("s".into()),
+            destination_state: Some("d".into()),
+            ..PageCommit::default()
+        },
+    )
+    .unwrap();
+    let a = db.pipeline("a").unwrap().unwrap();
+    assert_eq!(
+        (a.state.as_deref(), a.destination_state.as_deref()),
+        (Some("s"), Some("d"))
+    );
+    // A new destination forgets the destination's state only.
+    let mut changed = pipeline("a");
+    changed.destination.stream = "other".into();
+    db.save_pipeline(&changed).unwrap();
+    let a = db.pipeline("a").unwrap().unwrap();
+    assert_eq!((a.state.as_deref(), a.destination_state), (Some("s"), None));
+    assert_eq!(a.pipeline.destination.stream, "other");
+    db.reset_state("a").unwrap();
+    assert_eq!(db.pipeline("a").unwrap().unwrap().state, None);
+
+    assert!(db.delete_pipeline("b").unwrap());
+    assert!(!db.delete_pipeline("b").unwrap());
+    assert!(db.pipeline("b").unwrap().is_none());
+
+    assert_eq!(db.setting("retention_days").unwrap(), None);
+    db.set_setting("retention_days", "30").unwrap();
+    db.set_setting("retention_days", "7").unwrap();
+    assert_eq!(db.setting("retention_days").unwrap().as_deref(), Some("7"));
+}
+
+fn search_finds_ids_first_then_content_in_any_case(db: Database) {
+    db.save_pipeline(&pipeline("p")).unwrap();
+    let run = db.begin_run("p").unwrap();
+    let with = |conn: &str, id: &str, group, known: &str| LinkUpdate {
+        known: Some(known.into()),
+        ..link(conn, id, None, group)
+    };
+    db.commit_page(
+        "p",
+        run,
+        &PageCommit {
+            links: vec![
+                with("a", "a1", 1, r#"{"name":"Alice Martin"}"#),
+                with("b", "b1", 1, r#"{"name":"alice martin"}"#),
+                with("a", "a2", 2, r#"{"name":"Bob","note":"100% sure"}"#),
+                with("a", "martin", 3, r#"{"name":"Carol"}"#),
+            ],
+            ..PageCommit::default()
+        },
+    )
+    .unwrap();
+    let id =
+        |conn: &str, rid: &str| db.links("contact", conn, "s", &[rid], None).unwrap()[0].entity_id;
+    let (alice, bob, carol) = (id("a", "a1"), id("a", "a2"), id("a", "martin"));
+    // The record id first, then content matches (newest entity first),
+    // each entity once.
+    let found = db.search_entities("  martin ", 10).unwrap();
+    assert_eq!(
+        found,
+        [
+            (carol, "contact".to_string()),
+            (alice, "contact".to_string())
+        ]
+    );
+    assert_eq!(db.search_entities("martin", 1).unwrap().len(), 1);
+    // Content matches in any case; an id only exactly.
+    assert_eq!(
+        db.search_entities("MARTIN", 10).unwrap(),
+        [(alice, "contact".to_string())]
+    );
+    // Wildcards are literal.
+    assert_eq!(
+        db.search_entities("0%", 10).unwrap(),
+        [(bob, "contact".to_string())]
+    );
+    assert!(db.search_entities("_ob", 10).unwrap().is_empty());
+    assert!(db.search_entities("  ", 10).unwrap().is_empty());
+    let linked: Vec<(String, String)> = db
+        .entity(alice)
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.connection, l.record_id))
+        .collect();
+    assert_eq!(
+        linked,
+        [("a".into(), "a1".into()), ("b".into(), "b1".into())]
+    );
+}
+
+fn runs_are_listed_newest_first_by_pipeline_and_status(db: Database) {
+    db.save_pipeline(&pipeline("p")).unwrap();
+    db.save_pipeline(&pipeline("q")).unwrap();
+    let p1 = db.begin_run("p").unwrap();
+    db.finish_run(p1, RunStatus::Failed, Some("boom")).unwrap();
+    let q1 = db.begin_run("q").unwrap();
+    let p2 = db.begin_run("p").unwrap();
+    db.finish_run(p2, RunStatus::Succeeded, None).unwrap();
+    let ids = |filter: RunFilter| -> Vec<RunId> {
+        db.runs(&filter).unwrap().iter().map(|r| r.id).collect()
+    };
+    assert_eq!(ids(RunFilter::default()), [p2, q1, p1]);
+    assert_eq!(
+        ids(RunFilter {
+            pipeline: Some("p".into()),
+            ..RunFilter::default()
+        }),
+        [p2, p1]
+    );
+    assert_eq!(
+        ids(RunFilter {
+            status: Some(RunStatus::Running),
+            ..RunFilter::default()
+        }),
+        [q1]
+    );
+    assert_eq!(
+        ids(RunFilter {
+            limit: 1,
+            ..RunFilter::default()
+        }),
+        [p2]
+    );
+    let failed = db.run(p1).unwrap().unwrap();
+    assert_eq!(failed.error.as_deref(), Some("boom"));
+    assert!(failed.finished_at.is_some());
+    assert!(failed.duration_ms.is_some_and(|d| d >= 0));
+    assert_eq!(
+        db.previous_run_start("p", p2).unwrap(),
+        Some(failed.started_at)
+    );
+    assert_eq!(db.previous_run_start("p", p1).unwrap(), None);
+    assert!(db.run(p2 + 100).unwrap().is_none());
+    // Only what ended long ago goes: nothing here.
+    assert_eq!(db.prune_runs(1).unwrap(), 0);
+}
+
+/// The second line of defence: a secret a plugin or a system wrote into
+/// state, a record, an error or a log line is stored as its marker.
+fn secrets_are_scrubbed_from_what_a_commit_stores(db: Database) {
+    const SECRET: &str = "sk-store-test-5f1e9c2a7b";
+    nexo_runtime::sandbox::redact::register(
+        "api_key",
+        &nexo_runtime::sandbox::secrets::SecretValue::new(SECRET),
+    );
+    db.save_pipeline(&pipeline("p")).unwrap();
+    let run = db.begin_run("p").unwrap();
+    let leak = format!("token={SECRET}");
+    db.commit_page(
+        "p",
+        run,
+        &PageCommit {
+            state: Some(leak.clone()),
+            destination_state: Some(leak.clone()),
+            results: vec![RecordResult {
+                source_id: "a1".into(),
+                destination_id: None,
+                outcome: RecordOutcome::Failed,
+                detail: Some(leak.clone()),
+            }],
+            dead_letters: vec![NewDeadLetter {
+                kind: DeadLetterKind::Failed,
+                source_id: "a1".into(),
+                record: leak.clone(),
+                error: leak.clone(),
+                class: "rejected".into(),
+                field: None,
+                attempts: 1,
+            }],
+            conflicts: vec![NewConflict {
+                entity_id: 1,
+                source_id: "a1".into(),
+                destination_id: "b1".into(),
+                source_record: leak.clone(),
+                destination_payload: leak.clone(),
+                fields: vec![],
+                resolution: None,
+            }],
+            log: vec![(LogLevel::Warn, leak.clone())],
+            ..PageCommit::default()
+        },
+    )
+    .unwrap();
+    db.finish_run(run, RunStatus::Failed, Some(&leak)).unwrap();
+    let row = db.pipeline("p").unwrap().unwrap();
+    let letter = &db.dead_letters(None, None).unwrap()[0].letter;
+    let conflict = &db.conflicts(None, None).unwrap()[0].conflict;
+    let stored = [
+        row.state.unwrap(),
+        row.destination_state.unwrap(),
+        db.run_records(run).unwrap()[0].detail.clone().unwrap(),
+        letter.record.clone(),
+        letter.error.clone(),
+        conflict.source_record.clone(),
+        conflict.destination_payload.clone(),
+        db.run_log(run).unwrap()[0].2.clone(),
+        db.run(run).unwrap().unwrap().error.unwrap(),
+    ];
+    for text in stored {
+        assert!(text.starts_with("token="), "{text}");
+        assert!(!text.contains(SECRET), "{text}");
+    }
+}
