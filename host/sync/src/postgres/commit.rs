@@ -113,6 +113,14 @@ pub(crate) fn commit_pages(
                     let _ = tx.rollback().await;
                     attempt += 1;
                 }
+                Err(Failure::Db(e))
+                    if e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) =>
+                {
+                    return Err(StoreError::Postgres(format!(
+                        "run {run}'s page commit met other hosts' commits in a deadlock {ATTEMPTS} times ({}); nothing of it was written: the run resumes from its last committed page",
+                        StoreError::from(e)
+                    )));
+                }
                 Err(Failure::Db(e)) => return Err(e.into()),
                 Err(Failure::Store(e)) => return Err(e),
             }
