@@ -263,12 +263,11 @@ async fn apply_links(
     // groups in the order their first records come (as SQLite's MAX + 1
     // counts up). A group that joins an existing entity leaves its id
     // unused.
-    let mut new_groups: Vec<usize> = Vec::new();
-    for l in links.iter().filter(|l| l.entity_id.is_none()) {
-        if !new_groups.contains(&l.group) {
-            new_groups.push(l.group);
-        }
-    }
+    let new_groups: HashSet<usize> = links
+        .iter()
+        .filter(|l| l.entity_id.is_none())
+        .map(|l| l.group)
+        .collect();
     let mut fresh: Vec<i64> = if new_groups.is_empty() {
         Vec::new()
     } else {
