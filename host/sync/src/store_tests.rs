@@ -1457,3 +1457,32 @@ fn whole_runs_of_the_engine_go_through_the_store(db: Database) {
     assert_eq!(a2.entity_id, a.entity_id);
     assert_ne!(a2.known, a.known, "the new content is known");
 }
+
+/// Hosts starting one pipeline's run at once take turns, as SQLite's one
+/// writer makes them: each start ends the run before it, so one run is
+/// left running, whatever the timing.
+#[test]
+fn hosts_starting_a_pipeline_at_once_leave_one_run_running() {
+    let (db, url) = postgres_database_and_url();
+    db.save_pipeline(&pipeline("p")).unwrap();
+    let hosts: Vec<Database> = (0..4).map(|_| Database::connect(&url).unwrap()).collect();
+    for round in 0..15 {
+        let barrier = std::sync::Barrier::new(hosts.len());
+        std::thread::scope(|s| {
+            for host in &hosts {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    host.begin_run("p").unwrap();
+                });
+            }
+        });
+        let running = db
+            .runs(&RunFilter {
+                status: Some(RunStatus::Running),
+                ..RunFilter::default()
+            })
+            .unwrap();
+        assert_eq!(running.len(), 1, "round {round}: {running:?}");
+    }
+}

@@ -26,8 +26,21 @@ const INTERRUPTED_BY_NEXT: &str = "the process running it stopped before it fini
 /// Why a run left `running` was ended when found with its pipeline free.
 const INTERRUPTED_FOUND: &str = "the process running it stopped before it finished (killed, or the machine went down); the next run resumes from the last committed page";
 
+/// The advisory lock class of a pipeline's run starts ("nexo" as an int4);
+/// the pipeline's name hashes to the key within it.
+const RUN_START_LOCK: i32 = 0x6e65_786f;
+
+/// Start a run, ending those of the pipeline left running. Starts of one
+/// pipeline take turns (an advisory lock on its name until the
+/// transaction ends), as SQLite's single writer makes them: two hosts
+/// starting it at once leave one run running, not two.
 pub(crate) fn begin_run(pg: &Postgres, pipeline: &str) -> Result<RunId, StoreError> {
     pg.transaction(async |tx| {
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&RUN_START_LOCK, &pipeline],
+        )
+        .await?;
         tx.execute(
             &format!("{INTERRUPT_RUNS} WHERE pipeline = $1 AND status = 'running'"),
             &[&pipeline, &INTERRUPTED_BY_NEXT],
