@@ -1486,3 +1486,59 @@ fn hosts_starting_a_pipeline_at_once_leave_one_run_running() {
         assert_eq!(running.len(), 1, "round {round}: {running:?}");
     }
 }
+
+/// A takeover and a commit serialise on the run's row: a commit that
+/// meets another host ending its run (not yet committed) waits for it,
+/// then finds the run no longer its own and writes nothing.
+#[test]
+fn a_commit_waits_for_a_takeover_in_progress_then_writes_nothing() {
+    let (db, url) = postgres_database_and_url();
+    let other = Database::connect(&url).unwrap();
+    db.save_pipeline(&pipeline("p")).unwrap();
+    let run = db.begin_run("p").unwrap();
+    let (ended_tx, ended_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let taker = std::thread::spawn(move || {
+        other
+            .postgres()
+            .unwrap()
+            .with(async |c| {
+                let tx = c.transaction().await?;
+                tx.execute(
+                    "UPDATE runs SET status = 'interrupted' WHERE run_id = $1",
+                    &[&run],
+                )
+                .await?;
+                ended_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                tx.commit().await?;
+                Ok(())
+            })
+            .unwrap();
+    });
+    ended_rx.recv().unwrap();
+    let page = PageCommit {
+        state: Some("late".into()),
+        links: vec![link("a", "a1", None, 1)],
+        ..PageCommit::default()
+    };
+    let ours = {
+        let db = db.clone();
+        std::thread::spawn(move || db.commit_page("p", run, &page))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!ours.is_finished(), "the commit waits for the takeover");
+    go_tx.send(()).unwrap();
+    taker.join().unwrap();
+    let err = ours.join().unwrap().unwrap_err();
+    assert!(
+        matches!(err, nexo_db::StoreError::LeaseLost { run: r } if r == run),
+        "{err}"
+    );
+    assert_eq!(db.pipeline("p").unwrap().unwrap().state, None);
+    assert!(
+        db.links("contact", "a", "s", &["a1"], None)
+            .unwrap()
+            .is_empty()
+    );
+}
