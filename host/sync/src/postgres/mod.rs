@@ -3,8 +3,9 @@
 //! `crate::sqlite` forwards here first when the database is PostgreSQL, so
 //! the two backends answer the same calls with the same rows. One file per
 //! concern, as on SQLite: pipelines (and settings), the identity map
-//! (links), runs, the page commit, the queues; shared here are the column
-//! lists and row readers more than one of them uses.
+//! (links), runs, the page commit (and its identity-map writes), the
+//! queues; shared here are the column lists and row readers more than one
+//! of them uses.
 //!
 //! What SQLite got from its single writer, these statements get from
 //! PostgreSQL itself: atomic `UPDATE … WHERE`, `ON CONFLICT`, and row locks
@@ -20,6 +21,7 @@ use crate::store::{
 use nexo_db::StoreError;
 
 pub(crate) mod commit;
+mod link_writes;
 pub(crate) mod links;
 pub(crate) mod pipelines;
 pub(crate) mod queues;
