@@ -25,7 +25,8 @@
 //! succeed, with one link and one entity, as on SQLite. If two commits
 //! wait on each other's rows, PostgreSQL ends one with a deadlock error;
 //! that commit is run again from the start (it wrote nothing), up to
-//! [`ATTEMPTS`] times, and then fails with PostgreSQL's message.
+//! [`ATTEMPTS`] times, and then fails with an error that says nothing of
+//! it was written (the run resumes from its last committed page).
 
 use tokio_postgres::error::SqlState;
 
@@ -283,8 +284,9 @@ async fn resolve_dead_letters(
     if delivered.is_empty() {
         return Ok(());
     }
-    // Most pipelines have no open dead letter: the index answers that
-    // before the update looks at any id.
+    // One statement whatever the count (SQLite checks for open letters
+    // first, then updates per record): `dead_letters_by_source` finds
+    // them.
     let st = tx
         .prepare_cached(
             "UPDATE dead_letters SET status = 'resolved'
