@@ -6,8 +6,8 @@
 //! the last committed page with nothing lost and nothing written twice.
 //!
 //! **Owns** pipelines, runs, the identity map, the dead-letter and conflict
-//! queues, their store traits (by concern) and the SQLite implementation of
-//! them. **Must not touch** wasmtime or generated bindings (plugins are
+//! queues, their store traits (by concern) and their implementations on
+//! SQLite and PostgreSQL. **Must not touch** wasmtime or generated bindings (plugins are
 //! reached through `nexo-runtime`'s types and this crate's ports), HTTP
 //! serving or the command line: the daemon and the CLI drive it.
 
@@ -33,6 +33,7 @@ mod page;
 pub mod pipeline;
 pub mod plan;
 mod ports;
+mod postgres;
 mod prepared;
 mod queue;
 pub mod retry;
@@ -40,6 +41,8 @@ pub mod schedule;
 mod settle;
 pub(crate) mod sqlite;
 pub mod store;
+#[cfg(test)]
+mod store_tests;
 #[cfg(test)]
 mod testkit;
 

@@ -5,9 +5,10 @@
 //! letters and conflicts), [`PipelineStore`] and [`SettingStore`].
 //! [`PageStore`] is what a run's pages use (links, runs, queues);
 //! [`SyncStore`] is their union, implemented by every type that has them
-//! all. SQLite implements them today (`crate::sqlite`); a PostgreSQL
-//! backend for several hosts can implement the same traits later, and the
-//! unit tests run on an in-memory one (`crate::testkit`).
+//! all. `nexo_db::Database` implements them on SQLite (`crate::sqlite`)
+//! and, for several hosts sharing one database, on PostgreSQL
+//! (`crate::postgres`, to which each SQLite method forwards first); the
+//! unit tests of the core run on an in-memory one (`crate::testkit`).
 
 mod links;
 mod queues;

@@ -21,6 +21,9 @@ impl LinkStore for Database {
         ids: &[&str],
         peer: Option<&Endpoint>,
     ) -> Result<Vec<Link>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::links::links(pg, entity, connection, stream, ids, peer);
+        }
         let conn = self.read()?;
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
@@ -51,6 +54,11 @@ impl LinkStore for Database {
         stream: &str,
         peer: Option<&Endpoint>,
     ) -> Result<Vec<Link>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::links::links_of_entities(
+                pg, entities, connection, stream, peer,
+            );
+        }
         let conn = self.read()?;
         let mut out = Vec::with_capacity(entities.len());
         for chunk in entities.chunks(500) {
@@ -75,6 +83,9 @@ impl LinkStore for Database {
     }
 
     fn search_entities(&self, q: &str, limit: usize) -> Result<Vec<(i64, String)>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::links::search_entities(pg, q, limit);
+        }
         let q = q.trim();
         if q.is_empty() {
             return Ok(Vec::new());
@@ -104,6 +115,9 @@ impl LinkStore for Database {
     }
 
     fn entity(&self, entity_id: i64) -> Result<Vec<Link>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::links::entity(pg, entity_id);
+        }
         let conn = self.lock()?;
         let mut st = conn.prepare(&format!(
             "SELECT {LINK_COLUMNS_ALONE} FROM entity_links l
@@ -120,6 +134,9 @@ impl LinkStore for Database {
         stream: &str,
         id: &str,
     ) -> Result<Vec<Link>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::links::record_links(pg, connection, stream, id);
+        }
         let conn = self.lock()?;
         let mut st = conn.prepare_cached(&format!(
             "SELECT {LINK_COLUMNS_ALONE} FROM entity_links l
@@ -138,6 +155,9 @@ impl LinkStore for Database {
         stream: &str,
         peer: &Endpoint,
     ) -> Result<Vec<Link>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::links::unswept_links(pg, entity, connection, stream, peer);
+        }
         let conn = self.lock()?;
         let mut st = conn.prepare(&format!(
             "SELECT * FROM (

@@ -2,7 +2,9 @@
 //! per concern: pipelines, the identity map (links), runs, the page commit
 //! (one transaction per page), the queues and settings. Each method is one
 //! short transaction on the host's `Database`; shared here are the column
-//! lists and row readers more than one of them uses.
+//! lists and row readers more than one of them uses. When the `Database`
+//! is PostgreSQL, each method's first line hands the call to
+//! `crate::postgres`, which answers it with the same rows.
 
 use rusqlite::Row;
 
@@ -158,6 +160,3 @@ pub(super) fn conflict_row(r: &Row<'_>) -> rusqlite::Result<Conflict> {
 pub(super) fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
-
-#[cfg(test)]
-mod store_tests;

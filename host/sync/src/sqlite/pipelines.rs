@@ -9,6 +9,9 @@ use nexo_db::{Database, StoreError};
 
 impl PipelineStore for Database {
     fn save_pipeline(&self, pipeline: &Pipeline) -> Result<(), StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::pipelines::save_pipeline(pg, pipeline);
+        }
         let definition = serde_json::to_string(pipeline).map_err(corrupt)?;
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
@@ -47,6 +50,9 @@ impl PipelineStore for Database {
     }
 
     fn pipeline(&self, name: &str) -> Result<Option<PipelineRow>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::pipelines::pipeline(pg, name);
+        }
         let conn = self.lock()?;
         let row = conn
             .query_row(
@@ -77,6 +83,9 @@ impl PipelineStore for Database {
     }
 
     fn pipelines(&self) -> Result<Vec<PipelineRow>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::pipelines::pipelines(pg);
+        }
         let names: Vec<String> = {
             let conn = self.lock()?;
             let mut st = conn.prepare("SELECT name FROM pipelines ORDER BY name")?;
@@ -89,6 +98,9 @@ impl PipelineStore for Database {
     }
 
     fn delete_pipeline(&self, name: &str) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::pipelines::delete_pipeline(pg, name);
+        }
         let conn = self.lock()?;
         Ok(conn.execute("DELETE FROM pipelines WHERE name = ?1", [name])? > 0)
     }
@@ -99,6 +111,9 @@ impl PipelineStore for Database {
         paused: bool,
         reason: Option<&str>,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::pipelines::set_paused(pg, name, paused, reason);
+        }
         let conn = self.lock()?;
         let reason = if paused { reason } else { None };
         Ok(conn.execute(
@@ -108,6 +123,9 @@ impl PipelineStore for Database {
     }
 
     fn reset_state(&self, name: &str) -> Result<(), StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::pipelines::reset_state(pg, name);
+        }
         let conn = self.lock()?;
         conn.execute(
             "UPDATE pipelines SET state = NULL, destination_state = NULL WHERE name = ?1",
@@ -119,6 +137,9 @@ impl PipelineStore for Database {
 
 impl SettingStore for Database {
     fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::pipelines::setting(pg, key);
+        }
         let conn = self.lock()?;
         Ok(conn
             .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
@@ -128,6 +149,9 @@ impl SettingStore for Database {
     }
 
     fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::pipelines::set_setting(pg, key, value);
+        }
         let conn = self.lock()?;
         conn.execute(
             "INSERT INTO settings (key, value) VALUES (?1, ?2)

@@ -13,6 +13,9 @@ impl QueueStore for Database {
         pipeline: Option<&str>,
         status: Option<DeadLetterStatus>,
     ) -> Result<Vec<DeadLetter>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::queues::dead_letters(pg, pipeline, status);
+        }
         let status = status.map(DeadLetterStatus::as_str);
         let conn = self.lock()?;
         let mut st = conn.prepare(&format!(
@@ -25,6 +28,9 @@ impl QueueStore for Database {
     }
 
     fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::queues::dead_letter(pg, id);
+        }
         let conn = self.lock()?;
         Ok(conn
             .query_row(
@@ -36,6 +42,9 @@ impl QueueStore for Database {
     }
 
     fn discard_dead_letter(&self, id: i64) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::queues::discard_dead_letter(pg, id);
+        }
         let conn = self.lock()?;
         Ok(conn.execute(
             "UPDATE dead_letters SET status = 'discarded' WHERE id = ?1 AND status = 'open'",
@@ -48,6 +57,9 @@ impl QueueStore for Database {
         pipeline: Option<&str>,
         status: Option<ConflictStatus>,
     ) -> Result<Vec<Conflict>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::queues::conflicts(pg, pipeline, status);
+        }
         let status = status.map(ConflictStatus::as_str);
         let conn = self.lock()?;
         let mut st = conn.prepare(&format!(
@@ -60,6 +72,9 @@ impl QueueStore for Database {
     }
 
     fn conflict(&self, id: i64) -> Result<Option<Conflict>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::queues::conflict(pg, id);
+        }
         let conn = self.lock()?;
         Ok(conn
             .query_row(
@@ -71,6 +86,9 @@ impl QueueStore for Database {
     }
 
     fn has_open_conflict(&self, entity_id: i64, pipeline: &str) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::queues::has_open_conflict(pg, entity_id, pipeline);
+        }
         let conn = self.lock()?;
         Ok(conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM conflicts

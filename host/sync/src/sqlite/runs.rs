@@ -26,6 +26,9 @@ const INTERRUPTED_FOUND: &str = "the process running it stopped before it finish
 
 impl RunStore for Database {
     fn begin_run(&self, pipeline: &str) -> Result<RunId, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::runs::begin_run(pg, pipeline);
+        }
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         tx.execute(
@@ -46,6 +49,9 @@ impl RunStore for Database {
         pipeline: &str,
         before: RunId,
     ) -> Result<Option<String>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::runs::previous_run_start(pg, pipeline, before);
+        }
         let conn = self.lock()?;
         Ok(conn
             .query_row(
@@ -63,10 +69,16 @@ impl RunStore for Database {
         run: RunId,
         pages: &[PageCommit],
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::commit::commit_pages(pg, pipeline, run, pages);
+        }
         super::commit::commit_in_one_transaction(self, pipeline, run, pages)
     }
 
     fn request_stop(&self, run: RunId) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::runs::request_stop(pg, run);
+        }
         let conn = self.lock()?;
         let changed = conn.execute(
             "UPDATE runs SET stop_requested = 1 WHERE run_id = ?1 AND status = 'running'",
@@ -76,6 +88,9 @@ impl RunStore for Database {
     }
 
     fn cancel_reason(&self, run: RunId) -> Result<Option<CancelReason>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::runs::cancel_reason(pg, run);
+        }
         let conn = self.lock()?;
         let found: Option<(bool, Option<bool>)> = conn
             .query_row(
@@ -99,6 +114,9 @@ impl RunStore for Database {
         status: RunStatus,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::runs::finish_run(pg, run, status, error);
+        }
         let error = error.map(redact::scrub);
         let conn = self.lock()?;
         conn.execute(
@@ -112,6 +130,9 @@ impl RunStore for Database {
     }
 
     fn interrupt_run(&self, run: RunId) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::runs::interrupt_run(pg, run);
+        }
         let conn = self.lock()?;
         Ok(conn.execute(
             &format!("{INTERRUPT_RUNS} WHERE run_id = ?1 AND status = 'running'"),
@@ -120,6 +141,9 @@ impl RunStore for Database {
     }
 
     fn run(&self, run: RunId) -> Result<Option<RunRow>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::runs::run(pg, run);
+        }
         let conn = self.lock()?;
         Ok(conn
             .query_row(
@@ -131,6 +155,9 @@ impl RunStore for Database {
     }
 
     fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::runs::runs(pg, filter);
+        }
         let conn = self.lock()?;
         let mut st = conn.prepare(&format!(
             "SELECT {RUN_COLUMNS} FROM runs
@@ -147,6 +174,9 @@ impl RunStore for Database {
     }
 
     fn run_records(&self, run: RunId) -> Result<Vec<RecordResult>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::runs::run_records(pg, run);
+        }
         let conn = self.lock()?;
         let mut st = conn.prepare(
             "SELECT source_id, destination_id, outcome, detail FROM run_records
@@ -176,6 +206,9 @@ impl RunStore for Database {
     }
 
     fn run_log(&self, run: RunId) -> Result<Vec<(String, LogLevel, String)>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::runs::run_log(pg, run);
+        }
         let conn = self.lock()?;
         let mut st =
             conn.prepare("SELECT at, level, message FROM run_log WHERE run_id = ?1 ORDER BY seq")?;
@@ -198,6 +231,9 @@ impl RunStore for Database {
     }
 
     fn prune_runs(&self, days: u32) -> Result<usize, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return crate::postgres::runs::prune_runs(pg, days);
+        }
         let conn = self.lock()?;
         Ok(conn.execute(
             "DELETE FROM runs WHERE status <> 'running'
