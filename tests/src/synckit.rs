@@ -148,6 +148,54 @@ impl Kit {
     ) -> Kit {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open(&dir.path().join("nexo.db")).unwrap();
+        Kit::over(dir, db, a, b, config).await
+    }
+
+    /// The same kit on a fresh PostgreSQL database (this test process's
+    /// server, `nexo_db::postgres::testing`), migrated: its URL is
+    /// [`Kit::database_url`]. Plugins installed through it are stored in
+    /// the database, as on any host sharing it.
+    pub async fn on_postgres(
+        a: BTreeMap<String, Value>,
+        b: BTreeMap<String, Value>,
+        page_size: u32,
+    ) -> Kit {
+        let url = nexo::store::postgres::testing::database().unwrap();
+        let (db, _) = Database::migrate_postgres(&url).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("database-url"), &url).unwrap();
+        Kit::over(
+            dir,
+            db,
+            a,
+            b,
+            json!({"page_size": page_size, "timeout_ms": 500}),
+        )
+        .await
+    }
+
+    /// The PostgreSQL URL of a kit made by [`Kit::on_postgres`].
+    pub fn database_url(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.path().join("database-url")).ok()
+    }
+
+    /// The secret key its connections' secrets are sealed with, as
+    /// `NEXO_SECRET_KEY` takes it (hosts with other data directories need
+    /// it).
+    pub fn secret_key(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("secret.key"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    async fn over(
+        dir: tempfile::TempDir,
+        db: Database,
+        a: BTreeMap<String, Value>,
+        b: BTreeMap<String, Value>,
+        config: Value,
+    ) -> Kit {
         let registry = Registry::new(db.clone(), runtime().clone(), dir.path().join("bundles"));
         let key = SecretKey::generate("Acme").unwrap();
         install_plugins(&db, &registry, &key).await;

@@ -84,16 +84,33 @@ fn ensure_wasm_target() -> Result<()> {
 
 /// Debian packages the console's browser test drives, and the binaries they
 /// install (the paths `tests/tests/console.rs` expects).
-const TEST_PACKAGES: [(&str, &str); 4] = [
+const TEST_PACKAGES: [(&str, &str); 5] = [
     ("chromium", "/usr/bin/chromium"),
     ("chromium-driver", "/usr/bin/chromedriver"),
     ("hledger", "/usr/bin/hledger"),
     ("hledger-web", "/usr/bin/hledger-web"),
+    // The stores' tests on PostgreSQL and the cluster tests start their own
+    // server with these (`nexo_db::postgres::testing`); the version in the
+    // path is whichever the Debian release ships.
+    ("postgresql", "/usr/lib/postgresql/*/bin/initdb"),
 ];
+
+/// Whether `path` exists; one `*` component stands for any directory.
+fn installed(path: &str) -> bool {
+    match path.split_once("/*/") {
+        None => Path::new(path).exists(),
+        Some((dir, rest)) => std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.path().join(rest).exists()),
+    }
+}
 
 /// Install what the tests run for real, unless it is already there: from
 /// Debian's packages headless Chromium and its WebDriver (the console test),
-/// hledger and hledger-web (the hledger connector's tests); from PyPI, in
+/// hledger and hledger-web (the hledger connector's tests), PostgreSQL's
+/// server (the stores on PostgreSQL, several hosts); from PyPI, in
 /// virtualenvs, Tryton ERP (the Tryton connector's tests and the demo) and
 /// componentize-py (building the Python plugins, `target/py`); from npm,
 /// componentize-qjs (building the JavaScript plugins, `target/js`).
@@ -108,7 +125,7 @@ fn setup() -> Result<()> {
 fn debian_packages() -> Result<()> {
     let missing: Vec<&str> = TEST_PACKAGES
         .iter()
-        .filter(|(_, bin)| !Path::new(bin).exists())
+        .filter(|(_, bin)| !installed(bin))
         .map(|(package, _)| *package)
         .collect();
     if missing.is_empty() {
