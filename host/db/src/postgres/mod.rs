@@ -138,10 +138,17 @@ impl Postgres {
 
     /// Poll `future` here, with the database runtime entered so that what
     /// it opens (a connection, a timer) is driven there.
+    ///
+    /// Outside tokio's cooperative budget: called from a task of another
+    /// tokio runtime, the pool's semaphore would find that task's budget
+    /// spent after enough calls and defer its wake-up to a scheduler that
+    /// this very call is blocking — a busy loop that never ends.
     pub fn block<F: Future>(&self, future: F) -> Result<F::Output, StoreError> {
         let rt = runtime()?;
         let _in = rt.enter();
-        Ok(futures_executor::block_on(future))
+        Ok(futures_executor::block_on(tokio::task::unconstrained(
+            future,
+        )))
     }
 
     /// Run `f` with a connection of the pool.
@@ -256,6 +263,33 @@ mod tests {
             .join()
             .unwrap();
         assert_eq!(blocking, schema::COMPONENTS.len());
+    }
+
+    /// Many calls from one task of another runtime, never yielding (as a
+    /// daemon's request handler or a test's setup does), all complete:
+    /// tokio's budget of that task is not the pool's.
+    #[test]
+    fn many_calls_from_one_task_of_another_runtime_complete() {
+        let url = testing::database().unwrap();
+        let (db, _) = Database::migrate_postgres(&url).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let n = rt.block_on(async {
+                (0..500)
+                    .map(|_| db.schema_versions().unwrap().len())
+                    .sum::<usize>()
+            });
+            let _ = tx.send(n);
+        });
+        let n = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("500 calls from one task did not complete in 60 s");
+        assert_eq!(n, 500 * schema::COMPONENTS.len());
     }
 
     #[test]
