@@ -5,39 +5,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use nexo::serve::clock::SystemClock;
 use nexo::serve::scheduler::SchedulerConfig;
 use nexo::serve::{App, ServeConfig, webhook};
 use nexo::store::cluster::Claim;
-use nexo::store::sealed::Sealer;
-use nexo::sync::HostLease;
-use nexo_tests::daemon::serve;
+use nexo_tests::daemon::{serve, shared_app};
 use nexo_tests::synckit::{Kit, pipeline};
 use nexo_tests::tinycrm;
 use serde_json::Value;
 
 /// The admin token the operator calls the API with.
 const API_TOKEN: &str = "nexo_hosts_e2e_0c9a51f3";
-
-/// The daemon's state of host `host` over `kit`'s database, registry and
-/// connections (another host sharing the kit's PostgreSQL).
-fn host_app(kit: &Kit, host: &str, config: SchedulerConfig) -> Arc<App> {
-    let engine = kit.engine.clone().shared(HostLease {
-        host: host.to_string(),
-        lease: Duration::from_secs(30),
-    });
-    let sealer = Sealer::from_env_or_file(&kit.dir.path().join("secret.key")).unwrap();
-    App::new(
-        engine,
-        kit.registry.clone(),
-        kit.connections.clone(),
-        sealer,
-        Arc::new(SystemClock),
-        config,
-    )
-}
 
 async fn get(url: &str) -> reqwest::Response {
     let resp = reqwest::Client::new()
@@ -82,7 +60,7 @@ async fn the_hosts_sharing_a_database_are_listed_with_what_they_hold_and_named_i
         },
         ..ServeConfig::default()
     };
-    let app = host_app(&kit, "host-a", config.scheduler.clone());
+    let app = shared_app(&kit, "host-a", config.scheduler.clone());
     let (url, stop, daemon) = serve(app.clone(), config).await;
     // A look at the pipelines after this host registered counts its leases.
     let now = chrono::Utc::now();
@@ -162,8 +140,8 @@ async fn routes_only(app: Arc<App>) -> String {
 async fn a_webhook_delivery_accepted_by_one_host_is_refused_as_a_replay_by_another() {
     let kit = Kit::on_postgres(tinycrm::seed(1), Default::default(), 50).await;
     kit.apply(&pipeline("hooked", "", "")).await;
-    let a = host_app(&kit, "host-a", SchedulerConfig::default());
-    let b = host_app(&kit, "host-b", SchedulerConfig::default());
+    let a = shared_app(&kit, "host-a", SchedulerConfig::default());
+    let b = shared_app(&kit, "host-b", SchedulerConfig::default());
     let secret = webhook::rotate_secret(&kit.db, &a.sealer, "hooked").unwrap();
     let (url_a, url_b) = (routes_only(a).await, routes_only(b).await);
     let http = reqwest::Client::new();
