@@ -27,6 +27,25 @@ pub fn app(kit: &Kit, clock: Arc<dyn Clock>) -> Arc<App> {
     )
 }
 
+/// The daemon's state of host `host` among the hosts sharing the
+/// PostgreSQL of `kit` ([`Kit::on_postgres`]): the kit's engine with a
+/// 30 s lease, its registry, connections and sealer, on the system clock.
+pub fn shared_app(kit: &Kit, host: &str, config: SchedulerConfig) -> Arc<App> {
+    let engine = kit.engine.clone().shared(nexo::sync::HostLease {
+        host: host.to_string(),
+        lease: std::time::Duration::from_secs(30),
+    });
+    let sealer = Sealer::from_env_or_file(&kit.dir.path().join("secret.key")).unwrap();
+    App::new(
+        engine,
+        kit.registry.clone(),
+        kit.connections.clone(),
+        sealer,
+        Arc::new(nexo::serve::clock::SystemClock),
+        config,
+    )
+}
+
 /// The daemon on a free port: its base URL, the sender that stops it, and
 /// its task (which ends once it has stopped).
 pub async fn serve(

@@ -1,7 +1,8 @@
 //! The web console in a real headless Chromium, driven over WebDriver as an
 //! operator uses it: sign in, read the dashboard, open a failed run, replay a
-//! dead letter, look a customer up across systems. Each step leaves a
-//! screenshot in `target/test-artifacts/console/` for a person to look at.
+//! dead letter, look a customer up across systems, see which hosts run.
+//! Each step leaves a screenshot in `target/test-artifacts/console/` for a
+//! person to look at.
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`cargo xtask setup`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -13,7 +14,7 @@ use nexo::serve::clock::SystemClock;
 use nexo::sync::RunOptions;
 use nexo::sync::store::{QueueStore, RunFilter, RunStore};
 use nexo_tests::browser::{Browser, Screenshots, click, login, wait, wait_text};
-use nexo_tests::daemon::{app, serve};
+use nexo_tests::daemon::{app, serve, shared_app};
 use nexo_tests::synckit::{Kit, TOKEN};
 use nexo_tests::tinycrm;
 
@@ -187,6 +188,65 @@ async fn an_operator_signs_in_inspects_a_failure_replays_a_dead_letter_and_finds
     assert_eq!(connections, ["crm-a", "crm-b"], "records of {email}");
     assert!(card.text().await.unwrap().contains(&email));
     shots.step(&c, "lookup").await;
+
+    // Hosts: on SQLite the installation is one host, and the page says so.
+    click(&c, r#"a[data-nav="hosts"]"#).await;
+    wait_text(&c, "#hosts-single", "one host on SQLite").await;
+    shots.step(&c, "hosts").await;
+
+    c.close().await.unwrap();
+    drop(browser);
+    let _ = stop.send(());
+    daemon.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_sees_the_hosts_sharing_a_postgresql_and_what_each_holds() {
+    let browser = Browser::start("console-hosts").await;
+    let kit = Kit::on_postgres(tinycrm::seed(1), Default::default(), 50).await;
+    kit.apply(&pipeline("held-here", "", "", "")).await;
+    kit.apply(&pipeline("held-there", "", "", "")).await;
+    kit.db.insert_token("operator", API_TOKEN).unwrap();
+    // Another host holds one pipeline; a third stopped.
+    kit.db
+        .register_host("host-b", "0.0.1", Some("10.0.0.2:7300"), 2)
+        .unwrap();
+    kit.db.register_host("host-c", "0.0.1", None, 4).unwrap();
+    kit.db.host_stopped("host-c").unwrap();
+    let claim = nexo::store::cluster::Claim::Manual;
+    for (pipeline, host) in [("held-there", "host-b"), ("held-here", "host-a")] {
+        assert!(
+            kit.db
+                .claim_pipeline(pipeline, host, 60_000, &claim)
+                .unwrap()
+                .is_some()
+        );
+    }
+    let app = shared_app(&kit, "host-a", Default::default());
+    let (url, stop, daemon) = serve(app, ServeConfig::default()).await;
+    let mut shots = Screenshots::new("console-hosts", &[("API token", API_TOKEN)]);
+    let c = browser.open().await;
+    c.goto(&format!("{url}/#/hosts")).await.unwrap();
+    wait(&c, "#login-view:not([hidden]) #token").await;
+    login(&c, API_TOKEN).await;
+
+    let this = r#"tr[data-host="host-a"]"#;
+    wait(&c, &format!("{this}.row-this-host")).await;
+    let row = wait_text(&c, this, "this host").await;
+    assert!(row.contains("held-here") && row.contains("alive"), "{row}");
+    assert!(row.contains(url.trim_start_matches("http://")), "{row}");
+    let other = wait_text(&c, r#"tr[data-host="host-b"]"#, "held-there").await;
+    assert!(
+        other.contains("10.0.0.2:7300") && !other.contains("this host"),
+        "{other}"
+    );
+    wait_text(&c, r#"tr[data-host="host-c"]"#, "stopped").await;
+    // The pipeline a host holds links to its runs.
+    click(&c, &format!("{this} .holding a")).await;
+    wait(&c, r#"a[data-nav="runs"][aria-current="page"]"#).await;
+    c.back().await.unwrap();
+    wait(&c, this).await;
+    shots.step(&c, "hosts").await;
 
     c.close().await.unwrap();
     drop(browser);

@@ -25,6 +25,7 @@ const API = {
   conflict: "/api/conflicts/{id}",
   conflictResolve: "/api/conflicts/{id}/resolve",
   identity: "/api/identity",
+  hosts: "/api/hosts",
 };
 
 const TOKEN_KEY = "nexo.token";
@@ -309,6 +310,7 @@ const ROUTES = [
   [/^\/conflicts$/, "conflicts", "Conflicts", viewConflicts],
   [/^\/plugins$/, "plugins", "Plugins", viewPlugins],
   [/^\/lookup$/, "lookup", "Lookup", viewLookup],
+  [/^\/hosts$/, "hosts", "Hosts", viewHosts],
 ];
 
 // A hand-edited hash may hold a broken escape; keep it as typed rather than throw.
@@ -1017,6 +1019,75 @@ function known(v, term) {
   if (!isObj(v)) return h("span", { class: "mono" }, marked(compact(v), term));
   return h("table", { class: "kv" }, Object.entries(v).map(([k, x]) =>
     h("tr", null, h("th", null, k), h("td", null, x === null ? muted("null") : marked(compact(x), term)))));
+}
+
+/* ---------- hosts ---------- */
+
+async function viewHosts(ctx) {
+  let busy = false;
+  const refresh = async (first) => {
+    if (busy || !ctx.alive()) return;
+    busy = true;
+    try {
+      const data = await get(path(API.hosts));
+      if (!ctx.alive()) return;
+      ctx.root.replaceChildren(hostsPanel(data || {}));
+      if (bannerAuto) hideError();
+    } catch (e) {
+      if (!ctx.alive() || e.handled) return;
+      if (first) fail(e, ctx.root, route);
+      else showError(`Refresh failed: ${e.message}`, true);
+    } finally {
+      busy = false;
+    }
+  };
+  await refresh(true);
+  ctx.every(REFRESH_MS, () => refresh(false));
+}
+
+function hostsPanel(data) {
+  if (!data.shared) {
+    return panel("Hosts", null, h("div", { class: "empty", id: "hosts-single" },
+      "This installation runs as one host on SQLite: it schedules and runs every pipeline itself. ",
+      "Several hosts share the work once they share a PostgreSQL database (",
+      h("code", null, "nexo db copy"), ", then ", h("code", null, "NEXO_DATABASE_URL"), " on each host)."));
+  }
+  const hosts = data.hosts || [];
+  const alive = hosts.filter((x) => x.alive).length;
+  const held = hosts.reduce((a, x) => a + (x.holding || []).length, 0);
+  const aside = [muted(`${num(alive)} of ${num(hosts.length)} alive · ${num(held)} pipeline${held === 1 ? "" : "s"} held · `),
+    mono(data.database || ""), data.lease_ms ? muted(` · leases last ${duration(data.lease_ms)}`) : null];
+  return panel("Hosts", aside,
+    hosts.length ? hostsTable(hosts) : empty("No host has registered yet.", { id: "hosts-none" }));
+}
+
+// Hosts beat every few seconds: whole seconds say enough.
+function seenAgo(ms) {
+  if (ms === null || ms === undefined) return muted("never");
+  if (ms < 1000) return "just now";
+  if (ms < 120000) return `${Math.round(ms / 1000)} s ago`;
+  return `${duration(ms)} ago`;
+}
+
+function hostsTable(hosts) {
+  const rows = hosts.map((x) => {
+    let state;
+    if (x.alive) state = badge("alive");
+    else if (x.stopped_at) state = [badge("stopped"), h("div", { class: "small muted" }, when(x.stopped_at, true))];
+    else state = [badge("unresponsive"), h("div", { class: "small muted" }, "its leases run out, then other hosts take its pipelines over")];
+    const holding = x.holding || [];
+    return h("tr", { "data-host": x.id, class: x.this_host ? "row-this-host" : null },
+      h("td", { class: "nowrap" }, h("strong", { class: "mono" }, x.id),
+        x.this_host ? h("span", { class: "chip chip-this-host" }, "this host") : null,
+        h("div", { class: "small muted" }, "started ", when(x.started_at, true))),
+      h("td", null, mono(x.version)),
+      h("td", null, x.address ? mono(x.address) : muted("–")),
+      h("td", null, state),
+      h("td", { class: "nowrap", title: `${num(x.seen_ago_ms)} ms ago by the database's clock` }, seenAgo(x.seen_ago_ms)),
+      h("td", { class: "num" }, num(x.max_concurrent_runs)),
+      h("td", { class: "holding" }, holding.length ? holding.map((p) => h("span", { class: "chip mono" }, pipelineLink(p))) : muted("nothing")));
+  });
+  return table(["Host", "Version", "Address", "State", "Seen", ["Max runs", "num"], "Holding"], rows, "hosts");
 }
 
 /* ---------- start ---------- */

@@ -54,7 +54,8 @@ pub struct App {
     pub sealer: Sealer,
     /// The scheduler.
     pub scheduler: Scheduler,
-    /// Webhook deliveries accepted within the tolerance window.
+    /// Webhook deliveries accepted within the tolerance window (on
+    /// SQLite; hosts sharing a PostgreSQL record them there).
     pub webhook_replays: webhook::ReplayCache,
     /// OAuth authorizations started from the console, by state.
     pub oauth_flows: oauth::PendingFlows,
@@ -159,6 +160,7 @@ pub async fn serve(
                 config.scheduler.max_concurrent_runs,
             )
             .map_err(std::io::Error::other)?;
+        Metrics::global().host_info(host, env!("CARGO_PKG_VERSION"));
         tracing::info!(%host, "joined the hosts sharing the database");
     }
     match app.scheduler.resume_interrupted() {

@@ -486,6 +486,13 @@ impl Scheduler {
             let mut slots = self.slots();
             slots.retain(|name, _| rows.iter().any(|r| &r.pipeline.name == name));
         }
+        // What this host holds now: the leases it held as the tick read
+        // them, and the claims it just won.
+        let held = leases
+            .values()
+            .filter(|l| l.held && l.host.as_deref() == Some(host))
+            .count();
+        Metrics::global().host_leases_held(held + start.len());
         for name in start {
             self.spawn_run(name, true);
         }

@@ -7,7 +7,9 @@
 //! HMAC is over `"<t>.<body>"`. A delivery is accepted only within
 //! [`TOLERANCE_SECS`] of the host's clock, and only once: a replay cache
 //! remembers the signatures accepted within that window, so a captured
-//! delivery cannot be sent again, now or later. The old `sha256=<hex>`
+//! delivery cannot be sent again, now or later. Hosts sharing a PostgreSQL
+//! keep that cache in the database (`webhook_deliveries`), so the same
+//! delivery sent to two of them is accepted by one. The old `sha256=<hex>`
 //! form (over the body alone, replayable forever) is refused.
 //!
 //! A pipeline's webhook can instead expect HubSpot's v3 signature under a
@@ -249,6 +251,23 @@ impl ReplayCache {
     }
 }
 
+/// Whether `delivery` is new: on a PostgreSQL several hosts share, the
+/// database remembers it (a delivery sent to two hosts runs once); on
+/// SQLite (one host) this process's [`ReplayCache`] does.
+fn first_time(app: &App, delivery: &Verified, now: i64) -> Result<bool, nexo_db::StoreError> {
+    let db = app.registry.db();
+    if db.postgres().is_none() {
+        return Ok(app.webhook_replays.first_time(delivery, now));
+    }
+    // Kept twice the window: a host whose clock is behind this one's
+    // still accepts what this one already counts as stale.
+    db.first_webhook_delivery(
+        &hex::encode(delivery.signature),
+        delivery.timestamp,
+        now.saturating_sub(2 * TOLERANCE_SECS),
+    )
+}
+
 /// Webhook setup failures.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
@@ -331,13 +350,20 @@ pub async fn hook(
             )
         }
     };
-    let checked = verified.and_then(|delivery| {
-        if app.webhook_replays.first_time(&delivery, now) {
-            Ok(delivery)
-        } else {
-            Err(Refusal::Replayed)
-        }
-    });
+    let checked = match verified {
+        Ok(delivery) => match first_time(&app, &delivery, now) {
+            Ok(true) => Ok(delivery),
+            Ok(false) => Err(Refusal::Replayed),
+            Err(e) => {
+                tracing::error!(pipeline, error = %e, "cannot record a webhook delivery");
+                return answer(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the delivery cannot be recorded (the database failed); send it again",
+                );
+            }
+        },
+        Err(refusal) => Err(refusal),
+    };
     if let Err(refusal) = checked {
         metrics.webhook(&pipeline, refusal.metric());
         tracing::warn!(pipeline, reason = ?refusal, "webhook refused");

@@ -46,6 +46,16 @@ pub(crate) const MIGRATION: &str = "
     );
 ";
 
+/// The `cluster` component's second migration: the webhook deliveries any
+/// host accepted, so a delivery sent to two hosts runs once.
+pub(crate) const MIGRATION_WEBHOOKS: &str = "
+    CREATE TABLE webhook_deliveries (
+        signature TEXT PRIMARY KEY,
+        at_unix BIGINT NOT NULL
+    );
+    CREATE INDEX webhook_deliveries_at ON webhook_deliveries (at_unix);
+";
+
 /// A host as it registered, and when it was last seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostRow {
@@ -459,6 +469,40 @@ impl Database {
         })
     }
 
+    /// Record a webhook delivery (its signature, hex, and its signed time);
+    /// true the first time any host records it, false for a replay.
+    /// Deliveries signed before `forget_before_unix` are forgotten: the
+    /// caller refuses them as stale anyway.
+    pub fn first_webhook_delivery(
+        &self,
+        signature: &str,
+        at_unix: i64,
+        forget_before_unix: i64,
+    ) -> Result<bool, StoreError> {
+        self.cluster()?.with(async |c| {
+            // Rows another host is pruning are left to it: two prunes never
+            // wait on (or deadlock over) each other's rows.
+            c.execute(
+                "DELETE FROM webhook_deliveries WHERE signature IN (
+                     SELECT signature FROM webhook_deliveries WHERE at_unix < $1
+                        FOR UPDATE SKIP LOCKED)",
+                &[&forget_before_unix],
+            )
+            .await?;
+            // The primary key decides: of two hosts inserting the same
+            // signature at once, the second waits for the first and
+            // inserts nothing.
+            let inserted = c
+                .execute(
+                    "INSERT INTO webhook_deliveries (signature, at_unix) VALUES ($1, $2)
+                     ON CONFLICT (signature) DO NOTHING",
+                    &[&signature, &at_unix],
+                )
+                .await?;
+            Ok(inserted == 1)
+        })
+    }
+
     /// Keep a bundle where every host can load it (content-addressed: the
     /// same bytes are stored once).
     pub fn put_bundle(&self, sha256: &str, bytes: &[u8]) -> Result<(), StoreError> {
@@ -711,6 +755,34 @@ mod tests {
         db.put_bundle("abc", b"bytes").unwrap();
         assert_eq!(db.bundle("abc").unwrap().as_deref(), Some(&b"bytes"[..]));
         assert_eq!(db.bundle("def").unwrap(), None);
+    }
+
+    #[test]
+    fn a_webhook_delivery_is_recorded_once_across_hosts_and_old_ones_are_forgotten() {
+        let url = testing::database().unwrap();
+        let (db, _) = Database::migrate_postgres(&url).unwrap();
+        // Another host: its own pool on the same database.
+        let other_host = Database::connect(&url).unwrap();
+        assert!(db.first_webhook_delivery("aa", 1_000, 700).unwrap());
+        assert!(!other_host.first_webhook_delivery("aa", 1_000, 700).unwrap());
+        assert!(!db.first_webhook_delivery("aa", 1_000, 700).unwrap());
+        assert!(other_host.first_webhook_delivery("bb", 1_100, 800).unwrap());
+        // Later, "aa" is past the window: pruned, while "bb" is kept.
+        assert!(db.first_webhook_delivery("cc", 1_400, 1_050).unwrap());
+        let kept: Vec<String> = db
+            .postgres()
+            .unwrap()
+            .with(async |c| {
+                let rows = c
+                    .query(
+                        "SELECT signature FROM webhook_deliveries ORDER BY signature",
+                        &[],
+                    )
+                    .await?;
+                rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+            })
+            .unwrap();
+        assert_eq!(kept, ["bb", "cc"]);
     }
 
     #[test]

@@ -58,7 +58,12 @@ pub const TABLES: &[&str] = &[
 /// installation has no rows for: the hosts and their leases are those of
 /// the hosts that will run, and the bundles are put there from the data
 /// directory by `nexo db copy`, not from the database file.
-pub const CLUSTER_ONLY: &[&str] = &["hosts", "pipeline_leases", "plugin_bundles"];
+pub const CLUSTER_ONLY: &[&str] = &[
+    "hosts",
+    "pipeline_leases",
+    "plugin_bundles",
+    "webhook_deliveries",
+];
 
 /// Parameters of one INSERT at most (PostgreSQL's limit is 65 535).
 const MAX_PARAMS: usize = 30_000;

@@ -1,6 +1,8 @@
 //! Process-wide counters for Prometheus (`/metrics` of `nexo serve`): runs,
 //! records by outcome, errors by class, plugin call latency, sandbox limit
-//! hits, webhooks. Kept in memory; a scrape renders the text format.
+//! hits, webhooks; on a database several hosts share, which host this is
+//! and how many pipelines it holds, so a Prometheus scraping every host
+//! tells them apart. Kept in memory; a scrape renders the text format.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -37,6 +39,7 @@ type Labels = Vec<(&'static str, String)>;
 struct State {
     counters: BTreeMap<(&'static str, Labels), u64>,
     histograms: BTreeMap<(&'static str, Labels), Histogram>,
+    gauges: BTreeMap<(&'static str, Labels), i64>,
 }
 
 /// What a finished run counted, by outcome (`created`, `updated`, …), as
@@ -92,6 +95,16 @@ const HELP: &[(&str, &str, &str)] = &[
         "nexo_webhooks_total",
         "counter",
         "Webhook requests by result.",
+    ),
+    (
+        "nexo_host_info",
+        "gauge",
+        "This host among the hosts sharing the database: always 1, labelled with its id and version.",
+    ),
+    (
+        "nexo_host_leases_held",
+        "gauge",
+        "Pipelines whose lease this host holds now (hosts sharing a database).",
     ),
 ];
 
@@ -193,13 +206,57 @@ impl Metrics {
         );
     }
 
+    fn set(&self, name: &'static str, labels: Labels, value: i64) {
+        self.lock().gauges.insert((name, labels), value);
+    }
+
+    /// The value of a gauge (tests).
+    pub fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<i64> {
+        self.lock()
+            .gauges
+            .iter()
+            .find(|((n, l), _)| {
+                *n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|(_, v)| *v)
+    }
+
+    /// This process serves as host `host` of a shared database, running
+    /// `version`. One host per process: a host started again in the same
+    /// process replaces the previous one.
+    pub fn host_info(&self, host: &str, version: &str) {
+        let mut state = self.lock();
+        state.gauges.retain(|(n, _), _| *n != "nexo_host_info");
+        state.gauges.insert(
+            (
+                "nexo_host_info",
+                vec![("host", host.into()), ("version", version.into())],
+            ),
+            1,
+        );
+    }
+
+    /// This host holds the lease of `n` pipelines now.
+    pub fn host_leases_held(&self, n: usize) {
+        self.set(
+            "nexo_host_leases_held",
+            Vec::new(),
+            i64::try_from(n).unwrap_or(i64::MAX),
+        );
+    }
+
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         let state = self.lock();
         let mut out = String::new();
         for (name, kind, help) in HELP {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for ((n, labels), v) in &state.counters {
+            let counters = state.counters.iter().map(|(k, v)| (k, i128::from(*v)));
+            let gauges = state.gauges.iter().map(|(k, v)| (k, i128::from(*v)));
+            for ((n, labels), v) in counters.chain(gauges) {
                 if n == name {
                     let _ = writeln!(out, "{name}{} {v}", render_labels(labels, None));
                 }
@@ -292,5 +349,25 @@ mod tests {
             m.counter("nexo_records_total", &[("outcome", "updated")]),
             0
         );
+    }
+
+    #[test]
+    fn a_shared_hosts_identity_and_leases_render_as_gauges() {
+        let m = Metrics::default();
+        // One host alone (SQLite) says nothing about hosts.
+        assert!(!m.render().contains("nexo_host_info{"));
+        m.host_info("old", "0.0.9");
+        m.host_info("host-a", "1.2.3");
+        m.host_leases_held(2);
+        m.host_leases_held(3);
+        let text = m.render();
+        assert!(text.contains("# TYPE nexo_host_info gauge\n"), "{text}");
+        assert!(
+            text.contains("nexo_host_info{host=\"host-a\",version=\"1.2.3\"} 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("host=\"old\""), "{text}");
+        assert!(text.contains("nexo_host_leases_held 3\n"), "{text}");
+        assert_eq!(m.gauge("nexo_host_leases_held", &[]), Some(3));
     }
 }

@@ -270,8 +270,12 @@ pub const COMPONENTS: &[crate::schema::Component] = &[
     },
     crate::schema::Component {
         name: "cluster",
-        // hosts, pipeline leases and run requests, plugin bundles
-        migrations: &[crate::cluster::MIGRATION],
+        // hosts, pipeline leases and run requests, plugin bundles; then
+        // the webhook deliveries accepted by any host
+        migrations: &[
+            crate::cluster::MIGRATION,
+            crate::cluster::MIGRATION_WEBHOOKS,
+        ],
     },
 ];
 
