@@ -59,6 +59,42 @@ async fn an_interval_schedule_fires_on_time_by_the_clock() {
     task.await.unwrap();
 }
 
+/// A cron schedule that never ran fires at its first match after the host
+/// first saw it (it used to count from each look's `now`, so its match was
+/// always ahead and it never fired).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_schedule_that_never_ran_fires_at_its_first_match() {
+    let kit = Kit::new(tinycrm::seed(3), Default::default(), 50).await;
+    kit.apply(&pipeline("hourly", "", "[schedule]\ncron = \"0 * * * *\""))
+        .await;
+    let t0: chrono::DateTime<Utc> = "2026-12-05T10:59:30Z".parse().unwrap();
+    let clock = ManualClock::new(t0);
+    let app = app(&kit, Arc::new(clock.clone()));
+    let sched = app.scheduler.clone();
+    let task = tokio::spawn(sched.clone().run());
+    sched.settled(t0).await;
+    sched.idle().await;
+    assert!(kit.runs("hourly").is_empty(), "fired before its match");
+    let first = "2026-12-05T11:00:00Z"
+        .parse::<chrono::DateTime<Utc>>()
+        .unwrap();
+    assert_eq!(sched.view("hourly").next_run, Some(first));
+    let mut at = t0;
+    for step in [20, 10, 5] {
+        clock.advance(chrono::Duration::seconds(step));
+        at += chrono::Duration::seconds(step);
+        sched.settled(at).await;
+        sched.idle().await;
+    }
+    assert_eq!(kit.runs("hourly").len(), 1, "did not fire at 11:00");
+    let second = "2026-12-05T12:00:00Z"
+        .parse::<chrono::DateTime<Utc>>()
+        .unwrap();
+    assert_eq!(sched.view("hourly").next_run, Some(second));
+    sched.shutdown().await;
+    task.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triggers_during_a_run_coalesce_and_runs_never_overlap() {
     let kit = Kit::new(tinycrm::seed(40), Default::default(), 5).await;

@@ -130,8 +130,8 @@ async fn three_hosts_killed_ten_times_deliver_every_record_exactly_once() {
     eprintln!("NEXO_CLUSTER_SEED={seed}");
     let mut dice = Dice(seed);
     let kit = Kit::on_postgres(tinycrm::seed(RECORDS), BTreeMap::new(), PAGE).await;
-    let logs = tempfile::tempdir().unwrap();
-    let keep_logs = logs.path().to_path_buf();
+    // Kept when the test fails (the hosts' logs say why); removed at the end.
+    let keep_logs = tempfile::tempdir().unwrap().keep();
 
     // Twenty pipelines from the one source, each to a destination of its
     // own: ten on a cron schedule (every 4 s), ten run by webhooks sent to
@@ -264,8 +264,24 @@ async fn three_hosts_killed_ten_times_deliver_every_record_exactly_once() {
                 .filter(|(_, d)| contents(d) != source)
                 .map(|(p, _)| p)
                 .collect();
+            let mut why = String::new();
+            for p in &behind {
+                let row = nexo::sync::PipelineStore::pipeline(&kit.db, p)
+                    .unwrap()
+                    .unwrap();
+                why.push_str(&format!(
+                    "\n{p}: paused {} {:?}",
+                    row.paused, row.paused_reason
+                ));
+                for r in runs_of(&kit.db, p) {
+                    why.push_str(&format!(
+                        "\n  run {} {} read {} created {} error {:?}",
+                        r.id, r.status, r.counts.read, r.counts.created, r.error
+                    ));
+                }
+            }
             panic!(
-                "not settled after 120 s: {behind:?} behind, {} runs running; logs in {}",
+                "not settled after 120 s: {behind:?} behind, {} runs running; logs in {}{why}",
                 running.len(),
                 keep_logs.display()
             );
@@ -358,4 +374,5 @@ async fn three_hosts_killed_ten_times_deliver_every_record_exactly_once() {
     assert!(interrupted >= 10, "only {interrupted} runs were cut");
     let hosts_seen = kit.db.hosts().unwrap();
     assert_eq!(hosts_seen.len(), started_hosts, "{hosts_seen:?}");
+    let _ = std::fs::remove_dir_all(&keep_logs);
 }

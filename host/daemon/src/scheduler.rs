@@ -85,6 +85,23 @@ struct Slot {
     running: bool,
     /// A trigger arrived during the run.
     again: bool,
+    /// When this scheduler first saw the pipeline: a cron schedule that
+    /// never ran counts its first match from here (counting from each
+    /// tick's `now` would put the match always ahead, never due).
+    seen_at: Option<DateTime<Utc>>,
+}
+
+/// What a schedule counts its next run from: the last start, or — for a
+/// cron schedule that never ran — when the pipeline was first seen.
+fn count_from(
+    schedule: Option<&nexo_sync::schedule::Schedule>,
+    last: Option<DateTime<Utc>>,
+    seen_at: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    match schedule.map(|s| &s.timing) {
+        Some(nexo_sync::schedule::Timing::Cron(_)) => last.or(seen_at),
+        _ => last,
+    }
 }
 
 /// What the console shows about a pipeline's schedule.
@@ -359,7 +376,11 @@ impl Scheduler {
                         None
                     }
                 };
-                let next_after = |last| schedule.as_ref().and_then(|s| s.next_run(name, last, now));
+                let seen_at = *slot.seen_at.get_or_insert(now);
+                let next_after = |last| {
+                    let from = count_from(schedule.as_ref(), last, Some(seen_at));
+                    schedule.as_ref().and_then(|s| s.next_run(name, from, now))
+                };
                 slot.next = next_after(slot.last_start);
                 let scheduled = slot.next.is_some_and(|t| t <= now);
                 let asked = slot.trigger_at.is_some_and(|t| t <= now);
@@ -437,7 +458,14 @@ impl Scheduler {
                 None => self.last_start_in_history(name)?,
             };
             let schedule = row.pipeline.schedule().ok();
-            let next = schedule.as_ref().and_then(|s| s.next_run(name, last, now));
+            let seen_at = *self
+                .slots()
+                .entry(name.clone())
+                .or_default()
+                .seen_at
+                .get_or_insert(now);
+            let from = count_from(schedule.as_ref(), last, Some(seen_at));
+            let next = schedule.as_ref().and_then(|s| s.next_run(name, from, now));
             let running = self.slots().get(name).is_some_and(|s| s.running);
             {
                 let mut slots = self.slots();
