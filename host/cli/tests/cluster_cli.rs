@@ -293,6 +293,9 @@ async fn three_hosts_killed_ten_times_deliver_every_record_exactly_once() {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    // A quiet while on the schedules alone: each cron pipeline fires
+    // about three times more, once each across the three hosts.
+    tokio::time::sleep(Duration::from_secs(12)).await;
     let window = started.elapsed();
     for h in &mut hosts {
         nexo_tests::cli::terminate(&mut h.child, Duration::from_secs(30));
@@ -354,7 +357,10 @@ async fn three_hosts_killed_ten_times_deliver_every_record_exactly_once() {
                 fresh <= fires,
                 "{pipeline}: {fresh} scheduled runs in {window:?} (at most {fires} fires)"
             );
-            assert!(fresh >= 2, "{pipeline}: the schedule fired {fresh} times");
+            assert!(
+                fresh >= 2,
+                "{pipeline}: the schedule fired {fresh} times in {window:?}: {runs:?}"
+            );
         }
         assert!(
             runs.last()
