@@ -33,6 +33,11 @@ struct Host {
 
 impl Host {
     fn start(kit: &Kit, logs: &Path, n: usize) -> Host {
+        Host::start_on(kit, logs, n, &kit.database_url().unwrap())
+    }
+
+    /// A host reaching the database at `url` (through a proxy, say).
+    fn start_on(kit: &Kit, logs: &Path, n: usize, url: &str) -> Host {
         let dir = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(logs.join(format!("host-{n}.log"))).unwrap();
         let mut child = nexo_tests::cli::command(env!("CARGO_BIN_EXE_nexo"), dir.path(), "info")
@@ -45,7 +50,7 @@ impl Host {
                 "--lease-secs",
                 "3",
             ])
-            .env("NEXO_DATABASE_URL", kit.database_url().unwrap())
+            .env("NEXO_DATABASE_URL", url)
             .env("NEXO_SECRET_KEY", kit.secret_key())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -381,4 +386,177 @@ async fn three_hosts_killed_ten_times_deliver_every_record_exactly_once() {
     let hosts_seen = kit.db.hosts().unwrap();
     assert_eq!(hosts_seen.len(), started_hosts, "{hosts_seen:?}");
     let _ = std::fs::remove_dir_all(&keep_logs);
+}
+
+/// A TCP proxy on 127.0.0.1 in front of PostgreSQL that can be cut: while
+/// cut it forwards nothing either way and new connections wait, as across
+/// a network partition (no reset, just silence).
+struct Partition {
+    port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Partition {
+    async fn start(to: u16) -> Partition {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let watch = watch.clone();
+                tokio::spawn(async move {
+                    let mut open = watch.clone();
+                    let _ = open.wait_for(|cut| !*cut).await;
+                    let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await else {
+                        return;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::spawn(forward(cr, sw, watch.clone()));
+                    tokio::spawn(forward(sr, cw, watch));
+                });
+            }
+        });
+        Partition { port, cut }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+}
+
+/// Copy `from` to `to`, holding every chunk while the link is cut.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut cut: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if cut.wait_for(|cut| !*cut).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A host cut off from the database mid-run: another host takes the run
+/// over once the lease has run out; the cut host claims nothing while cut,
+/// and when the link comes back, nothing it had in flight is committed
+/// (its transaction was ended by the server, or its commit meets the
+/// fence), so the destination still holds every record exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_cut_off_from_the_database_commits_nothing_after_its_lease_passed() {
+    let kit = Kit::on_postgres(tinycrm::seed(RECORDS), BTreeMap::new(), PAGE).await;
+    kit.b.crm.lock().unwrap().write_latency = Duration::from_millis(60);
+    kit.apply(&nexo_tests::synckit::pipeline("slow", "batch_size = 5", ""))
+        .await;
+    let sealer =
+        nexo::store::sealed::Sealer::from_env_or_file(&kit.dir.path().join("secret.key")).unwrap();
+    let secret = nexo::serve::webhook::rotate_secret(&kit.db, &sealer, "slow").unwrap();
+    let logs = tempfile::tempdir().unwrap().keep();
+    let url = kit.database_url().unwrap();
+    let pg_port: u16 = url
+        .rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next()?.parse().ok())
+        .unwrap();
+    let partition = Partition::start(pg_port).await;
+    let through_proxy = url.replace(&format!(":{pg_port}/"), &format!(":{}/", partition.port));
+
+    let mut cut_host = Host::start_on(&kit, &logs, 0, &through_proxy);
+    assert_eq!(post_hook(&cut_host.url, "slow", &secret).await, 202);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        assert!(Instant::now() < deadline, "the run did not get going");
+        if let Some(r) = runs_of(&kit.db, "slow").last()
+            && r.pages >= 2
+        {
+            break r.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let cut_host_id = kit
+        .db
+        .leases()
+        .unwrap()
+        .into_iter()
+        .find(|l| l.pipeline == "slow")
+        .and_then(|l| l.host)
+        .unwrap();
+
+    partition.set_cut(true);
+    let cut_at = Instant::now();
+    let pages_when_cut = kit.db.run(run.id).unwrap().unwrap().pages;
+    // Another host: it waits out the lease, then takes the run over.
+    let other = Host::start(&kit, &logs, 1);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the run was not taken over; logs in {}",
+            logs.display()
+        );
+        let runs = runs_of(&kit.db, "slow");
+        if runs.len() >= 2
+            && runs
+                .last()
+                .is_some_and(|r| r.status == RunStatus::Succeeded)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let taken_after = cut_at.elapsed();
+    let cut_run = kit.db.run(run.id).unwrap().unwrap();
+    assert_eq!(cut_run.status, RunStatus::Interrupted, "{cut_run:?}");
+    // While cut, the host held nothing and started nothing.
+    let leases = kit.db.leases().unwrap();
+    assert!(
+        leases
+            .iter()
+            .all(|l| l.host.as_deref() != Some(cut_host_id.as_str()) || !l.held),
+        "the cut host still holds a lease: {leases:?}"
+    );
+    assert!(
+        runs_of(&kit.db, "slow")
+            .iter()
+            .all(|r| r.id <= run.id || r.started_at > cut_run.started_at),
+    );
+
+    // The link comes back: whatever the cut host had in flight meets the
+    // fence (or was ended by the server); it commits nothing more.
+    partition.set_cut(false);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = kit.db.run(run.id).unwrap().unwrap();
+    assert_eq!(after.status, RunStatus::Interrupted, "{after:?}");
+    assert!(
+        after.pages <= pages_when_cut + 1,
+        "the cut host committed {} pages after the cut (had {pages_when_cut})",
+        after.pages
+    );
+    assert_eq!(
+        after.pages, cut_run.pages,
+        "the cut host committed after the takeover"
+    );
+    assert_eq!(
+        contents(&kit.a),
+        contents(&kit.b),
+        "lost or changed records"
+    );
+    assert_eq!(
+        kit.b.crm.lock().unwrap().creates,
+        RECORDS,
+        "a record was created twice"
+    );
+    eprintln!("taken over {taken_after:?} after the cut");
+    cut_host.kill();
+    drop(other);
+    let _ = std::fs::remove_dir_all(&logs);
 }

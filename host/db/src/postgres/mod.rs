@@ -34,6 +34,17 @@ pub(crate) mod trust;
 pub use deadpool_postgres::{Client, GenericClient, Transaction};
 pub use tokio_postgres::Row;
 
+/// How long a session may sit idle inside a transaction before PostgreSQL
+/// ends it: a host cut off from the database mid-transaction must not hold
+/// its row locks (its run's, its pipeline lease's) past the lease that
+/// another host waits out to take the run over.
+const IDLE_IN_TRANSACTION_MS: u64 = 10_000;
+
+/// The longest a store call waits for the database: past it the call
+/// fails, and its connection, whose state is then unknown, leaves the
+/// pool.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How many connections one host keeps open at most. A host's runs share
 /// them with its API; each store call holds one only while it runs.
 const POOL_SIZE: usize = 8;
@@ -108,6 +119,12 @@ impl Postgres {
             ))
         })?;
         let target = describe(&config);
+        let mut config = config;
+        let options = config.get_options().unwrap_or_default().to_string();
+        if !options.contains("idle_in_transaction_session_timeout") {
+            let set = format!("-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}");
+            config.options(format!("{options} {set}").trim());
+        }
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -158,7 +175,17 @@ impl Postgres {
     ) -> Result<T, StoreError> {
         self.block(async {
             let mut client = self.pool.get().await.map_err(|e| self.unreachable(e))?;
-            f(&mut client).await
+            match tokio::time::timeout(CALL_TIMEOUT, f(&mut client)).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    drop(deadpool_postgres::Object::take(client));
+                    Err(StoreError::Postgres(format!(
+                        "the database at {} did not answer within {} s; check that it is reachable from this host",
+                        self.target,
+                        CALL_TIMEOUT.as_secs()
+                    )))
+                }
+            }
         })?
     }
 
