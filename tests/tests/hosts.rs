@@ -170,3 +170,51 @@ async fn a_webhook_delivery_accepted_by_one_host_is_refused_as_a_replay_by_anoth
         .unwrap();
     assert_eq!(fresh.status(), 202, "{}", fresh.text().await.unwrap());
 }
+
+/// A plugin installed through one host is loaded by a host with another
+/// data directory from the shared database — and a bundle altered there is
+/// refused by its digest, not run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_installed_through_one_host_loads_on_another_and_an_altered_one_is_refused() {
+    let kit = Kit::on_postgres(tinycrm::seed(1), Default::default(), 10).await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other = nexo::registry::Registry::new(
+        kit.db.clone(),
+        nexo_tests::runtime().clone(),
+        elsewhere.path().join("bundles"),
+    );
+    let (row, _) = other.load_active(nexo_tests::synckit::CRM_PLUGIN).unwrap();
+    assert!(
+        elsewhere
+            .path()
+            .join("bundles")
+            .join(format!("{}.nexo", row.bundle_sha256))
+            .exists(),
+        "the fetched bundle is not kept for the next load"
+    );
+    kit.db
+        .postgres()
+        .unwrap()
+        .with(async |c| {
+            c.execute(
+                "UPDATE plugin_bundles SET bytes = bytes || '\\x00'::bytea WHERE sha256 = $1",
+                &[&row.bundle_sha256],
+            )
+            .await?;
+            Ok(())
+        })
+        .unwrap();
+    let third = tempfile::tempdir().unwrap();
+    let err = nexo::registry::Registry::new(
+        kit.db.clone(),
+        nexo_tests::runtime().clone(),
+        third.path().join("bundles"),
+    )
+    .load_active(nexo_tests::synckit::CRM_PLUGIN)
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("does not match the digest") && err.contains("acme/crm@1.0.0"),
+        "{err}"
+    );
+}

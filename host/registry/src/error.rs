@@ -124,6 +124,19 @@ pub enum RegistryError {
         /// Why.
         reason: String,
     },
+    /// Several hosts: an installed version's bundle is missing from the
+    /// shared database, or does not match the digest it was installed with.
+    #[error(
+        "the bundle of {plugin} (sha256 {sha256}) {problem} in the shared database; install that version again through any host"
+    )]
+    SharedBundle {
+        /// `id@version`.
+        plugin: String,
+        /// The digest it was installed with.
+        sha256: String,
+        /// `is not stored`, or what is wrong with what is.
+        problem: &'static str,
+    },
 }
 
 impl From<VetError> for RegistryError {

@@ -412,22 +412,17 @@ impl Registry {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.db.postgres().is_some() => {}
             Err(e) => return Err(io(e)),
         }
+        let shared = |problem| RegistryError::SharedBundle {
+            plugin: what.to_string(),
+            sha256: row.bundle_sha256.clone(),
+            problem,
+        };
         let bytes = self
             .db
             .bundle(&row.bundle_sha256)?
-            .ok_or_else(|| RegistryError::Io {
-                path: format!("the database's bundle {}", row.bundle_sha256),
-                reason: format!(
-                    "{what} is installed but its bundle is not stored; install it again"
-                ),
-            })?;
+            .ok_or_else(|| shared("is not stored"))?;
         if sha256_hex(&bytes) != row.bundle_sha256 {
-            return Err(RegistryError::Io {
-                path: format!("the database's bundle {}", row.bundle_sha256),
-                reason: format!(
-                    "the stored bundle of {what} does not match the digest it was installed with; install it again"
-                ),
-            });
+            return Err(shared("does not match the digest it was installed with"));
         }
         std::fs::create_dir_all(&self.bundles).map_err(io)?;
         let tmp = path.with_extension(format!("partial-{}", std::process::id()));

@@ -313,6 +313,39 @@ async fn the_demo_moves_records_crm_to_accounting_and_back_then_serves_the_conso
     c.close().await.unwrap();
     drop(chromium);
 
+    // Past one machine: `nexo db copy` moves the installation to a
+    // PostgreSQL (rows, sealed secrets, identity map, cursors, and the
+    // plugins' bundles), and a host with another data directory — the same
+    // secret key — runs every pipeline from there: nothing new is written,
+    // since nothing changed in the systems (still served by the demo).
+    let database = nexo_db::postgres::testing::database().unwrap();
+    let copied = ok(nexo(&data)
+        .args(["db", "copy", "--from"])
+        .arg(format!("sqlite:{}", data.join("nexo.db").display()))
+        .args(["--to", &database])
+        .output()
+        .unwrap());
+    assert!(copied.contains("and 5 plugin bundles"), "{copied}");
+    assert!(copied.contains("entity_links: "), "{copied}");
+    let key = std::fs::read_to_string(data.join("secret.key")).unwrap();
+    let other_host = work.path().join("other-host");
+    for name in [
+        "won-deals-to-xero-customers",
+        "won-deals-to-xero-invoices",
+        "invoice-payments-to-deals",
+        "tryton-products-to-xero-items",
+    ] {
+        let ran = ok(nexo(&other_host)
+            .env("NEXO_DATABASE_URL", &database)
+            .env("NEXO_SECRET_KEY", key.trim())
+            .args(["pipeline", "run", name])
+            .output()
+            .unwrap());
+        for what in ["created", "updated", "deleted", "failed", "conflicts"] {
+            assert_eq!(count(&ran, what), 0, "{name} on PostgreSQL: {ran}");
+        }
+    }
+
     let status = terminate(&mut child, Duration::from_secs(30));
     assert!(status.success(), "{status}");
     let errors = errors.join().unwrap();
