@@ -114,6 +114,14 @@ async fn the_hosts_sharing_a_database_are_listed_with_what_they_hold_and_named_i
     );
     assert!(metrics.contains(&info), "{metrics}");
     assert!(metrics.contains("nexo_host_leases_held 1\n"), "{metrics}");
+    // Two live hosts (a and b; c stopped): each keeps half of a
+    // connection's request budget, so together they keep to it.
+    let share = app
+        .engine
+        .connections()
+        .request_budgets()
+        .for_connection("crm-a", std::num::NonZeroU32::new(60).unwrap());
+    assert_eq!(share.per_minute().get(), 30);
 
     let _ = stop.send(());
     daemon.await.unwrap();

@@ -436,6 +436,16 @@ impl Scheduler {
         let lease_ms = engine.host_lease().map_or(30_000, |l| {
             i64::try_from(l.lease.as_millis()).unwrap_or(i64::MAX)
         });
+        // Each connection's request budget is shared by the live hosts.
+        let alive = db
+            .hosts()?
+            .iter()
+            .filter(|h| h.stopped_at.is_none() && h.seen_ago_ms <= lease_ms)
+            .count();
+        engine
+            .connections()
+            .request_budgets()
+            .set_hosts(u32::try_from(alive).unwrap_or(u32::MAX));
         let mut free = self.inner.permits.available_permits();
         let mut earliest: Option<DateTime<Utc>> = None;
         let mut start = Vec::new();

@@ -9,6 +9,11 @@
 //! (backpressure); only when that turn would come after the call's deadline
 //! is it refused, at once, with [`BudgetExhausted`] and a retry-after.
 //!
+//! Several hosts sharing one database share each budget too: every host
+//! keeps an equal share of it ([`RequestBudgets::set_hosts`], the number of
+//! live hosts, kept current by the scheduler), so together they stay under
+//! the connection's rate.
+//!
 //! The bucket is a GCRA ("virtual scheduling") limiter: each request
 //! reserves the next free slot under a lock and then sleeps until it, so
 //! waiters go out in arrival order, one per interval, and a crowd of
@@ -18,6 +23,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -199,6 +205,8 @@ pub fn burst_for(per_minute: NonZeroU32) -> u32 {
 #[derive(Debug, Clone, Default)]
 pub struct RequestBudgets {
     by_connection: Arc<Mutex<HashMap<String, Arc<Budget>>>>,
+    /// Live hosts sharing each budget (0 or 1: this process alone).
+    hosts: Arc<AtomicU32>,
 }
 
 impl RequestBudgets {
@@ -212,6 +220,9 @@ impl RequestBudgets {
     /// (keeping the reservations already made); requests already waiting
     /// on the old one keep their turn.
     pub fn for_connection(&self, connection: &str, per_minute: NonZeroU32) -> Arc<Budget> {
+        let hosts = self.hosts.load(Ordering::Relaxed).max(1);
+        // This host's share, never below one request a minute.
+        let per_minute = NonZeroU32::new(per_minute.get() / hosts).unwrap_or(NonZeroU32::MIN);
         let mut map = self.map();
         let replaced = match map.get(connection) {
             Some(b) if b.per_minute == per_minute => return b.clone(),
@@ -221,6 +232,13 @@ impl RequestBudgets {
         let budget = Arc::new(replaced);
         map.insert(connection.to_string(), budget.clone());
         budget
+    }
+
+    /// `n` live hosts share the database, and so each connection's budget:
+    /// this host keeps `1/n` of it from the next request on (a budget in
+    /// use changes rate keeping its reservations).
+    pub fn set_hosts(&self, n: u32) {
+        self.hosts.store(n.max(1), Ordering::Relaxed);
     }
 
     /// Drop the budget of `connection` (removed, or no longer limited).
@@ -469,5 +487,29 @@ mod tests {
             &new,
             &budgets.for_connection("crm", rate(120))
         ));
+    }
+
+    #[test]
+    fn hosts_sharing_a_database_each_keep_an_equal_share_of_a_budget() {
+        let budgets = RequestBudgets::new();
+        assert_eq!(
+            budgets.for_connection("crm", rate(60)).per_minute().get(),
+            60
+        );
+        budgets.set_hosts(3);
+        assert_eq!(
+            budgets.for_connection("crm", rate(60)).per_minute().get(),
+            20
+        );
+        // Never below one a minute.
+        assert_eq!(
+            budgets.for_connection("tiny", rate(2)).per_minute().get(),
+            1
+        );
+        budgets.set_hosts(1);
+        assert_eq!(
+            budgets.for_connection("crm", rate(60)).per_minute().get(),
+            60
+        );
     }
 }
