@@ -5,10 +5,11 @@
 //! APIs whose methods run SQLite's statements or, on PostgreSQL, those of
 //! `postgres/` ([`copy`] moves an installation from the one to the other).
 //!
-//! **Owns** the SQLite connection, the migrations, sealing secrets at rest,
-//! trusted keys, the rows of the plugin registry, connections and the
-//! daemon's tokens, and the [`kv::SqliteKv`] backend of plugins' key-value
-//! data. **Must not touch** plugins (it never loads a component), the
+//! **Owns** the SQLite connection and the PostgreSQL pool, the migrations,
+//! sealing secrets at rest, trusted keys, the rows of the plugin registry,
+//! connections and the daemon's tokens, the [`kv::SqliteKv`] backend of
+//! plugins' key-value data, and what several hosts share ([`cluster`]:
+//! hosts, pipeline leases, run requests, bundles). **Must not touch** plugins (it never loads a component), the
 //! network or sync logic: the sync engine's statements live in `nexo-sync`,
 //! only its tables' migrations are here, so the schema has one history.
 
