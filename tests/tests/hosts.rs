@@ -9,6 +9,7 @@ use std::sync::Arc;
 use nexo::serve::scheduler::SchedulerConfig;
 use nexo::serve::{App, ServeConfig, webhook};
 use nexo::store::cluster::Claim;
+use nexo::sync::store::{QueueStore, RunStore};
 use nexo_tests::daemon::{serve, shared_app};
 use nexo_tests::synckit::{Kit, pipeline};
 use nexo_tests::tinycrm;
@@ -225,4 +226,45 @@ async fn a_bundle_installed_through_one_host_loads_on_another_and_an_altered_one
         err.contains("does not match the digest") && err.contains("acme/crm@1.0.0"),
         "{err}"
     );
+}
+
+/// While another host holds a pipeline (a run of it in progress there), a
+/// run, a dead-letter replay or a person's run started through this host
+/// is refused as busy — and does not end the other host's run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_on_a_pipeline_another_host_holds_is_refused_as_busy() {
+    let kit = Kit::on_postgres(tinycrm::seed(3), Default::default(), 10).await;
+    kit.apply(&pipeline("shared", "", "")).await;
+    kit.b.crm.lock().unwrap().reject_writes = 1;
+    kit.run("shared").await;
+    let letter = kit.db.dead_letters(Some("shared"), None).unwrap()[0].id;
+    // Host b runs it now.
+    assert!(
+        kit.db
+            .claim_pipeline("shared", "host-b", 60_000, &Claim::Manual)
+            .unwrap()
+            .is_some()
+    );
+    let b_run = kit.db.begin_run("shared").unwrap();
+    assert!(
+        kit.db
+            .attach_run("shared", "host-b", b_run, 60_000)
+            .unwrap()
+    );
+    let a = kit.engine.clone().shared(nexo::sync::HostLease {
+        host: "host-a".into(),
+        lease: std::time::Duration::from_secs(30),
+    });
+    let err = a
+        .run("shared", nexo::sync::RunOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, nexo::sync::SyncError::Busy(_)), "{err}");
+    let err = a.replay(letter).await.unwrap_err();
+    assert!(matches!(err, nexo::sync::SyncError::Busy(_)), "{err}");
+    let b = kit.db.run(b_run).unwrap().unwrap();
+    assert_eq!(b.status, nexo::sync::store::RunStatus::Running, "{b:?}");
+    // Once b is done, a may.
+    kit.db.release_lease("shared", "host-b").unwrap();
+    a.replay(letter).await.unwrap();
 }

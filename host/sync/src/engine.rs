@@ -245,7 +245,17 @@ impl Engine {
         Ok((mapper, manifest))
     }
 
+    /// Hold `pipeline` for a run outside the page loop (a replay, a
+    /// resolved conflict): its lease when hosts share the database, else
+    /// its lock file.
     pub(super) fn lock(&self, pipeline: &str) -> Result<RunLock, SyncError> {
+        if let Some(lease) = &self.shared {
+            return Ok(RunLock::lease(Hold::claim(
+                self.registry.db(),
+                lease,
+                pipeline,
+            )?));
+        }
         match &self.locks {
             Some(dir) => lock_pipeline(dir, pipeline),
             None => Ok(RunLock::none()),

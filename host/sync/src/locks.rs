@@ -9,14 +9,38 @@ use std::path::Path;
 use super::SyncError;
 use super::store::{RunFilter, RunId, RunRow, RunStatus, SyncStore};
 
-/// Held for the length of a run; the OS releases it if the process dies.
-pub(super) struct RunLock(#[allow(dead_code)] Option<File>);
+/// Held for the length of a run: a lock file the OS releases if the
+/// process dies, or, when hosts share the database, the pipeline's lease.
+pub(super) struct RunLock {
+    #[allow(dead_code)]
+    file: Option<File>,
+    hold: Option<super::lease::Hold>,
+}
 
 impl RunLock {
     /// No lock: a dry run, or an engine without lock files (tests on one
     /// process).
     pub fn none() -> Self {
-        RunLock(None)
+        RunLock {
+            file: None,
+            hold: None,
+        }
+    }
+
+    /// The pipeline's lease, claimed for this run.
+    pub fn lease(hold: super::lease::Hold) -> Self {
+        RunLock {
+            file: None,
+            hold: Some(hold),
+        }
+    }
+
+    /// Tie `run` to the lease held, if one is (see `Hold::attach`).
+    pub fn attach(&mut self, run: RunId) -> Result<(), SyncError> {
+        match &mut self.hold {
+            Some(hold) => hold.attach(run, super::retry::StopSignal::default()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -50,7 +74,10 @@ pub(super) fn lock_pipeline(dir: &Path, pipeline: &str) -> Result<RunLock, SyncE
         .open(&path)
         .map_err(|e| fail(e.to_string()))?;
     match file.try_lock() {
-        Ok(()) => Ok(RunLock(Some(file))),
+        Ok(()) => Ok(RunLock {
+            file: Some(file),
+            hold: None,
+        }),
         Err(std::fs::TryLockError::WouldBlock) => Err(SyncError::Busy(pipeline.to_string())),
         Err(std::fs::TryLockError::Error(e)) => Err(fail(e.to_string())),
     }

@@ -71,9 +71,14 @@ impl Engine {
         what: String,
     ) -> Result<RunId, SyncError> {
         let row = self.pipeline_row(pipeline_name)?;
-        let _lock = self.lock(pipeline_name)?;
+        let mut lock = self.lock(pipeline_name)?;
         let prepared = self.prepare(&row.pipeline).await?;
         let run = self.store.begin_run(pipeline_name)?;
+        if let Err(e) = lock.attach(run) {
+            self.store
+                .finish_run(run, RunStatus::Interrupted, Some(&e.to_string()))?;
+            return Err(e);
+        }
         let waiter = Waiter {
             store: self.store.clone(),
             run,
@@ -251,8 +256,13 @@ impl Engine {
             Side::Destination => {
                 // The destination's current content becomes the synced
                 // state of both records: neither is a pending change now.
-                let _lock = self.lock(&conflict.pipeline)?;
+                let mut lock = self.lock(&conflict.pipeline)?;
                 let run = self.store.begin_run(&conflict.pipeline)?;
+                if let Err(e) = lock.attach(run) {
+                    self.store
+                        .finish_run(run, RunStatus::Interrupted, Some(&e.to_string()))?;
+                    return Err(e);
+                }
                 let mut commit = PageCommit::default();
                 let dest = self.store.links(
                     &p.entity,
