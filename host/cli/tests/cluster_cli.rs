@@ -560,3 +560,36 @@ async fn a_host_cut_off_from_the_database_commits_nothing_after_its_lease_passed
     drop(other);
     let _ = std::fs::remove_dir_all(&logs);
 }
+
+/// What an admin types first: a PostgreSQL without nexo's schema is
+/// refused with what to run, `nexo db migrate` migrates it (and says so
+/// once), a typo'd scheme is named, and the password never shows.
+#[test]
+fn the_database_is_chosen_migrated_and_named_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = nexo_db::postgres::testing::database().unwrap();
+    let with_password = url.replace("://nexo@", "://nexo:hunter2@");
+    let nexo = |args: &[&str], database: &str| {
+        nexo_tests::cli::command(env!("CARGO_BIN_EXE_nexo"), dir.path(), "warn")
+            .args(["--database", database])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let err = nexo_tests::cli::fails(nexo(&["runs"], &with_password));
+    assert!(err.contains("nexo db migrate"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    let out = nexo_tests::cli::ok(nexo(&["db", "migrate"], &with_password));
+    assert!(out.contains("sync: migrated to version"), "{out}");
+    let again = nexo_tests::cli::ok(nexo(&["db", "migrate"], &with_password));
+    assert!(again.contains("at this nexo's schema already"), "{again}");
+    assert!(!again.contains("hunter2"), "{again}");
+    let listed = nexo_tests::cli::ok(nexo(&["runs"], &url));
+    assert!(!listed.contains("error"), "{listed}");
+    let err = nexo_tests::cli::fails(nexo(&["runs"], "mysql://db/nexo"));
+    assert!(err.contains("`mysql` is not supported"), "{err}");
+    assert!(
+        !dir.path().join("nexo.db").exists(),
+        "a SQLite file was made beside the chosen database"
+    );
+}

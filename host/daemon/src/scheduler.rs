@@ -484,7 +484,13 @@ impl Scheduler {
                 slot.last_start = last;
                 slot.seeded = true;
             }
-            if let Some(t) = next.filter(|t| *t > now) {
+            // Woken for the next fire, and for a run asked for through this
+            // host once its coalescing window has passed (other hosts see
+            // it at their next look).
+            let asked_at = lease
+                .and_then(|l| l.requested_in_ms)
+                .map(|ms| now + chrono::Duration::milliseconds(ms));
+            for t in [next.filter(|t| *t > now), asked_at].into_iter().flatten() {
                 earliest = Some(earliest.map_or(t, |e: DateTime<Utc>| e.min(t)));
             }
             if running || lease.is_some_and(|l| l.held) || free == 0 {

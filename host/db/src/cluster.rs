@@ -93,6 +93,9 @@ pub struct LeaseRow {
     /// Whether a run was asked for and is due (its coalescing window has
     /// passed).
     pub requested_due: bool,
+    /// A run asked for and not yet due: in how many milliseconds it is
+    /// (the scheduler wakes for it).
+    pub requested_in_ms: Option<i64>,
 }
 
 /// What a claim is for; the claim stands only if what the claimer saw
@@ -240,7 +243,9 @@ impl Database {
                     "SELECT l.pipeline, l.host,
                             COALESCE(l.host IS NOT NULL AND l.lease_until_ms > nexo_epoch_ms(), false),
                             l.run_id, r.status, l.last_started,
-                            COALESCE(l.requested_ms <= nexo_epoch_ms(), false)
+                            COALESCE(l.requested_ms <= nexo_epoch_ms(), false),
+                            CASE WHEN l.requested_ms > nexo_epoch_ms()
+                                 THEN l.requested_ms - nexo_epoch_ms() END
                        FROM pipeline_leases l LEFT JOIN runs r ON r.run_id = l.run_id
                       ORDER BY l.pipeline",
                     &[],
@@ -257,6 +262,7 @@ impl Database {
                         run: run.zip(status),
                         last_started: r.try_get(5)?,
                         requested_due: r.try_get(6)?,
+                        requested_in_ms: r.try_get(7)?,
                     })
                 })
                 .collect()

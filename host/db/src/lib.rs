@@ -516,6 +516,33 @@ mod tests {
     }
 
     #[test]
+    fn a_database_location_is_read_as_typed_and_shown_without_its_password() {
+        let pg = Location::parse("postgres://nexo:s3cret@db.internal:5433/nexo").unwrap();
+        assert!(matches!(pg, Location::Postgres(_)));
+        assert_eq!(pg.to_string(), "postgres://db.internal:5433/nexo");
+        assert!(matches!(
+            Location::parse("postgresql://db/nexo").unwrap(),
+            Location::Postgres(_)
+        ));
+        assert_eq!(
+            Location::parse("sqlite:/var/lib/nexo/nexo.db").unwrap(),
+            Location::Sqlite("/var/lib/nexo/nexo.db".into())
+        );
+        assert_eq!(
+            Location::parse("sqlite:///var/lib/nexo/nexo.db").unwrap(),
+            Location::Sqlite("/var/lib/nexo/nexo.db".into())
+        );
+        assert_eq!(
+            Location::parse("./nexo.db").unwrap(),
+            Location::Sqlite("./nexo.db".into())
+        );
+        let err = Location::parse("mysql://db/nexo").unwrap_err();
+        assert!(err.contains("`mysql` is not supported"), "{err}");
+        let err = Location::parse("sqlite:").unwrap_err();
+        assert!(err.contains("needs a file path"), "{err}");
+    }
+
+    #[test]
     fn a_newer_database_is_refused_not_damaged() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nexo.db");

@@ -425,7 +425,11 @@ impl Registry {
             return Err(shared("does not match the digest it was installed with"));
         }
         std::fs::create_dir_all(&self.bundles).map_err(io)?;
-        let tmp = path.with_extension(format!("partial-{}", std::process::id()));
+        // Unique per fetch: two runs starting at once on a fresh host both
+        // fetch the bundle, and each must rename its own file.
+        static FETCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = FETCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("partial-{}-{n}", std::process::id()));
         std::fs::write(&tmp, &bytes).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
         tracing::info!(plugin = what, "bundle fetched from the shared database");
