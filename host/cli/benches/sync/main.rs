@@ -42,6 +42,10 @@ fn nexo_bin() -> std::ffi::OsString {
     std::env::var_os("NEXO_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_nexo").into())
 }
 
+/// Longest a `nexo` command may take (a 300 000-record run takes under a
+/// minute here).
+const COMMAND_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The log filter of the `nexo` processes: `NEXO_BENCH_LOG`, else
 /// warnings and the engine's `run finished` line (its breakdown).
 fn log_filter() -> String {
@@ -71,7 +75,14 @@ fn nexo(kit: &Kit, args: &[&str]) -> (Vec<u8>, String) {
         }
         None => Command::new(nexo_bin()),
     };
-    let out = cmd
+    // Output to files, so the process can be waited for with a limit: a
+    // `nexo` that never ends (a livelock) fails the bench instead of
+    // hanging it.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out_path = kit.dir.path().join(format!("nexo-{call}.out"));
+    let err_path = kit.dir.path().join(format!("nexo-{call}.err"));
+    let mut child = cmd
         .arg("--data-dir")
         .arg(kit.dir.path())
         .args(
@@ -85,22 +96,37 @@ fn nexo(kit: &Kit, args: &[&str]) -> (Vec<u8>, String) {
         // The tests' shared compile cache: a Python component is compiled
         // (≈ 10 s) once, not by every round's `pipeline apply`.
         .env("NEXO_CACHE_DIR", nexo_tests::cache_dir())
-        .output()
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > COMMAND_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`nexo {}` did not end within {COMMAND_LIMIT:?} (killed); its log:\n{}",
+                args.join(" "),
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let stdout = std::fs::read(&out_path).unwrap();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    assert!(status.success(), "{stderr}");
     // The `run finished` line is read into the table; the rest (and
     // everything, with NEXO_BENCH_LOG set) is shown.
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     for line in stderr.lines() {
         if std::env::var_os("NEXO_BENCH_LOG").is_some() || !line.contains("run finished") {
             eprintln!("{line}");
         }
     }
-    (out.stdout, stderr)
+    (stdout, stderr)
 }
 
 /// Where a run's time went, in seconds, from its `run finished` log line:
