@@ -160,18 +160,21 @@ impl Kit {
         b: BTreeMap<String, Value>,
         page_size: u32,
     ) -> Kit {
+        Kit::on_postgres_with_config(a, b, json!({"page_size": page_size, "timeout_ms": 500})).await
+    }
+
+    /// [`Kit::on_postgres`] with a connector config of its own (`base_url`
+    /// is added), as [`Kit::with_config`] is to [`Kit::new`].
+    pub async fn on_postgres_with_config(
+        a: BTreeMap<String, Value>,
+        b: BTreeMap<String, Value>,
+        config: Value,
+    ) -> Kit {
         let url = nexo::store::postgres::testing::database().unwrap();
         let (db, _) = Database::migrate_postgres(&url).unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("database-url"), &url).unwrap();
-        Kit::over(
-            dir,
-            db,
-            a,
-            b,
-            json!({"page_size": page_size, "timeout_ms": 500}),
-        )
-        .await
+        Kit::over(dir, db, a, b, config).await
     }
 
     /// The PostgreSQL URL of a kit made by [`Kit::on_postgres`].
