@@ -383,13 +383,7 @@ fn target(page_size: usize, mapper: Mapper) -> Option<f64> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    // The kit calls the blocking PostgreSQL store from this task, whose
-    // pool waits poll tokio resources under this task's cooperative
-    // budget: once a long setup has spent it without yielding, a pool
-    // wait returns Pending for ever and the bench spins (seen in Kit::over
-    // → Connections::add → Postgres::transaction → Pool::get). Unbudgeted,
-    // it cannot run out.
-    tokio::task::unconstrained(bench()).await;
+    bench().await;
 }
 
 async fn bench() {

@@ -121,10 +121,21 @@ impl Postgres {
         let target = describe(&config);
         let mut config = config;
         let options = config.get_options().unwrap_or_default().to_string();
+        let mut options = options;
         if !options.contains("idle_in_transaction_session_timeout") {
-            let set = format!("-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}");
-            config.options(format!("{options} {set}").trim());
+            options.push_str(&format!(
+                " -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+            ));
         }
+        // Every statement here is a keyed lookup or a batched write: a plan
+        // made for the parameters' types, not their values, keeps a page's
+        // lookup of thousands of record ids on the primary key (a plan made
+        // for the values chose a scan of the whole identity map, costing
+        // more per page as the map grows).
+        if !options.contains("plan_cache_mode") {
+            options.push_str(" -c plan_cache_mode=force_generic_plan");
+        }
+        config.options(options.trim());
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -319,6 +330,26 @@ mod tests {
             .recv_timeout(std::time::Duration::from_secs(60))
             .expect("500 calls from one task did not complete in 60 s");
         assert_eq!(n, 500 * schema::COMPONENTS.len());
+    }
+
+    #[test]
+    fn sessions_plan_for_types_and_do_not_sit_in_a_transaction() {
+        let url = testing::database().unwrap();
+        let (db, _) = Database::migrate_postgres(&url).unwrap();
+        let (plan, idle) = db
+            .postgres()
+            .unwrap()
+            .with(async |c| {
+                let plan: String = c.query_one("SHOW plan_cache_mode", &[]).await?.try_get(0)?;
+                let idle: String = c
+                    .query_one("SHOW idle_in_transaction_session_timeout", &[])
+                    .await?
+                    .try_get(0)?;
+                Ok((plan, idle))
+            })
+            .unwrap();
+        assert_eq!(plan, "force_generic_plan");
+        assert_eq!(idle, "10s");
     }
 
     #[test]
