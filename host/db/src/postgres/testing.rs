@@ -101,11 +101,10 @@ fn free_port() -> Result<u16, String> {
 fn start() -> Result<Server, String> {
     let bin = bin_dir()?;
     let user = run_as()?;
-    let dir = std::env::temp_dir().join(format!(
-        "nexo-pg-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().subsec_nanos()
-    ));
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!("nexo-pg-{}-{stamp}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     if let Some((uid, gid)) = user {
         std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
