@@ -459,15 +459,20 @@ impl Scheduler {
             }
             let lease = leases.get(name);
             let seen = lease.and_then(|l| l.last_started.clone());
+            let schedule = row.pipeline.schedule().ok();
+            let timed = schedule
+                .as_ref()
+                .is_some_and(|s| !matches!(s.timing, nexo_sync::schedule::Timing::Manual));
             let last = match &seen {
                 Some(text) => DateTime::parse_from_rfc3339(text)
                     .ok()
                     .map(|t| t.with_timezone(&Utc)),
                 // Never fired through a lease: the run history says when
-                // it last started (a database copied from one host).
-                None => self.last_start_in_history(name)?,
+                // it last started (a database copied from one host). Not
+                // looked up, every look, for a pipeline without a schedule.
+                None if timed => self.last_start_in_history(name)?,
+                None => None,
             };
-            let schedule = row.pipeline.schedule().ok();
             let seen_at = *self
                 .slots()
                 .entry(name.clone())
