@@ -55,7 +55,9 @@ async fn patch_replaces_what_is_given_and_delete_guards_pipelines() {
         })
         .unwrap();
     let app = app(&kit, Arc::new(SystemClock));
-    kit.db.insert_token("admin", API_TOKEN).unwrap();
+    kit.db
+        .insert_token("admin", API_TOKEN, nexo::store::service::Role::Admin)
+        .unwrap();
     let (url, stop, handle) = serve(app, ServeConfig::default()).await;
     let http = reqwest::Client::new();
     let patch = |name: &str, body: Value| {
@@ -269,7 +271,9 @@ async fn a_sandbox_connections_origin_override_is_shown_and_checked_by_the_api()
         })
         .unwrap();
     let app = app(&kit, Arc::new(SystemClock));
-    kit.db.insert_token("admin", API_TOKEN).unwrap();
+    kit.db
+        .insert_token("admin", API_TOKEN, nexo::store::service::Role::Admin)
+        .unwrap();
     let (url, stop, handle) = serve(app, ServeConfig::default()).await;
     let http = reqwest::Client::new();
     let get = |path: String| {

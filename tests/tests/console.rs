@@ -92,7 +92,9 @@ async fn an_operator_signs_in_inspects_a_failure_replays_a_dead_letter_and_finds
         "the dead-lettered record is already in crm-b"
     );
 
-    kit.db.insert_token("operator", API_TOKEN).unwrap();
+    kit.db
+        .insert_token("operator", API_TOKEN, nexo::store::service::Role::Admin)
+        .unwrap();
     let (url, stop, daemon) = serve(app(&kit, Arc::new(SystemClock)), ServeConfig::default()).await;
     let mut shots = Screenshots::new(
         "console",
@@ -194,6 +196,23 @@ async fn an_operator_signs_in_inspects_a_failure_replays_a_dead_letter_and_finds
     wait_text(&c, "#hosts-single", "one host on SQLite").await;
     shots.step(&c, "hosts").await;
 
+    // Audit: the replay made in this console, under the token's name.
+    click(&c, r#"a[data-nav="audit"]"#).await;
+    let trail = wait_text(&c, "table.audit", "dlq.replay").await;
+    assert!(
+        trail.contains("token:operator")
+            && trail.contains(&format!("dlq/{}", letter.id))
+            && trail.contains("\"status\": \"replayed\""),
+        "{trail}"
+    );
+    assert!(
+        wait_text(&c, "#session-name", "token:")
+            .await
+            .contains("(admin)"),
+        "the session shows its role"
+    );
+    shots.step(&c, "audit").await;
+
     c.close().await.unwrap();
     drop(browser);
     let _ = stop.send(());
@@ -206,7 +225,9 @@ async fn an_operator_sees_the_hosts_sharing_a_postgresql_and_what_each_holds() {
     let kit = Kit::on_postgres(tinycrm::seed(1), Default::default(), 50).await;
     kit.apply(&pipeline("held-here", "", "", "")).await;
     kit.apply(&pipeline("held-there", "", "", "")).await;
-    kit.db.insert_token("operator", API_TOKEN).unwrap();
+    kit.db
+        .insert_token("operator", API_TOKEN, nexo::store::service::Role::Admin)
+        .unwrap();
     // Another host holds one pipeline; a third stopped.
     kit.db
         .register_host("host-b", "0.0.1", Some("10.0.0.2:7300"), 2)

@@ -53,7 +53,9 @@ async fn an_admin_authorizes_a_xero_connection_in_the_browser_and_picks_the_orga
             grants: sandbox_grants(&books.url()),
         })
         .unwrap();
-    host.db.insert_token("admin", API_TOKEN).unwrap();
+    host.db
+        .insert_token("admin", API_TOKEN, nexo::store::service::Role::Admin)
+        .unwrap();
     let registry = Registry::new(
         host.db.clone(),
         nexo_tests::runtime().clone(),

@@ -44,7 +44,9 @@ async fn an_operator_replaces_a_secret_and_the_next_call_carries_it() {
             },
         })
         .unwrap();
-    kit.db.insert_token("operator", API_TOKEN).unwrap();
+    kit.db
+        .insert_token("operator", API_TOKEN, nexo::store::service::Role::Admin)
+        .unwrap();
     let (url, stop, daemon) = serve(app(&kit, Arc::new(SystemClock)), ServeConfig::default()).await;
     let mut shots = Screenshots::new(
         "console-secret",

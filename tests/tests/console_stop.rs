@@ -33,7 +33,9 @@ async fn an_operator_stops_a_runaway_run_from_the_console() {
     )
     .unwrap();
     kit.engine.apply(&p).await.unwrap();
-    kit.db.insert_token("operator", API_TOKEN).unwrap();
+    kit.db
+        .insert_token("operator", API_TOKEN, nexo::store::service::Role::Admin)
+        .unwrap();
     let (url, stop, daemon) = serve(app(&kit, Arc::new(SystemClock)), ServeConfig::default()).await;
 
     // A run of a source that always has more, in this process.

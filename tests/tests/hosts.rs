@@ -35,7 +35,9 @@ async fn the_hosts_sharing_a_database_are_listed_with_what_they_hold_and_named_i
     // No schedule: nothing fires while the test looks.
     kit.apply(&pipeline("held-by-a", "", "")).await;
     kit.apply(&pipeline("held-by-b", "", "")).await;
-    kit.db.insert_token("ops", API_TOKEN).unwrap();
+    kit.db
+        .insert_token("ops", API_TOKEN, nexo::store::service::Role::Admin)
+        .unwrap();
     // Two other hosts: b runs and holds a pipeline, c stopped cleanly.
     let db = &kit.db;
     db.register_host("host-b", "0.0.1", Some("10.0.0.2:7300"), 2)

@@ -134,7 +134,13 @@ async fn a_manifest_with_thirty_thousand_origins_is_refused_at_once_everywhere()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_need_the_admin_token() {
     let kit = Kit::new(tinycrm::seed(1), Default::default(), 50).await;
-    kit.db.insert_token("scraper", "nexo_test_token_m").unwrap();
+    kit.db
+        .insert_token(
+            "scraper",
+            "nexo_test_token_m",
+            nexo::store::service::Role::Admin,
+        )
+        .unwrap();
     let (url, stop, handle) = serve(app(&kit, Arc::new(SystemClock)), ServeConfig::default()).await;
     let http = reqwest::Client::new();
     let resp = http.get(format!("{url}/metrics")).send().await.unwrap();

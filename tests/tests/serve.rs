@@ -356,7 +356,13 @@ async fn a_signed_webhook_starts_a_run_and_a_bad_signature_is_refused() {
     app.scheduler.idle().await;
     assert!(kit.runs("hooked").len() <= 2, "{:?}", kit.runs("hooked"));
     assert_eq!(contents(&kit.a), contents(&kit.b));
-    kit.db.insert_token("scraper", "nexo_test_token_w").unwrap();
+    kit.db
+        .insert_token(
+            "scraper",
+            "nexo_test_token_w",
+            nexo::store::service::Role::Admin,
+        )
+        .unwrap();
     let metrics = http
         .get(format!("{url}/metrics"))
         .bearer_auth("nexo_test_token_w")
@@ -387,7 +393,13 @@ async fn the_admin_api_needs_a_token_and_shows_and_acts_on_everything() {
     kit.b.crm.lock().unwrap().reject_writes = 1;
     kit.run("api-sync").await;
     let app = app(&kit, Arc::new(SystemClock));
-    kit.db.insert_token("console", "nexo_test_token_1").unwrap();
+    kit.db
+        .insert_token(
+            "console",
+            "nexo_test_token_1",
+            nexo::store::service::Role::Admin,
+        )
+        .unwrap();
     let (url, stop, handle) = serve(app.clone(), ServeConfig::default()).await;
     let http = reqwest::Client::new();
     let get = |path: &str| {

@@ -521,8 +521,8 @@ fn tour(serve: bool) -> Result<()> {
         );
         return Ok(());
     }
-    println!("\n$ nexo token create --name demo");
-    let token = nexo(&["token", "create", "--name", "demo"])?;
+    println!("\n$ nexo token create --name demo --role admin");
+    let token = nexo(&["token", "create", "--name", "demo", "--role", "admin"])?;
     let token = token.trim();
     println!("(a token for the console; shown once)");
     println!("\n$ nexo serve --addr 127.0.0.1:7373");

@@ -242,7 +242,9 @@ fn serve(kit: &Kit) -> (Background, String) {
 async fn the_admin_api_stops_a_run_under_serve() {
     const TOKEN: &str = "nexo_runaway_token";
     let kit = kit().await;
-    kit.db.insert_token("admin", TOKEN).unwrap();
+    kit.db
+        .insert_token("admin", TOKEN, nexo::store::service::Role::Admin)
+        .unwrap();
     apply(&kit, "endless", "endless", "");
     let (daemon, url) = serve(&kit);
     let http = reqwest::Client::new();

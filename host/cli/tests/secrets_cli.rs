@@ -250,10 +250,14 @@ async fn no_route_carries_a_secret_out_of_the_sandbox() {
     ok(admin.nexo(&["dlq", "show", "1"]));
 
     // The API and the console, served by `nexo serve`.
-    let api_token = String::from_utf8(admin.nexo(&["token", "create", "--name", "auditor"]).stdout)
-        .unwrap()
-        .trim()
-        .to_string();
+    let api_token = String::from_utf8(
+        admin
+            .nexo(&["token", "create", "--name", "auditor", "--role", "viewer"])
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
     let mut serve = admin
         .cmd()
         .args(["serve", "--addr", "127.0.0.1:0"])

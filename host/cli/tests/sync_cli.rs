@@ -285,6 +285,26 @@ async fn an_admin_applies_dry_runs_runs_and_works_the_queues() {
         "Paris"
     );
 
+    // The queue work is in the audit trail once each: the discard and the
+    // resolution, not the replay that failed and changed nothing.
+    let trail: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(nexo(dir, &["audit", "--json"]))).unwrap();
+    let actions: Vec<&str> = trail
+        .iter()
+        .rev()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["pipeline.apply", "dlq.discard", "conflict.resolve"],
+        "{trail:#?}"
+    );
+    assert_eq!(trail[0]["target"], format!("conflict/{id}"));
+    assert_eq!(trail[0]["before"]["status"], "open");
+    assert_eq!(trail[0]["after"]["status"], "resolved");
+    assert_eq!(trail[0]["after"]["kept"], "source");
+    assert_eq!(trail[1]["after"]["status"], "discarded");
+
     // The same contact in both systems.
     let out = ok(nexo(
         dir,

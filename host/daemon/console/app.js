@@ -26,6 +26,8 @@ const API = {
   conflictResolve: "/api/conflicts/{id}/resolve",
   identity: "/api/identity",
   hosts: "/api/hosts",
+  audit: "/api/audit",
+  auditExport: "/api/audit/export",
 };
 
 const TOKEN_KEY = "nexo.token";
@@ -293,8 +295,10 @@ function enterApp(session) {
   $("#login-view").hidden = true;
   $("#app").hidden = false;
   loginError(null);
-  // Only the token's name is shown, never the token.
-  $("#session-name").textContent = session && session.token_name ? `token: ${session.token_name}` : "";
+  // Only the token's name and role are shown, never the token.
+  $("#session-name").textContent = session && session.token_name ? `token: ${session.token_name} (${session.role})` : "";
+  // The API refuses what the role may not do; the page says so up front.
+  document.body.dataset.role = (session && session.role) || "";
   route();
 }
 
@@ -311,6 +315,7 @@ const ROUTES = [
   [/^\/plugins$/, "plugins", "Plugins", viewPlugins],
   [/^\/lookup$/, "lookup", "Lookup", viewLookup],
   [/^\/hosts$/, "hosts", "Hosts", viewHosts],
+  [/^\/audit$/, "audit", "Audit", viewAudit],
 ];
 
 // A hand-edited hash may hold a broken escape; keep it as typed rather than throw.
@@ -1088,6 +1093,52 @@ function hostsTable(hosts) {
       h("td", { class: "holding" }, holding.length ? holding.map((p) => h("span", { class: "chip mono" }, pipelineLink(p))) : muted("nothing")));
   });
   return table(["Host", "Version", "Address", "State", "Seen", ["Max runs", "num"], "Holding"], rows, "hosts");
+}
+
+/* ---------- audit ---------- */
+
+const AUDIT_ACTIONS = ["plugin.install", "plugin.upgrade", "plugin.rollback", "plugin.remove", "trust.add", "trust.remove",
+  "connection.add", "connection.update", "connection.remove", "connection.authorize", "pipeline.apply", "pipeline.pause",
+  "pipeline.resume", "pipeline.reset", "pipeline.remove", "pipeline.webhook-secret", "run.stop", "dlq.replay", "dlq.discard",
+  "conflict.resolve", "token.create", "token.revoke", "secrets.rotate-key", "restore"];
+
+async function viewAudit(ctx, _, q) {
+  const data = await get(path(API.audit, {}, { action: q.action, target: q.target, actor: q.actor, limit: q.limit }));
+  if (!ctx.alive()) return;
+  const target = h("input", { id: "filter-target", type: "search", placeholder: "pipeline/NAME or connection/", value: q.target || "" });
+  target.addEventListener("change", () => setQuery(Object.assign({}, q, { target: target.value.trim() })));
+  const actor = h("input", { id: "filter-actor", type: "search", placeholder: "token:NAME or cli:USER", value: q.actor || "" });
+  actor.addEventListener("change", () => setQuery(Object.assign({}, q, { actor: actor.value.trim() })));
+  // The export is fetched with the token (a plain link would carry none) and saved as a file.
+  const exportBtn = button("Export JSON lines", { id: "audit-export", class: "btn" }, (b) => act(b, async () => {
+    const resp = await fetch(path(API.auditExport, {}, { action: q.action, target: q.target, actor: q.actor }),
+      { headers: { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY)}` } });
+    if (!resp.ok) throw new Error(`export failed (${resp.status})`);
+    const url = URL.createObjectURL(await resp.blob());
+    const a = h("a", { href: url, download: "nexo-audit.jsonl" });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    URL.revokeObjectURL(url);
+  }));
+  const filters = h("div", { class: "filters" },
+    field("Action", select("filter-action", [["", "Any change"], ...AUDIT_ACTIONS.map((a) => [a, a])], q.action || "",
+      (v) => setQuery(Object.assign({}, q, { action: v })))),
+    field("Target", target), field("Who", actor), exportBtn);
+  const entries = (data && data.entries) || [];
+  const change = (v) => (v === null || v === undefined ? muted("–") : h("pre", { class: "audit-json" }, pretty(v)));
+  const rows = entries.map((e) => h("tr", { "data-audit": e.id },
+    h("td", { class: "num" }, `#${e.id}`),
+    h("td", { class: "nowrap" }, when(e.at)),
+    h("td", { class: "nowrap" }, mono(e.actor)),
+    h("td", { class: "nowrap" }, h("span", { class: "chip mono" }, e.action)),
+    h("td", { class: "nowrap" }, mono(e.target)),
+    h("td", null, change(e.before)),
+    h("td", null, change(e.after))));
+  ctx.root.replaceChildren(panel("Audit trail", filters,
+    h("p", { class: "muted small" }, "Every change made through the console, the API or the command line, once, with who made it. Secrets appear by name only; entries are never altered."),
+    rows.length ? table([["#", "num"], "When", "Who", "What", "Target", "Before", "After"], rows, "audit")
+      : empty("No changes match these filters.", { id: "audit-none" })));
 }
 
 /* ---------- start ---------- */

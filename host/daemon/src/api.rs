@@ -1,10 +1,10 @@
 //! The admin API under `/api` (docs/API.md, `openapi.json`): bearer-token
-//! auth, JSON errors that say what to do, and handlers that go through the
+//! auth with a role per endpoint, JSON errors that say what to do, and handlers that go through the
 //! same engine, registry and store as the CLI.
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -13,8 +13,10 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::scheduler::TriggerError;
-use super::{App, views};
+use super::{App, roles, views};
 use nexo_db::StoreError;
+use nexo_db::audit::Actor;
+use nexo_db::service::Role;
 use nexo_registry::connections::ConnectionError;
 use nexo_runtime::sandbox::redact;
 use nexo_sync::{PipelineError, SyncError};
@@ -142,6 +144,8 @@ pub fn routes(app: Arc<App>) -> Router {
         .route("/api/conflicts/{id}/resolve", post(resolve))
         .route("/api/identity", get(identity))
         .route("/api/hosts", get(hosts))
+        .route("/api/audit", get(audit_trail))
+        .route("/api/audit/export", get(audit_export))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             require_token,
@@ -149,11 +153,42 @@ pub fn routes(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// The name of the token the request was made with.
+/// Who made the request: the token's name and role (put there by
+/// [`require_token`]).
 #[derive(Debug, Clone)]
-struct TokenName(String);
+pub(crate) struct Caller {
+    /// The token's name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+}
 
-/// The admin token check in front of `/api` (and `/metrics`).
+impl Caller {
+    /// The caller as the audit trail names it.
+    pub(crate) fn actor(&self) -> Actor {
+        Actor::Token(self.name.clone())
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            ApiError(
+                StatusCode::UNAUTHORIZED,
+                "send `Authorization: Bearer <token>`".into(),
+            )
+        })
+    }
+}
+
+/// The token check in front of `/api` (and `/metrics`): the token must be
+/// known and its role at least the one the API document gives the
+/// endpoint ([`crate::roles`]) — the one place roles are enforced.
 pub(crate) async fn require_token(
     State(app): State<Arc<App>>,
     mut req: Request,
@@ -169,33 +204,56 @@ pub(crate) async fn require_token(
     let Some(token) = token else {
         return ApiError(
             StatusCode::UNAUTHORIZED,
-            "send `Authorization: Bearer <token>`; create a token with `nexo token create --name NAME`"
+            "send `Authorization: Bearer <token>`; create a token with `nexo token create --name NAME --role ROLE`"
                 .into(),
         )
         .into_response();
     };
-    match app.registry.db().check_token(token) {
-        Ok(Some(name)) => {
-            req.extensions_mut().insert(TokenName(name));
-            next.run(req).await
+    let who = match app.registry.db().check_token(token) {
+        Ok(Some(who)) => who,
+        Ok(None) => {
+            return ApiError(
+                StatusCode::UNAUTHORIZED,
+                "this token is not valid (revoked, or never created); create one with `nexo token create --name NAME --role ROLE`"
+                    .into(),
+            )
+            .into_response();
         }
-        Ok(None) => ApiError(
-            StatusCode::UNAUTHORIZED,
-            "this token is not valid (revoked, or never created); create one with `nexo token create --name NAME`"
-                .into(),
-        )
-        .into_response(),
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    match roles::TABLE.needs(&method, &path) {
+        Some(roles::Needs::Role(needed)) if who.role >= needed => {}
+        Some(roles::Needs::Public) => {}
+        Some(roles::Needs::Role(needed)) => {
+            tracing::warn!(token = %who.name, role = %who.role, %method, %path, %needed, "refused: role too low");
+            return ApiError(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "token `{}` is a {}; {method} {path} needs {needed} or above: ask an admin for a token with `nexo token create --name NAME --role {needed}`",
+                    who.name, who.role
+                ),
+            )
+            .into_response();
+        }
+        None => {
+            // Fail closed: an endpoint the document does not list has no role.
+            return ApiError(
+                StatusCode::FORBIDDEN,
+                format!("{method} {path} has no role in the API document, so it is refused to every token"),
+            )
+            .into_response();
+        }
     }
+    req.extensions_mut().insert(Caller {
+        name: who.name,
+        role: who.role,
+    });
+    next.run(req).await
 }
 
-async fn session(req: Request) -> Json<Value> {
-    let name = req
-        .extensions()
-        .get::<TokenName>()
-        .map(|t| t.0.clone())
-        .unwrap_or_default();
-    Json(json!({"ok": true, "token_name": name}))
+async fn session(caller: Caller) -> Json<Value> {
+    Json(json!({"ok": true, "token_name": caller.name, "role": caller.role.as_str()}))
 }
 
 async fn overview(State(app): State<Arc<App>>) -> ApiResult {
@@ -205,6 +263,63 @@ async fn overview(State(app): State<Arc<App>>) -> ApiResult {
         pipes.push(views::pipeline(&app, &row)?);
     }
     Ok(Json(json!({"connections": conns, "pipelines": pipes})))
+}
+
+/// `GET /api/audit` filters.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    action: Option<String>,
+    target: Option<String>,
+    actor: Option<String>,
+    after_id: Option<i64>,
+    limit: Option<usize>,
+}
+
+impl AuditQuery {
+    fn filter(self, limit: usize) -> nexo_db::audit::AuditFilter {
+        nexo_db::audit::AuditFilter {
+            action: self.action.filter(|s| !s.is_empty()),
+            target: self.target.filter(|s| !s.is_empty()),
+            actor: self.actor.filter(|s| !s.is_empty()),
+            after_id: self.after_id,
+            limit,
+        }
+    }
+}
+
+/// The audit trail, newest first (100 entries unless `limit` says).
+async fn audit_trail(State(app): State<Arc<App>>, Query(q): Query<AuditQuery>) -> ApiResult {
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let entries = app.registry.db().audit_entries(&q.filter(limit))?;
+    Ok(Json(json!({
+        "entries": entries.iter().map(nexo_db::audit::AuditEntry::to_json).collect::<Vec<_>>()
+    })))
+}
+
+/// Every matching entry of the trail, oldest first, as JSON lines.
+async fn audit_export(
+    State(app): State<Arc<App>>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, ApiError> {
+    let mut entries = app.registry.db().audit_entries(&q.filter(0))?;
+    entries.reverse();
+    let mut body = String::new();
+    for e in &entries {
+        body.push_str(&e.to_json().to_string());
+        body.push('\n');
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"nexo-audit.jsonl\"",
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// The hosts sharing the database (none on SQLite).

@@ -12,9 +12,11 @@
 //! stop and replay), plugins' sandboxes or the command line.
 
 pub mod api;
+pub mod audit;
 pub mod clock;
 mod console;
 pub mod oauth;
+pub mod roles;
 pub mod scheduler;
 mod views;
 pub mod webhook;

@@ -22,7 +22,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::App;
-use crate::api::ApiError;
+use crate::api::{ApiError, Caller};
+use nexo_db::audit::{Action, Actor, Change};
 
 /// How long a started flow waits for its redirect and tenant choice.
 const PENDING_FOR: Duration = Duration::from_secs(600);
@@ -38,21 +39,24 @@ enum Step {
 /// Flows started from the console, by `state`.
 #[derive(Debug, Default)]
 pub struct PendingFlows {
-    flows: Mutex<HashMap<String, (Instant, Step)>>,
+    /// By state: when it started, who started it (the audit trail records
+    /// the authorization as theirs), and where it is.
+    flows: Mutex<HashMap<String, (Instant, Actor, Step)>>,
 }
 
 impl PendingFlows {
-    fn put(&self, state: String, step: Step) {
+    fn put(&self, state: String, who: Actor, step: Step) {
         let mut flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
-        flows.retain(|_, (at, _)| at.elapsed() < PENDING_FOR);
-        flows.insert(state, (Instant::now(), step));
+        flows.retain(|_, (at, _, _)| at.elapsed() < PENDING_FOR);
+        flows.insert(state, (Instant::now(), who, step));
     }
 
-    /// The flow of `state`, removed: each state is used once.
-    fn take(&self, state: &str) -> Option<Step> {
+    /// The flow of `state` and who started it, removed: each state is used
+    /// once.
+    fn take(&self, state: &str) -> Option<(Actor, Step)> {
         let mut flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
-        let (at, step) = flows.remove(state)?;
-        (at.elapsed() < PENDING_FOR).then_some(step)
+        let (at, who, step) = flows.remove(state)?;
+        (at.elapsed() < PENDING_FOR).then_some((who, step))
     }
 }
 
@@ -73,6 +77,7 @@ pub(crate) struct AuthorizeBody {
 
 pub(crate) async fn start(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path(name): Path<String>,
     Json(body): Json<AuthorizeBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -101,8 +106,11 @@ pub(crate) async fn start(
         .connections
         .begin_authorization(&name, client, &body.redirect_uri)?;
     let url = pending.url.clone();
-    app.oauth_flows
-        .put(pending.state.clone(), Step::Redirect(pending));
+    app.oauth_flows.put(
+        pending.state.clone(),
+        caller.actor(),
+        Step::Redirect(pending),
+    );
     tracing::info!(connection = %name, "authorization started from the console");
     Ok(Json(json!({"url": url})))
 }
@@ -112,7 +120,7 @@ pub(crate) async fn callback(
     State(app): State<Arc<App>>,
     Query(params): Query<CallbackParams>,
 ) -> Response {
-    let Some(Step::Redirect(pending)) = params
+    let Some((who, Step::Redirect(pending))) = params
         .state
         .as_deref()
         .and_then(|s| app.oauth_flows.take(s))
@@ -129,7 +137,7 @@ pub(crate) async fn callback(
         Ok(auth) if auth.tenants.len() > 1 => {
             let state = params.state.clone().unwrap_or_default();
             let form = tenant_form(&state, &auth);
-            app.oauth_flows.put(state, Step::Tenant(auth));
+            app.oauth_flows.put(state, who, Step::Tenant(auth));
             page(
                 StatusCode::OK,
                 "Choose the organisation",
@@ -139,7 +147,7 @@ pub(crate) async fn callback(
                 Some(form),
             )
         }
-        Ok(auth) => saved(&app, auth, None).await,
+        Ok(auth) => saved(&app, &who, auth, None).await,
         Err(e) => page(
             StatusCode::BAD_REQUEST,
             "Not authorized",
@@ -160,7 +168,8 @@ pub(crate) async fn tenant(State(app): State<Arc<App>>, body: Bytes) -> Response
             _ => {}
         }
     }
-    let Some(Step::Tenant(auth)) = state.as_deref().and_then(|s| app.oauth_flows.take(s)) else {
+    let Some((who, Step::Tenant(auth))) = state.as_deref().and_then(|s| app.oauth_flows.take(s))
+    else {
         return page(
             StatusCode::BAD_REQUEST,
             "Not authorized",
@@ -168,15 +177,27 @@ pub(crate) async fn tenant(State(app): State<Arc<App>>, body: Bytes) -> Response
             None,
         );
     };
-    saved(&app, auth, tenant.as_deref()).await
+    saved(&app, &who, auth, tenant.as_deref()).await
 }
 
 /// Save the authorization, then check the connection at once, so the
 /// dashboard's health reflects the new tokens rather than the last check.
-async fn saved(app: &App, auth: Authorization, tenant: Option<&str>) -> Response {
+async fn saved(app: &App, who: &Actor, auth: Authorization, tenant: Option<&str>) -> Response {
     let connection = auth.connection.clone();
     match app.connections.save_authorization(auth, tenant) {
         Ok(saved) => {
+            crate::audit::record(
+                app.registry.db(),
+                who,
+                Change::new(
+                    Action::ConnectionAuthorize,
+                    format!("connection/{connection}"),
+                )
+                .after(json!({
+                    "tenant": saved.tenant.as_ref().map(|t| t.name.clone()),
+                    "resumed_pipelines": saved.resumed,
+                })),
+            );
             let mut text = format!("Connection {connection} is authorized");
             if let Some(t) = &saved.tenant {
                 text.push_str(&format!(" for {}", t.name));

@@ -8,7 +8,7 @@
 //! PostgreSQL column's type (`information_schema.columns`): BIGINT from
 //! SQLite's integers, BYTEA from its blobs, TEXT from its text, so a
 //! column the two schemas disagree on is refused by name instead of
-//! copied wrongly. Afterwards the identity columns (`runs.run_id`,
+//! copied wrongly. Afterwards the identity columns (`runs.run_id`, `audit.id`,
 //! `dead_letters.id`, `conflicts.id`) and the `entity_ids` sequence are
 //! set past the copied maxima, so rows the hosts add never collide.
 //!
@@ -52,6 +52,8 @@ pub const TABLES: &[&str] = &[
     "api_tokens",
     "webhook_secrets",
     "connection_health",
+    // audit
+    "audit",
 ];
 
 /// PostgreSQL's tables of several hosts (`crate::cluster`), which a SQLite
@@ -359,6 +361,8 @@ async fn set_sequences(tx: &Transaction<'_>) -> Result<(), StoreError> {
                        COALESCE((SELECT MAX(id) FROM dead_letters), 0) + 1, false);
          SELECT setval(pg_get_serial_sequence('conflicts', 'id'),
                        COALESCE((SELECT MAX(id) FROM conflicts), 0) + 1, false);
+         SELECT setval(pg_get_serial_sequence('audit', 'id'),
+                       COALESCE((SELECT MAX(id) FROM audit), 0) + 1, false);
          SELECT setval('entity_ids', GREATEST(
                        COALESCE((SELECT MAX(entity_id) FROM entity_links), 0),
                        COALESCE((SELECT MAX(entity_id) FROM conflicts), 0)) + 1, false);",
@@ -492,11 +496,22 @@ mod tests {
                 big = LINKS * 3 + 100,
             ),
         );
-        db.insert_token("ci", "nexo_token_1").unwrap();
+        db.insert_token("ci", "nexo_token_1", crate::service::Role::Operator)
+            .unwrap();
         db.check_token("nexo_token_1").unwrap();
         db.set_webhook_secret("p", &[8; 12], &[9, 9]).unwrap();
         db.set_health("crm", Some("401")).unwrap();
         db.set_health("books", None).unwrap();
+        for n in 0..3 {
+            db.record_change(
+                &crate::audit::Actor::Cli("ana".into()),
+                &crate::audit::Change::new(
+                    crate::audit::Action::PipelinePause,
+                    format!("pipeline/p{n}"),
+                ),
+            )
+            .unwrap();
+        }
         db
     }
 
@@ -588,9 +603,21 @@ mod tests {
             from.connection("crm").unwrap()
         );
         assert_eq!(to.tokens().unwrap(), from.tokens().unwrap());
+        let trail = crate::audit::AuditFilter::default();
         assert_eq!(
-            to.check_token("nexo_token_1").unwrap().as_deref(),
-            Some("ci")
+            to.audit_entries(&trail).unwrap(),
+            from.audit_entries(&trail).unwrap()
+        );
+        let next = to
+            .record_change(
+                &crate::audit::Actor::Token("ops".into()),
+                &crate::audit::Change::new(crate::audit::Action::PipelineResume, "pipeline/p0"),
+            )
+            .unwrap();
+        assert_eq!(next, 4, "the trail goes on past the copied entries");
+        assert_eq!(
+            to.check_token("nexo_token_1").unwrap().map(|t| t.name),
+            Some("ci".to_string())
         );
         assert_eq!(
             to.kv_store()

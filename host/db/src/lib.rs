@@ -37,6 +37,8 @@ macro_rules! on_both {
     )* };
 }
 
+pub mod audit;
+pub mod backup;
 pub mod cluster;
 pub mod connections;
 pub mod copy;
@@ -45,6 +47,7 @@ pub mod oauth;
 pub mod postgres;
 pub mod private;
 pub mod registry;
+pub mod rekey;
 pub mod schema;
 pub mod sealed;
 pub mod service;
@@ -111,6 +114,10 @@ pub enum StoreError {
     /// An operation that only the embedded SQLite database has.
     #[error("{0} works on the embedded SQLite database only")]
     SqliteOnly(&'static str),
+    /// A backup the database cannot make (a target that exists, or a
+    /// database backed up by other means): the message says what to do.
+    #[error("cannot back up: {0}")]
+    Backup(String),
     /// The database file cannot be created or made private (mode 0600).
     #[error(
         "cannot create the database {path} with owner-only permissions (mode 0600), or tighten it: {source}; check that its directory exists and who owns it"
@@ -508,11 +515,11 @@ mod tests {
                 [],
             )
             .unwrap();
-            c.execute("INSERT INTO schema_versions VALUES ('audit', 1)", [])
+            c.execute("INSERT INTO schema_versions VALUES ('reports', 1)", [])
                 .unwrap();
         }
         let err = Database::open(&path).unwrap_err();
-        assert!(err.to_string().contains("`audit`"), "{err}");
+        assert!(err.to_string().contains("`reports`"), "{err}");
     }
 
     #[test]

@@ -145,8 +145,14 @@ pub const COMPONENTS: &[Component] = &[
     },
     Component {
         name: "daemon",
-        // pause reasons, API tokens, webhook secrets, connection health
-        migrations: &[service::MIGRATION],
+        // pause reasons, API tokens, webhook secrets, connection health;
+        // then a role on every API token
+        migrations: &[service::MIGRATION, service::ROLES],
+    },
+    Component {
+        name: "audit",
+        // who changed what, append-only
+        migrations: &[crate::audit::MIGRATION],
     },
 ];
 

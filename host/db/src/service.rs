@@ -1,6 +1,6 @@
 //! What the daemon keeps besides sync state: admin API tokens (only their
-//! SHA-256), each pipeline's sealed webhook secret, and the last health
-//! check of each connection.
+//! SHA-256, and the role each carries), each pipeline's sealed webhook
+//! secret, and the last health check of each connection.
 
 use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
@@ -29,11 +29,87 @@ pub(crate) const MIGRATION: &str = "
     );
 ";
 
+/// Migration 2 of the daemon component: every token carries a role. Tokens
+/// from before roles could do everything, so they stay `admin`.
+pub(crate) const ROLES: &str = "
+    ALTER TABLE api_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin'
+        CHECK (role IN ('viewer', 'operator', 'admin'));
+";
+
+/// What a token (and the console session signed in with it) may do. Each
+/// role can do everything the roles below it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Reads everything except secrets.
+    Viewer,
+    /// Also runs, pauses and resumes pipelines, stops runs, replays and
+    /// discards dead letters, resolves conflicts.
+    Operator,
+    /// Also changes plugins, trust, connections, grants, pipelines, tokens
+    /// and settings.
+    Admin,
+}
+
+impl Role {
+    /// Every role, lowest first.
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
+
+    /// Its name as stored and typed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A role name that is none of `viewer`, `operator`, `admin`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{0}` is not a role: use viewer (reads everything but secrets), operator (also runs, pauses, replays, resolves) or admin (also changes plugins, connections, pipelines, tokens)"
+)]
+pub struct UnknownRole(pub String);
+
+impl std::str::FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s.trim())
+            .ok_or_else(|| UnknownRole(s.to_string()))
+    }
+}
+
+/// A role as read from the database.
+pub(crate) fn stored_role(text: &str) -> Result<Role, StoreError> {
+    text.parse()
+        .map_err(|e: UnknownRole| StoreError::Corrupt(format!("api_tokens.role: {e}")))
+}
+
+/// A token that was accepted: whose it is and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenIdentity {
+    /// The token's name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+}
+
 /// An API token as listed (never the token itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRow {
     /// Name given at creation.
     pub name: String,
+    /// What it may do.
+    pub role: Role,
     /// When it was created.
     pub created_at: String,
     /// When it was last accepted.
@@ -82,38 +158,45 @@ fn digest(token: &str) -> String {
 }
 
 impl Database {
-    /// Store a new token under `name`. Returns false when the name is taken.
-    pub fn insert_token(&self, name: &str, token: &str) -> Result<bool, StoreError> {
+    /// Store a new token under `name` with `role`. Returns false when the
+    /// name is taken.
+    pub fn insert_token(&self, name: &str, token: &str, role: Role) -> Result<bool, StoreError> {
         if let Some(pg) = self.postgres() {
-            return crate::postgres::service::insert_token(pg, name, &digest(token));
+            return crate::postgres::service::insert_token(pg, name, &digest(token), role);
         }
         Ok(self.lock()?.execute(
-            "INSERT INTO api_tokens (name, sha256) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-            params![name, digest(token)],
+            "INSERT INTO api_tokens (name, sha256, role) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO NOTHING",
+            params![name, digest(token), role.as_str()],
         )? == 1)
     }
 
-    /// The name of the token, if it is a known one (and note its use).
-    pub fn check_token(&self, token: &str) -> Result<Option<String>, StoreError> {
+    /// Whose the token is and its role, if it is a known one (and note its
+    /// use).
+    pub fn check_token(&self, token: &str) -> Result<Option<TokenIdentity>, StoreError> {
         if let Some(pg) = self.postgres() {
             return crate::postgres::service::check_token(pg, &digest(token));
         }
         let conn = self.lock()?;
-        let name: Option<String> = conn
+        let found: Option<(String, String)> = conn
             .query_row(
-                "SELECT name FROM api_tokens WHERE sha256 = ?1",
+                "SELECT name, role FROM api_tokens WHERE sha256 = ?1",
                 [digest(token)],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        if let Some(name) = &name {
-            conn.execute(
-                "UPDATE api_tokens SET last_used_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
-                 WHERE name = ?1",
-                [name],
-            )?;
-        }
-        Ok(name)
+        let Some((name, role)) = found else {
+            return Ok(None);
+        };
+        conn.execute(
+            "UPDATE api_tokens SET last_used_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+             WHERE name = ?1",
+            [&name],
+        )?;
+        Ok(Some(TokenIdentity {
+            name,
+            role: stored_role(&role)?,
+        }))
     }
 
     /// Every token, by name.
@@ -122,17 +205,27 @@ impl Database {
             return crate::postgres::service::tokens(pg);
         }
         let conn = self.lock()?;
-        let mut st =
-            conn.prepare("SELECT name, created_at, last_used_at FROM api_tokens ORDER BY name")?;
-        Ok(st
-            .query_map([], |r| {
-                Ok(TokenRow {
-                    name: r.get(0)?,
-                    created_at: r.get(1)?,
-                    last_used_at: r.get(2)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?)
+        let mut st = conn
+            .prepare("SELECT name, role, created_at, last_used_at FROM api_tokens ORDER BY name")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get(2)?,
+                r.get(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, role, created_at, last_used_at) = row?;
+            out.push(TokenRow {
+                name,
+                role: stored_role(&role)?,
+                created_at,
+                last_used_at,
+            });
+        }
+        Ok(out)
     }
 
     /// Revoke a token. Returns false when there was none by that name.
@@ -271,11 +364,39 @@ mod tests {
     );
 
     fn a_token_is_known_by_its_digest_only_and_can_be_revoked(db: Database) {
-        assert!(db.insert_token("ci", "nexo_secret_1").unwrap());
-        assert!(!db.insert_token("ci", "nexo_other").unwrap(), "name taken");
+        assert!(
+            db.insert_token("ci", "nexo_secret_1", Role::Operator)
+                .unwrap()
+        );
+        assert!(
+            !db.insert_token("ci", "nexo_other", Role::Admin).unwrap(),
+            "name taken"
+        );
+        assert!(
+            db.insert_token("wall", "nexo_secret_3", Role::Viewer)
+                .unwrap()
+        );
         assert_eq!(
-            db.check_token("nexo_secret_1").unwrap().as_deref(),
-            Some("ci")
+            db.check_token("nexo_secret_1").unwrap(),
+            Some(TokenIdentity {
+                name: "ci".into(),
+                role: Role::Operator
+            }),
+            "the role it was created with, not the one asked for under a taken name"
+        );
+        assert_eq!(
+            db.check_token("nexo_secret_3").unwrap().map(|t| t.role),
+            Some(Role::Viewer)
+        );
+        let roles: Vec<(String, Role)> = db
+            .tokens()
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.name, t.role))
+            .collect();
+        assert_eq!(
+            roles,
+            vec![("ci".into(), Role::Operator), ("wall".into(), Role::Viewer)]
         );
         assert_eq!(db.check_token("nexo_secret_2").unwrap(), None);
         let stored = text(&db, "SELECT sha256 FROM api_tokens").unwrap();
@@ -283,6 +404,19 @@ mod tests {
         assert!(db.tokens().unwrap()[0].last_used_at.is_some());
         assert!(db.revoke_token("ci").unwrap());
         assert_eq!(db.check_token("nexo_secret_1").unwrap(), None);
+    }
+
+    #[test]
+    fn roles_read_as_typed_and_refuse_others_by_name() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+        }
+        assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
+        let e = "root".parse::<Role>().unwrap_err().to_string();
+        assert!(
+            e.contains("`root` is not a role") && e.contains("operator"),
+            "{e}"
+        );
     }
 
     fn webhook_secrets_and_health_are_replaced_in_place(db: Database) {

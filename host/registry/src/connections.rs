@@ -189,6 +189,11 @@ pub struct Connections {
 }
 
 impl Connections {
+    /// The registry (and through it the database) these connections use.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Connections over this registry, sealing with `sealer`.
     pub fn new(registry: Registry, sealer: Sealer) -> Self {
         let kv = registry.db().kv_store();

@@ -645,7 +645,7 @@ fn demo_token(db: &nexo::store::Database) -> Result<String> {
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes).context("drawing a random token")?;
     let token = format!("nexo_{}", hex::encode(bytes));
-    if !db.insert_token("demo", &token)? {
+    if !db.insert_token("demo", &token, nexo::store::service::Role::Admin)? {
         bail!("cannot create the console token `demo`");
     }
     Ok(token)

@@ -173,7 +173,10 @@ async fn round(setup: &Setup, hosts: usize, n: usize, page: usize) -> Round {
         };
         apply(&kit, &format!("bench{i}"), &to, &mappers, setup.commit);
     }
-    let (token, _) = nexo(&kit, &["token", "create", "--name", "bench"]);
+    let (token, _) = nexo(
+        &kit,
+        &["token", "create", "--name", "bench", "--role", "admin"],
+    );
     let token = String::from_utf8(token).unwrap().trim().to_string();
 
     let mut running = Hosts::start(&kit, hosts, slots);

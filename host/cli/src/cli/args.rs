@@ -106,9 +106,20 @@ pub(super) enum Command {
     /// The database: migrate a shared PostgreSQL, move an installation to it.
     #[command(subcommand)]
     Db(super::db::DbCommand),
-    /// Tokens for the admin API and the console.
+    /// Tokens for the admin API and the console, each with a role.
     #[command(subcommand)]
     Token(serve::TokenCommand),
+    /// The audit trail: who changed what, when, before and after.
+    Audit(super::audit::AuditArgs),
+    /// Back up the database (consistently, while `nexo serve` runs) and the
+    /// plugin bundles into a new directory.
+    Backup(super::backup::BackupArgs),
+    /// Bring an installation back from a backup, after checking every file
+    /// against its digest and that the sealing key opens its secrets.
+    Restore(super::backup::RestoreArgs),
+    /// The key that seals stored secrets.
+    #[command(subcommand)]
+    Secrets(super::backup::SecretsCommand),
     /// Try mappers on sample records before a pipeline runs them.
     #[command(subcommand)]
     Map(map::MapCommand),

@@ -234,6 +234,17 @@ fn save(connections: &Connections, auth: Authorization, tenant: Option<&str>) ->
         choice = Some(picked.id.clone());
     }
     let saved = connections.save_authorization(auth, choice.as_deref())?;
+    super::audit::record(
+        connections.registry().db(),
+        crate::store::audit::Change::new(
+            crate::store::audit::Action::ConnectionAuthorize,
+            format!("connection/{name}"),
+        )
+        .after(serde_json::json!({
+            "tenant": saved.tenant.as_ref().map(|t| t.name.clone()),
+            "resumed_pipelines": saved.resumed,
+        })),
+    )?;
     let until = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(saved.expires_at_ms)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_default();

@@ -11,6 +11,7 @@ use crate::bundle::manifest::ManifestSource;
 use crate::bundle::{Bundle, Signer};
 use crate::safe_text::SafeText;
 use crate::store::Database;
+use crate::store::audit::{Action, Change};
 
 pub(crate) fn keygen(name: &str, out: &Path) -> Result<()> {
     let key = SecretKey::generate(name)?;
@@ -126,6 +127,11 @@ pub(crate) fn trust_add(db: &Database, file: &Path) -> Result<()> {
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let key = PublicKey::parse(&text)?;
     if db.trust_key(&key)? {
+        super::audit::record(
+            db,
+            Change::new(Action::TrustAdd, format!("trust/{}", key.key_id()))
+                .after(serde_json::json!({"key_id": key.key_id(), "name": key.name})),
+        )?;
         println!("trusted key {} ({})", key.key_id(), key.name);
     } else {
         println!("key {} ({}) was already trusted", key.key_id(), key.name);
@@ -150,9 +156,17 @@ pub(crate) fn trust_list(db: &Database) -> Result<()> {
 }
 
 pub(crate) fn trust_remove(db: &Database, key_id: &str) -> Result<()> {
+    let before = db
+        .trusted_keys()?
+        .into_iter()
+        .find(|k| k.key.key_id() == key_id)
+        .map(|k| serde_json::json!({"key_id": key_id, "name": k.key.name}));
     if !db.untrust_key(key_id)? {
         bail!("no trusted key with id {key_id}; see `nexo trust list`");
     }
+    let mut change = Change::new(Action::TrustRemove, format!("trust/{key_id}"));
+    change.before = before;
+    super::audit::record(db, change)?;
     println!("key {key_id} is no longer trusted");
     Ok(())
 }

@@ -11,6 +11,7 @@ use crate::connections::{
 };
 use crate::registry::Registry;
 use crate::sandbox::budget::burst_for;
+use crate::store::audit::{Action, Change};
 use crate::store::connections::{ConnectionGrants, Environment};
 use crate::store::sealed::Sealer;
 
@@ -161,6 +162,10 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
                     origin_overrides: origin_overrides.into_iter().collect(),
                 },
             })?;
+            super::audit::record(
+                registry.db(),
+                audit_change(Action::ConnectionAdd, &row.name, None, &connections),
+            )?;
             println!(
                 "added connection {} ({}, {})",
                 row.name,
@@ -195,6 +200,8 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
                     http: grant_http,
                     private_http: grant_private_http,
                 });
+            let secrets_set: Vec<String> = secrets.keys().cloned().collect();
+            let before = crate::serve::audit::connection(&connections, &name);
             let (row, changes) = connections.update(
                 &name,
                 ConnectionUpdate {
@@ -207,6 +214,14 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
                     remove_origin_overrides,
                 },
             )?;
+            let mut change =
+                audit_change(Action::ConnectionUpdate, &row.name, before, &connections);
+            if !secrets_set.is_empty()
+                && let Some(serde_json::Value::Object(a)) = change.after.as_mut()
+            {
+                a.insert("secrets_replaced".into(), serde_json::json!(secrets_set));
+            }
+            super::audit::record(registry.db(), change)?;
             println!("updated connection {}: {}", row.name, changes.join(", "));
         }
         ConnectionCommand::List => {
@@ -299,7 +314,14 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
             println!("connection {name}: OK");
         }
         ConnectionCommand::Remove { name, force } => {
+            let before = crate::serve::audit::connection(&connections, &name);
             let paused = connections.remove(&name, force)?;
+            let mut change = Change::new(Action::ConnectionRemove, format!("connection/{name}"));
+            change.before = before;
+            if !paused.is_empty() {
+                change = change.after(serde_json::json!({"paused_pipelines": paused}));
+            }
+            super::audit::record(registry.db(), change)?;
             println!("removed connection {name}");
             if !paused.is_empty() {
                 println!(
@@ -310,6 +332,21 @@ pub(crate) async fn run(dir: &Path, registry: &Registry, cmd: ConnectionCommand)
         }
     }
     Ok(())
+}
+
+/// The audit trail's entry for a change of connection `name`: how it was
+/// (given) and how it is now.
+fn audit_change(
+    action: Action,
+    name: &str,
+    before: Option<serde_json::Value>,
+    connections: &Connections,
+) -> Change {
+    crate::serve::audit::with(
+        Change::new(action, format!("connection/{name}")),
+        before,
+        crate::serve::audit::connection(connections, name),
+    )
 }
 
 /// `--requests-per-minute`: a whole number, at least 1, or `unlimited`

@@ -11,6 +11,7 @@ use crate::limits::{Limits, human_bytes};
 use crate::registry::{Capability, Registry, Review, grant_all};
 use crate::safe_text::SafeText;
 use crate::store::Database;
+use crate::store::audit::{Action, Change};
 use crate::store::registry::CapabilityGrant;
 
 use super::GrantArgs;
@@ -135,12 +136,27 @@ pub(crate) async fn install(
             "not installed: capabilities need an explicit grant; answer at the prompt or pass --grant all (or each: --grant http:ORIGIN, --grant connection-origins, --grant secret:NAME, --grant kv:BYTES)"
         );
     };
+    let id = review.manifest().id.clone();
+    let before = crate::serve::audit::plugin(registry.db(), &id)?;
     let row = registry.install(review, &grant)?;
     let verb = if upgrade_of.is_some() {
         "upgraded to"
     } else {
         "installed"
     };
+    let action = if before.is_some() {
+        Action::PluginUpgrade
+    } else {
+        Action::PluginInstall
+    };
+    super::audit::record(
+        registry.db(),
+        crate::serve::audit::with(
+            Change::new(action, format!("plugin/{}", row.plugin_id)),
+            before,
+            crate::serve::audit::plugin(registry.db(), &row.plugin_id)?,
+        ),
+    )?;
     println!(
         "{verb} {}@{}{}",
         row.plugin_id,
@@ -159,7 +175,16 @@ pub(crate) fn rollback(
     id: &str,
     version: Option<&semver::Version>,
 ) -> Result<()> {
+    let before = crate::serve::audit::plugin(registry.db(), id)?;
     let row = registry.rollback(id, version)?;
+    super::audit::record(
+        registry.db(),
+        crate::serve::audit::with(
+            Change::new(Action::PluginRollback, format!("plugin/{id}")),
+            before,
+            crate::serve::audit::plugin(registry.db(), id)?,
+        ),
+    )?;
     println!("{id} is now at {} (with the grants it had)", row.version);
     Ok(())
 }
@@ -217,7 +242,14 @@ pub(crate) fn list(db: &Database) -> Result<()> {
 }
 
 pub(crate) fn remove(registry: &Registry, id: &str, force: bool) -> Result<()> {
+    let before = crate::serve::audit::plugin(registry.db(), id)?;
     let removed = registry.remove(id, force)?;
+    let mut change = Change::new(Action::PluginRemove, format!("plugin/{id}"));
+    change.before = before;
+    if !removed.is_empty() {
+        change = change.after(serde_json::json!({"removed_connections": removed}));
+    }
+    super::audit::record(registry.db(), change)?;
     println!("removed {id}");
     if !removed.is_empty() {
         println!("and the connections that used it: {}", removed.join(", "));

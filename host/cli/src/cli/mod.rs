@@ -11,7 +11,9 @@ use clap::Parser;
 use crate::{LoadedPlugin, PluginRef, Runtime, RuntimeConfig};
 
 mod args;
+mod audit;
 mod authorize;
+mod backup;
 mod bundle;
 mod call;
 mod connection;
@@ -216,6 +218,10 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
         Command::Token(cmd) => serve::token(&dir, cmd),
+        Command::Audit(args) => audit::audit(&dir, args),
+        Command::Backup(args) => backup::backup(&dir, args),
+        Command::Restore(args) => backup::restore(&dir, args),
+        Command::Secrets(backup::SecretsCommand::RotateKey) => backup::rotate_key(&dir),
         Command::Map(cmd) => map::run(&dir, &runtime, cmd).await,
         Command::Runs {
             pipeline,
@@ -263,6 +269,11 @@ async fn run(cli: Cli) -> Result<()> {
 /// The database this process was told to use (`--database`,
 /// `NEXO_DATABASE_URL`); unset, each data directory's `nexo.db`.
 static DATABASE: std::sync::OnceLock<crate::store::Location> = std::sync::OnceLock::new();
+
+/// The database `--database` (or `NEXO_DATABASE_URL`) named, if any.
+pub(crate) fn database_location() -> Option<&'static crate::store::Location> {
+    DATABASE.get()
+}
 
 /// The installation's database: the one `--database` named, else the
 /// SQLite file in `dir`. A PostgreSQL pool is opened once per process and

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::safe_text::{SafeText, safe_json};
+use crate::store::audit::{Action, Change};
 use crate::sync::store::{ConflictStatus, Counts, RunFilter, SyncStore};
 use crate::sync::{ApplyOptions, Engine, Pipeline, RunOptions, RunReport};
 
@@ -16,14 +17,34 @@ use super::sync::*;
 
 pub(crate) async fn pipeline(engine: &Engine, cmd: PipelineCommand) -> Result<()> {
     let store = engine.store();
+    let db = engine.connections().registry().db();
+    // Each change below is recorded once, after it is made, with how the
+    // pipeline was and is.
+    let audited = |action: Action, name: &str, before: Option<serde_json::Value>| -> Result<()> {
+        let after = if action == Action::PipelineRemove {
+            None
+        } else {
+            crate::serve::audit::pipeline(store.as_ref(), name)?
+        };
+        super::audit::record(
+            db,
+            crate::serve::audit::with(
+                Change::new(action, format!("pipeline/{name}")),
+                before,
+                after,
+            ),
+        )
+    };
     match cmd {
         PipelineCommand::Apply { file, reset } => {
             let text = read_text(&file)?;
             // `apply` checks it (connections first, so a misspelled one is
             // named as such).
             let pipeline = Pipeline::parse_toml(&text, &file.display().to_string())?;
-            let existed = store.pipeline(&pipeline.name)?.is_some();
+            let before = crate::serve::audit::pipeline(store.as_ref(), &pipeline.name)?;
+            let existed = before.is_some();
             engine.apply_with(&pipeline, ApplyOptions { reset }).await?;
+            audited(Action::PipelineApply, &pipeline.name, before)?;
             println!(
                 "{} pipeline {}: {}/{} → {}/{}",
                 if existed { "updated" } else { "created" },
@@ -103,15 +124,19 @@ pub(crate) async fn pipeline(engine: &Engine, cmd: PipelineCommand) -> Result<()
             json,
         } => run(engine, &name, dry_run, json).await?,
         PipelineCommand::Pause { name } => {
+            let before = crate::serve::audit::pipeline(store.as_ref(), &name)?;
             if !store.set_paused(&name, true, None)? {
                 bail!("no pipeline named `{name}`");
             }
+            audited(Action::PipelinePause, &name, before)?;
             println!("paused {name}");
         }
         PipelineCommand::Resume { name } => {
+            let before = crate::serve::audit::pipeline(store.as_ref(), &name)?;
             if !store.set_paused(&name, false, None)? {
                 bail!("no pipeline named `{name}`");
             }
+            audited(Action::PipelineResume, &name, before)?;
             println!("resumed {name}");
         }
         PipelineCommand::Reset { name } => {
@@ -119,12 +144,19 @@ pub(crate) async fn pipeline(engine: &Engine, cmd: PipelineCommand) -> Result<()
                 .pipeline(&name)?
                 .with_context(|| format!("no pipeline named `{name}`"))?;
             store.reset_state(&name)?;
+            super::audit::record(
+                db,
+                Change::new(Action::PipelineReset, format!("pipeline/{name}"))
+                    .after(serde_json::json!({"cursor": null})),
+            )?;
             println!("reset {name}: the next run reads everything");
         }
         PipelineCommand::Remove { name } => {
+            let before = crate::serve::audit::pipeline(store.as_ref(), &name)?;
             if !store.delete_pipeline(&name)? {
                 bail!("no pipeline named `{name}`");
             }
+            audited(Action::PipelineRemove, &name, before)?;
             println!("removed pipeline {name}");
         }
         PipelineCommand::Webhook { .. } => {

@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 
 use crate::safe_text::{SafeText, safe_json};
+use crate::store::audit::{Action, Change};
 use crate::sync::{Engine, Side};
 
 use super::sync::*;
@@ -57,11 +58,33 @@ pub(crate) async fn dlq(engine: &Engine, cmd: DlqCommand) -> Result<()> {
             );
         }
         DlqCommand::Replay { id } => {
+            let before = crate::serve::audit::dead_letter(store.as_ref(), id)?;
             let run = engine.replay(id).await?;
+            let mut after = crate::serve::audit::dead_letter(store.as_ref(), id)?;
+            if let Some(serde_json::Value::Object(a)) = after.as_mut() {
+                a.insert("run_id".into(), serde_json::json!(run));
+            }
+            super::audit::record(
+                engine.connections().registry().db(),
+                crate::serve::audit::with(
+                    Change::new(Action::DeadLetterReplay, format!("dlq/{id}")),
+                    before,
+                    after,
+                ),
+            )?;
             println!("dead letter {id} replayed (run #{run})");
         }
         DlqCommand::Discard { id } => {
+            let before = crate::serve::audit::dead_letter(store.as_ref(), id)?;
             engine.discard(id)?;
+            super::audit::record(
+                engine.connections().registry().db(),
+                crate::serve::audit::with(
+                    Change::new(Action::DeadLetterDiscard, format!("dlq/{id}")),
+                    before,
+                    crate::serve::audit::dead_letter(store.as_ref(), id)?,
+                ),
+            )?;
             println!("dead letter {id} discarded");
         }
     }
@@ -123,7 +146,24 @@ pub(crate) async fn conflict(engine: &Engine, cmd: ConflictCommand) -> Result<()
                 Keep::Source => Side::Source,
                 Keep::Destination => Side::Destination,
             };
+            let before = crate::serve::audit::conflict(store.as_ref(), id)?;
             engine.resolve(id, side).await?;
+            let mut after = crate::serve::audit::conflict(store.as_ref(), id)?;
+            if let Some(serde_json::Value::Object(a)) = after.as_mut() {
+                let kept = match side {
+                    Side::Source => "source",
+                    Side::Destination => "destination",
+                };
+                a.insert("kept".into(), serde_json::json!(kept));
+            }
+            super::audit::record(
+                engine.connections().registry().db(),
+                crate::serve::audit::with(
+                    Change::new(Action::ConflictResolve, format!("conflict/{id}")),
+                    before,
+                    after,
+                ),
+            )?;
             println!("conflict {id} resolved");
         }
     }

@@ -39,11 +39,22 @@ pub(crate) fn runs(
     Ok(())
 }
 
-pub(crate) fn run_show(store: &dyn SyncStore, cmd: RunCommand) -> Result<()> {
+pub(crate) fn run_show(db: &crate::store::Database, cmd: RunCommand) -> Result<()> {
+    let store: &dyn SyncStore = db;
     let (id, json) = match cmd {
         RunCommand::Show { id, json } => (id, json),
         RunCommand::Stop { id } => {
             let run = crate::sync::request_stop(store, id)?;
+            super::audit::record(
+                db,
+                crate::store::audit::Change::new(
+                    crate::store::audit::Action::RunStop,
+                    format!("run/{id}"),
+                )
+                .after(
+                    serde_json::json!({"pipeline": run.pipeline, "status": run.status.to_string()}),
+                ),
+            )?;
             println!(
                 "run #{id} of {} stops after its current page is committed; see `nexo run show {id}`",
                 run.pipeline

@@ -12,16 +12,25 @@ use crate::registry::Registry;
 use crate::serve::clock::SystemClock;
 use crate::serve::scheduler::SchedulerConfig;
 use crate::serve::{App, ServeConfig};
+use crate::store::audit::{Action, Change};
 use crate::store::sealed::Sealer;
+use serde_json::json;
 
 /// API tokens.
 #[derive(Debug, Subcommand)]
 pub(crate) enum TokenCommand {
     /// Create a token for the admin API and console (printed once).
     Create {
-        /// A name to know it by (who or what uses it).
+        /// A name to know it by (who or what uses it); the audit trail
+        /// names the token's changes by it.
         #[arg(long)]
         name: String,
+        /// What it may do: viewer (reads everything but secrets), operator
+        /// (also runs, pauses, resumes, replays dead letters, resolves
+        /// conflicts) or admin (also plugins, trust, connections, grants,
+        /// pipelines, tokens).
+        #[arg(long)]
+        role: crate::store::service::Role,
     },
     /// List tokens (names and dates, never the tokens).
     List,
@@ -35,39 +44,51 @@ pub(crate) enum TokenCommand {
 pub(crate) fn token(dir: &Path, cmd: TokenCommand) -> Result<()> {
     let db = super::open_db(dir)?;
     match cmd {
-        TokenCommand::Create { name } => {
+        TokenCommand::Create { name, role } => {
             if name.trim().is_empty() {
                 bail!("--name must not be empty");
             }
             let mut bytes = [0u8; 24];
             getrandom::fill(&mut bytes).context("drawing a random token")?;
             let token = format!("nexo_{}", hex::encode(bytes));
-            if !db.insert_token(&name, &token)? {
+            if !db.insert_token(&name, &token, role)? {
                 bail!("a token named `{name}` exists; revoke it first or pick another name");
             }
+            super::audit::record(
+                &db,
+                Change::new(Action::TokenCreate, format!("token/{name}"))
+                    .after(json!({"name": name, "role": role.as_str()})),
+            )?;
             println!("{token}");
             eprintln!(
-                "token `{name}` created: it is shown only now; use it as `Authorization: Bearer <token>` or to log in to the console"
+                "token `{name}` ({role}) created: it is shown only now; use it as `Authorization: Bearer <token>` or to log in to the console"
             );
         }
         TokenCommand::List => {
             let tokens = db.tokens()?;
             if tokens.is_empty() {
-                println!("no tokens; create one with `nexo token create --name NAME`");
+                println!("no tokens; create one with `nexo token create --name NAME --role ROLE`");
             }
             for t in tokens {
                 println!(
-                    "{}  created {}  last used {}",
+                    "{}  {}  created {}  last used {}",
                     t.name,
+                    t.role,
                     t.created_at,
                     t.last_used_at.as_deref().unwrap_or("never")
                 );
             }
         }
         TokenCommand::Revoke { name } => {
+            let before = db.tokens()?.into_iter().find(|t| t.name == name);
             if !db.revoke_token(&name)? {
                 bail!("no token named `{name}`; see `nexo token list`");
             }
+            let mut change = Change::new(Action::TokenRevoke, format!("token/{name}"));
+            if let Some(t) = before {
+                change = change.before(json!({"name": t.name, "role": t.role.as_str()}));
+            }
+            super::audit::record(&db, change)?;
             println!("revoked {name}");
         }
     }
@@ -86,6 +107,11 @@ pub(crate) fn webhook(dir: &Path, name: &str, hubspot: bool) -> Result<()> {
             .read_line(&mut client_secret)
             .context("reading the HubSpot app's client secret from stdin")?;
         crate::serve::webhook_hubspot::set_secret(&db, &sealer, name, &client_secret)?;
+        super::audit::record(
+            &db,
+            Change::new(Action::PipelineWebhookSecret, format!("pipeline/{name}"))
+                .after(json!({"signature": "hubspot-v3"})),
+        )?;
         eprintln!(
             "webhook of `{name}` now expects HubSpot's v3 signature under that client secret (any previous secret stops working): set the HubSpot app's webhook target URL to https://<this host>/hooks/{name}; a delivery signed more than {} s ago, or seen before, is refused",
             crate::serve::webhook::TOLERANCE_SECS
@@ -93,6 +119,11 @@ pub(crate) fn webhook(dir: &Path, name: &str, hubspot: bool) -> Result<()> {
         return Ok(());
     }
     let secret = crate::serve::webhook::rotate_secret(&db, &sealer, name)?;
+    super::audit::record(
+        &db,
+        Change::new(Action::PipelineWebhookSecret, format!("pipeline/{name}"))
+            .after(json!({"signature": "nexo"})),
+    )?;
     println!("{secret}");
     eprintln!(
         "webhook secret of `{name}` set (any previous one stops working): POST /hooks/{name} with header X-Nexo-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\" under this secret>; a delivery more than {} s from this host's clock, or seen before, is refused",
@@ -157,7 +188,9 @@ pub async fn serve_on(
     );
     let local = listener.local_addr()?;
     if app.registry.db().tokens()?.is_empty() {
-        eprintln!("no API token yet: create one with `nexo token create --name admin` to log in");
+        eprintln!(
+            "no API token yet: create one with `nexo token create --name admin --role admin` to log in"
+        );
     }
     // Printed on stdout so scripts and tests can read where it listens.
     println!(

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::connections::{connection, take_secrets};
-use super::{ApiError, ApiResult};
-use crate::App;
+use super::{ApiError, ApiResult, Caller};
+use crate::{App, audit};
+use nexo_db::audit::{Action, Change};
 use nexo_registry::connections::{ConnectionError, ConnectionUpdate, Origins, RequestsPerMinute};
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +96,7 @@ fn field_of(e: &ConnectionError) -> Option<&'static str> {
 
 pub(super) async fn update_connection(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path(name): Path<String>,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
@@ -103,6 +105,8 @@ pub(super) async fn update_connection(
     let secrets = take_secrets(&mut body)?;
     let body: ConnectionPatch = serde_json::from_value(body)
         .map_err(|e| ApiError::bad(format!("connection update body: {e}")))?;
+    let secrets_set: Vec<String> = secrets.keys().cloned().collect();
+    let before = audit::connection(&app.connections, &name);
     let update = ConnectionUpdate {
         config: body.config,
         secrets,
@@ -119,7 +123,23 @@ pub(super) async fn update_connection(
         remove_origin_overrides: body.remove_origin_overrides,
     };
     match app.connections.update(&name, update) {
-        Ok(_) => {}
+        Ok(_) => {
+            let mut after = audit::connection(&app.connections, &name);
+            if !secrets_set.is_empty()
+                && let Some(Value::Object(a)) = after.as_mut()
+            {
+                a.insert("secrets_replaced".into(), json!(secrets_set));
+            }
+            audit::record(
+                app.registry.db(),
+                &caller.actor(),
+                audit::with(
+                    Change::new(Action::ConnectionUpdate, format!("connection/{name}")),
+                    before,
+                    after,
+                ),
+            );
+        }
         Err(ConnectionError::NothingToUpdate(_)) => {
             return Err(ApiError::bad(
                 "the body changes nothing: give config, secrets, remove_secrets, grants, origin_overrides, remove_origin_overrides or requests_per_minute",

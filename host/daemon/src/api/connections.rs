@@ -10,8 +10,9 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult};
-use crate::{App, views};
+use super::{ApiError, ApiResult, Caller};
+use crate::{App, audit, views};
+use nexo_db::audit::{Action, Change};
 use nexo_db::connections::{ConnectionGrants, Environment};
 use nexo_registry::connections::{ConnectionError, NewConnection};
 use nexo_runtime::sandbox::secrets::SecretValue;
@@ -60,6 +61,7 @@ pub(super) struct NewConnectionBody {
 
 pub(super) async fn add_connection(
     State(app): State<Arc<App>>,
+    caller: Caller,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(mut body) = body.map_err(|e| ApiError::bad(format!("connection body: {e}")))?;
@@ -77,6 +79,15 @@ pub(super) async fn add_connection(
         grants: body.grants.unwrap_or_default(),
     };
     app.connections.add(new)?;
+    audit::record(
+        app.registry.db(),
+        &caller.actor(),
+        audit::with(
+            Change::new(Action::ConnectionAdd, format!("connection/{}", body.name)),
+            None,
+            audit::connection(&app.connections, &body.name),
+        ),
+    );
     let view = views::connection(&app, &body.name)?
         .ok_or_else(|| ApiError::not_found(format!("no connection named `{}`", body.name)))?;
     Ok((StatusCode::CREATED, Json(view)))
@@ -102,11 +113,24 @@ pub(super) struct RemoveQuery {
 
 pub(super) async fn remove_connection(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path(name): Path<String>,
     Query(q): Query<RemoveQuery>,
 ) -> Result<StatusCode, ApiError> {
+    let before = audit::connection(&app.connections, &name);
     match app.connections.remove(&name, q.force) {
-        Ok(_) => Ok(StatusCode::NO_CONTENT),
+        Ok(paused) => {
+            audit::record(
+                app.registry.db(),
+                &caller.actor(),
+                audit::with(
+                    Change::new(Action::ConnectionRemove, format!("connection/{name}")),
+                    before,
+                    (!paused.is_empty()).then(|| json!({"paused_pipelines": paused})),
+                ),
+            );
+            Ok(StatusCode::NO_CONTENT)
+        }
         Err(ConnectionError::InUse {
             connection,
             pipelines,

@@ -9,8 +9,9 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult};
-use crate::{App, views};
+use super::{ApiError, ApiResult, Caller};
+use crate::{App, audit, views};
+use nexo_db::audit::{Action, Change};
 use nexo_sync::store::{RunFilter, RunStatus};
 use nexo_sync::{ApplyOptions, Pipeline, RunOptions, SyncError};
 
@@ -55,6 +56,7 @@ pub(super) struct ApplyQuery {
 
 pub(super) async fn put_pipeline(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path(name): Path<String>,
     Query(q): Query<ApplyQuery>,
     body: String,
@@ -67,15 +69,33 @@ pub(super) async fn put_pipeline(
             pipeline.name
         )));
     }
+    let store = app.engine.store();
+    let before = audit::pipeline(store.as_ref(), &name)?;
     app.engine
         .apply_with(&pipeline, ApplyOptions { reset: q.reset })
         .await?;
+    let mut after = audit::pipeline(store.as_ref(), &name)?;
+    if q.reset
+        && let Some(Value::Object(a)) = after.as_mut()
+    {
+        a.insert("reset".into(), Value::Bool(true));
+    }
+    audit::record(
+        app.registry.db(),
+        &caller.actor(),
+        audit::with(
+            Change::new(Action::PipelineApply, format!("pipeline/{name}")),
+            before,
+            after,
+        ),
+    );
     app.scheduler.wake();
     pipeline_view(&app, &name)
 }
 
 pub(super) async fn remove_pipeline(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if app.scheduler.view(&name).running {
@@ -84,9 +104,20 @@ pub(super) async fn remove_pipeline(
             format!("pipeline `{name}` is running; pause it and wait for the run to end"),
         ));
     }
-    if !app.engine.store().delete_pipeline(&name)? {
+    let store = app.engine.store();
+    let before = audit::pipeline(store.as_ref(), &name)?;
+    if !store.delete_pipeline(&name)? {
         return Err(ApiError::not_found(format!("no pipeline named `{name}`")));
     }
+    audit::record(
+        app.registry.db(),
+        &caller.actor(),
+        audit::with(
+            Change::new(Action::PipelineRemove, format!("pipeline/{name}")),
+            before,
+            None,
+        ),
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -125,23 +156,49 @@ pub(super) async fn run_pipeline(
 
 pub(super) async fn pause_pipeline(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult {
-    if !app.engine.store().set_paused(&name, true, None)? {
-        return Err(ApiError::not_found(format!("no pipeline named `{name}`")));
-    }
+    set_paused(&app, &caller, &name, true)?;
     pipeline_view(&app, &name)
 }
 
 pub(super) async fn resume_pipeline(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult {
-    if !app.engine.store().set_paused(&name, false, None)? {
-        return Err(ApiError::not_found(format!("no pipeline named `{name}`")));
-    }
+    set_paused(&app, &caller, &name, false)?;
     app.scheduler.wake();
     pipeline_view(&app, &name)
+}
+
+/// Pause or resume `name` for `caller`, and record it.
+fn set_paused(app: &App, caller: &Caller, name: &str, paused: bool) -> Result<(), ApiError> {
+    let store = app.engine.store();
+    let before = audit::pipeline(store.as_ref(), name)?;
+    if !store.set_paused(name, paused, None)? {
+        return Err(ApiError::not_found(format!("no pipeline named `{name}`")));
+    }
+    let action = if paused {
+        Action::PipelinePause
+    } else {
+        Action::PipelineResume
+    };
+    let after = audit::pipeline(store.as_ref(), name)?;
+    let paused_of = |v: Option<Value>| {
+        v.map(|v| json!({"paused": v["paused"], "paused_reason": v["paused_reason"]}))
+    };
+    audit::record(
+        app.registry.db(),
+        &caller.actor(),
+        audit::with(
+            Change::new(action, format!("pipeline/{name}")),
+            paused_of(before),
+            paused_of(after),
+        ),
+    );
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,8 +268,15 @@ pub(super) async fn run(
 /// Ask a running run to stop at its next page boundary.
 pub(super) async fn stop_run(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let row = nexo_sync::request_stop(app.engine.store().as_ref(), id)?;
+    audit::record(
+        app.registry.db(),
+        &caller.actor(),
+        Change::new(Action::RunStop, format!("run/{id}"))
+            .after(json!({"pipeline": row.pipeline, "status": row.status.to_string()})),
+    );
     Ok((StatusCode::ACCEPTED, Json(views::run(&row))))
 }

@@ -10,8 +10,9 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult};
-use crate::{App, views};
+use super::{ApiError, ApiResult, Caller};
+use crate::{App, audit, views};
+use nexo_db::audit::{Action, Change};
 use nexo_sync::Side;
 use nexo_sync::store::{ConflictStatus, DeadLetterStatus};
 
@@ -128,19 +129,51 @@ pub(super) async fn dead_letter(State(app): State<Arc<App>>, Path(id): Path<i64>
     Ok(Json(letter(&d, true)))
 }
 
-pub(super) async fn replay(State(app): State<Arc<App>>, Path(id): Path<i64>) -> ApiResult {
-    if app.engine.store().dead_letter(id)?.is_none() {
+pub(super) async fn replay(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult {
+    let store = app.engine.store();
+    let Some(before) = audit::dead_letter(store.as_ref(), id)? else {
         return Err(ApiError::not_found(format!("no dead letter #{id}")));
-    }
+    };
     let run_id = app.engine.replay(id).await?;
+    let mut after = audit::dead_letter(store.as_ref(), id)?;
+    if let Some(Value::Object(a)) = after.as_mut() {
+        a.insert("run_id".into(), json!(run_id));
+    }
+    audit::record(
+        app.registry.db(),
+        &caller.actor(),
+        audit::with(
+            Change::new(Action::DeadLetterReplay, format!("dlq/{id}")),
+            Some(before),
+            after,
+        ),
+    );
     Ok(Json(json!({"run_id": run_id})))
 }
 
-pub(super) async fn discard(State(app): State<Arc<App>>, Path(id): Path<i64>) -> ApiResult {
-    if app.engine.store().dead_letter(id)?.is_none() {
+pub(super) async fn discard(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult {
+    let store = app.engine.store();
+    let Some(before) = audit::dead_letter(store.as_ref(), id)? else {
         return Err(ApiError::not_found(format!("no dead letter #{id}")));
-    }
+    };
     app.engine.discard(id)?;
+    audit::record(
+        app.registry.db(),
+        &caller.actor(),
+        audit::with(
+            Change::new(Action::DeadLetterDiscard, format!("dlq/{id}")),
+            Some(before),
+            audit::dead_letter(store.as_ref(), id)?,
+        ),
+    );
     Ok(Json(json!({"ok": true})))
 }
 
@@ -198,6 +231,7 @@ pub(super) struct ResolveBody {
 
 pub(super) async fn resolve(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path(id): Path<i64>,
     body: Result<Json<ResolveBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
@@ -211,10 +245,24 @@ pub(super) async fn resolve(
             )));
         }
     };
-    if app.engine.store().conflict(id)?.is_none() {
+    let store = app.engine.store();
+    let Some(before) = audit::conflict(store.as_ref(), id)? else {
         return Err(ApiError::not_found(format!("no conflict #{id}")));
-    }
+    };
     app.engine.resolve(id, side).await?;
+    let mut after = audit::conflict(store.as_ref(), id)?;
+    if let Some(Value::Object(a)) = after.as_mut() {
+        a.insert("kept".into(), json!(body.keep));
+    }
+    audit::record(
+        app.registry.db(),
+        &caller.actor(),
+        audit::with(
+            Change::new(Action::ConflictResolve, format!("conflict/{id}")),
+            Some(before),
+            after,
+        ),
+    );
     Ok(Json(json!({"ok": true})))
 }
 

@@ -266,7 +266,12 @@ pub const COMPONENTS: &[crate::schema::Component] = &[
     },
     crate::schema::Component {
         name: "daemon",
-        migrations: &[DAEMON],
+        // then a role on every API token
+        migrations: &[DAEMON, crate::service::ROLES],
+    },
+    crate::schema::Component {
+        name: "audit",
+        migrations: &[super::audit::MIGRATION],
     },
     crate::schema::Component {
         name: "cluster",

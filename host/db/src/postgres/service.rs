@@ -3,14 +3,20 @@
 
 use super::{Postgres, Row};
 use crate::StoreError;
-use crate::service::{ErrorDay, Health, SealedWebhook, TokenRow};
+use crate::service::{ErrorDay, Health, Role, SealedWebhook, TokenIdentity, TokenRow, stored_role};
 
 /// [`crate::Database::insert_token`], given the token's digest.
-pub(crate) fn insert_token(pg: &Postgres, name: &str, sha256: &str) -> Result<bool, StoreError> {
+pub(crate) fn insert_token(
+    pg: &Postgres,
+    name: &str,
+    sha256: &str,
+    role: Role,
+) -> Result<bool, StoreError> {
     let n = pg.with(async |c| {
         Ok(c.execute(
-            "INSERT INTO api_tokens (name, sha256) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-            &[&name, &sha256],
+            "INSERT INTO api_tokens (name, sha256, role) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO NOTHING",
+            &[&name, &sha256, &role.as_str()],
         )
         .await?)
     })?;
@@ -19,33 +25,47 @@ pub(crate) fn insert_token(pg: &Postgres, name: &str, sha256: &str) -> Result<bo
 
 /// [`crate::Database::check_token`], given the token's digest: the lookup
 /// and the note of its use are one statement.
-pub(crate) fn check_token(pg: &Postgres, sha256: &str) -> Result<Option<String>, StoreError> {
-    pg.with(async |c| {
+pub(crate) fn check_token(
+    pg: &Postgres,
+    sha256: &str,
+) -> Result<Option<TokenIdentity>, StoreError> {
+    let row = pg.with(async |c| {
         let st = c
             .prepare_cached(
-                "UPDATE api_tokens SET last_used_at = nexo_now_s() WHERE sha256 = $1 RETURNING name",
+                "UPDATE api_tokens SET last_used_at = nexo_now_s() WHERE sha256 = $1
+                 RETURNING name, role",
             )
             .await?;
-        let row = c.query_opt(&st, &[&sha256]).await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
-    })
+        Ok(c.query_opt(&st, &[&sha256]).await?)
+    })?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let role: String = row.try_get(1)?;
+    Ok(Some(TokenIdentity {
+        name: row.try_get(0)?,
+        role: stored_role(&role)?,
+    }))
 }
 
 /// [`crate::Database::tokens`].
 pub(crate) fn tokens(pg: &Postgres) -> Result<Vec<TokenRow>, StoreError> {
     let rows = pg.with(async |c| {
         Ok(c.query(
-            "SELECT name, created_at, last_used_at FROM api_tokens ORDER BY name COLLATE \"C\"",
+            "SELECT name, role, created_at, last_used_at FROM api_tokens
+             ORDER BY name COLLATE \"C\"",
             &[],
         )
         .await?)
     })?;
     rows.iter()
         .map(|r| {
+            let role: String = r.try_get(1)?;
             Ok(TokenRow {
                 name: r.try_get(0)?,
-                created_at: r.try_get(1)?,
-                last_used_at: r.try_get(2)?,
+                role: stored_role(&role)?,
+                created_at: r.try_get(2)?,
+                last_used_at: r.try_get(3)?,
             })
         })
         .collect()
