@@ -14,6 +14,7 @@
 pub mod api;
 pub mod clock;
 mod console;
+pub mod map;
 pub mod oauth;
 pub mod scheduler;
 mod views;
