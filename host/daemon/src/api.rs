@@ -142,6 +142,7 @@ pub fn routes(app: Arc<App>) -> Router {
         .route("/api/conflicts/{id}/resolve", post(resolve))
         .route("/api/identity", get(identity))
         .route("/api/hosts", get(hosts))
+        .route("/api/map", get(map))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             require_token,
@@ -205,6 +206,19 @@ async fn overview(State(app): State<Arc<App>>) -> ApiResult {
         pipes.push(views::pipeline(&app, &row)?);
     }
     Ok(Json(json!({"connections": conns, "pipelines": pipes})))
+}
+
+/// The living map (`nexo docs` as JSON): systems, connections, pipelines
+/// and their health, with the diagram's layout.
+async fn map(State(app): State<Arc<App>>) -> ApiResult {
+    let map = crate::map::Map::build(
+        app.registry.db(),
+        app.engine.store().as_ref(),
+        Some(&app.sealer),
+    )?;
+    let value = serde_json::to_value(&map)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(value))
 }
 
 /// The hosts sharing the database (none on SQLite).

@@ -17,6 +17,7 @@ mod call;
 mod connection;
 mod db;
 mod dev;
+mod docs;
 mod export;
 mod inspect;
 mod install;
@@ -217,6 +218,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Token(cmd) => serve::token(&dir, cmd),
         Command::Map(cmd) => map::run(&dir, &runtime, cmd).await,
+        Command::Docs(args) => docs::docs(&dir, args),
         Command::Runs {
             pipeline,
             status,
