@@ -25,6 +25,7 @@ mod map;
 mod new;
 mod output;
 mod pipeline;
+mod promote;
 mod queues;
 mod runs;
 pub mod serve;
