@@ -201,19 +201,21 @@ pub async fn serve(
 /// Run every connection's `check` now and every `every`.
 async fn check_health(app: Arc<App>, every: Duration) {
     loop {
-        let names = app.registry.db().connection_names(None).unwrap_or_default();
-        for name in names {
-            let error = app
-                .connections
-                .test(&name)
-                .await
-                .err()
-                .map(|e| e.to_string());
-            if let Err(e) = app.registry.db().set_health(&name, error.as_deref()) {
-                tracing::warn!(connection = %name, error = %e, "cannot save a health check");
-            }
-        }
+        check_connections(&app.connections, app.registry.db()).await;
         tokio::time::sleep(every).await;
+    }
+}
+
+/// Run every connection's `check` once and save each result as its health
+/// (what the dashboard and the map show): the daemon's periodic check and
+/// `nexo docs --check`.
+pub async fn check_connections(connections: &Connections, db: &nexo_db::Database) {
+    let names = db.connection_names(None).unwrap_or_default();
+    for name in names {
+        let error = connections.test(&name).await.err().map(|e| e.to_string());
+        if let Err(e) = db.set_health(&name, error.as_deref()) {
+            tracing::warn!(connection = %name, error = %e, "cannot save a health check");
+        }
     }
 }
 

@@ -146,6 +146,26 @@ async fn nexo_docs_maps_the_demo_as_markdown_and_html_and_the_console_shows_it()
     no_secret("HTML", &page);
     assert!(!page.contains("<script"), "the page runs a script");
 
+    // With --check, each connection is checked first: the demo's sandbox
+    // services are gone, so both are mapped failing, saying why.
+    let checked = out.join("checked");
+    let _ = std::fs::remove_dir_all(&checked);
+    ok(nexo(&data)
+        .args(["docs", "--check", "--format", "markdown", "--out"])
+        .arg(&checked)
+        .output()
+        .unwrap());
+    assert!(!checked.join("nexo-map.html").exists());
+    let md = std::fs::read_to_string(checked.join("nexo-map.md")).unwrap();
+    for name in CONNECTIONS {
+        let row = md
+            .lines()
+            .find(|l| l.starts_with(&format!("| **{name}** |")))
+            .unwrap_or_else(|| panic!("no row of {name} in\n{md}"));
+        assert!(row.contains("| **failing** at "), "{row}");
+    }
+    no_secret("checked Markdown", &md);
+
     // The HTML page as a person opens it from the disk.
     let chromium = Browser::start("docs-map").await;
     let mut shots = Screenshots::new("docs-map", &SECRETS);

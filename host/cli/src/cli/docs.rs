@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
+use crate::Runtime;
+use crate::connections::Connections;
 use crate::serve::map::{Map, html, markdown};
 use crate::store::sealed::Sealer;
 
@@ -31,11 +33,20 @@ pub(crate) struct DocsArgs {
     /// Which documents.
     #[arg(long, value_enum, default_value_t = DocsFormat::Both)]
     format: DocsFormat,
+    /// Check every connection now (its plugin's `check`, as `nexo serve`
+    /// does every few minutes) and map that health, rather than the last
+    /// one saved.
+    #[arg(long)]
+    check: bool,
 }
 
-pub(crate) fn docs(dir: &Path, args: DocsArgs) -> Result<()> {
+pub(crate) async fn docs(dir: &Path, runtime: &Runtime, args: DocsArgs) -> Result<()> {
     let db = super::open_db(dir)?;
     let sealer = Sealer::from_env_or_file(&dir.join("secret.key"))?;
+    if args.check {
+        let connections = Connections::new(super::registry(dir, runtime)?, sealer.clone());
+        crate::serve::check_connections(&connections, &db).await;
+    }
     let map = Map::build(&db, &db, Some(&sealer))?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;

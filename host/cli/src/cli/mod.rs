@@ -219,7 +219,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Token(cmd) => serve::token(&dir, cmd),
         Command::Map(cmd) => map::run(&dir, &runtime, cmd).await,
-        Command::Docs(args) => docs::docs(&dir, args),
+        Command::Docs(args) => docs::docs(&dir, &runtime, args).await,
         Command::Runs {
             pipeline,
             status,

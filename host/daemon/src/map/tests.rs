@@ -3,8 +3,10 @@
 //! arrows, and no secret value reaches any rendering.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use super::build::pipeline_status;
 use super::*;
 use nexo_bundle::manifest::CapabilityGrant;
+use nexo_db::Database;
 use nexo_db::connections::{ConnectionGrants, ConnectionRow, Environment, SealedSecret};
 use nexo_db::registry::VersionRow;
 use nexo_db::sealed::Sealer;
@@ -171,7 +173,7 @@ fn no_secret_value_reaches_any_rendering() {
 
 #[test]
 fn an_arrow_takes_its_pipelines_health() {
-    use RunStatus::*;
+    use nexo_sync::store::RunStatus::*;
     assert_eq!(pipeline_status(Some(Failed), true, 3), "failing");
     assert_eq!(pipeline_status(Some(Succeeded), true, 0), "paused");
     assert_eq!(pipeline_status(Some(Succeeded), false, 0), "ok");
