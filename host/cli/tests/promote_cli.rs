@@ -17,7 +17,7 @@ use nexo::sync::pipeline::Endpoint;
 use nexo::sync::store::{Link, LinkStore, PipelineStore};
 use nexo_tests::cli::{self, fails, ok};
 use nexo_tests::synckit::{Kit, TOKEN, connection, contents, pipeline};
-use nexo_tests::tinycrm;
+use nexo_tests::{programs, tinycrm};
 use serde_json::json;
 
 fn nexo(dir: &Path, args: &[&str]) -> Output {
@@ -141,6 +141,35 @@ async fn a_pipeline_proven_in_the_sandbox_gets_a_confirmed_production_twin_of_it
         ],
     ));
     assert!(e.contains("`crm-b` is a sandbox connection"), "{e}");
+    // A production system of another kind than the sandbox's.
+    kit.add_connector("acme/other-crm", programs::WIT_1_0_FIXTURE, "other-sandbox")
+        .await;
+    kit.connections
+        .add(NewConnection {
+            name: "other-prod".into(),
+            plugin_id: "acme/other-crm".into(),
+            pinned_version: None,
+            environment: Environment::Production,
+            config: json!({}),
+            secrets: Default::default(),
+            grants: Default::default(),
+        })
+        .unwrap();
+    let e = fails(nexo(
+        dir,
+        &[
+            "pipeline",
+            "promote",
+            "contacts",
+            "--connections",
+            "crm-a=crm-a-prod,crm-b=other-prod",
+            "--yes",
+        ],
+    ));
+    assert!(
+        e.contains("`crm-b` uses plugin acme/crm but `other-prod` uses acme/other-crm"),
+        "{e}"
+    );
     // The twin's name taken by another pipeline.
     let e = fails(nexo(
         dir,
