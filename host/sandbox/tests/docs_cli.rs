@@ -199,6 +199,30 @@ async fn nexo_docs_maps_the_demo_as_markdown_and_html_and_the_console_shows_it()
         .spawn()
         .unwrap();
     let url = listening_url(&mut serve);
+    // The model behind the page, as the API serves it to a viewer.
+    let client = reqwest::Client::new();
+    let refused = client.get(format!("{url}/api/map")).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let json = client
+        .get(format!("{url}/api/map"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    no_secret("API's map", &json);
+    let model: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let edges: Vec<&str> = model["diagram"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pipeline"].as_str().unwrap())
+        .collect();
+    for name in PIPELINES {
+        assert!(edges.contains(&name), "{name} has no arrow: {json}");
+    }
     c.goto(&format!("{url}/")).await.unwrap();
     browser::login(&c, &token).await;
     wait_text(&c, "#session-name", "token: map-viewer").await;

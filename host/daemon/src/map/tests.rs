@@ -203,3 +203,100 @@ fn two_pipelines_between_the_same_boxes_do_not_overlap() {
         assert!(n.x >= 0 && n.x + n.w <= d.width && n.y + n.h <= d.height);
     }
 }
+
+fn system(plugin: &str, connections: &[&str]) -> System {
+    System {
+        plugin: plugin.into(),
+        description: None,
+        vendor: None,
+        active_version: Some("1.0.0".into()),
+        connections: connections
+            .iter()
+            .map(|c| ConnectionMap {
+                name: c.to_string(),
+                environment: "production".into(),
+                plugin: plugin.into(),
+                version: Some("1.0.0".into()),
+                pinned: false,
+                granted_hosts: vec![],
+                origin_overrides: Default::default(),
+                requests_per_minute: None,
+                secrets: vec![],
+                health: ConnectionHealth {
+                    status: "ok",
+                    checked_at: None,
+                    error: None,
+                },
+            })
+            .collect(),
+    }
+}
+
+fn arrow(name: &str, from: &str, to: &str) -> PipelineMap {
+    let end = |c: &str| End {
+        connection: c.into(),
+        stream: "s".into(),
+    };
+    PipelineMap {
+        name: name.into(),
+        description: None,
+        source: end(from),
+        destination: end(to),
+        entity: "e".into(),
+        model: None,
+        mode: "incremental".into(),
+        master_system: from.into(),
+        field_owners: Default::default(),
+        update_only: false,
+        conflict_policy: "source-wins".into(),
+        delete_policy: "ignore".into(),
+        archive: Default::default(),
+        schedule: "manual".into(),
+        after: vec![],
+        mappers: vec![],
+        health: PipelineHealth {
+            status: "ok",
+            last_run: None,
+            last_run_status: None,
+            last_run_at: None,
+            last_error: None,
+            open_dead_letters: 0,
+            open_conflicts: 0,
+            paused: false,
+        },
+    }
+}
+
+#[test]
+fn the_busiest_system_sits_between_those_that_send_and_receive() {
+    // Alphabetically the books come first; by flow the CRM and the ERP
+    // send to the books, which send payments back to the CRM.
+    let systems = [
+        system("acme/books", &["books"]),
+        system("acme/crm", &["crm"]),
+        system("acme/erp", &["erp"]),
+        system("acme/warehouse", &["stock"]),
+    ];
+    let pipelines = [
+        arrow("deals", "crm", "books"),
+        arrow("products", "erp", "books"),
+        arrow("payments", "books", "crm"),
+        arrow("stock", "books", "stock"),
+        arrow("stock-back", "stock", "books"),
+        arrow("orders", "books", "stock"),
+    ];
+    let d = Diagram::lay_out(&systems, &pipelines);
+    let x = |c: &str| d.nodes.iter().find(|n| n.connection == c).unwrap().x;
+    assert!(x("crm") < x("books") && x("erp") < x("books"), "{d:?}");
+    assert!(x("stock") > x("books"), "{d:?}");
+    assert_eq!(x("crm"), x("erp"), "senders share the left column");
+    // Every arrow joins neighbouring columns, leaving one box and entering
+    // the other on the facing sides.
+    for e in &d.edges {
+        let (a, b) = (x(&e.from), x(&e.to));
+        assert!(a != b, "{}", e.pipeline);
+    }
+    for n in &d.nodes {
+        assert!(n.x >= 0 && n.x + n.w <= d.width && n.y + n.h <= d.height);
+    }
+}
