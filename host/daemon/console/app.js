@@ -28,6 +28,7 @@ const API = {
   hosts: "/api/hosts",
   audit: "/api/audit",
   auditExport: "/api/audit/export",
+  map: "/api/map",
 };
 
 const TOKEN_KEY = "nexo.token";
@@ -316,6 +317,7 @@ const ROUTES = [
   [/^\/lookup$/, "lookup", "Lookup", viewLookup],
   [/^\/hosts$/, "hosts", "Hosts", viewHosts],
   [/^\/audit$/, "audit", "Audit", viewAudit],
+  [/^\/map$/, "map", "Map", viewMap],
 ];
 
 // A hand-edited hash may hold a broken escape; keep it as typed rather than throw.
@@ -1139,6 +1141,80 @@ async function viewAudit(ctx, _, q) {
     h("p", { class: "muted small" }, "Every change made through the console, the API or the command line, once, with who made it. Secrets appear by name only; entries are never altered."),
     rows.length ? table([["#", "num"], "When", "Who", "What", "Target", "Before", "After"], rows, "audit")
       : empty("No changes match these filters.", { id: "audit-none" })));
+}
+
+/* ---------- map ---------- */
+
+// The living map (`nexo docs`): the server lays the boxes and arrows out; this only paints them,
+// each arrow coloured by its pipeline's current health and labelled with it.
+async function viewMap(ctx) {
+  let busy = false;
+  const refresh = async (first) => {
+    if (busy || !ctx.alive()) return;
+    busy = true;
+    try {
+      const data = await get(path(API.map));
+      if (!ctx.alive()) return;
+      ctx.root.replaceChildren(mapDiagram(data || {}), mapPipelines(data.pipelines || []));
+      if (bannerAuto) hideError();
+    } catch (e) {
+      if (!ctx.alive() || e.handled) return;
+      if (first) fail(e, ctx.root, route);
+      else showError(`Refresh failed: ${e.message}`, true);
+    } finally {
+      busy = false;
+    }
+  };
+  await refresh(true);
+  ctx.every(REFRESH_MS, () => refresh(false));
+}
+
+function mapDiagram(data) {
+  const d = data.diagram || { width: 0, height: 0, systems: [], nodes: [], edges: [] };
+  const aside = [muted(`${num((data.systems || []).length)} systems · ${num(d.nodes.length)} connections · ${num(d.edges.length)} pipelines · `),
+    h("code", null, "nexo docs"), muted(" writes this as Markdown and HTML")];
+  if (!d.nodes.length) {
+    return panel("Map", aside, empty("No connections yet: add one with `nexo connection add`.", { id: "map-empty" }));
+  }
+  const el = svg("svg", { id: "map-diagram", class: "map", width: d.width, height: d.height, viewBox: `0 0 ${d.width} ${d.height}`, role: "img", "aria-label": "Systems, connections and the pipelines between them" });
+  for (const s of d.systems) {
+    el.append(svg("rect", { class: "map-frame", x: s.x, y: s.y, width: s.w, height: s.h, rx: 8 }),
+      svg("text", { class: "map-frame-title", x: s.x + 10, y: s.y + 16 }, s.plugin));
+  }
+  for (const n of d.nodes) {
+    el.append(svg("g", { "data-connection": n.connection },
+      svg("rect", { class: `map-node h-${tok(n.health)}`, x: n.x, y: n.y, width: n.w, height: n.h, rx: 6 }),
+      svg("text", { class: "map-node-title", x: n.x + 10, y: n.y + 20 }, n.connection),
+      svg("text", { class: "map-node-sub", x: n.x + 10, y: n.y + 36 }, n.subtitle),
+      svg("text", { class: "map-node-sub", x: n.x + 10, y: n.y + 52 }, `health: ${n.health}`)));
+  }
+  for (const e of d.edges) {
+    el.append(svg("g", { "data-pipeline": e.pipeline, "data-health": e.health },
+      svg("title", null, `${e.pipeline}: ${e.from} → ${e.to} (${e.health})`),
+      svg("path", { class: `map-edge h-${tok(e.health)}`, d: e.path }),
+      svg("polygon", { class: `map-head h-${tok(e.health)}`, points: e.head }),
+      svg("a", { href: `#/runs?${new URLSearchParams({ pipeline: e.pipeline })}` },
+        svg("text", { class: "map-edge-label", "text-anchor": "middle", x: e.label_x, y: e.label_y }, `${e.pipeline} · ${e.health}`))));
+  }
+  return panel("Map", aside, h("div", { class: "map-wrap" }, el));
+}
+
+function mapPipelines(pipelines) {
+  const rows = pipelines.map((p) => {
+    const x = p.health || {};
+    const owners = Object.entries(p.field_owners || {}).map(([f, o]) => `${f} → ${o}`);
+    return h("tr", { "data-pipeline": p.name },
+      h("td", null, pipelineLink(p.name), p.description ? h("div", { class: "small muted" }, p.description) : null),
+      h("td", null, mono(`${p.source.connection}/${p.source.stream}`), " → ", mono(`${p.destination.connection}/${p.destination.stream}`)),
+      h("td", null, mono(p.entity), h("div", { class: "small muted" }, `master ${p.master_system}${owners.length ? `; ${owners.join(", ")}` : ""}`)),
+      h("td", null, `conflicts: ${p.conflict_policy}`, h("div", { class: "small muted" }, `deletes: ${p.delete_policy} · ${p.schedule}`)),
+      h("td", null, (p.mappers || []).length ? (p.mappers || []).map((m) => h("div", null, mono(`${m.plugin} ${m.version || ""}`),
+        (m.rules || []).map((r) => h("div", { class: "small muted" }, r)))) : muted("none")),
+      h("td", null, badge(x.status === "failing" ? "failed" : x.status === "ok" ? "succeeded" : x.status, x.status),
+        h("div", { class: "small muted" }, `${num(x.open_dead_letters)} dead letters · ${num(x.open_conflicts)} conflicts`)));
+  });
+  return panel("Pipelines on the map", null,
+    rows.length ? table(["Pipeline", "Direction", "Entity, owners", "Policies", "Mappers and rules", "Health"], rows, "map-pipelines") : empty("No pipelines yet."));
 }
 
 /* ---------- start ---------- */

@@ -146,6 +146,7 @@ pub fn routes(app: Arc<App>) -> Router {
         .route("/api/hosts", get(hosts))
         .route("/api/audit", get(audit_trail))
         .route("/api/audit/export", get(audit_export))
+        .route("/api/map", get(map))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             require_token,
@@ -320,6 +321,19 @@ async fn audit_export(
         body,
     )
         .into_response())
+}
+
+/// The living map (`nexo docs` as JSON): systems, connections, pipelines
+/// and their health, with the diagram's layout.
+async fn map(State(app): State<Arc<App>>) -> ApiResult {
+    let map = crate::map::Map::build(
+        app.registry.db(),
+        app.engine.store().as_ref(),
+        Some(&app.sealer),
+    )?;
+    let value = serde_json::to_value(&map)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(value))
 }
 
 /// The hosts sharing the database (none on SQLite).

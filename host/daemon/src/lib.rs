@@ -7,7 +7,8 @@
 //! runs commit their current page and exit; the next start resumes them.
 //!
 //! **Owns** running the host as a service: schedules, webhooks, the admin
-//! API and its tokens, metrics, the console's assets. **Must not touch**
+//! API and its tokens, metrics, the console's assets, and the living map of
+//! what is connected (`map`, which `nexo docs` renders too). **Must not touch**
 //! sync decisions or the page path (it asks `nexo-sync`'s engine to run,
 //! stop and replay), plugins' sandboxes or the command line.
 
@@ -15,6 +16,7 @@ pub mod api;
 pub mod audit;
 pub mod clock;
 mod console;
+pub mod map;
 pub mod oauth;
 pub mod roles;
 pub mod scheduler;
@@ -202,19 +204,21 @@ pub async fn serve(
 /// Run every connection's `check` now and every `every`.
 async fn check_health(app: Arc<App>, every: Duration) {
     loop {
-        let names = app.registry.db().connection_names(None).unwrap_or_default();
-        for name in names {
-            let error = app
-                .connections
-                .test(&name)
-                .await
-                .err()
-                .map(|e| e.to_string());
-            if let Err(e) = app.registry.db().set_health(&name, error.as_deref()) {
-                tracing::warn!(connection = %name, error = %e, "cannot save a health check");
-            }
-        }
+        check_connections(&app.connections, app.registry.db()).await;
         tokio::time::sleep(every).await;
+    }
+}
+
+/// Run every connection's `check` once and save each result as its health
+/// (what the dashboard and the map show): the daemon's periodic check and
+/// `nexo docs --check`.
+pub async fn check_connections(connections: &Connections, db: &nexo_db::Database) {
+    let names = db.connection_names(None).unwrap_or_default();
+    for name in names {
+        let error = connections.test(&name).await.err().map(|e| e.to_string());
+        if let Err(e) = db.set_health(&name, error.as_deref()) {
+            tracing::warn!(connection = %name, error = %e, "cannot save a health check");
+        }
     }
 }
 

@@ -46,6 +46,25 @@ impl Engine {
         pipeline: &Pipeline,
         options: ApplyOptions,
     ) -> Result<(), SyncError> {
+        self.check_definition(pipeline, options).await?;
+        self.store.save_pipeline(pipeline)?;
+        if options.reset {
+            self.store.reset_state(&pipeline.name)?;
+            tracing::info!(pipeline = %pipeline.name, "pipeline saved and reset");
+        } else {
+            tracing::info!(pipeline = %pipeline.name, "pipeline saved");
+        }
+        Ok(())
+    }
+
+    /// Every check of [`Engine::apply_with`], saving nothing: for a
+    /// definition that is dry-run before it is applied (a promotion's
+    /// twin).
+    pub async fn check_definition(
+        &self,
+        pipeline: &Pipeline,
+        options: ApplyOptions,
+    ) -> Result<(), SyncError> {
         self.connections_exist(pipeline)?;
         pipeline.check()?;
         self.check_after(pipeline)
@@ -75,13 +94,6 @@ impl Engine {
                 }
                 .into());
             }
-        }
-        self.store.save_pipeline(pipeline)?;
-        if options.reset {
-            self.store.reset_state(&pipeline.name)?;
-            tracing::info!(pipeline = %pipeline.name, "pipeline saved and reset");
-        } else {
-            tracing::info!(pipeline = %pipeline.name, "pipeline saved");
         }
         Ok(())
     }

@@ -408,6 +408,38 @@ impl Engine {
     /// records instead of writing and a destination that is not called).
     pub async fn run(&self, name: &str, opts: RunOptions) -> Result<RunReport, SyncError> {
         let row = self.pipeline_row(name)?;
+        self.run_row(row, opts).await
+    }
+
+    /// Dry-run a definition that is not saved (the production twin of a
+    /// promotion, before it is applied): as if it had never run — no
+    /// cursor — against the identity map as it stands, through the same
+    /// page path as [`Engine::run`] with `dry_run`. Nothing is written to
+    /// the database or the destination.
+    pub async fn dry_run_unsaved(
+        &self,
+        pipeline: &Pipeline,
+        progress: Option<Progress>,
+    ) -> Result<RunReport, SyncError> {
+        let row = PipelineRow {
+            pipeline: pipeline.clone(),
+            paused: false,
+            paused_reason: None,
+            state: None,
+            destination_state: None,
+        };
+        let opts = RunOptions {
+            dry_run: true,
+            progress,
+            stop: None,
+            claimed: false,
+        };
+        self.run_row(row, opts).await
+    }
+
+    async fn run_row(&self, row: PipelineRow, opts: RunOptions) -> Result<RunReport, SyncError> {
+        let name = row.pipeline.name.clone();
+        let name = name.as_str();
         let dry = opts.dry_run;
         if row.paused && !dry {
             return Err(SyncError::Paused(name.to_string()));

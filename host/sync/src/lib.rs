@@ -35,6 +35,7 @@ pub mod plan;
 mod ports;
 mod postgres;
 mod prepared;
+pub mod promote;
 mod queue;
 pub mod retry;
 pub mod schedule;
@@ -81,9 +82,10 @@ impl SyncError {
     /// A short class for metrics and error patterns.
     pub fn class(&self) -> &'static str {
         match self {
-            SyncError::UnknownPipeline(_) | SyncError::Pipeline(_) | SyncError::UnknownRun(_) => {
-                "config"
-            }
+            SyncError::UnknownPipeline(_)
+            | SyncError::Pipeline(_)
+            | SyncError::UnknownRun(_)
+            | SyncError::Promote(_) => "config",
             SyncError::NotRunning { .. } => "busy",
             SyncError::Paused(_) => "paused",
             SyncError::Busy(_) | SyncError::Lock { .. } => "busy",
@@ -132,6 +134,9 @@ pub enum SyncError {
     /// The definition does not fit the installed connections and plugins.
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// A promotion to production that cannot go ahead.
+    #[error(transparent)]
+    Promote(#[from] promote::PromoteError),
     /// A connection could not be opened.
     #[error("pipeline `{pipeline}`: {source}")]
     Connection {

@@ -123,6 +123,11 @@ pub(super) enum Command {
     /// Try mappers on sample records before a pipeline runs them.
     #[command(subcommand)]
     Map(map::MapCommand),
+    /// Write the living map of what is connected — systems, connections,
+    /// pipelines with their rules, and the health of each — from the live
+    /// configuration, as Markdown (nexo-map.md) and a self-contained HTML
+    /// page with a diagram (nexo-map.html). Secret values never appear.
+    Docs(super::docs::DocsArgs),
     /// The same record in every system: look up a record by connection,
     /// stream and id, and list every record linked to it.
     Identity {

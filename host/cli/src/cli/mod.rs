@@ -19,6 +19,7 @@ mod call;
 mod connection;
 mod db;
 mod dev;
+mod docs;
 mod export;
 mod inspect;
 mod install;
@@ -26,6 +27,7 @@ mod map;
 mod new;
 mod output;
 mod pipeline;
+mod promote;
 mod queues;
 mod runs;
 pub mod serve;
@@ -223,6 +225,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Restore(args) => backup::restore(&dir, args),
         Command::Secrets(backup::SecretsCommand::RotateKey) => backup::rotate_key(&dir),
         Command::Map(cmd) => map::run(&dir, &runtime, cmd).await,
+        Command::Docs(args) => docs::docs(&dir, &runtime, args).await,
         Command::Runs {
             pipeline,
             status,

@@ -41,23 +41,14 @@ pub(crate) async fn pipeline(engine: &Engine, cmd: PipelineCommand) -> Result<()
             // `apply` checks it (connections first, so a misspelled one is
             // named as such).
             let pipeline = Pipeline::parse_toml(&text, &file.display().to_string())?;
-            let before = crate::serve::audit::pipeline(store.as_ref(), &pipeline.name)?;
-            let existed = before.is_some();
-            engine.apply_with(&pipeline, ApplyOptions { reset }).await?;
-            audited(Action::PipelineApply, &pipeline.name, before)?;
-            println!(
-                "{} pipeline {}: {}/{} → {}/{}",
-                if existed { "updated" } else { "created" },
-                pipeline.name,
-                pipeline.source.connection,
-                pipeline.source.stream,
-                pipeline.destination.connection,
-                pipeline.destination.stream
-            );
-            if reset && existed {
-                println!("reset {}: the next run reads everything", pipeline.name);
-            }
+            apply_definition(engine, &pipeline, reset).await?;
         }
+        PipelineCommand::Promote {
+            name,
+            connections,
+            as_name,
+            yes,
+        } => super::promote::promote(engine, &name, &connections, as_name, yes).await?,
         PipelineCommand::List => {
             let rows = store.pipelines()?;
             if rows.is_empty() {
@@ -166,6 +157,42 @@ pub(crate) async fn pipeline(engine: &Engine, cmd: PipelineCommand) -> Result<()
     Ok(())
 }
 
+/// Save a pipeline definition (checked first; nothing is saved on any
+/// error) and say what happened: the one change point of `nexo pipeline
+/// apply` and `nexo pipeline promote`.
+pub(crate) async fn apply_definition(
+    engine: &Engine,
+    pipeline: &Pipeline,
+    reset: bool,
+) -> Result<()> {
+    let store = engine.store();
+    let before = crate::serve::audit::pipeline(store.as_ref(), &pipeline.name)?;
+    let existed = before.is_some();
+    engine.apply_with(pipeline, ApplyOptions { reset }).await?;
+    // One change point for `apply` and `promote`, so one audit entry.
+    super::audit::record(
+        engine.connections().registry().db(),
+        crate::serve::audit::with(
+            Change::new(Action::PipelineApply, format!("pipeline/{}", pipeline.name)),
+            before,
+            crate::serve::audit::pipeline(store.as_ref(), &pipeline.name)?,
+        ),
+    )?;
+    println!(
+        "{} pipeline {}: {}/{} → {}/{}",
+        if existed { "updated" } else { "created" },
+        pipeline.name,
+        pipeline.source.connection,
+        pipeline.source.stream,
+        pipeline.destination.connection,
+        pipeline.destination.stream
+    );
+    if reset && existed {
+        println!("reset {}: the next run reads everything", pipeline.name);
+    }
+    Ok(())
+}
+
 async fn run(engine: &Engine, name: &str, dry_run: bool, json: bool) -> Result<()> {
     let bar = (!json && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new_spinner();
@@ -234,27 +261,7 @@ async fn run(engine: &Engine, name: &str, dry_run: bool, json: bool) -> Result<(
     }
     if dry_run {
         println!("dry run of {name}: nothing was written");
-        for change in &report.plan {
-            let target = change
-                .destination_id
-                .as_deref()
-                .map(|d| format!(" → {}", SafeText::line(d)))
-                .unwrap_or_default();
-            println!(
-                "  {} {}{}",
-                change.action,
-                SafeText::line(&change.source_id),
-                target
-            );
-            for d in &change.diff {
-                println!(
-                    "      {}: {} → {}",
-                    SafeText::line(&d.field),
-                    SafeText::line(&d.before.to_string()),
-                    SafeText::line(&d.after.to_string())
-                );
-            }
-        }
+        print_plan(&report);
     } else if let Some(id) = report.run_id {
         println!("run #{id} of {name}: {}", report.status.as_str());
     }
@@ -311,4 +318,29 @@ fn peak_rss_kb() -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// A dry run's planned changes, one line each, with their field diffs.
+pub(crate) fn print_plan(report: &RunReport) {
+    for change in &report.plan {
+        let target = change
+            .destination_id
+            .as_deref()
+            .map(|d| format!(" → {}", SafeText::line(d)))
+            .unwrap_or_default();
+        println!(
+            "  {} {}{}",
+            change.action,
+            SafeText::line(&change.source_id),
+            target
+        );
+        for d in &change.diff {
+            println!(
+                "      {}: {} → {}",
+                SafeText::line(&d.field),
+                SafeText::line(&d.before.to_string()),
+                SafeText::line(&d.after.to_string())
+            );
+        }
+    }
 }

@@ -29,6 +29,25 @@ pub(crate) enum PipelineCommand {
         #[arg(long)]
         reset: bool,
     },
+    /// Create (or update) the production twin of a pipeline that has
+    /// succeeded in the sandbox: the same definition with its sandbox
+    /// connections swapped for production ones, its own cursor and links.
+    /// The twin is dry-run against production first and shown; it is
+    /// applied only when confirmed (at the prompt, or with --yes).
+    Promote {
+        /// The sandbox pipeline.
+        name: String,
+        /// SANDBOX=PRODUCTION connection pairs, comma-separated (or the
+        /// option repeated); every connection of the pipeline needs one.
+        #[arg(long, required = true, value_name = "SANDBOX=PRODUCTION")]
+        connections: Vec<String>,
+        /// The twin's name (default: NAME-production).
+        #[arg(long = "as", value_name = "TWIN_NAME")]
+        as_name: Option<String>,
+        /// Apply without asking (needed when there is no terminal to ask on).
+        #[arg(long)]
+        yes: bool,
+    },
     /// List pipelines.
     List,
     /// Show a pipeline's definition and state.
