@@ -37,6 +37,7 @@ macro_rules! on_both {
     )* };
 }
 
+pub mod alerts;
 pub mod cluster;
 pub mod connections;
 pub mod copy;

@@ -148,6 +148,11 @@ pub const COMPONENTS: &[Component] = &[
         // pause reasons, API tokens, webhook secrets, connection health
         migrations: &[service::MIGRATION],
     },
+    Component {
+        name: "alerts",
+        // channels, rules, incidents and their notices' deliveries
+        migrations: &[crate::alerts::MIGRATION],
+    },
 ];
 
 /// The schema's history before components had versions of their own: one

@@ -22,6 +22,7 @@ use crate::StoreError;
 
 pub mod schema;
 
+pub(crate) mod alerts;
 pub(crate) mod connections;
 pub(crate) mod kv;
 pub(crate) mod oauth;
