@@ -9,6 +9,7 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use crate::oauth::Sealed;
 use crate::{Database, StoreError};
 
 /// The component's first migration.
@@ -246,6 +247,8 @@ pub enum Attempt {
     },
 }
 
+type SealedColumns = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 const INCIDENT_COLUMNS: &str = "id, rule, subject, summary, opened_at, last_seen_at, resolved_at";
 
 fn read_incident(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
@@ -340,14 +343,11 @@ impl Database {
     }
 
     /// A channel's sealed secret (nonce, ciphertext), if it has one.
-    pub fn alert_channel_secret(
-        &self,
-        name: &str,
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn alert_channel_secret(&self, name: &str) -> Result<Option<Sealed>, StoreError> {
         if let Some(pg) = self.postgres() {
             return crate::postgres::alerts::alert_channel_secret(pg, name);
         }
-        let row: Option<(Option<Vec<u8>>, Option<Vec<u8>>)> = self
+        let row: Option<SealedColumns> = self
             .lock()?
             .query_row(
                 "SELECT secret_nonce, secret FROM alert_channels WHERE name = ?1",
@@ -355,7 +355,9 @@ impl Database {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        Ok(row.and_then(|(n, s)| n.zip(s)))
+        Ok(row
+            .and_then(|(n, s)| n.zip(s))
+            .map(|(nonce, sealed)| Sealed { nonce, sealed }))
     }
 
     /// Remove a channel; false when there was none by that name. Rules
@@ -709,7 +711,10 @@ mod tests {
         );
         assert_eq!(
             db.alert_channel_secret("ops").unwrap(),
-            Some((vec![1; 12], vec![2, 3]))
+            Some(Sealed {
+                nonce: vec![1; 12],
+                sealed: vec![2, 3]
+            })
         );
         assert_eq!(db.alert_channel_secret("mail").unwrap(), None);
         assert!(

@@ -116,7 +116,7 @@ pub(crate) fn alert_channels(pg: &Postgres) -> Result<Vec<ChannelRow>, StoreErro
 pub(crate) fn alert_channel_secret(
     pg: &Postgres,
     name: &str,
-) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+) -> Result<Option<crate::oauth::Sealed>, StoreError> {
     let row = pg.with(async |c| {
         Ok(c.query_opt(
             "SELECT secret_nonce, secret FROM alert_channels WHERE name = $1",
@@ -127,7 +127,9 @@ pub(crate) fn alert_channel_secret(
     let Some(r) = row else { return Ok(None) };
     let nonce: Option<Vec<u8>> = r.try_get(0)?;
     let sealed: Option<Vec<u8>> = r.try_get(1)?;
-    Ok(nonce.zip(sealed))
+    Ok(nonce
+        .zip(sealed)
+        .map(|(nonce, sealed)| crate::oauth::Sealed { nonce, sealed }))
 }
 
 /// [`crate::Database::remove_alert_channel`].
