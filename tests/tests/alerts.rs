@@ -1,0 +1,171 @@
+//! Alerts end to end: a real SMTP server (aiosmtpd) and a webhook receiver
+//! that verifies signatures, both on 127.0.0.1, and the daemon serving a
+//! pipeline whose destination keeps failing — one e-mail and one signed
+//! webhook for the incident however many runs fail, and one "resolved"
+//! notice of each when it recovers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use nexo::sandbox::secrets::SecretValue;
+use nexo::serve::ServeConfig;
+use nexo::serve::alerts::{self, ChannelConfig, Condition, Rule, SmtpSecurity};
+use nexo::serve::clock::SystemClock;
+use nexo::store::alerts::DeliveryStatus;
+use nexo::sync::store::PipelineStore;
+use nexo_tests::alerts::{SmtpServer, webhook_receiver};
+use nexo_tests::cli::until;
+use nexo_tests::daemon::{app, serve};
+use nexo_tests::synckit::{Kit, pipeline};
+use nexo_tests::tinycrm;
+
+const HOOK_SECRET: &str = "whsec_alerts_e2e_3f9c1d";
+
+/// Wait until no notice is pending (sent, or failed and said why).
+async fn notices_settled(db: &nexo::store::Database) {
+    until("every alert notice was delivered", || {
+        db.alert_incidents(false, 100).unwrap().iter().all(|i| {
+            i.deliveries
+                .iter()
+                .all(|d| d.status != DeliveryStatus::Pending)
+        })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_pipeline_sends_one_email_and_one_signed_webhook_then_one_resolved_notice_each() {
+    let smtp = SmtpServer::start();
+    let (hooks, hook_url, stop_hooks) = webhook_receiver(HOOK_SECRET).await;
+    let kit = Kit::new(tinycrm::seed(4), Default::default(), 50).await;
+    kit.apply(&pipeline(
+        "orders",
+        "",
+        "[schedule]\npause_after_failures = 0",
+    ))
+    .await;
+    // Every write to the destination fails, one attempt each: runs fail.
+    kit.b.crm.lock().unwrap().fail_writes = usize::MAX;
+    let mut p = kit.db.pipeline("orders").unwrap().unwrap().pipeline;
+    p.retry.max_attempts = Some(1);
+    kit.engine.apply(&p).await.unwrap();
+
+    let app = app(&kit, Arc::new(SystemClock));
+    let db = kit.registry.db();
+    alerts::add_channel(
+        db,
+        &app.sealer,
+        "ops-hook",
+        &ChannelConfig::Webhook { url: hook_url },
+        Some(&SecretValue::new(HOOK_SECRET)),
+    )
+    .unwrap();
+    alerts::add_channel(
+        db,
+        &app.sealer,
+        "ops-mail",
+        &ChannelConfig::Email {
+            host: "127.0.0.1".into(),
+            port: smtp.port,
+            security: SmtpSecurity::Plain,
+            username: None,
+            from: "nexo@example.test".into(),
+            to: vec!["ops@example.test".into()],
+        },
+        None,
+    )
+    .unwrap();
+    alerts::add_rule(
+        db,
+        &Rule {
+            name: "orders-failing".into(),
+            condition: Condition::RunFailed { pipeline: None },
+            channels: vec!["ops-hook".into(), "ops-mail".into()],
+            quiet_hours: None,
+        },
+    )
+    .unwrap();
+    // The evaluator looks after each run ends (and once an hour besides).
+    let config = ServeConfig {
+        alerts_every: std::time::Duration::from_secs(3600),
+        ..ServeConfig::default()
+    };
+    let (_url, stop, handle) = serve(app.clone(), config).await;
+
+    // Three failed runs.
+    for n in 1..=3 {
+        app.scheduler.trigger("orders").unwrap();
+        until(&format!("failed run {n}"), || {
+            kit.runs("orders")
+                .iter()
+                .filter(|r| r.status == "failed")
+                .count()
+                == n
+        })
+        .await;
+        app.scheduler.idle().await;
+    }
+    // The look after the third run may still be going: look once more,
+    // then wait for every notice to be delivered.
+    alerts::evaluator::look(&app, Utc::now()).await.unwrap();
+    notices_settled(db).await;
+    assert_eq!(
+        smtp.subjects(),
+        vec!["[Nexo] orders-failing: pipeline:orders"],
+        "one e-mail for the incident, not one per run"
+    );
+    {
+        let seen = hooks.lock().unwrap();
+        assert_eq!(seen.refused, 0);
+        assert_eq!(seen.accepted.len(), 1, "{:?}", seen.accepted);
+        assert_eq!(seen.accepted[0]["event"], "incident.opened");
+        assert_eq!(seen.accepted[0]["incident"]["subject"], "pipeline:orders");
+    }
+    let mail = &smtp.messages()[0];
+    assert!(mail.contains("pipeline orders failed"), "{mail}");
+    assert!(mail.contains("ops@example.test"), "{mail}");
+    let open = db.alert_incidents(true, 10).unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+
+    // It recovers: one run succeeds, and the incident is resolved.
+    kit.b.crm.lock().unwrap().fail_writes = 0;
+    app.scheduler.trigger("orders").unwrap();
+    until("a run succeeded", || {
+        kit.runs("orders").iter().any(|r| r.status == "succeeded")
+    })
+    .await;
+    app.scheduler.idle().await;
+    alerts::evaluator::look(&app, Utc::now()).await.unwrap();
+    notices_settled(db).await;
+    assert_eq!(
+        smtp.subjects(),
+        vec![
+            "[Nexo] orders-failing: pipeline:orders",
+            "[Nexo] resolved: orders-failing: pipeline:orders"
+        ]
+    );
+    {
+        let seen = hooks.lock().unwrap();
+        let events: Vec<&str> = seen
+            .accepted
+            .iter()
+            .map(|v| v["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(events, vec!["incident.opened", "incident.resolved"]);
+        assert_eq!(
+            seen.accepted[0]["incident"]["id"],
+            seen.accepted[1]["incident"]["id"]
+        );
+        assert!(seen.accepted[1]["incident"]["resolved_at"].is_string());
+    }
+    assert!(db.alert_incidents(true, 10).unwrap().is_empty());
+    // A later look sends nothing more.
+    alerts::evaluator::look(&app, Utc::now()).await.unwrap();
+    assert_eq!(smtp.messages().len(), 2);
+    assert_eq!(hooks.lock().unwrap().accepted.len(), 2);
+
+    let _ = stop.send(());
+    handle.await.unwrap();
+    let _ = stop_hooks.send(());
+}
