@@ -109,6 +109,9 @@ pub(super) enum Command {
     /// Tokens for the admin API and the console.
     #[command(subcommand)]
     Token(serve::TokenCommand),
+    /// Alerts: channels (signed webhooks, e-mail), rules and incidents.
+    #[command(subcommand)]
+    Alert(super::alert::AlertCommand),
     /// Try mappers on sample records before a pipeline runs them.
     #[command(subcommand)]
     Map(map::MapCommand),

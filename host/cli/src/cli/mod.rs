@@ -10,6 +10,7 @@ use clap::Parser;
 
 use crate::{LoadedPlugin, PluginRef, Runtime, RuntimeConfig};
 
+mod alert;
 mod args;
 mod authorize;
 mod bundle;
@@ -216,6 +217,7 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
         Command::Token(cmd) => serve::token(&dir, cmd),
+        Command::Alert(cmd) => alert::run(&dir, cmd).await,
         Command::Map(cmd) => map::run(&dir, &runtime, cmd).await,
         Command::Runs {
             pipeline,

@@ -19,8 +19,10 @@ use super::evaluate::{
 use super::send::{Event, SendError, send};
 use super::{AlertError, Condition, Rule, channel_config, slot};
 use crate::App;
+use nexo_db::Database;
 use nexo_db::alerts::Attempt;
 use nexo_db::oauth::OAuthStatus;
+use nexo_db::sealed::Sealer;
 use nexo_runtime::sandbox::secrets::SecretValue;
 use nexo_sync::store::{DeadLetterStatus, RunFilter, RunStatus};
 
@@ -206,11 +208,15 @@ fn gather(app: &App, rules: &[Rule], now: DateTime<Utc>) -> Result<Facts, AlertE
 }
 
 /// A channel's secret, opened.
-fn secret_of(app: &App, channel: &str) -> Result<Option<SecretValue>, AlertError> {
-    let Some(sealed) = app.registry.db().alert_channel_secret(channel)? else {
+fn secret_of(
+    db: &Database,
+    sealer: &Sealer,
+    channel: &str,
+) -> Result<Option<SecretValue>, AlertError> {
+    let Some(sealed) = db.alert_channel_secret(channel)? else {
         return Ok(None);
     };
-    Ok(Some(app.sealer.open(
+    Ok(Some(sealer.open(
         &slot(channel),
         &sealed.nonce,
         &sealed.sealed,
@@ -218,26 +224,29 @@ fn secret_of(app: &App, channel: &str) -> Result<Option<SecretValue>, AlertError
 }
 
 /// Send `event` on the channel named `channel` now.
-pub async fn send_on(app: &App, channel: &str, event: &Event) -> Result<(), SendError> {
-    let rows = app
-        .registry
-        .db()
-        .alert_channels()
-        .map_err(|e| SendError(e.to_string()))?;
+pub async fn send_on(
+    db: &Database,
+    sealer: &Sealer,
+    channel: &str,
+    event: &Event,
+) -> Result<(), SendError> {
+    let rows = db.alert_channels().map_err(|e| SendError(e.to_string()))?;
     let Some(row) = rows.into_iter().find(|c| c.name == channel) else {
         return Err(SendError(format!(
             "the alert channel `{channel}` was removed"
         )));
     };
     let config = channel_config(&row).map_err(|e| SendError(e.to_string()))?;
-    let secret = secret_of(app, channel).map_err(|e| SendError(e.to_string()))?;
+    let secret = secret_of(db, sealer, channel).map_err(|e| SendError(e.to_string()))?;
     send(&config, secret.as_ref(), event).await
 }
 
-/// The test button: a test notice on `channel` now.
-pub async fn test_channel(app: &App, channel: &str) -> Result<(), SendError> {
+/// The test button (`nexo alert test`, `POST …/test`): a test notice on
+/// `channel` now.
+pub async fn test_channel(db: &Database, sealer: &Sealer, channel: &str) -> Result<(), SendError> {
     send_on(
-        app,
+        db,
+        sealer,
         channel,
         &Event::Test {
             channel: channel.to_string(),
@@ -273,7 +282,7 @@ async fn deliver(
                 until_ms: until.timestamp_millis(),
             }
         } else {
-            match send_on(app, &channel, &Event::of(notice, due.incident)).await {
+            match send_on(db, &app.sealer, &channel, &Event::of(notice, due.incident)).await {
                 Ok(()) => {
                     tracing::info!(incident = id, %channel, notice = notice.as_str(), "alert notice sent");
                     done.sent += 1;

@@ -132,7 +132,7 @@ pub(super) async fn test_channel(
         }
         .into());
     }
-    let error = alerts::evaluator::test_channel(&app, &name)
+    let error = alerts::evaluator::test_channel(app.registry.db(), &app.sealer, &name)
         .await
         .err()
         .map(|e| e.to_string());
