@@ -10,11 +10,12 @@ use std::sync::Arc;
 use chrono::Utc;
 use nexo::sandbox::secrets::SecretValue;
 use nexo::serve::ServeConfig;
-use nexo::serve::alerts::{self, ChannelConfig, Condition, Rule, SmtpSecurity};
+use nexo::serve::alerts::{self, ChannelConfig, Condition, QuietHours, Rule, SmtpSecurity};
 use nexo::serve::clock::SystemClock;
 use nexo::store::alerts::DeliveryStatus;
 use nexo::sync::store::PipelineStore;
 use nexo_tests::alerts::{SmtpServer, webhook_receiver};
+use nexo_tests::browser::{Browser, Screenshots, click, login, wait, wait_text};
 use nexo_tests::cli::until;
 use nexo_tests::daemon::{app, serve};
 use nexo_tests::synckit::{Kit, pipeline};
@@ -167,5 +168,125 @@ async fn a_failing_pipeline_sends_one_email_and_one_signed_webhook_then_one_reso
 
     let _ = stop.send(());
     handle.await.unwrap();
+    let _ = stop_hooks.send(());
+}
+
+/// The console's Alerts page: channels with their Test button (which
+/// reaches the receiver), rules, and an open and a resolved incident —
+/// never a secret in the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_channels_rules_and_incidents_and_its_test_button_sends() {
+    const API_TOKEN: &str = "nexo_alerts_console_8d2e";
+    let browser = Browser::start("console-alerts").await;
+    let (hooks, hook_url, stop_hooks) = webhook_receiver(HOOK_SECRET).await;
+    let kit = Kit::new(tinycrm::seed(1), Default::default(), 50).await;
+    kit.apply(&pipeline("orders", "", "")).await;
+    // Paused by the host, as after failures in a row: the evaluator opens
+    // the incident when the daemon starts.
+    kit.db
+        .set_paused(
+            "orders",
+            true,
+            Some(
+                "paused by the host after 3 failed runs in a row; last error: TinyCRM answered 503",
+            ),
+        )
+        .unwrap();
+    let app = app(&kit, Arc::new(SystemClock));
+    let db = kit.registry.db();
+    db.insert_token("operator", API_TOKEN).unwrap();
+    alerts::add_channel(
+        db,
+        &app.sealer,
+        "ops-hook",
+        &ChannelConfig::Webhook { url: hook_url },
+        Some(&SecretValue::new(HOOK_SECRET)),
+    )
+    .unwrap();
+    // A minute's quiet window half a day away: shown, never holding.
+    let quiet = (Utc::now() + chrono::Duration::hours(13)).time();
+    alerts::add_rule(
+        db,
+        &Rule {
+            name: "orders-failing".into(),
+            condition: Condition::PipelinePaused { pipeline: None },
+            channels: vec!["ops-hook".into()],
+            quiet_hours: Some(QuietHours {
+                from: quiet,
+                to: quiet + chrono::Duration::minutes(1),
+                utc_offset_minutes: 60,
+            }),
+        },
+    )
+    .unwrap();
+    let chans = vec!["ops-hook".to_string()];
+    let old = db
+        .open_alert_incident(
+            "orders-failing",
+            "pipeline:invoices",
+            "pipeline invoices failed (run 3): 503",
+            &chans,
+            "2026-12-04T09:00:00.000Z",
+        )
+        .unwrap()
+        .unwrap();
+    db.resolve_alert_incident(old, "2026-12-04T10:00:00.000Z")
+        .unwrap();
+    let (url, stop, daemon) = serve(app, ServeConfig::default()).await;
+    let mut shots = Screenshots::new(
+        "console-alerts",
+        &[("API token", API_TOKEN), ("webhook secret", HOOK_SECRET)],
+    );
+    let c = browser.open().await;
+    c.goto(&format!("{url}/#/alerts")).await.unwrap();
+    wait(&c, "#login-view:not([hidden]) #token").await;
+    login(&c, API_TOKEN).await;
+    wait(&c, r#"a[data-nav="alerts"][aria-current="page"]"#).await;
+    let open = wait_text(&c, "tr.row-failed[data-incident]", "opened sent").await;
+    assert!(
+        open.contains("pipeline:orders") && open.contains("TinyCRM answered 503"),
+        "{open}"
+    );
+    assert_eq!(db.alert_incidents(true, 10).unwrap().len(), 1);
+    wait_text(&c, "tr[data-incident]:not(.row-failed)", "resolved").await;
+    let channel = wait_text(&c, r#"tr[data-channel="ops-hook"]"#, "sealed").await;
+    assert!(channel.contains("/hook"), "{channel}");
+    let rule = wait_text(&c, r#"tr[data-rule="orders-failing"]"#, "pipeline-paused").await;
+    assert!(
+        rule.contains(&quiet.format("%H:%M").to_string()) && rule.contains("+01:00"),
+        "{rule}"
+    );
+    shots.step(&c, "alerts").await;
+    click(&c, "#test-ops-hook").await;
+    wait_text(&c, "#notice", "Test message sent").await;
+    // The notices of the incidents came before, through the evaluator.
+    let events: Vec<String> = hooks
+        .lock()
+        .unwrap()
+        .accepted
+        .iter()
+        .map(|v| {
+            format!(
+                "{} {}",
+                v["event"].as_str().unwrap(),
+                v["incident"]["subject"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "incident.opened pipeline:invoices",
+            "incident.resolved pipeline:invoices",
+            "incident.opened pipeline:orders",
+            "test -",
+        ]
+    );
+    shots.step(&c, "alerts-tested").await;
+
+    c.close().await.unwrap();
+    drop(browser);
+    let _ = stop.send(());
+    daemon.await.unwrap();
     let _ = stop_hooks.send(());
 }
