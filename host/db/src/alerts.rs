@@ -669,6 +669,7 @@ mod tests {
         channels_and_rules_are_added_once_listed_and_removed,
         an_incident_is_opened_once_per_subject_and_its_notices_queued_once,
         a_claimed_delivery_is_not_handed_out_again_until_it_is_finished,
+        hosts_seeing_one_failure_at_once_open_one_incident_and_claim_each_notice_once,
     );
 
     fn rule(name: &str, channels: &[&str]) -> RuleRow {
@@ -929,5 +930,49 @@ mod tests {
             (r.status, r.error.as_deref()),
             (DeliveryStatus::Failed, Some("535 authentication failed"))
         );
+    }
+
+    /// Eight hosts (threads, each with the same database) see the same
+    /// failure at once: one incident is opened, one notice per channel
+    /// queued, and each notice is claimed by one of them.
+    fn hosts_seeing_one_failure_at_once_open_one_incident_and_claim_each_notice_once(db: Database) {
+        db.add_alert_rule(&rule("failed", &["ops", "mail"]))
+            .unwrap();
+        let chans = vec!["ops".to_string(), "mail".to_string()];
+        // Each host has its connection before they start together.
+        let _ = db.alert_rules().unwrap();
+        let start = std::sync::Barrier::new(8);
+        let (opened, claimed) = std::thread::scope(|s| {
+            let hosts: Vec<_> = (0..8)
+                .map(|_| {
+                    let db = db.clone();
+                    let chans = chans.clone();
+                    let start = &start;
+                    s.spawn(move || {
+                        let _ = db.alert_channels().unwrap();
+                        start.wait();
+                        let opened = db
+                            .open_alert_incident(
+                                "failed",
+                                "pipeline:p",
+                                "s",
+                                &chans,
+                                "2026-12-05T10:00:00.000Z",
+                            )
+                            .unwrap();
+                        let claimed = db.claim_alert_deliveries(1_000, 60_000, 10).unwrap();
+                        (opened, claimed.len())
+                    })
+                })
+                .collect();
+            let results: Vec<_> = hosts.into_iter().map(|h| h.join().unwrap()).collect();
+            (
+                results.iter().filter(|(o, _)| o.is_some()).count(),
+                results.iter().map(|(_, c)| c).sum::<usize>(),
+            )
+        });
+        assert_eq!(opened, 1, "incidents opened");
+        assert_eq!(claimed, 2, "notices claimed (one per channel)");
+        assert_eq!(db.alert_incidents(false, 10).unwrap().len(), 1);
     }
 }
