@@ -20,6 +20,7 @@ use nexo_tests::cli::until;
 use nexo_tests::daemon::{app, serve};
 use nexo_tests::synckit::{Kit, pipeline};
 use nexo_tests::tinycrm;
+use serde_json::Value;
 
 const HOOK_SECRET: &str = "whsec_alerts_e2e_3f9c1d";
 
@@ -289,4 +290,121 @@ async fn the_console_shows_channels_rules_and_incidents_and_its_test_button_send
     let _ = stop.send(());
     daemon.await.unwrap();
     let _ = stop_hooks.send(());
+}
+
+/// Without the daemon's timer, looking at chosen times: a notice the
+/// receiver refuses is retried with backoff, then marked failed with the
+/// error to see; a rule's notice in its quiet hours is held and sent when
+/// they end, not dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_notices_are_retried_then_failed_and_quiet_hours_hold_notices_until_they_end() {
+    use nexo::serve::alerts::evaluator::{MAX_ATTEMPTS, look};
+    let (good, good_url, stop_good) = webhook_receiver(HOOK_SECRET).await;
+    // This receiver expects another secret: it refuses every delivery.
+    let (bad, bad_url, stop_bad) = webhook_receiver("whsec_not_the_channels").await;
+    let kit = Kit::new(tinycrm::seed(1), Default::default(), 50).await;
+    kit.apply(&pipeline("orders", "", "")).await;
+    kit.db
+        .set_paused(
+            "orders",
+            true,
+            Some("paused by the host after 3 failed runs in a row"),
+        )
+        .unwrap();
+    let app = app(&kit, Arc::new(SystemClock));
+    let db = kit.registry.db();
+    for (name, url) in [("good", good_url), ("bad", bad_url)] {
+        alerts::add_channel(
+            db,
+            &app.sealer,
+            name,
+            &ChannelConfig::Webhook { url },
+            Some(&SecretValue::new(HOOK_SECRET)),
+        )
+        .unwrap();
+    }
+    let at = |s: &str| s.parse::<chrono::DateTime<Utc>>().unwrap();
+    let hhmm = |s: &str| chrono::NaiveTime::parse_from_str(s, "%H:%M").unwrap();
+    for (name, channel, quiet_hours) in [
+        ("to-bad", "bad", None),
+        (
+            "at-night",
+            "good",
+            Some(QuietHours {
+                from: hhmm("22:00"),
+                to: hhmm("07:00"),
+                utc_offset_minutes: 0,
+            }),
+        ),
+    ] {
+        alerts::add_rule(
+            db,
+            &Rule {
+                name: name.into(),
+                condition: Condition::PipelinePaused { pipeline: None },
+                channels: vec![channel.into()],
+                quiet_hours,
+            },
+        )
+        .unwrap();
+    }
+
+    // 23:00: both incidents open; the refused notice waits for its
+    // retry, the night rule's is held.
+    let first = look(&app, at("2026-12-06T23:00:00Z")).await.unwrap();
+    assert_eq!(
+        (first.opened, first.sent, first.failed, first.held),
+        (2, 0, 1, 1),
+        "{first:?}"
+    );
+    let early = look(&app, at("2026-12-06T23:00:10Z")).await.unwrap();
+    assert_eq!(
+        (early.opened, early.sent, early.failed),
+        (0, 0, 0),
+        "retried before its backoff: {early:?}"
+    );
+    // Each later look past the backoff tries again, until it gives up.
+    for hour in 0..6 {
+        look(
+            &app,
+            at("2026-12-07T00:00:00Z") + chrono::Duration::hours(hour),
+        )
+        .await
+        .unwrap();
+    }
+    let bad_delivery = db
+        .alert_incidents(true, 10)
+        .unwrap()
+        .into_iter()
+        .find(|i| i.rule == "to-bad")
+        .unwrap()
+        .deliveries
+        .remove(0);
+    assert_eq!(bad_delivery.status, DeliveryStatus::Failed);
+    assert_eq!(bad_delivery.attempts, MAX_ATTEMPTS);
+    assert!(
+        bad_delivery.error.as_deref().unwrap().contains("401"),
+        "{bad_delivery:?}"
+    );
+    assert_eq!(bad.lock().unwrap().refused, MAX_ATTEMPTS as usize);
+    assert!(
+        good.lock().unwrap().accepted.is_empty(),
+        "sent in quiet hours"
+    );
+
+    // 07:00, the window's end: the held notice goes out.
+    let morning = look(&app, at("2026-12-07T07:00:00Z")).await.unwrap();
+    assert_eq!(morning.sent, 1, "{morning:?}");
+    let events: Vec<Value> = good.lock().unwrap().accepted.clone();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["event"], "incident.opened");
+    assert_eq!(events[0]["incident"]["rule"], "at-night");
+    assert_eq!(
+        bad.lock().unwrap().refused,
+        MAX_ATTEMPTS as usize,
+        "a failed notice was tried again"
+    );
+
+    let _ = stop_good.send(());
+    let _ = stop_bad.send(());
 }
