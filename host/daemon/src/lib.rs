@@ -7,7 +7,8 @@
 //! runs commit their current page and exit; the next start resumes them.
 //!
 //! **Owns** running the host as a service: schedules, webhooks, the admin
-//! API and its tokens, metrics, the console's assets. **Must not touch**
+//! API and its tokens, metrics, the console's assets, alerts (their rules'
+//! evaluation and the notices sent on their channels). **Must not touch**
 //! sync decisions or the page path (it asks `nexo-sync`'s engine to run,
 //! stop and replay), plugins' sandboxes or the command line.
 
