@@ -408,3 +408,95 @@ async fn refused_notices_are_retried_then_failed_and_quiet_hours_hold_notices_un
     let _ = stop_good.send(());
     let _ = stop_bad.send(());
 }
+
+/// Two hosts sharing a PostgreSQL both evaluate after every failed run, at
+/// once: the incident is opened once and each notice sent once — one
+/// e-mail, one webhook — and the recovery's once too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_on_one_postgresql_send_one_notice_per_incident() {
+    use nexo::serve::alerts::evaluator::look;
+    use nexo::sync::RunOptions;
+    let smtp = SmtpServer::start();
+    let (hooks, hook_url, stop_hooks) = webhook_receiver(HOOK_SECRET).await;
+    let kit = Kit::on_postgres(tinycrm::seed(3), Default::default(), 50).await;
+    kit.apply(&pipeline("orders", "", "")).await;
+    kit.b.crm.lock().unwrap().fail_writes = usize::MAX;
+    let mut p = kit.db.pipeline("orders").unwrap().unwrap().pipeline;
+    p.retry.max_attempts = Some(1);
+    kit.engine.apply(&p).await.unwrap();
+    let a = nexo_tests::daemon::shared_app(&kit, "host-a", Default::default());
+    let b = nexo_tests::daemon::shared_app(&kit, "host-b", Default::default());
+    let db = kit.registry.db();
+    alerts::add_channel(
+        db,
+        &a.sealer,
+        "ops-hook",
+        &ChannelConfig::Webhook { url: hook_url },
+        Some(&SecretValue::new(HOOK_SECRET)),
+    )
+    .unwrap();
+    alerts::add_channel(
+        db,
+        &a.sealer,
+        "ops-mail",
+        &ChannelConfig::Email {
+            host: "127.0.0.1".into(),
+            port: smtp.port,
+            security: SmtpSecurity::Plain,
+            username: None,
+            from: "nexo@example.test".into(),
+            to: vec!["ops@example.test".into()],
+        },
+        None,
+    )
+    .unwrap();
+    alerts::add_rule(
+        db,
+        &Rule {
+            name: "orders-failing".into(),
+            condition: Condition::RunFailed { pipeline: None },
+            channels: vec!["ops-hook".into(), "ops-mail".into()],
+            quiet_hours: None,
+        },
+    )
+    .unwrap();
+    let both_look = async || {
+        let (x, y) = tokio::join!(look(&a, Utc::now()), look(&b, Utc::now()));
+        (x.unwrap(), y.unwrap())
+    };
+    for _ in 0..3 {
+        assert!(
+            kit.engine
+                .run("orders", RunOptions::default())
+                .await
+                .is_err()
+        );
+        both_look().await;
+    }
+    assert_eq!(smtp.subjects(), ["[Nexo] orders-failing: pipeline:orders"]);
+    assert_eq!(hooks.lock().unwrap().accepted.len(), 1);
+    kit.b.crm.lock().unwrap().fail_writes = 0;
+    kit.engine
+        .run("orders", RunOptions::default())
+        .await
+        .unwrap();
+    let (x, y) = both_look().await;
+    assert_eq!(x.resolved + y.resolved, 1, "{x:?} {y:?}");
+    both_look().await;
+    assert_eq!(
+        smtp.subjects(),
+        [
+            "[Nexo] orders-failing: pipeline:orders",
+            "[Nexo] resolved: orders-failing: pipeline:orders"
+        ]
+    );
+    let events: Vec<String> = hooks
+        .lock()
+        .unwrap()
+        .accepted
+        .iter()
+        .map(|v| v["event"].to_string())
+        .collect();
+    assert_eq!(events, [r#""incident.opened""#, r#""incident.resolved""#]);
+    let _ = stop_hooks.send(());
+}
