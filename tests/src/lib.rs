@@ -2,6 +2,7 @@
 //! runtime, and real HTTP servers on 127.0.0.1 for plugins to talk to.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod alerts;
 pub mod benchkit;
 pub mod browser;
 pub mod cli;

@@ -22,6 +22,7 @@ use serde_json::Value;
 mod demo;
 mod js;
 mod python;
+mod smtp;
 mod tryton;
 mod venv;
 
@@ -112,12 +113,14 @@ fn installed(path: &str) -> bool {
 /// hledger and hledger-web (the hledger connector's tests), PostgreSQL's
 /// server (the stores on PostgreSQL, several hosts); from PyPI, in
 /// virtualenvs, Tryton ERP (the Tryton connector's tests and the demo) and
-/// componentize-py (building the Python plugins, `target/py`); from npm,
+/// componentize-py (building the Python plugins, `target/py`) and aiosmtpd
+/// (the SMTP server of the alert tests, `target/smtp`); from npm,
 /// componentize-qjs (building the JavaScript plugins, `target/js`).
 fn setup() -> Result<()> {
     debian_packages()?;
     tryton::setup()?;
     python::setup()?;
+    smtp::setup()?;
     js::setup()
 }
 

@@ -133,6 +133,36 @@ async fn every_change_at_the_command_line_is_recorded_once_without_secrets() {
     );
     ok(nexo(d, &["pipeline", "remove", "a-to-b"]));
 
+    // Alerts: a channel with its signing secret, a rule on it; both removed.
+    ok(nexo(
+        d,
+        &[
+            "alert",
+            "channel",
+            "add",
+            "ops-hook",
+            "--webhook",
+            "http://127.0.0.1:9/alerts",
+            "--secret",
+            "env:NEW_CRM_TOKEN",
+        ],
+    ));
+    ok(nexo(
+        d,
+        &[
+            "alert",
+            "rule",
+            "add",
+            "failing",
+            "--when",
+            "run-failed",
+            "--channel",
+            "ops-hook",
+        ],
+    ));
+    ok(nexo(d, &["alert", "rule", "remove", "failing"]));
+    ok(nexo(d, &["alert", "channel", "remove", "ops-hook"]));
+
     // Tokens.
     secrets.push(
         ok(nexo(
@@ -180,6 +210,10 @@ async fn every_change_at_the_command_line_is_recorded_once_without_secrets() {
         "pipeline.remove",
         "token.create",
         "token.revoke",
+        "alert.channel.add",
+        "alert.rule.add",
+        "alert.rule.remove",
+        "alert.channel.remove",
     ];
     let expected: BTreeMap<String, usize> = expected.iter().map(|a| (a.to_string(), 1)).collect();
     assert_eq!(count, expected, "{trail:#?}");

@@ -29,6 +29,10 @@ const API = {
   audit: "/api/audit",
   auditExport: "/api/audit/export",
   map: "/api/map",
+  alertChannels: "/api/alerts/channels",
+  alertChannelTest: "/api/alerts/channels/{name}/test",
+  alertRules: "/api/alerts/rules",
+  alertIncidents: "/api/alerts/incidents",
 };
 
 const TOKEN_KEY = "nexo.token";
@@ -318,6 +322,7 @@ const ROUTES = [
   [/^\/hosts$/, "hosts", "Hosts", viewHosts],
   [/^\/audit$/, "audit", "Audit", viewAudit],
   [/^\/map$/, "map", "Map", viewMap],
+  [/^\/alerts$/, "alerts", "Alerts", viewAlerts],
 ];
 
 // A hand-edited hash may hold a broken escape; keep it as typed rather than throw.
@@ -1102,7 +1107,8 @@ function hostsTable(hosts) {
 const AUDIT_ACTIONS = ["plugin.install", "plugin.upgrade", "plugin.rollback", "plugin.remove", "trust.add", "trust.remove",
   "connection.add", "connection.update", "connection.remove", "connection.authorize", "pipeline.apply", "pipeline.pause",
   "pipeline.resume", "pipeline.reset", "pipeline.remove", "pipeline.webhook-secret", "run.stop", "dlq.replay", "dlq.discard",
-  "conflict.resolve", "token.create", "token.revoke", "secrets.rotate-key", "restore"];
+  "conflict.resolve", "token.create", "token.revoke", "alert.channel.add", "alert.channel.remove", "alert.rule.add",
+  "alert.rule.remove", "secrets.rotate-key", "restore"];
 
 async function viewAudit(ctx, _, q) {
   const data = await get(path(API.audit, {}, { action: q.action, target: q.target, actor: q.actor, limit: q.limit }));
@@ -1215,6 +1221,100 @@ function mapPipelines(pipelines) {
   });
   return panel("Pipelines on the map", null,
     rows.length ? table(["Pipeline", "Direction", "Entity, owners", "Policies", "Mappers and rules", "Health"], rows, "map-pipelines") : empty("No pipelines yet."));
+}
+
+/* ---------- alerts ---------- */
+
+// Channels (with their Test button), rules, and open and recent incidents.
+// Channels and rules are changed with `nexo alert` or the API (admin); the
+// page never sees a channel's secret, only whether one is kept.
+async function viewAlerts(ctx) {
+  let busy = false;
+  const refresh = async (first) => {
+    if (busy || !ctx.alive()) return;
+    busy = true;
+    try {
+      const [channels, rules, incidents] = await Promise.all([
+        get(path(API.alertChannels)), get(path(API.alertRules)), get(path(API.alertIncidents, {}, { limit: 50 }))]);
+      if (!ctx.alive()) return;
+      ctx.root.replaceChildren(
+        alertIncidentsPanel(incidents || []),
+        alertChannelsPanel(channels || []),
+        alertRulesPanel(rules || []));
+      if (bannerAuto) hideError();
+    } catch (e) {
+      if (!ctx.alive() || e.handled) return;
+      if (first) fail(e, ctx.root, route);
+      else showError(`Refresh failed: ${e.message}`, true);
+    } finally {
+      busy = false;
+    }
+  };
+  await refresh(true);
+  ctx.every(REFRESH_MS, () => refresh(false));
+}
+
+function alertTarget(c) {
+  const cfg = c.config || {};
+  if (c.kind === "webhook") return mono(cfg.url || "");
+  return [mono(`${cfg.host || ""}:${cfg.port || ""}`), muted(` ${cfg.security || ""} · ${cfg.from || ""} → ${(cfg.to || []).join(", ")}`)];
+}
+
+function alertChannelsPanel(channels) {
+  const rows = channels.map((c) => h("tr", { "data-channel": c.name },
+    h("td", null, h("strong", null, c.name)),
+    h("td", null, c.kind),
+    h("td", null, alertTarget(c)),
+    h("td", null, c.has_secret ? muted("sealed") : muted("none")),
+    h("td", null, button("Test", { id: `test-${c.name}`, class: "btn btn-small" }, (b) => act(b, async () => {
+      const r = await post(path(API.alertChannelTest, { name: c.name }));
+      if (r && r.ok) notify("Test message sent on ", h("strong", null, c.name), ".");
+      else showError(`Test of ${c.name} failed: ${(r && r.error) || "unknown error"}`);
+    })))));
+  return panel("Alert channels", muted("add with nexo alert channel add"),
+    channels.length ? table(["Channel", "Kind", "Sends to", "Secret", ""], rows, "alert-channels")
+      : empty("No channel yet: nexo alert channel add NAME --webhook URL --secret - (or --smtp HOST).", { id: "alerts-no-channels" }));
+}
+
+function alertCondition(c) {
+  const { kind, ...rest } = c || {};
+  const args = Object.entries(rest).map(([k, v]) => `${k} ${v}`).join(", ");
+  return [h("code", null, kind || "?"), args ? muted(` ${args}`) : null];
+}
+
+const utcOffset = (m) => `${m < 0 ? "−" : "+"}${String(Math.floor(Math.abs(m) / 60)).padStart(2, "0")}:${String(Math.abs(m) % 60).padStart(2, "0")}`;
+
+function alertRulesPanel(rules) {
+  const rows = rules.map((r) => h("tr", { "data-rule": r.name },
+    h("td", null, h("strong", null, r.name)),
+    h("td", null, alertCondition(r.condition)),
+    h("td", null, (r.channels || []).map((c) => h("span", { class: "chip mono" }, c))),
+    h("td", null, r.quiet_hours
+      ? `${r.quiet_hours.from}–${r.quiet_hours.to} (UTC${utcOffset(r.quiet_hours.utc_offset_minutes || 0)})`
+      : muted("none"))));
+  return panel("Alert rules", muted("add with nexo alert rule add"),
+    rules.length ? table(["Rule", "When", "Channels", "Quiet hours"], rows, "alert-rules")
+      : empty("No rule yet.", { id: "alerts-no-rules" }));
+}
+
+function alertDeliveries(ds) {
+  return (ds || []).map((d) => h("div", { class: "small" },
+    badge(d.status === "sent" ? "succeeded" : d.status === "failed" ? "failed" : "running", `${d.notice} ${d.status}`),
+    " ", mono(d.channel), d.attempts > 1 ? muted(` ${d.attempts} attempts`) : null,
+    d.error ? h("div", { class: "muted" }, d.error) : null));
+}
+
+function alertIncidentsPanel(incidents) {
+  const open = incidents.filter((i) => !i.resolved_at).length;
+  const rows = incidents.map((i) => h("tr", { "data-incident": i.id, class: i.resolved_at ? null : "row-failed" },
+    h("td", null, i.resolved_at ? badge("resolved") : badge("failed", "open")),
+    h("td", null, h("strong", null, i.rule), h("div", { class: "small mono" }, i.subject)),
+    h("td", null, i.summary),
+    h("td", { class: "nowrap" }, when(i.opened_at, true), i.resolved_at ? h("div", { class: "small muted" }, "resolved ", when(i.resolved_at, true)) : null),
+    h("td", null, alertDeliveries(i.deliveries))));
+  return panel("Incidents", muted(`${num(open)} open · last ${num(incidents.length)}`),
+    incidents.length ? table(["State", "Rule", "What", "Since", "Notices"], rows, "alert-incidents")
+      : empty("No incident: every rule's condition is clear.", { id: "alerts-no-incidents" }));
 }
 
 /* ---------- start ---------- */

@@ -96,6 +96,7 @@ impl From<TriggerError> for ApiError {
 
 type ApiResult<T = Json<Value>> = Result<T, ApiError>;
 
+pub mod alerts;
 mod connection_update;
 mod connections;
 mod pipelines;
@@ -147,6 +148,27 @@ pub fn routes(app: Arc<App>) -> Router {
         .route("/api/audit", get(audit_trail))
         .route("/api/audit/export", get(audit_export))
         .route("/api/map", get(map))
+        .route(
+            "/api/alerts/channels",
+            get(alerts::channels).post(alerts::add_channel),
+        )
+        .route(
+            "/api/alerts/channels/{name}",
+            axum::routing::delete(alerts::remove_channel),
+        )
+        .route(
+            "/api/alerts/channels/{name}/test",
+            post(alerts::test_channel),
+        )
+        .route(
+            "/api/alerts/rules",
+            get(alerts::rules).post(alerts::add_rule),
+        )
+        .route(
+            "/api/alerts/rules/{name}",
+            axum::routing::delete(alerts::remove_rule),
+        )
+        .route("/api/alerts/incidents", get(alerts::incidents))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             require_token,

@@ -7,11 +7,14 @@
 //! runs commit their current page and exit; the next start resumes them.
 //!
 //! **Owns** running the host as a service: schedules, webhooks, the admin
-//! API and its tokens, metrics, the console's assets, and the living map of
-//! what is connected (`map`, which `nexo docs` renders too). **Must not touch**
+//! API, its tokens and their roles, the audit trail's snapshots, metrics,
+//! the console's assets, alerts (their rules' evaluation and the notices
+//! sent on their channels), and the living map of what is connected
+//! (`map`, which `nexo docs` renders too). **Must not touch**
 //! sync decisions or the page path (it asks `nexo-sync`'s engine to run,
 //! stop and replay), plugins' sandboxes or the command line.
 
+pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod clock;
@@ -76,6 +79,8 @@ pub struct ServeConfig {
     /// cannot send one). Off by default: the metrics name pipelines,
     /// plugins and versions, though never secrets.
     pub metrics_public: bool,
+    /// How often the alert rules are evaluated besides after each run.
+    pub alerts_every: Duration,
 }
 
 impl Default for ServeConfig {
@@ -84,6 +89,7 @@ impl Default for ServeConfig {
             scheduler: SchedulerConfig::default(),
             health_every: Duration::from_secs(300),
             metrics_public: false,
+            alerts_every: Duration::from_secs(30),
         }
     }
 }
@@ -176,6 +182,11 @@ pub async fn serve(
     }
     let scheduler = tokio::spawn(app.scheduler.clone().run());
     let health = tokio::spawn(check_health(app.clone(), config.health_every));
+    let alerts = tokio::spawn(alerts::evaluator::run(
+        app.clone(),
+        config.alerts_every,
+        app.scheduler.runs_ended(),
+    ));
     tracing::info!(%addr, "serving");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let app_for_stop = app.clone();
@@ -191,6 +202,7 @@ pub async fn serve(
         })
         .await;
     health.abort();
+    alerts.abort();
     let _ = scheduler.await;
     if let Some(host) = &host
         && let Err(e) = app.registry.db().host_stopped(host)

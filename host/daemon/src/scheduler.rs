@@ -124,6 +124,8 @@ struct Inner {
     in_flight: watch::Sender<usize>,
     /// The clock time of the last completed look at the pipelines.
     ticked: watch::Sender<Option<DateTime<Utc>>>,
+    /// How many runs have ended (the alert evaluator looks after each).
+    runs_ended: watch::Sender<u64>,
 }
 
 /// The scheduler. Cheap to clone.
@@ -153,6 +155,7 @@ impl Scheduler {
                 wake: Notify::new(),
                 in_flight: watch::Sender::new(0),
                 ticked: watch::Sender::new(None),
+                runs_ended: watch::Sender::new(0),
             }),
         }
     }
@@ -566,6 +569,7 @@ impl Scheduler {
         let this = self.clone();
         tokio::spawn(async move {
             this.run_one(&name, claimed).await;
+            this.inner.runs_ended.send_modify(|n| *n += 1);
             let again = {
                 let mut slots = this.slots();
                 match slots.get_mut(&name) {
@@ -620,6 +624,12 @@ impl Scheduler {
         if let Err(e) = self.pause_if_failing(name) {
             tracing::error!(pipeline = name, error = %e, "cannot check the failure count");
         }
+    }
+
+    /// Changes each time a run ends (or is skipped), after its failure
+    /// count was checked: the alert evaluator looks then.
+    pub fn runs_ended(&self) -> watch::Receiver<u64> {
+        self.inner.runs_ended.subscribe()
     }
 
     /// Trigger the pipelines that run after `name` (`schedule.after`).

@@ -226,3 +226,26 @@ fn every_served_route_is_documented() {
         );
     }
 }
+
+/// The alert endpoints carry the lowest role allowed: reading is for
+/// viewers, the test button for operators, changes for admins.
+#[test]
+fn alert_operations_carry_their_role() {
+    let doc = raw();
+    let mut seen = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/api/alerts") {
+            continue;
+        }
+        for (method, op) in item.as_object().unwrap() {
+            let want = match (method.as_str(), path.ends_with("/test")) {
+                ("get", _) => "viewer",
+                (_, true) => "operator",
+                _ => "admin",
+            };
+            assert_eq!(op["x-nexo-role"], want, "{method} {path}");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 8, "alert operations");
+}

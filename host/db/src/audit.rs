@@ -110,6 +110,14 @@ pub enum Action {
     TokenCreate,
     /// An API token revoked.
     TokenRevoke,
+    /// An alert channel added.
+    AlertChannelAdd,
+    /// An alert channel removed.
+    AlertChannelRemove,
+    /// An alert rule added.
+    AlertRuleAdd,
+    /// An alert rule removed.
+    AlertRuleRemove,
     /// Every secret sealed again under a new key.
     SecretsRotateKey,
     /// The database brought back from a backup.
@@ -118,7 +126,7 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 28] = [
         Action::PluginInstall,
         Action::PluginUpgrade,
         Action::PluginRollback,
@@ -141,6 +149,10 @@ impl Action {
         Action::ConflictResolve,
         Action::TokenCreate,
         Action::TokenRevoke,
+        Action::AlertChannelAdd,
+        Action::AlertChannelRemove,
+        Action::AlertRuleAdd,
+        Action::AlertRuleRemove,
         Action::SecretsRotateKey,
         Action::Restore,
     ];
@@ -170,6 +182,10 @@ impl Action {
             Action::ConflictResolve => "conflict.resolve",
             Action::TokenCreate => "token.create",
             Action::TokenRevoke => "token.revoke",
+            Action::AlertChannelAdd => "alert.channel.add",
+            Action::AlertChannelRemove => "alert.channel.remove",
+            Action::AlertRuleAdd => "alert.rule.add",
+            Action::AlertRuleRemove => "alert.rule.remove",
             Action::SecretsRotateKey => "secrets.rotate-key",
             Action::Restore => "restore",
         }

@@ -54,6 +54,11 @@ pub const TABLES: &[&str] = &[
     "connection_health",
     // audit
     "audit",
+    // alerts
+    "alert_channels",
+    "alert_rules",
+    "alert_incidents",
+    "alert_deliveries",
 ];
 
 /// PostgreSQL's tables of several hosts (`crate::cluster`), which a SQLite
@@ -363,6 +368,8 @@ async fn set_sequences(tx: &Transaction<'_>) -> Result<(), StoreError> {
                        COALESCE((SELECT MAX(id) FROM conflicts), 0) + 1, false);
          SELECT setval(pg_get_serial_sequence('audit', 'id'),
                        COALESCE((SELECT MAX(id) FROM audit), 0) + 1, false);
+         SELECT setval(pg_get_serial_sequence('alert_incidents', 'id'),
+                       COALESCE((SELECT MAX(id) FROM alert_incidents), 0) + 1, false);
          SELECT setval('entity_ids', GREATEST(
                        COALESCE((SELECT MAX(entity_id) FROM entity_links), 0),
                        COALESCE((SELECT MAX(entity_id) FROM conflicts), 0)) + 1, false);",
@@ -512,6 +519,27 @@ mod tests {
             )
             .unwrap();
         }
+        db.add_alert_channel(
+            "ops",
+            crate::alerts::ChannelKind::Webhook,
+            r#"{"url":"http://127.0.0.1:9/h"}"#,
+            Some((&[7; 12], &[1, 2])),
+        )
+        .unwrap();
+        db.add_alert_rule(&crate::alerts::RuleRow {
+            name: "failed".into(),
+            condition: r#"{"kind":"run-failed"}"#.into(),
+            channels: vec!["ops".into()],
+            quiet_hours: Some(r#"{"from":"22:00","to":"07:00","utc_offset_minutes":60}"#.into()),
+        })
+        .unwrap();
+        exec(
+            &db,
+            "INSERT INTO alert_incidents (id, rule, subject, summary, opened_at, last_seen_at)
+                 VALUES (7, 'failed', 'pipeline:p', 'run 9 failed', '2026-01-02T00:00:00.000Z', '2026-01-02T00:00:00.000Z');
+             INSERT INTO alert_deliveries (incident, channel, notice, status, attempts, claimed_until_ms)
+                 VALUES (7, 'ops', 'opened', 'pending', 1, 1767312000000);",
+        );
         db
     }
 
@@ -627,7 +655,7 @@ mod tests {
             Some(vec![0, 255, 1])
         );
         // New rows take ids past the copied ones.
-        let (run, dead, conflict, entity) = to
+        let (run, dead, conflict, entity, incident) = to
             .postgres()
             .unwrap()
             .with(async |c| {
@@ -642,10 +670,12 @@ mod tests {
                              destination_payload, fields, status)
                          VALUES ('p', 9, 1, 's', 'd', '{}', '{}', '[]', 'open') RETURNING id").await?,
                     one("SELECT nextval('entity_ids')").await?,
+                    one("INSERT INTO alert_incidents (rule, subject, summary, opened_at, last_seen_at)
+                         VALUES ('failed', 'pipeline:q', 's', 't', 't') RETURNING id").await?,
                 ))
             })
             .unwrap();
-        assert_eq!((run, dead, conflict), (10, 13, 4));
+        assert_eq!((run, dead, conflict, incident), (10, 13, 4, 8));
         assert_eq!(
             entity,
             LINKS * 3 + 101,

@@ -7,7 +7,8 @@
 //!
 //! **Owns** the SQLite connection and the PostgreSQL pool, the migrations,
 //! sealing secrets at rest, trusted keys, the rows of the plugin registry,
-//! connections and the daemon's tokens, the [`kv::SqliteKv`] backend of
+//! connections and the daemon's tokens, alerts' channels, rules and
+//! incidents ([`alerts`]), the [`kv::SqliteKv`] backend of
 //! plugins' key-value data, and what several hosts share ([`cluster`]:
 //! hosts, pipeline leases, run requests, bundles). **Must not touch** plugins (it never loads a component), the
 //! network or sync logic: the sync engine's statements live in `nexo-sync`,
@@ -37,6 +38,7 @@ macro_rules! on_both {
     )* };
 }
 
+pub mod alerts;
 pub mod audit;
 pub mod backup;
 pub mod cluster;

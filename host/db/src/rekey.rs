@@ -1,6 +1,7 @@
 //! Sealing every stored secret again under a new key (`nexo secrets
 //! rotate-key`): each sealed value — connections' secrets, their OAuth
-//! client secrets and tokens, pipelines' webhook secrets — is opened with
+//! client secrets and tokens, pipelines' webhook secrets, alert channels'
+//! signing secrets and SMTP passwords — is opened with
 //! the old key and sealed with the new one, all in one transaction, so the
 //! database holds either every value under the old key or every value under
 //! the new one, never a mix. A value the old key does not open stops the
@@ -60,6 +61,15 @@ const SEALED: &[SealedTable] = &[
                 slot: |k| format!("{}/oauth/refresh", k[0]),
             },
         ],
+    },
+    SealedTable {
+        table: "alert_channels",
+        keys: &["name"],
+        pairs: &[SealedPair {
+            nonce: "secret_nonce",
+            sealed: "secret",
+            slot: |k| format!("alert-channel:{}", k[0]),
+        }],
     },
     SealedTable {
         table: "webhook_secrets",
@@ -418,12 +428,23 @@ mod tests {
             .unwrap();
         }
         db.set_webhook_secret("p", &n3, &s3).unwrap();
+        let (n4, s4) = s
+            .seal("alert-channel:ops", &SecretValue::new("smtp-1"))
+            .unwrap();
+        db.add_alert_channel(
+            "ops",
+            crate::alerts::ChannelKind::Webhook,
+            "{}",
+            Some((&n4, &s4)),
+        )
+        .unwrap();
     }
 
     fn opened(db: &Database, s: &Sealer) -> Result<Vec<String>, SealError> {
         let secret = &db.connection_secrets("crm").unwrap()[0];
         let oauth = db.oauth("crm").unwrap().unwrap();
         let hook = db.webhook_secret("p").unwrap().unwrap();
+        let alert = db.alert_channel_secret("ops").unwrap().unwrap();
         Ok(vec![
             s.open("crm/api_token", &secret.nonce, &secret.sealed)?
                 .expose()
@@ -438,6 +459,9 @@ mod tests {
             s.open("webhook:p", &hook.nonce, &hook.sealed)?
                 .expose()
                 .to_string(),
+            s.open("alert-channel:ops", &alert.nonce, &alert.sealed)?
+                .expose()
+                .to_string(),
         ])
     }
 
@@ -446,8 +470,11 @@ mod tests {
         let (old, new) = (sealer(1), sealer(2));
         fill(&db, &old);
         let report = db.rotate_sealing_key(&old, &new).unwrap();
-        assert_eq!(report.total(), 3, "{report:?}");
-        assert_eq!(opened(&db, &new).unwrap(), ["tok-1", "acc-1", "hook-1"]);
+        assert_eq!(report.total(), 4, "{report:?}");
+        assert_eq!(
+            opened(&db, &new).unwrap(),
+            ["tok-1", "acc-1", "hook-1", "smtp-1"]
+        );
         assert!(
             opened(&db, &old).is_err(),
             "the old key still opens a value"
@@ -465,7 +492,10 @@ mod tests {
                 && e.contains("nothing was rotated"),
             "{e}"
         );
-        assert_eq!(opened(&db, &old).unwrap(), ["tok-1", "acc-1", "hook-1"]);
+        assert_eq!(
+            opened(&db, &old).unwrap(),
+            ["tok-1", "acc-1", "hook-1", "smtp-1"]
+        );
     }
 
     #[test]

@@ -154,6 +154,11 @@ pub const COMPONENTS: &[Component] = &[
         // who changed what, append-only
         migrations: &[crate::audit::MIGRATION],
     },
+    Component {
+        name: "alerts",
+        // channels, rules, incidents and their notices' deliveries
+        migrations: &[crate::alerts::MIGRATION],
+    },
 ];
 
 /// The schema's history before components had versions of their own: one

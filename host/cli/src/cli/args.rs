@@ -120,6 +120,9 @@ pub(super) enum Command {
     /// The key that seals stored secrets.
     #[command(subcommand)]
     Secrets(super::backup::SecretsCommand),
+    /// Alerts: channels (signed webhooks, e-mail), rules and incidents.
+    #[command(subcommand)]
+    Alert(super::alert::AlertCommand),
     /// Try mappers on sample records before a pipeline runs them.
     #[command(subcommand)]
     Map(map::MapCommand),

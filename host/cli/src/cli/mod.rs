@@ -10,6 +10,7 @@ use clap::Parser;
 
 use crate::{LoadedPlugin, PluginRef, Runtime, RuntimeConfig};
 
+mod alert;
 mod args;
 mod audit;
 mod authorize;
@@ -224,6 +225,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Backup(args) => backup::backup(&dir, args),
         Command::Restore(args) => backup::restore(&dir, args),
         Command::Secrets(backup::SecretsCommand::RotateKey) => backup::rotate_key(&dir),
+        Command::Alert(cmd) => alert::run(&dir, cmd).await,
         Command::Map(cmd) => map::run(&dir, &runtime, cmd).await,
         Command::Docs(args) => docs::docs(&dir, &runtime, args).await,
         Command::Runs {

@@ -22,6 +22,7 @@ use crate::StoreError;
 
 pub mod schema;
 
+pub(crate) mod alerts;
 pub(crate) mod audit;
 pub(crate) mod connections;
 pub(crate) mod kv;

@@ -274,6 +274,11 @@ pub const COMPONENTS: &[crate::schema::Component] = &[
         migrations: &[super::audit::MIGRATION],
     },
     crate::schema::Component {
+        name: "alerts",
+        // channels, rules, incidents and their notices' deliveries
+        migrations: &[super::alerts::MIGRATION],
+    },
+    crate::schema::Component {
         name: "cluster",
         // hosts, pipeline leases and run requests, plugin bundles; then
         // the webhook deliveries accepted by any host
