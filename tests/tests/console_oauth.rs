@@ -230,9 +230,18 @@ async fn an_admin_authorizes_a_xero_connection_in_the_browser_and_picks_the_orga
         .await
         .unwrap();
     let page = c.source().await.unwrap();
+    // The authorization is in the audit trail once, as the admin's, who
+    // started it (the browser's redirect carries no token).
+    let trail: Value =
+        serde_json::from_str(&api("/api/audit?action=connection.authorize").await).unwrap();
+    let entries = trail["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{trail}");
+    assert_eq!(entries[0]["actor"], "token:admin", "{trail}");
+    assert_eq!(entries[0]["target"], "connection/books", "{trail}");
     for (what, text) in [
         ("API", serde_json::to_string(&after).unwrap()),
         ("overview", api("/api/overview").await),
+        ("audit", trail.to_string()),
         ("console", page),
     ] {
         assert!(
