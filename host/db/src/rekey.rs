@@ -206,38 +206,8 @@ impl Database {
         let conn = self.lock()?;
         let mut opened = 0;
         for t in SEALED {
-            let width = t.keys.len();
-            let exists: bool = conn
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
-                    [t.table],
-                    |r| r.get(0),
-                )
-                .map_err(StoreError::from)?;
-            if !exists {
-                continue;
-            }
-            let mut st = conn.prepare(&select_sql(t)).map_err(StoreError::from)?;
-            let rows = st
-                .query_map([], |r| {
-                    let keys = (0..width)
-                        .map(|i| r.get::<_, String>(i))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let mut pairs = Vec::new();
-                    for p in 0..t.pairs.len() {
-                        let nonce: Option<Vec<u8>> = r.get(width + 2 * p)?;
-                        let sealed: Option<Vec<u8>> = r.get(width + 2 * p + 1)?;
-                        pairs.push(nonce.zip(sealed));
-                    }
-                    Ok((keys, pairs))
-                })
-                .map_err(StoreError::from)?
-                .collect::<Result<Vec<SealedRow>, _>>()
-                .map_err(StoreError::from)?;
-            opened += rows
-                .iter()
-                .map(|(_, p)| p.iter().flatten().count())
-                .sum::<usize>();
+            let rows = sqlite_rows(&conn, t)?;
+            opened += values(&rows);
             reseal(t, rows, sealer, sealer)?;
         }
         Ok(opened)
@@ -258,26 +228,8 @@ impl Database {
         let tx = conn.transaction().map_err(StoreError::from)?;
         let mut report = RekeyReport::default();
         for t in SEALED {
-            let width = t.keys.len();
-            let rows: Vec<SealedRow> = {
-                let mut st = tx.prepare(&select_sql(t)).map_err(StoreError::from)?;
-                let rows = st
-                    .query_map([], |r| {
-                        let keys = (0..width)
-                            .map(|i| r.get::<_, String>(i))
-                            .collect::<Result<Vec<_>, _>>()?;
-                        let mut pairs = Vec::new();
-                        for p in 0..t.pairs.len() {
-                            let nonce: Option<Vec<u8>> = r.get(width + 2 * p)?;
-                            let sealed: Option<Vec<u8>> = r.get(width + 2 * p + 1)?;
-                            pairs.push(nonce.zip(sealed));
-                        }
-                        Ok((keys, pairs))
-                    })
-                    .map_err(StoreError::from)?;
-                rows.collect::<Result<_, _>>().map_err(StoreError::from)?
-            };
-            let count = rows.iter().map(|(_, p)| p.iter().flatten().count()).sum();
+            let rows = sqlite_rows(&tx, t)?;
+            let count = values(&rows);
             let update = update_sql(t, '?');
             for (keys, pairs) in reseal(t, rows, old, new)? {
                 let mut params: Vec<SqlValue> = Vec::new();
@@ -302,6 +254,38 @@ impl Database {
         tx.commit().map_err(StoreError::from)?;
         Ok(report)
     }
+}
+
+/// Every row of `t` on SQLite (none when the table does not exist yet).
+fn sqlite_rows(conn: &rusqlite::Connection, t: &SealedTable) -> Result<Vec<SealedRow>, StoreError> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        [t.table],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let width = t.keys.len();
+    let mut st = conn.prepare(&select_sql(t))?;
+    let rows = st.query_map([], |r| {
+        let keys = (0..width)
+            .map(|i| r.get::<_, String>(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut pairs = Vec::new();
+        for p in 0..t.pairs.len() {
+            let nonce: Option<Vec<u8>> = r.get(width + 2 * p)?;
+            let sealed: Option<Vec<u8>> = r.get(width + 2 * p + 1)?;
+            pairs.push(nonce.zip(sealed));
+        }
+        Ok((keys, pairs))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How many sealed values `rows` hold.
+fn values(rows: &[SealedRow]) -> usize {
+    rows.iter().map(|(_, p)| p.iter().flatten().count()).sum()
 }
 
 fn rotate_postgres(
