@@ -29,6 +29,7 @@ mod lease;
 mod locks;
 pub mod lookback;
 mod mapping;
+pub mod matching;
 mod page;
 pub mod pipeline;
 pub mod plan;
