@@ -52,6 +52,9 @@ pub(super) enum Command {
     /// Manage connections: an installed plugin + config + secrets + grants.
     #[command(subcommand)]
     Connection(connection::ConnectionCommand),
+    /// Read a system once, read-only, and report what it holds: records,
+    /// fields' fill rates and formats, likely duplicates inside it.
+    Survey(super::survey::SurveyArgs),
     /// Take a copy of a stream's records.
     #[command(subcommand)]
     Stream(StreamCommand),

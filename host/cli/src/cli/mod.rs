@@ -32,6 +32,7 @@ mod promote;
 mod queues;
 mod runs;
 pub mod serve;
+mod survey;
 pub mod sync;
 mod test;
 
@@ -191,6 +192,12 @@ async fn run(cli: Cli) -> Result<()> {
             let connections =
                 crate::connections::Connections::new(registry(&dir, &runtime)?, sealer);
             export::export(&connections, args).await
+        }
+        Command::Survey(args) => {
+            let sealer = crate::store::sealed::Sealer::from_env_or_file(&dir.join("secret.key"))?;
+            let connections =
+                crate::connections::Connections::new(registry(&dir, &runtime)?, sealer);
+            survey::run(&connections, args).await
         }
         Command::Pipeline(sync::PipelineCommand::Webhook { name, hubspot }) => {
             serve::webhook(&dir, &name, hubspot)

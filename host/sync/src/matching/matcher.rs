@@ -154,20 +154,17 @@ const MAX_BLOCK: usize = 2_000;
 enum Index {
     /// Value → destination positions.
     Exact(HashMap<String, Vec<usize>>),
-    /// Block (the first word of the value, and its last) → `(position,
-    /// value)`: similar names share one of them far more often than not.
+    /// Block ([`blocks_of`]) → `(position, value)`: similar names share
+    /// one of them far more often than not.
     Fuzzy(HashMap<String, Vec<(usize, String)>>),
 }
 
-/// The blocks of a value: its first word and, when another, its last.
-fn blocks_of(value: &str) -> Vec<String> {
-    let first = value.split(' ').next().unwrap_or("");
+/// The blocks of a value: the first three letters of its first word, and
+/// its last word — a typo rarely hits both.
+pub(crate) fn blocks_of(value: &str) -> Vec<String> {
+    let first: String = value.chars().take(3).collect();
     let last = value.rsplit(' ').next().unwrap_or("");
-    let mut out = vec![format!("^{first}")];
-    if last != first {
-        out.push(format!("{last}$"));
-    }
-    out
+    vec![format!("^{first}"), format!("{last}$")]
 }
 
 /// Match every source record against the destination's records by `keys`
@@ -272,6 +269,7 @@ fn judge(keys: &[Key], indexes: &[Index], dest: &[&(String, Record)], record: &R
                     .filter(|block| block.len() <= MAX_BLOCK)
                     .flatten()
                     .filter(|(i, _)| seen.insert(*i))
+                    .filter(|(_, v)| !super::normalize::numbers_differ(&value, v))
                     .filter_map(|(i, v)| {
                         let score = strsim::jaro_winkler(&value, v);
                         (score >= threshold).then(|| {

@@ -7,6 +7,7 @@
 
 pub mod matcher;
 pub mod normalize;
+pub mod survey;
 
 pub use matcher::{
     Candidate, Key, Matches, Record, Verdict, customer_keys, invoice_keys, match_records,

@@ -172,6 +172,13 @@ pub fn name(value: &str) -> Option<String> {
     Some(words.join(" "))
 }
 
+/// Whether two names carry different numbers ("Store 12", "Store 13"):
+/// however alike the letters, those are two things.
+pub fn numbers_differ(a: &str, b: &str) -> bool {
+    let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+    digits(a) != digits(b)
+}
+
 /// Free text: folded.
 pub fn text(value: &str) -> Option<String> {
     Some(folded(value))
