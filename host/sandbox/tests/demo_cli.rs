@@ -16,67 +16,15 @@ use std::time::Duration;
 use fantoccini::Locator;
 use nexo_tests::browser::{self, Browser, Screenshots, wait, wait_text};
 use nexo_tests::cli::{ok, terminate};
-use nexo_tests::programs;
+use support::{nexo, pack_bundles};
 
-/// The product binary, built beside this crate's by `cargo test --workspace`
-/// (cargo gives a test the path of its own package's binaries only).
-fn nexo(dir: &Path) -> Command {
-    let demo = Path::new(env!("CARGO_BIN_EXE_nexo-sandbox"));
-    let bin = demo.with_file_name(format!("nexo{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is not built: run `cargo build -p nexo --bin nexo` (or `cargo test --workspace`)",
-        bin.display()
-    );
-    let mut c = Command::new(bin);
-    c.arg("--data-dir").arg(dir).env_remove("NEXO_SECRET_KEY");
-    c
-}
+mod support;
 
 /// The demo binary.
 fn nexo_sandbox(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nexo-sandbox"));
     c.arg("--data-dir").arg(dir).env_remove("NEXO_SECRET_KEY");
     c
-}
-
-/// Sign and pack the five plugins the demo installs into `bundles`, with
-/// the vendor's public key beside them.
-fn pack_bundles(work: &Path, bundles: &Path) {
-    std::fs::create_dir_all(bundles).unwrap();
-    let key = work.join("vendor.key");
-    ok(nexo(&work.join("vendor"))
-        .args([
-            "plugin",
-            "keygen",
-            "--name",
-            "Nexo reference plugins",
-            "--out",
-        ])
-        .arg(&key)
-        .output()
-        .unwrap());
-    std::fs::copy(work.join("vendor.key.pub"), bundles.join("vendor.pub")).unwrap();
-    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins");
-    for (name, wasm) in [
-        ("hubspot", programs::HUBSPOT),
-        ("xero", programs::XERO),
-        ("deal-to-invoice", programs::DEAL_TO_INVOICE),
-        ("field-mapper", programs::FIELD_MAPPER),
-        ("tryton", programs::TRYTON),
-    ] {
-        ok(nexo(&work.join("vendor"))
-            .args(["plugin", "pack", "--manifest"])
-            .arg(plugins.join(name).join("nexo-plugin.toml"))
-            .arg("--component")
-            .arg(wasm)
-            .arg("--key")
-            .arg(&key)
-            .arg("--out")
-            .arg(bundles.join(format!("{name}.nexo")))
-            .output()
-            .unwrap());
-    }
 }
 
 /// The number after `what ` in a counts line.

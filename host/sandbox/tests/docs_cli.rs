@@ -7,13 +7,14 @@
 //! `target/test-artifacts/docs-map/`. No secret is in any of them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use nexo_tests::browser::{self, Browser, Screenshots, wait, wait_text};
 use nexo_tests::cli::{listening_url, ok, terminate};
-use nexo_tests::programs;
+use support::{nexo, pack_bundles};
+
+mod support;
 
 const CONNECTIONS: [&str; 2] = ["hubspot-sandbox", "xero-sandbox"];
 const PIPELINES: [&str; 3] = [
@@ -26,61 +27,6 @@ const SECRETS: [(&str, &str); 2] = [
     ("HubSpot token", "pat-na1-sandbox"),
     ("Xero token", "xero-sandbox-token"),
 ];
-
-/// The product binary, built beside this crate's.
-fn nexo(dir: &Path) -> Command {
-    let demo = Path::new(env!("CARGO_BIN_EXE_nexo-sandbox"));
-    let bin = demo.with_file_name(format!("nexo{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is not built: run `cargo build -p nexo --bin nexo`",
-        bin.display()
-    );
-    let mut c = Command::new(bin);
-    c.arg("--data-dir")
-        .arg(dir)
-        .env("NEXO_CACHE_DIR", nexo_tests::cache_dir())
-        .env_remove("NEXO_SECRET_KEY");
-    c
-}
-
-/// Sign and pack the plugins the demo installs (all but the ERP's).
-fn pack_bundles(work: &Path, bundles: &Path) {
-    std::fs::create_dir_all(bundles).unwrap();
-    let key = work.join("vendor.key");
-    ok(nexo(&work.join("vendor"))
-        .args([
-            "plugin",
-            "keygen",
-            "--name",
-            "Nexo reference plugins",
-            "--out",
-        ])
-        .arg(&key)
-        .output()
-        .unwrap());
-    std::fs::copy(work.join("vendor.key.pub"), bundles.join("vendor.pub")).unwrap();
-    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins");
-    for (name, wasm) in [
-        ("hubspot", programs::HUBSPOT),
-        ("xero", programs::XERO),
-        ("deal-to-invoice", programs::DEAL_TO_INVOICE),
-        ("field-mapper", programs::FIELD_MAPPER),
-        ("tryton", programs::TRYTON),
-    ] {
-        ok(nexo(&work.join("vendor"))
-            .args(["plugin", "pack", "--manifest"])
-            .arg(plugins.join(name).join("nexo-plugin.toml"))
-            .arg("--component")
-            .arg(wasm)
-            .arg("--key")
-            .arg(&key)
-            .arg("--out")
-            .arg(bundles.join(format!("{name}.nexo")))
-            .output()
-            .unwrap());
-    }
-}
 
 fn no_secret(what: &str, text: &str) {
     for (name, value) in SECRETS {
