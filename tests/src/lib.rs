@@ -9,6 +9,7 @@ pub mod cli;
 pub mod connkit;
 pub mod daemon;
 pub mod echo;
+pub mod going_live;
 pub mod greedy;
 pub mod hledger;
 pub mod hostile;

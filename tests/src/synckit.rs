@@ -356,7 +356,7 @@ pub fn contents(server: &tinycrm::Server) -> Vec<String> {
 }
 
 /// What a run wrote, per source record: `create`, `update` or `delete`
-/// (records left unchanged, held or failed are in the counts only).
+/// or `hold` (records left unchanged or failed are in the counts only).
 pub type Writes = BTreeMap<String, &'static str>;
 
 /// The writes a dry run planned.
@@ -380,6 +380,7 @@ pub fn written(store: &dyn SyncStore, real: &RunReport) -> Writes {
                 RecordOutcome::Created => "create",
                 RecordOutcome::Updated => "update",
                 RecordOutcome::Deleted => "delete",
+                RecordOutcome::Held => "hold",
                 _ => return None,
             };
             Some((r.source_id, action))

@@ -106,6 +106,13 @@ pub enum Action {
     DeadLetterDiscard,
     /// A conflict resolved by a person.
     ConflictResolve,
+    /// A pipeline matched with what its destination holds (links made,
+    /// reviews queued).
+    PipelineMatch,
+    /// A queued match accepted: source and destination record linked.
+    ReviewAccept,
+    /// A queued match rejected: the record is created.
+    ReviewReject,
     /// An API token created.
     TokenCreate,
     /// An API token revoked.
@@ -126,7 +133,7 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 28] = [
+    pub const ALL: [Action; 31] = [
         Action::PluginInstall,
         Action::PluginUpgrade,
         Action::PluginRollback,
@@ -147,6 +154,9 @@ impl Action {
         Action::DeadLetterReplay,
         Action::DeadLetterDiscard,
         Action::ConflictResolve,
+        Action::PipelineMatch,
+        Action::ReviewAccept,
+        Action::ReviewReject,
         Action::TokenCreate,
         Action::TokenRevoke,
         Action::AlertChannelAdd,
@@ -180,6 +190,9 @@ impl Action {
             Action::DeadLetterReplay => "dlq.replay",
             Action::DeadLetterDiscard => "dlq.discard",
             Action::ConflictResolve => "conflict.resolve",
+            Action::PipelineMatch => "pipeline.match",
+            Action::ReviewAccept => "review.accept",
+            Action::ReviewReject => "review.reject",
             Action::TokenCreate => "token.create",
             Action::TokenRevoke => "token.revoke",
             Action::AlertChannelAdd => "alert.channel.add",

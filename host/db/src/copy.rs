@@ -8,7 +8,7 @@
 //! PostgreSQL column's type (`information_schema.columns`): BIGINT from
 //! SQLite's integers, BYTEA from its blobs, TEXT from its text, so a
 //! column the two schemas disagree on is refused by name instead of
-//! copied wrongly. Afterwards the identity columns (`runs.run_id`, `audit.id`,
+//! copied wrongly. Afterwards the identity columns (`runs.run_id`, `audit.id`, `match_reviews.id`,
 //! `dead_letters.id`, `conflicts.id`) and the `entity_ids` sequence are
 //! set past the copied maxima, so rows the hosts add never collide.
 //!
@@ -48,6 +48,8 @@ pub const TABLES: &[&str] = &[
     "dead_letters",
     "conflicts",
     "settings",
+    "match_reviews",
+    "match_passes",
     // daemon
     "api_tokens",
     "webhook_secrets",
@@ -366,6 +368,8 @@ async fn set_sequences(tx: &Transaction<'_>) -> Result<(), StoreError> {
                        COALESCE((SELECT MAX(id) FROM dead_letters), 0) + 1, false);
          SELECT setval(pg_get_serial_sequence('conflicts', 'id'),
                        COALESCE((SELECT MAX(id) FROM conflicts), 0) + 1, false);
+         SELECT setval(pg_get_serial_sequence('match_reviews', 'id'),
+                       COALESCE((SELECT MAX(id) FROM match_reviews), 0) + 1, false);
          SELECT setval(pg_get_serial_sequence('audit', 'id'),
                        COALESCE((SELECT MAX(id) FROM audit), 0) + 1, false);
          SELECT setval(pg_get_serial_sequence('alert_incidents', 'id'),
@@ -499,7 +503,13 @@ mod tests {
                    INSERT INTO conflicts (id, pipeline, run_id, entity_id, source_id, destination_id, source_record,
                             destination_payload, fields, status, resolution)
                      VALUES (3, 'p', 5, {big}, 'r1', 'd1', '{{}}', '{{}}', '["email"]', 'open', NULL);
-                   INSERT INTO settings VALUES ('instance', 'abc');"#,
+                   INSERT INTO settings VALUES ('instance', 'abc');
+                   INSERT INTO match_reviews (id, pipeline, source_id, source_record, mapped, candidates,
+                            why, status, chosen, decided_by, decided_at, delivered_run)
+                     VALUES (6, 'p', 'r4', '{{"id":"r4"}}', '{{}}', '[]', 'two share a name', 'open', NULL, NULL, NULL, NULL),
+                            (8, 'p', 'r5', '{{"id":"r5"}}', '{{}}', '[]', 'similar', 'accepted', 'd5', 'cli:ana', '2026-01-02T00:00:00.000Z', 9);
+                   INSERT INTO match_passes (pipeline, at, linked, queued, unmatched, already)
+                     VALUES ('p', '2026-01-01T00:00:00.000Z', 3, 2, 1, 0);"#,
                 big = LINKS * 3 + 100,
             ),
         );

@@ -116,6 +116,10 @@ pub enum StoreError {
     /// An operation that only the embedded SQLite database has.
     #[error("{0} works on the embedded SQLite database only")]
     SqliteOnly(&'static str),
+    /// A row someone else changed between its reading and this write (a
+    /// review decided twice at once): nothing of the write was kept.
+    #[error("{0}; nothing was changed, look again and retry")]
+    Stale(String),
     /// A backup the database cannot make (a target that exists, or a
     /// database backed up by other means): the message says what to do.
     #[error("cannot back up: {0}")]

@@ -141,6 +141,8 @@ pub const COMPONENTS: &[Component] = &[
             sync::RUN_SKIPPED,
             // the host holding a run, its lease, checked by each commit
             sync::RUN_LEASES,
+            // matching before the first sync: review queue, passes, held
+            sync::MATCHING,
         ],
     },
     Component {

@@ -244,3 +244,39 @@ pub(crate) const RUN_LEASES: &str = "
     ALTER TABLE runs ADD COLUMN host TEXT;
     ALTER TABLE runs ADD COLUMN lease_until_ms INTEGER;
 ";
+
+/// Sync's eighth migration: going live on systems that already hold data.
+/// A pipeline's `[match]` pass links the records it is sure of and queues
+/// the uncertain ones for a person (`match_reviews`: the source record as
+/// read, so a run can deliver it once decided; the mapped record and the
+/// candidates, for the side-by-side view); `match_passes` remembers that a
+/// pipeline was matched, so its first run does not match again; runs count
+/// the records they held back because they wait for a review.
+pub(crate) const MATCHING: &str = "
+    ALTER TABLE runs ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE match_reviews (
+        id INTEGER PRIMARY KEY,
+        pipeline TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        source_record TEXT NOT NULL,
+        mapped TEXT NOT NULL,
+        candidates TEXT NOT NULL,
+        why TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'open',
+        chosen TEXT,
+        decided_by TEXT,
+        decided_at TEXT,
+        delivered_run INTEGER,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE UNIQUE INDEX match_reviews_waiting ON match_reviews(pipeline, source_id)
+        WHERE delivered_run IS NULL;
+    CREATE TABLE match_passes (
+        pipeline TEXT PRIMARY KEY,
+        at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        linked INTEGER NOT NULL,
+        queued INTEGER NOT NULL,
+        unmatched INTEGER NOT NULL,
+        already INTEGER NOT NULL
+    );
+";

@@ -85,6 +85,7 @@ async fn classification_tells_new_changed_unchanged_echo_and_deleted_apart() {
         p: &p,
         links: store.as_ref(),
         queues: store.as_ref(),
+        reviews: store.as_ref(),
         waiter: &waiter,
     };
     let records = vec![

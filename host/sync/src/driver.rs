@@ -12,6 +12,7 @@ use super::SyncError;
 use super::bounds::LimitHit;
 use super::commit::{Committer, Progress};
 use super::dry_run::PlannedChange;
+use super::going_live::{self, MatchReport};
 use super::lookback;
 use super::page::{self, Deduped, PageContext};
 use super::pipeline::SyncMode;
@@ -19,9 +20,11 @@ use super::ports::Source;
 use super::prepared::Prepared;
 use super::retry::{Outage, StopSignal, Waiter};
 use super::settle::{self, Spent};
-use super::store::{Counts, Link, LogLevel, PageCommit, PageStore, PipelineRow, RunId, RunStore};
+use super::store::{
+    Counts, Link, LogLevel, PageCommit, PageStore, PipelineRow, RecordOutcome, RunId, RunStore,
+};
 use nexo_runtime::metrics::Metrics;
-use nexo_runtime::plugin::{CheckedPage, Record, RejectedRecord};
+use nexo_runtime::plugin::{CheckedPage, Operation, Record, RejectedRecord};
 
 /// Where a run's time went (for the log and tuning).
 #[derive(Debug, Default, Clone, Copy)]
@@ -64,6 +67,8 @@ pub(super) struct Driver<'a> {
     /// run itself, not in the shared links, so another pipeline reading
     /// the same source at the same time cannot make a record look unread.
     seen: HashSet<String>,
+    /// What the matching pass before the first run found.
+    matching: Option<MatchReport>,
 }
 
 /// A source page being read in its own task.
@@ -83,6 +88,7 @@ fn context<'b>(
         p,
         links: store.as_ref(),
         queues: store.as_ref(),
+        reviews: store.as_ref(),
         waiter,
     }
 }
@@ -121,7 +127,13 @@ impl<'a> Driver<'a> {
             polled: None,
             started: Instant::now(),
             seen: HashSet::new(),
+            matching: None,
         }
+    }
+
+    /// What the matching pass of this run found, when it had one.
+    pub fn take_matching(&mut self) -> Option<MatchReport> {
+        self.matching.take()
     }
 
     fn name(&self) -> &str {
@@ -199,6 +211,7 @@ impl<'a> Driver<'a> {
             self.track_destination(row.destination_state.clone())
                 .await?;
         }
+        self.go_live().await?;
         let state = match pipeline.mode {
             SyncMode::FullRefresh => None,
             SyncMode::Incremental if pipeline.look_back_seconds == 0 => row.state.clone(),
@@ -241,6 +254,40 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
+    /// Going live: a pipeline that matches, never matched, matches before
+    /// its first page (linking what the destination holds, queueing what
+    /// is uncertain); then the records people decided on since the last
+    /// run are delivered, before the source's pages.
+    async fn go_live(&mut self) -> Result<(), SyncError> {
+        let pipeline = &self.p.pipeline;
+        let Some(rules) = &pipeline.matching else {
+            return Ok(());
+        };
+        if rules.first_run && self.store.match_pass(&pipeline.name)?.is_none() {
+            let ctx = context(self.p, &self.store, &self.waiter);
+            let (commit, report) = going_live::pass(ctx).await?;
+            self.committer.commit_aside(&commit)?;
+            self.matching = Some(report);
+        }
+        let decided = self.store.decided_reviews(&pipeline.name)?;
+        if decided.is_empty() {
+            return Ok(());
+        }
+        let records = decided
+            .into_iter()
+            .map(|r| Record {
+                stream: pipeline.source.stream.clone(),
+                id: r.record.id,
+                operation: Operation::Upsert,
+                payload: r.record.payload,
+                cursor: r.record.cursor,
+            })
+            .collect();
+        let commit = self.process(records, Vec::new()).await?;
+        self.committer.hold(commit);
+        Ok(())
+    }
+
     fn spent(&mut self, spent: Spent) {
         self.timings.map += spent.map;
         self.timings.write += spent.write;
@@ -270,6 +317,18 @@ impl<'a> Driver<'a> {
         let mut spent = Spent::default();
         let commit = settle::finish(ctx, classified, self.plan.as_mut(), &mut spent).await?;
         self.spent(spent);
+        if let Some(plan) = self.plan.as_mut() {
+            let held = commit
+                .results
+                .iter()
+                .filter(|r| r.outcome == RecordOutcome::Held);
+            plan.extend(held.map(|r| PlannedChange {
+                action: "hold",
+                source_id: r.source_id.clone(),
+                destination_id: None,
+                diff: Vec::new(),
+            }));
+        }
         Ok(commit)
     }
 

@@ -16,8 +16,8 @@ use super::pipeline::Endpoint;
 use super::ports::{Call, Destination};
 use super::store::{
     CancelReason, Conflict, ConflictStatus, DeadLetter, DeadLetterStatus, Link, LinkStore,
-    LinkUpdate, LogLevel, PageCommit, PageStore, QueueStore, RecordResult, RunFilter, RunId,
-    RunRow, RunStatus, RunStore,
+    LinkUpdate, LogLevel, MatchCounts, PageCommit, PageStore, QueueStore, RecordResult, Review,
+    ReviewFilter, ReviewStatus, ReviewStore, RunFilter, RunId, RunRow, RunStatus, RunStore,
 };
 use nexo_db::StoreError;
 use nexo_runtime::PluginError;
@@ -53,6 +53,12 @@ struct Recorded {
     overlay: Overlay,
     /// Entities with a conflict held for a person, per pipeline.
     open_conflicts: HashSet<(i64, String)>,
+    /// Source records a dry matching pass queued for review.
+    queued: HashMap<String, (i64, ReviewStatus)>,
+    /// Decided reviews the dry run delivered.
+    delivered: HashSet<i64>,
+    /// The dry matching pass, once it "committed".
+    pass: Option<MatchCounts>,
 }
 
 impl std::fmt::Debug for DryRun {
@@ -162,6 +168,19 @@ impl RunStore for DryRun {
         let mut recorded = self.recorded()?;
         for page in pages {
             recorded.overlay.apply(&page.links);
+            for r in &page.new_reviews {
+                // Numbered below every real review: recorded nowhere.
+                let id = -(recorded.queued.len() as i64) - 1;
+                recorded
+                    .queued
+                    .insert(r.record.id.clone(), (id, ReviewStatus::Open));
+            }
+            recorded
+                .delivered
+                .extend(page.deliver_reviews.iter().copied());
+            if let Some(pass) = page.match_pass {
+                recorded.pass = Some(pass);
+            }
             for c in page.conflicts.iter().filter(|c| c.resolution.is_none()) {
                 recorded
                     .open_conflicts
@@ -211,6 +230,46 @@ impl RunStore for DryRun {
 
     fn prune_runs(&self, _days: u32) -> Result<usize, StoreError> {
         Ok(0)
+    }
+}
+
+impl ReviewStore for DryRun {
+    fn waiting_reviews(
+        &self,
+        pipeline: &str,
+        ids: &[&str],
+    ) -> Result<HashMap<String, (i64, ReviewStatus)>, StoreError> {
+        let recorded = self.recorded()?;
+        let mut out = self.real.waiting_reviews(pipeline, ids)?;
+        out.retain(|_, (id, _)| !recorded.delivered.contains(id));
+        for id in ids {
+            if let Some(queued) = recorded.queued.get(*id) {
+                out.insert(id.to_string(), *queued);
+            }
+        }
+        Ok(out)
+    }
+
+    fn decided_reviews(&self, pipeline: &str) -> Result<Vec<Review>, StoreError> {
+        let recorded = self.recorded()?;
+        let mut out = self.real.decided_reviews(pipeline)?;
+        out.retain(|r| !recorded.delivered.contains(&r.id));
+        Ok(out)
+    }
+
+    fn reviews(&self, filter: &ReviewFilter) -> Result<Vec<Review>, StoreError> {
+        self.real.reviews(filter)
+    }
+
+    fn review(&self, id: i64) -> Result<Option<Review>, StoreError> {
+        self.real.review(id)
+    }
+
+    fn match_pass(&self, pipeline: &str) -> Result<Option<(String, MatchCounts)>, StoreError> {
+        if let Some(pass) = self.recorded()?.pass {
+            return Ok(Some(("(this dry run)".into(), pass)));
+        }
+        self.real.match_pass(pipeline)
     }
 }
 

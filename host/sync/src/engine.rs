@@ -77,6 +77,9 @@ pub struct RunReport {
     pub plan: Vec<PlannedChange>,
     /// Why it failed.
     pub error: Option<String>,
+    /// What the matching pass before the first run found (a pipeline
+    /// with `[match]`, never matched; a dry run says what it would find).
+    pub matching: Option<super::going_live::MatchReport>,
 }
 
 /// The sync engine of one host.
@@ -564,6 +567,7 @@ impl Engine {
             pages: driver.pages(),
             elapsed: started.elapsed(),
             plan: driver.take_plan(),
+            matching: driver.take_matching(),
             error,
         };
         tracing::info!(

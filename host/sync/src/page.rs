@@ -17,8 +17,8 @@ use super::plan::{self, ReadClass};
 use super::prepared::Prepared;
 use super::retry::Waiter;
 use super::store::{
-    DELETED_IN_STEP, DeadLetterKind, Link, LinkStore, LinkUpdate, LogLevel, NewDeadLetter,
-    PageCommit, QueueStore, RecordOutcome, RecordResult,
+    DELETED_IN_STEP, DeadLetterKind, HeldRecord, Link, LinkStore, LinkUpdate, LogLevel,
+    NewDeadLetter, PageCommit, QueueStore, RecordOutcome, RecordResult, ReviewStatus, ReviewStore,
 };
 use nexo_runtime::plugin::{Operation, PayloadFault, Record, RejectedRecord};
 
@@ -29,6 +29,7 @@ pub(super) struct PageContext<'a> {
     pub p: &'a Prepared,
     pub links: &'a dyn LinkStore,
     pub queues: &'a dyn QueueStore,
+    pub reviews: &'a dyn ReviewStore,
     pub waiter: &'a Waiter,
 }
 
@@ -309,6 +310,14 @@ pub(super) fn classify(ctx: PageContext<'_>, page: Deduped) -> Result<Classified
         .into_iter()
         .map(|l| (l.record_id.clone(), l))
         .collect();
+    // Records whose match waits for a person (only pipelines that match
+    // have any): an open review holds its record back, a decided one is
+    // delivered now, settled with this page.
+    let waiting = if p.matching.is_some() {
+        ctx.reviews.waiting_reviews(&p.name, &ids)?
+    } else {
+        HashMap::new()
+    };
     drop(ids);
     let Deduped {
         records, rejected, ..
@@ -322,6 +331,14 @@ pub(super) fn classify(ctx: PageContext<'_>, page: Deduped) -> Result<Classified
     let mut changed = Vec::with_capacity(records.len());
     let mut items = Vec::with_capacity(records.len());
     for (i, r) in records.into_iter().enumerate() {
+        match waiting.get(&r.id) {
+            Some(&(review, ReviewStatus::Open)) if r.operation != Operation::Delete => {
+                hold(&mut commit, review, &r);
+                continue;
+            }
+            Some(&(review, _)) => commit.deliver_reviews.push(review),
+            None => {}
+        }
         let link = src_links.get(&r.id);
         let mut item = Item {
             source_id: r.id.clone(),
@@ -381,6 +398,29 @@ pub(super) fn classify(ctx: PageContext<'_>, page: Deduped) -> Result<Classified
         entities,
         dest_links: HashMap::new(),
     })
+}
+
+/// A record held back while its review is open: neither created nor
+/// dropped. Its review keeps this, the newest, copy for the run that
+/// delivers it once a person decided.
+fn hold(commit: &mut PageCommit, review: i64, r: &Record) {
+    commit.counts.add(RecordOutcome::Held);
+    commit.results.push(RecordResult {
+        source_id: r.id.clone(),
+        destination_id: None,
+        outcome: RecordOutcome::Held,
+        detail: Some(format!(
+            "waits for review {review} of its match (`nexo review show {review}`)"
+        )),
+    });
+    commit.hold_reviews.push((
+        review,
+        HeldRecord {
+            id: r.id.clone(),
+            payload: r.payload.clone(),
+            cursor: r.cursor.clone(),
+        },
+    ));
 }
 
 impl Classified {

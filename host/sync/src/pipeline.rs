@@ -8,11 +8,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 mod grouping;
+mod match_rules;
 mod retry_policy;
 
 use super::bounds::RunLimits;
 use super::schedule::{Schedule, ScheduleSpec};
 pub use grouping::{CommitGrouping, DEFAULT_GROUP_RECORDS, DEFAULT_GROUP_WAIT_MS};
+pub use match_rules::{DEFAULT_SIMILARITY, MatchRules};
 pub use retry_policy::{DEFAULT_RETRY_WINDOW, Retry};
 
 /// Full refresh or incremental.
@@ -192,6 +194,10 @@ pub struct Pipeline {
     /// How many pages are committed together.
     #[serde(default)]
     pub commit: CommitGrouping,
+    /// Recognise the records the destination already holds before the
+    /// first sync creates anything (`[match]`).
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matching: Option<MatchRules>,
 }
 
 fn default_batch() -> usize {
@@ -326,6 +332,11 @@ impl Pipeline {
             if e.stream.is_empty() {
                 return Err(invalid(self, &format!("{field}.stream"), "is empty"));
             }
+        }
+        if let Some(rules) = &self.matching
+            && let Err((field, message)) = rules.check(self.model.as_deref())
+        {
+            return Err(invalid(self, &field, message));
         }
         if self.source == self.destination {
             return Err(invalid(

@@ -90,6 +90,7 @@ impl Engine {
             p: &prepared,
             links: self.store.as_ref(),
             queues: self.store.as_ref(),
+            reviews: self.store.as_ref(),
             waiter: &waiter,
         };
         let outcome = deliver_one(ctx, w).await;

@@ -12,12 +12,17 @@
 
 mod links;
 mod queues;
+pub(crate) mod reviews;
 mod runs;
 
 pub use links::{DELETED_IN_STEP, Link, LinkUpdate};
 pub use queues::{
     Conflict, ConflictStatus, DeadLetter, DeadLetterKind, DeadLetterStatus, NewConflict,
     NewDeadLetter,
+};
+pub use reviews::{
+    HeldRecord, MatchCounts, NewReview, Review, ReviewCandidate, ReviewDecision, ReviewFilter,
+    ReviewStatus,
 };
 pub use runs::{
     CancelReason, Counts, LogLevel, PageCommit, RecordOutcome, RecordResult, RunFilter, RunId,
@@ -199,12 +204,34 @@ pub trait SettingStore: Send + Sync {
     fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }
 
-/// What a run's pages use: the identity map, the run's commits, and the
-/// conflict queue. The page path holds one of these (the real store, or a
-/// dry run's recording wrapper).
-pub trait PageStore: LinkStore + RunStore + QueueStore {}
+/// The review queue of matching before the first sync (written by page
+/// commits: a pass's new reviews, a decision, a delivery).
+pub trait ReviewStore: Send + Sync {
+    /// Of the source records `ids` of `pipeline`, those waiting in the
+    /// queue undelivered: id → (review, status). An open one is held back;
+    /// a decided one is delivered by the run that reads it.
+    fn waiting_reviews(
+        &self,
+        pipeline: &str,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, (i64, ReviewStatus)>, StoreError>;
+    /// Reviews a person decided whose record no run delivered yet, oldest
+    /// first.
+    fn decided_reviews(&self, pipeline: &str) -> Result<Vec<Review>, StoreError>;
+    /// Reviews, newest first.
+    fn reviews(&self, filter: &ReviewFilter) -> Result<Vec<Review>, StoreError>;
+    /// One review.
+    fn review(&self, id: i64) -> Result<Option<Review>, StoreError>;
+    /// The last matching pass of `pipeline`: when, and what it found.
+    fn match_pass(&self, pipeline: &str) -> Result<Option<(String, MatchCounts)>, StoreError>;
+}
 
-impl<T> PageStore for T where T: LinkStore + RunStore + QueueStore + ?Sized {}
+/// What a run's pages use: the identity map, the run's commits, and the
+/// conflict and review queues. The page path holds one of these (the real
+/// store, or a dry run's recording wrapper).
+pub trait PageStore: LinkStore + RunStore + QueueStore + ReviewStore {}
+
+impl<T> PageStore for T where T: LinkStore + RunStore + QueueStore + ReviewStore + ?Sized {}
 
 /// Everything the sync engine stores: the union of the traits above, so
 /// code that needs the whole store (the CLI, the daemon) names one trait.

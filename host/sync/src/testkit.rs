@@ -21,8 +21,9 @@ use super::ports::{Call, Destination, Mapping, Source};
 use super::prepared::Prepared;
 use super::store::{
     CancelReason, Conflict, ConflictStatus, Counts, DELETED_IN_STEP, DeadLetter, DeadLetterStatus,
-    Link, LinkStore, LogLevel, PageCommit, PipelineRow, QueueStore, RecordOutcome, RecordResult,
-    RunFilter, RunId, RunRow, RunStatus, RunStore,
+    Link, LinkStore, LogLevel, MatchCounts, PageCommit, PipelineRow, QueueStore, RecordOutcome,
+    RecordResult, Review, ReviewFilter, ReviewStatus, ReviewStore, RunFilter, RunId, RunRow,
+    RunStatus, RunStore,
 };
 use nexo_db::StoreError;
 use nexo_runtime::GuestError as WitError;
@@ -62,6 +63,10 @@ struct Mem {
     commit_delay: std::time::Duration,
     /// The transaction (1: the first) that fails, applying nothing.
     failing_commit: Option<usize>,
+    /// The review queue (all pipelines).
+    reviews: Vec<Review>,
+    /// Matching passes per pipeline.
+    passes: HashMap<String, MatchCounts>,
 }
 
 impl Mem {
@@ -70,6 +75,49 @@ impl Mem {
         let m = self;
         if let Some(s) = &page.state {
             m.state = Some(s.clone());
+        }
+        for r in &page.new_reviews {
+            let id = m.reviews.len() as i64 + 1;
+            m.reviews.push(Review {
+                id,
+                pipeline: pipeline.to_string(),
+                source_id: r.record.id.clone(),
+                record: r.record.clone(),
+                mapped: r.mapped.clone(),
+                candidates: r.candidates.clone(),
+                why: r.why.clone(),
+                status: ReviewStatus::Open,
+                chosen: None,
+                decided_by: None,
+                decided_at: None,
+                delivered_run: None,
+                created_at: String::new(),
+            });
+        }
+        for (id, record) in &page.hold_reviews {
+            if let Some(r) = m.reviews.iter_mut().find(|r| r.id == *id) {
+                r.record = record.clone();
+            }
+        }
+        for d in &page.decide_reviews {
+            let Some(r) = m
+                .reviews
+                .iter_mut()
+                .find(|r| r.id == d.id && r.status == ReviewStatus::Open)
+            else {
+                return Err(StoreError::Stale(format!("review {} is not open", d.id)));
+            };
+            r.status = d.status;
+            r.chosen = d.chosen.clone();
+            r.decided_by = Some(d.by.clone());
+        }
+        for id in &page.deliver_reviews {
+            if let Some(r) = m.reviews.iter_mut().find(|r| r.id == *id) {
+                r.delivered_run = Some(run);
+            }
+        }
+        if let Some(pass) = page.match_pass {
+            m.passes.insert(pipeline.to_string(), pass);
         }
         let mut groups: HashMap<usize, i64> = HashMap::new();
         for l in &page.links {
@@ -488,6 +536,54 @@ impl RunStore for MemoryStore {
 
     fn prune_runs(&self, _days: u32) -> Result<usize, StoreError> {
         Ok(0)
+    }
+}
+
+impl ReviewStore for MemoryStore {
+    fn waiting_reviews(
+        &self,
+        pipeline: &str,
+        ids: &[&str],
+    ) -> Result<HashMap<String, (i64, ReviewStatus)>, StoreError> {
+        Ok(self
+            .mem()
+            .reviews
+            .iter()
+            .filter(|r| r.pipeline == pipeline && r.delivered_run.is_none())
+            .filter(|r| ids.contains(&r.source_id.as_str()))
+            .map(|r| (r.source_id.clone(), (r.id, r.status)))
+            .collect())
+    }
+
+    fn decided_reviews(&self, pipeline: &str) -> Result<Vec<Review>, StoreError> {
+        Ok(self
+            .mem()
+            .reviews
+            .iter()
+            .filter(|r| r.pipeline == pipeline && r.delivered_run.is_none())
+            .filter(|r| r.status != ReviewStatus::Open)
+            .cloned()
+            .collect())
+    }
+
+    fn reviews(&self, filter: &ReviewFilter) -> Result<Vec<Review>, StoreError> {
+        Ok(self
+            .mem()
+            .reviews
+            .iter()
+            .rev()
+            .filter(|r| filter.pipeline.as_ref().is_none_or(|p| *p == r.pipeline))
+            .filter(|r| filter.status.is_none_or(|s| s == r.status))
+            .cloned()
+            .collect())
+    }
+
+    fn review(&self, id: i64) -> Result<Option<Review>, StoreError> {
+        Ok(self.mem().reviews.iter().find(|r| r.id == id).cloned())
+    }
+
+    fn match_pass(&self, pipeline: &str) -> Result<Option<(String, MatchCounts)>, StoreError> {
+        Ok(self.mem().passes.get(pipeline).map(|c| (String::new(), *c)))
     }
 }
 

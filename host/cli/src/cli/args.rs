@@ -86,6 +86,10 @@ pub(super) enum Command {
     /// Conflicts held for a person.
     #[command(subcommand)]
     Conflict(sync::ConflictCommand),
+    /// Matches waiting for a person before going live: a source record
+    /// beside the destination records it may be (`nexo pipeline match`).
+    #[command(subcommand)]
+    Review(super::review::ReviewCommand),
     /// Run the host as a daemon: schedules, webhooks, the admin API and
     /// the web console. SIGTERM lets runs commit their page and exits.
     Serve {

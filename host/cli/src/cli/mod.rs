@@ -30,6 +30,7 @@ mod output;
 mod pipeline;
 mod promote;
 mod queues;
+mod review;
 mod runs;
 pub mod serve;
 mod survey;
@@ -265,6 +266,9 @@ async fn run(cli: Cli) -> Result<()> {
             json,
         } => sync::identity(&open_db(&dir)?, &connection, &stream, &id, json),
         Command::Dlq(cmd) => sync::dlq(&sync::engine(&dir, &registry(&dir, &runtime)?)?, cmd).await,
+        Command::Review(cmd) => {
+            review::review(&sync::engine(&dir, &registry(&dir, &runtime)?)?, cmd)
+        }
         Command::Conflict(cmd) => {
             sync::conflict(&sync::engine(&dir, &registry(&dir, &runtime)?)?, cmd).await
         }

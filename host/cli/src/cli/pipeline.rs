@@ -114,6 +114,11 @@ pub(crate) async fn pipeline(engine: &Engine, cmd: PipelineCommand) -> Result<()
             dry_run,
             json,
         } => run(engine, &name, dry_run, json).await?,
+        PipelineCommand::Match {
+            name,
+            dry_run,
+            json,
+        } => super::review::match_pipeline(engine, &name, dry_run, json).await?,
         PipelineCommand::Pause { name } => {
             let before = crate::serve::audit::pipeline(store.as_ref(), &name)?;
             if !store.set_paused(&name, true, None)? {
@@ -253,6 +258,7 @@ async fn run(engine: &Engine, name: &str, dry_run: bool, json: bool) -> Result<(
                     "ms": report.elapsed.as_millis() as u64,
                     "peak_rss_kb": peak_rss_kb(),
                     "plan": report.plan,
+                    "matching": report.matching,
                 })
                 .to_string()
             )
@@ -261,9 +267,15 @@ async fn run(engine: &Engine, name: &str, dry_run: bool, json: bool) -> Result<(
     }
     if dry_run {
         println!("dry run of {name}: nothing was written");
+        if let Some(m) = &report.matching {
+            super::review::print_report(m, true);
+        }
         print_plan(&report);
     } else if let Some(id) = report.run_id {
         println!("run #{id} of {name}: {}", report.status.as_str());
+        if let Some(m) = &report.matching {
+            super::review::print_report(m, false);
+        }
     }
     let secs = report.elapsed.as_secs_f64().max(0.001);
     println!(

@@ -67,6 +67,21 @@ pub(crate) enum PipelineCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Match the source's records with those the destination already
+    /// holds (the pipeline's `[match]` rules): sure matches are linked, so
+    /// the run updates them instead of creating them again; uncertain ones
+    /// wait in the review queue (`nexo review list`); the rest are created
+    /// by the run. Records linked or queued before are left as they are.
+    Match {
+        /// The pipeline.
+        name: String,
+        /// Say what would be linked, queued and created; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Pause a pipeline (runs are refused until resumed).
     Pause {
         /// The pipeline.
@@ -295,6 +310,10 @@ pub fn counts_line(c: &Counts) -> String {
     // Only when a mapper left records out on purpose.
     if c.skipped > 0 {
         line.push_str(&format!(", skipped {}", c.skipped));
+    }
+    // Only when records wait for a review of their match.
+    if c.held > 0 {
+        line.push_str(&format!(", held for review {}", c.held));
     }
     line
 }

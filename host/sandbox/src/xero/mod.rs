@@ -210,6 +210,14 @@ impl XeroSandbox {
             .with_books(|b| b.upsert(collection, Some(id), fields))
     }
 
+    /// Creates a record as a user of Xero would (bypassing auth and rate
+    /// limit; validated as a `PUT` is); returns the record, or the
+    /// validation messages if it is refused.
+    pub fn create(&self, collection: Collection, fields: Value) -> Result<Value, Vec<String>> {
+        self.state
+            .with_books(|b| b.upsert(collection, None, fields))
+    }
+
     /// Every request answered so far.
     pub fn exchanges(&self) -> Vec<Exchange> {
         self.state.exchanges()

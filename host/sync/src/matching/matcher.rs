@@ -214,9 +214,21 @@ pub fn match_records(
             claims.entry(c.id.as_str()).or_default().push(id.clone());
         }
     }
+    // Source records that agree on every key are one party read twice
+    // (two deals of one company): they may share the record they match.
+    let by_id: HashMap<&str, &Record> = source.iter().map(|(id, r)| (id.as_str(), r)).collect();
+    let same_party = |ids: &[String]| {
+        let values = |id: &String| {
+            by_id
+                .get(id.as_str())
+                .map(|r| keys.iter().map(|k| k.value(r)).collect::<Vec<_>>())
+        };
+        let first = ids.first().and_then(values);
+        ids.iter().all(|id| values(id) == first)
+    };
     let contested: Vec<(String, Candidate)> = claims
         .into_iter()
-        .filter(|(_, ids)| ids.len() > 1)
+        .filter(|(_, ids)| ids.len() > 1 && !same_party(ids))
         .flat_map(|(_, ids)| ids)
         .filter_map(|id| match verdicts.get(&id) {
             Some(Verdict::Sure(c)) => Some((id, c.clone())),

@@ -118,6 +118,12 @@ fn namesakes_similar_names_and_contested_records_wait_for_a_person() {
         rec("B4", &[("name", "Meridian Logistics"), ("country", "DE")]),
         // Two source records will be sure of this one.
         rec("B5", &[("name", "Orbit"), ("email", "team@orbit.io")]),
+        // Two source records that are one party read twice (two deals of
+        // one company) will be sure of this one.
+        rec(
+            "B6",
+            &[("name", "Kestrel Foods"), ("email", "buy@kestrel.co")],
+        ),
     ];
     let crm = vec![
         rec("C1", &[("name", "JUAN PEREZ"), ("country", "es")]),
@@ -131,7 +137,22 @@ fn namesakes_similar_names_and_contested_records_wait_for_a_person() {
         ),
         rec("C3", &[("name", "Meridian Logistic"), ("country", "FR")]),
         rec("C4", &[("name", "Orbit Inc"), ("email", "TEAM@orbit.io")]),
-        rec("C5", &[("name", "Orbit GmbH"), ("email", "team@orbit.io")]),
+        rec(
+            "C5",
+            &[
+                ("name", "Orbit GmbH"),
+                ("email", "team@orbit.io"),
+                ("phone", "+49 30 1234567"),
+            ],
+        ),
+        rec(
+            "C6",
+            &[("name", "Kestrel Foods"), ("email", "BUY@kestrel.co")],
+        ),
+        rec(
+            "C7",
+            &[("name", "KESTREL FOODS"), ("email", "buy@kestrel.co")],
+        ),
     ];
     let m = match_records(&customer_keys(0.9), &crm, &books);
     let why = |id: &str| match verdict(&m, id) {
@@ -163,7 +184,9 @@ fn namesakes_similar_names_and_contested_records_wait_for_a_person() {
         why("C4")
     );
     assert!(why("C5").0.contains("also the email match of another"));
-    assert_eq!(m.counts(), (0, 5, 0));
+    assert_eq!(sure_of(&m, "C6"), Some(("B6".into(), "email".into())));
+    assert_eq!(sure_of(&m, "C7"), Some(("B6".into(), "email".into())));
+    assert_eq!(m.counts(), (2, 5, 0));
 }
 
 #[test]

@@ -182,6 +182,7 @@ async fn apply_page(
             tx.execute(&st, &[id, resolution]).await?;
         }
     }
+    super::reviews::apply(tx, pipeline, run, page, now, &redactor).await?;
     let c = &page.counts;
     // A commit that only carries log lines (a run's last words) is not a
     // page.
@@ -190,7 +191,10 @@ async fn apply_page(
         && page.links.is_empty()
         && page.results.is_empty()
         && page.dead_letters.is_empty()
-        && page.conflicts.is_empty();
+        && page.conflicts.is_empty()
+        && page.new_reviews.is_empty()
+        && page.decide_reviews.is_empty()
+        && page.deliver_reviews.is_empty();
     let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let st = tx
         .prepare_cached(
@@ -198,7 +202,7 @@ async fn apply_page(
                  updated = updated + $4, unchanged = unchanged + $5, deleted = deleted + $6,
                  failed = failed + $7, quarantined = quarantined + $8, conflicts = conflicts + $9,
                  superseded = superseded + $11, last_progress_at = $12,
-                 matched = matched + $13, skipped = skipped + $14
+                 matched = matched + $13, skipped = skipped + $14, held = held + $15
              WHERE run_id = $1",
         )
         .await?;
@@ -219,6 +223,7 @@ async fn apply_page(
             &now,
             &n(c.matched),
             &n(c.skipped),
+            &n(c.held),
         ],
     )
     .await?;

@@ -25,6 +25,7 @@ mod link_writes;
 pub(crate) mod links;
 pub(crate) mod pipelines;
 pub(crate) mod queues;
+pub(crate) mod reviews;
 pub(crate) mod runs;
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -75,7 +76,7 @@ fn link_rows(rows: &[Row]) -> Result<Vec<Link>, StoreError> {
 
 const RUN_COLUMNS: &str = "run_id, pipeline, status, started_at, finished_at, duration_ms, pages, \
      read, created, updated, unchanged, deleted, failed, quarantined, conflicts, error, superseded, \
-     matched, skipped";
+     matched, skipped, held";
 
 fn run_row(r: &Row) -> Result<RunRow, StoreError> {
     let n = |i: usize| r.try_get::<_, i64>(i).map(|v| v.max(0) as u64);
@@ -99,6 +100,7 @@ fn run_row(r: &Row) -> Result<RunRow, StoreError> {
             superseded: n(16)?,
             matched: n(17)?,
             skipped: n(18)?,
+            held: n(19)?,
         },
         error: r.try_get(15)?,
     })

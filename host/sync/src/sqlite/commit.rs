@@ -324,6 +324,7 @@ fn apply_page(
                 params![id, resolution],
             )?;
         }
+        super::reviews::apply(tx, pipeline, run, page, now, &redactor)?;
     }
     let c = &page.counts;
     // A commit that only carries log lines (a run's last words) is not
@@ -333,13 +334,16 @@ fn apply_page(
         && page.links.is_empty()
         && page.results.is_empty()
         && page.dead_letters.is_empty()
-        && page.conflicts.is_empty();
+        && page.conflicts.is_empty()
+        && page.new_reviews.is_empty()
+        && page.decide_reviews.is_empty()
+        && page.deliver_reviews.is_empty();
     tx.execute(
         "UPDATE runs SET pages = pages + ?10, read = read + ?2, created = created + ?3,
                  updated = updated + ?4, unchanged = unchanged + ?5, deleted = deleted + ?6,
                  failed = failed + ?7, quarantined = quarantined + ?8, conflicts = conflicts + ?9,
                  superseded = superseded + ?11, last_progress_at = ?12,
-                 matched = matched + ?13, skipped = skipped + ?14
+                 matched = matched + ?13, skipped = skipped + ?14, held = held + ?15
              WHERE run_id = ?1",
         params![
             run,
@@ -355,7 +359,8 @@ fn apply_page(
             c.superseded as i64,
             now,
             c.matched as i64,
-            c.skipped as i64
+            c.skipped as i64,
+            c.held as i64
         ],
     )?;
     Ok(())

@@ -19,6 +19,7 @@ mod commit;
 mod links;
 mod pipelines;
 mod queues;
+mod reviews;
 mod runs;
 
 pub(super) fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -64,7 +65,7 @@ pub(super) fn link_row(r: &Row<'_>) -> rusqlite::Result<Link> {
 
 pub(super) const RUN_COLUMNS: &str = "run_id, pipeline, status, started_at, finished_at, duration_ms, pages, \
      read, created, updated, unchanged, deleted, failed, quarantined, conflicts, error, superseded, \
-     matched, skipped";
+     matched, skipped, held";
 
 pub(super) fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
     let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
@@ -88,6 +89,7 @@ pub(super) fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
             superseded: n(16)?,
             matched: n(17)?,
             skipped: n(18)?,
+            held: n(19)?,
         },
         error: r.get(15)?,
     })

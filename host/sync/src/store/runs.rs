@@ -34,6 +34,9 @@ pub enum RecordOutcome {
     Conflict,
     /// Left out on purpose by the pipeline's mappers.
     Skipped,
+    /// Held back: the record waits for a person to review its match with a
+    /// destination record (`nexo review`); neither created nor dropped.
+    Held,
 }
 
 impl RecordOutcome {
@@ -49,6 +52,7 @@ impl RecordOutcome {
             RecordOutcome::Quarantined => "quarantined",
             RecordOutcome::Conflict => "conflict",
             RecordOutcome::Skipped => "skipped",
+            RecordOutcome::Held => "held",
         }
     }
 
@@ -64,6 +68,7 @@ impl RecordOutcome {
             "quarantined" => RecordOutcome::Quarantined,
             "conflict" => RecordOutcome::Conflict,
             "skipped" => RecordOutcome::Skipped,
+            "held" => RecordOutcome::Held,
             _ => return None,
         })
     }
@@ -111,6 +116,9 @@ pub struct Counts {
     /// Records the pipeline's mappers left out on purpose.
     #[serde(default)]
     pub skipped: u64,
+    /// Records held back because they wait for a review of their match.
+    #[serde(default)]
+    pub held: u64,
 }
 
 impl Counts {
@@ -126,6 +134,7 @@ impl Counts {
             RecordOutcome::Quarantined => self.quarantined += 1,
             RecordOutcome::Conflict => self.conflicts += 1,
             RecordOutcome::Skipped => self.skipped += 1,
+            RecordOutcome::Held => self.held += 1,
         }
     }
 
@@ -142,6 +151,7 @@ impl Counts {
         self.superseded += other.superseded;
         self.matched += other.matched;
         self.skipped += other.skipped;
+        self.held += other.held;
     }
 
     /// Records written to the destination (a matched create was sent).
@@ -173,6 +183,16 @@ pub struct PageCommit {
     pub settle_dead_letters: Vec<(i64, DeadLetterStatus)>,
     /// Conflicts settled by this commit (resolve).
     pub settle_conflicts: Vec<(i64, String)>,
+    /// Records queued for review by a matching pass.
+    pub new_reviews: Vec<super::reviews::NewReview>,
+    /// Reviews a person decided (with the links an acceptance makes).
+    pub decide_reviews: Vec<super::reviews::ReviewDecision>,
+    /// Held records' newest copies, kept with their reviews.
+    pub hold_reviews: Vec<(i64, super::reviews::HeldRecord)>,
+    /// Decided reviews whose record this commit delivered.
+    pub deliver_reviews: Vec<i64>,
+    /// A matching pass ended with this commit: what it found.
+    pub match_pass: Option<super::reviews::MatchCounts>,
 }
 
 /// Status of a run.

@@ -73,5 +73,6 @@ mod commits;
 mod engine;
 mod hosts;
 mod queues;
+mod reviews;
 mod runs;
 mod sqlite_only;
