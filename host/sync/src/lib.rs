@@ -25,6 +25,7 @@ mod driver;
 mod dry_run;
 mod engine;
 pub mod gate;
+pub mod gate_check;
 mod lease;
 mod locks;
 pub mod lookback;
@@ -45,6 +46,7 @@ pub(crate) mod sqlite;
 pub mod store;
 #[cfg(test)]
 mod store_tests;
+pub mod survey_read;
 #[cfg(test)]
 mod testkit;
 
