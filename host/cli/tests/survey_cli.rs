@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Output;
 
 use nexo_tests::cli::{self, fails, ok};
-use nexo_tests::synckit::Kit;
+use nexo_tests::synckit::{Kit, pipeline};
 use nexo_tests::tinycrm;
 use serde_json::{Value, json};
 
@@ -99,6 +99,109 @@ async fn a_survey_names_the_duplicates_inside_a_system() {
     let err = fails(nexo(d, &["survey", "crm-a", "contcts"]));
     assert!(
         err.contains("has no stream `contcts`") && err.contains("contacts"),
+        "{err}"
+    );
+}
+
+/// `--for PIPELINE`: the source stream's records go through the pipeline's
+/// mappers and the destination's quality gate as a run would — a record the
+/// mapper refuses and one the gate refuses are named with why — and
+/// nothing is written to either system or the pipeline's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_survey_for_a_pipeline_names_the_records_its_gate_would_refuse() {
+    let kit = Kit::new(tinycrm::seed(5), Default::default(), 2).await;
+    let d = kit.dir.path();
+    let dirty = kit
+        .a
+        .insert(json!({"first_name": "Bad", "last_name": "Type", "email": "bad@type.test"}));
+    let refused = kit
+        .a
+        .insert(json!({"first_name": "No", "last_name": "At", "email": "no-at-sign"}));
+    kit.apply(&pipeline(
+        "a-to-b",
+        "",
+        &format!(
+            "[[mappers]]\nplugin = \"acme/test-mapper\"\nconfig = {{ patch = {{ {dirty} = {{ email = 42 }} }}, fail = {{ {refused} = \"no usable e-mail\" }} }}"
+        ),
+    ))
+    .await;
+    let before = (
+        kit.a.crm.lock().unwrap().requests.len(),
+        kit.b.crm.lock().unwrap().requests.len(),
+    );
+
+    let out = ok(nexo(d, &["survey", "crm-a", "--for", "a-to-b", "--json"]));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["for_pipeline"], "a-to-b", "{report}");
+    let streams = report["streams"].as_array().unwrap();
+    assert_eq!(
+        streams.len(),
+        1,
+        "only the pipeline's source stream: {report}"
+    );
+    let gate = &streams[0]["gate"];
+    assert_eq!(gate["destination"], "crm-b/contacts", "{gate}");
+    assert_eq!(
+        (&gate["checked"], &gate["passed"], &gate["failed"]),
+        (&json!(7), &json!(5), &json!(2)),
+        "{gate}"
+    );
+    let failures = gate["failures"].as_array().unwrap();
+    let of = |id: &str| {
+        failures
+            .iter()
+            .find(|f| f["source_id"] == id)
+            .unwrap_or_else(|| panic!("{id} not among the failures: {gate}"))
+            .clone()
+    };
+    assert_eq!(of(&dirty)["step"], "gate", "{gate}");
+    assert_eq!(of(&dirty)["field"], "email", "{gate}");
+    assert_eq!(of(&refused)["step"], "mapper", "{gate}");
+    assert!(
+        of(&refused)["message"]
+            .as_str()
+            .unwrap()
+            .contains("no usable e-mail"),
+        "{gate}"
+    );
+
+    let text = ok(nexo(d, &["survey", "crm-a", "--for", "a-to-b"]));
+    assert!(
+        text.contains("for pipeline a-to-b (into crm-b/contacts): 2 of 7 records would fail"),
+        "{text}"
+    );
+    assert!(text.contains(&dirty) && text.contains(&refused), "{text}");
+
+    // Nothing written: the source saw only GETs, the destination none of
+    // its records changed, and the pipeline has no run.
+    let a = kit.a.crm.lock().unwrap();
+    assert!(
+        a.requests[before.0..].iter().all(|r| r.starts_with("GET ")),
+        "{:?}",
+        &a.requests[before.0..]
+    );
+    drop(a);
+    let b = kit.b.crm.lock().unwrap();
+    assert!(
+        b.requests[before.1..].iter().all(|r| r.starts_with("GET ")),
+        "{:?}",
+        &b.requests[before.1..]
+    );
+    drop(b);
+    assert!(kit.b.contacts().is_empty());
+    assert!(kit.runs("a-to-b").is_empty());
+
+    // The pipeline must read from the connection surveyed.
+    let err = fails(nexo(d, &["survey", "crm-b", "--for", "a-to-b"]));
+    assert!(
+        err.contains("pipeline `a-to-b` reads from connection `crm-a`, not `crm-b`"),
+        "{err}"
+    );
+    let err = fails(nexo(d, &["survey", "crm-a", "--for", "b-to-a"]));
+    assert!(err.contains("no pipeline named `b-to-a`"), "{err}");
+    let err = fails(nexo(d, &["survey", "crm-z"]));
+    assert!(
+        err.contains("no connection named `crm-z`") && err.contains("crm-a, crm-b"),
         "{err}"
     );
 }

@@ -33,6 +33,8 @@ const API = {
   alertChannelTest: "/api/alerts/channels/{name}/test",
   alertRules: "/api/alerts/rules",
   alertIncidents: "/api/alerts/incidents",
+  connections: "/api/connections",
+  survey: "/api/survey",
 };
 
 const TOKEN_KEY = "nexo.token";
@@ -323,6 +325,7 @@ const ROUTES = [
   [/^\/audit$/, "audit", "Audit", viewAudit],
   [/^\/map$/, "map", "Map", viewMap],
   [/^\/alerts$/, "alerts", "Alerts", viewAlerts],
+  [/^\/survey$/, "survey", "Survey", viewSurvey],
 ];
 
 // A hand-edited hash may hold a broken escape; keep it as typed rather than throw.
@@ -1353,3 +1356,88 @@ async function start() {
 }
 
 document.addEventListener("DOMContentLoaded", start);
+
+/* ---------- survey ---------- */
+
+// What a system already holds before going live (`nexo survey`): pick a connection, optionally
+// streams and a pipeline, and run. The survey reads the system once, read-only; the choice lives
+// in the hash so a result can be bookmarked, and a survey only runs when asked.
+async function viewSurvey(ctx, _, q) {
+  const [connections, pipelines] = await Promise.all([get(path(API.connections)), get(path(API.pipelines))]);
+  if (!ctx.alive()) return;
+  const conn = h("select", { id: "survey-connection" },
+    h("option", { value: "" }, "Choose a connection…"),
+    (connections || []).map((c) => h("option", { value: c.name, selected: c.name === q.connection }, `${c.name} (${c.plugin})`)));
+  const streams = h("input", { id: "survey-streams", type: "text", value: q.streams || "", placeholder: "all streams", spellcheck: "false" });
+  const pipe = h("select", { id: "survey-pipeline" });
+  // Only a pipeline that reads from the chosen connection can check its records.
+  const pipelineOptions = () => {
+    const mine = (pipelines || []).filter((p) => p.source && p.source.connection === conn.value);
+    pipe.replaceChildren(h("option", { value: "" }, "no pipeline"),
+      ...mine.map((p) => h("option", { value: p.name, selected: p.name === q.pipeline }, `${p.name} → ${p.destination.connection}/${p.destination.stream}`)));
+  };
+  conn.addEventListener("change", pipelineOptions);
+  pipelineOptions();
+  const similar = h("input", { id: "survey-similar", type: "number", min: "0.5", max: "1", step: "0.01", value: q.similar || "0.92" });
+  const form = h("form", { class: "filters survey-form" },
+    field("Connection", conn), field("Streams", streams), field("Gate of pipeline", pipe), field("Similar names", similar),
+    h("button", { id: "survey-run", type: "submit", class: "btn btn-primary" }, "Survey"));
+  const results = h("div", { class: "results", id: "survey-results" });
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    if (!conn.value) { showError("Choose a connection to survey."); return; }
+    const next = { connection: conn.value, streams: streams.value.trim(), pipeline: pipe.value, similar: similar.value };
+    // The same choice again would not change the hash, so survey directly.
+    const same = Object.keys(next).every((k) => (next[k] || "") === (q[k] || ""));
+    if (same) route(); else setQuery(next);
+  });
+  ctx.root.replaceChildren(panel("Survey", muted("what a system already holds, read once, read-only"), form,
+    h("p", { class: "muted small" }, "Counts, how full each field is and in which formats, the records that are likely the same one twice inside the system, and — with a pipeline — the records its mappers and quality gate would refuse. Nothing is written anywhere."),
+    results));
+  if (!q.connection) return;
+  results.append(h("div", { class: "loading" }, `Reading ${q.connection}…`));
+  const body = { connection: q.connection };
+  const names = (q.streams || "").split(",").map((x) => x.trim()).filter(Boolean);
+  if (names.length) body.streams = names;
+  if (q.pipeline) body.for_pipeline = q.pipeline;
+  if (q.similar && Number(q.similar) !== 0.92) body.similar = Number(q.similar);
+  let report;
+  try {
+    report = await post(path(API.survey), body);
+  } catch (e) {
+    if (!ctx.alive() || e.handled) return;
+    results.replaceChildren(h("div", { class: "state-error", id: "survey-error" }, h("strong", null, "The survey failed."), h("p", null, e.message)));
+    return;
+  }
+  if (!ctx.alive()) return;
+  results.replaceChildren(...(report.streams || []).map((s) => surveyStream(report.connection, s)));
+}
+
+function surveyStream(connection, s) {
+  const fields = (s.fields || []).map((f) => h("tr", { "data-field": f.field },
+    h("td", null, mono(f.field)),
+    h("td", { class: "num" }, num(f.filled)),
+    h("td", { class: "num" }, pct(f.fill_rate)),
+    h("td", null, (f.formats || []).map(([fmt, n]) => h("span", { class: "chip" }, `${fmt} ${num(n)}`)))));
+  const dups = (s.duplicates || []).map((g) => h("tr", { "data-duplicate": g.by },
+    h("td", null, h("span", { class: "chip mono" }, g.by)),
+    h("td", null, mono(g.value)),
+    h("td", null, g.ids.map((id) => h("span", { class: "chip mono" }, id)))));
+  const gate = s.gate;
+  const gateBlock = gate ? [
+    h("h3", null, `Gate of ${gate.pipeline} (into ${gate.destination})`),
+    h("p", { class: "survey-gate-line", id: `survey-gate-${tok(s.stream)}` },
+      `${num(gate.failed)} of ${num(gate.checked)} records would fail · ${num(gate.passed)} pass · ${num(gate.left_out)} left out by the mappers`),
+    (gate.failures || []).length ? table(["Source id", "Step", "Field", "Why"], gate.failures.map((f) => h("tr", { "data-refused": f.source_id },
+      h("td", null, mono(f.source_id)), h("td", null, badge(f.step === "gate" ? "failed" : "interrupted", f.step)),
+      h("td", null, f.field ? mono(f.field) : muted("–")), h("td", null, f.message))), "survey-gate") : null,
+  ] : [];
+  return h("article", { class: "card survey-stream", "data-stream": s.stream },
+    h("header", { class: "card-head" }, h("h3", { class: "mono" }, `${connection}/${s.stream}`), h("span", { class: "spacer" }),
+      muted(`${num(s.records)} records`)),
+    fields.length ? table(["Field", ["Filled", "num"], ["Fill rate", "num"], "Formats"], fields, "survey-fields") : empty("No records."),
+    h("h3", null, "Likely duplicates"),
+    dups.length ? table(["Same", "Value", "Records"], dups, "survey-duplicates") : empty("No likely duplicates.", { class: "empty survey-no-duplicates" }),
+    (s.unreadable || []).length ? h("p", { class: "muted" }, `${s.unreadable.length} records are not usable JSON objects: ${s.unreadable.join(", ")}`) : null,
+    gateBlock);
+}

@@ -101,6 +101,7 @@ mod connection_update;
 mod connections;
 mod pipelines;
 mod queues;
+mod survey;
 use connection_update::update_connection;
 use connections::*;
 use pipelines::*;
@@ -148,6 +149,7 @@ pub fn routes(app: Arc<App>) -> Router {
         .route("/api/audit", get(audit_trail))
         .route("/api/audit/export", get(audit_export))
         .route("/api/map", get(map))
+        .route("/api/survey", post(survey::survey))
         .route(
             "/api/alerts/channels",
             get(alerts::channels).post(alerts::add_channel),

@@ -102,6 +102,8 @@ pub async fn demo(dir: &Path, registry: Registry, args: DemoArgs) -> Result<()> 
     section("Sandbox services (the test environment, on 127.0.0.1)");
     let hub = hubspot::start(HubSpotConfig {
         seed: SeedData::of_size(args.size, 7),
+        // A few companies typed in twice, for `nexo survey` to find.
+        typed_twice: true,
         port: args.hubspot_port,
         ..HubSpotConfig::default()
     })
@@ -111,6 +113,7 @@ pub async fn demo(dir: &Path, registry: Registry, args: DemoArgs) -> Result<()> 
         // The demo's own calls are few; no throttling in the way.
         rate_limit: None,
         seed: args.size / 4,
+        typed_twice: true,
         port: args.xero_port,
         ..XeroConfig::default()
     })

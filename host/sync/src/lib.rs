@@ -25,6 +25,7 @@ mod driver;
 mod dry_run;
 mod engine;
 pub mod gate;
+pub mod gate_check;
 pub mod going_live;
 mod lease;
 mod locks;
@@ -47,6 +48,7 @@ pub(crate) mod sqlite;
 pub mod store;
 #[cfg(test)]
 mod store_tests;
+pub mod survey_read;
 #[cfg(test)]
 mod testkit;
 

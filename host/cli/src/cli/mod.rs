@@ -195,10 +195,7 @@ async fn run(cli: Cli) -> Result<()> {
             export::export(&connections, args).await
         }
         Command::Survey(args) => {
-            let sealer = crate::store::sealed::Sealer::from_env_or_file(&dir.join("secret.key"))?;
-            let connections =
-                crate::connections::Connections::new(registry(&dir, &runtime)?, sealer);
-            survey::run(&connections, args).await
+            survey::run(&sync::engine(&dir, &registry(&dir, &runtime)?)?, args).await
         }
         Command::Pipeline(sync::PipelineCommand::Webhook { name, hubspot }) => {
             serve::webhook(&dir, &name, hubspot)

@@ -1,102 +1,67 @@
-//! `nexo survey CONNECTION [STREAM…]`: read a system once, read-only, and
-//! say what is there before anything is synced — record counts, each
-//! field's fill rate and formats, and the records that are likely the
-//! same one twice inside the system (`nexo_sync::matching::survey`).
+//! `nexo survey CONNECTION [STREAM…] [--for PIPELINE]`: read a system once,
+//! read-only, and say what is there before anything is synced — record
+//! counts, each field's fill rate and formats, the records that are likely
+//! the same one twice inside the system, and (with a pipeline) the records
+//! its mappers and quality gate would refuse. The reading and checking is
+//! `nexo_sync::survey_read`, shared with `POST /api/survey`; this prints.
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Args;
-use serde_json::Value;
 
-use crate::plugin::Operation;
 use crate::safe_text::SafeText;
-use crate::sync::matching::survey::{StreamSurvey, survey};
+use crate::sync::Engine;
+use crate::sync::gate_check::GateReport;
+use crate::sync::survey_read::{
+    ConnectionSurvey, DEFAULT_SIMILAR, ForPipeline, StreamReport, SurveyOptions, survey_connection,
+};
 
 /// `nexo survey`.
 #[derive(Debug, Args)]
 pub(crate) struct SurveyArgs {
     /// The connection to read (see `nexo connection list`).
     connection: String,
-    /// Its streams to read (default: every stream it has).
+    /// Its streams to read (default: every stream it has; with `--for`,
+    /// the pipeline's source stream).
     streams: Vec<String>,
-    /// How alike two names must be (Jaro-Winkler, 0–1) to be reported as
-    /// likely the same record.
-    #[arg(long, default_value_t = 0.92)]
+    /// How alike two names must be (Jaro-Winkler, 0.5–1) to be reported
+    /// as likely the same record.
+    #[arg(long, default_value_t = DEFAULT_SIMILAR)]
     similar: f64,
+    /// Also check the records by this pipeline's mappers and its
+    /// destination's quality gate, as a run would (the pipeline must read
+    /// from CONNECTION); nothing is written.
+    #[arg(long = "for", value_name = "PIPELINE")]
+    for_pipeline: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
 }
 
-pub(crate) async fn run(
-    connections: &crate::connections::Connections,
-    args: SurveyArgs,
-) -> Result<()> {
-    if !(0.5..=1.0).contains(&args.similar) {
-        bail!("--similar must be between 0.5 and 1.0 (0.92 by default)");
-    }
-    let (row, connector) = connections
-        .open(&args.connection, crate::Limits::default())
-        .await?;
-    let all = connector.spec().streams.clone();
-    let streams = if args.streams.is_empty() {
-        all.clone()
-    } else {
-        for s in &args.streams {
-            if !all.contains(s) {
-                bail!(
-                    "connection {} ({}) has no stream `{s}`; its streams: {}",
-                    row.name,
-                    row.plugin_id,
-                    all.join(", ")
-                );
-            }
-        }
-        args.streams.clone()
+pub(crate) async fn run(engine: &Engine, args: SurveyArgs) -> Result<()> {
+    let opts = SurveyOptions {
+        similar: args.similar,
+        for_pipeline: args
+            .for_pipeline
+            .map(|pipeline| ForPipeline { engine, pipeline }),
     };
-    let config = row.config.clone();
-    let mut surveys = Vec::new();
-    for stream in &streams {
-        let mut records: Vec<(String, Value)> = Vec::new();
-        let mut state: Option<String> = None;
-        let mut pages = 0u64;
-        loop {
-            let checked = connector
-                .read_checked(&config, stream, state.as_deref())
-                .await
-                .into_result()
-                .with_context(|| format!("reading page {} of {stream}", pages + 1))?;
-            pages += 1;
-            for r in checked.page.records {
-                if r.operation == Operation::Delete {
-                    continue;
-                }
-                let payload = serde_json::from_str(&r.payload).unwrap_or(Value::Null);
-                records.push((r.id, payload));
-            }
-            state = checked.page.state;
-            if !checked.page.has_more {
-                break;
-            }
-        }
-        surveys.push(survey(stream, &records, args.similar));
-    }
+    let report =
+        survey_connection(engine.connections(), &args.connection, &args.streams, opts).await?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "connection": row.name,
-                "streams": surveys,
-            }))?
-        );
+        println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    for s in &surveys {
-        print_survey(&row.name, s);
-    }
+    print_report(&report);
     Ok(())
 }
 
-fn print_survey(connection: &str, s: &StreamSurvey) {
+fn print_report(report: &ConnectionSurvey) {
+    for s in &report.streams {
+        print_stream(&report.connection, s);
+    }
+}
+
+fn print_stream(connection: &str, report: &StreamReport) {
+    let s = &report.survey;
     println!("{connection}/{}: {} records", s.stream, s.records);
     for f in &s.fields {
         let formats: Vec<String> = f
@@ -128,12 +93,49 @@ fn print_survey(connection: &str, s: &StreamSurvey) {
                 "    same {:<13} {:<32} records {}",
                 g.by,
                 SafeText::line(&g.value),
-                g.ids
-                    .iter()
-                    .map(|i| SafeText::line(i).to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                ids(&g.ids)
             );
         }
     }
+    if !report.unreadable.is_empty() {
+        println!(
+            "  {} records are not usable JSON objects (a run would quarantine them): {}",
+            report.unreadable.len(),
+            ids(&report.unreadable)
+        );
+    }
+    if let Some(gate) = &report.gate {
+        print_gate(gate);
+    }
+}
+
+fn print_gate(gate: &GateReport) {
+    println!(
+        "  for pipeline {} (into {}): {} of {} records would fail, {} pass, {} left out by its mappers",
+        SafeText::line(&gate.pipeline),
+        SafeText::line(&gate.destination),
+        gate.failed,
+        gate.checked,
+        gate.passed,
+        gate.left_out
+    );
+    for f in &gate.failures {
+        println!(
+            "    {:<16} {:<6} {}",
+            SafeText::line(&f.source_id),
+            f.step,
+            SafeText::line(&f.message)
+        );
+    }
+    let more = gate.failed.saturating_sub(gate.failures.len() as u64);
+    if more > 0 {
+        println!("    … and {more} more");
+    }
+}
+
+fn ids(ids: &[String]) -> String {
+    ids.iter()
+        .map(|i| SafeText::line(i).to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-pub use seed::SeedData;
+pub use seed::{SeedData, TYPED_TWICE};
 
 use crate::oauth::{OAuthServer, OAuthSettings};
 pub use store::{CrmObject, DEAL_STAGES, ObjectType, iso};
@@ -49,6 +49,9 @@ pub struct HubSpotConfig {
     pub rate_limit: Option<RateLimit>,
     /// Data to generate at start.
     pub seed: SeedData,
+    /// Also hold a few companies typed in twice ([`TYPED_TWICE`]), as
+    /// the demo does for `nexo survey` to find.
+    pub typed_twice: bool,
     /// Port on 127.0.0.1 (0: any free port).
     pub port: u16,
     /// Keep every request and response (see [`HubSpotSandbox::exchanges`]).
@@ -63,6 +66,7 @@ impl Default for HubSpotConfig {
             token: "pat-na1-sandbox".into(),
             rate_limit: None,
             seed: SeedData::EMPTY,
+            typed_twice: false,
             port: 0,
             record: false,
             oauth: OAuthSettings::hubspot(),
@@ -158,6 +162,9 @@ pub struct HubSpotSandbox {
 pub async fn start(config: HubSpotConfig) -> Result<HubSpotSandbox, SandboxError> {
     let mut data = store::Store::default();
     seed::seed(&mut data, config.seed, now_ms());
+    if config.typed_twice {
+        seed::typed_twice(&mut data, now_ms());
+    }
     let app = Arc::new(App {
         store: Mutex::new(data),
         token: config.token,

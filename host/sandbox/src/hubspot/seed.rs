@@ -266,6 +266,55 @@ pub fn seed(store: &mut Store, data: SeedData, now_ms: i64) {
     }
 }
 
+/// Companies typed in twice, as people do in a CRM that has been used for
+/// years: `(name, domain, phone)` of each copy, in pairs. The demo adds them
+/// so `nexo survey` has duplicates inside the system to find: a misspelt
+/// name, the same phone in another format under a legal form left out, and
+/// the same company with its legal form punctuated differently.
+pub const TYPED_TWICE: [[(&str, &str, &str); 2]; 3] = [
+    [
+        ("Acme Widgets Ltd", "acmewidgets.example.com", ""),
+        ("ACME Widgetz", "acme-widgetz.example.com", ""),
+    ],
+    [
+        (
+            "Northwind Traders GmbH",
+            "northwind.example.com",
+            "+49 30 1234 5678",
+        ),
+        (
+            "Northwind Traders",
+            "northwind-traders.example.com",
+            "030 12345678",
+        ),
+    ],
+    [
+        (
+            "Blue Harbor Foods Inc",
+            "blueharbor.example.com",
+            "+1 512 555 0142",
+        ),
+        ("Blue Harbor Foods, Inc.", "", "(512) 555-0142"),
+    ],
+];
+
+/// Add the [`TYPED_TWICE`] companies after what [`seed`] made (its records
+/// stay as they are), modified just before `now_ms`, in pair order.
+pub fn typed_twice(store: &mut Store, now_ms: i64) {
+    let mut t = now_ms - 500_000;
+    for (name, domain, phone) in TYPED_TWICE.iter().flatten() {
+        t += 1_000;
+        let mut p = vec![("name", name.to_string())];
+        if !domain.is_empty() {
+            p.push(("domain", domain.to_string()));
+        }
+        if !phone.is_empty() {
+            p.push(("phone", phone.to_string()));
+        }
+        store.insert(ObjectType::Companies, props(&p), t - 86_400_000, t);
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

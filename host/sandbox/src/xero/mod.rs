@@ -61,7 +61,7 @@ use tokio::sync::oneshot;
 
 pub use amount::{Amount, AmountError};
 pub use docs::TAX_RATES;
-pub use store::Collection;
+pub use store::{Collection, typed_twice_contacts};
 
 use crate::oauth::{OAuthServer, OAuthSettings};
 
@@ -80,6 +80,10 @@ pub struct XeroConfig {
     /// Size of the generated data: this many items, contacts and authorised
     /// invoices, and a payment on every third invoice (0: accounts only).
     pub seed: usize,
+    /// Also hold a few contacts typed in twice
+    /// ([`typed_twice_contacts`]), as the demo does for `nexo
+    /// survey` to find.
+    pub typed_twice: bool,
     /// Base currency of the organisation.
     pub currency: String,
     /// Port on 127.0.0.1 (0: any free port).
@@ -96,6 +100,7 @@ impl Default for XeroConfig {
             rate_limit: Some(60),
             rate_window: Duration::from_secs(60),
             seed: 0,
+            typed_twice: false,
             currency: "EUR".into(),
             port: 0,
             oauth: OAuthSettings::xero(),
@@ -158,6 +163,9 @@ pub async fn start(config: XeroConfig) -> Result<XeroSandbox, XeroError> {
         .map_err(|source| XeroError::Bind { port, source })?;
     let mut books = store::Books::new(config.currency.clone());
     books.seed(config.seed).map_err(XeroError::Seed)?;
+    if config.typed_twice {
+        books.seed_typed_twice().map_err(XeroError::Seed)?;
+    }
     let state = Arc::new(http::App::new(config, books));
     let router = http::router(state.clone());
     let (stop, stopped) = oneshot::channel::<()>();

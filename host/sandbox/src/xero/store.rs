@@ -356,6 +356,40 @@ impl Books {
     }
 }
 
+/// Contacts typed in twice, as bookkeepers do over the years: the input of
+/// each copy, in pairs. The demo adds them so `nexo survey` has duplicates
+/// inside the books to find: the same e-mail in another case, the same tax
+/// number written with spaces, and a legal form added to the name.
+pub fn typed_twice_contacts() -> [[Value; 2]; 3] {
+    [
+        [
+            json!({"Name": "Harbour Lights Trading Ltd", "EmailAddress": "accounts@harbourlights.example"}),
+            json!({"Name": "Harbour Lights Trading", "EmailAddress": "Accounts@HarbourLights.EXAMPLE"}),
+        ],
+        [
+            json!({"Name": "Meridian Tools GmbH", "TaxNumber": "DE811234567", "EmailAddress": "info@meridian-tools.example"}),
+            json!({"Name": "Meridian Tooling", "TaxNumber": "DE 811 234 567", "EmailAddress": "billing@meridian.example"}),
+        ],
+        [
+            json!({"Name": "Oakfield Bakery", "EmailAddress": "hello@oakfield.example"}),
+            json!({"Name": "Oakfield Bakery Ltd", "EmailAddress": "orders@oakfieldbakery.example"}),
+        ],
+    ]
+}
+
+impl Books {
+    /// Add the [`typed_twice_contacts`] after the seeded books (which stay
+    /// as they are).
+    pub fn seed_typed_twice(&mut self) -> Result<(), String> {
+        for input in typed_twice_contacts().into_iter().flatten() {
+            let name = input["Name"].as_str().unwrap_or_default().to_string();
+            self.upsert(Collection::Contacts, None, input)
+                .map_err(|e| format!("contact {name}: {}", e.join("; ")))?;
+        }
+        Ok(())
+    }
+}
+
 /// One `where` clause: a dotted field path equal to a value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clause {

@@ -92,7 +92,11 @@ pub fn format_of(value: &str) -> Format {
     let phone_chars = v
         .bytes()
         .all(|b| b.is_ascii_digit() || b" +-()./".contains(&b));
-    if phone_chars && digits >= 7 && (v.starts_with('+') || v.starts_with('0') || v.contains(' ')) {
+    // E.164: at most 15 digits (a UUID of digits and dashes is not a phone).
+    if phone_chars
+        && (7..=15).contains(&digits)
+        && (v.starts_with('+') || v.starts_with('0') || v.contains(' '))
+    {
         return Format::Phone;
     }
     if v.parse::<f64>().is_ok() {
@@ -213,7 +217,14 @@ pub fn survey(stream: &str, records: &[(String, Value)], similar: f64) -> Stream
     );
     let tax = role_field(
         &fields,
-        &["tax_id", "taxnumber", "vat", "vat_number", "taxid"],
+        &[
+            "tax_id",
+            "tax_number",
+            "taxnumber",
+            "vat",
+            "vat_number",
+            "taxid",
+        ],
         Some(Format::TaxId),
     );
     let name = role_field(
@@ -380,6 +391,11 @@ mod tests {
         assert_eq!(field("currency").formats, vec![(Format::Currency, 2)]);
         assert_eq!(field("created").formats, vec![(Format::Date, 1)]);
         assert_eq!(field("properties.vat").formats, vec![(Format::TaxId, 1)]);
+        assert_eq!(
+            format_of("00000001-0000-4000-8000-000000000042"),
+            Format::Text,
+            "a UUID is not a phone"
+        );
         let groups: Vec<(&str, Vec<&str>)> = s
             .duplicates
             .iter()
