@@ -937,3 +937,173 @@ async fn tryton_read_backs_are_no_conflict_an_edit_there_is_one_and_dry_runs_pre
         .await;
     assert_eq!(kept[0]["reference"], "Deal 4, as the customer asked");
 }
+
+// ---- going live: the ERP already holds the CRM's customers ----------------
+
+/// The CRM's people flow to a real Tryton that already holds most of them
+/// (typed by someone else: other case, format, accents, legal forms) and a
+/// few namesakes. The pipeline matches before its first run: the sure
+/// matches are linked and updated in place, the uncertain ones wait in the
+/// review queue, only the rest are created — read back from Tryton itself.
+/// Accepting a queued match makes the next run update that party; rejecting
+/// one makes it create a new party.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn going_live_links_the_parties_tryton_holds_and_creates_only_the_rest() {
+    use nexo::sync::review::Verdict;
+    use nexo::sync::store::{ReviewFilter, ReviewStatus, ReviewStore};
+    use nexo_tests::going_live::{self, CRM, EXISTING, Expect};
+
+    let host = Host::new().await;
+    let tryton = start(host.dir.path()).await;
+    let rest = Rest::new(&tryton);
+    for (code, name) in [
+        ("GB", "United Kingdom"),
+        ("PT", "Portugal"),
+        ("FR", "France"),
+        ("DE", "Germany"),
+        ("TR", "Türkiye"),
+        ("LB", "Lebanon"),
+        ("HR", "Croatia"),
+        ("JP", "Japan"),
+    ] {
+        rest.create("country.country", json!({"code": code, "name": name}))
+            .await;
+    }
+    // The parties a person typed into Tryton before Nexo was connected.
+    let c = connector(&tryton).await;
+    let cfg = tryton.connector_config(50).to_string();
+    let mut existing: BTreeMap<&str, String> = BTreeMap::new();
+    for (i, e) in EXISTING.iter().enumerate() {
+        let mut party = json!({"name": e.name, "roles": ["customer"],
+            "address": {"lines": [], "country": e.country}});
+        if let Some(m) = e.email {
+            party["email"] = json!(m);
+        }
+        if let Some(p) = e.phone {
+            party["phone"] = json!(p);
+        }
+        let out = write_upsert(&c, &cfg, "parties", "", &format!("typed-{i}"), &party).await;
+        existing.insert(e.name, id_of(&out[0]));
+    }
+    let hub = hubspot::start(HubSpotConfig {
+        token: HUBSPOT_TOKEN.into(),
+        seed: SeedData::EMPTY,
+        ..HubSpotConfig::default()
+    })
+    .await
+    .unwrap();
+    let crm_ids = going_live::seed_crm(&hub);
+    host.connect_overridden(
+        "hubspot",
+        "nexo/hubspot",
+        ("https://api.hubapi.com", &hub.url()),
+        json!({"page_size": 4}),
+        ("api_token", HUBSPOT_TOKEN),
+    );
+    host.connect_tryton("erp", &tryton, 3);
+    host.apply(&going_live::pipeline("customers", ("erp", "parties")))
+        .await;
+    let names = async || -> BTreeMap<String, String> {
+        rest.search("party.party", json!([]), &["name"])
+            .await
+            .into_iter()
+            .map(|p| (p["id"].to_string(), p["name"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let before = names().await;
+    assert_eq!(
+        before.len(),
+        EXISTING.len() + 1,
+        "the company's own party too: {before:?}"
+    );
+
+    let first = host.predicted_run("customers").await;
+    let report = first.matching.clone().expect("the first run matches first");
+    assert_eq!(
+        (
+            report.counts.linked,
+            report.counts.queued,
+            report.counts.unmatched
+        ),
+        (3, 3, 2),
+        "{report:?}"
+    );
+    for (i, p) in CRM.iter().enumerate() {
+        match p.expect {
+            Expect::Linked(name) => assert!(
+                report
+                    .linked
+                    .iter()
+                    .any(|l| l.source_id == crm_ids[i] && l.destination_id == existing[name]),
+                "{}: {report:?}",
+                p.first
+            ),
+            Expect::Queued(_) => assert!(
+                report.queued.iter().any(|q| q.source_id == crm_ids[i]),
+                "{}",
+                p.first
+            ),
+            Expect::Created => assert!(report.unmatched.contains(&crm_ids[i]), "{}", p.first),
+        }
+    }
+    assert_eq!(
+        (
+            first.counts.created,
+            first.counts.updated,
+            first.counts.held,
+            first.counts.failed
+        ),
+        (2, 3, 3, 0),
+        "{:?}",
+        first.counts
+    );
+    // Read from Tryton: two parties more, the linked ones renamed in place.
+    let after = names().await;
+    assert_eq!(after.len(), before.len() + 2, "{after:?}");
+    for p in CRM {
+        let full = format!("{} {}", p.first, p.last);
+        let holders = after.values().filter(|n| **n == full).count();
+        match p.expect {
+            Expect::Linked(name) => {
+                assert_eq!(after[&existing[name]], full, "{} updated in place", p.first);
+                assert_eq!(holders, 1, "{}", p.first);
+            }
+            Expect::Created => assert_eq!(holders, 1, "{}", p.first),
+            Expect::Queued(_) => assert_eq!(holders, 0, "{} was written: {after:?}", p.first),
+        }
+    }
+
+    // A person accepts the similar name and rejects the namesake.
+    let open = host
+        .db
+        .reviews(&ReviewFilter {
+            pipeline: Some("customers".into()),
+            status: Some(ReviewStatus::Open),
+        })
+        .unwrap();
+    let review_of = |first_name: &str| {
+        let i = CRM.iter().position(|p| p.first == first_name).unwrap();
+        open.iter().find(|r| r.source_id == crm_ids[i]).unwrap().id
+    };
+    host.engine
+        .decide_review(review_of("Farah"), Verdict::Accept(None), "cli:test")
+        .unwrap();
+    host.engine
+        .decide_review(review_of("Elif"), Verdict::Reject, "cli:test")
+        .unwrap();
+    let next = host.predicted_run("customers").await;
+    assert_eq!(
+        (next.counts.created, next.counts.updated, next.counts.held),
+        (1, 1, 0),
+        "{:?}",
+        next.counts
+    );
+    // The namesakes' review still waits, and so does its record.
+    let dmitri = host.db.review(review_of("Dmitri")).unwrap().unwrap();
+    assert_eq!(dmitri.status, ReviewStatus::Open);
+    let last = names().await;
+    assert_eq!(last.len(), after.len() + 1, "{last:?}");
+    assert_eq!(last[&existing["Farrah Hadad"]], "Farah Haddad");
+    assert_eq!(last[&existing["ELIF YILMAZ"]], "ELIF YILMAZ");
+    assert_eq!(last.values().filter(|n| *n == "Elif Yilmaz").count(), 1);
+}
