@@ -113,6 +113,40 @@ async fn read_all(
     })
 }
 
+/// A reference field's ids on one side replaced by the entities the
+/// identity map links them to (`E42`); an id linked to nothing compares
+/// with nothing.
+fn resolve(
+    ctx: PageContext<'_>,
+    side: &mut [(String, crate::matching::Record)],
+    field: &str,
+    entity: &str,
+    connection: &str,
+    stream: &str,
+) -> Result<(), SyncError> {
+    let ids: Vec<&str> = side
+        .iter()
+        .filter_map(|(_, r)| r.get(field).map(String::as_str))
+        .collect();
+    let entities: HashMap<String, i64> = ctx
+        .links
+        .links(entity, connection, stream, &ids, None)?
+        .into_iter()
+        .map(|l| (l.record_id, l.entity_id))
+        .collect();
+    for (_, record) in side.iter_mut() {
+        match record.get(field).and_then(|id| entities.get(id)) {
+            Some(e) => {
+                record.insert(field.to_string(), format!("E{e}"));
+            }
+            None => {
+                record.remove(field);
+            }
+        }
+    }
+    Ok(())
+}
+
 fn object(payload: &str) -> Option<serde_json::Map<String, Value>> {
     match serde_json::from_str(payload) {
         Ok(Value::Object(m)) => Some(m),
@@ -221,6 +255,16 @@ pub(super) async fn pass(ctx: PageContext<'_>) -> Result<(PageCommit, MatchRepor
         .iter()
         .map(|(id, (_, c))| (id.clone(), rules.record_of(&keys, &c.0)))
         .collect();
+    let (mut source_side, mut dest_side) = (source_side, dest_side);
+    for (field, r) in &rules.references {
+        let ends = [
+            (&mut source_side, &p.source.connection, &r.source),
+            (&mut dest_side, &p.destination.connection, &r.destination),
+        ];
+        for (side, connection, stream) in ends {
+            resolve(ctx, side, field, &r.entity, connection, stream)?;
+        }
+    }
     let matches = match_records(&keys, &source_side, &dest_side);
 
     let mut commit = PageCommit::default();

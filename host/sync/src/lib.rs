@@ -27,6 +27,8 @@ mod engine;
 pub mod gate;
 pub mod gate_check;
 pub mod going_live;
+#[cfg(test)]
+mod going_live_tests;
 mod lease;
 mod locks;
 pub mod lookback;

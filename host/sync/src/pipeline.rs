@@ -14,7 +14,7 @@ mod retry_policy;
 use super::bounds::RunLimits;
 use super::schedule::{Schedule, ScheduleSpec};
 pub use grouping::{CommitGrouping, DEFAULT_GROUP_RECORDS, DEFAULT_GROUP_WAIT_MS};
-pub use match_rules::{DEFAULT_SIMILARITY, MatchRules};
+pub use match_rules::{DEFAULT_SIMILARITY, MatchRules, Reference};
 pub use retry_policy::{DEFAULT_RETRY_WINDOW, Retry};
 
 /// Full refresh or incremental.

@@ -25,7 +25,7 @@ const FIELDS: &[(&str, Normalizer, &str)] = &[
     ("postal_code", Normalizer::Code, "address.postal_code"),
     ("sku", Normalizer::Code, "sku"),
     ("number", Normalizer::Code, "number"),
-    ("customer", Normalizer::Code, "customer.company.id"),
+    ("customer", Normalizer::Code, "customer.id"),
     ("date", Normalizer::Date, "issue_date"),
     ("total", Normalizer::Amount, "total"),
 ];
@@ -53,6 +53,24 @@ pub struct MatchRules {
     /// only `nexo pipeline match NAME` does).
     #[serde(default = "yes")]
     pub first_run: bool,
+    /// Fields that name a record of another entity (an invoice's
+    /// `customer`): each side's id is replaced by the entity the identity
+    /// map links it to, so a CRM company and the Xero contact it became
+    /// compare equal.
+    #[serde(default)]
+    pub references: BTreeMap<String, Reference>,
+}
+
+/// Where the records a reference field names are linked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reference {
+    /// Their entity type (`customer`).
+    pub entity: String,
+    /// Their stream in the pipeline's source connection (`companies`).
+    pub source: String,
+    /// Their stream in the destination connection (`contacts`).
+    pub destination: String,
 }
 
 fn yes() -> bool {
@@ -106,6 +124,29 @@ impl MatchRules {
         }
         for (i, key) in self.keys.iter().enumerate() {
             parse_key(key).map_err(|message| (format!("match.keys[{i}]"), message))?;
+        }
+        for (field, r) in &self.references {
+            if known(field).is_none() {
+                return Err((
+                    format!("match.references.{field}"),
+                    format!(
+                        "`{field}` is not a field a key can name; use one of {}",
+                        field_names()
+                    ),
+                ));
+            }
+            for (what, value) in [
+                ("entity", &r.entity),
+                ("source", &r.source),
+                ("destination", &r.destination),
+            ] {
+                if value.trim().is_empty() {
+                    return Err((
+                        format!("match.references.{field}.{what}"),
+                        "is empty: name the entity type and the stream of each side".into(),
+                    ));
+                }
+            }
         }
         for (field, path) in &self.fields {
             if known(field).is_none() {
@@ -240,6 +281,7 @@ mod tests {
             keys: keys.iter().map(|k| k.to_string()).collect(),
             fields: BTreeMap::new(),
             first_run: true,
+            references: BTreeMap::new(),
         }
     }
 
@@ -270,6 +312,17 @@ mod tests {
     #[test]
     fn fields_are_read_where_the_model_keeps_them_or_where_the_rules_say() {
         let mut r = rules(&["tax_id", "name+country", "name~"]);
+        r.references.insert(
+            "customer".into(),
+            Reference {
+                entity: "customer".into(),
+                source: "companies".into(),
+                destination: " ".into(),
+            },
+        );
+        let (field, _) = r.check(None).unwrap_err();
+        assert_eq!(field, "match.references.customer.destination");
+        r.references.clear();
         r.fields.insert("tax_id".into(), "extra.vat".into());
         let keys = r.compiled(None).unwrap();
         assert_eq!(keys[2].fuzzy, Some(DEFAULT_SIMILARITY));

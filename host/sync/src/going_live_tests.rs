@@ -1,0 +1,118 @@
+//! The matching pass on the in-memory store with fake plugins: invoices
+//! found by their number and by customer + date + total, the customer
+//! compared through the identity map (the CRM company and the books'
+//! contact it became are one entity), and a pass that writes nothing it
+//! is not sure of.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use super::going_live;
+use super::page::PageContext;
+use super::retry::Waiter;
+use super::testkit::*;
+
+const INVOICES: &str = "model = \"invoice\"\n[match]\nreferences = { customer = { entity = \"contact\", source = \"companies\", destination = \"contacts\" } }";
+
+#[tokio::test]
+async fn invoices_match_by_number_or_by_the_customer_they_bill_on_that_day_for_that_total() {
+    let store = Arc::new(MemoryStore::default());
+    // The CRM's company co-1 became the books' contact x-9 (one entity);
+    // co-2 was never synced.
+    store.seed(
+        ("crm", "companies"),
+        "co-1",
+        7,
+        "{}",
+        ("books", "contacts"),
+        None,
+    );
+    store.seed(
+        ("books", "contacts"),
+        "x-9",
+        7,
+        "{}",
+        ("crm", "companies"),
+        None,
+    );
+    let source = FakeSource::new(vec![Ok(page(
+        vec![
+            record(
+                "inv-1",
+                r#"{"customer":{"kind":"company","system":"crm","id":"co-1"},"issue_date":"2026-03-01","total":"120.00"}"#,
+            ),
+            record(
+                "inv-2",
+                r#"{"number":"INV-7","customer":{"kind":"company","system":"crm","id":"co-2"},"issue_date":"2026-02-01","total":"9.5"}"#,
+            ),
+            record(
+                "inv-3",
+                r#"{"customer":{"kind":"company","system":"crm","id":"co-2"},"issue_date":"2026-03-01","total":"120.00"}"#,
+            ),
+        ],
+        "s1",
+        false,
+    ))]);
+    let books = FakeSource::new(vec![Ok(page(
+        vec![
+            record(
+                "d-1",
+                r#"{"customer":{"kind":"company","system":"books","id":"x-9"},"issue_date":"2026-03-01T00:00:00Z","total":"120"}"#,
+            ),
+            record(
+                "d-2",
+                r#"{"number":"inv 7","customer":{"kind":"company","system":"books","id":"x-1"},"issue_date":"2026-02-01","total":"9.50"}"#,
+            ),
+        ],
+        "b1",
+        false,
+    ))]);
+    let mut p = prepared(
+        INVOICES,
+        Arc::new(source),
+        Arc::new(FakeDestination::default()),
+    );
+    p.dest_reader = Arc::new(books);
+    let waiter = Waiter {
+        store: store.clone(),
+        run: 1,
+        stop: None,
+        pipeline: "p".into(),
+        retry: p.pipeline.retry.clone(),
+    };
+    let ctx = PageContext {
+        p: &p,
+        links: store.as_ref(),
+        queues: store.as_ref(),
+        reviews: store.as_ref(),
+        waiter: &waiter,
+    };
+    let (commit, report) = going_live::pass(ctx).await.unwrap();
+    let linked: Vec<_> = report
+        .linked
+        .iter()
+        .map(|l| {
+            (
+                l.source_id.as_str(),
+                l.destination_id.as_str(),
+                l.key.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        linked,
+        [
+            ("inv-1", "d-1", "customer+date+total"),
+            ("inv-2", "d-2", "number")
+        ]
+    );
+    // Same day and total, but another customer: not the same invoice.
+    assert_eq!(report.unmatched, ["inv-3"]);
+    assert!(report.queued.is_empty());
+    // Each link pair is one new entity; nothing else is written.
+    assert_eq!(commit.links.len(), 4);
+    assert!(commit.links.iter().all(|l| l.synced_hash.is_none()));
+    assert!(commit.new_reviews.is_empty());
+    assert_eq!(commit.match_pass.unwrap().linked, 2);
+}
