@@ -147,7 +147,9 @@ pub(super) async fn run_pipeline(
             .await?;
         return Ok((
             StatusCode::OK,
-            Json(json!({"plan": report.plan, "counts": report.counts})),
+            Json(
+                json!({"plan": report.plan, "counts": report.counts, "matching": report.matching}),
+            ),
         ));
     }
     app.scheduler.trigger(&name)?;
