@@ -91,10 +91,18 @@ async fn an_admin_matches_reviews_and_goes_live_without_a_duplicate() {
     assert!(out.contains("link    a2 → b2  (by phone)"), "{out}");
     assert!(ok(nexo(dir, &["review", "list"])).contains("no reviews"));
 
+    let show = ok(nexo(dir, &["pipeline", "show", "a-to-b"]));
+    assert!(show.contains("# matched: not yet"), "{show}");
     let out = ok(nexo(dir, &["pipeline", "match", "a-to-b"]));
     assert!(
         out.contains("linked 2, queued for review 1, to create 1"),
         "{out}"
+    );
+    let show = ok(nexo(dir, &["pipeline", "show", "a-to-b"]));
+    assert!(
+        show.contains("linked 2, queued 1, to create 1")
+            && show.contains("# waiting for review: 1"),
+        "{show}"
     );
     let list = ok(nexo(dir, &["review", "list", "--json"]));
     let list: Vec<Value> = serde_json::from_str(&list).unwrap();

@@ -108,6 +108,9 @@ pub(crate) async fn pipeline(engine: &Engine, cmd: PipelineCommand) -> Result<()
                         .unwrap_or("(none: the next run reads everything)")
                 )
             );
+            if row.pipeline.matching.is_some() {
+                super::review::print_match_state(store.as_ref(), &name)?;
+            }
         }
         PipelineCommand::Run {
             name,

@@ -13,7 +13,7 @@ use crate::store::audit::{Action, Change};
 use crate::sync::Engine;
 use crate::sync::going_live::MatchReport;
 use crate::sync::review::Verdict;
-use crate::sync::store::{Review, ReviewFilter, ReviewStatus};
+use crate::sync::store::{Review, ReviewFilter, ReviewStatus, SyncStore};
 
 /// `nexo review …`.
 #[derive(Debug, Subcommand)]
@@ -154,6 +154,34 @@ pub(crate) fn print_report(report: &MatchReport, dry: bool) {
             "  decide the queued ones with `nexo review list`; they wait, neither created nor dropped"
         );
     }
+}
+
+/// Where a pipeline with `[match]` stands: matched or not, and the
+/// records waiting for a person (`nexo pipeline show`).
+pub(crate) fn print_match_state(store: &dyn SyncStore, name: &str) -> Result<()> {
+    match store.match_pass(name)? {
+        Some((at, c)) => println!(
+            "# matched: {at} — linked {}, queued {}, to create {}, linked or queued before {}",
+            c.linked, c.queued, c.unmatched, c.already
+        ),
+        None => println!(
+            "# matched: not yet (the first run matches first; `nexo pipeline match {name} --dry-run` shows what it would do)"
+        ),
+    }
+    let open = store.reviews(&ReviewFilter {
+        pipeline: Some(name.to_string()),
+        status: Some(ReviewStatus::Open),
+    })?;
+    println!(
+        "# waiting for review: {}{}",
+        open.len(),
+        if open.is_empty() {
+            String::new()
+        } else {
+            format!(" (`nexo review list --pipeline {name}`)")
+        }
+    );
+    Ok(())
 }
 
 /// `nexo review …`.
