@@ -178,6 +178,9 @@ impl RunStore for DryRun {
             recorded
                 .delivered
                 .extend(page.deliver_reviews.iter().copied());
+            recorded
+                .delivered
+                .extend(page.withdraw_reviews.iter().copied());
             if let Some(pass) = page.match_pass {
                 recorded.pass = Some(pass);
             }
@@ -243,7 +246,11 @@ impl ReviewStore for DryRun {
         let mut out = self.real.waiting_reviews(pipeline, ids)?;
         out.retain(|_, (id, _)| !recorded.delivered.contains(id));
         for id in ids {
-            if let Some(queued) = recorded.queued.get(*id) {
+            if let Some(queued) = recorded
+                .queued
+                .get(*id)
+                .filter(|(review, _)| !recorded.delivered.contains(review))
+            {
                 out.insert(id.to_string(), *queued);
             }
         }

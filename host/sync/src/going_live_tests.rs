@@ -10,8 +10,11 @@ use std::sync::Arc;
 
 use super::going_live;
 use super::page::PageContext;
+use super::prepared::Prepared;
 use super::retry::Waiter;
+use super::store::{ReviewStatus, ReviewStore};
 use super::testkit::*;
+use nexo_runtime::plugin::Record;
 
 const INVOICES: &str = "model = \"invoice\"\n[match]\nreferences = { customer = { entity = \"contact\", source = \"companies\", destination = \"contacts\" } }";
 
@@ -115,4 +118,71 @@ async fn invoices_match_by_number_or_by_the_customer_they_bill_on_that_day_for_t
     assert!(commit.links.iter().all(|l| l.synced_hash.is_none()));
     assert!(commit.new_reviews.is_empty());
     assert_eq!(commit.match_pass.unwrap().linked, 2);
+}
+
+/// A pipeline `p` (contacts crm → books) matching by e-mail, reading
+/// `source` (twice when `books` is given: for the matching pass, then the
+/// run) and, for the matching pass, `books`.
+fn matching(source: Vec<Record>, books: Vec<Record>) -> Prepared {
+    let reads = if books.is_empty() { 1 } else { 2 };
+    let pages = (0..reads)
+        .map(|_| Ok(page(source.clone(), "s", false)))
+        .collect();
+    let mut p = prepared(
+        "[match]\nkeys = [\"email\"]",
+        Arc::new(FakeSource::new(pages)),
+        Arc::new(FakeDestination::default()),
+    );
+    p.dest_reader = Arc::new(FakeSource::new(vec![Ok(page(books, "b", false))]));
+    p
+}
+
+#[tokio::test]
+async fn a_held_record_waits_through_runs_and_its_review_is_withdrawn_when_the_source_deletes_it() {
+    let store = Arc::new(MemoryStore::default());
+    let p = matching(
+        vec![
+            record("r1", r#"{"email":"ana@x.io","n":1}"#),
+            record("r2", r#"{"email":"bo@x.io","n":2}"#),
+        ],
+        vec![
+            record("d1", r#"{"email":"ANA@x.io","n":0}"#),
+            record("d2", r#"{"email":"bo@x.io"}"#),
+            record("d3", r#"{"email":"Bo@X.io"}"#),
+        ],
+    );
+    let (counts, _) = run_over(&p, store.clone(), None, false).await.unwrap();
+    assert_eq!(
+        (counts.read, counts.updated, counts.created, counts.held),
+        (2, 1, 0, 1),
+        "{counts:?}"
+    );
+    let review = store.waiting_reviews("p", &["r2"]).unwrap()["r2"].0;
+    // Changed again while it waits: still held, its newest copy kept.
+    let p = matching(
+        vec![record("r2", r#"{"email":"bo@x.io","n":3}"#)],
+        Vec::new(),
+    );
+    let (counts, _) = run_over(&p, store.clone(), Some("s".into()), false)
+        .await
+        .unwrap();
+    assert_eq!((counts.held, counts.written()), (1, 0), "{counts:?}");
+    assert!(
+        store
+            .review(review)
+            .unwrap()
+            .unwrap()
+            .record
+            .payload
+            .contains("\"n\":3")
+    );
+    // Deleted in the source: nothing to decide any more.
+    let p = matching(vec![deletion("r2")], Vec::new());
+    let (counts, _) = run_over(&p, store.clone(), Some("s".into()), false)
+        .await
+        .unwrap();
+    assert_eq!((counts.held, counts.written()), (0, 0), "{counts:?}");
+    let r = store.review(review).unwrap().unwrap();
+    assert_eq!(r.status, ReviewStatus::Withdrawn);
+    assert!(store.waiting_reviews("p", &["r2"]).unwrap().is_empty());
 }

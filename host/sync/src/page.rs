@@ -336,6 +336,19 @@ pub(super) fn classify(ctx: PageContext<'_>, page: Deduped) -> Result<Classified
                 hold(&mut commit, review, &r);
                 continue;
             }
+            // Deleted in the source while it waited: there is nothing
+            // left to link or create, so its review is withdrawn (and the
+            // delete goes on as for any record not linked).
+            Some(&(review, ReviewStatus::Open)) => {
+                commit.withdraw_reviews.push(review);
+                commit.log.push((
+                    LogLevel::Info,
+                    format!(
+                        "review {review} withdrawn: record {} was deleted in the source while it waited",
+                        r.id
+                    ),
+                ));
+            }
             Some(&(review, _)) => commit.deliver_reviews.push(review),
             None => {}
         }

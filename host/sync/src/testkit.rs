@@ -111,6 +111,16 @@ impl Mem {
             r.chosen = d.chosen.clone();
             r.decided_by = Some(d.by.clone());
         }
+        for id in &page.withdraw_reviews {
+            if let Some(r) = m
+                .reviews
+                .iter_mut()
+                .find(|r| r.id == *id && r.status == ReviewStatus::Open)
+            {
+                r.status = ReviewStatus::Withdrawn;
+                r.delivered_run = Some(run);
+            }
+        }
         for id in &page.deliver_reviews {
             if let Some(r) = m.reviews.iter_mut().find(|r| r.id == *id) {
                 r.delivered_run = Some(run);

@@ -64,6 +64,8 @@ pub(crate) enum ReviewListStatus {
     Accepted,
     /// Rejected.
     Rejected,
+    /// Withdrawn: deleted in the source while waiting.
+    Withdrawn,
     /// All of them.
     All,
 }
@@ -74,6 +76,7 @@ impl ReviewListStatus {
             ReviewListStatus::Open => Some(ReviewStatus::Open),
             ReviewListStatus::Accepted => Some(ReviewStatus::Accepted),
             ReviewListStatus::Rejected => Some(ReviewStatus::Rejected),
+            ReviewListStatus::Withdrawn => Some(ReviewStatus::Withdrawn),
             ReviewListStatus::All => None,
         }
     }

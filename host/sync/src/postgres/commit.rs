@@ -194,7 +194,8 @@ async fn apply_page(
         && page.conflicts.is_empty()
         && page.new_reviews.is_empty()
         && page.decide_reviews.is_empty()
-        && page.deliver_reviews.is_empty();
+        && page.deliver_reviews.is_empty()
+        && page.withdraw_reviews.is_empty();
     let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let st = tx
         .prepare_cached(

@@ -89,6 +89,14 @@ pub(super) async fn apply(
             .into());
         }
     }
+    for id in &page.withdraw_reviews {
+        tx.execute(
+            "UPDATE match_reviews SET status = 'withdrawn', delivered_run = $2
+             WHERE id = $1 AND status = 'open'",
+            &[id, &run],
+        )
+        .await?;
+    }
     for id in &page.deliver_reviews {
         tx.execute(
             "UPDATE match_reviews SET delivered_run = $2 WHERE id = $1 AND status <> 'open'",

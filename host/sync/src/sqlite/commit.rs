@@ -337,7 +337,8 @@ fn apply_page(
         && page.conflicts.is_empty()
         && page.new_reviews.is_empty()
         && page.decide_reviews.is_empty()
-        && page.deliver_reviews.is_empty();
+        && page.deliver_reviews.is_empty()
+        && page.withdraw_reviews.is_empty();
     tx.execute(
         "UPDATE runs SET pages = pages + ?10, read = read + ?2, created = created + ?3,
                  updated = updated + ?4, unchanged = unchanged + ?5, deleted = deleted + ?6,

@@ -83,6 +83,13 @@ pub(super) fn apply(
             )));
         }
     }
+    for id in &page.withdraw_reviews {
+        tx.execute(
+            "UPDATE match_reviews SET status = 'withdrawn', delivered_run = ?2
+             WHERE id = ?1 AND status = 'open'",
+            params![id, run],
+        )?;
+    }
     for id in &page.deliver_reviews {
         tx.execute(
             "UPDATE match_reviews SET delivered_run = ?2 WHERE id = ?1 AND status <> 'open'",

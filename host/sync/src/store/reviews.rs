@@ -18,6 +18,9 @@ pub enum ReviewStatus {
     Accepted,
     /// A person said it is none of them: it is created.
     Rejected,
+    /// Its record was deleted in the source while it waited: nothing to
+    /// decide any more.
+    Withdrawn,
 }
 
 impl ReviewStatus {
@@ -27,6 +30,7 @@ impl ReviewStatus {
             ReviewStatus::Open => "open",
             ReviewStatus::Accepted => "accepted",
             ReviewStatus::Rejected => "rejected",
+            ReviewStatus::Withdrawn => "withdrawn",
         }
     }
 
@@ -36,6 +40,7 @@ impl ReviewStatus {
             "open" => ReviewStatus::Open,
             "accepted" => ReviewStatus::Accepted,
             "rejected" => ReviewStatus::Rejected,
+            "withdrawn" => ReviewStatus::Withdrawn,
             _ => return None,
         })
     }

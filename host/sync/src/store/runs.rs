@@ -189,6 +189,8 @@ pub struct PageCommit {
     pub decide_reviews: Vec<super::reviews::ReviewDecision>,
     /// Held records' newest copies, kept with their reviews.
     pub hold_reviews: Vec<(i64, super::reviews::HeldRecord)>,
+    /// Open reviews whose record was deleted in the source.
+    pub withdraw_reviews: Vec<i64>,
     /// Decided reviews whose record this commit delivered.
     pub deliver_reviews: Vec<i64>,
     /// A matching pass ended with this commit: what it found.

@@ -150,6 +150,23 @@ fn reviews_are_queued_held_decided_and_delivered_alike(db: Database) {
         ["s9"]
     );
     assert_eq!(db.review(s1).unwrap().unwrap().delivered_run, Some(run));
+    // Deleted in the source while it waits: withdrawn, no longer waiting.
+    let s9 = db.waiting_reviews("p", &["s9"]).unwrap()["s9"].0;
+    db.commit_page(
+        "p",
+        run,
+        &PageCommit {
+            withdraw_reviews: vec![s9],
+            ..PageCommit::default()
+        },
+    )
+    .unwrap();
+    let r = db.review(s9).unwrap().unwrap();
+    assert_eq!(
+        (r.status, r.delivered_run),
+        (ReviewStatus::Withdrawn, Some(run))
+    );
+    assert!(db.waiting_reviews("p", &["s9"]).unwrap().is_empty());
     let all = db.reviews(&ReviewFilter::default()).unwrap();
     assert_eq!(all.len(), 3);
     assert!(all[0].id > all[2].id, "newest first");
