@@ -4,7 +4,13 @@
 //! true namesakes and people only one side knows. Shared by the going-live
 //! tests of each destination.
 
-use nexo_sandbox::hubspot::{HubSpotSandbox, ObjectType};
+use std::collections::BTreeMap;
+
+use nexo_sandbox::hubspot::{self, HubSpotConfig, HubSpotSandbox, ObjectType, SeedData};
+use nexo_sandbox::xero::{self, Collection, XeroConfig, XeroSandbox};
+use serde_json::json;
+
+use crate::tryton::Host;
 
 /// What matching must make of a CRM person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,4 +231,97 @@ pub fn pipeline(name: &str, destination: (&str, &str)) -> String {
 pub fn person(ids: &[String], id: &str) -> Person {
     let i = ids.iter().position(|x| x == id).expect("a CRM id");
     CRM[i]
+}
+
+/// Puts the customers the books already hold into the Xero-like sandbox;
+/// their ContactIDs by name.
+pub fn seed_books(books: &XeroSandbox) -> BTreeMap<&'static str, String> {
+    EXISTING
+        .iter()
+        .map(|e| {
+            let mut doc = json!({"Name": e.name, "IsCustomer": true,
+                "Addresses": [{"AddressType": "STREET", "Country": e.country}]});
+            if let Some(m) = e.email {
+                doc["EmailAddress"] = json!(m);
+            }
+            if let Some(p) = e.phone {
+                doc["Phones"] = json!([{"PhoneType": "DEFAULT", "PhoneNumber": p}]);
+            }
+            let c = books.create(Collection::Contacts, doc).unwrap();
+            (e.name, c["ContactID"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// The two systems of going live, seeded and connected to a host: the CRM
+/// (connection `hubspot`) and the books (connection `xero`), each reached
+/// through an origin override, with pipeline `customers` between them.
+#[allow(missing_debug_implementations)]
+pub struct Systems {
+    /// The HubSpot-like CRM.
+    pub hub: HubSpotSandbox,
+    /// The Xero-like books.
+    pub books: XeroSandbox,
+    /// The CRM's ids, in [`CRM`]'s order.
+    pub crm_ids: Vec<String>,
+    /// The books' ContactIDs of [`EXISTING`], by name.
+    pub existing: BTreeMap<&'static str, String>,
+}
+
+impl Systems {
+    /// Starts and seeds both sandboxes, adds their connections to `host`
+    /// and applies pipeline `customers`.
+    pub async fn connect(host: &Host) -> Systems {
+        const HUBSPOT_TOKEN: &str = "pat-na1-going-live-fixture";
+        const XERO_TOKEN: &str = "xero-going-live-fixture";
+        const TENANT: &str = "7a0c1f2e-0000-4000-8000-0000000000ce";
+        let hub = hubspot::start(HubSpotConfig {
+            token: HUBSPOT_TOKEN.into(),
+            seed: SeedData::EMPTY,
+            ..HubSpotConfig::default()
+        })
+        .await
+        .unwrap();
+        let books = xero::start(XeroConfig {
+            token: XERO_TOKEN.into(),
+            tenant_id: TENANT.into(),
+            rate_limit: None,
+            ..XeroConfig::default()
+        })
+        .await
+        .unwrap();
+        let crm_ids = seed_crm(&hub);
+        let existing = seed_books(&books);
+        host.connect_overridden(
+            "hubspot",
+            "nexo/hubspot",
+            ("https://api.hubapi.com", &hub.url()),
+            json!({"page_size": 3}),
+            ("api_token", HUBSPOT_TOKEN),
+        );
+        host.connect_overridden(
+            "xero",
+            "nexo/xero",
+            ("https://api.xero.com", &books.url()),
+            json!({"tenant_id": TENANT, "contact_source": "hubspot"}),
+            ("access_token", XERO_TOKEN),
+        );
+        host.apply(&pipeline("customers", ("xero", "contacts")))
+            .await;
+        Systems {
+            hub,
+            books,
+            crm_ids,
+            existing,
+        }
+    }
+
+    /// The CRM id of the person with this first name.
+    pub fn crm_id(&self, first_name: &str) -> &str {
+        let i = CRM
+            .iter()
+            .position(|p| p.first == first_name)
+            .expect("a CRM person");
+        &self.crm_ids[i]
+    }
 }

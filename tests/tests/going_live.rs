@@ -24,24 +24,6 @@ const HUBSPOT_TOKEN: &str = "pat-na1-going-live";
 const XERO_TOKEN: &str = "xero-going-live-token";
 const TENANT: &str = "7a0c1f2e-0000-4000-8000-0000000000cc";
 
-fn seed_books(books: &XeroSandbox) -> BTreeMap<&'static str, String> {
-    EXISTING
-        .iter()
-        .map(|e| {
-            let mut doc = json!({"Name": e.name, "IsCustomer": true,
-                "Addresses": [{"AddressType": "STREET", "Country": e.country}]});
-            if let Some(m) = e.email {
-                doc["EmailAddress"] = json!(m);
-            }
-            if let Some(p) = e.phone {
-                doc["Phones"] = json!([{"PhoneType": "DEFAULT", "PhoneNumber": p}]);
-            }
-            let c = books.create(Collection::Contacts, doc).unwrap();
-            (e.name, c["ContactID"].as_str().unwrap().to_string())
-        })
-        .collect()
-}
-
 /// The books' active contacts: ContactID → (Name, ContactNumber).
 fn contacts(books: &XeroSandbox) -> BTreeMap<String, (String, String)> {
     books
@@ -77,7 +59,7 @@ async fn the_first_sync_links_what_the_books_hold_queues_the_uncertain_and_creat
     .await
     .unwrap();
     let crm_ids = going_live::seed_crm(&hub);
-    let existing = seed_books(&books);
+    let existing = going_live::seed_books(&books);
     host.connect_overridden(
         "hubspot",
         "nexo/hubspot",

@@ -35,6 +35,10 @@ const API = {
   alertIncidents: "/api/alerts/incidents",
   connections: "/api/connections",
   survey: "/api/survey",
+  reviews: "/api/reviews",
+  review: "/api/reviews/{id}",
+  reviewAccept: "/api/reviews/{id}/accept",
+  reviewReject: "/api/reviews/{id}/reject",
 };
 
 const TOKEN_KEY = "nexo.token";
@@ -326,6 +330,8 @@ const ROUTES = [
   [/^\/map$/, "map", "Map", viewMap],
   [/^\/alerts$/, "alerts", "Alerts", viewAlerts],
   [/^\/survey$/, "survey", "Survey", viewSurvey],
+  [/^\/review$/, "review", "Review", viewReviews],
+  [/^\/review\/([^/]+)$/, "review", "Review", viewReview],
 ];
 
 // A hand-edited hash may hold a broken escape; keep it as typed rather than throw.
@@ -1110,7 +1116,7 @@ function hostsTable(hosts) {
 const AUDIT_ACTIONS = ["plugin.install", "plugin.upgrade", "plugin.rollback", "plugin.remove", "trust.add", "trust.remove",
   "connection.add", "connection.update", "connection.remove", "connection.authorize", "pipeline.apply", "pipeline.pause",
   "pipeline.resume", "pipeline.reset", "pipeline.remove", "pipeline.webhook-secret", "run.stop", "dlq.replay", "dlq.discard",
-  "conflict.resolve", "token.create", "token.revoke", "alert.channel.add", "alert.channel.remove", "alert.rule.add",
+  "conflict.resolve", "pipeline.match", "review.accept", "review.reject", "token.create", "token.revoke", "alert.channel.add", "alert.channel.remove", "alert.rule.add",
   "alert.rule.remove", "secrets.rotate-key", "restore"];
 
 async function viewAudit(ctx, _, q) {
@@ -1440,4 +1446,131 @@ function surveyStream(connection, s) {
     dups.length ? table(["Same", "Value", "Records"], dups, "survey-duplicates") : empty("No likely duplicates.", { class: "empty survey-no-duplicates" }),
     (s.unreadable || []).length ? h("p", { class: "muted" }, `${s.unreadable.length} records are not usable JSON objects: ${s.unreadable.join(", ")}`) : null,
     gateBlock);
+}
+
+/* ---------- review ---------- */
+
+// The review queue of going live (`nexo review`): records matching could not be sure of wait here,
+// neither created nor dropped, until a person accepts a candidate, picks another, or rejects them all.
+// Decisions need an operator; a viewer sees the same page without the buttons (the API would refuse).
+const REVIEW_STATUSES = ["open", "accepted", "rejected", "withdrawn", "all"];
+const canDecide = () => ["operator", "admin"].includes(document.body.dataset.role);
+
+async function viewReviews(ctx, _, q) {
+  const status = REVIEW_STATUSES.includes(q.status) ? q.status : "open";
+  const [items, names] = await Promise.all([get(path(API.reviews, {}, { pipeline: q.pipeline, status })), pipelineNames()]);
+  if (!ctx.alive()) return;
+  const filters = h("div", { class: "filters" }, pipelineFilter(names, q),
+    field("Status", select("review-status-filter", REVIEW_STATUSES.map((s) => [s, s]), status,
+      (v) => setQuery(Object.assign({}, q, { status: v === "open" ? "" : v })))));
+  const rows = (items || []).map((r) => {
+    const best = (r.candidates || [])[0];
+    return h("tr", { "data-review": r.id },
+      h("td", null, h("a", { href: `#/review/${encodeURIComponent(r.id)}` }, `#${r.id}`)),
+      h("td", null, pipelineLink(r.pipeline)),
+      h("td", null, mono(r.source_id), reviewName(r.mapped) ? h("div", { class: "small" }, reviewName(r.mapped)) : null),
+      h("td", null, best ? [mono(best.id), h("div", { class: "small muted" }, `${best.key} ${score(best.score)}`)] : muted("–")),
+      h("td", { class: "num" }, num((r.candidates || []).length)),
+      h("td", { class: "small" }, r.why),
+      h("td", null, when(r.created_at, true)),
+      h("td", null, badge(reviewBadge(r.status), r.status)));
+  });
+  ctx.root.replaceChildren(panel("Review", filters,
+    h("p", { class: "muted small" }, "Uncertain matches found when going live. Each record waits — neither created nor dropped — until someone decides; the next run then updates the accepted record or creates the rejected one."),
+    rows.length
+      ? table(["Id", "Pipeline", "Record", "Best candidate", ["Candidates", "num"], "Why uncertain", "Queued", "Status"], rows, "reviews")
+      : empty(status === "all" ? "No reviews." : `No ${status} reviews.`, { class: "empty", id: "reviews-empty" })));
+}
+
+async function viewReview(ctx, [id]) {
+  const r = await get(path(API.review, { id }));
+  if (!ctx.alive()) return;
+  ctx.root.replaceChildren(reviewCard(r));
+}
+
+const score = (s) => (typeof s === "number" ? s.toFixed(2) : "");
+const reviewBadge = (s) => ({ open: "running", accepted: "succeeded", rejected: "cancelled" }[s] || s);
+const reviewName = (m) => (isObj(m) && typeof m.name === "string" ? m.name : "");
+
+// JSON values compared as serde_json compares them: object keys in any order.
+function sameValue(a, b) {
+  const canon = (v) => (Array.isArray(v) ? v.map(canon)
+    : isObj(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canon(v[k])])) : v);
+  return JSON.stringify(canon(a)) === JSON.stringify(canon(b));
+}
+
+// The queued record beside each candidate, field by field, as `nexo review show` prints it: the union
+// of their fields, sorted; each candidate's value marked = where it agrees with the record, ≠ where not.
+function reviewCard(r) {
+  const open = r.status === "open";
+  const mapped = isObj(r.mapped) ? r.mapped : {};
+  const cands = r.candidates || [];
+  const rec = (c) => (isObj(c.record) ? c.record : {});
+  const fields = [...new Set([...Object.keys(mapped), ...cands.flatMap((c) => Object.keys(rec(c)))])].sort();
+  const value = (o, k) => (k in o && o[k] !== null ? h("span", { class: "mono" }, compact(o[k])) : muted("—"));
+  const outcome = h("div", { id: "review-outcome" }, reviewOutcome(r));
+  const statusBadge = h("span", { id: "review-status" }, badge(reviewBadge(r.status), r.status));
+  const buttons = [];
+  const decide = (btn, url, body) => act(btn, async () => {
+    const done = await post(url, body);
+    statusBadge.replaceChildren(badge(reviewBadge(done.status), done.status));
+    outcome.replaceChildren(reviewOutcome(done));
+    buttons.forEach((b) => b.remove());
+    card.querySelectorAll("[data-candidate]").forEach((el) => el.classList.toggle("chosen", el.dataset.candidate === done.chosen));
+    notify(done.status === "accepted" ? `Review #${done.id} accepted: ${done.chosen}.` : `Review #${done.id} rejected.`);
+  });
+  const head = cands.map((c, i) => {
+    const th = h("th", { "data-candidate": c.id, class: c.id === r.chosen ? "chosen" : null },
+      h("div", null, `Candidate ${i + 1}`), mono(c.id),
+      h("div", { class: "small muted" }, `by ${c.key} · score ${score(c.score)}`));
+    if (open && canDecide()) {
+      const b = button("This one", { class: "btn btn-small btn-primary", "data-accept": c.id },
+        (btn) => decide(btn, path(API.reviewAccept, { id: r.id }), { pick: c.id }));
+      buttons.push(b);
+      th.append(h("div", null, b));
+    }
+    return th;
+  });
+  const rows = fields.map((f) => h("tr", { "data-field": f },
+    h("th", { scope: "row" }, mono(f)),
+    h("td", { class: "review-mine" }, value(mapped, f)),
+    cands.map((c) => {
+      const same = sameValue(mapped[f], rec(c)[f]);
+      return h("td", { "data-candidate": c.id, "data-mark": same ? "same" : "differ", class: `${same ? "same" : "differ"}${c.id === r.chosen ? " chosen" : ""}` },
+        h("span", { class: "mark", title: same ? "agrees with the record" : "differs from the record" }, same ? "=" : "≠"), " ", value(rec(c), f));
+    })));
+  const compareTable = h("div", { class: "table-wrap" },
+    h("table", { class: "grid review-compare", id: "review-compare" },
+      h("thead", null, h("tr", null, h("th", null, "Field"), h("th", null, h("div", null, "This record"), mono(r.source_id),
+        h("div", { class: "small muted" }, "as the mappers made it")), head)),
+      h("tbody", null, rows)));
+  // The candidates' buttons sit in their columns; only the rejection goes below the table.
+  const reject = open && canDecide()
+    ? button("None of them — create it", { id: "review-reject", class: "btn" }, (btn) => decide(btn, path(API.reviewReject, { id: r.id })))
+    : null;
+  if (reject) buttons.push(reject);
+  const card = h("article", { class: "card review-one", "data-review": r.id },
+    h("header", { class: "card-head" }, h("h3", null, `Review #${r.id}`), h("span", { class: "muted" }, ` ${r.pipeline} · record `), mono(r.source_id),
+      h("span", { class: "spacer" }), statusBadge),
+    h("div", { class: "callout", id: "review-why" }, h("strong", null, "Why uncertain: "), r.why),
+    compareTable,
+    h("div", { class: "review-actions" }, reject,
+      open && !canDecide() ? muted("Your token is a viewer: an operator decides reviews.") : null),
+    outcome,
+    h("p", null, h("a", { href: `#/review?${new URLSearchParams({ pipeline: r.pipeline })}` }, "← Back to the queue")));
+  return card;
+}
+
+function reviewOutcome(r) {
+  if (r.status === "open") return muted("Waiting for a decision; the record is held back by every run until then.");
+  const by = r.decided_by ? ` by ${r.decided_by}` : "";
+  const at = r.decided_at ? [" (", when(r.decided_at, true), ")"] : [];
+  const what = r.status === "accepted"
+    ? `: record ${r.source_id} is ${r.chosen}. `
+    : ": none of the candidates. ";
+  const next = r.delivered_run
+    ? ["Delivered by run ", runLink(r.delivered_run), "."]
+    : [r.status === "accepted" ? `The next run of ${r.pipeline} updates ${r.chosen} instead of creating a record.` : `The next run of ${r.pipeline} creates it.`];
+  const verb = r.status === "accepted" ? "Accepted" : "Rejected";
+  return h("div", { class: `callout review-decided review-${tok(r.status)}` }, `${verb}${by}`, at, what, next);
 }

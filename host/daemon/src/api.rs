@@ -55,6 +55,7 @@ impl From<StoreError> for ApiError {
 impl From<SyncError> for ApiError {
     fn from(e: SyncError) -> Self {
         let status = match &e {
+            SyncError::Review(r) => reviews::review_error_status(r),
             SyncError::UnknownPipeline(_) | SyncError::UnknownRun(_) => StatusCode::NOT_FOUND,
             SyncError::Paused(_)
             | SyncError::Busy(_)
@@ -101,6 +102,7 @@ mod connection_update;
 mod connections;
 mod pipelines;
 mod queues;
+mod reviews;
 mod survey;
 use connection_update::update_connection;
 use connections::*;
@@ -133,6 +135,7 @@ pub fn routes(app: Arc<App>) -> Router {
         .route("/api/pipelines/{name}/run", post(run_pipeline))
         .route("/api/pipelines/{name}/pause", post(pause_pipeline))
         .route("/api/pipelines/{name}/resume", post(resume_pipeline))
+        .route("/api/pipelines/{name}/match", post(reviews::match_pipeline))
         .route("/api/runs", get(runs))
         .route("/api/runs/{id}", get(run))
         .route("/api/runs/{id}/stop", post(stop_run))
@@ -144,6 +147,10 @@ pub fn routes(app: Arc<App>) -> Router {
         .route("/api/conflicts", get(conflicts))
         .route("/api/conflicts/{id}", get(conflict))
         .route("/api/conflicts/{id}/resolve", post(resolve))
+        .route("/api/reviews", get(reviews::reviews))
+        .route("/api/reviews/{id}", get(reviews::review))
+        .route("/api/reviews/{id}/accept", post(reviews::accept))
+        .route("/api/reviews/{id}/reject", post(reviews::reject))
         .route("/api/identity", get(identity))
         .route("/api/hosts", get(hosts))
         .route("/api/audit", get(audit_trail))

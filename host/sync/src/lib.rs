@@ -117,7 +117,7 @@ impl SyncError {
             | SyncError::LeaseLost { .. }
             | SyncError::Cancelled { .. } => "stopped",
             SyncError::Limit { .. } => "limit",
-            SyncError::Queue(_) => "queue",
+            SyncError::Queue(_) | SyncError::Review(_) => "queue",
             SyncError::Store(_) => "storage",
             SyncError::Registry(_) => "registry",
             SyncError::Serialize { .. } => "internal",
@@ -271,6 +271,11 @@ pub enum SyncError {
     /// A dead letter or conflict that cannot be acted on.
     #[error("{0}")]
     Queue(String),
+    /// A review that cannot be decided as asked (unknown, decided already,
+    /// a pick that is not one of its candidates, a candidate linked
+    /// already).
+    #[error(transparent)]
+    Review(#[from] review::ReviewError),
     /// Storage failure.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -18,6 +18,59 @@ use super::store::{
     RunStatus,
 };
 
+/// Why a review could not be decided as asked. Typed, so the admin API can
+/// answer 404, 409 or 400 without reading the message; the messages are
+/// the ones the CLI prints.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// No review with this id.
+    #[error("no review {0}; see `nexo review list`")]
+    Unknown(i64),
+    /// Decided already: a review is decided once.
+    #[error("review {id} is already {status} (by {by}); see `nexo review show {id}`")]
+    Decided {
+        /// The review.
+        id: i64,
+        /// How it was decided.
+        status: ReviewStatus,
+        /// Who decided it (`someone` when the store does not say).
+        by: String,
+    },
+    /// The pick is not one of the review's candidates.
+    #[error(
+        "review {id}: `{pick}` is not one of its candidates ({candidates}); pick one of them, or reject the review to create the record"
+    )]
+    NotCandidate {
+        /// The review.
+        id: i64,
+        /// The destination id asked for.
+        pick: String,
+        /// Its candidates' ids, comma-separated.
+        candidates: String,
+    },
+    /// An acceptance without a pick, of a review with no candidate.
+    #[error("review {0} has no candidate to accept; reject it to create the record")]
+    NoCandidate(i64),
+    /// The chosen destination record is linked already (by another review
+    /// decided meanwhile, or by a run).
+    #[error(
+        "review {id}: {connection} record {candidate} is linked already (entity {entity}, by another review or a run); pick another candidate or reject the review"
+    )]
+    Linked {
+        /// The review.
+        id: i64,
+        /// The destination connection.
+        connection: String,
+        /// The candidate's destination id.
+        candidate: String,
+        /// The entity it belongs to.
+        entity: i64,
+    },
+    /// Decided, then not found again: the store lost it.
+    #[error("review {0} vanished after it was decided")]
+    Vanished(i64),
+}
+
 /// What a person decided about a queued match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -89,16 +142,17 @@ impl Engine {
     /// entity; a rejection leaves it to be created. Either way the next run
     /// of the pipeline delivers the record.
     pub fn decide_review(&self, id: i64, verdict: Verdict, by: &str) -> Result<Review, SyncError> {
-        let review = self
-            .store
-            .review(id)?
-            .ok_or_else(|| SyncError::Queue(format!("no review {id}; see `nexo review list`")))?;
+        let review = self.store.review(id)?.ok_or(ReviewError::Unknown(id))?;
         if review.status != ReviewStatus::Open {
-            return Err(SyncError::Queue(format!(
-                "review {id} is already {} (by {}); see `nexo review show {id}`",
-                review.status,
-                review.decided_by.as_deref().unwrap_or("someone")
-            )));
+            return Err(ReviewError::Decided {
+                id,
+                status: review.status,
+                by: review
+                    .decided_by
+                    .clone()
+                    .unwrap_or_else(|| "someone".into()),
+            }
+            .into());
         }
         let row = self.pipeline_row(&review.pipeline)?;
         let p = &row.pipeline;
@@ -132,14 +186,13 @@ impl Engine {
                     None => review.candidates.first(),
                     Some(want) => review.candidates.iter().find(|c| &c.id == want),
                 }
-                .ok_or_else(|| {
-                    SyncError::Queue(match &chosen {
-                        Some(want) => format!(
-                            "review {id}: `{want}` is not one of its candidates ({}); pick one of them, or reject the review to create the record",
-                            names()
-                        ),
-                        None => format!("review {id} has no candidate to accept; reject it to create the record"),
-                    })
+                .ok_or_else(|| match &chosen {
+                    Some(want) => ReviewError::NotCandidate {
+                        id,
+                        pick: want.clone(),
+                        candidates: names(),
+                    },
+                    None => ReviewError::NoCandidate(id),
                 })?;
                 let dest = self.store.links(
                     &p.entity,
@@ -149,10 +202,13 @@ impl Engine {
                     None,
                 )?;
                 if let Some(other) = dest.first() {
-                    return Err(SyncError::Queue(format!(
-                        "review {id}: {} record {} is linked already (entity {}, by another review or a run); pick another candidate or reject the review",
-                        p.destination.connection, candidate.id, other.entity_id
-                    )));
+                    return Err(ReviewError::Linked {
+                        id,
+                        connection: p.destination.connection.clone(),
+                        candidate: candidate.id.clone(),
+                        entity: other.entity_id,
+                    }
+                    .into());
                 }
                 let entity_id = self
                     .store
@@ -229,6 +285,6 @@ impl Engine {
         self.store.finish_run(run, RunStatus::Succeeded, None)?;
         self.store
             .review(id)?
-            .ok_or_else(|| SyncError::Queue(format!("review {id} vanished")))
+            .ok_or_else(|| ReviewError::Vanished(id).into())
     }
 }

@@ -24,6 +24,14 @@ pub enum ReviewStatus {
 }
 
 impl ReviewStatus {
+    /// Every status.
+    pub const ALL: [ReviewStatus; 4] = [
+        ReviewStatus::Open,
+        ReviewStatus::Accepted,
+        ReviewStatus::Rejected,
+        ReviewStatus::Withdrawn,
+    ];
+
     /// Stable text form.
     pub fn as_str(self) -> &'static str {
         match self {
