@@ -14,15 +14,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use nexo::sync::review::Verdict;
 use nexo::sync::store::{ReviewFilter, ReviewStatus, ReviewStore, RunStore};
 use nexo::sync::{RecordOutcome, RunOptions};
-use nexo_sandbox::hubspot::{self, HubSpotConfig, SeedData};
-use nexo_sandbox::xero::{self, Collection, XeroConfig, XeroSandbox};
+use nexo_sandbox::xero::{Collection, XeroSandbox};
 use nexo_tests::going_live::{self, CRM, EXISTING, Expect};
 use nexo_tests::tryton::Host;
-use serde_json::{Value, json};
-
-const HUBSPOT_TOKEN: &str = "pat-na1-going-live";
-const XERO_TOKEN: &str = "xero-going-live-token";
-const TENANT: &str = "7a0c1f2e-0000-4000-8000-0000000000cc";
+use serde_json::Value;
 
 /// The books' active contacts: ContactID → (Name, ContactNumber).
 fn contacts(books: &XeroSandbox) -> BTreeMap<String, (String, String)> {
@@ -43,40 +38,9 @@ fn contacts(books: &XeroSandbox) -> BTreeMap<String, (String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_sync_links_what_the_books_hold_queues_the_uncertain_and_creates_only_the_rest() {
     let host = Host::new().await;
-    let hub = hubspot::start(HubSpotConfig {
-        token: HUBSPOT_TOKEN.into(),
-        seed: SeedData::EMPTY,
-        ..HubSpotConfig::default()
-    })
-    .await
-    .unwrap();
-    let books = xero::start(XeroConfig {
-        token: XERO_TOKEN.into(),
-        tenant_id: TENANT.into(),
-        rate_limit: None,
-        ..XeroConfig::default()
-    })
-    .await
-    .unwrap();
-    let crm_ids = going_live::seed_crm(&hub);
-    let existing = going_live::seed_books(&books);
-    host.connect_overridden(
-        "hubspot",
-        "nexo/hubspot",
-        ("https://api.hubapi.com", &hub.url()),
-        json!({"page_size": 3}),
-        ("api_token", HUBSPOT_TOKEN),
-    );
-    host.connect_overridden(
-        "xero",
-        "nexo/xero",
-        ("https://api.xero.com", &books.url()),
-        json!({"tenant_id": TENANT, "contact_source": "hubspot"}),
-        ("access_token", XERO_TOKEN),
-    );
-    host.apply(&going_live::pipeline("customers", ("xero", "contacts")))
-        .await;
-    let before = contacts(&books);
+    let systems = going_live::Systems::connect(&host).await;
+    let (books, crm_ids, existing) = (&systems.books, &systems.crm_ids, &systems.existing);
+    let before = contacts(books);
     assert_eq!(before.len(), EXISTING.len());
 
     // The dry run says what the first run will do, and writes nothing.
@@ -101,7 +65,7 @@ async fn the_first_sync_links_what_the_books_hold_queues_the_uncertain_and_creat
         (3, 3, 2),
         "{planned:?}"
     );
-    assert_eq!(contacts(&books), before, "a dry run writes nothing");
+    assert_eq!(contacts(books), before, "a dry run writes nothing");
     assert!(host.db.match_pass("customers").unwrap().is_none());
     assert!(
         host.db
@@ -114,8 +78,8 @@ async fn the_first_sync_links_what_the_books_hold_queues_the_uncertain_and_creat
     let first = host.predicted_run("customers").await;
     let report = first.matching.clone().expect("the first run matches first");
     assert_eq!(report.counts, planned.counts);
-    for person_id in &crm_ids {
-        let p = going_live::person(&crm_ids, person_id);
+    for person_id in crm_ids {
+        let p = going_live::person(crm_ids, person_id);
         match p.expect {
             Expect::Linked(name) => {
                 let l = report
@@ -153,7 +117,7 @@ async fn the_first_sync_links_what_the_books_hold_queues_the_uncertain_and_creat
     // Zero duplicates, read from the books: the linked customers are the
     // records that were there (now carrying the CRM's number), only the
     // two new people were added, the queued ones wait.
-    let after = contacts(&books);
+    let after = contacts(books);
     assert_eq!(after.len(), EXISTING.len() + 2, "{after:?}");
     for (i, p) in CRM.iter().enumerate() {
         let number = format!("hubspot:{}", crm_ids[i]);
@@ -177,7 +141,7 @@ async fn the_first_sync_links_what_the_books_hold_queues_the_uncertain_and_creat
     let again = host.run("customers").await;
     assert!(again.matching.is_none(), "matched once");
     assert_eq!(again.counts.written(), 0, "{:?}", again.counts);
-    assert_eq!(contacts(&books), after);
+    assert_eq!(contacts(books), after);
 
     // A person decides.
     let open = host
@@ -235,7 +199,7 @@ async fn the_first_sync_links_what_the_books_hold_queues_the_uncertain_and_creat
         "{:?}",
         next.counts
     );
-    let last = contacts(&books);
+    let last = contacts(books);
     assert_eq!(last.len(), EXISTING.len() + 3, "{last:?}");
     let number_of = |first_name: &str| {
         let i = CRM.iter().position(|p| p.first == first_name).unwrap();
