@@ -143,6 +143,11 @@ async fn an_admin_matches_reviews_and_goes_live_without_a_duplicate() {
         audit.contains("cli:ana") && audit.contains(&format!("review/{id}")),
         "{audit}"
     );
+    let entries = ok(nexo(dir, &["audit", "--action", "review.accept", "--json"]));
+    let entries: Value = serde_json::from_str(&entries).unwrap();
+    let entry = &entries.as_array().unwrap()[0];
+    assert_eq!(entry["before"]["status"], "open", "{entry}");
+    assert_eq!(entry["after"]["chosen"], "b3", "{entry}");
 
     // The run: three updated where they are, one created.
     let out = ok(nexo(dir, &["pipeline", "run", "a-to-b"]));

@@ -265,11 +265,13 @@ fn actor() -> String {
 fn audit(engine: &Engine, action: Action, r: &Review) -> Result<()> {
     super::audit::record(
         engine.connections().registry().db(),
-        Change::new(action, format!("review/{}", r.id)).after(json!({
-            "pipeline": r.pipeline,
-            "source_id": r.source_id,
-            "chosen": r.chosen,
-        })),
+        Change::new(action, format!("review/{}", r.id))
+            .before(json!({"pipeline": r.pipeline, "status": ReviewStatus::Open}))
+            .after(json!({
+                "pipeline": r.pipeline,
+                "source_id": r.source_id,
+                "chosen": r.chosen,
+            })),
     )
 }
 
