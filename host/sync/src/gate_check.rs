@@ -1,7 +1,7 @@
 //! Which records a pipeline would refuse, told before it first runs (`nexo
 //! survey --for PIPELINE`): the records go through the pipeline's mappers
 //! and the destination stream's quality gate exactly as a run's page does
-//! (`decide.rs`) — same [`Prepared`](super::prepared::Prepared), same
+//! (`decide.rs`) — same prepared pipeline, same
 //! mapper chain, same gate — but nothing is written, linked or queued.
 
 use serde::Serialize;
