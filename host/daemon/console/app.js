@@ -421,15 +421,18 @@ function statusStrip(history) {
 
 /* ---------- dashboard ---------- */
 
-async function viewDashboard(ctx) {
+// A page that paints what `load` fetches, and again every REFRESH_MS while it
+// is shown: one load at a time; a first failure takes the page's place, a
+// later one only shows in the banner (the page keeps what it had).
+async function refreshing(ctx, load, paint) {
   let busy = false;
   const refresh = async (first) => {
     if (busy || !ctx.alive()) return;
     busy = true;
     try {
-      const data = await get(path(API.overview));
+      const data = await load();
       if (!ctx.alive()) return;
-      ctx.root.replaceChildren(...dashboard(data, () => refresh(false)));
+      ctx.root.replaceChildren(...paint(data, () => refresh(false)));
       if (bannerAuto) hideError();
     } catch (e) {
       if (!ctx.alive() || e.handled) return;
@@ -441,6 +444,10 @@ async function viewDashboard(ctx) {
   };
   await refresh(true);
   ctx.every(REFRESH_MS, () => refresh(false));
+}
+
+async function viewDashboard(ctx) {
+  await refreshing(ctx, () => get(path(API.overview)), (data, again) => dashboard(data, again));
 }
 
 function dashboard(data, refresh) {
@@ -1045,25 +1052,7 @@ function known(v, term) {
 /* ---------- hosts ---------- */
 
 async function viewHosts(ctx) {
-  let busy = false;
-  const refresh = async (first) => {
-    if (busy || !ctx.alive()) return;
-    busy = true;
-    try {
-      const data = await get(path(API.hosts));
-      if (!ctx.alive()) return;
-      ctx.root.replaceChildren(hostsPanel(data || {}));
-      if (bannerAuto) hideError();
-    } catch (e) {
-      if (!ctx.alive() || e.handled) return;
-      if (first) fail(e, ctx.root, route);
-      else showError(`Refresh failed: ${e.message}`, true);
-    } finally {
-      busy = false;
-    }
-  };
-  await refresh(true);
-  ctx.every(REFRESH_MS, () => refresh(false));
+  await refreshing(ctx, () => get(path(API.hosts)), (data) => [hostsPanel(data || {})]);
 }
 
 function hostsPanel(data) {
@@ -1163,25 +1152,10 @@ async function viewAudit(ctx, _, q) {
 // The living map (`nexo docs`): the server lays the boxes and arrows out; this only paints them,
 // each arrow coloured by its pipeline's current health and labelled with it.
 async function viewMap(ctx) {
-  let busy = false;
-  const refresh = async (first) => {
-    if (busy || !ctx.alive()) return;
-    busy = true;
-    try {
-      const data = await get(path(API.map));
-      if (!ctx.alive()) return;
-      ctx.root.replaceChildren(mapDiagram(data || {}), mapPipelines(data.pipelines || []));
-      if (bannerAuto) hideError();
-    } catch (e) {
-      if (!ctx.alive() || e.handled) return;
-      if (first) fail(e, ctx.root, route);
-      else showError(`Refresh failed: ${e.message}`, true);
-    } finally {
-      busy = false;
-    }
-  };
-  await refresh(true);
-  ctx.every(REFRESH_MS, () => refresh(false));
+  await refreshing(ctx, () => get(path(API.map)), (data) => {
+    const map = data || {};
+    return [mapDiagram(map), mapPipelines(map.pipelines || [])];
+  });
 }
 
 function mapDiagram(data) {
@@ -1238,29 +1212,14 @@ function mapPipelines(pipelines) {
 // Channels and rules are changed with `nexo alert` or the API (admin); the
 // page never sees a channel's secret, only whether one is kept.
 async function viewAlerts(ctx) {
-  let busy = false;
-  const refresh = async (first) => {
-    if (busy || !ctx.alive()) return;
-    busy = true;
-    try {
-      const [channels, rules, incidents] = await Promise.all([
-        get(path(API.alertChannels)), get(path(API.alertRules)), get(path(API.alertIncidents, {}, { limit: 50 }))]);
-      if (!ctx.alive()) return;
-      ctx.root.replaceChildren(
-        alertIncidentsPanel(incidents || []),
-        alertChannelsPanel(channels || []),
-        alertRulesPanel(rules || []));
-      if (bannerAuto) hideError();
-    } catch (e) {
-      if (!ctx.alive() || e.handled) return;
-      if (first) fail(e, ctx.root, route);
-      else showError(`Refresh failed: ${e.message}`, true);
-    } finally {
-      busy = false;
-    }
-  };
-  await refresh(true);
-  ctx.every(REFRESH_MS, () => refresh(false));
+  await refreshing(
+    ctx,
+    () => Promise.all([get(path(API.alertChannels)), get(path(API.alertRules)),
+      get(path(API.alertIncidents, {}, { limit: 50 }))]),
+    ([channels, rules, incidents]) => [
+      alertIncidentsPanel(incidents || []),
+      alertChannelsPanel(channels || []),
+      alertRulesPanel(rules || [])]);
 }
 
 function alertTarget(c) {

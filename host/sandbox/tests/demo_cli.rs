@@ -8,25 +8,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::Duration;
 
 use fantoccini::Locator;
 use nexo_tests::browser::{self, Browser, Screenshots, wait, wait_text};
 use nexo_tests::cli::{ok, terminate};
-use support::{nexo, pack_bundles};
+use support::{nexo, nexo_sandbox, pack_bundles, serving_demo, stdout_lines};
 
 mod support;
 
 /// The demo binary.
-fn nexo_sandbox(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nexo-sandbox"));
-    c.arg("--data-dir").arg(dir).env_remove("NEXO_SECRET_KEY");
-    c
-}
-
 /// The number after `what ` in a counts line.
 fn count(line: &str, what: &str) -> u64 {
     let at = line
@@ -51,31 +43,12 @@ async fn the_demo_moves_records_crm_to_accounting_and_back_then_serves_the_conso
     pack_bundles(work.path(), &bundles);
     let data = work.path().join("data");
 
-    let mut child = nexo_sandbox(&data)
-        .arg("demo")
-        .arg("--bundles")
-        .arg(&bundles)
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--hubspot-port",
-            "0",
-            "--xero-port",
-            "0",
-        ])
+    let mut child = serving_demo(&data, &bundles, &[])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = stdout_lines(&mut child);
     let stderr = child.stderr.take().unwrap();
     let errors = std::thread::spawn(move || {
         let mut all = String::new();

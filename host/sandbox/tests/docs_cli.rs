@@ -7,12 +7,12 @@
 //! `target/test-artifacts/docs-map/`. No secret is in any of them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use nexo_tests::browser::{self, Browser, Screenshots, wait, wait_text};
 use nexo_tests::cli::{listening_url, ok, terminate};
-use support::{nexo, pack_bundles};
+use support::{nexo, nexo_sandbox, pack_bundles};
 
 mod support;
 
@@ -40,11 +40,8 @@ async fn nexo_docs_maps_the_demo_as_markdown_and_html_and_the_console_shows_it()
     let bundles = work.path().join("bundles");
     pack_bundles(work.path(), &bundles);
     let data = work.path().join("data");
-    let demo = Command::new(env!("CARGO_BIN_EXE_nexo-sandbox"))
-        .arg("--data-dir")
-        .arg(&data)
+    let demo = nexo_sandbox(&data)
         .env("NEXO_CACHE_DIR", nexo_tests::cache_dir())
-        .env_remove("NEXO_SECRET_KEY")
         .args(["demo", "--no-serve", "--no-erp", "--bundles"])
         .arg(&bundles)
         .args(["--hubspot-port", "0", "--xero-port", "0"])

@@ -10,14 +10,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::Duration;
 
 use nexo_tests::cli::{ok, terminate};
 use serde_json::Value;
-use support::{nexo, pack_bundles};
+use support::{nexo, pack_bundles, serving_demo, stdout_lines};
 
 mod support;
 
@@ -51,35 +49,12 @@ async fn a_survey_of_the_demos_systems_finds_the_records_typed_in_twice() {
     let bundles = work.path().join("bundles");
     pack_bundles(work.path(), &bundles);
     let data = work.path().join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nexo-sandbox"))
-        .arg("--data-dir")
-        .arg(&data)
-        .env_remove("NEXO_SECRET_KEY")
-        .arg("demo")
-        .arg("--bundles")
-        .arg(&bundles)
-        .args([
-            "--no-erp",
-            "--addr",
-            "127.0.0.1:0",
-            "--hubspot-port",
-            "0",
-            "--xero-port",
-            "0",
-        ])
+    let mut child = serving_demo(&data, &bundles, &["--no-erp"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = stdout_lines(&mut child);
     let mut out = Vec::new();
     loop {
         match rx.recv_timeout(Duration::from_secs(120)) {

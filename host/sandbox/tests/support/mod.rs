@@ -1,7 +1,11 @@
 //! What the demo's tests share: the `nexo` binary built beside this
 //! crate's, and the demo's plugins signed and packed as a vendor would.
+// Each test binary includes this module and uses a part of it.
+#![allow(dead_code)]
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command};
+use std::sync::mpsc;
 
 use nexo_tests::cli::ok;
 use nexo_tests::programs;
@@ -22,6 +26,47 @@ pub fn nexo(dir: &Path) -> Command {
         .env("NEXO_CACHE_DIR", nexo_tests::cache_dir())
         .env_remove("NEXO_SECRET_KEY");
     c
+}
+
+/// `nexo-sandbox` on data directory `dir`, with no sealing key from the
+/// environment.
+pub fn nexo_sandbox(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nexo-sandbox"));
+    c.arg("--data-dir").arg(dir).env_remove("NEXO_SECRET_KEY");
+    c
+}
+
+/// The demo on `data` with the plugins in `bundles`, serving its console
+/// and both sandboxes on free ports, `extra` options before them.
+pub fn serving_demo(data: &Path, bundles: &Path, extra: &[&str]) -> Command {
+    let mut c = nexo_sandbox(data);
+    c.arg("demo")
+        .arg("--bundles")
+        .arg(bundles)
+        .args(extra)
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--hubspot-port",
+            "0",
+            "--xero-port",
+            "0",
+        ]);
+    c
+}
+
+/// The lines `child` prints on its (piped) standard output, as they come.
+pub fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().expect("a piped standard output");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// Sign and pack the five plugins the demo installs into `bundles`, with
