@@ -81,13 +81,7 @@ async fn classification_tells_new_changed_unchanged_echo_and_deleted_apart() {
         pipeline: "p".into(),
         retry: p.pipeline.retry.clone(),
     };
-    let ctx = PageContext {
-        p: &p,
-        links: store.as_ref(),
-        queues: store.as_ref(),
-        reviews: store.as_ref(),
-        waiter: &waiter,
-    };
+    let ctx = PageContext::over(&p, store.as_ref(), &waiter);
     let records = vec![
         record("new", r#"{"n":0}"#),
         record("changed", r#"{"n":2}"#),

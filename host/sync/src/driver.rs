@@ -77,22 +77,6 @@ type Pending = tokio::task::JoinHandle<Result<CheckedPage, SyncError>>;
 /// How often a run asks the store whether someone wants it stopped.
 const STOP_POLL: Duration = Duration::from_millis(500);
 
-/// The page steps' view of a run (a function, so it borrows the run's
-/// fields one by one and leaves the others free).
-fn context<'b>(
-    p: &'b Prepared,
-    store: &'b Arc<dyn PageStore>,
-    waiter: &'b Waiter,
-) -> PageContext<'b> {
-    PageContext {
-        p,
-        links: store.as_ref(),
-        queues: store.as_ref(),
-        reviews: store.as_ref(),
-        waiter,
-    }
-}
-
 impl<'a> Driver<'a> {
     /// A driver for run `run` of `p` over `store`.
     pub fn new(p: &'a Prepared, store: Arc<dyn PageStore>, run: RunId, setup: RunSetup) -> Self {
@@ -244,7 +228,7 @@ impl<'a> Driver<'a> {
                 .filter(|l| !self.seen.contains(&l.record_id))
                 .collect();
             if !gone.is_empty() {
-                let ctx = context(self.p, &self.store, &self.waiter);
+                let ctx = PageContext::over(self.p, self.store.as_ref(), &self.waiter);
                 let mut spent = Spent::default();
                 let commit = settle::sweep(ctx, gone, self.plan.as_mut(), &mut spent).await?;
                 self.spent(spent);
@@ -264,7 +248,7 @@ impl<'a> Driver<'a> {
             return Ok(());
         };
         if rules.first_run && self.store.match_pass(&pipeline.name)?.is_none() {
-            let ctx = context(self.p, &self.store, &self.waiter);
+            let ctx = PageContext::over(self.p, self.store.as_ref(), &self.waiter);
             let (commit, report) = going_live::pass(ctx).await?;
             self.committer.commit_aside(&commit)?;
             self.matching = Some(report);
@@ -309,7 +293,7 @@ impl<'a> Driver<'a> {
                 self.seen.extend(ids.iter().map(|id| id.to_string()));
             }
         }
-        let ctx = context(self.p, &self.store, &self.waiter);
+        let ctx = PageContext::over(self.p, self.store.as_ref(), &self.waiter);
         let mut classified = page::classify(ctx, deduped)?;
         self.committer.expose_entities(&classified.entities).await?;
         classified.look_up_destinations(ctx)?;

@@ -84,13 +84,7 @@ async fn invoices_match_by_number_or_by_the_customer_they_bill_on_that_day_for_t
         pipeline: "p".into(),
         retry: p.pipeline.retry.clone(),
     };
-    let ctx = PageContext {
-        p: &p,
-        links: store.as_ref(),
-        queues: store.as_ref(),
-        reviews: store.as_ref(),
-        waiter: &waiter,
-    };
+    let ctx = PageContext::over(&p, store.as_ref(), &waiter);
     let (commit, report) = going_live::pass(ctx).await.unwrap();
     let linked: Vec<_> = report
         .linked

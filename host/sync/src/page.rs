@@ -18,7 +18,8 @@ use super::prepared::Prepared;
 use super::retry::Waiter;
 use super::store::{
     DELETED_IN_STEP, DeadLetterKind, HeldRecord, Link, LinkStore, LinkUpdate, LogLevel,
-    NewDeadLetter, PageCommit, QueueStore, RecordOutcome, RecordResult, ReviewStatus, ReviewStore,
+    NewDeadLetter, PageCommit, PageStore, QueueStore, RecordOutcome, RecordResult, ReviewStatus,
+    ReviewStore,
 };
 use nexo_runtime::plugin::{Operation, PayloadFault, Record, RejectedRecord};
 
@@ -31,6 +32,20 @@ pub(super) struct PageContext<'a> {
     pub queues: &'a dyn QueueStore,
     pub reviews: &'a dyn ReviewStore,
     pub waiter: &'a Waiter,
+}
+
+impl<'a> PageContext<'a> {
+    /// The page steps' view of `p` over `store` (a run's, a queue
+    /// action's or a matching pass's), retrying through `waiter`.
+    pub fn over(p: &'a Prepared, store: &'a dyn PageStore, waiter: &'a Waiter) -> Self {
+        PageContext {
+            p,
+            links: store,
+            queues: store,
+            reviews: store,
+            waiter,
+        }
+    }
 }
 
 /// A link update for a destination record read by change tracking.

@@ -86,13 +86,7 @@ impl Engine {
             pipeline: pipeline_name.to_string(),
             retry: prepared.pipeline.retry.clone(),
         };
-        let ctx = PageContext {
-            p: &prepared,
-            links: self.store.as_ref(),
-            queues: self.store.as_ref(),
-            reviews: self.store.as_ref(),
-            waiter: &waiter,
-        };
+        let ctx = PageContext::over(&prepared, self.store.as_ref(), &waiter);
         let outcome = deliver_one(ctx, w).await;
         match outcome {
             Ok((mut commit, None)) => {

@@ -105,13 +105,7 @@ impl Engine {
             pipeline: pipeline.to_string(),
             retry: row.pipeline.retry.clone(),
         };
-        let ctx = PageContext {
-            p: &prepared,
-            links: store.as_ref(),
-            queues: store.as_ref(),
-            reviews: store.as_ref(),
-            waiter: &waiter,
-        };
+        let ctx = PageContext::over(&prepared, store.as_ref(), &waiter);
         if dry {
             let (_, report) = going_live::pass(ctx).await?;
             return Ok((report, None));
